@@ -1,0 +1,4 @@
+//! RingKeeper: a ZooKeeper-compatible coordination service built as an io_uring
+//! storage-and-network engine. See ARCHITECTURE.md for the module map.
+
+pub mod proto;
