@@ -2,3 +2,6 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod proto;
+pub mod session;
+pub mod txn;
+pub mod watch;

@@ -27,9 +27,13 @@ pub struct Txn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
     /// A new session with this negotiated timeout (the id is `Txn::session_id`).
-    CreateSession { timeout_ms: i32 },
+    CreateSession {
+        timeout_ms: i32,
+    },
     /// Ends the session and deletes its ephemerals, listed in sorted order.
-    CloseSession { ephemerals: Vec<String> },
+    CloseSession {
+        ephemerals: Vec<String>,
+    },
     /// Creates `path` (already carrying its sequential suffix).
     Create {
         path: String,
@@ -38,15 +42,29 @@ pub enum TxnOp {
         /// 0, a session id (ephemeral), `CONTAINER_EPHEMERAL_OWNER`, or a TTL encoding.
         ephemeral_owner: i64,
     },
-    Delete { path: String },
+    Delete {
+        path: String,
+    },
     /// Deletes an empty container or an expired TTL node (server-initiated).
-    DeleteContainer { path: String },
+    DeleteContainer {
+        path: String,
+    },
     /// Sets data; `version` is the node's new version.
-    SetData { path: String, data: Option<Bytes>, version: i32 },
+    SetData {
+        path: String,
+        data: Option<Bytes>,
+        version: i32,
+    },
     /// Sets the ACL; `aversion` is the node's new aversion.
-    SetAcl { path: String, acl: Vec<Acl>, aversion: i32 },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        aversion: i32,
+    },
     /// A version check inside a multi; no effect on the tree.
-    Check { path: String },
+    Check {
+        path: String,
+    },
     /// The ops of a multi that succeeded as a whole, applied in order.
     Multi(Vec<TxnOp>),
 }
@@ -57,7 +75,10 @@ pub enum OpResult {
     /// Session txns.
     Done,
     /// A created node: its final path and Stat (create answers the path, create2 both).
-    Created { path: String, stat: Stat },
+    Created {
+        path: String,
+        stat: Stat,
+    },
     Deleted,
     /// setData / setACL: the node's new Stat.
     Stat(Stat),
