@@ -4,6 +4,7 @@
 //! Pure: imports nothing from `io`, `server`, `std::net` or `std::fs`.
 
 pub mod codes;
+pub mod frame;
 pub mod jute;
 pub mod records;
 pub mod request;
