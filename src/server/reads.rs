@@ -1,0 +1,247 @@
+//! Reads answered by a shard from its view, exactly as ZooKeeper's FinalRequestProcessor
+//! answers them: NONODE first, then the ACL check, then the watch (a read that fails sets
+//! no watch, except exists, which watches an absent node for its creation).
+
+use crate::acl;
+use crate::proto::request::MultiResult;
+use crate::proto::*;
+use crate::tree::DataTree;
+use crate::watch::{Kind, Watches};
+
+/// Who is reading: the connection's watch handle and identities.
+pub struct Reader<'a> {
+    pub slot: usize,
+    pub session_id: i64,
+    pub ids: &'a [Id],
+}
+
+/// A read's answer: an error code, or the encoded body.
+pub type ReadResult = Result<Vec<u8>, Code>;
+
+fn check(view: &DataTree, path: &str, perm: i32, who: &Reader) -> Result<(), Code> {
+    let acl = view.acl(path).ok_or(Code::NoNode)?;
+    if acl::check(&acl, perm, who.ids) {
+        Ok(())
+    } else {
+        Err(Code::NoAuth)
+    }
+}
+
+fn get_data(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    who: &Reader,
+    path: &str,
+    watch: bool,
+) -> Result<GetDataResponse, Code> {
+    let stat = view.stat(path).ok_or(Code::NoNode)?;
+    check(view, path, perms::READ, who)?;
+    if watch {
+        watches.add(path, who.slot, Kind::Data);
+    }
+    Ok(GetDataResponse {
+        data: view.data(path).flatten(),
+        stat,
+    })
+}
+
+fn get_children(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    who: &Reader,
+    path: &str,
+    watch: bool,
+) -> Result<(Vec<String>, Stat), Code> {
+    let stat = view.stat(path).ok_or(Code::NoNode)?;
+    check(view, path, perms::READ, who)?;
+    if watch {
+        watches.add(path, who.slot, Kind::Child);
+    }
+    Ok((view.children(path).unwrap_or_default(), stat))
+}
+
+fn body<T: Jute>(rec: &T) -> ReadResult {
+    Ok(rec.to_bytes())
+}
+
+/// Executes one read (everything `Request::is_write` says is not a write, except ping,
+/// auth and setWatches, which the shard handles).
+pub fn execute(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    who: &Reader,
+    req: &Request,
+) -> ReadResult {
+    match req {
+        Request::Exists(r) => {
+            if r.path.contains('\0') {
+                return Err(Code::BadArguments);
+            }
+            if view.stat(&r.path).is_some() {
+                check(view, &r.path, perms::READ, who)?;
+            }
+            if r.watch {
+                watches.add(&r.path, who.slot, Kind::Data);
+            }
+            let stat = view.stat(&r.path).ok_or(Code::NoNode)?;
+            body(&ExistsResponse { stat })
+        }
+        Request::GetData(r) => body(&get_data(view, watches, who, &r.path, r.watch)?),
+        Request::GetChildren(r) => {
+            let (children, _) = get_children(view, watches, who, &r.path, r.watch)?;
+            body(&GetChildrenResponse { children })
+        }
+        Request::GetChildren2(r) => {
+            let (children, stat) = get_children(view, watches, who, &r.path, r.watch)?;
+            body(&GetChildren2Response { children, stat })
+        }
+        Request::GetAcl(r) => {
+            let stat = view.stat(&r.path).ok_or(Code::NoNode)?;
+            check(view, &r.path, perms::READ | perms::ADMIN, who)?;
+            let mut acl_list = view.acl(&r.path).unwrap_or_default().to_vec();
+            if check(view, &r.path, perms::ADMIN, who).is_err() {
+                // Without ADMIN, digest hashes are masked (ZooKeeper 3.9 does the same).
+                for a in &mut acl_list {
+                    if a.id.scheme == "digest" {
+                        if let Some(i) = a.id.id.find(':') {
+                            a.id.id.truncate(i);
+                            a.id.id.push_str(":x");
+                        }
+                    }
+                }
+            }
+            body(&GetAclResponse {
+                acl: acl_list,
+                stat,
+            })
+        }
+        Request::GetAllChildrenNumber(r) => {
+            view.stat(&r.path).ok_or(Code::NoNode)?;
+            check(view, &r.path, perms::READ, who)?;
+            body(&GetAllChildrenNumberResponse {
+                total_number: view.all_children_number(&r.path).unwrap_or(0) as i32,
+            })
+        }
+        Request::GetEphemerals(r) => {
+            let prefix = r.prefix_path.trim();
+            let mut all = view.ephemerals_of(who.session_id);
+            if !(prefix.is_empty() || prefix == "/") {
+                all.retain(|p| p.starts_with(&r.prefix_path));
+            }
+            body(&GetEphemeralsResponse { ephemerals: all })
+        }
+        Request::CheckWatches(r) => {
+            let ty = WatcherType::from_i32(r.watcher_type).ok_or(Code::BadArguments)?;
+            if watches.contains(&r.path, who.slot, ty) {
+                Ok(Vec::new())
+            } else {
+                Err(Code::NoWatcher)
+            }
+        }
+        Request::RemoveWatches(r) => {
+            let ty = WatcherType::from_i32(r.watcher_type).ok_or(Code::BadArguments)?;
+            if watches.remove(&r.path, who.slot, ty) {
+                Ok(Vec::new())
+            } else {
+                Err(Code::NoWatcher)
+            }
+        }
+        Request::AddWatch(r) => {
+            let kind = match AddWatchMode::from_i32(r.mode) {
+                Some(AddWatchMode::Persistent) => Kind::Persistent,
+                Some(AddWatchMode::PersistentRecursive) => Kind::PersistentRecursive,
+                None => return Err(Code::BadArguments),
+            };
+            watches.add(&r.path, who.slot, kind);
+            // ZooKeeper answers addWatch with an ErrorResponse(0) body.
+            body(&ErrorResponse { err: 0 })
+        }
+        Request::WhoAmI => body(&WhoAmIResponse {
+            client_info: who
+                .ids
+                .iter()
+                .map(|id| ClientInfo {
+                    auth_scheme: id.scheme.clone(),
+                    user: id.id.clone(),
+                })
+                .collect(),
+        }),
+        Request::MultiRead(ops) => {
+            let mut results = Vec::with_capacity(ops.len());
+            for op in ops {
+                let r = match op {
+                    request::MultiOp::GetData(g) => {
+                        match get_data(view, watches, who, &g.path, g.watch) {
+                            Ok(d) => MultiResult::GetData {
+                                data: d.data,
+                                stat: d.stat,
+                            },
+                            Err(c) => MultiResult::Error(c),
+                        }
+                    }
+                    request::MultiOp::GetChildren(g) => {
+                        match get_children(view, watches, who, &g.path, g.watch) {
+                            Ok((children, _)) => MultiResult::GetChildren { children },
+                            Err(c) => MultiResult::Error(c),
+                        }
+                    }
+                    _ => return Err(Code::BadArguments),
+                };
+                results.push(r);
+            }
+            let mut out = Vec::new();
+            request::encode_multi_response(&results, &mut out);
+            Ok(out)
+        }
+        Request::Reconfig(_) => Err(Code::ReconfigDisabled),
+        Request::Sasl(_) => Err(Code::Unimplemented),
+        other => panic!("not a read: {:?}", other.op()),
+    }
+}
+
+/// setWatches / setWatches2: re-arms the watches of a reconnecting client, and reports
+/// what it missed since `relative_zxid` as events (ZooKeeper's `DataTree.setWatches`).
+#[allow(clippy::too_many_arguments)]
+pub fn set_watches(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    slot: usize,
+    relative_zxid: i64,
+    data: &[String],
+    exist: &[String],
+    child: &[String],
+    persistent: &[String],
+    recursive: &[String],
+    missed: &mut Vec<(EventType, String)>,
+) {
+    for p in data {
+        match view.stat(p) {
+            None => missed.push((EventType::NodeDeleted, p.clone())),
+            Some(s) if s.mzxid > relative_zxid => {
+                missed.push((EventType::NodeDataChanged, p.clone()))
+            }
+            Some(_) => watches.add(p, slot, Kind::Data),
+        }
+    }
+    for p in exist {
+        match view.stat(p) {
+            Some(_) => missed.push((EventType::NodeCreated, p.clone())),
+            None => watches.add(p, slot, Kind::Data),
+        }
+    }
+    for p in child {
+        match view.stat(p) {
+            None => missed.push((EventType::NodeDeleted, p.clone())),
+            Some(s) if s.pzxid > relative_zxid => {
+                missed.push((EventType::NodeChildrenChanged, p.clone()))
+            }
+            Some(_) => watches.add(p, slot, Kind::Child),
+        }
+    }
+    for p in persistent {
+        watches.add(p, slot, Kind::Persistent);
+    }
+    for p in recursive {
+        watches.add(p, slot, Kind::PersistentRecursive);
+    }
+}

@@ -1,0 +1,821 @@
+//! One shard: the client connections of one event loop, their sessions' request queues,
+//! their watches, and the shard's read view of the tree.
+//!
+//! The shard is driven by events (bytes arrived, connection closed, mailbox woke, tick)
+//! and acts through the [`Net`] trait, so the same code runs under the io_uring loop and
+//! in tests. Ordering rules (DESIGN.md, "The tree and the read path"):
+//!
+//! - Reads are answered from `view` without locks.
+//! - A connection with a write in flight queues its later reads (and everything behind
+//!   them) until the write's commit arrives; writes behind writes are pipelined.
+//! - For each commit, in zxid order: watches fire, then this shard's writes are
+//!   answered, then `view` moves to the commit's root, then queued reads run.
+
+use super::fourlw;
+use super::mailbox::Mailbox;
+use super::msg::*;
+use super::reads;
+use super::stats::{ConnStats, ServerState};
+use crate::acl;
+use crate::proto::frame;
+use crate::proto::request::{self, ErrorAction, MultiResult, Request};
+use crate::proto::*;
+use crate::session;
+use crate::tree::DataTree;
+use crate::txn::{OpResult, TxnOp};
+use crate::watch::{self, Watches};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a shard needs from the network layer.
+pub trait Net {
+    /// Appends bytes to the connection's output; sent at the end of the loop pass.
+    fn send(&mut self, slot: usize, bytes: &[u8]);
+    /// Closes the connection once its queued output is sent.
+    fn close(&mut self, slot: usize);
+    /// Stops or resumes reading from the connection (backpressure).
+    fn pause(&mut self, slot: usize, paused: bool);
+}
+
+/// The most requests one connection may have queued or in flight before the shard stops
+/// reading from it (ZooKeeper's globalOutstandingLimit is 1000 per server; per
+/// connection keeps one greedy client from starving the others).
+pub const MAX_OUTSTANDING_PER_CONN: usize = 1000;
+
+/// The most requests this shard sends the sequencer in one batch before holding back.
+pub const SEQ_INBOX_CAP: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first frame: a connect request or a four-letter word.
+    Fresh,
+    /// The connect request is with the sequencer.
+    Connecting,
+    Active,
+    /// Closing: nothing more is read.
+    Closing,
+}
+
+struct Queued {
+    xid: i32,
+    req: Request,
+    received: Instant,
+}
+
+struct Conn {
+    gen: u32,
+    peer: SocketAddr,
+    phase: Phase,
+    inbuf: Vec<u8>,
+    session_id: i64,
+    timeout_ms: i32,
+    /// Whether the client sent the readOnly byte (the answer carries it only then).
+    read_only_byte: Option<bool>,
+    ids: Arc<Vec<Id>>,
+    queue: VecDeque<Queued>,
+    in_flight: usize,
+    /// The sub-op opcodes of each multi in flight, oldest first: a create inside a multi
+    /// answers `CreateResult` or `Create2Result` by its own opcode.
+    multi_ops: VecDeque<Vec<OpCode>>,
+    paused: bool,
+    stats: ConnStats,
+}
+
+pub struct Shard {
+    id: ShardId,
+    view: DataTree,
+    view_zxid: i64,
+    conns: HashMap<usize, Conn>,
+    next_gen: u32,
+    /// Sessions bound to connections of this shard.
+    bound: HashMap<i64, usize>,
+    watches: Watches<usize>,
+    touched: HashSet<i64>,
+    to_seq: Arc<Mailbox<ToSeq>>,
+    outbox: Vec<ToSeq>,
+    inbox: Arc<Mailbox<ToShard>>,
+    inbox_buf: Vec<ToShard>,
+    state: Arc<ServerState>,
+    max_frame: usize,
+    super_digest: Option<String>,
+    scratch: Vec<u8>,
+    events: Vec<watch::Event<usize>>,
+}
+
+/// One framed reply: the header, and the body only on success (ZooKeeper's layout).
+fn frame_reply(out: &mut Vec<u8>, xid: i32, zxid: i64, err: Code, body: &[u8]) {
+    frame::write_reply(out, xid, zxid, err, |o| o.extend_from_slice(body));
+}
+
+fn frame_record<T: Jute>(out: &mut Vec<u8>, rec: &T) {
+    frame::write_frame(out, |o| rec.write(o));
+}
+
+impl Shard {
+    pub fn new(
+        id: ShardId,
+        view: DataTree,
+        view_zxid: i64,
+        to_seq: Arc<Mailbox<ToSeq>>,
+        inbox: Arc<Mailbox<ToShard>>,
+        state: Arc<ServerState>,
+    ) -> Self {
+        let max_frame = state.settings.max_frame;
+        let super_digest = state.settings.super_digest.clone();
+        Shard {
+            id,
+            view,
+            view_zxid,
+            conns: HashMap::new(),
+            next_gen: 0,
+            bound: HashMap::new(),
+            watches: Watches::new(),
+            touched: HashSet::new(),
+            to_seq,
+            outbox: Vec::new(),
+            inbox,
+            inbox_buf: Vec::new(),
+            state,
+            max_frame,
+            super_digest,
+            scratch: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn conn_ref(&self, slot: usize) -> ConnRef {
+        ConnRef {
+            shard: self.id,
+            slot,
+            gen: self.conns[&slot].gen,
+        }
+    }
+
+    /// A new connection was accepted.
+    pub fn accepted(&mut self, slot: usize, peer: SocketAddr) {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let ip = Id {
+            scheme: "ip".into(),
+            id: peer.ip().to_string(),
+        };
+        let prev = self.conns.insert(
+            slot,
+            Conn {
+                gen: self.next_gen,
+                peer,
+                phase: Phase::Fresh,
+                inbuf: Vec::new(),
+                session_id: 0,
+                timeout_ms: 0,
+                read_only_byte: None,
+                ids: Arc::new(vec![ip]),
+                queue: VecDeque::new(),
+                in_flight: 0,
+                multi_ops: VecDeque::new(),
+                paused: false,
+                stats: ConnStats::new(),
+            },
+        );
+        assert!(prev.is_none(), "slot {slot} accepted twice");
+        self.state.connection_opened();
+    }
+
+    /// The connection is gone (closed by either side); forget it.
+    pub fn closed(&mut self, slot: usize) {
+        let Some(c) = self.conns.remove(&slot) else {
+            return;
+        };
+        self.watches.remove_watcher(slot);
+        if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
+            self.bound.remove(&c.session_id);
+            self.outbox.push(ToSeq::Detached {
+                conn: ConnRef {
+                    shard: self.id,
+                    slot,
+                    gen: c.gen,
+                },
+                session_id: c.session_id,
+            });
+        }
+        self.state.connection_closed();
+    }
+
+    fn close(&mut self, net: &mut dyn Net, slot: usize) {
+        if let Some(c) = self.conns.get_mut(&slot) {
+            if c.phase != Phase::Closing {
+                c.phase = Phase::Closing;
+                net.close(slot);
+            }
+        }
+    }
+
+    /// Bytes arrived on a connection.
+    pub fn data(&mut self, net: &mut dyn Net, slot: usize, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.inbuf.extend_from_slice(bytes);
+        self.parse(net, slot);
+    }
+
+    /// Decodes and handles every complete frame buffered on `slot`.
+    fn parse(&mut self, net: &mut dyn Net, slot: usize) {
+        let mut consumed = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&slot) else {
+                return;
+            };
+            if !matches!(c.phase, Phase::Fresh | Phase::Active) {
+                break;
+            }
+            let avail = &c.inbuf[consumed..];
+            if avail.len() < 4 {
+                break;
+            }
+            let head = [avail[0], avail[1], avail[2], avail[3]];
+            if c.phase == Phase::Fresh {
+                if let Some(cmd) = fourlw::command(head) {
+                    let text = fourlw::run(cmd, &self.state, &self.view, self.view_zxid);
+                    net.send(slot, text.as_bytes());
+                    self.close(net, slot);
+                    return;
+                }
+            }
+            let len = i32::from_be_bytes(head);
+            if len < 0 || len as usize > self.max_frame {
+                eprintln!(
+                    "ringkeeper: closing {}: frame length {len} outside 0..={} (jute.maxbuffer)",
+                    c.peer, self.max_frame
+                );
+                self.close(net, slot);
+                return;
+            }
+            let len = len as usize;
+            if avail.len() < 4 + len {
+                break;
+            }
+            let frame = avail[4..4 + len].to_vec();
+            consumed += 4 + len;
+            c.stats.received += 1;
+            self.state.packet_received();
+            let ok = if c.phase == Phase::Fresh {
+                self.handshake(slot, &frame)
+            } else {
+                self.frame(net, slot, &frame)
+            };
+            if !ok {
+                self.close(net, slot);
+                return;
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&slot) {
+            c.inbuf.drain(..consumed);
+            // Backpressure: too many requests outstanding on this connection.
+            let busy = c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
+            if busy != c.paused {
+                c.paused = busy;
+                net.pause(slot, busy);
+            }
+        }
+    }
+
+    fn handshake(&mut self, slot: usize, frame: &[u8]) -> bool {
+        let req = match ConnectRequest::from_bytes(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ringkeeper: bad connect request: {e}");
+                return false;
+            }
+        };
+        let c = self.conns.get_mut(&slot).expect("handshake on unknown slot");
+        c.phase = Phase::Connecting;
+        c.read_only_byte = req.read_only;
+        let peer = c.peer.ip();
+        let conn = self.conn_ref(slot);
+        self.outbox.push(ToSeq::Connect { conn, req, peer });
+        true
+    }
+
+    /// One request frame of an active connection. False closes the connection.
+    fn frame(&mut self, net: &mut dyn Net, slot: usize, frame: &[u8]) -> bool {
+        let mut r = Reader::new(frame);
+        let hdr = match RequestHeader::read(&mut r) {
+            Ok(h) => h,
+            Err(_) => return false,
+        };
+        let received = Instant::now();
+        let req = match Request::decode(&hdr, &mut r) {
+            Ok(req) => req,
+            Err(e) => {
+                let c = &self.conns[&slot];
+                eprintln!("ringkeeper: {}: {e}", c.peer);
+                let mut out = Vec::new();
+                return match e.action() {
+                    ErrorAction::Reply(code) => {
+                        frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
+                        net.send(slot, &out);
+                        true
+                    }
+                    ErrorAction::ReplyAndClose(code) => {
+                        frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
+                        net.send(slot, &out);
+                        false
+                    }
+                    ErrorAction::Close => false,
+                };
+            }
+        };
+        let c = self.conns.get_mut(&slot).expect("frame on unknown slot");
+        self.touched.insert(c.session_id);
+        c.stats.last_cxid = hdr.xid;
+        if let Request::Auth(a) = &req {
+            return self.auth(net, slot, a.clone());
+        }
+        if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN * 2 {
+            // A client that ignores our pause; refuse rather than grow without bound.
+            eprintln!("ringkeeper: closing {}: too many outstanding requests", c.peer);
+            return false;
+        }
+        let queued = Queued {
+            xid: hdr.xid,
+            req,
+            received,
+        };
+        if !c.queue.is_empty() || (c.in_flight > 0 && !queued.req.is_write()) {
+            c.queue.push_back(queued);
+        } else {
+            self.dispatch(net, slot, queued);
+        }
+        true
+    }
+
+    /// Runs a request whose turn has come: a write goes to the sequencer, a read is
+    /// answered now.
+    fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
+        let conn = self.conn_ref(slot);
+        let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
+        if q.req.is_write() {
+            c.in_flight += 1;
+            if let Request::Multi(ops) = &q.req {
+                c.multi_ops.push_back(ops.iter().map(|o| o.op()).collect());
+            }
+            self.outbox.push(ToSeq::Request {
+                origin: Origin {
+                    conn,
+                    xid: q.xid,
+                    op: q.req.op(),
+                    received: q.received,
+                },
+                session_id: c.session_id,
+                req: q.req,
+                ids: c.ids.clone(),
+            });
+            return;
+        }
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let zxid = self.view_zxid;
+        match &q.req {
+            Request::Ping => frame_reply(&mut out, xid::PING, zxid, Code::Ok, &[]),
+            Request::SetWatches(s) => {
+                let mut missed = Vec::new();
+                reads::set_watches(
+                    &self.view,
+                    &mut self.watches,
+                    slot,
+                    s.relative_zxid,
+                    &s.data_watches,
+                    &s.exist_watches,
+                    &s.child_watches,
+                    &[],
+                    &[],
+                    &mut missed,
+                );
+                Self::notify_missed(&mut out, &missed);
+                frame_reply(&mut out, q.xid, zxid, Code::Ok, &[]);
+            }
+            Request::SetWatches2(s) => {
+                let mut missed = Vec::new();
+                reads::set_watches(
+                    &self.view,
+                    &mut self.watches,
+                    slot,
+                    s.relative_zxid,
+                    &s.data_watches,
+                    &s.exist_watches,
+                    &s.child_watches,
+                    &s.persistent_watches,
+                    &s.persistent_recursive_watches,
+                    &mut missed,
+                );
+                Self::notify_missed(&mut out, &missed);
+                frame_reply(&mut out, q.xid, zxid, Code::Ok, &[]);
+            }
+            req => {
+                let who = reads::Reader {
+                    slot,
+                    session_id: c.session_id,
+                    ids: &c.ids,
+                };
+                match reads::execute(&self.view, &mut self.watches, &who, req) {
+                    Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
+                    Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                }
+            }
+        }
+        c.stats.answered(q.req.op(), q.received, zxid);
+        self.state.request_done(q.received);
+        net.send(slot, &out);
+        self.scratch = out;
+    }
+
+    fn notify_missed(out: &mut Vec<u8>, missed: &[(EventType, String)]) {
+        for (ev, path) in missed {
+            Self::notification(out, -1, *ev, path);
+        }
+    }
+
+    fn notification(out: &mut Vec<u8>, zxid: i64, ev: EventType, path: &str) {
+        frame::write_notification(out, zxid, ev, keeper_state::SYNC_CONNECTED, path);
+    }
+
+    /// addauth: handled at once, outside the request order, as ZooKeeper does.
+    fn auth(&mut self, net: &mut dyn Net, slot: usize, a: AuthPacket) -> bool {
+        let mut out = Vec::new();
+        let result = if a.scheme == "digest" {
+            acl::auth_digest(a.auth.as_deref().unwrap_or(&[]))
+        } else {
+            Err(Code::AuthFailed)
+        };
+        let c = self.conns.get_mut(&slot).expect("auth on unknown slot");
+        match result {
+            Ok(id) => {
+                let mut ids = (*c.ids).clone();
+                let is_super = self
+                    .super_digest
+                    .as_deref()
+                    .is_some_and(|d| d == id.id);
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+                if is_super {
+                    let sup = Id {
+                        scheme: "super".into(),
+                        id: String::new(),
+                    };
+                    if !ids.contains(&sup) {
+                        ids.push(sup);
+                    }
+                }
+                c.ids = Arc::new(ids);
+                frame_reply(&mut out, xid::AUTH, 0, Code::Ok, &[]);
+                net.send(slot, &out);
+                true
+            }
+            Err(_) => {
+                self.state.auth_failed();
+                frame_reply(&mut out, xid::AUTH, 0, Code::AuthFailed, &[]);
+                net.send(slot, &out);
+                self.close(net, slot);
+                true
+            }
+        }
+    }
+
+    /// Handles everything the sequencer sent since the last pass.
+    pub fn wake(&mut self, net: &mut dyn Net) {
+        let mut msgs = std::mem::take(&mut self.inbox_buf);
+        self.inbox.drain_into(&mut msgs);
+        for m in msgs.drain(..) {
+            match m {
+                ToShard::Commit(c) => self.commit(net, &c),
+                ToShard::Close(conn) => {
+                    if self.conns.get(&conn.slot).is_some_and(|c| c.gen == conn.gen) {
+                        self.close(net, conn.slot);
+                    }
+                }
+            }
+        }
+        self.inbox_buf = msgs;
+    }
+
+    fn is_mine(&self, conn: &ConnRef) -> bool {
+        conn.shard == self.id
+            && self
+                .conns
+                .get(&conn.slot)
+                .is_some_and(|c| c.gen == conn.gen && c.phase != Phase::Closing)
+    }
+
+    fn commit(&mut self, net: &mut dyn Net, commit: &Commit) {
+        let mut touched: Vec<usize> = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
+        for e in &commit.entries {
+            match e {
+                Entry::Txn {
+                    txn,
+                    applied,
+                    origin,
+                } => {
+                    // 1. Watches fire before anything that shows the new state.
+                    if !self.watches_empty() {
+                        for t in &applied.triggers {
+                            self.watches.trigger(&t.path, t.event, &mut self.events);
+                        }
+                        for ev in self.events.drain(..) {
+                            out.clear();
+                            Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                            net.send(ev.watcher, &out);
+                        }
+                    }
+                    // 2. The origin's answer.
+                    if let Some(o) = origin.filter(|o| self.is_mine(&o.conn)) {
+                        touched.push(o.conn.slot);
+                        if o.op == OpCode::CreateSession {
+                            let TxnOp::CreateSession { timeout_ms } = txn.op else {
+                                panic!("createSession origin on {:?}", txn.op);
+                            };
+                            self.session_established(net, o.conn.slot, txn.session_id, timeout_ms);
+                        } else {
+                            out.clear();
+                            let sub_ops = self.take_multi_ops(&o);
+                            Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
+                            self.answered(net, o, &out, txn.zxid);
+                        }
+                    }
+                    // 3. A closed session's connections go.
+                    if let TxnOp::CloseSession { .. } = txn.op {
+                        if let Some(slot) = self.bound.remove(&txn.session_id) {
+                            self.close(net, slot);
+                        }
+                    }
+                }
+                Entry::Failed {
+                    origin,
+                    zxid,
+                    error,
+                } => {
+                    if !self.is_mine(&origin.conn) {
+                        continue;
+                    }
+                    touched.push(origin.conn.slot);
+                    out.clear();
+                    let sub_ops = self.take_multi_ops(origin);
+                    match &error.multi {
+                        Some(results) if origin.op == OpCode::Multi => {
+                            // A failed multi answers OK with per-op errors (FinalRequestProcessor).
+                            let rs: Vec<MultiResult> = results
+                                .iter()
+                                .zip(&sub_ops)
+                                .map(|(r, op)| Self::multi_result(r, *op))
+                                .collect();
+                            let mut body = Vec::new();
+                            request::encode_multi_response(&rs, &mut body);
+                            frame_reply(&mut out, origin.xid, *zxid, Code::Ok, &body);
+                        }
+                        _ => frame_reply(&mut out, origin.xid, *zxid, error.code, &[]),
+                    }
+                    self.answered(net, *origin, &out, *zxid);
+                }
+                Entry::Sync { origin, zxid, path } => {
+                    if !self.is_mine(&origin.conn) {
+                        continue;
+                    }
+                    touched.push(origin.conn.slot);
+                    out.clear();
+                    let body = SyncResponse { path: path.clone() }.to_bytes();
+                    frame_reply(&mut out, origin.xid, *zxid, Code::Ok, &body);
+                    self.answered(net, *origin, &out, *zxid);
+                }
+                Entry::Connect { conn, outcome } => {
+                    if !self.is_mine(conn) {
+                        continue;
+                    }
+                    match outcome {
+                        ConnectOutcome::Resumed {
+                            session_id,
+                            timeout_ms,
+                        } => {
+                            touched.push(conn.slot);
+                            self.session_established(net, conn.slot, *session_id, *timeout_ms);
+                        }
+                        ConnectOutcome::Expired => {
+                            let ro = self.conns[&conn.slot].read_only_byte;
+                            out.clear();
+                            frame_record(
+                                &mut out,
+                                &ConnectResponse {
+                                    protocol_version: 0,
+                                    timeout_ms: 0,
+                                    session_id: 0,
+                                    passwd: Some(vec![0u8; session::PASSWORD_LEN].into()),
+                                    read_only: ro.map(|_| false),
+                                },
+                            );
+                            net.send(conn.slot, &out);
+                            self.close(net, conn.slot);
+                        }
+                        ConnectOutcome::Refused => self.close(net, conn.slot),
+                    }
+                }
+            }
+        }
+        self.scratch = out;
+        // 3. The view moves; 4. queued reads run against it.
+        self.view = commit.root.clone();
+        self.view_zxid = commit.zxid;
+        touched.sort_unstable();
+        touched.dedup();
+        for slot in touched {
+            self.drain_queue(net, slot);
+        }
+    }
+
+    fn watches_empty(&self) -> bool {
+        self.watches.count() == 0
+    }
+
+    fn session_established(&mut self, net: &mut dyn Net, slot: usize, session_id: i64, timeout_ms: i32) {
+        let c = self.conns.get_mut(&slot).expect("established on unknown slot");
+        c.phase = Phase::Active;
+        c.session_id = session_id;
+        c.timeout_ms = timeout_ms;
+        let mut out = Vec::new();
+        frame_record(
+            &mut out,
+            &ConnectResponse {
+                protocol_version: 0,
+                timeout_ms,
+                session_id,
+                passwd: Some(session::password(session_id).to_vec().into()),
+                read_only: c.read_only_byte.map(|_| false),
+            },
+        );
+        net.send(slot, &out);
+        if let Some(old) = self.bound.insert(session_id, slot) {
+            if old != slot {
+                self.close(net, old);
+            }
+        }
+        // Frames the client pipelined behind its connect request (setWatches, auth).
+        self.parse(net, slot);
+    }
+
+    fn answered(&mut self, net: &mut dyn Net, o: Origin, bytes: &[u8], zxid: i64) {
+        let c = self.conns.get_mut(&o.conn.slot).expect("answer on unknown slot");
+        assert!(c.in_flight > 0, "answer without a write in flight");
+        c.in_flight -= 1;
+        c.stats.answered(o.op, o.received, zxid);
+        self.state.request_done(o.received);
+        net.send(o.conn.slot, bytes);
+        if o.op == OpCode::CloseSession {
+            self.close(net, o.conn.slot);
+        }
+    }
+
+    /// Runs the queued requests of `slot` whose turn has come.
+    fn drain_queue(&mut self, net: &mut dyn Net, slot: usize) {
+        loop {
+            let Some(c) = self.conns.get_mut(&slot) else {
+                return;
+            };
+            if c.phase == Phase::Closing {
+                return;
+            }
+            let Some(front) = c.queue.front() else {
+                break;
+            };
+            if !front.req.is_write() && c.in_flight > 0 {
+                break;
+            }
+            let q = c.queue.pop_front().expect("front exists");
+            self.dispatch(net, slot, q);
+        }
+        if let Some(c) = self.conns.get_mut(&slot) {
+            let busy = c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
+            if busy != c.paused {
+                c.paused = busy;
+                net.pause(slot, busy);
+            }
+        }
+        // Input held back while the connection was connecting or paused.
+        self.parse(net, slot);
+    }
+
+    /// The sub-op opcodes of the oldest multi in flight on the origin's connection.
+    fn take_multi_ops(&mut self, o: &Origin) -> Vec<OpCode> {
+        if o.op != OpCode::Multi {
+            return Vec::new();
+        }
+        let c = self.conns.get_mut(&o.conn.slot).expect("multi answer on unknown slot");
+        c.multi_ops.pop_front().expect("multi answered without its ops recorded")
+    }
+
+    /// One op's entry in a multi response; `op` is the sub-op's own opcode.
+    fn multi_result(r: &OpResult, op: OpCode) -> MultiResult {
+        match r {
+            OpResult::Created { path, .. } if op == OpCode::Create => {
+                MultiResult::Create { path: path.clone() }
+            }
+            OpResult::Created { path, stat } => MultiResult::Create2 {
+                path: path.clone(),
+                stat: *stat,
+            },
+            OpResult::Deleted => MultiResult::Delete,
+            OpResult::Stat(s) => MultiResult::SetData(*s),
+            OpResult::Checked => MultiResult::Check,
+            OpResult::Error(c) => MultiResult::Error(*c),
+            other => panic!("unexpected result inside multi: {other:?}"),
+        }
+    }
+
+    /// Encodes the answer to a committed write, in the layout its opcode asks for.
+    fn write_result(
+        out: &mut Vec<u8>,
+        o: Origin,
+        zxid: i64,
+        result: &OpResult,
+        sub_ops: &[OpCode],
+    ) {
+        let body = match (o.op, result) {
+            (OpCode::Create, OpResult::Created { path, .. }) => {
+                CreateResponse { path: path.clone() }.to_bytes()
+            }
+            (
+                OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl,
+                OpResult::Created { path, stat },
+            ) => Create2Response {
+                path: path.clone(),
+                stat: *stat,
+            }
+            .to_bytes(),
+            (OpCode::SetData, OpResult::Stat(stat)) => SetDataResponse { stat: *stat }.to_bytes(),
+            (OpCode::SetAcl, OpResult::Stat(stat)) => SetAclResponse { stat: *stat }.to_bytes(),
+            (OpCode::Multi, OpResult::Multi(results)) => {
+                assert_eq!(results.len(), sub_ops.len(), "multi results and ops differ");
+                let rs: Vec<MultiResult> = results
+                    .iter()
+                    .zip(sub_ops)
+                    .map(|(r, op)| Self::multi_result(r, *op))
+                    .collect();
+                let mut b = Vec::new();
+                request::encode_multi_response(&rs, &mut b);
+                b
+            }
+            (OpCode::Delete | OpCode::CloseSession | OpCode::Check, _) => Vec::new(),
+            (op, r) => panic!("no reply layout for {op:?} with {r:?}"),
+        };
+        frame_reply(out, o.xid, zxid, Code::Ok, &body);
+    }
+
+    /// The periodic tick: reports active sessions to the sequencer.
+    pub fn tick(&mut self) {
+        if !self.touched.is_empty() {
+            self.touched.remove(&0);
+            let ids: Vec<i64> = self.touched.drain().collect();
+            if !ids.is_empty() {
+                self.outbox.push(ToSeq::Touch(ids));
+            }
+        }
+        self.state.publish_shard(self.id, self.snapshot_conns(), self.watch_summary());
+    }
+
+    fn snapshot_conns(&self) -> Vec<fourlw::ConnLine> {
+        self.conns
+            .values()
+            .map(|c| fourlw::ConnLine {
+                peer: c.peer,
+                session_id: c.session_id,
+                timeout_ms: c.timeout_ms,
+                queued: c.queue.len() + c.in_flight,
+                stats: c.stats.clone(),
+            })
+            .collect()
+    }
+
+    fn watch_summary(&self) -> fourlw::WatchSummary {
+        let by_conn = self
+            .watches
+            .by_watcher()
+            .into_iter()
+            .map(|(slot, paths)| (self.conns.get(&slot).map_or(0, |c| c.session_id), paths))
+            .collect();
+        fourlw::WatchSummary {
+            total: self.watches.count(),
+            by_session: by_conn,
+        }
+    }
+
+    /// Ends the loop pass: hands this pass's requests to the sequencer in one batch.
+    /// What does not fit stays and is retried on the next pass (a commit wakes us).
+    pub fn flush(&mut self) {
+        if !self.outbox.is_empty() {
+            self.to_seq.push_all(&mut self.outbox);
+        }
+    }
+}

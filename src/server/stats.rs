@@ -1,0 +1,222 @@
+//! Server-wide state shared by the shards and the sequencer for the four-letter words
+//! and metrics: settings, counters, and each shard's last published picture of its
+//! connections and watches.
+//!
+//! Counters are relaxed atomics (they are statistics, not synchronisation). Shards
+//! publish their connection list on every tick, so `cons` and `wchc` may lag by a tick.
+
+use super::fourlw::{ConnLine, WatchSummary};
+use super::sequencer::SequencerStats;
+use crate::proto::OpCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+/// The settings a shard consults on its hot path.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The largest frame accepted (jute.maxbuffer).
+    pub max_frame: usize,
+    /// `DigestAuthenticationProvider.superDigest`: `super:<base64 sha1>`.
+    pub super_digest: Option<String>,
+    /// The four-letter words allowed (`4lw.commands.whitelist`); `None` means all.
+    pub fourlw_whitelist: Option<Vec<String>>,
+    /// `key=value` lines for `conf`.
+    pub conf_lines: Vec<(String, String)>,
+    pub data_dir: String,
+    pub data_log_dir: String,
+}
+
+/// Per-connection statistics for `cons`.
+#[derive(Debug, Clone)]
+pub struct ConnStats {
+    pub received: u64,
+    pub sent: u64,
+    pub last_op: &'static str,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub established: SystemTime,
+    pub last_response: Option<SystemTime>,
+    pub lat_min_ms: u64,
+    pub lat_max_ms: u64,
+    pub lat_sum_ms: u64,
+    pub lat_count: u64,
+}
+
+impl ConnStats {
+    pub fn new() -> Self {
+        ConnStats {
+            received: 0,
+            sent: 0,
+            last_op: "NA",
+            last_cxid: 0,
+            last_zxid: 0,
+            established: SystemTime::now(),
+            last_response: None,
+            lat_min_ms: u64::MAX,
+            lat_max_ms: 0,
+            lat_sum_ms: 0,
+            lat_count: 0,
+        }
+    }
+
+    pub fn answered(&mut self, op: OpCode, received: Instant, zxid: i64) {
+        let ms = received.elapsed().as_millis() as u64;
+        self.sent += 1;
+        self.last_op = short_op(op);
+        self.last_zxid = zxid;
+        self.last_response = Some(SystemTime::now());
+        self.lat_min_ms = self.lat_min_ms.min(ms);
+        self.lat_max_ms = self.lat_max_ms.max(ms);
+        self.lat_sum_ms += ms;
+        self.lat_count += 1;
+    }
+}
+
+impl Default for ConnStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The four-letter abbreviation ZooKeeper's `cons` prints as `lop`.
+pub fn short_op(op: OpCode) -> &'static str {
+    use OpCode::*;
+    match op {
+        Create | Create2 | CreateContainer | CreateTtl => "CREA",
+        Delete | DeleteContainer => "DELE",
+        Exists => "EXIS",
+        GetData => "GETD",
+        SetData => "SETD",
+        GetAcl => "GETA",
+        SetAcl => "SETA",
+        GetChildren | GetChildren2 => "GETC",
+        Sync => "SYNC",
+        Ping => "PING",
+        Check => "CHEC",
+        Multi => "MULT",
+        MultiRead => "MLTR",
+        CheckWatches => "CHKW",
+        RemoveWatches => "REMW",
+        SetWatches | SetWatches2 => "SETW",
+        AddWatch => "ADDW",
+        WhoAmI => "HOMI",
+        GetEphemerals => "GETE",
+        GetAllChildrenNumber => "GETACN",
+        CreateSession => "SESS",
+        CloseSession => "CLOS",
+        _ => "NA",
+    }
+}
+
+/// What one shard last published.
+#[derive(Debug, Default, Clone)]
+pub struct ShardPicture {
+    pub conns: Vec<ConnLine>,
+    pub watches: WatchSummary,
+}
+
+pub struct ServerState {
+    pub settings: Settings,
+    pub started: Instant,
+    pub seq: Arc<SequencerStats>,
+    packets_received: AtomicU64,
+    packets_sent: AtomicU64,
+    connections: AtomicU64,
+    auth_failed: AtomicU64,
+    lat_min_us: AtomicU64,
+    lat_max_us: AtomicU64,
+    lat_sum_us: AtomicU64,
+    lat_count: AtomicU64,
+    shards: Mutex<Vec<ShardPicture>>,
+}
+
+impl ServerState {
+    pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
+        ServerState {
+            settings,
+            started: Instant::now(),
+            seq,
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            auth_failed: AtomicU64::new(0),
+            lat_min_us: AtomicU64::new(u64::MAX),
+            lat_max_us: AtomicU64::new(0),
+            lat_sum_us: AtomicU64::new(0),
+            lat_count: AtomicU64::new(0),
+            shards: Mutex::new(vec![ShardPicture::default(); shards]),
+        }
+    }
+
+    pub fn packet_received(&self) {
+        self.packets_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn auth_failed(&self) {
+        self.auth_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request_done(&self, received: Instant) {
+        let us = received.elapsed().as_micros() as u64;
+        self.packets_sent.fetch_add(1, Ordering::Relaxed);
+        self.lat_min_us.fetch_min(us, Ordering::Relaxed);
+        self.lat_max_us.fetch_max(us, Ordering::Relaxed);
+        self.lat_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.lat_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn publish_shard(&self, shard: usize, conns: Vec<ConnLine>, watches: WatchSummary) {
+        let mut s = self.shards.lock().expect("shard pictures poisoned");
+        s[shard] = ShardPicture { conns, watches };
+    }
+
+    pub fn pictures(&self) -> Vec<ShardPicture> {
+        self.shards.lock().expect("shard pictures poisoned").clone()
+    }
+
+    pub fn packets_received(&self) -> u64 {
+        self.packets_received.load(Ordering::Relaxed)
+    }
+
+    pub fn packets_sent(&self) -> u64 {
+        self.packets_sent.load(Ordering::Relaxed)
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failed.load(Ordering::Relaxed)
+    }
+
+    /// (min, avg, max) request latency in milliseconds, as `srvr` prints it.
+    pub fn latency_ms(&self) -> (f64, f64, f64) {
+        let n = self.lat_count.load(Ordering::Relaxed);
+        if n == 0 {
+            return (0.0, 0.0, 0.0);
+        }
+        let min = self.lat_min_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let max = self.lat_max_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let avg = self.lat_sum_us.load(Ordering::Relaxed) as f64 / 1000.0 / n as f64;
+        (min, avg, max)
+    }
+
+    pub fn reset_stats(&self) {
+        self.packets_received.store(0, Ordering::Relaxed);
+        self.packets_sent.store(0, Ordering::Relaxed);
+        self.lat_min_us.store(u64::MAX, Ordering::Relaxed);
+        self.lat_max_us.store(0, Ordering::Relaxed);
+        self.lat_sum_us.store(0, Ordering::Relaxed);
+        self.lat_count.store(0, Ordering::Relaxed);
+    }
+}
