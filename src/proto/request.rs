@@ -457,7 +457,8 @@ fn decode_multi_ops(r: &mut Reader, reads: bool) -> Result<Vec<MultiOp>, DecodeE
 /// One entry of a `MultiResponse` (`OpResult`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
-    /// A create op sent as `create` (1): `CreateResponse{path}`.
+    /// A create op sent as `create` (1): `CreateResponse{path}`. ZooKeeper 3.8.0 also
+    /// answered a create2 inside multi this way (captured); 3.9.5 answers it Create2.
     Create {
         path: String,
     },
