@@ -457,7 +457,8 @@ fn decode_multi_ops(r: &mut Reader, reads: bool) -> Result<Vec<MultiOp>, DecodeE
 /// One entry of a `MultiResponse` (`OpResult`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
-    /// A create op sent as `create` (1): `CreateResponse{path}`.
+    /// A create op sent as `create` (1): `CreateResponse{path}`. ZooKeeper 3.8.0 also
+    /// answered a create2 inside multi this way (captured); 3.9.5 answers it Create2.
     Create {
         path: String,
     },
@@ -587,5 +588,104 @@ pub fn decode_multi_response(r: &mut Reader) -> Result<Vec<MultiResult>, DecodeE
             }
         };
         results.push(res);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(op: i32, body: &[u8]) -> Result<Request, RequestError> {
+        Request::decode(&RequestHeader { xid: 1, op }, &mut Reader::new(body))
+    }
+
+    #[test]
+    fn opcodes_zookeeper_rejects_are_unimplemented() {
+        // Unknown numbers, notification, a top-level check (3.9.5's Request.isValid), and
+        // the two valid-but-internal ops we do not take from clients.
+        for op in [99, 0, 13, -1, -10, 20] {
+            let err = decode(op, &[]).unwrap_err();
+            assert_eq!(err, RequestError::Unimplemented { op });
+            assert_eq!(
+                err.action(),
+                ErrorAction::ReplyAndClose(Code::Unimplemented)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_answer_marshalling_error_except_auth() {
+        let err = decode(OpCode::GetData as i32, &[0, 0, 0, 9, b'/']).unwrap_err();
+        assert_eq!(err.action(), ErrorAction::Reply(Code::MarshallingError));
+        let err = decode(OpCode::Auth as i32, &[0, 0]).unwrap_err();
+        assert_eq!(err.action(), ErrorAction::Close);
+        assert_eq!(
+            Request::decode_payload(&[0, 0, 0]).unwrap_err().action(),
+            ErrorAction::Close
+        );
+    }
+
+    #[test]
+    fn multi_rejects_bad_create_flags_and_foreign_ops() {
+        let mut body = Vec::new();
+        MultiHeader {
+            op: OpCode::Create as i32,
+            done: false,
+            err: -1,
+        }
+        .write(&mut body);
+        CreateRequest {
+            path: "/a".into(),
+            data: None,
+            acl: vec![],
+            flags: 7,
+        }
+        .write(&mut body);
+        MULTI_END.write(&mut body);
+        assert!(decode(OpCode::Multi as i32, &body).is_err());
+
+        let mut body = Vec::new();
+        MultiHeader {
+            op: OpCode::Exists as i32,
+            done: false,
+            err: -1,
+        }
+        .write(&mut body);
+        ExistsRequest {
+            path: "/a".into(),
+            watch: false,
+        }
+        .write(&mut body);
+        MULTI_END.write(&mut body);
+        assert!(decode(OpCode::Multi as i32, &body).is_err());
+        assert!(decode(OpCode::MultiRead as i32, &body).is_err());
+    }
+
+    #[test]
+    fn empty_multi_and_trailing_bytes_are_accepted() {
+        let mut body = Vec::new();
+        MULTI_END.write(&mut body);
+        assert_eq!(
+            decode(OpCode::Multi as i32, &body),
+            Ok(Request::Multi(vec![]))
+        );
+        body.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            decode(OpCode::MultiRead as i32, &body),
+            Ok(Request::MultiRead(vec![]))
+        );
+    }
+
+    #[test]
+    fn writes_are_what_the_sequencer_orders() {
+        assert!(Request::Sync(SyncRequest { path: "/".into() }).is_write());
+        assert!(Request::CloseSession.is_write());
+        assert!(!Request::Exists(ExistsRequest {
+            path: "/".into(),
+            watch: true
+        })
+        .is_write());
+        assert!(!Request::MultiRead(vec![]).is_write());
+        assert!(!Request::Ping.is_write());
     }
 }

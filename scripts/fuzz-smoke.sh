@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the `decode` fuzz target for a few seconds (CI smoke run; see docs/fuzzing.md).
+# New inputs go to a scratch corpus so the committed seed corpus stays as it is.
+#
+# Usage: scripts/fuzz-smoke.sh [SECONDS]   (default 30)
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); works on stable Rust with `-s none`.
+set -euo pipefail
+
+SECONDS_TO_RUN=${1:-30}
+cd "$(dirname "$0")/../fuzz"
+command -v cargo-fuzz >/dev/null || { echo "fuzz-smoke: cargo-fuzz not installed: cargo install cargo-fuzz" >&2; exit 2; }
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+# -max_len bounds each input: 64 KiB holds several frames of every kind we capture.
+cargo fuzz run decode -s none "$scratch" corpus/decode -- \
+  -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -print_final_stats=1
