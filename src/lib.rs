@@ -2,3 +2,5 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod proto;
+pub mod tree;
+pub mod txn;
