@@ -1,6 +1,7 @@
 //! RingKeeper: a ZooKeeper-compatible coordination service built as an io_uring
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
+pub mod acl;
 pub mod proto;
 pub mod tree;
 pub mod txn;
