@@ -1,7 +1,11 @@
 //! RingKeeper: a ZooKeeper-compatible coordination service built as an io_uring
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
+pub mod acl;
+pub mod prep;
 pub mod proto;
+pub mod server;
 pub mod session;
+pub mod tree;
 pub mod txn;
 pub mod watch;

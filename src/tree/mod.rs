@@ -1,0 +1,837 @@
+//! The data tree: znodes, the session table and its ephemeral index, container and TTL
+//! sets, and the counters and digest that describe them. It is persistent (structurally
+//! shared, built on `imbl`): `clone()` is O(1) and a clone is a frozen snapshot, so the
+//! committed root of any zxid, the sequencer's speculative tree and a multi's scratch
+//! tree are all just clones.
+//!
+//! The tree applies validated txns with ZooKeeper's exact Stat rules (`DataTree.java`,
+//! `DataNode.copyStat`). It must not validate requests (that is `prep`), read the clock
+//! (time comes in the txn), know about connections or watches (it returns triggers), or
+//! do any I/O.
+//!
+//! Stored versus visible Stat: like ZooKeeper, a node stores `cversion` as the number of
+//! children ever created under it (the sequential suffix is taken from it), and shows
+//! clients `2 * cversion - numChildren`, the number of child creates plus deletes. And
+//! containers and TTL nodes show `ephemeralOwner` 0 to clients.
+
+pub mod path;
+
+use crate::proto::{perms, Acl, EventType, Id, Stat, CONTAINER_EPHEMERAL_OWNER, TTL_MASK};
+use crate::txn::{Applied, OpResult, Trigger, Txn, TxnOp};
+use bytes::Bytes;
+use imbl::{HashMap, OrdMap, OrdSet};
+use std::sync::Arc;
+
+pub use path::{parent_of, split_parent, validate_path, validate_sequential_prefix, InvalidPath};
+
+/// A shared, immutable ACL list: identical lists are stored once where the tree can tell.
+pub type AclList = Arc<Vec<Acl>>;
+
+/// Bits 40..56 of an extended `ephemeralOwner` (`EphemeralType.RESERVED_BITS_MASK`):
+/// zero for TTL, the only extended type.
+const EXTENDED_RESERVED_BITS: i64 = 0x00ff_ff00_0000_0000;
+
+/// The TTL value bits of a TTL node's `ephemeralOwner` (`EXTENDED_FEATURE_VALUE_MASK`).
+const TTL_VALUE_BITS: i64 = !(TTL_MASK | EXTENDED_RESERVED_BITS);
+
+const _: () = assert!(TTL_VALUE_BITS == crate::proto::MAX_TTL_MS);
+
+/// What a node's `ephemeralOwner` makes it (`EphemeralType.get`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    Persistent,
+    /// Owned by this session; deleted when it closes.
+    Ephemeral(i64),
+    Container,
+    /// Deleted once unmodified and childless for this many milliseconds.
+    Ttl(i64),
+}
+
+impl NodeKind {
+    /// Classifies an `ephemeralOwner` as ZooKeeper does with extended types enabled.
+    ///
+    /// RingKeeper classifies the same way whether or not TTL nodes may be created, so the
+    /// tree never depends on configuration. The cost: a session id whose high byte is 0xFF
+    /// and whose next 16 bits are zero would read as a TTL; session ids carry the server
+    /// id in the high byte, which is why ZooKeeper requires server ids <= 254 for
+    /// extended types, and why RingKeeper requires it always.
+    pub fn of_owner(owner: i64) -> NodeKind {
+        if owner == 0 {
+            NodeKind::Persistent
+        } else if owner == CONTAINER_EPHEMERAL_OWNER {
+            NodeKind::Container
+        } else if owner & TTL_MASK == TTL_MASK && owner & EXTENDED_RESERVED_BITS == 0 {
+            NodeKind::Ttl(owner & TTL_VALUE_BITS)
+        } else {
+            NodeKind::Ephemeral(owner)
+        }
+    }
+}
+
+/// The `ephemeralOwner` that encodes a TTL node (`EphemeralType.TTL.toEphemeralOwner`).
+///
+/// # Panics
+/// If `ttl_ms` is not in `1..=MAX_TTL_MS`; `prep` rejects those with BADARGUMENTS.
+pub fn ttl_owner(ttl_ms: i64) -> i64 {
+    assert!(
+        ttl_ms > 0 && ttl_ms <= crate::proto::MAX_TTL_MS,
+        "ttl {ttl_ms} out of range"
+    );
+    TTL_MASK | ttl_ms
+}
+
+/// One znode: its data, ACL, persisted stat fields and children's names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Znode {
+    /// `None` is ZooKeeper's null data, distinct from empty data.
+    pub data: Option<Bytes>,
+    pub acl: AclList,
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    /// Stored cversion: children ever created here (see the module header).
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+    /// Children's names (the last path segment), sorted.
+    pub children: OrdSet<Arc<str>>,
+}
+
+impl Znode {
+    fn fresh(acl: AclList) -> Znode {
+        Znode {
+            data: Some(Bytes::new()),
+            acl,
+            czxid: 0,
+            mzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: 0,
+            pzxid: 0,
+            children: OrdSet::new(),
+        }
+    }
+
+    pub fn kind(&self) -> NodeKind {
+        NodeKind::of_owner(self.ephemeral_owner)
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
+    }
+
+    /// The Stat clients see (`DataNode.copyStat`).
+    pub fn stat(&self) -> Stat {
+        let num_children = self.children.len() as i32;
+        Stat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            // Java int arithmetic: wraps rather than failing on absurd counts.
+            cversion: self.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: self.aversion,
+            ephemeral_owner: match self.kind() {
+                NodeKind::Ephemeral(s) => s,
+                _ => 0,
+            },
+            data_length: self.data_len() as i32,
+            num_children,
+            pzxid: self.pzxid,
+        }
+    }
+}
+
+/// The persistent data tree. See the module header.
+///
+/// Owned by the sequencer thread (the only writer); clones travel to shards as read
+/// views and to the snapshotter. All of it is `Send + Sync` and immutable once shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTree {
+    /// Every znode by full path; the root is "/".
+    nodes: HashMap<Arc<str>, Arc<Znode>>,
+    /// Live sessions: id -> negotiated timeout.
+    sessions: OrdMap<i64, i32>,
+    /// Session -> paths of its ephemerals. A session with none has no entry.
+    ephemerals: OrdMap<i64, OrdSet<Arc<str>>>,
+    containers: OrdSet<Arc<str>>,
+    ttls: OrdSet<Arc<str>>,
+    ephemeral_count: usize,
+    /// Sum over nodes of path length plus data length (`DataTree.approximateDataSize`).
+    data_size: i64,
+    /// Wrapping sum of every node's and session's hash; see [`DataTree::digest`].
+    digest: u64,
+    /// The zxid of the last applied txn (0 for a fresh tree).
+    zxid: i64,
+    /// `world:anyone` with all permissions, shared by every node that carries it.
+    open_acl: AclList,
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<DataTree>();
+};
+
+/// `ZooDefs.Ids.OPEN_ACL_UNSAFE`.
+pub fn open_acl_unsafe() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// `ZooDefs.Ids.READ_ACL_UNSAFE`, the ACL of /zookeeper/config.
+pub fn read_acl_unsafe() -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::READ,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }]
+}
+
+/// The reserved nodes a fresh ZooKeeper has; clients may not delete them
+/// (`DataTree.isSpecialPath`).
+pub const SPECIAL_PATHS: [&str; 4] = ["/", "/zookeeper", "/zookeeper/quota", "/zookeeper/config"];
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new()
+    }
+}
+
+impl DataTree {
+    /// The tree of a fresh ZooKeeper 3.8/3.9 standalone server: "/", "/zookeeper",
+    /// "/zookeeper/quota" and "/zookeeper/config" (ACL world:anyone READ, aversion -1,
+    /// because ZooKeeper sets it with setACL version -1), all with empty (not null) data
+    /// and zero stats. Checked against a real 3.8 server: `srvr` says "Node count: 5",
+    /// `mntr` says approximate_data_size 44, "/" shows cversion -1, "/zookeeper" -2.
+    pub fn new() -> DataTree {
+        let open_acl: AclList = Arc::new(open_acl_unsafe());
+        let mut t = DataTree {
+            nodes: HashMap::new(),
+            sessions: OrdMap::new(),
+            ephemerals: OrdMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            ephemeral_count: 0,
+            data_size: 0,
+            digest: 0,
+            zxid: 0,
+            open_acl: open_acl.clone(),
+        };
+        let mut root = Znode::fresh(open_acl.clone());
+        root.children.insert("zookeeper".into());
+        let mut zookeeper = Znode::fresh(open_acl.clone());
+        zookeeper.children.insert("quota".into());
+        zookeeper.children.insert("config".into());
+        let quota = Znode::fresh(open_acl.clone());
+        let mut config = Znode::fresh(Arc::new(read_acl_unsafe()));
+        config.aversion = -1;
+        for (p, n) in [
+            ("/", root),
+            ("/zookeeper", zookeeper),
+            ("/zookeeper/quota", quota),
+            ("/zookeeper/config", config),
+        ] {
+            t.data_size += p.len() as i64 + n.data_len() as i64;
+            t.put(&Arc::from(p), n);
+        }
+        t
+    }
+
+    // ----- reads -----
+
+    /// The node at `path`. "" names the root too, as in ZooKeeper's node map.
+    pub fn get(&self, path: &str) -> Option<&Znode> {
+        let key = if path.is_empty() { "/" } else { path };
+        self.nodes.get(key).map(|n| &**n)
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        self.get(path).is_some()
+    }
+
+    /// The Stat clients see for `path`.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.get(path).map(Znode::stat)
+    }
+
+    /// Data and Stat, as getData answers them.
+    pub fn data(&self, path: &str) -> Option<(Option<Bytes>, Stat)> {
+        self.get(path).map(|n| (n.data.clone(), n.stat()))
+    }
+
+    /// ACL and Stat, as getACL answers them (before any redaction, see `acl`).
+    pub fn acl(&self, path: &str) -> Option<(AclList, Stat)> {
+        self.get(path).map(|n| (n.acl.clone(), n.stat()))
+    }
+
+    /// Children's names, sorted. (ZooKeeper's order is its HashSet's, which clients must
+    /// not rely on; sorted is one valid order and deterministic.)
+    pub fn children(&self, path: &str) -> Option<Vec<String>> {
+        self.get(path)
+            .map(|n| n.children.iter().map(|c| c.to_string()).collect())
+    }
+
+    /// getAllChildrenNumber: every descendant of `path`, not counting `path` itself.
+    /// For "/" that excludes the root only, as ZooKeeper's `nodes.size() - 2` does.
+    pub fn all_children_number(&self, path: &str) -> Option<usize> {
+        let node = self.get(path)?;
+        if path == "/" {
+            return Some(self.nodes.len() - 1);
+        }
+        // Bound: each node is visited once, so the walk ends after nodes.len() steps.
+        let mut count = 0usize;
+        let mut stack: Vec<String> = node
+            .children
+            .iter()
+            .map(|c| format!("{path}/{c}"))
+            .collect();
+        while let Some(p) = stack.pop() {
+            count += 1;
+            assert!(count <= self.nodes.len(), "cycle under {path}");
+            let n = self
+                .get(&p)
+                .unwrap_or_else(|| panic!("child {p} listed but missing"));
+            stack.extend(n.children.iter().map(|c| format!("{p}/{c}")));
+        }
+        Some(count)
+    }
+
+    /// The session's ephemerals, sorted (also what a closeSession txn lists).
+    pub fn ephemerals_of(&self, session_id: i64) -> Vec<String> {
+        self.ephemerals
+            .get(&session_id)
+            .map(|s| s.iter().map(|p| p.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// getEphemerals: the session's ephemerals whose path starts with `prefix` (a string
+    /// prefix, not a path prefix, as in `FinalRequestProcessor`); a blank prefix or "/"
+    /// (after trimming) means all of them.
+    pub fn ephemerals_with_prefix(&self, session_id: i64, prefix: &str) -> Vec<String> {
+        let t = prefix.trim();
+        let mut all = self.ephemerals_of(session_id);
+        if !(t.is_empty() || t == "/") {
+            all.retain(|p| p.starts_with(prefix));
+        }
+        all
+    }
+
+    /// The negotiated timeout of a live session.
+    pub fn session_timeout(&self, session_id: i64) -> Option<i32> {
+        self.sessions.get(&session_id).copied()
+    }
+
+    /// Live sessions and their timeouts, by id.
+    pub fn sessions(&self) -> impl Iterator<Item = (i64, i32)> + '_ {
+        self.sessions.iter().map(|(k, v)| (*k, *v))
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// ZooKeeper's node count (`srvr` "Node count", `mntr` zk_znode_count): one more than
+    /// the number of znodes, because ZooKeeper's node map holds the root twice, as ""
+    /// and "/". A fresh tree says 5.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    /// The number of znodes, counting the root once.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Never true: the root always exists. Present because `len` is.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Sum of path lengths plus data lengths (`mntr` zk_approximate_data_size).
+    pub fn approximate_data_size(&self) -> i64 {
+        self.data_size
+    }
+
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemeral_count
+    }
+
+    /// Container nodes' paths, sorted.
+    pub fn containers(&self) -> Vec<String> {
+        self.containers.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// TTL nodes' paths, sorted.
+    pub fn ttls(&self) -> Vec<String> {
+        self.ttls.iter().map(|p| p.to_string()).collect()
+    }
+
+    /// The zxid of the last txn applied (0 for a fresh tree).
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+
+    /// A digest of the whole content: the wrapping sum of a 64-bit hash of each node
+    /// (path, data, ACL, persisted stat) and of each session (id, timeout). Kept up to
+    /// date incrementally; equal trees have equal digests on every platform, so replicas
+    /// can compare it. Not ZooKeeper's digest (which is CRC32-based and not on the wire).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The digest computed from scratch, in O(n). For tests and for checking a loaded
+    /// snapshot; it always equals [`DataTree::digest`] unless the tree is corrupt.
+    pub fn recompute_digest(&self) -> u64 {
+        let nodes = self
+            .nodes
+            .iter()
+            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_hash(p, n)));
+        self.sessions.iter().fold(nodes, |acc, (id, to)| {
+            acc.wrapping_add(session_hash(*id, *to))
+        })
+    }
+
+    /// Whether the node at `path` may be reaped now (`ContainerManager.getCandidates`):
+    /// an empty container that has had children (stored cversion > 0), or that never had
+    /// any and was last modified more than `container_max_never_used_ms` ago (0 disables
+    /// that rule, ZooKeeper's default); or an empty TTL node whose TTL has passed since
+    /// its mtime. "Passed" is strict, as in ZooKeeper (`elapsed > ttl`).
+    pub fn is_reap_candidate(
+        &self,
+        path: &str,
+        now_ms: i64,
+        container_max_never_used_ms: i64,
+    ) -> bool {
+        let Some(n) = self.get(path) else {
+            return false;
+        };
+        if !n.children.is_empty() {
+            return false;
+        }
+        let elapsed = now_ms.saturating_sub(n.mtime);
+        match n.kind() {
+            NodeKind::Container => {
+                n.cversion > 0
+                    || (container_max_never_used_ms != 0 && elapsed > container_max_never_used_ms)
+            }
+            NodeKind::Ttl(ttl) => ttl != 0 && elapsed > ttl,
+            NodeKind::Persistent | NodeKind::Ephemeral(_) => false,
+        }
+    }
+
+    /// Every node [`DataTree::is_reap_candidate`] accepts, sorted: what the container
+    /// manager turns into deleteContainer requests.
+    pub fn reap_candidates(&self, now_ms: i64, container_max_never_used_ms: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .containers
+            .iter()
+            .chain(self.ttls.iter())
+            .filter(|p| self.is_reap_candidate(p, now_ms, container_max_never_used_ms))
+            .map(|p| p.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    // ----- writes -----
+
+    /// Applies one validated txn and returns the reply's result and the watch triggers.
+    ///
+    /// Stat rules (ZooKeeper's `DataTree.createNode/deleteNode/setData/setACL`):
+    /// - create: the node gets czxid = mzxid = pzxid = zxid, ctime = mtime = time,
+    ///   versions 0; the parent's stored cversion goes up by one and its pzxid becomes
+    ///   zxid. Triggers NodeCreated on the path, NodeChildrenChanged on the parent.
+    /// - delete (and deleteContainer): the parent's pzxid becomes zxid; its stored
+    ///   cversion is unchanged (its visible cversion still rises, since it is
+    ///   2 * cversion - numChildren). Triggers NodeDeleted, parent NodeChildrenChanged.
+    /// - setData: data, mtime = time, mzxid = zxid, version from the txn.
+    ///   Triggers NodeDataChanged.
+    /// - setACL: the ACL and aversion from the txn; nothing else, no trigger.
+    /// - check: nothing. closeSession: deletes the listed ephemerals as deletes do and
+    ///   ends the session. multi: its ops in order, all with this txn's zxid and time.
+    ///
+    /// # Panics
+    /// If the txn does not fit the tree: a create whose path exists or whose parent is
+    /// missing or ephemeral, a delete of a missing or non-empty node, an ephemeral owned
+    /// by a session that is not live, a closeSession whose list differs from the
+    /// session's ephemerals, a duplicate or unknown session, a zxid not above the last
+    /// one, a nested multi. Each is a sequencer bug or a corrupt log. Panicking rather
+    /// than tolerating is deliberate: ZooKeeper tolerates such txns because it replays
+    /// logs over *fuzzy* snapshots; RingKeeper snapshots an exact root of one zxid and
+    /// replays strictly after it, so a misfit is never expected and must not be hidden.
+    pub fn apply(&mut self, txn: &Txn) -> Applied {
+        assert!(
+            txn.zxid > self.zxid,
+            "txn zxid {:#x} not above the tree's {:#x}",
+            txn.zxid,
+            self.zxid
+        );
+        let mut triggers = Vec::new();
+        let result = self.apply_op(txn, &txn.op, &mut triggers, false);
+        self.zxid = txn.zxid;
+        Applied { result, triggers }
+    }
+
+    fn apply_op(
+        &mut self,
+        txn: &Txn,
+        op: &TxnOp,
+        triggers: &mut Vec<Trigger>,
+        in_multi: bool,
+    ) -> OpResult {
+        let (zxid, time) = (txn.zxid, txn.time_ms);
+        match op {
+            TxnOp::CreateSession { timeout_ms } => {
+                let sid = txn.session_id;
+                assert!(!in_multi, "createSession inside a multi");
+                assert!(
+                    !self.sessions.contains_key(&sid),
+                    "createSession {sid:#x}: session exists"
+                );
+                self.sessions.insert(sid, *timeout_ms);
+                self.digest = self.digest.wrapping_add(session_hash(sid, *timeout_ms));
+                OpResult::Done
+            }
+            TxnOp::CloseSession { ephemerals } => {
+                let sid = txn.session_id;
+                assert!(!in_multi, "closeSession inside a multi");
+                let timeout = self
+                    .sessions
+                    .get(&sid)
+                    .copied()
+                    .unwrap_or_else(|| panic!("closeSession {sid:#x}: no such session"));
+                let mut listed = ephemerals.clone();
+                listed.sort();
+                assert_eq!(
+                    listed,
+                    self.ephemerals_of(sid),
+                    "closeSession {sid:#x}: txn's ephemerals differ from the tree's"
+                );
+                for p in ephemerals {
+                    self.delete_node(p, zxid, triggers);
+                }
+                self.sessions.remove(&sid);
+                self.digest = self.digest.wrapping_sub(session_hash(sid, timeout));
+                OpResult::Done
+            }
+            TxnOp::Create {
+                path,
+                data,
+                acl,
+                ephemeral_owner,
+            } => {
+                let stat = self.create_node(path, data, acl, *ephemeral_owner, zxid, time);
+                let parent = parent_of(path).expect("created path has a parent");
+                triggers.push(Trigger {
+                    path: path.clone(),
+                    event: EventType::NodeCreated,
+                });
+                triggers.push(Trigger {
+                    path: parent.to_string(),
+                    event: EventType::NodeChildrenChanged,
+                });
+                OpResult::Created {
+                    path: path.clone(),
+                    stat,
+                }
+            }
+            TxnOp::Delete { path } | TxnOp::DeleteContainer { path } => {
+                self.delete_node(path, zxid, triggers);
+                OpResult::Deleted
+            }
+            TxnOp::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let (key, old) = self.node_for_update(path, "setData");
+                let mut n = (*old).clone();
+                let new_len = data.as_ref().map_or(0, |d| d.len());
+                self.data_size += new_len as i64 - n.data_len() as i64;
+                n.data = data.clone();
+                n.mtime = time;
+                n.mzxid = zxid;
+                n.version = *version;
+                let stat = n.stat();
+                self.put(&key, n);
+                triggers.push(Trigger {
+                    path: path.clone(),
+                    event: EventType::NodeDataChanged,
+                });
+                OpResult::Stat(stat)
+            }
+            TxnOp::SetAcl {
+                path,
+                acl,
+                aversion,
+            } => {
+                let (key, old) = self.node_for_update(path, "setACL");
+                let mut n = (*old).clone();
+                n.acl = self.share_acl(acl, None);
+                n.aversion = *aversion;
+                let stat = n.stat();
+                self.put(&key, n);
+                OpResult::Stat(stat)
+            }
+            TxnOp::Check { path } => {
+                assert!(
+                    self.exists(path),
+                    "check of missing {path} at zxid {zxid:#x}"
+                );
+                OpResult::Checked
+            }
+            TxnOp::Multi(ops) => {
+                assert!(!in_multi, "nested multi at zxid {zxid:#x}");
+                let results = ops
+                    .iter()
+                    .map(|op| self.apply_op(txn, op, triggers, true))
+                    .collect();
+                OpResult::Multi(results)
+            }
+        }
+    }
+
+    fn node_for_update(&self, path: &str, what: &str) -> (Arc<str>, Arc<Znode>) {
+        let (k, n) = self
+            .nodes
+            .get_key_value(path)
+            .unwrap_or_else(|| panic!("{what} of missing {path}"));
+        (k.clone(), n.clone())
+    }
+
+    /// Returns an `Arc` for `acl`, reusing the open ACL's or `like`'s when equal, so the
+    /// common cases (every node world:anyone, children inheriting the parent's list)
+    /// store one list.
+    fn share_acl(&self, acl: &[Acl], like: Option<&AclList>) -> AclList {
+        if **self.open_acl == *acl {
+            return self.open_acl.clone();
+        }
+        if let Some(l) = like {
+            if ***l == *acl {
+                return l.clone();
+            }
+        }
+        Arc::new(acl.to_vec())
+    }
+
+    fn create_node(
+        &mut self,
+        path: &str,
+        data: &Option<Bytes>,
+        acl: &[Acl],
+        owner: i64,
+        zxid: i64,
+        time: i64,
+    ) -> Stat {
+        let (parent_path, child) =
+            split_parent(path).unwrap_or_else(|| panic!("create of {path}: no '/'"));
+        assert!(
+            !self.nodes.contains_key(path),
+            "create of existing {path} at zxid {zxid:#x}"
+        );
+        let (pkey, parent) = self.node_for_update(parent_path, "create under parent");
+        assert!(
+            !matches!(parent.kind(), NodeKind::Ephemeral(_)),
+            "create of {path} under ephemeral {parent_path}"
+        );
+        let kind = NodeKind::of_owner(owner);
+        let key: Arc<str> = Arc::from(path);
+        match kind {
+            NodeKind::Ephemeral(s) => {
+                assert!(
+                    self.sessions.contains_key(&s),
+                    "ephemeral {path} owned by dead session {s:#x}"
+                );
+                let mut set = self.ephemerals.get(&s).cloned().unwrap_or_default();
+                set.insert(key.clone());
+                self.ephemerals.insert(s, set);
+                self.ephemeral_count += 1;
+            }
+            NodeKind::Container => {
+                self.containers.insert(key.clone());
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.insert(key.clone());
+            }
+            NodeKind::Persistent => {}
+        }
+        let mut p = (*parent).clone();
+        p.cversion += 1;
+        p.pzxid = zxid;
+        p.children.insert(Arc::from(child));
+        let acl = self.share_acl(acl, Some(&parent.acl));
+        self.put(&pkey, p);
+        let node = Znode {
+            data: data.clone(),
+            acl,
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: owner,
+            pzxid: zxid,
+            children: OrdSet::new(),
+        };
+        self.data_size += path.len() as i64 + node.data_len() as i64;
+        let stat = node.stat();
+        self.put(&key, node);
+        stat
+    }
+
+    fn delete_node(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) {
+        let (parent_path, child) =
+            split_parent(path).unwrap_or_else(|| panic!("delete of {path}: no '/'"));
+        let (key, node) = self.node_for_update(path, "delete");
+        assert!(
+            node.children.is_empty(),
+            "delete of {path} with {} children at zxid {zxid:#x}",
+            node.children.len()
+        );
+        assert!(path != "/", "delete of the root");
+        let (pkey, parent) = self.node_for_update(parent_path, "delete under parent");
+        let mut p = (*parent).clone();
+        let removed = p.children.remove(child);
+        assert!(
+            removed.is_some(),
+            "{path} missing from its parent's children"
+        );
+        if zxid > p.pzxid {
+            p.pzxid = zxid;
+        }
+        self.put(&pkey, p);
+        self.nodes.remove(path);
+        self.digest = self.digest.wrapping_sub(node_hash(&key, &node));
+        self.data_size -= path.len() as i64 + node.data_len() as i64;
+        match node.kind() {
+            NodeKind::Ephemeral(s) => {
+                let mut set = self
+                    .ephemerals
+                    .get(&s)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("ephemeral {path} not indexed for {s:#x}"));
+                assert!(set.remove(path).is_some(), "ephemeral {path} not indexed");
+                if set.is_empty() {
+                    self.ephemerals.remove(&s);
+                } else {
+                    self.ephemerals.insert(s, set);
+                }
+                self.ephemeral_count -= 1;
+            }
+            NodeKind::Container => {
+                self.containers.remove(path);
+            }
+            NodeKind::Ttl(_) => {
+                self.ttls.remove(path);
+            }
+            NodeKind::Persistent => {}
+        }
+        triggers.push(Trigger {
+            path: path.to_string(),
+            event: EventType::NodeDeleted,
+        });
+        triggers.push(Trigger {
+            path: parent_path.to_string(),
+            event: EventType::NodeChildrenChanged,
+        });
+    }
+
+    /// Stores `node` at `key`, keeping the digest in step.
+    fn put(&mut self, key: &Arc<str>, node: Znode) {
+        let h = node_hash(key, &node);
+        if let Some(old) = self.nodes.insert(key.clone(), Arc::new(node)) {
+            self.digest = self.digest.wrapping_sub(node_hash(key, &old));
+        }
+        self.digest = self.digest.wrapping_add(h);
+    }
+}
+
+/// FNV-1a over a length-prefixed encoding, then a SplitMix64 finalizer so that the
+/// wrapping sum of many hashes stays well spread. Defined here, not by `std::hash`,
+/// because it must be the same on every build and platform.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(tag: u8) -> Fnv {
+        let mut f = Fnv(0xcbf2_9ce4_8422_2325);
+        f.bytes(&[tag]);
+        f
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= u64::from(x);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn field(&mut self, b: &[u8]) {
+        self.bytes(&(b.len() as u64).to_le_bytes());
+        self.bytes(b);
+    }
+    fn i64(&mut self, v: i64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn finish(self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn node_hash(path: &str, n: &Znode) -> u64 {
+    let mut h = Fnv::new(b'n');
+    h.field(path.as_bytes());
+    match &n.data {
+        None => h.bytes(&[0]),
+        Some(d) => {
+            h.bytes(&[1]);
+            h.field(d);
+        }
+    }
+    h.i64(n.acl.len() as i64);
+    for a in n.acl.iter() {
+        h.i64(i64::from(a.perms));
+        h.field(a.id.scheme.as_bytes());
+        h.field(a.id.id.as_bytes());
+    }
+    for v in [
+        n.czxid,
+        n.mzxid,
+        n.ctime,
+        n.mtime,
+        n.ephemeral_owner,
+        n.pzxid,
+    ] {
+        h.i64(v);
+    }
+    for v in [n.version, n.cversion, n.aversion] {
+        h.i64(i64::from(v));
+    }
+    h.finish()
+}
+
+fn session_hash(id: i64, timeout_ms: i32) -> u64 {
+    let mut h = Fnv::new(b's');
+    h.i64(id);
+    h.i64(i64::from(timeout_ms));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests;
