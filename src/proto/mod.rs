@@ -12,6 +12,7 @@ pub mod request;
 pub use codes::*;
 pub use jute::{DecodeError, Jute, Reader, Writer};
 pub use records::*;
+pub use request::{MultiOp, Request};
 
 /// `jute.maxbuffer`'s default: the largest frame ZooKeeper accepts (0xfffff bytes).
 pub const DEFAULT_MAX_BUFFER: usize = 0xfffff;

@@ -19,7 +19,7 @@ pub struct Reader<'a> {
 pub type ReadResult = Result<Vec<u8>, Code>;
 
 fn check(view: &DataTree, path: &str, perm: i32, who: &Reader) -> Result<(), Code> {
-    let acl = view.acl(path).ok_or(Code::NoNode)?;
+    let (acl, _) = view.acl(path).ok_or(Code::NoNode)?;
     if acl::check(&acl, perm, who.ids) {
         Ok(())
     } else {
@@ -34,15 +34,12 @@ fn get_data(
     path: &str,
     watch: bool,
 ) -> Result<GetDataResponse, Code> {
-    let stat = view.stat(path).ok_or(Code::NoNode)?;
+    let (data, stat) = view.data(path).ok_or(Code::NoNode)?;
     check(view, path, perms::READ, who)?;
     if watch {
         watches.add(path, who.slot, Kind::Data);
     }
-    Ok(GetDataResponse {
-        data: view.data(path).flatten(),
-        stat,
-    })
+    Ok(GetDataResponse { data, stat })
 }
 
 fn get_children(
@@ -98,18 +95,13 @@ pub fn execute(
         Request::GetAcl(r) => {
             let stat = view.stat(&r.path).ok_or(Code::NoNode)?;
             check(view, &r.path, perms::READ | perms::ADMIN, who)?;
-            let mut acl_list = view.acl(&r.path).unwrap_or_default().to_vec();
-            if check(view, &r.path, perms::ADMIN, who).is_err() {
-                // Without ADMIN, digest hashes are masked (ZooKeeper 3.9 does the same).
-                for a in &mut acl_list {
-                    if a.id.scheme == "digest" {
-                        if let Some(i) = a.id.id.find(':') {
-                            a.id.id.truncate(i);
-                            a.id.id.push_str(":x");
-                        }
-                    }
-                }
-            }
+            let (acl_list, _) = view.acl(&r.path).ok_or(Code::NoNode)?;
+            // Without ADMIN, digest hashes are masked (ZooKeeper 3.9 does the same).
+            let acl_list = if check(view, &r.path, perms::ADMIN, who).is_ok() {
+                acl_list.to_vec()
+            } else {
+                acl::redact_for_get_acl(&acl_list)
+            };
             body(&GetAclResponse {
                 acl: acl_list,
                 stat,
@@ -124,11 +116,12 @@ pub fn execute(
         }
         Request::GetEphemerals(r) => {
             let prefix = r.prefix_path.trim();
-            let mut all = view.ephemerals_of(who.session_id);
-            if !(prefix.is_empty() || prefix == "/") {
-                all.retain(|p| p.starts_with(&r.prefix_path));
-            }
-            body(&GetEphemeralsResponse { ephemerals: all })
+            let ephemerals = if prefix.is_empty() || prefix == "/" {
+                view.ephemerals_of(who.session_id)
+            } else {
+                view.ephemerals_with_prefix(who.session_id, &r.prefix_path)
+            };
+            body(&GetEphemeralsResponse { ephemerals })
         }
         Request::CheckWatches(r) => {
             let ty = WatcherType::from_i32(r.watcher_type).ok_or(Code::BadArguments)?;

@@ -231,7 +231,10 @@ impl Sequencer {
             self.entries.push(Entry::Failed {
                 origin,
                 zxid: self.zxid,
-                error: PrepError::code(Code::SessionExpired),
+                error: PrepError {
+                    code: Code::SessionExpired,
+                    multi: None,
+                },
             });
             return;
         }
@@ -285,8 +288,7 @@ impl Sequencer {
 
     fn expire(&mut self, now: i64) {
         for id in self.sessions.expire(now) {
-            let caller = Caller { session_id: id, ids: &[] };
-            match prep::prep(&self.tree, &self.cfg.prep, &caller, &Request::CloseSession, wall_ms()) {
+            match prep::prep_close_session(&self.tree, id) {
                 Ok(op) => self.commit_op(id, 0, op, None),
                 Err(e) => panic!("closing expired session {id:#x} failed validation: {e:?}"),
             }
@@ -295,10 +297,12 @@ impl Sequencer {
 
     fn reap(&mut self) {
         let now = wall_ms();
-        let candidates = self.tree.reap_candidates(now);
+        let candidates = self
+            .tree
+            .reap_candidates(now, self.cfg.prep.container_max_never_used_ms);
         for path in candidates.into_iter().take(self.cfg.container_max_per_check) {
             // Re-validated: a child may have been created since the scan.
-            if let Ok(op) = prep::prep_reap(&self.tree, &path, now) {
+            if let Ok(op) = prep::prep_reap(&self.tree, &self.cfg.prep, &path, now) {
                 self.commit_op(0, 0, op, None);
             }
         }

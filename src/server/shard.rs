@@ -447,29 +447,18 @@ impl Shard {
     /// addauth: handled at once, outside the request order, as ZooKeeper does.
     fn auth(&mut self, net: &mut dyn Net, slot: usize, a: AuthPacket) -> bool {
         let mut out = Vec::new();
-        let result = if a.scheme == "digest" {
-            acl::auth_digest(a.auth.as_deref().unwrap_or(&[]))
-        } else {
-            Err(Code::AuthFailed)
-        };
+        let result = acl::authenticate(
+            &a.scheme,
+            a.auth.as_deref().unwrap_or(&[]),
+            self.super_digest.as_deref(),
+        );
         let c = self.conns.get_mut(&slot).expect("auth on unknown slot");
         match result {
-            Ok(id) => {
+            Ok(new_ids) => {
                 let mut ids = (*c.ids).clone();
-                let is_super = self
-                    .super_digest
-                    .as_deref()
-                    .is_some_and(|d| d == id.id);
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-                if is_super {
-                    let sup = Id {
-                        scheme: "super".into(),
-                        id: String::new(),
-                    };
-                    if !ids.contains(&sup) {
-                        ids.push(sup);
+                for id in new_ids {
+                    if !ids.contains(&id) {
+                        ids.push(id);
                     }
                 }
                 c.ids = Arc::new(ids);
@@ -724,10 +713,10 @@ impl Shard {
             }
             OpResult::Created { path, stat } => MultiResult::Create2 {
                 path: path.clone(),
-                stat: *stat,
+                stat: stat.clone(),
             },
             OpResult::Deleted => MultiResult::Delete,
-            OpResult::Stat(s) => MultiResult::SetData(*s),
+            OpResult::Stat(s) => MultiResult::SetData(s.clone()),
             OpResult::Checked => MultiResult::Check,
             OpResult::Error(c) => MultiResult::Error(*c),
             other => panic!("unexpected result inside multi: {other:?}"),
@@ -751,11 +740,11 @@ impl Shard {
                 OpResult::Created { path, stat },
             ) => Create2Response {
                 path: path.clone(),
-                stat: *stat,
+                stat: stat.clone(),
             }
             .to_bytes(),
-            (OpCode::SetData, OpResult::Stat(stat)) => SetDataResponse { stat: *stat }.to_bytes(),
-            (OpCode::SetAcl, OpResult::Stat(stat)) => SetAclResponse { stat: *stat }.to_bytes(),
+            (OpCode::SetData, OpResult::Stat(stat)) => SetDataResponse { stat: stat.clone() }.to_bytes(),
+            (OpCode::SetAcl, OpResult::Stat(stat)) => SetAclResponse { stat: stat.clone() }.to_bytes(),
             (OpCode::Multi, OpResult::Multi(results)) => {
                 assert_eq!(results.len(), sub_ops.len(), "multi results and ops differ");
                 let rs: Vec<MultiResult> = results
