@@ -2,6 +2,7 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod acl;
+pub mod io;
 pub mod prep;
 pub mod proto;
 pub mod server;

@@ -1,0 +1,1041 @@
+//! The per-shard event loop: one io_uring, one provided-buffer ring, a slab of
+//! connections, listeners, a wake-up eventfd and a periodic tick.
+//!
+//! See the module header of `io` for the contract and an example.
+
+use std::io;
+use std::marker::PhantomData;
+use std::mem;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use slab::Slab;
+
+use super::bufring::BufRing;
+use super::probe::{build_ring, Features, ProbeError};
+use super::{net, Config};
+
+/// Identifies one connection of one reactor.
+///
+/// A token is never reused while the kernel may still complete an operation for
+/// it, and carries a generation so that a stale token (kept by the caller after
+/// `on_closed`) is ignored by every `Ops` method instead of hitting a new connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(u64);
+
+impl Token {
+    fn new(index: usize, gen: u32) -> Token {
+        Token(u64::from(gen) << 32 | index as u64)
+    }
+    fn index(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+    fn gen(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+    /// A stable number for logs and maps (unique among live tokens of one reactor).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// Identifies a listener of one reactor (the order of `listen` calls, from 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub u32);
+
+/// Why a connection closed; delivered once per connection by `Handler::on_closed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The caller called `Ops::close` (output was flushed first).
+    Local,
+    /// The caller called `Ops::abort` (pending output was dropped).
+    Aborted,
+    /// The peer closed its side (receive returned 0); our pending output was flushed.
+    PeerClosed,
+    /// A receive or send failed with this errno (e.g. ECONNRESET, EPIPE).
+    Error(i32),
+}
+
+/// What `Reactor::run_once` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    /// `StopHandle::stop` or `Ops::stop` was called; the loop should end.
+    Stopped,
+}
+
+/// The callbacks of one reactor. Each gets `&mut Ops` to queue output, pause, resume
+/// or close any connection. All run on the reactor's thread, inside `run_once`.
+pub trait Handler {
+    /// A listener accepted `token` from `peer`. Receiving has started already.
+    fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, listener: ListenerId) {
+        let _ = (ops, token, peer, listener);
+    }
+    /// Bytes received on `token`, in order. The slice is valid only during the call
+    /// (its buffer goes back to the kernel right after). May still be called a few
+    /// times after `Ops::pause` until the kernel acknowledges the cancel; never after
+    /// `close`/`abort` or end of stream.
+    fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]);
+    /// `token` is closed: its descriptor is closed, no operation references it, and
+    /// no further event names it. Called exactly once per accepted or adopted token.
+    fn on_closed(&mut self, ops: &mut Ops, token: Token, reason: CloseReason);
+    /// Some `Waker` was woken since the last `on_wake` (wake-ups are coalesced).
+    fn on_wake(&mut self, ops: &mut Ops) {
+        let _ = ops;
+    }
+    /// The periodic tick (`Config::tick`) fired. Ticks are at least `tick` apart;
+    /// a slow pass delays them, it never bunches them.
+    fn on_tick(&mut self, ops: &mut Ops) {
+        let _ = ops;
+    }
+}
+
+/// Wakes a reactor from any thread. `Send + Sync + Clone`; cheap when repeated.
+///
+/// Wake-ups coalesce: between two `on_wake` calls, only the first `wake` writes the
+/// eventfd (one system call); the others are one atomic swap. Callers wake only when
+/// their queue goes from empty to non-empty, and the reactor's `on_wake` drains every
+/// queue. The flag is cleared (with acquire) before `on_wake` runs, so an item pushed
+/// before a `wake` that found the flag already set is seen by that `on_wake`.
+///
+/// Why an eventfd and not IORING_OP_MSG_RING: a waker must work from threads that
+/// own no ring (the election thread, the snapshotter, tests), and a SINGLE_ISSUER
+/// ring cannot be submitted to by another thread, so MSG_RING would only serve
+/// ring-to-ring wakes. With coalescing a wake costs at most one `write(2)` per
+/// receiving pass, which the benchmark in `benches/io_echo.rs` does not see.
+#[derive(Clone)]
+pub struct Waker {
+    shared: Arc<WakeShared>,
+}
+
+struct WakeShared {
+    fd: OwnedFd,
+    pending: AtomicBool,
+}
+
+impl Waker {
+    /// Makes the reactor report `on_wake` soon. Never blocks.
+    pub fn wake(&self) {
+        if !self.shared.pending.swap(true, Ordering::AcqRel) {
+            net::eventfd_signal(self.shared.fd.as_raw_fd());
+        }
+    }
+}
+
+/// Stops a reactor from any thread: `run_once` returns `Status::Stopped` at its next
+/// pass (it is woken if it is waiting).
+#[derive(Clone)]
+pub struct StopHandle {
+    flag: Arc<AtomicBool>,
+    waker: Waker,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// Receive state of one connection: at most one multishot receive in the kernel.
+#[derive(Default)]
+struct RecvState {
+    /// A multishot receive is in the kernel (its final completion has not arrived).
+    armed: bool,
+    /// We asked the kernel to cancel it.
+    cancelling: bool,
+}
+
+struct Conn {
+    /// Owned; closed by a ring `Close` operation when nothing references it.
+    fd: RawFd,
+    gen: u32,
+    peer: SocketAddr,
+    /// Bytes the caller queued this pass (and earlier, if a send was in flight).
+    out: Vec<u8>,
+    /// Bytes handed to the kernel: untouched while `send_inflight`.
+    inflight: Vec<u8>,
+    /// How much of `inflight` the kernel has sent.
+    sent: usize,
+    send_inflight: bool,
+    send_cancelling: bool,
+    recv: RecvState,
+    paused_by_user: bool,
+    /// Output above `max_output_bytes`: stop reading until it drains to half.
+    paused_by_output: bool,
+    closing: Option<CloseReason>,
+    close_inflight: bool,
+    /// In `Ops::dirty` already.
+    dirty: bool,
+}
+
+impl Conn {
+    fn queued(&self) -> usize {
+        self.out.len() + self.inflight.len() - self.sent
+    }
+    /// Graceful closes flush first; aborts and errors drop output.
+    fn flushes(&self) -> bool {
+        matches!(
+            self.closing,
+            Some(CloseReason::Local | CloseReason::PeerClosed)
+        )
+    }
+}
+
+/// What the handler may do during a callback (and the caller between passes, via
+/// `Reactor::ops`). Every method ignores tokens that are closed or closing, except
+/// the queries, which answer `None`/`false`.
+pub struct Ops {
+    conns: Slab<Conn>,
+    /// Connections whose state changed this pass; reconciled with the kernel by
+    /// `flush` before the next wait. Bounded by the slab size (one entry per conn).
+    dirty: Vec<u32>,
+    next_gen: u32,
+    max_output_bytes: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ops {
+    fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(token.index())
+            .filter(|c| c.gen == token.gen() && c.closing.is_none())
+    }
+
+    fn mark(&mut self, index: usize) {
+        let c = &mut self.conns[index];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(index as u32);
+        }
+    }
+
+    /// Appends `bytes` to the connection's output; sent at the end of this pass.
+    /// Returns false (and drops the bytes) if `token` is closed or closing.
+    pub fn send(&mut self, token: Token, bytes: &[u8]) -> bool {
+        match self.output(token) {
+            Some(out) => {
+                out.extend_from_slice(bytes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The connection's output buffer, to encode replies in place. Bytes appended are
+    /// sent at the end of this pass. Do not remove bytes that were there before.
+    pub fn output(&mut self, token: Token) -> Option<&mut Vec<u8>> {
+        self.conn_mut(token)?;
+        self.mark(token.index());
+        Some(&mut self.conns[token.index()].out)
+    }
+
+    /// Output bytes queued and not yet sent (including those the kernel is sending).
+    pub fn output_len(&self, token: Token) -> Option<usize> {
+        let c = self
+            .conns
+            .get(token.index())
+            .filter(|c| c.gen == token.gen())?;
+        Some(c.queued())
+    }
+
+    /// Stops receiving on `token` until `resume` (server-side backpressure).
+    pub fn pause(&mut self, token: Token) {
+        if let Some(c) = self.conn_mut(token) {
+            c.paused_by_user = true;
+            self.mark(token.index());
+        }
+    }
+
+    /// Undoes `pause`. Receiving restarts unless output is above the bound.
+    pub fn resume(&mut self, token: Token) {
+        if let Some(c) = self.conn_mut(token) {
+            c.paused_by_user = false;
+            self.mark(token.index());
+        }
+    }
+
+    /// Whether receiving is stopped, by `pause` or by output above the bound.
+    pub fn is_paused(&self, token: Token) -> bool {
+        self.conns
+            .get(token.index())
+            .filter(|c| c.gen == token.gen())
+            .is_some_and(|c| c.paused_by_user || c.paused_by_output)
+    }
+
+    /// Closes gracefully: stops receiving, sends the queued output, then closes.
+    /// `on_closed(Local)` follows. A peer that never reads keeps the connection
+    /// until `abort`.
+    pub fn close(&mut self, token: Token) {
+        self.begin_close(token, CloseReason::Local);
+    }
+
+    /// Closes now: cancels receive and send, drops output. `on_closed(Aborted)` follows.
+    pub fn abort(&mut self, token: Token) {
+        if let Some(c) = self
+            .conns
+            .get_mut(token.index())
+            .filter(|c| c.gen == token.gen())
+        {
+            if matches!(
+                c.closing,
+                None | Some(CloseReason::Local | CloseReason::PeerClosed)
+            ) {
+                c.closing = Some(CloseReason::Aborted);
+                self.mark(token.index());
+            }
+        }
+    }
+
+    /// The connection failed with `errno`: drop its output and close (an abort
+    /// already under way keeps its reason).
+    fn fail(&mut self, index: usize, errno: i32) {
+        let c = &mut self.conns[index];
+        if c.closing.is_none() || c.flushes() {
+            c.closing = Some(CloseReason::Error(errno));
+        }
+        self.mark(index);
+    }
+
+    fn begin_close(&mut self, token: Token, reason: CloseReason) {
+        if let Some(c) = self.conn_mut(token) {
+            c.closing = Some(reason);
+            self.mark(token.index());
+        }
+    }
+
+    /// Whether `token` is a live connection not yet closing.
+    pub fn is_open(&self, token: Token) -> bool {
+        self.conns
+            .get(token.index())
+            .is_some_and(|c| c.gen == token.gen() && c.closing.is_none())
+    }
+
+    /// The peer's address (for `ip` ACLs and `cons`).
+    pub fn peer_addr(&self, token: Token) -> Option<SocketAddr> {
+        let c = self
+            .conns
+            .get(token.index())
+            .filter(|c| c.gen == token.gen())?;
+        Some(c.peer)
+    }
+
+    /// Connections in the slab, closing ones included.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Makes `run_once` return `Status::Stopped` at its next pass.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    fn insert(&mut self, fd: OwnedFd, peer: SocketAddr) -> Token {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let gen = self.next_gen;
+        let index = self.conns.insert(Conn {
+            fd: fd.into_raw_fd(),
+            gen,
+            peer,
+            out: Vec::new(),
+            inflight: Vec::new(),
+            sent: 0,
+            send_inflight: false,
+            send_cancelling: false,
+            recv: RecvState::default(),
+            paused_by_user: false,
+            paused_by_output: false,
+            closing: None,
+            close_inflight: false,
+            dirty: false,
+        });
+        assert!(index <= u32::MAX as usize);
+        self.mark(index);
+        Token::new(index, gen)
+    }
+}
+
+/// The kinds of operation, in the top byte of `user_data`; the low 32 bits hold the
+/// connection index or listener id. Completions are routed by these alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Accept = 1,
+    Recv = 2,
+    Send = 3,
+    Cancel = 4,
+    Close = 5,
+    Wake = 6,
+    Tick = 7,
+}
+
+const KIND_SHIFT: u32 = 56;
+
+fn user_data(kind: Kind, index: usize) -> u64 {
+    (kind as u64) << KIND_SHIFT | index as u64
+}
+
+fn split_user_data(ud: u64) -> (Kind, usize) {
+    let kind = match ud >> KIND_SHIFT {
+        1 => Kind::Accept,
+        2 => Kind::Recv,
+        3 => Kind::Send,
+        4 => Kind::Cancel,
+        5 => Kind::Close,
+        6 => Kind::Wake,
+        7 => Kind::Tick,
+        other => panic!("completion with unknown kind {other} (user_data {ud:#x})"),
+    };
+    (kind, (ud & 0xffff_ffff) as usize)
+}
+
+struct Listener {
+    socket: TcpListener,
+    armed: bool,
+    /// Re-arm at the next tick instead of the next pass (after EMFILE and friends,
+    /// re-arming at once would spin while descriptors are exhausted).
+    backoff: bool,
+}
+
+/// Longest time `Drop` waits for the kernel to finish cancelled operations before it
+/// leaks their buffers instead of freeing memory the kernel might still write.
+const DROP_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// One shard's event loop. Create it on the thread that will run it (the ring is
+/// SINGLE_ISSUER), which is why it is not `Send`.
+pub struct Reactor {
+    // Declared first so it is dropped first: the kernel lets go of every buffer
+    // below when the ring closes.
+    ring: IoUring,
+    bufs: BufRing,
+    ops: Ops,
+    listeners: Vec<Listener>,
+    max_connections: usize,
+    /// Accepted sockets closed at once because the slab was full.
+    refused: u64,
+    wake: Arc<WakeShared>,
+    /// The eventfd read's target; boxed so its address is stable while in the kernel.
+    wake_buf: Box<u64>,
+    wake_armed: bool,
+    tick: Option<Box<types::Timespec>>,
+    tick_armed: bool,
+    /// Completions copied out of the ring, then dispatched. Bounded by the CQ size per
+    /// pass (plus any spill from a full submission queue during `flush`).
+    cqes: Vec<(u64, i32, u32)>,
+    features: Features,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Reactor {
+    /// Creates the ring, the buffer ring and the wake-up eventfd.
+    ///
+    /// # Errors
+    /// A [`ProbeError`] if the ring cannot be created or a feature is missing (call
+    /// `io::probe()` first at start-up for a clean message).
+    ///
+    /// # Panics
+    /// If `config` is invalid (`Config::validate`).
+    pub fn new(config: Config) -> Result<Reactor, ProbeError> {
+        config.validate();
+        let (ring, defer_taskrun) =
+            build_ring(config.ring_entries, config.ring_entries * super::CQ_PER_SQ)?;
+        let kernel = String::new();
+        let bufs = BufRing::new(&ring, 0, config.recv_buf_count, config.recv_buf_size).map_err(
+            |error| ProbeError::MissingFeature {
+                name: "provided-buffer rings (IORING_REGISTER_PBUF_RING)",
+                kernel: kernel.clone(),
+                error: Some(error),
+            },
+        )?;
+        let fd = net::eventfd().map_err(|error| ProbeError::Setup { error })?;
+        let wake = Arc::new(WakeShared {
+            fd,
+            pending: AtomicBool::new(false),
+        });
+        let cq = (config.ring_entries * super::CQ_PER_SQ) as usize;
+        Ok(Reactor {
+            ring,
+            bufs,
+            ops: Ops {
+                conns: Slab::with_capacity(config.max_connections.min(1024)),
+                dirty: Vec::with_capacity(config.max_connections.min(1024)),
+                next_gen: 0,
+                max_output_bytes: config.max_output_bytes,
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            listeners: Vec::new(),
+            max_connections: config.max_connections,
+            refused: 0,
+            wake,
+            wake_buf: Box::new(0),
+            wake_armed: false,
+            tick: config.tick.map(|d| Box::new(types::Timespec::from(d))),
+            tick_armed: false,
+            cqes: Vec::with_capacity(cq),
+            features: Features {
+                defer_taskrun,
+                msg_ring: false,
+                kernel,
+            },
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Whether this ring runs with DEFER_TASKRUN (else COOP_TASKRUN).
+    pub fn defer_taskrun(&self) -> bool {
+        self.features.defer_taskrun
+    }
+
+    /// A handle other threads use to wake this reactor.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            shared: self.wake.clone(),
+        }
+    }
+
+    /// A handle other threads use to stop this reactor.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            flag: self.ops.stop.clone(),
+            waker: self.waker(),
+        }
+    }
+
+    /// The connection operations, for use between passes (e.g. after draining a
+    /// cross-thread queue). Output queued here goes out at the next `run_once`.
+    pub fn ops(&mut self) -> &mut Ops {
+        &mut self.ops
+    }
+
+    /// Sockets accepted and closed at once because `max_connections` was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Listens on `addr` (SO_REUSEPORT) and accepts with a multishot accept.
+    /// Returns the bound address (useful with port 0: bind the other shards to it).
+    ///
+    /// # Errors
+    /// Socket, bind or listen failures (e.g. EADDRINUSE).
+    pub fn listen(
+        &mut self,
+        addr: SocketAddr,
+        backlog: i32,
+    ) -> io::Result<(ListenerId, SocketAddr)> {
+        let socket = net::listen_reuseport(addr, backlog)?;
+        let local = socket.local_addr()?;
+        let id = ListenerId(u32::try_from(self.listeners.len()).expect("listener count"));
+        self.listeners.push(Listener {
+            socket,
+            armed: false,
+            backoff: false,
+        });
+        Ok((id, local))
+    }
+
+    /// Takes over an already connected stream (e.g. an outgoing peer connection);
+    /// it behaves like an accepted one, except that `on_accept` is not called.
+    ///
+    /// # Errors
+    /// Setting TCP_NODELAY or reading the peer address failed; or the slab is full
+    /// (`ErrorKind::OutOfMemory`).
+    pub fn adopt(&mut self, stream: TcpStream) -> io::Result<Token> {
+        if self.ops.conns.len() >= self.max_connections {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "max_connections reached",
+            ));
+        }
+        let (fd, peer) = net::prepare_stream(stream)?;
+        Ok(self.ops.insert(fd, peer))
+    }
+
+    /// Runs passes until stopped.
+    ///
+    /// # Errors
+    /// As `run_once`.
+    pub fn run<H: Handler>(&mut self, handler: &mut H) -> io::Result<()> {
+        while self.run_once(handler)? == Status::Running {}
+        Ok(())
+    }
+
+    /// One pass: hand this pass's work to the kernel (at most one send per
+    /// connection, receive arms and cancels, closes), wait for at least one
+    /// completion unless some are ready, then dispatch every ready completion.
+    ///
+    /// # Errors
+    /// Only unexpected `io_uring_enter` failures; EINTR and a full completion
+    /// queue are handled here.
+    pub fn run_once<H: Handler>(&mut self, handler: &mut H) -> io::Result<Status> {
+        if self.ops.stop.load(Ordering::Acquire) {
+            return Ok(Status::Stopped);
+        }
+        self.flush();
+        let ready = !self.cqes.is_empty() || !self.ring.completion().is_empty();
+        let result = if ready {
+            self.ring.submit()
+        } else {
+            self.ring.submit_and_wait(1)
+        };
+        match result {
+            Ok(_) => {}
+            // A signal interrupted the wait: dispatch what there is, then go round.
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            // The completion queue overflowed and the kernel wants it drained before
+            // taking more submissions: dispatching below does that.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            // Anything else (EBADF, EFAULT, EINVAL) means our ring is broken.
+            Err(e) => return Err(e),
+        }
+        self.collect();
+        self.dispatch(handler);
+        if self.ops.stop.load(Ordering::Acquire) {
+            return Ok(Status::Stopped);
+        }
+        Ok(Status::Running)
+    }
+
+    /// Copies ready completions out of the ring.
+    fn collect(&mut self) {
+        for cqe in self.ring.completion() {
+            self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+    }
+
+    /// Pushes one SQE, submitting first when the queue is full.
+    fn push(&mut self, entry: squeue::Entry) {
+        // Bound: each round either pushes or submits; a submit empties the SQ unless
+        // the kernel refuses, and after `PUSH_ATTEMPTS` refusals the ring is unusable.
+        const PUSH_ATTEMPTS: usize = 1000;
+        for _ in 0..PUSH_ATTEMPTS {
+            // SAFETY: every entry we build points only at memory that stays valid and
+            // untouched until its completion (send buffers, `wake_buf`), or at memory
+            // the kernel copies during submission (the tick timespec).
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return;
+            }
+            match self.ring.submit() {
+                Ok(_) => {}
+                // EINTR: try again. EBUSY/EAGAIN: the CQ is full; spill it into
+                // `cqes` (dispatched later this pass or the next) to make room.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) =>
+                {
+                    self.collect();
+                }
+                Err(e) => panic!("io_uring submit failed: {e}"),
+            }
+        }
+        panic!("submission queue stayed full after {PUSH_ATTEMPTS} submits");
+    }
+
+    /// Reconciles the kernel with what this pass asked for.
+    fn flush(&mut self) {
+        if !self.wake_armed {
+            let fd = self.wake.fd.as_raw_fd();
+            let ptr: *mut u64 = &mut *self.wake_buf;
+            let e = opcode::Read::new(types::Fd(fd), ptr.cast(), 8)
+                .build()
+                .user_data(user_data(Kind::Wake, 0));
+            self.push(e);
+            self.wake_armed = true;
+        }
+        if !self.tick_armed {
+            if let Some(ts) = &self.tick {
+                let ts: *const types::Timespec = &**ts;
+                // Relative (no ABS flag): absolute timeouts ignore time namespaces.
+                let e = opcode::Timeout::new(ts)
+                    .build()
+                    .user_data(user_data(Kind::Tick, 0));
+                self.push(e);
+                self.tick_armed = true;
+            }
+        }
+        for i in 0..self.listeners.len() {
+            let l = &self.listeners[i];
+            if !l.armed && !l.backoff {
+                let e = opcode::AcceptMulti::new(types::Fd(l.socket.as_raw_fd()))
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+                    .user_data(user_data(Kind::Accept, i));
+                self.push(e);
+                self.listeners[i].armed = true;
+            }
+        }
+        let mut dirty = mem::take(&mut self.ops.dirty);
+        for index in dirty.drain(..) {
+            self.reconcile(index as usize);
+        }
+        // Keep the allocation; entries pushed during reconcile (none today) survive.
+        dirty.append(&mut self.ops.dirty);
+        self.ops.dirty = dirty;
+    }
+
+    fn reconcile(&mut self, index: usize) {
+        let max_output = self.ops.max_output_bytes;
+        let mut sqes: [Option<squeue::Entry>; 3] = [None, None, None];
+        {
+            let Some(c) = self.ops.conns.get_mut(index) else {
+                return;
+            };
+            c.dirty = false;
+            let fd = types::Fd(c.fd);
+            let aborting = c.closing.is_some() && !c.flushes();
+            // Send: at most one in flight; after a full send, the next takes `out`.
+            if aborting {
+                c.out.clear();
+                if c.send_inflight && !c.send_cancelling {
+                    c.send_cancelling = true;
+                    sqes[0] = Some(cancel(Kind::Send, index));
+                }
+            } else if !c.send_inflight {
+                if c.sent == c.inflight.len() && !c.out.is_empty() {
+                    mem::swap(&mut c.out, &mut c.inflight);
+                    c.out.clear();
+                    c.sent = 0;
+                }
+                if c.sent < c.inflight.len() {
+                    let rest = &c.inflight[c.sent..];
+                    let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+                    sqes[0] = Some(
+                        opcode::Send::new(fd, rest.as_ptr(), len)
+                            .flags(libc::MSG_NOSIGNAL)
+                            .build()
+                            .user_data(user_data(Kind::Send, index)),
+                    );
+                    c.send_inflight = true;
+                }
+            }
+            // Output backpressure with hysteresis: pause above the bound, resume at half.
+            let queued = c.queued();
+            if queued > max_output {
+                c.paused_by_output = true;
+            } else if queued <= max_output / 2 {
+                c.paused_by_output = false;
+            }
+            // Receive: armed iff open and not paused.
+            let want = c.closing.is_none() && !c.paused_by_user && !c.paused_by_output;
+            if want && !c.recv.armed {
+                sqes[1] = Some(
+                    opcode::RecvMulti::new(fd, self.bufs.bgid())
+                        .build()
+                        .user_data(user_data(Kind::Recv, index)),
+                );
+                c.recv.armed = true;
+            } else if !want && c.recv.armed && !c.recv.cancelling {
+                c.recv.cancelling = true;
+                sqes[1] = Some(cancel(Kind::Recv, index));
+            }
+            // Close once nothing references the descriptor and output is done.
+            let drained = aborting || c.queued() == 0;
+            if c.closing.is_some()
+                && drained
+                && !c.recv.armed
+                && !c.send_inflight
+                && !c.close_inflight
+            {
+                c.close_inflight = true;
+                sqes[2] = Some(
+                    opcode::Close::new(fd)
+                        .build()
+                        .user_data(user_data(Kind::Close, index)),
+                );
+            }
+        }
+        for e in sqes.into_iter().flatten() {
+            self.push(e);
+        }
+    }
+
+    fn dispatch<H: Handler>(&mut self, handler: &mut H) {
+        let mut cqes = mem::take(&mut self.cqes);
+        for &(ud, res, flags) in &cqes {
+            let (kind, index) = split_user_data(ud);
+            match kind {
+                Kind::Accept => self.on_accept_cqe(handler, index, res, flags),
+                Kind::Recv => self.on_recv_cqe(handler, index, res, flags),
+                Kind::Send => self.on_send_cqe(index, res),
+                Kind::Close => {
+                    // Linux releases the descriptor whatever close returns (EIO from
+                    // NFS, EINTR), so every result ends the connection. EBADF would be
+                    // a double close: a bug.
+                    debug_assert_ne!(res, -libc::EBADF, "double close of connection {index}");
+                    let c = self.ops.conns.remove(index);
+                    let token = Token::new(index, c.gen);
+                    let reason = c.closing.expect("closed connection had a reason");
+                    handler.on_closed(&mut self.ops, token, reason);
+                }
+                // Results: 0 (cancelled), ENOENT (already finished), EALREADY (running,
+                // will finish): in every case the target's own completion follows or
+                // has arrived, and that is what we track.
+                Kind::Cancel => {}
+                Kind::Wake => {
+                    self.wake_armed = false;
+                    match -res {
+                        // 8: the counter was read. EAGAIN cannot reach us (the ring polls
+                        // a non-blocking eventfd) but would only mean "nothing yet".
+                        _ if res == 8 => {}
+                        libc::EAGAIN | libc::EINTR => {}
+                        // ECANCELED only happens in Drop.
+                        libc::ECANCELED => continue,
+                        other => panic!("eventfd read failed: errno {other}"),
+                    }
+                    // Clear before draining (acquire pairs with `wake`'s release) so a
+                    // wake that raced with us is either seen now or writes again.
+                    self.wake.pending.swap(false, Ordering::AcqRel);
+                    handler.on_wake(&mut self.ops);
+                }
+                Kind::Tick => {
+                    self.tick_armed = false;
+                    match -res {
+                        // ETIME: the timeout expired, which is its success.
+                        libc::ETIME => {}
+                        // ECANCELED: only in Drop. 0 cannot happen with count 0.
+                        libc::ECANCELED => continue,
+                        other => panic!("tick timeout failed: errno {other}"),
+                    }
+                    for l in &mut self.listeners {
+                        l.backoff = false;
+                    }
+                    handler.on_tick(&mut self.ops);
+                }
+            }
+        }
+        cqes.clear();
+        // Completions spilled during dispatch (none: we do not push here) are kept.
+        cqes.append(&mut self.cqes);
+        self.cqes = cqes;
+        self.bufs.publish();
+    }
+
+    fn on_accept_cqe<H: Handler>(&mut self, handler: &mut H, li: usize, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.listeners[li].armed = false;
+        }
+        if res >= 0 {
+            if self.ops.conns.len() >= self.max_connections {
+                // Full: refuse by closing at once (the client sees a reset/EOF).
+                // SAFETY: `res` is a descriptor the kernel just created for us.
+                unsafe { libc::close(res) };
+                self.refused += 1;
+                return;
+            }
+            // On error the peer reset before we looked (ENOTCONN from getpeername):
+            // nothing to serve, and `prepare_accepted` closed the descriptor.
+            if let Ok((fd, peer)) = net::prepare_accepted(res) {
+                let token = self.ops.insert(fd, peer);
+                handler.on_accept(&mut self.ops, token, peer, ListenerId(li as u32));
+            }
+            return;
+        }
+        match -res {
+            // Out of descriptors or memory: the multishot ended; retry at the next tick
+            // (or next pass without a tick) rather than spin.
+            libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS => {
+                self.listeners[li].backoff = self.tick.is_some();
+            }
+            // The connection was reset in the accept queue: harmless, keep accepting.
+            libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EAGAIN => {}
+            // Cancelled: only in Drop.
+            libc::ECANCELED => {}
+            // EINVAL/EBADF/ENOTSOCK: our listener is broken, a bug.
+            other => panic!("multishot accept failed: errno {other}"),
+        }
+    }
+
+    fn on_recv_cqe<H: Handler>(&mut self, handler: &mut H, index: usize, res: i32, flags: u32) {
+        let c = self
+            .ops
+            .conns
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("receive completion for free slot {index}"));
+        let token = Token::new(index, c.gen);
+        let open = c.closing.is_none();
+        if !cqueue::more(flags) {
+            c.recv.armed = false;
+            c.recv.cancelling = false;
+            self.ops.mark(index);
+        }
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if res > 0 && open {
+                let data = self.bufs.get(bid, res as usize);
+                handler.on_data(&mut self.ops, token, data);
+            }
+            self.bufs.recycle(bid);
+        }
+        if res > 0 {
+            return;
+        }
+        match -res {
+            // End of stream: flush what we owe, then close.
+            0 => self.ops.begin_close(token, CloseReason::PeerClosed),
+            // No provided buffer was free: the multishot ended; it is re-armed at the
+            // next flush, after this pass recycled the buffers it used.
+            libc::ENOBUFS => {}
+            // Our cancel (pause or close) took effect.
+            libc::ECANCELED => {}
+            // Interrupted or spurious: re-armed at the next flush.
+            libc::EINTR | libc::EAGAIN => {}
+            // The connection failed (ECONNRESET, ETIMEDOUT, EHOSTUNREACH, ...): drop
+            // the output, nobody will read it.
+            e => self.ops.fail(index, e),
+        }
+    }
+
+    fn on_send_cqe(&mut self, index: usize, res: i32) {
+        let max_output = self.ops.max_output_bytes;
+        let c = self
+            .ops
+            .conns
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("send completion for free slot {index}"));
+        assert!(c.send_inflight, "send completion without a send in flight");
+        c.send_inflight = false;
+        c.send_cancelling = false;
+        if res > 0 {
+            c.sent += res as usize;
+            assert!(
+                c.sent <= c.inflight.len(),
+                "sent {} of {}",
+                c.sent,
+                c.inflight.len()
+            );
+            if c.sent == c.inflight.len() {
+                c.inflight.clear();
+                c.sent = 0;
+                // Do not let one burst pin a large buffer for the connection's life.
+                if c.inflight.capacity() > max_output {
+                    c.inflight = Vec::new();
+                }
+            }
+        } else {
+            match -res {
+                // Cancelled by abort; or interrupted: the next flush decides.
+                libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                // 0 bytes for a non-empty send, or EPIPE/ECONNRESET/...: the peer is
+                // gone; drop the output.
+                e => {
+                    self.ops.fail(index, if e == 0 { libc::EPIPE } else { e });
+                    return;
+                }
+            }
+        }
+        self.ops.mark(index);
+    }
+
+    /// Operations the kernel still holds that reference our memory.
+    fn outstanding(&self) -> usize {
+        let conns = self
+            .ops
+            .conns
+            .iter()
+            .filter(|(_, c)| c.recv.armed || c.send_inflight || c.close_inflight)
+            .count();
+        conns + usize::from(self.wake_armed) + self.listeners.iter().filter(|l| l.armed).count()
+    }
+}
+
+fn cancel(kind: Kind, index: usize) -> squeue::Entry {
+    opcode::AsyncCancel::new(user_data(kind, index))
+        .build()
+        .user_data(user_data(Kind::Cancel, index))
+}
+
+impl Drop for Reactor {
+    /// Cancels every operation and waits (bounded) until the kernel has let go of our
+    /// buffers, then closes the remaining descriptors. No `on_closed` is delivered.
+    fn drop(&mut self) {
+        let mut cancels = Vec::new();
+        for (i, c) in self.ops.conns.iter() {
+            if c.recv.armed {
+                cancels.push(cancel(Kind::Recv, i));
+            }
+            if c.send_inflight {
+                cancels.push(cancel(Kind::Send, i));
+            }
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.armed {
+                cancels.push(cancel(Kind::Accept, i));
+            }
+        }
+        if self.wake_armed {
+            cancels.push(cancel(Kind::Wake, 0));
+        }
+        if self.tick_armed {
+            cancels.push(cancel(Kind::Tick, 0));
+        }
+        for e in cancels {
+            self.push(e);
+        }
+        let deadline = Instant::now() + DROP_DRAIN_LIMIT;
+        while self.outstanding() > 0 && Instant::now() < deadline {
+            let ts = types::Timespec::from(Duration::from_millis(50));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                // ETIME: the wait timed out; EINTR: a signal. Check the deadline.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+                Err(_) => break,
+                Ok(_) => {}
+            }
+            self.collect();
+            for (ud, res, flags) in mem::take(&mut self.cqes) {
+                let (kind, index) = split_user_data(ud);
+                let more = cqueue::more(flags);
+                match kind {
+                    Kind::Recv => {
+                        if let Some(bid) = cqueue::buffer_select(flags) {
+                            self.bufs.recycle(bid);
+                        }
+                        if !more {
+                            self.ops.conns[index].recv.armed = false;
+                        }
+                    }
+                    Kind::Send => self.ops.conns[index].send_inflight = false,
+                    Kind::Close => {
+                        // The kernel closed the descriptor already.
+                        self.ops.conns.remove(index);
+                    }
+                    Kind::Accept if !more => {
+                        // A socket accepted during shutdown (res >= 0) is closed here.
+                        if res >= 0 {
+                            // SAFETY: a fresh descriptor the kernel created for us.
+                            unsafe { libc::close(res) };
+                        }
+                        self.listeners[index].armed = false;
+                    }
+                    Kind::Accept => {
+                        if res >= 0 {
+                            // SAFETY: a fresh descriptor the kernel created for us.
+                            unsafe { libc::close(res) };
+                        }
+                    }
+                    Kind::Wake => self.wake_armed = false,
+                    Kind::Tick => self.tick_armed = false,
+                    Kind::Cancel => {}
+                }
+            }
+        }
+        if self.outstanding() > 0 {
+            // The kernel may still write into these: leak rather than free under it.
+            self.bufs.leak = true;
+            for (_, c) in self.ops.conns.iter_mut() {
+                mem::forget(mem::take(&mut c.inflight));
+            }
+            mem::forget(mem::take(&mut self.wake_buf));
+        }
+        for (_, c) in self.ops.conns.iter() {
+            if !c.close_inflight {
+                // SAFETY: the connection owns this descriptor and nothing else closes it.
+                unsafe { libc::close(c.fd) };
+            }
+        }
+    }
+}
