@@ -41,6 +41,12 @@ impl Token {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// The token `as_u64` returned. A number that names no live connection is
+    /// ignored by every `Ops` method, like any stale token.
+    pub fn from_u64(v: u64) -> Token {
+        Token(v)
+    }
 }
 
 /// Identifies a listener of one reactor (the order of `listen` calls, from 0).

@@ -1,9 +1,14 @@
-//! The io_uring driver of a shard (placeholder until the io layer lands).
-use super::shard::Shard;
+//! The io_uring driver of one shard: runs the shard's [`Reactor`] and turns its events
+//! into calls on the [`Shard`], and the shard's actions into reactor operations.
+
+use super::shard::{Net, Shard};
 use super::LateWake;
+use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, Token};
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct DriverConfig {
     pub addr: SocketAddr,
@@ -11,12 +16,122 @@ pub struct DriverConfig {
     pub max_conns_per_ip: usize,
 }
 
+/// The shard's view of the reactor: slots are token numbers.
+struct OpsNet<'a>(&'a mut Ops);
+
+impl Net for OpsNet<'_> {
+    fn send(&mut self, slot: usize, bytes: &[u8]) {
+        self.0.send(Token::from_u64(slot as u64), bytes);
+    }
+    fn close(&mut self, slot: usize) {
+        self.0.close(Token::from_u64(slot as u64));
+    }
+    fn pause(&mut self, slot: usize, paused: bool) {
+        let t = Token::from_u64(slot as u64);
+        if paused {
+            self.0.pause(t);
+        } else {
+            self.0.resume(t);
+        }
+    }
+}
+
+struct ShardHandler {
+    shard: Shard,
+    stop: Arc<AtomicBool>,
+    max_conns_per_ip: usize,
+}
+
+impl Handler for ShardHandler {
+    fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, _l: ListenerId) {
+        if !self
+            .shard
+            .accepted(token.as_u64() as usize, peer, self.max_conns_per_ip)
+        {
+            ops.abort(token);
+        }
+    }
+
+    fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]) {
+        self.shard
+            .data(&mut OpsNet(ops), token.as_u64() as usize, data);
+    }
+
+    fn on_closed(&mut self, _ops: &mut Ops, token: Token, _reason: CloseReason) {
+        self.shard.closed(token.as_u64() as usize);
+    }
+
+    fn on_wake(&mut self, ops: &mut Ops) {
+        if self.stop.load(Ordering::Acquire) {
+            ops.stop();
+            return;
+        }
+        self.shard.wake(&mut OpsNet(ops));
+    }
+
+    fn on_tick(&mut self, _ops: &mut Ops) {
+        self.shard.tick();
+    }
+}
+
+/// Runs one shard until the server stops. Reports the bound address (or the start-up
+/// error) on `ready` first.
 pub fn run_shard(
-    _shard: Shard,
-    _cfg: DriverConfig,
-    _wake: Arc<LateWake>,
-    _stop: Arc<AtomicBool>,
-    ready: std::sync::mpsc::Sender<std::io::Result<SocketAddr>>,
+    shard: Shard,
+    cfg: DriverConfig,
+    wake: Arc<LateWake>,
+    stop: Arc<AtomicBool>,
+    ready: Sender<std::io::Result<SocketAddr>>,
 ) {
-    let _ = ready.send(Err(std::io::Error::other("io driver not built")));
+    let rcfg = io::Config {
+        tick: Some(Duration::from_millis(cfg.tick_ms)),
+        ..io::Config::default()
+    };
+    let mut reactor = match Reactor::new(rcfg) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let addr = match reactor.listen(cfg.addr, io::LISTEN_BACKLOG) {
+        Ok((_, addr)) => addr,
+        Err(e) => {
+            let _ = ready.send(Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e}", cfg.addr),
+            )));
+            return;
+        }
+    };
+    let waker = reactor.waker();
+    let _ = wake.0.set(Box::new(waker));
+    let _ = ready.send(Ok(addr));
+    let mut h = ShardHandler {
+        shard,
+        stop,
+        max_conns_per_ip: cfg.max_conns_per_ip,
+    };
+    // The sequencer may have sent before our waker existed.
+    h.shard.wake(&mut OpsNet(reactor.ops()));
+    loop {
+        match reactor.run_once(&mut h) {
+            Ok(Status::Running) => {}
+            Ok(Status::Stopped) => break,
+            Err(e) => {
+                eprintln!("ringkeeper: shard event loop failed: {e}");
+                break;
+            }
+        }
+        h.shard.flush();
+        if h.stop.load(Ordering::Acquire) {
+            break;
+        }
+    }
+}
+
+impl super::mailbox::Wake for io::Waker {
+    fn wake(&self) {
+        io::Waker::wake(self);
+    }
 }

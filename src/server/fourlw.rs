@@ -24,8 +24,8 @@ pub struct WatchSummary {
 }
 
 const COMMANDS: &[&str] = &[
-    "ruok", "srvr", "stat", "conf", "cons", "crst", "envi", "mntr", "wchs", "wchc", "wchp",
-    "dump", "isro", "dirs", "srst", "gtmk", "stmk", "hash",
+    "ruok", "srvr", "stat", "conf", "cons", "crst", "envi", "mntr", "wchs", "wchc", "wchp", "dump",
+    "isro", "dirs", "srst", "gtmk", "stmk", "hash",
 ];
 
 /// The command a fresh connection's first four bytes spell, if any.

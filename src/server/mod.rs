@@ -113,12 +113,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         seq_stats.clone(),
     ));
     let to_seq: Vec<Arc<Mailbox<ToSeq>>> = (0..cfg.shards)
-        .map(|_| {
-            Arc::new(Mailbox::new(
-                shard::SEQ_INBOX_CAP,
-                Box::new(signal.clone()),
-            ))
-        })
+        .map(|_| Arc::new(Mailbox::new(shard::SEQ_INBOX_CAP, Box::new(signal.clone()))))
         .collect();
     let shard_wakes: Vec<Arc<LateWake>> = (0..cfg.shards)
         .map(|_| Arc::new(LateWake::default()))

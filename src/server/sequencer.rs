@@ -172,7 +172,10 @@ impl Sequencer {
     }
 
     fn clamp_timeout(&self, requested: i32) -> i32 {
-        requested.clamp(self.cfg.min_session_timeout_ms, self.cfg.max_session_timeout_ms)
+        requested.clamp(
+            self.cfg.min_session_timeout_ms,
+            self.cfg.max_session_timeout_ms,
+        )
     }
 
     fn connect(&mut self, conn: ConnRef, req: crate::proto::ConnectRequest) {
@@ -249,10 +252,7 @@ impl Sequencer {
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session_id);
         }
-        let caller = Caller {
-            session_id,
-            ids,
-        };
+        let caller = Caller { session_id, ids };
         match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, wall_ms()) {
             Ok(op) => self.commit_op(session_id, origin.xid, op, Some(origin)),
             Err(error) => self.entries.push(Entry::Failed {
@@ -300,7 +300,10 @@ impl Sequencer {
         let candidates = self
             .tree
             .reap_candidates(now, self.cfg.prep.container_max_never_used_ms);
-        for path in candidates.into_iter().take(self.cfg.container_max_per_check) {
+        for path in candidates
+            .into_iter()
+            .take(self.cfg.container_max_per_check)
+        {
             // Re-validated: a child may have been created since the scan.
             if let Ok(op) = prep::prep_reap(&self.tree, &self.cfg.prep, &path, now) {
                 self.commit_op(0, 0, op, None);

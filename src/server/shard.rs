@@ -153,8 +153,15 @@ impl Shard {
         }
     }
 
-    /// A new connection was accepted.
-    pub fn accepted(&mut self, slot: usize, peer: SocketAddr) {
+    /// A new connection was accepted; false if it must be refused (maxClientCnxns).
+    pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
+        if !self.state.admit(peer.ip(), max_per_ip) {
+            eprintln!(
+                "ringkeeper: too many connections from {} - max is {max_per_ip}",
+                peer.ip()
+            );
+            return false;
+        }
         self.next_gen = self.next_gen.wrapping_add(1);
         let ip = Id {
             scheme: "ip".into(),
@@ -179,7 +186,7 @@ impl Shard {
             },
         );
         assert!(prev.is_none(), "slot {slot} accepted twice");
-        self.state.connection_opened();
+        true
     }
 
     /// The connection is gone (closed by either side); forget it.
@@ -199,7 +206,7 @@ impl Shard {
                 session_id: c.session_id,
             });
         }
-        self.state.connection_closed();
+        self.state.release(c.peer.ip());
     }
 
     fn close(&mut self, net: &mut dyn Net, slot: usize) {
@@ -292,7 +299,10 @@ impl Shard {
                 return false;
             }
         };
-        let c = self.conns.get_mut(&slot).expect("handshake on unknown slot");
+        let c = self
+            .conns
+            .get_mut(&slot)
+            .expect("handshake on unknown slot");
         c.phase = Phase::Connecting;
         c.read_only_byte = req.read_only;
         let peer = c.peer.ip();
@@ -338,7 +348,10 @@ impl Shard {
         }
         if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN * 2 {
             // A client that ignores our pause; refuse rather than grow without bound.
-            eprintln!("ringkeeper: closing {}: too many outstanding requests", c.peer);
+            eprintln!(
+                "ringkeeper: closing {}: too many outstanding requests",
+                c.peer
+            );
             return false;
         }
         let queued = Queued {
@@ -484,7 +497,11 @@ impl Shard {
             match m {
                 ToShard::Commit(c) => self.commit(net, &c),
                 ToShard::Close(conn) => {
-                    if self.conns.get(&conn.slot).is_some_and(|c| c.gen == conn.gen) {
+                    if self
+                        .conns
+                        .get(&conn.slot)
+                        .is_some_and(|c| c.gen == conn.gen)
+                    {
                         self.close(net, conn.slot);
                     }
                 }
@@ -629,8 +646,17 @@ impl Shard {
         self.watches.count() == 0
     }
 
-    fn session_established(&mut self, net: &mut dyn Net, slot: usize, session_id: i64, timeout_ms: i32) {
-        let c = self.conns.get_mut(&slot).expect("established on unknown slot");
+    fn session_established(
+        &mut self,
+        net: &mut dyn Net,
+        slot: usize,
+        session_id: i64,
+        timeout_ms: i32,
+    ) {
+        let c = self
+            .conns
+            .get_mut(&slot)
+            .expect("established on unknown slot");
         c.phase = Phase::Active;
         c.session_id = session_id;
         c.timeout_ms = timeout_ms;
@@ -656,7 +682,10 @@ impl Shard {
     }
 
     fn answered(&mut self, net: &mut dyn Net, o: Origin, bytes: &[u8], zxid: i64) {
-        let c = self.conns.get_mut(&o.conn.slot).expect("answer on unknown slot");
+        let c = self
+            .conns
+            .get_mut(&o.conn.slot)
+            .expect("answer on unknown slot");
         assert!(c.in_flight > 0, "answer without a write in flight");
         c.in_flight -= 1;
         c.stats.answered(o.op, o.received, zxid);
@@ -701,8 +730,13 @@ impl Shard {
         if o.op != OpCode::Multi {
             return Vec::new();
         }
-        let c = self.conns.get_mut(&o.conn.slot).expect("multi answer on unknown slot");
-        c.multi_ops.pop_front().expect("multi answered without its ops recorded")
+        let c = self
+            .conns
+            .get_mut(&o.conn.slot)
+            .expect("multi answer on unknown slot");
+        c.multi_ops
+            .pop_front()
+            .expect("multi answered without its ops recorded")
     }
 
     /// One op's entry in a multi response; `op` is the sub-op's own opcode.
@@ -743,8 +777,12 @@ impl Shard {
                 stat: stat.clone(),
             }
             .to_bytes(),
-            (OpCode::SetData, OpResult::Stat(stat)) => SetDataResponse { stat: stat.clone() }.to_bytes(),
-            (OpCode::SetAcl, OpResult::Stat(stat)) => SetAclResponse { stat: stat.clone() }.to_bytes(),
+            (OpCode::SetData, OpResult::Stat(stat)) => {
+                SetDataResponse { stat: stat.clone() }.to_bytes()
+            }
+            (OpCode::SetAcl, OpResult::Stat(stat)) => {
+                SetAclResponse { stat: stat.clone() }.to_bytes()
+            }
             (OpCode::Multi, OpResult::Multi(results)) => {
                 assert_eq!(results.len(), sub_ops.len(), "multi results and ops differ");
                 let rs: Vec<MultiResult> = results
@@ -771,7 +809,8 @@ impl Shard {
                 self.outbox.push(ToSeq::Touch(ids));
             }
         }
-        self.state.publish_shard(self.id, self.snapshot_conns(), self.watch_summary());
+        self.state
+            .publish_shard(self.id, self.snapshot_conns(), self.watch_summary());
     }
 
     fn snapshot_conns(&self) -> Vec<fourlw::ConnLine> {

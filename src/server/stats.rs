@@ -8,6 +8,8 @@
 use super::fourlw::{ConnLine, WatchSummary};
 use super::sequencer::SequencerStats;
 use crate::proto::OpCode;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -129,6 +131,8 @@ pub struct ServerState {
     lat_sum_us: AtomicU64,
     lat_count: AtomicU64,
     shards: Mutex<Vec<ShardPicture>>,
+    /// Connections per client address, across shards (maxClientCnxns).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl ServerState {
@@ -146,6 +150,7 @@ impl ServerState {
             lat_sum_us: AtomicU64::new(0),
             lat_count: AtomicU64::new(0),
             shards: Mutex::new(vec![ShardPicture::default(); shards]),
+            per_ip: Mutex::new(HashMap::new()),
         }
     }
 
@@ -153,11 +158,28 @@ impl ServerState {
         self.packets_received.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn connection_opened(&self) {
+    /// Counts a new connection from `ip`; false when `ip` already has `max` (0: no
+    /// limit), as ZooKeeper's maxClientCnxns.
+    pub fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let mut m = self.per_ip.lock().expect("per-ip counts poisoned");
+        let n = m.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
-    pub fn connection_closed(&self) {
+    /// Uncounts a connection `admit` counted.
+    pub fn release(&self, ip: IpAddr) {
+        let mut m = self.per_ip.lock().expect("per-ip counts poisoned");
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 

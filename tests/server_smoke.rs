@@ -1,0 +1,288 @@
+//! Starts the real server (io_uring shards + sequencer) in-process on loopback and talks
+//! to it with the project's codec over plain sockets: handshake, writes, reads, watches,
+//! multi, session resume and expiry answers, hostile frames.
+
+use ringkeeper::proto::frame;
+use ringkeeper::proto::request::{decode_multi_response, MultiResult};
+use ringkeeper::proto::*;
+use ringkeeper::server::{self, ServerConfig};
+use ringkeeper::tree::DataTree;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+struct Client {
+    s: TcpStream,
+    xid: i32,
+    session_id: i64,
+    passwd: Vec<u8>,
+}
+
+fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+impl Client {
+    fn connect_with(addr: SocketAddr, session_id: i64, passwd: &[u8]) -> (Client, ConnectResponse) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let req = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id,
+            passwd: Some(passwd.to_vec().into()),
+            read_only: Some(false),
+        };
+        let mut out = Vec::new();
+        frame::write_frame(&mut out, |o| req.write(o));
+        s.write_all(&out).unwrap();
+        let resp = ConnectResponse::from_bytes(&read_frame(&mut s).unwrap()).unwrap();
+        let c = Client {
+            s,
+            xid: 0,
+            session_id: resp.session_id,
+            passwd: resp.passwd.clone().unwrap_or_default().to_vec(),
+        };
+        (c, resp)
+    }
+
+    fn connect(addr: SocketAddr) -> Client {
+        Client::connect_with(addr, 0, &[0u8; 16]).0
+    }
+
+    fn send(&mut self, req: &Request) -> i32 {
+        self.xid += 1;
+        let mut out = Vec::new();
+        frame::write_frame(&mut out, |o| req.encode(self.xid, o));
+        self.s.write_all(&out).unwrap();
+        self.xid
+    }
+
+    /// Reads the next reply, returning (header, body).
+    fn recv(&mut self) -> (ReplyHeader, Vec<u8>) {
+        let f = read_frame(&mut self.s).unwrap();
+        let mut r = Reader::new(&f);
+        let h = ReplyHeader::read(&mut r).unwrap();
+        (h, f[16..].to_vec())
+    }
+
+    fn call(&mut self, req: &Request) -> (ReplyHeader, Vec<u8>) {
+        let xid = self.send(req);
+        let (h, b) = self.recv();
+        assert_eq!(h.xid, xid, "replies come in request order");
+        (h, b)
+    }
+
+    fn create(&mut self, path: &str, data: &[u8], flags: i32) -> Result<String, i32> {
+        let (h, b) = self.call(&Request::Create {
+            op: OpCode::Create,
+            req: CreateRequest {
+                path: path.into(),
+                data: Some(data.to_vec().into()),
+                acl: vec![Acl {
+                    perms: perms::ALL,
+                    id: Id {
+                        scheme: "world".into(),
+                        id: "anyone".into(),
+                    },
+                }],
+                flags,
+            },
+        });
+        if h.err != 0 {
+            return Err(h.err);
+        }
+        Ok(CreateResponse::from_bytes(&b).unwrap().path)
+    }
+
+    fn get(&mut self, path: &str, watch: bool) -> Result<GetDataResponse, i32> {
+        let (h, b) = self.call(&Request::GetData(GetDataRequest {
+            path: path.into(),
+            watch,
+        }));
+        if h.err != 0 {
+            return Err(h.err);
+        }
+        Ok(GetDataResponse::from_bytes(&b).unwrap())
+    }
+}
+
+fn start(shards: usize) -> server::Running {
+    let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), shards);
+    cfg.settings.fourlw_whitelist = None;
+    server::start(cfg, DataTree::new(), 0).expect("server starts")
+}
+
+#[test]
+fn create_get_set_delete_round_trip() {
+    let srv = start(2);
+    let mut c = Client::connect(srv.local_addr);
+    assert_ne!(c.session_id, 0);
+    assert_eq!(c.create("/a", b"hello", 0), Ok("/a".into()));
+    assert_eq!(c.create("/a", b"x", 0), Err(Code::NodeExists as i32));
+    let d = c.get("/a", false).unwrap();
+    assert_eq!(d.data.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(d.stat.version, 0);
+    let (h, b) = c.call(&Request::SetData(SetDataRequest {
+        path: "/a".into(),
+        data: Some(b"v2".to_vec().into()),
+        version: 0,
+    }));
+    assert_eq!(h.err, 0);
+    let st = SetDataResponse::from_bytes(&b).unwrap().stat;
+    assert_eq!(st.version, 1);
+    assert!(h.zxid > d.stat.czxid);
+    let (h, _) = c.call(&Request::SetData(SetDataRequest {
+        path: "/a".into(),
+        data: None,
+        version: 0,
+    }));
+    assert_eq!(h.err, Code::BadVersion as i32);
+    let seq = c.create("/a/s-", b"", 2).unwrap();
+    assert_eq!(seq, "/a/s-0000000000");
+    let (h, _) = c.call(&Request::Delete(DeleteRequest {
+        path: "/a".into(),
+        version: -1,
+    }));
+    assert_eq!(h.err, Code::NotEmpty as i32);
+    assert_eq!(c.get("/nope", false).unwrap_err(), Code::NoNode as i32);
+    srv.shutdown();
+}
+
+#[test]
+fn watch_fires_before_the_reply_that_shows_the_change() {
+    let srv = start(2);
+    let mut a = Client::connect(srv.local_addr);
+    let mut b = Client::connect(srv.local_addr);
+    a.create("/w", b"0", 0).unwrap();
+    a.get("/w", true).unwrap();
+    // b changes the node; a's next read must see the notification first.
+    b.call(&Request::SetData(SetDataRequest {
+        path: "/w".into(),
+        data: Some(b"1".to_vec().into()),
+        version: -1,
+    }));
+    let xid = a.send(&Request::GetData(GetDataRequest {
+        path: "/w".into(),
+        watch: false,
+    }));
+    let (h, body) = a.recv();
+    assert_eq!(
+        h.xid,
+        xid::NOTIFICATION,
+        "notification precedes the read's reply"
+    );
+    let ev = WatcherEvent::from_bytes(&body).unwrap();
+    assert_eq!(ev.event_type, EventType::NodeDataChanged as i32);
+    assert_eq!(ev.path, "/w");
+    let (h, body) = a.recv();
+    assert_eq!(h.xid, xid);
+    assert_eq!(
+        GetDataResponse::from_bytes(&body).unwrap().data.as_deref(),
+        Some(&b"1"[..])
+    );
+    srv.shutdown();
+}
+
+#[test]
+fn failed_multi_answers_per_op_errors_and_changes_nothing() {
+    let srv = start(1);
+    let mut c = Client::connect(srv.local_addr);
+    let acl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    let mk = |p: &str| MultiOp::Create {
+        op: OpCode::Create,
+        req: CreateRequest {
+            path: p.into(),
+            data: None,
+            acl: acl.clone(),
+            flags: 0,
+        },
+    };
+    let (h, b) = c.call(&Request::Multi(vec![
+        mk("/m1"),
+        mk("/missing/x"),
+        mk("/m2"),
+    ]));
+    assert_eq!(h.err, 0, "a failed multi answers OK in the header");
+    let rs = decode_multi_response(&mut Reader::new(&b)).unwrap();
+    assert_eq!(
+        rs,
+        vec![
+            MultiResult::Error(Code::Ok),
+            MultiResult::Error(Code::NoNode),
+            MultiResult::Error(Code::RuntimeInconsistency)
+        ]
+    );
+    assert_eq!(c.get("/m1", false).unwrap_err(), Code::NoNode as i32);
+    let (h, b) = c.call(&Request::Multi(vec![mk("/m1"), mk("/m1/x")]));
+    assert_eq!(h.err, 0);
+    let rs = decode_multi_response(&mut Reader::new(&b)).unwrap();
+    assert_eq!(
+        rs,
+        vec![
+            MultiResult::Create { path: "/m1".into() },
+            MultiResult::Create {
+                path: "/m1/x".into()
+            }
+        ]
+    );
+    srv.shutdown();
+}
+
+#[test]
+fn session_resumes_with_password_and_keeps_ephemerals() {
+    let srv = start(2);
+    let mut a = Client::connect(srv.local_addr);
+    a.create("/eph", b"", 1).unwrap();
+    let (id, pw) = (a.session_id, a.passwd.clone());
+    drop(a);
+    let (mut b, resp) = Client::connect_with(srv.local_addr, id, &pw);
+    assert_eq!(resp.session_id, id);
+    let d = b.get("/eph", false).unwrap();
+    assert_eq!(d.stat.ephemeral_owner, id);
+    // A wrong password is refused with a zero session.
+    let (_, resp) = Client::connect_with(srv.local_addr, id, &[7u8; 16]);
+    assert_eq!(resp.session_id, 0);
+    assert_eq!(resp.timeout_ms, 0);
+    // closeSession deletes the ephemeral.
+    let (h, _) = b.call(&Request::CloseSession);
+    assert_eq!(h.err, 0);
+    let mut c = Client::connect(srv.local_addr);
+    assert_eq!(c.get("/eph", false).unwrap_err(), Code::NoNode as i32);
+    srv.shutdown();
+}
+
+#[test]
+fn oversized_frame_closes_only_that_connection() {
+    let srv = start(1);
+    let mut good = Client::connect(srv.local_addr);
+    let mut bad = TcpStream::connect(srv.local_addr).unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    bad.write_all(&(64 * 1024 * 1024i32).to_be_bytes()).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(bad.read(&mut buf).unwrap_or(0), 0, "the server closes it");
+    good.create("/still", b"ok", 0).unwrap();
+    srv.shutdown();
+}
+
+#[test]
+fn four_letter_words_answer_on_the_client_port() {
+    let srv = start(1);
+    let mut s = TcpStream::connect(srv.local_addr).unwrap();
+    s.write_all(b"ruok").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "imok");
+    srv.shutdown();
+}
