@@ -2,3 +2,4 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod proto;
+pub mod config;
