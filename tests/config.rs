@@ -154,7 +154,7 @@ fn errors_name_key_and_line() {
     let e = load_err("clientPort=2181\n");
     assert_eq!((e.kind, e.key.as_deref()), (ConfigErrorKind::Missing, Some("dataDir")));
 
-    let e = load_err("dataDir=@DATA@\nclientPort=2181\nminSessionTimeout=50000\n");
+    let e = load_err("dataDir=@DATA@\nclientPort=2181\nminSessionTimeout=70000\n");
     assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
     assert!(e.message.contains("minSessionTimeout must not be larger than maxSessionTimeout"));
 
