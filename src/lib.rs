@@ -2,5 +2,6 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod proto;
+pub mod cli;
 pub mod config;
 pub mod fourlw;
