@@ -213,7 +213,12 @@ mod tests {
         let cli = Cli::try_parse_args(["ringkeeper", "conf/zoo.cfg"]).unwrap();
         assert_eq!(cli.config, Some(PathBuf::from("conf/zoo.cfg")));
         let cli = Cli::try_parse_args(["ringkeeper", "check-config", "x.cfg"]).unwrap();
-        assert_eq!(cli.command, Some(Subcommand::CheckConfig { config: "x.cfg".into() }));
+        assert_eq!(
+            cli.command,
+            Some(Subcommand::CheckConfig {
+                config: "x.cfg".into()
+            })
+        );
         assert!(Cli::try_parse_args(["ringkeeper", "--set", "novalue"]).is_err());
         assert!(Cli::try_parse_args(["ringkeeper", "--client-port", "99999"]).is_err());
     }

@@ -95,27 +95,69 @@ pub const KEYS: &[KeySpec] = &[
     key("initLimit", Supported),
     key("syncLimit", Supported),
     key("standaloneEnabled", Supported),
-    key("server.N", Recorded("replication is not built yet: the server runs standalone")),
-    key("autopurge.snapRetainCount", Recorded("old snapshots and logs are not purged yet")),
-    key("autopurge.purgeInterval", Recorded("old snapshots and logs are not purged yet")),
+    key(
+        "server.N",
+        Recorded("replication is not built yet: the server runs standalone"),
+    ),
+    key(
+        "autopurge.snapRetainCount",
+        Recorded("old snapshots and logs are not purged yet"),
+    ),
+    key(
+        "autopurge.purgeInterval",
+        Recorded("old snapshots and logs are not purged yet"),
+    ),
     key("secureClientPort", Recorded("no TLS client port is opened")),
-    key("secureClientPortAddress", Recorded("no TLS client port is opened")),
-    key("clientPortListenBacklog", Recorded("the listen backlog is the server's own")),
-    key("connectToLearnerMasterLimit", Recorded("replication is not built yet")),
+    key(
+        "secureClientPortAddress",
+        Recorded("no TLS client port is opened"),
+    ),
+    key(
+        "clientPortListenBacklog",
+        Recorded("the listen backlog is the server's own"),
+    ),
+    key(
+        "connectToLearnerMasterLimit",
+        Recorded("replication is not built yet"),
+    ),
     key("electionAlg", Supported),
     key("localSessionsEnabled", Recorded("every session is global")),
-    key("localSessionsUpgradingEnabled", Recorded("every session is global")),
+    key(
+        "localSessionsUpgradingEnabled",
+        Recorded("every session is global"),
+    ),
     key("peerType", Recorded("replication is not built yet")),
     key("syncEnabled", Recorded("replication is not built yet")),
-    key("dynamicConfigFile", Recorded("dynamic reconfiguration is not supported")),
-    key("reconfigEnabled", Recorded("dynamic reconfiguration is not supported")),
+    key(
+        "dynamicConfigFile",
+        Recorded("dynamic reconfiguration is not supported"),
+    ),
+    key(
+        "reconfigEnabled",
+        Recorded("dynamic reconfiguration is not supported"),
+    ),
     key("sslQuorum", Recorded("quorum TLS is not supported")),
     key("portUnification", Recorded("TLS is not supported")),
-    key("sslQuorumReloadCertFiles", Recorded("quorum TLS is not supported")),
-    key("quorumListenOnAllIPs", Recorded("replication is not built yet")),
-    key("quorum.auth.enableSasl", Recorded("quorum SASL is not supported")),
-    key("quorum.auth.serverRequireSasl", Recorded("quorum SASL is not supported")),
-    key("quorum.auth.learnerRequireSasl", Recorded("quorum SASL is not supported")),
+    key(
+        "sslQuorumReloadCertFiles",
+        Recorded("quorum TLS is not supported"),
+    ),
+    key(
+        "quorumListenOnAllIPs",
+        Recorded("replication is not built yet"),
+    ),
+    key(
+        "quorum.auth.enableSasl",
+        Recorded("quorum SASL is not supported"),
+    ),
+    key(
+        "quorum.auth.serverRequireSasl",
+        Recorded("quorum SASL is not supported"),
+    ),
+    key(
+        "quorum.auth.learnerRequireSasl",
+        Recorded("quorum SASL is not supported"),
+    ),
     key("quorum.auth.learner.saslLoginContext", Cosmetic),
     key("quorum.auth.server.saslLoginContext", Cosmetic),
     key("quorum.auth.kerberos.servicePrincipal", Cosmetic),
@@ -124,15 +166,39 @@ pub const KEYS: &[KeySpec] = &[
     key("jvm.pause.warn-threshold.ms", Cosmetic),
     key("jvm.pause.sleep.time.ms", Cosmetic),
     key("jvm.pause.monitor", Cosmetic),
-    key("metricsProvider.className", Recorded("no metrics HTTP endpoint is served; use mntr")),
-    key("metricsProvider.*", Recorded("no metrics HTTP endpoint is served; use mntr")),
-    key("multiAddress.enabled", Recorded("replication is not built yet")),
-    key("multiAddress.reachabilityCheckTimeoutMs", Recorded("replication is not built yet")),
-    key("multiAddress.reachabilityCheckEnabled", Recorded("replication is not built yet")),
+    key(
+        "metricsProvider.className",
+        Recorded("no metrics HTTP endpoint is served; use mntr"),
+    ),
+    key(
+        "metricsProvider.*",
+        Recorded("no metrics HTTP endpoint is served; use mntr"),
+    ),
+    key(
+        "multiAddress.enabled",
+        Recorded("replication is not built yet"),
+    ),
+    key(
+        "multiAddress.reachabilityCheckTimeoutMs",
+        Recorded("replication is not built yet"),
+    ),
+    key(
+        "multiAddress.reachabilityCheckEnabled",
+        Recorded("replication is not built yet"),
+    ),
     key("oraclePath", Recorded("replication is not built yet")),
-    key("observerMasterPort", Recorded("replication is not built yet")),
-    key("group.N", Recorded("hierarchical quorums are not supported")),
-    key("weight.N", Recorded("hierarchical quorums are not supported")),
+    key(
+        "observerMasterPort",
+        Recorded("replication is not built yet"),
+    ),
+    key(
+        "group.N",
+        Recorded("hierarchical quorums are not supported"),
+    ),
+    key(
+        "weight.N",
+        Recorded("hierarchical quorums are not supported"),
+    ),
     // System properties (`zookeeper.<key>`).
     key("4lw.commands.whitelist", Supported),
     key("DigestAuthenticationProvider.superDigest", Supported),
@@ -141,36 +207,114 @@ pub const KEYS: &[KeySpec] = &[
     key("skipACL", Supported),
     key("maxCnxns", Supported),
     key("globalOutstandingLimit", Supported),
-    key("snapCount", Recorded("data is kept in memory only; no snapshots are written")),
-    key("snapSizeLimitInKb", Recorded("data is kept in memory only; no snapshots are written")),
-    key("txnLogSizeLimitInKb", Recorded("data is kept in memory only; no log is written")),
-    key("preAllocSize", Recorded("data is kept in memory only; no log is written")),
-    key("forceSync", Recorded("data is kept in memory only; no log is written")),
-    key("fsync.warningthresholdms", Recorded("no log is written, so no fsync is timed")),
-    key("flushDelay", Recorded("the log's group commit is not built yet")),
-    key("maxBatchSize", Recorded("the log's group commit is not built yet")),
-    key("maxWriteQueuePollTime", Recorded("the log's group commit is not built yet")),
+    key(
+        "snapCount",
+        Recorded("data is kept in memory only; no snapshots are written"),
+    ),
+    key(
+        "snapSizeLimitInKb",
+        Recorded("data is kept in memory only; no snapshots are written"),
+    ),
+    key(
+        "txnLogSizeLimitInKb",
+        Recorded("data is kept in memory only; no log is written"),
+    ),
+    key(
+        "preAllocSize",
+        Recorded("data is kept in memory only; no log is written"),
+    ),
+    key(
+        "forceSync",
+        Recorded("data is kept in memory only; no log is written"),
+    ),
+    key(
+        "fsync.warningthresholdms",
+        Recorded("no log is written, so no fsync is timed"),
+    ),
+    key(
+        "flushDelay",
+        Recorded("the log's group commit is not built yet"),
+    ),
+    key(
+        "maxBatchSize",
+        Recorded("the log's group commit is not built yet"),
+    ),
+    key(
+        "maxWriteQueuePollTime",
+        Recorded("the log's group commit is not built yet"),
+    ),
     key("commitLogCount", Recorded("replication is not built yet")),
-    key("snapshotSizeFactor", Recorded("replication is not built yet")),
+    key(
+        "snapshotSizeFactor",
+        Recorded("replication is not built yet"),
+    ),
     key("leaderServes", Recorded("replication is not built yet")),
-    key("readonlymode.enabled", Recorded("read-only mode is not supported")),
-    key("digest.enabled", Recorded("the tree digest is not computed yet")),
-    key("snapshot.compression.method", Recorded("no snapshots are written yet")),
+    key(
+        "readonlymode.enabled",
+        Recorded("read-only mode is not supported"),
+    ),
+    key(
+        "digest.enabled",
+        Recorded("the tree digest is not computed yet"),
+    ),
+    key(
+        "snapshot.compression.method",
+        Recorded("no snapshots are written yet"),
+    ),
     key("enforceQuota", Recorded("quotas are not enforced")),
-    key("requestThrottleLimit", Recorded("requests are not throttled")),
-    key("requestThrottleStallTime", Recorded("requests are not throttled")),
-    key("requestThrottleDropStale", Recorded("requests are not throttled")),
-    key("largeRequestMaxBytes", Recorded("large requests are not throttled")),
-    key("largeRequestThreshold", Recorded("large requests are not throttled")),
-    key("connectionMaxTokens", Recorded("connections are not throttled")),
-    key("connectionTokenFillTime", Recorded("connections are not throttled")),
-    key("connectionTokenFillCount", Recorded("connections are not throttled")),
-    key("connectionFreezeTime", Recorded("connections are not throttled")),
-    key("connectionDropIncrease", Recorded("connections are not throttled")),
-    key("connectionDropDecrease", Recorded("connections are not throttled")),
-    key("connectionDecreaseRatio", Recorded("connections are not throttled")),
+    key(
+        "requestThrottleLimit",
+        Recorded("requests are not throttled"),
+    ),
+    key(
+        "requestThrottleStallTime",
+        Recorded("requests are not throttled"),
+    ),
+    key(
+        "requestThrottleDropStale",
+        Recorded("requests are not throttled"),
+    ),
+    key(
+        "largeRequestMaxBytes",
+        Recorded("large requests are not throttled"),
+    ),
+    key(
+        "largeRequestThreshold",
+        Recorded("large requests are not throttled"),
+    ),
+    key(
+        "connectionMaxTokens",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionTokenFillTime",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionTokenFillCount",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionFreezeTime",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionDropIncrease",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionDropDecrease",
+        Recorded("connections are not throttled"),
+    ),
+    key(
+        "connectionDecreaseRatio",
+        Recorded("connections are not throttled"),
+    ),
     key("audit.enable", Recorded("no audit log is written")),
-    key("authProvider.N", Recorded("only the built-in digest and ip schemes exist")),
+    key(
+        "authProvider.N",
+        Recorded("only the built-in digest and ip schemes exist"),
+    ),
     key("serverCnxnFactory", Cosmetic),
     key("maxResponseCacheSize", Cosmetic),
     key("maxGetChildrenResponseCacheSize", Cosmetic),
@@ -182,7 +326,10 @@ pub const KEYS: &[KeySpec] = &[
     key("admin.*", Cosmetic),
     // Ours.
     key("shards", Supported),
-    key("logSegmentSize", Recorded("data is kept in memory only; no log is written")),
+    key(
+        "logSegmentSize",
+        Recorded("data is kept in memory only; no log is written"),
+    ),
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
@@ -472,7 +619,9 @@ pub fn parse_properties(text: &str) -> Vec<Property> {
                 current.pop();
                 logical.push_str(&current);
                 match lines.next() {
-                    Some((_, next)) => current = next.trim_start_matches([' ', '\t', '\x0c']).to_string(),
+                    Some((_, next)) => {
+                        current = next.trim_start_matches([' ', '\t', '\x0c']).to_string()
+                    }
                     None => break,
                 }
             } else {
@@ -803,7 +952,8 @@ impl ConfigBuilder {
                 "syncLimit" => c.sync_limit = ctx.int(v)?,
                 "standaloneEnabled" => c.standalone_enabled = ctx.boolean(v)?,
                 "electionAlg" => {
-                    if ctx.int::<u32>(v)? != 3 {
+                    let alg: u32 = ctx.int(v)?;
+                    if alg != 3 {
                         return Err(ctx.err(
                             ConfigErrorKind::BadValue,
                             "Invalid electionAlg value. Only 3 is supported.".to_string(),
@@ -867,7 +1017,7 @@ impl ConfigBuilder {
                 }
                 "logSegmentSize" => {
                     let n: u64 = ctx.int(v)?;
-                    if n < MIN_LOG_SEGMENT_SIZE || n % LOG_SEGMENT_ALIGN != 0 {
+                    if n < MIN_LOG_SEGMENT_SIZE || !n.is_multiple_of(LOG_SEGMENT_ALIGN) {
                         return Err(ctx.err(
                             ConfigErrorKind::BadValue,
                             format!(
@@ -880,11 +1030,13 @@ impl ConfigBuilder {
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
                 _ if numbered(bare, "server.") => {
                     let id = ctx.int::<u64>(&bare["server.".len()..])?;
-                    let spec = parse_server(id, v).map_err(|m| ctx.err(ConfigErrorKind::BadValue, m))?;
+                    let spec =
+                        parse_server(id, v).map_err(|m| ctx.err(ConfigErrorKind::BadValue, m))?;
                     c.servers.insert(id, spec);
                 }
                 _ if bare.starts_with("admin.") => {
-                    c.admin.insert(bare["admin.".len()..].to_string(), v.to_string());
+                    c.admin
+                        .insert(bare["admin.".len()..].to_string(), v.to_string());
                 }
                 _ if bare.starts_with("metricsProvider.") => {
                     c.metrics_provider
@@ -1170,15 +1322,19 @@ impl Ctx<'_> {
     /// A decimal integer as Java's `Integer.parseInt` reads it (optional sign), in range.
     fn int<T: TryFrom<i128>>(&self, v: &str) -> Result<T, ConfigError> {
         let digits = v.strip_prefix('+').unwrap_or(v);
-        let parsed = if digits.is_empty() || !digits.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) {
+        let parsed = if digits.is_empty()
+            || !digits
+                .trim_start_matches('-')
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
             None
         } else {
             digits.parse::<i128>().ok()
         };
         match parsed {
-            Some(n) => T::try_from(n).map_err(|_| {
-                self.err(ConfigErrorKind::BadValue, format!("{v} is out of range"))
-            }),
+            Some(n) => T::try_from(n)
+                .map_err(|_| self.err(ConfigErrorKind::BadValue, format!("{v} is out of range"))),
             None => Err(self.err(ConfigErrorKind::BadValue, format!("{v:?} is not a number"))),
         }
     }
@@ -1210,7 +1366,10 @@ impl Ctx<'_> {
         } else {
             Err(self.err(
                 ConfigErrorKind::BadValue,
-                format!("Invalid option {v} for {}. Choose 'true' or 'false.'", self.key),
+                format!(
+                    "Invalid option {v} for {}. Choose 'true' or 'false.'",
+                    self.key
+                ),
             ))
         }
     }
@@ -1272,7 +1431,11 @@ fn parse_server(id: u64, value: &str) -> Result<ServerSpec, String> {
         None => PeerType::Participant,
         Some(t) if t == "participant" => PeerType::Participant,
         Some(t) if t == "observer" => PeerType::Observer,
-        Some(t) => return Err(format!("{value:?}: unknown peer type {t:?} (participant or observer)")),
+        Some(t) => {
+            return Err(format!(
+                "{value:?}: unknown peer type {t:?} (participant or observer)"
+            ))
+        }
     };
     let client = match halves.get(1) {
         None => None,
@@ -1340,7 +1503,8 @@ mod tests {
 
     #[test]
     fn properties_separators_comments_and_trimming() {
-        let got = kv("# comment\n! also\n\n  a=1\nb = 2 \nc:3\nd 4\ne\tfive six\nf=\n  g  =  x=y  \n");
+        let got =
+            kv("# comment\n! also\n\n  a=1\nb = 2 \nc:3\nd 4\ne\tfive six\nf=\n  g  =  x=y  \n");
         let want = [
             ("a", "1", 4),
             ("b", "2", 5),
@@ -1367,16 +1531,39 @@ mod tests {
     #[test]
     fn server_line_forms() {
         let s = parse_server(1, "zk1:2888:3888").unwrap();
-        assert_eq!((s.host.as_str(), s.quorum_port, s.election_port), ("zk1", 2888, 3888));
+        assert_eq!(
+            (s.host.as_str(), s.quorum_port, s.election_port),
+            ("zk1", 2888, 3888)
+        );
         assert_eq!(s.peer_type, PeerType::Participant);
         assert_eq!(s.client, None);
         let s = parse_server(2, "zk2:2888:3888:observer;2181").unwrap();
         assert_eq!(s.peer_type, PeerType::Observer);
-        assert_eq!(s.client, Some(ClientAddress { host: "0.0.0.0".into(), port: 2181 }));
+        assert_eq!(
+            s.client,
+            Some(ClientAddress {
+                host: "0.0.0.0".into(),
+                port: 2181
+            })
+        );
         let s = parse_server(3, "[::1]:2888:3888:participant;127.0.0.1:2182").unwrap();
         assert_eq!(s.host, "::1");
-        assert_eq!(s.client, Some(ClientAddress { host: "127.0.0.1".into(), port: 2182 }));
-        for bad in ["zk1:2888", "zk1:2888:3888:leader", "zk1:x:3888", "zk1:2888:2888", "a:1:2|b:1:2", "zk1:1:2;a:b:c", "zk1:1:2;x;y"] {
+        assert_eq!(
+            s.client,
+            Some(ClientAddress {
+                host: "127.0.0.1".into(),
+                port: 2182
+            })
+        );
+        for bad in [
+            "zk1:2888",
+            "zk1:2888:3888:leader",
+            "zk1:x:3888",
+            "zk1:2888:2888",
+            "a:1:2|b:1:2",
+            "zk1:1:2;a:b:c",
+            "zk1:1:2;x;y",
+        ] {
             assert!(parse_server(9, bad).is_err(), "{bad} accepted");
         }
     }
@@ -1398,7 +1585,10 @@ mod tests {
         assert_eq!(key_spec("server.12").unwrap().name, "server.N");
         assert_eq!(key_spec("admin.serverPort").unwrap().name, "admin.*");
         assert_eq!(key_spec("zookeeper.snapCount").unwrap().name, "snapCount");
-        assert_eq!(key_spec("metricsProvider.httpPort").unwrap().name, "metricsProvider.*");
+        assert_eq!(
+            key_spec("metricsProvider.httpPort").unwrap().name,
+            "metricsProvider.*"
+        );
         assert!(key_spec("zookeeper.tickTime").is_none());
         assert!(key_spec("server.x").is_none());
         assert!(key_spec("tikTime").is_none());

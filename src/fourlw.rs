@@ -22,7 +22,10 @@ pub const ZK_COMPAT_VERSION: &str = "3.8.0";
 
 /// Our version string, in ZooKeeper's `major.minor.patch-qualifier` shape.
 pub fn full_version() -> String {
-    format!("{ZK_COMPAT_VERSION}-ringkeeper-{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "{ZK_COMPAT_VERSION}-ringkeeper-{}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// The reply of a command other than ruok/envi/gtmk/isro while the server is not serving.
@@ -100,7 +103,11 @@ impl Command {
 
     /// The name ZooKeeper uses (and the whitelist holds).
     pub fn as_str(self) -> &'static str {
-        COMMANDS.iter().find(|(c, _)| *c == self).map(|(_, n)| *n).unwrap()
+        COMMANDS
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
+            .unwrap()
     }
 
     /// `stmk` is followed by an 8-byte big-endian mask the server must read first.
@@ -112,14 +119,22 @@ impl Command {
     pub fn needs_serving(self) -> bool {
         !matches!(
             self,
-            Command::Ruok | Command::Envi | Command::Gtmk | Command::Stmk | Command::Isro | Command::TelnetClose
+            Command::Ruok
+                | Command::Envi
+                | Command::Gtmk
+                | Command::Stmk
+                | Command::Isro
+                | Command::TelnetClose
         )
     }
 }
 
 /// The answer to a command that is not in `4lw.commands.whitelist`.
 pub fn refusal(cmd: Command) -> String {
-    format!("{} is not executed because it is not in the whitelist.\n", cmd.as_str())
+    format!(
+        "{} is not executed because it is not in the whitelist.\n",
+        cmd.as_str()
+    )
 }
 
 /// The answer of a command that needs a serving server while it is not serving.
@@ -287,7 +302,11 @@ fn write_conn(out: &mut String, c: &ConnInfo, brief: bool) {
     } else {
         let _ = write!(out, "{:x}", c.interest_ops);
     }
-    let _ = write!(out, "](queued={},recved={},sent={}", c.queued, c.received, c.sent);
+    let _ = write!(
+        out,
+        "](queued={},recved={},sent={}",
+        c.queued, c.received, c.sent
+    );
     if !brief {
         if let Some(s) = c.session.as_ref().filter(|s| s.session_id != 0) {
             let _ = write!(
@@ -409,7 +428,11 @@ pub fn conf(c: &ConfInfo) -> String {
     let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
     let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
     let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
-    let _ = writeln!(out, "clientPortListenBacklog={}", c.client_port_listen_backlog);
+    let _ = writeln!(
+        out,
+        "clientPortListenBacklog={}",
+        c.client_port_listen_backlog
+    );
     let _ = writeln!(out, "serverId={}", c.server_id);
     out
 }
@@ -772,11 +795,13 @@ impl MonitorInfo {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
-            .unwrap_or(if key.starts_with("avg_") || key == "connection_drop_probability" {
-                MetricValue::Float(0.0)
-            } else {
-                MetricValue::Int(0)
-            })
+            .unwrap_or(
+                if key.starts_with("avg_") || key == "connection_drop_probability" {
+                    MetricValue::Float(0.0)
+                } else {
+                    MetricValue::Int(0)
+                },
+            )
     }
     fn summary(&self, name: &str) -> Summary {
         self.summaries
@@ -821,7 +846,12 @@ pub fn mntr(m: &MonitorInfo) -> String {
     }
     for (ns, reads, writes) in &m.namespaces {
         write_summary(&mut out, &format!("{ns}_read_per_namespace"), reads, false);
-        write_summary(&mut out, &format!("{ns}_write_per_namespace"), writes, false);
+        write_summary(
+            &mut out,
+            &format!("{ns}_write_per_namespace"),
+            writes,
+            false,
+        );
     }
     out
 }
@@ -919,15 +949,27 @@ mod tests {
     fn dates_as_java_prints_them() {
         assert_eq!(java_date_utc(0), "Thu Jan 01 00:00:00 UTC 1970");
         // 2026-11-25T06:44:01Z, the capture in tests/data/4lw/dump.txt.
-        assert_eq!(java_date_utc(1_795_589_041_000), "Wed Nov 25 06:44:01 UTC 2026");
-        assert_eq!(java_date_utc(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+        assert_eq!(
+            java_date_utc(1_795_589_041_000),
+            "Wed Nov 25 06:44:01 UTC 2026"
+        );
+        assert_eq!(
+            java_date_utc(951_782_400_000),
+            "Tue Feb 29 00:00:00 UTC 2000"
+        );
     }
 
     #[test]
     fn command_words() {
         assert_eq!(Command::from_bytes(b"mntr"), Some(Command::Mntr));
-        assert_eq!(Command::from_first_int(u32::from_be_bytes(*b"ruok")), Some(Command::Ruok));
-        assert_eq!(Command::from_first_int(0xfff4_fffd), Some(Command::TelnetClose));
+        assert_eq!(
+            Command::from_first_int(u32::from_be_bytes(*b"ruok")),
+            Some(Command::Ruok)
+        );
+        assert_eq!(
+            Command::from_first_int(0xfff4_fffd),
+            Some(Command::TelnetClose)
+        );
         assert_eq!(Command::from_first_int(44), None);
         assert_eq!(Command::from_bytes(b"RUOK"), None);
         assert!(Command::Stmk.takes_argument());
@@ -947,7 +989,10 @@ mod tests {
             sent: 13,
             session: None,
         };
-        assert_eq!(cons(std::slice::from_ref(&c)), " /127.0.0.1:45086[1](queued=0,recved=12,sent=13)\n\n");
+        assert_eq!(
+            cons(std::slice::from_ref(&c)),
+            " /127.0.0.1:45086[1](queued=0,recved=12,sent=13)\n\n"
+        );
         c.session = Some(SessionConnInfo {
             session_id: 0x100000715a80000,
             last_op: "GETD".into(),
@@ -970,7 +1015,10 @@ mod tests {
 
     #[test]
     fn refusal_and_not_serving_text() {
-        assert_eq!(refusal(Command::Stat), "stat is not executed because it is not in the whitelist.\n");
+        assert_eq!(
+            refusal(Command::Stat),
+            "stat is not executed because it is not in the whitelist.\n"
+        );
         assert_eq!(not_serving(Command::Mntr), format!("{ZK_NOT_SERVING}\n"));
         assert_eq!(not_serving(Command::Isro), "null");
     }

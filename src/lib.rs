@@ -1,7 +1,7 @@
 //! RingKeeper: a ZooKeeper-compatible coordination service built as an io_uring
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
-pub mod proto;
 pub mod cli;
 pub mod config;
 pub mod fourlw;
+pub mod proto;

@@ -16,7 +16,10 @@ impl TempDir {
         // Tests run in parallel threads: a counter keeps their directories apart.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("ringkeeper-config-{}-{name}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "ringkeeper-config-{}-{name}-{n}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("data")).unwrap();
         TempDir(dir)
@@ -61,9 +64,16 @@ fn sample_standalone_file_loads_with_zookeeper_defaults() {
 
 #[test]
 fn tick_time_defaults_to_3000_when_absent() {
-    let (c, _) = ConfigBuilder::new().data_dir("d").client_port(2181).build().unwrap();
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(2181)
+        .build()
+        .unwrap();
     assert_eq!(c.tick_time_ms, 3000);
-    assert_eq!((c.min_session_timeout_ms, c.max_session_timeout_ms), (6000, 60000));
+    assert_eq!(
+        (c.min_session_timeout_ms, c.max_session_timeout_ms),
+        (6000, 60000)
+    );
 }
 
 #[test]
@@ -82,7 +92,10 @@ fn system_property_keys_are_accepted_as_users_write_them() {
         assert!(c.four_letter_whitelist.allows(cmd), "{cmd}");
     }
     assert!(!c.four_letter_whitelist.allows("dump"));
-    assert_eq!(c.super_digest.as_deref(), Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU="));
+    assert_eq!(
+        c.super_digest.as_deref(),
+        Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+    );
     assert_eq!(c.jute_maxbuffer, 4 << 20);
     assert!(c.extended_types_enabled && c.skip_acl);
     assert_eq!((c.max_cnxns, c.global_outstanding_limit), (500, 2000));
@@ -119,7 +132,11 @@ fn unknown_and_recorded_keys_warn_with_their_line() {
     assert_eq!(warnings.len(), 3, "{lines:?}");
     assert_eq!(warnings[0].line, Some(3));
     assert!(lines[0].contains("unknown key tikTime"), "{}", lines[0]);
-    assert!(lines[1].starts_with("line 4: key snapCount is recorded but not supported yet:"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("line 4: key snapCount is recorded but not supported yet:"),
+        "{}",
+        lines[1]
+    );
     assert!(lines[2].contains("secureClientPort"), "{}", lines[2]);
     assert_eq!(c.snap_count, 5000);
     assert_eq!(c.admin["serverPort"], "8080");
@@ -145,18 +162,26 @@ fn load_err(body: &str) -> ringkeeper::config::ConfigError {
 #[test]
 fn errors_name_key_and_line() {
     let e = load_err("dataDir=@DATA@\nclientPort=21x81\n");
-    assert_eq!((e.kind, e.key.as_deref(), e.line), (ConfigErrorKind::BadValue, Some("clientPort"), Some(2)));
+    assert_eq!(
+        (e.kind, e.key.as_deref(), e.line),
+        (ConfigErrorKind::BadValue, Some("clientPort"), Some(2))
+    );
     assert!(e.to_string().starts_with("line 2: clientPort: "), "{e}");
 
     let e = load_err("dataDir=@DATA@\nclientPort=2181\ntickTime=0\n");
     assert_eq!((e.key.as_deref(), e.line), (Some("tickTime"), Some(3)));
 
     let e = load_err("clientPort=2181\n");
-    assert_eq!((e.kind, e.key.as_deref()), (ConfigErrorKind::Missing, Some("dataDir")));
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::Missing, Some("dataDir"))
+    );
 
     let e = load_err("dataDir=@DATA@\nclientPort=2181\nminSessionTimeout=70000\n");
     assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
-    assert!(e.message.contains("minSessionTimeout must not be larger than maxSessionTimeout"));
+    assert!(e
+        .message
+        .contains("minSessionTimeout must not be larger than maxSessionTimeout"));
 
     let e = load_err("dataDir=@DATA@\nclientPort=2181\nstandaloneEnabled=maybe\n");
     assert_eq!(e.line, Some(3));
@@ -184,14 +209,18 @@ fn missing_file_is_an_io_error() {
     assert_eq!(e.kind, ConfigErrorKind::Io);
 }
 
-const ENSEMBLE: &str = "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=@DATA@\nclientPort=2181\n\
+const ENSEMBLE: &str =
+    "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=@DATA@\nclientPort=2181\n\
 server.1=zk1:2888:3888\nserver.2=zk2:2888:3888\nserver.3=zk3:2888:3888;127.0.0.1:2181\n\
 server.4=zk4:2888:3888:observer\n";
 
 #[test]
 fn ensemble_needs_myid() {
     let e = load_err(ENSEMBLE);
-    assert_eq!((e.kind, e.key.as_deref()), (ConfigErrorKind::Missing, Some("myid")));
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::Missing, Some("myid"))
+    );
     assert!(e.message.contains("myid file is missing"));
 }
 
@@ -207,12 +236,24 @@ fn ensemble_with_myid() {
     assert_eq!(c.servers[&4].peer_type, PeerType::Observer);
     // This server's client address comes from its server.3 line.
     assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
-    assert!(warnings.iter().any(|w| w.message.contains("replication is not built yet")));
+    assert!(warnings
+        .iter()
+        .any(|w| w.message.contains("replication is not built yet")));
     // A client address that contradicts the server line is refused, as in ZooKeeper.
-    fs::write(&cfg, ENSEMBLE.replace("@DATA@", &t.0.join("data").display().to_string()).replace("clientPort=2181", "clientPort=2182")).unwrap();
+    fs::write(
+        &cfg,
+        ENSEMBLE
+            .replace("@DATA@", &t.0.join("data").display().to_string())
+            .replace("clientPort=2181", "clientPort=2182"),
+    )
+    .unwrap();
     let e = Config::load(&cfg).unwrap_err();
     assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
-    assert!(e.message.contains("differs from the client address 127.0.0.1:2181"), "{e}");
+    assert!(
+        e.message
+            .contains("differs from the client address 127.0.0.1:2181"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -221,7 +262,10 @@ fn ensemble_bad_myid_and_unlisted_myid() {
     let cfg = t.write_cfg(&ENSEMBLE.replace(";127.0.0.1:2181", ""));
     fs::write(t.0.join("data/myid"), "three\n").unwrap();
     let e = Config::load(&cfg).unwrap_err();
-    assert_eq!((e.kind, e.key.as_deref()), (ConfigErrorKind::BadValue, Some("myid")));
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::BadValue, Some("myid"))
+    );
     fs::write(t.0.join("data/myid"), "7\n").unwrap();
     let e = Config::load(&cfg).unwrap_err();
     assert!(e.message.contains("no server.7 line"), "{e}");
@@ -248,7 +292,9 @@ fn single_server_line_runs_standalone_with_a_warning() {
         .build()
         .unwrap();
     assert!(!c.is_distributed());
-    assert!(w.iter().any(|w| w.message.contains("only one server is listed")));
+    assert!(w
+        .iter()
+        .any(|w| w.message.contains("only one server is listed")));
 }
 
 #[test]
@@ -271,7 +317,12 @@ fn our_own_keys() {
         .unwrap();
     assert_eq!(c.shard_count(), 3);
     assert_eq!(c.log_segment_size, 8 << 20);
-    let e = ConfigBuilder::new().data_dir("d").client_port(1).shards(0).build().unwrap_err();
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .shards(0)
+        .build()
+        .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("shards"));
     let e = ConfigBuilder::new()
         .data_dir("d")
@@ -303,23 +354,35 @@ fn sample_configs_in_conf_load() {
     // The ensemble sample needs a myid; give it through the builder.
     let text = fs::read_to_string(root.join("conf/zoo-ensemble.cfg")).unwrap();
     let props = ringkeeper::config::parse_properties(&text);
-    let (c, _) = ConfigBuilder::from_properties(&props).my_id(1).build().unwrap();
+    let (c, _) = ConfigBuilder::from_properties(&props)
+        .my_id(1)
+        .build()
+        .unwrap();
     assert!(c.is_distributed());
     assert_eq!(c.servers.len(), 3);
 }
 
 #[test]
 fn compat_doc_lists_every_key() {
-    let doc = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/compat.md")).unwrap();
+    let doc = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/compat.md"))
+        .unwrap();
     for k in KEYS {
         let cell = format!("| `{}` |", k.name);
-        assert!(doc.contains(&cell), "docs/compat.md has no row for {}", k.name);
+        assert!(
+            doc.contains(&cell),
+            "docs/compat.md has no row for {}",
+            k.name
+        );
         let row = doc.lines().find(|l| l.starts_with(&cell)).unwrap();
         let want = match k.status {
             KeyStatus::Supported => "supported",
             KeyStatus::Recorded(_) => "recorded",
             KeyStatus::Cosmetic => "accepted",
         };
-        assert!(row.contains(want), "docs/compat.md row for {} should say {want}: {row}", k.name);
+        assert!(
+            row.contains(want),
+            "docs/compat.md row for {} should say {want}: {row}",
+            k.name
+        );
     }
 }
