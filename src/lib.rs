@@ -2,6 +2,9 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod acl;
+pub mod cli;
+pub mod config;
+pub mod fourlw;
 pub mod io;
 pub mod prep;
 pub mod proto;

@@ -1,0 +1,225 @@
+//! The `ringkeeper` command line: `ringkeeper [FLAGS] [zoo.cfg]`, as ZooKeeper's
+//! `QuorumPeerMain zoo.cfg`, with flags that override the file.
+//!
+//! Without a file the server runs standalone on 127.0.0.1:2181 with its data in `./data`
+//! (relative to the working directory; see [`crate::config::Config::standalone_default`]).
+//! Subcommands (a `data` inspection tool will come with storage) go in [`Subcommand`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand as ClapSubcommand};
+
+use crate::config::{
+    Config, ConfigBuilder, ConfigError, Warning, DEFAULT_CLIENT_PORT, STANDALONE_DATA_DIR,
+};
+
+/// A ZooKeeper-compatible coordination server on per-core io_uring event loops.
+#[derive(Debug, Parser, Default, PartialEq, Eq)]
+#[command(name = "ringkeeper", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A ZooKeeper zoo.cfg. Without it: standalone on 127.0.0.1:2181, data in ./data.
+    #[arg(value_name = "ZOO_CFG")]
+    pub config: Option<PathBuf>,
+
+    /// Overrides clientPort.
+    #[arg(long, value_name = "PORT")]
+    pub client_port: Option<u16>,
+
+    /// Overrides clientPortAddress (the address clients connect to).
+    #[arg(long, value_name = "ADDR")]
+    pub client_port_address: Option<String>,
+
+    /// Overrides dataDir (snapshots and myid).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Overrides dataLogDir (the transaction log).
+    #[arg(long, value_name = "DIR")]
+    pub data_log_dir: Option<PathBuf>,
+
+    /// Number of io_uring event loops (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Overrides tickTime, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub tick_time: Option<u32>,
+
+    /// Overrides 4lw.commands.whitelist (comma separated, or * for all).
+    #[arg(long = "4lw-whitelist", value_name = "LIST")]
+    pub four_letter_whitelist: Option<String>,
+
+    /// Overrides maxClientCnxns (connections per client IP, 0 = unlimited).
+    #[arg(long, value_name = "N")]
+    pub max_client_cnxns: Option<u32>,
+
+    /// Sets any zoo.cfg key, as KEY=VALUE; repeatable; applied after the file and
+    /// before the other flags.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+}
+
+/// Tools besides running the server.
+#[derive(Debug, ClapSubcommand, PartialEq, Eq)]
+pub enum Subcommand {
+    /// Checks a zoo.cfg and prints the settings and warnings, without starting anything.
+    CheckConfig {
+        /// The zoo.cfg to check.
+        config: PathBuf,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Parses the process's arguments; prints help or an error and exits on bad usage.
+pub fn parse_args() -> Cli {
+    Cli::parse()
+}
+
+impl Cli {
+    /// Parses the given arguments (the first is the program name).
+    ///
+    /// # Errors
+    /// clap's error for bad usage (its `exit()` prints it).
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_from(args)
+    }
+
+    /// The configuration to run: the file (or the standalone defaults) with the flags
+    /// applied, validated.
+    ///
+    /// # Errors
+    /// As [`Config::load`] and [`ConfigBuilder::build`].
+    pub fn to_config(&self) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let builder = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                    kind: crate::config::ConfigErrorKind::Io,
+                    key: None,
+                    line: None,
+                    message: format!("cannot read config file {}: {e}", path.display()),
+                })?;
+                let props = crate::config::parse_properties(&text);
+                ConfigBuilder::from_properties(&props)
+                    .config_path(path.clone())
+                    .read_myid(true)
+            }
+            None => {
+                // The same settings as Config::standalone_default, as overridable keys.
+                ConfigBuilder::new()
+                    .data_dir(STANDALONE_DATA_DIR)
+                    .client_port(DEFAULT_CLIENT_PORT)
+                    .client_port_address("127.0.0.1")
+                    .tick_time_ms(2000)
+            }
+        };
+        self.apply(builder).build()
+    }
+
+    fn apply(&self, mut b: ConfigBuilder) -> ConfigBuilder {
+        for (k, v) in &self.set {
+            b = b.set(k, v);
+        }
+        if let Some(p) = self.client_port {
+            b = b.client_port(p);
+        }
+        if let Some(a) = &self.client_port_address {
+            b = b.client_port_address(a);
+        }
+        if let Some(d) = &self.data_dir {
+            b = b.data_dir(d);
+        }
+        if let Some(d) = &self.data_log_dir {
+            b = b.data_log_dir(d);
+        }
+        if let Some(n) = self.shards {
+            b = b.shards(n);
+        }
+        if let Some(t) = self.tick_time {
+            b = b.tick_time_ms(t);
+        }
+        if let Some(w) = &self.four_letter_whitelist {
+            b = b.four_letter_whitelist(w);
+        }
+        if let Some(n) = self.max_client_cnxns {
+            b = b.set("maxClientCnxns", n);
+        }
+        b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_is_standalone_on_loopback() {
+        let cli = Cli::try_parse_args(["ringkeeper"]).unwrap();
+        assert_eq!(cli, Cli::default());
+        let (c, w) = cli.to_config().unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c, {
+            let mut d = Config::standalone_default(STANDALONE_DATA_DIR);
+            d.config_path = None;
+            d
+        });
+        assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_args([
+            "ringkeeper",
+            "--client-port",
+            "2281",
+            "--data-dir",
+            "/srv/zk",
+            "--shards",
+            "2",
+            "--tick-time",
+            "500",
+            "--4lw-whitelist",
+            "*",
+            "--max-client-cnxns",
+            "0",
+            "--set",
+            "extendedTypesEnabled=true",
+        ])
+        .unwrap();
+        let (c, _) = cli.to_config().unwrap();
+        assert_eq!(c.client_address().to_string(), "127.0.0.1:2281");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/zk"));
+        assert_eq!(c.shard_count(), 2);
+        assert_eq!((c.tick_time_ms, c.min_session_timeout_ms), (500, 1000));
+        assert!(c.four_letter_whitelist.allows("mntr"));
+        assert_eq!(c.max_client_cnxns, 0);
+        assert!(c.extended_types_enabled);
+    }
+
+    #[test]
+    fn positional_config_and_subcommand() {
+        let cli = Cli::try_parse_args(["ringkeeper", "conf/zoo.cfg"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("conf/zoo.cfg")));
+        let cli = Cli::try_parse_args(["ringkeeper", "check-config", "x.cfg"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Subcommand::CheckConfig {
+                config: "x.cfg".into()
+            })
+        );
+        assert!(Cli::try_parse_args(["ringkeeper", "--set", "novalue"]).is_err());
+        assert!(Cli::try_parse_args(["ringkeeper", "--client-port", "99999"]).is_err());
+    }
+}

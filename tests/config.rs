@@ -1,0 +1,388 @@
+//! zoo.cfg loading end to end: files on disk, myid, defaults, warnings and errors.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ringkeeper::config::{
+    Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType, DEFAULT_JUTE_MAXBUFFER, KEYS,
+};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        // Tests run in parallel threads: a counter keeps their directories apart.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "ringkeeper-config-{}-{name}-{n}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("data")).unwrap();
+        TempDir(dir)
+    }
+    fn write_cfg(&self, body: &str) -> PathBuf {
+        let body = body.replace("@DATA@", &self.0.join("data").display().to_string());
+        let path = self.0.join("zoo.cfg");
+        fs::write(&path, body).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn sample_standalone_file_loads_with_zookeeper_defaults() {
+    let t = TempDir::new("sample");
+    let cfg = t.write_cfg("tickTime=2000\ndataDir=@DATA@\nclientPort=2181\n");
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(c.tick_time_ms, 2000);
+    assert_eq!(c.data_log_dir, c.data_dir);
+    assert_eq!(c.min_session_timeout_ms, 4000);
+    assert_eq!(c.max_session_timeout_ms, 40000);
+    assert_eq!(c.max_client_cnxns, 60);
+    assert_eq!(c.max_cnxns, 0);
+    assert_eq!(c.jute_maxbuffer, DEFAULT_JUTE_MAXBUFFER);
+    assert!(c.four_letter_whitelist.allows("srvr"));
+    assert!(!c.four_letter_whitelist.allows("ruok"));
+    assert_eq!(c.client_address().to_string(), "0.0.0.0:2181");
+    assert_eq!(c.my_id, None);
+    assert!(!c.is_distributed());
+    assert!(c.force_sync && !c.skip_acl && !c.extended_types_enabled);
+    assert_eq!(c.snap_count, 100_000);
+    assert_eq!(c.snap_retain_count, 3);
+    assert_eq!(c.config_path.as_deref(), Some(cfg.as_path()));
+}
+
+#[test]
+fn tick_time_defaults_to_3000_when_absent() {
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(2181)
+        .build()
+        .unwrap();
+    assert_eq!(c.tick_time_ms, 3000);
+    assert_eq!(
+        (c.min_session_timeout_ms, c.max_session_timeout_ms),
+        (6000, 60000)
+    );
+}
+
+#[test]
+fn system_property_keys_are_accepted_as_users_write_them() {
+    let t = TempDir::new("sysprops");
+    let cfg = t.write_cfg(
+        "dataDir=@DATA@\nclientPort=2181\n\
+         4lw.commands.whitelist=ruok, mntr,\\\n   stat\n\
+         zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
+         jute.maxbuffer=4194304\nextendedTypesEnabled=true\nskipACL=yes\nmaxCnxns=500\n\
+         zookeeper.globalOutstandingLimit=2000\n",
+    );
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    for cmd in ["ruok", "mntr", "stat", "srvr"] {
+        assert!(c.four_letter_whitelist.allows(cmd), "{cmd}");
+    }
+    assert!(!c.four_letter_whitelist.allows("dump"));
+    assert_eq!(
+        c.super_digest.as_deref(),
+        Some("super:D/InIHSb7yEEbrWz8b9l71RjZJU=")
+    );
+    assert_eq!(c.jute_maxbuffer, 4 << 20);
+    assert!(c.extended_types_enabled && c.skip_acl);
+    assert_eq!((c.max_cnxns, c.global_outstanding_limit), (500, 2000));
+    // ZooKeeper's view: zookeeper.<key> system properties.
+    assert_eq!(c.system_properties["zookeeper.jute.maxbuffer"], "4194304");
+    assert_eq!(
+        c.system_properties["zookeeper.DigestAuthenticationProvider.superDigest"],
+        "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+    );
+    assert!(!c.system_properties.contains_key("zookeeper.dataDir"));
+}
+
+#[test]
+fn superdigest_without_prefix_too() {
+    let (c, w) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("DigestAuthenticationProvider.superDigest", "super:abc=")
+        .build()
+        .unwrap();
+    assert!(w.is_empty());
+    assert_eq!(c.super_digest.as_deref(), Some("super:abc="));
+}
+
+#[test]
+fn unknown_and_recorded_keys_warn_with_their_line() {
+    let t = TempDir::new("warn");
+    let cfg = t.write_cfg(
+        "dataDir=@DATA@\nclientPort=2181\ntikTime=2000\nsnapCount=5000\nsecureClientPort=2281\n\
+         admin.serverPort=8080\nnio.numWorkerThreads=8\n",
+    );
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    let lines: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 3, "{lines:?}");
+    assert_eq!(warnings[0].line, Some(3));
+    assert!(lines[0].contains("unknown key tikTime"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with("line 4: key snapCount is recorded but not supported yet:"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains("secureClientPort"), "{}", lines[2]);
+    assert_eq!(c.snap_count, 5000);
+    assert_eq!(c.admin["serverPort"], "8080");
+    assert_eq!(c.system_properties["zookeeper.tikTime"], "2000");
+}
+
+#[test]
+fn duplicate_keys_last_wins_with_a_warning() {
+    let t = TempDir::new("dup");
+    let cfg = t.write_cfg("dataDir=@DATA@\nclientPort=2181\nclientPort=2182\n");
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    assert_eq!(c.client_port, Some(2182));
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].message.contains("lines 2 and 3"));
+}
+
+fn load_err(body: &str) -> ringkeeper::config::ConfigError {
+    let t = TempDir::new("err");
+    let cfg = t.write_cfg(body);
+    Config::load(&cfg).unwrap_err()
+}
+
+#[test]
+fn errors_name_key_and_line() {
+    let e = load_err("dataDir=@DATA@\nclientPort=21x81\n");
+    assert_eq!(
+        (e.kind, e.key.as_deref(), e.line),
+        (ConfigErrorKind::BadValue, Some("clientPort"), Some(2))
+    );
+    assert!(e.to_string().starts_with("line 2: clientPort: "), "{e}");
+
+    let e = load_err("dataDir=@DATA@\nclientPort=2181\ntickTime=0\n");
+    assert_eq!((e.key.as_deref(), e.line), (Some("tickTime"), Some(3)));
+
+    let e = load_err("clientPort=2181\n");
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::Missing, Some("dataDir"))
+    );
+
+    let e = load_err("dataDir=@DATA@\nclientPort=2181\nminSessionTimeout=70000\n");
+    assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
+    assert!(e
+        .message
+        .contains("minSessionTimeout must not be larger than maxSessionTimeout"));
+
+    let e = load_err("dataDir=@DATA@\nclientPort=2181\nstandaloneEnabled=maybe\n");
+    assert_eq!(e.line, Some(3));
+    assert!(e.message.contains("Choose 'true' or 'false.'"));
+
+    let e = load_err("dataDir=@DATA@\nclientPort=2181\nserver.1=zk1:2888\n");
+    assert_eq!((e.key.as_deref(), e.line), (Some("server.1"), Some(3)));
+
+    let e = load_err("dataDir=@DATA@\nclientPort=70000\n");
+    assert!(e.message.contains("out of range"), "{e}");
+
+    let e = load_err("dataDir=@DATA@\nclientPortAddress=127.0.0.1\n");
+    assert_eq!(e.key.as_deref(), Some("clientPort"));
+
+    let e = load_err("dataDir=@DATA@\n");
+    assert!(e.message.contains("clientPort is not set"));
+
+    let e = load_err("dataDir=@DATA@\nclientPort=1\nelectionAlg=1\n");
+    assert!(e.message.contains("Only 3 is supported"));
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let e = Config::load(std::path::Path::new("no/such/zoo.cfg")).unwrap_err();
+    assert_eq!(e.kind, ConfigErrorKind::Io);
+}
+
+const ENSEMBLE: &str =
+    "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=@DATA@\nclientPort=2181\n\
+server.1=zk1:2888:3888\nserver.2=zk2:2888:3888\nserver.3=zk3:2888:3888;127.0.0.1:2181\n\
+server.4=zk4:2888:3888:observer\n";
+
+#[test]
+fn ensemble_needs_myid() {
+    let e = load_err(ENSEMBLE);
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::Missing, Some("myid"))
+    );
+    assert!(e.message.contains("myid file is missing"));
+}
+
+#[test]
+fn ensemble_with_myid() {
+    let t = TempDir::new("ensemble");
+    let cfg = t.write_cfg(ENSEMBLE);
+    fs::write(t.0.join("data/myid"), "3\n").unwrap();
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    assert_eq!(c.my_id, Some(3));
+    assert!(c.is_distributed());
+    assert_eq!(c.servers.len(), 4);
+    assert_eq!(c.servers[&4].peer_type, PeerType::Observer);
+    // This server's client address comes from its server.3 line.
+    assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
+    assert!(warnings
+        .iter()
+        .any(|w| w.message.contains("replication is not built yet")));
+    // A client address that contradicts the server line is refused, as in ZooKeeper.
+    fs::write(
+        &cfg,
+        ENSEMBLE
+            .replace("@DATA@", &t.0.join("data").display().to_string())
+            .replace("clientPort=2181", "clientPort=2182"),
+    )
+    .unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.kind, ConfigErrorKind::Inconsistent);
+    assert!(
+        e.message
+            .contains("differs from the client address 127.0.0.1:2181"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ensemble_bad_myid_and_unlisted_myid() {
+    let t = TempDir::new("badmyid");
+    let cfg = t.write_cfg(&ENSEMBLE.replace(";127.0.0.1:2181", ""));
+    fs::write(t.0.join("data/myid"), "three\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(
+        (e.kind, e.key.as_deref()),
+        (ConfigErrorKind::BadValue, Some("myid"))
+    );
+    fs::write(t.0.join("data/myid"), "7\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert!(e.message.contains("no server.7 line"), "{e}");
+    fs::write(t.0.join("data/myid"), "2").unwrap();
+    let (c, w) = Config::load(&cfg).unwrap();
+    assert_eq!(c.client_address().to_string(), "0.0.0.0:2181");
+    // Four server.N lines (recorded) plus "consider an odd number" is not printed: 3 voters.
+    assert!(w.iter().all(|w| w.key.starts_with("server.")), "{w:?}");
+}
+
+#[test]
+fn ensemble_without_init_limit() {
+    let e = load_err(&ENSEMBLE.replace("initLimit=10\n", ""));
+    // myid is checked after initLimit, as in QuorumPeerConfig.checkValidity.
+    assert_eq!(e.key.as_deref(), Some("initLimit"));
+}
+
+#[test]
+fn single_server_line_runs_standalone_with_a_warning() {
+    let (c, w) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(2181)
+        .set("server.1", "zk1:2888:3888")
+        .build()
+        .unwrap();
+    assert!(!c.is_distributed());
+    assert!(w
+        .iter()
+        .any(|w| w.message.contains("only one server is listed")));
+}
+
+#[test]
+fn standalone_default_is_loopback_2181() {
+    let c = Config::standalone_default("data");
+    assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
+    assert_eq!(c.data_dir, PathBuf::from("data"));
+    assert_eq!(c.tick_time_ms, 2000);
+    assert!(c.shard_count() >= 1);
+}
+
+#[test]
+fn our_own_keys() {
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .shards(3)
+        .set("logSegmentSize", 8 << 20)
+        .build()
+        .unwrap();
+    assert_eq!(c.shard_count(), 3);
+    assert_eq!(c.log_segment_size, 8 << 20);
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .shards(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("shards"));
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSegmentSize", 1_000_000)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("logSegmentSize"));
+}
+
+#[test]
+fn snap_retain_count_is_raised_to_three() {
+    let (c, w) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("autopurge.snapRetainCount", 1)
+        .build()
+        .unwrap();
+    assert_eq!(c.snap_retain_count, 3);
+    assert!(w.iter().any(|w| w.message.contains("Defaulting to 3")));
+}
+
+#[test]
+fn sample_configs_in_conf_load() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let (c, w) = Config::load(&root.join("conf/zoo.cfg")).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
+    // The ensemble sample needs a myid; give it through the builder.
+    let text = fs::read_to_string(root.join("conf/zoo-ensemble.cfg")).unwrap();
+    let props = ringkeeper::config::parse_properties(&text);
+    let (c, _) = ConfigBuilder::from_properties(&props)
+        .my_id(1)
+        .build()
+        .unwrap();
+    assert!(c.is_distributed());
+    assert_eq!(c.servers.len(), 3);
+}
+
+#[test]
+fn compat_doc_lists_every_key() {
+    let doc = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/compat.md"))
+        .unwrap();
+    for k in KEYS {
+        let cell = format!("| `{}` |", k.name);
+        assert!(
+            doc.contains(&cell),
+            "docs/compat.md has no row for {}",
+            k.name
+        );
+        let row = doc.lines().find(|l| l.starts_with(&cell)).unwrap();
+        let want = match k.status {
+            KeyStatus::Supported => "supported",
+            KeyStatus::Recorded(_) => "recorded",
+            KeyStatus::Cosmetic => "accepted",
+        };
+        assert!(
+            row.contains(want),
+            "docs/compat.md row for {} should say {want}: {row}",
+            k.name
+        );
+    }
+}
