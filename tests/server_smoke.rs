@@ -114,7 +114,7 @@ impl Client {
 
 fn start(shards: usize) -> server::Running {
     let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), shards);
-    cfg.settings.fourlw_whitelist = None;
+    cfg.settings.fourlw_whitelist = ringkeeper::config::FourLetterWhitelist::all();
     server::start(cfg, DataTree::new(), 0).expect("server starts")
 }
 

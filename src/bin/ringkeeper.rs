@@ -1,4 +1,154 @@
-fn main() {
-    eprintln!("ringkeeper: server not built yet");
-    std::process::exit(1);
+//! `ringkeeper`: the server. With no arguments, a standalone server on 127.0.0.1:2181;
+//! with a zoo.cfg path, that configuration, as ZooKeeper's QuorumPeerMain.
+
+use ringkeeper::cli::{self, Subcommand};
+use ringkeeper::config::Config;
+use ringkeeper::fourlw::ConfInfo;
+use ringkeeper::prep::PrepConfig;
+use ringkeeper::server::{self, ServerConfig};
+use ringkeeper::tree::DataTree;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+/// How often empty containers and expired TTL nodes are looked for, unless zoo.cfg sets
+/// `znode.container.checkIntervalMs` (ZooKeeper's default).
+const CONTAINER_CHECK_INTERVAL_MS: i64 = 60_000;
+
+fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
+    let ca = cfg.client_address();
+    let addr: SocketAddr = (ca.host.as_str(), ca.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("clientPortAddress {ca}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("clientPortAddress {ca} resolves to nothing"))?;
+    let mut sc = ServerConfig::standalone(addr, cfg.shard_count());
+    let tick = cfg.tick_time_ms as i64;
+    sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
+    sc.sequencer.tick_ms = tick;
+    sc.sequencer.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
+    sc.sequencer.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
+    sc.sequencer.prep = PrepConfig {
+        extended_types_enabled: cfg.extended_types_enabled,
+        max_data_len: cfg.jute_maxbuffer as usize,
+        skip_acl: cfg.skip_acl,
+        ..PrepConfig::default()
+    };
+    sc.sequencer.container_check_interval_ms = cfg
+        .system_properties
+        .get("znode.container.checkIntervalMs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONTAINER_CHECK_INTERVAL_MS);
+    sc.settings.max_frame = cfg.jute_maxbuffer as usize;
+    sc.settings.super_digest = cfg.super_digest.clone();
+    sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
+    sc.settings.conf = ConfInfo {
+        client_port: addr.port(),
+        secure_client_port: -1,
+        data_dir: cfg.data_dir.display().to_string(),
+        data_dir_size: 0,
+        data_log_dir: cfg.data_log_dir.display().to_string(),
+        data_log_size: 0,
+        tick_time_ms: cfg.tick_time_ms,
+        max_client_cnxns: cfg.max_client_cnxns,
+        min_session_timeout_ms: cfg.min_session_timeout_ms,
+        max_session_timeout_ms: cfg.max_session_timeout_ms,
+        client_port_listen_backlog: -1,
+        server_id: cfg.my_id.unwrap_or(0),
+    };
+    Ok(sc)
+}
+
+/// Blocks SIGINT and SIGTERM in this thread and every thread it starts, so that only
+/// `wait_for_signal` receives them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: the sigset is initialised by sigemptyset before use, and
+    // pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised sigset; sigwait writes the signal number.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn main() -> ExitCode {
+    let cli = cli::parse_args();
+    if let Some(Subcommand::CheckConfig { config }) = &cli.command {
+        return match Config::load(config) {
+            Ok((cfg, warnings)) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("{cfg:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let (cfg, warnings) = match cli.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringkeeper: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in &warnings {
+        eprintln!("ringkeeper: warning: {w}");
+    }
+    if cfg.is_distributed() {
+        eprintln!(
+            "ringkeeper: this configuration lists server.N peers, but replication (ZAB) is not \
+             built yet; remove the server.N lines to run standalone"
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(e) = ringkeeper::io::probe() {
+        eprintln!("ringkeeper: {e}");
+        return ExitCode::from(1);
+    }
+    let sc = match server_config(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringkeeper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        eprintln!(
+            "ringkeeper: cannot create dataDir {}: {e}",
+            cfg.data_dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    let signals = block_signals();
+    let running = match server::start(sc.clone(), DataTree::new(), 0) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ringkeeper: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    eprintln!(
+        "ringkeeper {}: serving clients on {} (standalone, {} shards). \
+         Data is kept in memory only: durable storage is not built yet.",
+        env!("CARGO_PKG_VERSION"),
+        running.local_addr,
+        sc.shards
+    );
+    let sig = wait_for_signal(&signals);
+    eprintln!("ringkeeper: signal {sig} received, shutting down");
+    running.shutdown();
+    ExitCode::SUCCESS
 }

@@ -1,10 +1,13 @@
-//! The four-letter words on the client port: detection on a fresh connection, the
-//! whitelist, and gathering the server's state for the formatters.
+//! The four-letter words on the client port: the whitelist, and gathering the server's
+//! state for the pure formatters of [`crate::fourlw`].
 
 use super::stats::{ConnStats, ServerState};
+use crate::fourlw::{self as fmt, Command, ConnInfo, Mode, SessionConnInfo};
 use crate::tree::DataTree;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One connection as `cons` shows it.
 #[derive(Debug, Clone)]
@@ -23,46 +26,246 @@ pub struct WatchSummary {
     pub by_session: BTreeMap<i64, BTreeSet<String>>,
 }
 
-const COMMANDS: &[&str] = &[
-    "ruok", "srvr", "stat", "conf", "cons", "crst", "envi", "mntr", "wchs", "wchc", "wchp", "dump",
-    "isro", "dirs", "srst", "gtmk", "stmk", "hash",
-];
-
 /// The command a fresh connection's first four bytes spell, if any.
-pub fn command(head: [u8; 4]) -> Option<&'static str> {
-    COMMANDS.iter().copied().find(|c| c.as_bytes() == head)
+pub fn command(head: [u8; 4]) -> Option<Command> {
+    Command::from_first_int(u32::from_be_bytes(head))
 }
 
-/// Runs a four-letter word and returns its full output.
-pub fn run(cmd: &str, state: &ServerState, view: &DataTree, zxid: i64) -> String {
-    if let Some(list) = &state.settings.fourlw_whitelist {
-        if !list.iter().any(|c| c == cmd) {
-            return format!("{cmd} is not executed because it is not in the whitelist.\n");
+fn ms_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn conn_info(c: &ConnLine) -> ConnInfo {
+    let s = &c.stats;
+    ConnInfo {
+        remote: fmt::java_socket_addr(&c.peer.ip().to_string(), c.peer.port()),
+        interest_ops: 1,
+        queued: c.queued as u64,
+        received: s.received,
+        sent: s.sent,
+        session: (c.session_id != 0).then(|| SessionConnInfo {
+            session_id: c.session_id,
+            last_op: s.last_op.to_string(),
+            established_ms: ms_since_epoch(s.established),
+            timeout_ms: c.timeout_ms as u32,
+            last_cxid: s.last_cxid as i64,
+            last_zxid: s.last_zxid,
+            last_response_ms: s.last_response.map_or(0, ms_since_epoch),
+            last_latency_ms: 0,
+            min_latency_ms: if s.lat_count == 0 { 0 } else { s.lat_min_ms },
+            avg_latency_ms: s.lat_sum_ms.checked_div(s.lat_count).unwrap_or(0),
+            max_latency_ms: s.lat_max_ms,
+        }),
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn snapshot(
+    state: &ServerState,
+    view: &DataTree,
+    zxid: i64,
+    conns: &[ConnInfo],
+) -> fmt::ServerSnapshot {
+    let (min, avg, max) = state.latency_ms();
+    let mut s = fmt::ServerSnapshot::new(Mode::Standalone);
+    s.latency = fmt::Latency {
+        min_ms: min as u64,
+        avg_ms: avg,
+        max_ms: max as u64,
+    };
+    s.packets_received = state.packets_received();
+    s.packets_sent = state.packets_sent();
+    s.alive_connections = state.connections();
+    s.outstanding_requests = conns.iter().map(|c| c.queued).sum();
+    s.zxid = zxid;
+    s.node_count = view.node_count() as u64;
+    s.connections = conns.to_vec();
+    s
+}
+
+/// Runs a four-letter word and returns its full output. `arg` is `stmk`'s mask.
+pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> String {
+    if !state.settings.fourlw_whitelist.allows(cmd.as_str()) {
+        return fmt::refusal(cmd);
+    }
+    let pictures = state.pictures();
+    let conns: Vec<ConnInfo> = pictures
+        .iter()
+        .flat_map(|p| p.conns.iter().map(conn_info))
+        .collect();
+    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut total = 0;
+    for p in &pictures {
+        total += p.watches.total;
+        for (s, paths) in &p.watches.by_session {
+            by_session
+                .entry(*s)
+                .or_default()
+                .extend(paths.iter().cloned());
         }
     }
     match cmd {
-        "ruok" => "imok".to_string(),
-        "isro" => "rw".to_string(),
-        "srvr" => srvr(state, view, zxid),
-        _ => format!("{cmd} is not supported yet.\n"),
+        Command::Ruok => fmt::ruok(),
+        Command::Isro => fmt::isro(Mode::Standalone),
+        Command::Srvr => fmt::srvr(&snapshot(state, view, zxid, &conns)),
+        Command::Stat => fmt::stat(&snapshot(state, view, zxid, &conns)),
+        Command::Cons => fmt::cons(&conns),
+        Command::Conf => fmt::conf(&state.settings.conf),
+        Command::Crst => fmt::crst(),
+        Command::Srst => {
+            state.reset_stats();
+            fmt::srst()
+        }
+        Command::Dirs => fmt::dirs(
+            dir_size(Path::new(&state.settings.conf.data_dir)),
+            dir_size(Path::new(&state.settings.conf.data_log_dir)),
+        ),
+        Command::Envi => fmt::envi(&env_info()),
+        Command::Gtmk | Command::Stmk => fmt::trace_mask(0),
+        Command::Hash => fmt::hash(&[(zxid, view.digest() as i64)]),
+        Command::Wchs => {
+            let paths: BTreeSet<&String> = by_session.values().flatten().collect();
+            fmt::wchs(&fmt::WatchSummary {
+                connections: by_session.len() as u64,
+                paths: paths.len() as u64,
+                total_watches: total as u64,
+            })
+        }
+        Command::Wchc => {
+            let list: Vec<(i64, Vec<String>)> = by_session
+                .into_iter()
+                .map(|(s, p)| (s, p.into_iter().collect()))
+                .collect();
+            fmt::wchc(&list)
+        }
+        Command::Wchp => {
+            let mut by_path: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for (s, paths) in by_session {
+                for p in paths {
+                    by_path.entry(p).or_default().push(s);
+                }
+            }
+            fmt::wchp(&by_path.into_iter().collect::<Vec<_>>())
+        }
+        Command::Dump => {
+            let expiry = state.seq.expiry();
+            let mut ephemerals = Vec::new();
+            let mut sessions: Vec<i64> = view.sessions().map(|(id, _)| id).collect();
+            sessions.sort_unstable();
+            for id in sessions {
+                let e = view.ephemerals_of(id);
+                if !e.is_empty() {
+                    ephemerals.push((id, e));
+                }
+            }
+            fmt::dump(&fmt::DumpInfo {
+                session_sets: expiry
+                    .into_iter()
+                    .map(|(at, items)| fmt::ExpirySet {
+                        expire_at_ms: at,
+                        items,
+                    })
+                    .collect(),
+                ephemerals,
+                connection_sets: Vec::new(),
+            })
+        }
+        Command::Mntr => fmt::mntr(&monitor(state, view, zxid, &conns, total)),
+        Command::TelnetClose => String::new(),
     }
 }
 
-fn srvr(state: &ServerState, view: &DataTree, zxid: i64) -> String {
+fn monitor(
+    state: &ServerState,
+    view: &DataTree,
+    zxid: i64,
+    conns: &[ConnInfo],
+    watches: usize,
+) -> fmt::MonitorInfo {
+    use fmt::MetricValue::{Float, Int};
     let (min, avg, max) = state.latency_ms();
-    format!(
-        "Zookeeper version: 3.8.0-ringkeeper-{}, built on unknown\n\
-         Latency min/avg/max: {:.0}/{:.4}/{:.0}\n\
-         Received: {}\nSent: {}\nConnections: {}\nOutstanding: 0\n\
-         Zxid: {:#x}\nMode: standalone\nNode count: {}\n",
-        env!("CARGO_PKG_VERSION"),
-        min,
-        avg,
-        max,
-        state.packets_received(),
-        state.packets_sent(),
-        state.connections(),
-        zxid,
-        view.node_count()
-    )
+    let _ = zxid;
+    let v = |k: &str, m: fmt::MetricValue| (k.to_string(), m);
+    fmt::MonitorInfo {
+        version: fmt::full_version(),
+        server_state: Mode::Standalone.as_str().to_string(),
+        values: vec![
+            v("avg_latency", Float(fmt::round4(avg))),
+            v("max_latency", Int(max as i64)),
+            v("min_latency", Int(min as i64)),
+            v("packets_received", Int(state.packets_received() as i64)),
+            v("packets_sent", Int(state.packets_sent() as i64)),
+            v("num_alive_connections", Int(state.connections() as i64)),
+            v(
+                "outstanding_requests",
+                Int(conns.iter().map(|c| c.queued as i64).sum()),
+            ),
+            v("znode_count", Int(view.node_count() as i64)),
+            v("watch_count", Int(watches as i64)),
+            v("ephemerals_count", Int(view.ephemeral_count() as i64)),
+            v("approximate_data_size", Int(view.approximate_data_size())),
+            v("global_sessions", Int(view.session_count() as i64)),
+            v("uptime", Int(state.started.elapsed().as_millis() as i64)),
+            v("open_file_descriptor_count", Int(open_fds())),
+            v("max_file_descriptor_count", Int(max_fds())),
+            v("auth_failed_count", Int(state.auth_failures() as i64)),
+        ],
+        summaries: Vec::new(),
+        namespaces: Vec::new(),
+    }
+}
+
+fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as i64)
+}
+
+fn max_fds() -> i64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and touches nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0 {
+        r.rlim_cur as i64
+    } else {
+        0
+    }
+}
+
+fn env_info() -> fmt::EnvInfo {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    fmt::EnvInfo {
+        version: fmt::full_version(),
+        host_name: read("/proc/sys/kernel/hostname"),
+        os_name: "Linux".into(),
+        os_arch: std::env::consts::ARCH.into(),
+        os_version: read("/proc/sys/kernel/osrelease"),
+        user_name: std::env::var("USER").unwrap_or_default(),
+        user_home: std::env::var("HOME").unwrap_or_default(),
+        user_dir: std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        memory_free_mb: 0,
+        memory_max_mb: 0,
+        memory_total_mb: 0,
+    }
 }

@@ -52,10 +52,8 @@ impl ServerConfig {
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
                 super_digest: None,
-                fourlw_whitelist: Some(vec!["srvr".into()]),
-                conf_lines: Vec::new(),
-                data_dir: String::new(),
-                data_log_dir: String::new(),
+                fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
+                conf: crate::fourlw::ConfInfo::default(),
             },
         }
     }

@@ -41,6 +41,14 @@ pub struct SequencerConfig {
 pub struct SequencerStats {
     pub last_zxid: AtomicI64,
     pub sessions: AtomicI64,
+    /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
+    expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
+}
+
+impl SequencerStats {
+    pub fn expiry(&self) -> Vec<(i64, Vec<i64>)> {
+        self.expiry.lock().expect("expiry poisoned").clone()
+    }
 }
 
 pub struct Sequencer {
@@ -135,6 +143,14 @@ impl Sequencer {
         if now >= self.next_tick_ms {
             self.expire(now);
             self.next_tick_ms = now + self.cfg.tick_ms;
+            // Bucket times are on the monotonic clock; `dump` prints wall clock.
+            let offset = wall_ms() - now;
+            *self.stats.expiry.lock().expect("expiry poisoned") = self
+                .sessions
+                .by_expiry()
+                .into_iter()
+                .map(|(at, ids)| (at + offset, ids))
+                .collect();
         }
         if now >= self.next_reap_ms {
             self.reap();

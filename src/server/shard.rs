@@ -247,6 +247,10 @@ impl Shard {
             let head = [avail[0], avail[1], avail[2], avail[3]];
             if c.phase == Phase::Fresh {
                 if let Some(cmd) = fourlw::command(head) {
+                    // stmk carries an 8-byte mask after the word.
+                    if cmd.takes_argument() && avail.len() < 12 {
+                        break;
+                    }
                     let text = fourlw::run(cmd, &self.state, &self.view, self.view_zxid);
                     net.send(slot, text.as_bytes());
                     self.close(net, slot);

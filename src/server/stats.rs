@@ -21,12 +21,10 @@ pub struct Settings {
     pub max_frame: usize,
     /// `DigestAuthenticationProvider.superDigest`: `super:<base64 sha1>`.
     pub super_digest: Option<String>,
-    /// The four-letter words allowed (`4lw.commands.whitelist`); `None` means all.
-    pub fourlw_whitelist: Option<Vec<String>>,
-    /// `key=value` lines for `conf`.
-    pub conf_lines: Vec<(String, String)>,
-    pub data_dir: String,
-    pub data_log_dir: String,
+    /// The four-letter words allowed (`4lw.commands.whitelist`).
+    pub fourlw_whitelist: crate::config::FourLetterWhitelist,
+    /// What `conf` prints.
+    pub conf: crate::fourlw::ConfInfo,
 }
 
 /// Per-connection statistics for `cons`.
