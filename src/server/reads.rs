@@ -155,7 +155,12 @@ pub fn execute(
                 .iter()
                 .map(|id| ClientInfo {
                     auth_scheme: id.scheme.clone(),
-                    user: id.id.clone(),
+                    // The digest provider names the user without the hash
+                    // (`DigestAuthenticationProvider.getUserName`).
+                    user: match id.scheme.as_str() {
+                        "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+                        _ => id.id.clone(),
+                    },
                 })
                 .collect(),
         }),
