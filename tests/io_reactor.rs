@@ -35,6 +35,8 @@ enum Command {
     Close(Token),
     Abort(Token),
     SendAndClose(Token, Vec<u8>),
+    Pause(Token),
+    Resume(Token),
 }
 
 struct Echo {
@@ -77,6 +79,8 @@ impl Handler for Echo {
             match cmd {
                 Command::Close(t) => ops.close(t),
                 Command::Abort(t) => ops.abort(t),
+                Command::Pause(t) => ops.pause(t),
+                Command::Resume(t) => ops.resume(t),
                 Command::SendAndClose(t, bytes) => {
                     assert!(ops.send(t, &bytes));
                     ops.close(t);
@@ -437,4 +441,47 @@ fn connections_beyond_the_bound_are_refused() {
     let mut got = [0u8; 4];
     a.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"ping");
+}
+
+#[test]
+fn pause_stops_receiving_until_resume() {
+    let server = Server::start(small_config());
+    let mut client = connect(server.addr);
+    let token = server.token_of(&client);
+    server.command(Command::Pause(token));
+    server.wait_for("pause applied", |s| s.paused_seen.load(Ordering::Relaxed));
+    // Nothing is read while paused, so the socket buffers fill and writes stop.
+    client
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let chunk: Vec<u8> = (0..64 * 1024).map(|i| pattern(9, i)).collect();
+    let limit = 256 * 1024 * 1024;
+    let mut written = 0usize;
+    let start = Instant::now();
+    while written < limit && start.elapsed() < DEADLINE {
+        let off = written % chunk.len();
+        match client.write(&chunk[off..]) {
+            Ok(n) => written += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(written < limit, "a paused connection kept receiving");
+    // Paused on the server's request, so output stayed small: only bytes received
+    // before the cancel took effect (at most every provided buffer) were echoed.
+    let cfg = small_config();
+    let slack = cfg.recv_buf_count as usize * cfg.recv_buf_size as usize;
+    assert!(server.shared.max_output.load(Ordering::Relaxed) <= slack);
+    server.command(Command::Resume(token));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < written {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0);
+        for (k, &b) in buf[..n].iter().enumerate() {
+            assert_eq!(b, pattern(9, (got + k) % chunk.len()), "byte {}", got + k);
+        }
+        got += n;
+    }
+    assert_eq!(got, written);
 }
