@@ -212,7 +212,7 @@ fn io_uring_disabled_sysctl() -> Option<u8> {
         .ok()
 }
 
-fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     // SAFETY: utsname is plain old data; uname fills it and we read a NUL-terminated field.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();

@@ -16,7 +16,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
 use super::bufring::BufRing;
-use super::probe::{build_ring, Features, ProbeError};
+use super::probe::{build_ring, kernel_release, ProbeError};
 use super::{net, Config};
 
 /// Identifies one connection of one reactor.
@@ -432,7 +432,8 @@ pub struct Reactor {
     /// Completions copied out of the ring, then dispatched. Bounded by the CQ size per
     /// pass (plus any spill from a full submission queue during `flush`).
     cqes: Vec<(u64, i32, u32)>,
-    features: Features,
+    /// The ring runs with DEFER_TASKRUN (else COOP_TASKRUN).
+    defer_taskrun: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -449,11 +450,10 @@ impl Reactor {
         config.validate();
         let (ring, defer_taskrun) =
             build_ring(config.ring_entries, config.ring_entries * super::CQ_PER_SQ)?;
-        let kernel = String::new();
         let bufs = BufRing::new(&ring, 0, config.recv_buf_count, config.recv_buf_size).map_err(
             |error| ProbeError::MissingFeature {
                 name: "provided-buffer rings (IORING_REGISTER_PBUF_RING)",
-                kernel: kernel.clone(),
+                kernel: kernel_release(),
                 error: Some(error),
             },
         )?;
@@ -482,18 +482,14 @@ impl Reactor {
             tick: config.tick.map(|d| Box::new(types::Timespec::from(d))),
             tick_armed: false,
             cqes: Vec::with_capacity(cq),
-            features: Features {
-                defer_taskrun,
-                msg_ring: false,
-                kernel,
-            },
+            defer_taskrun,
             _not_send: PhantomData,
         })
     }
 
     /// Whether this ring runs with DEFER_TASKRUN (else COOP_TASKRUN).
     pub fn defer_taskrun(&self) -> bool {
-        self.features.defer_taskrun
+        self.defer_taskrun
     }
 
     /// A handle other threads use to wake this reactor.
