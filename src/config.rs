@@ -204,6 +204,10 @@ pub const KEYS: &[KeySpec] = &[
     key("DigestAuthenticationProvider.superDigest", Supported),
     key("jute.maxbuffer", Supported),
     key("extendedTypesEnabled", Supported),
+    // ZooKeeper reads these two as JVM system properties only; we also take them from
+    // zoo.cfg, where users of other settings expect to find them.
+    key("znode.container.checkIntervalMs", Supported),
+    key("znode.container.maxPerMinute", Supported),
     key("skipACL", Supported),
     key("maxCnxns", Supported),
     key("globalOutstandingLimit", Supported),

@@ -33,11 +33,16 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         skip_acl: cfg.skip_acl,
         ..PrepConfig::default()
     };
-    sc.sequencer.container_check_interval_ms = cfg
-        .system_properties
-        .get("znode.container.checkIntervalMs")
+    let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
+    sc.sequencer.container_check_interval_ms = prop("znode.container.checkIntervalMs")
         .and_then(|v| v.parse().ok())
+        .filter(|v: &i64| *v > 0)
         .unwrap_or(CONTAINER_CHECK_INTERVAL_MS);
+    // maxPerMinute spread over the checks of one minute, at least one per check.
+    if let Some(per_min) = prop("znode.container.maxPerMinute").and_then(|v| v.parse::<i64>().ok()) {
+        let checks_per_min = (60_000 / sc.sequencer.container_check_interval_ms).max(1);
+        sc.sequencer.container_max_per_check = (per_min / checks_per_min).max(1) as usize;
+    }
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
