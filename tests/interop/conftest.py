@@ -56,6 +56,8 @@ SERVER_CFG = [
     f"DigestAuthenticationProvider.superDigest={digest_id(SUPER_USER, SUPER_PASSWORD)}",
 ]
 TICK_MS = 200
+# How often containers and TTL nodes are checked for removal (ZooKeeper's default: 60 s).
+CONTAINER_CHECK_MS = 100
 MAX_SESSION_TIMEOUT_MS = 30000
 
 
@@ -102,7 +104,10 @@ class Server:
     # -- start / stop
     def start(self):
         if self.target == "apache":
+            # ZooKeeper reads the container/TTL reaper interval only as a JVM system
+            # property without the zookeeper. prefix, so zoo.cfg cannot carry it there.
             env = dict(os.environ, ZK_EXTRA_CFG="\n".join(SERVER_CFG),
+                       JAVA_TOOL_OPTIONS=f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
                        START_TIMEOUT_S=str(START_TIMEOUT_S))
             r = subprocess.run([os.path.join(REPO, "scripts", "apache-zk.sh"), "start",
                                 self.dir, str(self.port)], env=env, capture_output=True,
@@ -121,7 +126,9 @@ class Server:
         cfg = os.path.join(self.dir, "zoo.cfg")
         with open(cfg, "w") as f:
             f.write("\n".join([f"dataDir={data}", f"clientPort={self.port}",
-                               "clientPortAddress=127.0.0.1"] + SERVER_CFG) + "\n")
+                               "clientPortAddress=127.0.0.1",
+                               f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
+                              + SERVER_CFG) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
