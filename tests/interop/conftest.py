@@ -114,6 +114,7 @@ class Server:
                                text=True, timeout=START_TIMEOUT_S + 30)
             if r.returncode != 0:
                 raise RuntimeError(f"apache-zk.sh start failed: {r.stderr}\n{self.log_tail()}")
+            self.wait_serving(time.monotonic() + START_TIMEOUT_S)
             return
         if self.target != "ringkeeper":
             raise RuntimeError(f"unknown ZK_TARGET={self.target!r} (ringkeeper or apache)")
@@ -143,6 +144,23 @@ class Server:
                 raise RuntimeError(f"ringkeeper did not answer ruok within "
                                    f"{START_TIMEOUT_S}s:\n{self.log_tail()}")
             time.sleep(0.05)  # polling a port that is not yet open: there is no event
+        self.wait_serving(deadline)
+
+    def wait_serving(self, deadline):
+        """`ruok` answers before the server takes sessions; wait until one can be made."""
+        while True:
+            try:
+                c = self.raw(timeout=2.0)
+                if c.session_id != 0:
+                    c.close_session()
+                    return
+                c.close_socket()
+            except (OSError, zkraw.Closed):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.target} answered ruok but no session could be "
+                                   f"made within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def stop(self):
         if self.target == "apache":
