@@ -192,7 +192,7 @@ class RawClient:
         """Reads the next frame after the handshake; returns a Reply or an Event."""
         r = Reader(self.recv_frame())
         xid, zxid, err = r.int(), r.long(), r.int()
-        if xid == -1:
+        if xid == -1 and r.rest() >= 8:
             ev = Event(zxid, r.int(), r.int(), r.str())
             self.frames.append(ev)
             self.events.append(ev)
