@@ -104,7 +104,7 @@ step "interop suites against ZK_TARGET=$ZK_TARGET"
 log=$(mktemp)
 python3 -m pytest tests/interop "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-result=$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+result=$(grep -E '(passed|failed|errors?|skipped|deselected|no tests ran).* in [0-9.]+s' "$log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
 rm -f "$log"
 case $rc in
   0) note PASS "interop ($ZK_TARGET): $result" ;;
