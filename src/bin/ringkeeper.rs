@@ -39,7 +39,8 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         .filter(|v: &i64| *v > 0)
         .unwrap_or(CONTAINER_CHECK_INTERVAL_MS);
     // maxPerMinute spread over the checks of one minute, at least one per check.
-    if let Some(per_min) = prop("znode.container.maxPerMinute").and_then(|v| v.parse::<i64>().ok()) {
+    if let Some(per_min) = prop("znode.container.maxPerMinute").and_then(|v| v.parse::<i64>().ok())
+    {
         let checks_per_min = (60_000 / sc.sequencer.container_check_interval_ms).max(1);
         sc.sequencer.container_max_per_check = (per_min / checks_per_min).max(1) as usize;
     }

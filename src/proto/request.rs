@@ -30,7 +30,10 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     /// create, create2, createContainer (the op says which reply layout).
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     SetData(SetDataRequest),
@@ -46,7 +49,10 @@ pub enum MultiOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// create (1), create2 (15) or createContainer (19).
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     Exists(ExistsRequest),

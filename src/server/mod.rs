@@ -123,6 +123,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .map(|w| Arc::new(Mailbox::new(usize::MAX, Box::new(w.clone()))))
         .collect();
 
+    state.set_shard_inboxes(to_shard.clone());
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
     let mut addr = cfg.client_addr;

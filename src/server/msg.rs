@@ -112,4 +112,12 @@ pub enum ToShard {
     Commit(Arc<Commit>),
     /// Close this connection (its session moved to another connection).
     Close(ConnRef),
+    /// A four-letter word on `requester` needs every shard's picture: publish yours,
+    /// tagged `gen`, then tell the requester.
+    Publish {
+        gen: u64,
+        requester: ShardId,
+    },
+    /// Some shard published the picture a pending four-letter word waits for.
+    PictureReady,
 }

@@ -223,17 +223,20 @@ impl Sequencer {
         }
         let id = req.session_id;
         let now = self.now_ms();
+        // ZooKeeper closes the session's current connection before it checks the
+        // password: a resume attempt always moves the session off its old connection.
+        if let Some(old) = self.owners.remove(&id) {
+            if old != conn {
+                self.outboxes[old.shard].push_unbounded(ToShard::Close(old));
+            }
+        }
         let password_ok = req
             .passwd
             .as_deref()
             .is_some_and(|p| p == session::password(id));
         let outcome = match self.tree.session_timeout(id) {
             Some(timeout_ms) if password_ok && self.sessions.touch(id, now) => {
-                if let Some(old) = self.owners.insert(id, conn) {
-                    if old != conn {
-                        self.outboxes[old.shard].push_unbounded(ToShard::Close(old));
-                    }
-                }
+                self.owners.insert(id, conn);
                 ConnectOutcome::Resumed {
                     session_id: id,
                     timeout_ms,

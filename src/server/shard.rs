@@ -102,6 +102,8 @@ pub struct Shard {
     super_digest: Option<String>,
     scratch: Vec<u8>,
     events: Vec<watch::Event<usize>>,
+    /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
+    pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
 }
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
@@ -142,6 +144,7 @@ impl Shard {
             super_digest,
             scratch: Vec::new(),
             events: Vec::new(),
+            pending_fourlw: Vec::new(),
         }
     }
 
@@ -251,9 +254,8 @@ impl Shard {
                     if cmd.takes_argument() && avail.len() < 12 {
                         break;
                     }
-                    let text = fourlw::run(cmd, &self.state, &self.view, self.view_zxid);
-                    net.send(slot, text.as_bytes());
-                    self.close(net, slot);
+                    c.phase = Phase::Closing;
+                    self.four_letter_word(net, slot, cmd);
                     return;
                 }
             }
@@ -500,6 +502,13 @@ impl Shard {
         for m in msgs.drain(..) {
             match m {
                 ToShard::Commit(c) => self.commit(net, &c),
+                ToShard::Publish { gen, requester } => {
+                    self.publish_picture(gen);
+                    if requester != self.id {
+                        self.state.shard_inboxes()[requester].push_unbounded(ToShard::PictureReady);
+                    }
+                }
+                ToShard::PictureReady => self.answer_ready_fourlw(net),
                 ToShard::Close(conn) => {
                     if self
                         .conns
@@ -813,8 +822,46 @@ impl Shard {
                 self.outbox.push(ToSeq::Touch(ids));
             }
         }
+    }
+
+    /// Answers a four-letter word. Words that show connections or watches need every
+    /// shard's current picture: this shard asks the others to publish and answers once
+    /// they all have (`answer_ready_fourlw`), without blocking its loop.
+    fn four_letter_word(&mut self, net: &mut dyn Net, slot: usize, cmd: crate::fourlw::Command) {
+        let gen = self.state.next_picture_gen();
+        self.publish_picture(gen);
+        for (i, inbox) in self.state.shard_inboxes().iter().enumerate() {
+            if i != self.id {
+                inbox.push_unbounded(ToShard::Publish {
+                    gen,
+                    requester: self.id,
+                });
+            }
+        }
+        self.pending_fourlw.push((slot, cmd, gen));
+        self.answer_ready_fourlw(net);
+    }
+
+    fn answer_ready_fourlw(&mut self, net: &mut dyn Net) {
+        let mut i = 0;
+        while i < self.pending_fourlw.len() {
+            let (slot, cmd, gen) = self.pending_fourlw[i];
+            if !self.state.pictures_ready(gen) {
+                i += 1;
+                continue;
+            }
+            self.pending_fourlw.swap_remove(i);
+            if self.conns.contains_key(&slot) {
+                let text = fourlw::run(cmd, &self.state, &self.view, self.view_zxid);
+                net.send(slot, text.as_bytes());
+                net.close(slot);
+            }
+        }
+    }
+
+    fn publish_picture(&self, gen: u64) {
         self.state
-            .publish_shard(self.id, self.snapshot_conns(), self.watch_summary());
+            .publish_shard(self.id, gen, self.snapshot_conns(), self.watch_summary());
     }
 
     fn snapshot_conns(&self) -> Vec<fourlw::ConnLine> {

@@ -109,9 +109,10 @@ pub fn short_op(op: OpCode) -> &'static str {
     }
 }
 
-/// What one shard last published.
+/// What one shard last published, and for which request (`gen`).
 #[derive(Debug, Default, Clone)]
 pub struct ShardPicture {
+    pub gen: u64,
     pub conns: Vec<ConnLine>,
     pub watches: WatchSummary,
 }
@@ -131,6 +132,8 @@ pub struct ServerState {
     shards: Mutex<Vec<ShardPicture>>,
     /// Connections per client address, across shards (maxClientCnxns).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    picture_gen: AtomicU64,
+    inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<super::msg::ToShard>>>>,
 }
 
 impl ServerState {
@@ -149,6 +152,8 @@ impl ServerState {
             lat_count: AtomicU64::new(0),
             shards: Mutex::new(vec![ShardPicture::default(); shards]),
             per_ip: Mutex::new(HashMap::new()),
+            picture_gen: AtomicU64::new(0),
+            inboxes: std::sync::OnceLock::new(),
         }
     }
 
@@ -194,9 +199,39 @@ impl ServerState {
         self.lat_count.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn publish_shard(&self, shard: usize, conns: Vec<ConnLine>, watches: WatchSummary) {
+    pub fn publish_shard(
+        &self,
+        shard: usize,
+        gen: u64,
+        conns: Vec<ConnLine>,
+        watches: WatchSummary,
+    ) {
         let mut s = self.shards.lock().expect("shard pictures poisoned");
-        s[shard] = ShardPicture { conns, watches };
+        s[shard] = ShardPicture {
+            gen,
+            conns,
+            watches,
+        };
+    }
+
+    /// A fresh generation for a four-letter word that gathers every shard's picture.
+    pub fn next_picture_gen(&self) -> u64 {
+        self.picture_gen.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether every shard has published for `gen` (or later).
+    pub fn pictures_ready(&self, gen: u64) -> bool {
+        let s = self.shards.lock().expect("shard pictures poisoned");
+        s.iter().all(|p| p.gen >= gen)
+    }
+
+    /// Every shard's inbox, to ask for pictures.
+    pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<super::msg::ToShard>>] {
+        self.inboxes.get().map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn set_shard_inboxes(&self, v: Vec<Arc<super::mailbox::Mailbox<super::msg::ToShard>>>) {
+        let _ = self.inboxes.set(v);
     }
 
     pub fn pictures(&self) -> Vec<ShardPicture> {
