@@ -251,10 +251,15 @@ fn session_resumes_with_password_and_keeps_ephemerals() {
     assert_eq!(resp.session_id, id);
     let d = b.get("/eph", false).unwrap();
     assert_eq!(d.stat.ephemeral_owner, id);
-    // A wrong password is refused with a zero session.
+    // A wrong password is refused with a zero session, and (as in ZooKeeper) the
+    // session's current connection is closed too; the session itself lives on.
     let (_, resp) = Client::connect_with(srv.local_addr, id, &[7u8; 16]);
     assert_eq!(resp.session_id, 0);
     assert_eq!(resp.timeout_ms, 0);
+    let mut buf = [0u8; 1];
+    assert_eq!(b.s.read(&mut buf).unwrap_or(0), 0, "old connection closed");
+    let (mut b, resp) = Client::connect_with(srv.local_addr, id, &pw);
+    assert_eq!(resp.session_id, id);
     // closeSession deletes the ephemeral.
     let (h, _) = b.call(&Request::CloseSession);
     assert_eq!(h.err, 0);
