@@ -16,12 +16,27 @@ pub struct DriverConfig {
     pub max_conns_per_ip: usize,
 }
 
+/// The most unsent output one connection may hold before it is dropped. Reading from
+/// a connection stops far earlier (`io::MAX_OUTPUT_BYTES`), so only what the server
+/// sends on its own can grow past that: watch notifications to a client that stopped
+/// reading. Sixteen full-size replies; beyond that the client is not coming back for
+/// them, and its memory is better spent on clients that read.
+pub const MAX_UNSENT_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+
 /// The shard's view of the reactor: slots are token numbers.
 struct OpsNet<'a>(&'a mut Ops);
 
 impl Net for OpsNet<'_> {
     fn send(&mut self, slot: usize, bytes: &[u8]) {
-        self.0.send(Token::from_u64(slot as u64), bytes);
+        let t = Token::from_u64(slot as u64);
+        self.0.send(t, bytes);
+        if self.0.output_len(t).unwrap_or(0) > MAX_UNSENT_OUTPUT_BYTES {
+            eprintln!(
+                "ringkeeper: dropping connection {:?}: more than {MAX_UNSENT_OUTPUT_BYTES} bytes unsent (the client stopped reading)",
+                self.0.peer_addr(t)
+            );
+            self.0.abort(t);
+        }
     }
     fn close(&mut self, slot: usize) {
         self.0.close(Token::from_u64(slot as u64));

@@ -1,0 +1,96 @@
+//! House rules, checked as a test (STYLE.md "Checks are tests"):
+//! - the pure modules import nothing from `io`, `server`, `std::net` or `std::fs`, and
+//!   never read the clock;
+//! - no `dbg!`, `todo!` or `FIXME` in the source;
+//! - no absolute paths of a developer's machine in tracked sources.
+
+use std::path::{Path, PathBuf};
+
+/// Modules that must stay pure: they are driven by events in tests and the simulator.
+const PURE: &[&str] = &[
+    "src/proto",
+    "src/txn.rs",
+    "src/tree",
+    "src/acl.rs",
+    "src/prep.rs",
+    "src/session.rs",
+    "src/watch.rs",
+    "src/fourlw.rs",
+];
+
+const PURE_FORBIDDEN: &[&str] = &[
+    "crate::io",
+    "crate::server",
+    "std::net",
+    "std::fs",
+    "Instant::now",
+    "SystemTime::now",
+    "std::thread",
+];
+
+fn rust_files(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_file() {
+        if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p.to_path_buf());
+        }
+        return;
+    }
+    for e in std::fs::read_dir(p).expect("readable source dir").flatten() {
+        rust_files(&e.path(), out);
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn pure_modules_stay_pure() {
+    let mut bad = Vec::new();
+    for m in PURE {
+        let mut files = Vec::new();
+        rust_files(&root().join(m), &mut files);
+        assert!(!files.is_empty(), "pure module {m} not found");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Test modules may use the clock and files.
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for word in PURE_FORBIDDEN {
+                if code.contains(word) {
+                    bad.push(format!("{} uses {word}", f.display()));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "pure modules reach outside:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn no_debug_leftovers() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    rust_files(&root().join("tests"), &mut files);
+    let this = root().join("tests/tidy.rs");
+    let mut bad = Vec::new();
+    for f in files.into_iter().filter(|f| *f != this) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for word in ["dbg!(", "todo!(", "FIXME"] {
+            if text.contains(word) {
+                bad.push(format!("{} contains {word}", f.display()));
+            }
+        }
+        for prefix in ["/work/", "/tmp/bash_jobs", "/root/"] {
+            if text.contains(prefix) {
+                bad.push(format!("{} names a machine path {prefix}", f.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
