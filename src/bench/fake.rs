@@ -27,6 +27,22 @@ pub struct FakeConfig {
     /// closeSession excluded) with `error_code` when n % error_every == 0; 0 = never.
     pub error_every: u64,
     pub error_code: i32,
+    /// After this many requests (0 = never), stop reading for `stall` once: a server
+    /// pause, to show what the load models make of it.
+    pub stall_after: u64,
+    pub stall: Duration,
+}
+
+impl FakeConfig {
+    pub fn delay(delay: Duration) -> FakeConfig {
+        FakeConfig {
+            delay,
+            error_every: 0,
+            error_code: -101,
+            stall_after: 0,
+            stall: Duration::ZERO,
+        }
+    }
 }
 
 /// Counters the test compares with what zkbench reports.
@@ -225,7 +241,15 @@ fn serve(
         (tx, h)
     });
     let mut closing = false;
+    let mut stalled = false;
     while !closing && !stop.load(Ordering::Relaxed) {
+        if cfg.stall_after > 0
+            && !stalled
+            && counters.requests.load(Ordering::Relaxed) >= cfg.stall_after
+        {
+            stalled = true;
+            std::thread::sleep(cfg.stall);
+        }
         let n = conn.read(&mut chunk)?;
         if n == 0 {
             break;

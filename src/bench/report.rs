@@ -177,7 +177,8 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
         o,
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
         h.buckets(),
-        h.distinct_values()
+        // HdrHistogram's sub-bucket count: 2 * 10^sigfig rounded up to a power of two.
+        (2 * 10u64.pow(h.sigfig() as u32)).next_power_of_two()
     );
     o
 }

@@ -384,9 +384,9 @@ fn main() {
             seconds,
         } => {
             let cfg = FakeConfig {
-                delay: Duration::from_secs_f64(delay_ms / 1000.0),
                 error_every,
                 error_code,
+                ..FakeConfig::delay(Duration::from_secs_f64(delay_ms / 1000.0))
             };
             let s = FakeServer::start(&listen, cfg).unwrap_or_else(|e| die(e));
             eprintln!("fake ZooKeeper on {} (delay {delay_ms} ms)", s.addr);

@@ -114,7 +114,10 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         if len < 0 || (len as usize).saturating_mul(min_elem_size) > self.remaining() {
-            return Err(DecodeError::BadLength { what, len: len as i64 });
+            return Err(DecodeError::BadLength {
+                what,
+                len: len as i64,
+            });
         }
         Ok(Some(len as usize))
     }

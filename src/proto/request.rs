@@ -8,7 +8,10 @@ use super::records::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     /// create, create2, createContainer (the op says which reply layout).
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     SetData(SetDataRequest),
@@ -24,7 +27,10 @@ pub enum MultiOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     /// create (1), create2 (15) or createContainer (19).
-    Create { op: OpCode, req: CreateRequest },
+    Create {
+        op: OpCode,
+        req: CreateRequest,
+    },
     CreateTtl(CreateTtlRequest),
     Delete(DeleteRequest),
     Exists(ExistsRequest),
