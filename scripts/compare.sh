@@ -24,7 +24,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-perf/results/$stamp}
 mkdir -p "$OUT"
 
-cargo build --release --quiet --bin zkbench
+cargo build --release --quiet --bins
 ZKBENCH=${ZKBENCH:-target/release/zkbench}
 
 tmp=$(mktemp -d)
@@ -56,6 +56,31 @@ start_target() { # name -> prints connect string, or nothing if unavailable
   esac
 }
 
+# Waits until every server of a connect string serves (`srvr` names a Mode): an
+# ensemble answers `ruok` before it has elected a leader.
+wait_serving() { # connect-string
+  local hp i
+  for hp in ${1//,/ }; do
+    for ((i = 0; i < 300; i++)); do
+      python3 - "${hp%:*}" "${hp#*:}" <<'PY' && break
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
+    s.sendall(b"srvr"); s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b: break
+        data += b
+    sys.exit(0 if b"Mode:" in data else 1)
+except OSError:
+    sys.exit(1)
+PY
+      sleep 0.2
+    done
+  done
+}
+
 stop_target() {
   case $1 in
     zk | zk3) scripts/apache-zk.sh stop "$tmp/$1" ;;
@@ -70,7 +95,13 @@ label() {
 for t in $TARGETS; do
   conn=$(start_target "$t" || true)
   [ -n "$conn" ] || continue
-  setup=()
+  wait_serving "$conn"
+  # Populate the tree once per target (unmeasured), retrying while it settles.
+  for ((try = 0; try < 10; try++)); do
+    "$ZKBENCH" run -q -c "$conn" -w get -s 1 -k 1 --duration 0.2 --warmup 0 --keys "$KEYS" \
+      --value-size "$VALUE_SIZE" >/dev/null && break
+    sleep 1
+  done
   for wl in "${workloads[@]}"; do
     name=${wl%%:*}; w=${wl#*:}
     for l in "${loads[@]}"; do
@@ -79,9 +110,8 @@ for t in $TARGETS; do
       echo "compare: $(label "$t") $name $l" >&2
       line=$("$ZKBENCH" run -q --json -c "$conn" -w "$w" --read-ratio 0.9 -s "$s" -k "$k" \
         --duration "$CELL_S" --warmup "$WARMUP_S" --keys "$KEYS" --value-size "$VALUE_SIZE" \
-        --label "$(label "$t")" "${setup[@]}" \
+        --label "$(label "$t")" --no-setup \
         --html "$OUT/$cell.html" --hgrm "$OUT/$cell.hgrm" || echo '{"failed":true}')
-      setup=(--no-setup)
       echo "{\"target\":\"$t\",\"cell\":\"$name $l\",\"run\":$line}" >>"$results"
     done
   done

@@ -100,7 +100,8 @@ impl RunStats {
         self.errors.values().sum()
     }
 
-    fn empty(window_s: f64, seconds: usize) -> RunStats {
+    /// No samples yet; `seconds` timeline slots.
+    pub fn empty(window_s: f64, seconds: usize) -> RunStats {
         RunStats {
             window_s,
             ops: 0,
@@ -114,7 +115,8 @@ impl RunStats {
         }
     }
 
-    fn merge(&mut self, o: RunStats) {
+    /// Adds another worker's (or watcher's) results.
+    pub fn merge(&mut self, o: RunStats) {
         self.ops += o.ops;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;

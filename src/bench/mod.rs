@@ -5,6 +5,8 @@
 //! - `setup`: the unmeasured population of the tree;
 //! - `engine`: the measured run (epoll workers, closed and open loop);
 //! - `report`: summary, JSON, .hgrm, timeline, HTML;
+//! - `watch`: write-to-notification latency over persistent watches on hot nodes;
+//! - `storm`: many sessions connecting at once;
 //! - `fake`: a fake server with a known delay and known errors, for tests and for the
 //!   generator's own ceiling.
 //!
@@ -18,6 +20,8 @@ pub mod fake;
 pub mod report;
 pub mod rng;
 pub mod setup;
+pub mod storm;
+pub mod watch;
 pub mod workload;
 
 pub use engine::{run, BenchError, Config, LoadModel, RunStats};

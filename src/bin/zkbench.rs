@@ -48,6 +48,39 @@ enum Cmd {
         #[command(flatten)]
         out: OutArgs,
     },
+    /// Watch workload: persistent watches on hot nodes, write-to-notification latency.
+    Watch {
+        #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+        connect: String,
+        /// Watcher sessions (each watches every hot node).
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 4)]
+        hot_nodes: usize,
+        /// Write rounds per second at most (a round writes each hot node once).
+        #[arg(long, default_value_t = 50.0)]
+        rounds_per_sec: f64,
+        #[arg(long, short = 'd', default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value = "/zkbench")]
+        root: String,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Session storm: N sessions connect at once; time to each handshake reply.
+    Storm {
+        #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+        connect: String,
+        #[arg(long, short = 's', default_value_t = 1000)]
+        sessions: usize,
+        /// Give up on sessions not established after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: i32,
+        #[command(flatten)]
+        out: OutArgs,
+    },
     /// Serve a fake ZooKeeper that answers after a fixed delay (tests, generator ceiling).
     FakeServer {
         #[arg(long, default_value = "127.0.0.1:2199")]
@@ -375,6 +408,70 @@ fn main() {
                 &describe(&load, &cfgs[0]),
                 &[(&la, pick(0)), (&lb, pick(1))],
             );
+        }
+        Cmd::Watch {
+            connect,
+            watchers,
+            hot_nodes,
+            rounds_per_sec,
+            duration,
+            root,
+            out,
+        } => {
+            let cfg = ringkeeper::bench::watch::WatchConfig {
+                servers: resolve(&connect),
+                watchers,
+                hot_nodes,
+                rounds_per_sec,
+                duration: Duration::from_secs_f64(duration),
+                root: root.trim_end_matches('/').to_string(),
+                round_timeout: Duration::from_secs(2),
+            };
+            let stats = ringkeeper::bench::watch::run(&cfg).unwrap_or_else(|e| die(e));
+            let label = format!("watch {connect}: {watchers} watchers x {hot_nodes} hot nodes");
+            let notes = vec![
+                ("target", connect.clone()),
+                (
+                    "measure",
+                    "write-to-notification latency; ops = notifications, unanswered = missed"
+                        .into(),
+                ),
+            ];
+            if out.json {
+                println!("{}", report::json_line(&notes, &stats));
+            } else {
+                print!("{}", report::summary(&label, &stats));
+            }
+            write_outputs(&out, &label, &notes, &[(&label, &stats)]);
+        }
+        Cmd::Storm {
+            connect,
+            sessions,
+            timeout,
+            session_timeout_ms,
+            out,
+        } => {
+            let cfg = ringkeeper::bench::storm::StormConfig {
+                servers: resolve(&connect),
+                sessions,
+                timeout: Duration::from_secs_f64(timeout),
+                session_timeout_ms,
+            };
+            let stats = ringkeeper::bench::storm::run(&cfg).unwrap_or_else(|e| die(e));
+            let label = format!("storm {connect}: {sessions} sessions at once");
+            let notes = vec![
+                ("target", connect.clone()),
+                (
+                    "measure",
+                    "time from the storm's start to each handshake reply; ops = sessions".into(),
+                ),
+            ];
+            if out.json {
+                println!("{}", report::json_line(&notes, &stats));
+            } else {
+                print!("{}", report::summary(&label, &stats));
+            }
+            write_outputs(&out, &label, &notes, &[(&label, &stats)]);
         }
         Cmd::FakeServer {
             listen,
