@@ -1,0 +1,782 @@
+//! The measured run: worker threads, each an epoll loop over its share of the sessions,
+//! driving the closed-loop or open-loop load model.
+//!
+//! Timing contract: every request carries an *intended* send time. In the closed loop it
+//! is the moment the request was queued (a reply frees a slot, the next request is sent
+//! in the same loop pass); in the open loop it is the request's slot in the fixed
+//! schedule, so a request sent late because the server (or the generator) fell behind is
+//! charged the wait (coordinated-omission correction). A reply's latency is its arrival
+//! time minus the intended time. Requests whose intended time lies in the measured window
+//! `[start + warmup, start + warmup + duration)` are measured; after the window no new
+//! requests are sent and those in flight are drained for at most `drain`.
+
+use super::conn::{decode_reply, BlockingClient, ConnError, Incoming};
+use super::workload::{OpKind, SessionGen, Workload};
+use crate::proto::{OpCode, RequestHeader};
+use hdrhistogram::Histogram;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Histogram bounds: 1 µs to one hour, three significant digits.
+pub const HIST_MAX_US: u64 = 3_600_000_000;
+
+/// Open loop: most requests one session may have in flight. Past it the session falls
+/// behind its schedule (and is charged for it) instead of growing memory without bound:
+/// 10k × 64 sessions × ~48 bytes per entry stays near 30 MB.
+pub const MAX_OPEN_OUTSTANDING: usize = 10_000;
+
+/// Read chunk per syscall; 256 KiB holds thousands of small replies.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Error code recorded for requests lost with their connection (ZooKeeper's
+/// CONNECTIONLOSS, as its clients report them).
+pub const CONNECTION_LOSS: i32 = -4;
+
+pub fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadModel {
+    /// Each session keeps `outstanding` requests in flight.
+    Closed { outstanding: usize },
+    /// `rate` requests per second in total, spread evenly over the sessions.
+    Open { rate: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub servers: Vec<SocketAddr>,
+    pub sessions: usize,
+    pub load: LoadModel,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// How long to wait for in-flight replies after the window; the rest are counted
+    /// as unanswered.
+    pub drain: Duration,
+    pub workload: Workload,
+    pub session_timeout_ms: i32,
+    pub threads: usize,
+    pub seed: u64,
+    /// Print a progress line on stderr every second.
+    pub progress: bool,
+}
+
+/// The outcome of one measured run.
+#[derive(Debug, Clone)]
+pub struct RunStats {
+    pub window_s: f64,
+    /// Answered requests in the measured window (errors included).
+    pub ops: u64,
+    /// Replies by error code (0 excluded), plus CONNECTIONLOSS for requests lost with a
+    /// connection.
+    pub errors: BTreeMap<i32, u64>,
+    /// Measured requests with no answer when the drain time ran out.
+    pub unanswered: u64,
+    /// Latency of every answered measured request, in microseconds.
+    pub hist: Histogram<u64>,
+    pub per_op: BTreeMap<OpKind, Histogram<u64>>,
+    /// Answered measured requests per second of the window, by arrival time.
+    pub timeline: Vec<u64>,
+    pub disconnects: u64,
+    pub watch_events: u64,
+}
+
+impl RunStats {
+    pub fn ops_per_sec(&self) -> f64 {
+        if self.window_s > 0.0 {
+            self.ops as f64 / self.window_s
+        } else {
+            0.0
+        }
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// No samples yet; `seconds` timeline slots.
+    pub fn empty(window_s: f64, seconds: usize) -> RunStats {
+        RunStats {
+            window_s,
+            ops: 0,
+            errors: BTreeMap::new(),
+            unanswered: 0,
+            hist: new_hist(),
+            per_op: BTreeMap::new(),
+            timeline: vec![0; seconds],
+            disconnects: 0,
+            watch_events: 0,
+        }
+    }
+
+    /// Adds another worker's (or watcher's) results.
+    pub fn merge(&mut self, o: RunStats) {
+        self.ops += o.ops;
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+        self.unanswered += o.unanswered;
+        self.hist.add(&o.hist).expect("same bounds");
+        for (k, h) in o.per_op {
+            self.per_op
+                .entry(k)
+                .or_insert_with(new_hist)
+                .add(&h)
+                .expect("same bounds");
+        }
+        for (i, v) in o.timeline.into_iter().enumerate() {
+            self.timeline[i] += v;
+        }
+        self.disconnects += o.disconnects;
+        self.watch_events += o.watch_events;
+    }
+}
+
+#[derive(Debug)]
+pub enum BenchError {
+    Connect { addr: SocketAddr, err: ConnError },
+    Config(String),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Connect { addr, err } => {
+                write!(f, "cannot open a session on {addr}: {err}")
+            }
+            BenchError::Config(m) => write!(f, "{m}"),
+            BenchError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+/// Shared between the workers and the progress printer.
+#[derive(Default)]
+struct Progress {
+    answered: AtomicU64,
+    errors: AtomicU64,
+    done: AtomicBool,
+}
+
+struct Inflight {
+    xid: i32,
+    op: OpKind,
+    intended: Instant,
+}
+
+struct Session {
+    stream: TcpStream,
+    gen: SessionGen,
+    out: Vec<u8>,
+    out_pos: usize,
+    inb: Vec<u8>,
+    in_pos: usize,
+    inflight: VecDeque<Inflight>,
+    next_xid: i32,
+    last_send: Instant,
+    ping_every: Duration,
+    /// Open loop: the next slot of this session's schedule.
+    next_due: Instant,
+    epollout: bool,
+    dead: bool,
+}
+
+impl Session {
+    fn issue(&mut self, w: &Workload, intended: Instant) {
+        let x = self.next_xid;
+        self.next_xid = self.next_xid.wrapping_add(1).max(1);
+        let op = self.gen.next_request(w, x, &mut self.out);
+        self.inflight.push_back(Inflight {
+            xid: x,
+            op,
+            intended,
+        });
+    }
+
+    fn ping(&mut self) {
+        let start = super::workload::begin_frame(&mut self.out);
+        use crate::proto::Jute;
+        RequestHeader {
+            xid: crate::proto::xid::PING,
+            op: OpCode::Ping as i32,
+        }
+        .write(&mut self.out);
+        super::workload::end_frame(&mut self.out, start);
+    }
+
+    /// Writes what it can; returns Ok(true) when everything was written.
+    fn flush(&mut self, now: Instant) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            match self.stream.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.last_send = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(true)
+    }
+
+    /// Finds the in-flight entry of `xid`. ZooKeeper answers a session in order, so it
+    /// is the front one; the search covers servers that do not.
+    fn take(&mut self, xid: i32) -> Option<Inflight> {
+        if self.inflight.front().is_some_and(|f| f.xid == xid) {
+            return self.inflight.pop_front();
+        }
+        let i = self.inflight.iter().position(|f| f.xid == xid)?;
+        self.inflight.remove(i)
+    }
+}
+
+struct Window {
+    start: Instant,
+    measure: Instant,
+    end: Instant,
+    hard_end: Instant,
+}
+
+impl Window {
+    fn measured(&self, t: Instant) -> bool {
+        t >= self.measure && t < self.end
+    }
+}
+
+/// Runs one measured run. The tree must already be populated (see `setup`).
+pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
+    if cfg.servers.is_empty() || cfg.sessions == 0 {
+        return Err(BenchError::Config(
+            "need at least one server and one session".into(),
+        ));
+    }
+    if let LoadModel::Closed { outstanding: 0 } = cfg.load {
+        return Err(BenchError::Config(
+            "--outstanding must be at least 1".into(),
+        ));
+    }
+    if let LoadModel::Open { rate } = cfg.load {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err(BenchError::Config(format!(
+                "--rate must be positive, got {rate}"
+            )));
+        }
+    }
+    let threads = cfg.threads.clamp(1, cfg.sessions);
+    let progress = Arc::new(Progress::default());
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let start_at: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let seconds = cfg.duration.as_secs_f64().ceil().max(1.0) as usize;
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let mine: Vec<usize> = (t..cfg.sessions).step_by(threads).collect();
+        let (cfg, progress, barrier, start_at) = (
+            cfg.clone(),
+            progress.clone(),
+            barrier.clone(),
+            start_at.clone(),
+        );
+        handles.push(std::thread::spawn(move || {
+            worker(&cfg, &mine, &progress, &barrier, &start_at, seconds)
+        }));
+    }
+    barrier.wait();
+    // Every worker has connected (or failed). Start a few ms ahead so all begin together.
+    let start = Instant::now() + Duration::from_millis(5);
+    start_at.set(start).expect("set once");
+    barrier.wait();
+    let printer = cfg.progress.then(|| {
+        let (progress, warmup, duration) = (progress.clone(), cfg.warmup, cfg.duration);
+        std::thread::spawn(move || print_progress(&progress, start, warmup, duration))
+    });
+    let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
+    let mut first_err = None;
+    for h in handles {
+        match h.join().expect("worker panicked") {
+            Ok(s) => stats.merge(s),
+            Err(e) => first_err = first_err.or(Some(e)),
+        }
+    }
+    progress.done.store(true, Ordering::Relaxed);
+    if let Some(p) = printer {
+        p.join().ok();
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}
+
+fn print_progress(p: &Progress, start: Instant, warmup: Duration, duration: Duration) {
+    let mut last = 0;
+    let mut last_t = Instant::now();
+    while !p.done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = Instant::now();
+        if now.duration_since(last_t) < Duration::from_secs(1) && !p.done.load(Ordering::Relaxed) {
+            continue;
+        }
+        let n = p.answered.load(Ordering::Relaxed);
+        let rate = (n - last) as f64 / now.duration_since(last_t).as_secs_f64();
+        let el = now.saturating_duration_since(start);
+        let phase = if el < warmup {
+            "warm-up"
+        } else if el < warmup + duration {
+            "measure"
+        } else {
+            "drain"
+        };
+        eprint!(
+            "\r[{phase}] {:5.1}s/{:.0}s  {:>10.0} ops/s  answered {:>10}  errors {:>8}   ",
+            el.as_secs_f64(),
+            (warmup + duration).as_secs_f64(),
+            rate,
+            n,
+            p.errors.load(Ordering::Relaxed)
+        );
+        last = n;
+        last_t = now;
+    }
+    eprintln!();
+}
+
+fn worker(
+    cfg: &Config,
+    mine: &[usize],
+    progress: &Progress,
+    barrier: &Barrier,
+    start_at: &OnceLock<Instant>,
+    seconds: usize,
+) -> Result<RunStats, BenchError> {
+    let connected = connect_sessions(cfg, mine);
+    barrier.wait();
+    barrier.wait();
+    let mut sessions = connected?;
+    let start = *start_at.get().expect("set before the second barrier");
+    let w = Window {
+        start,
+        measure: start + cfg.warmup,
+        end: start + cfg.warmup + cfg.duration,
+        hard_end: start + cfg.warmup + cfg.duration + cfg.drain,
+    };
+    let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
+    let res = event_loop(cfg, &mut sessions, &w, &mut stats, progress);
+    res.map_err(BenchError::Io)?;
+    Ok(stats)
+}
+
+fn connect_sessions(cfg: &Config, mine: &[usize]) -> Result<Vec<Session>, BenchError> {
+    let mut out = Vec::with_capacity(mine.len());
+    let now = Instant::now();
+    for &i in mine {
+        let addr = cfg.servers[i % cfg.servers.len()];
+        let c = BlockingClient::connect(addr, cfg.session_timeout_ms)
+            .map_err(|err| BenchError::Connect { addr, err })?;
+        c.stream.set_nonblocking(true).map_err(BenchError::Io)?;
+        let ping_every = Duration::from_millis((c.timeout_ms / 3).max(1) as u64);
+        out.push(Session {
+            stream: c.stream,
+            gen: SessionGen::new(cfg.seed, i),
+            out: Vec::with_capacity(64 * 1024),
+            out_pos: 0,
+            inb: Vec::with_capacity(READ_CHUNK * 2),
+            in_pos: 0,
+            inflight: VecDeque::new(),
+            next_xid: 1,
+            last_send: now,
+            ping_every,
+            next_due: now,
+            epollout: false,
+            dead: false,
+        });
+    }
+    Ok(out)
+}
+
+/// A thin safe wrapper over epoll + a timerfd for sub-millisecond wake-ups.
+struct Poller {
+    epfd: i32,
+    tfd: i32,
+}
+
+const TIMER_TOKEN: u64 = u64::MAX;
+
+impl Poller {
+    fn new() -> io::Result<Poller> {
+        // SAFETY: plain syscalls with constant flags; the fds are owned by Poller.
+        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        let tfd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if tfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let p = Poller { epfd, tfd };
+        p.ctl(libc::EPOLL_CTL_ADD, tfd, libc::EPOLLIN as u32, TIMER_TOKEN)?;
+        Ok(p)
+    }
+
+    fn ctl(&self, op: i32, fd: i32, events: u32, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: ev is a valid epoll_event for the duration of the call.
+        if unsafe { libc::epoll_ctl(self.epfd, op, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for events or until `timeout` passes (None: forever).
+    fn wait(
+        &self,
+        events: &mut Vec<libc::epoll_event>,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let ms = match timeout {
+            None => -1,
+            Some(t) if t.is_zero() => 0,
+            Some(t) => {
+                // Arm the timerfd for precision below epoll_wait's milliseconds.
+                let spec = libc::itimerspec {
+                    it_interval: libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    },
+                    it_value: libc::timespec {
+                        tv_sec: t.as_secs() as libc::time_t,
+                        tv_nsec: t.subsec_nanos().max(1) as libc::c_long,
+                    },
+                };
+                // SAFETY: valid pointers; relative timer.
+                if unsafe { libc::timerfd_settime(self.tfd, 0, &spec, std::ptr::null_mut()) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                -1
+            }
+        };
+        events.clear();
+        // SAFETY: the buffer has capacity for `capacity()` events; we set the length to
+        // what the kernel filled.
+        let n = unsafe {
+            libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.capacity() as i32, ms)
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        // SAFETY: the kernel initialised the first n entries.
+        unsafe { events.set_len(n as usize) };
+        Ok(())
+    }
+
+    fn clear_timer(&self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into an 8-byte buffer; EAGAIN is fine.
+        unsafe { libc::read(self.tfd, buf.as_mut_ptr().cast(), 8) };
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        // SAFETY: we own both fds.
+        unsafe {
+            libc::close(self.tfd);
+            libc::close(self.epfd);
+        }
+    }
+}
+
+fn event_loop(
+    cfg: &Config,
+    sessions: &mut [Session],
+    w: &Window,
+    stats: &mut RunStats,
+    progress: &Progress,
+) -> io::Result<()> {
+    let poller = Poller::new()?;
+    for (i, s) in sessions.iter().enumerate() {
+        poller.ctl(
+            libc::EPOLL_CTL_ADD,
+            s.stream.as_raw_fd(),
+            libc::EPOLLIN as u32,
+            i as u64,
+        )?;
+    }
+    let mut events = Vec::with_capacity(sessions.len() + 1);
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let interval = match cfg.load {
+        LoadModel::Open { rate } => Duration::from_secs_f64(cfg.sessions as f64 / rate),
+        LoadModel::Closed { .. } => Duration::ZERO,
+    };
+    // Wait for the common start.
+    let now = Instant::now();
+    if w.start > now {
+        std::thread::sleep(w.start - now);
+    }
+    match cfg.load {
+        LoadModel::Closed { outstanding } => {
+            let now = Instant::now();
+            for s in sessions.iter_mut() {
+                for _ in 0..outstanding {
+                    s.issue(&cfg.workload, now);
+                }
+            }
+        }
+        LoadModel::Open { .. } => {
+            // Stagger the sessions' schedules across one interval.
+            for s in sessions.iter_mut() {
+                let k = s.gen.session_index as f64 / cfg.sessions as f64;
+                s.next_due = w.start + interval.mul_f64(k);
+            }
+        }
+    }
+    let mut answered_local = 0u64;
+    let mut errors_local = 0u64;
+    loop {
+        let now = Instant::now();
+        let sending = now < w.end;
+        let inflight: usize = sessions
+            .iter()
+            .filter(|s| !s.dead)
+            .map(|s| s.inflight.len())
+            .sum();
+        if !sending && (inflight == 0 || now >= w.hard_end) {
+            break;
+        }
+        if sending {
+            if let LoadModel::Open { .. } = cfg.load {
+                for s in sessions.iter_mut().filter(|s| !s.dead) {
+                    while s.next_due <= now
+                        && s.next_due < w.end
+                        && s.inflight.len() < MAX_OPEN_OUTSTANDING
+                    {
+                        let due = s.next_due;
+                        s.issue(&cfg.workload, due);
+                        s.next_due += interval;
+                    }
+                }
+            }
+        }
+        // Keep idle sessions alive; ZooKeeper's client pings after a third of the
+        // negotiated timeout without traffic as well.
+        for s in sessions.iter_mut().filter(|s| !s.dead) {
+            if s.out.is_empty() && now.duration_since(s.last_send) >= s.ping_every {
+                s.ping();
+            }
+        }
+        for (i, s) in sessions.iter_mut().enumerate() {
+            if s.dead || s.out.is_empty() || s.epollout {
+                continue;
+            }
+            match s.flush(now) {
+                Ok(true) => {}
+                Ok(false) => {
+                    s.epollout = true;
+                    let ev = (libc::EPOLLIN | libc::EPOLLOUT) as u32;
+                    poller.ctl(libc::EPOLL_CTL_MOD, s.stream.as_raw_fd(), ev, i as u64)?;
+                }
+                Err(_) => kill(s, w, stats, &poller),
+            }
+        }
+        // Next deadline: the next open-loop slot, the window's end, pings, the drain.
+        let mut deadline = if sending { w.end } else { w.hard_end };
+        for s in sessions.iter().filter(|s| !s.dead) {
+            if sending && interval > Duration::ZERO && s.inflight.len() < MAX_OPEN_OUTSTANDING {
+                deadline = deadline.min(s.next_due);
+            }
+            deadline = deadline.min(s.last_send + s.ping_every);
+        }
+        let now = Instant::now();
+        poller.wait(&mut events, Some(deadline.saturating_duration_since(now)))?;
+        let recv = Instant::now();
+        for ev in events.iter().copied() {
+            let token = ev.u64;
+            if token == TIMER_TOKEN {
+                poller.clear_timer();
+                continue;
+            }
+            let i = token as usize;
+            let s = &mut sessions[i];
+            if s.dead {
+                continue;
+            }
+            if ev.events & libc::EPOLLOUT as u32 != 0 && s.epollout {
+                match s.flush(recv) {
+                    Ok(true) => {
+                        s.epollout = false;
+                        poller.ctl(
+                            libc::EPOLL_CTL_MOD,
+                            s.stream.as_raw_fd(),
+                            libc::EPOLLIN as u32,
+                            token,
+                        )?;
+                    }
+                    Ok(false) => {}
+                    Err(_) => {
+                        kill(s, w, stats, &poller);
+                        continue;
+                    }
+                }
+            }
+            if ev.events & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 == 0 {
+                continue;
+            }
+            let mut closed = false;
+            loop {
+                match s.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        s.inb.extend_from_slice(&chunk[..n]);
+                        if n < chunk.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            let (a, e) = match process_input(cfg, s, w, stats, recv, sending) {
+                Ok(c) => c,
+                Err(_) => {
+                    closed = true;
+                    (0, 0)
+                }
+            };
+            answered_local += a;
+            errors_local += e;
+            if closed {
+                kill(s, w, stats, &poller);
+            }
+        }
+        if answered_local > 0 {
+            progress
+                .answered
+                .fetch_add(answered_local, Ordering::Relaxed);
+            progress.errors.fetch_add(errors_local, Ordering::Relaxed);
+            answered_local = 0;
+            errors_local = 0;
+        }
+    }
+    for s in sessions.iter_mut().filter(|s| !s.dead) {
+        stats.unanswered += s.inflight.iter().filter(|f| w.measured(f.intended)).count() as u64;
+    }
+    Ok(())
+}
+
+/// Decodes every complete frame in the session's input; returns (answered, errors).
+fn process_input(
+    cfg: &Config,
+    s: &mut Session,
+    w: &Window,
+    stats: &mut RunStats,
+    recv: Instant,
+    sending: bool,
+) -> Result<(u64, u64), ConnError> {
+    let mut answered = 0;
+    let mut errors = 0;
+    let mut replies = 0usize;
+    let inb = std::mem::take(&mut s.inb);
+    let mut pos = s.in_pos;
+    let res = super::conn::split_frames(&inb, &mut pos, |payload| {
+        let multi = |x: i32| {
+            s.inflight
+                .iter()
+                .find(|f| f.xid == x)
+                .is_some_and(|f| f.op == OpKind::Multi)
+        };
+        match decode_reply(payload, multi)? {
+            Incoming::Ping => {}
+            Incoming::Watch { .. } => stats.watch_events += 1,
+            Incoming::Reply { xid, err, .. } => {
+                let f = s
+                    .take(xid)
+                    .ok_or_else(|| ConnError::Protocol(format!("reply to unknown xid {xid}")))?;
+                replies += 1;
+                answered += 1;
+                if err != 0 {
+                    errors += 1;
+                }
+                if w.measured(f.intended) {
+                    let us = recv.saturating_duration_since(f.intended).as_micros() as u64;
+                    stats.hist.saturating_record(us.max(1));
+                    stats
+                        .per_op
+                        .entry(f.op)
+                        .or_insert_with(new_hist)
+                        .saturating_record(us.max(1));
+                    stats.ops += 1;
+                    if err != 0 {
+                        *stats.errors.entry(err).or_default() += 1;
+                    }
+                    let sec = recv.saturating_duration_since(w.measure).as_secs() as usize;
+                    let last = stats.timeline.len() - 1;
+                    stats.timeline[sec.min(last)] += 1;
+                }
+            }
+        }
+        Ok(())
+    });
+    s.inb = inb;
+    if pos == s.inb.len() {
+        s.inb.clear();
+        s.in_pos = 0;
+    } else if pos > READ_CHUNK {
+        s.inb.drain(..pos);
+        s.in_pos = 0;
+    } else {
+        s.in_pos = pos;
+    }
+    res?;
+    if sending {
+        if let LoadModel::Closed { .. } = cfg.load {
+            for _ in 0..replies {
+                s.issue(&cfg.workload, recv);
+            }
+        }
+    }
+    Ok((answered, errors))
+}
+
+/// Drops a failed connection; its measured in-flight requests count as CONNECTIONLOSS.
+fn kill(s: &mut Session, w: &Window, stats: &mut RunStats, poller: &Poller) {
+    s.dead = true;
+    stats.disconnects += 1;
+    let lost = s
+        .inflight
+        .drain(..)
+        .filter(|f| w.measured(f.intended))
+        .count() as u64;
+    if lost > 0 {
+        *stats.errors.entry(CONNECTION_LOSS).or_default() += lost;
+    }
+    let _ = poller.ctl(libc::EPOLL_CTL_DEL, s.stream.as_raw_fd(), 0, 0);
+}

@@ -1,0 +1,389 @@
+//! Output: the human summary, one JSON line, the HdrHistogram percentile distribution
+//! (.hgrm), the per-second timeline, and a self-contained HTML report with inline SVG.
+
+use super::engine::RunStats;
+use super::setup::code_name;
+use hdrhistogram::Histogram;
+use std::fmt::Write as _;
+
+/// The percentiles every output reports.
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+    ("max", 100.0),
+];
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn pct(h: &Histogram<u64>, p: f64) -> u64 {
+    if p >= 100.0 {
+        h.max()
+    } else {
+        h.value_at_percentile(p)
+    }
+}
+
+/// Human-readable summary: throughput, latency percentiles, per-op lines, errors by name.
+pub fn summary(label: &str, s: &RunStats) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "== {label}");
+    let _ = writeln!(
+        o,
+        "throughput {:.0} ops/s  ({} answered in {:.1}s, {} errors, {} unanswered, {} disconnects)",
+        s.ops_per_sec(),
+        s.ops,
+        s.window_s,
+        s.error_total(),
+        s.unanswered,
+        s.disconnects
+    );
+    let _ = write!(o, "latency ms ");
+    for (name, p) in PERCENTILES {
+        let _ = write!(o, " {name} {:.3}", ms(pct(&s.hist, p)));
+    }
+    let _ = writeln!(o, "  mean {:.3}", s.hist.mean() / 1000.0);
+    if s.per_op.len() > 1 {
+        for (op, h) in &s.per_op {
+            let _ = write!(o, "  {:<18} {:>9} ops", op.name(), h.len());
+            for (name, p) in PERCENTILES {
+                let _ = write!(o, " {name} {:.3}", ms(pct(h, p)));
+            }
+            let _ = writeln!(o);
+        }
+    }
+    if !s.errors.is_empty() {
+        let parts: Vec<_> = s
+            .errors
+            .iter()
+            .map(|(c, n)| format!("{}={n}", code_name(*c)))
+            .collect();
+        let _ = writeln!(o, "errors     {}", parts.join(" "));
+    }
+    if s.watch_events > 0 {
+        let _ = writeln!(o, "watch events {}", s.watch_events);
+    }
+    o
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(o, "\\u{:04x}", c as u32);
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// One JSON object on one line. `meta` holds extra string fields (target, workload...).
+pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
+    let mut o = String::from("{");
+    for (k, v) in meta {
+        let _ = write!(o, "{}:{},", json_str(k), json_str(v));
+    }
+    let _ = write!(
+        o,
+        "\"ops_per_sec\":{:.1},\"ops\":{},\"window_s\":{:.3},\"errors_total\":{},\"unanswered\":{},\"disconnects\":{}",
+        s.ops_per_sec(),
+        s.ops,
+        s.window_s,
+        s.error_total(),
+        s.unanswered,
+        s.disconnects
+    );
+    for (name, p) in PERCENTILES {
+        let key = format!("{}_ms", name.replace('.', "_"));
+        let _ = write!(o, ",\"{key}\":{:.3}", ms(pct(&s.hist, p)));
+    }
+    let _ = write!(o, ",\"mean_ms\":{:.3}", s.hist.mean() / 1000.0);
+    let errs: Vec<_> = s
+        .errors
+        .iter()
+        .map(|(c, n)| format!("{}:{n}", json_str(&code_name(*c))))
+        .collect();
+    let _ = write!(o, ",\"errors\":{{{}}}", errs.join(","));
+    let ops: Vec<_> = s
+        .per_op
+        .iter()
+        .map(|(op, h)| {
+            format!(
+                "{}:{{\"ops\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3}}}",
+                json_str(op.name()),
+                h.len(),
+                ms(pct(h, 50.0)),
+                ms(pct(h, 99.0))
+            )
+        })
+        .collect();
+    let _ = write!(o, ",\"per_op\":{{{}}}", ops.join(","));
+    let tl: Vec<_> = s.timeline.iter().map(|v| v.to_string()).collect();
+    let _ = write!(o, ",\"timeline\":[{}]", tl.join(","));
+    if s.watch_events > 0 {
+        let _ = write!(o, ",\"watch_events\":{}", s.watch_events);
+    }
+    o.push('}');
+    o
+}
+
+/// The HdrHistogram percentile distribution, in milliseconds, in the layout of
+/// `outputPercentileDistribution` so HdrHistogram's plotter reads it.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    let mut total = 0u64;
+    for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - q))
+        } else {
+            format!("{:>14}", "")
+        };
+        let _ = writeln!(
+            o,
+            "{:>12.3} {:>14.12} {:>10} {inv}",
+            ms(v.value_iterated_to()),
+            q,
+            total,
+        );
+    }
+    let _ = writeln!(
+        o,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0
+    );
+    let _ = writeln!(
+        o,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        ms(h.max()),
+        h.len()
+    );
+    let _ = writeln!(
+        o,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        // HdrHistogram's sub-bucket count: 2 * 10^sigfig rounded up to a power of two.
+        (2 * 10u64.pow(h.sigfig() as u32)).next_power_of_two()
+    );
+    o
+}
+
+/// Per-second throughput of the measured window as CSV.
+pub fn timeline_csv(s: &RunStats) -> String {
+    let mut o = String::from("second,ops\n");
+    for (i, v) in s.timeline.iter().enumerate() {
+        let _ = writeln!(o, "{i},{v}");
+    }
+    o
+}
+
+/// Points of the percentile curve: (1/(1-q), latency ms), q up to 99.9999%.
+fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    let mut pts = Vec::new();
+    if h.is_empty() {
+        return pts;
+    }
+    let mut x = 1.0f64;
+    while x <= 1e6 {
+        let q = 1.0 - 1.0 / x;
+        pts.push((x, ms(h.value_at_quantile(q))));
+        x *= 1.25;
+    }
+    pts
+}
+
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// SVG of latency by percentile, x on a log scale of 1/(1-q) (the HdrHistogram plot).
+fn svg_percentiles(series: &[(&str, &RunStats)]) -> String {
+    let (w, h, l, b) = (720.0, 360.0, 60.0, 40.0);
+    let curves: Vec<_> = series.iter().map(|(n, s)| (*n, curve(&s.hist))).collect();
+    let ymax = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold(0.001f64, f64::max)
+        * 1.1;
+    let xs = |x: f64| l + (x.log10() / 6.0) * (w - l - 20.0);
+    let ys = |y: f64| (h - b) - (y / ymax) * (h - b - 20.0);
+    let mut o = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">");
+    let _ = write!(
+        o,
+        "<rect x=\"{l}\" y=\"20\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
+        w - l - 20.0,
+        h - b - 20.0
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+        .iter()
+        .enumerate()
+    {
+        let x = xs(10f64.powi(i as i32));
+        let _ = write!(o, "<line x1=\"{x:.1}\" y1=\"20\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/><text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>", h - b, h - b + 15.0);
+    }
+    for i in 0..=4 {
+        let v = ymax * i as f64 / 4.0;
+        let y = ys(v);
+        let _ = write!(o, "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2}</text>", w - 20.0, l - 5.0, y + 4.0);
+    }
+    let _ = write!(o, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile (log scale of 1/(1-p))</text><text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">latency ms</text>", (w + l) / 2.0, h - 5.0, h / 2.0, h / 2.0);
+    for (i, (name, c)) in curves.iter().enumerate() {
+        let pts: Vec<_> = c
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", xs(*x), ys(*y)))
+            .collect();
+        let color = COLORS[i % COLORS.len()];
+        let _ = write!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
+            l + 10.0,
+            35.0 + 14.0 * i as f64,
+            esc(name)
+        );
+    }
+    o.push_str("</svg>");
+    o
+}
+
+/// SVG of answered ops per second over the measured window.
+fn svg_timeline(series: &[(&str, &RunStats)]) -> String {
+    let (w, h, l, b) = (720.0, 260.0, 70.0, 40.0);
+    let n = series
+        .iter()
+        .map(|(_, s)| s.timeline.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let ymax = series
+        .iter()
+        .flat_map(|(_, s)| s.timeline.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let xs = |i: f64| l + i / (n - 1) as f64 * (w - l - 20.0);
+    let ys = |y: f64| (h - b) - (y / ymax) * (h - b - 20.0);
+    let mut o = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">");
+    let _ = write!(
+        o,
+        "<rect x=\"{l}\" y=\"20\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
+        w - l - 20.0,
+        h - b - 20.0
+    );
+    for i in 0..=4 {
+        let v = ymax * i as f64 / 4.0;
+        let y = ys(v);
+        let _ = write!(o, "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#eee\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.0}</text>", w - 20.0, l - 5.0, y + 4.0);
+    }
+    let _ = write!(o, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">second of the measured window</text><text x=\"14\" y=\"{}\" transform=\"rotate(-90 14 {})\" text-anchor=\"middle\">ops/s</text>", (w + l) / 2.0, h - 5.0, h / 2.0, h / 2.0);
+    let _ = write!(
+        o,
+        "<text x=\"{l}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+        h - b + 15.0,
+        w - 20.0,
+        h - b + 15.0,
+        n - 1
+    );
+    for (i, (name, s)) in series.iter().enumerate() {
+        let pts: Vec<_> = s
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(k, v)| format!("{:.1},{:.1}", xs(k as f64), ys(*v as f64)))
+            .collect();
+        let color = COLORS[i % COLORS.len()];
+        let _ = write!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            pts.join(" ")
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
+            l + 10.0,
+            35.0 + 14.0 * i as f64,
+            esc(name)
+        );
+    }
+    o.push_str("</svg>");
+    o
+}
+
+/// A self-contained HTML page (no scripts, no external resources) with the summary of
+/// each series, the percentile curve and the throughput timeline.
+pub fn html(title: &str, notes: &[(&str, String)], series: &[(&str, &RunStats)]) -> String {
+    let mut o = String::new();
+    let _ = write!(o, "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{}</title><style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}pre{{background:#f6f6f6;padding:1em}}</style></head><body><h1>{}</h1>", esc(title), esc(title));
+    if !notes.is_empty() {
+        o.push_str("<table>");
+        for (k, v) in notes {
+            let _ = write!(o, "<tr><th style=\"text-align:left\">{}</th><td style=\"text-align:left\">{}</td></tr>", esc(k), esc(v));
+        }
+        o.push_str("</table>");
+    }
+    o.push_str("<h2>Summary</h2><table><tr><th>series</th><th>ops/s</th>");
+    for (name, _) in PERCENTILES {
+        let _ = write!(o, "<th>{name} ms</th>");
+    }
+    o.push_str("<th>errors</th></tr>");
+    for (name, s) in series {
+        let _ = write!(
+            o,
+            "<tr><td style=\"text-align:left\">{}</td><td>{:.0}</td>",
+            esc(name),
+            s.ops_per_sec()
+        );
+        for (_, p) in PERCENTILES {
+            let _ = write!(o, "<td>{:.3}</td>", ms(pct(&s.hist, p)));
+        }
+        let errs: Vec<_> = s
+            .errors
+            .iter()
+            .map(|(c, n)| format!("{}={n}", code_name(*c)))
+            .collect();
+        let _ = write!(
+            o,
+            "<td style=\"text-align:left\">{}</td></tr>",
+            esc(&errs.join(" "))
+        );
+    }
+    o.push_str("</table><h2>Latency by percentile</h2>");
+    o.push_str(&svg_percentiles(series));
+    o.push_str("<h2>Throughput per second</h2>");
+    o.push_str(&svg_timeline(series));
+    for (name, s) in series {
+        let _ = write!(
+            o,
+            "<h3>{}</h3><pre>{}</pre>",
+            esc(name),
+            esc(&summary(name, s))
+        );
+    }
+    o.push_str("</body></html>\n");
+    o
+}

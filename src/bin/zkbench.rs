@@ -1,0 +1,494 @@
+//! zkbench: a load generator for any ZooKeeper-compatible server. See `zkbench --help`
+//! and `ringkeeper::bench` for the parts.
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use ringkeeper::bench::engine::{self, LoadModel, RunStats};
+use ringkeeper::bench::fake::{FakeConfig, FakeServer};
+use ringkeeper::bench::report;
+use ringkeeper::bench::rng::KeyDist;
+use ringkeeper::bench::setup;
+use ringkeeper::bench::workload::{Mix, Workload};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "zkbench",
+    about = "Load generator for ZooKeeper-compatible servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One measured run against one target.
+    Run {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// host:port[,host:port...]; sessions are spread over the servers.
+        #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+        connect: String,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// The same workload against two targets alternately: A B A B ...
+    Ab {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Watch workload: persistent watches on hot nodes, write-to-notification latency.
+    Watch {
+        #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+        connect: String,
+        /// Watcher sessions (each watches every hot node).
+        #[arg(long, default_value_t = 100)]
+        watchers: usize,
+        #[arg(long, default_value_t = 4)]
+        hot_nodes: usize,
+        /// Write rounds per second at most (a round writes each hot node once).
+        #[arg(long, default_value_t = 50.0)]
+        rounds_per_sec: f64,
+        #[arg(long, short = 'd', default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long, default_value = "/zkbench")]
+        root: String,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Session storm: N sessions connect at once; time to each handshake reply.
+    Storm {
+        #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
+        connect: String,
+        #[arg(long, short = 's', default_value_t = 1000)]
+        sessions: usize,
+        /// Give up on sessions not established after this many seconds.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: i32,
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Serve a fake ZooKeeper that answers after a fixed delay (tests, generator ceiling).
+    FakeServer {
+        #[arg(long, default_value = "127.0.0.1:2199")]
+        listen: String,
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        #[arg(long, default_value_t = 0)]
+        error_every: u64,
+        #[arg(long, default_value_t = -101)]
+        error_code: i32,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// create, create-ephemeral, create-sequential, set, get, exists, children, delete,
+    /// multi, mixed (get/set by --read-ratio), or a mix like get=90,set=10.
+    #[arg(long, short = 'w', default_value = "mixed")]
+    workload: String,
+    #[arg(long, default_value_t = 0.9)]
+    read_ratio: f64,
+    #[arg(long, short = 's', default_value_t = 16)]
+    sessions: usize,
+    /// Closed loop: requests in flight per session.
+    #[arg(long, short = 'k', default_value_t = 16)]
+    outstanding: usize,
+    /// Open loop: total requests per second (latency from the intended send time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Measured seconds.
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    duration: f64,
+    /// Unmeasured seconds before the window.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds to wait for in-flight replies after the window.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
+    /// uniform or zipfian.
+    #[arg(long, default_value = "uniform")]
+    dist: String,
+    #[arg(long, default_value_t = 0.99)]
+    zipf_theta: f64,
+    #[arg(long, default_value_t = 4)]
+    multi_ops: usize,
+    #[arg(long, default_value = "/zkbench")]
+    root: String,
+    /// Worker threads (each an epoll loop over its sessions).
+    #[arg(long, short = 't', default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: i32,
+    /// Skip the setup phase (the tree is already populated).
+    #[arg(long)]
+    no_setup: bool,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Args, Clone)]
+struct OutArgs {
+    /// Print one JSON line on stdout (instead of the summary).
+    #[arg(long)]
+    json: bool,
+    /// Write the HdrHistogram percentile distribution here.
+    #[arg(long)]
+    hgrm: Option<PathBuf>,
+    /// Write per-second throughput (CSV) here.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Name of the target in reports.
+    #[arg(long)]
+    label: Option<String>,
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("zkbench: {msg}");
+    std::process::exit(1)
+}
+
+fn resolve(connect: &str) -> Vec<SocketAddr> {
+    let addrs: Vec<SocketAddr> = connect
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|hp| {
+            hp.to_socket_addrs()
+                .unwrap_or_else(|e| die(format!("bad server {hp:?}: {e}")))
+                .next()
+                .unwrap_or_else(|| die(format!("{hp:?} resolves to nothing")))
+        })
+        .collect();
+    if addrs.is_empty() {
+        die("empty connect string");
+    }
+    addrs
+}
+
+fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Config {
+    let mix = Mix::parse(&load.workload, load.read_ratio).unwrap_or_else(|e| die(e));
+    let dist = match load.dist.as_str() {
+        "uniform" => KeyDist::uniform(load.keys.max(1)),
+        "zipfian" | "zipf" => KeyDist::zipfian(load.keys.max(1), load.zipf_theta),
+        d => die(format!("unknown --dist {d:?} (uniform, zipfian)")),
+    };
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    engine::Config {
+        servers,
+        sessions: load.sessions,
+        load: match load.rate {
+            Some(rate) => LoadModel::Open { rate },
+            None => LoadModel::Closed {
+                outstanding: load.outstanding,
+            },
+        },
+        warmup: Duration::from_secs_f64(load.warmup),
+        duration: Duration::from_secs_f64(load.duration),
+        drain: Duration::from_secs_f64(load.drain),
+        workload: Workload {
+            mix,
+            root: load.root.trim_end_matches('/').to_string(),
+            keys: load.keys.max(1),
+            dist,
+            value: Bytes::from(vec![b'v'; load.value_size]),
+            multi_ops: load.multi_ops,
+            run_id,
+        },
+        session_timeout_ms: load.session_timeout_ms,
+        threads: load.threads,
+        seed: load.seed,
+        progress: !quiet,
+    }
+}
+
+fn describe(load: &LoadArgs, cfg: &engine::Config) -> Vec<(&'static str, String)> {
+    let model = match cfg.load {
+        LoadModel::Closed { outstanding } => format!("closed {}x{}", cfg.sessions, outstanding),
+        LoadModel::Open { rate } => format!("open {rate} ops/s over {} sessions", cfg.sessions),
+    };
+    vec![
+        ("workload", cfg.workload.mix.describe()),
+        ("load", model),
+        (
+            "keys",
+            format!("{} {}", cfg.workload.keys, cfg.workload.dist.name()),
+        ),
+        ("value_size", load.value_size.to_string()),
+        ("duration_s", load.duration.to_string()),
+        ("warmup_s", load.warmup.to_string()),
+    ]
+}
+
+fn setup_target(load: &LoadArgs, cfg: &engine::Config, quiet: bool) {
+    if load.no_setup {
+        return;
+    }
+    let t = std::time::Instant::now();
+    let n = setup::populate(
+        cfg.servers[0],
+        &cfg.workload.root,
+        cfg.workload.keys,
+        &cfg.workload.value,
+    )
+    .unwrap_or_else(|e| die(e));
+    if !quiet {
+        eprintln!(
+            "setup: {n} keys created in {:.1}s (unmeasured)",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn measure(cfg: &engine::Config) -> RunStats {
+    engine::run(cfg).unwrap_or_else(|e| die(e))
+}
+
+fn write_outputs(
+    out: &OutArgs,
+    title: &str,
+    notes: &[(&str, String)],
+    series: &[(&str, &RunStats)],
+) {
+    let write = |p: &PathBuf, s: String| {
+        std::fs::write(p, s).unwrap_or_else(|e| die(format!("{}: {e}", p.display())))
+    };
+    if let Some(p) = &out.hgrm {
+        write(p, report::hgrm(&series[0].1.hist));
+    }
+    if let Some(p) = &out.timeline {
+        write(p, report::timeline_csv(series[0].1));
+    }
+    if let Some(p) = &out.html {
+        write(p, report::html(title, notes, series));
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    match Cli::parse().cmd {
+        Cmd::Run { load, connect, out } => {
+            let cfg = config(&load, resolve(&connect), out.quiet);
+            setup_target(&load, &cfg, out.quiet);
+            let stats = measure(&cfg);
+            let label = out.label.clone().unwrap_or(connect.clone());
+            let mut notes = describe(&load, &cfg);
+            notes.insert(0, ("target", label.clone()));
+            if out.json {
+                println!("{}", report::json_line(&notes, &stats));
+            } else {
+                print!("{}", report::summary(&label, &stats));
+            }
+            write_outputs(
+                &out,
+                &format!("zkbench: {label}"),
+                &notes,
+                &[(&label, &stats)],
+            );
+        }
+        Cmd::Ab {
+            load,
+            a,
+            b,
+            rounds,
+            out,
+        } => {
+            let targets = [(a.clone(), resolve(&a)), (b.clone(), resolve(&b))];
+            let cfgs: Vec<_> = targets
+                .iter()
+                .map(|(_, s)| config(&load, s.clone(), out.quiet))
+                .collect();
+            for c in &cfgs {
+                setup_target(&load, c, out.quiet);
+            }
+            let mut runs: [Vec<RunStats>; 2] = [Vec::new(), Vec::new()];
+            for r in 0..rounds.max(1) {
+                for (i, c) in cfgs.iter().enumerate() {
+                    if !out.quiet {
+                        eprintln!("round {} target {}: {}", r + 1, ["A", "B"][i], targets[i].0);
+                    }
+                    runs[i].push(measure(c));
+                }
+            }
+            println!(
+                "{:>5} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
+                "round",
+                "A ops/s",
+                "B ops/s",
+                "B/A",
+                "A p50",
+                "B p50",
+                "B/A",
+                "A p99",
+                "B p99",
+                "B/A"
+            );
+            let (mut rt, mut r50, mut r99) = (Vec::new(), Vec::new(), Vec::new());
+            let ms = |s: &RunStats, p: f64| s.hist.value_at_percentile(p) as f64 / 1000.0;
+            for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
+                let t = y.ops_per_sec() / x.ops_per_sec();
+                let p50 = ms(y, 50.0) / ms(x, 50.0);
+                let p99 = ms(y, 99.0) / ms(x, 99.0);
+                rt.push(t);
+                r50.push(p50);
+                r99.push(p99);
+                println!("{:>5} {:>12.0} {:>12.0} {:>8.3} {:>10.3} {:>10.3} {:>8.3} {:>10.3} {:>10.3} {:>8.3}", r + 1, x.ops_per_sec(), y.ops_per_sec(), t, ms(x, 50.0), ms(y, 50.0), p50, ms(x, 99.0), ms(y, 99.0), p99);
+            }
+            let med = |f: &dyn Fn(&RunStats) -> f64, i: usize| {
+                median(&mut runs[i].iter().map(f).collect::<Vec<_>>())
+            };
+            println!(
+                "median {:>11.0} {:>12.0} {:>8.3} {:>10.3} {:>10.3} {:>8.3} {:>10.3} {:>10.3} {:>8.3}",
+                med(&|s| s.ops_per_sec(), 0), med(&|s| s.ops_per_sec(), 1), median(&mut rt),
+                med(&|s| ms(s, 50.0), 0), med(&|s| ms(s, 50.0), 1), median(&mut r50),
+                med(&|s| ms(s, 99.0), 0), med(&|s| ms(s, 99.0), 1), median(&mut r99)
+            );
+            if out.json {
+                let mut notes = describe(&load, &cfgs[0]);
+                notes.push(("a", a.clone()));
+                notes.push(("b", b.clone()));
+                println!(
+                    "{{\"ab\":true,\"rounds\":{},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4}}}",
+                    rt.len(), median(&mut rt), median(&mut r50), median(&mut r99)
+                );
+            }
+            // Reports show the median-throughput round of each target.
+            let pick = |i: usize| {
+                let mut idx: Vec<usize> = (0..runs[i].len()).collect();
+                idx.sort_by(|&p, &q| {
+                    runs[i][p]
+                        .ops_per_sec()
+                        .total_cmp(&runs[i][q].ops_per_sec())
+                });
+                &runs[i][idx[idx.len() / 2]]
+            };
+            let (la, lb) = (format!("A {a}"), format!("B {b}"));
+            write_outputs(
+                &out,
+                "zkbench A/B",
+                &describe(&load, &cfgs[0]),
+                &[(&la, pick(0)), (&lb, pick(1))],
+            );
+        }
+        Cmd::Watch {
+            connect,
+            watchers,
+            hot_nodes,
+            rounds_per_sec,
+            duration,
+            root,
+            out,
+        } => {
+            let cfg = ringkeeper::bench::watch::WatchConfig {
+                servers: resolve(&connect),
+                watchers,
+                hot_nodes,
+                rounds_per_sec,
+                duration: Duration::from_secs_f64(duration),
+                root: root.trim_end_matches('/').to_string(),
+                round_timeout: Duration::from_secs(2),
+            };
+            let stats = ringkeeper::bench::watch::run(&cfg).unwrap_or_else(|e| die(e));
+            let label = format!("watch {connect}: {watchers} watchers x {hot_nodes} hot nodes");
+            let notes = vec![
+                ("target", connect.clone()),
+                (
+                    "measure",
+                    "write-to-notification latency; ops = notifications, unanswered = missed"
+                        .into(),
+                ),
+            ];
+            if out.json {
+                println!("{}", report::json_line(&notes, &stats));
+            } else {
+                print!("{}", report::summary(&label, &stats));
+            }
+            write_outputs(&out, &label, &notes, &[(&label, &stats)]);
+        }
+        Cmd::Storm {
+            connect,
+            sessions,
+            timeout,
+            session_timeout_ms,
+            out,
+        } => {
+            let cfg = ringkeeper::bench::storm::StormConfig {
+                servers: resolve(&connect),
+                sessions,
+                timeout: Duration::from_secs_f64(timeout),
+                session_timeout_ms,
+            };
+            let stats = ringkeeper::bench::storm::run(&cfg).unwrap_or_else(|e| die(e));
+            let label = format!("storm {connect}: {sessions} sessions at once");
+            let notes = vec![
+                ("target", connect.clone()),
+                (
+                    "measure",
+                    "time from the storm's start to each handshake reply; ops = sessions".into(),
+                ),
+            ];
+            if out.json {
+                println!("{}", report::json_line(&notes, &stats));
+            } else {
+                print!("{}", report::summary(&label, &stats));
+            }
+            write_outputs(&out, &label, &notes, &[(&label, &stats)]);
+        }
+        Cmd::FakeServer {
+            listen,
+            delay_ms,
+            error_every,
+            error_code,
+            seconds,
+        } => {
+            let cfg = FakeConfig {
+                error_every,
+                error_code,
+                ..FakeConfig::delay(Duration::from_secs_f64(delay_ms / 1000.0))
+            };
+            let s = FakeServer::start(&listen, cfg).unwrap_or_else(|e| die(e));
+            eprintln!("fake ZooKeeper on {} (delay {delay_ms} ms)", s.addr);
+            std::thread::sleep(Duration::from_secs(seconds));
+            s.stop();
+        }
+    }
+}
