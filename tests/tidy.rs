@@ -69,7 +69,11 @@ fn pure_modules_stay_pure() {
             }
         }
     }
-    assert!(bad.is_empty(), "pure modules reach outside:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "pure modules reach outside:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

@@ -236,12 +236,13 @@ fn check_invariants(t: &DataTree) {
             // Stored cversion counts creates, so it covers the children still present.
             assert!(n.cversion as usize >= n.children.len(), "{p}");
         }
-        for c in n.children.iter() {
+        for (c, name) in n.children.iter().zip(n.children.names()) {
             let cp = if p == "/" {
-                format!("/{c}")
+                format!("/{name}")
             } else {
-                format!("{p}/{c}")
+                format!("{p}/{name}")
             };
+            assert_eq!(&**c, cp, "children hold their full paths");
             let child = t.get(&cp).unwrap();
             assert!(
                 n.pzxid >= child.czxid,
