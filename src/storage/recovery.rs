@@ -1,0 +1,1 @@
+//! Recovery: placeholder until written.
