@@ -1003,4 +1003,4 @@ pub fn purge(snap_dir: &Path, log_dir: &Path, retain_count: usize) -> io::Result
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
