@@ -17,6 +17,7 @@
 //! and ephemerals. Expiry restarts from the recovered tree's session table, as in
 //! ZooKeeper, where every session's deadline is reset at load.
 
+use super::disk::Disk;
 use super::snapshot::{self, SnapshotError};
 use crate::tree::DataTree;
 use crate::txn::Txn;
@@ -126,16 +127,20 @@ pub fn follows(prev: i64, next: i64) -> bool {
 /// # Panics
 /// If a txn that joins up does not fit the tree (`DataTree::apply`): that is a bug in
 /// the writer of the history, and hiding it would serve a wrong tree.
-pub fn recover_with(snap_dir: &Path, log: &mut dyn TxnSource) -> Result<Recovered, RecoveryError> {
+pub fn recover_with(
+    disk: &dyn Disk,
+    snap_dir: &Path,
+    log: &mut dyn TxnSource,
+) -> Result<Recovered, RecoveryError> {
     let mut notes = Vec::new();
-    let snaps = snapshot::list(snap_dir).map_err(|error| RecoveryError::Dir {
+    let snaps = snapshot::list(disk, snap_dir).map_err(|error| RecoveryError::Dir {
         path: snap_dir.to_path_buf(),
         error,
     })?;
     let mut base: Option<(DataTree, PathBuf)> = None;
     // Bounded by the number of snapshot files listed.
     for (zxid, path) in &snaps {
-        match snapshot::load(path) {
+        match snapshot::load(disk, path) {
             Ok(tree) => {
                 if tree.zxid() != *zxid {
                     notes.push(format!(

@@ -31,13 +31,13 @@
 //! tree is checked against what the writer saw, and so that `dump` can summarize a file
 //! from its first bytes.
 
+use super::disk::{Disk, DiskFile, OpenOptions};
 use crate::proto::{Acl, Id};
 use crate::tree::{AclList, DataTree, Znode};
 use bytes::Bytes;
 use imbl::OrdSet;
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -147,25 +147,59 @@ pub fn zxid_of_name(name: &str) -> Option<i64> {
     u64::from_str_radix(hex, 16).ok().map(|z| z as i64)
 }
 
+/// The file names in `dir`; a missing directory holds none.
+fn names(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<String>> {
+    match disk.list(dir) {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The snapshots in `dir` as (zxid, path), newest first.
 ///
 /// # Errors
 /// When `dir` cannot be listed. A missing directory holds no snapshots.
-pub fn list(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
+pub fn list(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
     let mut v = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(v),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        if let Some(z) = e.file_name().to_str().and_then(zxid_of_name) {
-            v.push((z, e.path()));
+    for name in names(disk, dir)? {
+        if let Some(z) = zxid_of_name(&name) {
+            v.push((z, dir.join(name)));
         }
     }
     v.sort_by_key(|(z, _)| std::cmp::Reverse(*z));
     Ok(v)
+}
+
+/// A `Write` over a [`DiskFile`], appending at a running offset.
+struct FileWriter<'a> {
+    file: &'a dyn DiskFile,
+    offset: u64,
+}
+
+impl Write for FileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `Read` over a [`DiskFile`] from a running offset.
+struct FileReader<'a> {
+    file: &'a dyn DiskFile,
+    offset: u64,
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 // ----- writing -----
@@ -320,7 +354,11 @@ fn write_node<W: Write>(w: &mut CrcWriter<W>, path: &str, n: &Znode, acl: u32) -
 ///
 /// # Errors
 /// Any file-system failure; the temporary file is removed when possible.
-pub fn save(dir: &Path, tree: &DataTree) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
+pub fn save(
+    disk: &dyn Disk,
+    dir: &Path,
+    tree: &DataTree,
+) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
     let final_path = dir.join(file_name(tree.zxid()));
     let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", file_name(tree.zxid())));
     let io_err = |p: &Path| {
@@ -328,28 +366,35 @@ pub fn save(dir: &Path, tree: &DataTree) -> Result<(PathBuf, SnapshotHeader, u64
         move |error| SnapshotError::Io { path: p, error }
     };
     let result = (|| {
-        let file = File::create(&temp_path).map_err(io_err(&temp_path))?;
-        let mut out = BufWriter::with_capacity(IO_BUFFER, file);
+        // A leftover of an earlier crash at the same zxid is replaced, never appended to.
+        match disk.remove(&temp_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&temp_path)(e)),
+            _ => {}
+        }
+        let file = disk
+            .open(&temp_path, OpenOptions::create_new())
+            .map_err(io_err(&temp_path))?;
+        let mut out = BufWriter::with_capacity(
+            IO_BUFFER,
+            FileWriter {
+                file: &*file,
+                offset: 0,
+            },
+        );
         let (header, len) = write_to(tree, &mut out).map_err(io_err(&temp_path))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| io_err(&temp_path)(e.into_error()))?;
+        drop(out);
         file.sync_data().map_err(io_err(&temp_path))?;
         drop(file);
-        fs::rename(&temp_path, &final_path).map_err(io_err(&final_path))?;
-        sync_dir(dir).map_err(io_err(dir))?;
+        disk.rename(&temp_path, &final_path)
+            .map_err(io_err(&final_path))?;
+        disk.sync_dir(dir).map_err(io_err(dir))?;
         Ok((final_path.clone(), header, len))
     })();
     if result.is_err() {
         // Best effort: a leftover temporary file is harmless (never read) and purged.
-        let _ = fs::remove_file(&temp_path);
+        let _ = disk.remove(&temp_path);
     }
     result
-}
-
-/// Syncs a directory, making renames and unlinks in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 // ----- reading -----
@@ -658,12 +703,18 @@ pub fn read_from<R: Read>(input: R) -> Result<DataTree, SnapshotError> {
 ///
 /// # Errors
 /// As [`read_from`], naming `path`.
-pub fn load(path: &Path) -> Result<DataTree, SnapshotError> {
-    let file = File::open(path).map_err(|error| SnapshotError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    read_from(BufReader::with_capacity(IO_BUFFER, file)).map_err(|e| e.with_path(path))
+pub fn load(disk: &dyn Disk, path: &Path) -> Result<DataTree, SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    read_from(BufReader::with_capacity(IO_BUFFER, input)).map_err(|e| e.with_path(path))
 }
 
 /// Checks the snapshot file at `path` without building a tree: header, records,
@@ -671,12 +722,30 @@ pub fn load(path: &Path) -> Result<DataTree, SnapshotError> {
 ///
 /// # Errors
 /// As [`scan`], naming `path`.
-pub fn verify(path: &Path) -> Result<SnapshotHeader, SnapshotError> {
-    let file = File::open(path).map_err(|error| SnapshotError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    scan(BufReader::with_capacity(IO_BUFFER, file), |_| Ok(())).map_err(|e| e.with_path(path))
+pub fn verify(disk: &dyn Disk, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    scan_file(disk, path, |_| Ok(()))
+}
+
+/// [`scan`] of the snapshot file at `path`.
+///
+/// # Errors
+/// As [`scan`], naming `path`.
+pub fn scan_file(
+    disk: &dyn Disk,
+    path: &Path,
+    visit: impl FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
 }
 
 // ----- policy -----
@@ -805,7 +874,7 @@ impl Snapshotter {
     ///
     /// # Errors
     /// When the thread cannot be spawned.
-    pub fn start(dir: PathBuf) -> io::Result<Snapshotter> {
+    pub fn start(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<Snapshotter> {
         // Capacity one plus the busy flag: the flag is what refuses a second job; the
         // channel slot only carries the accepted one.
         let (tx, rx) = mpsc::sync_channel::<DataTree>(1);
@@ -820,7 +889,7 @@ impl Snapshotter {
                     lower_priority();
                     while let Ok(tree) = rx.recv() {
                         let started = std::time::Instant::now();
-                        match save(&dir, &tree) {
+                        match save(&*disk, &dir, &tree) {
                             Ok((_, header, len)) => {
                                 stats.taken.fetch_add(1, Ordering::Relaxed);
                                 stats.last_zxid.store(header.zxid as u64, Ordering::Relaxed);
@@ -933,21 +1002,14 @@ pub struct PurgeReport {
 ///
 /// # Errors
 /// When `dir` cannot be listed. A missing directory holds no segments.
-pub fn list_logs(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
+pub fn list_logs(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
     let mut v = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(v),
-        Err(e) => return Err(e),
-    };
-    for e in entries {
-        let e = e?;
-        let name = e.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix(LOG_PREFIX)) else {
+    for name in names(disk, dir)? {
+        let Some(hex) = name.strip_prefix(LOG_PREFIX) else {
             continue;
         };
         if let Ok(z) = u64::from_str_radix(hex, 16) {
-            v.push((z as i64, e.path()));
+            v.push((z as i64, dir.join(&name)));
         }
     }
     v.sort_by_key(|(z, _)| *z);
@@ -963,24 +1025,27 @@ pub fn list_logs(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
 ///
 /// # Errors
 /// The first listing or removal failure.
-pub fn purge(snap_dir: &Path, log_dir: &Path, retain_count: usize) -> io::Result<PurgeReport> {
+pub fn purge(
+    disk: &dyn Disk,
+    snap_dir: &Path,
+    log_dir: &Path,
+    retain_count: usize,
+) -> io::Result<PurgeReport> {
     let retain = retain_count.max(MIN_RETAIN_COUNT);
     let mut report = PurgeReport::default();
-    for e in fs::read_dir(snap_dir)? {
-        let e = e?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
+    for name in names(disk, snap_dir)? {
         if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            fs::remove_file(e.path())?;
-            report.temps.push(e.path());
+            let p = snap_dir.join(&name);
+            disk.remove(&p)?;
+            report.temps.push(p);
         }
     }
-    let snaps = list(snap_dir)?;
+    let snaps = list(disk, snap_dir)?;
     if snaps.len() <= retain {
         return Ok(report);
     }
     let oldest_kept = snaps[retain - 1].0;
-    let logs = list_logs(log_dir)?;
+    let logs = list_logs(disk, log_dir)?;
     // The newest segment starting at or before the oldest kept snapshot's zxid may hold
     // the txns right after it; everything older is covered by that snapshot.
     let keep_from = logs
@@ -988,16 +1053,16 @@ pub fn purge(snap_dir: &Path, log_dir: &Path, retain_count: usize) -> io::Result
         .rposition(|(z, _)| *z <= oldest_kept)
         .unwrap_or(0);
     for (_, p) in &logs[..keep_from] {
-        fs::remove_file(p)?;
+        disk.remove(p)?;
         report.logs.push(p.clone());
     }
     for (_, p) in &snaps[retain..] {
-        fs::remove_file(p)?;
+        disk.remove(p)?;
         report.snapshots.push(p.clone());
     }
-    sync_dir(snap_dir)?;
+    disk.sync_dir(snap_dir)?;
     if log_dir != snap_dir {
-        sync_dir(log_dir)?;
+        disk.sync_dir(log_dir)?;
     }
     Ok(report)
 }

@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::proto::{perms, CONTAINER_EPHEMERAL_OWNER};
+use crate::storage::disk::{OsDisk, SimDisk};
 use crate::tree::ttl_owner;
 use crate::txn::{Txn, TxnOp};
+use std::fs;
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub(crate) struct TempDir(pub PathBuf);
@@ -254,13 +256,13 @@ fn corruption_names_the_offset_and_expectation() {
 #[test]
 fn save_list_load_and_names() {
     let dir = TempDir::new("snap-save");
-    assert!(list(&dir.0).expect("list").is_empty());
+    assert!(list(&OsDisk, &dir.0).expect("list").is_empty());
     let mut tree = DataTree::new();
     let txns = sample_txns(20);
     let mut saved = Vec::new();
     for chunk in txns.chunks(txns.len() / 3) {
         apply_all(&mut tree, chunk);
-        let (p, h, _) = save(&dir.0, &tree).expect("save");
+        let (p, h, _) = save(&OsDisk, &dir.0, &tree).expect("save");
         assert_eq!(
             p.file_name().unwrap().to_str().unwrap(),
             file_name(tree.zxid())
@@ -274,13 +276,13 @@ fn save_list_load_and_names() {
         b"junk",
     )
     .unwrap();
-    let listed = list(&dir.0).expect("list");
+    let listed = list(&OsDisk, &dir.0).expect("list");
     assert_eq!(listed.len(), saved.len());
     assert!(listed.windows(2).all(|w| w[0].0 > w[1].0), "newest first");
     for (z, t) in &saved {
         let p = dir.0.join(file_name(*z));
-        assert_eq!(&load(&p).expect("load"), t);
-        assert_eq!(verify(&p).expect("verify").digest, t.digest());
+        assert_eq!(&load(&OsDisk, &p).expect("load"), t);
+        assert_eq!(verify(&OsDisk, &p).expect("verify").digest, t.digest());
     }
     assert_eq!(zxid_of_name("snapshot.1a"), Some(0x1a));
     assert_eq!(zxid_of_name("snapshot.1a.tmp"), None);
@@ -291,12 +293,12 @@ fn save_list_load_and_names() {
 #[test]
 fn load_errors_name_the_file() {
     let dir = TempDir::new("snap-name");
-    let (p, _, _) = save(&dir.0, &sample_tree(2)).expect("save");
+    let (p, _, _) = save(&OsDisk, &dir.0, &sample_tree(2)).expect("save");
     let mut bytes = fs::read(&p).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&p, &bytes).unwrap();
-    let msg = load(&p).expect_err("bad crc").to_string();
+    let msg = load(&OsDisk, &p).expect_err("bad crc").to_string();
     assert!(msg.contains(&p.display().to_string()), "{msg}");
     assert!(msg.contains("trailer says"), "{msg}");
 }
@@ -337,7 +339,7 @@ fn policy_fires_on_bytes() {
 #[test]
 fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
     let dir = TempDir::new("snapper");
-    let snapper = Snapshotter::start(dir.0.clone()).expect("start");
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
     let big = sample_tree(3000);
     let zxid = big.zxid();
     assert_eq!(snapper.offer(big.clone(), zxid), Offer::Taken);
@@ -347,9 +349,9 @@ fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
         assert_eq!(snapper.stats.skipped_busy.load(Ordering::Relaxed), 1);
     }
     snapper.shutdown();
-    let snaps = list(&dir.0).expect("list");
+    let snaps = list(&OsDisk, &dir.0).expect("list");
     assert_eq!(snaps.len(), 1);
-    assert_eq!(load(&snaps[0].1).expect("load"), big);
+    assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), big);
 }
 
 #[test]
@@ -363,7 +365,7 @@ fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     let mut snap_zxids = Vec::new();
     for chunk in txns.chunks(step).take(6) {
         apply_all(&mut tree, chunk);
-        save(&dir.0, &tree).expect("save");
+        save(&OsDisk, &dir.0, &tree).expect("save");
         snap_zxids.push(tree.zxid());
     }
     // Log segments starting at 1 and every 5 zxids.
@@ -376,13 +378,17 @@ fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     }
     fs::write(dir.0.join(format!("snapshot.1{TEMP_SUFFIX}")), b"").unwrap();
     // A retain count below the floor is raised to 3.
-    let r = purge(&dir.0, &logs.0, 1).expect("purge");
+    let r = purge(&OsDisk, &dir.0, &logs.0, 1).expect("purge");
     assert_eq!(r.temps.len(), 1);
     assert_eq!(r.snapshots.len(), 3);
-    let kept: Vec<i64> = list(&dir.0).unwrap().iter().map(|(z, _)| *z).collect();
+    let kept: Vec<i64> = list(&OsDisk, &dir.0)
+        .unwrap()
+        .iter()
+        .map(|(z, _)| *z)
+        .collect();
     assert_eq!(kept, vec![snap_zxids[5], snap_zxids[4], snap_zxids[3]]);
     let oldest_kept = snap_zxids[3];
-    let kept_logs: Vec<i64> = list_logs(&logs.0)
+    let kept_logs: Vec<i64> = list_logs(&OsDisk, &logs.0)
         .unwrap()
         .iter()
         .map(|(z, _)| *z)
@@ -401,6 +407,72 @@ fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     // Every txn after the oldest kept snapshot is still in a kept segment.
     assert!(kept_logs[0] <= oldest_kept + 1);
     // Nothing more to do a second time.
-    let again = purge(&dir.0, &logs.0, 3).expect("purge");
+    let again = purge(&OsDisk, &dir.0, &logs.0, 3).expect("purge");
     assert_eq!(again, PurgeReport::default());
+}
+
+/// Most crash points tried per save: a save of a small tree is a handful of writes and
+/// syncs, so this covers every one of them with room to spare.
+const MAX_CRASH_POINTS: u64 = 64;
+
+#[test]
+fn a_crash_at_any_point_of_a_save_leaves_the_old_or_the_new_snapshot() {
+    let dir = Path::new("/data");
+    let txns = sample_txns(60);
+    let old = {
+        let mut t = DataTree::new();
+        apply_all(&mut t, &txns[..30]);
+        t
+    };
+    let new = {
+        let mut t = old.clone();
+        apply_all(&mut t, &txns[30..]);
+        t
+    };
+    let mut completed = false;
+    for crash_at in 1..=MAX_CRASH_POINTS {
+        for seed in 0..4u64 {
+            let disk = SimDisk::new(crash_at * 31 + seed);
+            disk.create_dir_all(dir).expect("mkdir");
+            save(&disk, dir, &old).expect("first save");
+            disk.crash_after_ops(crash_at);
+            let saved = save(&disk, dir, &new).is_ok();
+            disk.crash();
+            let snaps = list(&disk, dir).expect("list");
+            // Every snapshot under its final name is whole: the newest is the new tree
+            // if the save returned Ok, else either tree.
+            for (_, p) in &snaps {
+                load(&disk, p).unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
+            }
+            let newest = load(&disk, &snaps[0].1).expect("newest loads");
+            if saved {
+                assert_eq!(
+                    newest, new,
+                    "crash at op {crash_at}: acknowledged save lost"
+                );
+                completed = true;
+            } else {
+                assert!(newest == new || newest == old, "crash at op {crash_at}");
+            }
+        }
+        if completed {
+            break;
+        }
+    }
+    assert!(completed, "no crash point let the save finish");
+}
+
+#[test]
+fn a_failed_sync_fails_the_save_and_leaves_no_snapshot() {
+    let dir = Path::new("/data");
+    let disk = SimDisk::new(5);
+    disk.create_dir_all(dir).expect("mkdir");
+    disk.fail_op(crate::storage::disk::FaultOp::Sync, 0, libc::EIO);
+    let e = save(&disk, dir, &sample_tree(5)).expect_err("sync failed");
+    assert!(matches!(e, SnapshotError::Io { .. }), "{e}");
+    assert!(list(&disk, dir).expect("list").is_empty());
+    assert!(
+        disk.list(dir).expect("list").is_empty(),
+        "temp file removed"
+    );
 }
