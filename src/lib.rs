@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod fourlw;
 pub mod io;
 pub mod prep;
