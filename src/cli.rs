@@ -70,6 +70,33 @@ pub enum Subcommand {
         /// The zoo.cfg to check.
         config: PathBuf,
     },
+    /// Inspects a data directory: snapshots and transaction log.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+    },
+}
+
+/// `ringkeeper data ...`.
+#[derive(Debug, ClapSubcommand, PartialEq, Eq)]
+pub enum DataAction {
+    /// Validates every snapshot and log CRC, zxid continuity, and recovery against a full
+    /// replay; exits non-zero with the reason if anything is invalid.
+    Check {
+        /// dataDir (snapshots).
+        dir: PathBuf,
+        /// dataLogDir, when the log is kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
+    /// Prints each snapshot's znodes and summary and the log's txns, one per line.
+    Dump {
+        /// dataDir (snapshots).
+        dir: PathBuf,
+        /// dataLogDir, when the log is kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -86,6 +86,39 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+/// `ringkeeper data check|dump`. The transaction log is read once the log's reader is
+/// wired in here; until then only snapshots are examined, and the report says so.
+fn data_command(action: &cli::DataAction) -> ExitCode {
+    use ringkeeper::datadir;
+    use ringkeeper::storage::OsDisk;
+    match action {
+        cli::DataAction::Check { dir, .. } => match datadir::check(&OsDisk, dir, None) {
+            Ok(r) => {
+                print!("{}", r.text);
+                if r.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
+        cli::DataAction::Dump { dir, .. } => match datadir::dump(&OsDisk, dir, None) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::parse_args();
     if let Some(Subcommand::CheckConfig { config }) = &cli.command {
@@ -102,6 +135,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Some(Subcommand::Data { action }) = &cli.command {
+        return data_command(action);
     }
     let (cfg, warnings) = match cli.to_config() {
         Ok(c) => c,

@@ -495,6 +495,105 @@ impl DataTree {
         v
     }
 
+    /// Every znode with its full path, in no particular order: what a snapshot writes.
+    /// The iterator borrows this tree; iterate a clone to keep writing meanwhile.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Znode>)> + '_ {
+        self.nodes.iter()
+    }
+
+    /// Rebuilds a tree from what a snapshot holds: every znode with its persisted fields
+    /// (children sets empty: they are derived from the paths), the live sessions, and
+    /// the zxid of the last txn the content reflects. The ephemeral index, container and
+    /// TTL sets, counters and digest are derived, so a snapshot cannot disagree with them.
+    /// Nodes may come in any order. ACL lists equal to `world:anyone` are shared with the
+    /// tree's own; the caller shares any others it can.
+    ///
+    /// # Errors
+    /// A description of the first inconsistency: a duplicate path, a missing root, a
+    /// node whose parent is missing or ephemeral, a node given with children, an
+    /// ephemeral owned by a session that is not live, a duplicate session. The loader
+    /// reports it as corruption.
+    pub fn restore(
+        zxid: i64,
+        nodes: impl IntoIterator<Item = (Arc<str>, Znode)>,
+        sessions: impl IntoIterator<Item = (i64, i32)>,
+    ) -> Result<DataTree, String> {
+        let open_acl: AclList = Arc::new(open_acl_unsafe());
+        let mut t = DataTree {
+            nodes: rpds::HashTrieMap::new_sync(),
+            sessions: OrdMap::new(),
+            ephemerals: OrdMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            ephemeral_count: 0,
+            data_size: 0,
+            digest: 0,
+            zxid,
+            open_acl: open_acl.clone(),
+        };
+        for (id, timeout) in sessions {
+            if t.sessions.insert(id, timeout).is_some() {
+                return Err(format!("session {id:#x} listed twice"));
+            }
+            t.digest = t.digest.wrapping_add(session_hash(id, timeout));
+        }
+        // Staged in a std map so that children can be added in place; moved into the
+        // persistent map once complete.
+        let mut staged: std::collections::HashMap<Arc<str>, Znode> =
+            std::collections::HashMap::new();
+        for (path, mut node) in nodes {
+            if !node.children.is_empty() {
+                return Err(format!("node {path} given with children"));
+            }
+            if *node.acl == *open_acl {
+                node.acl = open_acl.clone();
+            }
+            if staged.insert(path.clone(), node).is_some() {
+                return Err(format!("node {path} listed twice"));
+            }
+        }
+        if !staged.contains_key("/") {
+            return Err("no root node".to_string());
+        }
+        let paths: Vec<Arc<str>> = staged.keys().cloned().collect();
+        for path in &paths {
+            if &**path == "/" {
+                continue;
+            }
+            let (parent, _) =
+                split_parent(path).ok_or_else(|| format!("node {path}: not a path"))?;
+            let p = staged
+                .get_mut(parent)
+                .ok_or_else(|| format!("node {path}: parent {parent} missing"))?;
+            if matches!(p.kind(), NodeKind::Ephemeral(_)) {
+                return Err(format!("node {path}: parent {parent} is ephemeral"));
+            }
+            p.children.insert(path.clone());
+        }
+        for (path, node) in staged {
+            match node.kind() {
+                NodeKind::Ephemeral(s) => {
+                    if !t.sessions.contains_key(&s) {
+                        return Err(format!("ephemeral {path} owned by dead session {s:#x}"));
+                    }
+                    t.ephemerals.entry(s).or_default().insert(path.clone());
+                    t.ephemeral_count += 1;
+                }
+                NodeKind::Container => {
+                    t.containers.insert(path.clone());
+                }
+                NodeKind::Ttl(_) => {
+                    t.ttls.insert(path.clone());
+                }
+                NodeKind::Persistent => {}
+            }
+            t.data_size += path.len() as i64 + node.data_len() as i64;
+            t.digest = t.digest.wrapping_add(node_hash(&path, &node));
+            t.nodes.insert_mut(path, Arc::new(node));
+        }
+        Ok(t)
+    }
+
     // ----- writes -----
 
     /// Applies one validated txn and returns the reply's result and the watch triggers.

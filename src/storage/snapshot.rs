@@ -1,0 +1,1070 @@
+//! Snapshots: the committed tree of one zxid, serialized as a stream, checksummed, and
+//! written to `snapshot.<zxid hex>` in dataDir through a temporary file, a datasync, an
+//! atomic rename and a directory sync. Also the snapshot policy (when to take one), the
+//! background snapshotter thread and the purge of old snapshots and logs.
+//!
+//! Unlike ZooKeeper's fuzzy snapshots (serialized while the tree keeps changing, so the
+//! log must be replayed over them tolerantly), a RingKeeper snapshot is an exact root:
+//! the tree is persistent, so a clone of the committed root at zxid Z is frozen and is
+//! serialized while the sequencer goes on. Recovery replays strictly after Z.
+//!
+//! # Format (version 1, all integers little-endian)
+//!
+//! ```text
+//! header   magic "RKSNAP\0\x01" (8) | version u32 | flags u32 (0) | zxid i64
+//!          | node_count u64 | session_count u64 | digest u64 | data_size i64
+//!          | header_crc u32 (CRC32C of the header bytes before it)
+//! records  one tag byte each, then:
+//!          'A' acl definition: index u32 | count u32 | count x (perms i32 | scheme str | id str)
+//!          'N' node: path str | data (u8 0 = null, or 1 + bytes) | acl index u32
+//!              | czxid mzxid ctime mtime i64 | version cversion aversion i32
+//!              | ephemeral_owner pzxid i64
+//!          'S' session: id i64 | timeout i32
+//!          'E' end
+//! trailer  crc u32: CRC32C of every byte of the file before it
+//! str, bytes: u32 length, then the bytes
+//! ```
+//!
+//! An ACL list is defined once, before the first node that uses it, so the writer needs
+//! no pass over the tree before streaming it. Children are not stored: they are derived
+//! from the paths on load. The header repeats the counts and the digest so that a loaded
+//! tree is checked against what the writer saw, and so that `dump` can summarize a file
+//! from its first bytes.
+
+use super::disk::{Disk, DiskFile, OpenOptions};
+use crate::proto::{Acl, Id};
+use crate::tree::{AclList, DataTree, Znode};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The first eight bytes of every snapshot; the last byte is the format's major version.
+pub const MAGIC: [u8; 8] = *b"RKSNAP\0\x01";
+/// The format version written and the only one read.
+pub const VERSION: u32 = 1;
+/// The file name prefix; the rest is the zxid in lower-case hex, as ZooKeeper names them.
+pub const SNAPSHOT_PREFIX: &str = "snapshot.";
+/// The suffix of a snapshot being written. Such a file is never read as a snapshot; a
+/// crash leaves it behind and [`purge`] removes it.
+pub const TEMP_SUFFIX: &str = ".tmp";
+/// The header's size in bytes, its CRC included.
+pub const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
+
+/// Longest string or byte field accepted on load. A znode's data is bounded by
+/// jute.maxbuffer (1 MiB by default, configurable); a larger length than this is a
+/// corrupt length field, and refusing it before reading keeps a bad length from making
+/// the loader allocate or read gigabytes.
+pub const MAX_FIELD_LEN: u32 = 1 << 30;
+/// Most ACL entries in one list: far more than any real ACL, small enough to allocate.
+pub const MAX_ACL_ENTRIES: u32 = 1 << 16;
+/// Buffer between the serializer and the file: large writes keep the snapshot thread's
+/// syscalls few, small enough to be irrelevant to memory.
+const IO_BUFFER: usize = 1 << 20;
+
+const TAG_ACL: u8 = b'A';
+const TAG_NODE: u8 = b'N';
+const TAG_SESSION: u8 = b'S';
+const TAG_END: u8 = b'E';
+
+/// What a snapshot's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    pub version: u32,
+    /// The zxid of the last txn the snapshot reflects.
+    pub zxid: i64,
+    /// Znodes, counting the root once ([`DataTree::len`]).
+    pub node_count: u64,
+    pub session_count: u64,
+    /// [`DataTree::digest`] of the tree written.
+    pub digest: u64,
+    /// [`DataTree::approximate_data_size`] of the tree written.
+    pub data_size: i64,
+}
+
+/// Why a snapshot could not be read or written.
+#[derive(Debug)]
+pub enum SnapshotError {
+    /// The file system failed (open, read, write, sync, rename).
+    Io { path: PathBuf, error: io::Error },
+    /// The bytes are not a valid snapshot: `what` was found at byte `offset`.
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+}
+
+impl SnapshotError {
+    fn with_path(self, p: &Path) -> SnapshotError {
+        match self {
+            SnapshotError::Io { error, .. } => SnapshotError::Io {
+                path: p.to_path_buf(),
+                error,
+            },
+            SnapshotError::Corrupt { offset, what, .. } => SnapshotError::Corrupt {
+                path: p.to_path_buf(),
+                offset,
+                what,
+            },
+        }
+    }
+}
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotError::Io { path, error } => {
+                write!(f, "snapshot {}: {error}", path.display())
+            }
+            SnapshotError::Corrupt { path, offset, what } => {
+                write!(f, "snapshot {}: at byte {offset}: {what}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
+/// The file name of the snapshot of `zxid`.
+pub fn file_name(zxid: i64) -> String {
+    format!("{SNAPSHOT_PREFIX}{zxid:x}")
+}
+
+/// The zxid a snapshot file name carries, or `None` if it is not a snapshot's name
+/// (temporary files included).
+pub fn zxid_of_name(name: &str) -> Option<i64> {
+    let hex = name.strip_prefix(SNAPSHOT_PREFIX)?;
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().map(|z| z as i64)
+}
+
+/// The file names in `dir`; a missing directory holds none.
+fn names(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<String>> {
+    match disk.list(dir) {
+        Ok(v) => Ok(v),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The snapshots in `dir` as (zxid, path), newest first.
+///
+/// # Errors
+/// When `dir` cannot be listed. A missing directory holds no snapshots.
+pub fn list(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
+    let mut v = Vec::new();
+    for name in names(disk, dir)? {
+        if let Some(z) = zxid_of_name(&name) {
+            v.push((z, dir.join(name)));
+        }
+    }
+    v.sort_by_key(|(z, _)| std::cmp::Reverse(*z));
+    Ok(v)
+}
+
+/// A `Write` over a [`DiskFile`], appending at a running offset.
+struct FileWriter<'a> {
+    file: &'a dyn DiskFile,
+    offset: u64,
+}
+
+impl Write for FileWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_at(buf, self.offset)?;
+        self.offset += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A `Read` over a [`DiskFile`] from a running offset.
+struct FileReader<'a> {
+    file: &'a dyn DiskFile,
+    offset: u64,
+}
+
+impl Read for FileReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+// ----- writing -----
+
+/// A writer that keeps the CRC32C of everything written through it.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+    written: u64,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.written += b.len() as u64;
+        self.inner.write_all(b)
+    }
+    fn u8(&mut self, v: u8) -> io::Result<()> {
+        self.put(&[v])
+    }
+    fn u32(&mut self, v: u32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn i32(&mut self, v: i32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn i64(&mut self, v: i64) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        // A field longer than the loader accepts would make an unreadable snapshot:
+        // refuse to write it rather than find out at recovery.
+        let len = u32::try_from(b.len())
+            .ok()
+            .filter(|l| *l <= MAX_FIELD_LEN)
+            .ok_or_else(|| io::Error::other(format!("field of {} bytes too long", b.len())))?;
+        self.u32(len)?;
+        self.put(b)
+    }
+}
+
+fn header_bytes(h: &SnapshotHeader) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_LEN);
+    b.extend_from_slice(&MAGIC);
+    b.extend_from_slice(&h.version.to_le_bytes());
+    b.extend_from_slice(&0u32.to_le_bytes());
+    b.extend_from_slice(&h.zxid.to_le_bytes());
+    b.extend_from_slice(&h.node_count.to_le_bytes());
+    b.extend_from_slice(&h.session_count.to_le_bytes());
+    b.extend_from_slice(&h.digest.to_le_bytes());
+    b.extend_from_slice(&h.data_size.to_le_bytes());
+    let crc = crc32c::crc32c(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    assert_eq!(b.len(), HEADER_LEN);
+    b
+}
+
+/// Serializes `tree` to `out` as one snapshot, streaming: nothing but the ACL index is
+/// held beside the tree. Returns the header written and the number of bytes.
+///
+/// # Errors
+/// When `out` fails, or a field is longer than [`MAX_FIELD_LEN`].
+pub fn write_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader, u64)> {
+    let header = SnapshotHeader {
+        version: VERSION,
+        zxid: tree.zxid(),
+        node_count: tree.len() as u64,
+        session_count: tree.session_count() as u64,
+        digest: tree.digest(),
+        data_size: tree.approximate_data_size(),
+    };
+    let mut w = CrcWriter {
+        inner: out,
+        crc: 0,
+        written: 0,
+    };
+    w.put(&header_bytes(&header))?;
+    // ACL lists are shared by `Arc` in the tree, so the pointer identifies a list; the
+    // tree outlives this map, so no pointer is reused while it is alive.
+    let mut acl_index: HashMap<*const Vec<Acl>, u32> = HashMap::new();
+    let mut nodes = 0u64;
+    for (path, node) in tree.nodes() {
+        let key = Arc::as_ptr(&node.acl);
+        let index = match acl_index.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = u32::try_from(acl_index.len()).expect("fewer than 2^32 ACL lists");
+                write_acl(&mut w, i, &node.acl)?;
+                acl_index.insert(key, i);
+                i
+            }
+        };
+        write_node(&mut w, path, node, index)?;
+        nodes += 1;
+    }
+    assert_eq!(nodes, header.node_count, "tree changed while written");
+    let mut sessions = 0u64;
+    for (id, timeout) in tree.sessions() {
+        w.u8(TAG_SESSION)?;
+        w.i64(id)?;
+        w.i32(timeout)?;
+        sessions += 1;
+    }
+    assert_eq!(sessions, header.session_count, "tree changed while written");
+    w.u8(TAG_END)?;
+    let crc = w.crc;
+    w.inner.write_all(&crc.to_le_bytes())?;
+    w.inner.flush()?;
+    Ok((header, w.written + 4))
+}
+
+fn write_acl<W: Write>(w: &mut CrcWriter<W>, index: u32, acl: &[Acl]) -> io::Result<()> {
+    let count = u32::try_from(acl.len())
+        .ok()
+        .filter(|c| *c <= MAX_ACL_ENTRIES)
+        .ok_or_else(|| io::Error::other(format!("ACL of {} entries too long", acl.len())))?;
+    w.u8(TAG_ACL)?;
+    w.u32(index)?;
+    w.u32(count)?;
+    for a in acl {
+        w.i32(a.perms)?;
+        w.bytes(a.id.scheme.as_bytes())?;
+        w.bytes(a.id.id.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_node<W: Write>(w: &mut CrcWriter<W>, path: &str, n: &Znode, acl: u32) -> io::Result<()> {
+    w.u8(TAG_NODE)?;
+    w.bytes(path.as_bytes())?;
+    match &n.data {
+        None => w.u8(0)?,
+        Some(d) => {
+            w.u8(1)?;
+            w.bytes(d)?;
+        }
+    }
+    w.u32(acl)?;
+    for v in [n.czxid, n.mzxid, n.ctime, n.mtime] {
+        w.i64(v)?;
+    }
+    for v in [n.version, n.cversion, n.aversion] {
+        w.i32(v)?;
+    }
+    w.i64(n.ephemeral_owner)?;
+    w.i64(n.pzxid)
+}
+
+/// Writes the snapshot of `tree` into `dir` as `snapshot.<zxid hex>`: to a temporary
+/// file, datasynced, renamed over the final name, then the directory synced, so that
+/// after a crash the final name holds either nothing or the whole snapshot.
+///
+/// # Errors
+/// Any file-system failure; the temporary file is removed when possible.
+pub fn save(
+    disk: &dyn Disk,
+    dir: &Path,
+    tree: &DataTree,
+) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
+    let final_path = dir.join(file_name(tree.zxid()));
+    let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", file_name(tree.zxid())));
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |error| SnapshotError::Io { path: p, error }
+    };
+    let result = (|| {
+        // A leftover of an earlier crash at the same zxid is replaced, never appended to.
+        match disk.remove(&temp_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&temp_path)(e)),
+            _ => {}
+        }
+        let file = disk
+            .open(&temp_path, OpenOptions::create_new())
+            .map_err(io_err(&temp_path))?;
+        let mut out = BufWriter::with_capacity(
+            IO_BUFFER,
+            FileWriter {
+                file: &*file,
+                offset: 0,
+            },
+        );
+        let (header, len) = write_to(tree, &mut out).map_err(io_err(&temp_path))?;
+        drop(out);
+        file.sync_data().map_err(io_err(&temp_path))?;
+        drop(file);
+        disk.rename(&temp_path, &final_path)
+            .map_err(io_err(&final_path))?;
+        disk.sync_dir(dir).map_err(io_err(dir))?;
+        Ok((final_path.clone(), header, len))
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless (never read) and purged.
+        let _ = disk.remove(&temp_path);
+    }
+    result
+}
+
+// ----- reading -----
+
+/// A reader that keeps the CRC32C of everything read through it and the offset.
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: u32,
+    offset: u64,
+}
+
+impl<R: Read> CrcReader<R> {
+    fn corrupt(&self, what: impl Into<String>) -> SnapshotError {
+        SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: self.offset,
+            what: what.into(),
+        }
+    }
+
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), SnapshotError> {
+        match self.inner.read_exact(buf) {
+            Ok(()) => {
+                self.crc = crc32c::crc32c_append(self.crc, buf);
+                self.offset += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(self.corrupt(format!("file ends inside {what}")))
+            }
+            Err(error) => Err(SnapshotError::Io {
+                path: PathBuf::new(),
+                error,
+            }),
+        }
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, SnapshotError> {
+        let mut b = [0u8; 1];
+        self.fill(&mut b, what)?;
+        Ok(b[0])
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, SnapshotError> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b, what)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn i32(&mut self, what: &str) -> Result<i32, SnapshotError> {
+        let mut b = [0u8; 4];
+        self.fill(&mut b, what)?;
+        Ok(i32::from_le_bytes(b))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, SnapshotError> {
+        let mut b = [0u8; 8];
+        self.fill(&mut b, what)?;
+        Ok(i64::from_le_bytes(b))
+    }
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, SnapshotError> {
+        let len = self.u32(what)?;
+        if len > MAX_FIELD_LEN {
+            return Err(self.corrupt(format!("{what}: length {len} above {MAX_FIELD_LEN}")));
+        }
+        let mut v = vec![0u8; len as usize];
+        self.fill(&mut v, what)?;
+        Ok(v)
+    }
+    fn string(&mut self, what: &str) -> Result<String, SnapshotError> {
+        let at = self.offset;
+        String::from_utf8(self.bytes(what)?).map_err(|_| SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: at,
+            what: format!("{what}: not UTF-8"),
+        })
+    }
+}
+
+/// One record of a snapshot, as [`scan`] reports it.
+#[derive(Debug)]
+pub enum Record<'a> {
+    Acl { index: u32, acl: &'a AclList },
+    Node { path: &'a str, node: &'a Znode },
+    Session { id: i64, timeout_ms: i32 },
+}
+
+/// Reads a snapshot from `input`, checking its structure and both checksums, and
+/// calls `visit` with each record as it is read. Records are reported before the final
+/// checksum is known, so a caller must discard what it built if this returns an error.
+///
+/// # Errors
+/// [`SnapshotError::Corrupt`] (with an empty path) naming the byte offset and what was
+/// expected; [`SnapshotError::Io`] when reading fails.
+pub fn scan<R: Read>(
+    input: R,
+    mut visit: impl FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let mut r = CrcReader {
+        inner: input,
+        crc: 0,
+        offset: 0,
+    };
+    let mut hb = [0u8; HEADER_LEN];
+    r.fill(&mut hb, "the header")?;
+    if hb[..8] != MAGIC {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 0,
+            what: format!("bad magic {:02x?}, expected {:02x?}", &hb[..8], MAGIC),
+        });
+    }
+    let le_u32 = |at: usize| u32::from_le_bytes(hb[at..at + 4].try_into().expect("4 bytes"));
+    let le_u64 = |at: usize| u64::from_le_bytes(hb[at..at + 8].try_into().expect("8 bytes"));
+    let header_crc = le_u32(HEADER_LEN - 4);
+    let actual = crc32c::crc32c(&hb[..HEADER_LEN - 4]);
+    if header_crc != actual {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: (HEADER_LEN - 4) as u64,
+            what: format!("header CRC {actual:#010x}, expected {header_crc:#010x}"),
+        });
+    }
+    let header = SnapshotHeader {
+        version: le_u32(8),
+        zxid: le_u64(16) as i64,
+        node_count: le_u64(24),
+        session_count: le_u64(32),
+        digest: le_u64(40),
+        data_size: le_u64(48) as i64,
+    };
+    if header.version != VERSION || le_u32(12) != 0 {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 8,
+            what: format!(
+                "version {} flags {:#x}, expected version {VERSION} flags 0",
+                header.version,
+                le_u32(12)
+            ),
+        });
+    }
+    let mut acls: Vec<AclList> = Vec::new();
+    let (mut nodes, mut sessions) = (0u64, 0u64);
+    // Bound: every record consumes at least one byte of a finite file, and the counts
+    // are checked against the header as they grow, so the loop ends.
+    loop {
+        let at = r.offset;
+        let bad = |what: String| SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: at,
+            what,
+        };
+        match r.u8("a record tag")? {
+            TAG_ACL => {
+                let index = r.u32("an ACL index")?;
+                if index as usize != acls.len() {
+                    return Err(bad(format!(
+                        "ACL definition {index}, expected {}",
+                        acls.len()
+                    )));
+                }
+                let count = r.u32("an ACL length")?;
+                if count > MAX_ACL_ENTRIES {
+                    return Err(bad(format!("ACL of {count} entries")));
+                }
+                let mut list = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let perms = r.i32("ACL perms")?;
+                    let scheme = r.string("ACL scheme")?;
+                    let id = r.string("ACL id")?;
+                    list.push(Acl {
+                        perms,
+                        id: Id { scheme, id },
+                    });
+                }
+                acls.push(Arc::new(list));
+                visit(Record::Acl {
+                    index,
+                    acl: acls.last().expect("just pushed"),
+                })
+                .map_err(bad)?;
+            }
+            TAG_NODE => {
+                nodes += 1;
+                if nodes > header.node_count {
+                    return Err(bad(format!(
+                        "more nodes than the header's {}",
+                        header.node_count
+                    )));
+                }
+                let path = r.string("a node path")?;
+                let data = match r.u8("a data flag")? {
+                    0 => None,
+                    1 => Some(Bytes::from(r.bytes("node data")?)),
+                    f => return Err(bad(format!("{path}: data flag {f}, expected 0 or 1"))),
+                };
+                let acl_at = r.u32("an ACL index")?;
+                let acl = acls
+                    .get(acl_at as usize)
+                    .ok_or_else(|| bad(format!("{path}: ACL {acl_at} not defined")))?
+                    .clone();
+                let czxid = r.i64("czxid")?;
+                let mzxid = r.i64("mzxid")?;
+                let ctime = r.i64("ctime")?;
+                let mtime = r.i64("mtime")?;
+                let version = r.i32("version")?;
+                let cversion = r.i32("cversion")?;
+                let aversion = r.i32("aversion")?;
+                let ephemeral_owner = r.i64("ephemeralOwner")?;
+                let pzxid = r.i64("pzxid")?;
+                let node = Znode {
+                    data,
+                    acl,
+                    czxid,
+                    mzxid,
+                    ctime,
+                    mtime,
+                    version,
+                    cversion,
+                    aversion,
+                    ephemeral_owner,
+                    pzxid,
+                    children: Default::default(),
+                };
+                visit(Record::Node {
+                    path: &path,
+                    node: &node,
+                })
+                .map_err(bad)?;
+            }
+            TAG_SESSION => {
+                sessions += 1;
+                if sessions > header.session_count {
+                    return Err(bad(format!(
+                        "more sessions than the header's {}",
+                        header.session_count
+                    )));
+                }
+                let id = r.i64("a session id")?;
+                let timeout_ms = r.i32("a session timeout")?;
+                visit(Record::Session { id, timeout_ms }).map_err(bad)?;
+            }
+            TAG_END => break,
+            t => return Err(bad(format!("record tag {t:#04x}, expected A, N, S or E"))),
+        }
+    }
+    if nodes != header.node_count || sessions != header.session_count {
+        return Err(r.corrupt(format!(
+            "{nodes} nodes and {sessions} sessions, header says {} and {}",
+            header.node_count, header.session_count
+        )));
+    }
+    let expected = r.crc;
+    let at = r.offset;
+    let crc = r.u32("the trailer CRC")?;
+    if crc != expected {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: at,
+            what: format!("file CRC {expected:#010x}, trailer says {crc:#010x}"),
+        });
+    }
+    let mut extra = [0u8; 1];
+    match r.inner.read(&mut extra) {
+        Ok(0) => Ok(header),
+        Ok(_) => Err(r.corrupt("bytes after the trailer")),
+        Err(error) => Err(SnapshotError::Io {
+            path: PathBuf::new(),
+            error,
+        }),
+    }
+}
+
+/// Reads a whole snapshot from `input` into a tree, verifying the checksums, the counts
+/// and that the rebuilt tree's digest equals the one recorded when it was written.
+///
+/// # Errors
+/// As [`scan`]; also a tree that [`DataTree::restore`] refuses or whose digest differs.
+pub fn read_from<R: Read>(input: R) -> Result<DataTree, SnapshotError> {
+    let mut nodes: Vec<(Arc<str>, Znode)> = Vec::new();
+    let mut sessions: Vec<(i64, i32)> = Vec::new();
+    let header = scan(input, |rec| {
+        match rec {
+            Record::Acl { .. } => {}
+            Record::Node { path, node } => nodes.push((Arc::from(path), node.clone())),
+            Record::Session { id, timeout_ms } => sessions.push((id, timeout_ms)),
+        }
+        Ok(())
+    })?;
+    let corrupt = |what: String| SnapshotError::Corrupt {
+        path: PathBuf::new(),
+        offset: HEADER_LEN as u64,
+        what,
+    };
+    let tree = DataTree::restore(header.zxid, nodes, sessions).map_err(corrupt)?;
+    if tree.digest() != header.digest || tree.approximate_data_size() != header.data_size {
+        return Err(corrupt(format!(
+            "tree digest {:#018x} size {}, header says {:#018x} and {}",
+            tree.digest(),
+            tree.approximate_data_size(),
+            header.digest,
+            header.data_size
+        )));
+    }
+    Ok(tree)
+}
+
+/// Loads the snapshot file at `path`.
+///
+/// # Errors
+/// As [`read_from`], naming `path`.
+pub fn load(disk: &dyn Disk, path: &Path) -> Result<DataTree, SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    read_from(BufReader::with_capacity(IO_BUFFER, input)).map_err(|e| e.with_path(path))
+}
+
+/// Checks the snapshot file at `path` without building a tree: header, records,
+/// checksums and counts.
+///
+/// # Errors
+/// As [`scan`], naming `path`.
+pub fn verify(disk: &dyn Disk, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    scan_file(disk, path, |_| Ok(()))
+}
+
+/// [`scan`] of the snapshot file at `path`.
+///
+/// # Errors
+/// As [`scan`], naming `path`.
+pub fn scan_file(
+    disk: &dyn Disk,
+    path: &Path,
+    visit: impl FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
+}
+
+// ----- policy -----
+
+/// When to take a snapshot, as ZooKeeper's `SyncRequestProcessor.shouldSnapshot`: after
+/// a random number of txns in [snap_count/2 + 1, snap_count], or a random number of log
+/// bytes in [snap_size/2 + 1, snap_size], whichever comes first. The randomness keeps
+/// the servers of an ensemble from snapshotting at the same moment.
+#[derive(Debug, Clone)]
+pub struct SnapPolicy {
+    /// ZooKeeper's `snapCount` (default 100 000); at least 2.
+    pub snap_count: u64,
+    /// ZooKeeper's `snapSizeLimitInKb` in bytes (default 4 GiB); 0 disables the rule.
+    pub snap_size_bytes: u64,
+    txns: u64,
+    bytes: u64,
+    txn_roll: u64,
+    byte_roll: u64,
+    rng: u64,
+}
+
+/// ZooKeeper's default `snapCount`.
+pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
+/// ZooKeeper's default `snapSizeLimitInKb` (4 GiB).
+pub const DEFAULT_SNAP_SIZE_BYTES: u64 = 4 << 30;
+
+impl SnapPolicy {
+    /// A policy; `seed` feeds the random points (the caller picks it, e.g. from the
+    /// server id and start time, so pure code never reads a clock).
+    ///
+    /// # Panics
+    /// If `snap_count < 2`: ZooKeeper refuses it too.
+    pub fn new(snap_count: u64, snap_size_bytes: u64, seed: u64) -> SnapPolicy {
+        assert!(snap_count >= 2, "snapCount {snap_count} below 2");
+        let mut p = SnapPolicy {
+            snap_count,
+            snap_size_bytes,
+            txns: 0,
+            bytes: 0,
+            txn_roll: 0,
+            byte_roll: 0,
+            rng: seed | 1,
+        };
+        p.reroll();
+        p
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed, good enough to spread snapshot points.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn reroll(&mut self) {
+        self.txn_roll = self.next_random() % (self.snap_count / 2);
+        self.byte_roll = match self.snap_size_bytes / 2 {
+            0 => 0,
+            half => self.next_random() % half,
+        };
+    }
+
+    /// Counts one logged txn of `bytes` bytes; true when a snapshot is due. The caller
+    /// then offers one (taken or skipped as too busy) and calls [`SnapPolicy::reset`].
+    pub fn record(&mut self, bytes: u64) -> bool {
+        self.txns += 1;
+        self.bytes += bytes;
+        self.txns > self.snap_count / 2 + self.txn_roll
+            || (self.snap_size_bytes > 0 && self.bytes > self.snap_size_bytes / 2 + self.byte_roll)
+    }
+
+    /// Starts counting towards the next snapshot, at a new random point.
+    pub fn reset(&mut self) {
+        self.txns = 0;
+        self.bytes = 0;
+        self.reroll();
+    }
+}
+
+// ----- the snapshotter thread -----
+
+/// The niceness of the snapshot thread: well below the sequencer and the shards, so a
+/// snapshot takes only CPU they leave idle (DESIGN.md: a snapshot must not stall writes).
+pub const SNAPSHOT_NICE: i32 = 10;
+
+/// What happened to a snapshot offered to [`Snapshotter::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// The thread took it.
+    Taken,
+    /// One is still being written: skipped, as ZooKeeper's "Too busy to snap, skipping".
+    TooBusy,
+}
+
+/// Counters of a [`Snapshotter`], readable from any thread.
+#[derive(Debug, Default)]
+pub struct SnapshotterStats {
+    pub taken: AtomicU64,
+    pub skipped_busy: AtomicU64,
+    pub failed: AtomicU64,
+    /// The zxid of the newest snapshot written (0 if none yet).
+    pub last_zxid: AtomicU64,
+    pub last_duration_us: AtomicU64,
+    pub last_bytes: AtomicU64,
+}
+
+/// A background thread that writes snapshots of the roots handed to it, one at a time.
+///
+/// Owned by the sequencer thread, which calls [`Snapshotter::offer`] with the committed
+/// root of a zxid. A root is a clone of a persistent tree, so handing it over copies
+/// nothing and the sequencer keeps applying txns while it is written. At most one
+/// snapshot is in flight; an offer meanwhile is refused ([`Offer::TooBusy`]). "Done"
+/// means durable: renamed and the directory synced.
+pub struct Snapshotter {
+    jobs: Option<mpsc::SyncSender<DataTree>>,
+    busy: Arc<AtomicBool>,
+    pub stats: Arc<SnapshotterStats>,
+    /// The last failure, for the log line the owner prints and for tests.
+    pub last_error: Arc<Mutex<Option<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    /// Starts the thread, writing into `dir`.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<Snapshotter> {
+        // Capacity one plus the busy flag: the flag is what refuses a second job; the
+        // channel slot only carries the accepted one.
+        let (tx, rx) = mpsc::sync_channel::<DataTree>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(SnapshotterStats::default());
+        let last_error = Arc::new(Mutex::new(None));
+        let thread = {
+            let (busy, stats, last_error) = (busy.clone(), stats.clone(), last_error.clone());
+            std::thread::Builder::new()
+                .name("snapshot".into())
+                .spawn(move || {
+                    lower_priority();
+                    while let Ok(tree) = rx.recv() {
+                        let started = std::time::Instant::now();
+                        match save(&*disk, &dir, &tree) {
+                            Ok((_, header, len)) => {
+                                stats.taken.fetch_add(1, Ordering::Relaxed);
+                                stats.last_zxid.store(header.zxid as u64, Ordering::Relaxed);
+                                stats.last_bytes.store(len, Ordering::Relaxed);
+                                stats
+                                    .last_duration_us
+                                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                stats.failed.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("ringkeeper: snapshot failed: {e}");
+                                *last_error.lock().expect("not poisoned") = Some(e.to_string());
+                            }
+                        }
+                        // Dropped before the flag clears, so at most one extra root is
+                        // alive at a time.
+                        drop(tree);
+                        busy.store(false, Ordering::Release);
+                    }
+                })?
+        };
+        Ok(Snapshotter {
+            jobs: Some(tx),
+            busy,
+            stats,
+            last_error,
+            thread: Some(thread),
+        })
+    }
+
+    /// Offers the committed root of `zxid` for a snapshot.
+    ///
+    /// # Panics
+    /// If `root` is not the tree of `zxid`.
+    pub fn offer(&self, root: DataTree, zxid: i64) -> Offer {
+        assert_eq!(root.zxid(), zxid, "offered root is not the tree of zxid");
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            self.stats.skipped_busy.fetch_add(1, Ordering::Relaxed);
+            return Offer::TooBusy;
+        }
+        let jobs = self.jobs.as_ref().expect("running");
+        // The flag was clear, so the thread has taken any earlier job out of the slot.
+        jobs.try_send(root)
+            .expect("snapshot thread alive with an empty slot");
+        Offer::Taken
+    }
+
+    /// True while a snapshot is being written.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    /// Finishes the snapshot in flight, if any, and stops the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`]. On Linux a
+/// thread is a task with its own nice value, so `setpriority` on its tid affects it
+/// alone. Failure (a sandbox refusing it) only costs priority, so it is reported, not
+/// fatal.
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    // SAFETY: setpriority reads only its integer arguments.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SNAPSHOT_NICE) };
+    if rc != 0 {
+        eprintln!(
+            "ringkeeper: cannot lower the snapshot thread's priority: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+// ----- purge -----
+
+/// The log segment file name prefix; the rest is the first zxid the segment holds, in
+/// hex, as ZooKeeper's `log.<zxid>`.
+pub const LOG_PREFIX: &str = "log.";
+/// ZooKeeper's floor on `autopurge.snapRetainCount`.
+pub const MIN_RETAIN_COUNT: usize = 3;
+
+/// What [`purge`] removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub snapshots: Vec<PathBuf>,
+    pub logs: Vec<PathBuf>,
+    pub temps: Vec<PathBuf>,
+}
+
+/// The log segments in `dir` as (first zxid, path), oldest first.
+///
+/// # Errors
+/// When `dir` cannot be listed. A missing directory holds no segments.
+pub fn list_logs(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
+    let mut v = Vec::new();
+    for name in names(disk, dir)? {
+        let Some(hex) = name.strip_prefix(LOG_PREFIX) else {
+            continue;
+        };
+        if let Ok(z) = u64::from_str_radix(hex, 16) {
+            v.push((z as i64, dir.join(&name)));
+        }
+    }
+    v.sort_by_key(|(z, _)| *z);
+    Ok(v)
+}
+
+/// Keeps the newest `retain_count` snapshots (at least [`MIN_RETAIN_COUNT`]) and the
+/// log segments needed to recover from the oldest of them, and removes the rest, as
+/// ZooKeeper's `PurgeTxnLog.purge`: a segment is kept if it starts after that snapshot's
+/// zxid, or is the newest one starting at or before it (it may hold the txns right
+/// after). Leftover temporary snapshot files are removed too. The server calls this
+/// every `autopurge.purgeInterval` hours (0 = never).
+///
+/// # Errors
+/// The first listing or removal failure.
+pub fn purge(
+    disk: &dyn Disk,
+    snap_dir: &Path,
+    log_dir: &Path,
+    retain_count: usize,
+) -> io::Result<PurgeReport> {
+    let retain = retain_count.max(MIN_RETAIN_COUNT);
+    let mut report = PurgeReport::default();
+    for name in names(disk, snap_dir)? {
+        if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            let p = snap_dir.join(&name);
+            disk.remove(&p)?;
+            report.temps.push(p);
+        }
+    }
+    let snaps = list(disk, snap_dir)?;
+    if snaps.len() <= retain {
+        return Ok(report);
+    }
+    let oldest_kept = snaps[retain - 1].0;
+    let logs = list_logs(disk, log_dir)?;
+    // The newest segment starting at or before the oldest kept snapshot's zxid may hold
+    // the txns right after it; everything older is covered by that snapshot.
+    let keep_from = logs
+        .iter()
+        .rposition(|(z, _)| *z <= oldest_kept)
+        .unwrap_or(0);
+    for (_, p) in &logs[..keep_from] {
+        disk.remove(p)?;
+        report.logs.push(p.clone());
+    }
+    for (_, p) in &snaps[retain..] {
+        disk.remove(p)?;
+        report.snapshots.push(p.clone());
+    }
+    disk.sync_dir(snap_dir)?;
+    if log_dir != snap_dir {
+        disk.sync_dir(log_dir)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

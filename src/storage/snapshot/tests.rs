@@ -1,0 +1,478 @@
+//! Tests of the snapshot format, the file handling, the policy, the snapshotter and purge.
+
+use super::*;
+use crate::proto::{perms, CONTAINER_EPHEMERAL_OWNER};
+use crate::storage::disk::{OsDisk, SimDisk};
+use crate::tree::ttl_owner;
+use crate::txn::{Txn, TxnOp};
+use std::fs;
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub(crate) struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "rk-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn digest_acl(user: &str) -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::READ | perms::WRITE,
+        id: Id {
+            scheme: "digest".into(),
+            id: format!("{user}:x"),
+        },
+    }]
+}
+
+/// Txns that build a tree with every kind of content a snapshot must keep: sessions,
+/// ephemerals, containers, TTL nodes, null and empty data, shared and private ACLs,
+/// deletes (so cversion and pzxid differ from a plain create) and setData/setACL.
+pub(crate) fn sample_txns(n: usize) -> Vec<Txn> {
+    let mut txns = Vec::new();
+    let mut zxid = 0i64;
+    let mut push = |session_id: i64, op: TxnOp| {
+        zxid += 1;
+        txns.push(Txn {
+            session_id,
+            cxid: zxid as i32,
+            zxid,
+            time_ms: 1_700_000_000_000 + zxid,
+            op,
+        });
+    };
+    let create = |path: String, data: Option<&[u8]>, acl: Vec<Acl>, owner: i64| TxnOp::Create {
+        path,
+        data: data.map(Bytes::copy_from_slice),
+        acl,
+        ephemeral_owner: owner,
+    };
+    push(0x11, TxnOp::CreateSession { timeout_ms: 30_000 });
+    push(0x22, TxnOp::CreateSession { timeout_ms: 4_000 });
+    push(
+        0,
+        create(
+            "/app".into(),
+            Some(b"root of app"),
+            crate::tree::open_acl_unsafe(),
+            0,
+        ),
+    );
+    push(
+        0,
+        create(
+            "/c".into(),
+            None,
+            crate::tree::open_acl_unsafe(),
+            CONTAINER_EPHEMERAL_OWNER,
+        ),
+    );
+    push(
+        0,
+        create("/t".into(), Some(b""), digest_acl("bob"), ttl_owner(5000)),
+    );
+    for i in 0..n {
+        let acl = if i % 7 == 0 {
+            digest_acl(&format!("u{}", i % 3))
+        } else {
+            crate::tree::open_acl_unsafe()
+        };
+        let data = format!("value-{i}-{}", "x".repeat(i % 13));
+        push(
+            0,
+            create(format!("/app/n{i}"), Some(data.as_bytes()), acl, 0),
+        );
+        if i % 5 == 0 {
+            push(
+                0x11,
+                create(
+                    format!("/app/n{i}/e"),
+                    None,
+                    crate::tree::open_acl_unsafe(),
+                    0x11,
+                ),
+            );
+        }
+        if i % 4 == 1 {
+            push(
+                0,
+                TxnOp::SetData {
+                    path: format!("/app/n{i}"),
+                    data: Some(Bytes::from_static(b"new")),
+                    version: 1,
+                },
+            );
+        }
+        if i % 6 == 2 {
+            push(
+                0,
+                TxnOp::SetAcl {
+                    path: format!("/app/n{i}"),
+                    acl: digest_acl("carol"),
+                    aversion: 1,
+                },
+            );
+        }
+        if i % 9 == 3 && i % 5 != 0 {
+            push(
+                0,
+                TxnOp::Delete {
+                    path: format!("/app/n{i}"),
+                },
+            );
+        }
+    }
+    push(
+        0x22,
+        create(
+            "/c/child".into(),
+            Some(b"k"),
+            crate::tree::open_acl_unsafe(),
+            0x22,
+        ),
+    );
+    push(0x33, TxnOp::CreateSession { timeout_ms: 10_000 });
+    txns
+}
+
+pub(crate) fn apply_all(tree: &mut DataTree, txns: &[Txn]) {
+    for t in txns {
+        tree.apply(t);
+    }
+}
+
+pub(crate) fn sample_tree(n: usize) -> DataTree {
+    let mut t = DataTree::new();
+    apply_all(&mut t, &sample_txns(n));
+    t
+}
+
+fn to_bytes(tree: &DataTree) -> Vec<u8> {
+    let mut v = Vec::new();
+    let (h, len) = write_to(tree, &mut v).expect("write to memory");
+    assert_eq!(len, v.len() as u64);
+    assert_eq!(h.zxid, tree.zxid());
+    v
+}
+
+#[test]
+fn round_trip_yields_an_equal_tree() {
+    for n in [0, 1, 10, 200] {
+        let tree = sample_tree(n);
+        let loaded = read_from(&to_bytes(&tree)[..]).expect("valid snapshot");
+        assert_eq!(loaded.digest(), tree.digest());
+        assert_eq!(loaded.recompute_digest(), tree.digest());
+        assert_eq!(loaded.zxid(), tree.zxid());
+        assert_eq!(loaded.ephemeral_count(), tree.ephemeral_count());
+        assert_eq!(loaded.containers(), tree.containers());
+        assert_eq!(loaded.ttls(), tree.ttls());
+        assert_eq!(loaded.approximate_data_size(), tree.approximate_data_size());
+        assert_eq!(
+            loaded.sessions().collect::<Vec<_>>(),
+            tree.sessions().collect::<Vec<_>>()
+        );
+        assert_eq!(loaded.ephemerals_of(0x11), tree.ephemerals_of(0x11));
+        // Whole-structure equality: children sets, stats, ACLs, counters.
+        assert_eq!(loaded, tree);
+    }
+}
+
+#[test]
+fn a_loaded_tree_applies_further_txns_like_the_original() {
+    let txns = sample_txns(50);
+    let (head, tail) = txns.split_at(txns.len() / 2);
+    let mut tree = DataTree::new();
+    apply_all(&mut tree, head);
+    let mut loaded = read_from(&to_bytes(&tree)[..]).expect("valid");
+    apply_all(&mut tree, tail);
+    apply_all(&mut loaded, tail);
+    assert_eq!(loaded.digest(), tree.digest());
+    assert_eq!(loaded, tree);
+}
+
+#[test]
+fn acl_lists_are_shared_after_load() {
+    let tree = sample_tree(30);
+    let loaded = read_from(&to_bytes(&tree)[..]).expect("valid");
+    let a = loaded.get("/app/n1").expect("exists");
+    let b = loaded.get("/app/n5").expect("exists");
+    assert!(Arc::ptr_eq(&a.acl, &b.acl), "open ACL stored once");
+}
+
+#[test]
+fn every_single_byte_flip_is_detected() {
+    let bytes = to_bytes(&sample_tree(3));
+    // Bounded by the snapshot's length (a few kilobytes).
+    for at in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x40;
+        assert!(
+            read_from(&bad[..]).is_err(),
+            "flip at {at} of {} accepted",
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn every_truncation_is_detected() {
+    let bytes = to_bytes(&sample_tree(3));
+    for len in 0..bytes.len() {
+        match read_from(&bytes[..len]) {
+            Err(SnapshotError::Corrupt { .. }) => {}
+            other => panic!("truncated to {len}: {other:?}"),
+        }
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(read_from(&longer[..]).is_err(), "trailing byte accepted");
+}
+
+#[test]
+fn corruption_names_the_offset_and_expectation() {
+    let mut bytes = to_bytes(&sample_tree(3));
+    bytes[HEADER_LEN] = b'Z';
+    let e = read_from(&bytes[..]).expect_err("bad tag");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("at byte {HEADER_LEN}")), "{msg}");
+    assert!(msg.contains("expected A, N, S or E"), "{msg}");
+}
+
+#[test]
+fn save_list_load_and_names() {
+    let dir = TempDir::new("snap-save");
+    assert!(list(&OsDisk, &dir.0).expect("list").is_empty());
+    let mut tree = DataTree::new();
+    let txns = sample_txns(20);
+    let mut saved = Vec::new();
+    for chunk in txns.chunks(txns.len() / 3) {
+        apply_all(&mut tree, chunk);
+        let (p, h, _) = save(&OsDisk, &dir.0, &tree).expect("save");
+        assert_eq!(
+            p.file_name().unwrap().to_str().unwrap(),
+            file_name(tree.zxid())
+        );
+        assert_eq!(h.node_count, tree.len() as u64);
+        saved.push((tree.zxid(), tree.clone()));
+    }
+    // A leftover temporary file is not a snapshot.
+    fs::write(
+        dir.0.join(format!("{}{TEMP_SUFFIX}", file_name(0xfff))),
+        b"junk",
+    )
+    .unwrap();
+    let listed = list(&OsDisk, &dir.0).expect("list");
+    assert_eq!(listed.len(), saved.len());
+    assert!(listed.windows(2).all(|w| w[0].0 > w[1].0), "newest first");
+    for (z, t) in &saved {
+        let p = dir.0.join(file_name(*z));
+        assert_eq!(&load(&OsDisk, &p).expect("load"), t);
+        assert_eq!(verify(&OsDisk, &p).expect("verify").digest, t.digest());
+    }
+    assert_eq!(zxid_of_name("snapshot.1a"), Some(0x1a));
+    assert_eq!(zxid_of_name("snapshot.1a.tmp"), None);
+    assert_eq!(zxid_of_name("snapshot."), None);
+    assert_eq!(zxid_of_name("log.1a"), None);
+}
+
+#[test]
+fn load_errors_name_the_file() {
+    let dir = TempDir::new("snap-name");
+    let (p, _, _) = save(&OsDisk, &dir.0, &sample_tree(2)).expect("save");
+    let mut bytes = fs::read(&p).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&p, &bytes).unwrap();
+    let msg = load(&OsDisk, &p).expect_err("bad crc").to_string();
+    assert!(msg.contains(&p.display().to_string()), "{msg}");
+    assert!(msg.contains("trailer says"), "{msg}");
+}
+
+#[test]
+fn policy_fires_within_the_random_range() {
+    for seed in 0..50u64 {
+        let mut p = SnapPolicy::new(100, 0, seed);
+        // Two rounds per seed: the point is re-rolled after a reset.
+        for _ in 0..2 {
+            let mut n = 0u64;
+            // Bounded by snap_count: the policy must fire by then.
+            while n < 100 {
+                n += 1;
+                if p.record(10) {
+                    break;
+                }
+            }
+            assert!((51..=100).contains(&n), "seed {seed}: fired after {n}");
+            p.reset();
+        }
+    }
+}
+
+#[test]
+fn policy_fires_on_bytes() {
+    let mut p = SnapPolicy::new(1_000_000, 1000, 7);
+    let mut n = 0;
+    while n < 1000 {
+        n += 1;
+        if p.record(100) {
+            break;
+        }
+    }
+    assert!((6..=10).contains(&n), "fired after {n} txns of 100 bytes");
+}
+
+#[test]
+fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
+    let dir = TempDir::new("snapper");
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
+    let big = sample_tree(3000);
+    let zxid = big.zxid();
+    assert_eq!(snapper.offer(big.clone(), zxid), Offer::Taken);
+    // Either still busy (refused) or done (taken): never two in flight.
+    let second = snapper.offer(big.clone(), zxid);
+    if second == Offer::TooBusy {
+        assert_eq!(snapper.stats.skipped_busy.load(Ordering::Relaxed), 1);
+    }
+    snapper.shutdown();
+    let snaps = list(&OsDisk, &dir.0).expect("list");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), big);
+}
+
+#[test]
+fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
+    let dir = TempDir::new("purge");
+    let logs = TempDir::new("purge-logs");
+    let mut tree = DataTree::new();
+    let txns = sample_txns(40);
+    // Six snapshots, at zxids spread over the history.
+    let step = txns.len() / 6;
+    let mut snap_zxids = Vec::new();
+    for chunk in txns.chunks(step).take(6) {
+        apply_all(&mut tree, chunk);
+        save(&OsDisk, &dir.0, &tree).expect("save");
+        snap_zxids.push(tree.zxid());
+    }
+    // Log segments starting at 1 and every 5 zxids.
+    let mut seg_starts = Vec::new();
+    let mut z = 1i64;
+    while z <= tree.zxid() {
+        fs::write(logs.0.join(format!("{LOG_PREFIX}{z:x}")), b"").unwrap();
+        seg_starts.push(z);
+        z += 5;
+    }
+    fs::write(dir.0.join(format!("snapshot.1{TEMP_SUFFIX}")), b"").unwrap();
+    // A retain count below the floor is raised to 3.
+    let r = purge(&OsDisk, &dir.0, &logs.0, 1).expect("purge");
+    assert_eq!(r.temps.len(), 1);
+    assert_eq!(r.snapshots.len(), 3);
+    let kept: Vec<i64> = list(&OsDisk, &dir.0)
+        .unwrap()
+        .iter()
+        .map(|(z, _)| *z)
+        .collect();
+    assert_eq!(kept, vec![snap_zxids[5], snap_zxids[4], snap_zxids[3]]);
+    let oldest_kept = snap_zxids[3];
+    let kept_logs: Vec<i64> = list_logs(&OsDisk, &logs.0)
+        .unwrap()
+        .iter()
+        .map(|(z, _)| *z)
+        .collect();
+    let first_needed = *seg_starts
+        .iter()
+        .filter(|s| **s <= oldest_kept)
+        .max()
+        .unwrap();
+    let expected: Vec<i64> = seg_starts
+        .iter()
+        .copied()
+        .filter(|s| *s >= first_needed)
+        .collect();
+    assert_eq!(kept_logs, expected);
+    // Every txn after the oldest kept snapshot is still in a kept segment.
+    assert!(kept_logs[0] <= oldest_kept + 1);
+    // Nothing more to do a second time.
+    let again = purge(&OsDisk, &dir.0, &logs.0, 3).expect("purge");
+    assert_eq!(again, PurgeReport::default());
+}
+
+/// Most crash points tried per save: a save of a small tree is a handful of writes and
+/// syncs, so this covers every one of them with room to spare.
+const MAX_CRASH_POINTS: u64 = 64;
+
+#[test]
+fn a_crash_at_any_point_of_a_save_leaves_the_old_or_the_new_snapshot() {
+    let dir = Path::new("/data");
+    let txns = sample_txns(60);
+    let old = {
+        let mut t = DataTree::new();
+        apply_all(&mut t, &txns[..30]);
+        t
+    };
+    let new = {
+        let mut t = old.clone();
+        apply_all(&mut t, &txns[30..]);
+        t
+    };
+    let mut completed = false;
+    for crash_at in 1..=MAX_CRASH_POINTS {
+        for seed in 0..4u64 {
+            let disk = SimDisk::new(crash_at * 31 + seed);
+            disk.create_dir_all(dir).expect("mkdir");
+            save(&disk, dir, &old).expect("first save");
+            disk.crash_after_ops(crash_at);
+            let saved = save(&disk, dir, &new).is_ok();
+            disk.crash();
+            let snaps = list(&disk, dir).expect("list");
+            // Every snapshot under its final name is whole: the newest is the new tree
+            // if the save returned Ok, else either tree.
+            for (_, p) in &snaps {
+                load(&disk, p).unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
+            }
+            let newest = load(&disk, &snaps[0].1).expect("newest loads");
+            if saved {
+                assert_eq!(
+                    newest, new,
+                    "crash at op {crash_at}: acknowledged save lost"
+                );
+                completed = true;
+            } else {
+                assert!(newest == new || newest == old, "crash at op {crash_at}");
+            }
+        }
+        if completed {
+            break;
+        }
+    }
+    assert!(completed, "no crash point let the save finish");
+}
+
+#[test]
+fn a_failed_sync_fails_the_save_and_leaves_no_snapshot() {
+    let dir = Path::new("/data");
+    let disk = SimDisk::new(5);
+    disk.create_dir_all(dir).expect("mkdir");
+    disk.fail_op(crate::storage::disk::FaultOp::Sync, 0, libc::EIO);
+    let e = save(&disk, dir, &sample_tree(5)).expect_err("sync failed");
+    assert!(matches!(e, SnapshotError::Io { .. }), "{e}");
+    assert!(list(&disk, dir).expect("list").is_empty());
+    assert!(
+        disk.list(dir).expect("list").is_empty(),
+        "temp file removed"
+    );
+}
