@@ -13,3 +13,4 @@ pub mod session;
 pub mod tree;
 pub mod txn;
 pub mod watch;
+pub mod zab;
