@@ -45,16 +45,38 @@ pub struct Notification {
 pub enum Event {
     /// Begin (or begin again) looking, with what the log and the persisted current epoch
     /// say now (`Peer::vote_basis`).
-    Start { last_zxid: Zxid, current_epoch: u32 },
-    Notification { from: ServerId, notification: Notification },
+    Start {
+        last_zxid: Zxid,
+        current_epoch: u32,
+    },
+    Notification {
+        from: ServerId,
+        notification: Notification,
+    },
     Tick,
+    /// ZAB established `epoch` under the elected leader (`peer::Action::Established` or
+    /// `UpToDate`). The vote we report to late servers then carries the new epoch, so
+    /// that every server of the ensemble reports the same one (ZooKeeper's
+    /// `updateElectionVote`); without it a late server sees followers and leader
+    /// disagree and never joins.
+    Established {
+        epoch: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Send { to: ServerId, notification: Notification },
+    Send {
+        to: ServerId,
+        notification: Notification,
+    },
     /// The round is decided; `state` is what this server becomes.
-    Elected { leader: ServerId, vote: Vote, election_epoch: u64, state: State },
+    Elected {
+        leader: ServerId,
+        vote: Vote,
+        election_epoch: u64,
+        state: State,
+    },
 }
 
 /// Timing of an election, in ticks.
@@ -71,7 +93,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Timing {
-        Timing { finalize_ticks: 2, resend_ticks: 4, max_resend_ticks: 32 }
+        Timing {
+            finalize_ticks: 2,
+            resend_ticks: 4,
+            max_resend_ticks: 32,
+        }
     }
 }
 
@@ -101,7 +127,10 @@ impl Election {
     /// # Panics
     /// If `my_id` is not a member of `ensemble`.
     pub fn new(my_id: ServerId, ensemble: Ensemble, timing: Timing) -> Election {
-        assert!(ensemble.is_member(my_id), "server {my_id} is not in the ensemble");
+        assert!(
+            ensemble.is_member(my_id),
+            "server {my_id} is not in the ensemble"
+        );
         Election {
             my_id,
             ensemble,
@@ -136,24 +165,47 @@ impl Election {
     pub fn step(&mut self, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
         match event {
-            Event::Start { last_zxid, current_epoch } => self.start(last_zxid, current_epoch, &mut out),
-            Event::Notification { from, notification } => self.receive(from, notification, &mut out),
+            Event::Start {
+                last_zxid,
+                current_epoch,
+            } => self.start(last_zxid, current_epoch, &mut out),
+            Event::Notification { from, notification } => {
+                self.receive(from, notification, &mut out)
+            }
             Event::Tick => self.tick(&mut out),
+            Event::Established { epoch } => {
+                if self.state != State::Looking {
+                    if let Some(v) = self.proposal.as_mut() {
+                        v.epoch = epoch;
+                    }
+                }
+            }
         }
         out
     }
 
     fn my_notification(&self) -> Notification {
-        Notification { vote: self.proposal, state: self.state, election_epoch: self.logical_clock }
+        Notification {
+            vote: self.proposal,
+            state: self.state,
+            election_epoch: self.logical_clock,
+        }
     }
 
     fn start(&mut self, last_zxid: Zxid, current_epoch: u32, out: &mut Vec<Action>) {
-        debug_assert!(epoch_of(last_zxid) <= current_epoch || current_epoch == 0);
+        debug_assert!(
+            epoch_of(last_zxid) <= current_epoch,
+            "vote below its own log's epoch"
+        );
         self.started = true;
         self.state = State::Looking;
         self.logical_clock += 1;
         self.own = if self.ensemble.is_voter(self.my_id) {
-            Some(Vote { epoch: current_epoch, zxid: last_zxid, leader: self.my_id })
+            Some(Vote {
+                epoch: current_epoch,
+                zxid: last_zxid,
+                leader: self.my_id,
+            })
         } else {
             None
         };
@@ -172,7 +224,10 @@ impl Election {
         let n = self.my_notification();
         for &to in &self.ensemble.voters {
             if to != self.my_id {
-                out.push(Action::Send { to, notification: n });
+                out.push(Action::Send {
+                    to,
+                    notification: n,
+                });
             }
         }
     }
@@ -184,7 +239,10 @@ impl Election {
         if self.state != State::Looking {
             // A decided server tells a looking one what it decided, so late servers join.
             if n.state == State::Looking {
-                out.push(Action::Send { to: from, notification: self.my_notification() });
+                out.push(Action::Send {
+                    to: from,
+                    notification: self.my_notification(),
+                });
             }
             return;
         }
@@ -192,7 +250,10 @@ impl Election {
         if !from_voter {
             // An observer's vote never counts; answering lets it find the leader.
             if n.state == State::Looking {
-                out.push(Action::Send { to: from, notification: self.my_notification() });
+                out.push(Action::Send {
+                    to: from,
+                    notification: self.my_notification(),
+                });
             }
             return;
         }
@@ -200,7 +261,10 @@ impl Election {
             State::Looking => {
                 if n.election_epoch < self.logical_clock {
                     // A stale round: bring the sender forward instead of counting it.
-                    out.push(Action::Send { to: from, notification: self.my_notification() });
+                    out.push(Action::Send {
+                        to: from,
+                        notification: self.my_notification(),
+                    });
                     return;
                 }
                 if n.election_epoch > self.logical_clock {
@@ -221,7 +285,8 @@ impl Election {
                 if n.state == State::Observing {
                     return;
                 }
-                self.out_of_election.insert(from, (n.vote, n.election_epoch, n.state));
+                self.out_of_election
+                    .insert(from, (n.vote, n.election_epoch, n.state));
                 if n.election_epoch == self.logical_clock {
                     self.recv.insert(from, n.vote);
                     if let Some(v) = n.vote {
@@ -235,8 +300,10 @@ impl Election {
                     let agreeing = self
                         .out_of_election
                         .iter()
-                        .filter(|(_, (w, ee, _))| {
-                            *ee == n.election_epoch && w.is_some_and(|w| w.leader == v.leader && w.epoch == v.epoch)
+                        // Servers that joined a decided election late report other round
+                        // numbers; leader and epoch are what must agree (ZOOKEEPER-1732).
+                        .filter(|(_, (w, _, _))| {
+                            w.is_some_and(|w| w.leader == v.leader && w.epoch == v.epoch)
                         })
                         .map(|(id, _)| *id);
                     if super::quorum::is_quorum(&self.ensemble, agreeing)
@@ -252,8 +319,13 @@ impl Election {
 
     /// True when a quorum of this round's LOOKING votes (ours included) equals `v`.
     fn agree_count_recv(&self, v: Vote) -> bool {
-        let mine = (self.proposal == Some(v) && self.ensemble.is_voter(self.my_id)).then_some(self.my_id);
-        let others = self.recv.iter().filter(|(_, w)| **w == Some(v)).map(|(id, _)| *id);
+        let mine =
+            (self.proposal == Some(v) && self.ensemble.is_voter(self.my_id)).then_some(self.my_id);
+        let others = self
+            .recv
+            .iter()
+            .filter(|(_, w)| **w == Some(v))
+            .map(|(id, _)| *id);
         super::quorum::is_quorum(&self.ensemble, others.chain(mine))
     }
 
@@ -263,7 +335,10 @@ impl Election {
         if v.leader == self.my_id {
             return self.logical_clock == election_epoch;
         }
-        matches!(self.out_of_election.get(&v.leader), Some((_, ee, State::Leading)) if *ee == election_epoch)
+        matches!(
+            self.out_of_election.get(&v.leader),
+            Some((_, _, State::Leading))
+        )
     }
 
     fn check_looking_quorum(&mut self) {
@@ -320,7 +395,10 @@ impl Election {
 mod tests {
     use super::*;
 
-    fn deliver_all(servers: &mut [Election], mut pending: Vec<(ServerId, Action)>) -> Vec<(ServerId, Action)> {
+    fn deliver_all(
+        servers: &mut [Election],
+        mut pending: Vec<(ServerId, Action)>,
+    ) -> Vec<(ServerId, Action)> {
         let mut decided = Vec::new();
         // Bounded: each round of delivery is finite and an election settles in a few.
         for _ in 0..1000 {
@@ -347,14 +425,22 @@ mod tests {
     #[test]
     fn three_voters_elect_the_highest_zxid() {
         let e = Ensemble::new(vec![1, 2, 3], vec![]);
-        let mut s: Vec<Election> = (1..=3).map(|id| Election::new(id, e.clone(), Timing::default())).collect();
+        let mut s: Vec<Election> = (1..=3)
+            .map(|id| Election::new(id, e.clone(), Timing::default()))
+            .collect();
         let mut pending = Vec::new();
         for (i, zxid) in [(1u64, 5u64), (2, 9), (3, 7)] {
-            for a in s[(i - 1) as usize].step(Event::Start { last_zxid: zxid, current_epoch: 0 }) {
+            for a in s[(i - 1) as usize].step(Event::Start {
+                last_zxid: zxid,
+                current_epoch: 0,
+            }) {
                 pending.push((i, a));
             }
         }
-        assert!(deliver_all(&mut s, pending).is_empty(), "nobody decides before finalize");
+        assert!(
+            deliver_all(&mut s, pending).is_empty(),
+            "nobody decides before finalize"
+        );
         let mut decided = Vec::new();
         for _ in 0..3 {
             for i in 0..3 {

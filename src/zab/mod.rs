@@ -65,7 +65,11 @@ impl Ensemble {
         let mut all: Vec<ServerId> = voters.iter().chain(observers.iter()).copied().collect();
         all.sort_unstable();
         all.dedup();
-        assert_eq!(all.len(), voters.len() + observers.len(), "duplicate server id");
+        assert_eq!(
+            all.len(),
+            voters.len() + observers.len(),
+            "duplicate server id"
+        );
         Ensemble { voters, observers }
     }
 

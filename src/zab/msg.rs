@@ -22,14 +22,22 @@ pub enum SyncMode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Msg {
     /// Learner -> leader, first on a connection (FOLLOWERINFO / OBSERVERINFO).
-    FollowerInfo { accepted_epoch: u32, last_zxid: Zxid, observer: bool },
+    FollowerInfo {
+        accepted_epoch: u32,
+        last_zxid: Zxid,
+        observer: bool,
+    },
     /// Leader -> learner: the proposed new epoch (LEADERINFO).
     LeaderInfo { new_epoch: u32 },
     /// Learner -> leader, sent only once `new_epoch` is persisted as accepted (ACKEPOCH).
     AckEpoch { current_epoch: u32, last_zxid: Zxid },
     /// Leader -> learner: DIFF/TRUNC/SNAP with the txns that follow, and how far the
     /// leader knows them committed.
-    Sync { mode: SyncMode, txns: Vec<Txn>, commit_through: Zxid },
+    Sync {
+        mode: SyncMode,
+        txns: Vec<Txn>,
+        commit_through: Zxid,
+    },
     /// Leader -> learner: the synced history is the history of `epoch` (NEWLEADER).
     NewLeader { epoch: u32 },
     /// Learner -> leader, only once the synced history and the current epoch are durable.
@@ -57,9 +65,18 @@ impl Msg {
             Msg::FollowerInfo { .. } => "FOLLOWERINFO",
             Msg::LeaderInfo { .. } => "LEADERINFO",
             Msg::AckEpoch { .. } => "ACKEPOCH",
-            Msg::Sync { mode: SyncMode::Diff, .. } => "DIFF",
-            Msg::Sync { mode: SyncMode::Trunc { .. }, .. } => "TRUNC",
-            Msg::Sync { mode: SyncMode::Snap { .. }, .. } => "SNAP",
+            Msg::Sync {
+                mode: SyncMode::Diff,
+                ..
+            } => "DIFF",
+            Msg::Sync {
+                mode: SyncMode::Trunc { .. },
+                ..
+            } => "TRUNC",
+            Msg::Sync {
+                mode: SyncMode::Snap { .. },
+                ..
+            } => "SNAP",
             Msg::NewLeader { .. } => "NEWLEADER",
             Msg::AckNewLeader { .. } => "ACKNEWLEADER",
             Msg::UpToDate => "UPTODATE",

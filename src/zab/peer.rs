@@ -69,40 +69,83 @@ pub enum Event {
     /// Election chose this server to lead.
     Lead,
     /// Election chose `leader`; this server follows (or observes, if it is an observer).
-    Follow { leader: ServerId },
-    Message { from: ServerId, msg: Msg },
+    Follow {
+        leader: ServerId,
+    },
+    Message {
+        from: ServerId,
+        msg: Msg,
+    },
     /// The connection to `peer` broke (only the connection current when it broke).
-    Disconnected { peer: ServerId },
+    Disconnected {
+        peer: ServerId,
+    },
     Tick,
     /// Every log write with id <= `write` is durable (log writes complete in order).
-    Durable { write: u64 },
-    EpochPersisted { kind: EpochKind, epoch: u32 },
+    Durable {
+        write: u64,
+    },
+    EpochPersisted {
+        kind: EpochKind,
+        epoch: u32,
+    },
     /// A batch of client writes; on a follower they are forwarded to the leader.
     ClientWrite(Vec<Bytes>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Send { to: ServerId, msg: Msg },
+    Send {
+        to: ServerId,
+        msg: Msg,
+    },
     /// Log writes, to be carried out in `write` order; completion is `Durable`.
-    Append { write: u64, txns: Vec<Txn> },
-    Truncate { write: u64, to: Zxid },
-    InstallSnapshot { write: u64, zxid: Zxid, data: Bytes },
+    Append {
+        write: u64,
+        txns: Vec<Txn>,
+    },
+    Truncate {
+        write: u64,
+        to: Zxid,
+    },
+    InstallSnapshot {
+        write: u64,
+        zxid: Zxid,
+        data: Bytes,
+    },
     /// Write an epoch file (write, sync, rename); completion is `EpochPersisted`.
-    PersistEpoch { kind: EpochKind, epoch: u32 },
+    PersistEpoch {
+        kind: EpochKind,
+        epoch: u32,
+    },
     /// Apply this txn: emitted once per incarnation per txn, in zxid order.
-    Committed { zxid: Zxid, payload: Bytes },
+    Committed {
+        zxid: Zxid,
+        payload: Bytes,
+    },
     /// This leader has a quorum synced to its history for `epoch` and takes writes.
-    Established { epoch: u32 },
+    Established {
+        epoch: u32,
+    },
     /// This learner is synced with `leader` and may serve clients.
-    UpToDate { leader: ServerId, epoch: u32 },
+    UpToDate {
+        leader: ServerId,
+        epoch: u32,
+    },
     /// Back to election: the driver starts `election` with `Peer::vote_basis` and closes
     /// this server's quorum connections.
-    Looking { reason: &'static str },
+    Looking {
+        reason: &'static str,
+    },
     /// A client write that this server cannot take now (not leading, not synced, full).
-    Rejected { payload: Bytes },
+    Rejected {
+        payload: Bytes,
+    },
     /// A peer broke the protocol; this server went back to LOOKING. Always a bug.
-    ProtocolError { from: ServerId, what: String },
+    ProtocolError {
+        from: ServerId,
+        what: String,
+    },
 }
 
 /// The in-memory log and its durability.
@@ -139,13 +182,21 @@ impl Log {
         }
         let mut prev = self.last();
         for t in &txns {
-            assert!(t.zxid > prev, "append out of order: {:#x} after {:#x}", t.zxid, prev);
+            assert!(
+                t.zxid > prev,
+                "append out of order: {:#x} after {:#x}",
+                t.zxid,
+                prev
+            );
             prev = t.zxid;
         }
         self.entries.extend(txns.iter().cloned());
         self.issued += 1;
         self.pending.push_back((self.issued, self.last()));
-        out.push(Action::Append { write: self.issued, txns });
+        out.push(Action::Append {
+            write: self.issued,
+            txns,
+        });
     }
 
     fn truncate(&mut self, to: Zxid, out: &mut Vec<Action>) {
@@ -160,7 +211,10 @@ impl Log {
         self.durable_zxid = self.durable_zxid.min(to);
         self.issued += 1;
         self.pending.push_back((self.issued, self.last()));
-        out.push(Action::Truncate { write: self.issued, to });
+        out.push(Action::Truncate {
+            write: self.issued,
+            to,
+        });
     }
 
     fn install_snapshot(&mut self, zxid: Zxid, data: Bytes, out: &mut Vec<Action>) {
@@ -173,7 +227,11 @@ impl Log {
         self.durable_zxid = 0;
         self.issued += 1;
         self.pending.push_back((self.issued, zxid));
-        out.push(Action::InstallSnapshot { write: self.issued, zxid, data });
+        out.push(Action::InstallSnapshot {
+            write: self.issued,
+            zxid,
+            data,
+        });
     }
 
     fn on_durable(&mut self, write: u64) {
@@ -301,16 +359,26 @@ impl Peer {
             cfg,
             accepted_epoch: persisted.accepted_epoch,
             current_epoch: persisted.current_epoch,
-            log: Log { durable_zxid, ..log },
+            log: Log {
+                durable_zxid,
+                ..log
+            },
             commit: base,
             now: 0,
             role: Role::Looking,
         }
     }
 
-    /// (current epoch, last zxid): what this server stands on in an election.
+    /// (current epoch, last zxid): what this server stands on in an election and in
+    /// ACKEPOCH.
+    ///
+    /// A follower logs proposals of a new epoch while its current-epoch write may still
+    /// be in flight (and a crash can keep the log but lose that write), so the log can
+    /// be ahead of the epoch file. A proposal of epoch `e` exists only once `e` was
+    /// established by a quorum, so the log's own epoch is as good a witness as the file.
     pub fn vote_basis(&self) -> (u32, Zxid) {
-        (self.current_epoch, self.log.last())
+        let last = self.log.last();
+        (self.current_epoch.max(epoch_of(last)), last)
     }
 
     pub fn my_id(&self) -> ServerId {
@@ -372,7 +440,9 @@ impl Peer {
                 Role::Leading(l) => {
                     l.learners.remove(&peer);
                 }
-                Role::Following(f) if f.leader == peer => self.go_looking("leader connection lost", &mut out),
+                Role::Following(f) if f.leader == peer => {
+                    self.go_looking("leader connection lost", &mut out)
+                }
                 _ => {}
             },
             Event::Tick => self.on_tick(&mut out),
@@ -406,11 +476,18 @@ impl Peer {
         if through <= self.commit {
             return;
         }
-        assert!(through <= self.log.last(), "commit {through:#x} beyond log {:#x}", self.log.last());
+        assert!(
+            through <= self.log.last(),
+            "commit {through:#x} beyond log {:#x}",
+            self.log.last()
+        );
         let from = self.log.after(self.commit);
         let to = self.log.after(through);
         for t in &self.log.entries[from..to] {
-            out.push(Action::Committed { zxid: t.zxid, payload: t.payload.clone() });
+            out.push(Action::Committed {
+                zxid: t.zxid,
+                payload: t.payload.clone(),
+            });
         }
         self.commit = through;
     }
@@ -457,14 +534,24 @@ impl Peer {
 
     fn advance_leader(&mut self, out: &mut Vec<Action>) {
         let me = self.cfg.my_id;
-        let Role::Leading(l) = &mut self.role else { return };
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
         if l.phase == LeaderPhase::Discovery {
             let ids = l.learners.keys().copied().chain([me]);
             if is_quorum(&self.cfg.ensemble, ids) {
-                let max_accepted = l.learners.values().map(|x| x.accepted_epoch).max().unwrap_or(0);
+                let max_accepted = l
+                    .learners
+                    .values()
+                    .map(|x| x.accepted_epoch)
+                    .max()
+                    .unwrap_or(0);
                 l.epoch = self.accepted_epoch.max(max_accepted) + 1;
                 l.phase = LeaderPhase::AwaitAcceptedPersist;
-                out.push(Action::PersistEpoch { kind: EpochKind::Accepted, epoch: l.epoch });
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Accepted,
+                    epoch: l.epoch,
+                });
             }
         }
         if l.phase == LeaderPhase::AwaitAcceptedPersist && self.accepted_epoch >= l.epoch {
@@ -479,15 +566,25 @@ impl Peer {
             for (&id, x) in l.learners.iter_mut() {
                 if x.stage == Stage::Info {
                     x.stage = Stage::LeaderInfoSent;
-                    out.push(Action::Send { to: id, msg: Msg::LeaderInfo { new_epoch: l.epoch } });
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::LeaderInfo { new_epoch: l.epoch },
+                    });
                 }
             }
         }
         if l.phase == LeaderPhase::AwaitEpochAcks {
-            let acked = l.learners.iter().filter(|(_, x)| x.stage >= Stage::AckedEpoch).map(|(id, _)| *id);
+            let acked = l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage >= Stage::AckedEpoch)
+                .map(|(id, _)| *id);
             if is_quorum(&self.cfg.ensemble, acked.chain([me])) {
                 l.phase = LeaderPhase::AwaitCurrentPersist;
-                out.push(Action::PersistEpoch { kind: EpochKind::Current, epoch: l.epoch });
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Current,
+                    epoch: l.epoch,
+                });
             }
         }
         if l.phase == LeaderPhase::AwaitCurrentPersist && self.current_epoch >= l.epoch {
@@ -506,9 +603,12 @@ impl Peer {
                 self.sync_learner(id, out);
             }
         }
-        let Role::Leading(l) = &mut self.role else { return };
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
         if l.phase == LeaderPhase::Syncing {
-            let self_ready = self.log.durable_zxid >= l.initial_last && self.current_epoch == l.epoch;
+            let self_ready =
+                self.log.durable_zxid >= l.initial_last && self.current_epoch == l.epoch;
             let synced = l
                 .learners
                 .iter()
@@ -532,9 +632,15 @@ impl Peer {
         for (&id, x) in l.learners.iter_mut() {
             if x.stage == Stage::Synced {
                 if !x.observer {
-                    out.push(Action::Send { to: id, msg: Msg::Commit { through: commit } });
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::Commit { through: commit },
+                    });
                 }
-                out.push(Action::Send { to: id, msg: Msg::UpToDate });
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::UpToDate,
+                });
                 x.stage = Stage::UpToDate;
             }
         }
@@ -546,37 +652,63 @@ impl Peer {
     fn sync_learner(&mut self, id: ServerId, out: &mut Vec<Action>) {
         let commit = self.commit;
         let log = &self.log;
-        let Role::Leading(l) = &mut self.role else { return };
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
         let x = l.learners.get_mut(&id).expect("learner");
         // Observers are sent only committed txns; later ones reach them as INFORM.
         let cap = if x.observer { commit } else { log.last() };
         let f = x.last_zxid;
         let (mode, from) = if f < log.base {
-            (SyncMode::Snap { zxid: log.base, data: log.snapshot.clone() }, log.base)
+            (
+                SyncMode::Snap {
+                    zxid: log.base,
+                    data: log.snapshot.clone(),
+                },
+                log.base,
+            )
         } else if f <= cap && log.contains(f) {
             // Logs match up to a shared zxid (one proposer per epoch, in-order links).
             (SyncMode::Diff, f)
         } else {
             // The learner has txns we lack: cut back to our last zxid below its own.
-            let below = log.entries[..log.after(f.min(cap))].iter().rev().find(|t| t.zxid < f).map(|t| t.zxid);
+            let below = log.entries[..log.after(f.min(cap))]
+                .iter()
+                .rev()
+                .find(|t| t.zxid < f)
+                .map(|t| t.zxid);
             let to = below.unwrap_or(log.base);
             (SyncMode::Trunc { to }, to)
         };
         let txns = log.entries[log.after(from)..log.after(cap)].to_vec();
         x.stage = Stage::NewLeaderSent;
         x.sync_last = cap;
-        out.push(Action::Send { to: id, msg: Msg::Sync { mode, txns, commit_through: commit.min(cap) } });
-        out.push(Action::Send { to: id, msg: Msg::NewLeader { epoch: l.epoch } });
+        out.push(Action::Send {
+            to: id,
+            msg: Msg::Sync {
+                mode,
+                txns,
+                commit_through: commit.min(cap),
+            },
+        });
+        out.push(Action::Send {
+            to: id,
+            msg: Msg::NewLeader { epoch: l.epoch },
+        });
     }
 
     fn leader_message(&mut self, from: ServerId, msg: Msg, out: &mut Vec<Action>) {
         let now = self.now;
-        let current_epoch = self.current_epoch;
-        let last = self.log.last();
+        let (current_epoch, last) = self.vote_basis();
         let ensemble = self.cfg.ensemble.clone();
         let me = self.cfg.my_id;
         let l = self.leader();
-        if let Msg::FollowerInfo { accepted_epoch, last_zxid, observer } = msg {
+        if let Msg::FollowerInfo {
+            accepted_epoch,
+            last_zxid,
+            observer,
+        } = msg
+        {
             if observer == ensemble.is_voter(from) || !ensemble.is_member(from) || from == me {
                 return;
             }
@@ -597,10 +729,15 @@ impl Peer {
             return;
         }
         let epoch = l.epoch;
-        let Some(x) = l.learners.get_mut(&from) else { return };
+        let Some(x) = l.learners.get_mut(&from) else {
+            return;
+        };
         x.last_heard = now;
         match msg {
-            Msg::AckEpoch { current_epoch: theirs, last_zxid } if x.stage == Stage::LeaderInfoSent => {
+            Msg::AckEpoch {
+                current_epoch: theirs,
+                last_zxid,
+            } if x.stage == Stage::LeaderInfoSent => {
                 if theirs > current_epoch || (theirs == current_epoch && last_zxid > last) {
                     // The election picked us over a server with more history: step down
                     // so the next round can pick it (ZooKeeper's waitForEpochAck check).
@@ -619,9 +756,15 @@ impl Peer {
                     let l = self.leader();
                     let x = l.learners.get_mut(&from).expect("learner");
                     if !x.observer {
-                        out.push(Action::Send { to: from, msg: Msg::Commit { through: commit } });
+                        out.push(Action::Send {
+                            to: from,
+                            msg: Msg::Commit { through: commit },
+                        });
                     }
-                    out.push(Action::Send { to: from, msg: Msg::UpToDate });
+                    out.push(Action::Send {
+                        to: from,
+                        msg: Msg::UpToDate,
+                    });
                     x.stage = Stage::UpToDate;
                     self.try_commit(out);
                 } else {
@@ -630,7 +773,11 @@ impl Peer {
             }
             Msg::Ack { zxid } if x.stage >= Stage::Synced && !x.observer => {
                 if zxid > last {
-                    self.protocol_error(from, format!("ACK {zxid:#x} beyond leader log {last:#x}"), out);
+                    self.protocol_error(
+                        from,
+                        format!("ACK {zxid:#x} beyond leader log {last:#x}"),
+                        out,
+                    );
                     return;
                 }
                 x.acked = x.acked.max(zxid);
@@ -667,7 +814,13 @@ impl Peer {
             if x.stage < Stage::NewLeaderSent {
                 continue;
             }
-            let msg = if x.observer { Msg::Inform { txns: newly.clone() } } else { Msg::Commit { through: q } };
+            let msg = if x.observer {
+                Msg::Inform {
+                    txns: newly.clone(),
+                }
+            } else {
+                Msg::Commit { through: q }
+            };
             out.push(Action::Send { to: id, msg });
         }
     }
@@ -678,12 +831,19 @@ impl Peer {
             Role::Following(f) if f.stage == FStage::UpToDate => {
                 let leader = f.leader;
                 for payload in payloads {
-                    out.push(Action::Send { to: leader, msg: Msg::Request { payload } });
+                    out.push(Action::Send {
+                        to: leader,
+                        msg: Msg::Request { payload },
+                    });
                 }
                 return;
             }
             _ => {
-                out.extend(payloads.into_iter().map(|payload| Action::Rejected { payload }));
+                out.extend(
+                    payloads
+                        .into_iter()
+                        .map(|payload| Action::Rejected { payload }),
+                );
                 return;
             }
         }
@@ -698,7 +858,10 @@ impl Peer {
                 continue;
             }
             l.next_counter += 1;
-            txns.push(Txn { zxid: make_zxid(epoch, l.next_counter), payload });
+            txns.push(Txn {
+                zxid: make_zxid(epoch, l.next_counter),
+                payload,
+            });
         }
         if txns.is_empty() {
             return;
@@ -708,7 +871,10 @@ impl Peer {
         let Role::Leading(l) = &self.role else { return };
         for (&id, x) in &l.learners {
             if x.stage >= Stage::NewLeaderSent && !x.observer {
-                out.push(Action::Send { to: id, msg: Msg::Propose { txns: txns.clone() } });
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::Propose { txns: txns.clone() },
+                });
             }
         }
     }
@@ -731,7 +897,11 @@ impl Peer {
         });
         out.push(Action::Send {
             to: leader,
-            msg: Msg::FollowerInfo { accepted_epoch: self.accepted_epoch, last_zxid: self.log.last(), observer },
+            msg: Msg::FollowerInfo {
+                accepted_epoch: self.accepted_epoch,
+                last_zxid: self.log.last(),
+                observer,
+            },
         });
     }
 
@@ -753,24 +923,43 @@ impl Peer {
         f.last_heard = now;
         let (leader, stage) = (f.leader, f.stage);
         match msg {
-            Msg::Ping => out.push(Action::Send { to: leader, msg: Msg::Ping }),
+            Msg::Ping => out.push(Action::Send {
+                to: leader,
+                msg: Msg::Ping,
+            }),
             Msg::LeaderInfo { new_epoch } if stage == FStage::AwaitLeaderInfo => {
                 f.epoch = new_epoch;
                 if new_epoch < accepted {
                     self.go_looking("leader proposes an epoch below the accepted one", out);
                 } else if new_epoch == accepted || broken.ackepoch_before_persist {
                     if new_epoch > accepted {
-                        out.push(Action::PersistEpoch { kind: EpochKind::Accepted, epoch: new_epoch });
+                        out.push(Action::PersistEpoch {
+                            kind: EpochKind::Accepted,
+                            epoch: new_epoch,
+                        });
                     }
                     f.stage = FStage::AwaitSync;
                     let (current_epoch, last_zxid) = self.vote_basis();
-                    out.push(Action::Send { to: leader, msg: Msg::AckEpoch { current_epoch, last_zxid } });
+                    out.push(Action::Send {
+                        to: leader,
+                        msg: Msg::AckEpoch {
+                            current_epoch,
+                            last_zxid,
+                        },
+                    });
                 } else {
                     f.stage = FStage::AwaitAcceptPersist;
-                    out.push(Action::PersistEpoch { kind: EpochKind::Accepted, epoch: new_epoch });
+                    out.push(Action::PersistEpoch {
+                        kind: EpochKind::Accepted,
+                        epoch: new_epoch,
+                    });
                 }
             }
-            Msg::Sync { mode, txns, commit_through } if stage == FStage::AwaitSync => {
+            Msg::Sync {
+                mode,
+                txns,
+                commit_through,
+            } if stage == FStage::AwaitSync => {
                 self.apply_sync(from, mode, txns, commit_through, out);
             }
             Msg::NewLeader { epoch } if stage == FStage::AwaitNewLeader => {
@@ -781,7 +970,10 @@ impl Peer {
                 }
                 f.stage = FStage::AwaitNewLeaderDurable;
                 if self.current_epoch < epoch {
-                    out.push(Action::PersistEpoch { kind: EpochKind::Current, epoch });
+                    out.push(Action::PersistEpoch {
+                        kind: EpochKind::Current,
+                        epoch,
+                    });
                 }
                 self.try_ack_newleader(out);
             }
@@ -801,7 +993,10 @@ impl Peer {
                 self.commit_to(through, out);
             }
             Msg::Inform { txns } if stage >= FStage::AwaitNewLeader && f.observer => {
-                let fresh: Vec<Txn> = txns.into_iter().filter(|t| t.zxid > self.log.last()).collect();
+                let fresh: Vec<Txn> = txns
+                    .into_iter()
+                    .filter(|t| t.zxid > self.log.last())
+                    .collect();
                 self.log.append(fresh, out);
                 let last = self.log.last();
                 self.commit_to(last, out);
@@ -811,15 +1006,29 @@ impl Peer {
                 let epoch = f.epoch;
                 out.push(Action::UpToDate { leader, epoch });
             }
+            // Elections can disagree for a while (two servers each following the
+            // other); a learner refuses connections, and initLimit ends the standoff.
+            Msg::FollowerInfo { .. } => {}
             other => {
                 if !matches!(other, Msg::Ping) {
-                    self.protocol_error(from, format!("unexpected {} in {stage:?}", other.name()), out);
+                    self.protocol_error(
+                        from,
+                        format!("unexpected {} in {stage:?}", other.name()),
+                        out,
+                    );
                 }
             }
         }
     }
 
-    fn apply_sync(&mut self, from: ServerId, mode: SyncMode, txns: Vec<Txn>, commit_through: Zxid, out: &mut Vec<Action>) {
+    fn apply_sync(
+        &mut self,
+        from: ServerId,
+        mode: SyncMode,
+        txns: Vec<Txn>,
+        commit_through: Zxid,
+        out: &mut Vec<Action>,
+    ) {
         match mode {
             SyncMode::Diff => {}
             SyncMode::Trunc { to } => {
@@ -861,7 +1070,13 @@ impl Peer {
         if f.stage == FStage::AwaitAcceptPersist && accepted >= f.epoch {
             f.stage = FStage::AwaitSync;
             let leader = f.leader;
-            out.push(Action::Send { to: leader, msg: Msg::AckEpoch { current_epoch, last_zxid } });
+            out.push(Action::Send {
+                to: leader,
+                msg: Msg::AckEpoch {
+                    current_epoch,
+                    last_zxid,
+                },
+            });
         }
     }
 
@@ -878,19 +1093,29 @@ impl Peer {
         }
         f.stage = FStage::Synced;
         let (leader, epoch) = (f.leader, f.epoch);
-        out.push(Action::Send { to: leader, msg: Msg::AckNewLeader { epoch } });
+        out.push(Action::Send {
+            to: leader,
+            msg: Msg::AckNewLeader { epoch },
+        });
         self.try_ack(out);
     }
 
     fn try_ack(&mut self, out: &mut Vec<Action>) {
-        let z = if self.cfg.broken.ack_before_durable { self.log.last() } else { self.log.durable_zxid };
+        let z = if self.cfg.broken.ack_before_durable {
+            self.log.last()
+        } else {
+            self.log.durable_zxid
+        };
         let f = self.follower();
         if f.observer || f.stage < FStage::Synced || z <= f.ack_sent {
             return;
         }
         f.ack_sent = z;
         let leader = f.leader;
-        out.push(Action::Send { to: leader, msg: Msg::Ack { zxid: z } });
+        out.push(Action::Send {
+            to: leader,
+            msg: Msg::Ack { zxid: z },
+        });
     }
 
     // ---- time ----
@@ -902,7 +1127,11 @@ impl Peer {
         match &mut self.role {
             Role::Looking => {}
             Role::Following(f) => {
-                let limit = if f.stage == FStage::UpToDate { sync } else { init };
+                let limit = if f.stage == FStage::UpToDate {
+                    sync
+                } else {
+                    init
+                };
                 if now - f.last_heard > limit {
                     self.go_looking("leader silent", out);
                 }
@@ -914,11 +1143,18 @@ impl Peer {
                     return;
                 }
                 l.learners.retain(|_, x| {
-                    let limit = if established && x.stage == Stage::UpToDate { sync } else { init };
+                    let limit = if established && x.stage == Stage::UpToDate {
+                        sync
+                    } else {
+                        init
+                    };
                     now - x.last_heard <= limit
                 });
                 for &id in l.learners.keys() {
-                    out.push(Action::Send { to: id, msg: Msg::Ping });
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::Ping,
+                    });
                 }
                 if established {
                     let live = l

@@ -5,7 +5,10 @@ use super::{Ensemble, ServerId, Zxid};
 
 /// True when the distinct voters among `ids` form a majority of the voters.
 pub fn is_quorum<I: IntoIterator<Item = ServerId>>(ensemble: &Ensemble, ids: I) -> bool {
-    let mut seen: Vec<ServerId> = ids.into_iter().filter(|id| ensemble.is_voter(*id)).collect();
+    let mut seen: Vec<ServerId> = ids
+        .into_iter()
+        .filter(|id| ensemble.is_voter(*id))
+        .collect();
     seen.sort_unstable();
     seen.dedup();
     seen.len() >= ensemble.quorum_size()
@@ -14,8 +17,10 @@ pub fn is_quorum<I: IntoIterator<Item = ServerId>>(ensemble: &Ensemble, ids: I) 
 /// The highest zxid that a majority of voters have made durable, given each voter's
 /// highest durable zxid (voters absent from `acks` count as zero).
 pub fn quorum_zxid<I: IntoIterator<Item = (ServerId, Zxid)>>(ensemble: &Ensemble, acks: I) -> Zxid {
-    let mut per_voter: Vec<(ServerId, Zxid)> =
-        acks.into_iter().filter(|(id, _)| ensemble.is_voter(*id)).collect();
+    let mut per_voter: Vec<(ServerId, Zxid)> = acks
+        .into_iter()
+        .filter(|(id, _)| ensemble.is_voter(*id))
+        .collect();
     per_voter.sort_unstable();
     per_voter.dedup_by_key(|(id, _)| *id);
     let mut zxids: Vec<Zxid> = per_voter.into_iter().map(|(_, z)| z).collect();
