@@ -316,6 +316,12 @@ impl Sim {
         node.inc += 1;
         node.commits = 0;
         let inc = node.inc;
+        for j in 0..self.nodes.len() {
+            if j != i {
+                let c = self.conns.entry(key(i, j)).or_default();
+                c.dead_upto = c.latest;
+            }
+        }
         self.log(|| format!("n{} start", i + 1));
         let t = self.now + 1 + (i as u64 % TICK);
         self.at(t, Ev::Tick { node: i, inc });
@@ -345,7 +351,33 @@ impl Sim {
         node.log_ops.clear();
         node.epoch_ops.clear();
         self.log(|| format!("n{} crash", i + 1));
-        self.break_all(i, true);
+        // The kernel still delivers what the dead process had written; the peers see
+        // the connection close after that.
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let c = self.conns.entry(key(i, j)).or_default();
+            if c.alive(c.latest) {
+                let (gen, t) = (c.latest, c.last_at[side(i, j)].max(self.now + 8) + 1);
+                self.at(
+                    t,
+                    Ev::Disconnect {
+                        node: j,
+                        peer: i,
+                        conn: gen,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A crash at a named point, restarted later. Actions already returned by the step
+    /// that crashed are dropped with the process (their node is down).
+    fn crash_point(&mut self, i: usize) {
+        self.crash(i);
+        let t = self.now + self.rng.range(20, 300);
+        self.at(t, Ev::Restart { node: i });
     }
 
     /// Cuts every link between `i` and the rest.
@@ -424,6 +456,9 @@ impl Sim {
     fn run_election(&mut self, i: usize, ev: election::Event) -> Result<(), String> {
         let actions = self.nodes[i].election.step(ev);
         for a in actions {
+            if !self.nodes[i].up {
+                break;
+            }
             match a {
                 election::Action::Send { to, notification } => {
                     self.send_note(i, (to - 1) as usize, notification)
@@ -523,6 +558,9 @@ impl Sim {
 
     fn apply(&mut self, i: usize, a: Action) -> Result<(), String> {
         let id = self.nodes[i].id;
+        if !self.nodes[i].up {
+            return Ok(());
+        }
         match a {
             Action::Send { to, msg } => {
                 match &msg {
@@ -537,7 +575,12 @@ impl Sim {
                     Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
                     m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
                 }
+                let ack = matches!(msg, Msg::Ack { .. } | Msg::AckNewLeader { .. });
                 self.send_msg(i, (to - 1) as usize, msg);
+                // Crash point: just after acknowledging, with the ACK in flight.
+                if ack && self.faults_on && self.rng.chance(10) {
+                    self.crash_point(i);
+                }
             }
             Action::Append { write, txns } => self.disk_op(i, write, Op::Append(txns)),
             Action::Truncate { write, to } => self.disk_op(i, write, Op::Truncate(to)),
@@ -552,7 +595,16 @@ impl Sim {
                 let inc = self.nodes[i].inc;
                 self.at(t, Ev::EpochDone { node: i, inc });
             }
-            Action::Committed { zxid, payload } => self.check_commit(i, zxid, payload)?,
+            Action::Committed { zxid, payload } => {
+                self.check_commit(i, zxid, payload)?;
+                // Crash point: a leader dying right after it committed.
+                if self.faults_on
+                    && self.nodes[i].peer.established_epoch().is_some()
+                    && self.rng.chance(3)
+                {
+                    self.crash_point(i);
+                }
+            }
             Action::Established { epoch } => {
                 self.stats.epochs += 1;
                 self.log(|| format!("n{id} established epoch {epoch}"));
