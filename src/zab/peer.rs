@@ -22,6 +22,10 @@ use super::{epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
+/// Ticks a learner waits for LEADERINFO before reconnecting: short, because a leader
+/// still finishing its election drops early connections; initLimit bounds the total.
+const FOLLOWER_INFO_RETRY_TICKS: u64 = 2;
+
 /// Deliberately broken behaviours, for proving that the simulator catches them. Never
 /// set outside tests; every field defaults to correct behaviour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -311,6 +315,7 @@ struct Follower {
     last_heard: u64,
     sync_write: u64,
     ack_sent: Zxid,
+    info_sent: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -894,15 +899,21 @@ impl Peer {
             last_heard: self.now,
             sync_write: 0,
             ack_sent: 0,
+            info_sent: self.now,
         });
-        out.push(Action::Send {
-            to: leader,
-            msg: Msg::FollowerInfo {
-                accepted_epoch: self.accepted_epoch,
-                last_zxid: self.log.last(),
-                observer,
-            },
-        });
+        self.send_follower_info(out);
+    }
+
+    fn send_follower_info(&mut self, out: &mut Vec<Action>) {
+        let (accepted_epoch, last_zxid, now) = (self.accepted_epoch, self.log.last(), self.now);
+        let f = self.follower();
+        f.info_sent = now;
+        let msg = Msg::FollowerInfo {
+            accepted_epoch,
+            last_zxid,
+            observer: f.observer,
+        };
+        out.push(Action::Send { to: f.leader, msg });
     }
 
     fn follower(&mut self) -> &mut Follower {
@@ -1134,6 +1145,13 @@ impl Peer {
                 };
                 if now - f.last_heard > limit {
                     self.go_looking("leader silent", out);
+                } else if f.stage == FStage::AwaitLeaderInfo
+                    && now - f.info_sent >= FOLLOWER_INFO_RETRY_TICKS
+                {
+                    // The leader may have dropped the first connection because it had not
+                    // finished its own election yet: connect again, as ZooKeeper's learner
+                    // retries connectToLeader.
+                    self.send_follower_info(out);
                 }
             }
             Role::Leading(l) => {

@@ -570,7 +570,13 @@ impl Sim {
                             _ => self.stats.diffs += 1,
                         }
                         let n = txns.len();
-                        self.log(|| format!("n{id} -> n{to} {} {:?} +{n} txns", msg.name(), mode));
+                        self.log(|| {
+                            format!(
+                                "n{id} -> n{to} {}{} +{n} txns",
+                                msg.name(),
+                                sync_detail(mode)
+                            )
+                        });
                     }
                     Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
                     m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
@@ -934,6 +940,14 @@ impl Sim {
         }
         self.now = end;
         Ok(())
+    }
+}
+
+fn sync_detail(mode: &ringkeeper::zab::msg::SyncMode) -> String {
+    match mode {
+        ringkeeper::zab::msg::SyncMode::Diff => String::new(),
+        ringkeeper::zab::msg::SyncMode::Trunc { to } => format!(" to={}", zx(*to)),
+        ringkeeper::zab::msg::SyncMode::Snap { zxid, .. } => format!(" at={}", zx(*zxid)),
     }
 }
 
