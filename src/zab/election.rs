@@ -443,8 +443,8 @@ mod tests {
         );
         let mut decided = Vec::new();
         for _ in 0..3 {
-            for i in 0..3 {
-                for a in s[i].step(Event::Tick) {
+            for server in s.iter_mut() {
+                for a in server.step(Event::Tick) {
                     if let Action::Elected { leader, .. } = a {
                         decided.push(leader);
                     }
