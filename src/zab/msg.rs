@@ -1,0 +1,91 @@
+//! The quorum-port messages between a leader and its learners (ZooKeeper's packet
+//! types, `Leader.java`), as values. Encoding them for the wire is the driver's; this
+//! module must not do I/O.
+
+use super::{Txn, Zxid};
+use bytes::Bytes;
+
+/// How a learner's log is brought to the leader's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// The learner's log is a prefix of the leader's: append what follows.
+    Diff,
+    /// The learner holds txns the leader does not: cut its log back to `to`, then append.
+    Trunc { to: Zxid },
+    /// The learner is behind the leader's oldest logged txn: replace its state by the
+    /// leader's snapshot at `zxid`, then append.
+    Snap { zxid: Zxid, data: Bytes },
+}
+
+/// One message on a leader-learner connection. Connections are in order (TCP); a
+/// `FollowerInfo` always starts a fresh connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Msg {
+    /// Learner -> leader, first on a connection (FOLLOWERINFO / OBSERVERINFO).
+    FollowerInfo {
+        accepted_epoch: u32,
+        last_zxid: Zxid,
+        observer: bool,
+    },
+    /// Leader -> learner: the proposed new epoch (LEADERINFO).
+    LeaderInfo { new_epoch: u32 },
+    /// Learner -> leader, sent only once `new_epoch` is persisted as accepted (ACKEPOCH).
+    AckEpoch { current_epoch: u32, last_zxid: Zxid },
+    /// Leader -> learner: DIFF/TRUNC/SNAP with the txns that follow, and how far the
+    /// leader knows them committed.
+    Sync {
+        mode: SyncMode,
+        txns: Vec<Txn>,
+        commit_through: Zxid,
+    },
+    /// Leader -> learner: the synced history is the history of `epoch` (NEWLEADER).
+    NewLeader { epoch: u32 },
+    /// Learner -> leader, only once the synced history and the current epoch are durable.
+    AckNewLeader { epoch: u32 },
+    /// Leader -> learner: establishment is done, serve clients (UPTODATE).
+    UpToDate,
+    /// Leader -> follower: a batch of txns, pipelined (PROPOSAL).
+    Propose { txns: Vec<Txn> },
+    /// Follower -> leader: every txn through `zxid` is durable here (ACK).
+    Ack { zxid: Zxid },
+    /// Leader -> follower: every txn through `through` is committed (COMMIT).
+    Commit { through: Zxid },
+    /// Leader -> observer: committed txns (INFORM).
+    Inform { txns: Vec<Txn> },
+    /// Learner -> leader: a client write to sequence (REQUEST).
+    Request { payload: Bytes },
+    /// Both ways: liveness (PING).
+    Ping,
+}
+
+impl Msg {
+    /// A short name for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::FollowerInfo { .. } => "FOLLOWERINFO",
+            Msg::LeaderInfo { .. } => "LEADERINFO",
+            Msg::AckEpoch { .. } => "ACKEPOCH",
+            Msg::Sync {
+                mode: SyncMode::Diff,
+                ..
+            } => "DIFF",
+            Msg::Sync {
+                mode: SyncMode::Trunc { .. },
+                ..
+            } => "TRUNC",
+            Msg::Sync {
+                mode: SyncMode::Snap { .. },
+                ..
+            } => "SNAP",
+            Msg::NewLeader { .. } => "NEWLEADER",
+            Msg::AckNewLeader { .. } => "ACKNEWLEADER",
+            Msg::UpToDate => "UPTODATE",
+            Msg::Propose { .. } => "PROPOSAL",
+            Msg::Ack { .. } => "ACK",
+            Msg::Commit { .. } => "COMMIT",
+            Msg::Inform { .. } => "INFORM",
+            Msg::Request { .. } => "REQUEST",
+            Msg::Ping => "PING",
+        }
+    }
+}

@@ -1,0 +1,1190 @@
+//! The ZAB peer: one server's leader, follower and observer state machines for
+//! discovery, synchronization and broadcast (ZooKeeper's `Leader`, `LearnerHandler`,
+//! `Learner`, `Follower`, `Observer`).
+//!
+//! Owns: the in-memory log (txns after the snapshot base, with which log writes are
+//! durable), the commit point, the persisted epochs as last reported, and per-learner
+//! progress on a leader. Must not: touch files or sockets (log writes and epoch writes
+//! are `Action`s whose completion comes back as `Durable` / `EpochPersisted`), read the
+//! clock (`Tick`), or interpret payloads.
+//!
+//! The orderings ZooKeeper has lost data over (ZOOKEEPER-3911 and kin) are explicit
+//! waits here, each on a completion event, never on the sending of an action:
+//! - a follower sends ACKEPOCH only after `EpochPersisted{Accepted}`;
+//! - a follower sends ACK of NEWLEADER only after `EpochPersisted{Current}` and after
+//!   `Durable` covers every log write of the sync;
+//! - an ACK names the highest *durable* zxid, and the leader counts its own log only as
+//!   far as it is durable.
+
+use super::msg::{Msg, SyncMode};
+use super::quorum::{is_quorum, quorum_zxid};
+use super::{epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Ticks a learner waits for LEADERINFO before reconnecting: short, because a leader
+/// still finishing its election drops early connections; initLimit bounds the total.
+const FOLLOWER_INFO_RETRY_TICKS: u64 = 2;
+
+/// Deliberately broken behaviours, for proving that the simulator catches them. Never
+/// set outside tests; every field defaults to correct behaviour.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Broken {
+    /// ACK proposals and NEWLEADER as soon as the txns are appended, before `Durable`.
+    pub ack_before_durable: bool,
+    /// Send ACKEPOCH before the accepted epoch is persisted.
+    pub ackepoch_before_persist: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub my_id: ServerId,
+    pub ensemble: Ensemble,
+    /// Ticks a leader has to establish, and a learner to sync (ZooKeeper's `initLimit`).
+    pub init_limit: u64,
+    /// Ticks of silence after which a link is considered lost (`syncLimit`).
+    pub sync_limit: u64,
+    /// Proposed but uncommitted txns a leader accepts before rejecting writes: bounds
+    /// the memory a slow quorum can pin (etcd's `MaxInflightMsgs` plays the same role).
+    pub max_inflight: usize,
+    pub broken: Broken,
+}
+
+/// Which epoch file a `PersistEpoch` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EpochKind {
+    Accepted,
+    Current,
+}
+
+/// What the driver recovered from disk at start.
+#[derive(Clone, Debug, Default)]
+pub struct Persisted {
+    pub accepted_epoch: u32,
+    pub current_epoch: u32,
+    /// The snapshot the log continues from: its zxid and opaque bytes.
+    pub snapshot: Option<(Zxid, Bytes)>,
+    /// Durable txns after the snapshot, in zxid order.
+    pub log: Vec<Txn>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Election chose this server to lead.
+    Lead,
+    /// Election chose `leader`; this server follows (or observes, if it is an observer).
+    Follow {
+        leader: ServerId,
+    },
+    Message {
+        from: ServerId,
+        msg: Msg,
+    },
+    /// The connection to `peer` broke (only the connection current when it broke).
+    Disconnected {
+        peer: ServerId,
+    },
+    Tick,
+    /// Every log write with id <= `write` is durable (log writes complete in order).
+    Durable {
+        write: u64,
+    },
+    EpochPersisted {
+        kind: EpochKind,
+        epoch: u32,
+    },
+    /// A batch of client writes; on a follower they are forwarded to the leader.
+    ClientWrite(Vec<Bytes>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        to: ServerId,
+        msg: Msg,
+    },
+    /// Log writes, to be carried out in `write` order; completion is `Durable`.
+    Append {
+        write: u64,
+        txns: Vec<Txn>,
+    },
+    Truncate {
+        write: u64,
+        to: Zxid,
+    },
+    InstallSnapshot {
+        write: u64,
+        zxid: Zxid,
+        data: Bytes,
+    },
+    /// Write an epoch file (write, sync, rename); completion is `EpochPersisted`.
+    PersistEpoch {
+        kind: EpochKind,
+        epoch: u32,
+    },
+    /// Apply this txn: emitted once per incarnation per txn, in zxid order.
+    Committed {
+        zxid: Zxid,
+        payload: Bytes,
+    },
+    /// This leader has a quorum synced to its history for `epoch` and takes writes.
+    Established {
+        epoch: u32,
+    },
+    /// This learner is synced with `leader` and may serve clients.
+    UpToDate {
+        leader: ServerId,
+        epoch: u32,
+    },
+    /// Back to election: the driver starts `election` with `Peer::vote_basis` and closes
+    /// this server's quorum connections.
+    Looking {
+        reason: &'static str,
+    },
+    /// A client write that this server cannot take now (not leading, not synced, full).
+    Rejected {
+        payload: Bytes,
+    },
+    /// A peer broke the protocol; this server went back to LOOKING. Always a bug.
+    ProtocolError {
+        from: ServerId,
+        what: String,
+    },
+}
+
+/// The in-memory log and its durability.
+#[derive(Clone, Debug)]
+struct Log {
+    base: Zxid,
+    snapshot: Bytes,
+    entries: Vec<Txn>,
+    issued: u64,
+    durable_write: u64,
+    /// Issued, not yet durable writes: (write id, last zxid of the log after it).
+    pending: VecDeque<(u64, Zxid)>,
+    /// Every entry of the current log at or below this zxid is durable.
+    durable_zxid: Zxid,
+}
+
+impl Log {
+    fn last(&self) -> Zxid {
+        self.entries.last().map_or(self.base, |t| t.zxid)
+    }
+
+    fn contains(&self, zxid: Zxid) -> bool {
+        zxid == self.base || self.entries.binary_search_by_key(&zxid, |t| t.zxid).is_ok()
+    }
+
+    /// Index of the first entry with a zxid above `zxid`.
+    fn after(&self, zxid: Zxid) -> usize {
+        self.entries.partition_point(|t| t.zxid <= zxid)
+    }
+
+    fn append(&mut self, txns: Vec<Txn>, out: &mut Vec<Action>) {
+        if txns.is_empty() {
+            return;
+        }
+        let mut prev = self.last();
+        for t in &txns {
+            assert!(
+                t.zxid > prev,
+                "append out of order: {:#x} after {:#x}",
+                t.zxid,
+                prev
+            );
+            prev = t.zxid;
+        }
+        self.entries.extend(txns.iter().cloned());
+        self.issued += 1;
+        self.pending.push_back((self.issued, self.last()));
+        out.push(Action::Append {
+            write: self.issued,
+            txns,
+        });
+    }
+
+    fn truncate(&mut self, to: Zxid, out: &mut Vec<Action>) {
+        assert!(to >= self.base, "truncate below the snapshot");
+        let keep = self.after(to);
+        self.entries.truncate(keep);
+        // Writes still in flight may complete with entries that are now cut away; what
+        // they make durable is only what survives the cut.
+        for p in self.pending.iter_mut() {
+            p.1 = p.1.min(to);
+        }
+        self.durable_zxid = self.durable_zxid.min(to);
+        self.issued += 1;
+        self.pending.push_back((self.issued, self.last()));
+        out.push(Action::Truncate {
+            write: self.issued,
+            to,
+        });
+    }
+
+    fn install_snapshot(&mut self, zxid: Zxid, data: Bytes, out: &mut Vec<Action>) {
+        self.entries.clear();
+        self.base = zxid;
+        self.snapshot = data.clone();
+        for p in self.pending.iter_mut() {
+            p.1 = 0;
+        }
+        self.durable_zxid = 0;
+        self.issued += 1;
+        self.pending.push_back((self.issued, zxid));
+        out.push(Action::InstallSnapshot {
+            write: self.issued,
+            zxid,
+            data,
+        });
+    }
+
+    fn on_durable(&mut self, write: u64) {
+        while let Some(&(w, z)) = self.pending.front() {
+            if w > write {
+                break;
+            }
+            self.pending.pop_front();
+            self.durable_write = w;
+            self.durable_zxid = z;
+        }
+    }
+}
+
+/// Where a learner stands, seen from the leader. Order matters: later stages compare
+/// greater.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Info,
+    LeaderInfoSent,
+    AckedEpoch,
+    NewLeaderSent,
+    Synced,
+    UpToDate,
+}
+
+#[derive(Clone, Debug)]
+struct Learner {
+    observer: bool,
+    stage: Stage,
+    accepted_epoch: u32,
+    last_zxid: Zxid,
+    /// The last zxid of the history this learner was sent in its sync.
+    sync_last: Zxid,
+    acked: Zxid,
+    last_heard: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum LeaderPhase {
+    Discovery,
+    AwaitAcceptedPersist,
+    AwaitEpochAcks,
+    AwaitCurrentPersist,
+    Syncing,
+    Established,
+}
+
+#[derive(Clone, Debug)]
+struct Leader {
+    phase: LeaderPhase,
+    epoch: u32,
+    started: u64,
+    learners: BTreeMap<ServerId, Learner>,
+    /// The last zxid of the history this epoch starts from.
+    initial_last: Zxid,
+    next_counter: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FStage {
+    AwaitLeaderInfo,
+    AwaitAcceptPersist,
+    AwaitSync,
+    AwaitNewLeader,
+    AwaitNewLeaderDurable,
+    Synced,
+    UpToDate,
+}
+
+#[derive(Clone, Debug)]
+struct Follower {
+    leader: ServerId,
+    observer: bool,
+    stage: FStage,
+    epoch: u32,
+    last_heard: u64,
+    sync_write: u64,
+    ack_sent: Zxid,
+    info_sent: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Role {
+    Looking,
+    Leading(Leader),
+    Following(Follower),
+}
+
+/// One server's ZAB state. Owned by the replication loop; single-threaded.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    cfg: Config,
+    accepted_epoch: u32,
+    current_epoch: u32,
+    log: Log,
+    commit: Zxid,
+    now: u64,
+    role: Role,
+}
+
+impl Peer {
+    /// A peer in LOOKING state over what the disk held. Everything recovered counts as
+    /// durable; nothing after the snapshot counts as committed until a leader says so.
+    pub fn new(cfg: Config, persisted: Persisted) -> Peer {
+        assert!(cfg.ensemble.is_member(cfg.my_id));
+        assert!(cfg.sync_limit >= 1 && cfg.init_limit >= cfg.sync_limit);
+        assert!(persisted.accepted_epoch >= persisted.current_epoch);
+        let (base, snapshot) = persisted.snapshot.unwrap_or((0, Bytes::new()));
+        let log = Log {
+            base,
+            snapshot,
+            entries: persisted.log,
+            issued: 0,
+            durable_write: 0,
+            pending: VecDeque::new(),
+            durable_zxid: 0,
+        };
+        let mut prev = base;
+        for t in &log.entries {
+            assert!(t.zxid > prev, "recovered log out of order");
+            prev = t.zxid;
+        }
+        let durable_zxid = log.last();
+        Peer {
+            cfg,
+            accepted_epoch: persisted.accepted_epoch,
+            current_epoch: persisted.current_epoch,
+            log: Log {
+                durable_zxid,
+                ..log
+            },
+            commit: base,
+            now: 0,
+            role: Role::Looking,
+        }
+    }
+
+    /// (current epoch, last zxid): what this server stands on in an election and in
+    /// ACKEPOCH.
+    ///
+    /// A follower logs proposals of a new epoch while its current-epoch write may still
+    /// be in flight (and a crash can keep the log but lose that write), so the log can
+    /// be ahead of the epoch file. A proposal of epoch `e` exists only once `e` was
+    /// established by a quorum, so the log's own epoch is as good a witness as the file.
+    pub fn vote_basis(&self) -> (u32, Zxid) {
+        let last = self.log.last();
+        (self.current_epoch.max(epoch_of(last)), last)
+    }
+
+    pub fn my_id(&self) -> ServerId {
+        self.cfg.my_id
+    }
+
+    pub fn last_zxid(&self) -> Zxid {
+        self.log.last()
+    }
+
+    pub fn commit_zxid(&self) -> Zxid {
+        self.commit
+    }
+
+    pub fn accepted_epoch(&self) -> u32 {
+        self.accepted_epoch
+    }
+
+    pub fn current_epoch(&self) -> u32 {
+        self.current_epoch
+    }
+
+    /// The in-memory log after the snapshot base (for checks and tests).
+    pub fn log(&self) -> &[Txn] {
+        &self.log.entries
+    }
+
+    pub fn is_looking(&self) -> bool {
+        matches!(self.role, Role::Looking)
+    }
+
+    /// The epoch this server leads with a quorum, if it does.
+    pub fn established_epoch(&self) -> Option<u32> {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established => Some(l.epoch),
+            _ => None,
+        }
+    }
+
+    /// The leader this learner is synced with, if it is.
+    pub fn up_to_date_with(&self) -> Option<ServerId> {
+        match &self.role {
+            Role::Following(f) if f.stage == FStage::UpToDate => Some(f.leader),
+            _ => None,
+        }
+    }
+
+    pub fn step(&mut self, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Lead => self.on_lead(&mut out),
+            Event::Follow { leader } => self.on_follow(leader, &mut out),
+            Event::Message { from, msg } => match self.role {
+                Role::Leading(_) => self.leader_message(from, msg, &mut out),
+                Role::Following(_) => self.follower_message(from, msg, &mut out),
+                Role::Looking => {}
+            },
+            Event::Disconnected { peer } => match &mut self.role {
+                Role::Leading(l) => {
+                    l.learners.remove(&peer);
+                }
+                Role::Following(f) if f.leader == peer => {
+                    self.go_looking("leader connection lost", &mut out)
+                }
+                _ => {}
+            },
+            Event::Tick => self.on_tick(&mut out),
+            Event::Durable { write } => {
+                self.log.on_durable(write);
+                self.progress(&mut out);
+            }
+            Event::EpochPersisted { kind, epoch } => {
+                match kind {
+                    EpochKind::Accepted => self.accepted_epoch = self.accepted_epoch.max(epoch),
+                    EpochKind::Current => self.current_epoch = self.current_epoch.max(epoch),
+                }
+                self.progress(&mut out);
+            }
+            Event::ClientWrite(payloads) => self.client_writes(payloads, &mut out),
+        }
+        out
+    }
+
+    fn go_looking(&mut self, reason: &'static str, out: &mut Vec<Action>) {
+        self.role = Role::Looking;
+        out.push(Action::Looking { reason });
+    }
+
+    fn protocol_error(&mut self, from: ServerId, what: String, out: &mut Vec<Action>) {
+        out.push(Action::ProtocolError { from, what });
+        self.go_looking("protocol error", out);
+    }
+
+    fn commit_to(&mut self, through: Zxid, out: &mut Vec<Action>) {
+        if through <= self.commit {
+            return;
+        }
+        assert!(
+            through <= self.log.last(),
+            "commit {through:#x} beyond log {:#x}",
+            self.log.last()
+        );
+        let from = self.log.after(self.commit);
+        let to = self.log.after(through);
+        for t in &self.log.entries[from..to] {
+            out.push(Action::Committed {
+                zxid: t.zxid,
+                payload: t.payload.clone(),
+            });
+        }
+        self.commit = through;
+    }
+
+    /// Re-evaluates the waits that completions (durable, persisted) may have released.
+    fn progress(&mut self, out: &mut Vec<Action>) {
+        match self.role {
+            Role::Leading(_) => {
+                self.advance_leader(out);
+                self.try_commit(out);
+            }
+            Role::Following(_) => {
+                self.follower_after_persist(out);
+                self.try_ack_newleader(out);
+                self.try_ack(out);
+            }
+            Role::Looking => {}
+        }
+    }
+
+    // ---- leader ----
+
+    fn on_lead(&mut self, out: &mut Vec<Action>) {
+        if !self.cfg.ensemble.is_voter(self.cfg.my_id) {
+            return;
+        }
+        self.role = Role::Leading(Leader {
+            phase: LeaderPhase::Discovery,
+            epoch: 0,
+            started: self.now,
+            learners: BTreeMap::new(),
+            initial_last: 0,
+            next_counter: 0,
+        });
+        self.advance_leader(out);
+    }
+
+    fn leader(&mut self) -> &mut Leader {
+        match &mut self.role {
+            Role::Leading(l) => l,
+            _ => unreachable!("not leading"),
+        }
+    }
+
+    fn advance_leader(&mut self, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        if l.phase == LeaderPhase::Discovery {
+            let ids = l.learners.keys().copied().chain([me]);
+            if is_quorum(&self.cfg.ensemble, ids) {
+                let max_accepted = l
+                    .learners
+                    .values()
+                    .map(|x| x.accepted_epoch)
+                    .max()
+                    .unwrap_or(0);
+                l.epoch = self.accepted_epoch.max(max_accepted) + 1;
+                l.phase = LeaderPhase::AwaitAcceptedPersist;
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Accepted,
+                    epoch: l.epoch,
+                });
+            }
+        }
+        if l.phase == LeaderPhase::AwaitAcceptedPersist && self.accepted_epoch >= l.epoch {
+            if self.accepted_epoch > l.epoch {
+                // Another leader's epoch got persisted meanwhile: ours is stale.
+                self.go_looking("accepted a newer epoch", out);
+                return;
+            }
+            l.phase = LeaderPhase::AwaitEpochAcks;
+        }
+        if l.phase >= LeaderPhase::AwaitEpochAcks {
+            for (&id, x) in l.learners.iter_mut() {
+                if x.stage == Stage::Info {
+                    x.stage = Stage::LeaderInfoSent;
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::LeaderInfo { new_epoch: l.epoch },
+                    });
+                }
+            }
+        }
+        if l.phase == LeaderPhase::AwaitEpochAcks {
+            let acked = l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage >= Stage::AckedEpoch)
+                .map(|(id, _)| *id);
+            if is_quorum(&self.cfg.ensemble, acked.chain([me])) {
+                l.phase = LeaderPhase::AwaitCurrentPersist;
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Current,
+                    epoch: l.epoch,
+                });
+            }
+        }
+        if l.phase == LeaderPhase::AwaitCurrentPersist && self.current_epoch >= l.epoch {
+            l.phase = LeaderPhase::Syncing;
+            l.initial_last = self.log.last();
+        }
+        if l.phase >= LeaderPhase::Syncing {
+            let established = l.phase == LeaderPhase::Established;
+            let ready: Vec<ServerId> = l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage == Stage::AckedEpoch && (!x.observer || established))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ready {
+                self.sync_learner(id, out);
+            }
+        }
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        if l.phase == LeaderPhase::Syncing {
+            let self_ready =
+                self.log.durable_zxid >= l.initial_last && self.current_epoch == l.epoch;
+            let synced = l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
+                .map(|(id, _)| *id);
+            if self_ready && is_quorum(&self.cfg.ensemble, synced.chain([me])) {
+                self.establish(out);
+            }
+        }
+    }
+
+    fn establish(&mut self, out: &mut Vec<Action>) {
+        let l = self.leader();
+        l.phase = LeaderPhase::Established;
+        let (epoch, initial_last) = (l.epoch, l.initial_last);
+        out.push(Action::Established { epoch });
+        // The whole initial history is on a quorum's disks now, so it is committed.
+        self.commit_to(initial_last, out);
+        let commit = self.commit;
+        let l = self.leader();
+        for (&id, x) in l.learners.iter_mut() {
+            if x.stage == Stage::Synced {
+                if !x.observer {
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::Commit { through: commit },
+                    });
+                }
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::UpToDate,
+                });
+                x.stage = Stage::UpToDate;
+            }
+        }
+        // Observers waited for establishment so that they are only sent committed txns.
+        self.advance_leader(out);
+    }
+
+    /// DIFF, TRUNC or SNAP from the learner's last zxid, then NEWLEADER.
+    fn sync_learner(&mut self, id: ServerId, out: &mut Vec<Action>) {
+        let commit = self.commit;
+        let log = &self.log;
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        let x = l.learners.get_mut(&id).expect("learner");
+        // Observers are sent only committed txns; later ones reach them as INFORM.
+        let cap = if x.observer { commit } else { log.last() };
+        let f = x.last_zxid;
+        let (mode, from) = if f < log.base {
+            (
+                SyncMode::Snap {
+                    zxid: log.base,
+                    data: log.snapshot.clone(),
+                },
+                log.base,
+            )
+        } else if f <= cap && log.contains(f) {
+            // Logs match up to a shared zxid (one proposer per epoch, in-order links).
+            (SyncMode::Diff, f)
+        } else {
+            // The learner has txns we lack: cut back to our last zxid below its own.
+            let below = log.entries[..log.after(f.min(cap))]
+                .iter()
+                .rev()
+                .find(|t| t.zxid < f)
+                .map(|t| t.zxid);
+            let to = below.unwrap_or(log.base);
+            (SyncMode::Trunc { to }, to)
+        };
+        let txns = log.entries[log.after(from)..log.after(cap)].to_vec();
+        x.stage = Stage::NewLeaderSent;
+        x.sync_last = cap;
+        out.push(Action::Send {
+            to: id,
+            msg: Msg::Sync {
+                mode,
+                txns,
+                commit_through: commit.min(cap),
+            },
+        });
+        out.push(Action::Send {
+            to: id,
+            msg: Msg::NewLeader { epoch: l.epoch },
+        });
+    }
+
+    fn leader_message(&mut self, from: ServerId, msg: Msg, out: &mut Vec<Action>) {
+        let now = self.now;
+        let (current_epoch, last) = self.vote_basis();
+        let ensemble = self.cfg.ensemble.clone();
+        let me = self.cfg.my_id;
+        let l = self.leader();
+        if let Msg::FollowerInfo {
+            accepted_epoch,
+            last_zxid,
+            observer,
+        } = msg
+        {
+            if observer == ensemble.is_voter(from) || !ensemble.is_member(from) || from == me {
+                return;
+            }
+            // A FOLLOWERINFO opens a new connection: whatever we knew of it is gone.
+            l.learners.insert(
+                from,
+                Learner {
+                    observer,
+                    stage: Stage::Info,
+                    accepted_epoch,
+                    last_zxid,
+                    sync_last: 0,
+                    acked: 0,
+                    last_heard: now,
+                },
+            );
+            self.advance_leader(out);
+            return;
+        }
+        let epoch = l.epoch;
+        let Some(x) = l.learners.get_mut(&from) else {
+            return;
+        };
+        x.last_heard = now;
+        match msg {
+            Msg::AckEpoch {
+                current_epoch: theirs,
+                last_zxid,
+            } if x.stage == Stage::LeaderInfoSent => {
+                if theirs > current_epoch || (theirs == current_epoch && last_zxid > last) {
+                    // The election picked us over a server with more history: step down
+                    // so the next round can pick it (ZooKeeper's waitForEpochAck check).
+                    self.go_looking("a follower is ahead", out);
+                    return;
+                }
+                x.stage = Stage::AckedEpoch;
+                x.last_zxid = last_zxid;
+                self.advance_leader(out);
+            }
+            Msg::AckNewLeader { epoch: e } if x.stage == Stage::NewLeaderSent && e == epoch => {
+                x.stage = Stage::Synced;
+                x.acked = x.acked.max(x.sync_last);
+                if self.established_epoch().is_some() {
+                    let commit = self.commit;
+                    let l = self.leader();
+                    let x = l.learners.get_mut(&from).expect("learner");
+                    if !x.observer {
+                        out.push(Action::Send {
+                            to: from,
+                            msg: Msg::Commit { through: commit },
+                        });
+                    }
+                    out.push(Action::Send {
+                        to: from,
+                        msg: Msg::UpToDate,
+                    });
+                    x.stage = Stage::UpToDate;
+                    self.try_commit(out);
+                } else {
+                    self.advance_leader(out);
+                }
+            }
+            Msg::Ack { zxid } if x.stage >= Stage::Synced && !x.observer => {
+                if zxid > last {
+                    self.protocol_error(
+                        from,
+                        format!("ACK {zxid:#x} beyond leader log {last:#x}"),
+                        out,
+                    );
+                    return;
+                }
+                x.acked = x.acked.max(zxid);
+                self.try_commit(out);
+            }
+            Msg::Request { payload } => self.client_writes(vec![payload], out),
+            Msg::Ping => {}
+            _ => {}
+        }
+    }
+
+    fn try_commit(&mut self, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        let own = self.log.durable_zxid;
+        let Role::Leading(l) = &self.role else { return };
+        if l.phase != LeaderPhase::Established {
+            return;
+        }
+        let acks = l
+            .learners
+            .iter()
+            .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
+            .map(|(id, x)| (*id, x.acked))
+            .chain([(me, own)]);
+        let q = quorum_zxid(&self.cfg.ensemble, acks);
+        if q <= self.commit {
+            return;
+        }
+        let first = self.log.after(self.commit);
+        self.commit_to(q, out);
+        let newly: Vec<Txn> = self.log.entries[first..self.log.after(q)].to_vec();
+        let Role::Leading(l) = &self.role else { return };
+        for (&id, x) in &l.learners {
+            if x.stage < Stage::NewLeaderSent {
+                continue;
+            }
+            let msg = if x.observer {
+                Msg::Inform {
+                    txns: newly.clone(),
+                }
+            } else {
+                Msg::Commit { through: q }
+            };
+            out.push(Action::Send { to: id, msg });
+        }
+    }
+
+    fn client_writes(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established => {}
+            Role::Following(f) if f.stage == FStage::UpToDate => {
+                let leader = f.leader;
+                for payload in payloads {
+                    out.push(Action::Send {
+                        to: leader,
+                        msg: Msg::Request { payload },
+                    });
+                }
+                return;
+            }
+            _ => {
+                out.extend(
+                    payloads
+                        .into_iter()
+                        .map(|payload| Action::Rejected { payload }),
+                );
+                return;
+            }
+        }
+        let inflight = self.log.entries.len() - self.log.after(self.commit);
+        let room = self.cfg.max_inflight.saturating_sub(inflight);
+        let epoch = self.leader().epoch;
+        let mut txns = Vec::new();
+        for (i, payload) in payloads.into_iter().enumerate() {
+            let l = self.leader();
+            if i >= room || l.next_counter == u32::MAX {
+                out.push(Action::Rejected { payload });
+                continue;
+            }
+            l.next_counter += 1;
+            txns.push(Txn {
+                zxid: make_zxid(epoch, l.next_counter),
+                payload,
+            });
+        }
+        if txns.is_empty() {
+            return;
+        }
+        // One log write and one PROPOSAL per follower for the whole batch.
+        self.log.append(txns.clone(), out);
+        let Role::Leading(l) = &self.role else { return };
+        for (&id, x) in &l.learners {
+            if x.stage >= Stage::NewLeaderSent && !x.observer {
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::Propose { txns: txns.clone() },
+                });
+            }
+        }
+    }
+
+    // ---- learner ----
+
+    fn on_follow(&mut self, leader: ServerId, out: &mut Vec<Action>) {
+        if leader == self.cfg.my_id || !self.cfg.ensemble.is_voter(leader) {
+            return;
+        }
+        let observer = !self.cfg.ensemble.is_voter(self.cfg.my_id);
+        self.role = Role::Following(Follower {
+            leader,
+            observer,
+            stage: FStage::AwaitLeaderInfo,
+            epoch: 0,
+            last_heard: self.now,
+            sync_write: 0,
+            ack_sent: 0,
+            info_sent: self.now,
+        });
+        self.send_follower_info(out);
+    }
+
+    fn send_follower_info(&mut self, out: &mut Vec<Action>) {
+        let (accepted_epoch, last_zxid, now) = (self.accepted_epoch, self.log.last(), self.now);
+        let f = self.follower();
+        f.info_sent = now;
+        let msg = Msg::FollowerInfo {
+            accepted_epoch,
+            last_zxid,
+            observer: f.observer,
+        };
+        out.push(Action::Send { to: f.leader, msg });
+    }
+
+    fn follower(&mut self) -> &mut Follower {
+        match &mut self.role {
+            Role::Following(f) => f,
+            _ => unreachable!("not following"),
+        }
+    }
+
+    fn follower_message(&mut self, from: ServerId, msg: Msg, out: &mut Vec<Action>) {
+        let now = self.now;
+        let broken = self.cfg.broken;
+        let accepted = self.accepted_epoch;
+        let f = self.follower();
+        if from != f.leader {
+            return;
+        }
+        f.last_heard = now;
+        let (leader, stage) = (f.leader, f.stage);
+        match msg {
+            Msg::Ping => out.push(Action::Send {
+                to: leader,
+                msg: Msg::Ping,
+            }),
+            Msg::LeaderInfo { new_epoch } if stage == FStage::AwaitLeaderInfo => {
+                f.epoch = new_epoch;
+                if new_epoch < accepted {
+                    self.go_looking("leader proposes an epoch below the accepted one", out);
+                } else if new_epoch == accepted || broken.ackepoch_before_persist {
+                    if new_epoch > accepted {
+                        out.push(Action::PersistEpoch {
+                            kind: EpochKind::Accepted,
+                            epoch: new_epoch,
+                        });
+                    }
+                    f.stage = FStage::AwaitSync;
+                    let (current_epoch, last_zxid) = self.vote_basis();
+                    out.push(Action::Send {
+                        to: leader,
+                        msg: Msg::AckEpoch {
+                            current_epoch,
+                            last_zxid,
+                        },
+                    });
+                } else {
+                    f.stage = FStage::AwaitAcceptPersist;
+                    out.push(Action::PersistEpoch {
+                        kind: EpochKind::Accepted,
+                        epoch: new_epoch,
+                    });
+                }
+            }
+            Msg::Sync {
+                mode,
+                txns,
+                commit_through,
+            } if stage == FStage::AwaitSync => {
+                self.apply_sync(from, mode, txns, commit_through, out);
+            }
+            Msg::NewLeader { epoch } if stage == FStage::AwaitNewLeader => {
+                if epoch != f.epoch {
+                    let what = format!("NEWLEADER {epoch} after LEADERINFO {}", f.epoch);
+                    self.protocol_error(from, what, out);
+                    return;
+                }
+                f.stage = FStage::AwaitNewLeaderDurable;
+                if self.current_epoch < epoch {
+                    out.push(Action::PersistEpoch {
+                        kind: EpochKind::Current,
+                        epoch,
+                    });
+                }
+                self.try_ack_newleader(out);
+            }
+            Msg::Propose { txns } if stage >= FStage::AwaitNewLeaderDurable && !f.observer => {
+                if txns.first().is_some_and(|t| t.zxid <= self.log.last()) {
+                    self.protocol_error(from, "PROPOSAL not after the log".into(), out);
+                    return;
+                }
+                self.log.append(txns, out);
+                self.try_ack(out);
+            }
+            Msg::Commit { through } if stage >= FStage::AwaitNewLeader && !f.observer => {
+                if through > self.log.last() {
+                    self.protocol_error(from, format!("COMMIT {through:#x} beyond log"), out);
+                    return;
+                }
+                self.commit_to(through, out);
+            }
+            Msg::Inform { txns } if stage >= FStage::AwaitNewLeader && f.observer => {
+                let fresh: Vec<Txn> = txns
+                    .into_iter()
+                    .filter(|t| t.zxid > self.log.last())
+                    .collect();
+                self.log.append(fresh, out);
+                let last = self.log.last();
+                self.commit_to(last, out);
+            }
+            Msg::UpToDate if stage == FStage::Synced => {
+                f.stage = FStage::UpToDate;
+                let epoch = f.epoch;
+                out.push(Action::UpToDate { leader, epoch });
+            }
+            // Elections can disagree for a while (two servers each following the
+            // other); a learner refuses connections, and initLimit ends the standoff.
+            Msg::FollowerInfo { .. } => {}
+            other => {
+                if !matches!(other, Msg::Ping) {
+                    self.protocol_error(
+                        from,
+                        format!("unexpected {} in {stage:?}", other.name()),
+                        out,
+                    );
+                }
+            }
+        }
+    }
+
+    fn apply_sync(
+        &mut self,
+        from: ServerId,
+        mode: SyncMode,
+        txns: Vec<Txn>,
+        commit_through: Zxid,
+        out: &mut Vec<Action>,
+    ) {
+        match mode {
+            SyncMode::Diff => {}
+            SyncMode::Trunc { to } => {
+                if to < self.commit {
+                    // Never cut away what this server has applied as committed.
+                    let what = format!("TRUNC to {to:#x} below commit {:#x}", self.commit);
+                    self.protocol_error(from, what, out);
+                    return;
+                }
+                self.log.truncate(to, out);
+            }
+            SyncMode::Snap { zxid, data } => {
+                if zxid < self.commit {
+                    self.protocol_error(from, format!("SNAP at {zxid:#x} below commit"), out);
+                    return;
+                }
+                self.log.install_snapshot(zxid, data, out);
+                // The snapshot replaces the applied state; the driver loads it as applied.
+                self.commit = zxid;
+            }
+        }
+        if txns.first().is_some_and(|t| t.zxid <= self.log.last()) {
+            self.protocol_error(from, "sync txns not after the log".into(), out);
+            return;
+        }
+        self.log.append(txns, out);
+        let sync_write = self.log.issued;
+        let through = commit_through.min(self.log.last());
+        self.commit_to(through, out);
+        let f = self.follower();
+        f.sync_write = sync_write;
+        f.stage = FStage::AwaitNewLeader;
+    }
+
+    fn follower_after_persist(&mut self, out: &mut Vec<Action>) {
+        let accepted = self.accepted_epoch;
+        let (current_epoch, last_zxid) = self.vote_basis();
+        let f = self.follower();
+        if f.stage == FStage::AwaitAcceptPersist && accepted >= f.epoch {
+            f.stage = FStage::AwaitSync;
+            let leader = f.leader;
+            out.push(Action::Send {
+                to: leader,
+                msg: Msg::AckEpoch {
+                    current_epoch,
+                    last_zxid,
+                },
+            });
+        }
+    }
+
+    fn try_ack_newleader(&mut self, out: &mut Vec<Action>) {
+        let durable = self.log.durable_write;
+        let current = self.current_epoch;
+        let broken = self.cfg.broken.ack_before_durable;
+        let f = self.follower();
+        if f.stage != FStage::AwaitNewLeaderDurable || current < f.epoch {
+            return;
+        }
+        if durable < f.sync_write && !broken {
+            return;
+        }
+        f.stage = FStage::Synced;
+        let (leader, epoch) = (f.leader, f.epoch);
+        out.push(Action::Send {
+            to: leader,
+            msg: Msg::AckNewLeader { epoch },
+        });
+        self.try_ack(out);
+    }
+
+    fn try_ack(&mut self, out: &mut Vec<Action>) {
+        let z = if self.cfg.broken.ack_before_durable {
+            self.log.last()
+        } else {
+            self.log.durable_zxid
+        };
+        let f = self.follower();
+        if f.observer || f.stage < FStage::Synced || z <= f.ack_sent {
+            return;
+        }
+        f.ack_sent = z;
+        let leader = f.leader;
+        out.push(Action::Send {
+            to: leader,
+            msg: Msg::Ack { zxid: z },
+        });
+    }
+
+    // ---- time ----
+
+    fn on_tick(&mut self, out: &mut Vec<Action>) {
+        self.now += 1;
+        let now = self.now;
+        let (init, sync) = (self.cfg.init_limit, self.cfg.sync_limit);
+        match &mut self.role {
+            Role::Looking => {}
+            Role::Following(f) => {
+                let limit = if f.stage == FStage::UpToDate {
+                    sync
+                } else {
+                    init
+                };
+                if now - f.last_heard > limit {
+                    self.go_looking("leader silent", out);
+                } else if f.stage == FStage::AwaitLeaderInfo
+                    && now - f.info_sent >= FOLLOWER_INFO_RETRY_TICKS
+                {
+                    // The leader may have dropped the first connection because it had not
+                    // finished its own election yet: connect again, as ZooKeeper's learner
+                    // retries connectToLeader.
+                    self.send_follower_info(out);
+                }
+            }
+            Role::Leading(l) => {
+                let established = l.phase == LeaderPhase::Established;
+                if !established && now - l.started > init {
+                    self.go_looking("not established within initLimit", out);
+                    return;
+                }
+                l.learners.retain(|_, x| {
+                    let limit = if established && x.stage == Stage::UpToDate {
+                        sync
+                    } else {
+                        init
+                    };
+                    now - x.last_heard <= limit
+                });
+                for &id in l.learners.keys() {
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::Ping,
+                    });
+                }
+                if established {
+                    let live = l
+                        .learners
+                        .iter()
+                        .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
+                        .map(|(id, _)| *id);
+                    if !is_quorum(&self.cfg.ensemble, live.chain([self.cfg.my_id])) {
+                        self.go_looking("lost a quorum of followers", out);
+                    }
+                }
+            }
+        }
+    }
+}

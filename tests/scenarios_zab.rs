@@ -1,0 +1,133 @@
+//! Replication scenarios as text (STYLE.md, "Scenarios as text"). Each file in
+//! `tests/zab_scenarios/` is a script: a line `> command` runs a step on a fault-free
+//! simulated ensemble, and the lines under it are the trace that step must produce.
+//! When behaviour changes on purpose, regenerate with `UPDATE_SCENARIOS=1 cargo test
+//! --test scenarios_zab` and review the diff.
+//!
+//! Commands: `cluster voters=N [observers=M] [seed=S]`, `start`, `run TIME`,
+//! `write SERVER COUNT`, `crash SERVER`, `restart SERVER`, `isolate SERVER`, `heal`,
+//! `state`, `converged`. Servers are numbered from 1; time is in simulated units
+//! (`zab_sim::TICK` per tick). Election datagrams are left out of the trace for brevity.
+
+mod zab_sim;
+
+use std::path::Path;
+use zab_sim::{Options, Sim};
+
+fn run_script(text: &str) -> String {
+    let mut out = String::new();
+    let mut sim: Option<Sim> = None;
+    for line in text.lines() {
+        let Some(cmd) = line.strip_prefix("> ") else {
+            if line.starts_with('#') || line.is_empty() && out.is_empty() {
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        };
+        out.push_str(line);
+        out.push('\n');
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let arg = |k: usize| -> usize {
+            words
+                .get(k)
+                .and_then(|w| w.parse().ok())
+                .expect("numeric argument")
+        };
+        if words[0] == "cluster" {
+            let mut o = Options::new(1, 3);
+            for w in &words[1..] {
+                let (k, v) = w.split_once('=').expect("key=value");
+                let v: u64 = v.parse().expect("number");
+                match k {
+                    "voters" => o.voters = v as usize,
+                    "observers" => o.observers = v as usize,
+                    "seed" => o.seed = v,
+                    _ => panic!("unknown cluster option {k}"),
+                }
+            }
+            o.faults = false;
+            o.writes = false;
+            o.trace = true;
+            sim = Some(Sim::new(o));
+            continue;
+        }
+        let s = sim.as_mut().expect("`cluster` first");
+        let before = s.trace.len();
+        let result = match words[0] {
+            "start" => s.start_all(),
+            "run" => s.run_for(arg(1) as u64),
+            "write" => s.write(arg(1) - 1, arg(2)),
+            "crash" => {
+                s.crash(arg(1) - 1);
+                Ok(())
+            }
+            "restart" => s.start(arg(1) - 1),
+            "isolate" => {
+                s.isolate(arg(1) - 1);
+                Ok(())
+            }
+            "heal" => {
+                s.heal();
+                Ok(())
+            }
+            "state" => {
+                for l in s.summary() {
+                    out.push_str(&l);
+                    out.push('\n');
+                }
+                Ok(())
+            }
+            "converged" => {
+                out.push_str(&format!("converged: {}\n", s.converged()));
+                Ok(())
+            }
+            other => panic!("unknown command {other}"),
+        };
+        for l in &s.trace[before..] {
+            if !l.contains(" <- n") {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        if let Err(e) = result {
+            out.push_str(&format!("INVARIANT VIOLATED: {e}\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn scenarios() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zab_scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("scenario dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let update = std::env::var_os("UPDATE_SCENARIOS").is_some();
+    let mut failed = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read scenario");
+        let got = run_script(&text);
+        assert!(
+            !got.contains("INVARIANT VIOLATED"),
+            "{}:\n{got}",
+            f.display()
+        );
+        if update {
+            std::fs::write(&f, &got).expect("write scenario");
+        } else if got != text {
+            failed.push(format!(
+                "--- {} expected\n{text}\n+++ got\n{got}",
+                f.display()
+            ));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "scenario traces differ (UPDATE_SCENARIOS=1 to accept):\n{}",
+        failed.join("\n")
+    );
+}

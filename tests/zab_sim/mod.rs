@@ -1,0 +1,994 @@
+//! A deterministic simulator for the replication core: whole ensembles in one thread
+//! over a seeded network, disk and clock, with invariants checked after every step.
+//!
+//! Owns: the fault model and the oracle. Must not: use threads, real time or I/O, or
+//! iterate anything in an order that is not a function of the seed (BTreeMap only).
+//!
+//! The model, and why:
+//! - Quorum links are TCP: in order per connection, never duplicated. Faults break a
+//!   connection (everything in flight on it is lost); a `FollowerInfo` opens the next
+//!   one. Each end may or may not be told (`Disconnected`), so timeouts get exercised.
+//! - Election notifications are delivered with random delay (so reordered), lost and
+//!   duplicated: ZooKeeper's election layer re-sends over fresh connections.
+//! - Each disk completes log writes and epoch writes in order after a delay; a crash
+//!   loses every write that has not completed (unsynced data).
+//! - Time advances only by events; servers tick every `TICK` units.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use ringkeeper::zab::election::{self, Election, Notification, Timing};
+use ringkeeper::zab::msg::Msg;
+use ringkeeper::zab::peer::{self, Action, Broken, EpochKind, Peer, Persisted};
+use ringkeeper::zab::{Ensemble, ServerId, Txn, Zxid};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Simulated time units per server tick.
+pub const TICK: u64 = 10;
+
+/// splitmix64: tiny, seedable and good enough to pick faults; a crate would add nothing.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.next() % 1000 < per_mille
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    pub voters: usize,
+    pub observers: usize,
+    /// Events processed while faults and writes are injected.
+    pub steps: usize,
+    /// Events allowed after healing for the ensemble to converge.
+    pub settle_steps: usize,
+    pub faults: bool,
+    pub writes: bool,
+    pub broken: Broken,
+    /// Record a full trace (slower); failures re-run the seed with it on.
+    pub trace: bool,
+}
+
+impl Options {
+    pub fn new(seed: u64, voters: usize) -> Options {
+        Options {
+            seed,
+            voters,
+            observers: 0,
+            steps: 2500,
+            settle_steps: 20_000,
+            faults: true,
+            writes: true,
+            broken: Broken::default(),
+            trace: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Tick {
+        node: usize,
+        inc: u64,
+    },
+    Net {
+        to: usize,
+        from: usize,
+        conn: u64,
+        msg: Msg,
+    },
+    Note {
+        to: usize,
+        from: usize,
+        n: Notification,
+    },
+    Disconnect {
+        node: usize,
+        peer: usize,
+        conn: u64,
+    },
+    LogDone {
+        node: usize,
+        inc: u64,
+        write: u64,
+    },
+    EpochDone {
+        node: usize,
+        inc: u64,
+    },
+    Restart {
+        node: usize,
+    },
+    Heal {
+        a: usize,
+    },
+    Write,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(Vec<Txn>),
+    Truncate(Zxid),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Disk {
+    log: Vec<Txn>,
+    accepted: u32,
+    current: u32,
+}
+
+struct Node {
+    id: ServerId,
+    up: bool,
+    inc: u64,
+    election: Election,
+    peer: Peer,
+    disk: Disk,
+    log_ops: VecDeque<(u64, Op)>,
+    epoch_ops: VecDeque<(EpochKind, u32)>,
+    log_free_at: u64,
+    epoch_free_at: u64,
+    /// Txns committed in this incarnation (they restart from the snapshot base, zero).
+    commits: usize,
+}
+
+/// The connections between two servers over time. A connection is named by its
+/// generation; each side sends on the one it last opened or accepted, so a leader keeps
+/// writing to the old socket until it reads the FOLLOWERINFO of the new one, as a real
+/// driver does.
+#[derive(Clone, Copy, Debug, Default)]
+struct Conn {
+    latest: u64,
+    /// Every generation up to this one is closed.
+    dead_upto: u64,
+    /// The generation each side (lower index first) uses.
+    side: [u64; 2],
+    last_at: [u64; 2],
+}
+
+impl Conn {
+    fn alive(&self, gen: u64) -> bool {
+        gen > self.dead_upto
+    }
+}
+
+fn side(me: usize, other: usize) -> usize {
+    usize::from(me > other)
+}
+
+/// What a run saw, for the test to report.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub events: usize,
+    pub committed: usize,
+    pub acked: usize,
+    pub crashes: usize,
+    pub elections: usize,
+    pub epochs: usize,
+    pub truncs: usize,
+    pub diffs: usize,
+}
+
+pub struct Sim {
+    pub opts: Options,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    nodes: Vec<Node>,
+    ensemble: Ensemble,
+    conns: BTreeMap<(usize, usize), Conn>,
+    cut: BTreeSet<(usize, usize)>,
+    /// The one committed history every server's commits must be a prefix of.
+    canon: Vec<(Zxid, Bytes)>,
+    canon_payloads: BTreeSet<Bytes>,
+    leaders: BTreeMap<u32, ServerId>,
+    origin: BTreeMap<u64, (usize, u64)>,
+    acked: BTreeSet<u64>,
+    next_write: u64,
+    faults_on: bool,
+    pub trace: Vec<String>,
+    pub stats: Stats,
+}
+
+fn key(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+fn decode(p: &Bytes) -> u64 {
+    u64::from_be_bytes(p[..8].try_into().expect("8-byte payload"))
+}
+
+impl Sim {
+    pub fn new(opts: Options) -> Sim {
+        let n = opts.voters + opts.observers;
+        let voters: Vec<ServerId> = (1..=opts.voters as u64).collect();
+        let observers: Vec<ServerId> = (opts.voters as u64 + 1..=n as u64).collect();
+        let ensemble = Ensemble::new(voters, observers);
+        let mut sim = Sim {
+            rng: Rng::new(opts.seed),
+            faults_on: opts.faults,
+            opts,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes: Vec::new(),
+            ensemble: ensemble.clone(),
+            conns: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            canon: Vec::new(),
+            canon_payloads: BTreeSet::new(),
+            leaders: BTreeMap::new(),
+            origin: BTreeMap::new(),
+            acked: BTreeSet::new(),
+            next_write: 1,
+            trace: Vec::new(),
+            stats: Stats::default(),
+        };
+        for i in 0..n {
+            let id = i as u64 + 1;
+            let (election, peer) = sim.fresh(id, &Disk::default());
+            sim.nodes.push(Node {
+                id,
+                up: false,
+                inc: 0,
+                election,
+                peer,
+                disk: Disk::default(),
+                log_ops: VecDeque::new(),
+                epoch_ops: VecDeque::new(),
+                log_free_at: 0,
+                epoch_free_at: 0,
+                commits: 0,
+            });
+        }
+        sim
+    }
+
+    fn fresh(&self, id: ServerId, disk: &Disk) -> (Election, Peer) {
+        let timing = Timing {
+            finalize_ticks: 2,
+            resend_ticks: 3,
+            max_resend_ticks: 24,
+        };
+        let election = Election::new(id, self.ensemble.clone(), timing);
+        let cfg = peer::Config {
+            my_id: id,
+            ensemble: self.ensemble.clone(),
+            init_limit: 10,
+            sync_limit: 5,
+            max_inflight: 64,
+            broken: self.opts.broken,
+        };
+        let persisted = Persisted {
+            accepted_epoch: disk.accepted,
+            current_epoch: disk.current,
+            snapshot: None,
+            log: disk.log.clone(),
+        };
+        (election, Peer::new(cfg, persisted))
+    }
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.opts.trace {
+            let l = format!("t={:>6} {}", self.now, line());
+            self.trace.push(l);
+        }
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((t, self.seq), ev);
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Boots server `i` (0-based) from its disk.
+    pub fn start(&mut self, i: usize) -> Result<(), String> {
+        let node = &self.nodes[i];
+        assert!(!node.up);
+        let (election, peer) = self.fresh(node.id, &node.disk);
+        let node = &mut self.nodes[i];
+        node.election = election;
+        node.peer = peer;
+        node.up = true;
+        node.inc += 1;
+        node.commits = 0;
+        let inc = node.inc;
+        for j in 0..self.nodes.len() {
+            if j != i {
+                let c = self.conns.entry(key(i, j)).or_default();
+                c.dead_upto = c.latest;
+            }
+        }
+        self.log(|| format!("n{} start", i + 1));
+        let t = self.now + 1 + (i as u64 % TICK);
+        self.at(t, Ev::Tick { node: i, inc });
+        self.begin_election(i)
+    }
+
+    pub fn start_all(&mut self) -> Result<(), String> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        if self.opts.writes {
+            let t = self.now + 50;
+            self.at(t, Ev::Write);
+        }
+        Ok(())
+    }
+
+    /// Kills server `i`: every write not yet completed by its disk is lost.
+    pub fn crash(&mut self, i: usize) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.stats.crashes += 1;
+        let node = &mut self.nodes[i];
+        node.up = false;
+        node.inc += 1;
+        node.log_ops.clear();
+        node.epoch_ops.clear();
+        self.log(|| format!("n{} crash", i + 1));
+        // The kernel still delivers what the dead process had written; the peers see
+        // the connection close after that.
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let c = self.conns.entry(key(i, j)).or_default();
+            if c.alive(c.latest) {
+                let (gen, t) = (c.latest, c.last_at[side(i, j)].max(self.now + 8) + 1);
+                self.at(
+                    t,
+                    Ev::Disconnect {
+                        node: j,
+                        peer: i,
+                        conn: gen,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A crash at a named point, restarted later. Actions already returned by the step
+    /// that crashed are dropped with the process (their node is down).
+    fn crash_point(&mut self, i: usize) {
+        self.crash(i);
+        let t = self.now + self.rng.range(20, 300);
+        self.at(t, Ev::Restart { node: i });
+    }
+
+    /// Cuts every link between `i` and the rest.
+    pub fn isolate(&mut self, i: usize) {
+        self.log(|| format!("n{} isolated", i + 1));
+        for j in 0..self.nodes.len() {
+            if j != i {
+                self.cut.insert(key(i, j));
+            }
+        }
+        self.break_all(i, false);
+    }
+
+    pub fn heal(&mut self) {
+        self.log(|| "heal".to_string());
+        self.cut.clear();
+    }
+
+    /// Submits `count` client writes to server `i` as one batch.
+    pub fn write(&mut self, i: usize, count: usize) -> Result<(), String> {
+        if !self.nodes[i].up {
+            return Ok(());
+        }
+        let inc = self.nodes[i].inc;
+        let mut batch = Vec::new();
+        for _ in 0..count {
+            let w = self.next_write;
+            self.next_write += 1;
+            self.origin.insert(w, (i, inc));
+            batch.push(Bytes::copy_from_slice(&w.to_be_bytes()));
+        }
+        self.run_peer(i, peer::Event::ClientWrite(batch))
+    }
+
+    fn break_all(&mut self, i: usize, always_tell: bool) {
+        for j in 0..self.nodes.len() {
+            if j == i {
+                continue;
+            }
+            let k = key(i, j);
+            let c = self.conns.entry(k).or_default();
+            if !c.alive(c.latest) {
+                continue;
+            }
+            c.dead_upto = c.latest;
+            let gen = c.latest;
+            // A dead process's sockets are reset at once; a partition is noticed, if at
+            // all, only by timeouts or a late error.
+            for (node, peer) in [(i, j), (j, i)] {
+                if always_tell || self.rng.chance(500) {
+                    let t = self.now + self.rng.range(1, 15);
+                    self.at(
+                        t,
+                        Ev::Disconnect {
+                            node,
+                            peer,
+                            conn: gen,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn begin_election(&mut self, i: usize) -> Result<(), String> {
+        let (current_epoch, last_zxid) = self.nodes[i].peer.vote_basis();
+        self.run_election(
+            i,
+            election::Event::Start {
+                last_zxid,
+                current_epoch,
+            },
+        )
+    }
+
+    fn run_election(&mut self, i: usize, ev: election::Event) -> Result<(), String> {
+        let actions = self.nodes[i].election.step(ev);
+        for a in actions {
+            if !self.nodes[i].up {
+                break;
+            }
+            match a {
+                election::Action::Send { to, notification } => {
+                    self.send_note(i, (to - 1) as usize, notification)
+                }
+                election::Action::Elected {
+                    leader,
+                    election_epoch,
+                    ..
+                } => {
+                    self.stats.elections += 1;
+                    self.log(|| {
+                        format!("n{} elected leader={leader} round={election_epoch}", i + 1)
+                    });
+                    let ev = if leader == self.nodes[i].id {
+                        peer::Event::Lead
+                    } else {
+                        peer::Event::Follow { leader }
+                    };
+                    self.run_peer(i, ev)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_note(&mut self, from: usize, to: usize, n: Notification) {
+        if self.cut.contains(&key(from, to)) {
+            return;
+        }
+        let (loss, dup) = if self.faults_on { (50, 30) } else { (0, 0) };
+        if self.rng.chance(loss) {
+            return;
+        }
+        let copies = if self.rng.chance(dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let t = self.now + self.rng.range(1, 12);
+            self.at(t, Ev::Note { to, from, n });
+        }
+    }
+
+    fn send_msg(&mut self, from: usize, to: usize, msg: Msg) {
+        let k = key(from, to);
+        let cut = self.cut.contains(&k) || !self.nodes[to].up;
+        let c = self.conns.entry(k).or_default();
+        if matches!(msg, Msg::FollowerInfo { .. }) {
+            c.latest += 1;
+            c.dead_upto = if cut { c.latest } else { c.latest - 1 };
+            c.side[side(from, to)] = c.latest;
+            c.last_at = [0, 0];
+        }
+        let gen = c.side[side(from, to)];
+        if !c.alive(gen) {
+            return;
+        }
+        if self.faults_on && self.rng.chance(4) {
+            self.log(|| format!("link n{}-n{} breaks", from + 1, to + 1));
+            let c = self.conns.get_mut(&k).expect("conn");
+            c.dead_upto = c.latest;
+            for (node, peer) in [(from, to), (to, from)] {
+                if self.rng.chance(700) {
+                    let t = self.now + self.rng.range(1, 15);
+                    self.at(
+                        t,
+                        Ev::Disconnect {
+                            node,
+                            peer,
+                            conn: gen,
+                        },
+                    );
+                }
+            }
+            return;
+        }
+        let dir = usize::from(from > to);
+        let t = self.now + self.rng.range(1, 8);
+        let c = self.conns.get_mut(&k).expect("conn");
+        let t = t.max(c.last_at[dir]);
+        c.last_at[dir] = t;
+        self.at(
+            t,
+            Ev::Net {
+                to,
+                from,
+                conn: gen,
+                msg,
+            },
+        );
+    }
+
+    fn run_peer(&mut self, i: usize, ev: peer::Event) -> Result<(), String> {
+        let actions = self.nodes[i].peer.step(ev);
+        for a in actions {
+            self.apply(i, a)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, i: usize, a: Action) -> Result<(), String> {
+        let id = self.nodes[i].id;
+        if !self.nodes[i].up {
+            return Ok(());
+        }
+        match a {
+            Action::Send { to, msg } => {
+                match &msg {
+                    Msg::Sync { mode, txns, .. } => {
+                        match mode {
+                            ringkeeper::zab::msg::SyncMode::Trunc { .. } => self.stats.truncs += 1,
+                            _ => self.stats.diffs += 1,
+                        }
+                        let n = txns.len();
+                        self.log(|| {
+                            format!(
+                                "n{id} -> n{to} {}{} +{n} txns",
+                                msg.name(),
+                                sync_detail(mode)
+                            )
+                        });
+                    }
+                    Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
+                    m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
+                }
+                let ack = matches!(msg, Msg::Ack { .. } | Msg::AckNewLeader { .. });
+                self.send_msg(i, (to - 1) as usize, msg);
+                // Crash point: just after acknowledging, with the ACK in flight.
+                if ack && self.faults_on && self.rng.chance(10) {
+                    self.crash_point(i);
+                }
+            }
+            Action::Append { write, txns } => self.disk_op(i, write, Op::Append(txns)),
+            Action::Truncate { write, to } => self.disk_op(i, write, Op::Truncate(to)),
+            Action::InstallSnapshot { .. } => {
+                return Err(format!("n{id}: SNAP without compaction"))
+            }
+            Action::PersistEpoch { kind, epoch } => {
+                let node = &mut self.nodes[i];
+                node.epoch_ops.push_back((kind, epoch));
+                let t = node.epoch_free_at.max(self.now) + self.rng.range(1, 6);
+                self.nodes[i].epoch_free_at = t;
+                let inc = self.nodes[i].inc;
+                self.at(t, Ev::EpochDone { node: i, inc });
+            }
+            Action::Committed { zxid, payload } => {
+                self.check_commit(i, zxid, payload)?;
+                // Crash point: a leader dying right after it committed.
+                if self.faults_on
+                    && self.nodes[i].peer.established_epoch().is_some()
+                    && self.rng.chance(3)
+                {
+                    self.crash_point(i);
+                }
+            }
+            Action::Established { epoch } => {
+                self.stats.epochs += 1;
+                self.log(|| format!("n{id} established epoch {epoch}"));
+                if let Some(other) = self.leaders.insert(epoch, id) {
+                    if other != id {
+                        return Err(format!("two leaders for epoch {epoch}: n{other} and n{id}"));
+                    }
+                }
+                let log = self.nodes[i].peer.log();
+                for (z, p) in &self.canon {
+                    let found = log
+                        .binary_search_by_key(z, |t| t.zxid)
+                        .ok()
+                        .map(|k| &log[k].payload);
+                    if found != Some(p) {
+                        return Err(format!(
+                            "leader n{id} of epoch {epoch} lacks committed {z:#x}"
+                        ));
+                    }
+                }
+                self.run_election(i, election::Event::Established { epoch })?;
+            }
+            Action::UpToDate { leader, epoch } => {
+                self.log(|| format!("n{id} up to date with n{leader} epoch {epoch}"));
+                self.run_election(i, election::Event::Established { epoch })?;
+            }
+            Action::Looking { reason } => {
+                self.log(|| format!("n{id} looking: {reason}"));
+                self.break_all(i, true);
+                self.begin_election(i)?;
+            }
+            Action::Rejected { .. } => {}
+            Action::ProtocolError { from, what } => {
+                return Err(format!("n{id} protocol error from n{from}: {what}"))
+            }
+        }
+        Ok(())
+    }
+
+    fn disk_op(&mut self, i: usize, write: u64, op: Op) {
+        let node = &mut self.nodes[i];
+        node.log_ops.push_back((write, op));
+        let t = node.log_free_at.max(self.now) + self.rng.range(1, 6);
+        self.nodes[i].log_free_at = t;
+        let inc = self.nodes[i].inc;
+        self.at(
+            t,
+            Ev::LogDone {
+                node: i,
+                inc,
+                write,
+            },
+        );
+    }
+
+    fn check_commit(&mut self, i: usize, zxid: Zxid, payload: Bytes) -> Result<(), String> {
+        let node = &mut self.nodes[i];
+        let k = node.commits;
+        node.commits += 1;
+        let id = node.id;
+        if k < self.canon.len() {
+            if self.canon[k] != (zxid, payload.clone()) {
+                return Err(format!(
+                    "n{id} commit #{k} is {zxid:#x}/{} but the history has {:#x}/{}",
+                    decode(&payload),
+                    self.canon[k].0,
+                    decode(&self.canon[k].1)
+                ));
+            }
+        } else {
+            if let Some((last, _)) = self.canon.last() {
+                if zxid <= *last {
+                    return Err(format!("n{id} commits {zxid:#x} after {last:#x}"));
+                }
+            }
+            if !self.canon_payloads.insert(payload.clone()) {
+                return Err(format!("write {} committed twice", decode(&payload)));
+            }
+            self.canon.push((zxid, payload.clone()));
+            self.stats.committed += 1;
+        }
+        let w = decode(&payload);
+        if self.origin.get(&w) == Some(&(i, self.nodes[i].inc)) && self.acked.insert(w) {
+            self.stats.acked += 1;
+        }
+        Ok(())
+    }
+
+    /// Processes one event and checks the invariants; `Ok(false)` when nothing is left.
+    pub fn step(&mut self) -> Result<bool, String> {
+        let Some(((t, _), ev)) = self.queue.pop_first() else {
+            return Ok(false);
+        };
+        self.now = self.now.max(t);
+        self.stats.events += 1;
+        match ev {
+            Ev::Tick { node, inc } => {
+                if self.nodes[node].up && self.nodes[node].inc == inc {
+                    self.at(t + TICK, Ev::Tick { node, inc });
+                    self.run_election(node, election::Event::Tick)?;
+                    if self.nodes[node].inc == inc {
+                        self.run_peer(node, peer::Event::Tick)?;
+                    }
+                    if node == 0 && self.faults_on {
+                        self.inject_faults()?;
+                    }
+                }
+            }
+            Ev::Net {
+                to,
+                from,
+                conn,
+                msg,
+            } => {
+                let c = self.conns.entry(key(from, to)).or_default();
+                if matches!(msg, Msg::FollowerInfo { .. }) && c.alive(conn) {
+                    c.side[side(to, from)] = conn;
+                }
+                if self.nodes[to].up && c.alive(conn) && c.side[side(to, from)] == conn {
+                    let from_id = self.nodes[from].id;
+                    self.run_peer(to, peer::Event::Message { from: from_id, msg })?;
+                }
+            }
+            Ev::Note { to, from, n } => {
+                if self.nodes[to].up {
+                    self.log(|| format!("n{} <- n{} {:?}", to + 1, from + 1, n));
+                    let from = self.nodes[from].id;
+                    self.run_election(
+                        to,
+                        election::Event::Notification {
+                            from,
+                            notification: n,
+                        },
+                    )?;
+                }
+            }
+            Ev::Disconnect { node, peer, conn } => {
+                let c = self
+                    .conns
+                    .get(&key(node, peer))
+                    .copied()
+                    .unwrap_or_default();
+                if self.nodes[node].up && c.side[side(node, peer)] == conn {
+                    let peer = self.nodes[peer].id;
+                    self.run_peer(node, peer::Event::Disconnected { peer })?;
+                }
+            }
+            Ev::LogDone { node, inc, write } => {
+                let n = &mut self.nodes[node];
+                if n.up && n.inc == inc {
+                    let (w, op) = n.log_ops.pop_front().expect("log op");
+                    assert_eq!(w, write, "log writes complete in order");
+                    match op {
+                        Op::Append(txns) => n.disk.log.extend(txns),
+                        Op::Truncate(to) => n.disk.log.retain(|t| t.zxid <= to),
+                    }
+                    self.run_peer(node, peer::Event::Durable { write })?;
+                }
+            }
+            Ev::EpochDone { node, inc } => {
+                let n = &mut self.nodes[node];
+                if n.up && n.inc == inc {
+                    let (kind, epoch) = n.epoch_ops.pop_front().expect("epoch op");
+                    match kind {
+                        EpochKind::Accepted => n.disk.accepted = n.disk.accepted.max(epoch),
+                        EpochKind::Current => n.disk.current = n.disk.current.max(epoch),
+                    }
+                    self.run_peer(node, peer::Event::EpochPersisted { kind, epoch })?;
+                }
+            }
+            Ev::Restart { node } => {
+                if !self.nodes[node].up {
+                    self.start(node)?;
+                }
+            }
+            Ev::Heal { a } => {
+                self.cut.retain(|&(x, y)| x != a && y != a);
+                self.log(|| format!("n{} heals", a + 1));
+            }
+            Ev::Write => {
+                if self.opts.writes && self.faults_on {
+                    let target = self.pick_write_target();
+                    let count = self.rng.range(1, 3) as usize;
+                    self.write(target, count)?;
+                    let t = self.now + self.rng.range(5, 30);
+                    self.at(t, Ev::Write);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn pick_write_target(&mut self) -> usize {
+        let leader = self
+            .nodes
+            .iter()
+            .position(|n| n.up && n.peer.established_epoch().is_some());
+        match leader {
+            Some(l) if self.rng.chance(700) => l,
+            _ => self.rng.range(0, self.nodes.len() as u64 - 1) as usize,
+        }
+    }
+
+    /// Called once per tick of server 1: crashes, restarts and partitions.
+    fn inject_faults(&mut self) -> Result<(), String> {
+        let n = self.nodes.len() as u64;
+        if self.rng.chance(25) {
+            let i = self.rng.range(0, n - 1) as usize;
+            self.crash(i);
+            let t = self.now + self.rng.range(20, 400);
+            self.at(t, Ev::Restart { node: i });
+        }
+        if self.rng.chance(15) {
+            let i = self.rng.range(0, n - 1) as usize;
+            self.isolate(i);
+            let t = self.now + self.rng.range(30, 500);
+            self.at(t, Ev::Heal { a: i });
+        }
+        Ok(())
+    }
+
+    /// Runs the fault phase, then heals everything and waits for convergence, checking
+    /// the end-state invariants.
+    pub fn run(&mut self) -> Result<(), String> {
+        self.start_all()?;
+        for _ in 0..self.opts.steps {
+            if !self.step()? {
+                break;
+            }
+        }
+        self.faults_on = false;
+        self.heal();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].up {
+                self.start(i)?;
+            }
+        }
+        for _ in 0..self.opts.settle_steps {
+            if self.converged() {
+                return self.final_checks();
+            }
+            if !self.step()? {
+                break;
+            }
+        }
+        Err(format!(
+            "no convergence within {} events after healing",
+            self.opts.settle_steps
+        ))
+    }
+
+    /// One established leader, everyone else synced with it, all at the same commit.
+    pub fn converged(&self) -> bool {
+        let Some(l) = self
+            .nodes
+            .iter()
+            .find(|n| n.peer.established_epoch().is_some())
+        else {
+            return false;
+        };
+        let commit = l.peer.commit_zxid();
+        self.nodes.iter().all(|n| {
+            n.up && (n.id == l.id || n.peer.up_to_date_with() == Some(l.id))
+                && n.peer.commit_zxid() == commit
+                && n.commits == self.canon.len()
+        }) && l.peer.last_zxid() == commit
+    }
+
+    fn final_checks(&self) -> Result<(), String> {
+        for w in &self.acked {
+            let p = Bytes::copy_from_slice(&w.to_be_bytes());
+            if !self.canon_payloads.contains(&p) {
+                return Err(format!("acknowledged write {w} lost"));
+            }
+        }
+        // Every replica applied exactly `canon` (checked commit by commit); compare
+        // digests too, as the driver will across processes.
+        let digests: BTreeSet<u64> = self
+            .nodes
+            .iter()
+            .map(|n| digest(&n.peer.log()[..n.commits]))
+            .collect();
+        if digests.len() != 1 {
+            return Err(format!("replica digests differ: {digests:?}"));
+        }
+        Ok(())
+    }
+
+    /// A one-line state summary per server, for scenarios.
+    pub fn summary(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let role = if !n.up {
+                    "down".to_string()
+                } else if let Some(e) = n.peer.established_epoch() {
+                    format!("leading epoch={e}")
+                } else if let Some(l) = n.peer.up_to_date_with() {
+                    format!("following n{l}")
+                } else if n.peer.is_looking() {
+                    "looking".to_string()
+                } else {
+                    "syncing".to_string()
+                };
+                format!(
+                    "n{}: {role} last={} commit={} durable_log={}",
+                    n.id,
+                    zx(n.peer.last_zxid()),
+                    zx(n.peer.commit_zxid()),
+                    n.disk.log.len()
+                )
+            })
+            .collect()
+    }
+
+    pub fn run_for(&mut self, time: u64) -> Result<(), String> {
+        let end = self.now + time;
+        // Bounded by the events scheduled before `end`, and by a hard cap against a
+        // livelock of zero-delay events (none exist, but a bug should not hang a test).
+        for _ in 0..1_000_000 {
+            match self.queue.first_key_value() {
+                Some((&(t, _), _)) if t <= end => {
+                    self.step()?;
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        Ok(())
+    }
+}
+
+fn sync_detail(mode: &ringkeeper::zab::msg::SyncMode) -> String {
+    match mode {
+        ringkeeper::zab::msg::SyncMode::Diff => String::new(),
+        ringkeeper::zab::msg::SyncMode::Trunc { to } => format!(" to={}", zx(*to)),
+        ringkeeper::zab::msg::SyncMode::Snap { zxid, .. } => format!(" at={}", zx(*zxid)),
+    }
+}
+
+/// `epoch:counter`, the way the scenarios print zxids.
+pub fn zx(z: Zxid) -> String {
+    format!("{}:{}", z >> 32, z as u32)
+}
+
+/// FNV-1a over (zxid, payload) pairs: a cheap stand-in for the tree digest.
+pub fn digest(txns: &[Txn]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for t in txns {
+        for b in t.zxid.to_be_bytes().iter().chain(t.payload.iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Runs one seed; on failure re-runs it with the trace on and returns a report.
+pub fn check_seed(opts: Options) -> Result<Stats, String> {
+    let mut sim = Sim::new(opts.clone());
+    match sim.run() {
+        Ok(()) => Ok(sim.stats),
+        Err(e) => {
+            let mut again = Sim::new(Options {
+                trace: true,
+                ..opts.clone()
+            });
+            let replay = again.run();
+            let tail: Vec<&String> = again.trace.iter().rev().take(60).rev().collect();
+            let tail: Vec<&str> = tail.iter().map(|s| s.as_str()).collect();
+            Err(format!(
+                "seed {} ({} voters, {} observers) failed: {e}\nreplay: {:?}\nlast trace lines:\n{}",
+                opts.seed,
+                opts.voters,
+                opts.observers,
+                replay.err(),
+                tail.join("\n")
+            ))
+        }
+    }
+}
