@@ -16,6 +16,7 @@ const PURE: &[&str] = &[
     "src/session.rs",
     "src/watch.rs",
     "src/fourlw.rs",
+    "src/zab",
 ];
 
 const PURE_FORBIDDEN: &[&str] = &[
