@@ -8,5 +8,6 @@
 
 pub mod aligned;
 pub mod disk;
+pub mod txn_codec;
 
 pub use disk::{Disk, DiskFile, FaultOp, OpenOptions, OsDisk, SimDisk};
