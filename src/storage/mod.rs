@@ -8,6 +8,7 @@
 
 pub mod aligned;
 pub mod disk;
+pub mod format;
 pub mod txn_codec;
 
 pub use disk::{Disk, DiskFile, FaultOp, OpenOptions, OsDisk, SimDisk};
