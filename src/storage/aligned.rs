@@ -42,6 +42,13 @@ impl AlignedBuf {
         AlignedBuf { ptr, cap, len: 0 }
     }
 
+    /// A buffer of `len` zeros.
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        let mut b = AlignedBuf::with_capacity(len);
+        b.set_len(len);
+        b
+    }
+
     pub fn capacity(&self) -> usize {
         self.cap
     }

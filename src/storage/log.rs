@@ -1,0 +1,808 @@
+//! The transaction log writer: a [`Logger`] owns a thread that group-commits batches of
+//! txns to segment files and reports, in zxid order, which are durable.
+//!
+//! # Contract
+//!
+//! * [`Logger::start`] takes the [`LogPosition`] recovery found (the reader's
+//!   [`LogEnd::position`](crate::storage::reader::LogEnd)): appending resumes after
+//!   `last_zxid`, in the newest segment at its end offset. Before the first write the
+//!   logger zeroes the in-flight window after that offset, erasing any torn tail.
+//! * [`Logger::append`] never blocks: it queues one batch (the txns of one sequencer
+//!   pass, zxids consecutive) or returns [`Full`] when [`LogConfig::queue_batches`]
+//!   batches wait. The logger thread coalesces waiting batches into one write of at most
+//!   [`LogConfig::max_write_bytes`] (group commit: a write closes at that bound or as soon
+//!   as a write slot is free, i.e. when the disk is idle), and keeps up to
+//!   [`LogConfig::max_inflight_writes`] writes in flight.
+//! * [`Logger::poll`] drains [`LogEvent`]s, which arrive in zxid order; `notify` is
+//!   called (on the logger thread) whenever new events are ready. `Durable { through }`
+//!   means every zxid up to `through` is durable: each write before it completed.
+//! * A failure: `Failed { first_zxid, last_zxid, error }` for the write that failed,
+//!   then for every write in flight after it (even those that completed: nothing after a
+//!   hole is acknowledged) and every batch queued before the caller saw the failure (any
+//!   batch that does not continue from the last durable zxid). The log is then
+//!   positioned after the last durable record and the next batch starting at
+//!   `last durable + 1` is written normally (the sequencer rebuilds its speculative state
+//!   and re-proposes from there). ENOSPC and EIO are both handled this way; the logger
+//!   retries on each new batch, so it recovers when space returns.
+//!
+//! # Why a failed write or datasync is never trusted later (fsyncgate)
+//!
+//! Linux reports a writeback error once and may mark the pages clean, so a later
+//! successful fdatasync says nothing about the earlier data. Here: (1) with O_DIRECT there
+//! is no page cache, a completed O_DSYNC write is on the device, and a failed one is
+//! simply not acknowledged; (2) in every mode, the blocks a failed or abandoned write
+//! covered (the whole span from the last durable batch to the highest byte written) are
+//! rewritten with zeros and synced before anything after them is written, and the
+//! re-proposed batches are written anew into them. Nothing written before the failure is
+//! ever counted durable by a later sync. If the repair itself fails, the next batch fails
+//! with that error and the repair is tried again.
+//!
+//! # Segments
+//!
+//! A segment is preallocated by writing zeros and syncing (writing into fallocated,
+//! unwritten extents costs a metadata update per write) under the name `log.spare`; a
+//! spare is kept ready by a background thread. At a switch the logger waits for its
+//! writes in flight (so an older segment never has a torn batch), writes the header with
+//! the first zxid, syncs, renames the spare to `log.<first zxid>` and syncs the directory.
+//!
+//! # I/O
+//!
+//! [`IoBackend::Uring`] writes through its own io_uring ring (the only I/O of the hot
+//! path); [`IoBackend::Blocking`] writes through the [`Disk`] trait one at a time, which is
+//! what the simulated disk drives. O_DIRECT is required by default: on a file system that
+//! refuses it (tmpfs) start fails with a message naming the cause, unless
+//! [`LogConfig::allow_buffered`] is set, which falls back to buffered I/O with the same
+//! sync mode (still durable, slower) after a loud warning. Failing is the default because
+//! a silent fallback would change the performance characteristics an operator chose.
+
+use crate::storage::aligned::{round_up, AlignedBuf};
+use crate::storage::disk::{Disk, DiskFile, OpenOptions};
+use crate::storage::format::{batch_disk_len, encode_batch, segment_name, SegmentHeader, BLOCK};
+use crate::storage::reader::{zxid_follows, LogPosition};
+use crate::storage::txn_codec::encode_txn;
+use crate::txn::Txn;
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// How a write becomes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// O_DSYNC: a completed write is durable. The default: measured faster than
+    /// write + fdatasync here (see the benchmark notes).
+    Dsync,
+    /// Each write followed by a linked fdatasync.
+    Fdatasync,
+    /// `forceSync=no`: never sync. UNSAFE: acknowledged txns can be lost on power loss
+    /// (not on a process crash: the page cache survives that). For tests and benchmarks.
+    None,
+}
+
+/// How the logger talks to the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    /// Its own io_uring ring, several writes in flight. Needs a real file system.
+    Uring,
+    /// Blocking calls through the [`Disk`] trait, one write at a time.
+    Blocking,
+}
+
+/// Settings of the log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// dataLogDir (or dataDir).
+    pub dir: PathBuf,
+    /// Bytes per segment file (64 MiB default); a multiple of the block size.
+    pub segment_bytes: u64,
+    pub sync: SyncMode,
+    pub backend: IoBackend,
+    /// Group-commit size bound: the most bytes one write carries (256 KiB default). A
+    /// single batch larger than this is written alone.
+    pub max_write_bytes: usize,
+    /// Writes in flight at once (8 default: the design measured 4-16 as the useful range).
+    pub max_inflight_writes: usize,
+    /// Batches that may wait in the append queue before `append` says [`Full`].
+    pub queue_batches: usize,
+    /// Open segments with O_DIRECT.
+    pub direct: bool,
+    /// Where O_DIRECT is refused, fall back to buffered I/O instead of failing.
+    pub allow_buffered: bool,
+    /// Prepare the spare segment on a background thread (false: inline, deterministic).
+    pub background_spare: bool,
+}
+
+impl LogConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> LogConfig {
+        LogConfig {
+            dir: dir.into(),
+            segment_bytes: 64 << 20,
+            sync: SyncMode::Dsync,
+            backend: IoBackend::Uring,
+            max_write_bytes: 256 << 10,
+            max_inflight_writes: 8,
+            queue_batches: 1024,
+            direct: true,
+            allow_buffered: false,
+            background_spare: true,
+        }
+    }
+
+    /// The most bytes that can be written past the last durable batch: the reader allows
+    /// a torn tail this long. The largest single write may exceed `max_write_bytes` by
+    /// one batch, so the bound counts that too.
+    fn window_bytes(&self) -> u64 {
+        (self.max_inflight_writes as u64) * (2 * self.max_write_bytes as u64)
+    }
+}
+
+/// `append` found the queue full: retry after the next event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Full(pub Vec<Txn>);
+
+/// What the logger reports, in zxid order.
+#[derive(Debug)]
+pub enum LogEvent {
+    /// Every zxid up to `through_zxid` is durable.
+    Durable { through_zxid: i64 },
+    /// These zxids were not written durably and never will be.
+    Failed {
+        first_zxid: i64,
+        last_zxid: i64,
+        error: io::Error,
+    },
+}
+
+/// The handle the sequencer holds. Dropping it stops the thread after the queued batches
+/// are written.
+pub struct Logger {
+    tx: Option<SyncSender<Vec<Txn>>>,
+    events: Arc<Mutex<VecDeque<LogEvent>>>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The spare segment's name while it is prepared and kept ready.
+pub const SPARE_NAME: &str = "log.spare";
+/// Bytes of zeros written per call when preallocating or repairing.
+const ZERO_CHUNK: usize = 1 << 20;
+
+impl Logger {
+    /// Starts the logger thread. `disk` is used for everything but the io_uring writes.
+    ///
+    /// # Errors
+    /// The directory cannot be prepared, the tail segment cannot be opened (or refuses
+    /// O_DIRECT), or the io_uring ring cannot be created.
+    pub fn start(
+        cfg: LogConfig,
+        disk: Arc<dyn Disk>,
+        recovered: LogPosition,
+        notify: Box<dyn Fn() + Send>,
+    ) -> io::Result<Logger> {
+        assert!(cfg.segment_bytes % BLOCK as u64 == 0 && cfg.segment_bytes >= 4 * BLOCK as u64);
+        assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
+        assert!(cfg.max_write_bytes >= BLOCK);
+        disk.create_dir_all(&cfg.dir)?;
+        let mut core = Core::new(cfg.clone(), disk, recovered)?;
+        let (tx, rx) = mpsc::sync_channel(cfg.queue_batches);
+        let events = Arc::new(Mutex::new(VecDeque::new()));
+        let (mut io, wake): (Box<dyn WriteIo>, Arc<dyn Fn() + Send + Sync>) = match cfg.backend {
+            IoBackend::Blocking => (Box::new(BlockingIo::default()), Arc::new(|| {})),
+            IoBackend::Uring => {
+                let u = crate::storage::uring::UringIo::new(cfg.max_inflight_writes)?;
+                let efd = u.wake_fd();
+                (Box::new(u), Arc::new(move || efd.wake()))
+            }
+        };
+        let ev = events.clone();
+        let thread = std::thread::Builder::new()
+            .name("rk-log".into())
+            .spawn(move || {
+                core.run(io.as_mut(), rx, &ev, notify.as_ref());
+            })?;
+        Ok(Logger {
+            tx: Some(tx),
+            events,
+            wake,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues one batch (consecutive zxids, continuing the previous batch).
+    ///
+    /// # Errors
+    /// [`Full`] with the batch when `queue_batches` batches already wait.
+    ///
+    /// # Panics
+    /// If the batch is empty or the logger thread died.
+    pub fn append(&self, batch: Vec<Txn>) -> Result<(), Full> {
+        assert!(!batch.is_empty(), "empty batch");
+        let tx = self.tx.as_ref().expect("logger running");
+        match tx.try_send(batch) {
+            Ok(()) => {
+                (self.wake)();
+                Ok(())
+            }
+            Err(TrySendError::Full(b)) => Err(Full(b)),
+            Err(TrySendError::Disconnected(_)) => panic!("the log thread exited"),
+        }
+    }
+
+    /// Moves the ready events into `out`, in zxid order.
+    pub fn poll(&self, out: &mut Vec<LogEvent>) {
+        out.extend(self.events.lock().expect("log events").drain(..));
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        self.tx.take();
+        (self.wake)();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One write handed to the I/O backend.
+pub(crate) struct WriteReq {
+    pub id: u64,
+    pub fd_file: Arc<dyn DiskFile>,
+    pub offset: u64,
+    pub buf: AlignedBuf,
+    /// Follow the write with fdatasync.
+    pub datasync: bool,
+}
+
+/// The I/O backend: starts writes and reports their completions.
+pub(crate) trait WriteIo: Send {
+    fn submit(&mut self, req: WriteReq);
+    /// Waits until at least one write completed or `wake` was called (`block`), or
+    /// only collects what is ready; appends (id, result, buffer) to `out`.
+    fn reap(&mut self, out: &mut Vec<(u64, io::Result<()>, AlignedBuf)>, block: bool);
+    /// Whether `reap(block)` can be woken by an append; a blocking backend cannot.
+    fn wakeable(&self) -> bool;
+}
+
+#[derive(Default)]
+struct BlockingIo {
+    done: Vec<(u64, io::Result<()>, AlignedBuf)>,
+}
+
+impl WriteIo for BlockingIo {
+    fn submit(&mut self, req: WriteReq) {
+        let mut r = req.fd_file.write_at(&req.buf, req.offset);
+        if r.is_ok() && req.datasync {
+            r = req.fd_file.sync_data();
+        }
+        self.done.push((req.id, r, req.buf));
+    }
+    fn reap(&mut self, out: &mut Vec<(u64, io::Result<()>, AlignedBuf)>, _block: bool) {
+        out.append(&mut self.done);
+    }
+    fn wakeable(&self) -> bool {
+        false
+    }
+}
+
+struct Segment {
+    file: Arc<dyn DiskFile>,
+    first_zxid: i64,
+}
+
+struct InFlight {
+    id: u64,
+    first_zxid: i64,
+    last_zxid: i64,
+    end_offset: u64,
+    result: Option<io::Result<()>>,
+}
+
+/// The logger thread's state. Positions are byte offsets in the current segment.
+struct Core {
+    cfg: LogConfig,
+    disk: Arc<dyn Disk>,
+    seg: Option<Segment>,
+    /// Where the next write goes.
+    write_off: u64,
+    /// The end of the last durable write.
+    durable_off: u64,
+    /// The end of the highest write submitted; [durable_off, high_water) is dirty after a
+    /// failure and must be zeroed before anything else is written.
+    high_water: u64,
+    needs_repair: bool,
+    durable_zxid: i64,
+    /// The last zxid handed to a write (or `durable_zxid` after a failure).
+    accepted_zxid: i64,
+    inflight: VecDeque<InFlight>,
+    /// Set from a failure until every write in flight at that time is reported.
+    failing: Option<String>,
+    next_id: u64,
+    /// Batches taken from the channel, oldest first (at most `queue_batches` more than the
+    /// channel holds, since only the channel's content is ever moved here).
+    pending: VecDeque<Vec<Txn>>,
+    spare: Option<SpareState>,
+    free_bufs: Vec<AlignedBuf>,
+    encode_scratch: Vec<u8>,
+}
+
+enum SpareState {
+    Ready,
+    Preparing(Receiver<io::Result<()>>),
+}
+
+impl Core {
+    fn new(cfg: LogConfig, disk: Arc<dyn Disk>, pos: LogPosition) -> io::Result<Core> {
+        let mut core = Core {
+            seg: None,
+            write_off: 0,
+            durable_off: 0,
+            high_water: 0,
+            needs_repair: false,
+            durable_zxid: pos.last_zxid,
+            accepted_zxid: pos.last_zxid,
+            inflight: VecDeque::new(),
+            failing: None,
+            next_id: 1,
+            pending: VecDeque::new(),
+            spare: None,
+            free_bufs: Vec::new(),
+            encode_scratch: Vec::new(),
+            cfg,
+            disk,
+        };
+        // A spare left by an earlier run holds no records; it is prepared anew.
+        let _ = core.disk.remove(&core.cfg.dir.join(SPARE_NAME));
+        if let Some(tail) = pos.tail {
+            let path = core.cfg.dir.join(segment_name(tail.first_zxid));
+            let file = core.open_segment(&path)?;
+            core.seg = Some(Segment {
+                file: file.clone(),
+                first_zxid: tail.first_zxid,
+            });
+            // The window the previous run wrote with is in the header: whatever a crash
+            // left after the end (a torn tail) lies within it and is erased first.
+            let mut block0 = AlignedBuf::zeroed(BLOCK);
+            let n = file.read_at(&mut block0, 0)?;
+            let header = SegmentHeader::decode(&block0[..n]).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            core.write_off = tail.end_offset;
+            core.durable_off = tail.end_offset;
+            let window = header.window_bytes.max(core.cfg.window_bytes());
+            core.high_water = (tail.end_offset + window).min(header.segment_bytes);
+            core.needs_repair = core.high_water > core.write_off;
+        }
+        Ok(core)
+    }
+
+    fn open_segment(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
+        let opts = OpenOptions {
+            write: true,
+            direct: self.cfg.direct,
+            dsync: self.cfg.sync == SyncMode::Dsync,
+            ..Default::default()
+        };
+        match self.disk.open(path, opts) {
+            Ok(f) => {
+                if self.cfg.direct && f.dio_align() > BLOCK {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        format!(
+                            "{}: direct I/O needs {}-byte alignment, the log writes {BLOCK}-byte blocks",
+                            path.display(),
+                            f.dio_align()
+                        ),
+                    ));
+                }
+                Ok(Arc::from(f))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Unsupported && self.cfg.allow_buffered => {
+                eprintln!(
+                    "ringkeeper: WARNING: {e}; falling back to BUFFERED log writes with \
+                     {:?} (durable, but slower and subject to page-cache writeback)",
+                    self.cfg.sync
+                );
+                Ok(Arc::from(self.disk.open(
+                    path,
+                    OpenOptions {
+                        direct: false,
+                        ..opts
+                    },
+                )?))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn run(
+        &mut self,
+        io: &mut dyn WriteIo,
+        rx: Receiver<Vec<Txn>>,
+        events: &Mutex<VecDeque<LogEvent>>,
+        notify: &dyn Fn(),
+    ) {
+        let mut out_events = Vec::new();
+        let mut done = Vec::new();
+        let mut closed = false;
+        self.ensure_spare_started();
+        // The loop ends when the handle is dropped and everything queued is written; each
+        // pass either submits, reaps or blocks, so it cannot spin without progress.
+        loop {
+            // Take what waits in the channel (bounded by the channel's own capacity).
+            loop {
+                match rx.try_recv() {
+                    Ok(b) => self.pending.push_back(b),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            self.submit_ready(io, &mut out_events);
+            let idle = self.inflight.is_empty() && self.pending.is_empty();
+            if idle && closed {
+                break;
+            }
+            if self.inflight.is_empty() && !io.wakeable() && self.pending.is_empty() {
+                // Nothing in flight and a backend that cannot be woken: block on the
+                // channel itself.
+                match rx.recv() {
+                    Ok(b) => self.pending.push_back(b),
+                    Err(_) => closed = true,
+                }
+                continue;
+            }
+            io.reap(
+                &mut done,
+                !self.inflight.is_empty() || (io.wakeable() && self.pending.is_empty() && !closed),
+            );
+            for (id, result, buf) in done.drain(..) {
+                if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
+                    f.result = Some(result);
+                }
+                self.free_bufs.push(buf);
+            }
+            self.complete(&mut out_events);
+            if !out_events.is_empty() {
+                events
+                    .lock()
+                    .expect("log events")
+                    .extend(out_events.drain(..));
+                notify();
+            }
+        }
+        if !out_events.is_empty() {
+            events
+                .lock()
+                .expect("log events")
+                .extend(out_events.drain(..));
+            notify();
+        }
+    }
+
+    /// Reports finished writes from the front, in order.
+    fn complete(&mut self, out: &mut Vec<LogEvent>) {
+        while self.inflight.front().is_some_and(|f| f.result.is_some()) {
+            let f = self.inflight.pop_front().expect("front");
+            match (f.result.expect("result"), &self.failing) {
+                (Ok(()), None) => {
+                    self.durable_zxid = f.last_zxid;
+                    self.durable_off = f.end_offset;
+                    out.push(LogEvent::Durable {
+                        through_zxid: f.last_zxid,
+                    });
+                }
+                (Ok(()), Some(why)) => out.push(LogEvent::Failed {
+                    first_zxid: f.first_zxid,
+                    last_zxid: f.last_zxid,
+                    error: io::Error::other(format!("an earlier log write failed: {why}")),
+                }),
+                (Err(e), _) => {
+                    eprintln!(
+                        "ringkeeper: ERROR: transaction log write of zxids {:#x}..{:#x} failed: {e}; \
+                         they are not acknowledged",
+                        f.first_zxid, f.last_zxid
+                    );
+                    if self.failing.is_none() {
+                        self.failing = Some(e.to_string());
+                    }
+                    out.push(LogEvent::Failed {
+                        first_zxid: f.first_zxid,
+                        last_zxid: f.last_zxid,
+                        error: e,
+                    });
+                }
+            }
+        }
+        if self.failing.is_some() && self.inflight.is_empty() {
+            self.reposition_after_failure();
+        }
+    }
+
+    /// After a failure: the log continues right after the last durable batch, and what
+    /// was written past it is zeroed before the next write (see the module docs).
+    fn reposition_after_failure(&mut self) {
+        self.failing = None;
+        self.accepted_zxid = self.durable_zxid;
+        self.write_off = self.durable_off;
+        self.needs_repair = self.high_water > self.durable_off;
+    }
+
+    /// Turns pending batches into writes while slots are free.
+    fn submit_ready(&mut self, io: &mut dyn WriteIo, out: &mut Vec<LogEvent>) {
+        // Bounded by the pending batches: every pass consumes at least one or stops.
+        while !self.pending.is_empty() && self.failing.is_none() {
+            if self.inflight.len() >= self.cfg.max_inflight_writes {
+                return;
+            }
+            // Batches that do not continue the log were queued before the caller saw a
+            // failure: they fail too, so the log never has a gap.
+            let first = self.pending[0][0].zxid;
+            if !zxid_follows(self.accepted_zxid, first) {
+                let b = self.pending.pop_front().expect("pending");
+                out.push(LogEvent::Failed {
+                    first_zxid: first,
+                    last_zxid: b[b.len() - 1].zxid,
+                    error: io::Error::other(format!(
+                        "queued after a failed log write (the log continues after zxid {:#x})",
+                        self.durable_zxid
+                    )),
+                });
+                continue;
+            }
+            let (buf, first, last, count) = self.encode_writes();
+            let len = buf.len() as u64;
+            let fits = self.seg.is_some() && self.write_off + len <= self.cfg.segment_bytes;
+            let prep = if len > self.cfg.segment_bytes - BLOCK as u64 {
+                Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "a {len}-byte batch does not fit a {}-byte segment",
+                        self.cfg.segment_bytes
+                    ),
+                ))
+            } else if fits {
+                if self.needs_repair {
+                    self.repair()
+                } else {
+                    Ok(())
+                }
+            } else if !self.inflight.is_empty() {
+                // A switch waits for the old segment's writes, so an older segment never
+                // ends in a torn batch. Put the batches back and wait.
+                self.free_bufs.push(buf);
+                return;
+            } else {
+                self.switch_segment(first)
+            };
+            if let Err(e) = prep {
+                eprintln!(
+                    "ringkeeper: ERROR: transaction log cannot take zxids {first:#x}..{last:#x}: {e}"
+                );
+                self.pending.drain(..count);
+                self.free_bufs.push(buf);
+                out.push(LogEvent::Failed {
+                    first_zxid: first,
+                    last_zxid: last,
+                    error: e,
+                });
+                continue;
+            }
+            self.pending.drain(..count);
+            let id = self.next_id;
+            self.next_id += 1;
+            let offset = self.write_off;
+            self.write_off += len;
+            self.high_water = self.high_water.max(self.write_off);
+            self.accepted_zxid = last;
+            self.inflight.push_back(InFlight {
+                id,
+                first_zxid: first,
+                last_zxid: last,
+                end_offset: self.write_off,
+                result: None,
+            });
+            let seg = self.seg.as_ref().expect("segment");
+            io.submit(WriteReq {
+                id,
+                fd_file: seg.file.clone(),
+                offset,
+                buf,
+                datasync: self.cfg.sync == SyncMode::Fdatasync,
+            });
+        }
+    }
+
+    /// Encodes the front pending batches (at least one, more while the write stays
+    /// within `max_write_bytes`) into one buffer. Returns (buffer, first zxid, last zxid,
+    /// batches taken); the batches stay in `pending` until the caller drains them.
+    fn encode_writes(&mut self) -> (AlignedBuf, i64, i64, usize) {
+        let mut sizes = 0usize;
+        let mut count = 0usize;
+        let mut records = 0usize;
+        let mut prev = self.accepted_zxid;
+        for b in self.pending.iter() {
+            let bytes: usize = b.iter().map(txn_size_hint).sum();
+            let next = batch_disk_len(sizes + bytes, records + b.len());
+            if count > 0 && (next > self.cfg.max_write_bytes || !zxid_follows(prev, b[0].zxid)) {
+                break;
+            }
+            sizes += bytes;
+            records += b.len();
+            count += 1;
+            prev = b[b.len() - 1].zxid;
+        }
+        let cap = batch_disk_len(sizes, records);
+        let mut buf = match self.free_bufs.pop() {
+            Some(mut b) if b.capacity() >= cap => {
+                b.clear();
+                b
+            }
+            _ => AlignedBuf::with_capacity(cap.max(self.cfg.max_write_bytes)),
+        };
+        let scratch = &mut self.encode_scratch;
+        scratch.clear();
+        let mut spans = Vec::with_capacity(records);
+        for b in self.pending.iter().take(count) {
+            for t in b {
+                let s = scratch.len();
+                encode_txn(t, scratch);
+                spans.push((t.zxid, s, scratch.len()));
+            }
+        }
+        encode_batch(&mut buf, spans.iter().map(|&(z, s, e)| (z, &scratch[s..e])));
+        let first = self.pending[0][0].zxid;
+        let lb = &self.pending[count - 1];
+        let last = lb[lb.len() - 1].zxid;
+        (buf, first, last, count)
+    }
+
+    /// Zeroes [write_off, high_water) durably.
+    fn repair(&mut self) -> io::Result<()> {
+        let seg = self.seg.as_ref().expect("segment");
+        zero_range(
+            seg.file.as_ref(),
+            self.write_off,
+            self.high_water,
+            self.cfg.sync,
+        )?;
+        eprintln!(
+            "ringkeeper: transaction log {}: erased {} bytes of unacknowledged writes after offset {}",
+            segment_name(seg.first_zxid),
+            self.high_water - self.write_off,
+            self.write_off
+        );
+        self.high_water = self.write_off;
+        self.needs_repair = false;
+        Ok(())
+    }
+
+    /// Starts segment `log.<first_zxid>` from the spare.
+    fn switch_segment(&mut self, first_zxid: i64) -> io::Result<()> {
+        assert!(self.inflight.is_empty());
+        let dir = self.cfg.dir.clone();
+        let spare = dir.join(SPARE_NAME);
+        match self.spare.take() {
+            Some(SpareState::Ready) => {}
+            Some(SpareState::Preparing(rx)) => match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("spare segment thread died")),
+            },
+            None => prepare_spare(self.disk.as_ref(), &spare, self.cfg.segment_bytes)?,
+        }
+        let file = self.open_segment(&spare)?;
+        let header = SegmentHeader {
+            first_zxid,
+            segment_bytes: self.cfg.segment_bytes,
+            window_bytes: self.cfg.window_bytes(),
+        };
+        file.write_at(&header.encode(), 0)?;
+        if self.cfg.sync != SyncMode::None {
+            file.sync_data()?;
+        }
+        let path = dir.join(segment_name(first_zxid));
+        self.disk.rename(&spare, &path)?;
+        self.disk.sync_dir(&dir)?;
+        self.seg = Some(Segment { file, first_zxid });
+        self.write_off = BLOCK as u64;
+        self.durable_off = BLOCK as u64;
+        self.high_water = BLOCK as u64;
+        self.needs_repair = false;
+        self.ensure_spare_started();
+        Ok(())
+    }
+
+    fn ensure_spare_started(&mut self) {
+        if self.spare.is_some() {
+            return;
+        }
+        let path = self.cfg.dir.join(SPARE_NAME);
+        if self.cfg.background_spare {
+            let (tx, rx) = mpsc::channel();
+            let disk = self.disk.clone();
+            let bytes = self.cfg.segment_bytes;
+            let spawned = std::thread::Builder::new()
+                .name("rk-log-spare".into())
+                .spawn(move || {
+                    let _ = tx.send(prepare_spare(disk.as_ref(), &path, bytes));
+                });
+            if spawned.is_ok() {
+                self.spare = Some(SpareState::Preparing(rx));
+            }
+        } else if prepare_spare(self.disk.as_ref(), &path, self.cfg.segment_bytes).is_ok() {
+            self.spare = Some(SpareState::Ready);
+        }
+        // A failed preparation (ENOSPC) leaves no spare; the switch tries again and fails
+        // the batch that needed it, with the error.
+    }
+}
+
+/// An upper bound of the encoded size of a txn, for sizing writes without encoding
+/// twice; exactness is not needed, only that it is not below the truth.
+fn txn_size_hint(t: &Txn) -> usize {
+    use crate::txn::TxnOp;
+    fn op(o: &TxnOp) -> usize {
+        let acl = |a: &Vec<crate::proto::Acl>| {
+            4 + a
+                .iter()
+                .map(|x| 12 + x.id.scheme.len() + x.id.id.len())
+                .sum::<usize>()
+        };
+        4 + match o {
+            TxnOp::CreateSession { .. } => 4,
+            TxnOp::CloseSession { ephemerals } => {
+                4 + ephemerals.iter().map(|e| 4 + e.len()).sum::<usize>()
+            }
+            TxnOp::Create {
+                path, data, acl: a, ..
+            } => 8 + path.len() + 4 + data.as_ref().map_or(0, |d| d.len()) + acl(a) + 8,
+            TxnOp::Delete { path } | TxnOp::DeleteContainer { path } | TxnOp::Check { path } => {
+                4 + path.len()
+            }
+            TxnOp::SetData { path, data, .. } => {
+                4 + path.len() + 4 + data.as_ref().map_or(0, |d| d.len()) + 4
+            }
+            TxnOp::SetAcl { path, acl: a, .. } => 4 + path.len() + acl(a) + 4,
+            TxnOp::Multi(ops) => 4 + ops.iter().map(op).sum::<usize>(),
+        }
+    }
+    1 + 28 + op(&t.op)
+}
+
+/// Writes zeros over [from, to) (block-aligned) and makes them durable.
+fn zero_range(file: &dyn DiskFile, from: u64, to: u64, sync: SyncMode) -> io::Result<()> {
+    let zeros = AlignedBuf::zeroed(ZERO_CHUNK);
+    let mut off = from;
+    // Bounded: each pass advances by at least one block.
+    while off < to {
+        let n = ((to - off) as usize).min(ZERO_CHUNK);
+        let n = round_up(n, BLOCK);
+        file.write_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    if sync != SyncMode::None {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// Creates `path` afresh, filled with `bytes` zeros and synced: every block is written,
+/// so later writes into it change no allocation metadata.
+pub fn prepare_spare(disk: &dyn Disk, path: &Path, bytes: u64) -> io::Result<()> {
+    let _ = disk.remove(path);
+    let file = disk.open(path, OpenOptions::create_new())?;
+    let result = zero_range(file.as_ref(), 0, bytes, SyncMode::Fdatasync);
+    if result.is_err() {
+        // Give the space back at once: a half-made spare helps no one.
+        let _ = disk.remove(path);
+    }
+    result
+}
