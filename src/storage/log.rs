@@ -181,7 +181,8 @@ impl Logger {
         recovered: LogPosition,
         notify: Box<dyn Fn() + Send>,
     ) -> io::Result<Logger> {
-        assert!(cfg.segment_bytes % BLOCK as u64 == 0 && cfg.segment_bytes >= 4 * BLOCK as u64);
+        assert!(cfg.segment_bytes.is_multiple_of(BLOCK as u64));
+        assert!(cfg.segment_bytes >= 4 * BLOCK as u64);
         assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
         assert!(cfg.max_write_bytes >= BLOCK);
         disk.create_dir_all(&cfg.dir)?;
