@@ -181,7 +181,8 @@ impl Logger {
         recovered: LogPosition,
         notify: Box<dyn Fn() + Send>,
     ) -> io::Result<Logger> {
-        assert!(cfg.segment_bytes % BLOCK as u64 == 0 && cfg.segment_bytes >= 4 * BLOCK as u64);
+        assert!(cfg.segment_bytes.is_multiple_of(BLOCK as u64));
+        assert!(cfg.segment_bytes >= 4 * BLOCK as u64);
         assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
         assert!(cfg.max_write_bytes >= BLOCK);
         disk.create_dir_all(&cfg.dir)?;
@@ -446,6 +447,8 @@ impl Core {
                 }
             }
             self.submit_ready(io, &mut out_events);
+            // Failures decided while submitting are published before any wait.
+            publish(events, &mut out_events, notify);
             let idle = self.inflight.is_empty() && self.pending.is_empty();
             if idle && closed {
                 break;
@@ -470,21 +473,9 @@ impl Core {
                 self.free_bufs.push(buf);
             }
             self.complete(&mut out_events);
-            if !out_events.is_empty() {
-                events
-                    .lock()
-                    .expect("log events")
-                    .extend(out_events.drain(..));
-                notify();
-            }
+            publish(events, &mut out_events, notify);
         }
-        if !out_events.is_empty() {
-            events
-                .lock()
-                .expect("log events")
-                .extend(out_events.drain(..));
-            notify();
-        }
+        publish(events, &mut out_events, notify);
     }
 
     /// Reports finished writes from the front, in order.
@@ -687,6 +678,11 @@ impl Core {
     /// Starts segment `log.<first_zxid>` from the spare.
     fn switch_segment(&mut self, first_zxid: i64) -> io::Result<()> {
         assert!(self.inflight.is_empty());
+        // Unacknowledged bytes past the end of the old segment would make it an older
+        // segment with a torn tail, which the reader rightly refuses: erase them first.
+        if self.needs_repair && self.seg.is_some() {
+            self.repair()?;
+        }
         let dir = self.cfg.dir.clone();
         let spare = dir.join(SPARE_NAME);
         match self.spare.take() {
@@ -742,6 +738,14 @@ impl Core {
         }
         // A failed preparation (ENOSPC) leaves no spare; the switch tries again and fails
         // the batch that needed it, with the error.
+    }
+}
+
+/// Hands events to the caller and wakes it.
+fn publish(events: &Mutex<VecDeque<LogEvent>>, out: &mut Vec<LogEvent>, notify: &dyn Fn()) {
+    if !out.is_empty() {
+        events.lock().expect("log events").extend(out.drain(..));
+        notify();
     }
 }
 

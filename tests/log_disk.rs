@@ -1,0 +1,223 @@
+//! The log on the real file system through io_uring with O_DIRECT: round trip, torn
+//! tails at every byte offset, a flipped byte refused, ENOSPC on a loop-mounted ext4.
+
+mod common_log;
+
+use common_log::*;
+use ringkeeper::storage::{
+    IoBackend, LogConfig, LogError, LogPosition, LogReader, Logger, OsDisk, SyncMode,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rk-log-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn cfg(dir: &Path) -> LogConfig {
+    let mut c = LogConfig::new(dir);
+    c.segment_bytes = 256 << 10;
+    c.max_write_bytes = 16 << 10;
+    c.max_inflight_writes = 2;
+    c.sync = SyncMode::Dsync;
+    c.backend = IoBackend::Uring;
+    c
+}
+
+/// Writes `batches` batches of 3 txns through io_uring and waits until all are durable.
+fn write_log(dir: &Path, c: LogConfig, batches: i64) {
+    let (notify, rx) = notifier();
+    let logger = Logger::start(c, Arc::new(OsDisk), LogPosition::default(), notify).unwrap();
+    let mut oracle = Oracle::default();
+    for b in 0..batches {
+        logger.append(batch(1 + 3 * b, 3, 0, 500)).unwrap();
+    }
+    let last = 3 * batches;
+    wait_for(&logger, &rx, &mut oracle, |o| o.settled(last));
+    assert_eq!(oracle.durable_through, last, "{:?}", oracle.errors);
+    let _ = dir;
+}
+
+fn replay_all(dir: &Path) -> Result<(Vec<i64>, ringkeeper::storage::LogEnd), LogError> {
+    let reader = LogReader::open(Arc::new(OsDisk), dir)?;
+    let mut z = Vec::new();
+    let end = reader.replay(1, |r| {
+        z.push(r.txn.zxid);
+        Ok(())
+    })?;
+    Ok((z, end))
+}
+
+#[test]
+fn uring_round_trip_across_segments() {
+    let dir = temp_dir("rt");
+    // 200 batches of ~1.6 KiB records: several 256 KiB segments.
+    write_log(&dir, cfg(&dir), 200);
+    let (z, end) = replay_all(&dir).unwrap();
+    assert_eq!(z, (1..=600).collect::<Vec<_>>());
+    assert!(end.torn.is_none());
+    assert!(
+        LogReader::open(Arc::new(OsDisk), &dir)
+            .unwrap()
+            .segments()
+            .len()
+            > 1
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn truncating_the_newest_segment_anywhere_recovers_a_prefix() {
+    let dir = temp_dir("trunc");
+    write_log(&dir, cfg(&dir), 6);
+    let reader = LogReader::open(Arc::new(OsDisk), &dir).unwrap();
+    let seg = reader.segments().pop().unwrap();
+    let image = std::fs::read(&seg).unwrap();
+    let (_, end) = replay_all(&dir).unwrap();
+    let data_end = end.position.tail.unwrap().end_offset as usize;
+    // Every byte offset within the last two batches (each padded to a 4 KiB block).
+    let from = data_end - 2 * 4096;
+    let mut prev_len = 0;
+    for cut in from..=data_end {
+        std::fs::write(&seg, &image[..cut]).unwrap();
+        let (z, _) = replay_all(&dir).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        // A prefix, whole batches only, never shrinking as the cut moves on.
+        assert_eq!(z, (1..=z.len() as i64).collect::<Vec<_>>(), "cut {cut}");
+        assert!(z.len() >= prev_len, "cut {cut}");
+        prev_len = z.len();
+    }
+    assert_eq!(prev_len, 18);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_in_an_earlier_record_is_refused_with_file_and_offset() {
+    let dir = temp_dir("flip");
+    write_log(&dir, cfg(&dir), 200);
+    let reader = LogReader::open(Arc::new(OsDisk), &dir).unwrap();
+    let first = reader.segments()[0].clone();
+    // The fifth record of the oldest segment: a record with many after it.
+    let mut offsets = Vec::new();
+    reader
+        .replay(1, |r| {
+            if r.file == first {
+                offsets.push(r.offset);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let rec = offsets[4] as usize;
+    let mut image = std::fs::read(&first).unwrap();
+    image[rec + 16 + 10] ^= 0x20;
+    std::fs::write(&first, &image).unwrap();
+    let err = replay_all(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains(first.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    assert!(err.contains(&format!("offset {rec}:")), "{err}");
+    assert!(err.contains("expected record crc32c"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Unmounts and deletes the loop-mounted image on every exit path.
+struct LoopFs {
+    mnt: PathBuf,
+    img: PathBuf,
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = std::fs::remove_dir(&self.mnt);
+        let _ = std::fs::remove_file(&self.img);
+        if let Some(base) = self.img.parent() {
+            let _ = std::fs::remove_dir(base);
+        }
+    }
+}
+
+fn loop_ext4(name: &str, mib: u64) -> Option<LoopFs> {
+    let base = temp_dir(name);
+    let img = base.join("fs.img");
+    let mnt = base.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(mib << 20).unwrap();
+    let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img)) {
+        eprintln!("SKIP: mkfs.ext4 unavailable");
+        return None;
+    }
+    if !ok(Command::new("mount")
+        .args(["-o", "loop"])
+        .arg(&img)
+        .arg(&mnt))
+    {
+        eprintln!("SKIP: cannot loop-mount (not root?)");
+        let _ = std::fs::remove_file(&img);
+        return None;
+    }
+    Some(LoopFs { mnt, img })
+}
+
+#[test]
+fn enospc_on_a_small_ext4_fails_the_batch_and_recovers_when_space_returns() {
+    let Some(fs) = loop_ext4("enospc", 16) else {
+        return;
+    };
+    let dir = fs.mnt.join("log");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = cfg(&dir);
+    c.segment_bytes = 2 << 20;
+    c.background_spare = false;
+    let (notify, rx) = notifier();
+    let logger = Logger::start(c, Arc::new(OsDisk), LogPosition::default(), notify).unwrap();
+    let mut oracle = Oracle::default();
+    logger.append(batch(1, 1, 0, 100)).unwrap();
+    wait_for(&logger, &rx, &mut oracle, |o| o.settled(1));
+    assert_eq!(oracle.durable_through, 1);
+    // Fill the file system: the spare after the next switch cannot be made.
+    let filler = fs.mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![1u8; 1 << 20];
+        // Bounded by the image size.
+        for _ in 0..32 {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = f.sync_all();
+    }
+    let mut z = 2;
+    // Bounded: three segments of 4 KiB batches.
+    for _ in 0..(3 * 512) {
+        logger.append(batch(z, 1, 0, 3000)).unwrap();
+        wait_for(&logger, &rx, &mut oracle, |o| o.settled(z));
+        if !oracle.failed.is_empty() {
+            break;
+        }
+        z += 1;
+    }
+    assert_eq!(oracle.failed, vec![(z, z)], "ENOSPC never surfaced");
+    assert!(
+        oracle.errors[0].contains("No space left"),
+        "{:?}",
+        oracle.errors
+    );
+    std::fs::remove_file(&filler).unwrap();
+    logger.append(batch(z, 1, 1, 3000)).unwrap();
+    wait_for(&logger, &rx, &mut oracle, |o| {
+        o.durable_through == z || o.failed.len() > 1
+    });
+    assert_eq!(oracle.durable_through, z, "{:?}", oracle.errors);
+    drop(logger);
+    let (zs, _) = replay_all(&dir).unwrap();
+    assert_eq!(zs, (1..=z).collect::<Vec<_>>());
+}
