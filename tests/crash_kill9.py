@@ -11,6 +11,7 @@ Exit codes: 0 pass, 1 fail, 77 the binary keeps data in memory only (storage not
 into the server yet), so the test cannot apply.
 """
 
+import faulthandler
 import os
 import random
 import shutil
@@ -158,6 +159,8 @@ def write_until_killed(zk, server, rnd, round_no, acked):
 
 
 def main():
+    # A hang prints every thread's stack and exits, so a stuck run says where it stuck.
+    faulthandler.dump_traceback_later(480, exit=True)
     binary = sys.argv[1]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else random.randrange(1 << 32)

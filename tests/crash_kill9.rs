@@ -9,6 +9,10 @@
 //! Rounds and seed: `RINGKEEPER_KILL9_ROUNDS`, `RINGKEEPER_KILL9_SEED`.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The whole run's bound: 20 rounds take about 35 s here; a hang must fail, not stall CI.
+const RUN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Exit code of the script when the binary does not persist anything.
 const NOT_WIRED: i32 = 77;
@@ -22,7 +26,19 @@ fn kill9_loses_no_acknowledged_write() {
     if let Ok(seed) = std::env::var("RINGKEEPER_KILL9_SEED") {
         cmd.arg(seed);
     }
-    let status = cmd.status().expect("run python3 (with kazoo installed)");
+    let mut child = cmd.spawn().expect("run python3 (with kazoo installed)");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for the script") {
+            break st;
+        }
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kill -9 test did not finish within {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     match status.code() {
         Some(0) => {}
         Some(NOT_WIRED) if std::env::var_os("RINGKEEPER_KILL9_REQUIRE").is_none() => {

@@ -5,10 +5,12 @@ use ringkeeper::cli::{self, Subcommand};
 use ringkeeper::config::Config;
 use ringkeeper::fourlw::ConfInfo;
 use ringkeeper::prep::PrepConfig;
+use ringkeeper::server::sequencer::StorageConfig;
 use ringkeeper::server::{self, ServerConfig};
-use ringkeeper::tree::DataTree;
+use ringkeeper::storage::{LogConfig, OsDisk, SyncMode};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// How often empty containers and expired TTL nodes are looked for, unless zoo.cfg sets
 /// `znode.container.checkIntervalMs` (ZooKeeper's default).
@@ -44,6 +46,25 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         let checks_per_min = (60_000 / sc.sequencer.container_check_interval_ms).max(1);
         sc.sequencer.container_max_per_check = (per_min / checks_per_min).max(1) as usize;
     }
+    let mut log = LogConfig::new(&cfg.data_log_dir);
+    log.segment_bytes = cfg.log_segment_size;
+    if !cfg.force_sync {
+        eprintln!(
+            "ringkeeper: WARNING: forceSync=no: the transaction log is never synced; \
+             acknowledged writes can be lost on power loss"
+        );
+        log.sync = SyncMode::None;
+    }
+    sc.sequencer.storage = Some(StorageConfig {
+        disk: Arc::new(OsDisk),
+        log,
+        position: Default::default(),
+        snap_dir: cfg.data_dir.clone(),
+        snap_count: cfg.snap_count,
+        snap_size_bytes: 0,
+        snap_retain_count: (cfg.snap_retain_count as usize).max(3),
+        purge_interval_ms: cfg.purge_interval_hours as i64 * 3_600_000,
+    });
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
@@ -86,13 +107,27 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
-/// `ringkeeper data check|dump`. The transaction log is read once the log's reader is
-/// wired in here; until then only snapshots are examined, and the report says so.
+/// `ringkeeper data check|dump`: snapshots in `dir`, the log in `--log-dir` (default
+/// `dir`), read without changing anything.
 fn data_command(action: &cli::DataAction) -> ExitCode {
     use ringkeeper::datadir;
+    use ringkeeper::storage::open::ReaderSource;
     use ringkeeper::storage::OsDisk;
+    let log_dir = match action {
+        cli::DataAction::Check { dir, log_dir } | cli::DataAction::Dump { dir, log_dir } => {
+            log_dir.as_ref().unwrap_or(dir)
+        }
+    };
+    let mut source = match ReaderSource::open(Arc::new(OsDisk), log_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringkeeper: {e}");
+            return ExitCode::from(1);
+        }
+    };
     match action {
-        cli::DataAction::Check { dir, .. } => match datadir::check(&OsDisk, dir, None) {
+        cli::DataAction::Check { dir, .. } => match datadir::check(&OsDisk, dir, Some(&mut source))
+        {
             Ok(r) => {
                 print!("{}", r.text);
                 if r.ok {
@@ -106,7 +141,7 @@ fn data_command(action: &cli::DataAction) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        cli::DataAction::Dump { dir, .. } => match datadir::dump(&OsDisk, dir, None) {
+        cli::DataAction::Dump { dir, .. } => match datadir::dump(&OsDisk, dir, Some(&mut source)) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -174,8 +209,28 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let mut sc = sc;
+    let started = std::time::Instant::now();
+    let opened =
+        match ringkeeper::storage::open::open(Arc::new(OsDisk), &cfg.data_dir, &cfg.data_log_dir) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("ringkeeper: cannot recover the data directory, refusing to start: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    eprintln!(
+        "ringkeeper: recovered {} znodes and {} sessions through zxid {:#x} in {:.3} s",
+        opened.tree.len(),
+        opened.tree.session_count(),
+        opened.zxid,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(st) = sc.sequencer.storage.as_mut() {
+        st.position = opened.position;
+    }
     let signals = block_signals();
-    let running = match server::start(sc.clone(), DataTree::new(), 0) {
+    let running = match server::start(sc.clone(), opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ringkeeper: cannot start: {e}");
@@ -183,11 +238,12 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
-        "ringkeeper {}: serving clients on {} (standalone, {} shards). \
-         Data is kept in memory only: durable storage is not built yet.",
+        "ringkeeper {}: serving clients on {} (standalone, {} shards), data in {}, log in {}",
         env!("CARGO_PKG_VERSION"),
         running.local_addr,
-        sc.shards
+        sc.shards,
+        cfg.data_dir.display(),
+        cfg.data_log_dir.display()
     );
     let sig = wait_for_signal(&signals);
     eprintln!("ringkeeper: signal {sig} received, shutting down");

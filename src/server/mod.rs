@@ -48,6 +48,7 @@ impl ServerConfig {
                 prep: PrepConfig::default(),
                 container_check_interval_ms: 60_000,
                 container_max_per_check: 10_000,
+                storage: None,
             },
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
@@ -124,6 +125,17 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .collect();
 
     state.set_shard_inboxes(to_shard.clone());
+    // The sequencer (and with it the log writer) starts first: if the log cannot be
+    // opened, no shard is listening yet.
+    let seq = Sequencer::new(
+        cfg.sequencer.clone(),
+        tree.clone(),
+        zxid,
+        to_seq.clone(),
+        to_shard.clone(),
+        signal.clone(),
+        seq_stats,
+    )?;
     let mut threads = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
     let mut addr = cfg.client_addr;
@@ -155,15 +167,6 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
             .map_err(|_| std::io::Error::other("shard thread died during start-up"))??;
         addr = bound;
     }
-    let seq = Sequencer::new(
-        cfg.sequencer.clone(),
-        tree,
-        zxid,
-        to_seq,
-        to_shard,
-        signal.clone(),
-        seq_stats,
-    );
     {
         let stop = stop.clone();
         threads.push(

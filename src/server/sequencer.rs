@@ -4,18 +4,29 @@
 //! (`prep`), assigns zxids, applies the txns, expires sessions by tick, reaps empty
 //! containers and expired TTL nodes, and publishes one [`Commit`] to every shard.
 //!
-//! Standalone without storage, a txn is committed as soon as it is applied. The seam for
-//! the log is [`Sequencer::publish`]: storage makes a batch durable there before the
-//! commit leaves, and replication waits for a quorum there.
+//! Durability: each pass's txns go to the [`Logger`] as one batch, and the pass's
+//! entries wait in `pending` (with the tree root after them) until the logger reports
+//! them durable; then they are published, in zxid order. Entries without txns (failed
+//! validation, syncs, resumes) wait behind the txns before them, so every answer leaves
+//! in order. Without storage (tests), a batch is durable as soon as it is applied.
+//!
+//! A log write that fails (ENOSPC, EIO) fails every write it covered and every write
+//! after it that was not yet durable: their clients get SYSTEMERROR, the speculative
+//! tree is rebuilt from the last published root, and new writes fail at once until the
+//! logger has accounted for every batch sent before the failure. Then writing resumes,
+//! so the server recovers when space returns. Reads are served throughout.
 
 use super::mailbox::{Mailbox, Signal};
 use super::msg::*;
 use crate::prep::{self, Caller, PrepConfig, PrepError};
 use crate::proto::{Code, OpCode, Request};
 use crate::session::{self, SessionTracker};
+use crate::storage::snapshot::{self, SnapPolicy, Snapshotter};
+use crate::storage::{Disk, LogConfig, LogEvent, LogPosition, Logger};
 use crate::tree::DataTree;
 use crate::txn::{Txn, TxnOp};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,6 +45,53 @@ pub struct SequencerConfig {
     /// The most containers/TTL nodes deleted per check (`znode.container.maxPerMinute`
     /// spirit: a burst of reaping must not crowd out client writes).
     pub container_max_per_check: usize,
+    /// The durable log and snapshots; `None` keeps data in memory only (tests).
+    pub storage: Option<StorageConfig>,
+}
+
+/// Where and how the sequencer persists.
+#[derive(Clone)]
+pub struct StorageConfig {
+    pub disk: Arc<dyn Disk>,
+    pub log: LogConfig,
+    /// Where the log resumes (from recovery).
+    pub position: LogPosition,
+    /// dataDir: snapshots.
+    pub snap_dir: PathBuf,
+    /// `snapCount`: a snapshot after a random number of txns in [snapCount/2+1, snapCount].
+    pub snap_count: u64,
+    /// `snapSizeLimitInKb` in bytes (0: off).
+    pub snap_size_bytes: u64,
+    /// `autopurge.snapRetainCount` (at least 3).
+    pub snap_retain_count: usize,
+    /// `autopurge.purgeInterval` in ms (0: off).
+    pub purge_interval_ms: i64,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("log", &self.log)
+            .field("position", &self.position)
+            .field("snap_dir", &self.snap_dir)
+            .finish()
+    }
+}
+
+/// The persisting side of the sequencer: log writer, snapshot thread and policy.
+struct Storage {
+    logger: Logger,
+    snapshotter: Snapshotter,
+    policy: SnapPolicy,
+    cfg: StorageConfig,
+    next_purge_ms: i64,
+}
+
+/// One pass's entries waiting until every txn up to `last_zxid` is durable.
+struct Pending {
+    last_zxid: i64,
+    entries: Vec<Entry>,
+    root: DataTree,
 }
 
 /// State shared with the four-letter words and metrics.
@@ -69,6 +127,23 @@ pub struct Sequencer {
     clock_offset_ms: i64,
     batch: Vec<ToSeq>,
     stats: Arc<SequencerStats>,
+    storage: Option<Storage>,
+    /// Txns of the current pass, for the log.
+    log_batch: Vec<Txn>,
+    /// Batches the logger had no room for, retried in order before any newer one.
+    unlogged: VecDeque<Vec<Txn>>,
+    /// Passes waiting for durability, oldest first.
+    pending: VecDeque<Pending>,
+    /// Every zxid up to this one is durable.
+    durable_zxid: i64,
+    /// The highest zxid handed to the logger.
+    appended_zxid: i64,
+    /// The root and zxid last published (always durable).
+    committed: (DataTree, i64),
+    /// After a log failure: writes fail until the logger has reported on every batch up
+    /// to this zxid (all sent before the failure).
+    failed_until: Option<i64>,
+    log_events: Vec<LogEvent>,
 }
 
 fn wall_ms() -> i64 {
@@ -87,7 +162,27 @@ impl Sequencer {
         outboxes: Vec<Arc<Mailbox<ToShard>>>,
         signal: Arc<Signal>,
         stats: Arc<SequencerStats>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let storage = match &cfg.storage {
+            None => None,
+            Some(sc) => {
+                let wake = signal.clone();
+                let logger = Logger::start(
+                    sc.log.clone(),
+                    sc.disk.clone(),
+                    sc.position,
+                    Box::new(move || super::mailbox::Wake::wake(&wake)),
+                )?;
+                let snapshotter = Snapshotter::start(sc.disk.clone(), sc.snap_dir.clone())?;
+                Some(Storage {
+                    logger,
+                    snapshotter,
+                    policy: SnapPolicy::new(sc.snap_count, sc.snap_size_bytes, wall_ms() as u64),
+                    cfg: sc.clone(),
+                    next_purge_ms: sc.purge_interval_ms,
+                })
+            }
+        };
         let mut sessions = SessionTracker::new(cfg.server_id, wall_ms(), cfg.tick_ms);
         // Sessions restored with the tree get a full timeout from now, as ZooKeeper does
         // at start.
@@ -95,11 +190,21 @@ impl Sequencer {
             sessions.add(id, timeout, 0);
         }
         stats.last_zxid.store(zxid, Ordering::Relaxed);
-        Sequencer {
+        let committed = (tree.clone(), zxid);
+        Ok(Sequencer {
             next_reap_ms: cfg.container_check_interval_ms,
             next_tick_ms: cfg.tick_ms,
             clock_offset_ms: 0,
             batch: Vec::new(),
+            storage,
+            log_batch: Vec::new(),
+            unlogged: VecDeque::new(),
+            pending: VecDeque::new(),
+            durable_zxid: zxid,
+            appended_zxid: zxid,
+            committed,
+            failed_until: None,
+            log_events: Vec::new(),
             cfg,
             tree,
             zxid,
@@ -111,7 +216,7 @@ impl Sequencer {
             entries: Vec::new(),
             started: Instant::now(),
             stats,
-        }
+        })
     }
 
     fn now_ms(&self) -> i64 {
@@ -140,7 +245,10 @@ impl Sequencer {
         }
         self.batch = batch;
         let now = self.now_ms();
-        if now >= self.next_tick_ms {
+        // While the log is failing, nothing that needs a txn is started: expiry and
+        // reaping wait (sessions live a little longer; nothing is lost).
+        let writable = self.failed_until.is_none();
+        if now >= self.next_tick_ms && writable {
             self.expire(now);
             self.next_tick_ms = now + self.cfg.tick_ms;
             // Bucket times are on the monotonic clock; `dump` prints wall clock.
@@ -152,11 +260,12 @@ impl Sequencer {
                 .map(|(at, ids)| (at + offset, ids))
                 .collect();
         }
-        if now >= self.next_reap_ms {
+        if now >= self.next_reap_ms && writable {
             self.reap();
             self.next_reap_ms = now + self.cfg.container_check_interval_ms;
         }
-        self.publish();
+        self.end_pass();
+        self.purge_if_due(now);
     }
 
     /// Moves the sequencer's clock, for deterministic tests.
@@ -207,6 +316,14 @@ impl Sequencer {
             });
             return;
         }
+        if req.session_id == 0 && self.failed_until.is_some() {
+            // A new session needs a txn, and the log is failing: the client retries.
+            self.entries.push(Entry::Connect {
+                conn,
+                outcome: ConnectOutcome::Refused,
+            });
+            return;
+        }
         if req.session_id == 0 {
             let timeout_ms = self.clamp_timeout(req.timeout_ms);
             let id = self.sessions.next_session_id();
@@ -249,6 +366,19 @@ impl Sequencer {
 
     fn request(&mut self, origin: Origin, session_id: i64, req: Request, ids: &[crate::proto::Id]) {
         let now = self.now_ms();
+        if self.failed_until.is_some() && !matches!(req, Request::Sync(_)) {
+            // The log is failing: answer at once instead of queueing writes that would
+            // fail too.
+            self.entries.push(Entry::Failed {
+                origin,
+                zxid: self.zxid,
+                error: PrepError {
+                    code: Code::SystemError,
+                    multi: None,
+                },
+            });
+            return;
+        }
         if !self.sessions.touch(session_id, now) {
             self.entries.push(Entry::Failed {
                 origin,
@@ -294,6 +424,9 @@ impl Sequencer {
             op,
         };
         let applied = self.tree.apply(&txn);
+        if self.storage.is_some() {
+            self.log_batch.push(txn.clone());
+        }
         if closes {
             self.sessions.remove(session_id);
             self.owners.remove(&session_id);
@@ -330,22 +463,202 @@ impl Sequencer {
         }
     }
 
-    /// Sends the pass's entries to every shard. Storage and replication hook in here.
-    fn publish(&mut self) {
-        if self.entries.is_empty() {
-            return;
+    /// Ends a pass: its entries wait for durability, its txns go to the log, and every
+    /// pass now durable is published.
+    fn end_pass(&mut self) {
+        if !self.entries.is_empty() {
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: std::mem::take(&mut self.entries),
+                root: self.tree.clone(),
+            });
         }
-        self.stats.last_zxid.store(self.zxid, Ordering::Relaxed);
+        match &mut self.storage {
+            None => self.durable_zxid = self.zxid,
+            Some(st) => {
+                if !self.log_batch.is_empty() {
+                    self.appended_zxid = self.zxid;
+                    self.unlogged.push_back(std::mem::take(&mut self.log_batch));
+                }
+                while let Some(b) = self.unlogged.pop_front() {
+                    if let Err(full) = st.logger.append(b) {
+                        // Retried when the logger reports progress (it wakes us).
+                        self.unlogged.push_front(full.0);
+                        break;
+                    }
+                }
+                st.logger.poll(&mut self.log_events);
+            }
+        }
+        let mut events = std::mem::take(&mut self.log_events);
+        for ev in events.drain(..) {
+            match ev {
+                LogEvent::Durable { through_zxid } => {
+                    self.durable_zxid = self.durable_zxid.max(through_zxid);
+                }
+                LogEvent::Failed {
+                    first_zxid,
+                    last_zxid,
+                    error,
+                } => self.log_failed(first_zxid, last_zxid, error),
+            }
+        }
+        self.log_events = events;
+        self.publish_durable();
+    }
+
+    /// A log write failed: see the module header.
+    fn log_failed(&mut self, first: i64, last: i64, error: std::io::Error) {
+        eprintln!(
+            "ringkeeper: ERROR: writing the transaction log failed for zxids {first:#x}..={last:#x}: {error}; \
+             those writes are answered SYSTEMERROR, reads go on, writing resumes when the disk accepts it"
+        );
+        if self.failed_until.is_none() {
+            self.failed_until = Some(self.appended_zxid);
+            self.unlogged.clear();
+            let durable = self.durable_zxid;
+            let mut converted = Vec::new();
+            for p in self.pending.iter_mut() {
+                for e in p.entries.drain(..) {
+                    converted.push(match e {
+                        Entry::Txn { txn, origin, .. } if txn.zxid > durable => match origin {
+                            None => continue,
+                            Some(o) if o.op == OpCode::CreateSession => Entry::Connect {
+                                conn: o.conn,
+                                outcome: ConnectOutcome::Refused,
+                            },
+                            Some(o) => Entry::Failed {
+                                origin: o,
+                                zxid: durable,
+                                error: PrepError {
+                                    code: Code::SystemError,
+                                    multi: None,
+                                },
+                            },
+                        },
+                        other => other,
+                    });
+                }
+            }
+            // Whatever was durable before the failure is published first; the rest is
+            // answered as failed, on the last durable root.
+            self.publish_durable();
+            self.pending.clear();
+            self.tree = self.committed.0.clone();
+            self.zxid = self.committed.1;
+            assert_eq!(self.zxid, durable, "published through the durable zxid");
+            if !converted.is_empty() {
+                self.pending.push_back(Pending {
+                    last_zxid: durable,
+                    entries: converted,
+                    root: self.tree.clone(),
+                });
+            }
+            self.rebuild_sessions();
+        }
+        if self.failed_until.is_some_and(|until| last >= until) {
+            eprintln!(
+                "ringkeeper: the transaction log is writable again at zxid {:#x}",
+                self.zxid + 1
+            );
+            self.failed_until = None;
+        }
+    }
+
+    /// After a rollback: the tracker and owners follow the tree's sessions again.
+    fn rebuild_sessions(&mut self) {
+        let now = self.now_ms();
+        let live: HashMap<i64, i32> = self.tree.sessions().collect();
+        let tracked: Vec<i64> = self
+            .sessions
+            .by_expiry()
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .collect();
+        for id in tracked {
+            if !live.contains_key(&id) {
+                self.sessions.remove(id);
+            }
+        }
+        for (id, timeout) in &live {
+            if !self.sessions.is_alive(*id) {
+                self.sessions.remove(*id);
+                self.sessions.add(*id, *timeout, now);
+            }
+        }
+        self.owners.retain(|id, _| live.contains_key(id));
+    }
+
+    /// Publishes, in order, every pending pass whose txns are all durable.
+    fn publish_durable(&mut self) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.last_zxid <= self.durable_zxid)
+        {
+            let p = self.pending.pop_front().expect("front exists");
+            let txns = p
+                .entries
+                .iter()
+                .filter(|e| matches!(e, Entry::Txn { .. }))
+                .count() as u64;
+            self.committed = (p.root.clone(), p.last_zxid);
+            let commit = Arc::new(Commit {
+                entries: p.entries,
+                root: p.root,
+                zxid: p.last_zxid,
+            });
+            for out in &self.outboxes {
+                out.push_unbounded(ToShard::Commit(commit.clone()));
+            }
+            self.snapshot_if_due(txns);
+        }
+        self.stats
+            .last_zxid
+            .store(self.committed.1, Ordering::Relaxed);
         self.stats
             .sessions
             .store(self.sessions.len() as i64, Ordering::Relaxed);
-        let commit = Arc::new(Commit {
-            entries: std::mem::take(&mut self.entries),
-            root: self.tree.clone(),
-            zxid: self.zxid,
-        });
-        for out in &self.outboxes {
-            out.push_unbounded(ToShard::Commit(commit.clone()));
+    }
+
+    /// Counts committed txns toward the snapshot policy and offers the committed root
+    /// when one is due.
+    fn snapshot_if_due(&mut self, txns: u64) {
+        let Some(st) = &mut self.storage else {
+            return;
+        };
+        let mut due = false;
+        for _ in 0..txns {
+            // The policy's byte rule uses an average txn size; the count rule decides
+            // in practice (snapSizeLimitInKb defaults to 4 GiB).
+            due |= st.policy.record(128);
+        }
+        if due {
+            let (root, zxid) = (self.committed.0.clone(), self.committed.1);
+            if st.snapshotter.offer(root, zxid) == snapshot::Offer::TooBusy {
+                eprintln!("ringkeeper: too busy to snap, skipping (zxid {zxid:#x})");
+            }
+            st.policy.reset();
+        }
+    }
+
+    /// `autopurge`: keeps the newest snapshots and the logs they need.
+    fn purge_if_due(&mut self, now: i64) {
+        let Some(st) = &mut self.storage else {
+            return;
+        };
+        if st.cfg.purge_interval_ms <= 0 || now < st.next_purge_ms {
+            return;
+        }
+        st.next_purge_ms = now + st.cfg.purge_interval_ms;
+        match snapshot::purge(
+            &*st.cfg.disk,
+            &st.cfg.snap_dir,
+            &st.cfg.log.dir,
+            st.cfg.snap_retain_count,
+        ) {
+            Ok(r) => eprintln!("ringkeeper: autopurge: {r:?}"),
+            Err(e) => eprintln!("ringkeeper: autopurge failed: {e}"),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod aligned;
 pub mod disk;
 pub mod format;
 pub mod log;
+pub mod open;
 pub mod reader;
 pub mod recovery;
 pub mod snapshot;

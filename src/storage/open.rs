@@ -1,0 +1,103 @@
+//! Opening the data directories at start: the newest valid snapshot plus the log after
+//! it ([`recovery`](super::recovery)), read through the real [`LogReader`], and the
+//! position the log writer resumes from.
+
+use super::disk::Disk;
+use super::reader::{LogEnd, LogError, LogPosition, LogReader};
+use super::recovery::{self, LogReplay, TxnSource};
+use crate::tree::DataTree;
+use crate::txn::Txn;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What start-up recovered.
+#[derive(Debug)]
+pub struct Opened {
+    pub tree: DataTree,
+    /// The zxid of the last txn the tree reflects (0 for an empty history).
+    pub zxid: i64,
+    /// Where the log writer resumes.
+    pub position: LogPosition,
+    /// Fallbacks and repairs, in order (each also printed).
+    pub notes: Vec<String>,
+}
+
+/// A [`TxnSource`] over the log directory that remembers where the log ends.
+pub struct ReaderSource {
+    reader: LogReader,
+    end: Option<LogEnd>,
+}
+
+impl ReaderSource {
+    pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<ReaderSource, LogError> {
+        Ok(ReaderSource {
+            reader: LogReader::open(disk, dir)?,
+            end: None,
+        })
+    }
+
+    /// The end of the log the last replay found.
+    pub fn end(&self) -> Option<&LogEnd> {
+        self.end.as_ref()
+    }
+}
+
+impl TxnSource for ReaderSource {
+    fn replay_after(
+        &mut self,
+        after: i64,
+        apply: &mut dyn FnMut(&Txn) -> Result<(), String>,
+    ) -> Result<LogReplay, String> {
+        let end = self
+            .reader
+            .replay(after + 1, |rec| {
+                apply(&rec.txn).map_err(|expected| LogError::Corrupt {
+                    file: rec.file.to_path_buf(),
+                    offset: rec.offset,
+                    expected,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        let mut notes = Vec::new();
+        if let Some(t) = &end.torn {
+            notes.push(format!(
+                "truncated the torn tail of {} at byte {}: {}",
+                t.file.display(),
+                t.offset,
+                t.reason
+            ));
+        }
+        self.end = Some(end);
+        Ok(LogReplay { notes })
+    }
+}
+
+/// Recovers the tree from `snap_dir` and `log_dir`.
+///
+/// # Errors
+/// Corruption before the log's tail, a snapshot/log gap, or an I/O failure, with the
+/// file, offset and expectation: the server must refuse to start.
+pub fn open(disk: Arc<dyn Disk>, snap_dir: &Path, log_dir: &Path) -> Result<Opened, String> {
+    let mut source = ReaderSource::open(disk.clone(), log_dir).map_err(|e| e.to_string())?;
+    let rec = recovery::recover_with(&*disk, snap_dir, &mut source).map_err(|e| e.to_string())?;
+    let position = match source.end() {
+        Some(end) => end.position,
+        None => LogPosition::default(),
+    };
+    // A log whose last zxid is behind the snapshot (it was purged, or lost) resumes
+    // after the snapshot: the writer starts a new segment there.
+    let position = if position.last_zxid < rec.zxid {
+        LogPosition {
+            last_zxid: rec.zxid,
+            tail: None,
+        }
+    } else {
+        position
+    };
+    Ok(Opened {
+        tree: rec.tree,
+        zxid: rec.zxid,
+        position,
+        notes: rec.notes,
+    })
+}
