@@ -65,6 +65,29 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         snap_retain_count: (cfg.snap_retain_count as usize).max(3),
         purge_interval_ms: cfg.purge_interval_hours as i64 * 3_600_000,
     });
+    // The Prometheus endpoint, when zoo.cfg asks for ZooKeeper's Prometheus provider.
+    if cfg
+        .metrics_provider_class
+        .as_deref()
+        .is_some_and(|c| c.contains("Prometheus"))
+    {
+        let host = cfg
+            .metrics_provider
+            .get("httpHost")
+            .map_or("0.0.0.0", |h| h.as_str());
+        let port: u16 = match cfg.metrics_provider.get("httpPort").map(|p| p.parse()) {
+            None => 7000,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(format!("metricsProvider.httpPort: {e}")),
+        };
+        sc.metrics_addr = Some(
+            (host, port)
+                .to_socket_addrs()
+                .map_err(|e| format!("metricsProvider.httpHost {host}: {e}"))?
+                .next()
+                .ok_or_else(|| format!("metricsProvider.httpHost {host} resolves to nothing"))?,
+        );
+    }
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
@@ -237,6 +260,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(m) = running.metrics_addr {
+        eprintln!("ringkeeper: Prometheus metrics on http://{m}/metrics");
+    }
     eprintln!(
         "ringkeeper {}: serving clients on {} (standalone, {} shards), data in {}, log in {}",
         env!("CARGO_PKG_VERSION"),

@@ -3,7 +3,9 @@
 
 pub mod driver;
 pub mod fourlw;
+pub mod http;
 pub mod mailbox;
+pub mod metrics;
 pub mod msg;
 pub mod reads;
 pub mod sequencer;
@@ -28,6 +30,8 @@ pub struct ServerConfig {
     /// Event loops (one thread each).
     pub shards: usize,
     pub max_client_cnxns_per_ip: usize,
+    /// Where to serve Prometheus `/metrics` (`metricsProvider.httpHost:httpPort`), if at all.
+    pub metrics_addr: Option<SocketAddr>,
     pub sequencer: SequencerConfig,
     pub settings: Settings,
 }
@@ -40,6 +44,7 @@ impl ServerConfig {
             client_addr: addr,
             shards,
             max_client_cnxns_per_ip: 60,
+            metrics_addr: None,
             sequencer: SequencerConfig {
                 server_id: 0,
                 tick_ms: tick,
@@ -78,6 +83,8 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub state: Arc<ServerState>,
     pub local_addr: SocketAddr,
+    /// The Prometheus endpoint's address, when one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shard_wakes: Vec<Arc<LateWake>>,
     signal: Arc<Signal>,
@@ -175,7 +182,14 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
                 .spawn(move || seq.run(&stop))?,
         );
     }
+    let mut metrics_addr = None;
+    if let Some(addr) = cfg.metrics_addr {
+        let (bound, t) = http::start(addr, state.clone(), stop.clone())?;
+        metrics_addr = Some(bound);
+        threads.push(t);
+    }
     Ok(Running {
+        metrics_addr,
         stop,
         state,
         local_addr: addr,
