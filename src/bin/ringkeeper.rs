@@ -30,6 +30,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     let mut sc = ServerConfig::standalone(addr, cfg.shard_count());
     let tick = cfg.tick_time_ms as i64;
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
+    sc.max_cnxns = cfg.max_cnxns as usize;
     sc.sequencer.tick_ms = tick;
     sc.sequencer.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.sequencer.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;

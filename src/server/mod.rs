@@ -30,6 +30,9 @@ pub struct ServerConfig {
     /// Event loops (one thread each).
     pub shards: usize,
     pub max_client_cnxns_per_ip: usize,
+    /// `maxCnxns`: connections the server holds at most (0: the io layer's bound per
+    /// shard, `io::MAX_CONNECTIONS`).
+    pub max_cnxns: usize,
     /// Where to serve Prometheus `/metrics` (`metricsProvider.httpHost:httpPort`), if at all.
     pub metrics_addr: Option<SocketAddr>,
     pub sequencer: SequencerConfig,
@@ -44,6 +47,7 @@ impl ServerConfig {
             client_addr: addr,
             shards,
             max_client_cnxns_per_ip: 60,
+            max_cnxns: 0,
             metrics_addr: None,
             sequencer: SequencerConfig {
                 server_id: 0,
@@ -162,6 +166,10 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
             addr,
             tick_ms: (cfg.sequencer.tick_ms / 2).clamp(10, 1000) as u64,
             max_conns_per_ip: cfg.max_client_cnxns_per_ip,
+            max_conns: match cfg.max_cnxns {
+                0 => crate::io::MAX_CONNECTIONS,
+                n => n.div_ceil(cfg.shards),
+            },
         };
         threads.push(
             std::thread::Builder::new()
