@@ -8,6 +8,7 @@
 #   4. cargo build (target/debug/ringkeeper)
 #   5. the interop suites in tests/interop with real clients (kazoo, the Java client,
 #      zkCli.sh) against ZK_TARGET (default ringkeeper; apache = Apache ZooKeeper)
+#   6. a short run of the codec's fuzz target (installs cargo-fuzz if missing)
 # and prints a summary; the exit status is non-zero if any step failed.
 #
 # Usage:
@@ -111,6 +112,21 @@ case $rc in
   5) note FAIL "interop ($ZK_TARGET): no tests were collected" ;;  # never a silent pass
   *) note FAIL "interop ($ZK_TARGET): ${result:-pytest exit $rc}" ;;
 esac
+
+# ---- fuzz smoke ------------------------------------------------------------------------
+# A short run of the codec's fuzz target (docs/fuzzing.md): a few seconds of new inputs on
+# every CI run, the seed corpus replayed first.
+if [ $interop_only = 0 ]; then
+  if ! command -v cargo-fuzz >/dev/null && [ -z "${NO_INSTALL:-}" ]; then
+    step "cargo install cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet || echo "cargo install cargo-fuzz failed"
+  fi
+  if command -v cargo-fuzz >/dev/null; then
+    run_step "fuzz smoke (decode, ${FUZZ_SECONDS:-20} s)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
+  else
+    note FAIL "fuzz smoke: cargo-fuzz is not installed (cargo install cargo-fuzz)"
+  fi
+fi
 
 echo
 echo "==================== summary ===================="
