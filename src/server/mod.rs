@@ -2,10 +2,13 @@
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
 pub mod driver;
+pub mod election;
 pub mod fourlw;
 pub mod mailbox;
 pub mod msg;
+pub mod peer_wire;
 pub mod reads;
+pub mod replication;
 pub mod sequencer;
 pub mod shard;
 pub mod stats;
