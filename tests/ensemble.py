@@ -165,7 +165,71 @@ def scenario_election(ens):
     assert list(modes.values()).count("leader") == 1, modes
 
 
-SCENARIOS = {"election": scenario_election}
+# Writes of the failover scenario at most, so it ends even if the kill comes late.
+MAX_WRITES = 5000
+# Attempts (POLL_S apart) for all servers to report the same zxid and node count.
+CONVERGE_ATTEMPTS = 400
+
+
+def srvr_fields(port):
+    out = {}
+    for line in four_letter(port, "srvr").splitlines():
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            out[k] = v
+    return out
+
+
+def wait_converged(ens):
+    for _ in range(CONVERGE_ATTEMPTS):
+        seen = {s.sid: (srvr_fields(s.port).get("Zxid"), srvr_fields(s.port).get("Node count"))
+                for s in ens.servers if s.alive()}
+        if len(set(seen.values())) == 1 and None not in list(seen.values())[0]:
+            return seen
+        time.sleep(POLL_S)
+    raise RuntimeError(f"servers did not converge: {seen}")
+
+
+def scenario_failover(ens):
+    """Writes through the leader, SIGKILL it while writing, keep writing through the new
+    leader; every acknowledged write must be on every live server."""
+    from kazoo.client import KazooClient
+    from kazoo.retry import KazooRetry
+
+    ens.start()
+    leader = ens.wait_leader()
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in ens.servers)
+    zk = KazooClient(hosts=hosts, timeout=10,
+                     connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.2))
+    zk.start(timeout=30)
+    zk.ensure_path("/f")
+    acked = []
+    t_kill = None
+    first_after = None
+    for i in range(MAX_WRITES):
+        if i == MAX_WRITES // 2:
+            ens.servers[leader - 1].kill9()
+            t_kill = time.monotonic()
+        try:
+            zk.create(f"/f/n{i:06d}", f"v{i}".encode())
+            acked.append(i)
+            if t_kill is not None and first_after is None:
+                first_after = time.monotonic() - t_kill
+        except Exception as e:  # noqa: BLE001 - an unacknowledged write may or may not exist
+            print(f"write {i}: {e!r}")
+            time.sleep(POLL_S)
+    new = ens.wait_leader(exclude=(leader,))
+    print(f"failover: killed leader {leader} after {MAX_WRITES // 2} writes; new leader {new}; "
+          f"kill -> first acknowledged write {first_after:.3f} s; {len(acked)} writes acknowledged")
+    seen = wait_converged(ens)
+    print(f"failover: live servers converged: {seen}")
+    names = set(zk.get_children("/f"))
+    lost = [i for i in acked if f"n{i:06d}" not in names]
+    zk.stop()
+    assert not lost, f"{len(lost)} acknowledged writes lost, first {lost[:10]}"
+
+
+SCENARIOS = {"election": scenario_election, "failover": scenario_failover}
 
 
 def main():

@@ -41,3 +41,11 @@ fn run_scenario(scenario: &str, servers: usize) {
 fn three_servers_elect_and_reelect_after_leader_kill() {
     run_scenario("election", 3);
 }
+
+/// Writes through a kazoo client; the leader is SIGKILLed halfway; every acknowledged
+/// write is on the new leader and both live servers report the same zxid and node count.
+/// Needs python3 with kazoo.
+#[test]
+fn leader_kill_under_writes_loses_no_acknowledged_write() {
+    run_scenario("failover", 3);
+}

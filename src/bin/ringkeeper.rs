@@ -275,6 +275,10 @@ fn main() -> ExitCode {
     if let Some(st) = sc.sequencer.storage.as_mut() {
         st.position = opened.position;
     }
+    let bridge = repl
+        .as_ref()
+        .map(|_| Arc::new(server::bridge::ReplBridge::default()));
+    sc.sequencer.repl = bridge.clone();
     let signals = block_signals();
     let running = match server::start(sc.clone(), opened.tree, opened.zxid) {
         Ok(r) => r,
@@ -289,7 +293,11 @@ fn main() -> ExitCode {
             running.state.set_mode(server::stats::MODE_LOOKING);
             rc.recovered_zxid = opened.zxid as u64;
             let id = rc.my_id;
-            match server::replication::start(rc, running.state.clone()) {
+            match server::replication::start(
+                rc,
+                running.state.clone(),
+                bridge.expect("made with repl"),
+            ) {
                 Ok(h) => format!(
                     "server.{id}, quorum port {}, election port {}",
                     h.quorum_addr, h.election_addr

@@ -1,6 +1,7 @@
 //! The drivers: shard threads (one io_uring loop each), the sequencer thread, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod bridge;
 pub mod driver;
 pub mod election;
 pub mod fourlw;
@@ -52,6 +53,7 @@ impl ServerConfig {
                 container_check_interval_ms: 60_000,
                 container_max_per_check: 10_000,
                 storage: None,
+                repl: None,
             },
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,

@@ -16,11 +16,19 @@
 //! and scale initLimit and syncLimit by the same factor, so the limits mean what they
 //! mean in ZooKeeper while pings, retries and failure detection run at a tenth of a tick.
 //!
-//! Not yet (milestone 1): the log the peer appends to is the peer's own in-memory log,
-//! reported durable at once, and `Committed` txns are counted, not applied: client writes
-//! still go to each server's own sequencer. The election, discovery, the epoch files and
-//! failure detection are real.
+//! The log. The sequencer's group-committed log is the peer's log: on the leader the
+//! sequencer logs each pass itself and hands the same txns over as a `ClientWrite`; on a
+//! learner the peer's `Append`s go to the sequencer to be logged. Either way the sequencer
+//! reports `LocalDurable(zxid)`, which this loop turns into the peer's `Durable{write}`
+//! (a write is durable once the log is durable through its last zxid).
+//!
+//! Not yet: a `Truncate` or `InstallSnapshot` that would cut or replace txns this server
+//! already logged (a server that comes back with txns the new leader lacks, or one so far
+//! behind that it needs a snapshot) stops the server with a message: the log has no
+//! truncate operation yet, and the peer starts each run from the recovered zxid with an
+//! empty in-memory log, so a leader can send DIFFs only of what it logged in this run.
 
+use super::bridge::{ReplBridge, ToSeqRepl};
 use super::election::{self, Elected};
 use super::peer_wire::{self, MAX_QUORUM_FRAME, QUORUM_MAGIC};
 use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
@@ -97,6 +105,13 @@ pub enum Input {
         conn: u64,
         from: ServerId,
     },
+    /// Leader's sequencer: one pass's txns, encoded, with zxids from `first_zxid` on.
+    ClientWrite {
+        first_zxid: Zxid,
+        payloads: Vec<bytes::Bytes>,
+    },
+    /// The sequencer's log is durable through this zxid.
+    LocalDurable(Zxid),
 }
 
 impl From<Elected> for Input {
@@ -172,13 +187,18 @@ pub struct Handle {
 ///
 /// # Errors
 /// A port that cannot be bound, or epoch files that cannot be read.
-pub fn start(cfg: ReplConfig, state: Arc<ServerState>) -> std::io::Result<Handle> {
+pub fn start(
+    cfg: ReplConfig,
+    state: Arc<ServerState>,
+    bridge: Arc<ReplBridge>,
+) -> std::io::Result<Handle> {
     let me = cfg
         .members
         .get(&cfg.my_id)
         .expect("myid is a member")
         .clone();
     let (tx, rx) = mpsc::channel::<Input>();
+    bridge.set_replication(tx.clone());
     let listener = TcpListener::bind(me.quorum)?;
     let quorum_addr = listener.local_addr()?;
     let peers: BTreeMap<ServerId, SocketAddr> = cfg
@@ -222,6 +242,7 @@ pub fn start(cfg: ReplConfig, state: Arc<ServerState>) -> std::io::Result<Handle
             .spawn(move || accept_loop(listener, my_id, members, conns, tx))?;
     }
     let election_addr = election.local_addr;
+    let recovered_zxid = cfg.recovered_zxid;
     let mut driver = Driver {
         peer,
         cfg,
@@ -232,7 +253,13 @@ pub fn start(cfg: ReplConfig, state: Arc<ServerState>) -> std::io::Result<Handle
         tx,
         conns,
         follow_ups: VecDeque::new(),
-        committed: 0,
+        logged_last: recovered_zxid,
+        local_durable: recovered_zxid,
+        writes: VecDeque::new(),
+        bridge,
+        applies: Vec::new(),
+        own_from: Zxid::MAX,
+        lead: None,
     };
     std::thread::Builder::new()
         .name("replication".into())
@@ -377,7 +404,19 @@ struct Driver {
     tx: Sender<Input>,
     conns: Arc<std::sync::atomic::AtomicU64>,
     follow_ups: VecDeque<peer::Event>,
-    committed: u64,
+    /// The last zxid handed to the sequencer's log (or recovered from it).
+    logged_last: Zxid,
+    /// The sequencer's log is durable through this zxid.
+    local_durable: Zxid,
+    /// Log writes of the peer not yet durable: (write, its last zxid), in order.
+    writes: VecDeque<(u64, Zxid)>,
+    bridge: Arc<ReplBridge>,
+    /// Committed txns the sequencer must apply (history it did not make), this step.
+    applies: Vec<crate::txn::Txn>,
+    /// Leading: the first zxid of our epoch; committed txns below it are history.
+    own_from: Zxid,
+    /// Established in this step: tell the sequencer after the history's applies.
+    lead: Option<u32>,
 }
 
 impl Driver {
@@ -432,7 +471,44 @@ impl Driver {
                     self.step(peer::Event::Disconnected { peer: from });
                 }
             }
+            Input::ClientWrite {
+                first_zxid,
+                payloads,
+            } => {
+                // Passes of an epoch we no longer lead are dropped: the sequencer has
+                // been told (Looking) and answers them itself.
+                if self.peer.established_epoch() != Some(crate::zab::epoch_of(first_zxid)) {
+                    return;
+                }
+                let (epoch, last) = (crate::zab::epoch_of(first_zxid), self.peer.last_zxid());
+                let next = if crate::zab::epoch_of(last) == epoch {
+                    last + 1
+                } else {
+                    crate::zab::make_zxid(epoch, 1)
+                };
+                assert_eq!(
+                    first_zxid, next,
+                    "sequencer and peer disagree on the next zxid"
+                );
+                self.step(peer::Event::ClientWrite(payloads));
+            }
+            Input::LocalDurable(z) => {
+                self.local_durable = self.local_durable.max(z);
+                self.release_durable_later();
+                if let Some(event) = self.follow_ups.pop_front() {
+                    self.step(event);
+                }
+            }
         }
+    }
+
+    /// Stops the server: the log cannot do what the peer asks (see the module header).
+    fn unsupported(&self, what: String) -> ! {
+        eprintln!(
+            "ringkeeper: FATAL: {what}: not supported yet (the log has no truncate); \
+             stopping. Move this server's data away to let it rejoin from the leader."
+        );
+        std::process::exit(3);
     }
 
     /// Steps the peer with `event` and carries out its actions, and those of every
@@ -446,6 +522,7 @@ impl Driver {
             for action in self.peer.step(event) {
                 self.execute(action);
             }
+            self.flush_to_sequencer();
         }
         panic!("replication: more than {MAX_FOLLOW_UPS} follow-up events in one step");
     }
@@ -469,11 +546,41 @@ impl Driver {
                     }
                 }
             }
-            // Milestone 1: the peer's in-memory log is the only log; see the header.
-            A::Append { write, .. }
-            | A::Truncate { write, .. }
-            | A::InstallSnapshot { write, .. } => {
-                self.follow_ups.push_back(peer::Event::Durable { write });
+            A::Append { write, txns } => {
+                let last = txns.last().expect("appends are not empty").zxid;
+                if self.peer.established_epoch().is_none() {
+                    // A learner's proposals: the sequencer logs them.
+                    let decoded = txns
+                        .iter()
+                        .map(|t| self.decode(t.zxid, &t.payload))
+                        .collect();
+                    self.bridge
+                        .to_sequencer(ToSeqRepl::Append { txns: decoded });
+                }
+                // On the leader the sequencer logged these itself before handing them over.
+                self.logged_last = last;
+                self.writes.push_back((write, last));
+                self.release_durable_later();
+            }
+            A::Truncate { write, to } => {
+                if to < self.logged_last {
+                    self.unsupported(format!(
+                        "TRUNC to {to:#x} below the last logged zxid {:#x}",
+                        self.logged_last
+                    ));
+                }
+                self.writes.push_back((write, to));
+                self.release_durable_later();
+            }
+            A::InstallSnapshot { write, zxid, .. } => {
+                if zxid != self.logged_last {
+                    self.unsupported(format!(
+                        "SNAP at {zxid:#x} over a log ending at {:#x}",
+                        self.logged_last
+                    ));
+                }
+                self.writes.push_back((write, zxid));
+                self.release_durable_later();
             }
             A::PersistEpoch { kind, epoch } => {
                 let name = match kind {
@@ -489,8 +596,20 @@ impl Driver {
                     Err(e) => eprintln!("ringkeeper: cannot persist {name} {epoch}: {e}"),
                 }
             }
-            A::Committed { .. } => self.committed += 1,
+            A::Committed { zxid, payload } => {
+                if zxid >= self.own_from {
+                    // Ours: the sequencer holds its pass and publishes it now.
+                    self.bridge.to_sequencer(ToSeqRepl::Committed {
+                        through: zxid as i64,
+                    });
+                } else {
+                    let t = self.decode(zxid, &payload);
+                    self.applies.push(t);
+                }
+            }
             A::Established { epoch } => {
+                self.own_from = crate::zab::make_zxid(epoch, 1);
+                self.lead = Some(epoch);
                 let _ = self.election.send(election::Input::Established { epoch });
                 self.state.set_mode(MODE_LEADER);
                 eprintln!(
@@ -500,6 +619,8 @@ impl Driver {
             }
             A::UpToDate { leader, epoch } => {
                 let _ = self.election.send(election::Input::Established { epoch });
+                self.flush_to_sequencer();
+                self.bridge.to_sequencer(ToSeqRepl::Follow);
                 let observer = !self.cfg.ensemble.is_voter(self.cfg.my_id);
                 self.state.set_mode(if observer {
                     MODE_OBSERVER
@@ -537,7 +658,49 @@ impl Driver {
         }
     }
 
+    /// Sends this step's applies, then a pending `Lead`, to the sequencer.
+    fn flush_to_sequencer(&mut self) {
+        if !self.applies.is_empty() {
+            let txns = std::mem::take(&mut self.applies);
+            self.bridge.to_sequencer(ToSeqRepl::Apply { txns });
+        }
+        if let Some(epoch) = self.lead.take() {
+            self.bridge.to_sequencer(ToSeqRepl::Lead { epoch });
+        }
+    }
+
+    /// Queues `Durable` for every peer log write the local log now covers; the step
+    /// loop delivers it after the current actions (a step must not recurse).
+    fn release_durable_later(&mut self) {
+        let mut through = None;
+        while let Some(&(w, last)) = self.writes.front() {
+            if last > self.local_durable {
+                break;
+            }
+            self.writes.pop_front();
+            through = Some(w);
+        }
+        if let Some(write) = through {
+            self.follow_ups.push_back(peer::Event::Durable { write });
+        }
+    }
+
+    /// Decodes a txn payload. The leader encoded it from a txn it applied, so a payload
+    /// that does not decode, or names another zxid, is a bug or a lying peer: stop.
+    fn decode(&self, zxid: Zxid, payload: &[u8]) -> crate::txn::Txn {
+        match crate::storage::txn_codec::decode_txn(payload) {
+            Ok(t) if t.zxid as u64 == zxid => t,
+            Ok(t) => panic!("payload of zxid {zxid:#x} holds zxid {:#x}", t.zxid),
+            Err(e) => panic!("payload of zxid {zxid:#x} does not decode: {e:?}"),
+        }
+    }
+
     fn start_looking(&mut self, reason: &str) {
+        self.own_from = Zxid::MAX;
+        self.lead = None;
+        self.writes.clear();
+        self.flush_to_sequencer();
+        self.bridge.to_sequencer(ToSeqRepl::Looking);
         self.state.set_mode(MODE_LOOKING);
         self.links.clear();
         self.unclaimed.clear();
