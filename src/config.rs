@@ -166,14 +166,11 @@ pub const KEYS: &[KeySpec] = &[
     key("jvm.pause.warn-threshold.ms", Cosmetic),
     key("jvm.pause.sleep.time.ms", Cosmetic),
     key("jvm.pause.monitor", Cosmetic),
-    key(
-        "metricsProvider.className",
-        Recorded("no metrics HTTP endpoint is served; use mntr"),
-    ),
-    key(
-        "metricsProvider.*",
-        Recorded("no metrics HTTP endpoint is served; use mntr"),
-    ),
+    // A className naming Prometheus serves /metrics on httpHost:httpPort (the write
+    // stage histograms and ZooKeeper-named gauges); exportJvmInfo and the worker
+    // settings have no meaning here.
+    key("metricsProvider.className", Supported),
+    key("metricsProvider.*", Supported),
     key(
         "multiAddress.enabled",
         Recorded("replication is not built yet"),

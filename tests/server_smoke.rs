@@ -291,3 +291,43 @@ fn four_letter_words_answer_on_the_client_port() {
     assert_eq!(out, "imok");
     srv.shutdown();
 }
+
+#[test]
+fn prometheus_endpoint_serves_write_stages() {
+    let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), 1);
+    cfg.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    cfg.settings.fourlw_whitelist = ringkeeper::config::FourLetterWhitelist::all();
+    let srv = server::start(cfg, DataTree::new(), 0).expect("server starts");
+    let mut c = Client::connect(srv.local_addr);
+    for i in 0..5 {
+        c.create(&format!("/p{i}"), b"x", 0).unwrap();
+    }
+    c.get("/p0", false).unwrap();
+    let mut h = TcpStream::connect(srv.metrics_addr.expect("metrics bound")).unwrap();
+    h.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    h.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    h.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    // Five creates went through every write stage; one read was timed.
+    for stage in [
+        "write_queued",
+        "write_sequenced",
+        "write_logged",
+        "write_committed",
+        "write_answered",
+        "write_total",
+    ] {
+        let line = format!("ringkeeper_latency_seconds_count{{stage=\"{stage}\"}} 5\n");
+        assert!(body.contains(&line), "missing {line} in\n{body}");
+    }
+    assert!(body.contains("ringkeeper_latency_seconds_count{stage=\"read_total\"} 1\n"));
+    // And mntr carries the same breakdown.
+    let mut s = TcpStream::connect(srv.local_addr).unwrap();
+    s.write_all(b"mntr").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.contains("zk_rk_write_total_count\t5\n"), "{out}");
+    srv.shutdown();
+}

@@ -14,7 +14,14 @@ pub struct DriverConfig {
     pub addr: SocketAddr,
     pub tick_ms: u64,
     pub max_conns_per_ip: usize,
+    /// Connections this shard holds at most (its share of `maxCnxns`, or the io
+    /// layer's default bound when `maxCnxns` is 0).
+    pub max_conns: usize,
 }
+
+/// How often a shard reports connections it refused for its connection bound: often
+/// enough to be seen in the log, rarely enough that a storm does not flood it.
+const REFUSED_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The most unsent output one connection may hold before it is dropped. Reading from
 /// a connection stops far earlier (`io::MAX_OUTPUT_BYTES`), so only what the server
@@ -100,6 +107,7 @@ pub fn run_shard(
 ) {
     let rcfg = io::Config {
         tick: Some(Duration::from_millis(cfg.tick_ms)),
+        max_connections: cfg.max_conns,
         ..io::Config::default()
     };
     let mut reactor = match Reactor::new(rcfg) {
@@ -129,6 +137,7 @@ pub fn run_shard(
     };
     // The sequencer may have sent before our waker existed.
     h.shard.wake(&mut OpsNet(reactor.ops()));
+    let (mut reported, mut last_report) = (0u64, None::<std::time::Instant>);
     loop {
         match reactor.run_once(&mut h) {
             Ok(Status::Running) => {}
@@ -141,6 +150,16 @@ pub fn run_shard(
         h.shard.flush();
         if h.stop.load(Ordering::Acquire) {
             break;
+        }
+        let refused = reactor.refused();
+        if refused > reported && last_report.is_none_or(|t| t.elapsed() >= REFUSED_REPORT_INTERVAL)
+        {
+            eprintln!(
+                "ringkeeper: refused {} connections: this shard holds at most {} (maxCnxns, or the default bound)",
+                refused - reported,
+                cfg.max_conns
+            );
+            (reported, last_report) = (refused, Some(std::time::Instant::now()));
         }
     }
 }

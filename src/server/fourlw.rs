@@ -196,7 +196,13 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
                 connection_sets: Vec::new(),
             })
         }
-        Command::Mntr => fmt::mntr(&monitor(state, view, zxid, &conns, total)),
+        Command::Mntr => {
+            // ZooKeeper's keys first, in its order, then ours (`zk_rk_*`): tools that
+            // parse mntr read key/value lines and skip keys they do not know.
+            let mut out = fmt::mntr(&monitor(state, view, zxid, &conns, total));
+            out.push_str(&state.seq.metrics.mntr_lines());
+            out
+        }
         Command::TelnetClose => String::new(),
     }
 }

@@ -5,7 +5,9 @@ pub mod bridge;
 pub mod driver;
 pub mod election;
 pub mod fourlw;
+pub mod http;
 pub mod mailbox;
+pub mod metrics;
 pub mod msg;
 pub mod peer_wire;
 pub mod reads;
@@ -32,6 +34,11 @@ pub struct ServerConfig {
     /// Event loops (one thread each).
     pub shards: usize,
     pub max_client_cnxns_per_ip: usize,
+    /// `maxCnxns`: connections the server holds at most (0: the io layer's bound per
+    /// shard, `io::MAX_CONNECTIONS`).
+    pub max_cnxns: usize,
+    /// Where to serve Prometheus `/metrics` (`metricsProvider.httpHost:httpPort`), if at all.
+    pub metrics_addr: Option<SocketAddr>,
     pub sequencer: SequencerConfig,
     pub settings: Settings,
 }
@@ -44,6 +51,8 @@ impl ServerConfig {
             client_addr: addr,
             shards,
             max_client_cnxns_per_ip: 60,
+            max_cnxns: 0,
+            metrics_addr: None,
             sequencer: SequencerConfig {
                 server_id: 0,
                 tick_ms: tick,
@@ -83,6 +92,8 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub state: Arc<ServerState>,
     pub local_addr: SocketAddr,
+    /// The Prometheus endpoint's address, when one was asked for.
+    pub metrics_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shard_wakes: Vec<Arc<LateWake>>,
     signal: Arc<Signal>,
@@ -160,6 +171,10 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
             addr,
             tick_ms: (cfg.sequencer.tick_ms / 2).clamp(10, 1000) as u64,
             max_conns_per_ip: cfg.max_client_cnxns_per_ip,
+            max_conns: match cfg.max_cnxns {
+                0 => crate::io::MAX_CONNECTIONS,
+                n => n.div_ceil(cfg.shards),
+            },
         };
         threads.push(
             std::thread::Builder::new()
@@ -180,7 +195,14 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
                 .spawn(move || seq.run(&stop))?,
         );
     }
+    let mut metrics_addr = None;
+    if let Some(addr) = cfg.metrics_addr {
+        let (bound, t) = http::start(addr, state.clone(), stop.clone())?;
+        metrics_addr = Some(bound);
+        threads.push(t);
+    }
     Ok(Running {
+        metrics_addr,
         stop,
         state,
         local_addr: addr,

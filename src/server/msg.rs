@@ -104,6 +104,8 @@ pub struct Commit {
     pub entries: Vec<Entry>,
     pub root: DataTree,
     pub zxid: i64,
+    /// When the sequencer handed it to the shards (the `answered` stage starts here).
+    pub published_at: Instant,
 }
 
 /// Sequencer to shard.

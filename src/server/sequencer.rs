@@ -109,11 +109,17 @@ struct Pending {
     last_zxid: i64,
     entries: Vec<Entry>,
     root: DataTree,
+    /// When the pass was handed to the log (the `logged` stage starts here).
+    appended_at: Instant,
+    /// Client writes in the pass (samples for the `logged` and `committed` stages).
+    writes: u64,
 }
 
 /// State shared with the four-letter words and metrics.
 #[derive(Debug, Default)]
 pub struct SequencerStats {
+    /// Write-stage and read latency histograms (shared with the shards).
+    pub metrics: super::metrics::Metrics,
     pub last_zxid: AtomicI64,
     pub sessions: AtomicI64,
     /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
@@ -167,6 +173,8 @@ pub struct Sequencer {
     /// Leader: this pass's txns, encoded for ZAB.
     repl_batch: Vec<bytes::Bytes>,
     repl_inbox: Vec<ToSeqRepl>,
+    /// When log events were last taken in (the end of the `logged` stage).
+    durable_seen_at: Instant,
 }
 
 fn wall_ms() -> i64 {
@@ -239,6 +247,7 @@ impl Sequencer {
             committed,
             failed_until: None,
             log_events: Vec::new(),
+            durable_seen_at: Instant::now(),
             cfg,
             tree,
             zxid,
@@ -427,6 +436,22 @@ impl Sequencer {
     }
 
     fn request(&mut self, origin: Origin, session_id: i64, req: Request, ids: &[crate::proto::Id]) {
+        let taken = Instant::now();
+        self.stats
+            .metrics
+            .queued
+            .record(taken.saturating_duration_since(origin.received));
+        self.request_inner(origin, session_id, req, ids);
+        self.stats.metrics.sequenced.record(taken.elapsed());
+    }
+
+    fn request_inner(
+        &mut self,
+        origin: Origin,
+        session_id: i64,
+        req: Request,
+        ids: &[crate::proto::Id],
+    ) {
         let now = self.now_ms();
         if self.failed_until.is_some() && !matches!(req, Request::Sync(_)) {
             // The log is failing: answer at once instead of queueing writes that would
@@ -534,10 +559,19 @@ impl Sequencer {
     /// pass now durable is published.
     fn end_pass(&mut self) {
         if !self.entries.is_empty() {
+            let writes = self
+                .entries
+                .iter()
+                .filter(|e| {
+                    matches!(e, Entry::Txn { origin: Some(o), .. } if o.op != OpCode::CreateSession)
+                })
+                .count() as u64;
             self.pending.push_back(Pending {
                 last_zxid: self.zxid,
                 entries: std::mem::take(&mut self.entries),
                 root: self.tree.clone(),
+                appended_at: Instant::now(),
+                writes,
             });
         }
         if !self.repl_batch.is_empty() {
@@ -569,6 +603,9 @@ impl Sequencer {
             }
         }
         let mut events = std::mem::take(&mut self.log_events);
+        if !events.is_empty() {
+            self.durable_seen_at = Instant::now();
+        }
         for ev in events.drain(..) {
             match ev {
                 LogEvent::Durable { through_zxid } => {
@@ -690,6 +727,8 @@ impl Sequencer {
                 last_zxid: self.zxid,
                 entries: converted,
                 root: self.tree.clone(),
+                appended_at: Instant::now(),
+                writes: 0,
             });
         }
         self.rebuild_sessions();
@@ -740,6 +779,8 @@ impl Sequencer {
                     last_zxid: durable,
                     entries: converted,
                     root: self.tree.clone(),
+                    appended_at: Instant::now(),
+                    writes: 0,
                 });
             }
             self.rebuild_sessions();
@@ -788,6 +829,16 @@ impl Sequencer {
         };
         while self.pending.front().is_some_and(|p| p.last_zxid <= limit) {
             let p = self.pending.pop_front().expect("front exists");
+            let now = Instant::now();
+            let m = &self.stats.metrics;
+            if self.storage.is_some() {
+                let durable_at = self.durable_seen_at.max(p.appended_at);
+                m.logged.record_n(durable_at - p.appended_at, p.writes);
+                m.committed.record_n(now - durable_at, p.writes);
+            } else {
+                m.logged.record_n(Duration::ZERO, p.writes);
+                m.committed.record_n(now - p.appended_at, p.writes);
+            }
             let txns = p
                 .entries
                 .iter()
@@ -798,6 +849,7 @@ impl Sequencer {
                 entries: p.entries,
                 root: p.root,
                 zxid: p.last_zxid,
+                published_at: now,
             });
             for out in &self.outboxes {
                 out.push_unbounded(ToShard::Commit(commit.clone()));

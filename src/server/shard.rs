@@ -448,6 +448,7 @@ impl Shard {
             }
         }
         c.stats.answered(q.req.op(), q.received, zxid);
+        self.state.seq.metrics.reads.record(q.received.elapsed());
         self.state.request_done(q.received);
         net.send(slot, &out);
         self.scratch = out;
@@ -565,6 +566,9 @@ impl Shard {
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
                             self.answered(net, o, &out, txn.zxid);
+                            let m = &self.state.seq.metrics;
+                            m.answered.record(commit.published_at.elapsed());
+                            m.total.record(o.received.elapsed());
                         }
                     }
                     // 3. A closed session's connections go.

@@ -1,0 +1,284 @@
+//! Latency histograms of the write path, stage by stage, and of reads: the breakdown an
+//! engineer reaches for first when a write is slow. Exposed in `mntr` (as
+//! `zk_rk_<name>_<stat>` keys) and on the Prometheus `/metrics` endpoint.
+//!
+//! Stages of one write, each measured on the thread that ends it:
+//!
+//! | stage       | from                                  | to                                  |
+//! |-------------|---------------------------------------|-------------------------------------|
+//! | `queued`    | the shard decoded the request         | the sequencer took it               |
+//! | `sequenced` | the sequencer took it                 | validated, zxid assigned, applied   |
+//! | `logged`    | its pass was handed to the log        | the log reported it durable         |
+//! | `committed` | durable                               | the commit was handed to the shards |
+//! | `answered`  | the commit was handed to the shards   | the reply was queued on its socket  |
+//! | `total`     | the shard decoded the request         | the reply was queued on its socket  |
+//!
+//! The histograms are lock-free (one relaxed atomic add per sample) so every thread
+//! records into the same ones; readers scan them when asked.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Sub-buckets per power of two: 8 gives about 12% relative precision, plenty to see
+/// which stage dominates, at 8 counters per octave.
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+/// Octaves of microseconds covered: 2^40 us is 12 days; larger values land in the last
+/// bucket.
+const OCTAVES: usize = 40;
+const BUCKETS: usize = OCTAVES * SUB;
+
+/// A log-linear histogram of microseconds.
+pub struct Histogram {
+    counts: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us < SUB as u64 {
+        return us as usize;
+    }
+    let octave = 63 - us.leading_zeros(); // >= SUB_BITS
+    let shift = octave - SUB_BITS;
+    let sub = ((us >> shift) as usize) & (SUB - 1);
+    let idx = ((octave - SUB_BITS + 1) as usize) * SUB + sub;
+    idx.min(BUCKETS - 1)
+}
+
+/// The largest value a bucket holds (what a percentile reports: never an underestimate).
+fn bucket_top(idx: usize) -> u64 {
+    if idx < SUB {
+        return idx as u64;
+    }
+    let octave = (idx / SUB) as u32 - 1 + SUB_BITS;
+    let sub = (idx % SUB) as u64;
+    let shift = octave - SUB_BITS;
+    (((SUB as u64) | sub) << shift) + (1u64 << shift) - 1
+}
+
+impl Histogram {
+    pub fn record(&self, d: Duration) {
+        self.record_n(d, 1);
+    }
+
+    /// Records `n` samples of `d` (one pass's log latency counts once per write in it).
+    pub fn record_n(&self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        self.counts[bucket_of(us)].fetch_add(n, Ordering::Relaxed);
+        self.count.fetch_add(n, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(us.saturating_mul(n), Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+
+    pub fn max_us(&self) -> u64 {
+        self.max_us.load(Ordering::Relaxed)
+    }
+
+    /// The value at quantile `q` (0..=1), in microseconds; 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let total = self.count();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c.load(Ordering::Relaxed);
+            if seen >= rank {
+                return bucket_top(i).min(self.max_us());
+            }
+        }
+        self.max_us()
+    }
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("count", &self.count())
+            .field("p50_us", &self.quantile_us(0.5))
+            .field("max_us", &self.max_us())
+            .finish()
+    }
+}
+
+/// Every histogram the server keeps.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    pub queued: Histogram,
+    pub sequenced: Histogram,
+    pub logged: Histogram,
+    pub committed: Histogram,
+    pub answered: Histogram,
+    pub total: Histogram,
+    /// Reads, decode to reply.
+    pub reads: Histogram,
+}
+
+/// The quantiles reported for each histogram.
+pub const QUANTILES: [(&str, f64); 4] =
+    [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)];
+
+impl Metrics {
+    /// (name, histogram) for every write stage in path order, then reads.
+    pub fn all(&self) -> [(&'static str, &Histogram); 7] {
+        [
+            ("write_queued", &self.queued),
+            ("write_sequenced", &self.sequenced),
+            ("write_logged", &self.logged),
+            ("write_committed", &self.committed),
+            ("write_answered", &self.answered),
+            ("write_total", &self.total),
+            ("read_total", &self.reads),
+        ]
+    }
+
+    /// `mntr` lines: `zk_rk_<name>_{count,avg_us,p50_us,...,max_us}`.
+    pub fn mntr_lines(&self) -> String {
+        let mut out = String::new();
+        for (name, h) in self.all() {
+            let n = h.count();
+            out.push_str(&format!("zk_rk_{name}_count\t{n}\n"));
+            out.push_str(&format!(
+                "zk_rk_{name}_avg_us\t{}\n",
+                h.sum_us().checked_div(n).unwrap_or(0)
+            ));
+            for (q, v) in QUANTILES {
+                out.push_str(&format!("zk_rk_{name}_{q}_us\t{}\n", h.quantile_us(v)));
+            }
+            out.push_str(&format!("zk_rk_{name}_max_us\t{}\n", h.max_us()));
+        }
+        out
+    }
+
+    /// The Prometheus text exposition of the histograms, as summaries in seconds.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP ringkeeper_latency_seconds Latency of each write stage and of reads.\n",
+        );
+        out.push_str("# TYPE ringkeeper_latency_seconds summary\n");
+        for (name, h) in self.all() {
+            for (q, v) in QUANTILES {
+                let quantile = match q {
+                    "p50" => "0.5",
+                    "p90" => "0.9",
+                    "p99" => "0.99",
+                    _ => "0.999",
+                };
+                let _ = v;
+                out.push_str(&format!(
+                    "ringkeeper_latency_seconds{{stage=\"{name}\",quantile=\"{quantile}\"}} {}\n",
+                    h.quantile_us(v) as f64 / 1e6
+                ));
+            }
+            out.push_str(&format!(
+                "ringkeeper_latency_seconds_sum{{stage=\"{name}\"}} {}\n",
+                h.sum_us() as f64 / 1e6
+            ));
+            out.push_str(&format!(
+                "ringkeeper_latency_seconds_count{{stage=\"{name}\"}} {}\n",
+                h.count()
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_cover_their_values() {
+        let mut last = 0;
+        for us in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            100,
+            1000,
+            12_345,
+            1 << 30,
+            u64::MAX / 2,
+        ] {
+            let b = bucket_of(us);
+            assert!(b >= last, "bucket of {us} went backwards");
+            last = b;
+            assert!(
+                bucket_top(b) >= us.min(bucket_top(BUCKETS - 1)),
+                "{us} above its bucket"
+            );
+            if b > 0 && b < BUCKETS - 1 {
+                assert!(bucket_top(b - 1) < us, "{us} belongs in an earlier bucket");
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_are_within_the_precision() {
+        let h = Histogram::default();
+        for i in 1..=1000u64 {
+            h.record(Duration::from_micros(i));
+        }
+        assert_eq!(h.count(), 1000);
+        let p50 = h.quantile_us(0.5);
+        assert!((500..=570).contains(&p50), "p50 {p50}");
+        let p99 = h.quantile_us(0.99);
+        assert!((990..=1000).contains(&p99), "p99 {p99}");
+        assert_eq!(h.quantile_us(1.0), 1000);
+        assert_eq!(h.max_us(), 1000);
+    }
+
+    #[test]
+    fn record_n_counts_every_sample() {
+        let h = Histogram::default();
+        h.record_n(Duration::from_micros(200), 10);
+        h.record(Duration::from_micros(5));
+        assert_eq!(h.count(), 11);
+        assert_eq!(h.sum_us(), 2005);
+        assert!(h.quantile_us(0.5) >= 200);
+        assert_eq!(h.quantile_us(0.01), 5);
+    }
+
+    #[test]
+    fn text_formats_name_every_stage() {
+        let m = Metrics::default();
+        m.logged.record(Duration::from_micros(300));
+        let mntr = m.mntr_lines();
+        assert!(mntr.contains("zk_rk_write_logged_count\t1\n"));
+        assert!(mntr.contains("zk_rk_write_logged_max_us\t300\n"));
+        let prom = m.prometheus();
+        assert!(prom.contains("ringkeeper_latency_seconds_count{stage=\"write_logged\"} 1\n"));
+        assert!(prom.contains("stage=\"read_total\",quantile=\"0.99\""));
+    }
+}
