@@ -2,12 +2,15 @@
 //! with a zoo.cfg path, that configuration, as ZooKeeper's QuorumPeerMain.
 
 use ringkeeper::cli::{self, Subcommand};
-use ringkeeper::config::Config;
+use ringkeeper::config::{Config, PeerType};
 use ringkeeper::fourlw::ConfInfo;
 use ringkeeper::prep::PrepConfig;
+use ringkeeper::server::replication::{Member, ReplConfig};
 use ringkeeper::server::sequencer::StorageConfig;
 use ringkeeper::server::{self, ServerConfig};
 use ringkeeper::storage::{LogConfig, OsDisk, SyncMode};
+use ringkeeper::zab::Ensemble;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -113,6 +116,45 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     Ok(sc)
 }
 
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} resolves to nothing"))
+}
+
+/// The ensemble from the `server.N` lines. Ports bind on this server's own line's host,
+/// as ZooKeeper binds `quorumListenOnAllIPs=false`.
+fn repl_config(cfg: &Config) -> Result<ReplConfig, String> {
+    let my_id = cfg.my_id.ok_or("an ensemble needs myid in dataDir")?;
+    let mut members = BTreeMap::new();
+    let (mut voters, mut observers) = (Vec::new(), Vec::new());
+    for (id, s) in &cfg.servers {
+        members.insert(
+            *id,
+            Member {
+                quorum: resolve(&s.host, s.quorum_port)?,
+                election: resolve(&s.host, s.election_port)?,
+            },
+        );
+        match s.peer_type {
+            PeerType::Participant => voters.push(*id),
+            PeerType::Observer => observers.push(*id),
+        }
+    }
+    Ok(ReplConfig {
+        my_id,
+        ensemble: Ensemble::new(voters, observers),
+        members,
+        data_dir: cfg.data_dir.clone(),
+        tick_ms: cfg.tick_time_ms as u64,
+        init_limit: cfg.init_limit as u64,
+        sync_limit: cfg.sync_limit as u64,
+        recovered_zxid: 0,
+    })
+}
+
 /// Blocks SIGINT and SIGTERM in this thread and every thread it starts, so that only
 /// `wait_for_signal` receives them.
 fn block_signals() -> libc::sigset_t {
@@ -212,13 +254,17 @@ fn main() -> ExitCode {
     for w in &warnings {
         eprintln!("ringkeeper: warning: {w}");
     }
-    if cfg.is_distributed() {
-        eprintln!(
-            "ringkeeper: this configuration lists server.N peers, but replication (ZAB) is not \
-             built yet; remove the server.N lines to run standalone"
-        );
-        return ExitCode::from(2);
-    }
+    let repl = if cfg.is_distributed() {
+        match repl_config(&cfg) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = ringkeeper::io::probe() {
         eprintln!("ringkeeper: {e}");
         return ExitCode::from(1);
@@ -257,6 +303,10 @@ fn main() -> ExitCode {
     if let Some(st) = sc.sequencer.storage.as_mut() {
         st.position = opened.position;
     }
+    let bridge = repl
+        .as_ref()
+        .map(|_| Arc::new(server::bridge::ReplBridge::default()));
+    sc.sequencer.repl = bridge.clone();
     let signals = block_signals();
     let running = match server::start(sc.clone(), opened.tree, opened.zxid) {
         Ok(r) => r,
@@ -265,11 +315,33 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mode = match repl {
+        None => "standalone".to_string(),
+        Some(mut rc) => {
+            running.state.set_mode(server::stats::MODE_LOOKING);
+            rc.recovered_zxid = opened.zxid as u64;
+            let id = rc.my_id;
+            match server::replication::start(
+                rc,
+                running.state.clone(),
+                bridge.expect("made with repl"),
+            ) {
+                Ok(h) => format!(
+                    "server.{id}, quorum port {}, election port {}",
+                    h.quorum_addr, h.election_addr
+                ),
+                Err(e) => {
+                    eprintln!("ringkeeper: cannot start replication: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     if let Some(m) = running.metrics_addr {
         eprintln!("ringkeeper: Prometheus metrics on http://{m}/metrics");
     }
     eprintln!(
-        "ringkeeper {}: serving clients on {} (standalone, {} shards), data in {}, log in {}",
+        "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",
         env!("CARGO_PKG_VERSION"),
         running.local_addr,
         sc.shards,

@@ -61,6 +61,9 @@ fn conn_info(c: &ConnLine) -> ConnInfo {
     }
 }
 
+/// ZooKeeper's `ZK_NOT_SERVING` four-letter-word answer.
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
 fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
@@ -81,7 +84,7 @@ fn snapshot(
     conns: &[ConnInfo],
 ) -> fmt::ServerSnapshot {
     let (min, avg, max) = state.latency_ms();
-    let mut s = fmt::ServerSnapshot::new(Mode::Standalone);
+    let mut s = fmt::ServerSnapshot::new(state.mode().unwrap_or(Mode::Standalone));
     s.latency = fmt::Latency {
         min_ms: min as u64,
         avg_ms: avg,
@@ -102,6 +105,15 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
     if !state.settings.fourlw_whitelist.allows(cmd.as_str()) {
         return fmt::refusal(cmd);
     }
+    let Some(mode) = state.mode() else {
+        // ZooKeeper's answer while its peer is LOOKING (no ZooKeeperServer running):
+        // every command but these few says so (`NopCommand` in FourLetterCommands).
+        return match cmd {
+            Command::Ruok => fmt::ruok(),
+            Command::Conf => fmt::conf(&state.settings.conf),
+            _ => NOT_SERVING.to_string(),
+        };
+    };
     let pictures = state.pictures();
     let conns: Vec<ConnInfo> = pictures
         .iter()
@@ -120,7 +132,7 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
     }
     match cmd {
         Command::Ruok => fmt::ruok(),
-        Command::Isro => fmt::isro(Mode::Standalone),
+        Command::Isro => fmt::isro(mode),
         Command::Srvr => fmt::srvr(&snapshot(state, view, zxid, &conns)),
         Command::Stat => fmt::stat(&snapshot(state, view, zxid, &conns)),
         Command::Cons => fmt::cons(&conns),
@@ -208,7 +220,11 @@ fn monitor(
     let v = |k: &str, m: fmt::MetricValue| (k.to_string(), m);
     fmt::MonitorInfo {
         version: fmt::full_version(),
-        server_state: Mode::Standalone.as_str().to_string(),
+        server_state: state
+            .mode()
+            .unwrap_or(Mode::Standalone)
+            .as_str()
+            .to_string(),
         values: vec![
             v("avg_latency", Float(fmt::round4(avg))),
             v("max_latency", Int(max as i64)),

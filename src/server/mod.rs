@@ -1,13 +1,17 @@
 //! The drivers: shard threads (one io_uring loop each), the sequencer thread, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod bridge;
 pub mod driver;
+pub mod election;
 pub mod fourlw;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
 pub mod msg;
+pub mod peer_wire;
 pub mod reads;
+pub mod replication;
 pub mod sequencer;
 pub mod shard;
 pub mod stats;
@@ -58,6 +62,7 @@ impl ServerConfig {
                 container_check_interval_ms: 60_000,
                 container_max_per_check: 10_000,
                 storage: None,
+                repl: None,
             },
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,

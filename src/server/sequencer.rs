@@ -16,6 +16,7 @@
 //! logger has accounted for every batch sent before the failure. Then writing resumes,
 //! so the server recovers when space returns. Reads are served throughout.
 
+use super::bridge::{ReplBridge, ToSeqRepl};
 use super::mailbox::{Mailbox, Signal};
 use super::msg::*;
 use crate::prep::{self, Caller, PrepConfig, PrepError};
@@ -47,6 +48,22 @@ pub struct SequencerConfig {
     pub container_max_per_check: usize,
     /// The durable log and snapshots; `None` keeps data in memory only (tests).
     pub storage: Option<StorageConfig>,
+    /// The replication loop of an ensemble; `None` is standalone.
+    pub repl: Option<Arc<ReplBridge>>,
+}
+
+/// What this sequencer may do, set by the replication loop (always `Standalone` without
+/// one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Standalone,
+    /// Electing or syncing: no client writes or sessions; committed txns are applied.
+    Looking,
+    /// Takes writes; publishes a pass once the quorum committed it.
+    Leader,
+    /// Applies what the leader commits. Client writes and session traffic are refused
+    /// (the client moves to another server) until forwarding is built.
+    Follower,
 }
 
 /// Where and how the sequencer persists.
@@ -150,6 +167,12 @@ pub struct Sequencer {
     /// to this zxid (all sent before the failure).
     failed_until: Option<i64>,
     log_events: Vec<LogEvent>,
+    role: Role,
+    /// Leader: every txn through this zxid is committed by a quorum.
+    quorum_committed: i64,
+    /// Leader: this pass's txns, encoded for ZAB.
+    repl_batch: Vec<bytes::Bytes>,
+    repl_inbox: Vec<ToSeqRepl>,
     /// When log events were last taken in (the end of the `logged` stage).
     durable_seen_at: Instant,
 }
@@ -199,7 +222,18 @@ impl Sequencer {
         }
         stats.last_zxid.store(zxid, Ordering::Relaxed);
         let committed = (tree.clone(), zxid);
+        let role = match &cfg.repl {
+            None => Role::Standalone,
+            Some(b) => {
+                b.set_sequencer_signal(signal.clone());
+                Role::Looking
+            }
+        };
         Ok(Sequencer {
+            role,
+            quorum_committed: zxid,
+            repl_batch: Vec::new(),
+            repl_inbox: Vec::new(),
             next_reap_ms: cfg.container_check_interval_ms,
             next_tick_ms: cfg.tick_ms,
             clock_offset_ms: 0,
@@ -245,6 +279,14 @@ impl Sequencer {
     /// One pass: every shard's requests, then expiry and reaping when due, then one
     /// commit to every shard.
     pub fn step(&mut self) {
+        if let Some(b) = self.cfg.repl.clone() {
+            let mut inbox = std::mem::take(&mut self.repl_inbox);
+            b.drain(&mut inbox);
+            for m in inbox.drain(..) {
+                self.replication(m);
+            }
+            self.repl_inbox = inbox;
+        }
         let mut batch = std::mem::take(&mut self.batch);
         for i in 0..self.inboxes.len() {
             self.inboxes[i].drain_into(&mut batch);
@@ -256,7 +298,8 @@ impl Sequencer {
         let now = self.now_ms();
         // While the log is failing, nothing that needs a txn is started: expiry and
         // reaping wait (sessions live a little longer; nothing is lost).
-        let writable = self.failed_until.is_none();
+        let writable =
+            self.failed_until.is_none() && matches!(self.role, Role::Standalone | Role::Leader);
         if now >= self.next_tick_ms && writable {
             self.expire(now);
             self.next_tick_ms = now + self.cfg.tick_ms;
@@ -283,6 +326,25 @@ impl Sequencer {
     }
 
     fn handle(&mut self, msg: ToSeq) {
+        if matches!(self.role, Role::Looking | Role::Follower) {
+            match msg {
+                // Not serving writes or sessions here: the client tries another server.
+                ToSeq::Connect { conn, .. } => self.entries.push(Entry::Connect {
+                    conn,
+                    outcome: ConnectOutcome::Refused,
+                }),
+                ToSeq::Request { origin, .. } => self.entries.push(Entry::Failed {
+                    origin,
+                    zxid: self.zxid,
+                    error: PrepError {
+                        code: Code::ConnectionLoss,
+                        multi: None,
+                    },
+                }),
+                ToSeq::Touch(_) | ToSeq::Detached { .. } => {}
+            }
+            return;
+        }
         match msg {
             ToSeq::Connect { conn, req, .. } => self.connect(conn, req),
             ToSeq::Request {
@@ -452,6 +514,11 @@ impl Sequencer {
         if self.storage.is_some() {
             self.log_batch.push(txn.clone());
         }
+        if self.role == Role::Leader {
+            let mut b = Vec::new();
+            crate::storage::txn_codec::encode_txn(&txn, &mut b);
+            self.repl_batch.push(b.into());
+        }
         if closes {
             self.sessions.remove(session_id);
             self.owners.remove(&session_id);
@@ -507,6 +574,17 @@ impl Sequencer {
                 writes,
             });
         }
+        if !self.repl_batch.is_empty() {
+            let payloads = std::mem::take(&mut self.repl_batch);
+            let last = self.zxid;
+            let first = last - payloads.len() as i64 + 1;
+            if let Some(b) = &self.cfg.repl {
+                b.to_replication(super::replication::Input::ClientWrite {
+                    first_zxid: first as u64,
+                    payloads,
+                });
+            }
+        }
         match &mut self.storage {
             None => self.durable_zxid = self.zxid,
             Some(st) => {
@@ -532,6 +610,11 @@ impl Sequencer {
             match ev {
                 LogEvent::Durable { through_zxid } => {
                     self.durable_zxid = self.durable_zxid.max(through_zxid);
+                    if let Some(b) = &self.cfg.repl {
+                        b.to_replication(super::replication::Input::LocalDurable(
+                            through_zxid as u64,
+                        ));
+                    }
                 }
                 LogEvent::Failed {
                     first_zxid,
@@ -542,6 +625,113 @@ impl Sequencer {
         }
         self.log_events = events;
         self.publish_durable();
+    }
+
+    /// Carries out what the replication loop says (see [`ToSeqRepl`]).
+    fn replication(&mut self, m: ToSeqRepl) {
+        match m {
+            ToSeqRepl::Lead { epoch } => {
+                self.abandon_uncommitted();
+                self.role = Role::Leader;
+                self.zxid = crate::zab::make_zxid(epoch, 0) as i64;
+                self.quorum_committed = self.zxid;
+                // Sessions created through other leaders are tracked from now, with a
+                // full timeout, as ZooKeeper's new leader does.
+                self.rebuild_sessions();
+                eprintln!("ringkeeper: sequencer leads epoch {epoch}");
+            }
+            ToSeqRepl::Follow => {
+                self.abandon_uncommitted();
+                self.role = Role::Follower;
+            }
+            ToSeqRepl::Looking => {
+                self.abandon_uncommitted();
+                self.role = Role::Looking;
+            }
+            ToSeqRepl::Committed { through } => {
+                self.quorum_committed = self.quorum_committed.max(through);
+            }
+            ToSeqRepl::Append { txns } => {
+                if self.storage.is_some() && !txns.is_empty() {
+                    self.appended_zxid = txns.last().expect("not empty").zxid;
+                    self.unlogged.push_back(txns);
+                } else if let (None, Some(t)) = (&self.storage, txns.last()) {
+                    if let Some(b) = &self.cfg.repl {
+                        b.to_replication(super::replication::Input::LocalDurable(t.zxid as u64));
+                    }
+                }
+            }
+            ToSeqRepl::Apply { txns } => {
+                assert!(
+                    self.role != Role::Leader || txns.iter().all(|t| t.zxid <= self.zxid),
+                    "a leader applies only the history before its epoch"
+                );
+                for txn in txns {
+                    assert!(
+                        txn.zxid > self.zxid,
+                        "apply out of order: {:#x} after {:#x}",
+                        txn.zxid,
+                        self.zxid
+                    );
+                    self.zxid = txn.zxid;
+                    let applied = self.tree.apply(&txn);
+                    if let TxnOp::CloseSession { .. } = txn.op {
+                        self.sessions.remove(txn.session_id);
+                        self.owners.remove(&txn.session_id);
+                    }
+                    self.entries.push(Entry::Txn {
+                        txn,
+                        applied,
+                        origin: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Leaving the leader role: passes not committed by a quorum are answered with
+    /// CONNECTIONLOSS (they may still commit under the next leader, as in ZooKeeper,
+    /// where a client cannot know either), and the tree falls back to the committed one.
+    fn abandon_uncommitted(&mut self) {
+        if self.role != Role::Leader {
+            return;
+        }
+        self.publish_durable();
+        let mut converted = Vec::new();
+        for p in self.pending.drain(..) {
+            for e in p.entries {
+                converted.push(match e {
+                    Entry::Txn { origin, .. } => match origin {
+                        None => continue,
+                        Some(o) if o.op == OpCode::CreateSession => Entry::Connect {
+                            conn: o.conn,
+                            outcome: ConnectOutcome::Refused,
+                        },
+                        Some(o) => Entry::Failed {
+                            origin: o,
+                            zxid: self.committed.1,
+                            error: PrepError {
+                                code: Code::ConnectionLoss,
+                                multi: None,
+                            },
+                        },
+                    },
+                    other => other,
+                });
+            }
+        }
+        self.tree = self.committed.0.clone();
+        self.zxid = self.committed.1;
+        if !converted.is_empty() {
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: converted,
+                root: self.tree.clone(),
+                appended_at: Instant::now(),
+                writes: 0,
+            });
+        }
+        self.rebuild_sessions();
     }
 
     /// A log write failed: see the module header.
@@ -630,11 +820,14 @@ impl Sequencer {
 
     /// Publishes, in order, every pending pass whose txns are all durable.
     fn publish_durable(&mut self) {
-        while self
-            .pending
-            .front()
-            .is_some_and(|p| p.last_zxid <= self.durable_zxid)
-        {
+        // A leader answers once a quorum (its own log counted when durable) has a txn;
+        // a follower publishes committed txns as it applies them.
+        let limit = match self.role {
+            Role::Standalone => self.durable_zxid,
+            Role::Leader => self.quorum_committed,
+            Role::Looking | Role::Follower => self.zxid,
+        };
+        while self.pending.front().is_some_and(|p| p.last_zxid <= limit) {
             let p = self.pending.pop_front().expect("front exists");
             let now = Instant::now();
             let m = &self.stats.metrics;

@@ -134,7 +134,19 @@ pub struct ServerState {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     picture_gen: AtomicU64,
     inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<super::msg::ToShard>>>>,
+    /// The server's role for the four-letter words: one of the `MODE_*` values. The
+    /// replication loop writes it; shards read it when a 4lw asks.
+    mode: std::sync::atomic::AtomicU8,
 }
+
+/// `ServerState::mode` values.
+pub const MODE_STANDALONE: u8 = 0;
+/// In an election or syncing with a leader: not serving (ZooKeeper answers `srvr` with
+/// "not currently serving requests" then).
+pub const MODE_LOOKING: u8 = 1;
+pub const MODE_LEADER: u8 = 2;
+pub const MODE_FOLLOWER: u8 = 3;
+pub const MODE_OBSERVER: u8 = 4;
 
 impl ServerState {
     pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
@@ -154,6 +166,25 @@ impl ServerState {
             per_ip: Mutex::new(HashMap::new()),
             picture_gen: AtomicU64::new(0),
             inboxes: std::sync::OnceLock::new(),
+            mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
+        }
+    }
+
+    /// Sets the role reported by `srvr`, `stat` and `mntr` (a `MODE_*` value).
+    pub fn set_mode(&self, mode: u8) {
+        assert!(mode <= MODE_OBSERVER, "unknown mode {mode}");
+        self.mode.store(mode, Ordering::Release);
+    }
+
+    /// The role to report, or `None` while looking (not serving).
+    pub fn mode(&self) -> Option<crate::fourlw::Mode> {
+        use crate::fourlw::Mode;
+        match self.mode.load(Ordering::Acquire) {
+            MODE_STANDALONE => Some(Mode::Standalone),
+            MODE_LEADER => Some(Mode::Leader),
+            MODE_FOLLOWER => Some(Mode::Follower),
+            MODE_OBSERVER => Some(Mode::Observer),
+            _ => None,
         }
     }
 

@@ -1,0 +1,76 @@
+//! The hand-off between the sequencer thread and the replication loop (ensembles only).
+//!
+//! Replication -> sequencer: role changes, the quorum commit point, txns to log (a
+//! follower's proposals) and txns to apply (committed txns the sequencer did not make).
+//! Sequencer -> replication: each pass's txns (leader) and local log durability. The
+//! sequencer drains its side once per pass; the replication loop wakes it after a push.
+
+use super::mailbox::{Signal, Wake};
+use super::replication::Input;
+use crate::txn::Txn;
+use std::collections::VecDeque;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Replication to sequencer.
+#[derive(Debug)]
+pub enum ToSeqRepl {
+    /// ZAB established `epoch` with this server leading: take writes from zxid
+    /// `(epoch << 32) | 1` on. Every txn of the history before it was sent as `Apply`.
+    Lead { epoch: u32 },
+    /// Synced with a leader: apply what it commits; client writes are not taken here.
+    Follow,
+    /// Back to election: no writes; the speculative tree falls back to the committed one.
+    Looking,
+    /// Leader: every txn through this zxid is durable on a quorum.
+    Committed { through: i64 },
+    /// Follower: log these proposed txns (in order).
+    Append { txns: Vec<Txn> },
+    /// Apply and publish these committed txns (in zxid order).
+    Apply { txns: Vec<Txn> },
+}
+
+/// Shared by the two threads; see the module header.
+#[derive(Default)]
+pub struct ReplBridge {
+    to_seq: Mutex<VecDeque<ToSeqRepl>>,
+    seq_signal: OnceLock<Arc<Signal>>,
+    to_repl: OnceLock<Sender<Input>>,
+}
+
+impl std::fmt::Debug for ReplBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplBridge")
+    }
+}
+
+impl ReplBridge {
+    /// Queues a message for the sequencer and wakes it.
+    pub fn to_sequencer(&self, m: ToSeqRepl) {
+        self.to_seq.lock().expect("bridge poisoned").push_back(m);
+        if let Some(s) = self.seq_signal.get() {
+            s.wake();
+        }
+    }
+
+    /// Everything queued for the sequencer, oldest first.
+    pub fn drain(&self, out: &mut Vec<ToSeqRepl>) {
+        out.extend(self.to_seq.lock().expect("bridge poisoned").drain(..));
+    }
+
+    /// Sends to the replication loop (dropped before it started: it starts before any
+    /// client can write).
+    pub fn to_replication(&self, m: Input) {
+        if let Some(tx) = self.to_repl.get() {
+            let _ = tx.send(m);
+        }
+    }
+
+    pub fn set_sequencer_signal(&self, s: Arc<Signal>) {
+        let _ = self.seq_signal.set(s);
+    }
+
+    pub fn set_replication(&self, tx: Sender<Input>) {
+        let _ = self.to_repl.set(tx);
+    }
+}

@@ -1,0 +1,716 @@
+//! The replication loop: drives `zab::peer::Peer` over TCP on the quorum port, and glues
+//! it to the election (docs/replication.md, "Glue the driver owns").
+//!
+//! Owns: the peer state machine, the quorum connections (a leader accepts learners on its
+//! quorum port; a learner dials the leader), the epoch files, the peer clock, and the
+//! server's reported mode. Must not: decide anything about the protocol (the peer does)
+//! or touch the tree.
+//!
+//! Connections. Every quorum connection has a reader thread (frames -> `Input::Message`)
+//! and a writer thread fed by a bounded queue, so the loop never blocks on a socket. A
+//! connection is named by a number; the loop keeps, per peer, the one that is current
+//! (a learner's: the one it dialled last; a leader's: the one whose FOLLOWERINFO arrived
+//! last) and reports `Disconnected` only for that one, as the core requires.
+//!
+//! Time. The peer counts ticks; we tick it `PEER_TICKS_PER_TICK` times per `tickTime`
+//! and scale initLimit and syncLimit by the same factor, so the limits mean what they
+//! mean in ZooKeeper while pings, retries and failure detection run at a tenth of a tick.
+//!
+//! The log. The sequencer's group-committed log is the peer's log: on the leader the
+//! sequencer logs each pass itself and hands the same txns over as a `ClientWrite`; on a
+//! learner the peer's `Append`s go to the sequencer to be logged. Either way the sequencer
+//! reports `LocalDurable(zxid)`, which this loop turns into the peer's `Durable{write}`
+//! (a write is durable once the log is durable through its last zxid).
+//!
+//! Not yet: a `Truncate` or `InstallSnapshot` that would cut or replace txns this server
+//! already logged (a server that comes back with txns the new leader lacks, or one so far
+//! behind that it needs a snapshot) stops the server with a message: the log has no
+//! truncate operation yet, and the peer starts each run from the recovered zxid with an
+//! empty in-memory log, so a leader can send DIFFs only of what it logged in this run.
+
+use super::bridge::{ReplBridge, ToSeqRepl};
+use super::election::{self, Elected};
+use super::peer_wire::{self, MAX_QUORUM_FRAME, QUORUM_MAGIC};
+use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
+use crate::zab::msg::Msg;
+use crate::zab::peer::{self, EpochKind, Peer, Persisted};
+use crate::zab::{Ensemble, ServerId, Zxid};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Peer ticks per `tickTime` (see the module header).
+pub const PEER_TICKS_PER_TICK: u64 = 10;
+/// Messages queued for one connection's writer. A follower this far behind is not
+/// keeping up; its connection is closed and it resyncs (ZooKeeper's learner queue is
+/// unbounded and lets a slow follower exhaust the leader's heap).
+const QUORUM_SEND_QUEUE: usize = 4096;
+/// How long a learner waits for a connection to the leader per attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Attempts to reach the leader before the connection counts as broken. The elected
+/// leader may not listen yet (it is still deciding); ZooKeeper's learner retries 5 times
+/// a second apart, we retry faster because the election here decides in 200 ms.
+const CONNECT_ATTEMPTS: u32 = 20;
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// A write that takes longer means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events the loop handles before reading its channel again: the actions of one step can
+/// produce follow-up events (a durable log write, a persisted epoch); they are bounded
+/// because every follow-up answers an action of the step before, and a step emits few.
+const MAX_FOLLOW_UPS: usize = 1 << 16;
+/// The accepted and current epoch files, named as ZooKeeper names them in dataDir.
+pub const ACCEPTED_EPOCH_FILE: &str = "acceptedEpoch";
+pub const CURRENT_EPOCH_FILE: &str = "currentEpoch";
+
+/// One member's addresses.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub quorum: SocketAddr,
+    pub election: SocketAddr,
+}
+
+/// What the replication loop needs from zoo.cfg.
+#[derive(Debug, Clone)]
+pub struct ReplConfig {
+    pub my_id: ServerId,
+    pub ensemble: Ensemble,
+    /// Every member, this server included.
+    pub members: BTreeMap<ServerId, Member>,
+    pub data_dir: PathBuf,
+    pub tick_ms: u64,
+    pub init_limit: u64,
+    pub sync_limit: u64,
+    /// The last zxid recovered from this server's data directory.
+    pub recovered_zxid: Zxid,
+}
+
+/// Everything that reaches the loop.
+#[derive(Debug)]
+pub enum Input {
+    Elected(Elected),
+    /// A learner's connection was accepted (leader side).
+    Accepted {
+        link: Link,
+    },
+    Message {
+        conn: u64,
+        from: ServerId,
+        msg: Msg,
+    },
+    Closed {
+        conn: u64,
+        from: ServerId,
+    },
+    /// Leader's sequencer: one pass's txns, encoded, with zxids from `first_zxid` on.
+    ClientWrite {
+        first_zxid: Zxid,
+        payloads: Vec<bytes::Bytes>,
+    },
+    /// The sequencer's log is durable through this zxid.
+    LocalDurable(Zxid),
+}
+
+impl From<Elected> for Input {
+    fn from(e: Elected) -> Input {
+        Input::Elected(e)
+    }
+}
+
+/// One quorum connection as the loop sees it: its number, its peer, its writer's queue
+/// and a handle to shut it down.
+#[derive(Debug)]
+pub struct Link {
+    conn: u64,
+    out: SyncSender<Msg>,
+    stream: Option<TcpStream>,
+}
+
+impl Link {
+    fn close(&self) {
+        if let Some(s) = &self.stream {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Reads an epoch file; a missing file is epoch 0 (a fresh server).
+///
+/// # Errors
+/// When the file exists but cannot be read or does not hold a number.
+pub fn read_epoch(dir: &Path, name: &str) -> std::io::Result<u32> {
+    match std::fs::read_to_string(dir.join(name)) {
+        Ok(s) => s.trim().parse().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{name}: {e}: {s:?}"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes an epoch file durably: temporary file, fsync, rename, fsync of the directory,
+/// so that after a crash the file holds either the old epoch or the new one, and the new
+/// one only if this returned.
+///
+/// # Errors
+/// Any I/O failure; the caller must not acknowledge the epoch then.
+pub fn write_epoch(dir: &Path, name: &str, epoch: u32) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{epoch}\n").as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A running replication loop.
+pub struct Handle {
+    pub quorum_addr: SocketAddr,
+    pub election_addr: SocketAddr,
+}
+
+/// Binds the quorum and election ports and starts the loop and the election.
+///
+/// # Errors
+/// A port that cannot be bound, or epoch files that cannot be read.
+pub fn start(
+    cfg: ReplConfig,
+    state: Arc<ServerState>,
+    bridge: Arc<ReplBridge>,
+) -> std::io::Result<Handle> {
+    let me = cfg
+        .members
+        .get(&cfg.my_id)
+        .expect("myid is a member")
+        .clone();
+    let (tx, rx) = mpsc::channel::<Input>();
+    bridge.set_replication(tx.clone());
+    let listener = TcpListener::bind(me.quorum)?;
+    let quorum_addr = listener.local_addr()?;
+    let peers: BTreeMap<ServerId, SocketAddr> = cfg
+        .members
+        .iter()
+        .filter(|(id, _)| **id != cfg.my_id)
+        .map(|(id, m)| (*id, m.election))
+        .collect();
+    let election = election::start(
+        cfg.my_id,
+        cfg.ensemble.clone(),
+        me.election,
+        peers,
+        tx.clone(),
+    )?;
+    let accepted_epoch = read_epoch(&cfg.data_dir, ACCEPTED_EPOCH_FILE)?;
+    let current_epoch = read_epoch(&cfg.data_dir, CURRENT_EPOCH_FILE)?;
+    let persisted = Persisted {
+        accepted_epoch: accepted_epoch.max(current_epoch),
+        current_epoch,
+        snapshot: Some((cfg.recovered_zxid, bytes::Bytes::new())),
+        log: Vec::new(),
+    };
+    let peer = Peer::new(
+        peer::Config {
+            my_id: cfg.my_id,
+            ensemble: cfg.ensemble.clone(),
+            init_limit: cfg.init_limit.max(1) * PEER_TICKS_PER_TICK,
+            sync_limit: cfg.sync_limit.max(1) * PEER_TICKS_PER_TICK,
+            max_inflight: 100_000,
+            broken: Default::default(),
+        },
+        persisted,
+    );
+    let conns = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    {
+        let (tx, conns, my_id) = (tx.clone(), conns.clone(), cfg.my_id);
+        let members: Vec<ServerId> = cfg.members.keys().copied().collect();
+        std::thread::Builder::new()
+            .name("quorum-accept".into())
+            .spawn(move || accept_loop(listener, my_id, members, conns, tx))?;
+    }
+    let election_addr = election.local_addr;
+    let recovered_zxid = cfg.recovered_zxid;
+    let mut driver = Driver {
+        peer,
+        cfg,
+        state,
+        election: election.input,
+        links: BTreeMap::new(),
+        unclaimed: HashMap::new(),
+        tx,
+        conns,
+        follow_ups: VecDeque::new(),
+        logged_last: recovered_zxid,
+        local_durable: recovered_zxid,
+        writes: VecDeque::new(),
+        bridge,
+        applies: Vec::new(),
+        own_from: Zxid::MAX,
+        lead: None,
+    };
+    std::thread::Builder::new()
+        .name("replication".into())
+        .spawn(move || driver.run(rx))?;
+    Ok(Handle {
+        quorum_addr,
+        election_addr,
+    })
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    my_id: ServerId,
+    members: Vec<ServerId>,
+    conns: Arc<std::sync::atomic::AtomicU64>,
+    tx: Sender<Input>,
+) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(WRITE_TIMEOUT));
+        let Ok(from) = peer_wire::read_hello(&mut stream, QUORUM_MAGIC) else {
+            continue;
+        };
+        if from == my_id || !members.contains(&from) {
+            continue;
+        }
+        let _ = stream.set_read_timeout(None);
+        let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match spawn_link(conn, from, Dial::Accepted(stream), my_id, tx.clone()) {
+            Ok(link) => {
+                if tx.send(Input::Accepted { link }).is_err() {
+                    return;
+                }
+            }
+            Err(e) => eprintln!("ringkeeper: quorum: cannot serve server {from}: {e}"),
+        }
+    }
+}
+
+enum Dial {
+    Accepted(TcpStream),
+    Connect(SocketAddr),
+}
+
+/// Starts a connection's writer (which dials first, for an outgoing one) and reader.
+fn spawn_link(
+    conn: u64,
+    peer: ServerId,
+    dial: Dial,
+    my_id: ServerId,
+    tx: Sender<Input>,
+) -> std::io::Result<Link> {
+    let (out, rx) = mpsc::sync_channel::<Msg>(QUORUM_SEND_QUEUE);
+    let stream = match &dial {
+        Dial::Accepted(s) => Some(s.try_clone()?),
+        Dial::Connect(_) => None,
+    };
+    std::thread::Builder::new()
+        .name(format!("quorum-{peer}-{conn}"))
+        .spawn(move || {
+            let stream = match dial {
+                Dial::Accepted(s) => Some(s),
+                Dial::Connect(addr) => connect(addr, my_id),
+            };
+            let Some(mut stream) = stream else {
+                let _ = tx.send(Input::Closed { conn, from: peer });
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            let reader = stream.try_clone().map(|r| {
+                let tx = tx.clone();
+                std::thread::Builder::new()
+                    .name(format!("quorum-recv-{peer}-{conn}"))
+                    .spawn(move || read_loop(conn, peer, r, tx))
+            });
+            if !matches!(reader, Ok(Ok(_))) {
+                let _ = tx.send(Input::Closed { conn, from: peer });
+                return;
+            }
+            write_loop(&mut stream, rx);
+            // The loop dropped the link or a write failed: closing the socket ends the
+            // reader, which reports the connection closed exactly once.
+            let _ = stream.shutdown(Shutdown::Both);
+        })?;
+    Ok(Link { conn, out, stream })
+}
+
+fn connect(addr: SocketAddr, my_id: ServerId) -> Option<TcpStream> {
+    for _ in 0..CONNECT_ATTEMPTS {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
+                return Some(s);
+            }
+        }
+        std::thread::sleep(CONNECT_RETRY);
+    }
+    None
+}
+
+fn write_loop(stream: &mut TcpStream, rx: Receiver<Msg>) {
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        // Everything queued goes out in one write: a batch of PROPOSALs and COMMITs is
+        // one syscall, not one per message.
+        buf.clear();
+        for m in std::iter::once(first).chain(rx.try_iter().take(QUORUM_SEND_QUEUE)) {
+            let body = peer_wire::encode_msg(&m);
+            buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            buf.extend_from_slice(&body);
+        }
+        if stream.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_loop(conn: u64, from: ServerId, mut stream: TcpStream, tx: Sender<Input>) {
+    let mut r = std::io::BufReader::new(&mut stream);
+    loop {
+        let msg = peer_wire::read_frame(&mut r, MAX_QUORUM_FRAME)
+            .ok()
+            .and_then(|b| peer_wire::decode_msg(&b));
+        let Some(msg) = msg else { break };
+        if tx.send(Input::Message { conn, from, msg }).is_err() {
+            return;
+        }
+    }
+    let _ = r.get_mut().shutdown(Shutdown::Both);
+    let _ = tx.send(Input::Closed { conn, from });
+}
+
+struct Driver {
+    peer: Peer,
+    cfg: ReplConfig,
+    state: Arc<ServerState>,
+    election: Sender<election::Input>,
+    /// The current connection per peer.
+    links: BTreeMap<ServerId, Link>,
+    /// Accepted connections whose FOLLOWERINFO has not arrived yet.
+    unclaimed: HashMap<u64, Link>,
+    tx: Sender<Input>,
+    conns: Arc<std::sync::atomic::AtomicU64>,
+    follow_ups: VecDeque<peer::Event>,
+    /// The last zxid handed to the sequencer's log (or recovered from it).
+    logged_last: Zxid,
+    /// The sequencer's log is durable through this zxid.
+    local_durable: Zxid,
+    /// Log writes of the peer not yet durable: (write, its last zxid), in order.
+    writes: VecDeque<(u64, Zxid)>,
+    bridge: Arc<ReplBridge>,
+    /// Committed txns the sequencer must apply (history it did not make), this step.
+    applies: Vec<crate::txn::Txn>,
+    /// Leading: the first zxid of our epoch; committed txns below it are history.
+    own_from: Zxid,
+    /// Established in this step: tell the sequencer after the history's applies.
+    lead: Option<u32>,
+}
+
+impl Driver {
+    fn run(&mut self, rx: Receiver<Input>) {
+        let tick = Duration::from_millis((self.cfg.tick_ms / PEER_TICKS_PER_TICK).max(1));
+        self.start_looking("start");
+        let mut next_tick = Instant::now() + tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(input) => self.input(input),
+                Err(RecvTimeoutError::Timeout) => {
+                    next_tick += tick;
+                    self.step(peer::Event::Tick);
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Elected(e) => {
+                let event = if e.leader == self.cfg.my_id {
+                    peer::Event::Lead
+                } else {
+                    peer::Event::Follow { leader: e.leader }
+                };
+                self.step(event);
+            }
+            Input::Accepted { link } => {
+                self.unclaimed.insert(link.conn, link);
+            }
+            Input::Message { conn, from, msg } => {
+                if matches!(msg, Msg::FollowerInfo { .. }) {
+                    // This connection becomes the learner's current one; the old one, if
+                    // any, is closed without a Disconnected (the core already forgot it
+                    // on the new FOLLOWERINFO).
+                    let Some(link) = self.unclaimed.remove(&conn) else {
+                        return;
+                    };
+                    self.links.insert(from, link);
+                }
+                if self.links.get(&from).is_some_and(|l| l.conn == conn) {
+                    self.step(peer::Event::Message { from, msg });
+                }
+            }
+            Input::Closed { conn, from } => {
+                self.unclaimed.remove(&conn);
+                if self.links.get(&from).is_some_and(|l| l.conn == conn) {
+                    self.links.remove(&from);
+                    self.step(peer::Event::Disconnected { peer: from });
+                }
+            }
+            Input::ClientWrite {
+                first_zxid,
+                payloads,
+            } => {
+                // Passes of an epoch we no longer lead are dropped: the sequencer has
+                // been told (Looking) and answers them itself.
+                if self.peer.established_epoch() != Some(crate::zab::epoch_of(first_zxid)) {
+                    return;
+                }
+                let (epoch, last) = (crate::zab::epoch_of(first_zxid), self.peer.last_zxid());
+                let next = if crate::zab::epoch_of(last) == epoch {
+                    last + 1
+                } else {
+                    crate::zab::make_zxid(epoch, 1)
+                };
+                assert_eq!(
+                    first_zxid, next,
+                    "sequencer and peer disagree on the next zxid"
+                );
+                self.step(peer::Event::ClientWrite(payloads));
+            }
+            Input::LocalDurable(z) => {
+                self.local_durable = self.local_durable.max(z);
+                self.release_durable_later();
+                if let Some(event) = self.follow_ups.pop_front() {
+                    self.step(event);
+                }
+            }
+        }
+    }
+
+    /// Stops the server: the log cannot do what the peer asks (see the module header).
+    fn unsupported(&self, what: String) -> ! {
+        eprintln!(
+            "ringkeeper: FATAL: {what}: not supported yet (the log has no truncate); \
+             stopping. Move this server's data away to let it rejoin from the leader."
+        );
+        std::process::exit(3);
+    }
+
+    /// Steps the peer with `event` and carries out its actions, and those of every
+    /// follow-up event they cause.
+    fn step(&mut self, event: peer::Event) {
+        self.follow_ups.push_back(event);
+        for _ in 0..MAX_FOLLOW_UPS {
+            let Some(event) = self.follow_ups.pop_front() else {
+                return;
+            };
+            for action in self.peer.step(event) {
+                self.execute(action);
+            }
+            self.flush_to_sequencer();
+        }
+        panic!("replication: more than {MAX_FOLLOW_UPS} follow-up events in one step");
+    }
+
+    fn execute(&mut self, action: peer::Action) {
+        use peer::Action as A;
+        match action {
+            A::Send { to, msg } => {
+                if let Msg::FollowerInfo { .. } = msg {
+                    self.dial(to);
+                }
+                let full = match self.links.get(&to) {
+                    Some(l) => matches!(l.out.try_send(msg), Err(TrySendError::Full(_))),
+                    None => false,
+                };
+                if full {
+                    // A peer this far behind resyncs on a fresh connection; closing
+                    // reports Disconnected through its reader.
+                    if let Some(l) = self.links.get(&to) {
+                        l.close();
+                    }
+                }
+            }
+            A::Append { write, txns } => {
+                let last = txns.last().expect("appends are not empty").zxid;
+                if self.peer.established_epoch().is_none() {
+                    // A learner's proposals: the sequencer logs them.
+                    let decoded = txns
+                        .iter()
+                        .map(|t| self.decode(t.zxid, &t.payload))
+                        .collect();
+                    self.bridge
+                        .to_sequencer(ToSeqRepl::Append { txns: decoded });
+                }
+                // On the leader the sequencer logged these itself before handing them over.
+                self.logged_last = last;
+                self.writes.push_back((write, last));
+                self.release_durable_later();
+            }
+            A::Truncate { write, to } => {
+                if to < self.logged_last {
+                    self.unsupported(format!(
+                        "TRUNC to {to:#x} below the last logged zxid {:#x}",
+                        self.logged_last
+                    ));
+                }
+                self.writes.push_back((write, to));
+                self.release_durable_later();
+            }
+            A::InstallSnapshot { write, zxid, .. } => {
+                if zxid != self.logged_last {
+                    self.unsupported(format!(
+                        "SNAP at {zxid:#x} over a log ending at {:#x}",
+                        self.logged_last
+                    ));
+                }
+                self.writes.push_back((write, zxid));
+                self.release_durable_later();
+            }
+            A::PersistEpoch { kind, epoch } => {
+                let name = match kind {
+                    EpochKind::Accepted => ACCEPTED_EPOCH_FILE,
+                    EpochKind::Current => CURRENT_EPOCH_FILE,
+                };
+                match write_epoch(&self.cfg.data_dir, name, epoch) {
+                    Ok(()) => self
+                        .follow_ups
+                        .push_back(peer::Event::EpochPersisted { kind, epoch }),
+                    // Never acknowledged: the peer waits, and initLimit sends it back to
+                    // the election, which retries.
+                    Err(e) => eprintln!("ringkeeper: cannot persist {name} {epoch}: {e}"),
+                }
+            }
+            A::Committed { zxid, payload } => {
+                if zxid >= self.own_from {
+                    // Ours: the sequencer holds its pass and publishes it now.
+                    self.bridge.to_sequencer(ToSeqRepl::Committed {
+                        through: zxid as i64,
+                    });
+                } else {
+                    let t = self.decode(zxid, &payload);
+                    self.applies.push(t);
+                }
+            }
+            A::Established { epoch } => {
+                self.own_from = crate::zab::make_zxid(epoch, 1);
+                self.lead = Some(epoch);
+                let _ = self.election.send(election::Input::Established { epoch });
+                self.state.set_mode(MODE_LEADER);
+                eprintln!(
+                    "ringkeeper: leading epoch {epoch} (last zxid {:#x})",
+                    self.peer.last_zxid()
+                );
+            }
+            A::UpToDate { leader, epoch } => {
+                let _ = self.election.send(election::Input::Established { epoch });
+                self.flush_to_sequencer();
+                self.bridge.to_sequencer(ToSeqRepl::Follow);
+                let observer = !self.cfg.ensemble.is_voter(self.cfg.my_id);
+                self.state.set_mode(if observer {
+                    MODE_OBSERVER
+                } else {
+                    MODE_FOLLOWER
+                });
+                eprintln!("ringkeeper: following {leader} in epoch {epoch}");
+            }
+            A::Looking { reason } => self.start_looking(reason),
+            A::Rejected { .. } => {}
+            A::ProtocolError { from, what } => {
+                eprintln!("ringkeeper: protocol error from server {from}: {what}")
+            }
+        }
+    }
+
+    fn dial(&mut self, to: ServerId) {
+        let Some(m) = self.cfg.members.get(&to) else {
+            return;
+        };
+        let conn = self
+            .conns
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match spawn_link(
+            conn,
+            to,
+            Dial::Connect(m.quorum),
+            self.cfg.my_id,
+            self.tx.clone(),
+        ) {
+            Ok(link) => {
+                self.links.insert(to, link);
+            }
+            Err(e) => eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}"),
+        }
+    }
+
+    /// Sends this step's applies, then a pending `Lead`, to the sequencer.
+    fn flush_to_sequencer(&mut self) {
+        if !self.applies.is_empty() {
+            let txns = std::mem::take(&mut self.applies);
+            self.bridge.to_sequencer(ToSeqRepl::Apply { txns });
+        }
+        if let Some(epoch) = self.lead.take() {
+            self.bridge.to_sequencer(ToSeqRepl::Lead { epoch });
+        }
+    }
+
+    /// Queues `Durable` for every peer log write the local log now covers; the step
+    /// loop delivers it after the current actions (a step must not recurse).
+    fn release_durable_later(&mut self) {
+        let mut through = None;
+        while let Some(&(w, last)) = self.writes.front() {
+            if last > self.local_durable {
+                break;
+            }
+            self.writes.pop_front();
+            through = Some(w);
+        }
+        if let Some(write) = through {
+            self.follow_ups.push_back(peer::Event::Durable { write });
+        }
+    }
+
+    /// Decodes a txn payload. The leader encoded it from a txn it applied, so a payload
+    /// that does not decode, or names another zxid, is a bug or a lying peer: stop.
+    fn decode(&self, zxid: Zxid, payload: &[u8]) -> crate::txn::Txn {
+        match crate::storage::txn_codec::decode_txn(payload) {
+            Ok(t) if t.zxid as u64 == zxid => t,
+            Ok(t) => panic!("payload of zxid {zxid:#x} holds zxid {:#x}", t.zxid),
+            Err(e) => panic!("payload of zxid {zxid:#x} does not decode: {e:?}"),
+        }
+    }
+
+    fn start_looking(&mut self, reason: &str) {
+        self.own_from = Zxid::MAX;
+        self.lead = None;
+        self.writes.clear();
+        self.flush_to_sequencer();
+        self.bridge.to_sequencer(ToSeqRepl::Looking);
+        self.state.set_mode(MODE_LOOKING);
+        self.links.clear();
+        self.unclaimed.clear();
+        let (current_epoch, last_zxid) = self.peer.vote_basis();
+        eprintln!(
+            "ringkeeper: looking ({reason}); vote basis epoch {current_epoch}, zxid {last_zxid:#x}"
+        );
+        let _ = self.election.send(election::Input::Start {
+            last_zxid,
+            current_epoch,
+        });
+    }
+}

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""Multi-process ensemble tests: real `ringkeeper` processes on 127.0.0.1, each started
+from its own zoo.cfg with `server.N` lines and a myid file, as ZooKeeper users run them.
+
+Usage: ensemble.py RINGKEEPER_BINARY SCENARIO [SERVERS]
+
+Scenarios:
+  election   wait until exactly one server reports `Mode: leader` (srvr), SIGKILL it,
+             wait until one of the others reports leader; prints the time from the kill
+             to the new leader (measured, not asserted: timings depend on the machine).
+
+Every wait is bounded; every process started here is killed by its PID at the end.
+Exit codes: 0 pass, 1 fail.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+# Attempts (POLL_S apart) to see a leader before giving up: 30 s, far above the
+# sub-second elections we expect, so only a real hang fails.
+LEADER_ATTEMPTS = 600
+POLL_S = 0.05
+# srvr answers within this or the server counts as not answering.
+FOURLW_TIMEOUT_S = 0.5
+# tickTime of the test ensembles: ZooKeeper's default, so that timings compare.
+TICK_MS = 2000
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def four_letter(port, word):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=FOURLW_TIMEOUT_S) as s:
+            s.settimeout(FOURLW_TIMEOUT_S)
+            s.sendall(word.encode())
+            out = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+            return out.decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Server:
+    def __init__(self, binary, root, sid, lines, client_port):
+        self.binary = binary
+        self.sid = sid
+        self.dir = os.path.join(root, f"s{sid}")
+        self.data_dir = os.path.join(self.dir, "data")
+        self.cfg = os.path.join(self.dir, "zoo.cfg")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.port = client_port
+        os.makedirs(self.data_dir)
+        with open(os.path.join(self.data_dir, "myid"), "w") as f:
+            f.write(f"{sid}\n")
+        with open(self.cfg, "w") as f:
+            f.write(
+                f"tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\n"
+                f"dataDir={self.data_dir}\n"
+                f"clientPort={client_port}\nclientPortAddress=127.0.0.1\n"
+                "4lw.commands.whitelist=*\n"
+                "shards=1\n"
+            )
+            f.write(lines)
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([self.binary, self.cfg], stdout=log, stderr=log)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def mode(self):
+        if not self.alive():
+            return None
+        for line in four_letter(self.port, "srvr").splitlines():
+            if line.startswith("Mode: "):
+                return line[len("Mode: "):]
+        return None
+
+    def tail(self, n=30):
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+
+class Ensemble:
+    def __init__(self, binary, n):
+        self.root = tempfile.mkdtemp(prefix="rk-ensemble-")
+        ports = free_ports(3 * n)
+        lines = "".join(
+            f"server.{i + 1}=127.0.0.1:{ports[3 * i]}:{ports[3 * i + 1]}\n" for i in range(n)
+        )
+        self.servers = [
+            Server(binary, self.root, i + 1, lines, ports[3 * i + 2]) for i in range(n)
+        ]
+
+    def start(self):
+        for s in self.servers:
+            s.start()
+
+    def modes(self):
+        return {s.sid: s.mode() for s in self.servers if s.alive()}
+
+    def wait_leader(self, exclude=()):
+        """The sole leader's id, once exactly one live server reports leader."""
+        for _ in range(LEADER_ATTEMPTS):
+            leaders = [sid for sid, m in self.modes().items() if m == "leader"]
+            leaders = [sid for sid in leaders if sid not in exclude]
+            if len(leaders) == 1:
+                return leaders[0]
+            time.sleep(POLL_S)
+        raise RuntimeError(f"no single leader: {self.modes()}")
+
+    def stop(self):
+        for s in self.servers:
+            s.kill9()
+
+    def dump_logs(self):
+        for s in self.servers:
+            print(f"--- server {s.sid} log ---\n{s.tail()}", file=sys.stderr)
+
+
+def scenario_election(ens):
+    ens.start()
+    t0 = time.monotonic()
+    leader = ens.wait_leader()
+    print(f"election: first leader server {leader} after {time.monotonic() - t0:.3f} s "
+          f"(from process start); modes {ens.modes()}")
+    victim = ens.servers[leader - 1]
+    t_kill = time.monotonic()
+    victim.kill9()
+    new = ens.wait_leader(exclude=(leader,))
+    dt = time.monotonic() - t_kill
+    print(f"election: killed leader {leader}; new leader server {new} after {dt:.3f} s; "
+          f"modes {ens.modes()}")
+    modes = ens.modes()
+    assert list(modes.values()).count("leader") == 1, modes
+
+
+# Writes of the failover scenario at most, so it ends even if the kill comes late.
+MAX_WRITES = 5000
+# Attempts (POLL_S apart) for all servers to report the same zxid and node count.
+CONVERGE_ATTEMPTS = 400
+
+
+def srvr_fields(port):
+    out = {}
+    for line in four_letter(port, "srvr").splitlines():
+        if ": " in line:
+            k, v = line.split(": ", 1)
+            out[k] = v
+    return out
+
+
+def wait_converged(ens):
+    for _ in range(CONVERGE_ATTEMPTS):
+        seen = {s.sid: (srvr_fields(s.port).get("Zxid"), srvr_fields(s.port).get("Node count"))
+                for s in ens.servers if s.alive()}
+        if len(set(seen.values())) == 1 and None not in list(seen.values())[0]:
+            return seen
+        time.sleep(POLL_S)
+    raise RuntimeError(f"servers did not converge: {seen}")
+
+
+def scenario_failover(ens):
+    """Writes through the leader, SIGKILL it while writing, keep writing through the new
+    leader; every acknowledged write must be on every live server."""
+    from kazoo.client import KazooClient
+    from kazoo.retry import KazooRetry
+
+    ens.start()
+    leader = ens.wait_leader()
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in ens.servers)
+    zk = KazooClient(hosts=hosts, timeout=10,
+                     connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.2))
+    zk.start(timeout=30)
+    zk.ensure_path("/f")
+    acked = []
+    t_kill = None
+    first_after = None
+    for i in range(MAX_WRITES):
+        if i == MAX_WRITES // 2:
+            ens.servers[leader - 1].kill9()
+            t_kill = time.monotonic()
+        try:
+            zk.create(f"/f/n{i:06d}", f"v{i}".encode())
+            acked.append(i)
+            if t_kill is not None and first_after is None:
+                first_after = time.monotonic() - t_kill
+        except Exception as e:  # noqa: BLE001 - an unacknowledged write may or may not exist
+            print(f"write {i}: {e!r}")
+            time.sleep(POLL_S)
+    new = ens.wait_leader(exclude=(leader,))
+    print(f"failover: killed leader {leader} after {MAX_WRITES // 2} writes; new leader {new}; "
+          f"kill -> first acknowledged write {first_after:.3f} s; {len(acked)} writes acknowledged")
+    seen = wait_converged(ens)
+    print(f"failover: live servers converged: {seen}")
+    names = set(zk.get_children("/f"))
+    lost = [i for i in acked if f"n{i:06d}" not in names]
+    zk.stop()
+    assert not lost, f"{len(lost)} acknowledged writes lost, first {lost[:10]}"
+
+
+SCENARIOS = {"election": scenario_election, "failover": scenario_failover}
+
+
+def main():
+    binary, scenario = sys.argv[1], sys.argv[2]
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    ens = Ensemble(binary, n)
+    ok = False
+    try:
+        SCENARIOS[scenario](ens)
+        ok = True
+    except Exception as e:  # noqa: BLE001 - report, dump the logs, fail
+        print(f"FAIL: {scenario}: {e!r}", file=sys.stderr)
+        ens.dump_logs()
+    finally:
+        ens.stop()
+        if ok:
+            shutil.rmtree(ens.root, ignore_errors=True)
+        else:
+            print(f"kept {ens.root}", file=sys.stderr)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
