@@ -149,9 +149,12 @@ def write_until_killed(zk, server, rnd, round_no, acked):
     if server.proc.poll() is None:
         server.kill9()
     # Collect what was acknowledged before the kill; the rest fail with ConnectionLoss.
+    # One deadline for all: a result kazoo never resolves is simply not acknowledged
+    # (waiting 15 s for each of 128 of them once stalled a run for half an hour).
+    deadline = time.monotonic() + 15
     for path, data, res in pending:
         try:
-            res.get(timeout=15)
+            res.get(timeout=max(0.01, deadline - time.monotonic()))
             acked[path] = data
         except Exception:
             pass

@@ -331,3 +331,24 @@ fn prometheus_endpoint_serves_write_stages() {
     assert!(out.contains("zk_rk_write_total_count\t5\n"), "{out}");
     srv.shutdown();
 }
+
+/// A write answered on one connection is visible to reads sent afterwards on any other
+/// connection of the same server, whichever shard holds it (as with one ZooKeeper
+/// server). Eight connections over two shards: some pair is on different shards.
+#[test]
+fn acknowledged_writes_are_visible_on_every_shard() {
+    let srv = start(2);
+    let mut clients: Vec<Client> = (0..8).map(|_| Client::connect(srv.local_addr)).collect();
+    for n in 0..100 {
+        let writer = n % clients.len();
+        let path = format!("/x{n}");
+        clients[writer].create(&path, b"v", 0).unwrap();
+        for (i, c) in clients.iter_mut().enumerate() {
+            assert!(
+                c.get(&path, false).is_ok(),
+                "client {i} did not see {path}, acknowledged to client {writer}"
+            );
+        }
+    }
+    srv.shutdown();
+}

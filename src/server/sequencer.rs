@@ -121,6 +121,8 @@ pub struct SequencerStats {
     /// Write-stage and read latency histograms (shared with the shards).
     pub metrics: super::metrics::Metrics,
     pub last_zxid: AtomicI64,
+    /// The zxid of the newest commit handed (or being handed) to the shards.
+    pub published_zxid: AtomicI64,
     pub sessions: AtomicI64,
     /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
     expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
@@ -851,6 +853,12 @@ impl Sequencer {
                 zxid: p.last_zxid,
                 published_at: now,
             });
+            // Announced before it is handed out: a shard that answers a write of this
+            // commit does so after this store, so any other shard that then gets a read
+            // sees the announcement and catches up first (see `Shard::catch_up`).
+            self.stats
+                .published_zxid
+                .store(commit.zxid, Ordering::Release);
             for out in &self.outboxes {
                 out.push_unbounded(ToShard::Commit(commit.clone()));
             }

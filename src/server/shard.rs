@@ -26,6 +26,7 @@ use crate::txn::{OpResult, TxnOp};
 use crate::watch::{self, Watches};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +44,11 @@ pub trait Net {
 /// reading from it (ZooKeeper's globalOutstandingLimit is 1000 per server; per
 /// connection keeps one greedy client from starving the others).
 pub const MAX_OUTSTANDING_PER_CONN: usize = 1000;
+
+/// How many times a shard yields while waiting for an announced commit to reach its
+/// mailbox. The sequencer is between two statements when this happens; a million
+/// yields (seconds) means it died, and serving on is better than hanging.
+const CATCH_UP_YIELDS: u32 = 1_000_000;
 
 /// The most requests this shard sends the sequencer in one batch before holding back.
 pub const SEQ_INBOX_CAP: usize = 64 * 1024;
@@ -221,8 +227,34 @@ impl Shard {
         }
     }
 
+    /// Brings the view up to the newest commit the sequencer has announced, before a
+    /// request is served: a write answered by another shard is then visible to every
+    /// read that arrives after its answer, on any shard (what clients of one ZooKeeper
+    /// server observe). The sequencer announces a commit just before it pushes it to the
+    /// shards' mailboxes, so the wait is for a push already under way.
+    fn catch_up(&mut self, net: &mut dyn Net) {
+        let target = self.state.seq.published_zxid.load(Ordering::Acquire);
+        let mut tries = 0;
+        while self.view_zxid < target {
+            self.wake(net);
+            if self.view_zxid >= target {
+                break;
+            }
+            tries += 1;
+            if tries > CATCH_UP_YIELDS {
+                eprintln!(
+                    "ringkeeper: shard {} view {:#x} still behind announced commit {target:#x}",
+                    self.id, self.view_zxid
+                );
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+
     /// Bytes arrived on a connection.
     pub fn data(&mut self, net: &mut dyn Net, slot: usize, bytes: &[u8]) {
+        self.catch_up(net);
         let Some(c) = self.conns.get_mut(&slot) else {
             return;
         };
