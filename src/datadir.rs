@@ -271,6 +271,15 @@ fn format_op(op: &TxnOp) -> String {
         Some(d) => format!("#{}", hex(d)),
     };
     match op {
+        TxnOp::Error { code, multi: None } => format!("error {}", *code as i32),
+        TxnOp::Error {
+            code,
+            multi: Some(codes),
+        } => format!(
+            "error {} {:?}",
+            *code as i32,
+            codes.iter().map(|c| *c as i32).collect::<Vec<_>>()
+        ),
         TxnOp::CreateSession { timeout_ms } => format!("createSession {timeout_ms}"),
         TxnOp::CloseSession { ephemerals } => format!("closeSession {ephemerals:?}"),
         TxnOp::Create {

@@ -67,6 +67,16 @@ pub enum TxnOp {
     },
     /// The ops of a multi that succeeded as a whole, applied in order.
     Multi(Vec<TxnOp>),
+    /// No effect on the tree: a request forwarded by another server that failed
+    /// validation (`code`; a failed multi's per-op codes in `multi`), or a forwarded
+    /// `sync` (`code` is `Ok`). It is logged and committed like any txn so that its
+    /// answer reaches the client, on the server it is connected to, in order with that
+    /// session's other requests and after everything committed before it (ZooKeeper's
+    /// ErrorTxn plays the same part).
+    Error {
+        code: Code,
+        multi: Option<Vec<Code>>,
+    },
 }
 
 /// What applying one op produced, for the reply.

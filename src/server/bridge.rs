@@ -28,6 +28,13 @@ pub enum ToSeqRepl {
     Append { txns: Vec<Txn> },
     /// Apply and publish these committed txns (in zxid order).
     Apply { txns: Vec<Txn> },
+    /// Leader: requests an up-to-date learner forwarded (`server::forward::Fwd`, encoded).
+    Forwarded {
+        from: crate::zab::ServerId,
+        payloads: Vec<bytes::Bytes>,
+    },
+    /// Learner: the leader's answer to something forwarded (`forward::Answer`, encoded).
+    Answer { payload: bytes::Bytes },
 }
 
 /// Shared by the two threads; see the module header.

@@ -4,6 +4,7 @@
 pub mod bridge;
 pub mod driver;
 pub mod election;
+pub mod forward;
 pub mod fourlw;
 pub mod http;
 pub mod mailbox;

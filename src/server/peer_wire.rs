@@ -176,6 +176,18 @@ impl Cursor<'_> {
         }
         Some(v)
     }
+    fn payloads(&mut self) -> Option<Vec<Bytes>> {
+        let n = self.u32()? as usize;
+        // Each payload takes at least its 4-byte length (see `txns`).
+        if n > (self.b.len() - self.at) / 4 {
+            return None;
+        }
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(self.bytes()?);
+        }
+        Some(v)
+    }
     fn end(&self) -> Option<()> {
         (self.at == self.b.len()).then_some(())
     }
@@ -271,6 +283,17 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
             put_bytes(&mut b, payload);
         }
         Msg::Ping => b.push(13),
+        Msg::Forward { payloads } => {
+            b.push(14);
+            b.extend_from_slice(&(payloads.len() as u32).to_be_bytes());
+            for p in payloads {
+                put_bytes(&mut b, p);
+            }
+        }
+        Msg::Reply { payload } => {
+            b.push(15);
+            put_bytes(&mut b, payload);
+        }
     }
     b
 }
@@ -322,6 +345,12 @@ pub fn decode_msg(b: &[u8]) -> Option<Msg> {
             payload: c.bytes()?,
         },
         13 => Msg::Ping,
+        14 => Msg::Forward {
+            payloads: c.payloads()?,
+        },
+        15 => Msg::Reply {
+            payload: c.bytes()?,
+        },
         _ => return None,
     };
     c.end()?;
@@ -404,6 +433,12 @@ mod tests {
                 payload: Bytes::from_static(b"req"),
             },
             Msg::Ping,
+            Msg::Forward {
+                payloads: vec![Bytes::from_static(b"a"), Bytes::new()],
+            },
+            Msg::Reply {
+                payload: Bytes::from_static(b"ok"),
+            },
         ];
         for m in msgs {
             let b = encode_msg(&m);

@@ -112,6 +112,13 @@ pub enum Input {
     },
     /// The sequencer's log is durable through this zxid.
     LocalDurable(Zxid),
+    /// Learner's sequencer: requests for the leader (`forward::Fwd`, encoded).
+    Forward(Vec<bytes::Bytes>),
+    /// Leader's sequencer: an answer for learner `to` (`forward::Answer`, encoded).
+    Reply {
+        to: ServerId,
+        payload: bytes::Bytes,
+    },
 }
 
 impl From<Elected> for Input {
@@ -492,6 +499,10 @@ impl Driver {
                 );
                 self.step(peer::Event::ClientWrite(payloads));
             }
+            // What the peer rejects (not up to date any more) is answered by the
+            // sequencer when it hears `Looking`, which is on its way.
+            Input::Forward(payloads) => self.step(peer::Event::Forward(payloads)),
+            Input::Reply { to, payload } => self.step(peer::Event::Reply { to, payload }),
             Input::LocalDurable(z) => {
                 self.local_durable = self.local_durable.max(z);
                 self.release_durable_later();
@@ -631,6 +642,10 @@ impl Driver {
             }
             A::Looking { reason } => self.start_looking(reason),
             A::Rejected { .. } => {}
+            A::Forwarded { from, payloads } => self
+                .bridge
+                .to_sequencer(ToSeqRepl::Forwarded { from, payloads }),
+            A::Replied { payload } => self.bridge.to_sequencer(ToSeqRepl::Answer { payload }),
             A::ProtocolError { from, what } => {
                 eprintln!("ringkeeper: protocol error from server {from}: {what}")
             }

@@ -177,6 +177,23 @@ pub struct Sequencer {
     repl_inbox: Vec<ToSeqRepl>,
     /// When log events were last taken in (the end of the `logged` stage).
     durable_seen_at: Instant,
+    /// Learner: requests forwarded to the leader, by (session, xid), answered when the
+    /// txn the leader made of them is applied here.
+    forwarded: HashMap<(i64, i32), Waiting>,
+    /// Learner: resumes the leader is asked about, by token.
+    revalidating: HashMap<i64, (ConnRef, i64)>,
+    next_token: i64,
+    /// Learner: sessions touched by clients since the last report to the leader.
+    touched: Vec<i64>,
+    /// Learner: this pass's payloads for the leader.
+    fwd_out: Vec<bytes::Bytes>,
+}
+
+/// A forwarded request waiting for its txn.
+struct Waiting {
+    origin: Origin,
+    /// A sync's path: its txn is answered as a sync.
+    sync_path: Option<String>,
 }
 
 fn wall_ms() -> i64 {
@@ -250,6 +267,11 @@ impl Sequencer {
             failed_until: None,
             log_events: Vec::new(),
             durable_seen_at: Instant::now(),
+            forwarded: HashMap::new(),
+            revalidating: HashMap::new(),
+            next_token: 1,
+            touched: Vec::new(),
+            fwd_out: Vec::new(),
             cfg,
             tree,
             zxid,
@@ -328,7 +350,11 @@ impl Sequencer {
     }
 
     fn handle(&mut self, msg: ToSeq) {
-        if matches!(self.role, Role::Looking | Role::Follower) {
+        if self.role == Role::Follower {
+            self.handle_as_learner(msg);
+            return;
+        }
+        if self.role == Role::Looking {
             match msg {
                 // Not serving writes or sessions here: the client tries another server.
                 ToSeq::Connect { conn, .. } => self.entries.push(Entry::Connect {
@@ -367,6 +393,275 @@ impl Sequencer {
                 }
             }
         }
+    }
+
+    /// A learner serves reads itself (the shards do) and hands the rest to the leader;
+    /// see `forward`.
+    fn handle_as_learner(&mut self, msg: ToSeq) {
+        use super::forward::Fwd;
+        match msg {
+            ToSeq::Connect { conn, req, .. } => {
+                if req.last_zxid_seen > self.zxid {
+                    eprintln!(
+                        "ringkeeper: refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
+                        req.last_zxid_seen, self.zxid
+                    );
+                    self.entries.push(Entry::Connect {
+                        conn,
+                        outcome: ConnectOutcome::Refused,
+                    });
+                    return;
+                }
+                if req.session_id == 0 {
+                    let timeout_ms = self.clamp_timeout(req.timeout_ms);
+                    let session_id = self.sessions.next_session_id();
+                    let origin = Origin {
+                        conn,
+                        xid: 0,
+                        op: OpCode::CreateSession,
+                        received: Instant::now(),
+                    };
+                    self.forwarded.insert(
+                        (session_id, 0),
+                        Waiting {
+                            origin,
+                            sync_path: None,
+                        },
+                    );
+                    self.fwd_out.push(
+                        Fwd::CreateSession {
+                            session_id,
+                            timeout_ms,
+                        }
+                        .encode(),
+                    );
+                    return;
+                }
+                let id = req.session_id;
+                let password_ok = req
+                    .passwd
+                    .as_deref()
+                    .is_some_and(|p| p == session::password(id));
+                if !password_ok || self.tree.session_timeout(id).is_none() {
+                    self.entries.push(Entry::Connect {
+                        conn,
+                        outcome: ConnectOutcome::Expired,
+                    });
+                    return;
+                }
+                let token = self.next_token;
+                self.next_token += 1;
+                self.revalidating.insert(token, (conn, id));
+                self.fwd_out.push(
+                    Fwd::Revalidate {
+                        session_id: id,
+                        token,
+                    }
+                    .encode(),
+                );
+            }
+            ToSeq::Request {
+                origin,
+                session_id,
+                req,
+                ids,
+            } => {
+                let sync_path = match &req {
+                    Request::Sync(s) => Some(s.path.clone()),
+                    _ => None,
+                };
+                let key = (session_id, origin.xid);
+                if self.forwarded.contains_key(&key) {
+                    // A client reusing an xid in flight: the txns could not be told apart.
+                    self.entries.push(Entry::Failed {
+                        origin,
+                        zxid: self.zxid,
+                        error: Code::BadArguments.into(),
+                    });
+                    return;
+                }
+                self.forwarded.insert(key, Waiting { origin, sync_path });
+                self.fwd_out.push(
+                    Fwd::Request {
+                        session_id,
+                        xid: origin.xid,
+                        ids: ids.to_vec(),
+                        req,
+                    }
+                    .encode(),
+                );
+            }
+            ToSeq::Touch(ids) => self.touched.extend(ids),
+            ToSeq::Detached { .. } => {}
+        }
+    }
+
+    /// Leader: requests a learner forwarded.
+    fn forwarded(&mut self, from: crate::zab::ServerId, payloads: Vec<bytes::Bytes>) {
+        use super::forward::{Answer, Fwd};
+        if self.role != Role::Leader {
+            // A leader that stepped down: the learner answers its clients when it
+            // hears of the election.
+            return;
+        }
+        for p in payloads {
+            let fwd = match Fwd::decode(&p) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("ringkeeper: dropping a forward from server {from}: {e}");
+                    continue;
+                }
+            };
+            let now = self.now_ms();
+            match fwd {
+                Fwd::Request {
+                    session_id,
+                    xid,
+                    ids,
+                    req,
+                } => self.remote_request(session_id, xid, req, &ids),
+                Fwd::CreateSession {
+                    session_id,
+                    timeout_ms,
+                } => {
+                    if self.failed_until.is_some()
+                        || self.tree.session_timeout(session_id).is_some()
+                    {
+                        // The learner's client times out and retries.
+                        continue;
+                    }
+                    let timeout_ms = self.clamp_timeout(timeout_ms);
+                    self.commit_op(session_id, 0, TxnOp::CreateSession { timeout_ms }, None);
+                    self.sessions.add(session_id, timeout_ms, now);
+                }
+                Fwd::Revalidate { session_id, token } => {
+                    let timeout_ms = self
+                        .tree
+                        .session_timeout(session_id)
+                        .filter(|_| self.sessions.touch(session_id, now));
+                    if let Some(b) = &self.cfg.repl {
+                        b.to_replication(super::replication::Input::Reply {
+                            to: from,
+                            payload: Answer::Revalidated { token, timeout_ms }.encode(),
+                        });
+                    }
+                }
+                Fwd::Touch(ids) => {
+                    for id in ids {
+                        self.sessions.touch(id, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leader: a forwarded client request. Whatever the outcome it becomes a txn, so the
+    /// answer reaches the learner's client in order (see `TxnOp::Error`).
+    fn remote_request(
+        &mut self,
+        session_id: i64,
+        xid: i32,
+        req: Request,
+        ids: &[crate::proto::Id],
+    ) {
+        let now = self.now_ms();
+        if self.failed_until.is_some() {
+            // Nothing can be logged: the learner's client times out and retries.
+            return;
+        }
+        let error = |code: Code| TxnOp::Error { code, multi: None };
+        if !self.sessions.touch(session_id, now) {
+            self.commit_op(session_id, xid, error(Code::SessionExpired), None);
+            return;
+        }
+        if let Request::Sync(_) = &req {
+            self.commit_op(session_id, xid, error(Code::Ok), None);
+            return;
+        }
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session_id);
+        }
+        let caller = Caller { session_id, ids };
+        let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, wall_ms()) {
+            Ok(op) => op,
+            Err(e) => TxnOp::Error {
+                code: e.code,
+                multi: e.multi.map(|rs| {
+                    rs.into_iter()
+                        .map(|r| match r {
+                            crate::txn::OpResult::Error(c) => c,
+                            other => panic!("a failed multi's result {other:?} is not an error"),
+                        })
+                        .collect()
+                }),
+            },
+        };
+        self.commit_op(session_id, xid, op, None);
+    }
+
+    /// Learner: the entry that answers `txn` here, if one of our clients waits for it.
+    fn learner_entry(&mut self, txn: Txn, applied: crate::txn::Applied) -> Entry {
+        let Some(w) = self.forwarded.remove(&(txn.session_id, txn.cxid)) else {
+            return Entry::Txn {
+                txn,
+                applied,
+                origin: None,
+            };
+        };
+        match (&txn.op, w.sync_path) {
+            (TxnOp::Error { .. }, Some(path)) => Entry::Sync {
+                origin: w.origin,
+                zxid: txn.zxid,
+                path,
+            },
+            (TxnOp::Error { code, multi }, None) => Entry::Failed {
+                origin: w.origin,
+                zxid: txn.zxid,
+                error: PrepError {
+                    code: *code,
+                    multi: multi
+                        .as_ref()
+                        .map(|m| m.iter().map(|c| crate::txn::OpResult::Error(*c)).collect()),
+                },
+            },
+            _ => Entry::Txn {
+                txn,
+                applied,
+                origin: Some(w.origin),
+            },
+        }
+    }
+
+    /// Learner: the leader is gone; nothing forwarded will be answered by it. Clients
+    /// get CONNECTIONLOSS (the write may still commit under the next leader: a client
+    /// cannot know either way, as in ZooKeeper).
+    fn fail_forwarded(&mut self) {
+        let mut waiting: Vec<Waiting> = self.forwarded.drain().map(|(_, w)| w).collect();
+        waiting.sort_by_key(|w| (w.origin.conn, w.origin.xid));
+        for w in waiting {
+            self.entries.push(if w.origin.op == OpCode::CreateSession {
+                Entry::Connect {
+                    conn: w.origin.conn,
+                    outcome: ConnectOutcome::Refused,
+                }
+            } else {
+                Entry::Failed {
+                    origin: w.origin,
+                    zxid: self.zxid,
+                    error: Code::ConnectionLoss.into(),
+                }
+            });
+        }
+        let mut conns: Vec<ConnRef> = self.revalidating.drain().map(|(_, (c, _))| c).collect();
+        conns.sort();
+        for conn in conns {
+            self.entries.push(Entry::Connect {
+                conn,
+                outcome: ConnectOutcome::Refused,
+            });
+        }
+        self.touched.clear();
+        self.fwd_out.clear();
     }
 
     fn clamp_timeout(&self, requested: i32) -> i32 {
@@ -576,6 +871,18 @@ impl Sequencer {
                 writes,
             });
         }
+        if self.role == Role::Follower && !self.touched.is_empty() {
+            let mut ids = std::mem::take(&mut self.touched);
+            ids.sort_unstable();
+            ids.dedup();
+            self.fwd_out.push(super::forward::Fwd::Touch(ids).encode());
+        }
+        if !self.fwd_out.is_empty() {
+            let payloads = std::mem::take(&mut self.fwd_out);
+            if let Some(b) = &self.cfg.repl {
+                b.to_replication(super::replication::Input::Forward(payloads));
+            }
+        }
         if !self.repl_batch.is_empty() {
             let payloads = std::mem::take(&mut self.repl_batch);
             let last = self.zxid;
@@ -644,12 +951,30 @@ impl Sequencer {
             }
             ToSeqRepl::Follow => {
                 self.abandon_uncommitted();
+                self.fail_forwarded();
                 self.role = Role::Follower;
             }
             ToSeqRepl::Looking => {
                 self.abandon_uncommitted();
+                self.fail_forwarded();
                 self.role = Role::Looking;
             }
+            ToSeqRepl::Forwarded { from, payloads } => self.forwarded(from, payloads),
+            ToSeqRepl::Answer { payload } => match super::forward::Answer::decode(&payload) {
+                Ok(super::forward::Answer::Revalidated { token, timeout_ms }) => {
+                    if let Some((conn, session_id)) = self.revalidating.remove(&token) {
+                        let outcome = match timeout_ms {
+                            Some(timeout_ms) => ConnectOutcome::Resumed {
+                                session_id,
+                                timeout_ms,
+                            },
+                            None => ConnectOutcome::Expired,
+                        };
+                        self.entries.push(Entry::Connect { conn, outcome });
+                    }
+                }
+                Err(e) => eprintln!("ringkeeper: dropping an answer from the leader: {e}"),
+            },
             ToSeqRepl::Committed { through } => {
                 self.quorum_committed = self.quorum_committed.max(through);
             }
@@ -681,11 +1006,8 @@ impl Sequencer {
                         self.sessions.remove(txn.session_id);
                         self.owners.remove(&txn.session_id);
                     }
-                    self.entries.push(Entry::Txn {
-                        txn,
-                        applied,
-                        origin: None,
-                    });
+                    let entry = self.learner_entry(txn, applied);
+                    self.entries.push(entry);
                 }
             }
         }

@@ -776,6 +776,7 @@ fn txn_size_hint(t: &Txn) -> usize {
             }
             TxnOp::SetAcl { path, acl: a, .. } => 4 + path.len() + acl(a) + 4,
             TxnOp::Multi(ops) => 4 + ops.iter().map(op).sum::<usize>(),
+            TxnOp::Error { multi, .. } => 4 + 1 + 4 + multi.as_ref().map_or(0, |m| 4 * m.len()),
         }
     }
     1 + 28 + op(&t.op)

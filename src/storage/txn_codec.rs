@@ -14,7 +14,7 @@
 //! failure is a [`DecodeError`] naming the field. Pure: no I/O.
 
 use crate::proto::jute::{DecodeError, Reader, Writer};
-use crate::proto::Acl;
+use crate::proto::{Acl, Code};
 use crate::txn::{Txn, TxnOp};
 
 /// The layout version written by this release.
@@ -33,6 +33,10 @@ const TAG_SET_DATA: i32 = 6;
 const TAG_SET_ACL: i32 = 7;
 const TAG_CHECK: i32 = 8;
 const TAG_MULTI: i32 = 9;
+const TAG_ERROR: i32 = 10;
+/// Ops in a failed multi's error list; a multi holds far fewer ops than this (the request
+/// would exceed jute.maxbuffer first), so more is a hostile or corrupt record.
+const MAX_ERROR_CODES: usize = 1 << 20;
 
 /// Appends the encoding of `txn` to `out`.
 pub fn encode_txn(txn: &Txn, out: &mut Vec<u8>) {
@@ -105,6 +109,17 @@ fn encode_op(op: &TxnOp, out: &mut Vec<u8>) {
                 encode_op(op, out);
             }
         }
+        TxnOp::Error { code, multi } => {
+            out.put_i32(TAG_ERROR);
+            out.put_i32(*code as i32);
+            out.put_bool(multi.is_some());
+            if let Some(codes) = multi {
+                out.put_i32(i32::try_from(codes.len()).expect("multi with more than 2^31 ops"));
+                for c in codes {
+                    out.put_i32(*c as i32);
+                }
+            }
+        }
     }
 }
 
@@ -170,6 +185,26 @@ fn decode_op(r: &mut Reader<'_>, depth: usize) -> Result<TxnOp, DecodeError> {
         TAG_CHECK => TxnOp::Check {
             path: r.read_string("check.path")?,
         },
+        TAG_ERROR => {
+            let code = read_code(r, "error.code")?;
+            let multi = if r.read_bool("error.hasMulti")? {
+                let n = r.read_i32("error.multi.count")?;
+                if n < 0 || n as usize > MAX_ERROR_CODES || n as usize > r.remaining() / 4 {
+                    return Err(DecodeError::BadLength {
+                        what: "error.multi.count",
+                        len: n as i64,
+                    });
+                }
+                let mut codes = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    codes.push(read_code(r, "error.multi.code")?);
+                }
+                Some(codes)
+            } else {
+                None
+            };
+            TxnOp::Error { code, multi }
+        }
         TAG_MULTI if depth < MAX_MULTI_DEPTH => {
             let n = r.read_i32("multi.count")?;
             // Every op takes at least its 4-byte tag, so a count beyond remaining/4 is a
@@ -192,6 +227,14 @@ fn decode_op(r: &mut Reader<'_>, depth: usize) -> Result<TxnOp, DecodeError> {
                 value: other as i64,
             })
         }
+    })
+}
+
+fn read_code(r: &mut Reader<'_>, what: &'static str) -> Result<Code, DecodeError> {
+    let v = r.read_i32(what)?;
+    Code::from_i32(v).ok_or(DecodeError::BadValue {
+        what,
+        value: v as i64,
     })
 }
 
@@ -240,6 +283,14 @@ mod tests {
                 aversion: 2,
             },
             TxnOp::Check { path: "/x".into() },
+            TxnOp::Error {
+                code: Code::NoNode,
+                multi: None,
+            },
+            TxnOp::Error {
+                code: Code::BadVersion,
+                multi: Some(vec![Code::Ok, Code::BadVersion, Code::RuntimeInconsistency]),
+            },
         ]
     }
 

@@ -741,6 +741,10 @@ impl DataTree {
                 );
                 OpResult::Checked
             }
+            TxnOp::Error { code, .. } => {
+                assert!(!in_multi, "error txn inside a multi at zxid {zxid:#x}");
+                OpResult::Error(*code)
+            }
             TxnOp::Multi(ops) => {
                 assert!(!in_multi, "nested multi at zxid {zxid:#x}");
                 let results = ops

@@ -52,8 +52,16 @@ pub enum Msg {
     Commit { through: Zxid },
     /// Leader -> observer: committed txns (INFORM).
     Inform { txns: Vec<Txn> },
-    /// Learner -> leader: a client write to sequence (REQUEST).
+    /// Learner -> leader: a client write to sequence (REQUEST). The simulator's
+    /// learners send ready-made txn payloads this way; the leader appends them as is.
     Request { payload: Bytes },
+    /// Learner -> leader: client requests and session traffic for the leader's
+    /// sequencer, opaque here (REQUEST, REVALIDATE and the session list of PING in
+    /// ZooKeeper). The leader hands them to its driver; what they become is logged as
+    /// txns and reaches the learner through the commit stream.
+    Forward { payloads: Vec<Bytes> },
+    /// Leader -> learner: an answer that is not a txn (REVALIDATE's), opaque here.
+    Reply { payload: Bytes },
     /// Both ways: liveness (PING).
     Ping,
 }
@@ -85,6 +93,8 @@ impl Msg {
             Msg::Commit { .. } => "COMMIT",
             Msg::Inform { .. } => "INFORM",
             Msg::Request { .. } => "REQUEST",
+            Msg::Forward { .. } => "FORWARD",
+            Msg::Reply { .. } => "REPLY",
             Msg::Ping => "PING",
         }
     }

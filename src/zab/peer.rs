@@ -95,6 +95,15 @@ pub enum Event {
     },
     /// A batch of client writes; on a follower they are forwarded to the leader.
     ClientWrite(Vec<Bytes>),
+    /// Learner: requests for the leader's driver (sent as one `Forward` when this
+    /// learner is up to date, else each comes back `Rejected`).
+    Forward(Vec<Bytes>),
+    /// Leader: an answer for learner `to` (dropped unless it is up to date: a learner
+    /// that reconnects has forgotten what it asked).
+    Reply {
+        to: ServerId,
+        payload: Bytes,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,6 +152,15 @@ pub enum Action {
     },
     /// A client write that this server cannot take now (not leading, not synced, full).
     Rejected {
+        payload: Bytes,
+    },
+    /// Leader: requests an up-to-date learner forwarded, for the driver.
+    Forwarded {
+        from: ServerId,
+        payloads: Vec<Bytes>,
+    },
+    /// Learner: the leader's answer to something forwarded.
+    Replied {
         payload: Bytes,
     },
     /// A peer broke the protocol; this server went back to LOOKING. Always a bug.
@@ -463,6 +481,20 @@ impl Peer {
                 self.progress(&mut out);
             }
             Event::ClientWrite(payloads) => self.client_writes(payloads, &mut out),
+            Event::Forward(payloads) => self.forward(payloads, &mut out),
+            Event::Reply { to, payload } => {
+                if let Role::Leading(l) = &self.role {
+                    if l.learners
+                        .get(&to)
+                        .is_some_and(|x| x.stage == Stage::UpToDate)
+                    {
+                        out.push(Action::Send {
+                            to,
+                            msg: Msg::Reply { payload },
+                        });
+                    }
+                }
+            }
         }
         out
     }
@@ -734,6 +766,7 @@ impl Peer {
             return;
         }
         let epoch = l.epoch;
+        let established = l.phase == LeaderPhase::Established;
         let Some(x) = l.learners.get_mut(&from) else {
             return;
         };
@@ -789,6 +822,11 @@ impl Peer {
                 self.try_commit(out);
             }
             Msg::Request { payload } => self.client_writes(vec![payload], out),
+            // Only from a learner that is serving clients of this epoch: a learner still
+            // syncing has no clients, and one of an older connection is gone.
+            Msg::Forward { payloads } if x.stage == Stage::UpToDate && established => {
+                out.push(Action::Forwarded { from, payloads });
+            }
             Msg::Ping => {}
             _ => {}
         }
@@ -827,6 +865,20 @@ impl Peer {
                 Msg::Commit { through: q }
             };
             out.push(Action::Send { to: id, msg });
+        }
+    }
+
+    fn forward(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
+        match &self.role {
+            Role::Following(f) if f.stage == FStage::UpToDate => out.push(Action::Send {
+                to: f.leader,
+                msg: Msg::Forward { payloads },
+            }),
+            _ => out.extend(
+                payloads
+                    .into_iter()
+                    .map(|payload| Action::Rejected { payload }),
+            ),
         }
     }
 
@@ -1011,6 +1063,9 @@ impl Peer {
                 self.log.append(fresh, out);
                 let last = self.log.last();
                 self.commit_to(last, out);
+            }
+            Msg::Reply { payload } if stage == FStage::UpToDate => {
+                out.push(Action::Replied { payload });
             }
             Msg::UpToDate if stage == FStage::Synced => {
                 f.stage = FStage::UpToDate;

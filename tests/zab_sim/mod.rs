@@ -642,7 +642,7 @@ impl Sim {
                 self.break_all(i, true);
                 self.begin_election(i)?;
             }
-            Action::Rejected { .. } => {}
+            Action::Rejected { .. } | Action::Forwarded { .. } | Action::Replied { .. } => {}
             Action::ProtocolError { from, what } => {
                 return Err(format!("n{id} protocol error from n{from}: {what}"))
             }
