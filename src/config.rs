@@ -95,10 +95,7 @@ pub const KEYS: &[KeySpec] = &[
     key("initLimit", Supported),
     key("syncLimit", Supported),
     key("standaloneEnabled", Supported),
-    key(
-        "server.N",
-        Recorded("replication is not built yet: the server runs standalone"),
-    ),
+    key("server.N", Supported),
     key(
         "autopurge.snapRetainCount",
         Recorded("old snapshots and logs are not purged yet"),

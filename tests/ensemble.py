@@ -2,12 +2,17 @@
 """Multi-process ensemble tests: real `ringkeeper` processes on 127.0.0.1, each started
 from its own zoo.cfg with `server.N` lines and a myid file, as ZooKeeper users run them.
 
-Usage: ensemble.py RINGKEEPER_BINARY SCENARIO [SERVERS]
+Usage: ensemble.py RINGKEEPER_BINARY SCENARIO [VOTERS [OBSERVERS]]
 
 Scenarios:
   election   wait until exactly one server reports `Mode: leader` (srvr), SIGKILL it,
              wait until one of the others reports leader; prints the time from the kill
              to the new leader (measured, not asserted: timings depend on the machine).
+  failover   kazoo writes, the leader is SIGKILLed halfway; no acknowledged write lost.
+  clients    clients on followers: read-your-writes, errors, sync, a write read on every
+             server, watches on every server, a session resumed on another server, a
+             killed client's ephemeral vanishing everywhere.
+  observer   (with 1 observer) the observer serves reads and writes, sees every commit.
 
 Every wait is bounded; every process started here is killed by its PID at the end.
 Exit codes: 0 pass, 1 fail.
@@ -112,12 +117,16 @@ class Server:
 
 
 class Ensemble:
-    def __init__(self, binary, n):
+    def __init__(self, binary, n, observers=0):
         self.root = tempfile.mkdtemp(prefix="rk-ensemble-")
-        ports = free_ports(3 * n)
+        total = n + observers
+        ports = free_ports(3 * total)
         lines = "".join(
-            f"server.{i + 1}=127.0.0.1:{ports[3 * i]}:{ports[3 * i + 1]}\n" for i in range(n)
+            f"server.{i + 1}=127.0.0.1:{ports[3 * i]}:{ports[3 * i + 1]}"
+            f"{':observer' if i >= n else ''}\n"
+            for i in range(total)
         )
+        n = total
         self.servers = [
             Server(binary, self.root, i + 1, lines, ports[3 * i + 2]) for i in range(n)
         ]
@@ -229,13 +238,169 @@ def scenario_failover(ens):
     assert not lost, f"{len(lost)} acknowledged writes lost, first {lost[:10]}"
 
 
-SCENARIOS = {"election": scenario_election, "failover": scenario_failover}
+# Attempts (POLL_S apart) for a change to show on every server: 30 s.
+SEE_ATTEMPTS = 600
+# Session timeout of the "killed client": ZooKeeper's minimum with tickTime 2000.
+SHORT_SESSION_S = 4
+# Attempts (POLL_S apart) for a killed client's ephemeral to vanish: its session
+# timeout plus a tick of expiry granularity, far exceeded.
+EXPIRE_ATTEMPTS = 800
+
+
+def client(port, **kw):
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10, **kw)
+    zk.start(timeout=30)
+    return zk
+
+
+def wait_all(ens, what, pred):
+    """Polls every live server with a fresh client until pred(zk) holds on all."""
+    clients = {s.sid: client(s.port) for s in ens.servers if s.alive()}
+    try:
+        for _ in range(SEE_ATTEMPTS):
+            if all(pred(zk) for zk in clients.values()):
+                return
+            time.sleep(POLL_S)
+        raise RuntimeError(f"{what}: not seen on every server")
+    finally:
+        for zk in clients.values():
+            zk.stop()
+
+
+def scenario_clients(ens):
+    """Clients on followers: read-your-writes, errors, sync, a write on one server read
+    on all, watches on every server, a session resumed on another server, the ephemeral
+    of a killed client vanishing on every server."""
+    import threading
+    from kazoo.exceptions import NodeExistsError, BadVersionError
+
+    ens.start()
+    leader = ens.wait_leader()
+    followers = [s for s in ens.servers if s.sid != leader]
+    f1, f2 = followers[0], followers[1]
+    zk = client(f1.port)
+    zk.create("/rw", b"1")
+    assert zk.get("/rw")[0] == b"1"
+    zk.set("/rw", b"2")
+    assert zk.get("/rw")[0] == b"2", "a follower's client reads its own write"
+    try:
+        zk.create("/rw", b"x")
+        raise AssertionError("create of an existing node succeeded")
+    except NodeExistsError:
+        pass
+    t = zk.transaction()
+    t.check("/rw", 99)
+    t.create("/never")
+    results = t.commit()
+    assert isinstance(results[0], BadVersionError), results
+    assert zk.exists("/never") is None
+    zk.sync("/rw")
+    print("clients: read-your-writes, NodeExists, failed multi and sync on a follower")
+
+    # Written on one follower, read on every server.
+    wait_all(ens, "/rw=2", lambda c: c.exists("/rw") and c.get("/rw")[0] == b"2")
+    print("clients: a follower's write is read on every server")
+
+    # A data watch on every server fires on a write made through the leader.
+    watchers = {s.sid: client(s.port) for s in ens.servers}
+    fired = {sid: threading.Event() for sid in watchers}
+    for sid, c in watchers.items():
+        c.get("/rw", watch=lambda ev, sid=sid: fired[sid].set())
+    lz = client(ens.servers[leader - 1].port)
+    lz.set("/rw", b"3")
+    for sid, ev in fired.items():
+        assert ev.wait(30), f"watch on server {sid} did not fire"
+    for c in watchers.values():
+        c.stop()
+    print("clients: a watch fired on every server")
+
+    # A session moves to another server and keeps its ephemeral.
+    zk.create("/eph", b"", ephemeral=True)
+    sid, passwd = zk.client_id
+    moved = client(f2.port, client_id=(sid, passwd))
+    assert moved.client_id[0] == sid, (hex(moved.client_id[0]), hex(sid))
+    assert moved.get("/eph")[1].ephemeralOwner == sid
+    print(f"clients: session {sid:#x} resumed on server {f2.sid}")
+    moved.stop()
+    wait_all(ens, "/eph gone after close", lambda c: c.exists("/eph") is None)
+    zk.stop()
+
+    # A killed client's ephemeral vanishes on every server when its session expires.
+    code = (
+        "import sys, time\n"
+        "from kazoo.client import KazooClient\n"
+        f"zk = KazooClient(hosts='127.0.0.1:{f1.port}', timeout={SHORT_SESSION_S})\n"
+        "zk.start(timeout=30)\n"
+        "zk.create('/killed', b'', ephemeral=True)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == b"ready", line
+        wait_all(ens, "/killed exists", lambda c: c.exists("/killed") is not None)
+        os.kill(child.pid, signal.SIGKILL)
+        t_kill = time.monotonic()
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    clients = [client(s.port) for s in ens.servers]
+    try:
+        for _ in range(EXPIRE_ATTEMPTS):
+            if all(c.exists("/killed") is None for c in clients):
+                break
+            time.sleep(POLL_S)
+        else:
+            raise RuntimeError("the killed client's ephemeral did not vanish everywhere")
+    finally:
+        for c in clients:
+            c.stop()
+    print(f"clients: killed client's ephemeral gone on every server "
+          f"{time.monotonic() - t_kill:.1f} s after the kill (session timeout {SHORT_SESSION_S} s)")
+
+
+def scenario_observer(ens):
+    """Server 4 is an observer: it serves reads and writes of its clients and sees every
+    commit; srvr reports it as observer."""
+    ens.start()
+    leader = ens.wait_leader()
+    obs = ens.servers[-1]
+    for _ in range(LEADER_ATTEMPTS):
+        if obs.mode() == "observer":
+            break
+        time.sleep(POLL_S)
+    assert obs.mode() == "observer", ens.modes()
+    oz = client(obs.port)
+    lz = client(ens.servers[leader - 1].port)
+    for i in range(50):
+        lz.create(f"/o{i}", b"x")
+    oz.sync("/")
+    assert len([c for c in oz.get_children("/") if c.startswith("o")]) == 50
+    oz.create("/from-observer", b"y")
+    assert oz.get("/from-observer")[0] == b"y"
+    wait_all(ens, "/from-observer", lambda c: c.exists("/from-observer") is not None)
+    seen = wait_converged(ens)
+    print(f"observer: server {obs.sid} saw every commit; converged {seen}")
+    oz.stop()
+    lz.stop()
+
+
+SCENARIOS = {
+    "election": scenario_election,
+    "failover": scenario_failover,
+    "clients": scenario_clients,
+    "observer": scenario_observer,
+}
 
 
 def main():
     binary, scenario = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 3
-    ens = Ensemble(binary, n)
+    observers = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    ens = Ensemble(binary, n, observers)
     ok = False
     try:
         SCENARIOS[scenario](ens)

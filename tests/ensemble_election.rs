@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn run_scenario(scenario: &str, servers: usize) {
+    run_scenario_with_observers(scenario, servers, 0);
+}
+
+fn run_scenario_with_observers(scenario: &str, servers: usize, observers: usize) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ensemble.py");
     let mut child = Command::new("python3")
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_ringkeeper"))
         .arg(scenario)
         .arg(servers.to_string())
+        .arg(observers.to_string())
         .spawn()
         .expect("run python3");
     let started = Instant::now();
@@ -48,4 +53,19 @@ fn three_servers_elect_and_reelect_after_leader_kill() {
 #[test]
 fn leader_kill_under_writes_loses_no_acknowledged_write() {
     run_scenario("failover", 3);
+}
+
+/// Clients on followers read their own writes and get validation errors and sync;
+/// a write is read on every server; a watch fires on every server; a session resumes
+/// on another server; a SIGKILLed client's ephemeral vanishes everywhere after expiry.
+/// Needs python3 with kazoo.
+#[test]
+fn followers_serve_clients_with_global_sessions_and_watches() {
+    run_scenario("clients", 3);
+}
+
+/// A fourth server configured `:observer` serves clients and sees every commit.
+#[test]
+fn observer_serves_reads_and_sees_every_commit() {
+    run_scenario_with_observers("observer", 3, 1);
 }

@@ -35,6 +35,10 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
     sc.max_cnxns = cfg.max_cnxns as usize;
     sc.sequencer.tick_ms = tick;
+    // Session ids carry the server id in their top byte (as ZooKeeper's do), so ids
+    // chosen by different servers of an ensemble never collide. ZooKeeper takes myid
+    // modulo 256 the same way.
+    sc.sequencer.server_id = cfg.my_id.unwrap_or(0) as u8;
     sc.sequencer.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.sequencer.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
     sc.sequencer.prep = PrepConfig {
