@@ -12,6 +12,7 @@
 //!   corruption refused with file, offset and expectation.
 //! * [`snapshot`]: the snapshot format, its files, policy, background thread and purge.
 //! * [`recovery`]: the newest valid snapshot plus the log's txns after it.
+//! * [`truncate`]: cutting the log back to a zxid (a learner's TRUNC).
 //!
 //! See `../shared/DESIGN.md`, "Storage", for the shape.
 
@@ -23,6 +24,7 @@ pub mod open;
 pub mod reader;
 pub mod recovery;
 pub mod snapshot;
+pub mod truncate;
 pub mod txn_codec;
 mod uring;
 
