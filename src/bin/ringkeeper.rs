@@ -152,6 +152,7 @@ fn repl_config(cfg: &Config) -> Result<ReplConfig, String> {
         ensemble: Ensemble::new(voters, observers),
         members,
         data_dir: cfg.data_dir.clone(),
+        log_dir: cfg.data_log_dir.clone(),
         tick_ms: cfg.tick_time_ms as u64,
         init_limit: cfg.init_limit as u64,
         sync_limit: cfg.sync_limit as u64,

@@ -81,6 +81,8 @@ pub struct ReplConfig {
     /// Every member, this server included.
     pub members: BTreeMap<ServerId, Member>,
     pub data_dir: PathBuf,
+    /// dataLogDir: the log the peer starts from, and cuts on TRUNC.
+    pub log_dir: PathBuf,
     pub tick_ms: u64,
     pub init_limit: u64,
     pub sync_limit: u64,
@@ -226,8 +228,7 @@ pub fn start(
     let persisted = Persisted {
         accepted_epoch: accepted_epoch.max(current_epoch),
         current_epoch,
-        snapshot: Some((cfg.recovered_zxid, bytes::Bytes::new())),
-        log: Vec::new(),
+        ..logged_history(&cfg)
     };
     let peer = Peer::new(
         peer::Config {
@@ -275,6 +276,111 @@ pub fn start(
         quorum_addr,
         election_addr,
     })
+}
+
+/// The history the peer starts from: the whole log on disk (a leader can send DIFFs
+/// of it, and a learner can be told to TRUNC it), above a base just before its first
+/// txn. The base counts as committed, so it must be: the log's first txn follows the
+/// snapshot it was written after, and only committed roots are snapshotted. Without a
+/// log the recovered snapshot is the base.
+///
+/// Every txn here is already applied to the recovered tree: the driver skips their
+/// commits (`applied_at_start`).
+fn logged_history(cfg: &ReplConfig) -> Persisted {
+    let fallback = Persisted {
+        snapshot: Some((cfg.recovered_zxid, bytes::Bytes::new())),
+        ..Persisted::default()
+    };
+    let reader = match crate::storage::LogReader::open(
+        Arc::new(crate::storage::OsDisk),
+        &cfg.log_dir,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "ringkeeper: cannot list the log for replication, starting from the snapshot: {e}"
+            );
+            return fallback;
+        }
+    };
+    let mut log = Vec::new();
+    let replayed = reader.replay(0, |rec| {
+        let mut b = Vec::new();
+        crate::storage::txn_codec::encode_txn(&rec.txn, &mut b);
+        log.push(crate::zab::Txn {
+            zxid: rec.txn.zxid as u64,
+            payload: b.into(),
+        });
+        Ok(())
+    });
+    match replayed {
+        Ok(_) if log.last().is_some_and(|t| t.zxid == cfg.recovered_zxid) => {
+            let base = log[0].zxid - 1;
+            Persisted {
+                snapshot: Some((base, bytes::Bytes::new())),
+                log,
+                ..Persisted::default()
+            }
+        }
+        Ok(_) => fallback,
+        Err(e) => {
+            eprintln!(
+                "ringkeeper: cannot read the log for replication, starting from the snapshot: {e}"
+            );
+            fallback
+        }
+    }
+}
+
+/// Cuts this server's log back to `to` and starts the server again in the same process
+/// (same pid, same arguments): recovery then rebuilds the tree and the log position
+/// from the shortened log, and the server rejoins with a DIFF. Restarting is how the
+/// tree, the shards' views and the logger all forget the cut txns at once, as ZooKeeper
+/// reloads its whole database after a truncation.
+///
+/// The ZAB core only asks for a TRUNC at or above this server's commit point, so no
+/// committed txn is cut.
+fn truncate_and_restart(log_dir: &Path, to: Zxid) -> ! {
+    match crate::storage::truncate::truncate_log(log_dir, to as i64) {
+        Ok(t) => eprintln!(
+            "ringkeeper: TRUNC: cut the log back to zxid {to:#x} ({} records, {} segments); restarting to recover from it",
+            t.records_cut, t.segments_deleted
+        ),
+        Err(e) => {
+            eprintln!("ringkeeper: FATAL: TRUNC to {to:#x} failed: {e}; stopping");
+            std::process::exit(3);
+        }
+    }
+    restart_in_place()
+}
+
+fn restart_in_place() -> ! {
+    use std::os::unix::process::CommandExt;
+    // Every descriptor (rings, sockets, log files) closes on exec, so the restarted
+    // server can bind its ports again. CLOSE_RANGE_CLOEXEC marks them all at once.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors of
+    // this process; no memory is passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "ringkeeper: FATAL: cannot mark descriptors close-on-exec for the restart: {}; stopping",
+            std::io::Error::last_os_error()
+        );
+        std::process::exit(3);
+    }
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let e = std::process::Command::new("/proc/self/exe")
+        .args(args)
+        .exec();
+    eprintln!("ringkeeper: FATAL: restart failed: {e}; stopping");
+    std::process::exit(3);
 }
 
 fn accept_loop(
@@ -575,10 +681,7 @@ impl Driver {
             }
             A::Truncate { write, to } => {
                 if to < self.logged_last {
-                    self.unsupported(format!(
-                        "TRUNC to {to:#x} below the last logged zxid {:#x}",
-                        self.logged_last
-                    ));
+                    truncate_and_restart(&self.cfg.log_dir, to);
                 }
                 self.writes.push_back((write, to));
                 self.release_durable_later();
@@ -608,7 +711,9 @@ impl Driver {
                 }
             }
             A::Committed { zxid, payload } => {
-                if zxid >= self.own_from {
+                if zxid <= self.cfg.recovered_zxid {
+                    // Applied at start: recovery replayed the whole log.
+                } else if zxid >= self.own_from {
                     // Ours: the sequencer holds its pass and publishes it now.
                     self.bridge.to_sequencer(ToSeqRepl::Committed {
                         through: zxid as i64,

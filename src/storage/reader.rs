@@ -176,7 +176,9 @@ impl LogReader {
             .rposition(|(z, _)| *z <= from_zxid)
             .unwrap_or(0);
         if let Some((first, name)) = self.segments.get(start) {
-            if *first > from_zxid && from_zxid > 0 {
+            // The log may start in a later epoch than `from_zxid - 1` (an ensemble's
+            // first txn is (1 << 32) | 1, after a snapshot at 0): only a gap counts.
+            if *first > from_zxid && from_zxid > 0 && !zxid_follows(from_zxid - 1, *first) {
                 return Err(LogError::Corrupt {
                     file: self.dir.join(name),
                     offset: 0,
