@@ -268,6 +268,7 @@ pub fn start(
         applies: Vec::new(),
         own_from: Zxid::MAX,
         lead: None,
+        early_infos: Vec::new(),
     };
     std::thread::Builder::new()
         .name("replication".into())
@@ -291,18 +292,16 @@ fn logged_history(cfg: &ReplConfig) -> Persisted {
         snapshot: Some((cfg.recovered_zxid, bytes::Bytes::new())),
         ..Persisted::default()
     };
-    let reader = match crate::storage::LogReader::open(
-        Arc::new(crate::storage::OsDisk),
-        &cfg.log_dir,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
+    let reader =
+        match crate::storage::LogReader::open(Arc::new(crate::storage::OsDisk), &cfg.log_dir) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!(
                 "ringkeeper: cannot list the log for replication, starting from the snapshot: {e}"
             );
-            return fallback;
-        }
-    };
+                return fallback;
+            }
+        };
     let mut log = Vec::new();
     let replayed = reader.replay(0, |rec| {
         let mut b = Vec::new();
@@ -530,6 +529,9 @@ struct Driver {
     own_from: Zxid,
     /// Established in this step: tell the sequencer after the history's applies.
     lead: Option<u32>,
+    /// FOLLOWERINFOs that arrived while this server was still electing, replayed if it
+    /// is elected (one per learner, on its current connection). At most one per member.
+    early_infos: Vec<(ServerId, u64, Msg)>,
 }
 
 impl Driver {
@@ -553,12 +555,19 @@ impl Driver {
     fn input(&mut self, input: Input) {
         match input {
             Input::Elected(e) => {
-                let event = if e.leader == self.cfg.my_id {
+                let lead = e.leader == self.cfg.my_id;
+                let event = if lead {
                     peer::Event::Lead
                 } else {
                     peer::Event::Follow { leader: e.leader }
                 };
                 self.step(event);
+                // Learners that finished the election first already said FOLLOWERINFO.
+                for (from, conn, msg) in std::mem::take(&mut self.early_infos) {
+                    if lead && self.links.get(&from).is_some_and(|l| l.conn == conn) {
+                        self.step(peer::Event::Message { from, msg });
+                    }
+                }
             }
             Input::Accepted { link } => {
                 self.unclaimed.insert(link.conn, link);
@@ -572,6 +581,16 @@ impl Driver {
                         return;
                     };
                     self.links.insert(from, link);
+                    if self.peer.is_looking() {
+                        // A learner that concluded the election before us: the core
+                        // ignores messages while looking, and dropping this one would
+                        // leave the learner waiting for LEADERINFO until initLimit, and
+                        // our own initLimit would send everyone back to the election,
+                        // over and over (seen with 3 and 5 servers after a leader kill).
+                        self.early_infos.retain(|(id, _, _)| *id != from);
+                        self.early_infos.push((from, conn, msg));
+                        return;
+                    }
                 }
                 if self.links.get(&from).is_some_and(|l| l.conn == conn) {
                     self.step(peer::Event::Message { from, msg });
@@ -824,6 +843,7 @@ impl Driver {
         self.state.set_mode(MODE_LOOKING);
         self.links.clear();
         self.unclaimed.clear();
+        self.early_infos.clear();
         let (current_epoch, last_zxid) = self.peer.vote_basis();
         eprintln!(
             "ringkeeper: looking ({reason}); vote basis epoch {current_epoch}, zxid {last_zxid:#x}"
