@@ -22,11 +22,10 @@
 //! reports `LocalDurable(zxid)`, which this loop turns into the peer's `Durable{write}`
 //! (a write is durable once the log is durable through its last zxid).
 //!
-//! Not yet: a `Truncate` or `InstallSnapshot` that would cut or replace txns this server
-//! already logged (a server that comes back with txns the new leader lacks, or one so far
-//! behind that it needs a snapshot) stops the server with a message: the log has no
-//! truncate operation yet, and the peer starts each run from the recovered zxid with an
-//! empty in-memory log, so a leader can send DIFFs only of what it logged in this run.
+//! Rejoining: the peer starts from the whole log on disk (see `logged_history`), so a
+//! leader sends DIFF or TRUNC; a TRUNC below what this server logged cuts the log and
+//! restarts the process in place (`truncate_and_restart`). Not yet: an
+//! `InstallSnapshot` over a different log (SNAP) stops the server with a message.
 
 use super::bridge::{ReplBridge, ToSeqRepl};
 use super::election::{self, Elected};
