@@ -640,7 +640,7 @@ impl Driver {
     /// Stops the server: the log cannot do what the peer asks (see the module header).
     fn unsupported(&self, what: String) -> ! {
         eprintln!(
-            "ringkeeper: FATAL: {what}: not supported yet (the log has no truncate); \
+            "ringkeeper: FATAL: {what}: not supported yet (installing a snapshot from the leader); \
              stopping. Move this server's data away to let it rejoin from the leader."
         );
         std::process::exit(3);
