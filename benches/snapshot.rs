@@ -77,6 +77,8 @@ fn main() {
     println!("load (verify + rebuild): {load:.2?}");
     assert_eq!(loaded.digest(), tree.digest());
     assert_eq!(loaded.len(), tree.len());
+    // The whole tree, children sets included (the digest does not cover them).
+    assert!(loaded == tree, "the loaded tree differs from the saved one");
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir(&dir);
 }

@@ -9,6 +9,9 @@
 #                                                     default BASE=21880), quorum/election
 #                                                     ports on 127.0.0.1
 #   scripts/apache-zk.sh stop DIR                     stops every server started in DIR
+#   scripts/apache-zk.sh restart DIR [I]              stops (by PID) and starts again, same
+#                                                     data and config: every server in DIR,
+#                                                     or only server I of an ensemble
 #   scripts/apache-zk.sh connect-string DIR           prints host:port[,host:port...]
 # Environment: ZK_JAR (default /usr/share/java/zookeeper.jar), ZK_HEAP (default 512m),
 # ZK_EXTRA_CFG (extra zoo.cfg lines, newline-separated).
@@ -48,7 +51,7 @@ launch() { # dir cfg
   [ -f "$ZK_JAR" ] || die "$ZK_JAR not found: apt-get install zookeeper"
   java -Xmx"$ZK_HEAP" -Dzookeeper.admin.enableServer=false \
     -cp "$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" \
-    >"$dir/server.log" 2>&1 &
+    >>"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
 }
 
@@ -68,6 +71,16 @@ write_cfg() { # dir port [extra lines...]
     for l in "$@"; do echo "$l"; done
     if [ -n "${ZK_EXTRA_CFG:-}" ]; then printf "%s\n" "$ZK_EXTRA_CFG"; fi
   } >"$dir/zoo.cfg"
+}
+
+stop_pid() { # pidfile: TERM, up to 5 s, then KILL
+  local pidfile=$1 pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
 }
 
 cmd=${1:-}; shift || true
@@ -98,18 +111,26 @@ case "$cmd" in
     ;;
   stop)
     dir=${1:?DIR}
-    for pidfile in "$dir"/pid "$dir"/s*/pid; do
-      [ -f "$pidfile" ] || continue
-      pid=$(cat "$pidfile")
-      kill "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-      rm -f "$pidfile"
+    for pidfile in "$dir"/pid "$dir"/s*/pid; do stop_pid "$pidfile"; done
+    ;;
+  restart)
+    dir=${1:?DIR}; only=${2:-}
+    dir=$(cd "$dir" && pwd)
+    if [ -n "$only" ]; then servers=("$dir/s$only")
+    elif [ -f "$dir/zoo.cfg" ]; then servers=("$dir")
+    else servers=("$dir"/s*); fi
+    for s in "${servers[@]}"; do
+      [ -f "$s/zoo.cfg" ] || die "no server in $s"
+      stop_pid "$s/pid"
+    done
+    for s in "${servers[@]}"; do launch "$s" "$s/zoo.cfg"; done
+    for s in "${servers[@]}"; do
+      wait_ready "$(sed -n 's/^clientPort=//p' "$s/zoo.cfg")" "$s/pid"
     done
     ;;
   connect-string)
     cat "${1:?DIR}/connect"
     ;;
   *)
-    sed -n '2,16p' "$0"; exit 2 ;;
+    sed -n '2,19p' "$0"; exit 2 ;;
 esac

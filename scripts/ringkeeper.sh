@@ -8,6 +8,9 @@
 #   scripts/ringkeeper.sh start-ensemble DIR N [BASE]  N servers (client ports BASE+1..BASE+N,
 #                                                      default BASE=23880)
 #   scripts/ringkeeper.sh stop DIR                     stops every server started in DIR
+#   scripts/ringkeeper.sh restart DIR [I]              stops (by PID) and starts again, same
+#                                                      data and config: every server in DIR,
+#                                                      or only server I of an ensemble
 #   scripts/ringkeeper.sh connect-string DIR           prints host:port[,host:port...]
 #   scripts/ringkeeper.sh ruok HOST PORT               prints the ruok answer (or nothing)
 # Environment: RINGKEEPER_BIN (default target/release/ringkeeper), START_TIMEOUT_S
@@ -45,7 +48,7 @@ wait_ready() { # port pidfile
 launch() { # dir cfg
   local dir=$1 cfg=$2
   [ -x "$RINGKEEPER_BIN" ] || die "$RINGKEEPER_BIN not found: cargo build --release (or set RINGKEEPER_BIN)"
-  "$RINGKEEPER_BIN" "$cfg" >"$dir/server.log" 2>&1 &
+  "$RINGKEEPER_BIN" "$cfg" >>"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
 }
 
@@ -64,6 +67,16 @@ write_cfg() { # dir port [extra lines...]
     for l in "$@"; do echo "$l"; done
     if [ -n "${RK_EXTRA_CFG:-}" ]; then printf "%s\n" "$RK_EXTRA_CFG"; fi
   } >"$dir/zoo.cfg"
+}
+
+stop_pid() { # pidfile: TERM, up to 5 s, then KILL
+  local pidfile=$1 pid i
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$pidfile"
 }
 
 cmd=${1:-}; shift || true
@@ -94,13 +107,21 @@ case "$cmd" in
     ;;
   stop)
     dir=${1:?DIR}
-    for pidfile in "$dir"/pid "$dir"/s*/pid; do
-      [ -f "$pidfile" ] || continue
-      pid=$(cat "$pidfile")
-      kill "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
-      rm -f "$pidfile"
+    for pidfile in "$dir"/pid "$dir"/s*/pid; do stop_pid "$pidfile"; done
+    ;;
+  restart)
+    dir=${1:?DIR}; only=${2:-}
+    dir=$(cd "$dir" && pwd)
+    if [ -n "$only" ]; then servers=("$dir/s$only")
+    elif [ -f "$dir/zoo.cfg" ]; then servers=("$dir")
+    else servers=("$dir"/s*); fi
+    for s in "${servers[@]}"; do
+      [ -f "$s/zoo.cfg" ] || die "no server in $s"
+      stop_pid "$s/pid"
+    done
+    for s in "${servers[@]}"; do launch "$s" "$s/zoo.cfg"; done
+    for s in "${servers[@]}"; do
+      wait_ready "$(sed -n 's/^clientPort=//p' "$s/zoo.cfg")" "$s/pid"
     done
     ;;
   connect-string)
@@ -110,5 +131,5 @@ case "$cmd" in
     ruok "${1:?HOST}" "${2:?PORT}"; echo
     ;;
   *)
-    sed -n '2,15p' "$0"; exit 2 ;;
+    sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -91,7 +91,12 @@ fn no_debug_leftovers() {
                 bad.push(format!("{} contains {word}", f.display()));
             }
         }
-        for prefix in ["/work/", "/tmp/bash_jobs", "/root/"] {
+        // Spelled in pieces so this file does not name them itself.
+        for prefix in [
+            concat!("/wo", "rk/"),
+            concat!("/tmp/", "bash_jobs"),
+            "/root/",
+        ] {
             if text.contains(prefix) {
                 bad.push(format!("{} names a machine path {prefix}", f.display()));
             }

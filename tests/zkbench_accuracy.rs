@@ -50,6 +50,7 @@ fn config(server: &FakeServer, load: LoadModel, workload: &str) -> Config {
         threads: 2,
         seed: 1,
         progress: false,
+        reconnect: false,
     }
 }
 

@@ -10,7 +10,10 @@
 //! `[start + warmup, start + warmup + duration)` are measured; after the window no new
 //! requests are sent and those in flight are drained for at most `drain`.
 
-use super::conn::{decode_reply, BlockingClient, ConnError, Incoming};
+use super::conn::{
+    decode_reply, handshake_frame, BlockingClient, ConnError, Handshake, HandshakeStep, Incoming,
+    SessionCreds,
+};
 use super::workload::{OpKind, SessionGen, Workload};
 use crate::proto::{OpCode, RequestHeader};
 use hdrhistogram::Histogram;
@@ -29,6 +32,16 @@ pub const HIST_MAX_US: u64 = 3_600_000_000;
 /// behind its schedule (and is charged for it) instead of growing memory without bound:
 /// 10k × 64 sessions × ~48 bytes per entry stays near 30 MB.
 pub const MAX_OPEN_OUTSTANDING: usize = 10_000;
+
+/// Reconnect mode: pause before retrying after an attempt failed. The first attempt
+/// after a loss goes at once to the next server; later ones wait, so a server that is
+/// down is not hammered, but not so long that the pause hides the failover time.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Reconnect mode: the shortest limit for one attempt (connect + handshake). The limit
+/// is the session timeout divided by the number of servers, as ZooKeeper's client's
+/// connect timeout, but at least this.
+pub const RECONNECT_ATTEMPT_MIN: Duration = Duration::from_millis(200);
 
 /// Read chunk per syscall; 256 KiB holds thousands of small replies.
 const READ_CHUNK: usize = 256 * 1024;
@@ -65,6 +78,10 @@ pub struct Config {
     pub seed: u64,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// A session whose connection is lost resumes (its id, password and last zxid) on
+    /// the next server of the list, as ZooKeeper's client does, and goes on; without
+    /// it the session stays dead for the rest of the run.
+    pub reconnect: bool,
 }
 
 /// The outcome of one measured run.
@@ -85,6 +102,17 @@ pub struct RunStats {
     pub timeline: Vec<u64>,
     pub disconnects: u64,
     pub watch_events: u64,
+    /// Sessions that could not be opened (after the allowed retries).
+    pub connect_failures: u64,
+    /// Reconnect mode: lost sessions resumed (same session id) on some server.
+    pub reconnects: u64,
+    /// Reconnect mode: lost sessions the server no longer knew (replaced by new ones).
+    pub expired: u64,
+    /// Reconnect mode: sessions still without a connection when the window ended.
+    pub still_disconnected: u64,
+    /// Reconnect mode: time from a connection's loss to the session's next
+    /// ConnectResponse, in microseconds.
+    pub reconnect: Histogram<u64>,
 }
 
 impl RunStats {
@@ -112,6 +140,11 @@ impl RunStats {
             timeline: vec![0; seconds],
             disconnects: 0,
             watch_events: 0,
+            connect_failures: 0,
+            reconnects: 0,
+            expired: 0,
+            still_disconnected: 0,
+            reconnect: new_hist(),
         }
     }
 
@@ -135,6 +168,11 @@ impl RunStats {
         }
         self.disconnects += o.disconnects;
         self.watch_events += o.watch_events;
+        self.connect_failures += o.connect_failures;
+        self.reconnects += o.reconnects;
+        self.expired += o.expired;
+        self.still_disconnected += o.still_disconnected;
+        self.reconnect.add(&o.reconnect).expect("same bounds");
     }
 }
 
@@ -188,6 +226,18 @@ struct Session {
     next_due: Instant,
     epollout: bool,
     dead: bool,
+    creds: SessionCreds,
+    /// Index into `Config::servers` of the current (or next) server.
+    server: usize,
+    /// Reconnect mode: when the connection was lost, while the session has none.
+    lost_at: Option<Instant>,
+    /// Reconnect mode: earliest start of the next attempt.
+    retry_at: Instant,
+    /// Reconnect mode: the attempt in progress and when it began.
+    hs: Option<(Handshake, Instant)>,
+    /// Reconnect mode: the server said the session expired; the next attempt opens a
+    /// new one.
+    fresh: bool,
 }
 
 impl Session {
@@ -386,6 +436,12 @@ fn connect_sessions(cfg: &Config, mine: &[usize]) -> Result<Vec<Session>, BenchE
         let c = BlockingClient::connect(addr, cfg.session_timeout_ms)
             .map_err(|err| BenchError::Connect { addr, err })?;
         c.stream.set_nonblocking(true).map_err(BenchError::Io)?;
+        let creds = SessionCreds {
+            session_id: c.session_id,
+            passwd: c.passwd.clone(),
+            timeout_ms: c.timeout_ms,
+            last_zxid: 0,
+        };
         let ping_every = Duration::from_millis((c.timeout_ms / 3).max(1) as u64);
         out.push(Session {
             stream: c.stream,
@@ -401,6 +457,12 @@ fn connect_sessions(cfg: &Config, mine: &[usize]) -> Result<Vec<Session>, BenchE
             next_due: now,
             epollout: false,
             dead: false,
+            creds,
+            server: i % cfg.servers.len(),
+            lost_at: None,
+            retry_at: now,
+            hs: None,
+            fresh: false,
         });
     }
     Ok(out)
@@ -597,7 +659,12 @@ fn event_loop(
                     let ev = (libc::EPOLLIN | libc::EPOLLOUT) as u32;
                     poller.ctl(libc::EPOLL_CTL_MOD, s.stream.as_raw_fd(), ev, i as u64)?;
                 }
-                Err(_) => kill(s, w, stats, &poller),
+                Err(_) => kill(cfg, s, w, stats, &poller, now),
+            }
+        }
+        if cfg.reconnect && sending {
+            for (i, s) in sessions.iter_mut().enumerate() {
+                reconnect_step(cfg, s, i, &poller, now)?;
             }
         }
         // Next deadline: the next open-loop slot, the window's end, pings, the drain.
@@ -607,6 +674,14 @@ fn event_loop(
                 deadline = deadline.min(s.next_due);
             }
             deadline = deadline.min(s.last_send + s.ping_every);
+        }
+        if cfg.reconnect && sending {
+            for s in sessions.iter().filter(|s| s.dead && s.lost_at.is_some()) {
+                deadline = deadline.min(match &s.hs {
+                    None => s.retry_at,
+                    Some((_, began)) => *began + attempt_limit(cfg),
+                });
+            }
         }
         let now = Instant::now();
         poller.wait(&mut events, Some(deadline.saturating_duration_since(now)))?;
@@ -620,6 +695,9 @@ fn event_loop(
             let i = token as usize;
             let s = &mut sessions[i];
             if s.dead {
+                if s.hs.is_some() {
+                    handshake_event(cfg, s, i, ev.events, &poller, stats, recv, sending, w.end)?;
+                }
                 continue;
             }
             if ev.events & libc::EPOLLOUT as u32 != 0 && s.epollout {
@@ -635,7 +713,7 @@ fn event_loop(
                     }
                     Ok(false) => {}
                     Err(_) => {
-                        kill(s, w, stats, &poller);
+                        kill(cfg, s, w, stats, &poller, recv);
                         continue;
                     }
                 }
@@ -674,7 +752,7 @@ fn event_loop(
             answered_local += a;
             errors_local += e;
             if closed {
-                kill(s, w, stats, &poller);
+                kill(cfg, s, w, stats, &poller, recv);
             }
         }
         if answered_local > 0 {
@@ -688,6 +766,134 @@ fn event_loop(
     }
     for s in sessions.iter_mut().filter(|s| !s.dead) {
         stats.unanswered += s.inflight.iter().filter(|f| w.measured(f.intended)).count() as u64;
+    }
+    for s in sessions
+        .iter_mut()
+        .filter(|s| s.dead && s.lost_at.is_some())
+    {
+        stats.still_disconnected += 1;
+        if let Some((hs, _)) = s.hs.take() {
+            let _ = poller.ctl(libc::EPOLL_CTL_DEL, hs.stream.as_raw_fd(), 0, 0);
+        }
+        // Open loop: the measured slots this session never sent are unanswered too;
+        // dropping them would hide the outage from the latency and the counts.
+        if interval > Duration::ZERO {
+            let mut due = s.next_due.max(w.measure);
+            // Bounded: at most the window's length over the interval.
+            while due < w.end {
+                stats.unanswered += 1;
+                due += interval;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One attempt's limit in reconnect mode (see `RECONNECT_ATTEMPT_MIN`).
+fn attempt_limit(cfg: &Config) -> Duration {
+    let per_server = cfg.session_timeout_ms.max(0) as u64 / cfg.servers.len() as u64;
+    Duration::from_millis(per_server).max(RECONNECT_ATTEMPT_MIN)
+}
+
+/// Reconnect mode: starts a due attempt, or ends one that ran past its limit.
+fn reconnect_step(
+    cfg: &Config,
+    s: &mut Session,
+    token: usize,
+    poller: &Poller,
+    now: Instant,
+) -> io::Result<()> {
+    if !s.dead || s.lost_at.is_none() {
+        return Ok(());
+    }
+    if let Some((_, began)) = &s.hs {
+        if now.duration_since(*began) >= attempt_limit(cfg) {
+            let (hs, _) = s.hs.take().expect("checked");
+            poller.ctl(libc::EPOLL_CTL_DEL, hs.stream.as_raw_fd(), 0, 0)?;
+            s.server = (s.server + 1) % cfg.servers.len();
+            s.retry_at = now + RECONNECT_BACKOFF;
+        }
+        return Ok(());
+    }
+    if s.retry_at > now {
+        return Ok(());
+    }
+    let resume = (!s.fresh).then_some(&s.creds);
+    let hello = handshake_frame(cfg.session_timeout_ms, resume);
+    match Handshake::start(cfg.servers[s.server], hello) {
+        Ok(hs) => {
+            let ev = (libc::EPOLLIN | libc::EPOLLOUT) as u32;
+            poller.ctl(libc::EPOLL_CTL_ADD, hs.stream.as_raw_fd(), ev, token as u64)?;
+            s.hs = Some((hs, now));
+        }
+        Err(_) => {
+            s.server = (s.server + 1) % cfg.servers.len();
+            s.retry_at = now + RECONNECT_BACKOFF;
+        }
+    }
+    Ok(())
+}
+
+/// Reconnect mode: an event on the attempt's socket.
+#[allow(clippy::too_many_arguments)]
+fn handshake_event(
+    cfg: &Config,
+    s: &mut Session,
+    token: usize,
+    events: u32,
+    poller: &Poller,
+    stats: &mut RunStats,
+    now: Instant,
+    sending: bool,
+    w_end: Instant,
+) -> io::Result<()> {
+    let (hs, _) = s.hs.as_mut().expect("caller checked");
+    match hs.advance(events) {
+        HandshakeStep::Pending => {
+            if hs.sent_all() {
+                let fd = hs.stream.as_raw_fd();
+                poller.ctl(libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, token as u64)?;
+            }
+        }
+        HandshakeStep::Done(resp) => {
+            let (hs, _) = s.hs.take().expect("present");
+            let lost_at = s.lost_at.take().expect("reconnecting");
+            let fd = hs.stream.as_raw_fd();
+            poller.ctl(libc::EPOLL_CTL_MOD, fd, libc::EPOLLIN as u32, token as u64)?;
+            // The old, already shut down, socket closes here.
+            s.stream = hs.stream;
+            if s.fresh || resp.session_id != s.creds.session_id {
+                // A new session: a resume the server no longer knew, now replaced.
+                s.creds = SessionCreds::from_response(&resp);
+                s.fresh = false;
+            } else {
+                stats.reconnects += 1;
+                s.creds.timeout_ms = resp.timeout_ms;
+            }
+            let us = now.saturating_duration_since(lost_at).as_micros() as u64;
+            stats.reconnect.saturating_record(us.max(1));
+            s.dead = false;
+            s.last_send = now;
+            s.ping_every = Duration::from_millis((resp.timeout_ms / 3).max(1) as u64);
+            if let (LoadModel::Closed { outstanding }, true) = (cfg.load, sending && now < w_end) {
+                for _ in 0..outstanding {
+                    s.issue(&cfg.workload, now);
+                }
+            }
+        }
+        HandshakeStep::Failed(e) => {
+            let (hs, _) = s.hs.take().expect("present");
+            poller.ctl(libc::EPOLL_CTL_DEL, hs.stream.as_raw_fd(), 0, 0)?;
+            if matches!(e, ConnError::Refused) && !s.fresh {
+                // timeOut 0: the session expired. Open a new one at once, same server.
+                stats.expired += 1;
+                s.fresh = true;
+                s.retry_at = now;
+            } else {
+                s.server = (s.server + 1) % cfg.servers.len();
+                s.retry_at = now + RECONNECT_BACKOFF;
+            }
+        }
     }
     Ok(())
 }
@@ -716,7 +922,8 @@ fn process_input(
         match decode_reply(payload, multi)? {
             Incoming::Ping => {}
             Incoming::Watch { .. } => stats.watch_events += 1,
-            Incoming::Reply { xid, err, .. } => {
+            Incoming::Reply { xid, err, zxid } => {
+                s.creds.saw(zxid);
                 let f = s
                     .take(xid)
                     .ok_or_else(|| ConnError::Protocol(format!("reply to unknown xid {xid}")))?;
@@ -756,7 +963,10 @@ fn process_input(
         s.in_pos = pos;
     }
     res?;
-    if sending {
+    // `sending` was decided at the top of the loop pass; a reply read after the window
+    // ended must not start a request the window would not measure (it would only load
+    // the server during the drain).
+    if sending && recv < w.end {
         if let LoadModel::Closed { .. } = cfg.load {
             for _ in 0..replies {
                 s.issue(&cfg.workload, recv);
@@ -767,8 +977,28 @@ fn process_input(
 }
 
 /// Drops a failed connection; its measured in-flight requests count as CONNECTIONLOSS.
-fn kill(s: &mut Session, w: &Window, stats: &mut RunStats, poller: &Poller) {
+/// In reconnect mode, during the window, the session then looks for a server.
+fn kill(
+    cfg: &Config,
+    s: &mut Session,
+    w: &Window,
+    stats: &mut RunStats,
+    poller: &Poller,
+    now: Instant,
+) {
     s.dead = true;
+    let _ = s.stream.shutdown(std::net::Shutdown::Both);
+    s.out.clear();
+    s.out_pos = 0;
+    s.inb.clear();
+    s.in_pos = 0;
+    s.epollout = false;
+    if cfg.reconnect && now < w.end {
+        s.lost_at = Some(now);
+        // ZooKeeper's client moves on to the next server of its list at once.
+        s.server = (s.server + 1) % cfg.servers.len();
+        s.retry_at = now;
+    }
     stats.disconnects += 1;
     let lost = s
         .inflight

@@ -14,10 +14,11 @@ use crate::proto::{
     SetDataResponse,
 };
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,12 @@ pub struct FakeConfig {
     /// pause, to show what the load models make of it.
     pub stall_after: u64,
     pub stall: Duration,
+    /// Close the first this many connections before their handshake is answered: a
+    /// server shedding a burst of connections.
+    pub drop_first: u64,
+    /// Answer a resume (a handshake with a session id) with timeOut 0: the session
+    /// expired. Otherwise any resume succeeds with the id it asked for.
+    pub expire_resumes: bool,
 }
 
 impl FakeConfig {
@@ -41,6 +48,8 @@ impl FakeConfig {
             error_code: -101,
             stall_after: 0,
             stall: Duration::ZERO,
+            drop_first: 0,
+            expire_resumes: false,
         }
     }
 }
@@ -51,6 +60,10 @@ pub struct FakeCounters {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub sessions: AtomicU64,
+    /// Handshakes that asked to resume a session.
+    pub resumes: AtomicU64,
+    /// Connections closed by `drop_first`.
+    pub dropped: AtomicU64,
 }
 
 pub struct FakeServer {
@@ -58,6 +71,9 @@ pub struct FakeServer {
     pub counters: Arc<FakeCounters>,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
+    /// Clones of the open connections by session number, for `kill`; each
+    /// connection's thread removes its own entry when it ends.
+    conns: Arc<Mutex<HashMap<u64, TcpStream>>>,
 }
 
 impl FakeServer {
@@ -67,18 +83,30 @@ impl FakeServer {
         let addr = listener.local_addr()?;
         let counters = Arc::new(FakeCounters::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, s) = (counters.clone(), stop.clone());
+        let conns = Arc::new(Mutex::new(HashMap::new()));
+        let (c, s, open) = (counters.clone(), stop.clone(), conns.clone());
         let accept = std::thread::spawn(move || {
             let next_session = AtomicU64::new(1);
+            let mut accepted = 0u64;
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
+                accepted += 1;
+                if accepted <= cfg.drop_first {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
                 let sid = next_session.fetch_add(1, Ordering::Relaxed);
-                let (c, s) = (c.clone(), s.clone());
+                if let Ok(clone) = conn.try_clone() {
+                    open.lock().expect("not poisoned").insert(sid, clone);
+                }
+                let (c, s, open) = (c.clone(), s.clone(), open.clone());
                 std::thread::spawn(move || {
                     let _ = serve(conn, cfg, &c, &s, sid);
+                    open.lock().expect("not poisoned").remove(&sid);
                 });
             }
         });
@@ -87,7 +115,17 @@ impl FakeServer {
             counters,
             stop,
             accept: Some(accept),
+            conns,
         })
+    }
+
+    /// A crash: stops accepting and cuts every open connection.
+    pub fn kill(self) {
+        let conns = self.conns.clone();
+        self.stop();
+        for (_, c) in conns.lock().expect("not poisoned").drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Stops accepting; open connections end when their clients close them.
@@ -196,10 +234,18 @@ fn serve(
     buf.drain(..pos);
     pos = 0;
     counters.sessions.fetch_add(1, Ordering::Relaxed);
+    let resume = req.session_id != 0;
+    if resume {
+        counters.resumes.fetch_add(1, Ordering::Relaxed);
+    }
     let resp = ConnectResponse {
         protocol_version: 0,
-        timeout_ms: req.timeout_ms.clamp(4000, 40_000),
-        session_id: sid as i64,
+        timeout_ms: if resume && cfg.expire_resumes {
+            0
+        } else {
+            req.timeout_ms.clamp(4000, 40_000)
+        },
+        session_id: if resume { req.session_id } else { sid as i64 },
         passwd: Some(Bytes::from_static(&[7u8; 16])),
         read_only: req.read_only.map(|_| false),
     };

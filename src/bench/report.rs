@@ -66,6 +66,20 @@ pub fn summary(label: &str, s: &RunStats) -> String {
     if s.watch_events > 0 {
         let _ = writeln!(o, "watch events {}", s.watch_events);
     }
+    if s.connect_failures > 0 {
+        let _ = writeln!(o, "connect failures {} (after retries)", s.connect_failures);
+    }
+    if !s.reconnect.is_empty() || s.still_disconnected > 0 {
+        let _ = write!(
+            o,
+            "reconnect  {} resumed, {} expired (new session), {} still disconnected; ms",
+            s.reconnects, s.expired, s.still_disconnected
+        );
+        for (name, p) in PERCENTILES {
+            let _ = write!(o, " {name} {:.3}", ms(pct(&s.reconnect, p)));
+        }
+        let _ = writeln!(o);
+    }
     o
 }
 
@@ -106,6 +120,16 @@ pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
         let _ = write!(o, ",\"{key}\":{:.3}", ms(pct(&s.hist, p)));
     }
     let _ = write!(o, ",\"mean_ms\":{:.3}", s.hist.mean() / 1000.0);
+    let _ = write!(
+        o,
+        ",\"connect_failures\":{},\"reconnects\":{},\"expired\":{},\"still_disconnected\":{},\"reconnect_p50_ms\":{:.3},\"reconnect_max_ms\":{:.3}",
+        s.connect_failures,
+        s.reconnects,
+        s.expired,
+        s.still_disconnected,
+        ms(pct(&s.reconnect, 50.0)),
+        ms(pct(&s.reconnect, 100.0))
+    );
     let errs: Vec<_> = s
         .errors
         .iter()

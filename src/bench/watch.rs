@@ -7,8 +7,16 @@
 //! (or `round_timeout` passed; the missing ones are counted). Threads, not the epoll
 //! engine: watchers are idle most of the time and a blocking read per watcher is the
 //! simplest exact clock.
+//!
+//! Watchers connect in a ramp: at most `HANDSHAKE_CONCURRENCY` handshakes at once, a
+//! failed one retried `HANDSHAKE_ATTEMPTS` times in all (Apache ZooKeeper closed
+//! connections that arrived in a burst of 200). Watchers that still fail are reported
+//! as `connect_failures` and the run goes on with the others.
 
-use super::conn::{BlockingClient, ConnError};
+use super::conn::{
+    drive_handshakes, handshake_frame, BlockingClient, ConnError, HandshakeJob, HandshakeLimits,
+    HandshakeOutcome,
+};
 use super::engine::{BenchError, RunStats};
 use crate::proto::{AddWatchRequest, CreateRequest, OpCode, SetDataRequest};
 use bytes::Bytes;
@@ -16,6 +24,18 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
+
+/// Handshakes in progress at once while the watchers connect.
+pub const HANDSHAKE_CONCURRENCY: usize = 16;
+
+/// Attempts per watcher's connection, the first included.
+pub const HANDSHAKE_ATTEMPTS: u32 = 4;
+
+/// Pause before a watcher's connection is retried.
+pub const HANDSHAKE_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Limit of one connection attempt.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `EventType.NodeDataChanged`.
 const NODE_DATA_CHANGED: i32 = 3;
@@ -63,15 +83,33 @@ pub fn run(cfg: &WatchConfig) -> Result<RunStats, BenchError> {
         Arc::new((0..cfg.hot_nodes).map(|_| AtomicU64::new(0)).collect());
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let ready = Arc::new(Barrier::new(cfg.watchers + 1));
+    let clients = connect_watchers(cfg)?;
+    let mut connect_failures = 0u64;
+    let live: Vec<(SocketAddr, BlockingClient)> = clients
+        .into_iter()
+        .filter_map(|c| {
+            c.or_else(|| {
+                connect_failures += 1;
+                None
+            })
+        })
+        .collect();
+    if live.is_empty() {
+        return Err(BenchError::Config(format!(
+            "none of the {} watchers could connect",
+            cfg.watchers
+        )));
+    }
+    let watchers = live.len();
+    let ready = Arc::new(Barrier::new(watchers + 1));
     let seconds = cfg.duration.as_secs_f64().ceil().max(1.0) as usize;
     let merged = Arc::new(Mutex::new(RunStats::empty(
         cfg.duration.as_secs_f64(),
         seconds,
     )));
+    merged.lock().expect("not poisoned").connect_failures = connect_failures;
     let mut handles = Vec::new();
-    for i in 0..cfg.watchers {
-        let addr = cfg.servers[i % cfg.servers.len()];
+    for (addr, client) in live {
         let (paths, stamps, received, stop, ready, merged) = (
             paths.clone(),
             stamps.clone(),
@@ -82,7 +120,7 @@ pub fn run(cfg: &WatchConfig) -> Result<RunStats, BenchError> {
         );
         handles.push(std::thread::spawn(move || -> Result<(), BenchError> {
             let res = watcher(
-                addr, &paths, &stamps, base, &received, &stop, &ready, seconds,
+                client, &paths, &stamps, base, &received, &stop, &ready, seconds,
             );
             match res {
                 Ok(s) => {
@@ -115,7 +153,7 @@ pub fn run(cfg: &WatchConfig) -> Result<RunStats, BenchError> {
             })
             .collect();
         writer.pipeline(reqs, cfg.hot_nodes).map_err(cerr)?;
-        expected += (cfg.watchers * cfg.hot_nodes) as u64;
+        expected += (watchers * cfg.hot_nodes) as u64;
         let deadline = round_start + cfg.round_timeout;
         while received.load(Ordering::Acquire) < expected && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
@@ -139,9 +177,52 @@ pub fn run(cfg: &WatchConfig) -> Result<RunStats, BenchError> {
     Ok(stats)
 }
 
+/// Opens every watcher's session in a ramp (see the module header); None for the ones
+/// that failed every attempt.
+fn connect_watchers(
+    cfg: &WatchConfig,
+) -> Result<Vec<Option<(SocketAddr, BlockingClient)>>, BenchError> {
+    let now = Instant::now();
+    let hello = handshake_frame(10_000, None);
+    let jobs: Vec<HandshakeJob> = (0..cfg.watchers)
+        .map(|i| HandshakeJob {
+            first_server: i % cfg.servers.len(),
+            hello: hello.clone(),
+            since: now,
+        })
+        .collect();
+    // Every job gets its attempts: the deadline only guards against a hung server.
+    let per_job = (HANDSHAKE_TIMEOUT + HANDSHAKE_BACKOFF) * HANDSHAKE_ATTEMPTS;
+    let waves = cfg.watchers.div_ceil(HANDSHAKE_CONCURRENCY) as u32;
+    let lim = HandshakeLimits {
+        concurrency: HANDSHAKE_CONCURRENCY,
+        attempts: HANDSHAKE_ATTEMPTS,
+        backoff: HANDSHAKE_BACKOFF,
+        attempt_timeout: HANDSHAKE_TIMEOUT,
+        deadline: now + per_job * waves.min(8),
+    };
+    let outcomes = drive_handshakes(&cfg.servers, &jobs, lim).map_err(BenchError::Io)?;
+    let mut out = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        out.push(match o {
+            HandshakeOutcome::Done {
+                stream,
+                resp,
+                server,
+                ..
+            } => Some((
+                cfg.servers[server],
+                BlockingClient::from_handshake(stream, &resp).map_err(BenchError::Io)?,
+            )),
+            HandshakeOutcome::Expired { .. } | HandshakeOutcome::Failed { .. } => None,
+        });
+    }
+    Ok(out)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn watcher(
-    addr: SocketAddr,
+    client: BlockingClient,
     paths: &[String],
     stamps: &[AtomicU64],
     base: Instant,
@@ -151,7 +232,7 @@ fn watcher(
     seconds: usize,
 ) -> Result<RunStats, ConnError> {
     let connected = (|| {
-        let mut c = BlockingClient::connect(addr, 10_000)?;
+        let mut c = client;
         let reqs = paths.iter().map(|p| {
             (
                 OpCode::AddWatch,

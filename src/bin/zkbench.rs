@@ -67,10 +67,17 @@ enum Cmd {
         #[command(flatten)]
         out: OutArgs,
     },
-    /// Session storm: N sessions connect at once; time to each handshake reply.
+    /// Session storm: N sessions connect at once; time to each handshake reply. With
+    /// --restart, the target is then restarted and every session resumes.
     Storm {
         #[arg(long, short = 'c', default_value = "127.0.0.1:2181")]
         connect: String,
+        /// After the storm, run this shell command (it restarts the target, e.g.
+        /// "scripts/ringkeeper.sh restart DIR") while each session waits for its
+        /// connection to drop, then resumes it with its id and password; reports the
+        /// time from drop to resume and sessions resumed, expired and failed.
+        #[arg(long)]
+        restart: Option<String>,
         #[arg(long, short = 's', default_value_t = 1000)]
         sessions: usize,
         /// Give up on sessions not established after this many seconds.
@@ -143,6 +150,11 @@ struct LoadArgs {
     /// Skip the setup phase (the tree is already populated).
     #[arg(long)]
     no_setup: bool,
+    /// A session that loses its server resumes on the next server of the connect
+    /// string and goes on (its in-flight requests count as CONNECTIONLOSS); without it
+    /// the session stops for the rest of the run. For measuring failover.
+    #[arg(long)]
+    reconnect: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
@@ -227,6 +239,7 @@ fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Con
         threads: load.threads,
         seed: load.seed,
         progress: !quiet,
+        reconnect: load.reconnect,
     }
 }
 
@@ -245,6 +258,7 @@ fn describe(load: &LoadArgs, cfg: &engine::Config) -> Vec<(&'static str, String)
         ("value_size", load.value_size.to_string()),
         ("duration_s", load.duration.to_string()),
         ("warmup_s", load.warmup.to_string()),
+        ("reconnect", load.reconnect.to_string()),
     ]
 }
 
@@ -446,6 +460,87 @@ fn main() {
         }
         Cmd::Storm {
             connect,
+            restart: Some(cmd),
+            sessions,
+            timeout,
+            session_timeout_ms,
+            out,
+        } => {
+            let cfg = ringkeeper::bench::storm::StormConfig {
+                servers: resolve(&connect),
+                sessions,
+                timeout: Duration::from_secs_f64(timeout),
+                session_timeout_ms,
+            };
+            let restart = Box::new(move || {
+                let st = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&cmd)
+                    .status()
+                    .map_err(|e| format!("cannot run the restart command: {e}"))?;
+                if st.success() {
+                    Ok(())
+                } else {
+                    Err(format!("the restart command failed: {st}"))
+                }
+            });
+            let r = ringkeeper::bench::storm::run_restart(&cfg, restart).unwrap_or_else(|e| die(e));
+            let label = format!("storm {connect}: {sessions} sessions, restart, resume");
+            let restart_note = match &r.restart {
+                None => "still running at the time limit".to_string(),
+                Some((d, Ok(()))) => format!("ok in {:.2}s", d.as_secs_f64()),
+                Some((d, Err(e))) => format!("{e} after {:.2}s", d.as_secs_f64()),
+            };
+            let notes = vec![
+                ("target", connect.clone()),
+                (
+                    "measure",
+                    "time from each session's connection drop to its resumed handshake reply; ops = resumed sessions"
+                        .into(),
+                ),
+                ("restart", restart_note.clone()),
+            ];
+            if out.json {
+                let line = report::json_line(&notes, &r.reconnect);
+                println!(
+                    "{},\"established\":{},\"dropped\":{},\"not_dropped\":{},\"resumed\":{},\"expired_sessions\":{},\"failed\":{},\"attempts\":{},\"storm_p50_ms\":{:.3},\"storm_max_ms\":{:.3}}}",
+                    line.trim_end_matches('}'),
+                    r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts,
+                    r.storm.hist.value_at_percentile(50.0) as f64 / 1000.0,
+                    r.storm.hist.max() as f64 / 1000.0
+                );
+            } else {
+                print!(
+                    "{}",
+                    report::summary(
+                        &format!("storm {connect}: {sessions} sessions at once"),
+                        &r.storm
+                    )
+                );
+                println!("== restart: {restart_note}");
+                println!(
+                    "sessions   {} established, {} dropped, {} not dropped; {} resumed, {} expired, {} failed ({} resume attempts)",
+                    r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts
+                );
+                let ms = |p: f64| {
+                    let h = &r.reconnect.hist;
+                    (if p >= 100.0 {
+                        h.max()
+                    } else {
+                        h.value_at_percentile(p)
+                    }) as f64
+                        / 1000.0
+                };
+                println!(
+                    "drop->resume ms  p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; all resumed {:.2}s after the restart began",
+                    ms(50.0), ms(90.0), ms(99.0), ms(99.9), ms(100.0), r.reconnect.window_s
+                );
+            }
+            write_outputs(&out, &label, &notes, &[(&label, &r.reconnect)]);
+        }
+        Cmd::Storm {
+            connect,
+            restart: None,
             sessions,
             timeout,
             session_timeout_ms,

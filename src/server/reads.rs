@@ -196,22 +196,52 @@ pub fn execute(
     }
 }
 
+/// The watch lists of a setWatches (3.5) or setWatches2 (3.6+) request.
+pub struct WatchLists<'a> {
+    pub relative_zxid: i64,
+    pub data: &'a [String],
+    pub exist: &'a [String],
+    pub child: &'a [String],
+    pub persistent: &'a [String],
+    pub recursive: &'a [String],
+}
+
+impl<'a> WatchLists<'a> {
+    /// The lists of `req`, or `None` if it is not a setWatches request.
+    pub fn of(req: &'a Request) -> Option<WatchLists<'a>> {
+        match req {
+            Request::SetWatches(s) => Some(WatchLists {
+                relative_zxid: s.relative_zxid,
+                data: &s.data_watches,
+                exist: &s.exist_watches,
+                child: &s.child_watches,
+                persistent: &[],
+                recursive: &[],
+            }),
+            Request::SetWatches2(s) => Some(WatchLists {
+                relative_zxid: s.relative_zxid,
+                data: &s.data_watches,
+                exist: &s.exist_watches,
+                child: &s.child_watches,
+                persistent: &s.persistent_watches,
+                recursive: &s.persistent_recursive_watches,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// setWatches / setWatches2: re-arms the watches of a reconnecting client, and reports
 /// what it missed since `relative_zxid` as events (ZooKeeper's `DataTree.setWatches`).
-#[allow(clippy::too_many_arguments)]
 pub fn set_watches(
     view: &DataTree,
     watches: &mut Watches<usize>,
     slot: usize,
-    relative_zxid: i64,
-    data: &[String],
-    exist: &[String],
-    child: &[String],
-    persistent: &[String],
-    recursive: &[String],
+    lists: &WatchLists<'_>,
     missed: &mut Vec<(EventType, String)>,
 ) {
-    for p in data {
+    let relative_zxid = lists.relative_zxid;
+    for p in lists.data {
         match view.stat(p) {
             None => missed.push((EventType::NodeDeleted, p.clone())),
             Some(s) if s.mzxid > relative_zxid => {
@@ -220,13 +250,13 @@ pub fn set_watches(
             Some(_) => watches.add(p, slot, Kind::Data),
         }
     }
-    for p in exist {
+    for p in lists.exist {
         match view.stat(p) {
             Some(_) => missed.push((EventType::NodeCreated, p.clone())),
             None => watches.add(p, slot, Kind::Data),
         }
     }
-    for p in child {
+    for p in lists.child {
         match view.stat(p) {
             None => missed.push((EventType::NodeDeleted, p.clone())),
             Some(s) if s.pzxid > relative_zxid => {
@@ -235,10 +265,10 @@ pub fn set_watches(
             Some(_) => watches.add(p, slot, Kind::Child),
         }
     }
-    for p in persistent {
+    for p in lists.persistent {
         watches.add(p, slot, Kind::Persistent);
     }
-    for p in recursive {
+    for p in lists.recursive {
         watches.add(p, slot, Kind::PersistentRecursive);
     }
 }

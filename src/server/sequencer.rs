@@ -177,6 +177,11 @@ pub struct Sequencer {
     repl_inbox: Vec<ToSeqRepl>,
     /// When log events were last taken in (the end of the `logged` stage).
     durable_seen_at: Instant,
+    /// Rate limit of the log-failure error line, and failures since it was printed.
+    last_log_error: Option<Instant>,
+    log_failures: u64,
+    /// A log write failed and none has succeeded since.
+    log_recovering: bool,
     /// Learner: requests forwarded to the leader, by (session, xid), answered when the
     /// txn the leader made of them is applied here.
     forwarded: HashMap<(i64, i32), Waiting>,
@@ -195,6 +200,9 @@ struct Waiting {
     /// A sync's path: its txn is answered as a sync.
     sync_path: Option<String>,
 }
+
+/// The least time between two log-failure error lines.
+const LOG_ERROR_INTERVAL: Duration = Duration::from_secs(5);
 
 fn wall_ms() -> i64 {
     SystemTime::now()
@@ -267,6 +275,9 @@ impl Sequencer {
             failed_until: None,
             log_events: Vec::new(),
             durable_seen_at: Instant::now(),
+            last_log_error: None,
+            log_failures: 0,
+            log_recovering: false,
             forwarded: HashMap::new(),
             revalidating: HashMap::new(),
             next_token: 1,
@@ -919,6 +930,12 @@ impl Sequencer {
             match ev {
                 LogEvent::Durable { through_zxid } => {
                     self.durable_zxid = self.durable_zxid.max(through_zxid);
+                    if self.log_recovering {
+                        eprintln!(
+                            "ringkeeper: the transaction log is writable again: durable through zxid {through_zxid:#x}"
+                        );
+                        self.log_recovering = false;
+                    }
                     if let Some(b) = &self.cfg.repl {
                         b.to_replication(super::replication::Input::LocalDurable(
                             through_zxid as u64,
@@ -1060,10 +1077,23 @@ impl Sequencer {
 
     /// A log write failed: see the module header.
     fn log_failed(&mut self, first: i64, last: i64, error: std::io::Error) {
-        eprintln!(
-            "ringkeeper: ERROR: writing the transaction log failed for zxids {first:#x}..={last:#x}: {error}; \
-             those writes are answered SYSTEMERROR, reads go on, writing resumes when the disk accepts it"
-        );
+        // While a disk stays full every write fails: one line per LOG_ERROR_INTERVAL,
+        // with the count of failures it stands for, is loud enough.
+        self.log_failures += 1;
+        if self
+            .last_log_error
+            .is_none_or(|t| t.elapsed() >= LOG_ERROR_INTERVAL)
+        {
+            eprintln!(
+                "ringkeeper: ERROR: writing the transaction log failed for zxids {first:#x}..={last:#x}: {error}; \
+                 those writes are answered SYSTEMERROR, reads go on, writing is retried with the next write \
+                 ({} failed log writes since the last report)",
+                self.log_failures
+            );
+            self.last_log_error = Some(Instant::now());
+            self.log_failures = 0;
+        }
+        self.log_recovering = true;
         if self.failed_until.is_none() {
             self.failed_until = Some(self.appended_zxid);
             self.unlogged.clear();
@@ -1110,10 +1140,8 @@ impl Sequencer {
             self.rebuild_sessions();
         }
         if self.failed_until.is_some_and(|until| last >= until) {
-            eprintln!(
-                "ringkeeper: the transaction log is writable again at zxid {:#x}",
-                self.zxid + 1
-            );
+            // Every batch sent before the failure is accounted for: the next write tries
+            // the disk again (it says so when one succeeds).
             self.failed_until = None;
         }
     }

@@ -433,37 +433,10 @@ impl Shard {
         let zxid = self.view_zxid;
         match &q.req {
             Request::Ping => frame_reply(&mut out, xid::PING, zxid, Code::Ok, &[]),
-            Request::SetWatches(s) => {
+            Request::SetWatches(_) | Request::SetWatches2(_) => {
+                let lists = reads::WatchLists::of(&q.req).expect("a setWatches request");
                 let mut missed = Vec::new();
-                reads::set_watches(
-                    &self.view,
-                    &mut self.watches,
-                    slot,
-                    s.relative_zxid,
-                    &s.data_watches,
-                    &s.exist_watches,
-                    &s.child_watches,
-                    &[],
-                    &[],
-                    &mut missed,
-                );
-                Self::notify_missed(&mut out, &missed);
-                frame_reply(&mut out, q.xid, zxid, Code::Ok, &[]);
-            }
-            Request::SetWatches2(s) => {
-                let mut missed = Vec::new();
-                reads::set_watches(
-                    &self.view,
-                    &mut self.watches,
-                    slot,
-                    s.relative_zxid,
-                    &s.data_watches,
-                    &s.exist_watches,
-                    &s.child_watches,
-                    &s.persistent_watches,
-                    &s.persistent_recursive_watches,
-                    &mut missed,
-                );
+                reads::set_watches(&self.view, &mut self.watches, slot, &lists, &mut missed);
                 Self::notify_missed(&mut out, &missed);
                 frame_reply(&mut out, q.xid, zxid, Code::Ok, &[]);
             }

@@ -889,13 +889,23 @@ impl Snapshotter {
                     while let Ok(tree) = rx.recv() {
                         let started = std::time::Instant::now();
                         match save(&*disk, &dir, &tree) {
-                            Ok((_, header, len)) => {
+                            Ok((path, header, len)) => {
+                                let took = started.elapsed();
                                 stats.taken.fetch_add(1, Ordering::Relaxed);
                                 stats.last_zxid.store(header.zxid as u64, Ordering::Relaxed);
                                 stats.last_bytes.store(len, Ordering::Relaxed);
                                 stats
                                     .last_duration_us
-                                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                                    .store(took.as_micros() as u64, Ordering::Relaxed);
+                                // One line per snapshot, as ZooKeeper's "Snapshotting"
+                                // line, with what an operator needs: how long it took.
+                                eprintln!(
+                                    "ringkeeper: snapshot {} written: zxid {:#x}, {} znodes, {len} bytes in {} ms",
+                                    path.display(),
+                                    header.zxid,
+                                    header.node_count,
+                                    took.as_millis()
+                                );
                             }
                             Err(e) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);

@@ -537,10 +537,14 @@ impl DataTree {
             }
             t.digest = t.digest.wrapping_add(session_hash(id, timeout));
         }
-        // Staged in a std map so that children can be added in place; moved into the
-        // persistent map once complete.
-        let mut staged: std::collections::HashMap<Arc<str>, Znode> =
-            std::collections::HashMap::new();
+        // Staged in a vector with a std index by path (sized once from the iterator's
+        // hint: a snapshot passes a vector), so that children can be gathered per parent
+        // before any persistent set is built; moved into the persistent map at the end.
+        let nodes = nodes.into_iter();
+        let hint = nodes.size_hint().0;
+        let mut staged: Vec<(Arc<str>, Znode)> = Vec::with_capacity(hint);
+        let mut index: std::collections::HashMap<Arc<str>, usize> =
+            std::collections::HashMap::with_capacity(hint);
         for (path, mut node) in nodes {
             if !node.children.is_empty() {
                 return Err(format!("node {path} given with children"));
@@ -548,29 +552,57 @@ impl DataTree {
             if *node.acl == *open_acl {
                 node.acl = open_acl.clone();
             }
-            if staged.insert(path.clone(), node).is_some() {
+            if index.insert(path.clone(), staged.len()).is_some() {
                 return Err(format!("node {path} listed twice"));
             }
+            staged.push((path, node));
         }
-        if !staged.contains_key("/") {
+        if !index.contains_key("/") {
             return Err("no root node".to_string());
         }
-        let paths: Vec<Arc<str>> = staged.keys().cloned().collect();
-        for path in &paths {
+        // Each parent's children, gathered first and sorted once, then put into its set in
+        // ascending order: inserting 1M children one by one in hash order into their
+        // parents' B-trees took 3.3 s of a 5.7 s restore (1M znodes, 1000 per parent);
+        // an ascending insert touches only the rightmost, cached, path of the B-tree.
+        let mut children: Vec<Vec<Arc<str>>> = Vec::new();
+        children.resize_with(staged.len(), Vec::new);
+        for (path, _) in &staged {
             if &**path == "/" {
                 continue;
             }
             let (parent, _) =
                 split_parent(path).ok_or_else(|| format!("node {path}: not a path"))?;
-            let p = staged
-                .get_mut(parent)
+            let &p = index
+                .get(parent)
                 .ok_or_else(|| format!("node {path}: parent {parent} missing"))?;
-            if matches!(p.kind(), NodeKind::Ephemeral(_)) {
+            if matches!(staged[p].1.kind(), NodeKind::Ephemeral(_)) {
                 return Err(format!("node {path}: parent {parent} is ephemeral"));
             }
-            p.children.insert(path.clone());
+            children[p].push(path.clone());
         }
-        for (path, node) in staged {
+        drop(index);
+        // Inserted in the hash trie's own order: it takes its 6-bit digits from the low
+        // end of the path's hash, so sorting by the bit-reversed hash puts keys that share
+        // trie nodes next to each other and each insert finds its path in cache. In hash
+        // order the inserts took 1.6 s of the rest (1M znodes), mostly cache misses.
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        let mut order: Vec<(u64, usize)> = staged
+            .iter()
+            .enumerate()
+            .map(|(i, (path, _))| (hasher.hash_one(path).reverse_bits(), i))
+            .collect();
+        order.sort_unstable();
+        t.nodes = rpds::HashTrieMap::new_with_hasher_and_ptr_kind(hasher);
+        let mut staged: Vec<Option<(Arc<str>, Znode)>> = staged.into_iter().map(Some).collect();
+        for (_, i) in order {
+            let (path, mut node) = staged[i].take().expect("each index once");
+            let mut kids = std::mem::take(&mut children[i]);
+            if !kids.is_empty() {
+                // Paths are unique (checked above), so an unstable sort is exact.
+                kids.sort_unstable();
+                node.children = Children(Some(kids.into_iter().collect()));
+            }
             match node.kind() {
                 NodeKind::Ephemeral(s) => {
                     if !t.sessions.contains_key(&s) {
