@@ -73,29 +73,20 @@ fn observer_serves_reads_and_sees_every_commit() {
 /// Three writer clients spread over all servers; the leader is SIGKILLed three times,
 /// each time restarted (rejoining by DIFF or TRUNC); every acknowledged write is on
 /// every server and all hold the same children. Needs python3 with kazoo.
-///
-/// Ignored in the default run: it passes, but not every time (see the 5-server test).
 #[test]
-#[ignore = "flaky: a re-election after a leader kill can livelock past the 30 s wait (docs/replication.md, Not yet)"]
 fn repeated_leader_kills_under_writes_lose_nothing() {
     run_scenario("kills", 3);
 }
 
 /// Every server in turn is SIGKILLed and restarted under writes; nothing acknowledged
-/// is lost and all servers converge. Ignored in the default run: it passes, but not
-/// every time (see the 5-server test).
+/// is lost and all servers converge.
 #[test]
-#[ignore = "flaky: a re-election after a leader kill can livelock past the 30 s wait (docs/replication.md, Not yet)"]
 fn rolling_restart_under_writes_loses_nothing() {
     run_scenario("rolling", 3);
 }
 
-/// The kill scenario on five servers. Ignored: after the second kill a re-election
-/// sometimes takes two initLimit rounds (40 s with tickTime 2000: a leader is elected
-/// whose learners lose their connections to it before it establishes), beyond the
-/// script's 30 s wait. Run with `cargo test --test ensemble_election -- --ignored`.
+/// The kill scenario on five servers.
 #[test]
-#[ignore = "re-election can take two initLimit rounds after repeated kills (docs/replication.md)"]
 fn five_servers_leader_kills_lose_nothing() {
     run_scenario("kills", 5);
 }

@@ -836,7 +836,11 @@ impl Driver {
     fn start_looking(&mut self, reason: &str) {
         self.own_from = Zxid::MAX;
         self.lead = None;
-        self.writes.clear();
+        // `writes` is kept: the peer still waits for those log writes (its write ids run
+        // on across roles), and the sequencer still logs them. Dropping them left a
+        // server that had appended txns not yet durable at a leader's death waiting
+        // forever: elected, it never counted its own log durable, and as a learner it
+        // never ACKed NEWLEADER, so every later epoch ended at initLimit.
         self.flush_to_sequencer();
         self.bridge.to_sequencer(ToSeqRepl::Looking);
         self.state.set_mode(MODE_LOOKING);
