@@ -77,20 +77,11 @@ impl From<Code> for PrepError {
     }
 }
 
-/// True for the requests that go through [`prep`] (and become txns when valid).
+/// True for the requests that go through [`prep`] (and become txns when valid): what
+/// the sequencer orders ([`Request::is_write`]) except sync, which it answers in order
+/// without a txn.
 pub fn is_write(req: &Request) -> bool {
-    matches!(
-        req,
-        Request::Create { .. }
-            | Request::CreateTtl(_)
-            | Request::Delete(_)
-            | Request::SetData(_)
-            | Request::SetAcl(_)
-            | Request::Check(_)
-            | Request::Multi(_)
-            | Request::Reconfig(_)
-            | Request::CloseSession
-    )
+    req.is_write() && !matches!(req, Request::Sync(_))
 }
 
 /// Validates one client write against `tree` (the speculative tree) and returns the txn
@@ -1019,6 +1010,8 @@ mod tests {
         );
         assert_eq!(code(e.prep(&Request::Ping)), Code::Unimplemented);
         assert!(!is_write(&Request::Ping));
+        assert!(!is_write(&Request::Sync(SyncRequest { path: "/".into() })));
+        assert!(is_write(&Request::CloseSession));
     }
 
     #[test]
