@@ -99,49 +99,16 @@ pub fn prep(
     now_ms: i64,
 ) -> Result<TxnOp, PrepError> {
     let op = match req {
-        Request::Create { op, req } => {
-            check_data_len(cfg, &req.data)?;
-            Write::Create {
-                op: *op,
-                path: &req.path,
-                data: &req.data,
-                acl: &req.acl,
-                flags: req.flags,
-                ttl: -1,
-            }
-        }
-        Request::CreateTtl(req) => {
-            check_data_len(cfg, &req.data)?;
-            Write::Create {
-                op: OpCode::CreateTtl,
-                path: &req.path,
-                data: &req.data,
-                acl: &req.acl,
-                flags: req.flags,
-                ttl: req.ttl,
-            }
-        }
-        Request::Delete(r) => Write::Delete {
-            path: &r.path,
-            version: r.version,
-        },
-        Request::SetData(r) => {
-            check_data_len(cfg, &r.data)?;
-            Write::SetData {
-                path: &r.path,
-                data: &r.data,
-                version: r.version,
-            }
-        }
+        Request::Create { op, req } => Write::create(cfg, *op, req)?,
+        Request::CreateTtl(req) => Write::create_ttl(cfg, req)?,
+        Request::Delete(r) => Write::delete(r),
+        Request::SetData(r) => Write::set_data(cfg, r)?,
         Request::SetAcl(r) => Write::SetAcl {
             path: &r.path,
             acl: &r.acl,
             version: r.version,
         },
-        Request::Check(r) => Write::Check {
-            path: &r.path,
-            version: r.version,
-        },
+        Request::Check(r) => Write::check(r),
         Request::Multi(ops) => return prep_multi(tree, cfg, caller, ops, now_ms),
         Request::CloseSession => return prep_close_session(tree, caller.session_id),
         Request::Reconfig(_) => return Err(Code::ReconfigDisabled.into()),
@@ -244,6 +211,63 @@ enum Write<'r> {
         path: &'r str,
         version: i32,
     },
+}
+
+/// One constructor per write record, shared by top-level requests and multi ops.
+impl<'r> Write<'r> {
+    fn create(
+        cfg: &PrepConfig,
+        op: OpCode,
+        req: &'r crate::proto::CreateRequest,
+    ) -> Result<Self, PrepError> {
+        check_data_len(cfg, &req.data)?;
+        Ok(Write::Create {
+            op,
+            path: &req.path,
+            data: &req.data,
+            acl: &req.acl,
+            flags: req.flags,
+            ttl: -1,
+        })
+    }
+
+    fn create_ttl(
+        cfg: &PrepConfig,
+        req: &'r crate::proto::CreateTtlRequest,
+    ) -> Result<Self, PrepError> {
+        check_data_len(cfg, &req.data)?;
+        Ok(Write::Create {
+            op: OpCode::CreateTtl,
+            path: &req.path,
+            data: &req.data,
+            acl: &req.acl,
+            flags: req.flags,
+            ttl: req.ttl,
+        })
+    }
+
+    fn delete(r: &'r crate::proto::DeleteRequest) -> Self {
+        Write::Delete {
+            path: &r.path,
+            version: r.version,
+        }
+    }
+
+    fn set_data(cfg: &PrepConfig, r: &'r crate::proto::SetDataRequest) -> Result<Self, PrepError> {
+        check_data_len(cfg, &r.data)?;
+        Ok(Write::SetData {
+            path: &r.path,
+            data: &r.data,
+            version: r.version,
+        })
+    }
+
+    fn check(r: &'r crate::proto::CheckVersionRequest) -> Self {
+        Write::Check {
+            path: &r.path,
+            version: r.version,
+        }
+    }
 }
 
 /// Jute refuses a buffer longer than `jute.maxbuffer` while decoding the request
@@ -442,44 +466,11 @@ fn prep_multi(
     let mut writes = Vec::with_capacity(ops.len());
     for op in ops {
         let w = match op {
-            MultiOp::Create { op, req } => {
-                check_data_len(cfg, &req.data)?;
-                Write::Create {
-                    op: *op,
-                    path: &req.path,
-                    data: &req.data,
-                    acl: &req.acl,
-                    flags: req.flags,
-                    ttl: -1,
-                }
-            }
-            MultiOp::CreateTtl(req) => {
-                check_data_len(cfg, &req.data)?;
-                Write::Create {
-                    op: OpCode::CreateTtl,
-                    path: &req.path,
-                    data: &req.data,
-                    acl: &req.acl,
-                    flags: req.flags,
-                    ttl: req.ttl,
-                }
-            }
-            MultiOp::Delete(r) => Write::Delete {
-                path: &r.path,
-                version: r.version,
-            },
-            MultiOp::SetData(r) => {
-                check_data_len(cfg, &r.data)?;
-                Write::SetData {
-                    path: &r.path,
-                    data: &r.data,
-                    version: r.version,
-                }
-            }
-            MultiOp::Check(r) => Write::Check {
-                path: &r.path,
-                version: r.version,
-            },
+            MultiOp::Create { op, req } => Write::create(cfg, *op, req)?,
+            MultiOp::CreateTtl(req) => Write::create_ttl(cfg, req)?,
+            MultiOp::Delete(r) => Write::delete(r),
+            MultiOp::SetData(r) => Write::set_data(cfg, r)?,
+            MultiOp::Check(r) => Write::check(r),
             // ZooKeeper's MultiOperationRecord refuses to decode reads mixed into a
             // write multi, which it answers MARSHALLINGERROR.
             MultiOp::GetChildren(_) | MultiOp::GetData(_) => {
