@@ -95,6 +95,15 @@ pub enum Event {
     },
     /// A batch of client writes; on a follower they are forwarded to the leader.
     ClientWrite(Vec<Bytes>),
+    /// The driver holds a durable snapshot of the committed state at `through`: the log
+    /// may forget the txns up to it. Learners behind `through` are then sent a SNAP with
+    /// `snapshot` (opaque; a driver may pass a handle and supply the bytes when it sends).
+    /// Ignored unless `through` is a committed, durable zxid of the log above its base;
+    /// in particular a learner that is syncing keeps its log whole.
+    Compact {
+        through: Zxid,
+        snapshot: Bytes,
+    },
     /// Learner: requests for the leader's driver (sent as one `Forward` when this
     /// learner is up to date, else each comes back `Rejected`).
     Forward(Vec<Bytes>),
@@ -254,6 +263,16 @@ impl Log {
             zxid,
             data,
         });
+    }
+
+    /// Forgets the entries up to `through`, which becomes the base, with `snapshot` as
+    /// the state there. The caller checked that `through` is in the log, committed and
+    /// durable.
+    fn compact(&mut self, through: Zxid, snapshot: Bytes) {
+        let keep = self.after(through);
+        self.entries.drain(..keep);
+        self.base = through;
+        self.snapshot = snapshot;
     }
 
     fn on_durable(&mut self, write: u64) {
@@ -429,6 +448,11 @@ impl Peer {
         &self.log.entries
     }
 
+    /// The zxid the in-memory log continues from (its snapshot's).
+    pub fn log_base(&self) -> Zxid {
+        self.log.base
+    }
+
     pub fn is_looking(&self) -> bool {
         matches!(self.role, Role::Looking)
     }
@@ -481,6 +505,17 @@ impl Peer {
                 self.progress(&mut out);
             }
             Event::ClientWrite(payloads) => self.client_writes(payloads, &mut out),
+            Event::Compact { through, snapshot } => {
+                let syncing = matches!(&self.role, Role::Following(f) if f.stage < FStage::Synced);
+                if through > self.log.base
+                    && through <= self.commit
+                    && through <= self.log.durable_zxid
+                    && self.log.contains(through)
+                    && !syncing
+                {
+                    self.log.compact(through, snapshot);
+                }
+            }
             Event::Forward(payloads) => self.forward(payloads, &mut out),
             Event::Reply { to, payload } => {
                 if let Role::Leading(l) = &self.role {
