@@ -363,46 +363,71 @@ fn main() {
                     runs[i].push(measure(c));
                 }
             }
-            println!(
-                "{:>5} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
-                "round",
-                "A ops/s",
-                "B ops/s",
-                "B/A",
-                "A p50",
-                "B p50",
-                "B/A",
-                "A p99",
-                "B p99",
-                "B/A"
-            );
-            let (mut rt, mut r50, mut r99) = (Vec::new(), Vec::new(), Vec::new());
+            // Throughput, then each percentile: A, B and the ratio B/A, per round and as
+            // medians over the rounds (a ratio's median is taken over the rounds' ratios).
+            const PCTS: [(&str, f64); 3] = [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)];
             let ms = |s: &RunStats, p: f64| s.hist.value_at_percentile(p) as f64 / 1000.0;
+            let mut head = format!(
+                "{:>6} {:>12} {:>12} {:>8}",
+                "round", "A ops/s", "B ops/s", "B/A"
+            );
+            for (name, _) in PCTS {
+                head += &format!(
+                    " {:>10} {:>10} {:>8}",
+                    format!("A {name}"),
+                    format!("B {name}"),
+                    "B/A"
+                );
+            }
+            println!("{head}");
+            let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 1 + PCTS.len()];
             for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
                 let t = y.ops_per_sec() / x.ops_per_sec();
-                let p50 = ms(y, 50.0) / ms(x, 50.0);
-                let p99 = ms(y, 99.0) / ms(x, 99.0);
-                rt.push(t);
-                r50.push(p50);
-                r99.push(p99);
-                println!("{:>5} {:>12.0} {:>12.0} {:>8.3} {:>10.3} {:>10.3} {:>8.3} {:>10.3} {:>10.3} {:>8.3}", r + 1, x.ops_per_sec(), y.ops_per_sec(), t, ms(x, 50.0), ms(y, 50.0), p50, ms(x, 99.0), ms(y, 99.0), p99);
+                ratios[0].push(t);
+                let mut line = format!(
+                    "{:>6} {:>12.0} {:>12.0} {:>8.3}",
+                    r + 1,
+                    x.ops_per_sec(),
+                    y.ops_per_sec(),
+                    t
+                );
+                for (k, (_, p)) in PCTS.iter().enumerate() {
+                    let q = ms(y, *p) / ms(x, *p);
+                    ratios[k + 1].push(q);
+                    line += &format!(" {:>10.3} {:>10.3} {:>8.3}", ms(x, *p), ms(y, *p), q);
+                }
+                println!("{line}");
             }
             let med = |f: &dyn Fn(&RunStats) -> f64, i: usize| {
                 median(&mut runs[i].iter().map(f).collect::<Vec<_>>())
             };
-            println!(
-                "median {:>11.0} {:>12.0} {:>8.3} {:>10.3} {:>10.3} {:>8.3} {:>10.3} {:>10.3} {:>8.3}",
-                med(&|s| s.ops_per_sec(), 0), med(&|s| s.ops_per_sec(), 1), median(&mut rt),
-                med(&|s| ms(s, 50.0), 0), med(&|s| ms(s, 50.0), 1), median(&mut r50),
-                med(&|s| ms(s, 99.0), 0), med(&|s| ms(s, 99.0), 1), median(&mut r99)
+            let mut line = format!(
+                "{:>6} {:>12.0} {:>12.0} {:>8.3}",
+                "median",
+                med(&|s| s.ops_per_sec(), 0),
+                med(&|s| s.ops_per_sec(), 1),
+                median(&mut ratios[0])
             );
+            for (k, (_, p)) in PCTS.iter().enumerate() {
+                line += &format!(
+                    " {:>10.3} {:>10.3} {:>8.3}",
+                    med(&|s| ms(s, *p), 0),
+                    med(&|s| ms(s, *p), 1),
+                    median(&mut ratios[k + 1])
+                );
+            }
+            println!("{line}");
             if out.json {
                 let mut notes = describe(&load, &cfgs[0]);
                 notes.push(("a", a.clone()));
                 notes.push(("b", b.clone()));
                 println!(
-                    "{{\"ab\":true,\"rounds\":{},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4}}}",
-                    rt.len(), median(&mut rt), median(&mut r50), median(&mut r99)
+                    "{{\"ab\":true,\"rounds\":{},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4},\"median_ratio_p99_9\":{:.4}}}",
+                    ratios[0].len(),
+                    median(&mut ratios[0]),
+                    median(&mut ratios[1]),
+                    median(&mut ratios[2]),
+                    median(&mut ratios[3])
                 );
             }
             // Reports show the median-throughput round of each target.
