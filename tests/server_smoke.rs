@@ -292,6 +292,30 @@ fn four_letter_words_answer_on_the_client_port() {
     srv.shutdown();
 }
 
+/// `echo ruok | nc host port` sends the word and shuts down its side at once. With two
+/// shards the answer waits for the other shard's picture, and the end of stream used to
+/// close the connection first: the client read nothing, now and then.
+#[test]
+fn four_letter_word_answers_a_client_that_half_closed() {
+    let srv = start(2);
+    for word in ["ruok", "srvr", "cons", "mntr"] {
+        for _ in 0..50 {
+            let mut s = TcpStream::connect(srv.local_addr).unwrap();
+            s.write_all(word.as_bytes()).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            match word {
+                "ruok" => assert_eq!(out, "imok"),
+                "srvr" => assert!(out.contains("Mode: standalone"), "{word}: {out:?}"),
+                "cons" => assert!(out.contains("127.0.0.1"), "{word}: {out:?}"),
+                _ => assert!(out.contains("zk_server_state"), "{word}: {out:?}"),
+            }
+        }
+    }
+    srv.shutdown();
+}
+
 #[test]
 fn prometheus_endpoint_serves_write_stages() {
     let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), 1);

@@ -89,6 +89,15 @@ pub trait Handler {
     /// `token` is closed: its descriptor is closed, no operation references it, and
     /// no further event names it. Called exactly once per accepted or adopted token.
     fn on_closed(&mut self, ops: &mut Ops, token: Token, reason: CloseReason);
+    /// The peer closed its sending side (receive returned 0). Return true to close the
+    /// connection once its output is flushed (`on_closed(PeerClosed)` follows), or false
+    /// to keep it open for output the handler still owes the peer: it is no longer read
+    /// and the handler closes it later with `Ops::close` (half-close, as a client that
+    /// sends `ruok` and shuts down its side expects its answer).
+    fn on_end_of_stream(&mut self, ops: &mut Ops, token: Token) -> bool {
+        let _ = (ops, token);
+        true
+    }
     /// Some `Waker` was woken since the last `on_wake` (wake-ups are coalesced).
     fn on_wake(&mut self, ops: &mut Ops) {
         let _ = ops;
@@ -154,6 +163,9 @@ struct RecvState {
     armed: bool,
     /// We asked the kernel to cancel it.
     cancelling: bool,
+    /// The peer closed its side; never receive again (the handler kept the connection
+    /// open to finish its output, see `Handler::on_end_of_stream`).
+    eof: bool,
 }
 
 struct Conn {
@@ -723,7 +735,8 @@ impl Reactor {
                 c.paused_by_output = false;
             }
             // Receive: armed iff open and not paused.
-            let want = c.closing.is_none() && !c.paused_by_user && !c.paused_by_output;
+            let want =
+                c.closing.is_none() && !c.recv.eof && !c.paused_by_user && !c.paused_by_output;
             if want && !c.recv.armed {
                 sqes[1] = Some(
                     opcode::RecvMulti::new(fd, self.bufs.bgid())
@@ -876,8 +889,16 @@ impl Reactor {
             return;
         }
         match -res {
-            // End of stream: flush what we owe, then close.
-            0 => self.ops.begin_close(token, CloseReason::PeerClosed),
+            // End of stream: flush what we owe, then close, unless the handler still
+            // owes output it has not queued yet.
+            0 => {
+                if let Some(c) = self.ops.conns.get_mut(index) {
+                    c.recv.eof = true;
+                }
+                if !open || handler.on_end_of_stream(&mut self.ops, token) {
+                    self.ops.begin_close(token, CloseReason::PeerClosed);
+                }
+            }
             // No provided buffer was free: the multishot ended; it is re-armed at the
             // next flush, after this pass recycled the buffers it used.
             libc::ENOBUFS => {}

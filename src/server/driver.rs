@@ -83,6 +83,10 @@ impl Handler for ShardHandler {
         self.shard.closed(token.as_u64() as usize);
     }
 
+    fn on_end_of_stream(&mut self, _ops: &mut Ops, token: Token) -> bool {
+        self.shard.end_of_stream(token.as_u64() as usize)
+    }
+
     fn on_wake(&mut self, ops: &mut Ops) {
         if self.stop.load(Ordering::Acquire) {
             ops.stop();

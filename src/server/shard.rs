@@ -199,6 +199,14 @@ impl Shard {
     }
 
     /// The connection is gone (closed by either side); forget it.
+    /// The client closed its sending side. A connection closes then, as in ZooKeeper,
+    /// unless it asked a four-letter word whose answer waits for the other shards'
+    /// pictures: `nc` and most scripts send the word and shut down their side at once,
+    /// and still read the answer. Returns whether to close now.
+    pub fn end_of_stream(&mut self, slot: usize) -> bool {
+        !self.pending_fourlw.iter().any(|(s, _, _)| *s == slot)
+    }
+
     pub fn closed(&mut self, slot: usize) {
         let Some(c) = self.conns.remove(&slot) else {
             return;
