@@ -44,28 +44,7 @@ a=$(cat "$tmp/zk3/connect")
 b=$(cat "$tmp/rk3/connect")
 
 # An ensemble answers `ruok` before it elects; wait until every server names a Mode.
-wait_serving() { # connect-string
-  local hp i
-  for hp in ${1//,/ }; do
-    for ((i = 0; i < 300; i++)); do
-      python3 - "${hp%:*}" "${hp#*:}" <<'PY' && break
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
-    s.sendall(b"srvr"); s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk: break
-        data += chunk
-    sys.exit(0 if b"Mode: leader" in data or b"Mode: follower" in data else 1)
-except OSError:
-    sys.exit(1)
-PY
-      sleep 0.2
-    done
-  done
-}
+wait_serving() { scripts/ringkeeper.sh wait-serving "$1"; }
 wait_serving "$a"
 wait_serving "$b"
 

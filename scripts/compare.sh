@@ -58,28 +58,7 @@ start_target() { # name -> prints connect string, or nothing if unavailable
 
 # Waits until every server of a connect string serves (`srvr` names a Mode): an
 # ensemble answers `ruok` before it has elected a leader.
-wait_serving() { # connect-string
-  local hp i
-  for hp in ${1//,/ }; do
-    for ((i = 0; i < 300; i++)); do
-      python3 - "${hp%:*}" "${hp#*:}" <<'PY' && break
-import socket, sys
-try:
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1)
-    s.sendall(b"srvr"); s.shutdown(socket.SHUT_WR)
-    data = b""
-    while True:
-        b = s.recv(4096)
-        if not b: break
-        data += b
-    sys.exit(0 if b"Mode:" in data else 1)
-except OSError:
-    sys.exit(1)
-PY
-      sleep 0.2
-    done
-  done
-}
+wait_serving() { scripts/ringkeeper.sh wait-serving "$1"; }
 
 stop_target() {
   case $1 in
