@@ -12,95 +12,27 @@ into the server yet), so the test cannot apply.
 """
 
 import faulthandler
-import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
+
+from rkharness import Server, connect, data_check, free_port
 
 # Requests kept in flight by the writer: enough that a kill lands among many
 # unacknowledged ones.
 IN_FLIGHT = 128
 # Writes per round at most, so a round ends even if the kill comes late.
 MAX_WRITES_PER_ROUND = 20_000
-# Attempts (0.05 s apart) to connect to a starting server before giving up.
-START_ATTEMPTS = 400
 # The kill comes after this many seconds of writing, drawn uniformly.
 KILL_AFTER_S = (0.05, 1.2)
 # Acknowledged writes whose data is read back per round (all are checked by name).
 DATA_SAMPLE = 300
 MEMORY_ONLY_BANNER = "kept in memory only"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Server:
-    def __init__(self, binary, workdir, port):
-        self.binary = binary
-        self.cfg = os.path.join(workdir, "zoo.cfg")
-        self.data_dir = os.path.join(workdir, "data")
-        self.log_path = os.path.join(workdir, "server.log")
-        self.port = port
-        with open(self.cfg, "w") as f:
-            f.write(
-                "tickTime=2000\n"
-                f"dataDir={self.data_dir}\n"
-                f"clientPort={port}\n"
-                "clientPortAddress=127.0.0.1\n"
-            )
-        self.proc = None
-
-    def start(self):
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([self.binary, self.cfg], stdout=log, stderr=log)
-        for _ in range(START_ATTEMPTS):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not listen: {self.tail()}")
-
-    def kill9(self):
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def tail(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-
-def connect(port):
-    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10.0)
-    zk.start(timeout=15)
-    return zk
 
 
 def verify(zk, acked, rnd):
@@ -201,12 +133,10 @@ def main():
             print(f"crash_kill9: final: {len(lost)} acknowledged writes lost, e.g. {lost[:5]}")
             return 1
         server.stop()
-        check = subprocess.run(
-            [binary, "data", "check", server.data_dir], capture_output=True, text=True
-        )
-        print(check.stdout, end="")
-        if check.returncode != 0:
-            print(f"crash_kill9: data check failed ({check.returncode}): {check.stderr}")
+        code, out, err = data_check(binary, server.data_dir)
+        print(out, end="")
+        if code != 0:
+            print(f"crash_kill9: data check failed ({code}): {err}")
             return 1
         print(f"crash_kill9: PASS: {rounds} kills, {len(acked)} acknowledged writes, 0 lost")
         ok = True

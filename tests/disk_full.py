@@ -19,14 +19,14 @@ Exit codes: 0 pass, 1 fail, 77 skipped because a loop-mounted ext4 cannot be mad
 import faulthandler
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError, SystemZookeeperError
+
+from rkharness import Server, connect, data_check, free_port
 
 SKIP = 77
 # The file system: small so that filling it is quick, big enough for the server's
@@ -53,19 +53,9 @@ WRITES_WHILE_FULL = 50
 RECOVER_ATTEMPTS = 100
 # Writes after recovery: all must succeed.
 WRITES_AFTER_RECOVERY = 200
-# Attempts (0.05 s apart) to connect to a starting server.
-START_ATTEMPTS = 400
 # Bytes written per call when topping up the filler after fallocate, and its bound.
 TOP_UP_CHUNK = 4096
 TOP_UP_MAX_CHUNKS = (IMAGE_MIB << 20) // TOP_UP_CHUNK
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_ok(*cmd):
@@ -107,62 +97,6 @@ class LoopFs:
             if not ok:
                 print(f"disk_full: WARNING: umount {self.mnt} failed: {err}")
             self.mounted = not ok
-
-
-class Server:
-    def __init__(self, binary, workdir, data_dir, port):
-        self.binary = binary
-        self.cfg = os.path.join(workdir, "zoo.cfg")
-        self.data_dir = data_dir
-        self.log_path = os.path.join(workdir, "server.log")
-        self.port = port
-        with open(self.cfg, "w") as f:
-            f.write(
-                "tickTime=2000\n"
-                f"dataDir={data_dir}\n"
-                f"clientPort={port}\n"
-                "clientPortAddress=127.0.0.1\n"
-                f"logSegmentSize={SEGMENT_BYTES}\n"
-            )
-        self.proc = None
-
-    def start(self):
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([self.binary, self.cfg], stdout=log, stderr=log)
-        for _ in range(START_ATTEMPTS):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not listen: {self.tail()}")
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self):
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def tail(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-3000:]
-        except OSError:
-            return ""
-
-
-def connect(port):
-    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10.0)
-    zk.start(timeout=15)
-    return zk
 
 
 class Writer:
@@ -236,7 +170,7 @@ def check(cond, msg):
 
 def run(binary, fs, workdir):
     data_dir = os.path.join(fs.mnt, "data")
-    server = Server(binary, workdir, data_dir, free_port())
+    server = Server(binary, workdir, free_port(), [f"logSegmentSize={SEGMENT_BYTES}"], data_dir)
     try:
         server.start()
         zk = connect(server.port)
@@ -324,9 +258,9 @@ def run(binary, fs, workdir):
         zk.stop()
         zk.close()
         server.stop()
-        r = subprocess.run([binary, "data", "check", data_dir], capture_output=True, text=True)
-        print(r.stdout, end="")
-        check(r.returncode == 0, f"data check failed ({r.returncode}): {r.stderr}")
+        code, out, err = data_check(binary, data_dir)
+        print(out, end="")
+        check(code == 0, f"data check failed ({code}): {err}")
         print(f"disk_full: PASS: {len(w.acked)} acknowledged writes present after restart, "
               f"{len(w.failed)} SYSTEMERROR answers, none present")
     except BaseException:

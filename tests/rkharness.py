@@ -1,0 +1,132 @@
+"""Shared by the multi-process test scripts (crash_kill9.py, disk_full.py, ensemble.py):
+free loopback ports, a RingKeeper server process started from a zoo.cfg and stopped by
+its PID, four-letter words, a kazoo client and `ringkeeper data check`.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+# Attempts (0.05 s apart) to connect to a starting server before giving up.
+START_ATTEMPTS = 400
+
+
+def free_ports(n):
+    """`n` distinct free loopback ports (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port():
+    return free_ports(1)[0]
+
+
+def four_letter(port, word, timeout=2.0):
+    """The answer to a four-letter word ('' when the server is not there). What arrived
+    before a reset counts."""
+    data = b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(word.encode())
+            s.shutdown(socket.SHUT_WR)
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        pass
+    return data.decode(errors="replace")
+
+
+class Server:
+    """One `ringkeeper zoo.cfg` process in `workdir`, its output appended to server.log.
+    `cfg_lines` follow the standard ones (tickTime, dataDir, clientPort on 127.0.0.1)."""
+
+    def __init__(self, binary, workdir, port, cfg_lines=(), data_dir=None):
+        self.binary = binary
+        self.workdir = workdir
+        self.cfg = os.path.join(workdir, "zoo.cfg")
+        self.data_dir = data_dir or os.path.join(workdir, "data")
+        self.log_path = os.path.join(workdir, "server.log")
+        self.port = port
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(self.cfg, "w") as f:
+            f.write(
+                "tickTime=2000\n"
+                f"dataDir={self.data_dir}\n"
+                f"clientPort={port}\n"
+                "clientPortAddress=127.0.0.1\n"
+            )
+            for line in cfg_lines:
+                f.write(line + "\n")
+        self.proc = None
+
+    def launch(self):
+        """Starts the process without waiting for it to listen."""
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen([self.binary, self.cfg], stdout=log, stderr=log)
+
+    def start(self):
+        """Starts the process and waits until its client port accepts connections."""
+        self.launch()
+        for _ in range(START_ATTEMPTS):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not listen: {self.tail()}")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait()
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 20 s."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def tail(self, chars=3000):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-chars:]
+        except OSError:
+            return ""
+
+
+def connect(port, timeout=10.0, **kw):
+    """A started kazoo client on 127.0.0.1:`port`."""
+    from kazoo.client import KazooClient
+
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=timeout, **kw)
+    zk.start(timeout=15)
+    return zk
+
+
+def data_check(binary, data_dir):
+    """Runs `ringkeeper data check DIR`: (exit code, stdout, stderr)."""
+    r = subprocess.run([binary, "data", "check", data_dir], capture_output=True, text=True,
+                       timeout=300)
+    return r.returncode, r.stdout, r.stderr
