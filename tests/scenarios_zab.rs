@@ -6,8 +6,10 @@
 //!
 //! Commands: `cluster voters=N [observers=M] [seed=S]`, `start`, `run TIME`,
 //! `write SERVER COUNT`, `crash SERVER`, `restart SERVER`, `isolate SERVER`, `heal`,
-//! `state`, `converged`. Servers are numbered from 1; time is in simulated units
-//! (`zab_sim::TICK` per tick). Election datagrams are left out of the trace for brevity.
+//! `snapshot SERVER` (the server snapshots its applied state at its commit point; the
+//! log through it is compacted once the snapshot is durable), `state`, `converged`.
+//! Servers are numbered from 1; time is in simulated units (`zab_sim::TICK` per tick).
+//! Election datagrams are left out of the trace for brevity.
 
 mod zab_sim;
 
@@ -48,6 +50,7 @@ fn run_script(text: &str) -> String {
             }
             o.faults = false;
             o.writes = false;
+            o.snapshot_per_mille = 0;
             o.trace = true;
             sim = Some(Sim::new(o));
             continue;
@@ -63,6 +66,10 @@ fn run_script(text: &str) -> String {
                 Ok(())
             }
             "restart" => s.start(arg(1) - 1),
+            "snapshot" => {
+                s.take_snapshot(arg(1) - 1);
+                Ok(())
+            }
             "isolate" => {
                 s.isolate(arg(1) - 1);
                 Ok(())

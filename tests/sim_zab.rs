@@ -30,6 +30,7 @@ fn two_thousand_seeds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     let mut total = zab_sim::Stats::default();
+    let mut snap_seeds = 0;
     for seed in 0..count {
         let s = check_seed(opts(seed)).unwrap_or_else(|e| panic!("{e}"));
         total.events += s.events;
@@ -40,8 +41,11 @@ fn two_thousand_seeds() {
         total.epochs += s.epochs;
         total.truncs += s.truncs;
         total.diffs += s.diffs;
+        total.snaps += s.snaps;
+        total.compactions += s.compactions;
+        snap_seeds += usize::from(s.snaps > 0);
     }
-    println!("{count} seeds: {total:?}");
+    println!("{count} seeds: {total:?}; SNAP in {snap_seeds} seeds");
     // The runs must have exercised what they claim to.
     assert!(
         total.acked > 1000 * count as usize / 100,
