@@ -11,8 +11,8 @@
 //! The orderings ZooKeeper has lost data over (ZOOKEEPER-3911 and kin) are explicit
 //! waits here, each on a completion event, never on the sending of an action:
 //! - a follower sends ACKEPOCH only after `EpochPersisted{Accepted}`;
-//! - a follower sends ACK of NEWLEADER only after `EpochPersisted{Current}` and after
-//!   `Durable` covers every log write of the sync;
+//! - a follower writes its current epoch only after `Durable` covers every log write of
+//!   the sync, and sends ACK of NEWLEADER only after `EpochPersisted{Current}`;
 //! - an ACK names the highest *durable* zxid, and the leader counts its own log only as
 //!   far as it is durable.
 
@@ -351,6 +351,8 @@ struct Follower {
     epoch: u32,
     last_heard: u64,
     sync_write: u64,
+    /// The current-epoch write of this sync was issued.
+    current_persist_sent: bool,
     ack_sent: Zxid,
     info_sent: u64,
 }
@@ -985,6 +987,7 @@ impl Peer {
             epoch: 0,
             last_heard: self.now,
             sync_write: 0,
+            current_persist_sent: false,
             ack_sent: 0,
             info_sent: self.now,
         });
@@ -1067,12 +1070,6 @@ impl Peer {
                     return;
                 }
                 f.stage = FStage::AwaitNewLeaderDurable;
-                if self.current_epoch < epoch {
-                    out.push(Action::PersistEpoch {
-                        kind: EpochKind::Current,
-                        epoch,
-                    });
-                }
                 self.try_ack_newleader(out);
             }
             Msg::Propose { txns } if stage >= FStage::AwaitNewLeaderDurable && !f.observer => {
@@ -1186,10 +1183,24 @@ impl Peer {
         let current = self.current_epoch;
         let broken = self.cfg.broken.ack_before_durable;
         let f = self.follower();
-        if f.stage != FStage::AwaitNewLeaderDurable || current < f.epoch {
+        if f.stage != FStage::AwaitNewLeaderDurable {
             return;
         }
         if durable < f.sync_write && !broken {
+            return;
+        }
+        // Elections rank the current epoch first: persisted before the synced history is
+        // durable, a crash could leave this server outranking the servers holding txns
+        // it lost, and elected it would truncate them away (ZOOKEEPER-4643).
+        if current < f.epoch {
+            if !f.current_persist_sent {
+                f.current_persist_sent = true;
+                let epoch = f.epoch;
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Current,
+                    epoch,
+                });
+            }
             return;
         }
         f.stage = FStage::Synced;
