@@ -34,6 +34,9 @@ pub struct Broken {
     pub ack_before_durable: bool,
     /// Send ACKEPOCH before the accepted epoch is persisted.
     pub ackepoch_before_persist: bool,
+    /// After a SNAP, ACK NEWLEADER without waiting for the snapshot and the txns after
+    /// it to be durable (ZOOKEEPER-3104: NEWLEADER acked before the snapshot is synced).
+    pub snap_ack_before_durable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -1127,6 +1130,8 @@ impl Peer {
         commit_through: Zxid,
         out: &mut Vec<Action>,
     ) {
+        let before_sync = self.log.issued;
+        let snap = matches!(mode, SyncMode::Snap { .. });
         match mode {
             SyncMode::Diff => {}
             SyncMode::Trunc { to } => {
@@ -1153,7 +1158,11 @@ impl Peer {
             return;
         }
         self.log.append(txns, out);
-        let sync_write = self.log.issued;
+        let sync_write = if snap && self.cfg.broken.snap_ack_before_durable {
+            before_sync
+        } else {
+            self.log.issued
+        };
         let through = commit_through.min(self.log.last());
         self.commit_to(through, out);
         let f = self.follower();

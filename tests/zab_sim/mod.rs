@@ -37,6 +37,13 @@ pub const TICK: u64 = 10;
 /// few hundred time units (so SNAP is common), rarely enough that DIFF stays common too.
 pub const SNAPSHOT_PER_MILLE: u64 = 20;
 
+/// Chances of a crash right after a learner sends an ACK of proposals, an ACK of
+/// NEWLEADER (once per sync, so it can be likelier: a sync, SNAP above all, is where a
+/// learner has the most unfinished writes) and ACKEPOCH.
+pub const ACK_CRASH_PER_MILLE: u64 = 10;
+pub const ACKNEWLEADER_CRASH_PER_MILLE: u64 = 100;
+pub const ACKEPOCH_CRASH_PER_MILLE: u64 = 150;
+
 /// splitmix64: tiny, seedable and good enough to pick faults; a crate would add nothing.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
@@ -640,10 +647,21 @@ impl Sim {
                     Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
                     m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
                 }
-                let ack = matches!(msg, Msg::Ack { .. } | Msg::AckNewLeader { .. });
+                let crash = match msg {
+                    Msg::Ack { .. } => ACK_CRASH_PER_MILLE,
+                    Msg::AckNewLeader { .. } => ACKNEWLEADER_CRASH_PER_MILLE,
+                    _ => 0,
+                };
+                let ack_epoch = matches!(msg, Msg::AckEpoch { .. });
                 self.send_msg(i, (to - 1) as usize, msg);
                 // Crash point: just after acknowledging, with the ACK in flight.
-                if ack && self.faults_on && self.rng.chance(10) {
+                if crash > 0 && self.faults_on && self.rng.chance(crash) {
+                    self.crash_point(i);
+                }
+                // Crash point: just after ACKEPOCH, with any epoch write still unfinished
+                // lost (a learner must not ack an epoch it could forget, then ack the same
+                // epoch number from another leader).
+                if ack_epoch && self.faults_on && self.rng.chance(ACKEPOCH_CRASH_PER_MILLE) {
                     self.crash_point(i);
                 }
             }
