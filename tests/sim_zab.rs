@@ -1,6 +1,7 @@
 //! Seeded simulation of 3- and 5-server ensembles (and observers) under faults; see
 //! `zab_sim` for the model and the invariants. A failure prints the seed; re-run it
-//! with `ZAB_SEED=<seed> cargo test --test sim_zab one_seed -- --nocapture`.
+//! with `ZAB_SEED=<seed> cargo test --test sim_zab one_seed -- --nocapture` (add
+//! `ZAB_BROKEN=<field of Broken>` to replay a `catches_*` seed).
 
 mod zab_sim;
 
@@ -30,6 +31,7 @@ fn two_thousand_seeds() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     let mut total = zab_sim::Stats::default();
+    let mut snap_seeds = 0;
     for seed in 0..count {
         let s = check_seed(opts(seed)).unwrap_or_else(|e| panic!("{e}"));
         total.events += s.events;
@@ -40,8 +42,11 @@ fn two_thousand_seeds() {
         total.epochs += s.epochs;
         total.truncs += s.truncs;
         total.diffs += s.diffs;
+        total.snaps += s.snaps;
+        total.compactions += s.compactions;
+        snap_seeds += usize::from(s.snaps > 0);
     }
-    println!("{count} seeds: {total:?}");
+    println!("{count} seeds: {total:?}; SNAP in {snap_seeds} seeds");
     // The runs must have exercised what they claim to.
     assert!(
         total.acked > 1000 * count as usize / 100,
@@ -49,6 +54,25 @@ fn two_thousand_seeds() {
     );
     assert!(total.crashes > count as usize, "too few crashes: {total:?}");
     assert!(total.truncs > 0, "TRUNC never exercised: {total:?}");
+    // Servers compact at random, so a learner that was away for a while usually finds
+    // the leader's log starting after it (about 80% of the seeds sync someone by SNAP).
+    assert!(
+        snap_seeds * 4 >= count as usize,
+        "SNAP in only {snap_seeds} of {count} seeds: {total:?}"
+    );
+}
+
+/// A broken variant by its field name, for replaying a `catches_*` seed with
+/// `ZAB_BROKEN=<name> ZAB_SEED=<n> cargo test --test sim_zab one_seed -- --nocapture`.
+fn broken(name: &str) -> Broken {
+    let mut b = Broken::default();
+    match name {
+        "ack_before_durable" => b.ack_before_durable = true,
+        "ackepoch_before_persist" => b.ackepoch_before_persist = true,
+        "snap_ack_before_durable" => b.snap_ack_before_durable = true,
+        other => panic!("unknown broken variant {other}"),
+    }
+    b
 }
 
 #[test]
@@ -56,8 +80,10 @@ fn one_seed() {
     let Some(seed) = std::env::var("ZAB_SEED").ok().and_then(|s| s.parse().ok()) else {
         return;
     };
+    let broken = std::env::var("ZAB_BROKEN").map_or(Broken::default(), |b| broken(&b));
     let mut sim = zab_sim::Sim::new(Options {
         trace: true,
+        broken,
         ..opts(seed)
     });
     let r = sim.run();
@@ -92,5 +118,27 @@ fn catches_ack_before_durable() {
     };
     let found = first_failure(broken, 300);
     let (seed, e) = found.expect("the simulator missed ACK-before-durable in 300 seeds");
+    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+}
+
+#[test]
+fn catches_snap_ack_before_durable() {
+    let broken = Broken {
+        snap_ack_before_durable: true,
+        ..Broken::default()
+    };
+    let found = first_failure(broken, 2000);
+    let (seed, e) = found.expect("the simulator missed SNAP-ACK-before-durable in 2000 seeds");
+    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+}
+
+#[test]
+fn catches_ackepoch_before_persist() {
+    let broken = Broken {
+        ackepoch_before_persist: true,
+        ..Broken::default()
+    };
+    let found = first_failure(broken, 2000);
+    let (seed, e) = found.expect("the simulator missed ACKEPOCH-before-persist in 2000 seeds");
     println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
 }

@@ -11,8 +11,8 @@
 //! The orderings ZooKeeper has lost data over (ZOOKEEPER-3911 and kin) are explicit
 //! waits here, each on a completion event, never on the sending of an action:
 //! - a follower sends ACKEPOCH only after `EpochPersisted{Accepted}`;
-//! - a follower sends ACK of NEWLEADER only after `EpochPersisted{Current}` and after
-//!   `Durable` covers every log write of the sync;
+//! - a follower writes its current epoch only after `Durable` covers every log write of
+//!   the sync, and sends ACK of NEWLEADER only after `EpochPersisted{Current}`;
 //! - an ACK names the highest *durable* zxid, and the leader counts its own log only as
 //!   far as it is durable.
 
@@ -34,6 +34,9 @@ pub struct Broken {
     pub ack_before_durable: bool,
     /// Send ACKEPOCH before the accepted epoch is persisted.
     pub ackepoch_before_persist: bool,
+    /// After a SNAP, ACK NEWLEADER without waiting for the snapshot and the txns after
+    /// it to be durable (ZOOKEEPER-3104: NEWLEADER acked before the snapshot is synced).
+    pub snap_ack_before_durable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -351,6 +354,8 @@ struct Follower {
     epoch: u32,
     last_heard: u64,
     sync_write: u64,
+    /// The current-epoch write of this sync was issued.
+    current_persist_sent: bool,
     ack_sent: Zxid,
     info_sent: u64,
 }
@@ -985,6 +990,7 @@ impl Peer {
             epoch: 0,
             last_heard: self.now,
             sync_write: 0,
+            current_persist_sent: false,
             ack_sent: 0,
             info_sent: self.now,
         });
@@ -1067,12 +1073,6 @@ impl Peer {
                     return;
                 }
                 f.stage = FStage::AwaitNewLeaderDurable;
-                if self.current_epoch < epoch {
-                    out.push(Action::PersistEpoch {
-                        kind: EpochKind::Current,
-                        epoch,
-                    });
-                }
                 self.try_ack_newleader(out);
             }
             Msg::Propose { txns } if stage >= FStage::AwaitNewLeaderDurable && !f.observer => {
@@ -1130,6 +1130,8 @@ impl Peer {
         commit_through: Zxid,
         out: &mut Vec<Action>,
     ) {
+        let before_sync = self.log.issued;
+        let snap = matches!(mode, SyncMode::Snap { .. });
         match mode {
             SyncMode::Diff => {}
             SyncMode::Trunc { to } => {
@@ -1156,7 +1158,11 @@ impl Peer {
             return;
         }
         self.log.append(txns, out);
-        let sync_write = self.log.issued;
+        let sync_write = if snap && self.cfg.broken.snap_ack_before_durable {
+            before_sync
+        } else {
+            self.log.issued
+        };
         let through = commit_through.min(self.log.last());
         self.commit_to(through, out);
         let f = self.follower();
@@ -1186,10 +1192,24 @@ impl Peer {
         let current = self.current_epoch;
         let broken = self.cfg.broken.ack_before_durable;
         let f = self.follower();
-        if f.stage != FStage::AwaitNewLeaderDurable || current < f.epoch {
+        if f.stage != FStage::AwaitNewLeaderDurable {
             return;
         }
         if durable < f.sync_write && !broken {
+            return;
+        }
+        // Elections rank the current epoch first: persisted before the synced history is
+        // durable, a crash could leave this server outranking the servers holding txns
+        // it lost, and elected it would truncate them away (ZOOKEEPER-4643).
+        if current < f.epoch {
+            if !f.current_persist_sent {
+                f.current_persist_sent = true;
+                let epoch = f.epoch;
+                out.push(Action::PersistEpoch {
+                    kind: EpochKind::Current,
+                    epoch,
+                });
+            }
             return;
         }
         f.stage = FStage::Synced;

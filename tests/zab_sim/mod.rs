@@ -12,19 +12,37 @@
 //!   duplicated: ZooKeeper's election layer re-sends over fresh connections.
 //! - Each disk completes log writes and epoch writes in order after a delay; a crash
 //!   loses every write that has not completed (unsynced data).
+//! - Each disk holds a snapshot (zxid, data) and the log after it. A server now and then
+//!   snapshots its applied state at its commit point (when its disk is idle, so that
+//!   point is durable); the snapshot is a write in the log queue, and only once it is
+//!   durable is the log through it dropped and the core told `Compact`. The data is
+//!   the applied history itself (`encode_state`), so whoever holds or installs a
+//!   snapshot can be checked to hold exactly a prefix of the committed history.
 //! - Time advances only by events; servers tick every `TICK` units.
 
 #![allow(dead_code)]
 
 use bytes::Bytes;
 use ringkeeper::zab::election::{self, Election, Notification, Timing};
-use ringkeeper::zab::msg::Msg;
+use ringkeeper::zab::msg::{Msg, SyncMode};
 use ringkeeper::zab::peer::{self, Action, Broken, EpochKind, Peer, Persisted};
 use ringkeeper::zab::{Ensemble, ServerId, Txn, Zxid};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Simulated time units per server tick.
 pub const TICK: u64 = 10;
+
+/// Default chance per server tick of a snapshot: about one per 50 ticks of an idle disk,
+/// often enough that a leader's log regularly starts after a server that was down for a
+/// few hundred time units (so SNAP is common), rarely enough that DIFF stays common too.
+pub const SNAPSHOT_PER_MILLE: u64 = 20;
+
+/// Chances of a crash right after a learner sends an ACK of proposals, an ACK of
+/// NEWLEADER (once per sync, so it can be likelier: a sync, SNAP above all, is where a
+/// learner has the most unfinished writes) and ACKEPOCH.
+pub const ACK_CRASH_PER_MILLE: u64 = 10;
+pub const ACKNEWLEADER_CRASH_PER_MILLE: u64 = 100;
+pub const ACKEPOCH_CRASH_PER_MILLE: u64 = 150;
 
 /// splitmix64: tiny, seedable and good enough to pick faults; a crate would add nothing.
 #[derive(Clone, Debug)]
@@ -63,6 +81,9 @@ pub struct Options {
     pub faults: bool,
     pub writes: bool,
     pub broken: Broken,
+    /// Chance per server tick, in per mille, of snapshotting the applied state (0: never;
+    /// the scenarios compact only on command).
+    pub snapshot_per_mille: u64,
     /// Record a full trace (slower); failures re-run the seed with it on.
     pub trace: bool,
 }
@@ -78,6 +99,7 @@ impl Options {
             faults: true,
             writes: true,
             broken: Broken::default(),
+            snapshot_per_mille: SNAPSHOT_PER_MILLE,
             trace: false,
         }
     }
@@ -108,7 +130,6 @@ enum Ev {
     LogDone {
         node: usize,
         inc: u64,
-        write: u64,
     },
     EpochDone {
         node: usize,
@@ -127,13 +148,29 @@ enum Ev {
 enum Op {
     Append(Vec<Txn>),
     Truncate(Zxid),
+    /// The core's SNAP install: the snapshot is replaced and the log emptied (the txns
+    /// after it follow as an `Append`).
+    Install(Zxid, Bytes),
+    /// The driver's own snapshot of its applied state at its commit point. Not a write
+    /// of the core (no `Durable`): once it is durable the log through it is dropped and
+    /// the core is told `Compact`.
+    Snapshot(Zxid, Bytes),
 }
 
 #[derive(Clone, Debug, Default)]
 struct Disk {
+    /// The durable snapshot: its zxid and data (`encode_state`).
+    snapshot: Option<(Zxid, Bytes)>,
+    /// Durable txns after the snapshot, in zxid order.
     log: Vec<Txn>,
     accepted: u32,
     current: u32,
+}
+
+impl Disk {
+    fn snapshot_zxid(&self) -> Zxid {
+        self.snapshot.as_ref().map_or(0, |s| s.0)
+    }
 }
 
 struct Node {
@@ -143,12 +180,18 @@ struct Node {
     election: Election,
     peer: Peer,
     disk: Disk,
-    log_ops: VecDeque<(u64, Op)>,
+    /// Log writes not yet durable, in order: the core's write number (none for the
+    /// driver's own snapshots) and the operation.
+    log_ops: VecDeque<(Option<u64>, Op)>,
     epoch_ops: VecDeque<(EpochKind, u32)>,
     log_free_at: u64,
     epoch_free_at: u64,
-    /// Txns committed in this incarnation (they restart from the snapshot base, zero).
-    commits: usize,
+    /// The replica state: the history this server has applied, from the snapshot it
+    /// recovered or installed, then every `Committed`. Always a prefix of `canon`.
+    applied: Vec<(Zxid, Bytes)>,
+    /// The snapshot the core's in-memory log continues from, as this driver handed it
+    /// over (recovered, compacted to, or installed): (zxid, data).
+    base: (Zxid, Bytes),
 }
 
 /// The connections between two servers over time. A connection is named by its
@@ -186,6 +229,9 @@ pub struct Stats {
     pub epochs: usize,
     pub truncs: usize,
     pub diffs: usize,
+    pub snaps: usize,
+    /// Snapshots that became durable and were offered to the core as `Compact`.
+    pub compactions: usize,
 }
 
 pub struct Sim {
@@ -258,7 +304,8 @@ impl Sim {
                 epoch_ops: VecDeque::new(),
                 log_free_at: 0,
                 epoch_free_at: 0,
-                commits: 0,
+                applied: Vec::new(),
+                base: (0, Bytes::new()),
             });
         }
         sim
@@ -282,7 +329,7 @@ impl Sim {
         let persisted = Persisted {
             accepted_epoch: disk.accepted,
             current_epoch: disk.current,
-            snapshot: None,
+            snapshot: disk.snapshot.clone(),
             log: disk.log.clone(),
         };
         (election, Peer::new(cfg, persisted))
@@ -309,12 +356,18 @@ impl Sim {
         let node = &self.nodes[i];
         assert!(!node.up);
         let (election, peer) = self.fresh(node.id, &node.disk);
+        // Recovery loads the snapshot as the applied state; the log after it is applied
+        // again as the core commits it.
+        let base = node.disk.snapshot.clone().unwrap_or((0, Bytes::new()));
+        let applied = decode_state(&base.1);
+        self.check_prefix(i, "recovered snapshot", &applied)?;
         let node = &mut self.nodes[i];
         node.election = election;
         node.peer = peer;
         node.up = true;
         node.inc += 1;
-        node.commits = 0;
+        node.applied = applied;
+        node.base = base;
         let inc = node.inc;
         for j in 0..self.nodes.len() {
             if j != i {
@@ -553,6 +606,18 @@ impl Sim {
         for a in actions {
             self.apply(i, a)?;
         }
+        // The replica state is exactly as far as the core's commit point (a crash midway
+        // drops the rest of the actions with the process).
+        let node = &self.nodes[i];
+        let applied = node.applied.last().map_or(0, |e| e.0);
+        if node.up && applied != node.peer.commit_zxid() {
+            return Err(format!(
+                "n{} applied through {} but commits through {}",
+                node.id,
+                zx(applied),
+                zx(node.peer.commit_zxid())
+            ));
+        }
         Ok(())
     }
 
@@ -566,8 +631,9 @@ impl Sim {
                 match &msg {
                     Msg::Sync { mode, txns, .. } => {
                         match mode {
-                            ringkeeper::zab::msg::SyncMode::Trunc { .. } => self.stats.truncs += 1,
-                            _ => self.stats.diffs += 1,
+                            SyncMode::Trunc { .. } => self.stats.truncs += 1,
+                            SyncMode::Snap { .. } => self.stats.snaps += 1,
+                            SyncMode::Diff => self.stats.diffs += 1,
                         }
                         let n = txns.len();
                         self.log(|| {
@@ -581,17 +647,51 @@ impl Sim {
                     Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
                     m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
                 }
-                let ack = matches!(msg, Msg::Ack { .. } | Msg::AckNewLeader { .. });
+                let crash = match msg {
+                    Msg::Ack { .. } => ACK_CRASH_PER_MILLE,
+                    Msg::AckNewLeader { .. } => ACKNEWLEADER_CRASH_PER_MILLE,
+                    _ => 0,
+                };
+                let ack_epoch = matches!(msg, Msg::AckEpoch { .. });
                 self.send_msg(i, (to - 1) as usize, msg);
                 // Crash point: just after acknowledging, with the ACK in flight.
-                if ack && self.faults_on && self.rng.chance(10) {
+                if crash > 0 && self.faults_on && self.rng.chance(crash) {
+                    self.crash_point(i);
+                }
+                // Crash point: just after ACKEPOCH, with any epoch write still unfinished
+                // lost (a learner must not ack an epoch it could forget, then ack the same
+                // epoch number from another leader).
+                if ack_epoch && self.faults_on && self.rng.chance(ACKEPOCH_CRASH_PER_MILLE) {
                     self.crash_point(i);
                 }
             }
-            Action::Append { write, txns } => self.disk_op(i, write, Op::Append(txns)),
-            Action::Truncate { write, to } => self.disk_op(i, write, Op::Truncate(to)),
-            Action::InstallSnapshot { .. } => {
-                return Err(format!("n{id}: SNAP without compaction"))
+            Action::Append { write, txns } => self.disk_op(i, Some(write), Op::Append(txns)),
+            Action::Truncate { write, to } => self.disk_op(i, Some(write), Op::Truncate(to)),
+            Action::InstallSnapshot { write, zxid, data } => {
+                // The core does not emit `Committed` for what the snapshot holds: it is
+                // the applied state from here on, and must be the committed history
+                // through `zxid`, extending what this server applied.
+                let state = decode_state(&data);
+                let last = state.last().map_or(0, |e| e.0);
+                if last != zxid {
+                    return Err(format!(
+                        "n{id} installs a snapshot labelled {} holding state through {}",
+                        zx(zxid),
+                        zx(last)
+                    ));
+                }
+                self.check_prefix(i, "installed snapshot", &state)?;
+                let node = &mut self.nodes[i];
+                if state.len() < node.applied.len() {
+                    return Err(format!(
+                        "n{id} installs a snapshot at {} behind its applied {}",
+                        zx(zxid),
+                        zx(node.applied.last().map_or(0, |e| e.0))
+                    ));
+                }
+                node.applied = state;
+                node.base = (zxid, data.clone());
+                self.disk_op(i, Some(write), Op::Install(zxid, data));
             }
             Action::PersistEpoch { kind, epoch } => {
                 let node = &mut self.nodes[i];
@@ -619,12 +719,27 @@ impl Sim {
                         return Err(format!("two leaders for epoch {epoch}: n{other} and n{id}"));
                     }
                 }
-                let log = self.nodes[i].peer.log();
+                // What is at or below the log's base is in the snapshot it continues from.
+                let node = &self.nodes[i];
+                let (log, base) = (node.peer.log(), node.peer.log_base());
+                if base != node.base.0 {
+                    return Err(format!(
+                        "n{id}'s log starts at {} but its snapshot is at {}",
+                        zx(base),
+                        zx(node.base.0)
+                    ));
+                }
+                let snap = decode_state(&node.base.1);
                 for (z, p) in &self.canon {
-                    let found = log
-                        .binary_search_by_key(z, |t| t.zxid)
-                        .ok()
-                        .map(|k| &log[k].payload);
+                    let found = if *z <= base {
+                        snap.binary_search_by_key(z, |e| e.0)
+                            .ok()
+                            .map(|k| &snap[k].1)
+                    } else {
+                        log.binary_search_by_key(z, |t| t.zxid)
+                            .ok()
+                            .map(|k| &log[k].payload)
+                    };
                     if found != Some(p) {
                         return Err(format!(
                             "leader n{id} of epoch {epoch} lacks committed {z:#x}"
@@ -650,26 +765,127 @@ impl Sim {
         Ok(())
     }
 
-    fn disk_op(&mut self, i: usize, write: u64, op: Op) {
+    fn disk_op(&mut self, i: usize, write: Option<u64>, op: Op) {
         let node = &mut self.nodes[i];
         node.log_ops.push_back((write, op));
         let t = node.log_free_at.max(self.now) + self.rng.range(1, 6);
         self.nodes[i].log_free_at = t;
         let inc = self.nodes[i].inc;
-        self.at(
-            t,
-            Ev::LogDone {
-                node: i,
-                inc,
-                write,
-            },
+        self.at(t, Ev::LogDone { node: i, inc });
+    }
+
+    /// Completes server `i`'s oldest log write on its disk.
+    fn log_done(&mut self, i: usize) -> Result<(), String> {
+        let id = self.nodes[i].id;
+        let (write, op) = self.nodes[i].log_ops.pop_front().expect("log op");
+        let disk = &mut self.nodes[i].disk;
+        let last = disk.log.last().map_or(disk.snapshot_zxid(), |t| t.zxid);
+        match op {
+            Op::Append(txns) => {
+                if txns.first().is_some_and(|t| t.zxid <= last) {
+                    return Err(format!(
+                        "n{id} appends {} after {}",
+                        zx(txns[0].zxid),
+                        zx(last)
+                    ));
+                }
+                disk.log.extend(txns);
+            }
+            Op::Truncate(to) => {
+                if to < disk.snapshot_zxid() {
+                    return Err(format!(
+                        "n{id} truncates to {} below its snapshot {}",
+                        zx(to),
+                        zx(disk.snapshot_zxid())
+                    ));
+                }
+                disk.log.retain(|t| t.zxid <= to);
+            }
+            Op::Install(zxid, data) => {
+                disk.snapshot = Some((zxid, data));
+                disk.log.clear();
+            }
+            Op::Snapshot(zxid, data) => return self.snapshot_durable(i, zxid, data),
+        }
+        let write = write.expect("a core write");
+        self.run_peer(i, peer::Event::Durable { write })
+    }
+
+    /// Server `i` snapshots its applied state at its commit point, if its disk is idle
+    /// (so the commit point is durable) and the snapshot would be newer than its own.
+    pub fn take_snapshot(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let z = node.peer.commit_zxid();
+        if !node.up
+            || !node.log_ops.is_empty()
+            || z <= node.disk.snapshot_zxid()
+            || !node.disk.log.iter().any(|t| t.zxid == z)
+        {
+            return;
+        }
+        let data = encode_state(&node.applied);
+        self.log(|| format!("n{} snapshot at {}", i + 1, zx(z)));
+        self.disk_op(i, None, Op::Snapshot(z, data));
+    }
+
+    /// The snapshot at `zxid` is durable: the log through it goes (never before, so a
+    /// crash leaves either the old snapshot and the whole log or the new one and the
+    /// rest), then the core may forget those txns too.
+    fn snapshot_durable(&mut self, i: usize, zxid: Zxid, data: Bytes) -> Result<(), String> {
+        let id = self.nodes[i].id;
+        let disk = &mut self.nodes[i].disk;
+        // The disk was idle when the snapshot was taken and writes complete in order, so
+        // the durable history through `zxid` is still exactly what the snapshot holds.
+        let mut durable = disk
+            .snapshot
+            .as_ref()
+            .map_or_else(Vec::new, |s| decode_state(&s.1));
+        durable.extend(
+            disk.log
+                .iter()
+                .take_while(|t| t.zxid <= zxid)
+                .map(|t| (t.zxid, t.payload.clone())),
         );
+        if durable != decode_state(&data) {
+            return Err(format!(
+                "n{id}: snapshot at {} differs from its durable history",
+                zx(zxid)
+            ));
+        }
+        disk.snapshot = Some((zxid, data.clone()));
+        disk.log.retain(|t| t.zxid > zxid);
+        self.stats.compactions += 1;
+        self.log(|| format!("n{id} snapshot at {} durable", zx(zxid)));
+        let ev = peer::Event::Compact {
+            through: zxid,
+            snapshot: data.clone(),
+        };
+        self.run_peer(i, ev)?;
+        // The core ignores a `Compact` while syncing; its log then still starts lower.
+        let node = &mut self.nodes[i];
+        if node.up && node.peer.log_base() == zxid {
+            node.base = (zxid, data);
+        }
+        Ok(())
+    }
+
+    /// `state` (a recovered or installed snapshot) must be a prefix of the history.
+    fn check_prefix(&self, i: usize, what: &str, state: &[(Zxid, Bytes)]) -> Result<(), String> {
+        let k = state.len();
+        if k > self.canon.len() || state != &self.canon[..k] {
+            return Err(format!(
+                "n{} {what} through {} is not the committed history",
+                self.nodes[i].id,
+                zx(state.last().map_or(0, |e| e.0))
+            ));
+        }
+        Ok(())
     }
 
     fn check_commit(&mut self, i: usize, zxid: Zxid, payload: Bytes) -> Result<(), String> {
         let node = &mut self.nodes[i];
-        let k = node.commits;
-        node.commits += 1;
+        let k = node.applied.len();
+        node.applied.push((zxid, payload.clone()));
         let id = node.id;
         if k < self.canon.len() {
             if self.canon[k] != (zxid, payload.clone()) {
@@ -713,6 +929,10 @@ impl Sim {
                     self.run_election(node, election::Event::Tick)?;
                     if self.nodes[node].inc == inc {
                         self.run_peer(node, peer::Event::Tick)?;
+                    }
+                    let rate = self.opts.snapshot_per_mille;
+                    if rate > 0 && self.rng.chance(rate) {
+                        self.take_snapshot(node);
                     }
                     if node == 0 && self.faults_on {
                         self.inject_faults()?;
@@ -758,16 +978,10 @@ impl Sim {
                     self.run_peer(node, peer::Event::Disconnected { peer })?;
                 }
             }
-            Ev::LogDone { node, inc, write } => {
-                let n = &mut self.nodes[node];
+            Ev::LogDone { node, inc } => {
+                let n = &self.nodes[node];
                 if n.up && n.inc == inc {
-                    let (w, op) = n.log_ops.pop_front().expect("log op");
-                    assert_eq!(w, write, "log writes complete in order");
-                    match op {
-                        Op::Append(txns) => n.disk.log.extend(txns),
-                        Op::Truncate(to) => n.disk.log.retain(|t| t.zxid <= to),
-                    }
-                    self.run_peer(node, peer::Event::Durable { write })?;
+                    self.log_done(node)?;
                 }
             }
             Ev::EpochDone { node, inc } => {
@@ -875,7 +1089,7 @@ impl Sim {
         self.nodes.iter().all(|n| {
             n.up && (n.id == l.id || n.peer.up_to_date_with() == Some(l.id))
                 && n.peer.commit_zxid() == commit
-                && n.commits == self.canon.len()
+                && n.applied.len() == self.canon.len()
         }) && l.peer.last_zxid() == commit
     }
 
@@ -886,13 +1100,30 @@ impl Sim {
                 return Err(format!("acknowledged write {w} lost"));
             }
         }
-        // Every replica applied exactly `canon` (checked commit by commit); compare
-        // digests too, as the driver will across processes.
-        let digests: BTreeSet<u64> = self
-            .nodes
-            .iter()
-            .map(|n| digest(&n.peer.log()[..n.commits]))
-            .collect();
+        // The core's log above its snapshot, through its commit point, is what the
+        // replica applied after the snapshot.
+        for n in &self.nodes {
+            let (base, commit) = (n.peer.log_base(), n.peer.commit_zxid());
+            let logged: Vec<(Zxid, Bytes)> = n
+                .peer
+                .log()
+                .iter()
+                .take_while(|t| t.zxid <= commit)
+                .map(|t| (t.zxid, t.payload.clone()))
+                .collect();
+            let applied: Vec<(Zxid, Bytes)> =
+                n.applied.iter().filter(|e| e.0 > base).cloned().collect();
+            if logged != applied {
+                return Err(format!(
+                    "n{}: log after {} differs from the applied state",
+                    n.id,
+                    zx(base)
+                ));
+            }
+        }
+        // Every replica applied exactly `canon` (checked commit by commit and snapshot by
+        // snapshot); compare digests too, as the driver will across processes.
+        let digests: BTreeSet<u64> = self.nodes.iter().map(|n| digest(&n.applied)).collect();
         if digests.len() != 1 {
             return Err(format!("replica digests differ: {digests:?}"));
         }
@@ -915,8 +1146,12 @@ impl Sim {
                 } else {
                     "syncing".to_string()
                 };
+                let snap = match &n.disk.snapshot {
+                    Some((z, _)) => format!(" snapshot={}", zx(*z)),
+                    None => String::new(),
+                };
                 format!(
-                    "n{}: {role} last={} commit={} durable_log={}",
+                    "n{}: {role} last={} commit={} durable_log={}{snap}",
                     n.id,
                     zx(n.peer.last_zxid()),
                     zx(n.peer.commit_zxid()),
@@ -943,11 +1178,11 @@ impl Sim {
     }
 }
 
-fn sync_detail(mode: &ringkeeper::zab::msg::SyncMode) -> String {
+fn sync_detail(mode: &SyncMode) -> String {
     match mode {
-        ringkeeper::zab::msg::SyncMode::Diff => String::new(),
-        ringkeeper::zab::msg::SyncMode::Trunc { to } => format!(" to={}", zx(*to)),
-        ringkeeper::zab::msg::SyncMode::Snap { zxid, .. } => format!(" at={}", zx(*zxid)),
+        SyncMode::Diff => String::new(),
+        SyncMode::Trunc { to } => format!(" to={}", zx(*to)),
+        SyncMode::Snap { zxid, .. } => format!(" at={}", zx(*zxid)),
     }
 }
 
@@ -957,15 +1192,45 @@ pub fn zx(z: Zxid) -> String {
 }
 
 /// FNV-1a over (zxid, payload) pairs: a cheap stand-in for the tree digest.
-pub fn digest(txns: &[Txn]) -> u64 {
+pub fn digest(state: &[(Zxid, Bytes)]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for t in txns {
-        for b in t.zxid.to_be_bytes().iter().chain(t.payload.iter()) {
+    for (z, p) in state {
+        for b in z.to_be_bytes().iter().chain(p.iter()) {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
     h
+}
+
+/// Bytes of one applied txn in a snapshot: its zxid, then its 8-byte payload.
+const STATE_ENTRY: usize = 16;
+
+/// A snapshot's data: the applied history itself, so that a snapshot can be checked
+/// against the committed history (a real one holds the tree this history builds).
+pub fn encode_state(state: &[(Zxid, Bytes)]) -> Bytes {
+    let mut b = Vec::with_capacity(state.len() * STATE_ENTRY);
+    for (z, p) in state {
+        assert_eq!(p.len(), 8, "simulated payloads are write numbers");
+        b.extend_from_slice(&z.to_be_bytes());
+        b.extend_from_slice(p);
+    }
+    Bytes::from(b)
+}
+
+pub fn decode_state(data: &Bytes) -> Vec<(Zxid, Bytes)> {
+    assert_eq!(
+        data.len() % STATE_ENTRY,
+        0,
+        "snapshot data of {} bytes",
+        data.len()
+    );
+    data.chunks(STATE_ENTRY)
+        .map(|c| {
+            let z = u64::from_be_bytes(c[..8].try_into().expect("8 bytes"));
+            (z, Bytes::copy_from_slice(&c[8..]))
+        })
+        .collect()
 }
 
 /// Runs one seed; on failure re-runs it with the trace on and returns a report.
