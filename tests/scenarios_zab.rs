@@ -223,3 +223,96 @@ fn current_epoch_waits_for_the_synced_txns() {
         "no ACK of NEWLEADER: {out:?}"
     );
 }
+
+/// The leader's side of the same ordering: a server elected while log writes from its
+/// time as a follower are still in flight must not write its new current epoch before
+/// they are durable. A crash would otherwise keep the epoch and lose the txns, and the
+/// epoch would rank its shorter history first in the next election.
+#[test]
+fn leader_current_epoch_waits_for_its_own_log() {
+    let cfg = peer::Config {
+        my_id: 1,
+        ensemble: Ensemble::new(vec![1, 2, 3], vec![]),
+        init_limit: 10,
+        sync_limit: 5,
+        max_inflight: 64,
+        broken: peer::Broken::default(),
+    };
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Persisted::default()
+    };
+    let mut p = Peer::new(cfg, persisted);
+    // Following 2 in epoch 1: a proposal is appended, its write not durable yet.
+    p.step(Event::Follow { leader: 2 });
+    let from2 = |msg| Event::Message { from: 2, msg };
+    p.step(from2(Msg::LeaderInfo { new_epoch: 1 }));
+    p.step(from2(Msg::Sync {
+        mode: SyncMode::Diff,
+        txns: vec![],
+        commit_through: 0,
+    }));
+    p.step(from2(Msg::NewLeader { epoch: 1 }));
+    p.step(from2(Msg::UpToDate));
+    let out = p.step(from2(Msg::Propose {
+        txns: vec![Txn {
+            zxid: make_zxid(1, 1),
+            payload: Bytes::from_static(b"txn"),
+        }],
+    }));
+    let write = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Append { write, .. } => Some(*write),
+            _ => None,
+        })
+        .expect("the proposal is appended");
+    // The leader dies; this server is elected and a quorum acknowledges its epoch.
+    p.step(Event::Disconnected { peer: 2 });
+    p.step(Event::Lead);
+    let from3 = |msg| Event::Message { from: 3, msg };
+    let out = p.step(from3(Msg::FollowerInfo {
+        accepted_epoch: 1,
+        last_zxid: 0,
+        observer: false,
+    }));
+    let new_epoch = out
+        .iter()
+        .find_map(|a| match a {
+            Action::PersistEpoch {
+                kind: EpochKind::Accepted,
+                epoch,
+            } => Some(*epoch),
+            _ => None,
+        })
+        .expect("a new epoch is proposed once a quorum follows");
+    p.step(Event::EpochPersisted {
+        kind: EpochKind::Accepted,
+        epoch: new_epoch,
+    });
+    let persists_current = |out: &[Action]| {
+        out.iter().any(|a| {
+            matches!(
+                a,
+                Action::PersistEpoch {
+                    kind: EpochKind::Current,
+                    ..
+                }
+            )
+        })
+    };
+    let out = p.step(from3(Msg::AckEpoch {
+        current_epoch: 1,
+        last_zxid: 0,
+    }));
+    assert!(
+        !persists_current(&out),
+        "current epoch before the leader's own log is durable: {out:?}"
+    );
+    let out = p.step(Event::Durable { write });
+    assert!(
+        persists_current(&out),
+        "no current epoch once the log is durable: {out:?}"
+    );
+}

@@ -656,7 +656,13 @@ impl Peer {
                 .iter()
                 .filter(|(_, x)| x.stage >= Stage::AckedEpoch)
                 .map(|(id, _)| *id);
-            if is_quorum(&self.cfg.ensemble, acked.chain([me])) {
+            // The current epoch outranks every longer history of an older epoch in the
+            // next election, so it is written only once this leader's own history is
+            // durable: a crash losing txns still in flight from its follower days would
+            // otherwise let it win with a shorter log and TRUNC committed txns away (the
+            // leader's side of ZOOKEEPER-4643; the follower's waits in `apply_sync`).
+            let own_durable = self.log.durable_zxid >= self.log.last();
+            if own_durable && is_quorum(&self.cfg.ensemble, acked.chain([me])) {
                 l.phase = LeaderPhase::AwaitCurrentPersist;
                 out.push(Action::PersistEpoch {
                     kind: EpochKind::Current,
