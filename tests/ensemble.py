@@ -14,11 +14,17 @@ Scenarios:
              killed client's ephemeral vanishing everywhere.
   observer   (with 1 observer) the observer serves reads and writes, sees every commit.
 
+Every scenario ends with `stop_and_check_data`: the live servers must serve identical
+trees (same zxid and digest from the `hash` four-letter word, same node count), then every
+server is stopped with SIGTERM and `ringkeeper data check` must pass on each data dir, the
+live servers recovering identical trees (zxid, counts, digest).
+
 Every wait is bounded; every process started here is killed by its PID at the end.
 Exit codes: 0 pass, 1 fail.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +41,10 @@ POLL_S = 0.05
 FOURLW_TIMEOUT_S = 0.5
 # tickTime of the test ensembles: ZooKeeper's default, so that timings compare.
 TICK_MS = 2000
+# A server stops within this after SIGTERM or is SIGKILLed (and the test says so).
+STOP_TIMEOUT_S = 30
+# `ringkeeper data check` of a test's small data dir ends within this.
+DATA_CHECK_TIMEOUT_S = 120
 
 
 def free_ports(n):
@@ -100,6 +110,37 @@ class Server:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def terminate(self):
+        """Clean stop: SIGTERM (the server shuts down), SIGKILL if it has not exited
+        within STOP_TIMEOUT_S. True if it exited on its own."""
+        if not self.alive():
+            return True
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return False
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def data_check(self):
+        """`ringkeeper data check` on this server's dataDir: (exit code, output)."""
+        r = subprocess.run([self.binary, "data", "check", self.data_dir],
+                           capture_output=True, text=True, timeout=DATA_CHECK_TIMEOUT_S)
+        return r.returncode, r.stdout + r.stderr
+
+    def log_count(self, needle):
+        """How many lines of this server's log contain `needle`."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return sum(needle in line for line in f)
+        except OSError:
+            return 0
+
     def mode(self):
         if not self.alive():
             return None
@@ -118,6 +159,7 @@ class Server:
 
 class Ensemble:
     def __init__(self, binary, n, observers=0):
+        self.binary = binary
         self.root = tempfile.mkdtemp(prefix="rk-ensemble-")
         total = n + observers
         ports = free_ports(3 * total)
@@ -172,6 +214,7 @@ def scenario_election(ens):
           f"modes {ens.modes()}")
     modes = ens.modes()
     assert list(modes.values()).count("leader") == 1, modes
+    stop_and_check_data(ens)
 
 
 # Writes of the failover scenario at most, so it ends even if the kill comes late.
@@ -189,14 +232,77 @@ def srvr_fields(port):
     return out
 
 
+def tree_hash(port):
+    """The `hash` four-letter word: (zxid, digest) of the tree the server serves, or None.
+
+    Its answer is one `ZXIDHEX: DIGEST` line (zxid in hex without 0x, the digest in
+    signed decimal), as ZooKeeper's `hash` prints its digest log."""
+    lines = four_letter(port, "hash").splitlines()
+    if len(lines) != 1 or ": " not in lines[0]:
+        return None
+    zxid, digest = lines[0].split(": ", 1)
+    try:
+        return int(zxid, 16), int(digest)
+    except ValueError:
+        return None
+
+
 def wait_converged(ens):
+    """Waits until every live server serves the same tree: the same zxid and digest
+    (`hash`) and node count (`srvr`). Returns {sid: (zxid hex, node count, digest)};
+    raises, printing each server's, if they differ after CONVERGE_ATTEMPTS polls."""
+    seen = {}
     for _ in range(CONVERGE_ATTEMPTS):
-        seen = {s.sid: (srvr_fields(s.port).get("Zxid"), srvr_fields(s.port).get("Node count"))
-                for s in ens.servers if s.alive()}
-        if len(set(seen.values())) == 1 and None not in list(seen.values())[0]:
+        seen = {}
+        for s in ens.servers:
+            if not s.alive():
+                continue
+            h = tree_hash(s.port)
+            nodes = srvr_fields(s.port).get("Node count")
+            seen[s.sid] = None if h is None else (f"{h[0]:#x}", nodes, h[1])
+        values = list(seen.values())
+        if values and None not in values and len(set(values)) == 1:
             return seen
         time.sleep(POLL_S)
-    raise RuntimeError(f"servers did not converge: {seen}")
+    raise RuntimeError("servers did not converge (zxid, node count, digest): "
+                       + "; ".join(f"server {sid}: {v}" for sid, v in seen.items()))
+
+
+# `ringkeeper data check`'s line for the tree recovery yields from a data dir.
+RECOVERED_RE = re.compile(r"^ok   recovered: zxid (0x[0-9a-f]+), (\d+) znodes, "
+                          r"(\d+) sessions, digest (0x[0-9a-f]+)$", re.M)
+
+
+def stop_and_check_data(ens):
+    """Ends a scenario: waits until the live servers serve identical trees, stops every
+    server cleanly (SIGTERM), then runs `ringkeeper data check` on every server's data
+    dir (SIGKILLed ones too: a torn tail is a note, not an error). Every check must pass;
+    the servers live at the end must recover identical trees (zxid, counts, digest), and
+    one that recovers the zxid it served must recover the digest it served."""
+    live = [s for s in ens.servers if s.alive()]
+    served = wait_converged(ens)
+    # The leader first: once it is gone nothing new can commit, so the learners stop
+    # with what it had.
+    order = sorted(live, key=lambda s: s.mode() != "leader")
+    for s in order:
+        assert s.terminate(), f"server {s.sid} did not stop within {STOP_TIMEOUT_S} s"
+    recovered = {}
+    for s in ens.servers:
+        rc, out = s.data_check()
+        assert rc == 0, f"data check of server {s.sid} failed ({rc}):\n{out}"
+        m = RECOVERED_RE.search(out)
+        assert m, f"data check of server {s.sid}: no recovered line:\n{out}"
+        recovered[s.sid] = m.groups()
+    print(f"data check: every data dir valid; served (zxid, node count, digest) {served}; "
+          f"recovered (zxid, znodes, sessions, digest) {recovered}")
+    ends = {recovered[s.sid] for s in live}
+    assert len(ends) == 1, f"live servers recovered different trees: {recovered}"
+    for s in live:
+        zxid, _, _, digest = recovered[s.sid]
+        served_zxid, _, served_digest = served[s.sid]
+        if int(zxid, 16) == int(served_zxid, 16):
+            assert int(digest, 16) == served_digest & (2**64 - 1), (
+                f"server {s.sid} recovered {digest} at {zxid} but served {served_digest}")
 
 
 def scenario_failover(ens):
@@ -236,6 +342,7 @@ def scenario_failover(ens):
     lost = [i for i in acked if f"n{i:06d}" not in names]
     zk.stop()
     assert not lost, f"{len(lost)} acknowledged writes lost, first {lost[:10]}"
+    stop_and_check_data(ens)
 
 
 # Attempts (POLL_S apart) for a change to show on every server: 30 s.
@@ -360,6 +467,7 @@ def scenario_clients(ens):
             c.stop()
     print(f"clients: killed client's ephemeral gone on every server "
           f"{time.monotonic() - t_kill:.1f} s after the kill (session timeout {SHORT_SESSION_S} s)")
+    stop_and_check_data(ens)
 
 
 def scenario_observer(ens):
@@ -386,6 +494,7 @@ def scenario_observer(ens):
     print(f"observer: server {obs.sid} saw every commit; converged {seen}")
     oz.stop()
     lz.stop()
+    stop_and_check_data(ens)
 
 
 # Leader kills in the kill scenario; writer clients; how long writers run after the last
@@ -482,6 +591,7 @@ def churn(ens, pick, rounds, what):
     assert not lost, f"acknowledged writes missing: {lost}"
     first = trees[ens.servers[0].sid]
     assert all(t == first for t in trees.values()), "servers hold different /k"
+    stop_and_check_data(ens)
 
 
 def scenario_kills(ens):
