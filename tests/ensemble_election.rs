@@ -93,3 +93,22 @@ fn rolling_restart_under_writes_loses_nothing() {
 fn five_servers_leader_kills_lose_nothing() {
     run_scenario("kills", 5);
 }
+
+/// Single system image, pinned with raw jute clients: on a follower, the observer, the
+/// leader and a standalone server, a ConnectRequest whose lastZxidSeen is beyond the
+/// server's zxid (by one, and by an epoch) is closed without a ConnectResponse, as
+/// ZooKeeper's `processConnectRequest` does ("client must try another server"), and
+/// logged; with lastZxidSeen equal to the server's zxid it gets a session.
+#[test]
+fn connect_from_a_client_ahead_of_the_server_is_refused() {
+    run_scenario_with_observers("refuse", 3, 1);
+}
+
+/// A kazoo client that has seen zxid Z on the leader moves to a follower whose quorum
+/// link is held (through a proxy) so that it is behind Z: every connect is refused while
+/// it is behind, and once released it catches up, resumes the session and the client's
+/// first read returns its own last write. Needs python3 with kazoo.
+#[test]
+fn client_moving_to_a_follower_behind_it_is_never_served_a_stale_view() {
+    run_scenario("behind", 3);
+}
