@@ -21,6 +21,9 @@ Scenarios:
   behind     a kazoo client that has seen zxid Z moves to a follower held behind Z (its
              quorum link through a held proxy): refused until it catches up, then its
              first read there returns its own last write.
+  connloss   a create forwarded by a follower to a SIGSTOPped leader; the leader is
+             SIGKILLed: ConnectionLoss (never success), the follower closes the client's
+             connection, the client writes again after the re-election.
 
 Every scenario ends with `stop_and_check_data`: the live servers must serve identical
 trees (same zxid and digest from the `hash` four-letter word, same node count), then every
@@ -936,6 +939,80 @@ def scenario_behind(ens):
             p.close()
 
 
+# How long a forwarded write must stay unanswered while the leader is stopped: a follower
+# notices a silent leader only after syncLimit ticks (10 s here), far later.
+PENDING_S = 1
+# Bound on the pending write's answer once the leader is killed: the kill closes its
+# connections, so only a hang reaches it.
+ANSWER_TIMEOUT_S = 30
+
+
+def scenario_connloss(ens):
+    """A kazoo client on a follower has a create forwarded to a SIGSTOPped leader; the
+    leader is SIGKILLed: the create is answered ConnectionLoss (no hang, never success);
+    after the re-election the same client writes again; the pending node may exist or
+    not (both are allowed: it may have committed), and the servers converge."""
+    from kazoo.exceptions import ConnectionLoss, NodeExistsError
+    from kazoo.protocol.states import KazooState
+
+    ens.start()
+    leader = ens.servers[ens.wait_leader() - 1]
+    follower = next(s for s in ens.servers if s is not leader)
+    wait_mode(follower, "follower")
+    zk = client(follower.port)
+    states = []
+    zk.add_listener(states.append)
+    try:
+        zk.create("/before", b"x")
+        leader.send_signal(signal.SIGSTOP)
+        try:
+            pending = zk.create_async("/pending", b"x")
+            time.sleep(PENDING_S)
+            assert not pending.ready(), (
+                f"a forwarded create completed while the leader was stopped: "
+                f"{pending.exception!r}")
+            leader.kill9()
+            t_kill = time.monotonic()
+        finally:
+            leader.send_signal(signal.SIGCONT)
+        assert pending.wait(ANSWER_TIMEOUT_S), "the pending create was never answered"
+        dt = time.monotonic() - t_kill
+        assert not pending.successful(), "a create forwarded to a dead leader succeeded"
+        assert isinstance(pending.exception, ConnectionLoss), repr(pending.exception)
+        # ZooKeeper's learner closes every client connection when it leaves the leader
+        # (Learner.shutdown -> closeAllConnections), so clients move to a server that
+        # serves instead of staying on one that is electing (or cut off for good).
+        for _ in range(SEE_ATTEMPTS):
+            if KazooState.SUSPENDED in states:
+                break
+            time.sleep(POLL_S)
+        else:
+            raise AssertionError(f"the follower kept the client's connection: {states}")
+        new = ens.wait_leader(exclude=(leader.sid,))
+        for _ in range(SEE_ATTEMPTS):
+            try:
+                zk.create("/after", b"y")
+                break
+            except ConnectionLoss:
+                time.sleep(POLL_S)
+            except NodeExistsError:
+                break
+        else:
+            raise RuntimeError("no write succeeded after the re-election")
+        assert zk.get("/after")[0] == b"y"
+        present = zk.exists("/pending") is not None
+        print(f"connloss: create pending on follower {follower.sid} answered "
+              f"{type(pending.exception).__name__} {dt:.3f} s after leader {leader.sid} was "
+              f"killed; new leader {new}; a write succeeded after; /pending "
+              f"{'present' if present else 'absent'}")
+        leader.start()
+        wait_rejoined(leader)
+    finally:
+        zk.stop()
+        zk.close()
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "kills": scenario_kills,
     "rolling": scenario_rolling,
@@ -945,6 +1022,7 @@ SCENARIOS = {
     "observer": scenario_observer,
     "refuse": scenario_refuse,
     "behind": scenario_behind,
+    "connloss": scenario_connloss,
 }
 
 

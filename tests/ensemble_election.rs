@@ -112,3 +112,13 @@ fn connect_from_a_client_ahead_of_the_server_is_refused() {
 fn client_moving_to_a_follower_behind_it_is_never_served_a_stale_view() {
     run_scenario("behind", 3);
 }
+
+/// A create on a follower is forwarded to a SIGSTOPped leader and stays unanswered; the
+/// leader is SIGKILLed: the create completes with ConnectionLoss (no hang, never
+/// success), the follower closes the client's connection as ZooKeeper's learner does
+/// when it leaves its leader, the same client writes again after the re-election, and
+/// the pending node may or may not exist. Needs python3 with kazoo.
+#[test]
+fn forwarded_write_pending_at_a_leader_kill_gets_connection_loss() {
+    run_scenario("connloss", 3);
+}
