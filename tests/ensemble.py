@@ -13,18 +13,37 @@ Scenarios:
              server, watches on every server, a session resumed on another server, a
              killed client's ephemeral vanishing everywhere.
   observer   (with 1 observer) the observer serves reads and writes, sees every commit.
+  kills      writers on every server; the leader is SIGKILLed and restarted, repeatedly.
+  rolling    writers on every server; every server in turn is SIGKILLed and restarted.
+  refuse     (with 1 observer) raw jute clients: a connect whose lastZxidSeen is beyond
+             the server's zxid is closed without an answer on a follower, the observer,
+             the leader and a standalone server; at the server's zxid it gets a session.
+  behind     a kazoo client that has seen zxid Z moves to a follower held behind Z (its
+             quorum link through a held proxy): refused until it catches up, then its
+             first read there returns its own last write.
+  connloss   a create forwarded by a follower to a SIGSTOPped leader; the leader is
+             SIGKILLed: ConnectionLoss (never success), the follower closes the client's
+             connection, the client writes again after the re-election.
+
+Every scenario ends with `stop_and_check_data`: the live servers must serve identical
+trees (same zxid and digest from the `hash` four-letter word, same node count), then every
+server is stopped with SIGTERM and `ringkeeper data check` must pass on each data dir, the
+live servers recovering identical trees (zxid, counts, digest).
 
 Every wait is bounded; every process started here is killed by its PID at the end.
 Exit codes: 0 pass, 1 fail.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 # Attempts (POLL_S apart) to see a leader before giving up: 30 s, far above the
@@ -35,6 +54,10 @@ POLL_S = 0.05
 FOURLW_TIMEOUT_S = 0.5
 # tickTime of the test ensembles: ZooKeeper's default, so that timings compare.
 TICK_MS = 2000
+# A server stops within this after SIGTERM or is SIGKILLed (and the test says so).
+STOP_TIMEOUT_S = 30
+# `ringkeeper data check` of a test's small data dir ends within this.
+DATA_CHECK_TIMEOUT_S = 120
 
 
 def free_ports(n):
@@ -100,6 +123,37 @@ class Server:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def terminate(self):
+        """Clean stop: SIGTERM (the server shuts down), SIGKILL if it has not exited
+        within STOP_TIMEOUT_S. True if it exited on its own."""
+        if not self.alive():
+            return True
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return False
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def data_check(self):
+        """`ringkeeper data check` on this server's dataDir: (exit code, output)."""
+        r = subprocess.run([self.binary, "data", "check", self.data_dir],
+                           capture_output=True, text=True, timeout=DATA_CHECK_TIMEOUT_S)
+        return r.returncode, r.stdout + r.stderr
+
+    def log_count(self, needle):
+        """How many lines of this server's log contain `needle`."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return sum(needle in line for line in f)
+        except OSError:
+            return 0
+
     def mode(self):
         if not self.alive():
             return None
@@ -118,6 +172,7 @@ class Server:
 
 class Ensemble:
     def __init__(self, binary, n, observers=0):
+        self.binary = binary
         self.root = tempfile.mkdtemp(prefix="rk-ensemble-")
         total = n + observers
         ports = free_ports(3 * total)
@@ -172,6 +227,7 @@ def scenario_election(ens):
           f"modes {ens.modes()}")
     modes = ens.modes()
     assert list(modes.values()).count("leader") == 1, modes
+    stop_and_check_data(ens)
 
 
 # Writes of the failover scenario at most, so it ends even if the kill comes late.
@@ -189,14 +245,77 @@ def srvr_fields(port):
     return out
 
 
+def tree_hash(port):
+    """The `hash` four-letter word: (zxid, digest) of the tree the server serves, or None.
+
+    Its answer is one `ZXIDHEX: DIGEST` line (zxid in hex without 0x, the digest in
+    signed decimal), as ZooKeeper's `hash` prints its digest log."""
+    lines = four_letter(port, "hash").splitlines()
+    if len(lines) != 1 or ": " not in lines[0]:
+        return None
+    zxid, digest = lines[0].split(": ", 1)
+    try:
+        return int(zxid, 16), int(digest)
+    except ValueError:
+        return None
+
+
 def wait_converged(ens):
+    """Waits until every live server serves the same tree: the same zxid and digest
+    (`hash`) and node count (`srvr`). Returns {sid: (zxid hex, node count, digest)};
+    raises, printing each server's, if they differ after CONVERGE_ATTEMPTS polls."""
+    seen = {}
     for _ in range(CONVERGE_ATTEMPTS):
-        seen = {s.sid: (srvr_fields(s.port).get("Zxid"), srvr_fields(s.port).get("Node count"))
-                for s in ens.servers if s.alive()}
-        if len(set(seen.values())) == 1 and None not in list(seen.values())[0]:
+        seen = {}
+        for s in ens.servers:
+            if not s.alive():
+                continue
+            h = tree_hash(s.port)
+            nodes = srvr_fields(s.port).get("Node count")
+            seen[s.sid] = None if h is None else (f"{h[0]:#x}", nodes, h[1])
+        values = list(seen.values())
+        if values and None not in values and len(set(values)) == 1:
             return seen
         time.sleep(POLL_S)
-    raise RuntimeError(f"servers did not converge: {seen}")
+    raise RuntimeError("servers did not converge (zxid, node count, digest): "
+                       + "; ".join(f"server {sid}: {v}" for sid, v in seen.items()))
+
+
+# `ringkeeper data check`'s line for the tree recovery yields from a data dir.
+RECOVERED_RE = re.compile(r"^ok   recovered: zxid (0x[0-9a-f]+), (\d+) znodes, "
+                          r"(\d+) sessions, digest (0x[0-9a-f]+)$", re.M)
+
+
+def stop_and_check_data(ens):
+    """Ends a scenario: waits until the live servers serve identical trees, stops every
+    server cleanly (SIGTERM), then runs `ringkeeper data check` on every server's data
+    dir (SIGKILLed ones too: a torn tail is a note, not an error). Every check must pass;
+    the servers live at the end must recover identical trees (zxid, counts, digest), and
+    one that recovers the zxid it served must recover the digest it served."""
+    live = [s for s in ens.servers if s.alive()]
+    served = wait_converged(ens)
+    # The leader first: once it is gone nothing new can commit, so the learners stop
+    # with what it had.
+    order = sorted(live, key=lambda s: s.mode() != "leader")
+    for s in order:
+        assert s.terminate(), f"server {s.sid} did not stop within {STOP_TIMEOUT_S} s"
+    recovered = {}
+    for s in ens.servers:
+        rc, out = s.data_check()
+        assert rc == 0, f"data check of server {s.sid} failed ({rc}):\n{out}"
+        m = RECOVERED_RE.search(out)
+        assert m, f"data check of server {s.sid}: no recovered line:\n{out}"
+        recovered[s.sid] = m.groups()
+    print(f"data check: every data dir valid; served (zxid, node count, digest) {served}; "
+          f"recovered (zxid, znodes, sessions, digest) {recovered}")
+    ends = {recovered[s.sid] for s in live}
+    assert len(ends) == 1, f"live servers recovered different trees: {recovered}"
+    for s in live:
+        zxid, _, _, digest = recovered[s.sid]
+        served_zxid, _, served_digest = served[s.sid]
+        if int(zxid, 16) == int(served_zxid, 16):
+            assert int(digest, 16) == served_digest & (2**64 - 1), (
+                f"server {s.sid} recovered {digest} at {zxid} but served {served_digest}")
 
 
 def scenario_failover(ens):
@@ -236,6 +355,7 @@ def scenario_failover(ens):
     lost = [i for i in acked if f"n{i:06d}" not in names]
     zk.stop()
     assert not lost, f"{len(lost)} acknowledged writes lost, first {lost[:10]}"
+    stop_and_check_data(ens)
 
 
 # Attempts (POLL_S apart) for a change to show on every server: 30 s.
@@ -360,6 +480,7 @@ def scenario_clients(ens):
             c.stop()
     print(f"clients: killed client's ephemeral gone on every server "
           f"{time.monotonic() - t_kill:.1f} s after the kill (session timeout {SHORT_SESSION_S} s)")
+    stop_and_check_data(ens)
 
 
 def scenario_observer(ens):
@@ -386,6 +507,7 @@ def scenario_observer(ens):
     print(f"observer: server {obs.sid} saw every commit; converged {seen}")
     oz.stop()
     lz.stop()
+    stop_and_check_data(ens)
 
 
 # Leader kills in the kill scenario; writer clients; how long writers run after the last
@@ -482,6 +604,7 @@ def churn(ens, pick, rounds, what):
     assert not lost, f"acknowledged writes missing: {lost}"
     first = trees[ens.servers[0].sid]
     assert all(t == first for t in trees.values()), "servers hold different /k"
+    stop_and_check_data(ens)
 
 
 def scenario_kills(ens):
@@ -492,6 +615,404 @@ def scenario_rolling(ens):
     churn(ens, lambda r: ens.servers[r], len(ens.servers), "rolling restart")
 
 
+# --- Single system image: a connect from a client that has seen a newer zxid ---
+
+# A raw client's bound on one answer: a connect response, a reply, or the server
+# closing the connection. Far above a loopback round trip; only a hang reaches it.
+RAW_TIMEOUT_S = 10
+# The session timeout a raw client asks for.
+RAW_SESSION_MS = 10000
+# What the server logs when it refuses a connect by lastZxidSeen (sequencer.rs).
+REFUSAL_LOG = "refusing session request: client has seen zxid"
+# A zxid a whole epoch beyond another: far beyond anything the ensemble has.
+EPOCH = 1 << 32
+
+
+def recv_exact(sock, n):
+    """n bytes, or None if the peer closed (or reset) the connection before the first."""
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(n - len(buf))
+        except ConnectionResetError:
+            chunk = b""
+        except socket.timeout:
+            raise AssertionError(f"no answer and no close within {RAW_TIMEOUT_S} s") from None
+        if not chunk:
+            assert not buf, f"connection closed after {len(buf)} of {n} bytes"
+            return None
+        buf += chunk
+    return buf
+
+
+def read_frame(sock):
+    """One length-prefixed jute frame, or None if the server closed the connection."""
+    head = recv_exact(sock, 4)
+    if head is None:
+        return None
+    (n,) = struct.unpack(">i", head)
+    body = recv_exact(sock, n)
+    assert body is not None, "connection closed inside a frame"
+    return body
+
+
+def raw_connect(port, last_zxid_seen):
+    """Sends a jute ConnectRequest (protocolVersion 0, lastZxidSeen, timeOut
+    RAW_SESSION_MS, sessionId 0, a 16-byte zero passwd, readOnly false) on a new
+    connection. Returns (socket, answer): answer is None if the server closed the
+    connection without a ConnectResponse, else (protocolVersion, timeOut, sessionId)."""
+    body = struct.pack(">iqiqi", 0, last_zxid_seen, RAW_SESSION_MS, 0, 16) + bytes(16) + b"\0"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=RAW_TIMEOUT_S)
+    sock.settimeout(RAW_TIMEOUT_S)
+    sock.sendall(struct.pack(">i", len(body)) + body)
+    frame = read_frame(sock)
+    if frame is None:
+        return sock, None
+    return sock, struct.unpack_from(">iiq", frame)
+
+
+def raw_close_session(sock):
+    """closeSession (xid 1, type -11) on a raw client's connection; asserts err 0."""
+    sock.sendall(struct.pack(">iii", 8, 1, -11))
+    frame = read_frame(sock)
+    assert frame is not None, "closed before answering closeSession"
+    xid, _zxid, err = struct.unpack_from(">iqi", frame)
+    assert (xid, err) == (1, 0), (xid, err)
+    sock.close()
+
+
+def assert_refuses_ahead(server, what):
+    """A connect whose lastZxidSeen is beyond the server's zxid (by one, and by an
+    epoch) is closed without a ConnectResponse, as ZooKeeper's processConnectRequest
+    does (CloseRequestException, "client must try another server"), and logged; the
+    same connect with lastZxidSeen equal to the server's zxid gets a session."""
+    zxid = tree_hash(server.port)[0]
+    for ahead in (zxid + 1, zxid + EPOCH):
+        before = server.log_count(REFUSAL_LOG)
+        sock, answer = raw_connect(server.port, ahead)
+        sock.close()
+        assert answer is None, (
+            f"{what} at zxid {zxid:#x} answered a client that has seen {ahead:#x}: {answer}")
+        assert server.log_count(REFUSAL_LOG) > before, f"{what}: refusal not logged"
+    sock, answer = raw_connect(server.port, zxid)
+    assert answer is not None, f"{what}: refused a client that has seen its zxid {zxid:#x}"
+    _proto, timeout, session_id = answer
+    assert session_id != 0 and timeout > 0, f"{what}: no session: {answer}"
+    raw_close_session(sock)
+    print(f"refuse: {what} at zxid {zxid:#x}: lastZxidSeen {zxid + 1:#x} and "
+          f"{zxid + EPOCH:#x} refused (closed, no answer); {zxid:#x} got session "
+          f"{session_id:#x}")
+
+
+def wait_mode(server, mode):
+    for _ in range(LEADER_ATTEMPTS):
+        if server.mode() == mode:
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"server {server.sid} is not {mode}: {server.mode()}")
+
+
+def scenario_refuse(ens):
+    """(3 voters, 1 observer.) Raw jute clients: on a follower, the observer, the leader
+    and a standalone server, a connect whose lastZxidSeen is beyond the server's zxid is
+    closed without an answer; at the server's zxid it gets a session."""
+    ens.start()
+    leader = ens.wait_leader()
+    obs = ens.servers[-1]
+    wait_mode(obs, "observer")
+    lz = client(ens.servers[leader - 1].port)
+    for i in range(10):
+        lz.create(f"/r{i}", b"x")
+    lz.stop()
+    follower = next(s for s in ens.servers[:-1] if s.sid != leader)
+    for server, what in ((follower, f"follower {follower.sid}"), (obs, f"observer {obs.sid}"),
+                         (ens.servers[leader - 1], f"leader {leader}")):
+        # Each check's session txns must have reached every server before the next
+        # reads a zxid, or that server could apply one between the read and the connect.
+        wait_converged(ens)
+        assert_refuses_ahead(server, what)
+    alone = Server(ens.binary, ens.root, 99, "", free_ports(1)[0])
+    alone.start()
+    try:
+        wait_mode(alone, "standalone")
+        zk = client(alone.port)
+        zk.create("/s", b"x")
+        zk.stop()
+        assert_refuses_ahead(alone, "standalone server")
+    finally:
+        alone.kill9()
+    stop_and_check_data(ens)
+
+
+# Bound on holding a proxy's server-to-client bytes: below syncLimit ticks (10 s), after
+# which a leader would drop a learner whose quorum link is held.
+HOLD_MAX_S = 5
+
+
+class Proxy:
+    """A TCP forwarder on 127.0.0.1 to one port. `switch` moves new connections to
+    another port and drops the current ones (a client that knows only the proxy then
+    reconnects to the new server with its session and the zxid it has seen, as a real
+    client does when its connection drops). `hold` delays the bytes from the target to
+    the connecting side, in order, until `release` (a slow network, not a loss)."""
+
+    def __init__(self, port):
+        self.target = port
+        self.lock = threading.Lock()
+        self.pairs = []
+        # Bytes the connecting side sent to the target since the last switch.
+        self.sent_up = 0
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closing = threading.Event()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listener.settimeout(POLL_S)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closing.is_set():
+            try:
+                c, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                target = self.target
+            try:
+                u = socket.create_connection(("127.0.0.1", target), timeout=RAW_TIMEOUT_S)
+            except OSError:
+                c.close()
+                continue
+            c.settimeout(None)
+            u.settimeout(None)
+            with self.lock:
+                self.pairs.append((c, u))
+            threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, src, dst, up):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not up:
+                    self.flowing.wait(HOLD_MAX_S)
+                dst.sendall(data)
+                if up:
+                    with self.lock:
+                        self.sent_up += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def hold(self):
+        self.flowing.clear()
+
+    def release(self):
+        self.flowing.set()
+
+    def switch(self, port):
+        """New connections go to `port`; the current ones are dropped."""
+        with self.lock:
+            self.target = port
+            self.sent_up = 0
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self):
+        self.closing.set()
+        self.release()
+        self.switch(self.target)
+        self.listener.close()
+        self.thread.join(5)
+
+
+def redirect_quorum(server, sid, port):
+    """Rewrites `server`'s zoo.cfg so that it reaches server `sid`'s quorum port at
+    `port` (a proxy); returns the port it replaced. Only `server` dials through it."""
+    with open(server.cfg) as f:
+        text = f.read()
+    m = re.search(rf"^server\.{sid}=127\.0\.0\.1:(\d+):", text, re.M)
+    assert m, f"no server.{sid} line in {server.cfg}"
+    text = text[:m.start(1)] + str(port) + text[m.end(1):]
+    with open(server.cfg, "w") as f:
+        f.write(text)
+    return int(m.group(1))
+
+
+# Writes made while the follower is behind.
+BEHIND_WRITES = 50
+# Refusals to see while the follower is held behind before letting it catch up.
+BEHIND_REFUSALS = 2
+
+
+def scenario_behind(ens):
+    """Server 1 reaches the others' quorum ports through proxies. A kazoo client writes
+    through the leader while the leader's bytes to server 1 are held: server 1 stays
+    behind, up and following. The client is moved (a proxy drops its connection) to
+    server 1: every connect is refused while server 1 is behind the client's zxid (the
+    client stays disconnected; server 1 logs the refusal); once the link is released and
+    server 1 has caught up the session resumes there and its first read returns the
+    client's own last write."""
+    from kazoo.client import KazooClient
+    from kazoo.protocol.states import KazooState
+    from kazoo.retry import KazooRetry
+
+    follower = ens.servers[0]
+    links = {}
+    for s in ens.servers[1:]:
+        links[s.sid] = Proxy(0)
+        links[s.sid].target = redirect_quorum(follower, s.sid, links[s.sid].port)
+    ens.start()
+    leader = ens.servers[ens.wait_leader() - 1]
+    # Votes tie on zxid at start, so the highest id that takes part wins: never 1.
+    assert leader is not follower, "server 1 leads: the proxies are on the wrong side"
+    wait_mode(follower, "follower")
+    entry = Proxy(leader.port)
+    zk = KazooClient(hosts=f"127.0.0.1:{entry.port}", timeout=10,
+                     connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=0.2))
+    try:
+        zk.start(timeout=30)
+        session_id = zk.client_id[0]
+        zk.create("/behind", b"first")
+        wait_converged(ens)
+        refusals = follower.log_count(REFUSAL_LOG)
+        links[leader.sid].hold()
+        try:
+            for i in range(BEHIND_WRITES):
+                zk.create(f"/behind/n{i:03d}", b"x")
+            zk.set("/behind", b"last")
+            seen = zk.last_zxid
+            f_zxid = tree_hash(follower.port)[0]
+            assert f_zxid < seen, f"server 1 not behind: {f_zxid:#x} >= {seen:#x}"
+            entry.switch(follower.port)
+            for _ in range(SEE_ATTEMPTS):
+                if follower.log_count(REFUSAL_LOG) - refusals >= BEHIND_REFUSALS:
+                    break
+                time.sleep(POLL_S)
+            else:
+                raise RuntimeError(
+                    f"server 1 at {f_zxid:#x} did not refuse a client that has seen {seen:#x}")
+            assert zk.state != KazooState.CONNECTED, "served while behind"
+            assert tree_hash(follower.port)[0] < seen, "caught up while held"
+        finally:
+            links[leader.sid].release()
+        for _ in range(SEE_ATTEMPTS):
+            if zk.state == KazooState.CONNECTED:
+                break
+            time.sleep(POLL_S)
+        else:
+            raise RuntimeError("the client did not reconnect to server 1")
+        assert zk.client_id[0] == session_id, "the session did not survive the move"
+        data = zk.get("/behind")[0]
+        assert data == b"last", f"stale read on the follower: {data!r}"
+        assert len(zk.get_children("/behind")) == BEHIND_WRITES
+        refused = follower.log_count(REFUSAL_LOG) - refusals
+        print(f"behind: client saw {seen:#x} on leader {leader.sid}; server 1 held at "
+              f"{f_zxid:#x} refused it {refused} times, then caught up and served it; the "
+              f"first read returned the client's last write")
+    finally:
+        zk.stop()
+        zk.close()
+        entry.close()
+    try:
+        stop_and_check_data(ens)
+    finally:
+        for p in links.values():
+            p.close()
+
+
+# How long a forwarded write must stay unanswered while the leader is stopped: a follower
+# notices a silent leader only after syncLimit ticks (10 s here), far later.
+PENDING_S = 1
+# Bound on the pending write's answer once the leader is killed: the kill closes its
+# connections, so only a hang reaches it.
+ANSWER_TIMEOUT_S = 30
+
+
+def scenario_connloss(ens):
+    """A kazoo client on a follower has a create forwarded to a SIGSTOPped leader; the
+    leader is SIGKILLed: the create is answered ConnectionLoss (no hang, never success);
+    after the re-election the same client writes again; the pending node may exist or
+    not (both are allowed: it may have committed), and the servers converge."""
+    from kazoo.exceptions import ConnectionLoss, NodeExistsError
+    from kazoo.protocol.states import KazooState
+
+    ens.start()
+    leader = ens.servers[ens.wait_leader() - 1]
+    follower = next(s for s in ens.servers if s is not leader)
+    wait_mode(follower, "follower")
+    zk = client(follower.port)
+    states = []
+    zk.add_listener(states.append)
+    try:
+        zk.create("/before", b"x")
+        leader.send_signal(signal.SIGSTOP)
+        try:
+            pending = zk.create_async("/pending", b"x")
+            time.sleep(PENDING_S)
+            assert not pending.ready(), (
+                f"a forwarded create completed while the leader was stopped: "
+                f"{pending.exception!r}")
+            leader.kill9()
+            t_kill = time.monotonic()
+        finally:
+            leader.send_signal(signal.SIGCONT)
+        assert pending.wait(ANSWER_TIMEOUT_S), "the pending create was never answered"
+        dt = time.monotonic() - t_kill
+        assert not pending.successful(), "a create forwarded to a dead leader succeeded"
+        assert isinstance(pending.exception, ConnectionLoss), repr(pending.exception)
+        # ZooKeeper's learner closes every client connection when it leaves the leader
+        # (Learner.shutdown -> closeAllConnections), so clients move to a server that
+        # serves instead of staying on one that is electing (or cut off for good).
+        for _ in range(SEE_ATTEMPTS):
+            if KazooState.SUSPENDED in states:
+                break
+            time.sleep(POLL_S)
+        else:
+            raise AssertionError(f"the follower kept the client's connection: {states}")
+        new = ens.wait_leader(exclude=(leader.sid,))
+        for _ in range(SEE_ATTEMPTS):
+            try:
+                zk.create("/after", b"y")
+                break
+            except ConnectionLoss:
+                time.sleep(POLL_S)
+            except NodeExistsError:
+                break
+        else:
+            raise RuntimeError("no write succeeded after the re-election")
+        assert zk.get("/after")[0] == b"y"
+        present = zk.exists("/pending") is not None
+        print(f"connloss: create pending on follower {follower.sid} answered "
+              f"{type(pending.exception).__name__} {dt:.3f} s after leader {leader.sid} was "
+              f"killed; new leader {new}; a write succeeded after; /pending "
+              f"{'present' if present else 'absent'}")
+        leader.start()
+        wait_rejoined(leader)
+    finally:
+        zk.stop()
+        zk.close()
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "kills": scenario_kills,
     "rolling": scenario_rolling,
@@ -499,6 +1020,9 @@ SCENARIOS = {
     "failover": scenario_failover,
     "clients": scenario_clients,
     "observer": scenario_observer,
+    "refuse": scenario_refuse,
+    "behind": scenario_behind,
+    "connloss": scenario_connloss,
 }
 
 

@@ -1,6 +1,9 @@
 //! Multi-process ensemble tests (issue 5): run `tests/ensemble.py` scenarios against the
 //! built `ringkeeper` binary, three real processes on 127.0.0.1 started from zoo.cfg files.
-//! Timings are printed by the script, never asserted.
+//! Timings are printed by the script, never asserted. Every scenario ends by checking
+//! that the live servers serve identical trees (zxid and digest from the `hash`
+//! four-letter word), then stops the servers and runs `ringkeeper data check` on each
+//! data dir: all valid, the live servers recovering identical trees.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -48,7 +51,7 @@ fn three_servers_elect_and_reelect_after_leader_kill() {
 }
 
 /// Writes through a kazoo client; the leader is SIGKILLed halfway; every acknowledged
-/// write is on the new leader and both live servers report the same zxid and node count.
+/// write is on the new leader and both live servers report the same zxid and digest.
 /// Needs python3 with kazoo.
 #[test]
 fn leader_kill_under_writes_loses_no_acknowledged_write() {
@@ -72,7 +75,7 @@ fn observer_serves_reads_and_sees_every_commit() {
 
 /// Three writer clients spread over all servers; the leader is SIGKILLed three times,
 /// each time restarted (rejoining by DIFF or TRUNC); every acknowledged write is on
-/// every server and all hold the same children. Needs python3 with kazoo.
+/// every server and all hold the same children and tree digest. Needs python3 with kazoo.
 #[test]
 fn repeated_leader_kills_under_writes_lose_nothing() {
     run_scenario("kills", 3);
@@ -89,4 +92,33 @@ fn rolling_restart_under_writes_loses_nothing() {
 #[test]
 fn five_servers_leader_kills_lose_nothing() {
     run_scenario("kills", 5);
+}
+
+/// Single system image, pinned with raw jute clients: on a follower, the observer, the
+/// leader and a standalone server, a ConnectRequest whose lastZxidSeen is beyond the
+/// server's zxid (by one, and by an epoch) is closed without a ConnectResponse, as
+/// ZooKeeper's `processConnectRequest` does ("client must try another server"), and
+/// logged; with lastZxidSeen equal to the server's zxid it gets a session.
+#[test]
+fn connect_from_a_client_ahead_of_the_server_is_refused() {
+    run_scenario_with_observers("refuse", 3, 1);
+}
+
+/// A kazoo client that has seen zxid Z on the leader moves to a follower whose quorum
+/// link is held (through a proxy) so that it is behind Z: every connect is refused while
+/// it is behind, and once released it catches up, resumes the session and the client's
+/// first read returns its own last write. Needs python3 with kazoo.
+#[test]
+fn client_moving_to_a_follower_behind_it_is_never_served_a_stale_view() {
+    run_scenario("behind", 3);
+}
+
+/// A create on a follower is forwarded to a SIGSTOPped leader and stays unanswered; the
+/// leader is SIGKILLed: the create completes with ConnectionLoss (no hang, never
+/// success), the follower closes the client's connection as ZooKeeper's learner does
+/// when it leaves its leader, the same client writes again after the re-election, and
+/// the pending node may or may not exist. Needs python3 with kazoo.
+#[test]
+fn forwarded_write_pending_at_a_leader_kill_gets_connection_loss() {
+    run_scenario("connloss", 3);
 }

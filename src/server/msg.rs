@@ -114,6 +114,11 @@ pub enum ToShard {
     Commit(Arc<Commit>),
     /// Close this connection (its session moved to another connection).
     Close(ConnRef),
+    /// This server stopped serving (it went back to the election): close every client
+    /// connection, so that clients move to a server that serves, as ZooKeeper's
+    /// `Learner.shutdown` and `Leader.shutdown` do (`closeAllConnections`). Sessions live
+    /// on; connections still in their first frame (maybe a four-letter word) stay.
+    CloseClients,
     /// A four-letter word on `requester` needs every shard's picture: publish yours,
     /// tagged `gen`, then tell the requester.
     Publish {

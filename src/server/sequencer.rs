@@ -974,6 +974,14 @@ impl Sequencer {
             ToSeqRepl::Looking => {
                 self.abandon_uncommitted();
                 self.fail_forwarded();
+                // No longer serving: clients must move to a server that does (a
+                // minority server may stay looking for good). Their pending requests
+                // end with the connection, which clients report as CONNECTIONLOSS.
+                if self.role != Role::Looking {
+                    for out in &self.outboxes {
+                        out.push_unbounded(ToShard::CloseClients);
+                    }
+                }
                 self.role = Role::Looking;
             }
             ToSeqRepl::Forwarded { from, payloads } => self.forwarded(from, payloads),

@@ -532,6 +532,18 @@ impl Shard {
                         self.close(net, conn.slot);
                     }
                 }
+                ToShard::CloseClients => {
+                    let mut slots: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| matches!(c.phase, Phase::Connecting | Phase::Active))
+                        .map(|(slot, _)| *slot)
+                        .collect();
+                    slots.sort_unstable();
+                    for slot in slots {
+                        self.close(net, slot);
+                    }
+                }
             }
         }
         self.inbox_buf = msgs;
