@@ -192,6 +192,8 @@ pub struct Sequencer {
     touched: Vec<i64>,
     /// Learner: this pass's payloads for the leader.
     fwd_out: Vec<bytes::Bytes>,
+    /// Logging stopped for a restart (`ToSeqRepl::Quiesce`): passes do nothing.
+    quiesced: bool,
 }
 
 /// A forwarded request waiting for its txn.
@@ -231,7 +233,19 @@ impl Sequencer {
                     sc.position,
                     Box::new(move || super::mailbox::Wake::wake(&wake)),
                 )?;
-                let snapshotter = Snapshotter::start(sc.disk.clone(), sc.snap_dir.clone())?;
+                // The replication loop compacts its log on every durable snapshot.
+                let bridge = cfg.repl.clone();
+                let snapshotter = Snapshotter::start_notifying(
+                    sc.disk.clone(),
+                    sc.snap_dir.clone(),
+                    Box::new(move |zxid| {
+                        if let Some(b) = &bridge {
+                            b.to_replication(super::replication::Input::SnapshotDurable(
+                                zxid as u64,
+                            ));
+                        }
+                    }),
+                )?;
                 Some(Storage {
                     logger,
                     snapshotter,
@@ -283,6 +297,7 @@ impl Sequencer {
             next_token: 1,
             touched: Vec::new(),
             fwd_out: Vec::new(),
+            quiesced: false,
             cfg,
             tree,
             zxid,
@@ -314,10 +329,18 @@ impl Sequencer {
     /// One pass: every shard's requests, then expiry and reaping when due, then one
     /// commit to every shard.
     pub fn step(&mut self) {
+        if self.quiesced {
+            // The process is about to restart (see `quiesce`): nothing is taken in,
+            // logged or published any more.
+            return;
+        }
         if let Some(b) = self.cfg.repl.clone() {
             let mut inbox = std::mem::take(&mut self.repl_inbox);
             b.drain(&mut inbox);
             for m in inbox.drain(..) {
+                if self.quiesced {
+                    break;
+                }
                 self.replication(m);
             }
             self.repl_inbox = inbox;
@@ -976,6 +999,7 @@ impl Sequencer {
                 self.fail_forwarded();
                 self.role = Role::Looking;
             }
+            ToSeqRepl::Quiesce { done } => self.quiesce(done),
             ToSeqRepl::Forwarded { from, payloads } => self.forwarded(from, payloads),
             ToSeqRepl::Answer { payload } => match super::forward::Answer::decode(&payload) {
                 Ok(super::forward::Answer::Revalidated { token, timeout_ms }) => {
@@ -1028,6 +1052,32 @@ impl Sequencer {
                 }
             }
         }
+    }
+
+    /// Stops logging for good and waits for the log: dropping the [`Logger`] writes the
+    /// batches already queued to it and joins its thread, so when `done` is answered no
+    /// log write is in flight and none will start (batches not yet handed to it are
+    /// dropped: nothing reported them durable). The replication loop then cuts or
+    /// replaces the log files and restarts the process; until then every pass does
+    /// nothing, so no answer leaves for a write that the restart may forget.
+    ///
+    /// A snapshot being written is not waited for (it can take long): it is of a root
+    /// this server committed, so at or below its commit point, which a TRUNC never cuts
+    /// and a SNAP's zxid is above. What it leaves (an older snapshot, a temporary file
+    /// that purge removes) is consistent with what the loop writes.
+    fn quiesce(&mut self, done: std::sync::mpsc::Sender<()>) {
+        self.quiesced = true;
+        if let Some(st) = self.storage.take() {
+            let Storage {
+                logger,
+                snapshotter,
+                ..
+            } = st;
+            drop(logger);
+            // Not joined (see above); the restart ends the thread.
+            std::mem::forget(snapshotter);
+        }
+        let _ = done.send(());
     }
 
     /// Leaving the leader role: passes not committed by a quorum are answered with
@@ -1257,6 +1307,7 @@ impl Sequencer {
             &st.cfg.snap_dir,
             &st.cfg.log.dir,
             st.cfg.snap_retain_count,
+            self.cfg.repl.as_ref().and_then(|b| b.peer_base()),
         ) {
             Ok(r) => eprintln!("ringkeeper: autopurge: {r:?}"),
             Err(e) => eprintln!("ringkeeper: autopurge failed: {e}"),
