@@ -1146,3 +1146,6 @@ impl Driver {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
