@@ -1314,3 +1314,86 @@ impl Sequencer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::snapshot::tests::{sample_txns, TempDir};
+    use crate::storage::{IoBackend, LogReader, OsDisk};
+
+    fn logged(dir: &std::path::Path) -> Vec<i64> {
+        let mut v = Vec::new();
+        LogReader::open(Arc::new(OsDisk), dir)
+            .unwrap()
+            .replay(0, |rec| {
+                v.push(rec.txn.zxid);
+                Ok(())
+            })
+            .unwrap();
+        v
+    }
+
+    /// A learner's sequencer with a real log: the txns handed to the log writer before a
+    /// Quiesce are on disk when it is answered, and nothing is logged after it.
+    #[test]
+    fn quiesce_answers_after_the_queued_log_writes_and_then_logs_nothing() {
+        let dir = TempDir::new("seq-quiesce");
+        let mut log = LogConfig::new(&dir.0);
+        log.segment_bytes = 256 << 10;
+        log.backend = IoBackend::Blocking;
+        log.allow_buffered = true;
+        log.background_spare = false;
+        let bridge = Arc::new(ReplBridge::default());
+        let (to_repl, from_seq) = std::sync::mpsc::channel();
+        bridge.set_replication(to_repl);
+        let mut cfg =
+            crate::server::ServerConfig::standalone("127.0.0.1:1".parse().unwrap(), 1).sequencer;
+        cfg.repl = Some(bridge.clone());
+        cfg.storage = Some(StorageConfig {
+            disk: Arc::new(OsDisk),
+            log,
+            position: LogPosition::default(),
+            snap_dir: dir.0.clone(),
+            snap_count: 100_000,
+            snap_size_bytes: 0,
+            snap_retain_count: 3,
+            purge_interval_ms: 0,
+        });
+        let mut seq = Sequencer::new(
+            cfg,
+            DataTree::new(),
+            0,
+            Vec::new(),
+            Vec::new(),
+            Arc::new(Signal::default()),
+            Arc::new(SequencerStats::default()),
+        )
+        .expect("sequencer");
+        let txns = sample_txns(40);
+        let (first, later) = txns.split_at(20);
+        bridge.to_sequencer(ToSeqRepl::Append {
+            txns: first.to_vec(),
+        });
+        seq.step();
+        let (done, answered) = std::sync::mpsc::channel();
+        bridge.to_sequencer(ToSeqRepl::Quiesce { done });
+        seq.step();
+        answered.try_recv().expect("answered within the pass");
+        let last = first.last().unwrap().zxid;
+        assert_eq!(logged(&dir.0), (1..=last).collect::<Vec<_>>());
+        bridge.to_sequencer(ToSeqRepl::Append {
+            txns: later.to_vec(),
+        });
+        seq.step();
+        seq.step();
+        assert_eq!(logged(&dir.0).last(), Some(&last), "logged after quiesce");
+        let durable: Vec<u64> = from_seq
+            .try_iter()
+            .filter_map(|i| match i {
+                super::super::replication::Input::LocalDurable(z) => Some(z),
+                _ => None,
+            })
+            .collect();
+        assert!(durable.iter().all(|z| *z <= last as u64), "{durable:?}");
+    }
+}
