@@ -74,9 +74,10 @@ const CONNECT_RETRY: Duration = Duration::from_millis(50);
 /// A write that takes longer means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a TRUNC or SNAP waits for the sequencer's log writer to finish its queued
-/// and in-flight writes: they are at most `LogConfig::queue_batches` batches, written in
-/// well under a second; a log this stuck is a failing disk, and stopping (a supervisor
-/// restarts the server) is better than cutting files under a write.
+/// and in-flight writes: at most `LogConfig::queue_batches` batches, group-committed in
+/// a few large writes, seconds at worst; a log stuck for a minute is a failing disk, and
+/// stopping (a supervisor restarts the server) is better than cutting files under a
+/// write.
 const QUIESCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Events the loop handles before reading its channel again: the actions of one step can
 /// produce follow-up events (a durable log write, a persisted epoch); they are bounded

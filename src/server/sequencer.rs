@@ -344,6 +344,11 @@ impl Sequencer {
                 self.replication(m);
             }
             self.repl_inbox = inbox;
+            if self.quiesced {
+                // Not even this pass ends: without the log, `end_pass` would count
+                // everything durable.
+                return;
+            }
         }
         let mut batch = std::mem::take(&mut self.batch);
         for i in 0..self.inboxes.len() {
