@@ -873,8 +873,13 @@ impl Driver {
     /// The core ignores a point that is not committed and durable in its log (e.g. a
     /// learner still syncing): the base then stays, and the next snapshot tries again.
     fn snapshot_durable(&mut self, zxid: Zxid) {
-        let previous = self.newest_snapshot.replace(zxid);
-        let Some(through) = previous.filter(|p| *p < zxid && *p > self.peer.log_base()) else {
+        let previous = self.newest_snapshot;
+        if previous.is_some_and(|p| p >= zxid) {
+            // Committed roots only grow; a snapshot of the same root again changes nothing.
+            return;
+        }
+        self.newest_snapshot = Some(zxid);
+        let Some(through) = previous.filter(|p| *p > self.peer.log_base()) else {
             return;
         };
         let before = self.peer.log_base();

@@ -179,7 +179,10 @@ fn each_durable_snapshot_compacts_the_peer_log_to_the_one_before() {
     assert_eq!(d.peer.log().len() as u64, PER_ROUND);
     // A point not yet durable in the log is ignored: the base stays, and a later
     // snapshot compacts.
-    let payloads = vec![bytes::Bytes::from_static(b"x")];
+    let payloads = vec![
+        bytes::Bytes::from_static(b"x"),
+        bytes::Bytes::from_static(b"y"),
+    ];
     d.input(Input::ClientWrite {
         first_zxid: last + 1,
         payloads,
@@ -190,9 +193,12 @@ fn each_durable_snapshot_compacts_the_peer_log_to_the_one_before() {
         last,
         "compacted to the previous snapshot"
     );
-    d.input(Input::SnapshotDurable(last + 1));
+    d.input(Input::SnapshotDurable(last + 2));
     assert_eq!(d.peer.log_base(), last, "last + 1 is not durable yet");
-    d.input(Input::LocalDurable(last + 1));
     d.input(Input::SnapshotDurable(last + 1));
-    assert_eq!(d.peer.log_base(), last, "not above the previous snapshot");
+    assert_eq!(d.peer.log_base(), last, "an older snapshot changes nothing");
+    d.input(Input::LocalDurable(last + 2));
+    d.input(Input::SnapshotDurable(last + 3));
+    assert_eq!(d.peer.log_base(), last + 2, "the next snapshot compacts");
+    assert_eq!(d.peer.log().len(), 0);
 }
