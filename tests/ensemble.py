@@ -24,6 +24,9 @@ Scenarios:
   connloss   a create forwarded by a follower to a SIGSTOPped leader; the leader is
              SIGKILLed: ConnectionLoss (never success), the follower closes the client's
              connection, the client writes again after the re-election.
+  snap       small snapCount: a follower killed while the leader snapshots and compacts
+             past it rejoins by SNAP, and so does a follower whose data dir was wiped;
+             all converge to the same zxid and tree digest with every write readable.
 
 Every scenario ends with `stop_and_check_data`: the live servers must serve identical
 trees (same zxid and digest from the `hash` four-letter word, same node count), then every
@@ -110,6 +113,11 @@ class Server:
             )
             f.write(lines)
         self.proc = None
+
+    def add_cfg(self, lines):
+        """Appends zoo.cfg lines (before the first start)."""
+        with open(self.cfg, "a") as f:
+            f.write(lines)
 
     def start(self):
         log = open(self.log_path, "a")
@@ -1013,6 +1021,115 @@ def scenario_connloss(ens):
     stop_and_check_data(ens)
 
 
+# snapCount of the snap scenario: a snapshot every 101-200 committed txns, so a few
+# hundred writes move the leader's replication base several snapshots on.
+SNAP_COUNT = 200
+# Writes per round of the snap scenario, and rounds at most, until the leader's base
+# passes the killed follower (two or three snapshots usually suffice: one round).
+SNAP_WRITES = 600
+SNAP_ROUNDS = 8
+
+
+def log_text(server):
+    try:
+        with open(server.log_path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def compacted_bases(server):
+    """The replication bases the server's log reports compacting to."""
+    out = []
+    for line in log_text(server).splitlines():
+        marker = "replication log compacted to snapshot "
+        if marker in line:
+            out.append(int(line.split(marker, 1)[1].split(":", 1)[0], 16))
+    return out
+
+
+def wait_log(server, text, what):
+    for _ in range(REJOIN_ATTEMPTS):
+        if text in log_text(server):
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"server {server.sid}: {what}: no {text!r} in its log: {server.tail()}")
+
+
+def scenario_snap(ens):
+    """A follower SIGKILLed while the leader snapshots and compacts its log past the
+    follower's last zxid rejoins by SNAP; a follower whose data directory is wiped
+    rejoins by SNAP too; then every server has the same zxid, the same tree digest
+    (`hash`) and every acknowledged write."""
+    for s in ens.servers:
+        # purgeInterval is in hours: configured as a user would, it does not fire
+        # within this test (purge's protection of the base is a unit test).
+        s.add_cfg(f"snapCount={SNAP_COUNT}\nautopurge.snapRetainCount=3\n"
+                  "autopurge.purgeInterval=1\n")
+    ens.start()
+    leader_id = ens.wait_leader()
+    leader = ens.servers[leader_id - 1]
+    stale, fresh = [s for s in ens.servers if s.sid != leader_id][:2]
+    lz = client(leader.port)
+    lz.ensure_path("/s")
+    acked = []
+
+    def write(n):
+        for _ in range(n):
+            name = f"n{len(acked):06d}"
+            lz.create(f"/s/{name}", name.encode())
+            acked.append(name)
+
+    write(50)
+    stale.kill9()
+    kill_zxid = int(srvr_fields(leader.port)["Zxid"], 16)
+    for _ in range(SNAP_ROUNDS):
+        write(SNAP_WRITES)
+        if any(b > kill_zxid for b in compacted_bases(leader)):
+            break
+    bases = compacted_bases(leader)
+    assert any(b > kill_zxid for b in bases), \
+        f"leader base never passed {kill_zxid:#x}: {[hex(b) for b in bases]}"
+    print(f"snap: killed server {stale.sid} at zxid {kill_zxid:#x}; {len(acked)} writes; "
+          f"leader {leader_id} compacted to {bases[-1]:#x}")
+
+    # (a) The stale follower rejoins by SNAP, then restarts in place and gets a DIFF.
+    stale.start()
+    wait_log(stale, "SNAP: installed snapshot", "stale follower")
+    wait_rejoined(stale)
+    wait_log(leader, f"SNAP to server {stale.sid}: sent snapshot", "leader")
+    print(f"snap: server {stale.sid} installed the leader's snapshot and rejoined")
+
+    # (b) A follower with an empty data directory: SNAP too.
+    fresh.kill9()
+    shutil.rmtree(fresh.data_dir)
+    os.makedirs(fresh.data_dir)
+    with open(os.path.join(fresh.data_dir, "myid"), "w") as f:
+        f.write(f"{fresh.sid}\n")
+    write(100)
+    fresh.start()
+    wait_log(fresh, "SNAP: installed snapshot", "wiped follower")
+    wait_rejoined(fresh)
+    print(f"snap: server {fresh.sid} (wiped) installed the leader's snapshot and rejoined")
+
+    write(100)
+    seen = wait_converged(ens)
+    print(f"snap: converged (zxid, node count, digest): {seen}")
+    for s in ens.servers:
+        c = client(s.port)
+        try:
+            c.sync("/s")
+            names = set(c.get_children("/s"))
+            missing = [n for n in acked if n not in names]
+            assert not missing, f"server {s.sid} lacks {len(missing)} writes, first {missing[:5]}"
+            assert c.get(f"/s/{acked[-1]}")[0] == acked[-1].encode()
+        finally:
+            c.stop()
+    lz.stop()
+    print(f"snap: all {len(acked)} acknowledged writes on every server")
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "kills": scenario_kills,
     "rolling": scenario_rolling,
@@ -1023,6 +1140,7 @@ SCENARIOS = {
     "refuse": scenario_refuse,
     "behind": scenario_behind,
     "connloss": scenario_connloss,
+    "snap": scenario_snap,
 }
 
 

@@ -122,3 +122,13 @@ fn client_moving_to_a_follower_behind_it_is_never_served_a_stale_view() {
 fn forwarded_write_pending_at_a_leader_kill_gets_connection_loss() {
     run_scenario("connloss", 3);
 }
+
+/// snapCount 200: a follower SIGKILLed while the leader snapshots and compacts its
+/// replication log past the follower's last zxid rejoins by SNAP (its log says it
+/// installed the leader's snapshot), and so does a follower whose data directory was
+/// wiped; then all servers report the same zxid and tree digest and hold every
+/// acknowledged write. Needs python3 with kazoo.
+#[test]
+fn followers_behind_the_leaders_snapshot_rejoin_by_snap() {
+    run_scenario("snap", 3);
+}

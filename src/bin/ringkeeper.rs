@@ -157,6 +157,7 @@ fn repl_config(cfg: &Config) -> Result<ReplConfig, String> {
         init_limit: cfg.init_limit as u64,
         sync_limit: cfg.sync_limit as u64,
         recovered_zxid: 0,
+        snapshot_zxid: None,
     })
 }
 
@@ -325,6 +326,7 @@ fn main() -> ExitCode {
         Some(mut rc) => {
             running.state.set_mode(server::stats::MODE_LOOKING);
             rc.recovered_zxid = opened.zxid as u64;
+            rc.snapshot_zxid = opened.snapshot_zxid.map(|z| z as u64);
             let id = rc.my_id;
             match server::replication::start(
                 rc,

@@ -2,13 +2,16 @@
 //!
 //! Replication -> sequencer: role changes, the quorum commit point, txns to log (a
 //! follower's proposals) and txns to apply (committed txns the sequencer did not make).
-//! Sequencer -> replication: each pass's txns (leader) and local log durability. The
-//! sequencer drains its side once per pass; the replication loop wakes it after a push.
+//! Sequencer -> replication: each pass's txns (leader), local log durability and durable
+//! snapshots. The sequencer drains its side once per pass; the replication loop wakes it
+//! after a push. The replication log's base (the snapshot a leader sends for SNAP) is
+//! published here for autopurge, which must keep that snapshot.
 
 use super::mailbox::{Signal, Wake};
 use super::replication::Input;
 use crate::txn::Txn;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -35,6 +38,11 @@ pub enum ToSeqRepl {
     },
     /// Learner: the leader's answer to something forwarded (`forward::Answer`, encoded).
     Answer { payload: bytes::Bytes },
+    /// The replication loop is about to change the log's files (TRUNC, SNAP) and then
+    /// restart the process: stop logging, wait until every log write queued or in flight
+    /// has completed (the log writer thread has ended), then answer on `done` and do
+    /// nothing more. Snapshots are not waited for: see `Sequencer::quiesce`.
+    Quiesce { done: std::sync::mpsc::Sender<()> },
 }
 
 /// Shared by the two threads; see the module header.
@@ -43,6 +51,8 @@ pub struct ReplBridge {
     to_seq: Mutex<VecDeque<ToSeqRepl>>,
     seq_signal: OnceLock<Arc<Signal>>,
     to_repl: OnceLock<Sender<Input>>,
+    /// The zxid of the snapshot the replication log continues from (0: none yet).
+    peer_base: AtomicU64,
 }
 
 impl std::fmt::Debug for ReplBridge {
@@ -70,6 +80,19 @@ impl ReplBridge {
     pub fn to_replication(&self, m: Input) {
         if let Some(tx) = self.to_repl.get() {
             let _ = tx.send(m);
+        }
+    }
+
+    /// Records the replication log's base: the snapshot autopurge must keep.
+    pub fn set_peer_base(&self, zxid: u64) {
+        self.peer_base.store(zxid, Ordering::Release);
+    }
+
+    /// The replication log's base snapshot, if there is one.
+    pub fn peer_base(&self) -> Option<i64> {
+        match self.peer_base.load(Ordering::Acquire) {
+            0 => None,
+            z => Some(z as i64),
         }
     }
 

@@ -6,6 +6,15 @@
 //! `u32 magic | u64 sender myid`, so the acceptor knows who speaks before the first frame.
 //! Decoding checks every length against the bytes present and never panics: a peer that
 //! sends garbage gets its connection closed, nothing more.
+//!
+//! A SYNC carrying a snapshot (SNAP) is the one message that spans several frames, since
+//! a snapshot can exceed any one frame: the SYNC frame gives the snapshot's zxid and
+//! length in place of its bytes, and the bytes follow at once in chunk frames
+//! (`tag 16 | offset u64 | u32 length | bytes`), each non-empty, at most
+//! [`MAX_SNAP_CHUNK`] bytes, at consecutive offsets from 0, until the length is reached.
+//! Nothing else may come between them. [`MsgAssembler`] puts them back together and
+//! refuses any other order; the sender streams them from the snapshot file
+//! ([`encode_msg`] for the SYNC frame, [`encode_snap_chunk`] for each chunk).
 
 use crate::zab::election::{Notification, State, Vote};
 use crate::zab::msg::{Msg, SyncMode};
@@ -24,6 +33,21 @@ pub const MAX_ELECTION_FRAME: usize = 64;
 /// PROPOSAL one sequencer pass; ZooKeeper bounds a packet by jute.maxbuffer (1 MiB) but
 /// sends a DIFF as many packets. 256 MiB bounds what a bad length can make us allocate.
 pub const MAX_QUORUM_FRAME: usize = 256 << 20;
+/// Snapshot bytes per chunk frame a sender writes: large enough that framing costs
+/// nothing, small enough that the buffer is irrelevant and a learner's connection never
+/// holds one huge write.
+pub const SNAP_CHUNK: usize = 1 << 20;
+/// The most snapshot bytes a chunk frame may carry (a receiver accepts any size up to
+/// this; senders use [`SNAP_CHUNK`]).
+pub const MAX_SNAP_CHUNK: usize = MAX_QUORUM_FRAME - SNAP_CHUNK_OVERHEAD;
+/// Tag, offset and length of a chunk frame.
+const SNAP_CHUNK_OVERHEAD: usize = 1 + 8 + 4;
+/// The tag of a snapshot chunk frame.
+const TAG_SNAP_CHUNK: u8 = 16;
+/// Bytes a receiver reserves up front for a snapshot, whatever length the SYNC claims:
+/// memory then grows with the bytes that really arrive, so a lying length costs nothing.
+const SNAP_RESERVE: usize = 64 << 20;
+const _: () = assert!(SNAP_CHUNK <= MAX_SNAP_CHUNK && SNAP_CHUNK > 0);
 
 /// Writes a connection's hello.
 pub fn write_hello(w: &mut impl Write, magic: u32, my_id: ServerId) -> io::Result<()> {
@@ -206,7 +230,10 @@ fn put_txns(b: &mut Vec<u8>, txns: &[Txn]) {
     }
 }
 
-/// Encodes a ZAB message: one tag byte, then its fields in declaration order.
+/// Encodes a ZAB message's frame: one tag byte, then its fields in declaration order.
+/// For a SYNC with a snapshot this is only the first frame: it carries the snapshot's
+/// length, and the bytes must follow as [`encode_snap_chunk`] frames ([`encode_frames`]
+/// makes them all; a sender streaming from a file makes them itself).
 pub fn encode_msg(m: &Msg) -> Vec<u8> {
     let mut b = Vec::new();
     match m {
@@ -245,9 +272,10 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
                     b.extend_from_slice(&to.to_be_bytes());
                 }
                 SyncMode::Snap { zxid, data } => {
+                    // The bytes follow in chunk frames (see the module header).
                     b.push(2);
                     b.extend_from_slice(&zxid.to_be_bytes());
-                    put_bytes(&mut b, data);
+                    b.extend_from_slice(&(data.len() as u64).to_be_bytes());
                 }
             }
             put_txns(&mut b, txns);
@@ -298,8 +326,161 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
     b
 }
 
-/// Decodes a ZAB message; `None` for anything malformed.
+/// The SYNC frame of a SNAP whose `snapshot_len` snapshot bytes follow in chunk frames:
+/// the same bytes as [`encode_msg`] of that SYNC, for a sender that streams the snapshot
+/// from a file instead of holding it.
+pub fn encode_snap_sync(
+    zxid: u64,
+    snapshot_len: u64,
+    txns: &[Txn],
+    commit_through: u64,
+) -> Vec<u8> {
+    let mut b = vec![4, 2];
+    b.extend_from_slice(&zxid.to_be_bytes());
+    b.extend_from_slice(&snapshot_len.to_be_bytes());
+    put_txns(&mut b, txns);
+    b.extend_from_slice(&commit_through.to_be_bytes());
+    b
+}
+
+/// Every frame of `m`: [`encode_msg`], then for a SYNC with a snapshot its chunks.
+pub fn encode_frames(m: &Msg) -> Vec<Vec<u8>> {
+    let mut frames = vec![encode_msg(m)];
+    if let Msg::Sync {
+        mode: SyncMode::Snap { data, .. },
+        ..
+    } = m
+    {
+        for (i, chunk) in data.chunks(SNAP_CHUNK).enumerate() {
+            frames.push(encode_snap_chunk((i * SNAP_CHUNK) as u64, chunk));
+        }
+    }
+    frames
+}
+
+/// Encodes one chunk frame of a snapshot: `bytes` start at `offset` of the snapshot.
+///
+/// # Panics
+/// If `bytes` is empty or longer than [`MAX_SNAP_CHUNK`] (a receiver would refuse it).
+pub fn encode_snap_chunk(offset: u64, bytes: &[u8]) -> Vec<u8> {
+    assert!(!bytes.is_empty() && bytes.len() <= MAX_SNAP_CHUNK);
+    let mut b = Vec::with_capacity(SNAP_CHUNK_OVERHEAD + bytes.len());
+    b.push(TAG_SNAP_CHUNK);
+    b.extend_from_slice(&offset.to_be_bytes());
+    put_bytes(&mut b, bytes);
+    b
+}
+
+/// A SYNC whose snapshot bytes are still arriving.
+#[derive(Debug)]
+struct PendingSnap {
+    zxid: u64,
+    len: u64,
+    data: Vec<u8>,
+    txns: Vec<Txn>,
+    commit_through: u64,
+}
+
+/// What one frame holds.
+enum Frame {
+    Msg(Msg),
+    /// A SYNC announcing a snapshot of `len` bytes in chunk frames to follow.
+    SnapSync(PendingSnap),
+    Chunk {
+        offset: u64,
+        bytes: Vec<u8>,
+    },
+}
+
+/// Reassembles a quorum connection's frames into messages (one per connection, fed
+/// every frame in order). Only a SYNC with a snapshot spans frames.
+#[derive(Debug, Default)]
+pub struct MsgAssembler {
+    pending: Option<PendingSnap>,
+}
+
+impl MsgAssembler {
+    /// Takes the next frame's body: `Ok(Some)` when it completes a message, `Ok(None)`
+    /// when a snapshot needs more chunks.
+    ///
+    /// # Errors
+    /// A frame that does not decode, a chunk that is empty, out of order, beyond the
+    /// announced length or without a SYNC before it, or any other frame while a
+    /// snapshot's chunks are due. The connection must be closed then: the stream can
+    /// no longer be trusted.
+    pub fn push(&mut self, body: &[u8]) -> Result<Option<Msg>, String> {
+        let frame = decode_frame(body).ok_or_else(|| match body.first() {
+            Some(tag) => format!("malformed frame (tag {tag}, {} bytes)", body.len()),
+            None => "empty frame".to_string(),
+        })?;
+        match (self.pending.as_mut(), frame) {
+            (None, Frame::Msg(m)) => Ok(Some(m)),
+            (None, Frame::SnapSync(p)) => {
+                if p.len == 0 {
+                    return Err(format!("SNAP at {:#x} with an empty snapshot", p.zxid));
+                }
+                self.pending = Some(PendingSnap {
+                    data: Vec::with_capacity(p.len.min(SNAP_RESERVE as u64) as usize),
+                    ..p
+                });
+                Ok(None)
+            }
+            (None, Frame::Chunk { offset, .. }) => {
+                Err(format!("snapshot chunk at offset {offset} without a SNAP"))
+            }
+            (Some(p), Frame::Chunk { offset, bytes }) => {
+                let have = p.data.len() as u64;
+                if offset != have {
+                    return Err(format!(
+                        "snapshot chunk at offset {offset}, expected {have} (of {})",
+                        p.len
+                    ));
+                }
+                if bytes.is_empty() || have + bytes.len() as u64 > p.len {
+                    return Err(format!(
+                        "snapshot chunk of {} bytes at offset {offset} of a {}-byte snapshot",
+                        bytes.len(),
+                        p.len
+                    ));
+                }
+                p.data.extend_from_slice(&bytes);
+                if (p.data.len() as u64) < p.len {
+                    return Ok(None);
+                }
+                let p = self.pending.take().expect("pending");
+                Ok(Some(Msg::Sync {
+                    mode: SyncMode::Snap {
+                        zxid: p.zxid,
+                        data: Bytes::from(p.data),
+                    },
+                    txns: p.txns,
+                    commit_through: p.commit_through,
+                }))
+            }
+            (Some(p), _) => Err(format!(
+                "a frame other than a snapshot chunk after {} of {} snapshot bytes",
+                p.data.len(),
+                p.len
+            )),
+        }
+    }
+
+    /// True between messages (no snapshot half received).
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_none()
+    }
+}
+
+/// Decodes a message that fits one frame; `None` for anything malformed, and for the
+/// frames of a snapshot (which need [`MsgAssembler`]).
 pub fn decode_msg(b: &[u8]) -> Option<Msg> {
+    match decode_frame(b)? {
+        Frame::Msg(m) => Some(m),
+        Frame::SnapSync(_) | Frame::Chunk { .. } => None,
+    }
+}
+
+fn decode_frame(b: &[u8]) -> Option<Frame> {
     let mut c = Cursor { b, at: 0 };
     let m = match c.u8()? {
         1 => Msg::FollowerInfo {
@@ -322,10 +503,18 @@ pub fn decode_msg(b: &[u8]) -> Option<Msg> {
             let mode = match c.u8()? {
                 0 => SyncMode::Diff,
                 1 => SyncMode::Trunc { to: c.u64()? },
-                2 => SyncMode::Snap {
-                    zxid: c.u64()?,
-                    data: c.bytes()?,
-                },
+                2 => {
+                    let (zxid, len) = (c.u64()?, c.u64()?);
+                    let (txns, commit_through) = (c.txns()?, c.u64()?);
+                    c.end()?;
+                    return Some(Frame::SnapSync(PendingSnap {
+                        zxid,
+                        len,
+                        data: Vec::new(),
+                        txns,
+                        commit_through,
+                    }));
+                }
                 _ => return None,
             };
             Msg::Sync {
@@ -351,10 +540,17 @@ pub fn decode_msg(b: &[u8]) -> Option<Msg> {
         15 => Msg::Reply {
             payload: c.bytes()?,
         },
+        TAG_SNAP_CHUNK => {
+            let offset = c.u64()?;
+            let n = c.u32()? as usize;
+            let bytes = c.take(n)?.to_vec();
+            c.end()?;
+            return Some(Frame::Chunk { offset, bytes });
+        }
         _ => return None,
     };
     c.end()?;
-    Some(m)
+    Some(Frame::Msg(m))
 }
 
 #[cfg(test)]
@@ -410,14 +606,6 @@ mod tests {
                 last_zxid: 9,
             },
             Msg::Sync {
-                mode: SyncMode::Snap {
-                    zxid: 4,
-                    data: Bytes::from_static(b"snap"),
-                },
-                txns: txns.clone(),
-                commit_through: 3,
-            },
-            Msg::Sync {
                 mode: SyncMode::Trunc { to: 8 },
                 txns: vec![],
                 commit_through: 8,
@@ -443,9 +631,131 @@ mod tests {
         for m in msgs {
             let b = encode_msg(&m);
             assert_eq!(decode_msg(&b).as_ref(), Some(&m), "{}", m.name());
+            assert_eq!(encode_frames(&m), vec![b.clone()]);
+            let mut a = MsgAssembler::default();
+            assert_eq!(a.push(&b), Ok(Some(m.clone())));
             for cut in 0..b.len() {
                 assert_eq!(decode_msg(&b[..cut]), None, "{} cut at {cut}", m.name());
+                assert!(MsgAssembler::default().push(&b[..cut]).is_err());
             }
         }
+    }
+
+    fn snap_sync(data: Vec<u8>) -> Msg {
+        Msg::Sync {
+            mode: SyncMode::Snap {
+                zxid: 0x3_0000_0007,
+                data: Bytes::from(data),
+            },
+            txns: vec![Txn {
+                zxid: 0x3_0000_0008,
+                payload: Bytes::from_static(b"after"),
+            }],
+            commit_through: 0x3_0000_0008,
+        }
+    }
+
+    /// Feeds every frame; the message once complete, and checks nothing completes early.
+    fn assemble(frames: &[Vec<u8>]) -> Result<Msg, String> {
+        let mut a = MsgAssembler::default();
+        for (i, f) in frames.iter().enumerate() {
+            match a.push(f)? {
+                Some(m) if i + 1 == frames.len() && a.is_idle() => return Ok(m),
+                Some(m) => return Err(format!("{} complete at frame {i}", m.name())),
+                None => assert!(!a.is_idle()),
+            }
+        }
+        Err("incomplete".into())
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_chunk_spans_frames_and_round_trips() {
+        // Sizes around the chunk boundary: one byte, exactly one chunk, one byte more,
+        // several chunks with a short last one.
+        for len in [1, SNAP_CHUNK, SNAP_CHUNK + 1, 3 * SNAP_CHUNK + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let m = snap_sync(data);
+            let frames = encode_frames(&m);
+            assert_eq!(frames.len(), 1 + len.div_ceil(SNAP_CHUNK), "{len}");
+            assert!(frames.iter().all(|f| f.len() <= MAX_QUORUM_FRAME));
+            assert_eq!(assemble(&frames), Ok(m.clone()), "{len}");
+            // The SYNC frame alone is not a message.
+            assert_eq!(decode_msg(&frames[0]), None);
+            let Msg::Sync {
+                txns,
+                commit_through,
+                ..
+            } = &m
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                encode_snap_sync(0x3_0000_0007, len as u64, txns, *commit_through),
+                frames[0]
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_snapshot_frames_are_errors() {
+        let m = snap_sync(vec![7u8; 2 * SNAP_CHUNK + 5]);
+        let frames = encode_frames(&m);
+        let (sync, c0, c1, c2) = (&frames[0], &frames[1], &frames[2], &frames[3]);
+        let ping = encode_msg(&Msg::Ping);
+        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            ("chunk without a SNAP", vec![c0.clone()]),
+            ("chunks out of order", vec![sync.clone(), c1.clone()]),
+            ("chunk repeated", vec![sync.clone(), c0.clone(), c0.clone()]),
+            (
+                "a message between chunks",
+                vec![sync.clone(), c0.clone(), ping.clone()],
+            ),
+            (
+                "a second SNAP between chunks",
+                vec![sync.clone(), sync.clone()],
+            ),
+            (
+                "truncated chunk",
+                vec![sync.clone(), c0[..c0.len() - 1].to_vec()],
+            ),
+            (
+                "chunk with trailing bytes",
+                vec![sync.clone(), [c0.clone(), vec![0]].concat()],
+            ),
+            ("empty chunk", vec![sync.clone(), encode_empty_chunk(0)]),
+            ("chunk past the length", {
+                let mut last = c2.clone();
+                last.extend_from_slice(&[1, 2]);
+                // Fix the length field to cover the extra bytes: a well-formed frame that
+                // overruns the announced snapshot.
+                let n = (c2.len() - SNAP_CHUNK_OVERHEAD + 2) as u32;
+                last[9..13].copy_from_slice(&n.to_be_bytes());
+                vec![sync.clone(), c0.clone(), c1.clone(), last]
+            }),
+            ("empty snapshot", encode_frames(&snap_sync(Vec::new()))),
+            ("unknown tag", vec![vec![99]]),
+            ("empty frame", vec![vec![]]),
+        ];
+        for (what, frames) in cases {
+            let mut a = MsgAssembler::default();
+            let r: Result<Vec<_>, _> = frames.iter().map(|f| a.push(f)).collect();
+            assert!(r.is_err(), "{what}: {r:?}");
+        }
+        // A SNAP claiming more bytes than ever come stays incomplete (the connection's
+        // end closes it) and reserves no more than SNAP_RESERVE.
+        let mut huge = sync.clone();
+        let at = 1 + 1 + 8;
+        huge[at..at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+        let mut a = MsgAssembler::default();
+        assert_eq!(a.push(&huge), Ok(None));
+        assert_eq!(a.push(c0), Ok(None));
+        assert!(!a.is_idle());
+    }
+
+    fn encode_empty_chunk(offset: u64) -> Vec<u8> {
+        let mut b = vec![TAG_SNAP_CHUNK];
+        b.extend_from_slice(&offset.to_be_bytes());
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b
     }
 }

@@ -22,16 +22,32 @@
 //! reports `LocalDurable(zxid)`, which this loop turns into the peer's `Durable{write}`
 //! (a write is durable once the log is durable through its last zxid).
 //!
-//! Rejoining: the peer starts from the whole log on disk (see `logged_history`), so a
-//! leader sends DIFF or TRUNC; a TRUNC below what this server logged cuts the log and
-//! restarts the process in place (`truncate_and_restart`). Not yet: an
-//! `InstallSnapshot` over a different log (SNAP) stops the server with a message.
+//! Compaction. The peer's in-memory log starts at a base that is one of this server's
+//! snapshot files (`logged_history`). Each time the sequencer's snapshotter reports a
+//! snapshot durable (`Input::SnapshotDurable`), the loop compacts the peer's log to the
+//! snapshot before it, so the log spans one to two snapshot intervals (snapCount and
+//! the snapshot size policy bound it) and a learner a little behind the newest snapshot
+//! still gets a DIFF. The base is published on the bridge, and autopurge keeps it.
+//!
+//! Rejoining. A leader sends DIFF or TRUNC to a learner inside its log and SNAP to one
+//! behind its base: the SYNC's snapshot bytes are the base's snapshot file, which the
+//! connection's writer thread streams in chunk frames (`peer_wire`), so reading it
+//! delays nothing else; a missing file closes that learner's connection (it retries).
+//! A learner's reader thread reassembles the chunks and checks the snapshot completely
+//! (`snapshot::validate`: CRCs, structure, digest, zxid) before the peer sees it; a bad
+//! one closes the connection, so the learner goes back to looking, nothing written.
+//! Changing the log's files (a TRUNC below what this server logged, or installing a
+//! SNAP over a different log) first stops the sequencer's log writer and waits for
+//! every write in flight (`ToSeqRepl::Quiesce`), then cuts the log
+//! (`truncate_and_restart`) or writes the snapshot and removes the log
+//! (`install_and_restart`), then restarts the process in place: recovery rebuilds the
+//! tree, and the server rejoins by DIFF.
 
 use super::bridge::{ReplBridge, ToSeqRepl};
 use super::election::{self, Elected};
 use super::peer_wire::{self, MAX_QUORUM_FRAME, QUORUM_MAGIC};
 use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
-use crate::zab::msg::Msg;
+use crate::zab::msg::{Msg, SyncMode};
 use crate::zab::peer::{self, EpochKind, Peer, Persisted};
 use crate::zab::{Ensemble, ServerId, Zxid};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -57,6 +73,12 @@ const CONNECT_ATTEMPTS: u32 = 20;
 const CONNECT_RETRY: Duration = Duration::from_millis(50);
 /// A write that takes longer means the peer stopped reading.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a TRUNC or SNAP waits for the sequencer's log writer to finish its queued
+/// and in-flight writes: at most `LogConfig::queue_batches` batches, group-committed in
+/// a few large writes, seconds at worst; a log stuck for a minute is a failing disk, and
+/// stopping (a supervisor restarts the server) is better than cutting files under a
+/// write.
+const QUIESCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Events the loop handles before reading its channel again: the actions of one step can
 /// produce follow-up events (a durable log write, a persisted epoch); they are bounded
 /// because every follow-up answers an action of the step before, and a step emits few.
@@ -87,6 +109,8 @@ pub struct ReplConfig {
     pub sync_limit: u64,
     /// The last zxid recovered from this server's data directory.
     pub recovered_zxid: Zxid,
+    /// The snapshot recovery loaded (`None`: it replayed from the empty tree).
+    pub snapshot_zxid: Option<Zxid>,
 }
 
 /// Everything that reaches the loop.
@@ -113,6 +137,8 @@ pub enum Input {
     },
     /// The sequencer's log is durable through this zxid.
     LocalDurable(Zxid),
+    /// The snapshotter made the snapshot of this (committed) zxid durable.
+    SnapshotDurable(Zxid),
     /// Learner's sequencer: requests for the leader (`forward::Fwd`, encoded).
     Forward(Vec<bytes::Bytes>),
     /// Leader's sequencer: an answer for learner `to` (`forward::Answer`, encoded).
@@ -244,12 +270,21 @@ pub fn start(
     {
         let (tx, conns, my_id) = (tx.clone(), conns.clone(), cfg.my_id);
         let members: Vec<ServerId> = cfg.members.keys().copied().collect();
+        let snap_dir = cfg.data_dir.clone();
         std::thread::Builder::new()
             .name("quorum-accept".into())
-            .spawn(move || accept_loop(listener, my_id, members, conns, tx))?;
+            .spawn(move || accept_loop(listener, my_id, snap_dir, members, conns, tx))?;
     }
     let election_addr = election.local_addr;
     let recovered_zxid = cfg.recovered_zxid;
+    bridge.set_peer_base(peer.log_base());
+    eprintln!(
+        "ringkeeper: replication log from snapshot {:#x}: {} txns through {:#x}",
+        peer.log_base(),
+        peer.log().len(),
+        peer.last_zxid()
+    );
+    let newest_snapshot = cfg.snapshot_zxid;
     let mut driver = Driver {
         peer,
         cfg,
@@ -268,6 +303,7 @@ pub fn start(
         own_from: Zxid::MAX,
         lead: None,
         early_infos: Vec::new(),
+        newest_snapshot,
     };
     std::thread::Builder::new()
         .name("replication".into())
@@ -278,56 +314,126 @@ pub fn start(
     })
 }
 
-/// The history the peer starts from: the whole log on disk (a leader can send DIFFs
-/// of it, and a learner can be told to TRUNC it), above a base just before its first
-/// txn. The base counts as committed, so it must be: the log's first txn follows the
-/// snapshot it was written after, and only committed roots are snapshotted. Without a
-/// log the recovered snapshot is the base.
+/// The history the peer starts from: a base that is a snapshot file of this server,
+/// and the log's txns after it (a leader sends DIFF or TRUNC inside that log, and SNAP
+/// of the base to a learner behind it).
+///
+/// The base is the snapshot before the one recovery loaded when the log still reaches
+/// back to it (holds that snapshot's own zxid and every txn after it), as the loop
+/// compacts at run time (see `Driver::snapshot_durable`): a learner slightly behind the
+/// newest snapshot still gets a DIFF. Otherwise it is the snapshot recovery loaded,
+/// whose txns after it recovery has just replayed. Never the whole log: memory is
+/// bounded by the snapshot policy from the start. The base counts as committed, as it
+/// must: only committed roots are snapshotted.
 ///
 /// Every txn here is already applied to the recovered tree: the driver skips their
 /// commits (`applied_at_start`).
 fn logged_history(cfg: &ReplConfig) -> Persisted {
-    let fallback = Persisted {
-        snapshot: Some((cfg.recovered_zxid, bytes::Bytes::new())),
-        ..Persisted::default()
+    let recovered = cfg.recovered_zxid;
+    let loaded = cfg.snapshot_zxid.unwrap_or(0);
+    let older = match crate::storage::snapshot::list(&crate::storage::OsDisk, &cfg.data_dir) {
+        Ok(v) => v
+            .into_iter()
+            .map(|(z, _)| z as u64)
+            .find(|z| *z < loaded && *z > 0),
+        Err(e) => {
+            eprintln!("ringkeeper: cannot list the snapshots for replication: {e}");
+            None
+        }
     };
-    let reader =
-        match crate::storage::LogReader::open(Arc::new(crate::storage::OsDisk), &cfg.log_dir) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!(
-                "ringkeeper: cannot list the log for replication, starting from the snapshot: {e}"
-            );
-                return fallback;
-            }
-        };
-    let mut log = Vec::new();
-    let replayed = reader.replay(0, |rec| {
-        let mut b = Vec::new();
-        crate::storage::txn_codec::encode_txn(&rec.txn, &mut b);
-        log.push(crate::zab::Txn {
-            zxid: rec.txn.zxid as u64,
-            payload: b.into(),
-        });
-        Ok(())
-    });
-    match replayed {
-        Ok(_) if log.last().is_some_and(|t| t.zxid == cfg.recovered_zxid) => {
-            let base = log[0].zxid - 1;
-            Persisted {
+    if let Some(base) = older {
+        // A log that does not reach back is usual (after a purge or a SNAP): the
+        // loaded snapshot is the base then.
+        if let Ok(log) = logged_after(cfg, base, true) {
+            return Persisted {
                 snapshot: Some((base, bytes::Bytes::new())),
                 log,
                 ..Persisted::default()
-            }
-        }
-        Ok(_) => fallback,
-        Err(e) => {
-            eprintln!(
-                "ringkeeper: cannot read the log for replication, starting from the snapshot: {e}"
-            );
-            fallback
+            };
         }
     }
+    if recovered == loaded {
+        return Persisted {
+            snapshot: Some((loaded, bytes::Bytes::new())),
+            ..Persisted::default()
+        };
+    }
+    match logged_after(cfg, loaded, false) {
+        Ok(log) => Persisted {
+            snapshot: Some((loaded, bytes::Bytes::new())),
+            log,
+            ..Persisted::default()
+        },
+        Err(e) => {
+            // Recovery read the same log a moment ago, so this is a disk failing now.
+            // The tree is at `recovered`: the peer must not claim less. A learner
+            // behind it is refused SNAP (no snapshot file of that zxid) until the next
+            // snapshot moves the base; it retries meanwhile.
+            eprintln!(
+                "ringkeeper: cannot read the log for replication ({e}); starting from zxid {recovered:#x}, \
+                 which has no snapshot file: learners behind it cannot sync until the next snapshot"
+            );
+            Persisted {
+                snapshot: Some((recovered, bytes::Bytes::new())),
+                ..Persisted::default()
+            }
+        }
+    }
+}
+
+/// The logged txns after `base` through the recovered zxid, each following the one
+/// before (`recovery::follows`). With `holds_base`, the log must also hold `base`
+/// itself, which proves that the first txn after it is its successor.
+///
+/// # Errors
+/// A log that does not reach back, has a gap, or does not end at the recovered zxid.
+fn logged_after(
+    cfg: &ReplConfig,
+    base: Zxid,
+    holds_base: bool,
+) -> Result<Vec<crate::zab::Txn>, String> {
+    let reader = crate::storage::LogReader::open(Arc::new(crate::storage::OsDisk), &cfg.log_dir)
+        .map_err(|e| e.to_string())?;
+    let mut log = Vec::new();
+    let mut first = None;
+    let mut prev = base as i64;
+    let from = if holds_base { base } else { base + 1 };
+    reader
+        .replay(from as i64, |rec| {
+            let z = rec.txn.zxid;
+            if first.is_none() {
+                first = Some(z);
+                if holds_base {
+                    return Ok(());
+                }
+            }
+            if !crate::storage::recovery::follows(prev, z) {
+                return Err(crate::storage::LogError::Corrupt {
+                    file: rec.file.to_path_buf(),
+                    offset: rec.offset,
+                    expected: format!("a txn after {prev:#x}, found {z:#x}"),
+                });
+            }
+            prev = z;
+            let mut b = Vec::new();
+            crate::storage::txn_codec::encode_txn(&rec.txn, &mut b);
+            log.push(crate::zab::Txn {
+                zxid: z as u64,
+                payload: b.into(),
+            });
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    if holds_base && first != Some(base as i64) {
+        return Err(format!("the log does not hold zxid {base:#x}"));
+    }
+    if prev as u64 != cfg.recovered_zxid {
+        return Err(format!(
+            "the log after {base:#x} ends at {prev:#x}, recovery at {:#x}",
+            cfg.recovered_zxid
+        ));
+    }
+    Ok(log)
 }
 
 /// Cuts this server's log back to `to` and starts the server again in the same process
@@ -384,6 +490,7 @@ fn restart_in_place() -> ! {
 fn accept_loop(
     listener: TcpListener,
     my_id: ServerId,
+    snap_dir: PathBuf,
     members: Vec<ServerId>,
     conns: Arc<std::sync::atomic::AtomicU64>,
     tx: Sender<Input>,
@@ -399,7 +506,14 @@ fn accept_loop(
         }
         let _ = stream.set_read_timeout(None);
         let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match spawn_link(conn, from, Dial::Accepted(stream), my_id, tx.clone()) {
+        match spawn_link(
+            conn,
+            from,
+            Dial::Accepted(stream),
+            my_id,
+            snap_dir.clone(),
+            tx.clone(),
+        ) {
             Ok(link) => {
                 if tx.send(Input::Accepted { link }).is_err() {
                     return;
@@ -416,11 +530,13 @@ enum Dial {
 }
 
 /// Starts a connection's writer (which dials first, for an outgoing one) and reader.
+/// The writer reads SNAP's snapshot files from `snap_dir`.
 fn spawn_link(
     conn: u64,
     peer: ServerId,
     dial: Dial,
     my_id: ServerId,
+    snap_dir: PathBuf,
     tx: Sender<Input>,
 ) -> std::io::Result<Link> {
     let (out, rx) = mpsc::sync_channel::<Msg>(QUORUM_SEND_QUEUE);
@@ -451,7 +567,7 @@ fn spawn_link(
                 let _ = tx.send(Input::Closed { conn, from: peer });
                 return;
             }
-            write_loop(&mut stream, rx);
+            write_loop(&mut stream, rx, peer, &snap_dir);
             // The loop dropped the link or a write failed: closing the socket ends the
             // reader, which reports the connection closed exactly once.
             let _ = stream.shutdown(Shutdown::Both);
@@ -471,13 +587,39 @@ fn connect(addr: SocketAddr, my_id: ServerId) -> Option<TcpStream> {
     None
 }
 
-fn write_loop(stream: &mut TcpStream, rx: Receiver<Msg>) {
+fn write_loop(stream: &mut TcpStream, rx: Receiver<Msg>, peer: ServerId, snap_dir: &Path) {
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
         // Everything queued goes out in one write: a batch of PROPOSALs and COMMITs is
         // one syscall, not one per message.
         buf.clear();
         for m in std::iter::once(first).chain(rx.try_iter().take(QUORUM_SEND_QUEUE)) {
+            if let Msg::Sync {
+                mode: SyncMode::Snap { zxid, .. },
+                txns,
+                commit_through,
+            } = &m
+            {
+                // The core's snapshot bytes are a handle: the file is the snapshot.
+                if stream.write_all(&buf).is_err() {
+                    return;
+                }
+                buf.clear();
+                match send_snapshot(stream, snap_dir, *zxid, txns, *commit_through) {
+                    Ok(len) => eprintln!(
+                        "ringkeeper: SNAP to server {peer}: sent snapshot {zxid:#x} ({len} bytes) and {} txns after it",
+                        txns.len()
+                    ),
+                    Err(SnapSendError::Socket) => return,
+                    Err(SnapSendError::File(why)) => {
+                        eprintln!(
+                            "ringkeeper: SNAP to server {peer}: {why}; closing its connection so that it retries"
+                        );
+                        return;
+                    }
+                }
+                continue;
+            }
             let body = peer_wire::encode_msg(&m);
             buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
             buf.extend_from_slice(&body);
@@ -488,13 +630,93 @@ fn write_loop(stream: &mut TcpStream, rx: Receiver<Msg>) {
     }
 }
 
+enum SnapSendError {
+    /// The connection failed; its reader reports it.
+    Socket,
+    /// The snapshot file cannot be read as it was listed.
+    File(String),
+}
+
+/// Sends a SYNC with the snapshot file of `zxid`: the SYNC frame with the file's length,
+/// then the file in chunk frames of [`peer_wire::SNAP_CHUNK`] bytes. The file is read
+/// a chunk at a time, so a snapshot of any size costs one chunk of memory here.
+fn send_snapshot(
+    stream: &mut TcpStream,
+    snap_dir: &Path,
+    zxid: Zxid,
+    txns: &[crate::zab::Txn],
+    commit_through: Zxid,
+) -> Result<u64, SnapSendError> {
+    use std::io::Read;
+    let path = snap_dir.join(crate::storage::snapshot::file_name(zxid as i64));
+    let file_err = |e: std::io::Error| SnapSendError::File(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(&path).map_err(file_err)?;
+    let len = file.metadata().map_err(file_err)?.len();
+    if len == 0 {
+        return Err(SnapSendError::File(format!("{} is empty", path.display())));
+    }
+    let sync = peer_wire::encode_snap_sync(zxid, len, txns, commit_through);
+    peer_wire::write_frame(stream, &sync).map_err(|_| SnapSendError::Socket)?;
+    let mut chunk = vec![0u8; peer_wire::SNAP_CHUNK];
+    let mut offset = 0u64;
+    // Bounded by the file's length: each round sends at least one byte or fails.
+    while offset < len {
+        let n = (len - offset).min(peer_wire::SNAP_CHUNK as u64) as usize;
+        file.read_exact(&mut chunk[..n]).map_err(file_err)?;
+        let frame = peer_wire::encode_snap_chunk(offset, &chunk[..n]);
+        peer_wire::write_frame(stream, &frame).map_err(|_| SnapSendError::Socket)?;
+        offset += n as u64;
+    }
+    Ok(len)
+}
+
 fn read_loop(conn: u64, from: ServerId, mut stream: TcpStream, tx: Sender<Input>) {
     let mut r = std::io::BufReader::new(&mut stream);
+    let mut frames = peer_wire::MsgAssembler::default();
     loop {
-        let msg = peer_wire::read_frame(&mut r, MAX_QUORUM_FRAME)
-            .ok()
-            .and_then(|b| peer_wire::decode_msg(&b));
-        let Some(msg) = msg else { break };
+        let body = match peer_wire::read_frame(&mut r, MAX_QUORUM_FRAME) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                eprintln!(
+                    "ringkeeper: protocol error from server {from}: {e}; closing the connection"
+                );
+                break;
+            }
+            Err(_) => break,
+        };
+        let msg = match frames.push(&body) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(what) => {
+                eprintln!(
+                    "ringkeeper: protocol error from server {from}: {what}; closing the connection"
+                );
+                break;
+            }
+        };
+        if let Msg::Sync {
+            mode: SyncMode::Snap { zxid, data },
+            ..
+        } = &msg
+        {
+            // Checked here, off the replication loop and before anything is written:
+            // a bad snapshot ends the connection, and the learner goes back to looking.
+            match crate::storage::snapshot::validate(data, *zxid as i64) {
+                Ok(h) => eprintln!(
+                    "ringkeeper: SNAP from server {from}: snapshot {zxid:#x} checked: {} bytes, {} znodes, digest {:#018x}",
+                    data.len(),
+                    h.node_count,
+                    h.digest
+                ),
+                Err(e) => {
+                    eprintln!(
+                        "ringkeeper: protocol error from server {from}: SNAP at {zxid:#x} carries a bad snapshot ({e}); \
+                         closing the connection, nothing installed"
+                    );
+                    break;
+                }
+            }
+        }
         if tx.send(Input::Message { conn, from, msg }).is_err() {
             return;
         }
@@ -531,6 +753,8 @@ struct Driver {
     /// FOLLOWERINFOs that arrived while this server was still electing, replayed if it
     /// is elected (one per learner, on its current connection). At most one per member.
     early_infos: Vec<(ServerId, u64, Msg)>,
+    /// The newest durable snapshot of this server: the next compaction's point.
+    newest_snapshot: Option<Zxid>,
 }
 
 impl Driver {
@@ -627,6 +851,7 @@ impl Driver {
             // sequencer when it hears `Looking`, which is on its way.
             Input::Forward(payloads) => self.step(peer::Event::Forward(payloads)),
             Input::Reply { to, payload } => self.step(peer::Event::Reply { to, payload }),
+            Input::SnapshotDurable(z) => self.snapshot_durable(z),
             Input::LocalDurable(z) => {
                 self.local_durable = self.local_durable.max(z);
                 self.release_durable_later();
@@ -637,13 +862,84 @@ impl Driver {
         }
     }
 
-    /// Stops the server: the log cannot do what the peer asks (see the module header).
-    fn unsupported(&self, what: String) -> ! {
-        eprintln!(
-            "ringkeeper: FATAL: {what}: not supported yet (installing a snapshot from the leader); \
-             stopping. Move this server's data away to let it rejoin from the leader."
-        );
-        std::process::exit(3);
+    /// A snapshot of `zxid` is durable: compacts the peer's log to the snapshot before
+    /// it (the previous durable one), so the log keeps one to two snapshot intervals of
+    /// txns. Compacting to the newest instead would bound memory tighter but send a SNAP
+    /// to a learner only slightly behind; keeping more would grow memory with no bound
+    /// that snapCount sets. The base is always the newest or the second newest snapshot
+    /// file, which autopurge (keeping at least 3) keeps; it is also published so that
+    /// purge keeps it explicitly.
+    ///
+    /// The core ignores a point that is not committed and durable in its log (e.g. a
+    /// learner still syncing): the base then stays, and the next snapshot tries again.
+    fn snapshot_durable(&mut self, zxid: Zxid) {
+        let previous = self.newest_snapshot;
+        if previous.is_some_and(|p| p >= zxid) {
+            // Committed roots only grow; a snapshot of the same root again changes nothing.
+            return;
+        }
+        self.newest_snapshot = Some(zxid);
+        let Some(through) = previous.filter(|p| *p > self.peer.log_base()) else {
+            return;
+        };
+        let before = self.peer.log_base();
+        self.step(peer::Event::Compact {
+            through,
+            snapshot: bytes::Bytes::new(),
+        });
+        let base = self.peer.log_base();
+        if base != before {
+            assert_eq!(base, through, "compacted to another point");
+            self.bridge.set_peer_base(base);
+            eprintln!(
+                "ringkeeper: replication log compacted to snapshot {base:#x}: {} txns kept, through {:#x}",
+                self.peer.log().len(),
+                self.peer.last_zxid()
+            );
+        }
+    }
+
+    /// Stops the sequencer's log writer and waits until every log write queued or in
+    /// flight has completed (`ToSeqRepl::Quiesce`), so that the log's files can change
+    /// under nobody. Only a restart follows: the sequencer does nothing more.
+    fn quiesce_log(&self, why: &str) {
+        let (done, rx) = mpsc::channel();
+        self.bridge.to_sequencer(ToSeqRepl::Quiesce { done });
+        if let Err(e) = rx.recv_timeout(QUIESCE_TIMEOUT) {
+            eprintln!(
+                "ringkeeper: FATAL: {why}: the log writer did not stop within {QUIESCE_TIMEOUT:?} ({e}); stopping"
+            );
+            std::process::exit(3);
+        }
+    }
+
+    /// Installs a leader's snapshot of `zxid` (validated by the connection's reader)
+    /// over this server's different history and restarts in place: recovery loads it,
+    /// the peer starts with it as base, and the leader sends a DIFF.
+    fn install_and_restart(&self, zxid: Zxid, data: &[u8]) -> ! {
+        self.quiesce_log("SNAP");
+        match crate::storage::snapshot::install(
+            &crate::storage::OsDisk,
+            &self.cfg.data_dir,
+            &self.cfg.log_dir,
+            zxid as i64,
+            data,
+        ) {
+            Ok(done) => eprintln!(
+                "ringkeeper: SNAP: installed snapshot {} of zxid {zxid:#x} ({} bytes) over a log ending at {:#x}; \
+                 removed {} log segments and {} newer snapshots; restarting to recover from it",
+                done.path.display(),
+                data.len(),
+                self.logged_last,
+                done.logs_removed.len(),
+                done.snapshots_removed.len()
+            ),
+            Err(e) => {
+                eprintln!("ringkeeper: FATAL: SNAP at {zxid:#x}: installing failed: {e}; stopping");
+                std::process::exit(3);
+            }
+        }
+        restart_in_place()
     }
 
     /// Steps the peer with `event` and carries out its actions, and those of every
@@ -699,17 +995,15 @@ impl Driver {
             }
             A::Truncate { write, to } => {
                 if to < self.logged_last {
+                    self.quiesce_log("TRUNC");
                     truncate_and_restart(&self.cfg.log_dir, to);
                 }
                 self.writes.push_back((write, to));
                 self.release_durable_later();
             }
-            A::InstallSnapshot { write, zxid, .. } => {
+            A::InstallSnapshot { write, zxid, data } => {
                 if zxid != self.logged_last {
-                    self.unsupported(format!(
-                        "SNAP at {zxid:#x} over a log ending at {:#x}",
-                        self.logged_last
-                    ));
+                    self.install_and_restart(zxid, &data);
                 }
                 self.writes.push_back((write, zxid));
                 self.release_durable_later();
@@ -787,6 +1081,7 @@ impl Driver {
             to,
             Dial::Connect(m.quorum),
             self.cfg.my_id,
+            self.cfg.data_dir.clone(),
             self.tx.clone(),
         ) {
             Ok(link) => {
@@ -857,3 +1152,6 @@ impl Driver {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -192,6 +192,8 @@ pub struct Sequencer {
     touched: Vec<i64>,
     /// Learner: this pass's payloads for the leader.
     fwd_out: Vec<bytes::Bytes>,
+    /// Logging stopped for a restart (`ToSeqRepl::Quiesce`): passes do nothing.
+    quiesced: bool,
 }
 
 /// A forwarded request waiting for its txn.
@@ -231,7 +233,19 @@ impl Sequencer {
                     sc.position,
                     Box::new(move || super::mailbox::Wake::wake(&wake)),
                 )?;
-                let snapshotter = Snapshotter::start(sc.disk.clone(), sc.snap_dir.clone())?;
+                // The replication loop compacts its log on every durable snapshot.
+                let bridge = cfg.repl.clone();
+                let snapshotter = Snapshotter::start_notifying(
+                    sc.disk.clone(),
+                    sc.snap_dir.clone(),
+                    Box::new(move |zxid| {
+                        if let Some(b) = &bridge {
+                            b.to_replication(super::replication::Input::SnapshotDurable(
+                                zxid as u64,
+                            ));
+                        }
+                    }),
+                )?;
                 Some(Storage {
                     logger,
                     snapshotter,
@@ -283,6 +297,7 @@ impl Sequencer {
             next_token: 1,
             touched: Vec::new(),
             fwd_out: Vec::new(),
+            quiesced: false,
             cfg,
             tree,
             zxid,
@@ -314,13 +329,26 @@ impl Sequencer {
     /// One pass: every shard's requests, then expiry and reaping when due, then one
     /// commit to every shard.
     pub fn step(&mut self) {
+        if self.quiesced {
+            // The process is about to restart (see `quiesce`): nothing is taken in,
+            // logged or published any more.
+            return;
+        }
         if let Some(b) = self.cfg.repl.clone() {
             let mut inbox = std::mem::take(&mut self.repl_inbox);
             b.drain(&mut inbox);
             for m in inbox.drain(..) {
+                if self.quiesced {
+                    break;
+                }
                 self.replication(m);
             }
             self.repl_inbox = inbox;
+            if self.quiesced {
+                // Not even this pass ends: without the log, `end_pass` would count
+                // everything durable.
+                return;
+            }
         }
         let mut batch = std::mem::take(&mut self.batch);
         for i in 0..self.inboxes.len() {
@@ -984,6 +1012,7 @@ impl Sequencer {
                 }
                 self.role = Role::Looking;
             }
+            ToSeqRepl::Quiesce { done } => self.quiesce(done),
             ToSeqRepl::Forwarded { from, payloads } => self.forwarded(from, payloads),
             ToSeqRepl::Answer { payload } => match super::forward::Answer::decode(&payload) {
                 Ok(super::forward::Answer::Revalidated { token, timeout_ms }) => {
@@ -1036,6 +1065,32 @@ impl Sequencer {
                 }
             }
         }
+    }
+
+    /// Stops logging for good and waits for the log: dropping the [`Logger`] writes the
+    /// batches already queued to it and joins its thread, so when `done` is answered no
+    /// log write is in flight and none will start (batches not yet handed to it are
+    /// dropped: nothing reported them durable). The replication loop then cuts or
+    /// replaces the log files and restarts the process; until then every pass does
+    /// nothing, so no answer leaves for a write that the restart may forget.
+    ///
+    /// A snapshot being written is not waited for (it can take long): it is of a root
+    /// this server committed, so at or below its commit point, which a TRUNC never cuts
+    /// and a SNAP's zxid is above. What it leaves (an older snapshot, a temporary file
+    /// that purge removes) is consistent with what the loop writes.
+    fn quiesce(&mut self, done: std::sync::mpsc::Sender<()>) {
+        self.quiesced = true;
+        if let Some(st) = self.storage.take() {
+            let Storage {
+                logger,
+                snapshotter,
+                ..
+            } = st;
+            drop(logger);
+            // Not joined (see above); the restart ends the thread.
+            std::mem::forget(snapshotter);
+        }
+        let _ = done.send(());
     }
 
     /// Leaving the leader role: passes not committed by a quorum are answered with
@@ -1265,9 +1320,93 @@ impl Sequencer {
             &st.cfg.snap_dir,
             &st.cfg.log.dir,
             st.cfg.snap_retain_count,
+            self.cfg.repl.as_ref().and_then(|b| b.peer_base()),
         ) {
             Ok(r) => eprintln!("ringkeeper: autopurge: {r:?}"),
             Err(e) => eprintln!("ringkeeper: autopurge failed: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::snapshot::tests::{sample_txns, TempDir};
+    use crate::storage::{IoBackend, LogReader, OsDisk};
+
+    fn logged(dir: &std::path::Path) -> Vec<i64> {
+        let mut v = Vec::new();
+        LogReader::open(Arc::new(OsDisk), dir)
+            .unwrap()
+            .replay(0, |rec| {
+                v.push(rec.txn.zxid);
+                Ok(())
+            })
+            .unwrap();
+        v
+    }
+
+    /// A learner's sequencer with a real log: the txns handed to the log writer before a
+    /// Quiesce are on disk when it is answered, and nothing is logged after it.
+    #[test]
+    fn quiesce_answers_after_the_queued_log_writes_and_then_logs_nothing() {
+        let dir = TempDir::new("seq-quiesce");
+        let mut log = LogConfig::new(&dir.0);
+        log.segment_bytes = 256 << 10;
+        log.backend = IoBackend::Blocking;
+        log.allow_buffered = true;
+        log.background_spare = false;
+        let bridge = Arc::new(ReplBridge::default());
+        let (to_repl, from_seq) = std::sync::mpsc::channel();
+        bridge.set_replication(to_repl);
+        let mut cfg =
+            crate::server::ServerConfig::standalone("127.0.0.1:1".parse().unwrap(), 1).sequencer;
+        cfg.repl = Some(bridge.clone());
+        cfg.storage = Some(StorageConfig {
+            disk: Arc::new(OsDisk),
+            log,
+            position: LogPosition::default(),
+            snap_dir: dir.0.clone(),
+            snap_count: 100_000,
+            snap_size_bytes: 0,
+            snap_retain_count: 3,
+            purge_interval_ms: 0,
+        });
+        let mut seq = Sequencer::new(
+            cfg,
+            DataTree::new(),
+            0,
+            Vec::new(),
+            Vec::new(),
+            Arc::new(Signal::default()),
+            Arc::new(SequencerStats::default()),
+        )
+        .expect("sequencer");
+        let txns = sample_txns(40);
+        let (first, later) = txns.split_at(20);
+        bridge.to_sequencer(ToSeqRepl::Append {
+            txns: first.to_vec(),
+        });
+        seq.step();
+        let (done, answered) = std::sync::mpsc::channel();
+        bridge.to_sequencer(ToSeqRepl::Quiesce { done });
+        seq.step();
+        answered.try_recv().expect("answered within the pass");
+        let last = first.last().unwrap().zxid;
+        assert_eq!(logged(&dir.0), (1..=last).collect::<Vec<_>>());
+        bridge.to_sequencer(ToSeqRepl::Append {
+            txns: later.to_vec(),
+        });
+        seq.step();
+        seq.step();
+        assert_eq!(logged(&dir.0).last(), Some(&last), "logged after quiesce");
+        let durable: Vec<u64> = from_seq
+            .try_iter()
+            .filter_map(|i| match i {
+                super::super::replication::Input::LocalDurable(z) => Some(z),
+                _ => None,
+            })
+            .collect();
+        assert!(durable.iter().all(|z| *z <= last as u64), "{durable:?}");
     }
 }

@@ -16,6 +16,8 @@ pub struct Opened {
     pub tree: DataTree,
     /// The zxid of the last txn the tree reflects (0 for an empty history).
     pub zxid: i64,
+    /// The zxid of the snapshot recovery started from (`None`: the empty tree).
+    pub snapshot_zxid: Option<i64>,
     /// Where the log writer resumes.
     pub position: LogPosition,
     /// Fallbacks and repairs, in order (each also printed).
@@ -94,7 +96,12 @@ pub fn open(disk: Arc<dyn Disk>, snap_dir: &Path, log_dir: &Path) -> Result<Open
     } else {
         position
     };
+    let snapshot_zxid = rec.snapshot.as_ref().map(|p| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        super::snapshot::zxid_of_name(name).expect("recovery loads snapshots by name")
+    });
     Ok(Opened {
+        snapshot_zxid,
         tree: rec.tree,
         zxid: rec.zxid,
         position,

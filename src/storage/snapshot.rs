@@ -747,6 +747,108 @@ pub fn scan_file(
     scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
 }
 
+// ----- installing a leader's snapshot -----
+
+/// Checks snapshot bytes received from a leader as recovery would load them: header,
+/// every record, both CRCs, the counts, the rebuilt tree's digest, and that the
+/// snapshot is of `zxid`. Nothing is written.
+///
+/// # Errors
+/// [`SnapshotError::Corrupt`] naming what is wrong.
+pub fn validate(data: &[u8], zxid: i64) -> Result<SnapshotHeader, SnapshotError> {
+    let tree = read_from(data)?;
+    if tree.zxid() != zxid {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 0,
+            what: format!("snapshot of zxid {:#x}, expected {zxid:#x}", tree.zxid()),
+        });
+    }
+    Ok(SnapshotHeader {
+        version: VERSION,
+        zxid,
+        node_count: tree.len() as u64,
+        session_count: tree.session_count() as u64,
+        digest: tree.digest(),
+        data_size: tree.approximate_data_size(),
+    })
+}
+
+/// What [`install`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub path: PathBuf,
+    /// Snapshots newer than the installed one (of the history it replaces).
+    pub snapshots_removed: Vec<PathBuf>,
+    pub logs_removed: Vec<PathBuf>,
+}
+
+/// Makes `data` (a snapshot of `zxid` that [`validate`] accepted) the newest state in
+/// `snap_dir`, so that recovery loads it and nothing of the history it replaces: first
+/// every snapshot newer than `zxid` is removed, then the snapshot is written as
+/// `snapshot.<zxid hex>` (temporary file, datasync, rename, directory sync), then every
+/// log segment in `log_dir` is removed. After a crash at any point recovery finds
+/// either the old state or the new one: the old history's snapshots and logs are all
+/// below `zxid` (a learner is sent a snapshot only when its last zxid is below it), so
+/// with the new snapshot present a leftover segment holds nothing after it.
+///
+/// The caller must have stopped every writer of these directories (the log writer, and
+/// any snapshot in flight must be older than `zxid`).
+///
+/// # Errors
+/// Any file-system failure, naming the file.
+pub fn install(
+    disk: &dyn Disk,
+    snap_dir: &Path,
+    log_dir: &Path,
+    zxid: i64,
+    data: &[u8],
+) -> Result<Installed, SnapshotError> {
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |error| SnapshotError::Io { path: p, error }
+    };
+    let mut done = Installed::default();
+    for (z, p) in list(disk, snap_dir).map_err(io_err(snap_dir))? {
+        if z > zxid {
+            disk.remove(&p).map_err(io_err(&p))?;
+            done.snapshots_removed.push(p);
+        }
+    }
+    let final_path = snap_dir.join(file_name(zxid));
+    let temp_path = snap_dir.join(format!("{}{TEMP_SUFFIX}", file_name(zxid)));
+    match disk.remove(&temp_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&temp_path)(e)),
+        _ => {}
+    }
+    {
+        let file = disk
+            .open(&temp_path, OpenOptions::create_new())
+            .map_err(io_err(&temp_path))?;
+        let mut out = BufWriter::with_capacity(
+            IO_BUFFER,
+            FileWriter {
+                file: &*file,
+                offset: 0,
+            },
+        );
+        out.write_all(data).map_err(io_err(&temp_path))?;
+        out.flush().map_err(io_err(&temp_path))?;
+        drop(out);
+        file.sync_data().map_err(io_err(&temp_path))?;
+    }
+    disk.rename(&temp_path, &final_path)
+        .map_err(io_err(&final_path))?;
+    disk.sync_dir(snap_dir).map_err(io_err(snap_dir))?;
+    for (_, p) in list_logs(disk, log_dir).map_err(io_err(log_dir))? {
+        disk.remove(&p).map_err(io_err(&p))?;
+        done.logs_removed.push(p);
+    }
+    disk.sync_dir(log_dir).map_err(io_err(log_dir))?;
+    done.path = final_path;
+    Ok(done)
+}
+
 // ----- policy -----
 
 /// When to take a snapshot, as ZooKeeper's `SyncRequestProcessor.shouldSnapshot`: after
@@ -874,6 +976,20 @@ impl Snapshotter {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<Snapshotter> {
+        Snapshotter::start_notifying(disk, dir, Box::new(|_| {}))
+    }
+
+    /// [`Snapshotter::start`], calling `on_saved(zxid)` on the snapshot thread after
+    /// each snapshot is durable (renamed and its directory synced), never for a failed
+    /// one. The replication loop compacts its log on it.
+    ///
+    /// # Errors
+    /// When the thread cannot be spawned.
+    pub fn start_notifying(
+        disk: Arc<dyn Disk>,
+        dir: PathBuf,
+        on_saved: Box<dyn Fn(i64) + Send>,
+    ) -> io::Result<Snapshotter> {
         // Capacity one plus the busy flag: the flag is what refuses a second job; the
         // channel slot only carries the accepted one.
         let (tx, rx) = mpsc::sync_channel::<DataTree>(1);
@@ -906,6 +1022,7 @@ impl Snapshotter {
                                     header.node_count,
                                     took.as_millis()
                                 );
+                                on_saved(header.zxid);
                             }
                             Err(e) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -1032,6 +1149,12 @@ pub fn list_logs(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>>
 /// after). Leftover temporary snapshot files are removed too. The server calls this
 /// every `autopurge.purgeInterval` hours (0 = never).
 ///
+/// `protect` names a snapshot that must survive: the replication log's base, which a
+/// leader sends to learners behind it. It is always among the two newest (the loop
+/// compacts to the snapshot before the newest), so the newest three already keep it;
+/// `protect` makes that a guarantee rather than a coincidence: when it is older than the
+/// oldest kept, every snapshot from it on, and the logs they need, are kept.
+///
 /// # Errors
 /// The first listing or removal failure.
 pub fn purge(
@@ -1039,8 +1162,9 @@ pub fn purge(
     snap_dir: &Path,
     log_dir: &Path,
     retain_count: usize,
+    protect: Option<i64>,
 ) -> io::Result<PurgeReport> {
-    let retain = retain_count.max(MIN_RETAIN_COUNT);
+    let mut retain = retain_count.max(MIN_RETAIN_COUNT);
     let mut report = PurgeReport::default();
     for name in names(disk, snap_dir)? {
         if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMP_SUFFIX) {
@@ -1050,6 +1174,15 @@ pub fn purge(
         }
     }
     let snaps = list(disk, snap_dir)?;
+    if let Some(i) = protect.and_then(|p| snaps.iter().position(|(z, _)| *z == p)) {
+        if i >= retain {
+            eprintln!(
+                "ringkeeper: autopurge: keeping snapshot {:#x}, the replication base, beyond the newest {retain}",
+                snaps[i].0
+            );
+        }
+        retain = retain.max(i + 1);
+    }
     if snaps.len() <= retain {
         return Ok(report);
     }
@@ -1065,7 +1198,8 @@ pub fn purge(
         disk.remove(p)?;
         report.logs.push(p.clone());
     }
-    for (_, p) in &snaps[retain..] {
+    for (z, p) in &snaps[retain..] {
+        assert_ne!(Some(*z), protect, "purge removing the protected snapshot");
         disk.remove(p)?;
         report.snapshots.push(p.clone());
     }

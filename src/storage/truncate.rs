@@ -128,14 +128,14 @@ fn zero_from(f: &mut std::fs::File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::storage::format::{segment_name, SegmentHeader};
     use crate::storage::{LogReader, OsDisk};
     use std::sync::Arc;
 
     /// Writes a segment starting at `first` with the given batches of zxids.
-    fn segment(dir: &Path, first: i64, batches: &[&[i64]]) {
+    pub(crate) fn segment(dir: &Path, first: i64, batches: &[&[i64]]) {
         let mut bytes = SegmentHeader {
             first_zxid: first,
             segment_bytes: 1 << 20,

@@ -378,7 +378,7 @@ fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     }
     fs::write(dir.0.join(format!("snapshot.1{TEMP_SUFFIX}")), b"").unwrap();
     // A retain count below the floor is raised to 3.
-    let r = purge(&OsDisk, &dir.0, &logs.0, 1).expect("purge");
+    let r = purge(&OsDisk, &dir.0, &logs.0, 1, None).expect("purge");
     assert_eq!(r.temps.len(), 1);
     assert_eq!(r.snapshots.len(), 3);
     let kept: Vec<i64> = list(&OsDisk, &dir.0)
@@ -407,7 +407,7 @@ fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     // Every txn after the oldest kept snapshot is still in a kept segment.
     assert!(kept_logs[0] <= oldest_kept + 1);
     // Nothing more to do a second time.
-    let again = purge(&OsDisk, &dir.0, &logs.0, 3).expect("purge");
+    let again = purge(&OsDisk, &dir.0, &logs.0, 3, None).expect("purge");
     assert_eq!(again, PurgeReport::default());
 }
 
@@ -475,4 +475,105 @@ fn a_failed_sync_fails_the_save_and_leaves_no_snapshot() {
         disk.list(dir).expect("list").is_empty(),
         "temp file removed"
     );
+}
+
+#[test]
+fn purge_never_removes_the_protected_snapshot() {
+    let dir = TempDir::new("purge-protect");
+    let logs = TempDir::new("purge-protect-logs");
+    let mut tree = DataTree::new();
+    let txns = sample_txns(30);
+    let mut snap_zxids = Vec::new();
+    for chunk in txns.chunks(txns.len().div_ceil(6)) {
+        apply_all(&mut tree, chunk);
+        save(&OsDisk, &dir.0, &tree).expect("save");
+        snap_zxids.push(tree.zxid());
+    }
+    assert_eq!(snap_zxids.len(), 6);
+    for z in [1, snap_zxids[0] + 1, snap_zxids[2] + 1] {
+        fs::write(logs.0.join(format!("{LOG_PREFIX}{z:x}")), b"").unwrap();
+    }
+    // The protected one is the fifth newest: it and everything newer stay, with the
+    // segment holding the txns right after it.
+    let protect = snap_zxids[1];
+    let r = purge(&OsDisk, &dir.0, &logs.0, 3, Some(protect)).expect("purge");
+    assert_eq!(r.snapshots, vec![dir.0.join(file_name(snap_zxids[0]))]);
+    let kept: Vec<i64> = list(&OsDisk, &dir.0)
+        .unwrap()
+        .iter()
+        .map(|(z, _)| *z)
+        .collect();
+    assert_eq!(kept.last(), Some(&protect));
+    assert_eq!(kept.len(), snap_zxids.len() - 1);
+    let first_log = list_logs(&OsDisk, &logs.0).unwrap()[0].0;
+    assert!(
+        first_log <= protect + 1,
+        "log {first_log:#x} after base {protect:#x}"
+    );
+    // A protected snapshot among the newest changes nothing.
+    let r = purge(&OsDisk, &dir.0, &logs.0, 3, Some(snap_zxids[4])).expect("purge");
+    assert_eq!(r.snapshots.len(), 2);
+}
+
+fn snapshot_bytes(tree: &DataTree) -> Vec<u8> {
+    let mut b = Vec::new();
+    write_to(tree, &mut b).expect("write");
+    b
+}
+
+#[test]
+fn validate_accepts_a_snapshot_and_rejects_corruption_and_a_wrong_zxid() {
+    let tree = sample_tree(200);
+    let zxid = tree.zxid();
+    let good = snapshot_bytes(&tree);
+    let h = validate(&good, zxid).expect("valid");
+    assert_eq!((h.zxid, h.digest), (zxid, tree.digest()));
+    assert!(validate(&good, zxid + 1).is_err(), "wrong zxid");
+    assert!(validate(&[], zxid).is_err(), "empty");
+    assert!(
+        validate(&good[..good.len() - 1], zxid).is_err(),
+        "truncated"
+    );
+    // Every byte flipped somewhere in the file is caught (header CRC, a record, the
+    // trailer CRC): sample positions across the whole file.
+    for at in (0..good.len()).step_by((good.len() / 97).max(1)) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x40;
+        assert!(validate(&bad, zxid).is_err(), "flip at {at} accepted");
+    }
+}
+
+#[test]
+fn install_replaces_newer_snapshots_and_every_log_segment() {
+    let dir = TempDir::new("install");
+    let logs = TempDir::new("install-logs");
+    let txns = sample_txns(40);
+    let mut old = DataTree::new();
+    apply_all(&mut old, &txns[..10]);
+    save(&OsDisk, &dir.0, &old).expect("save");
+    let mut newer = old.clone();
+    apply_all(&mut newer, &txns[10..]);
+    save(&OsDisk, &dir.0, &newer).expect("save");
+    for z in [1i64, 9] {
+        fs::write(logs.0.join(format!("{LOG_PREFIX}{z:x}")), b"").unwrap();
+    }
+    fs::write(logs.0.join("log.spare"), b"").unwrap();
+    let mut leader = old.clone();
+    apply_all(&mut leader, &txns[10..25]);
+    let data = snapshot_bytes(&leader);
+    validate(&data, leader.zxid()).expect("valid");
+    let done = install(&OsDisk, &dir.0, &logs.0, leader.zxid(), &data).expect("install");
+    assert_eq!(
+        done.snapshots_removed,
+        vec![dir.0.join(file_name(newer.zxid()))]
+    );
+    assert_eq!(done.logs_removed.len(), 2);
+    assert!(
+        logs.0.join("log.spare").exists(),
+        "the spare is not a segment"
+    );
+    let snaps = list(&OsDisk, &dir.0).unwrap();
+    assert_eq!(snaps[0].0, leader.zxid());
+    assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), leader);
+    assert!(list_logs(&OsDisk, &logs.0).unwrap().is_empty());
 }
