@@ -96,14 +96,8 @@ pub const KEYS: &[KeySpec] = &[
     key("syncLimit", Supported),
     key("standaloneEnabled", Supported),
     key("server.N", Supported),
-    key(
-        "autopurge.snapRetainCount",
-        Recorded("old snapshots and logs are not purged yet"),
-    ),
-    key(
-        "autopurge.purgeInterval",
-        Recorded("old snapshots and logs are not purged yet"),
-    ),
+    key("autopurge.snapRetainCount", Supported),
+    key("autopurge.purgeInterval", Supported),
     key("secureClientPort", Recorded("no TLS client port is opened")),
     key(
         "secureClientPortAddress",
@@ -113,18 +107,15 @@ pub const KEYS: &[KeySpec] = &[
         "clientPortListenBacklog",
         Recorded("the listen backlog is the server's own"),
     ),
-    key(
-        "connectToLearnerMasterLimit",
-        Recorded("replication is not built yet"),
-    ),
+    key("connectToLearnerMasterLimit", Recorded("learners connect to the leader within initLimit")),
     key("electionAlg", Supported),
     key("localSessionsEnabled", Recorded("every session is global")),
     key(
         "localSessionsUpgradingEnabled",
         Recorded("every session is global"),
     ),
-    key("peerType", Recorded("replication is not built yet")),
-    key("syncEnabled", Recorded("replication is not built yet")),
+    key("peerType", Recorded("a server observes when its own server.N line ends in :observer")),
+    key("syncEnabled", Recorded("learners always log what they receive")),
     key(
         "dynamicConfigFile",
         Recorded("dynamic reconfiguration is not supported"),
@@ -139,10 +130,7 @@ pub const KEYS: &[KeySpec] = &[
         "sslQuorumReloadCertFiles",
         Recorded("quorum TLS is not supported"),
     ),
-    key(
-        "quorumListenOnAllIPs",
-        Recorded("replication is not built yet"),
-    ),
+    key("quorumListenOnAllIPs", Recorded("quorum and election ports listen on the server.N address")),
     key(
         "quorum.auth.enableSasl",
         Recorded("quorum SASL is not supported"),
@@ -168,23 +156,11 @@ pub const KEYS: &[KeySpec] = &[
     // settings have no meaning here.
     key("metricsProvider.className", Supported),
     key("metricsProvider.*", Supported),
-    key(
-        "multiAddress.enabled",
-        Recorded("replication is not built yet"),
-    ),
-    key(
-        "multiAddress.reachabilityCheckTimeoutMs",
-        Recorded("replication is not built yet"),
-    ),
-    key(
-        "multiAddress.reachabilityCheckEnabled",
-        Recorded("replication is not built yet"),
-    ),
-    key("oraclePath", Recorded("replication is not built yet")),
-    key(
-        "observerMasterPort",
-        Recorded("replication is not built yet"),
-    ),
+    key("multiAddress.enabled", Recorded("one address per server")),
+    key("multiAddress.reachabilityCheckTimeoutMs", Recorded("one address per server")),
+    key("multiAddress.reachabilityCheckEnabled", Recorded("one address per server")),
+    key("oraclePath", Recorded("no quorum oracle: a 2-server ensemble needs both servers")),
+    key("observerMasterPort", Recorded("observers follow the leader")),
     key(
         "group.N",
         Recorded("hierarchical quorums are not supported"),
@@ -204,61 +180,25 @@ pub const KEYS: &[KeySpec] = &[
     key("znode.container.maxPerMinute", Supported),
     key("skipACL", Supported),
     key("maxCnxns", Supported),
-    key("globalOutstandingLimit", Supported),
-    key(
-        "snapCount",
-        Recorded("data is kept in memory only; no snapshots are written"),
-    ),
-    key(
-        "snapSizeLimitInKb",
-        Recorded("data is kept in memory only; no snapshots are written"),
-    ),
-    key(
-        "txnLogSizeLimitInKb",
-        Recorded("data is kept in memory only; no log is written"),
-    ),
-    key(
-        "preAllocSize",
-        Recorded("data is kept in memory only; no log is written"),
-    ),
-    key(
-        "forceSync",
-        Recorded("data is kept in memory only; no log is written"),
-    ),
-    key(
-        "fsync.warningthresholdms",
-        Recorded("no log is written, so no fsync is timed"),
-    ),
-    key(
-        "flushDelay",
-        Recorded("the log's group commit is not built yet"),
-    ),
-    key(
-        "maxBatchSize",
-        Recorded("the log's group commit is not built yet"),
-    ),
-    key(
-        "maxWriteQueuePollTime",
-        Recorded("the log's group commit is not built yet"),
-    ),
-    key("commitLogCount", Recorded("replication is not built yet")),
-    key(
-        "snapshotSizeFactor",
-        Recorded("replication is not built yet"),
-    ),
-    key("leaderServes", Recorded("replication is not built yet")),
+    key("globalOutstandingLimit", Recorded("each connection may have 1000 requests outstanding")),
+    key("snapCount", Supported),
+    key("snapSizeLimitInKb", Recorded("snapshots follow snapCount; the log-size rule is not applied")),
+    key("txnLogSizeLimitInKb", Recorded("log segments are logSegmentSize bytes")),
+    key("preAllocSize", Recorded("log segments are preallocated whole: see logSegmentSize")),
+    key("forceSync", Supported),
+    key("fsync.warningthresholdms", Recorded("log write times are in mntr (zk_rk_write_logged_*); none is logged as a warning")),
+    key("flushDelay", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
+    key("maxBatchSize", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
+    key("maxWriteQueuePollTime", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
+    key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
+    key("snapshotSizeFactor", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
+    key("leaderServes", Recorded("the leader always serves clients")),
     key(
         "readonlymode.enabled",
         Recorded("read-only mode is not supported"),
     ),
-    key(
-        "digest.enabled",
-        Recorded("the tree digest is not computed yet"),
-    ),
-    key(
-        "snapshot.compression.method",
-        Recorded("no snapshots are written yet"),
-    ),
+    key("digest.enabled", Recorded("the tree digest is always computed")),
+    key("snapshot.compression.method", Recorded("snapshots are written uncompressed")),
     key("enforceQuota", Recorded("quotas are not enforced")),
     key(
         "requestThrottleLimit",
