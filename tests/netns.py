@@ -70,6 +70,8 @@ class Net:
         self.created = []
         # Bridges in the switch namespace; br0 is the one every host starts on.
         self.bridges = ["br0"]
+        # The namespace the calling process moved into with `enter`, if any.
+        self.entered = None
 
     def ns(self, host):
         assert host in self.hosts, host
@@ -125,9 +127,12 @@ class Net:
         self.created.clear()
 
     def pids(self):
-        """PIDs of the processes still inside this object's namespaces."""
+        """PIDs of the processes still inside this object's namespaces, but the one the
+        caller entered (the caller itself is there, and so is the `ip` listing it)."""
         out = []
         for name in self.created:
+            if name == self.entered:
+                continue
             r = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
                                text=True, timeout=IP_TIMEOUT_S)
             out += [int(p) for p in r.stdout.split()]
@@ -178,6 +183,7 @@ class Net:
                 raise OSError(err, f"setns into {self.ns(host)}: {os.strerror(err)}")
         finally:
             os.close(fd)
+        self.entered = self.ns(host)
 
 
 def reachable(host_addr, port, timeout=1.0):
