@@ -389,6 +389,7 @@ def partition_run(ens, net, scenario):
     else:
         minority = [leader, followers[0]]
     majority = [i for i in ens.sids if i not in minority]
+    log_at_cut = {i: os.path.getsize(os.path.join(ens.dir(i), "server.log")) for i in minority}
     t_cut = time.monotonic()
     if len(minority) == 1:
         net.cut(minority[0])
@@ -414,6 +415,16 @@ def partition_run(ens, net, scenario):
         new = leader
     time.sleep(HOLD_S)
 
+    # Why each minority server left its role, as its log says (the first such line
+    # since the cut): an old leader "lost a quorum of followers"; a follower found its
+    # "leader silent", or its "leader connection lost" when a leader on its side of
+    # the split stepped down and closed it.
+    reasons = {}
+    for i in minority:
+        with open(os.path.join(ens.dir(i), "server.log"), errors="replace") as f:
+            f.seek(log_at_cut[i])
+            lines = [ln.strip() for ln in f if "looking (" in ln]
+        reasons[i] = lines[0] if lines else "(no looking line in its log)"
     t_heal = time.monotonic()
     net.heal()
     rejoined = bounded("the minority to rejoin as followers under one leader", lambda: (
@@ -462,11 +473,11 @@ def partition_run(ens, net, scenario):
     def dt(t):
         return "n/a" if t is None else f"{t - t_cut:.3f} s"
 
-    print(f"{scenario}: new leader {new} (cut -> seen leading: {dt(t_leader)}); "
+    print(f"{scenario}: new leader {new} (cut -> seen leading by srvr polls: {dt(t_leader)}); "
           f"cut -> first acknowledged write on the majority side: {dt(t_first)}")
     for i in minority:
         what = "old leader stepped down" if i == leader else "follower left its role"
-        print(f"{scenario}: server {i}: cut -> {what}: {dt(t_left[i])}")
+        print(f"{scenario}: server {i}: cut -> {what}: {dt(t_left[i])}; its log: {reasons[i]}")
     print(f"{scenario}: heal -> minority rejoined as followers: {t_rejoined - t_heal:.3f} s; "
           f"modes {final_modes}")
     print(f"{scenario}: acknowledged writes per client {counts}; errors {errs}; minority "
