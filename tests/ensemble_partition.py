@@ -36,7 +36,9 @@ Prints (never asserts, they depend on the machine): cut -> new leader, cut -> fi
 acknowledged write on the majority side, cut -> every minority server out of its role,
 heal -> rejoined.
 
-Every wait is bounded; every process started here is stopped by its PID; the namespaces
+Each server's log (server.log in its folder, every line behind the monotonic time it
+arrived, with `=== test:` lines marking the cut and the heal) is printed on failure, and the folder kept; RINGKEEPER_PARTITION_KEEP=1 keeps it
+after a pass too. Every wait is bounded; every process started here is stopped by its PID; the namespaces
 are deleted in a finally block, also on failure. Exit codes: 0 pass, 1 fail, 77 skipped
 because network namespaces cannot be made here (not root, no `ip`); the reason is printed.
 
@@ -291,15 +293,32 @@ class Ensemble:
                         f"clientPort={CLIENT_PORT}\nclientPortAddress={Net.addr(i)}\n"
                         "4lw.commands.whitelist=*\nshards=1\n" + members)
 
+    def mark(self, what):
+        """Appends a line naming a step of the test to every server's log (the server
+        appends too, line by line), so that a log reads against the test's steps."""
+        for i in self.sids:
+            with open(os.path.join(self.dir(i), "server.log"), "a") as f:
+                f.write(f"{time.monotonic():.3f} === test: {what}\n")
+
     def dir(self, i):
         return os.path.join(self.root, f"s{i}")
 
     def start(self):
+        """Starts every server; a thread per server copies its output to its server.log,
+        each line behind the time it arrived (the server's own lines carry none)."""
         for i in self.sids:
-            with open(os.path.join(self.dir(i), "server.log"), "a") as log:
-                self.procs[i] = self.net.popen(
-                    i, [self.binary, os.path.join(self.dir(i), "zoo.cfg")],
-                    stdout=log, stderr=log)
+            p = self.net.popen(i, [self.binary, os.path.join(self.dir(i), "zoo.cfg")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.procs[i] = p
+
+            def copy(p=p, path=os.path.join(self.dir(i), "server.log")):
+                with open(path, "ab", buffering=0) as log:
+                    for line in p.stdout:
+                        log.write(f"{time.monotonic():.3f} ".encode() + line)
+
+            t = threading.Thread(target=copy, daemon=True)
+            t.start()
+            p.copier = t
 
     def start_agent(self, i, log):
         """The writer on server i's host, writing to server i only."""
@@ -344,10 +363,14 @@ class Ensemble:
 
     def stop(self):
         """Every process started here, by its PID."""
+        if self.procs:
+            self.mark("stopping every process")  # later lines are the teardown's
         for p in list(self.agents.values()) + list(self.procs.values()):
             if p.poll() is None:
                 p.kill()
             p.wait()
+        for p in self.procs.values():
+            p.copier.join(5)  # the server's last lines, up to its end of output
 
     def tails(self, chars=4000):
         for i in self.sids:
@@ -396,10 +419,9 @@ def partition_run(ens, net, scenario):
     else:
         net.partition([majority + [CLIENT_HOST], minority])
     t_cut_done = time.monotonic()
+    ens.mark(f"cut off {minority}")
     print(f"{scenario}: cut off {minority} from {majority} and the client host "
           f"({t_cut_done - t_cut:.3f} s to apply)")
-    for i in minority:
-        assert mode_of(Net.addr(i)) == "down", f"server {i} still answers through the cut"
 
     t_leader = None
     if leader in minority:
@@ -415,6 +437,8 @@ def partition_run(ens, net, scenario):
         new = leader
     time.sleep(HOLD_S)
 
+    for i in minority:
+        assert mode_of(Net.addr(i)) == "down", f"server {i} answers through the cut"
     # Why each minority server left its role, as its log says (the first such line
     # since the cut): an old leader "lost a quorum of followers"; a follower found its
     # "leader silent", or its "leader connection lost" when a leader on its side of
@@ -424,9 +448,14 @@ def partition_run(ens, net, scenario):
         with open(os.path.join(ens.dir(i), "server.log"), errors="replace") as f:
             f.seek(log_at_cut[i])
             lines = [ln.strip() for ln in f if "looking (" in ln]
-        reasons[i] = lines[0] if lines else "(no looking line in its log)"
+        if lines:
+            t, line = lines[0].split(" ", 1)
+            reasons[i] = f"{line} (logged {float(t) - t_cut:.3f} s after the cut)"
+        else:
+            reasons[i] = "(no looking line in its log)"
     t_heal = time.monotonic()
     net.heal()
+    ens.mark("healed")
     rejoined = bounded("the minority to rejoin as followers under one leader", lambda: (
         ens.sole_leader(ens.sids) is not None
         and all(mode_of(Net.addr(i)) == "follower" for i in minority)))
@@ -537,9 +566,9 @@ def main():
                 except OSError:
                     pass
         net.down()
-        if ok:
+        if ok and not os.environ.get("RINGKEEPER_PARTITION_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
-        elif os.path.isdir(root):
+        elif os.path.isdir(root):  # a failure, or RINGKEEPER_PARTITION_KEEP set
             print(f"kept {root}", file=sys.stderr)
     sys.exit(0 if ok else 1)
 
