@@ -26,7 +26,8 @@ cd "$(dirname "$0")/.."
 KAZOO_VERSION=2.11.0
 PYTEST_VERSION=8.3.4
 PYTEST_TIMEOUT_VERSION=2.3.1
-APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip)
+# iproute2: `ip netns` for the partition tests (tests/ensemble_partition.py).
+APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi
