@@ -264,10 +264,7 @@ pub const KEYS: &[KeySpec] = &[
     key("admin.*", Cosmetic),
     // Ours.
     key("shards", Supported),
-    key(
-        "logSegmentSize",
-        Recorded("data is kept in memory only; no log is written"),
-    ),
+    key("logSegmentSize", Supported),
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
