@@ -221,3 +221,54 @@ fn enospc_on_a_small_ext4_fails_the_batch_and_recovers_when_space_returns() {
     let (zs, _) = replay_all(&dir).unwrap();
     assert_eq!(zs, (1..=z).collect::<Vec<_>>());
 }
+
+/// The spare segment's zeros are paced against the log: while the log is busy they stay
+/// within twice what the log wrote into its segment (plus one chunk), they follow the
+/// log as it writes more, and they go at full speed once the logger needs the spare.
+/// (The idle rule is switched off here so that a slow machine cannot release the pace.)
+#[test]
+fn spare_zeros_are_paced_against_the_log_and_hurried_when_needed() {
+    use ringkeeper::storage::log::{prepare_spare, SparePace};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    const CHUNK: u64 = 256 << 10;
+    const SEGMENT: u64 = 8 << 20;
+    let dir = temp_dir("spare-pace");
+    let path = dir.join("log.spare");
+    let pace = Arc::new(SparePace {
+        idle_after: Duration::from_secs(3600),
+        ..SparePace::default()
+    });
+    pace.log_bytes.store(100 << 10, Ordering::Relaxed);
+    let worker = {
+        let (pace, path) = (pace.clone(), path.clone());
+        std::thread::spawn(move || prepare_spare(&OsDisk, &path, SEGMENT, false, Some(&pace)))
+    };
+    let len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // Waits (bounded) until the spare has at least `want` bytes.
+    let reach = |want: u64| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while len() < want && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            len() >= want,
+            "spare stuck at {} bytes, wanted {want}",
+            len()
+        );
+    };
+    for log in [100u64 << 10, 1 << 20] {
+        pace.log_bytes.store(log, Ordering::Relaxed);
+        reach(2 * log);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            len() <= 2 * log + CHUNK,
+            "spare ran ahead of a busy log: {} bytes for {log} logged",
+            len()
+        );
+    }
+    pace.urgent.store(true, Ordering::Relaxed);
+    worker.join().unwrap().unwrap();
+    assert_eq!(len(), SEGMENT);
+    let _ = std::fs::remove_dir_all(&dir);
+}

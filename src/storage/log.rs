@@ -41,7 +41,11 @@
 //!
 //! A segment is preallocated by writing zeros and syncing (writing into fallocated,
 //! unwritten extents costs a metadata update per write) under the name `log.spare`; a
-//! spare is kept ready by a background thread. At a switch the logger waits for its
+//! spare is kept ready by a background thread. It writes the zeros with O_DIRECT (when
+//! the log does) in small chunks, paced at twice the rate the log fills its current
+//! segment ([`SparePace`]), full speed while the log is idle or waits for it: writing a
+//! whole segment of zeros at once queued the log's own writes behind it at the device,
+//! and made the slowest writes of a loaded server several times slower. At a switch the logger waits for its
 //! writes in flight (so an older segment never has a torn batch), writes the header with
 //! the first zxid, syncs, renames the spare to `log.<first zxid>` and syncs the directory.
 //!
@@ -64,9 +68,11 @@ use crate::txn::Txn;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// How a write becomes durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +174,35 @@ pub struct Logger {
 pub const SPARE_NAME: &str = "log.spare";
 /// Bytes of zeros written per call when preallocating or repairing.
 const ZERO_CHUNK: usize = 1 << 20;
+/// Bytes of zeros per write while preparing a spare next to a busy log: a write this
+/// small holds the device for well under a millisecond.
+const SPARE_CHUNK: usize = 256 << 10;
+/// The log counts as idle when it wrote nothing for this long; the spare then goes at
+/// full speed.
+const SPARE_IDLE: Duration = Duration::from_millis(20);
+/// How long the spare's preparation waits before looking at the log's progress again.
+const SPARE_WAIT: Duration = Duration::from_millis(1);
+
+/// Paces the preparation of the spare against the log (see the module docs, "Segments").
+#[derive(Debug)]
+pub struct SparePace {
+    /// Bytes the logger has written into its current segment.
+    pub log_bytes: AtomicU64,
+    /// The logger waits for the spare: no more pacing.
+    pub urgent: AtomicBool,
+    /// The log counts as idle after writing nothing for this long.
+    pub idle_after: Duration,
+}
+
+impl Default for SparePace {
+    fn default() -> SparePace {
+        SparePace {
+            log_bytes: AtomicU64::new(0),
+            urgent: AtomicBool::new(false),
+            idle_after: SPARE_IDLE,
+        }
+    }
+}
 
 impl Logger {
     /// Starts the logger thread. `disk` is used for everything but the io_uring writes.
@@ -331,7 +366,7 @@ struct Core {
 
 enum SpareState {
     Ready,
-    Preparing(Receiver<io::Result<()>>),
+    Preparing(Receiver<io::Result<()>>, Arc<SparePace>),
 }
 
 impl Core {
@@ -592,6 +627,9 @@ impl Core {
             let offset = self.write_off;
             self.write_off += len;
             self.high_water = self.high_water.max(self.write_off);
+            if let Some(SpareState::Preparing(_, pace)) = &self.spare {
+                pace.log_bytes.store(self.write_off, Ordering::Relaxed);
+            }
             self.accepted_zxid = last;
             self.inflight.push_back(InFlight {
                 id,
@@ -687,12 +725,22 @@ impl Core {
         let spare = dir.join(SPARE_NAME);
         match self.spare.take() {
             Some(SpareState::Ready) => {}
-            Some(SpareState::Preparing(rx)) => match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(io::Error::other("spare segment thread died")),
-            },
-            None => prepare_spare(self.disk.as_ref(), &spare, self.cfg.segment_bytes)?,
+            Some(SpareState::Preparing(rx, pace)) => {
+                // Waiting for it now: it goes at full speed.
+                pace.urgent.store(true, Ordering::Relaxed);
+                match rx.recv() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => return Err(io::Error::other("spare segment thread died")),
+                }
+            }
+            None => prepare_spare(
+                self.disk.as_ref(),
+                &spare,
+                self.cfg.segment_bytes,
+                self.cfg.direct,
+                None,
+            )?,
         }
         let file = self.open_segment(&spare)?;
         let header = SegmentHeader {
@@ -724,16 +772,28 @@ impl Core {
         if self.cfg.background_spare {
             let (tx, rx) = mpsc::channel();
             let disk = self.disk.clone();
-            let bytes = self.cfg.segment_bytes;
+            let (bytes, direct) = (self.cfg.segment_bytes, self.cfg.direct);
+            let pace = Arc::new(SparePace::default());
+            pace.log_bytes.store(self.write_off, Ordering::Relaxed);
+            let theirs = pace.clone();
             let spawned = std::thread::Builder::new()
                 .name("rk-log-spare".into())
                 .spawn(move || {
-                    let _ = tx.send(prepare_spare(disk.as_ref(), &path, bytes));
+                    let r = prepare_spare(disk.as_ref(), &path, bytes, direct, Some(&theirs));
+                    let _ = tx.send(r);
                 });
             if spawned.is_ok() {
-                self.spare = Some(SpareState::Preparing(rx));
+                self.spare = Some(SpareState::Preparing(rx, pace));
             }
-        } else if prepare_spare(self.disk.as_ref(), &path, self.cfg.segment_bytes).is_ok() {
+        } else if prepare_spare(
+            self.disk.as_ref(),
+            &path,
+            self.cfg.segment_bytes,
+            self.cfg.direct,
+            None,
+        )
+        .is_ok()
+        {
             self.spare = Some(SpareState::Ready);
         }
         // A failed preparation (ENOSPC) leaves no spare; the switch tries again and fails
@@ -782,6 +842,36 @@ fn txn_size_hint(t: &Txn) -> usize {
     1 + 28 + op(&t.op)
 }
 
+/// Writes zeros over [0, bytes) in `SPARE_CHUNK`s, never more than twice what the log
+/// has written into its current segment unless the log is idle or waiting (so the spare
+/// is ready when the segment is half full), then syncs. Bounded: every wait is for the
+/// log to write more (at most a segment), to go idle or to need the spare.
+fn zero_paced(file: &dyn DiskFile, bytes: u64, pace: &SparePace) -> io::Result<()> {
+    let zeros = AlignedBuf::zeroed(SPARE_CHUNK);
+    let mut off = 0u64;
+    let mut seen = pace.log_bytes.load(Ordering::Relaxed);
+    let mut seen_at = Instant::now();
+    while off < bytes {
+        loop {
+            let now = Instant::now();
+            let l = pace.log_bytes.load(Ordering::Relaxed);
+            if l != seen {
+                (seen, seen_at) = (l, now);
+            }
+            let ahead = off > l.saturating_mul(2);
+            let idle = now.duration_since(seen_at) >= pace.idle_after;
+            if !ahead || idle || pace.urgent.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(SPARE_WAIT);
+        }
+        let n = round_up(((bytes - off) as usize).min(SPARE_CHUNK), BLOCK);
+        file.write_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    file.sync_data()
+}
+
 /// Writes zeros over [from, to) (block-aligned) and makes them durable.
 fn zero_range(file: &dyn DiskFile, from: u64, to: u64, sync: SyncMode) -> io::Result<()> {
     let zeros = AlignedBuf::zeroed(ZERO_CHUNK);
@@ -800,11 +890,31 @@ fn zero_range(file: &dyn DiskFile, from: u64, to: u64, sync: SyncMode) -> io::Re
 }
 
 /// Creates `path` afresh, filled with `bytes` zeros and synced: every block is written,
-/// so later writes into it change no allocation metadata.
-pub fn prepare_spare(disk: &dyn Disk, path: &Path, bytes: u64) -> io::Result<()> {
+/// so later writes into it change no allocation metadata. `direct` writes them with
+/// O_DIRECT (no page cache to flush in one burst at the end); `pace` spreads them out
+/// while the log is busy (see [`SparePace`]).
+pub fn prepare_spare(
+    disk: &dyn Disk,
+    path: &Path,
+    bytes: u64,
+    direct: bool,
+    pace: Option<&SparePace>,
+) -> io::Result<()> {
     let _ = disk.remove(path);
-    let file = disk.open(path, OpenOptions::create_new())?;
-    let result = zero_range(file.as_ref(), 0, bytes, SyncMode::Fdatasync);
+    let opts = OpenOptions {
+        direct,
+        ..OpenOptions::create_new()
+    };
+    let file = match disk.open(path, opts) {
+        Ok(f) => f,
+        // Refused O_DIRECT (the log falls back to buffered I/O there too).
+        Err(_) if direct => disk.open(path, OpenOptions::create_new())?,
+        Err(e) => return Err(e),
+    };
+    let result = match pace {
+        None => zero_range(file.as_ref(), 0, bytes, SyncMode::Fdatasync),
+        Some(p) => zero_paced(file.as_ref(), bytes, p),
+    };
     if result.is_err() {
         // Give the space back at once: a half-made spare helps no one.
         let _ = disk.remove(path);
