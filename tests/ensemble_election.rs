@@ -5,8 +5,10 @@
 //! four-letter word), then stops the servers and runs `ringkeeper data check` on each
 //! data dir: all valid, the live servers recovering identical trees.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod common_script;
+
+use common_script::run_script;
+use std::time::Duration;
 
 /// Bound on one scenario: an election takes well under a second here, the script's own
 /// waits give up after 30 s each; a hang must fail, not stall CI.
@@ -17,31 +19,8 @@ fn run_scenario(scenario: &str, servers: usize) {
 }
 
 fn run_scenario_with_observers(scenario: &str, servers: usize, observers: usize) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ensemble.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_ringkeeper"))
-        .arg(scenario)
-        .arg(servers.to_string())
-        .arg(observers.to_string())
-        .spawn()
-        .expect("run python3");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for the script") {
-            break st;
-        }
-        if started.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{scenario} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        status.success(),
-        "{scenario}: {status} (see its output above)"
-    );
+    let (n, o) = (servers.to_string(), observers.to_string());
+    run_script("ensemble.py", &[scenario, &n, &o], RUN_TIMEOUT, None);
 }
 
 /// Exactly one leader is elected; after it is SIGKILLed one of the other two leads.

@@ -16,50 +16,27 @@
 //! (not root, no `ip`), the script exits 77 with the reason and the test says so loudly
 //! and passes; set `RINGKEEPER_PARTITION_REQUIRE=1` to make that a failure.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+mod common_script;
+
+use common_script::{run_script, Needs};
+use std::time::Duration;
 
 /// Bound on one scenario: a run takes about 15 s here and the script gives up by itself
 /// after 420 s (cleaning up its namespaces); a hang must fail, not stall CI.
 const RUN_TIMEOUT: Duration = Duration::from_secs(480);
 
-/// Exit code of the script when network namespaces cannot be made.
-const SKIPPED: i32 = 77;
-
 fn run_scenario(scenario: &str, servers: usize) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ensemble_partition.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(env!("CARGO_BIN_EXE_ringkeeper"))
-        .arg(scenario)
-        .arg(servers.to_string())
-        .spawn()
-        .expect("run python3 (with kazoo installed)");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for the script") {
-            break st;
-        }
-        if started.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("partition {scenario} {servers} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let needs = Needs {
+        require_var: "RINGKEEPER_PARTITION_REQUIRE",
+        what: "network namespaces: root and iproute2",
     };
-    match status.code() {
-        Some(0) => {}
-        Some(SKIPPED) if std::env::var_os("RINGKEEPER_PARTITION_REQUIRE").is_none() => {
-            eprintln!(
-                "ensemble_partition {scenario} {servers}: NOT RUN: network namespaces cannot \
-                 be made here (reason above; needs root and iproute2); set \
-                 RINGKEEPER_PARTITION_REQUIRE=1 to fail instead"
-            );
-        }
-        other => {
-            panic!("partition {scenario} {servers} failed: exit {other:?} (see its output above)")
-        }
-    }
+    let n = servers.to_string();
+    run_script(
+        "ensemble_partition.py",
+        &[scenario, &n],
+        RUN_TIMEOUT,
+        Some(needs),
+    );
 }
 
 /// The leader's cable is cut under writes: the other two elect a leader and go on
