@@ -27,7 +27,6 @@ run, so tests assert only what a scenario fixes (paths, data, versions, error co
 
 import argparse
 import os
-import select
 import socket
 import struct
 import subprocess

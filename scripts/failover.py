@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from rkharness import srvr_mode  # noqa: E402  (the tests' harness: 4lw helpers)
 SCRIPTS = {"zk": os.path.join(HERE, "apache-zk.sh"), "rk": os.path.join(HERE, "ringkeeper.sh")}
 BASE_PORT = {"zk": 28880, "rk": 29880}
 # Bounds: a round's wait for a new leader and for the first write, and the settle time
@@ -37,25 +38,6 @@ ROUND_TIMEOUT_S = 60
 SETTLE_TIMEOUT_S = 60
 # Writes before the kill, to be in a steady state.
 WARM_WRITES = 200
-
-
-def srvr_mode(port):
-    data = b""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"srvr")
-            s.shutdown(socket.SHUT_WR)
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        pass
-    for line in data.decode(errors="replace").splitlines():
-        if line.startswith("Mode: "):
-            return line[6:]
-    return None
 
 
 def run(cmd):

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from kazoo.exceptions import NoNodeError, SystemZookeeperError
+from kazoo.exceptions import SystemZookeeperError
 
 from rkharness import Server, connect, data_check, free_port
 

@@ -49,6 +49,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rkharness  # noqa: E402
+from rkharness import free_ports  # noqa: E402
+
 # Attempts (POLL_S apart) to see a leader before giving up: 30 s, far above the
 # sub-second elections we expect, so only a real hang fails.
 LEADER_ATTEMPTS = 600
@@ -59,116 +63,33 @@ FOURLW_TIMEOUT_S = 0.5
 TICK_MS = 2000
 # A server stops within this after SIGTERM or is SIGKILLed (and the test says so).
 STOP_TIMEOUT_S = 30
-# `ringkeeper data check` of a test's small data dir ends within this.
-DATA_CHECK_TIMEOUT_S = 120
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def four_letter(port, word):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=FOURLW_TIMEOUT_S) as s:
-            s.settimeout(FOURLW_TIMEOUT_S)
-            s.sendall(word.encode())
-            out = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                out += chunk
-            return out.decode(errors="replace")
-    except OSError:
-        return ""
+    return rkharness.four_letter(port, word, FOURLW_TIMEOUT_S)
 
 
-class Server:
+class Server(rkharness.Server):
+    """One ensemble member in `s<sid>` under `root`: its myid, the ensemble's
+    `server.N` lines and one shard. `start` does not wait: a member listens on its
+    client port before it serves; the scenarios wait for modes instead."""
+
+    fourlw_timeout = FOURLW_TIMEOUT_S
+
     def __init__(self, binary, root, sid, lines, client_port):
-        self.binary = binary
         self.sid = sid
         self.dir = os.path.join(root, f"s{sid}")
-        self.data_dir = os.path.join(self.dir, "data")
-        self.cfg = os.path.join(self.dir, "zoo.cfg")
-        self.log_path = os.path.join(self.dir, "server.log")
-        self.port = client_port
-        os.makedirs(self.data_dir)
+        cfg = ["initLimit=10", "syncLimit=5", "4lw.commands.whitelist=*", "shards=1"]
+        super().__init__(binary, self.dir, client_port, cfg + lines.splitlines(),
+                         tick_ms=TICK_MS)
         with open(os.path.join(self.data_dir, "myid"), "w") as f:
             f.write(f"{sid}\n")
-        with open(self.cfg, "w") as f:
-            f.write(
-                f"tickTime={TICK_MS}\ninitLimit=10\nsyncLimit=5\n"
-                f"dataDir={self.data_dir}\n"
-                f"clientPort={client_port}\nclientPortAddress=127.0.0.1\n"
-                "4lw.commands.whitelist=*\n"
-                "shards=1\n"
-            )
-            f.write(lines)
-        self.proc = None
-
-    def add_cfg(self, lines):
-        """Appends zoo.cfg lines (before the first start)."""
-        with open(self.cfg, "a") as f:
-            f.write(lines)
 
     def start(self):
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([self.binary, self.cfg], stdout=log, stderr=log)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self):
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        self.launch()
 
     def terminate(self):
-        """Clean stop: SIGTERM (the server shuts down), SIGKILL if it has not exited
-        within STOP_TIMEOUT_S. True if it exited on its own."""
-        if not self.alive():
-            return True
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(STOP_TIMEOUT_S)
-            return True
-        except subprocess.TimeoutExpired:
-            self.kill9()
-            return False
-
-    def send_signal(self, sig):
-        if self.alive():
-            os.kill(self.proc.pid, sig)
-
-    def data_check(self):
-        """`ringkeeper data check` on this server's dataDir: (exit code, output)."""
-        r = subprocess.run([self.binary, "data", "check", self.data_dir],
-                           capture_output=True, text=True, timeout=DATA_CHECK_TIMEOUT_S)
-        return r.returncode, r.stdout + r.stderr
-
-    def log_count(self, needle):
-        """How many lines of this server's log contain `needle`."""
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return sum(needle in line for line in f)
-        except OSError:
-            return 0
-
-    def mode(self):
-        if not self.alive():
-            return None
-        for line in four_letter(self.port, "srvr").splitlines():
-            if line.startswith("Mode: "):
-                return line[len("Mode: "):]
-        return None
+        return super().terminate(STOP_TIMEOUT_S)
 
     def tail(self, n=30):
         try:

@@ -50,7 +50,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from netns import Net, Unavailable  # noqa: E402
+import rkharness  # noqa: E402
 
 SKIP = 77
 # The client host's number (its address is 10.78.0.CLIENT_HOST).
@@ -106,20 +106,7 @@ RUN_BUDGET_S = 420
 
 def four_letter(addr, word, timeout=FOURLW_TIMEOUT_S):
     """The answer to a four-letter word ('' when the server does not answer)."""
-    data = b""
-    try:
-        with socket.create_connection((addr, CLIENT_PORT), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(word.encode())
-            s.shutdown(socket.SHUT_WR)
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        pass
-    return data.decode(errors="replace")
+    return rkharness.four_letter(CLIENT_PORT, word, timeout, host=addr)
 
 
 def mode_of(addr):

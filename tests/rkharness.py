@@ -31,12 +31,13 @@ def free_port():
     return free_ports(1)[0]
 
 
-def four_letter(port, word, timeout=2.0):
+def four_letter(port, word, timeout=2.0, host="127.0.0.1"):
     """The answer to a four-letter word ('' when the server is not there). What arrived
     before a reset counts."""
     data = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
             s.sendall(word.encode())
             s.shutdown(socket.SHUT_WR)
             while True:
@@ -49,11 +50,23 @@ def four_letter(port, word, timeout=2.0):
     return data.decode(errors="replace")
 
 
+def srvr_mode(port, timeout=2.0, host="127.0.0.1"):
+    """The `Mode:` a server reports in `srvr` (leader, follower, observer, standalone),
+    or None (not serving, or not there)."""
+    for line in four_letter(port, "srvr", timeout, host).splitlines():
+        if line.startswith("Mode: "):
+            return line[len("Mode: "):].strip()
+    return None
+
+
 class Server:
     """One `ringkeeper zoo.cfg` process in `workdir`, its output appended to server.log.
     `cfg_lines` follow the standard ones (tickTime, dataDir, clientPort on 127.0.0.1)."""
 
-    def __init__(self, binary, workdir, port, cfg_lines=(), data_dir=None):
+    # Bound on one four-letter word to this server (`mode`).
+    fourlw_timeout = 2.0
+
+    def __init__(self, binary, workdir, port, cfg_lines=(), data_dir=None, tick_ms=2000):
         self.binary = binary
         self.workdir = workdir
         self.cfg = os.path.join(workdir, "zoo.cfg")
@@ -63,7 +76,7 @@ class Server:
         os.makedirs(self.data_dir, exist_ok=True)
         with open(self.cfg, "w") as f:
             f.write(
-                "tickTime=2000\n"
+                f"tickTime={tick_ms}\n"
                 f"dataDir={self.data_dir}\n"
                 f"clientPort={port}\n"
                 "clientPortAddress=127.0.0.1\n"
@@ -99,14 +112,47 @@ class Server:
         if self.proc is not None:
             self.proc.wait()
 
+    def terminate(self, timeout=20):
+        """Clean stop: SIGTERM (the server shuts down), SIGKILL if it has not exited
+        within `timeout` s. True if it exited on its own."""
+        if not self.alive():
+            return True
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return False
+
     def stop(self):
         """SIGTERM, then SIGKILL after 20 s."""
+        self.terminate()
+
+    def send_signal(self, sig):
         if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+            os.kill(self.proc.pid, sig)
+
+    def add_cfg(self, lines):
+        """Appends zoo.cfg lines (before the first start)."""
+        with open(self.cfg, "a") as f:
+            f.write(lines)
+
+    def mode(self):
+        return srvr_mode(self.port, self.fourlw_timeout) if self.alive() else None
+
+    def data_check(self):
+        """`ringkeeper data check` on this server's dataDir: (exit code, output)."""
+        code, out, err = data_check(self.binary, self.data_dir)
+        return code, out + err
+
+    def log_count(self, needle):
+        """How many lines of this server's log contain `needle`."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return sum(needle in line for line in f)
+        except OSError:
+            return 0
 
     def tail(self, chars=3000):
         try:
