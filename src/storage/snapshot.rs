@@ -358,14 +358,27 @@ pub fn save(
     dir: &Path,
     tree: &DataTree,
 ) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
-    let final_path = dir.join(file_name(tree.zxid()));
-    let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", file_name(tree.zxid())));
+    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| write_to(tree, out))?;
+    Ok((path, header, len))
+}
+
+/// Writes `snapshot.<zxid hex>` in `dir` with `body`: to a temporary file (a leftover of
+/// an earlier crash at the same zxid is replaced), datasynced, renamed over the final
+/// name, then the directory synced. On failure the temporary file is removed when
+/// possible (a leftover is harmless: never read, and purged).
+fn write_file<T>(
+    disk: &dyn Disk,
+    dir: &Path,
+    zxid: i64,
+    body: impl FnOnce(&mut BufWriter<FileWriter<'_>>) -> io::Result<T>,
+) -> Result<(PathBuf, T), SnapshotError> {
+    let final_path = dir.join(file_name(zxid));
+    let temp_path = dir.join(format!("{}{TEMP_SUFFIX}", file_name(zxid)));
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
         move |error| SnapshotError::Io { path: p, error }
     };
     let result = (|| {
-        // A leftover of an earlier crash at the same zxid is replaced, never appended to.
         match disk.remove(&temp_path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&temp_path)(e)),
             _ => {}
@@ -380,17 +393,17 @@ pub fn save(
                 offset: 0,
             },
         );
-        let (header, len) = write_to(tree, &mut out).map_err(io_err(&temp_path))?;
+        let value = body(&mut out).map_err(io_err(&temp_path))?;
+        out.flush().map_err(io_err(&temp_path))?;
         drop(out);
         file.sync_data().map_err(io_err(&temp_path))?;
         drop(file);
         disk.rename(&temp_path, &final_path)
             .map_err(io_err(&final_path))?;
         disk.sync_dir(dir).map_err(io_err(dir))?;
-        Ok((final_path.clone(), header, len))
+        Ok((final_path.clone(), value))
     })();
     if result.is_err() {
-        // Best effort: a leftover temporary file is harmless (never read) and purged.
         let _ = disk.remove(&temp_path);
     }
     result
@@ -815,31 +828,7 @@ pub fn install(
             done.snapshots_removed.push(p);
         }
     }
-    let final_path = snap_dir.join(file_name(zxid));
-    let temp_path = snap_dir.join(format!("{}{TEMP_SUFFIX}", file_name(zxid)));
-    match disk.remove(&temp_path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&temp_path)(e)),
-        _ => {}
-    }
-    {
-        let file = disk
-            .open(&temp_path, OpenOptions::create_new())
-            .map_err(io_err(&temp_path))?;
-        let mut out = BufWriter::with_capacity(
-            IO_BUFFER,
-            FileWriter {
-                file: &*file,
-                offset: 0,
-            },
-        );
-        out.write_all(data).map_err(io_err(&temp_path))?;
-        out.flush().map_err(io_err(&temp_path))?;
-        drop(out);
-        file.sync_data().map_err(io_err(&temp_path))?;
-    }
-    disk.rename(&temp_path, &final_path)
-        .map_err(io_err(&final_path))?;
-    disk.sync_dir(snap_dir).map_err(io_err(snap_dir))?;
+    let (final_path, ()) = write_file(disk, snap_dir, zxid, |out| out.write_all(data))?;
     for (_, p) in list_logs(disk, log_dir).map_err(io_err(log_dir))? {
         disk.remove(&p).map_err(io_err(&p))?;
         done.logs_removed.push(p);
