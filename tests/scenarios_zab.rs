@@ -143,13 +143,8 @@ fn scenarios() {
     );
 }
 
-/// Found by the simulator (seed 1141 once snapshots and ACKEPOCH crash points were in):
-/// a follower wrote its current epoch on NEWLEADER while the txns of the sync were still
-/// unwritten; a crash kept the epoch and lost the txns, and the server, ranked first by
-/// that epoch, was elected and truncated committed txns away (ZOOKEEPER-4643). The
-/// current-epoch write must wait for the sync's log writes.
-#[test]
-fn current_epoch_waits_for_the_synced_txns() {
+/// Server 1 of voters {1, 2, 3}, fresh, in epoch 1 (accepted and current).
+fn server_1_of_3_in_epoch_1() -> Peer {
     let cfg = peer::Config {
         my_id: 1,
         ensemble: Ensemble::new(vec![1, 2, 3], vec![]),
@@ -163,7 +158,17 @@ fn current_epoch_waits_for_the_synced_txns() {
         current_epoch: 1,
         ..Persisted::default()
     };
-    let mut p = Peer::new(cfg, persisted);
+    Peer::new(cfg, persisted)
+}
+
+/// Found by the simulator (seed 1141 once snapshots and ACKEPOCH crash points were in):
+/// a follower wrote its current epoch on NEWLEADER while the txns of the sync were still
+/// unwritten; a crash kept the epoch and lost the txns, and the server, ranked first by
+/// that epoch, was elected and truncated committed txns away (ZOOKEEPER-4643). The
+/// current-epoch write must wait for the sync's log writes.
+#[test]
+fn current_epoch_waits_for_the_synced_txns() {
+    let mut p = server_1_of_3_in_epoch_1();
     p.step(Event::Follow { leader: 2 });
     let msg = |msg| Event::Message { from: 2, msg };
     p.step(msg(Msg::LeaderInfo { new_epoch: 2 }));
@@ -230,20 +235,7 @@ fn current_epoch_waits_for_the_synced_txns() {
 /// epoch would rank its shorter history first in the next election.
 #[test]
 fn leader_current_epoch_waits_for_its_own_log() {
-    let cfg = peer::Config {
-        my_id: 1,
-        ensemble: Ensemble::new(vec![1, 2, 3], vec![]),
-        init_limit: 10,
-        sync_limit: 5,
-        max_inflight: 64,
-        broken: peer::Broken::default(),
-    };
-    let persisted = Persisted {
-        accepted_epoch: 1,
-        current_epoch: 1,
-        ..Persisted::default()
-    };
-    let mut p = Peer::new(cfg, persisted);
+    let mut p = server_1_of_3_in_epoch_1();
     // Following 2 in epoch 1: a proposal is appended, its write not durable yet.
     p.step(Event::Follow { leader: 2 });
     let from2 = |msg| Event::Message { from: 2, msg };
