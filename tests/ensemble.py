@@ -24,6 +24,8 @@ Scenarios:
   connloss   a create forwarded by a follower to a SIGSTOPped leader; the leader is
              SIGKILLed: ConnectionLoss (never success), the follower closes the client's
              connection, the client writes again after the re-election.
+  java       the official Java client on a follower: sessions, ephemerals, watches,
+             versions, async reads, a lock; trees converge.
   snap       small snapCount: a follower killed while the leader snapshots and compacts
              past it rejoins by SNAP, and so does a follower whose data dir was wiped;
              all converge to the same zxid and tree digest with every write readable.
@@ -425,6 +427,49 @@ def scenario_clients(ens):
     print(f"clients: killed client's ephemeral gone on every server "
           f"{time.monotonic() - t_kill:.1f} s after the kill (session timeout {SHORT_SESSION_S} s)")
     stop_and_check_data(ens)
+
+
+# The official Java client's interop program (tests/interop/java), and the Debian jar.
+JAVA_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "java")
+ZK_JAR = os.environ.get("ZK_JAR", "/usr/share/java/zookeeper.jar")
+JAVA_SCENARIOS = ("session", "watch", "version", "async", "lock")
+JAVA_TIMEOUT_S = 120
+
+
+def scenario_java(ens):
+    """The official Java client (Debian libzookeeper-java) on a follower: sessions and
+    ephemerals, re-registered watches, versioned setData, async reads and a lock recipe,
+    every write forwarded to the leader; then every server has the same tree."""
+    import glob
+
+    assert os.path.exists(ZK_JAR), f"{ZK_JAR} missing: apt-get install libzookeeper-java"
+    classes = tempfile.mkdtemp(prefix="rk-java-")
+    try:
+        r = subprocess.run(["javac", "-cp", ZK_JAR, "-d", classes]
+                           + glob.glob(os.path.join(JAVA_SRC, "*.java")),
+                           capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
+        assert r.returncode == 0, f"javac failed: {r.stderr}"
+        ens.start()
+        leader = ens.wait_leader()
+        follower = next(s for s in ens.servers if s.sid != leader)
+        zk = client(follower.port)
+        try:
+            for sc in JAVA_SCENARIOS:
+                base = f"/java-{sc}"
+                zk.ensure_path(base)
+                r = subprocess.run(
+                    ["java", "-Dzookeeper.log.threshold=WARN", "-cp", f"{ZK_JAR}:{classes}",
+                     "JavaClientInterop", f"127.0.0.1:{follower.port}", base, sc],
+                    capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
+                assert r.returncode == 0 and f"PASS {sc}" in r.stdout, \
+                    f"java {sc} on follower {follower.sid}: {r.stdout}{r.stderr[-3000:]}"
+                print(f"java: {sc} passed on follower {follower.sid}")
+        finally:
+            zk.stop()
+            zk.close()
+        stop_and_check_data(ens)
+    finally:
+        shutil.rmtree(classes, ignore_errors=True)
 
 
 def scenario_observer(ens):
@@ -1077,6 +1122,7 @@ SCENARIOS = {
     "behind": scenario_behind,
     "connloss": scenario_connloss,
     "snap": scenario_snap,
+    "java": scenario_java,
 }
 
 

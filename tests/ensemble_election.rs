@@ -111,3 +111,12 @@ fn forwarded_write_pending_at_a_leader_kill_gets_connection_loss() {
 fn followers_behind_the_leaders_snapshot_rejoin_by_snap() {
     run_scenario("snap", 3);
 }
+
+/// The official Java client (Debian libzookeeper-java, compiled at test time) connected
+/// to a follower: sessions and ephemerals, re-registered watches, versioned setData,
+/// async reads and a lock recipe, with every write forwarded to the leader; then every
+/// server serves the same tree and every data dir checks. Needs javac and the jar.
+#[test]
+fn java_client_on_a_follower() {
+    run_scenario("java", 3);
+}
