@@ -9,8 +9,9 @@
 //! Connections. Every quorum connection has a reader thread (frames -> `Input::Message`)
 //! and a writer thread fed by a bounded queue, so the loop never blocks on a socket. A
 //! connection is named by a number; the loop keeps, per peer, the one that is current
-//! (a learner's: the one it dialled last; a leader's: the one whose FOLLOWERINFO arrived
-//! last) and reports `Disconnected` only for that one, as the core requires.
+//! (a learner's: the one it dialled last; a leader's: the newest connection, in the
+//! learner's dialling order, that brought a FOLLOWERINFO, see `Link`) and reports
+//! `Disconnected` only for that one, as the core requires.
 //!
 //! Time. The peer counts ticks; we tick it `PEER_TICKS_PER_TICK` times per `tickTime`
 //! and scale initLimit and syncLimit by the same factor, so the limits mean what they
