@@ -308,3 +308,47 @@ fn leader_current_epoch_waits_for_its_own_log() {
         "no current epoch once the log is durable: {out:?}"
     );
 }
+
+/// A learner waiting for LEADERINFO reconnects a fifth of initLimit apart, whatever a
+/// tick is. With a fixed 2 ticks, under the server's driver (which ticks the peer ten
+/// times per tickTime, so initLimit 10 is 100 ticks) a learner dialled the leader again
+/// every 40 ms at tickTime 200: each new FOLLOWERINFO restarts its discovery at the
+/// leader, and under load no learner kept a connection long enough to get its
+/// LEADERINFO, so the epoch ended at initLimit (seen in a 2|3 partition test).
+#[test]
+fn learner_reconnects_a_fifth_of_init_limit_apart() {
+    let cfg = peer::Config {
+        my_id: 1,
+        ensemble: Ensemble::new(vec![1, 2, 3], vec![]),
+        init_limit: 100,
+        sync_limit: 50,
+        max_inflight: 64,
+        broken: peer::Broken::default(),
+    };
+    let mut p = Peer::new(cfg, Persisted::default());
+    let infos = |out: &[Action]| {
+        out.iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Send {
+                        to: 2,
+                        msg: Msg::FollowerInfo { .. }
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(infos(&p.step(Event::Follow { leader: 2 })), 1);
+    let mut sent_at = Vec::new();
+    for tick in 1..=70 {
+        if infos(&p.step(Event::Tick)) > 0 {
+            sent_at.push(tick);
+        }
+    }
+    assert_eq!(
+        sent_at,
+        vec![20, 40, 60],
+        "FOLLOWERINFO resent at these ticks"
+    );
+}

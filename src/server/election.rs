@@ -17,6 +17,15 @@
 //! stalls the election); one acceptor thread, and one reader thread per incoming
 //! connection, at most one live per member. Lost messages are fine: the state machine
 //! resends on its own timer.
+//!
+//! Partitions. A cut cable closes nothing: a connection into a partition stays
+//! established, and what is written into it waits behind unacknowledged notifications
+//! for TCP's retransmission backoff, seconds after the heal. So a sender's connection
+//! is dropped when a notification stays unacknowledged for `UNACKED_TIMEOUT`
+//! (`TCP_USER_TIMEOUT`) or the peer closed its end (it restarted), checked before each
+//! write; a notification that finds no connection is kept and redialled until it is
+//! delivered or superseded, so a healed peer hears the newest one within a redial, not
+//! at the next resend (whose backoff reaches `Timing::max_resend_ticks`).
 
 use super::peer_wire::{self, ELECTION_MAGIC, MAX_ELECTION_FRAME};
 use crate::zab::election::{self, Election, Notification, State, Timing};
@@ -37,6 +46,26 @@ pub const ELECTION_TICK: Duration = Duration::from_millis(100);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// A write that takes longer means the peer is not reading; the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A notification the peer's TCP has not acknowledged for this long means the peer is
+/// cut off: the kernel drops the connection (`TCP_USER_TIMEOUT`) and the next send
+/// dials afresh. Without it a connection into a partition stays "established" (a cut
+/// cable sends no RST), and what is written into it after the heal waits behind the
+/// unacknowledged notifications for TCP's retransmission backoff, seconds after a long
+/// cut. A healthy peer on one network acknowledges within a delayed ACK (at most
+/// 200 ms), and one retransmission (200 ms minimum RTO) still fits.
+const UNACKED_TIMEOUT: Duration = Duration::from_millis(1000);
+/// While a sender holds a notification it could not deliver (no connection), it dials
+/// again this long after each failed attempt, and sends the newest one it holds when a
+/// connection succeeds (ZooKeeper's `SendWorker` likewise resends its last message on a
+/// new connection). So a healed peer hears from us within about
+/// `CONNECT_TIMEOUT + REDIAL_INTERVAL`, not at our next resend (up to
+/// `Timing::max_resend_ticks`, 3.2 s). An unreachable peer costs one SYN per attempt.
+const REDIAL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long an undelivered notification is redialled for. A looking server hands each
+/// sender a fresh notification at least every `max_resend_ticks` ticks, so it keeps
+/// redialling all the while it looks; a decided one (its answers to looking servers)
+/// stops after this, and the looking server's own resends bring fresh answers.
+const PENDING_FOR: Duration = Duration::from_secs(5);
 /// Notifications queued per peer: an election sends a handful per round, and anything
 /// older than the newest few is superseded by the resends.
 const SEND_QUEUE: usize = 16;
@@ -126,7 +155,12 @@ pub fn start<T: From<Elected> + Send + 'static>(
             .spawn(move || send_loop(my_id, addr, srx))?;
         senders.insert(id, stx);
     }
-    let machine = Election::new(my_id, ensemble, Timing::default());
+    let timing = Timing::default();
+    assert!(
+        PENDING_FOR > ELECTION_TICK * timing.max_resend_ticks as u32,
+        "a looking server's undelivered notification must be redialled until it resends"
+    );
+    let machine = Election::new(my_id, ensemble, timing);
     std::thread::Builder::new()
         .name("election".into())
         .spawn(move || run(machine, rx, senders, elected))?;
@@ -189,30 +223,131 @@ fn accept_loop(
     }
 }
 
+/// One sender thread: writes the notifications for one peer on its outgoing
+/// connection, dialling when there is none or the one it has is dead.
+///
+/// A notification that cannot be written (the peer is unreachable or down) is held,
+/// the newest replacing older ones (the peer keeps only our latest vote anyway, as a
+/// lost datagram would leave it), and redialled every `REDIAL_INTERVAL` for
+/// `PENDING_FOR`. Written means handed to the kernel: a peer that dies meanwhile loses
+/// it, and the state machine resends.
 fn send_loop(my_id: ServerId, addr: SocketAddr, rx: Receiver<Notification>) {
     set_thread_nice(ELECTION_NICE);
     let mut conn: Option<TcpStream> = None;
-    while let Ok(n) = rx.recv() {
-        if conn.is_none() {
-            conn = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-                .and_then(|mut s| {
-                    s.set_nodelay(true)?;
-                    s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                    peer_wire::write_hello(&mut s, ELECTION_MAGIC, my_id)?;
-                    Ok(s)
-                })
-                .ok();
+    let mut pending: Option<(Notification, Instant)> = None;
+    loop {
+        let next = if pending.is_some() {
+            match rx.recv_timeout(REDIAL_INTERVAL) {
+                Ok(n) => Some(n),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(n) => Some(n),
+                Err(_) => return,
+            }
+        };
+        if let Some(n) = next {
+            pending = Some((n, Instant::now()));
         }
-        let Some(s) = conn.as_mut() else { continue };
-        let body = peer_wire::encode_notification(&n);
-        if peer_wire::write_frame(s, &body)
-            .and_then(|_| s.flush())
-            .is_err()
-        {
-            // Lost: the state machine resends, and the next send reconnects.
-            conn = None;
+        let Some((n, since)) = pending else { continue };
+        if since.elapsed() > PENDING_FOR {
+            pending = None;
+            continue;
+        }
+        if deliver(my_id, addr, &mut conn, &n) {
+            pending = None;
         }
     }
+}
+
+/// Writes `n` on `conn`, first replacing a connection that is dead or dialling one if
+/// there is none. Returns false when no connection could be made.
+fn deliver(
+    my_id: ServerId,
+    addr: SocketAddr,
+    conn: &mut Option<TcpStream>,
+    n: &Notification,
+) -> bool {
+    let body = peer_wire::encode_notification(n);
+    // Two attempts: a connection can die between the check and the write (the peer
+    // restarted a moment ago); the second one is on a fresh connection.
+    for _ in 0..2 {
+        if conn.as_ref().is_some_and(|s| !usable(s)) {
+            *conn = None;
+        }
+        if conn.is_none() {
+            *conn = dial(my_id, addr);
+        }
+        let Some(s) = conn.as_mut() else {
+            return false;
+        };
+        if peer_wire::write_frame(s, &body)
+            .and_then(|_| s.flush())
+            .is_ok()
+        {
+            return true;
+        }
+        *conn = None;
+    }
+    // The write failed on a fresh connection too: dropped, and the machine resends.
+    true
+}
+
+fn dial(my_id: ServerId, addr: SocketAddr) -> Option<TcpStream> {
+    TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .and_then(|mut s| {
+            s.set_nodelay(true)?;
+            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            set_user_timeout(&s, UNACKED_TIMEOUT)?;
+            peer_wire::write_hello(&mut s, ELECTION_MAGIC, my_id)?;
+            Ok(s)
+        })
+        .ok()
+}
+
+/// Sets `TCP_USER_TIMEOUT`: data unacknowledged for `timeout` makes the kernel drop the
+/// connection (`ETIMEDOUT` on the next call, `POLLERR` to [`usable`]).
+fn set_user_timeout(s: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ms = libc::c_uint::try_from(timeout.as_millis()).expect("user timeout fits");
+    // SAFETY: the descriptor is open (borrowed from `s`); the option value is a c_uint
+    // on the stack whose size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether an outgoing election connection can still carry a notification. The peer
+/// never writes on it, so anything to read is its end closing (FIN or RST: it
+/// restarted, or replaced this connection), and an error is the kernel's user timeout
+/// (or an ICMP error). A write into such a connection would still succeed locally and
+/// be lost; checked before each write, the notification goes on a fresh connection
+/// instead.
+fn usable(s: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack, count 1, timeout 0 (does not block).
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    // A failed poll (EINTR, ENOMEM) says nothing about the connection: keep it, and a
+    // failing write decides.
+    rc <= 0 || p.revents == 0
 }
 
 fn run<T: From<Elected>>(
@@ -275,5 +410,90 @@ fn run<T: From<Elected>>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Accepts one connection within `bound`, reads its hello and first notification.
+    fn accept_one(listener: &TcpListener, bound: Duration) -> (TcpStream, Notification) {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + bound;
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "no connection within {bound:?}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(bound)).expect("read timeout");
+        assert_eq!(
+            peer_wire::read_hello(&mut s, ELECTION_MAGIC).expect("hello"),
+            7
+        );
+        let body = peer_wire::read_frame(&mut s, MAX_ELECTION_FRAME).expect("a frame");
+        let n = peer_wire::decode_notification(&body).expect("a notification");
+        (s, n)
+    }
+
+    /// A peer that restarted (as a TRUNC or SNAP restarts a server in place) closed its
+    /// end of our connection. The next notification goes on a new connection; written
+    /// into the old one it was lost, and the peer heard from us only at the resend after
+    /// it (a rejoining server waited up to a second longer for the election's answers).
+    #[test]
+    fn a_sender_dials_again_when_the_peer_closed_its_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = mpsc::sync_channel(SEND_QUEUE);
+        std::thread::spawn(move || send_loop(7, addr, rx));
+        let note = |election_epoch| Notification {
+            vote: None,
+            state: State::Looking,
+            election_epoch,
+        };
+        let bound = Duration::from_secs(10);
+        tx.send(note(1)).expect("sender alive");
+        let (first, n) = accept_one(&listener, bound);
+        assert_eq!(n, note(1));
+        drop(first);
+        // Loopback delivers the FIN at once; this is margin for a loaded machine.
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send(note(2)).expect("sender alive");
+        let (_second, n) = accept_one(&listener, bound);
+        assert_eq!(
+            n,
+            note(2),
+            "the notification after the close is on a new connection"
+        );
+    }
+
+    /// A notification for a peer that is not there yet (down, or behind a partition) is
+    /// kept and delivered when the peer can be reached, without waiting for the state
+    /// machine's next resend (up to 3.2 s once its backoff is at the cap).
+    #[test]
+    fn an_undelivered_notification_arrives_once_the_peer_listens() {
+        // A port nobody listens on (for this moment).
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let (tx, rx) = mpsc::sync_channel(SEND_QUEUE);
+        std::thread::spawn(move || send_loop(7, addr, rx));
+        let note = Notification {
+            vote: None,
+            state: State::Looking,
+            election_epoch: 3,
+        };
+        tx.send(note).expect("sender alive");
+        // At least one refused attempt first.
+        std::thread::sleep(REDIAL_INTERVAL * 2);
+        let listener = TcpListener::bind(addr).expect("the port again");
+        let (_s, n) = accept_one(&listener, PENDING_FOR);
+        assert_eq!(n, note);
     }
 }

@@ -9,8 +9,9 @@
 //! Connections. Every quorum connection has a reader thread (frames -> `Input::Message`)
 //! and a writer thread fed by a bounded queue, so the loop never blocks on a socket. A
 //! connection is named by a number; the loop keeps, per peer, the one that is current
-//! (a learner's: the one it dialled last; a leader's: the one whose FOLLOWERINFO arrived
-//! last) and reports `Disconnected` only for that one, as the core requires.
+//! (a learner's: the one it dialled last; a leader's: the newest connection, in the
+//! learner's dialling order, that brought a FOLLOWERINFO, see `Link`) and reports
+//! `Disconnected` only for that one, as the core requires.
 //!
 //! Time. The peer counts ticks; we tick it `PEER_TICKS_PER_TICK` times per `tickTime`
 //! and scale initLimit and syncLimit by the same factor, so the limits mean what they
@@ -54,6 +55,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,14 +158,32 @@ impl From<Elected> for Input {
 
 /// One quorum connection as the loop sees it: its number, its peer, its writer's queue
 /// and a handle to shut it down.
+///
+/// Numbers are taken from one counter. The accept thread takes one per connection after
+/// its hello, in the order the connections were accepted; for connections from one
+/// learner that is the order the learner dialled them, because a dialled link that is
+/// dropped before its connection is made never sends a hello (`superseded`).
 #[derive(Debug)]
 pub struct Link {
     conn: u64,
     out: SyncSender<Msg>,
     stream: Option<TcpStream>,
+    /// Set when the loop drops the link: a writer still dialling gives up.
+    superseded: Arc<AtomicBool>,
 }
 
 impl Link {
+    fn new(conn: u64, stream: Option<TcpStream>) -> (Link, Receiver<Msg>) {
+        let (out, rx) = mpsc::sync_channel::<Msg>(QUORUM_SEND_QUEUE);
+        let link = Link {
+            conn,
+            out,
+            stream,
+            superseded: Arc::default(),
+        };
+        (link, rx)
+    }
+
     fn close(&self) {
         if let Some(s) = &self.stream {
             let _ = s.shutdown(Shutdown::Both);
@@ -173,6 +193,7 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
+        self.superseded.store(true, Ordering::Release);
         self.close();
     }
 }
@@ -304,6 +325,7 @@ pub fn start(
         lead: None,
         early_infos: Vec::new(),
         newest_snapshot,
+        info_conns: BTreeMap::new(),
     };
     std::thread::Builder::new()
         .name("replication".into())
@@ -505,21 +527,22 @@ fn accept_loop(
             continue;
         }
         let _ = stream.set_read_timeout(None);
-        let conn = conns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match spawn_link(
-            conn,
-            from,
-            Dial::Accepted(stream),
-            my_id,
-            snap_dir.clone(),
-            tx.clone(),
-        ) {
-            Ok(link) => {
-                if tx.send(Input::Accepted { link }).is_err() {
-                    return;
-                }
-            }
-            Err(e) => eprintln!("ringkeeper: quorum: cannot serve server {from}: {e}"),
+        let conn = conns.fetch_add(1, Ordering::Relaxed);
+        let Ok(handle) = stream.try_clone() else {
+            continue;
+        };
+        let (link, rx) = Link::new(conn, Some(handle));
+        let superseded = link.superseded.clone();
+        // Queued before the reader starts: the loop looks the connection's FOLLOWERINFO
+        // up among the unclaimed links, and a FOLLOWERINFO that overtook its `Accepted`
+        // was dropped (the learner then waited for its next attempt).
+        if tx.send(Input::Accepted { link }).is_err() {
+            return;
+        }
+        let dial = Dial::Accepted(stream);
+        if let Err(e) = spawn_link(conn, from, dial, rx, superseded, my_id, &snap_dir, &tx) {
+            eprintln!("ringkeeper: quorum: cannot serve server {from}: {e}");
+            let _ = tx.send(Input::Closed { conn, from });
         }
     }
 }
@@ -529,27 +552,27 @@ enum Dial {
     Connect(SocketAddr),
 }
 
-/// Starts a connection's writer (which dials first, for an outgoing one) and reader.
-/// The writer reads SNAP's snapshot files from `snap_dir`.
+/// Starts a connection's writer (which dials first, for an outgoing one) and reader;
+/// the writer sends what `rx` (the link's queue) gives it. The writer reads SNAP's
+/// snapshot files from `snap_dir`.
+#[allow(clippy::too_many_arguments)]
 fn spawn_link(
     conn: u64,
     peer: ServerId,
     dial: Dial,
+    rx: Receiver<Msg>,
+    superseded: Arc<AtomicBool>,
     my_id: ServerId,
-    snap_dir: PathBuf,
-    tx: Sender<Input>,
-) -> std::io::Result<Link> {
-    let (out, rx) = mpsc::sync_channel::<Msg>(QUORUM_SEND_QUEUE);
-    let stream = match &dial {
-        Dial::Accepted(s) => Some(s.try_clone()?),
-        Dial::Connect(_) => None,
-    };
+    snap_dir: &Path,
+    tx: &Sender<Input>,
+) -> std::io::Result<()> {
+    let (snap_dir, tx) = (snap_dir.to_path_buf(), tx.clone());
     std::thread::Builder::new()
         .name(format!("quorum-{peer}-{conn}"))
         .spawn(move || {
             let stream = match dial {
                 Dial::Accepted(s) => Some(s),
-                Dial::Connect(addr) => connect(addr, my_id),
+                Dial::Connect(addr) => connect(addr, my_id, &superseded),
             };
             let Some(mut stream) = stream else {
                 let _ = tx.send(Input::Closed { conn, from: peer });
@@ -572,12 +595,28 @@ fn spawn_link(
             // reader, which reports the connection closed exactly once.
             let _ = stream.shutdown(Shutdown::Both);
         })?;
-    Ok(Link { conn, out, stream })
+    Ok(())
 }
 
-fn connect(addr: SocketAddr, my_id: ServerId) -> Option<TcpStream> {
+/// Dials the leader; `None` when every attempt failed or the loop dropped the link
+/// meanwhile (the learner dialled again).
+///
+/// A dropped link's connection never sends its hello, so the leader never numbers it:
+/// its handshake, if it completes, completes after the link was dropped, and the
+/// leader would number it after the learner's newer connection and take its queued
+/// FOLLOWERINFO for the learner's latest (then close the newer one, which the learner
+/// counts as losing its leader). Checked after the connection is made: one made before
+/// the link was dropped was accepted before the newer one, so the leader numbers it
+/// lower and ignores its FOLLOWERINFO (`Driver::input`).
+fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option<TcpStream> {
     for _ in 0..CONNECT_ATTEMPTS {
+        if superseded.load(Ordering::Acquire) {
+            return None;
+        }
         if let Ok(mut s) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            if superseded.load(Ordering::Acquire) {
+                return None;
+            }
             if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
                 return Some(s);
             }
@@ -755,6 +794,9 @@ struct Driver {
     early_infos: Vec<(ServerId, u64, Msg)>,
     /// The newest durable snapshot of this server: the next compaction's point.
     newest_snapshot: Option<Zxid>,
+    /// Per member, the newest connection that brought us a FOLLOWERINFO: one from an
+    /// older connection is stale. At most one entry per member.
+    info_conns: BTreeMap<ServerId, u64>,
 }
 
 impl Driver {
@@ -803,6 +845,17 @@ impl Driver {
                     let Some(link) = self.unclaimed.remove(&conn) else {
                         return;
                     };
+                    // Unless the learner has dialled since: each connection has its own
+                    // reader thread, so a FOLLOWERINFO can reach us after the one of the
+                    // learner's next connection. Taking it would close the connection
+                    // the learner uses, and the learner would go looking ("leader
+                    // connection lost"); this one, dropping here, it has closed already.
+                    // Numbers follow the learner's dialling order (`Link`).
+                    let newest = self.info_conns.entry(from).or_insert(conn);
+                    if conn < *newest {
+                        return;
+                    }
+                    *newest = conn;
                     self.links.insert(from, link);
                     if self.peer.is_looking() {
                         // A learner that concluded the election before us: the core
@@ -1073,21 +1126,15 @@ impl Driver {
         let Some(m) = self.cfg.members.get(&to) else {
             return;
         };
-        let conn = self
-            .conns
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match spawn_link(
-            conn,
-            to,
-            Dial::Connect(m.quorum),
-            self.cfg.my_id,
-            self.cfg.data_dir.clone(),
-            self.tx.clone(),
-        ) {
-            Ok(link) => {
-                self.links.insert(to, link);
-            }
-            Err(e) => eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}"),
+        let conn = self.conns.fetch_add(1, Ordering::Relaxed);
+        let (link, rx) = Link::new(conn, None);
+        let (superseded, dial) = (link.superseded.clone(), Dial::Connect(m.quorum));
+        // The old link, if any, is dropped here: its writer stops dialling.
+        self.links.insert(to, link);
+        let (my_id, dir) = (self.cfg.my_id, &self.cfg.data_dir);
+        if let Err(e) = spawn_link(conn, to, dial, rx, superseded, my_id, dir, &self.tx) {
+            eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}");
+            let _ = self.tx.send(Input::Closed { conn, from: to });
         }
     }
 

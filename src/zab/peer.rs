@@ -22,9 +22,17 @@ use super::{epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
-/// Ticks a learner waits for LEADERINFO before reconnecting: short, because a leader
-/// still finishing its election drops early connections; initLimit bounds the total.
-const FOLLOWER_INFO_RETRY_TICKS: u64 = 2;
+/// A learner waiting for LEADERINFO reconnects this many times per initLimit (a leader
+/// that had not finished its own election may have dropped the first connection), so
+/// it waits `init_limit / FOLLOWER_INFO_TRIES` ticks (at least one) between attempts.
+///
+/// Relative to initLimit, not a fixed tick count: LEADERINFO legitimately takes a
+/// leader's election, FOLLOWERINFOs from a quorum and a synced accepted-epoch write, and
+/// each reconnect restarts this learner's discovery at the leader. A fixed 2 ticks was
+/// a fifth of initLimit in the simulator but 40 ms under the server's driver (which
+/// ticks the peer ten times per tickTime): under load no learner kept a connection long
+/// enough to get its LEADERINFO, and the epoch ended at initLimit.
+const FOLLOWER_INFO_TRIES: u64 = 5;
 
 /// Deliberately broken behaviours, for proving that the simulator catches them. Never
 /// set outside tests; every field defaults to correct behaviour.
@@ -1262,7 +1270,7 @@ impl Peer {
                 if now - f.last_heard > limit {
                     self.go_looking("leader silent", out);
                 } else if f.stage == FStage::AwaitLeaderInfo
-                    && now - f.info_sent >= FOLLOWER_INFO_RETRY_TICKS
+                    && now - f.info_sent >= (init / FOLLOWER_INFO_TRIES).max(1)
                 {
                     // The leader may have dropped the first connection because it had not
                     // finished its own election yet: connect again, as ZooKeeper's learner

@@ -85,7 +85,11 @@ fn without_the_older_snapshot_in_the_log_the_loaded_one_is_the_base() {
 /// A driver over a single-voter ensemble: it leads alone, so its actions need no
 /// connection. Its election channel's receiver is returned to keep sends working.
 fn lone_driver(dir: &Path) -> (Driver, Receiver<election::Input>, Arc<ReplBridge>) {
-    let cfg = repl_config(dir, 0, None);
+    driver_of(repl_config(dir, 0, None))
+}
+
+/// A driver of server 1 with `cfg`'s ensemble.
+fn driver_of(cfg: ReplConfig) -> (Driver, Receiver<election::Input>, Arc<ReplBridge>) {
     let peer = Peer::new(
         peer::Config {
             my_id: 1,
@@ -122,6 +126,7 @@ fn lone_driver(dir: &Path) -> (Driver, Receiver<election::Input>, Arc<ReplBridge
         lead: None,
         early_infos: Vec::new(),
         newest_snapshot: None,
+        info_conns: BTreeMap::new(),
     };
     (driver, election_rx, bridge)
 }
@@ -201,4 +206,69 @@ fn each_durable_snapshot_compacts_the_peer_log_to_the_one_before() {
     d.input(Input::SnapshotDurable(last + 3));
     assert_eq!(d.peer.log_base(), last + 2, "the next snapshot compacts");
     assert_eq!(d.peer.log().len(), 0);
+}
+
+/// A learner that dialled twice (its first connection made before it gave up on it)
+/// has two connections at the leader, and their readers race: the FOLLOWERINFO of the
+/// older one can reach the loop after the newer one's. The newer connection stays the
+/// learner's: taking the older closed the one the learner used, and it went looking
+/// ("leader connection lost"; a first epoch after a partition then ended at initLimit).
+#[test]
+fn a_followerinfo_from_an_older_connection_does_not_replace_the_newer() {
+    let dir = TempDir::new("repl-info-order");
+    let mut cfg = repl_config(&dir.0, 0, None);
+    cfg.ensemble = Ensemble::new(vec![1, 2, 3], vec![]);
+    let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    for id in [2, 3] {
+        let m = Member {
+            quorum: addr,
+            election: addr,
+        };
+        cfg.members.insert(id, m);
+    }
+    let (mut d, _election, _bridge) = driver_of(cfg);
+    d.input(Input::Elected(Elected {
+        leader: 1,
+        state: crate::zab::election::State::Leading,
+        election_epoch: 1,
+    }));
+    let info = || Msg::FollowerInfo {
+        accepted_epoch: 0,
+        last_zxid: 0,
+        observer: false,
+    };
+    // Conns are numbered in accept order; their queues are kept so sends succeed.
+    let mut queues = Vec::new();
+    for conn in [5, 6] {
+        let (link, rx) = Link::new(conn, None);
+        queues.push(rx);
+        d.input(Input::Accepted { link });
+    }
+    d.input(Input::Message {
+        conn: 6,
+        from: 2,
+        msg: info(),
+    });
+    assert_eq!(d.links.get(&2).map(|l| l.conn), Some(6));
+    d.input(Input::Message {
+        conn: 5,
+        from: 2,
+        msg: info(),
+    });
+    assert_eq!(
+        d.links.get(&2).map(|l| l.conn),
+        Some(6),
+        "the older connection's FOLLOWERINFO replaced the newer one"
+    );
+    assert!(d.unclaimed.is_empty(), "the stale connection is closed");
+    // A later connection of the same learner still replaces it.
+    let (link, rx) = Link::new(7, None);
+    queues.push(rx);
+    d.input(Input::Accepted { link });
+    d.input(Input::Message {
+        conn: 7,
+        from: 2,
+        msg: info(),
+    });
+    assert_eq!(d.links.get(&2).map(|l| l.conn), Some(7));
 }
