@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One election tick. `Timing::default()` finalizes after 2 ticks, which makes this
-/// ZooKeeper's `finalizeWait` of 200 ms, and first resends after 400 ms.
+/// ZooKeeper's `finalizeWait` of 200 ms, and first resends after 200 ms.
 pub const ELECTION_TICK: Duration = Duration::from_millis(100);
 /// How long a sender waits for a connection to a peer: a dead peer costs its sender this
 /// much per attempt, and the election resends anyway (ZooKeeper's `cnxTimeout`, 5 s, is

@@ -92,10 +92,16 @@ pub struct Timing {
 }
 
 impl Default for Timing {
+    /// In 100 ms ticks: ZooKeeper's `finalizeWait` (200 ms), a first resend after as long
+    /// (ZooKeeper's notification timeout starts at `finalizeWait` too), doubling up to
+    /// 3.2 s. The first resend matters after a leader's death: a server that went looking
+    /// first sent its vote to servers still following the dead leader, and they learn it
+    /// only when it is resent (a looking server does not answer a worse vote of the same
+    /// round, as in ZooKeeper).
     fn default() -> Timing {
         Timing {
             finalize_ticks: 2,
-            resend_ticks: 4,
+            resend_ticks: 2,
             max_resend_ticks: 32,
         }
     }
