@@ -38,6 +38,8 @@ pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// Our log segment size (DESIGN.md, "Storage"): 64 MiB.
+/// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
+pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
 pub const DEFAULT_LOG_SEGMENT_SIZE: u64 = 64 << 20;
 /// Log segments are written in 4 KiB O_DIRECT blocks, so their size is a multiple of it.
 pub const LOG_SEGMENT_ALIGN: u64 = 4096;
@@ -182,7 +184,7 @@ pub const KEYS: &[KeySpec] = &[
     key("maxCnxns", Supported),
     key("globalOutstandingLimit", Recorded("each connection may have 1000 requests outstanding")),
     key("snapCount", Supported),
-    key("snapSizeLimitInKb", Recorded("snapshots follow snapCount; the log-size rule is not applied")),
+    key("snapSizeLimitInKb", Supported),
     key("txnLogSizeLimitInKb", Recorded("log segments are logSegmentSize bytes")),
     key("preAllocSize", Recorded("log segments are preallocated whole: see logSegmentSize")),
     key("forceSync", Supported),
@@ -434,6 +436,8 @@ pub struct Config {
     pub snap_retain_count: u32,
     /// Hours; 0 = never purge.
     pub purge_interval_hours: u32,
+    /// `snapSizeLimitInKb`: KiB of log between snapshots (0 or less: no size rule).
+    pub snap_size_limit_kb: i64,
     pub pre_alloc_size_kb: u64,
     pub force_sync: bool,
     /// Ticks; 0 = not set (required when servers are listed).
@@ -847,6 +851,7 @@ impl ConfigBuilder {
             snap_count: DEFAULT_SNAP_COUNT,
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_hours: 0,
+            snap_size_limit_kb: DEFAULT_SNAP_SIZE_LIMIT_KB,
             pre_alloc_size_kb: DEFAULT_PRE_ALLOC_SIZE_KB,
             force_sync: true,
             init_limit: 0,
@@ -941,6 +946,8 @@ impl ConfigBuilder {
                         return Err(ctx.err(ConfigErrorKind::BadValue, "must be at least 2".into()));
                     }
                 }
+                // SyncRequestProcessor: KiB of log between snapshots; 0 or less: off.
+                "snapSizeLimitInKb" => c.snap_size_limit_kb = ctx.int(v)?,
                 "preAllocSize" => c.pre_alloc_size_kb = ctx.int(v)?,
                 // FileTxnLog: only "no" turns fsync off.
                 "forceSync" => c.force_sync = v != "no",

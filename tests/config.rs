@@ -84,7 +84,7 @@ fn system_property_keys_are_accepted_as_users_write_them() {
          4lw.commands.whitelist=ruok, mntr,\\\n   stat\n\
          zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
          jute.maxbuffer=4194304\nextendedTypesEnabled=true\nskipACL=yes\nmaxCnxns=500\n\
-         zookeeper.globalOutstandingLimit=2000\n",
+         zookeeper.globalOutstandingLimit=2000\nsnapSizeLimitInKb=1024\n",
     );
     let (c, warnings) = Config::load(&cfg).unwrap();
     // Only the limit warns: it is parsed, but the server's limit is per connection.
@@ -101,6 +101,7 @@ fn system_property_keys_are_accepted_as_users_write_them() {
     assert_eq!(c.jute_maxbuffer, 4 << 20);
     assert!(c.extended_types_enabled && c.skip_acl);
     assert_eq!((c.max_cnxns, c.global_outstanding_limit), (500, 2000));
+    assert_eq!(c.snap_size_limit_kb, 1024);
     // ZooKeeper's view: zookeeper.<key> system properties.
     assert_eq!(c.system_properties["zookeeper.jute.maxbuffer"], "4194304");
     assert_eq!(

@@ -73,7 +73,9 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         position: Default::default(),
         snap_dir: cfg.data_dir.clone(),
         snap_count: cfg.snap_count,
-        snap_size_bytes: 0,
+        snap_size_bytes: u64::try_from(cfg.snap_size_limit_kb)
+            .unwrap_or(0)
+            .saturating_mul(1024),
         snap_retain_count: (cfg.snap_retain_count as usize).max(3),
         purge_interval_ms: cfg.purge_interval_hours as i64 * 3_600_000,
     });

@@ -77,7 +77,7 @@ pub struct StorageConfig {
     pub snap_dir: PathBuf,
     /// `snapCount`: a snapshot after a random number of txns in [snapCount/2+1, snapCount].
     pub snap_count: u64,
-    /// `snapSizeLimitInKb` in bytes (0: off).
+    /// `snapSizeLimitInKb` in bytes (0: off): log bytes between snapshots.
     pub snap_size_bytes: u64,
     /// `autopurge.snapRetainCount` (at least 3).
     pub snap_retain_count: usize,
@@ -1254,11 +1254,15 @@ impl Sequencer {
                 m.logged.record_n(Duration::ZERO, p.writes);
                 m.committed.record_n(now - p.appended_at, p.writes);
             }
-            let txns = p
+            // Each committed txn counts towards the snapshot policy with its log size.
+            let txn_bytes: Vec<u64> = p
                 .entries
                 .iter()
-                .filter(|e| matches!(e, Entry::Txn { .. }))
-                .count() as u64;
+                .filter_map(|e| match e {
+                    Entry::Txn { txn, .. } => Some(crate::storage::log::txn_size_hint(txn) as u64),
+                    _ => None,
+                })
+                .collect();
             self.committed = (p.root.clone(), p.last_zxid);
             let commit = Arc::new(Commit {
                 entries: p.entries,
@@ -1275,7 +1279,7 @@ impl Sequencer {
             for out in &self.outboxes {
                 out.push_unbounded(ToShard::Commit(commit.clone()));
             }
-            self.snapshot_if_due(txns);
+            self.snapshot_if_due(&txn_bytes);
         }
         self.stats
             .last_zxid
@@ -1287,15 +1291,13 @@ impl Sequencer {
 
     /// Counts committed txns toward the snapshot policy and offers the committed root
     /// when one is due.
-    fn snapshot_if_due(&mut self, txns: u64) {
+    fn snapshot_if_due(&mut self, txn_bytes: &[u64]) {
         let Some(st) = &mut self.storage else {
             return;
         };
         let mut due = false;
-        for _ in 0..txns {
-            // The policy's byte rule uses an average txn size; the count rule decides
-            // in practice (snapSizeLimitInKb defaults to 4 GiB).
-            due |= st.policy.record(128);
+        for &b in txn_bytes {
+            due |= st.policy.record(b);
         }
         if due {
             let (root, zxid) = (self.committed.0.clone(), self.committed.1);
@@ -1408,5 +1410,78 @@ mod tests {
             })
             .collect();
         assert!(durable.iter().all(|z| *z <= last as u64), "{durable:?}");
+    }
+
+    /// `snapSizeLimitInKb`: with the txn count rule out of reach, a learner applying
+    /// 1 KiB creates snapshots once the log bytes pass the size rule (each txn counts
+    /// with its encoded size, not an average).
+    #[test]
+    fn snapshots_follow_the_log_size_rule() {
+        let dir = TempDir::new("seq-snapsize");
+        let mut log = LogConfig::new(&dir.0);
+        log.segment_bytes = 1 << 20;
+        log.backend = IoBackend::Blocking;
+        log.allow_buffered = true;
+        log.background_spare = false;
+        let bridge = Arc::new(ReplBridge::default());
+        let (to_repl, _from_seq) = std::sync::mpsc::channel();
+        bridge.set_replication(to_repl);
+        let mut cfg =
+            crate::server::ServerConfig::standalone("127.0.0.1:1".parse().unwrap(), 1).sequencer;
+        cfg.repl = Some(bridge.clone());
+        cfg.storage = Some(StorageConfig {
+            disk: Arc::new(OsDisk),
+            log,
+            position: LogPosition::default(),
+            snap_dir: dir.0.clone(),
+            snap_count: 1_000_000,
+            snap_size_bytes: 64 << 10,
+            snap_retain_count: 3,
+            purge_interval_ms: 0,
+        });
+        let mut seq = Sequencer::new(
+            cfg,
+            DataTree::new(),
+            0,
+            Vec::new(),
+            Vec::new(),
+            Arc::new(Signal::default()),
+            Arc::new(SequencerStats::default()),
+        )
+        .expect("sequencer");
+        bridge.to_sequencer(ToSeqRepl::Follow);
+        seq.step();
+        let txns: Vec<Txn> = (1..=200i64)
+            .map(|z| Txn {
+                session_id: 0,
+                cxid: z as i32,
+                zxid: z,
+                time_ms: 1_700_000_000_000 + z,
+                op: TxnOp::Create {
+                    path: format!("/n{z}"),
+                    data: Some(bytes::Bytes::from(vec![b'x'; 1024])),
+                    acl: crate::tree::open_acl_unsafe(),
+                    ephemeral_owner: 0,
+                },
+            })
+            .collect();
+        for chunk in txns.chunks(20) {
+            bridge.to_sequencer(ToSeqRepl::Append {
+                txns: chunk.to_vec(),
+            });
+            bridge.to_sequencer(ToSeqRepl::Apply {
+                txns: chunk.to_vec(),
+            });
+            seq.step();
+        }
+        // The snapshot thread writes in the background: wait for it, bounded.
+        let until = std::time::Instant::now() + Duration::from_secs(20);
+        let mut snaps = Vec::new();
+        while snaps.is_empty() && std::time::Instant::now() < until {
+            seq.step();
+            snaps = snapshot::list(&OsDisk, &dir.0).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!snaps.is_empty(), "no snapshot after 200 KiB of log");
     }
 }

@@ -811,7 +811,7 @@ fn publish(events: &Mutex<VecDeque<LogEvent>>, out: &mut Vec<LogEvent>, notify: 
 
 /// An upper bound of the encoded size of a txn, for sizing writes without encoding
 /// twice; exactness is not needed, only that it is not below the truth.
-fn txn_size_hint(t: &Txn) -> usize {
+pub fn txn_size_hint(t: &Txn) -> usize {
     use crate::txn::TxnOp;
     fn op(o: &TxnOp) -> usize {
         let acl = |a: &Vec<crate::proto::Acl>| {
