@@ -1348,12 +1348,19 @@ mod tests {
         v
     }
 
-    /// A learner's sequencer with a real log: the txns handed to the log writer before a
-    /// Quiesce are on disk when it is answered, and nothing is logged after it.
-    #[test]
-    fn quiesce_answers_after_the_queued_log_writes_and_then_logs_nothing() {
-        let dir = TempDir::new("seq-quiesce");
-        let mut log = LogConfig::new(&dir.0);
+    /// A sequencer of an ensemble member with a real log (blocking I/O, 256 KiB
+    /// segments) and snapshots in `dir`; the replication loop's side of its bridge is
+    /// the returned receiver.
+    fn ensemble_sequencer(
+        dir: &std::path::Path,
+        snap_count: u64,
+        snap_size_bytes: u64,
+    ) -> (
+        Sequencer,
+        Arc<ReplBridge>,
+        std::sync::mpsc::Receiver<super::super::replication::Input>,
+    ) {
+        let mut log = LogConfig::new(dir);
         log.segment_bytes = 256 << 10;
         log.backend = IoBackend::Blocking;
         log.allow_buffered = true;
@@ -1368,13 +1375,13 @@ mod tests {
             disk: Arc::new(OsDisk),
             log,
             position: LogPosition::default(),
-            snap_dir: dir.0.clone(),
-            snap_count: 100_000,
-            snap_size_bytes: 0,
+            snap_dir: dir.to_path_buf(),
+            snap_count,
+            snap_size_bytes,
             snap_retain_count: 3,
             purge_interval_ms: 0,
         });
-        let mut seq = Sequencer::new(
+        let seq = Sequencer::new(
             cfg,
             DataTree::new(),
             0,
@@ -1384,6 +1391,15 @@ mod tests {
             Arc::new(SequencerStats::default()),
         )
         .expect("sequencer");
+        (seq, bridge, from_seq)
+    }
+
+    /// A learner's sequencer with a real log: the txns handed to the log writer before a
+    /// Quiesce are on disk when it is answered, and nothing is logged after it.
+    #[test]
+    fn quiesce_answers_after_the_queued_log_writes_and_then_logs_nothing() {
+        let dir = TempDir::new("seq-quiesce");
+        let (mut seq, bridge, from_seq) = ensemble_sequencer(&dir.0, 100_000, 0);
         let txns = sample_txns(40);
         let (first, later) = txns.split_at(20);
         bridge.to_sequencer(ToSeqRepl::Append {
@@ -1418,37 +1434,7 @@ mod tests {
     #[test]
     fn snapshots_follow_the_log_size_rule() {
         let dir = TempDir::new("seq-snapsize");
-        let mut log = LogConfig::new(&dir.0);
-        log.segment_bytes = 1 << 20;
-        log.backend = IoBackend::Blocking;
-        log.allow_buffered = true;
-        log.background_spare = false;
-        let bridge = Arc::new(ReplBridge::default());
-        let (to_repl, _from_seq) = std::sync::mpsc::channel();
-        bridge.set_replication(to_repl);
-        let mut cfg =
-            crate::server::ServerConfig::standalone("127.0.0.1:1".parse().unwrap(), 1).sequencer;
-        cfg.repl = Some(bridge.clone());
-        cfg.storage = Some(StorageConfig {
-            disk: Arc::new(OsDisk),
-            log,
-            position: LogPosition::default(),
-            snap_dir: dir.0.clone(),
-            snap_count: 1_000_000,
-            snap_size_bytes: 64 << 10,
-            snap_retain_count: 3,
-            purge_interval_ms: 0,
-        });
-        let mut seq = Sequencer::new(
-            cfg,
-            DataTree::new(),
-            0,
-            Vec::new(),
-            Vec::new(),
-            Arc::new(Signal::default()),
-            Arc::new(SequencerStats::default()),
-        )
-        .expect("sequencer");
+        let (mut seq, bridge, _from_seq) = ensemble_sequencer(&dir.0, 1_000_000, 64 << 10);
         bridge.to_sequencer(ToSeqRepl::Follow);
         seq.step();
         let txns: Vec<Txn> = (1..=200i64)
