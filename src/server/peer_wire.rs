@@ -12,15 +12,21 @@
 //! length in place of its bytes, and the bytes follow at once in chunk frames
 //! (`tag 16 | offset u64 | u32 length | bytes`), each non-empty, at most
 //! [`MAX_SNAP_CHUNK`] bytes, at consecutive offsets from 0, until the length is reached.
-//! Nothing else may come between them. [`MsgAssembler`] puts them back together and
-//! refuses any other order; the sender streams them from the snapshot file
-//! ([`encode_msg`] for the SYNC frame, [`encode_snap_chunk`] for each chunk).
+//! Nothing else may come between them. [`MsgAssembler`] checks them and refuses any
+//! other order, handing the bytes to a [`SnapSink`] as they arrive: a learner's
+//! [`FileSink`] streams them to a file in dataDir, so it holds one chunk, not the
+//! snapshot. The sender streams them from the snapshot file ([`encode_msg`] for the
+//! SYNC frame, [`encode_snap_chunk`] for each chunk).
 
+use crate::storage::disk::Disk;
+use crate::storage::snapshot;
 use crate::zab::election::{Notification, State, Vote};
 use crate::zab::msg::{Msg, SyncMode};
 use crate::zab::{ServerId, Txn};
 use bytes::Bytes;
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The first word of an election connection's hello.
 pub const ELECTION_MAGIC: u32 = 0x524b_454c; // "RKEL"
@@ -371,12 +377,13 @@ pub fn encode_snap_chunk(offset: u64, bytes: &[u8]) -> Vec<u8> {
     b
 }
 
-/// A SYNC whose snapshot bytes are still arriving.
+/// A SYNC whose snapshot bytes are still arriving (into the assembler's sink).
 #[derive(Debug)]
 struct PendingSnap {
     zxid: u64,
     len: u64,
-    data: Vec<u8>,
+    /// Snapshot bytes received so far: the next chunk's offset.
+    received: u64,
     txns: Vec<Txn>,
     commit_through: u64,
 }
@@ -392,23 +399,164 @@ enum Frame {
     },
 }
 
-/// Reassembles a quorum connection's frames into messages (one per connection, fed
-/// every frame in order). Only a SYNC with a snapshot spans frames.
-#[derive(Debug, Default)]
-pub struct MsgAssembler {
-    pending: Option<PendingSnap>,
+/// Where a SNAP's snapshot bytes go while they arrive. [`MsgAssembler`] checks the
+/// chunks (order, lengths, nothing in between) and calls `begin`, then `append` for
+/// each chunk in order with exactly `len` bytes in all, then `finish`; or `abort` at
+/// the first error. An error of the sink's is the connection's protocol error.
+pub trait SnapSink {
+    /// A snapshot of `zxid`, `len` (> 0) bytes, begins.
+    fn begin(&mut self, zxid: u64, len: u64) -> Result<(), String>;
+    /// The next bytes of the snapshot.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String>;
+    /// Every byte arrived: the SNAP's `data` for the peer (the snapshot, or a handle
+    /// to it). On error the sink has forgotten the snapshot.
+    fn finish(&mut self) -> Result<Bytes, String>;
+    /// The snapshot will not complete: forget what arrived. Idempotent.
+    fn abort(&mut self);
 }
 
-impl MsgAssembler {
+/// Keeps a snapshot in memory: the SNAP's `data` is the snapshot itself.
+#[derive(Debug, Default)]
+pub struct MemSink {
+    data: Vec<u8>,
+}
+
+impl SnapSink for MemSink {
+    fn begin(&mut self, _zxid: u64, len: u64) -> Result<(), String> {
+        self.data = Vec::with_capacity(len.min(SNAP_RESERVE as u64) as usize);
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        Ok(Bytes::from(std::mem::take(&mut self.data)))
+    }
+
+    fn abort(&mut self) {
+        self.data = Vec::new();
+    }
+}
+
+/// Streams a snapshot to `snapshot.<zxid hex>.<conn>.recv` in the snapshot directory
+/// ([`snapshot::SnapshotReceiver`]): a learner holds one chunk of it, not the whole.
+/// On `finish` the file is datasynced and checked completely (every record and both
+/// CRCs, the rebuilt tree's digest, its zxid equal to the SNAP's); the SNAP's `data`
+/// is then the file's name in that directory, which the driver installs. A snapshot
+/// that fails, or a transfer cut short (the sink dropped with its connection), leaves
+/// no file.
+pub struct FileSink {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    /// Who sends, for the log line of a checked snapshot.
+    from: ServerId,
+    /// The connection's number, which names its file.
+    conn: u64,
+    receiving: Option<snapshot::SnapshotReceiver>,
+}
+
+impl FileSink {
+    pub fn new(disk: Arc<dyn Disk>, dir: PathBuf, from: ServerId, conn: u64) -> FileSink {
+        FileSink {
+            disk,
+            dir,
+            from,
+            conn,
+            receiving: None,
+        }
+    }
+}
+
+impl SnapSink for FileSink {
+    fn begin(&mut self, zxid: u64, len: u64) -> Result<(), String> {
+        assert!(
+            self.receiving.is_none(),
+            "a snapshot begins while receiving"
+        );
+        let r = snapshot::SnapshotReceiver::begin(
+            self.disk.clone(),
+            &self.dir,
+            zxid as i64,
+            self.conn,
+            len,
+        )
+        .map_err(|e| format!("cannot receive the snapshot of SNAP at {zxid:#x}: {e}"))?;
+        self.receiving = Some(r);
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let r = self.receiving.as_mut().expect("append without begin");
+        r.append(bytes).map_err(|e| {
+            self.receiving = None;
+            format!("cannot receive a snapshot: {e}")
+        })
+    }
+
+    fn finish(&mut self) -> Result<Bytes, String> {
+        let r = self.receiving.take().expect("finish without begin");
+        match r.finish() {
+            Ok((path, h)) => {
+                eprintln!(
+                    "ringkeeper: SNAP from server {}: snapshot {:#x} received and checked in {}: {} znodes, digest {:#018x}",
+                    self.from,
+                    h.zxid,
+                    path.display(),
+                    h.node_count,
+                    h.digest
+                );
+                let name = path.file_name().expect("a file name").to_string_lossy();
+                Ok(Bytes::from(name.into_owned()))
+            }
+            Err(e) => Err(format!("a bad snapshot ({e}), removed, nothing installed")),
+        }
+    }
+
+    fn abort(&mut self) {
+        self.receiving = None;
+    }
+}
+
+/// Reassembles a quorum connection's frames into messages (one per connection, fed
+/// every frame in order). Only a SYNC with a snapshot spans frames; its bytes go to the
+/// sink `S` as they arrive, and the message's snapshot `data` is what the sink returns.
+#[derive(Default)]
+pub struct MsgAssembler<S: SnapSink = MemSink> {
+    pending: Option<PendingSnap>,
+    sink: S,
+}
+
+impl<S: SnapSink> MsgAssembler<S> {
+    /// An assembler whose snapshots go to `sink`.
+    pub fn new(sink: S) -> MsgAssembler<S> {
+        MsgAssembler {
+            pending: None,
+            sink,
+        }
+    }
+
     /// Takes the next frame's body: `Ok(Some)` when it completes a message, `Ok(None)`
     /// when a snapshot needs more chunks.
     ///
     /// # Errors
     /// A frame that does not decode, a chunk that is empty, out of order, beyond the
-    /// announced length or without a SYNC before it, or any other frame while a
-    /// snapshot's chunks are due. The connection must be closed then: the stream can
-    /// no longer be trusted.
+    /// announced length or without a SYNC before it, any other frame while a
+    /// snapshot's chunks are due, or the sink's error. The sink has forgotten the
+    /// snapshot then, and the connection must be closed: the stream can no longer be
+    /// trusted.
     pub fn push(&mut self, body: &[u8]) -> Result<Option<Msg>, String> {
+        let r = self.push_frame(body);
+        if r.is_err() {
+            self.pending = None;
+            self.sink.abort();
+        }
+        r
+    }
+
+    fn push_frame(&mut self, body: &[u8]) -> Result<Option<Msg>, String> {
         let frame = decode_frame(body).ok_or_else(|| match body.first() {
             Some(tag) => format!("malformed frame (tag {tag}, {} bytes)", body.len()),
             None => "empty frame".to_string(),
@@ -419,17 +567,15 @@ impl MsgAssembler {
                 if p.len == 0 {
                     return Err(format!("SNAP at {:#x} with an empty snapshot", p.zxid));
                 }
-                self.pending = Some(PendingSnap {
-                    data: Vec::with_capacity(p.len.min(SNAP_RESERVE as u64) as usize),
-                    ..p
-                });
+                self.sink.begin(p.zxid, p.len)?;
+                self.pending = Some(p);
                 Ok(None)
             }
             (None, Frame::Chunk { offset, .. }) => {
                 Err(format!("snapshot chunk at offset {offset} without a SNAP"))
             }
             (Some(p), Frame::Chunk { offset, bytes }) => {
-                let have = p.data.len() as u64;
+                let have = p.received;
                 if offset != have {
                     return Err(format!(
                         "snapshot chunk at offset {offset}, expected {have} (of {})",
@@ -443,24 +589,22 @@ impl MsgAssembler {
                         p.len
                     ));
                 }
-                p.data.extend_from_slice(&bytes);
-                if (p.data.len() as u64) < p.len {
+                self.sink.append(&bytes)?;
+                p.received += bytes.len() as u64;
+                if p.received < p.len {
                     return Ok(None);
                 }
                 let p = self.pending.take().expect("pending");
+                let data = self.sink.finish()?;
                 Ok(Some(Msg::Sync {
-                    mode: SyncMode::Snap {
-                        zxid: p.zxid,
-                        data: Bytes::from(p.data),
-                    },
+                    mode: SyncMode::Snap { zxid: p.zxid, data },
                     txns: p.txns,
                     commit_through: p.commit_through,
                 }))
             }
             (Some(p), _) => Err(format!(
                 "a frame other than a snapshot chunk after {} of {} snapshot bytes",
-                p.data.len(),
-                p.len
+                p.received, p.len
             )),
         }
     }
@@ -510,7 +654,7 @@ fn decode_frame(b: &[u8]) -> Option<Frame> {
                     return Some(Frame::SnapSync(PendingSnap {
                         zxid,
                         len,
-                        data: Vec::new(),
+                        received: 0,
                         txns,
                         commit_through,
                     }));
@@ -632,11 +776,11 @@ mod tests {
             let b = encode_msg(&m);
             assert_eq!(decode_msg(&b).as_ref(), Some(&m), "{}", m.name());
             assert_eq!(encode_frames(&m), vec![b.clone()]);
-            let mut a = MsgAssembler::default();
+            let mut a = MsgAssembler::<MemSink>::default();
             assert_eq!(a.push(&b), Ok(Some(m.clone())));
             for cut in 0..b.len() {
                 assert_eq!(decode_msg(&b[..cut]), None, "{} cut at {cut}", m.name());
-                assert!(MsgAssembler::default().push(&b[..cut]).is_err());
+                assert!(MsgAssembler::<MemSink>::default().push(&b[..cut]).is_err());
             }
         }
     }
@@ -657,7 +801,7 @@ mod tests {
 
     /// Feeds every frame; the message once complete, and checks nothing completes early.
     fn assemble(frames: &[Vec<u8>]) -> Result<Msg, String> {
-        let mut a = MsgAssembler::default();
+        let mut a = MsgAssembler::<MemSink>::default();
         for (i, f) in frames.iter().enumerate() {
             match a.push(f)? {
                 Some(m) if i + 1 == frames.len() && a.is_idle() => return Ok(m),
@@ -696,13 +840,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn malformed_snapshot_frames_are_errors() {
+    /// Frame sequences a receiver must refuse, around a SNAP of three chunks (the
+    /// last short) of 7s.
+    fn malformed_snapshot_cases() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         let m = snap_sync(vec![7u8; 2 * SNAP_CHUNK + 5]);
         let frames = encode_frames(&m);
         let (sync, c0, c1, c2) = (&frames[0], &frames[1], &frames[2], &frames[3]);
         let ping = encode_msg(&Msg::Ping);
-        let cases: Vec<(&str, Vec<Vec<u8>>)> = vec![
+        vec![
             ("chunk without a SNAP", vec![c0.clone()]),
             ("chunks out of order", vec![sync.clone(), c1.clone()]),
             ("chunk repeated", vec![sync.clone(), c0.clone(), c0.clone()]),
@@ -735,9 +880,16 @@ mod tests {
             ("empty snapshot", encode_frames(&snap_sync(Vec::new()))),
             ("unknown tag", vec![vec![99]]),
             ("empty frame", vec![vec![]]),
-        ];
-        for (what, frames) in cases {
-            let mut a = MsgAssembler::default();
+        ]
+    }
+
+    #[test]
+    fn malformed_snapshot_frames_are_errors() {
+        let m = snap_sync(vec![7u8; 2 * SNAP_CHUNK + 5]);
+        let frames = encode_frames(&m);
+        let (sync, c0) = (&frames[0], &frames[1]);
+        for (what, frames) in malformed_snapshot_cases() {
+            let mut a = MsgAssembler::<MemSink>::default();
             let r: Result<Vec<_>, _> = frames.iter().map(|f| a.push(f)).collect();
             assert!(r.is_err(), "{what}: {r:?}");
         }
@@ -746,7 +898,7 @@ mod tests {
         let mut huge = sync.clone();
         let at = 1 + 1 + 8;
         huge[at..at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
-        let mut a = MsgAssembler::default();
+        let mut a = MsgAssembler::<MemSink>::default();
         assert_eq!(a.push(&huge), Ok(None));
         assert_eq!(a.push(c0), Ok(None));
         assert!(!a.is_idle());
@@ -757,5 +909,107 @@ mod tests {
         b.extend_from_slice(&offset.to_be_bytes());
         b.extend_from_slice(&0u32.to_be_bytes());
         b
+    }
+
+    fn file_sink(dir: &std::path::Path) -> MsgAssembler<FileSink> {
+        let disk: Arc<dyn Disk> = Arc::new(crate::storage::OsDisk);
+        MsgAssembler::new(FileSink::new(disk, dir.to_path_buf(), 2, 5))
+    }
+
+    fn file_names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The frames of a SNAP of `data` at `zxid` in chunks of `chunk` bytes.
+    fn snap_frames(zxid: u64, data: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        let mut frames = vec![encode_snap_sync(zxid, data.len() as u64, &[], zxid)];
+        for (i, c) in data.chunks(chunk).enumerate() {
+            frames.push(encode_snap_chunk((i * chunk) as u64, c));
+        }
+        frames
+    }
+
+    #[test]
+    fn a_file_sink_streams_a_snapshot_to_a_checked_file() {
+        use crate::storage::snapshot::tests::{sample_tree, TempDir};
+        let dir = TempDir::new("file-sink");
+        let tree = sample_tree(300);
+        let zxid = tree.zxid() as u64;
+        let mut data = Vec::new();
+        snapshot::write_to(&tree, &mut data).unwrap();
+        let frames = snap_frames(zxid, &data, 1000);
+        assert!(frames.len() > 4, "several chunks");
+        let mut a = file_sink(&dir.0);
+        let mut got = None;
+        for (i, f) in frames.iter().enumerate() {
+            got = a.push(f).expect("accepted");
+            assert_eq!(got.is_some(), i + 1 == frames.len());
+            // One file, growing, while the snapshot arrives.
+            assert_eq!(
+                file_names(&dir.0),
+                vec![snapshot::received_name(zxid as i64, 5)]
+            );
+        }
+        assert!(a.is_idle());
+        let Some(Msg::Sync {
+            mode:
+                SyncMode::Snap {
+                    zxid: z,
+                    data: handle,
+                },
+            ..
+        }) = got
+        else {
+            panic!("not a SNAP: {got:?}")
+        };
+        assert_eq!(z, zxid);
+        let name = snapshot::received_name(zxid as i64, 5);
+        assert_eq!(&handle[..], name.as_bytes());
+        drop(a);
+        assert_eq!(std::fs::read(dir.0.join(&name)).unwrap(), data);
+
+        // A corrupt snapshot (a byte flipped) or one of another zxid, every chunk in
+        // order: refused when complete, and nothing is left (the good one stays).
+        let mut bad = data.clone();
+        bad[data.len() / 2] ^= 1;
+        for (z, bytes) in [(zxid + 1, &bad), (zxid + 1, &data)] {
+            let mut a = file_sink(&dir.0);
+            let frames = snap_frames(z, bytes, 1000);
+            let (last, rest) = frames.split_last().unwrap();
+            for f in rest {
+                assert_eq!(a.push(f), Ok(None));
+            }
+            assert!(a.push(last).is_err());
+            assert!(file_names(&dir.0).is_empty(), "{:?}", file_names(&dir.0));
+        }
+    }
+
+    #[test]
+    fn malformed_snapshot_frames_leave_no_received_file() {
+        use crate::storage::snapshot::tests::TempDir;
+        let dir = TempDir::new("file-sink-bad");
+        for (what, frames) in malformed_snapshot_cases() {
+            let mut a = file_sink(&dir.0);
+            let r: Result<Vec<_>, _> = frames.iter().map(|f| a.push(f)).collect();
+            assert!(r.is_err(), "{what}: {r:?}");
+            assert!(
+                file_names(&dir.0).is_empty(),
+                "{what}: {:?}",
+                file_names(&dir.0)
+            );
+        }
+        // A connection that ends mid-snapshot (early end) leaves nothing either.
+        let frames = encode_frames(&snap_sync(vec![7u8; 2 * SNAP_CHUNK + 5]));
+        let mut a = file_sink(&dir.0);
+        assert_eq!(a.push(&frames[0]), Ok(None));
+        assert_eq!(a.push(&frames[1]), Ok(None));
+        assert_eq!(file_names(&dir.0).len(), 1);
+        drop(a);
+        assert!(file_names(&dir.0).is_empty());
     }
 }

@@ -34,15 +34,18 @@
 //! behind its base: the SYNC's snapshot bytes are the base's snapshot file, which the
 //! connection's writer thread streams in chunk frames (`peer_wire`), so reading it
 //! delays nothing else; a missing file closes that learner's connection (it retries).
-//! A learner's reader thread reassembles the chunks and checks the snapshot completely
-//! (`snapshot::validate`: CRCs, structure, digest, zxid) before the peer sees it; a bad
-//! one closes the connection, so the learner goes back to looking, nothing written.
+//! A learner's reader thread writes the chunks as they arrive to
+//! `snapshot.<zxid>.<conn>.recv` in dataDir (`peer_wire::FileSink`), then datasyncs
+//! and checks that file completely (`snapshot::validate_file`: CRCs, structure,
+//! digest, zxid) before the peer sees the SYNC, whose snapshot bytes are then only the
+//! file's name; a bad one is removed and closes the connection, so the learner goes
+//! back to looking.
 //! Changing the log's files (a TRUNC below what this server logged, or installing a
 //! SNAP over a different log) first stops the sequencer's log writer and waits for
 //! every write in flight (`ToSeqRepl::Quiesce`), then cuts the log
-//! (`truncate_and_restart`) or writes the snapshot and removes the log
-//! (`install_and_restart`), then restarts the process in place: recovery rebuilds the
-//! tree, and the server rejoins by DIFF.
+//! (`truncate_and_restart`) or renames the received snapshot into place and removes
+//! the log (`install_and_restart`), then restarts the process in place: recovery
+//! rebuilds the tree, and the server rejoins by DIFF.
 
 use super::bridge::{ReplBridge, ToSeqRepl};
 use super::election::{self, Elected};
@@ -287,6 +290,15 @@ pub fn start(
         },
         persisted,
     );
+    // A snapshot a crash cut short while it arrived: never read, removed before any
+    // connection can receive another.
+    match crate::storage::snapshot::remove_received(&crate::storage::OsDisk, &cfg.data_dir) {
+        Ok(removed) if !removed.is_empty() => {
+            eprintln!("ringkeeper: removed snapshots left half received: {removed:?}")
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("ringkeeper: cannot remove snapshots left half received: {e}"),
+    }
     let conns = Arc::new(std::sync::atomic::AtomicU64::new(1));
     {
         let (tx, conns, my_id) = (tx.clone(), conns.clone(), cfg.my_id);
@@ -554,7 +566,7 @@ enum Dial {
 
 /// Starts a connection's writer (which dials first, for an outgoing one) and reader;
 /// the writer sends what `rx` (the link's queue) gives it. The writer reads SNAP's
-/// snapshot files from `snap_dir`.
+/// snapshot files from `snap_dir`, and the reader receives a SNAP's snapshot there.
 #[allow(clippy::too_many_arguments)]
 fn spawn_link(
     conn: u64,
@@ -581,10 +593,10 @@ fn spawn_link(
             let _ = stream.set_nodelay(true);
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
             let reader = stream.try_clone().map(|r| {
-                let tx = tx.clone();
+                let (tx, snap_dir) = (tx.clone(), snap_dir.clone());
                 std::thread::Builder::new()
                     .name(format!("quorum-recv-{peer}-{conn}"))
-                    .spawn(move || read_loop(conn, peer, r, tx))
+                    .spawn(move || read_loop(conn, peer, r, snap_dir, tx))
             });
             if !matches!(reader, Ok(Ok(_))) {
                 let _ = tx.send(Input::Closed { conn, from: peer });
@@ -709,9 +721,19 @@ fn send_snapshot(
     Ok(len)
 }
 
-fn read_loop(conn: u64, from: ServerId, mut stream: TcpStream, tx: Sender<Input>) {
+/// Reads a connection's messages. A SNAP's snapshot goes to `snap_dir` as it arrives
+/// (`peer_wire::FileSink`) and is checked completely there, off the replication loop,
+/// before the peer sees the SYNC: a bad one ends the connection, nothing installed.
+fn read_loop(
+    conn: u64,
+    from: ServerId,
+    mut stream: TcpStream,
+    snap_dir: PathBuf,
+    tx: Sender<Input>,
+) {
     let mut r = std::io::BufReader::new(&mut stream);
-    let mut frames = peer_wire::MsgAssembler::default();
+    let sink = peer_wire::FileSink::new(Arc::new(crate::storage::OsDisk), snap_dir, from, conn);
+    let mut frames = peer_wire::MsgAssembler::new(sink);
     loop {
         let body = match peer_wire::read_frame(&mut r, MAX_QUORUM_FRAME) {
             Ok(b) => b,
@@ -733,29 +755,6 @@ fn read_loop(conn: u64, from: ServerId, mut stream: TcpStream, tx: Sender<Input>
                 break;
             }
         };
-        if let Msg::Sync {
-            mode: SyncMode::Snap { zxid, data },
-            ..
-        } = &msg
-        {
-            // Checked here, off the replication loop and before anything is written:
-            // a bad snapshot ends the connection, and the learner goes back to looking.
-            match crate::storage::snapshot::validate(data, *zxid as i64) {
-                Ok(h) => eprintln!(
-                    "ringkeeper: SNAP from server {from}: snapshot {zxid:#x} checked: {} bytes, {} znodes, digest {:#018x}",
-                    data.len(),
-                    h.node_count,
-                    h.digest
-                ),
-                Err(e) => {
-                    eprintln!(
-                        "ringkeeper: protocol error from server {from}: SNAP at {zxid:#x} carries a bad snapshot ({e}); \
-                         closing the connection, nothing installed"
-                    );
-                    break;
-                }
-            }
-        }
         if tx.send(Input::Message { conn, from, msg }).is_err() {
             return;
         }
@@ -966,23 +965,25 @@ impl Driver {
         }
     }
 
-    /// Installs a leader's snapshot of `zxid` (validated by the connection's reader)
-    /// over this server's different history and restarts in place: recovery loads it,
-    /// the peer starts with it as base, and the leader sends a DIFF.
-    fn install_and_restart(&self, zxid: Zxid, data: &[u8]) -> ! {
+    /// Installs a leader's snapshot of `zxid`, which the connection's reader received
+    /// and checked as `received` (a file name in dataDir), over this server's different
+    /// history and restarts in place: recovery loads it, the peer starts with it as
+    /// base, and the leader sends a DIFF.
+    fn install_and_restart(&self, zxid: Zxid, received: &[u8]) -> ! {
         self.quiesce_log("SNAP");
-        match crate::storage::snapshot::install(
+        let received = self.received_path(zxid, received);
+        match crate::storage::snapshot::install_received(
             &crate::storage::OsDisk,
             &self.cfg.data_dir,
             &self.cfg.log_dir,
             zxid as i64,
-            data,
+            &received,
         ) {
             Ok(done) => eprintln!(
                 "ringkeeper: SNAP: installed snapshot {} of zxid {zxid:#x} ({} bytes) over a log ending at {:#x}; \
                  removed {} log segments and {} newer snapshots; restarting to recover from it",
                 done.path.display(),
-                data.len(),
+                done.len,
                 self.logged_last,
                 done.logs_removed.len(),
                 done.snapshots_removed.len()
@@ -993,6 +994,21 @@ impl Driver {
             }
         }
         restart_in_place()
+    }
+
+    /// The received snapshot file a SNAP's `data` names (`peer_wire::FileSink`).
+    ///
+    /// # Panics
+    /// If `data` is not the name of a `.recv` file of `zxid`: only the reader's sink
+    /// makes a SNAP's data on a learner.
+    fn received_path(&self, zxid: Zxid, data: &[u8]) -> PathBuf {
+        let name = std::str::from_utf8(data).unwrap_or_default();
+        assert_eq!(
+            crate::storage::snapshot::zxid_of_received_name(name),
+            Some(zxid as i64),
+            "SNAP at {zxid:#x}: data {data:?} is not the name of its received file"
+        );
+        self.cfg.data_dir.join(name)
     }
 
     /// Steps the peer with `event` and carries out its actions, and those of every
@@ -1057,6 +1073,15 @@ impl Driver {
             A::InstallSnapshot { write, zxid, data } => {
                 if zxid != self.logged_last {
                     self.install_and_restart(zxid, &data);
+                }
+                // This server already logged exactly that history: the received copy
+                // is not needed (its next SNAP or start would remove it anyway).
+                let received = self.received_path(zxid, &data);
+                if let Err(e) = std::fs::remove_file(&received) {
+                    eprintln!(
+                        "ringkeeper: SNAP at {zxid:#x}: cannot remove {}: {e}",
+                        received.display()
+                    );
                 }
                 self.writes.push_back((write, zxid));
                 self.release_durable_later();

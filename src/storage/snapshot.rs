@@ -53,6 +53,10 @@ pub const SNAPSHOT_PREFIX: &str = "snapshot.";
 /// The suffix of a snapshot being written. Such a file is never read as a snapshot; a
 /// crash leaves it behind and [`purge`] removes it.
 pub const TEMP_SUFFIX: &str = ".tmp";
+/// The suffix of a snapshot being received from a leader ([`SnapshotReceiver`]). Such a
+/// file is never read as a snapshot until installed; a leftover is removed at start and
+/// when the next SNAP begins ([`remove_received`]), not by [`purge`].
+pub const RECV_SUFFIX: &str = ".recv";
 /// The header's size in bytes, its CRC included.
 pub const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8 + 4;
 
@@ -760,19 +764,197 @@ pub fn scan_file(
     scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
 }
 
-// ----- installing a leader's snapshot -----
+// ----- receiving and installing a leader's snapshot -----
 
-/// Checks snapshot bytes received from a leader as recovery would load them: header,
-/// every record, both CRCs, the counts, the rebuilt tree's digest, and that the
-/// snapshot is of `zxid`. Nothing is written.
+/// The name of the snapshot of `zxid` being received from a leader on the connection
+/// numbered `conn`: `snapshot.<zxid hex>.<conn>.recv`. The connection's number keeps
+/// the file of a superseded connection's reader, still running, apart from the current
+/// one's. [`zxid_of_name`] refuses it, so recovery, [`list`], `data check` and `dump`
+/// never read it, and [`purge`] leaves it alone (it may be arriving while autopurge
+/// runs); [`remove_received`] removes leftovers.
+pub fn received_name(zxid: i64, conn: u64) -> String {
+    format!("{}.{conn}{RECV_SUFFIX}", file_name(zxid))
+}
+
+/// The zxid a [`received_name`] carries, or `None` if `name` is not one.
+pub fn zxid_of_received_name(name: &str) -> Option<i64> {
+    let rest = name
+        .strip_prefix(SNAPSHOT_PREFIX)?
+        .strip_suffix(RECV_SUFFIX)?;
+    let (hex, conn) = rest.split_once('.')?;
+    if conn.is_empty() || !conn.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    zxid_of_name(&format!("{SNAPSHOT_PREFIX}{hex}"))
+}
+
+/// Removes every snapshot being received (`snapshot.*.recv`) in `dir`: leftovers of a
+/// transfer a crash or a closed connection cut short. Called at start and when a SNAP
+/// begins, when no other transfer can be writing one.
 ///
 /// # Errors
-/// [`SnapshotError::Corrupt`] naming what is wrong.
-pub fn validate(data: &[u8], zxid: i64) -> Result<SnapshotHeader, SnapshotError> {
-    let tree = read_from(data)?;
+/// The first listing or removal failure.
+pub fn remove_received(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for name in names(disk, dir)? {
+        if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(RECV_SUFFIX) {
+            let p = dir.join(&name);
+            match disk.remove(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => removed.push(p),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// A leader's snapshot arriving in order into `snapshot.<zxid hex>.<conn>.recv` in the
+/// snapshot directory, so a learner holds one chunk of it at a time, not the snapshot.
+///
+/// Owned by the connection's reader thread. Done means [`finish`](Self::finish)
+/// returned `Ok`: the file is datasynced and checked as recovery would load it, and
+/// stays for [`install_received`]. Until then dropping the receiver removes the file:
+/// a transfer cut short or refused leaves nothing (a crash may leave the file, which
+/// nothing reads and [`remove_received`] removes).
+pub struct SnapshotReceiver {
+    disk: Arc<dyn Disk>,
+    path: PathBuf,
+    zxid: i64,
+    /// The length the leader announced; the bytes written never exceed it.
+    len: u64,
+    written: u64,
+    /// `None` once finished (or failed): nothing left to remove on drop.
+    file: Option<Box<dyn DiskFile>>,
+}
+
+impl SnapshotReceiver {
+    /// Starts receiving the snapshot of `zxid`, `len` bytes, on the connection numbered
+    /// `conn` into `dir`: removes any leftover `.recv` file there, then creates this one.
+    ///
+    /// # Panics
+    /// If `len` is 0 (the caller refuses an empty snapshot).
+    ///
+    /// # Errors
+    /// Any file-system failure, naming the file.
+    pub fn begin(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        zxid: i64,
+        conn: u64,
+        len: u64,
+    ) -> Result<SnapshotReceiver, SnapshotError> {
+        assert!(len > 0, "receiving an empty snapshot");
+        let path = dir.join(received_name(zxid, conn));
+        remove_received(&*disk, dir).map_err(|error| SnapshotError::Io {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+        let file = disk
+            .open(&path, OpenOptions::create_new())
+            .map_err(|error| SnapshotError::Io {
+                path: path.clone(),
+                error,
+            })?;
+        Ok(SnapshotReceiver {
+            disk,
+            path,
+            zxid,
+            len,
+            written: 0,
+            file: Some(file),
+        })
+    }
+
+    /// Appends the next bytes of the snapshot.
+    ///
+    /// # Panics
+    /// If the bytes overrun the announced length or the receiver failed before (the
+    /// caller checks chunks against the length and stops at the first error).
+    ///
+    /// # Errors
+    /// A write failure (the file is removed).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        assert!(
+            self.written + bytes.len() as u64 <= self.len,
+            "snapshot bytes past the announced {}: {} + {}",
+            self.len,
+            self.written,
+            bytes.len()
+        );
+        let file = self.file.as_ref().expect("append after a failure");
+        if let Err(error) = file.write_at(bytes, self.written) {
+            self.discard();
+            return Err(SnapshotError::Io {
+                path: self.path.clone(),
+                error,
+            });
+        }
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The announced length has arrived: datasyncs the file, then checks it as
+    /// recovery would load it (header, every record, both CRCs, the counts, the rebuilt
+    /// tree's digest) and that it is the snapshot of the SNAP's zxid. Returns its path
+    /// and header; the file stays for [`install_received`].
+    ///
+    /// # Panics
+    /// If fewer bytes than announced were appended.
+    ///
+    /// # Errors
+    /// A sync failure or a bad snapshot; the file is removed.
+    pub fn finish(mut self) -> Result<(PathBuf, SnapshotHeader), SnapshotError> {
+        assert_eq!(self.written, self.len, "snapshot finished early");
+        let file = self.file.as_ref().expect("finish after a failure");
+        let checked = file
+            .sync_data()
+            .map_err(|error| SnapshotError::Io {
+                path: self.path.clone(),
+                error,
+            })
+            .and_then(|()| validate_file(&*self.disk, &self.path, self.zxid));
+        match checked {
+            Ok(header) => {
+                self.file = None;
+                Ok((self.path.clone(), header))
+            }
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes and removes the file.
+    fn discard(&mut self) {
+        if self.file.take().is_some() {
+            let _ = self.disk.remove(&self.path);
+        }
+    }
+}
+
+impl Drop for SnapshotReceiver {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
+
+/// Checks the snapshot file at `path` (one received from a leader) as recovery would
+/// load it: header, every record, both CRCs, the counts, the rebuilt tree's digest, and
+/// that the snapshot is of `zxid`. The file is read through the snapshot reader a
+/// buffer at a time; the tree it builds is dropped. Nothing is written.
+///
+/// # Errors
+/// [`SnapshotError::Corrupt`] naming what is wrong, or the read failure.
+pub fn validate_file(
+    disk: &dyn Disk,
+    path: &Path,
+    zxid: i64,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let tree = load(disk, path)?;
     if tree.zxid() != zxid {
         return Err(SnapshotError::Corrupt {
-            path: PathBuf::new(),
+            path: path.to_path_buf(),
             offset: 0,
             what: format!("snapshot of zxid {:#x}, expected {zxid:#x}", tree.zxid()),
         });
@@ -787,48 +969,73 @@ pub fn validate(data: &[u8], zxid: i64) -> Result<SnapshotHeader, SnapshotError>
     })
 }
 
-/// What [`install`] changed.
+/// What [`install_received`] changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Installed {
     pub path: PathBuf,
+    /// The installed snapshot's length in bytes.
+    pub len: u64,
     /// Snapshots newer than the installed one (of the history it replaces).
     pub snapshots_removed: Vec<PathBuf>,
     pub logs_removed: Vec<PathBuf>,
 }
 
-/// Makes `data` (a snapshot of `zxid` that [`validate`] accepted) the newest state in
-/// `snap_dir`, so that recovery loads it and nothing of the history it replaces: first
-/// every snapshot newer than `zxid` is removed, then the snapshot is written as
-/// `snapshot.<zxid hex>` (temporary file, datasync, rename, directory sync), then every
-/// log segment in `log_dir` is removed. After a crash at any point recovery finds
-/// either the old state or the new one: the old history's snapshots and logs are all
-/// below `zxid` (a learner is sent a snapshot only when its last zxid is below it), so
-/// with the new snapshot present a leftover segment holds nothing after it.
+/// Makes `received` (a snapshot of `zxid` in `snap_dir` that
+/// [`SnapshotReceiver::finish`] datasynced and checked) the newest state, so that
+/// recovery loads it and nothing of the history it replaces: first every snapshot newer
+/// than `zxid` is removed, then `received` is renamed to `snapshot.<zxid hex>` and the
+/// directory synced, then every log segment in `log_dir` is removed. After a crash at
+/// any point recovery finds either the old state or the new one: the old history's
+/// snapshots and logs are all below `zxid` (a learner is sent a snapshot only when its
+/// last zxid is below it), so with the new snapshot present a leftover segment holds
+/// nothing after it; a `.recv` file left behind is never read.
 ///
 /// The caller must have stopped every writer of these directories (the log writer, and
 /// any snapshot in flight must be older than `zxid`).
 ///
 /// # Errors
-/// Any file-system failure, naming the file.
-pub fn install(
+/// Any file-system failure, naming the file. A missing or empty `received` fails
+/// before anything changed.
+pub fn install_received(
     disk: &dyn Disk,
     snap_dir: &Path,
     log_dir: &Path,
     zxid: i64,
-    data: &[u8],
+    received: &Path,
 ) -> Result<Installed, SnapshotError> {
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
         move |error| SnapshotError::Io { path: p, error }
     };
-    let mut done = Installed::default();
+    assert_eq!(
+        received.parent(),
+        Some(snap_dir),
+        "a received snapshot outside the snapshot directory"
+    );
+    let len = disk
+        .open(received, OpenOptions::read())
+        .and_then(|f| f.len())
+        .map_err(io_err(received))?;
+    if len == 0 {
+        return Err(io_err(received)(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "empty received snapshot",
+        )));
+    }
+    let mut done = Installed {
+        len,
+        ..Installed::default()
+    };
     for (z, p) in list(disk, snap_dir).map_err(io_err(snap_dir))? {
         if z > zxid {
             disk.remove(&p).map_err(io_err(&p))?;
             done.snapshots_removed.push(p);
         }
     }
-    let (final_path, ()) = write_file(disk, snap_dir, zxid, |out| out.write_all(data))?;
+    let final_path = snap_dir.join(file_name(zxid));
+    disk.rename(received, &final_path)
+        .map_err(io_err(&final_path))?;
+    disk.sync_dir(snap_dir).map_err(io_err(snap_dir))?;
     for (_, p) in list_logs(disk, log_dir).map_err(io_err(log_dir))? {
         disk.remove(&p).map_err(io_err(&p))?;
         done.logs_removed.push(p);

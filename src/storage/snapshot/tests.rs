@@ -521,30 +521,101 @@ fn snapshot_bytes(tree: &DataTree) -> Vec<u8> {
     b
 }
 
+/// Receives `data` as the snapshot of `zxid` in chunks of `chunk` bytes.
+fn receive(
+    dir: &Path,
+    zxid: i64,
+    data: &[u8],
+    chunk: usize,
+) -> Result<(PathBuf, SnapshotHeader), SnapshotError> {
+    let mut r = SnapshotReceiver::begin(Arc::new(OsDisk), dir, zxid, 3, data.len() as u64)?;
+    for c in data.chunks(chunk) {
+        r.append(c)?;
+    }
+    r.finish()
+}
+
+/// The names of the files in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
-fn validate_accepts_a_snapshot_and_rejects_corruption_and_a_wrong_zxid() {
+fn a_received_snapshot_is_written_as_sent_and_checked() {
+    let dir = TempDir::new("recv");
     let tree = sample_tree(200);
     let zxid = tree.zxid();
     let good = snapshot_bytes(&tree);
-    let h = validate(&good, zxid).expect("valid");
+    let (path, h) = receive(&dir.0, zxid, &good, 1000).expect("valid");
+    assert!(good.len() > 3 * 1000, "several chunks");
+    assert_eq!(path, dir.0.join(received_name(zxid, 3)));
     assert_eq!((h.zxid, h.digest), (zxid, tree.digest()));
-    assert!(validate(&good, zxid + 1).is_err(), "wrong zxid");
-    assert!(validate(&[], zxid).is_err(), "empty");
+    assert_eq!(fs::read(&path).unwrap(), good);
+    // Nothing that reads snapshots sees it, and purge leaves it.
+    assert_eq!(zxid_of_name(&received_name(zxid, 3)), None);
+    assert_eq!(zxid_of_received_name(&received_name(zxid, 3)), Some(zxid));
+    for name in [
+        "snapshot.1f.recv",
+        "snapshot.1f.x.recv",
+        "snapshot.1f.3.tmp",
+        "snapshot.1f",
+    ] {
+        assert_eq!(zxid_of_received_name(name), None, "{name}");
+    }
+    assert!(list(&OsDisk, &dir.0).unwrap().is_empty());
+    purge(&OsDisk, &dir.0, &dir.0, 3, None).unwrap();
+    assert!(path.exists());
+    // The next SNAP removes it, as does start.
+    let r = SnapshotReceiver::begin(Arc::new(OsDisk), &dir.0, zxid + 1, 4, 10).unwrap();
+    assert_eq!(file_names(&dir.0), vec![received_name(zxid + 1, 4)]);
+    drop(r);
     assert!(
-        validate(&good[..good.len() - 1], zxid).is_err(),
+        file_names(&dir.0).is_empty(),
+        "an unfinished receiver leaves nothing"
+    );
+    fs::write(&path, b"half").unwrap();
+    assert_eq!(remove_received(&OsDisk, &dir.0).unwrap(), vec![path]);
+    assert!(file_names(&dir.0).is_empty());
+}
+
+#[test]
+fn a_bad_received_snapshot_fails_and_leaves_nothing() {
+    let dir = TempDir::new("recv-bad");
+    let tree = sample_tree(200);
+    let zxid = tree.zxid();
+    let good = snapshot_bytes(&tree);
+    save(&OsDisk, &dir.0, &sample_tree(10)).expect("save");
+    let before = file_names(&dir.0);
+    assert!(
+        receive(&dir.0, zxid + 1, &good, 4096).is_err(),
+        "wrong zxid"
+    );
+    assert_eq!(file_names(&dir.0), before);
+    assert!(
+        receive(&dir.0, zxid, &good[..good.len() - 1], 4096).is_err(),
         "truncated"
     );
+    assert_eq!(file_names(&dir.0), before);
     // Every byte flipped somewhere in the file is caught (header CRC, a record, the
     // trailer CRC): sample positions across the whole file.
     for at in (0..good.len()).step_by((good.len() / 97).max(1)) {
         let mut bad = good.clone();
         bad[at] ^= 0x40;
-        assert!(validate(&bad, zxid).is_err(), "flip at {at} accepted");
+        assert!(
+            receive(&dir.0, zxid, &bad, 4096).is_err(),
+            "flip at {at} accepted"
+        );
+        assert_eq!(file_names(&dir.0), before, "flip at {at}");
     }
 }
 
 #[test]
-fn install_replaces_newer_snapshots_and_every_log_segment() {
+fn install_received_replaces_newer_snapshots_and_every_log_segment() {
     let dir = TempDir::new("install");
     let logs = TempDir::new("install-logs");
     let txns = sample_txns(40);
@@ -561,19 +632,28 @@ fn install_replaces_newer_snapshots_and_every_log_segment() {
     let mut leader = old.clone();
     apply_all(&mut leader, &txns[10..25]);
     let data = snapshot_bytes(&leader);
-    validate(&data, leader.zxid()).expect("valid");
-    let done = install(&OsDisk, &dir.0, &logs.0, leader.zxid(), &data).expect("install");
+    // A missing received file changes nothing.
+    let received = dir.0.join(received_name(leader.zxid(), 3));
+    assert!(install_received(&OsDisk, &dir.0, &logs.0, leader.zxid(), &received).is_err());
+    assert_eq!(list(&OsDisk, &dir.0).unwrap().len(), 2);
+    assert_eq!(list_logs(&OsDisk, &logs.0).unwrap().len(), 2);
+    let (received, _) = receive(&dir.0, leader.zxid(), &data, 512).expect("valid");
+    let done =
+        install_received(&OsDisk, &dir.0, &logs.0, leader.zxid(), &received).expect("install");
     assert_eq!(
         done.snapshots_removed,
         vec![dir.0.join(file_name(newer.zxid()))]
     );
+    assert_eq!(done.len, data.len() as u64);
     assert_eq!(done.logs_removed.len(), 2);
     assert!(
         logs.0.join("log.spare").exists(),
         "the spare is not a segment"
     );
+    assert!(!received.exists());
     let snaps = list(&OsDisk, &dir.0).unwrap();
     assert_eq!(snaps[0].0, leader.zxid());
+    assert_eq!(fs::read(&snaps[0].1).unwrap(), data);
     assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), leader);
     assert!(list_logs(&OsDisk, &logs.0).unwrap().is_empty());
 }
