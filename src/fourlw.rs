@@ -838,6 +838,12 @@ pub fn mntr(m: &MonitorInfo) -> String {
     for key in MNTR_GAUGES.iter().chain(MNTR_COUNTERS) {
         let _ = writeln!(out, "zk_{key}\t{}", m.value(key).render());
     }
+    // Keys of a role (a leader's learner counts) follow the ones every server has.
+    for (key, v) in &m.values {
+        if !MNTR_GAUGES.contains(&key.as_str()) && !MNTR_COUNTERS.contains(&key.as_str()) {
+            let _ = writeln!(out, "zk_{key}\t{}", v.render());
+        }
+    }
     for name in MNTR_SUMMARIES {
         write_summary(&mut out, name, &m.summary(name), false);
     }

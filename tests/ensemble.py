@@ -143,12 +143,40 @@ class Ensemble:
             print(f"--- server {s.sid} log ---\n{s.tail()}", file=sys.stderr)
 
 
+def mntr_fields(port):
+    out = {}
+    for line in four_letter(port, "mntr").splitlines():
+        if "\t" in line:
+            k, v = line.split("\t", 1)
+            out[k] = v
+    return out
+
+
+def wait_learner_counts(ens, leader, want):
+    """Waits until the leader's mntr reports `want` (zk_* key -> value) and no other
+    server reports a leader-only key; returns the leader's values of those keys."""
+    got = {}
+    for _ in range(LEADER_ATTEMPTS):
+        got = {k: mntr_fields(ens.servers[leader - 1].port).get(k) for k in want}
+        others = [s.sid for s in ens.servers
+                  if s.sid != leader and s.alive() and "zk_learners" in mntr_fields(s.port)]
+        if got == want and not others:
+            return got
+        time.sleep(POLL_S)
+    raise RuntimeError(f"leader {leader} mntr {got}, wanted {want}")
+
+
 def scenario_election(ens):
     ens.start()
     t0 = time.monotonic()
     leader = ens.wait_leader()
     print(f"election: first leader server {leader} after {time.monotonic() - t0:.3f} s "
           f"(from process start); modes {ens.modes()}")
+    n = len(ens.servers)
+    got = wait_learner_counts(ens, leader, {
+        "zk_learners": str(n - 1), "zk_synced_followers": str(n - 1),
+        "zk_synced_observers": "0", "zk_pending_syncs": "0", "zk_quorum_size": str(n)})
+    print(f"election: leader mntr {got}")
     victim = ens.servers[leader - 1]
     t_kill = time.monotonic()
     victim.kill9()
@@ -483,6 +511,10 @@ def scenario_observer(ens):
             break
         time.sleep(POLL_S)
     assert obs.mode() == "observer", ens.modes()
+    voters = len(ens.servers) - 1
+    wait_learner_counts(ens, leader, {
+        "zk_learners": str(voters), "zk_synced_followers": str(voters - 1),
+        "zk_synced_observers": "1", "zk_quorum_size": str(voters)})
     oz = client(obs.port)
     lz = client(ens.servers[leader - 1].port)
     for i in range(50):

@@ -245,10 +245,34 @@ fn monitor(
             v("open_file_descriptor_count", Int(open_fds())),
             v("max_file_descriptor_count", Int(max_fds())),
             v("auth_failed_count", Int(state.auth_failures() as i64)),
-        ],
+        ]
+        .into_iter()
+        .chain(leader_values(state))
+        .collect(),
         summaries: Vec::new(),
         namespaces: Vec::new(),
     }
+}
+
+/// ZooKeeper's leader-only `mntr` keys (`LeaderZooKeeperServer`'s gauges), present only
+/// while this server leads an established epoch. Followers cannot be non-voting here.
+fn leader_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
+    use fmt::MetricValue::Int;
+    let Some((c, up)) = state.leading() else {
+        return Vec::new();
+    };
+    [
+        ("learners", c.learners as i64),
+        ("synced_followers", c.synced_followers as i64),
+        ("synced_non_voting_followers", 0),
+        ("synced_observers", c.synced_observers as i64),
+        ("pending_syncs", c.pending_syncs as i64),
+        ("leader_uptime", up.as_millis() as i64),
+        ("quorum_size", c.quorum_size as i64),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), Int(n)))
+    .collect()
 }
 
 fn open_fds() -> i64 {

@@ -336,6 +336,7 @@ pub fn start(
         own_from: Zxid::MAX,
         lead: None,
         early_infos: Vec::new(),
+        learner_counts: None,
         newest_snapshot,
         info_conns: BTreeMap::new(),
     };
@@ -791,6 +792,8 @@ struct Driver {
     /// FOLLOWERINFOs that arrived while this server was still electing, replayed if it
     /// is elected (one per learner, on its current connection). At most one per member.
     early_infos: Vec<(ServerId, u64, Msg)>,
+    /// What `publish_learner_counts` last published.
+    learner_counts: Option<peer::LearnerCounts>,
     /// The newest durable snapshot of this server: the next compaction's point.
     newest_snapshot: Option<Zxid>,
     /// Per member, the newest connection that brought us a FOLLOWERINFO: one from an
@@ -1017,6 +1020,7 @@ impl Driver {
         self.follow_ups.push_back(event);
         for _ in 0..MAX_FOLLOW_UPS {
             let Some(event) = self.follow_ups.pop_front() else {
+                self.publish_learner_counts();
                 return;
             };
             for action in self.peer.step(event) {
@@ -1025,6 +1029,19 @@ impl Driver {
             self.flush_to_sequencer();
         }
         panic!("replication: more than {MAX_FOLLOW_UPS} follow-up events in one step");
+    }
+
+    /// Tells the four-letter words how many learners an established leader has (`mntr`'s
+    /// leader-only keys), when that changed.
+    fn publish_learner_counts(&mut self) {
+        let counts = self
+            .peer
+            .learner_counts()
+            .filter(|_| self.peer.established_epoch().is_some());
+        if counts != self.learner_counts {
+            self.learner_counts = counts;
+            self.state.set_leading(counts);
+        }
     }
 
     fn execute(&mut self, action: peer::Action) {

@@ -137,6 +137,9 @@ pub struct ServerState {
     /// The server's role for the four-letter words: one of the `MODE_*` values. The
     /// replication loop writes it; shards read it when a 4lw asks.
     mode: std::sync::atomic::AtomicU8,
+    /// While leading an established epoch: its learners and since when it leads (the
+    /// leader-only `mntr` keys). The replication loop writes it.
+    leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
 }
 
 /// `ServerState::mode` values.
@@ -167,10 +170,28 @@ impl ServerState {
             picture_gen: AtomicU64::new(0),
             inboxes: std::sync::OnceLock::new(),
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
+            leading: Mutex::new(None),
         }
     }
 
     /// Sets the role reported by `srvr`, `stat` and `mntr` (a `MODE_*` value).
+    /// Records the learner counts of an established leader (`None`: not leading). The
+    /// leader's uptime counts from the first `Some` after a `None`.
+    pub fn set_leading(&self, counts: Option<crate::zab::peer::LearnerCounts>) {
+        let mut g = self.leading.lock().expect("leading poisoned");
+        *g = match (counts, g.take()) {
+            (None, _) => None,
+            (Some(c), Some((_, since))) => Some((c, since)),
+            (Some(c), None) => Some((c, Instant::now())),
+        };
+    }
+
+    /// The learner counts and time leading, while this server leads.
+    pub fn leading(&self) -> Option<(crate::zab::peer::LearnerCounts, std::time::Duration)> {
+        let g = self.leading.lock().expect("leading poisoned");
+        g.map(|(c, since)| (c, since.elapsed()))
+    }
+
     pub fn set_mode(&self, mode: u8) {
         assert!(mode <= MODE_OBSERVER, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);

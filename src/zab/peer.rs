@@ -190,6 +190,23 @@ pub enum Action {
     },
 }
 
+/// How many learners a leader has, and where they stand (ZooKeeper's leader-only `mntr`
+/// keys `learners`, `synced_followers`, `synced_observers`, `pending_syncs`,
+/// `quorum_size`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnerCounts {
+    /// Learners connected (a FOLLOWERINFO received), in any stage.
+    pub learners: usize,
+    /// Voting followers up to date.
+    pub synced_followers: usize,
+    /// Observers up to date.
+    pub synced_observers: usize,
+    /// Learners sent their sync, not yet up to date.
+    pub pending_syncs: usize,
+    /// Voting members of the ensemble.
+    pub quorum_size: usize,
+}
+
 /// The in-memory log and its durability.
 #[derive(Clone, Debug)]
 struct Log {
@@ -476,6 +493,27 @@ impl Peer {
             Role::Leading(l) if l.phase == LeaderPhase::Established => Some(l.epoch),
             _ => None,
         }
+    }
+
+    /// A leader's view of its learners, for monitoring (`mntr`); `None` unless leading.
+    pub fn learner_counts(&self) -> Option<LearnerCounts> {
+        let Role::Leading(l) = &self.role else {
+            return None;
+        };
+        let mut c = LearnerCounts {
+            learners: l.learners.len(),
+            quorum_size: self.cfg.ensemble.voters.len(),
+            ..LearnerCounts::default()
+        };
+        for x in l.learners.values() {
+            match (x.stage, x.observer) {
+                (Stage::UpToDate, false) => c.synced_followers += 1,
+                (Stage::UpToDate, true) => c.synced_observers += 1,
+                (Stage::NewLeaderSent | Stage::Synced, _) => c.pending_syncs += 1,
+                _ => {}
+            }
+        }
+        Some(c)
     }
 
     /// The leader this learner is synced with, if it is.

@@ -125,6 +125,7 @@ fn driver_of(cfg: ReplConfig) -> (Driver, Receiver<election::Input>, Arc<ReplBri
         own_from: Zxid::MAX,
         lead: None,
         early_infos: Vec::new(),
+        learner_counts: None,
         newest_snapshot: None,
         info_conns: BTreeMap::new(),
     };
