@@ -206,6 +206,23 @@ struct Waiting {
 /// The least time between two log-failure error lines.
 const LOG_ERROR_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The origin of a new session's CreateSession txn: the connect on `conn`.
+fn session_origin(conn: ConnRef) -> Origin {
+    Origin {
+        conn,
+        xid: 0,
+        op: OpCode::CreateSession,
+        received: Instant::now(),
+    }
+}
+
+/// Whether a resuming connect carries the session's password.
+fn password_ok(req: &crate::proto::ConnectRequest) -> bool {
+    req.passwd
+        .as_deref()
+        .is_some_and(|p| p == session::password(req.session_id))
+}
+
 fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -440,26 +457,13 @@ impl Sequencer {
         use super::forward::Fwd;
         match msg {
             ToSeq::Connect { conn, req, .. } => {
-                if req.last_zxid_seen > self.zxid {
-                    eprintln!(
-                        "ringkeeper: refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
-                        req.last_zxid_seen, self.zxid
-                    );
-                    self.entries.push(Entry::Connect {
-                        conn,
-                        outcome: ConnectOutcome::Refused,
-                    });
+                if self.refused_as_behind(conn, &req) {
                     return;
                 }
                 if req.session_id == 0 {
                     let timeout_ms = self.clamp_timeout(req.timeout_ms);
                     let session_id = self.sessions.next_session_id();
-                    let origin = Origin {
-                        conn,
-                        xid: 0,
-                        op: OpCode::CreateSession,
-                        received: Instant::now(),
-                    };
+                    let origin = session_origin(conn);
                     self.forwarded.insert(
                         (session_id, 0),
                         Waiting {
@@ -477,11 +481,7 @@ impl Sequencer {
                     return;
                 }
                 let id = req.session_id;
-                let password_ok = req
-                    .passwd
-                    .as_deref()
-                    .is_some_and(|p| p == session::password(id));
-                if !password_ok || self.tree.session_timeout(id).is_none() {
+                if !password_ok(&req) || self.tree.session_timeout(id).is_none() {
                     self.entries.push(Entry::Connect {
                         conn,
                         outcome: ConnectOutcome::Expired,
@@ -710,17 +710,26 @@ impl Sequencer {
         )
     }
 
+    /// Refuses a connect from a client that has seen a newer state than ours (it must
+    /// not see an older one here; ZooKeeper closes the connection, and the client tries
+    /// another server). Returns whether it was refused.
+    fn refused_as_behind(&mut self, conn: ConnRef, req: &crate::proto::ConnectRequest) -> bool {
+        if req.last_zxid_seen <= self.zxid {
+            return false;
+        }
+        eprintln!(
+            "ringkeeper: refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
+            req.last_zxid_seen, self.zxid
+        );
+        self.entries.push(Entry::Connect {
+            conn,
+            outcome: ConnectOutcome::Refused,
+        });
+        true
+    }
+
     fn connect(&mut self, conn: ConnRef, req: crate::proto::ConnectRequest) {
-        if req.last_zxid_seen > self.zxid {
-            // The client saw a newer state than ours: it must not see an older one here.
-            eprintln!(
-                "ringkeeper: refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
-                req.last_zxid_seen, self.zxid
-            );
-            self.entries.push(Entry::Connect {
-                conn,
-                outcome: ConnectOutcome::Refused,
-            });
+        if self.refused_as_behind(conn, &req) {
             return;
         }
         if req.session_id == 0 && self.failed_until.is_some() {
@@ -734,12 +743,7 @@ impl Sequencer {
         if req.session_id == 0 {
             let timeout_ms = self.clamp_timeout(req.timeout_ms);
             let id = self.sessions.next_session_id();
-            let origin = Origin {
-                conn,
-                xid: 0,
-                op: OpCode::CreateSession,
-                received: Instant::now(),
-            };
+            let origin = session_origin(conn);
             self.owners.insert(id, conn);
             self.commit_op(id, 0, TxnOp::CreateSession { timeout_ms }, Some(origin));
             self.sessions.add(id, timeout_ms, self.now_ms());
@@ -754,12 +758,8 @@ impl Sequencer {
                 self.outboxes[old.shard].push_unbounded(ToShard::Close(old));
             }
         }
-        let password_ok = req
-            .passwd
-            .as_deref()
-            .is_some_and(|p| p == session::password(id));
         let outcome = match self.tree.session_timeout(id) {
-            Some(timeout_ms) if password_ok && self.sessions.touch(id, now) => {
+            Some(timeout_ms) if password_ok(&req) && self.sessions.touch(id, now) => {
                 self.owners.insert(id, conn);
                 ConnectOutcome::Resumed {
                     session_id: id,
