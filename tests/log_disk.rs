@@ -195,22 +195,8 @@ fn enospc_on_a_small_ext4_fails_the_batch_and_recovers_when_space_returns() {
         }
         let _ = f.sync_all();
     }
-    let mut z = 2;
     // Bounded: three segments of 4 KiB batches.
-    for _ in 0..(3 * 512) {
-        logger.append(batch(z, 1, 0, 3000)).unwrap();
-        wait_for(&logger, &rx, &mut oracle, |o| o.settled(z));
-        if !oracle.failed.is_empty() {
-            break;
-        }
-        z += 1;
-    }
-    assert_eq!(oracle.failed, vec![(z, z)], "ENOSPC never surfaced");
-    assert!(
-        oracle.errors[0].contains("No space left"),
-        "{:?}",
-        oracle.errors
-    );
+    let z = append_until_enospc(&logger, &rx, &mut oracle, 2, 3 * 512);
     std::fs::remove_file(&filler).unwrap();
     logger.append(batch(z, 1, 1, 3000)).unwrap();
     wait_for(&logger, &rx, &mut oracle, |o| {

@@ -167,22 +167,8 @@ fn enospc_fails_the_batch_and_the_log_recovers_when_space_returns() {
     // Room for the current segment and its spare, nothing more: the switch after next
     // cannot prepare a new spare.
     disk.set_space_limit(Some(2 * seg));
-    let mut z = 2;
     // Bounded: three segments' worth of 4 KiB batches at most.
-    for _ in 0..(3 * seg / 4096) {
-        logger.append(batch(z, 1, 0, 3000)).unwrap();
-        wait_for(&logger, &rx, &mut oracle, |o| o.settled(z));
-        if !oracle.failed.is_empty() {
-            break;
-        }
-        z += 1;
-    }
-    assert_eq!(oracle.failed, vec![(z, z)], "ENOSPC never surfaced");
-    assert!(
-        oracle.errors[0].contains("No space left"),
-        "{:?}",
-        oracle.errors
-    );
+    let z = append_until_enospc(&logger, &rx, &mut oracle, 2, 3 * seg / 4096);
     disk.set_space_limit(None);
     logger.append(batch(z, 1, 1, 3000)).unwrap();
     wait_for(&logger, &rx, &mut oracle, |o| {

@@ -103,3 +103,31 @@ pub fn wait_for(
     }
     panic!("events never arrived: {oracle:?}");
 }
+
+/// Appends one-txn batches of 3000 bytes from zxid `from` on, each waited for, until one
+/// fails (at most `max_batches`); asserts that exactly that batch failed, with ENOSPC.
+/// Returns its zxid.
+pub fn append_until_enospc(
+    logger: &Logger,
+    rx: &Receiver<()>,
+    oracle: &mut Oracle,
+    from: i64,
+    max_batches: u64,
+) -> i64 {
+    let mut z = from;
+    for _ in 0..max_batches {
+        logger.append(batch(z, 1, 0, 3000)).unwrap();
+        wait_for(logger, rx, oracle, |o| o.settled(z));
+        if !oracle.failed.is_empty() {
+            break;
+        }
+        z += 1;
+    }
+    assert_eq!(oracle.failed, vec![(z, z)], "ENOSPC never surfaced");
+    assert!(
+        oracle.errors[0].contains("No space left"),
+        "{:?}",
+        oracle.errors
+    );
+    z
+}
