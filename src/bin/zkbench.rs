@@ -485,7 +485,7 @@ fn main() {
         }
         Cmd::Storm {
             connect,
-            restart: Some(cmd),
+            restart,
             sessions,
             timeout,
             session_timeout_ms,
@@ -497,101 +497,94 @@ fn main() {
                 timeout: Duration::from_secs_f64(timeout),
                 session_timeout_ms,
             };
-            let restart = Box::new(move || {
-                let st = std::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(&cmd)
-                    .status()
-                    .map_err(|e| format!("cannot run the restart command: {e}"))?;
-                if st.success() {
-                    Ok(())
-                } else {
-                    Err(format!("the restart command failed: {st}"))
-                }
-            });
-            let r = ringkeeper::bench::storm::run_restart(&cfg, restart).unwrap_or_else(|e| die(e));
-            let label = format!("storm {connect}: {sessions} sessions, restart, resume");
-            let restart_note = match &r.restart {
-                None => "still running at the time limit".to_string(),
-                Some((d, Ok(()))) => format!("ok in {:.2}s", d.as_secs_f64()),
-                Some((d, Err(e))) => format!("{e} after {:.2}s", d.as_secs_f64()),
-            };
-            let notes = vec![
-                ("target", connect.clone()),
-                (
-                    "measure",
-                    "time from each session's connection drop to its resumed handshake reply; ops = resumed sessions"
-                        .into(),
-                ),
-                ("restart", restart_note.clone()),
-            ];
-            if out.json {
-                let line = report::json_line(&notes, &r.reconnect);
-                println!(
-                    "{},\"established\":{},\"dropped\":{},\"not_dropped\":{},\"resumed\":{},\"expired_sessions\":{},\"failed\":{},\"attempts\":{},\"storm_p50_ms\":{:.3},\"storm_max_ms\":{:.3}}}",
-                    line.trim_end_matches('}'),
-                    r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts,
-                    r.storm.hist.value_at_percentile(50.0) as f64 / 1000.0,
-                    r.storm.hist.max() as f64 / 1000.0
-                );
-            } else {
-                print!(
-                    "{}",
-                    report::summary(
-                        &format!("storm {connect}: {sessions} sessions at once"),
-                        &r.storm
-                    )
-                );
-                println!("== restart: {restart_note}");
-                println!(
-                    "sessions   {} established, {} dropped, {} not dropped; {} resumed, {} expired, {} failed ({} resume attempts)",
-                    r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts
-                );
-                let ms = |p: f64| {
-                    let h = &r.reconnect.hist;
-                    (if p >= 100.0 {
-                        h.max()
+            match restart {
+                Some(cmd) => {
+                    let restart = Box::new(move || {
+                        let st = std::process::Command::new("sh")
+                            .arg("-c")
+                            .arg(&cmd)
+                            .status()
+                            .map_err(|e| format!("cannot run the restart command: {e}"))?;
+                        if st.success() {
+                            Ok(())
+                        } else {
+                            Err(format!("the restart command failed: {st}"))
+                        }
+                    });
+                    let r = ringkeeper::bench::storm::run_restart(&cfg, restart)
+                        .unwrap_or_else(|e| die(e));
+                    let label = format!("storm {connect}: {sessions} sessions, restart, resume");
+                    let restart_note = match &r.restart {
+                        None => "still running at the time limit".to_string(),
+                        Some((d, Ok(()))) => format!("ok in {:.2}s", d.as_secs_f64()),
+                        Some((d, Err(e))) => format!("{e} after {:.2}s", d.as_secs_f64()),
+                    };
+                    let notes = vec![
+                        ("target", connect.clone()),
+                        (
+                            "measure",
+                            "time from each session's connection drop to its resumed handshake reply; ops = resumed sessions"
+                                .into(),
+                        ),
+                        ("restart", restart_note.clone()),
+                    ];
+                    if out.json {
+                        let line = report::json_line(&notes, &r.reconnect);
+                        println!(
+                            "{},\"established\":{},\"dropped\":{},\"not_dropped\":{},\"resumed\":{},\"expired_sessions\":{},\"failed\":{},\"attempts\":{},\"storm_p50_ms\":{:.3},\"storm_max_ms\":{:.3}}}",
+                            line.trim_end_matches('}'),
+                            r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts,
+                            r.storm.hist.value_at_percentile(50.0) as f64 / 1000.0,
+                            r.storm.hist.max() as f64 / 1000.0
+                        );
                     } else {
-                        h.value_at_percentile(p)
-                    }) as f64
-                        / 1000.0
-                };
-                println!(
-                    "drop->resume ms  p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; all resumed {:.2}s after the restart began",
-                    ms(50.0), ms(90.0), ms(99.0), ms(99.9), ms(100.0), r.reconnect.window_s
-                );
+                        print!(
+                            "{}",
+                            report::summary(
+                                &format!("storm {connect}: {sessions} sessions at once"),
+                                &r.storm
+                            )
+                        );
+                        println!("== restart: {restart_note}");
+                        println!(
+                            "sessions   {} established, {} dropped, {} not dropped; {} resumed, {} expired, {} failed ({} resume attempts)",
+                            r.established, r.dropped, r.not_dropped, r.resumed, r.expired, r.failed, r.attempts
+                        );
+                        let ms = |p: f64| {
+                            let h = &r.reconnect.hist;
+                            (if p >= 100.0 {
+                                h.max()
+                            } else {
+                                h.value_at_percentile(p)
+                            }) as f64
+                                / 1000.0
+                        };
+                        println!(
+                            "drop->resume ms  p50 {:.3} p90 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; all resumed {:.2}s after the restart began",
+                            ms(50.0), ms(90.0), ms(99.0), ms(99.9), ms(100.0), r.reconnect.window_s
+                        );
+                    }
+                    write_outputs(&out, &label, &notes, &[(&label, &r.reconnect)]);
+                }
+                None => {
+                    let stats = ringkeeper::bench::storm::run(&cfg).unwrap_or_else(|e| die(e));
+                    let label = format!("storm {connect}: {sessions} sessions at once");
+                    let notes = vec![
+                        ("target", connect.clone()),
+                        (
+                            "measure",
+                            "time from the storm's start to each handshake reply; ops = sessions"
+                                .into(),
+                        ),
+                    ];
+                    if out.json {
+                        println!("{}", report::json_line(&notes, &stats));
+                    } else {
+                        print!("{}", report::summary(&label, &stats));
+                    }
+                    write_outputs(&out, &label, &notes, &[(&label, &stats)]);
+                }
             }
-            write_outputs(&out, &label, &notes, &[(&label, &r.reconnect)]);
-        }
-        Cmd::Storm {
-            connect,
-            restart: None,
-            sessions,
-            timeout,
-            session_timeout_ms,
-            out,
-        } => {
-            let cfg = ringkeeper::bench::storm::StormConfig {
-                servers: resolve(&connect),
-                sessions,
-                timeout: Duration::from_secs_f64(timeout),
-                session_timeout_ms,
-            };
-            let stats = ringkeeper::bench::storm::run(&cfg).unwrap_or_else(|e| die(e));
-            let label = format!("storm {connect}: {sessions} sessions at once");
-            let notes = vec![
-                ("target", connect.clone()),
-                (
-                    "measure",
-                    "time from the storm's start to each handshake reply; ops = sessions".into(),
-                ),
-            ];
-            if out.json {
-                println!("{}", report::json_line(&notes, &stats));
-            } else {
-                print!("{}", report::summary(&label, &stats));
-            }
-            write_outputs(&out, &label, &notes, &[(&label, &stats)]);
         }
         Cmd::FakeServer {
             listen,
