@@ -1254,15 +1254,7 @@ impl Sequencer {
                 m.logged.record_n(Duration::ZERO, p.writes);
                 m.committed.record_n(now - p.appended_at, p.writes);
             }
-            // Each committed txn counts towards the snapshot policy with its log size.
-            let txn_bytes: Vec<u64> = p
-                .entries
-                .iter()
-                .filter_map(|e| match e {
-                    Entry::Txn { txn, .. } => Some(crate::storage::log::txn_size_hint(txn) as u64),
-                    _ => None,
-                })
-                .collect();
+            let snapshot_due = self.count_for_snapshot(&p.entries);
             self.committed = (p.root.clone(), p.last_zxid);
             let commit = Arc::new(Commit {
                 entries: p.entries,
@@ -1279,7 +1271,9 @@ impl Sequencer {
             for out in &self.outboxes {
                 out.push_unbounded(ToShard::Commit(commit.clone()));
             }
-            self.snapshot_if_due(&txn_bytes);
+            if snapshot_due {
+                self.offer_snapshot();
+            }
         }
         self.stats
             .last_zxid
@@ -1289,23 +1283,33 @@ impl Sequencer {
             .store(self.sessions.len() as i64, Ordering::Relaxed);
     }
 
-    /// Counts committed txns toward the snapshot policy and offers the committed root
-    /// when one is due.
-    fn snapshot_if_due(&mut self, txn_bytes: &[u64]) {
+    /// Counts a pass's committed txns toward the snapshot policy, each with its log
+    /// size; returns whether a snapshot is due.
+    fn count_for_snapshot(&mut self, entries: &[Entry]) -> bool {
+        let Some(st) = &mut self.storage else {
+            return false;
+        };
+        let mut due = false;
+        for e in entries {
+            if let Entry::Txn { txn, .. } = e {
+                due |= st
+                    .policy
+                    .record(crate::storage::log::txn_size_hint(txn) as u64);
+            }
+        }
+        due
+    }
+
+    /// Offers the committed root to the snapshot thread and starts counting anew.
+    fn offer_snapshot(&mut self) {
         let Some(st) = &mut self.storage else {
             return;
         };
-        let mut due = false;
-        for &b in txn_bytes {
-            due |= st.policy.record(b);
+        let (root, zxid) = (self.committed.0.clone(), self.committed.1);
+        if st.snapshotter.offer(root, zxid) == snapshot::Offer::TooBusy {
+            eprintln!("ringkeeper: too busy to snap, skipping (zxid {zxid:#x})");
         }
-        if due {
-            let (root, zxid) = (self.committed.0.clone(), self.committed.1);
-            if st.snapshotter.offer(root, zxid) == snapshot::Offer::TooBusy {
-                eprintln!("ringkeeper: too busy to snap, skipping (zxid {zxid:#x})");
-            }
-            st.policy.reset();
-        }
+        st.policy.reset();
     }
 
     /// `autopurge`: keeps the newest snapshots and the logs they need.
