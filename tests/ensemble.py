@@ -205,18 +205,8 @@ def srvr_fields(port):
 
 
 def tree_hash(port):
-    """The `hash` four-letter word: (zxid, digest) of the tree the server serves, or None.
-
-    Its answer is one `ZXIDHEX: DIGEST` line (zxid in hex without 0x, the digest in
-    signed decimal), as ZooKeeper's `hash` prints its digest log."""
-    lines = four_letter(port, "hash").splitlines()
-    if len(lines) != 1 or ": " not in lines[0]:
-        return None
-    zxid, digest = lines[0].split(": ", 1)
-    try:
-        return int(zxid, 16), int(digest)
-    except ValueError:
-        return None
+    """(zxid, digest) of the tree the server serves (`hash`), or None."""
+    return rkharness.parse_hash(four_letter(port, "hash"))
 
 
 def wait_converged(ens):

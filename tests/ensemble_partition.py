@@ -120,11 +120,7 @@ def mode_of(addr):
 
 def hash_of(addr):
     """(zxid, digest) from `hash`, None when there is no answer."""
-    lines = four_letter(addr, "hash").splitlines()
-    if not lines or ": " not in lines[0]:
-        return None
-    zxid, digest = lines[0].split(": ", 1)
-    return zxid, digest
+    return rkharness.parse_hash(four_letter(addr, "hash"))
 
 
 def kazoo_client(hosts):

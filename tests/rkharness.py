@@ -59,6 +59,21 @@ def srvr_mode(port, timeout=2.0, host="127.0.0.1"):
     return None
 
 
+def parse_hash(text):
+    """The `hash` four-letter word's answer as (zxid, digest) of the served tree, or None.
+
+    It is one `ZXIDHEX: DIGEST` line (zxid in hex without 0x, the digest in signed
+    decimal), as ZooKeeper's `hash` prints its digest log."""
+    lines = text.splitlines()
+    if len(lines) != 1 or ": " not in lines[0]:
+        return None
+    zxid, digest = lines[0].split(": ", 1)
+    try:
+        return int(zxid, 16), int(digest)
+    except ValueError:
+        return None
+
+
 class Server:
     """One `ringkeeper zoo.cfg` process in `workdir`, its output appended to server.log.
     `cfg_lines` follow the standard ones (tickTime, dataDir, clientPort on 127.0.0.1)."""
