@@ -152,6 +152,23 @@ def mntr_fields(port):
     return out
 
 
+def thread_nices(pid):
+    """{thread name: nice value} of a process's threads (Linux /proc)."""
+    out = {}
+    task = f"/proc/{pid}/task"
+    for tid in os.listdir(task):
+        try:
+            with open(f"{task}/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"{task}/{tid}/stat") as f:
+                # Fields after the parenthesised name; nice is field 19 of stat.
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[f"{name}#{tid}"] = int(fields[16])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return out
+
+
 def wait_learner_counts(ens, leader, want):
     """Waits until the leader's mntr reports `want` (zk_* key -> value) and no other
     server reports a leader-only key; returns the leader's values of those keys."""
@@ -177,6 +194,14 @@ def scenario_election(ens):
         "zk_learners": str(n - 1), "zk_synced_followers": str(n - 1),
         "zk_synced_observers": "0", "zk_pending_syncs": "0", "zk_quorum_size": str(n)})
     print(f"election: leader mntr {got}")
+    # The election runs on threads below the shards' priority (DESIGN.md, "Threads").
+    nice = thread_nices(ens.servers[leader - 1].proc.pid)
+    election = {t: n for t, n in nice.items() if t.startswith("election")}
+    shards = {t: n for t, n in nice.items() if t.startswith("shard")}
+    assert election and all(n > 0 for n in election.values()), nice
+    assert shards and all(n == 0 for n in shards.values()), nice
+    print(f"election: thread nice values {sorted(set(election.values()))} (election), "
+          f"{sorted(set(shards.values()))} (shards)")
     victim = ens.servers[leader - 1]
     t_kill = time.monotonic()
     victim.kill9()
