@@ -156,7 +156,7 @@ pub struct Sequencer {
     /// Txns of the current pass, for the log.
     log_batch: Vec<Txn>,
     /// Batches the logger had no room for, retried in order before any newer one.
-    unlogged: VecDeque<Vec<Txn>>,
+    unlogged: VecDeque<Vec<crate::zab::Txn>>,
     /// Passes waiting for durability, oldest first.
     pending: VecDeque<Pending>,
     /// Every zxid up to this one is durable.
@@ -938,10 +938,15 @@ impl Sequencer {
             Some(st) => {
                 if !self.log_batch.is_empty() {
                     self.appended_zxid = self.zxid;
-                    self.unlogged.push_back(std::mem::take(&mut self.log_batch));
+                    self.unlogged.push_back(
+                        std::mem::take(&mut self.log_batch)
+                            .iter()
+                            .map(crate::storage::log::encode_record)
+                            .collect(),
+                    );
                 }
                 while let Some(b) = self.unlogged.pop_front() {
-                    if let Err(full) = st.logger.append(b) {
+                    if let Err(full) = st.logger.append_records(b) {
                         // Retried when the logger reports progress (it wakes us).
                         self.unlogged.push_front(full.0);
                         break;
@@ -1035,7 +1040,11 @@ impl Sequencer {
             ToSeqRepl::Append { txns } => {
                 if self.storage.is_some() && !txns.is_empty() {
                     self.appended_zxid = txns.last().expect("not empty").zxid;
-                    self.unlogged.push_back(txns);
+                    self.unlogged.push_back(
+                        txns.iter()
+                            .map(crate::storage::log::encode_record)
+                            .collect(),
+                    );
                 } else if let (None, Some(t)) = (&self.storage, txns.last()) {
                     if let Some(b) = &self.cfg.repl {
                         b.to_replication(super::replication::Input::LocalDurable(t.zxid as u64));

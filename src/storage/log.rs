@@ -65,6 +65,8 @@ use crate::storage::format::{batch_disk_len, encode_batch, segment_name, Segment
 use crate::storage::reader::{zxid_follows, LogPosition};
 use crate::storage::txn_codec::encode_txn;
 use crate::txn::Txn;
+use crate::zab::Txn as Record;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -146,7 +148,7 @@ impl LogConfig {
 
 /// `append` found the queue full: retry after the next event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Full(pub Vec<Txn>);
+pub struct Full(pub Vec<Record>);
 
 /// What the logger reports, in zxid order.
 #[derive(Debug)]
@@ -164,7 +166,7 @@ pub enum LogEvent {
 /// The handle the sequencer holds. Dropping it stops the thread after the queued batches
 /// are written.
 pub struct Logger {
-    tx: Option<SyncSender<Vec<Txn>>>,
+    tx: Option<SyncSender<Vec<Record>>>,
     events: Arc<Mutex<VecDeque<LogEvent>>>,
     wake: Arc<dyn Fn() + Send + Sync>,
     thread: Option<JoinHandle<()>>,
@@ -220,23 +222,23 @@ impl Logger {
         assert!(cfg.segment_bytes >= 4 * BLOCK as u64);
         assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
         assert!(cfg.max_write_bytes >= BLOCK);
-        disk.create_dir_all(&cfg.dir)?;
-        let mut core = Core::new(cfg.clone(), disk, recovered)?;
+        let mut core = LogWriter::open(cfg.clone(), disk, recovered)?;
         let (tx, rx) = mpsc::sync_channel(cfg.queue_batches);
         let events = Arc::new(Mutex::new(VecDeque::new()));
-        let (mut io, wake): (Box<dyn WriteIo>, Arc<dyn Fn() + Send + Sync>) = match cfg.backend {
-            IoBackend::Blocking => (Box::new(BlockingIo::default()), Arc::new(|| {})),
-            IoBackend::Uring => {
-                let u = crate::storage::uring::UringIo::new(cfg.max_inflight_writes)?;
-                let efd = u.wake_fd();
-                (Box::new(u), Arc::new(move || efd.wake()))
-            }
-        };
+        let (mut io, wake): (Box<dyn WriteIo + Send>, Arc<dyn Fn() + Send + Sync>) =
+            match cfg.backend {
+                IoBackend::Blocking => (Box::new(BlockingIo::default()), Arc::new(|| {})),
+                IoBackend::Uring => {
+                    let u = crate::storage::uring::UringIo::new(cfg.max_inflight_writes)?;
+                    let efd = u.wake_fd();
+                    (Box::new(u), Arc::new(move || efd.wake()))
+                }
+            };
         let ev = events.clone();
         let thread = std::thread::Builder::new()
             .name("rk-log".into())
             .spawn(move || {
-                core.run(io.as_mut(), rx, &ev, notify.as_ref());
+                run_thread(&mut core, io.as_mut(), rx, &ev, notify.as_ref());
             })?;
         Ok(Logger {
             tx: Some(tx),
@@ -246,14 +248,26 @@ impl Logger {
         })
     }
 
-    /// Queues one batch (consecutive zxids, continuing the previous batch).
+    /// Queues one batch of txns (consecutive zxids, continuing the previous batch),
+    /// encoding each with the txn codec.
+    ///
+    /// # Errors
+    /// [`Full`] with the batch (encoded) when `queue_batches` batches already wait.
+    ///
+    /// # Panics
+    /// If the batch is empty or the logger thread died.
+    pub fn append(&self, batch: Vec<Txn>) -> Result<(), Full> {
+        self.append_records(batch.iter().map(encode_record).collect())
+    }
+
+    /// Queues one batch of records already encoded (consecutive zxids).
     ///
     /// # Errors
     /// [`Full`] with the batch when `queue_batches` batches already wait.
     ///
     /// # Panics
     /// If the batch is empty or the logger thread died.
-    pub fn append(&self, batch: Vec<Txn>) -> Result<(), Full> {
+    pub fn append_records(&self, batch: Vec<Record>) -> Result<(), Full> {
         assert!(!batch.is_empty(), "empty batch");
         let tx = self.tx.as_ref().expect("logger running");
         match tx.try_send(batch) {
@@ -282,8 +296,9 @@ impl Drop for Logger {
     }
 }
 
-/// One write handed to the I/O backend.
-pub(crate) struct WriteReq {
+/// One write handed to the I/O backend: `buf` at `offset` of `fd_file`, reported back
+/// with its `id` (and the buffer, for reuse) once complete.
+pub struct WriteReq {
     pub id: u64,
     pub fd_file: Arc<dyn DiskFile>,
     pub offset: u64,
@@ -292,8 +307,10 @@ pub(crate) struct WriteReq {
     pub datasync: bool,
 }
 
-/// The I/O backend: starts writes and reports their completions.
-pub(crate) trait WriteIo: Send {
+/// The I/O backend: starts writes and reports their completions. The [`Logger`] thread
+/// uses its own ring ([`IoBackend`]); the server's core loop submits the writes on its
+/// own ring and hands completions to [`LogWriter::completed`] instead of reaping here.
+pub trait WriteIo {
     fn submit(&mut self, req: WriteReq);
     /// Waits until at least one write completed or `wake` was called (`block`), or
     /// only collects what is ready; appends (id, result, buffer) to `out`.
@@ -336,8 +353,16 @@ struct InFlight {
     result: Option<io::Result<()>>,
 }
 
-/// The logger thread's state. Positions are byte offsets in the current segment.
-struct Core {
+/// The group-committing log writer, as a state machine that whichever loop owns the
+/// log drives: [`LogWriter::append`] queues a batch, [`LogWriter::submit`] turns queued
+/// batches into writes on a [`WriteIo`] while write slots are free, and
+/// [`LogWriter::completed`] takes each write's completion; [`LogEvent`]s come out in
+/// zxid order. Positions are byte offsets in the current segment.
+///
+/// Owned by one thread (the [`Logger`] thread, or the server's core loop). Segment
+/// switches and repairs after a failure are blocking file operations on that thread;
+/// the spare segment is prepared on a background thread.
+pub struct LogWriter {
     cfg: LogConfig,
     disk: Arc<dyn Disk>,
     seg: Option<Segment>,
@@ -356,12 +381,13 @@ struct Core {
     /// Set from a failure until every write in flight at that time is reported.
     failing: Option<String>,
     next_id: u64,
-    /// Batches taken from the channel, oldest first (at most `queue_batches` more than the
-    /// channel holds, since only the channel's content is ever moved here).
-    pending: VecDeque<Vec<Txn>>,
+    /// Batches waiting for a write, oldest first. Bounded by the caller: the [`Logger`]
+    /// by its channel's capacity, the core by its bound on proposals in flight.
+    pending: VecDeque<Vec<Record>>,
+    /// Records in `pending`.
+    pending_records: usize,
     spare: Option<SpareState>,
     free_bufs: Vec<AlignedBuf>,
-    encode_scratch: Vec<u8>,
 }
 
 enum SpareState {
@@ -369,9 +395,20 @@ enum SpareState {
     Preparing(Receiver<io::Result<()>>, Arc<SparePace>),
 }
 
-impl Core {
-    fn new(cfg: LogConfig, disk: Arc<dyn Disk>, pos: LogPosition) -> io::Result<Core> {
-        let mut core = Core {
+impl LogWriter {
+    /// Opens the log at the position recovery found (see the module contract), and
+    /// starts preparing the spare segment.
+    ///
+    /// # Errors
+    /// The directory cannot be created, or the tail segment cannot be opened (or refuses
+    /// O_DIRECT).
+    pub fn open(cfg: LogConfig, disk: Arc<dyn Disk>, pos: LogPosition) -> io::Result<LogWriter> {
+        assert!(cfg.segment_bytes.is_multiple_of(BLOCK as u64));
+        assert!(cfg.segment_bytes >= 4 * BLOCK as u64);
+        assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
+        assert!(cfg.max_write_bytes >= BLOCK);
+        disk.create_dir_all(&cfg.dir)?;
+        let mut core = LogWriter {
             seg: None,
             write_off: 0,
             durable_off: 0,
@@ -383,9 +420,9 @@ impl Core {
             failing: None,
             next_id: 1,
             pending: VecDeque::new(),
+            pending_records: 0,
             spare: None,
             free_bufs: Vec::new(),
-            encode_scratch: Vec::new(),
             cfg,
             disk,
         };
@@ -414,7 +451,69 @@ impl Core {
             core.high_water = (tail.end_offset + window).min(header.segment_bytes);
             core.needs_repair = core.high_water > core.write_off;
         }
+        core.ensure_spare_started();
         Ok(core)
+    }
+
+    /// Queues one batch (consecutive zxids, continuing the previous batch); it is
+    /// written by a later [`LogWriter::submit`].
+    ///
+    /// # Panics
+    /// If the batch is empty.
+    pub fn append(&mut self, batch: Vec<Record>) {
+        assert!(!batch.is_empty(), "empty batch");
+        self.pending_records += batch.len();
+        self.pending.push_back(batch);
+    }
+
+    /// Records queued and not yet handed to a write.
+    pub fn pending_records(&self) -> usize {
+        self.pending_records
+    }
+
+    /// Nothing queued and nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.inflight.is_empty()
+    }
+
+    /// Writes in flight.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Every zxid up to this one is durable.
+    pub fn durable_zxid(&self) -> i64 {
+        self.durable_zxid
+    }
+
+    /// Takes the completion of write `id` (from [`WriteReq::id`]) and appends the
+    /// events it releases to `out`, in zxid order.
+    ///
+    /// # Panics
+    /// If no write `id` is in flight.
+    pub fn completed(
+        &mut self,
+        id: u64,
+        result: io::Result<()>,
+        buf: AlignedBuf,
+        out: &mut Vec<LogEvent>,
+    ) {
+        let f = self
+            .inflight
+            .iter_mut()
+            .find(|f| f.id == id)
+            .unwrap_or_else(|| panic!("completion of log write {id}, which is not in flight"));
+        assert!(f.result.is_none(), "log write {id} completed twice");
+        f.result = Some(result);
+        self.free_bufs.push(buf);
+        self.complete(out);
+    }
+
+    /// Turns queued batches into writes on `io` while write slots are free (and fails
+    /// those that can no longer be written, see the module contract); events decided
+    /// here go to `out`.
+    pub fn submit(&mut self, io: &mut dyn WriteIo, out: &mut Vec<LogEvent>) {
+        self.submit_ready(io, out);
     }
 
     fn open_segment(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
@@ -454,63 +553,6 @@ impl Core {
             }
             Err(e) => Err(e),
         }
-    }
-
-    fn run(
-        &mut self,
-        io: &mut dyn WriteIo,
-        rx: Receiver<Vec<Txn>>,
-        events: &Mutex<VecDeque<LogEvent>>,
-        notify: &dyn Fn(),
-    ) {
-        let mut out_events = Vec::new();
-        let mut done = Vec::new();
-        let mut closed = false;
-        self.ensure_spare_started();
-        // The loop ends when the handle is dropped and everything queued is written; each
-        // pass either submits, reaps or blocks, so it cannot spin without progress.
-        loop {
-            // Take what waits in the channel (bounded by the channel's own capacity).
-            loop {
-                match rx.try_recv() {
-                    Ok(b) => self.pending.push_back(b),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        closed = true;
-                        break;
-                    }
-                }
-            }
-            self.submit_ready(io, &mut out_events);
-            // Failures decided while submitting are published before any wait.
-            publish(events, &mut out_events, notify);
-            let idle = self.inflight.is_empty() && self.pending.is_empty();
-            if idle && closed {
-                break;
-            }
-            if self.inflight.is_empty() && !io.wakeable() && self.pending.is_empty() {
-                // Nothing in flight and a backend that cannot be woken: block on the
-                // channel itself.
-                match rx.recv() {
-                    Ok(b) => self.pending.push_back(b),
-                    Err(_) => closed = true,
-                }
-                continue;
-            }
-            io.reap(
-                &mut done,
-                !self.inflight.is_empty() || (io.wakeable() && self.pending.is_empty() && !closed),
-            );
-            for (id, result, buf) in done.drain(..) {
-                if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
-                    f.result = Some(result);
-                }
-                self.free_bufs.push(buf);
-            }
-            self.complete(&mut out_events);
-            publish(events, &mut out_events, notify);
-        }
-        publish(events, &mut out_events, notify);
     }
 
     /// Reports finished writes from the front, in order.
@@ -570,12 +612,14 @@ impl Core {
             }
             // Batches that do not continue the log were queued before the caller saw a
             // failure: they fail too, so the log never has a gap.
-            let first = self.pending[0][0].zxid;
+            let first = self.pending[0][0].zxid as i64;
             if !zxid_follows(self.accepted_zxid, first) {
-                let b = self.pending.pop_front().expect("pending");
+                let b = &self.pending[0];
+                let last = b[b.len() - 1].zxid as i64;
+                self.drop_pending(1);
                 out.push(LogEvent::Failed {
                     first_zxid: first,
-                    last_zxid: b[b.len() - 1].zxid,
+                    last_zxid: last,
                     error: io::Error::other(format!(
                         "queued after a failed log write (the log continues after zxid {:#x})",
                         self.durable_zxid
@@ -612,7 +656,7 @@ impl Core {
                 eprintln!(
                     "ringkeeper: ERROR: transaction log cannot take zxids {first:#x}..{last:#x}: {e}"
                 );
-                self.pending.drain(..count);
+                self.drop_pending(count);
                 self.free_bufs.push(buf);
                 out.push(LogEvent::Failed {
                     first_zxid: first,
@@ -621,7 +665,7 @@ impl Core {
                 });
                 continue;
             }
-            self.pending.drain(..count);
+            self.drop_pending(count);
             let id = self.next_id;
             self.next_id += 1;
             let offset = self.write_off;
@@ -649,24 +693,27 @@ impl Core {
         }
     }
 
-    /// Encodes the front pending batches (at least one, more while the write stays
+    /// Frames the front pending batches (at least one, more while the write stays
     /// within `max_write_bytes`) into one buffer. Returns (buffer, first zxid, last zxid,
     /// batches taken); the batches stay in `pending` until the caller drains them.
+    /// Records are written as they came: encoded once by their maker.
     fn encode_writes(&mut self) -> (AlignedBuf, i64, i64, usize) {
         let mut sizes = 0usize;
         let mut count = 0usize;
         let mut records = 0usize;
         let mut prev = self.accepted_zxid;
         for b in self.pending.iter() {
-            let bytes: usize = b.iter().map(txn_size_hint).sum();
+            let bytes: usize = b.iter().map(|r| r.payload.len()).sum();
             let next = batch_disk_len(sizes + bytes, records + b.len());
-            if count > 0 && (next > self.cfg.max_write_bytes || !zxid_follows(prev, b[0].zxid)) {
+            if count > 0
+                && (next > self.cfg.max_write_bytes || !zxid_follows(prev, b[0].zxid as i64))
+            {
                 break;
             }
             sizes += bytes;
             records += b.len();
             count += 1;
-            prev = b[b.len() - 1].zxid;
+            prev = b[b.len() - 1].zxid as i64;
         }
         let cap = batch_disk_len(sizes, records);
         let mut buf = match self.free_bufs.pop() {
@@ -676,21 +723,25 @@ impl Core {
             }
             _ => AlignedBuf::with_capacity(cap.max(self.cfg.max_write_bytes)),
         };
-        let scratch = &mut self.encode_scratch;
-        scratch.clear();
-        let mut spans = Vec::with_capacity(records);
-        for b in self.pending.iter().take(count) {
-            for t in b {
-                let s = scratch.len();
-                encode_txn(t, scratch);
-                spans.push((t.zxid, s, scratch.len()));
-            }
-        }
-        encode_batch(&mut buf, spans.iter().map(|&(z, s, e)| (z, &scratch[s..e])));
-        let first = self.pending[0][0].zxid;
+        encode_batch(
+            &mut buf,
+            self.pending
+                .iter()
+                .take(count)
+                .flatten()
+                .map(|r| (r.zxid as i64, &r.payload[..])),
+        );
+        let first = self.pending[0][0].zxid as i64;
         let lb = &self.pending[count - 1];
-        let last = lb[lb.len() - 1].zxid;
+        let last = lb[lb.len() - 1].zxid as i64;
         (buf, first, last, count)
+    }
+
+    /// Removes the first `count` pending batches.
+    fn drop_pending(&mut self, count: usize) {
+        for b in self.pending.drain(..count) {
+            self.pending_records -= b.len();
+        }
     }
 
     /// Zeroes [write_off, high_water) durably.
@@ -798,6 +849,68 @@ impl Core {
         }
         // A failed preparation (ENOSPC) leaves no spare; the switch tries again and fails
         // the batch that needed it, with the error.
+    }
+}
+
+/// The [`Logger`] thread: takes batches from `rx`, writes them through `io`, and
+/// publishes events. Ends when the handle is dropped and everything queued is written;
+/// each pass either submits, reaps or blocks, so it cannot spin without progress.
+fn run_thread(
+    core: &mut LogWriter,
+    io: &mut dyn WriteIo,
+    rx: Receiver<Vec<Record>>,
+    events: &Mutex<VecDeque<LogEvent>>,
+    notify: &dyn Fn(),
+) {
+    let mut out_events = Vec::new();
+    let mut done = Vec::new();
+    let mut closed = false;
+    loop {
+        // Take what waits in the channel (bounded by the channel's own capacity).
+        loop {
+            match rx.try_recv() {
+                Ok(b) => core.append(b),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        core.submit(io, &mut out_events);
+        // Failures decided while submitting are published before any wait.
+        publish(events, &mut out_events, notify);
+        if core.is_idle() && closed {
+            break;
+        }
+        if core.inflight.is_empty() && !io.wakeable() && core.pending.is_empty() {
+            // Nothing in flight and a backend that cannot be woken: block on the
+            // channel itself.
+            match rx.recv() {
+                Ok(b) => core.append(b),
+                Err(_) => closed = true,
+            }
+            continue;
+        }
+        io.reap(
+            &mut done,
+            !core.inflight.is_empty() || (io.wakeable() && core.pending.is_empty() && !closed),
+        );
+        for (id, result, buf) in done.drain(..) {
+            core.completed(id, result, buf, &mut out_events);
+        }
+        publish(events, &mut out_events, notify);
+    }
+    publish(events, &mut out_events, notify);
+}
+
+/// Encodes a txn as a log record (and a quorum payload: the same bytes).
+pub fn encode_record(t: &Txn) -> Record {
+    let mut b = Vec::with_capacity(txn_size_hint(t));
+    encode_txn(t, &mut b);
+    Record {
+        zxid: t.zxid as u64,
+        payload: Bytes::from(b),
     }
 }
 
