@@ -312,10 +312,6 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
             b.push(11);
             put_txns(&mut b, txns);
         }
-        Msg::Request { payload } => {
-            b.push(12);
-            put_bytes(&mut b, payload);
-        }
         Msg::Ping => b.push(13),
         Msg::Forward { payloads } => {
             b.push(14);
@@ -674,9 +670,7 @@ fn decode_frame(b: &[u8]) -> Option<Frame> {
         9 => Msg::Ack { zxid: c.u64()? },
         10 => Msg::Commit { through: c.u64()? },
         11 => Msg::Inform { txns: c.txns()? },
-        12 => Msg::Request {
-            payload: c.bytes()?,
-        },
+        // 12 was REQUEST (a single txn payload from a learner), replaced by FORWARD.
         13 => Msg::Ping,
         14 => Msg::Forward {
             payloads: c.payloads()?,
@@ -761,9 +755,6 @@ mod tests {
             Msg::Ack { zxid: 3 },
             Msg::Commit { through: 3 },
             Msg::Inform { txns },
-            Msg::Request {
-                payload: Bytes::from_static(b"req"),
-            },
             Msg::Ping,
             Msg::Forward {
                 payloads: vec![Bytes::from_static(b"a"), Bytes::new()],

@@ -900,7 +900,12 @@ impl Driver {
                     first_zxid, next,
                     "sequencer and peer disagree on the next zxid"
                 );
-                self.step(peer::Event::ClientWrite(payloads));
+                let txns = payloads
+                    .into_iter()
+                    .zip(first_zxid..)
+                    .map(|(payload, zxid)| crate::zab::Txn { zxid, payload })
+                    .collect();
+                self.step(peer::Event::Propose(txns));
             }
             // What the peer rejects (not up to date any more) is answered by the
             // sequencer when it hears `Looking`, which is on its way.

@@ -52,9 +52,6 @@ pub enum Msg {
     Commit { through: Zxid },
     /// Leader -> observer: committed txns (INFORM).
     Inform { txns: Vec<Txn> },
-    /// Learner -> leader: a client write to sequence (REQUEST). The simulator's
-    /// learners send ready-made txn payloads this way; the leader appends them as is.
-    Request { payload: Bytes },
     /// Learner -> leader: client requests and session traffic for the leader's
     /// sequencer, opaque here (REQUEST, REVALIDATE and the session list of PING in
     /// ZooKeeper). The leader hands them to its driver; what they become is logged as
@@ -92,7 +89,6 @@ impl Msg {
             Msg::Ack { .. } => "ACK",
             Msg::Commit { .. } => "COMMIT",
             Msg::Inform { .. } => "INFORM",
-            Msg::Request { .. } => "REQUEST",
             Msg::Forward { .. } => "FORWARD",
             Msg::Reply { .. } => "REPLY",
             Msg::Ping => "PING",

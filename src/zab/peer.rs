@@ -18,7 +18,7 @@
 
 use super::msg::{Msg, SyncMode};
 use super::quorum::{is_quorum, quorum_zxid};
-use super::{epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
+use super::{counter_of, epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -104,8 +104,12 @@ pub enum Event {
         kind: EpochKind,
         epoch: u32,
     },
-    /// A batch of client writes; on a follower they are forwarded to the leader.
-    ClientWrite(Vec<Bytes>),
+    /// Leader: a batch of txns to propose, with the zxids the caller assigned: they
+    /// continue the log (`Peer::next_zxid` first) within the established epoch, and fit
+    /// `Peer::proposal_room`. The caller is the only owner of the counter; the peer
+    /// checks that the batch continues its log and panics on a batch that does not (a
+    /// bug of the caller, like any broken precondition).
+    Propose(Vec<Txn>),
     /// The driver holds a durable snapshot of the committed state at `through`: the log
     /// may forget the txns up to it. Learners behind `through` are then sent a SNAP with
     /// `snapshot` (opaque; a driver may pass a handle and supply the bytes when it sends).
@@ -170,7 +174,7 @@ pub enum Action {
     Looking {
         reason: &'static str,
     },
-    /// A client write that this server cannot take now (not leading, not synced, full).
+    /// Learner: a forward that this server cannot send now (not up to date).
     Rejected {
         payload: Bytes,
     },
@@ -357,7 +361,6 @@ struct Leader {
     learners: BTreeMap<ServerId, Learner>,
     /// The last zxid of the history this epoch starts from.
     initial_last: Zxid,
-    next_counter: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -555,7 +558,7 @@ impl Peer {
                 }
                 self.progress(&mut out);
             }
-            Event::ClientWrite(payloads) => self.client_writes(payloads, &mut out),
+            Event::Propose(txns) => self.propose(txns, &mut out),
             Event::Compact { through, snapshot } => {
                 let syncing = matches!(&self.role, Role::Following(f) if f.stage < FStage::Synced);
                 if through > self.log.base
@@ -643,7 +646,6 @@ impl Peer {
             started: self.now,
             learners: BTreeMap::new(),
             initial_last: 0,
-            next_counter: 0,
         });
         self.advance_leader(out);
     }
@@ -913,7 +915,6 @@ impl Peer {
                 x.acked = x.acked.max(zxid);
                 self.try_commit(out);
             }
-            Msg::Request { payload } => self.client_writes(vec![payload], out),
             // Only from a learner that is serving clients of this epoch: a learner still
             // syncing has no clients, and one of an older connection is gone.
             Msg::Forward { payloads } if x.stage == Stage::UpToDate && established => {
@@ -974,46 +975,26 @@ impl Peer {
         }
     }
 
-    fn client_writes(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
-        match &self.role {
-            Role::Leading(l) if l.phase == LeaderPhase::Established => {}
-            Role::Following(f) if f.stage == FStage::UpToDate => {
-                let leader = f.leader;
-                for payload in payloads {
-                    out.push(Action::Send {
-                        to: leader,
-                        msg: Msg::Request { payload },
-                    });
-                }
-                return;
-            }
-            _ => {
-                out.extend(
-                    payloads
-                        .into_iter()
-                        .map(|payload| Action::Rejected { payload }),
-                );
-                return;
-            }
-        }
-        let inflight = self.log.entries.len() - self.log.after(self.commit);
-        let room = self.cfg.max_inflight.saturating_sub(inflight);
-        let epoch = self.leader().epoch;
-        let mut txns = Vec::new();
-        for (i, payload) in payloads.into_iter().enumerate() {
-            let l = self.leader();
-            if i >= room || l.next_counter == u32::MAX {
-                out.push(Action::Rejected { payload });
-                continue;
-            }
-            l.next_counter += 1;
-            txns.push(Txn {
-                zxid: make_zxid(epoch, l.next_counter),
-                payload,
-            });
-        }
+    fn propose(&mut self, txns: Vec<Txn>, out: &mut Vec<Action>) {
         if txns.is_empty() {
             return;
+        }
+        let room = self.proposal_room();
+        assert!(
+            txns.len() <= room,
+            "proposing {} txns with room for {room}",
+            txns.len()
+        );
+        let mut expect = self
+            .next_zxid()
+            .expect("proposals only from an established leader");
+        for t in &txns {
+            assert_eq!(
+                t.zxid, expect,
+                "proposal {:#x} does not continue the log (expected {expect:#x})",
+                t.zxid
+            );
+            expect += 1;
         }
         // One log write and one PROPOSAL per follower for the whole batch.
         self.log.append(txns.clone(), out);
@@ -1026,6 +1007,35 @@ impl Peer {
                 });
             }
         }
+    }
+
+    /// An established leader's next zxid: the one after its log's last in its epoch.
+    /// `None` unless this server leads an established epoch, or when the epoch's counter
+    /// is exhausted (the zxid after `(epoch, 0xffffffff)` would be another epoch's).
+    pub fn next_zxid(&self) -> Option<Zxid> {
+        let epoch = self.established_epoch()?;
+        let last = self.log.last();
+        let next = if epoch_of(last) == epoch {
+            last.checked_add(1)?
+        } else {
+            make_zxid(epoch, 1)
+        };
+        (epoch_of(next) == epoch).then_some(next)
+    }
+
+    /// How many more txns an established leader may propose now: proposed and not yet
+    /// committed txns are bounded by `Config::max_inflight` (and by what is left of the
+    /// epoch's counter). 0 unless leading an established epoch.
+    pub fn proposal_room(&self) -> usize {
+        let Some(next) = self.next_zxid() else {
+            return 0;
+        };
+        let inflight = self.log.entries.len() - self.log.after(self.commit);
+        let counter_left = u64::from(u32::MAX - counter_of(next)) + 1;
+        self.cfg
+            .max_inflight
+            .saturating_sub(inflight)
+            .min(usize::try_from(counter_left).unwrap_or(usize::MAX))
     }
 
     // ---- learner ----

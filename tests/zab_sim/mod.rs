@@ -462,7 +462,31 @@ impl Sim {
             self.origin.insert(w, (i, inc));
             batch.push(Bytes::copy_from_slice(&w.to_be_bytes()));
         }
-        self.run_peer(i, peer::Event::ClientWrite(batch))
+        if self.nodes[i].peer.established_epoch().is_some() {
+            self.propose(i, batch)
+        } else {
+            // A learner forwards to its leader (or rejects, when not up to date).
+            self.run_peer(i, peer::Event::Forward(batch))
+        }
+    }
+
+    /// Leader `i` proposes `payloads` with the next zxids, as many as it has room for
+    /// (the rest are dropped: their clients never hear back).
+    fn propose(&mut self, i: usize, payloads: Vec<Bytes>) -> Result<(), String> {
+        let p = &self.nodes[i].peer;
+        let (Some(mut zxid), room) = (p.next_zxid(), p.proposal_room()) else {
+            return Ok(());
+        };
+        let txns: Vec<Txn> = payloads
+            .into_iter()
+            .take(room)
+            .map(|payload| {
+                let t = Txn { zxid, payload };
+                zxid += 1;
+                t
+            })
+            .collect();
+        self.run_peer(i, peer::Event::Propose(txns))
     }
 
     fn break_all(&mut self, i: usize, always_tell: bool) {
@@ -757,7 +781,8 @@ impl Sim {
                 self.break_all(i, true);
                 self.begin_election(i)?;
             }
-            Action::Rejected { .. } | Action::Forwarded { .. } | Action::Replied { .. } => {}
+            Action::Forwarded { payloads, .. } => self.propose(i, payloads)?,
+            Action::Rejected { .. } | Action::Replied { .. } => {}
             Action::ProtocolError { from, what } => {
                 return Err(format!("n{id} protocol error from n{from}: {what}"))
             }
