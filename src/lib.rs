@@ -10,6 +10,7 @@ pub mod fourlw;
 pub mod io;
 pub mod prep;
 pub mod proto;
+pub mod sequencer;
 pub mod server;
 pub mod session;
 pub mod storage;

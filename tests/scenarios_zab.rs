@@ -151,6 +151,7 @@ fn server_1_of_3_in_epoch_1() -> Peer {
         init_limit: 10,
         sync_limit: 5,
         max_inflight: 64,
+        max_counter: u32::MAX,
         broken: peer::Broken::default(),
     };
     let persisted = Persisted {
@@ -323,6 +324,7 @@ fn learner_reconnects_a_fifth_of_init_limit_apart() {
         init_limit: 100,
         sync_limit: 50,
         max_inflight: 64,
+        max_counter: u32::MAX,
         broken: peer::Broken::default(),
     };
     let mut p = Peer::new(cfg, Persisted::default());

@@ -313,13 +313,21 @@ impl Run {
         let before = self.tree.clone();
         let applied = self.tree.apply(&txn);
         check_parent_rule(&before, &self.tree, &txn);
+        // The last created/deleted event of each path says what the txn left there (a
+        // multi may delete a node and create it again, firing both).
+        let mut last = std::collections::BTreeMap::new();
         for trig in &applied.triggers {
-            if trig.event == EventType::NodeCreated {
-                assert!(self.tree.exists(&trig.path));
+            if matches!(trig.event, EventType::NodeCreated | EventType::NodeDeleted) {
+                last.insert(trig.path.clone(), trig.event);
             }
-            if trig.event == EventType::NodeDeleted {
-                assert!(!self.tree.exists(&trig.path));
-            }
+        }
+        for (path, event) in last {
+            assert_eq!(
+                self.tree.exists(&path),
+                event == EventType::NodeCreated,
+                "{path} after {event:?} in {:?}",
+                txn.op
+            );
         }
         self.log.push(txn);
     }

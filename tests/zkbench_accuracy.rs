@@ -51,6 +51,8 @@ fn config(server: &FakeServer, load: LoadModel, workload: &str) -> Config {
         seed: 1,
         progress: false,
         reconnect: false,
+        no_coalesce: false,
+        server_pids: Vec::new(),
     }
 }
 

@@ -53,6 +53,8 @@ fn config(servers: Vec<std::net::SocketAddr>) -> Config {
         seed: 1,
         progress: false,
         reconnect: true,
+        no_coalesce: false,
+        server_pids: Vec::new(),
     }
 }
 

@@ -82,6 +82,11 @@ pub struct Config {
     /// the next server of the list, as ZooKeeper's client does, and goes on; without
     /// it the session stays dead for the rest of the run.
     pub reconnect: bool,
+    /// Write each request with its own system call, as the Java client and kazoo do,
+    /// instead of coalescing a pass's requests into one write per session.
+    pub no_coalesce: bool,
+    /// Server processes whose CPU time and context switches the window measures.
+    pub server_pids: Vec<u32>,
 }
 
 /// The outcome of one measured run.
@@ -113,6 +118,8 @@ pub struct RunStats {
     /// Reconnect mode: time from a connection's loss to the session's next
     /// ConnectResponse, in microseconds.
     pub reconnect: Histogram<u64>,
+    /// What the servers named in `Config::server_pids` spent over the window.
+    pub server_cost: Option<super::cost::Cost>,
 }
 
 impl RunStats {
@@ -145,6 +152,7 @@ impl RunStats {
             expired: 0,
             still_disconnected: 0,
             reconnect: new_hist(),
+            server_cost: None,
         }
     }
 
@@ -238,6 +246,8 @@ struct Session {
     /// Reconnect mode: the server said the session expired; the next attempt opens a
     /// new one.
     fresh: bool,
+    /// Write each request as it is issued (`Config::no_coalesce`).
+    no_coalesce: bool,
 }
 
 impl Session {
@@ -250,6 +260,12 @@ impl Session {
             op,
             intended,
         });
+        if self.no_coalesce && !self.epollout {
+            // One system call per request, as a client writing each packet as it is
+            // made does; a full socket keeps the rest for the next writable event.
+            // An error shows again at the loop's own flush, which handles it.
+            let _ = self.flush(intended);
+        }
     }
 
     fn ping(&mut self) {
@@ -348,6 +364,21 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
     let start = Instant::now() + Duration::from_millis(5);
     start_at.set(start).expect("set once");
     barrier.wait();
+    // The servers' counters at the window's start and end.
+    let sampler = (!cfg.server_pids.is_empty()).then(|| {
+        let (pids, from, to) = (
+            cfg.server_pids.clone(),
+            start + cfg.warmup,
+            start + cfg.warmup + cfg.duration,
+        );
+        std::thread::spawn(move || {
+            std::thread::sleep(from.saturating_duration_since(Instant::now()));
+            let before = super::cost::sample(&pids);
+            std::thread::sleep(to.saturating_duration_since(Instant::now()));
+            let after = super::cost::sample(&pids);
+            super::cost::spent(&pids, &before, &after)
+        })
+    });
     let printer = cfg.progress.then(|| {
         let (progress, warmup, duration) = (progress.clone(), cfg.warmup, cfg.duration);
         std::thread::spawn(move || print_progress(&progress, start, warmup, duration))
@@ -363,6 +394,9 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
     progress.done.store(true, Ordering::Relaxed);
     if let Some(p) = printer {
         p.join().ok();
+    }
+    if let Some(s) = sampler {
+        stats.server_cost = s.join().ok();
     }
     match first_err {
         Some(e) => Err(e),
@@ -463,6 +497,7 @@ fn connect_sessions(cfg: &Config, mine: &[usize]) -> Result<Vec<Session>, BenchE
             retry_at: now,
             hs: None,
             fresh: false,
+            no_coalesce: cfg.no_coalesce,
         });
     }
     Ok(out)

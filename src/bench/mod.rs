@@ -15,6 +15,7 @@
 //! read, and must pipeline far more requests per session than those clients queue.
 
 pub mod conn;
+pub mod cost;
 pub mod engine;
 pub mod fake;
 pub mod report;

@@ -66,6 +66,9 @@ pub fn summary(label: &str, s: &RunStats) -> String {
     if s.watch_events > 0 {
         let _ = writeln!(o, "watch events {}", s.watch_events);
     }
+    if let Some(c) = &s.server_cost {
+        o.push_str(&cost_lines(c, s.ops));
+    }
     if s.connect_failures > 0 {
         let _ = writeln!(o, "connect failures {} (after retries)", s.connect_failures);
     }
@@ -77,6 +80,53 @@ pub fn summary(label: &str, s: &RunStats) -> String {
         );
         for (name, p) in PERCENTILES {
             let _ = write!(o, " {name} {:.3}", ms(pct(&s.reconnect, p)));
+        }
+        let _ = writeln!(o);
+    }
+    o
+}
+
+/// A value per operation, or 0 without operations.
+fn per_op(v: f64, ops: u64) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        v / ops as f64
+    }
+}
+
+/// The servers' cost per operation, summed and per server, and per thread name.
+pub fn cost_lines(c: &super::cost::Cost, ops: u64) -> String {
+    let mut o = String::new();
+    let t = c.total();
+    let _ = writeln!(
+        o,
+        "server cost per op: {:.2} us CPU, {:.3} voluntary + {:.3} involuntary context switches ({} server{})",
+        per_op(t.cpu_us, ops),
+        per_op(t.voluntary as f64, ops),
+        per_op(t.involuntary as f64, ops),
+        c.servers.len(),
+        if c.servers.len() == 1 { "" } else { "s" }
+    );
+    for sc in &c.servers {
+        let _ = write!(
+            o,
+            "  pid {:<8} {:>8.2} us CPU {:>7.3} vcs {:>7.3} ivcs |",
+            sc.pid,
+            per_op(sc.total.cpu_us, ops),
+            per_op(sc.total.voluntary as f64, ops),
+            per_op(sc.total.involuntary as f64, ops)
+        );
+        for (name, sp) in &sc.by_thread {
+            if sp.cpu_us == 0.0 && sp.voluntary == 0 && sp.involuntary == 0 {
+                continue;
+            }
+            let _ = write!(
+                o,
+                " {name} {:.2}/{:.2}",
+                per_op(sp.cpu_us, ops),
+                per_op(sp.voluntary as f64, ops)
+            );
         }
         let _ = writeln!(o);
     }
@@ -154,6 +204,44 @@ pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
     let _ = write!(o, ",\"timeline\":[{}]", tl.join(","));
     if s.watch_events > 0 {
         let _ = write!(o, ",\"watch_events\":{}", s.watch_events);
+    }
+    if let Some(c) = &s.server_cost {
+        let t = c.total();
+        let _ = write!(
+            o,
+            ",\"server_cpu_us_per_op\":{:.3},\"server_vcs_per_op\":{:.4},\"server_ivcs_per_op\":{:.4}",
+            per_op(t.cpu_us, s.ops),
+            per_op(t.voluntary as f64, s.ops),
+            per_op(t.involuntary as f64, s.ops)
+        );
+        let servers: Vec<String> = c
+            .servers
+            .iter()
+            .map(|sc| {
+                let threads: Vec<String> = sc
+                    .by_thread
+                    .iter()
+                    .map(|(n, sp)| {
+                        format!(
+                            "{}:{{\"cpu_us_per_op\":{:.3},\"vcs_per_op\":{:.4},\"ivcs_per_op\":{:.4}}}",
+                            json_str(n),
+                            per_op(sp.cpu_us, s.ops),
+                            per_op(sp.voluntary as f64, s.ops),
+                            per_op(sp.involuntary as f64, s.ops)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{{\"pid\":{},\"cpu_us_per_op\":{:.3},\"vcs_per_op\":{:.4},\"ivcs_per_op\":{:.4},\"threads\":{{{}}}}}",
+                    sc.pid,
+                    per_op(sc.total.cpu_us, s.ops),
+                    per_op(sc.total.voluntary as f64, s.ops),
+                    per_op(sc.total.involuntary as f64, s.ops),
+                    threads.join(",")
+                )
+            })
+            .collect();
+        let _ = write!(o, ",\"server_cost\":[{}]", servers.join(","));
     }
     o.push('}');
     o
@@ -374,7 +462,7 @@ pub fn html(title: &str, notes: &[(&str, String)], series: &[(&str, &RunStats)])
     for (name, _) in PERCENTILES {
         let _ = write!(o, "<th>{name} ms</th>");
     }
-    o.push_str("<th>errors</th></tr>");
+    o.push_str("<th>server CPU us/op</th><th>server cs/op (vol+invol)</th><th>errors</th></tr>");
     for (name, s) in series {
         let _ = write!(
             o,
@@ -384,6 +472,18 @@ pub fn html(title: &str, notes: &[(&str, String)], series: &[(&str, &RunStats)])
         );
         for (_, p) in PERCENTILES {
             let _ = write!(o, "<td>{:.3}</td>", ms(pct(&s.hist, p)));
+        }
+        match &s.server_cost {
+            Some(c) => {
+                let t = c.total();
+                let _ = write!(
+                    o,
+                    "<td>{:.2}</td><td>{:.3}</td>",
+                    per_op(t.cpu_us, s.ops),
+                    per_op((t.voluntary + t.involuntary) as f64, s.ops)
+                );
+            }
+            None => o.push_str("<td>-</td><td>-</td>"),
         }
         let errs: Vec<_> = s
             .errors
@@ -396,7 +496,23 @@ pub fn html(title: &str, notes: &[(&str, String)], series: &[(&str, &RunStats)])
             esc(&errs.join(" "))
         );
     }
-    o.push_str("</table><h2>Latency by percentile</h2>");
+    o.push_str("</table>");
+    let costs: Vec<String> = series
+        .iter()
+        .filter_map(|(name, s)| {
+            s.server_cost
+                .as_ref()
+                .map(|c| format!("{name}\n{}", cost_lines(c, s.ops)))
+        })
+        .collect();
+    if !costs.is_empty() {
+        let _ = write!(
+            o,
+            "<h2>Server cost per operation</h2><pre>{}</pre>",
+            esc(&costs.join("\n"))
+        );
+    }
+    o.push_str("<h2>Latency by percentile</h2>");
     o.push_str(&svg_percentiles(series));
     o.push_str("<h2>Throughput per second</h2>");
     o.push_str(&svg_timeline(series));

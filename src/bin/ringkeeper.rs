@@ -5,8 +5,9 @@ use ringkeeper::cli::{self, Subcommand};
 use ringkeeper::config::{Config, PeerType};
 use ringkeeper::fourlw::ConfInfo;
 use ringkeeper::prep::PrepConfig;
+use ringkeeper::sequencer::{EnsembleConfig, SnapshotConfig};
+use ringkeeper::server::core_loop::{EnsembleSetup, StorageSetup};
 use ringkeeper::server::replication::{Member, ReplConfig};
-use ringkeeper::server::sequencer::StorageConfig;
 use ringkeeper::server::{self, ServerConfig};
 use ringkeeper::storage::{LogConfig, OsDisk, SyncMode};
 use ringkeeper::zab::Ensemble;
@@ -34,29 +35,29 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     let tick = cfg.tick_time_ms as i64;
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
     sc.max_cnxns = cfg.max_cnxns as usize;
-    sc.sequencer.tick_ms = tick;
+    sc.core.tick_ms = tick;
     // Session ids carry the server id in their top byte (as ZooKeeper's do), so ids
     // chosen by different servers of an ensemble never collide. ZooKeeper takes myid
     // modulo 256 the same way.
-    sc.sequencer.server_id = cfg.my_id.unwrap_or(0) as u8;
-    sc.sequencer.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
-    sc.sequencer.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
-    sc.sequencer.prep = PrepConfig {
+    sc.core.server_id = cfg.my_id.unwrap_or(0) as u8;
+    sc.core.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
+    sc.core.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
+    sc.core.prep = PrepConfig {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
         skip_acl: cfg.skip_acl,
         ..PrepConfig::default()
     };
     let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
-    sc.sequencer.container_check_interval_ms = prop("znode.container.checkIntervalMs")
+    sc.core.container_check_interval_ms = prop("znode.container.checkIntervalMs")
         .and_then(|v| v.parse().ok())
         .filter(|v: &i64| *v > 0)
         .unwrap_or(CONTAINER_CHECK_INTERVAL_MS);
     // maxPerMinute spread over the checks of one minute, at least one per check.
     if let Some(per_min) = prop("znode.container.maxPerMinute").and_then(|v| v.parse::<i64>().ok())
     {
-        let checks_per_min = (60_000 / sc.sequencer.container_check_interval_ms).max(1);
-        sc.sequencer.container_max_per_check = (per_min / checks_per_min).max(1) as usize;
+        let checks_per_min = (60_000 / sc.core.container_check_interval_ms).max(1);
+        sc.core.container_max_per_check = (per_min / checks_per_min).max(1) as usize;
     }
     let mut log = LogConfig::new(&cfg.data_log_dir);
     log.segment_bytes = cfg.log_segment_size;
@@ -67,17 +68,21 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         );
         log.sync = SyncMode::None;
     }
-    sc.sequencer.storage = Some(StorageConfig {
+    sc.storage = Some(StorageSetup {
         disk: Arc::new(OsDisk),
         log,
         position: Default::default(),
-        snap_dir: cfg.data_dir.clone(),
+        data_dir: cfg.data_dir.clone(),
+        snap_retain_count: (cfg.snap_retain_count as usize).max(3),
+    });
+    sc.core.snapshots = Some(SnapshotConfig {
         snap_count: cfg.snap_count,
         snap_size_bytes: u64::try_from(cfg.snap_size_limit_kb)
             .unwrap_or(0)
             .saturating_mul(1024),
-        snap_retain_count: (cfg.snap_retain_count as usize).max(3),
         purge_interval_ms: cfg.purge_interval_hours as i64 * 3_600_000,
+        // The snapshot points differ between servers (ZooKeeper's randomization).
+        seed: u64::from(cfg.my_id.unwrap_or(0) as u32) ^ std::process::id() as u64,
     });
     // The Prometheus endpoint, when zoo.cfg asks for ZooKeeper's Prometheus provider.
     if cfg
@@ -160,6 +165,12 @@ fn repl_config(cfg: &Config) -> Result<ReplConfig, String> {
         sync_limit: cfg.sync_limit as u64,
         recovered_zxid: 0,
         snapshot_zxid: None,
+        // Test-only: a lower limit makes a leader reach the end of its epoch's zxids
+        // (and renew the epoch in place) after a few writes instead of 4 billion.
+        max_counter: std::env::var("RINGKEEPER_TEST_MAX_ZXID_COUNTER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u32::MAX),
     })
 }
 
@@ -308,43 +319,54 @@ fn main() -> ExitCode {
         opened.zxid,
         started.elapsed().as_secs_f64()
     );
-    if let Some(st) = sc.sequencer.storage.as_mut() {
+    if let Some(st) = sc.storage.as_mut() {
         st.position = opened.position;
     }
-    let bridge = repl
-        .as_ref()
-        .map(|_| Arc::new(server::bridge::ReplBridge::default()));
-    sc.sequencer.repl = bridge.clone();
+    if let Some(mut rc) = repl {
+        rc.recovered_zxid = opened.zxid as u64;
+        rc.snapshot_zxid = opened.snapshot_zxid.map(|z| z as u64);
+        let persisted = match server::replication::persisted(&rc) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ringkeeper: cannot read the epoch files: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        // A snapshot a crash cut short while it arrived: never read, removed before any
+        // connection can receive another.
+        match ringkeeper::storage::snapshot::remove_received(&OsDisk, &cfg.data_dir) {
+            Ok(removed) if !removed.is_empty() => {
+                eprintln!("ringkeeper: removed snapshots left half received: {removed:?}")
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("ringkeeper: cannot remove snapshots left half received: {e}"),
+        }
+        sc.core.ensemble = Some(EnsembleConfig {
+            peer: rc.peer_config(),
+            persisted,
+            loaded_snapshot: opened.snapshot_zxid,
+        });
+        sc.ensemble = Some(EnsembleSetup {
+            my_id: rc.my_id,
+            members: rc.members.clone(),
+            ensemble: rc.ensemble.clone(),
+        });
+    }
+    let shards = sc.shards;
     let signals = block_signals();
-    let running = match server::start(sc.clone(), opened.tree, opened.zxid) {
+    let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ringkeeper: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
-    let mode = match repl {
-        None => "standalone".to_string(),
-        Some(mut rc) => {
-            running.state.set_mode(server::stats::MODE_LOOKING);
-            rc.recovered_zxid = opened.zxid as u64;
-            rc.snapshot_zxid = opened.snapshot_zxid.map(|z| z as u64);
-            let id = rc.my_id;
-            match server::replication::start(
-                rc,
-                running.state.clone(),
-                bridge.expect("made with repl"),
-            ) {
-                Ok(h) => format!(
-                    "server.{id}, quorum port {}, election port {}",
-                    h.quorum_addr, h.election_addr
-                ),
-                Err(e) => {
-                    eprintln!("ringkeeper: cannot start replication: {e}");
-                    return ExitCode::from(1);
-                }
-            }
-        }
+    let mode = match (running.quorum_addr, running.election_addr) {
+        (Some(q), Some(e)) => format!(
+            "server.{}, quorum port {q}, election port {e}",
+            cfg.my_id.unwrap_or(0)
+        ),
+        _ => "standalone".to_string(),
     };
     if let Some(m) = running.metrics_addr {
         eprintln!("ringkeeper: Prometheus metrics on http://{m}/metrics");
@@ -353,7 +375,7 @@ fn main() -> ExitCode {
         "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",
         env!("CARGO_PKG_VERSION"),
         running.local_addr,
-        sc.shards,
+        shards,
         cfg.data_dir.display(),
         cfg.data_log_dir.display()
     );

@@ -5,10 +5,10 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use ringkeeper::bench::engine::{self, LoadModel, RunStats};
 use ringkeeper::bench::fake::{FakeConfig, FakeServer};
-use ringkeeper::bench::report;
 use ringkeeper::bench::rng::KeyDist;
 use ringkeeper::bench::setup;
 use ringkeeper::bench::workload::{Mix, Workload};
+use ringkeeper::bench::{cost, report};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -157,6 +157,18 @@ struct LoadArgs {
     reconnect: bool,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write each request with its own system call, as the Java client and kazoo do
+    /// (by default a session's requests of one loop pass go out in one write).
+    #[arg(long)]
+    no_coalesce: bool,
+    /// Server processes whose CPU time and context switches per op are reported
+    /// (comma-separated pids). By default the processes listening on the targets' ports
+    /// on this machine are found and measured (`ab`: each target's own).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// Do not measure the servers' cost.
+    #[arg(long)]
+    no_server_cost: bool,
 }
 
 #[derive(Args, Clone)]
@@ -203,6 +215,23 @@ fn resolve(connect: &str) -> Vec<SocketAddr> {
     addrs
 }
 
+/// The server processes to measure for `servers` (see `LoadArgs::server_pid`).
+fn server_pids(load: &LoadArgs, servers: &[SocketAddr]) -> Vec<u32> {
+    if load.no_server_cost {
+        return Vec::new();
+    }
+    if !load.server_pid.is_empty() {
+        return load.server_pid.clone();
+    }
+    let mut pids: Vec<u32> = cost::find_listeners(servers)
+        .into_iter()
+        .flatten()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
 fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Config {
     let mix = Mix::parse(&load.workload, load.read_ratio).unwrap_or_else(|e| die(e));
     let dist = match load.dist.as_str() {
@@ -215,7 +244,6 @@ fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Con
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
     engine::Config {
-        servers,
         sessions: load.sessions,
         load: match load.rate {
             Some(rate) => LoadModel::Open { rate },
@@ -240,6 +268,9 @@ fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Con
         seed: load.seed,
         progress: !quiet,
         reconnect: load.reconnect,
+        no_coalesce: load.no_coalesce,
+        server_pids: server_pids(load, &servers),
+        servers,
     }
 }
 
@@ -417,6 +448,43 @@ fn main() {
                 );
             }
             println!("{line}");
+            // What the servers spent per operation, where they could be measured.
+            let cost = |s: &RunStats| {
+                s.server_cost.as_ref().map(|c| {
+                    let t = c.total();
+                    let ops = s.ops.max(1) as f64;
+                    (t.cpu_us / ops, t.voluntary as f64 / ops)
+                })
+            };
+            if runs.iter().flatten().all(|s| s.server_cost.is_some()) {
+                println!(
+                    "{:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8}",
+                    "round", "A cpu us/op", "B cpu us/op", "B/A", "A vcs/op", "B vcs/op", "B/A"
+                );
+                let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 6];
+                for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
+                    let (xa, ya) = (cost(x).expect("measured"), cost(y).expect("measured"));
+                    let row = [xa.0, ya.0, ya.0 / xa.0, xa.1, ya.1, ya.1 / xa.1];
+                    for (c, v) in cols.iter_mut().zip(row) {
+                        c.push(v);
+                    }
+                    println!(
+                        "{:>6} {:>12.2} {:>12.2} {:>8.3} {:>12.3} {:>12.3} {:>8.3}",
+                        r + 1,
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3],
+                        row[4],
+                        row[5]
+                    );
+                }
+                let m: Vec<f64> = cols.iter_mut().map(|c| median(c)).collect();
+                println!(
+                    "{:>6} {:>12.2} {:>12.2} {:>8.3} {:>12.3} {:>12.3} {:>8.3}",
+                    "median", m[0], m[1], m[2], m[3], m[4], m[5]
+                );
+            }
             if out.json {
                 let mut notes = describe(&load, &cfgs[0]);
                 notes.push(("a", a.clone()));

@@ -62,7 +62,7 @@ use std::time::Duration;
 
 pub use probe::{probe, Features, ProbeError};
 pub use reactor::{
-    CloseReason, Handler, ListenerId, Ops, Reactor, Status, StopHandle, Token, Waker,
+    CloseReason, Handler, ListenerId, Ops, Reactor, Status, StopHandle, Token, Waker, SYNC_TAG,
 };
 
 /// Submission queue entries per ring. One pass submits about one send and at most

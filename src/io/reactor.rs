@@ -102,6 +102,13 @@ pub trait Handler {
     fn on_wake(&mut self, ops: &mut Ops) {
         let _ = ops;
     }
+    /// A file operation queued with `Ops::write_at` or `Ops::fsync` completed: `result`
+    /// is the kernel's (bytes written, or 0 for a sync; a negative errno on failure).
+    /// Called exactly once per operation.
+    fn on_file(&mut self, ops: &mut Ops, tag: u64, result: i32) {
+        let _ = (ops, tag, result);
+        panic!("file completion {tag} ({result}) for a handler that queues none");
+    }
     /// The periodic tick (`Config::tick`) fired. Ticks are at least `tick` apart;
     /// a slow pass delays them, it never bunches them.
     fn on_tick(&mut self, ops: &mut Ops) {
@@ -111,11 +118,14 @@ pub trait Handler {
 
 /// Wakes a reactor from any thread. `Send + Sync + Clone`; cheap when repeated.
 ///
-/// Wake-ups coalesce: between two `on_wake` calls, only the first `wake` writes the
-/// eventfd (one system call); the others are one atomic swap. Callers wake only when
-/// their queue goes from empty to non-empty, and the reactor's `on_wake` drains every
-/// queue. The flag is cleared (with acquire) before `on_wake` runs, so an item pushed
-/// before a `wake` that found the flag already set is seen by that `on_wake`.
+/// A wake costs a system call only when the reactor sleeps: `wake` sets the pending
+/// flag, and writes the eventfd only if the reactor announced that it is about to wait
+/// (and no earlier wake wrote it since). A reactor that is running sees the flag at the
+/// end of its pass and calls `on_wake` then, without waiting. The two sides are a
+/// Dekker pair (the waker: flag, fence, read `sleeping`; the reactor: `sleeping`,
+/// fence, read the flag), so a wake is never lost. The flag is cleared (with acquire)
+/// before `on_wake` runs, so an item pushed before a `wake` that found the flag already
+/// set is seen by that `on_wake`.
 ///
 /// Why an eventfd and not IORING_OP_MSG_RING: a waker must work from threads that
 /// own no ring (the election thread, the snapshotter, tests), and a SINGLE_ISSUER
@@ -130,14 +140,32 @@ pub struct Waker {
 struct WakeShared {
     fd: OwnedFd,
     pending: AtomicBool,
+    /// The reactor is in (or about to enter) its wait.
+    sleeping: AtomicBool,
+    /// The eventfd was written since the reactor last went to sleep.
+    signalled: AtomicBool,
+    /// Eventfd writes, for tests and measurements.
+    signals: std::sync::atomic::AtomicU64,
 }
 
 impl Waker {
     /// Makes the reactor report `on_wake` soon. Never blocks.
     pub fn wake(&self) {
-        if !self.shared.pending.swap(true, Ordering::AcqRel) {
-            net::eventfd_signal(self.shared.fd.as_raw_fd());
+        let s = &self.shared;
+        if s.pending.swap(true, Ordering::SeqCst) {
+            return;
         }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if s.sleeping.load(Ordering::SeqCst) && !s.signalled.swap(true, Ordering::SeqCst) {
+            s.signals.fetch_add(1, Ordering::Relaxed);
+            net::eventfd_signal(s.fd.as_raw_fd());
+        }
+    }
+
+    /// Eventfd writes this waker's reactor received so far (wakes of a running reactor
+    /// cost none).
+    pub fn signals(&self) -> u64 {
+        self.shared.signals.load(Ordering::Relaxed)
     }
 }
 
@@ -215,9 +243,65 @@ pub struct Ops {
     next_gen: u32,
     max_output_bytes: usize,
     stop: Arc<AtomicBool>,
+    /// File operations queued this pass, submitted by `flush`.
+    file_sqes: Vec<squeue::Entry>,
+    /// File operations in the kernel.
+    files_inflight: usize,
 }
 
+/// The most tag bits a file operation carries (the rest of `user_data` is its kind).
+pub const FILE_TAG_BITS: u32 = 48;
+
 impl Ops {
+    /// Queues a positional write of `len` bytes at `ptr` to `fd` at `offset`, submitted
+    /// at the end of this pass; its completion is `Handler::on_file(tag)`. With
+    /// `then_fdatasync` an fdatasync of `fd` is linked after it (it runs only if the
+    /// write succeeded; else it completes with ECANCELED) and completes as
+    /// `on_file(tag | SYNC_TAG)`.
+    ///
+    /// # Safety
+    /// The `len` bytes at `ptr` must stay valid and unmoved, and `fd` open, until
+    /// `on_file` reports this operation (and its sync) complete, even if the reactor is
+    /// dropped first (its drop waits for the kernel, bounded, and then leaks).
+    ///
+    /// # Panics
+    /// If `tag` does not fit [`FILE_TAG_BITS`] - 1 bits.
+    pub unsafe fn write_at(
+        &mut self,
+        fd: RawFd,
+        ptr: *const u8,
+        len: usize,
+        offset: u64,
+        tag: u64,
+        then_fdatasync: bool,
+    ) {
+        assert!(tag < SYNC_TAG, "file tag {tag} too wide");
+        let len = u32::try_from(len).expect("one write under 4 GiB");
+        let mut w = opcode::Write::new(types::Fd(fd), ptr, len)
+            .offset(offset)
+            .build()
+            .user_data(user_data64(Kind::File, tag));
+        if then_fdatasync {
+            w = w.flags(squeue::Flags::IO_LINK);
+        }
+        self.file_sqes.push(w);
+        self.files_inflight += 1;
+        if then_fdatasync {
+            self.file_sqes.push(
+                opcode::Fsync::new(types::Fd(fd))
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(user_data64(Kind::File, tag | SYNC_TAG)),
+            );
+            self.files_inflight += 1;
+        }
+    }
+
+    /// File operations queued or in the kernel.
+    pub fn files_inflight(&self) -> usize {
+        self.files_inflight
+    }
+
     fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
         self.conns
             .get_mut(token.index())
@@ -389,6 +473,15 @@ enum Kind {
     Close = 5,
     Wake = 6,
     Tick = 7,
+    File = 8,
+}
+
+/// Set in a file operation's tag for the fdatasync linked after a write.
+pub const SYNC_TAG: u64 = 1 << (FILE_TAG_BITS - 1);
+
+fn user_data64(kind: Kind, tag: u64) -> u64 {
+    assert!(tag < 1 << FILE_TAG_BITS);
+    (kind as u64) << KIND_SHIFT | tag
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -406,6 +499,7 @@ fn split_user_data(ud: u64) -> (Kind, usize) {
         5 => Kind::Close,
         6 => Kind::Wake,
         7 => Kind::Tick,
+        8 => Kind::File,
         other => panic!("completion with unknown kind {other} (user_data {ud:#x})"),
     };
     (kind, (ud & 0xffff_ffff) as usize)
@@ -473,6 +567,9 @@ impl Reactor {
         let wake = Arc::new(WakeShared {
             fd,
             pending: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            signalled: AtomicBool::new(false),
+            signals: std::sync::atomic::AtomicU64::new(0),
         });
         let cq = (config.ring_entries * super::CQ_PER_SQ) as usize;
         Ok(Reactor {
@@ -484,6 +581,8 @@ impl Reactor {
                 next_gen: 0,
                 max_output_bytes: config.max_output_bytes,
                 stop: Arc::new(AtomicBool::new(false)),
+                file_sqes: Vec::new(),
+                files_inflight: 0,
             },
             listeners: Vec::new(),
             max_connections: config.max_connections,
@@ -589,12 +688,22 @@ impl Reactor {
             return Ok(Status::Stopped);
         }
         self.flush();
-        let ready = !self.cqes.is_empty() || !self.ring.completion().is_empty();
+        let mut ready = !self.cqes.is_empty() || !self.ring.completion().is_empty();
+        if !ready {
+            // About to wait: announce it, then look at the wake flag once more (see
+            // `Waker`): a wake that came after the last pass ran must not wait for the
+            // eventfd.
+            self.wake.sleeping.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            ready = self.wake.pending.load(Ordering::SeqCst);
+        }
         let result = if ready {
             self.ring.submit()
         } else {
             self.ring.submit_and_wait(1)
         };
+        self.wake.sleeping.store(false, Ordering::SeqCst);
+        self.wake.signalled.store(false, Ordering::SeqCst);
         match result {
             Ok(_) => {}
             // A signal interrupted the wait: dispatch what there is, then go round.
@@ -607,10 +716,33 @@ impl Reactor {
         }
         self.collect();
         self.dispatch(handler);
+        // Wakes of a running reactor write no eventfd: they are taken here.
+        if self.wake.pending.swap(false, Ordering::AcqRel) {
+            handler.on_wake(&mut self.ops);
+        }
         if self.ops.stop.load(Ordering::Acquire) {
             return Ok(Status::Stopped);
         }
         Ok(Status::Running)
+    }
+
+    /// Waits, at most `limit`, until no file operation is in the kernel, dispatching
+    /// whatever completes meanwhile (for a clean stop: the caller owns those buffers).
+    pub fn wait_files<H: Handler>(&mut self, handler: &mut H, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.ops.files_inflight > 0 && Instant::now() < deadline {
+            self.flush();
+            let ts = types::Timespec::from(Duration::from_millis(50));
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                // ETIME: the wait timed out; EINTR: a signal. Check the deadline.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
+                Err(_) => break,
+                Ok(_) => {}
+            }
+            self.collect();
+            self.dispatch(handler);
+        }
     }
 
     /// Copies ready completions out of the ring.
@@ -652,6 +784,9 @@ impl Reactor {
 
     /// Reconciles the kernel with what this pass asked for.
     fn flush(&mut self) {
+        for e in std::mem::take(&mut self.ops.file_sqes) {
+            self.push(e);
+        }
         if !self.wake_armed {
             let fd = self.wake.fd.as_raw_fd();
             let ptr: *mut u64 = &mut *self.wake_buf;
@@ -802,10 +937,12 @@ impl Reactor {
                         libc::ECANCELED => continue,
                         other => panic!("eventfd read failed: errno {other}"),
                     }
-                    // Clear before draining (acquire pairs with `wake`'s release) so a
-                    // wake that raced with us is either seen now or writes again.
-                    self.wake.pending.swap(false, Ordering::AcqRel);
-                    handler.on_wake(&mut self.ops);
+                    // The flag is taken after the dispatch (`run_once`), for every wake
+                    // whether it wrote the eventfd or not.
+                }
+                Kind::File => {
+                    self.ops.files_inflight -= 1;
+                    handler.on_file(&mut self.ops, ud & ((1 << FILE_TAG_BITS) - 1), res);
                 }
                 Kind::Tick => {
                     self.tick_armed = false;
@@ -961,7 +1098,10 @@ impl Reactor {
             .iter()
             .filter(|(_, c)| c.recv.armed || c.send_inflight || c.close_inflight)
             .count();
-        conns + usize::from(self.wake_armed) + self.listeners.iter().filter(|l| l.armed).count()
+        conns
+            + usize::from(self.wake_armed)
+            + self.listeners.iter().filter(|l| l.armed).count()
+            + self.ops.files_inflight
     }
 }
 
@@ -975,6 +1115,9 @@ impl Drop for Reactor {
     /// Cancels every operation and waits (bounded) until the kernel has let go of our
     /// buffers, then closes the remaining descriptors. No `on_closed` is delivered.
     fn drop(&mut self) {
+        // File operations queued and never submitted will never complete.
+        self.ops.files_inflight -= self.ops.file_sqes.len();
+        self.ops.file_sqes.clear();
         let mut cancels = Vec::new();
         for (i, c) in self.ops.conns.iter() {
             if c.recv.armed {
@@ -1042,6 +1185,9 @@ impl Drop for Reactor {
                     }
                     Kind::Wake => self.wake_armed = false,
                     Kind::Tick => self.tick_armed = false,
+                    // The caller owns the buffer (see `Ops::write_at`); it is told
+                    // nothing more, its memory is its own to keep alive.
+                    Kind::File => self.ops.files_inflight -= 1,
                     Kind::Cancel => {}
                 }
             }

@@ -21,7 +21,7 @@ pub struct DriverConfig {
 
 /// How often a shard reports connections it refused for its connection bound: often
 /// enough to be seen in the log, rarely enough that a storm does not flood it.
-const REFUSED_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const REFUSED_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The most unsent output one connection may hold before it is dropped. Reading from
 /// a connection stops far earlier (`io::MAX_OUTPUT_BYTES`), so only what the server
@@ -31,7 +31,7 @@ const REFUSED_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 pub const MAX_UNSENT_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The shard's view of the reactor: slots are token numbers.
-struct OpsNet<'a>(&'a mut Ops);
+pub(crate) struct OpsNet<'a>(pub(crate) &'a mut Ops);
 
 impl Net for OpsNet<'_> {
     fn send(&mut self, slot: usize, bytes: &[u8]) {
@@ -139,7 +139,7 @@ pub fn run_shard(
         stop,
         max_conns_per_ip: cfg.max_conns_per_ip,
     };
-    // The sequencer may have sent before our waker existed.
+    // The core may have sent before our waker existed.
     h.shard.wake(&mut OpsNet(reactor.ops()));
     let (mut reported, mut last_report) = (0u64, None::<std::time::Instant>);
     loop {
@@ -151,7 +151,7 @@ pub fn run_shard(
                 break;
             }
         }
-        h.shard.flush();
+        h.shard.flush(&mut OpsNet(reactor.ops()));
         if h.stop.load(Ordering::Acquire) {
             break;
         }

@@ -124,12 +124,12 @@ pub struct Handle {
 ///
 /// # Errors
 /// When the election port cannot be bound.
-pub fn start<T: From<Elected> + Send + 'static>(
+pub fn start(
     my_id: ServerId,
     ensemble: Ensemble,
     listen: SocketAddr,
     peers: BTreeMap<ServerId, SocketAddr>,
-    elected: Sender<T>,
+    elected: impl Fn(Elected) + Send + 'static,
 ) -> std::io::Result<Handle> {
     let listener = TcpListener::bind(listen)?;
     let local_addr = listener.local_addr()?;
@@ -350,11 +350,11 @@ fn usable(s: &TcpStream) -> bool {
     rc <= 0 || p.revents == 0
 }
 
-fn run<T: From<Elected>>(
+fn run(
     mut machine: Election,
     rx: Receiver<Input>,
     senders: BTreeMap<ServerId, SyncSender<Notification>>,
-    elected: Sender<T>,
+    elected: impl Fn(Elected),
 ) {
     set_thread_nice(ELECTION_NICE);
     let mut next_tick = Instant::now() + ELECTION_TICK;
@@ -396,18 +396,11 @@ fn run<T: From<Elected>>(
                     election_epoch,
                     state,
                     ..
-                } => {
-                    if elected
-                        .send(T::from(Elected {
-                            leader,
-                            state,
-                            election_epoch,
-                        }))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+                } => elected(Elected {
+                    leader,
+                    state,
+                    election_epoch,
+                }),
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-/// Wakes the consumer thread (a shard's eventfd, or the sequencer's park).
+/// Wakes the consumer thread (a shard's ring, or a thread's park).
 pub trait Wake: Send + Sync {
     fn wake(&self);
 }
@@ -89,6 +89,29 @@ impl<T> Mailbox<T> {
         } else {
             out.append(&mut q);
         }
+    }
+
+    /// Moves at most `max` queued messages, the oldest, into `out`; the rest stay.
+    pub fn drain_up_to(&self, max: usize, out: &mut Vec<T>) {
+        let mut q = self.items.lock().expect("mailbox poisoned");
+        if q.len() <= max {
+            if out.is_empty() {
+                std::mem::swap(&mut *q, out);
+            } else {
+                out.append(&mut q);
+            }
+        } else {
+            out.extend(q.drain(..max));
+        }
+    }
+
+    /// Messages queued.
+    pub fn len(&self) -> usize {
+        self.items.lock().expect("mailbox poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn is_full(&self) -> bool {

@@ -1,38 +1,38 @@
-//! The drivers: shard threads (one io_uring loop each), the sequencer thread, and their
+//! The drivers: the core loop (shard 0's io_uring loop, which also runs the sequencer
+//! core, its log writes and its peer connections), the other shards' loops, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
-pub mod bridge;
+pub mod chain;
+pub mod core_loop;
 pub mod driver;
 pub mod election;
-pub mod forward;
 pub mod fourlw;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
-pub mod msg;
 pub mod peer_wire;
 pub mod reads;
 pub mod replication;
-pub mod sequencer;
 pub mod shard;
 pub mod stats;
 
-use crate::prep::PrepConfig;
+use crate::sequencer::msg::{Commit, ToSeq, ToShard};
+use crate::sequencer::{CoreConfig, Sequencer};
 use crate::tree::DataTree;
-use mailbox::{Mailbox, Signal, Wake};
-use msg::{ToSeq, ToShard};
-use sequencer::{Sequencer, SequencerConfig, SequencerStats};
-use stats::{ServerState, Settings};
+use chain::{Chain, ShardSignals};
+use core_loop::{CoreSetup, EnsembleSetup, LoopMsg, StorageSetup};
+use mailbox::{Mailbox, Wake};
+use stats::{SequencerStats, ServerState, Settings};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Everything the running server needs, resolved from zoo.cfg and the command line.
-#[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub client_addr: SocketAddr,
-    /// Event loops (one thread each).
+    /// Event loops (one thread each); the first also runs the core.
     pub shards: usize,
     pub max_client_cnxns_per_ip: usize,
     /// `maxCnxns`: connections the server holds at most (0: the io layer's bound per
@@ -40,12 +40,17 @@ pub struct ServerConfig {
     pub max_cnxns: usize,
     /// Where to serve Prometheus `/metrics` (`metricsProvider.httpHost:httpPort`), if at all.
     pub metrics_addr: Option<SocketAddr>,
-    pub sequencer: SequencerConfig,
+    pub core: CoreConfig,
+    /// The log and snapshots; `None` keeps data in memory only (tests).
+    pub storage: Option<StorageSetup>,
+    /// The ensemble's network; `None` is standalone.
+    pub ensemble: Option<EnsembleSetup>,
     pub settings: Settings,
 }
 
 impl ServerConfig {
-    /// A standalone server on `addr` with ZooKeeper's defaults (tickTime 2000).
+    /// A standalone server on `addr` with ZooKeeper's defaults (tickTime 2000), in
+    /// memory only.
     pub fn standalone(addr: SocketAddr, shards: usize) -> Self {
         let tick = 2000;
         ServerConfig {
@@ -54,17 +59,20 @@ impl ServerConfig {
             max_client_cnxns_per_ip: 60,
             max_cnxns: 0,
             metrics_addr: None,
-            sequencer: SequencerConfig {
+            core: CoreConfig {
                 server_id: 0,
                 tick_ms: tick,
                 min_session_timeout_ms: 2 * tick as i32,
                 max_session_timeout_ms: 20 * tick as i32,
-                prep: PrepConfig::default(),
+                prep: crate::prep::PrepConfig::default(),
                 container_check_interval_ms: 60_000,
                 container_max_per_check: 10_000,
-                storage: None,
-                repl: None,
+                snapshots: None,
+                ensemble: None,
+                max_inflight: crate::sequencer::MAX_INFLIGHT,
             },
+            storage: None,
+            ensemble: None,
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
                 super_digest: None,
@@ -76,7 +84,7 @@ impl ServerConfig {
 }
 
 /// A waker that a shard installs once its ring exists; wakes before that are dropped,
-/// which is safe because a shard drains its mailbox on its first pass.
+/// which is safe because a shard reads its mailbox and the chain on its first pass.
 #[derive(Default)]
 pub struct LateWake(pub OnceLock<Box<dyn Wake>>);
 
@@ -88,16 +96,26 @@ impl Wake for Arc<LateWake> {
     }
 }
 
+/// A mailbox whose consumer needs no wake: the core loop drains shard 0's own
+/// mailbox at the end of every pass of its own thread.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(&self) {}
+}
+
 /// A running server: its threads and the flag that stops them.
 pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub state: Arc<ServerState>,
     pub local_addr: SocketAddr,
+    /// The quorum and election ports, in an ensemble.
+    pub quorum_addr: Option<SocketAddr>,
+    pub election_addr: Option<SocketAddr>,
     /// The Prometheus endpoint's address, when one was asked for.
     pub metrics_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shard_wakes: Vec<Arc<LateWake>>,
-    signal: Arc<Signal>,
 }
 
 impl Running {
@@ -107,108 +125,153 @@ impl Running {
         for w in &self.shard_wakes {
             w.wake();
         }
-        self.signal.wake();
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-/// Starts the server's threads. Returns once every shard listens.
+/// Starts the server's threads over the recovered `tree` at `zxid`. Returns once every
+/// shard listens.
 ///
 /// # Errors
-/// When io_uring is unusable or the client port cannot be bound.
+/// When io_uring is unusable, a port cannot be bound, or the log cannot be opened.
 pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Running> {
-    assert!(cfg.shards > 0, "at least one shard");
+    assert!(cfg.shards > 0 && cfg.shards <= 64, "1 to 64 shards");
     let stop = Arc::new(AtomicBool::new(false));
-    let signal = Arc::new(Signal::default());
     let seq_stats = Arc::new(SequencerStats::default());
     let state = Arc::new(ServerState::new(
         cfg.settings.clone(),
         cfg.shards,
         seq_stats.clone(),
     ));
-    let to_seq: Vec<Arc<Mailbox<ToSeq>>> = (0..cfg.shards)
-        .map(|_| Arc::new(Mailbox::new(shard::SEQ_INBOX_CAP, Box::new(signal.clone()))))
-        .collect();
+    seq_stats
+        .last_zxid
+        .store(zxid, std::sync::atomic::Ordering::Relaxed);
+    seq_stats
+        .published_zxid
+        .store(zxid, std::sync::atomic::Ordering::Relaxed);
     let shard_wakes: Vec<Arc<LateWake>> = (0..cfg.shards)
         .map(|_| Arc::new(LateWake::default()))
         .collect();
-    // The commit stream is bounded by what the shard itself sent (one entry per request,
-    // and requests per connection are capped), so pushes to it never fail.
-    let to_shard: Vec<Arc<Mailbox<ToShard>>> = shard_wakes
+    let inbox: Arc<Mailbox<LoopMsg>> =
+        Arc::new(Mailbox::new(usize::MAX, Box::new(shard_wakes[0].clone())));
+    // Shard i's requests to the core: the core loop is woken for another shard's.
+    let to_core: Vec<Arc<Mailbox<ToSeq>>> = (0..cfg.shards)
+        .map(|i| {
+            let wake: Box<dyn Wake> = if i == 0 {
+                Box::new(NoWake)
+            } else {
+                Box::new(shard_wakes[0].clone())
+            };
+            Arc::new(Mailbox::new(shard::SEQ_INBOX_CAP, wake))
+        })
+        .collect();
+    // Control messages to each shard. Bounded by what the core sends per connection
+    // (a close each), so pushes to it never fail.
+    let to_shards: Vec<Arc<Mailbox<ToShard>>> = shard_wakes
         .iter()
         .map(|w| Arc::new(Mailbox::new(usize::MAX, Box::new(w.clone()))))
         .collect();
-
-    state.set_shard_inboxes(to_shard.clone());
-    // The sequencer (and with it the log writer) starts first: if the log cannot be
-    // opened, no shard is listening yet.
-    let seq = Sequencer::new(
-        cfg.sequencer.clone(),
-        tree.clone(),
+    state.set_shard_inboxes(to_shards.clone());
+    let signals: Vec<Arc<ShardSignals>> = (0..cfg.shards)
+        .map(|_| Arc::new(ShardSignals::default()))
+        .collect();
+    let chain = Chain::new(Commit {
+        entries: Vec::new(),
+        root: tree.clone(),
         zxid,
-        to_seq.clone(),
-        to_shard.clone(),
-        signal.clone(),
-        seq_stats,
-    )?;
+        writes: 0,
+        shards: 0,
+    });
+    let started = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let tick_ms = cfg.core.tick_ms;
+    let seq = Sequencer::new(cfg.core, tree, zxid, 0, wall);
     let mut threads = Vec::new();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
-    let mut addr = cfg.client_addr;
-    for i in 0..cfg.shards {
-        let shard = shard::Shard::new(
-            i,
-            tree.clone(),
-            zxid,
-            to_seq[i].clone(),
-            to_shard[i].clone(),
-            state.clone(),
+    let mut shards: Vec<shard::Shard> = (0..cfg.shards)
+        .map(|i| {
+            shard::Shard::new(
+                i,
+                chain.tail(),
+                signals[i].clone(),
+                to_core[i].clone(),
+                to_shards[i].clone(),
+                state.clone(),
+            )
+        })
+        .collect();
+    let dcfg = |addr| driver::DriverConfig {
+        addr,
+        tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,
+        max_conns_per_ip: cfg.max_client_cnxns_per_ip,
+        max_conns: match cfg.max_cnxns {
+            0 => crate::io::MAX_CONNECTIONS,
+            n => n.div_ceil(cfg.shards),
+        },
+    };
+    // The core loop first: if the log cannot be opened or a port bound, no shard
+    // listens yet.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let setup = CoreSetup {
+        seq,
+        storage: cfg.storage,
+        ensemble: cfg.ensemble,
+        to_core,
+        to_shards,
+        signals,
+        wakers: shard_wakes.clone(),
+        chain,
+        inbox,
+        state: state.clone(),
+        started,
+        tick_ms,
+    };
+    let shard0 = shards.remove(0);
+    {
+        let (stop, d) = (stop.clone(), dcfg(cfg.client_addr));
+        threads.push(
+            std::thread::Builder::new()
+                .name("shard-0".into())
+                .spawn(move || core_loop::run(shard0, setup, d, stop, ready_tx))?,
         );
+    }
+    let (addr, quorum_addr, election_addr) = ready_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the core loop died during start-up"))??;
+    for (i, shard) in shards.into_iter().enumerate() {
+        let i = i + 1;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
         let wake = shard_wakes[i].clone();
         let stop = stop.clone();
-        let ready = ready_tx.clone();
-        let dcfg = driver::DriverConfig {
-            addr,
-            tick_ms: (cfg.sequencer.tick_ms / 2).clamp(10, 1000) as u64,
-            max_conns_per_ip: cfg.max_client_cnxns_per_ip,
-            max_conns: match cfg.max_cnxns {
-                0 => crate::io::MAX_CONNECTIONS,
-                n => n.div_ceil(cfg.shards),
-            },
-        };
+        // The core loop may have bound port 0: the others join the same port.
+        let d = dcfg(addr);
         threads.push(
             std::thread::Builder::new()
                 .name(format!("shard-{i}"))
-                .spawn(move || driver::run_shard(shard, dcfg, wake, stop, ready))?,
+                .spawn(move || driver::run_shard(shard, d, wake, stop, ready_tx))?,
         );
-        // The first shard may have bound port 0: the others join the same port.
-        let bound = ready_rx
+        ready_rx
             .recv()
             .map_err(|_| std::io::Error::other("shard thread died during start-up"))??;
-        addr = bound;
-    }
-    {
-        let stop = stop.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("sequencer".into())
-                .spawn(move || seq.run(&stop))?,
-        );
     }
     let mut metrics_addr = None;
-    if let Some(addr) = cfg.metrics_addr {
-        let (bound, t) = http::start(addr, state.clone(), stop.clone())?;
+    if let Some(maddr) = cfg.metrics_addr {
+        let (bound, t) = http::start(maddr, state.clone(), stop.clone())?;
         metrics_addr = Some(bound);
         threads.push(t);
     }
     Ok(Running {
         metrics_addr,
+        quorum_addr,
+        election_addr,
         stop,
         state,
         local_addr: addr,
         threads,
         shard_wakes,
-        signal,
     })
 }

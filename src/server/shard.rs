@@ -10,16 +10,20 @@
 //!   them) until the write's commit arrives; writes behind writes are pipelined.
 //! - For each commit, in zxid order: watches fire, then this shard's writes are
 //!   answered, then `view` moves to the commit's root, then queued reads run.
+//! - Commits come from the commit chain (`server::chain`): the shard walks it before it
+//!   serves anything, and at the end of every loop pass; the core wakes it only when a
+//!   commit has something for it (see the chain's header).
 
+use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
-use super::msg::*;
 use super::reads;
 use super::stats::{ConnStats, ServerState};
 use crate::acl;
 use crate::proto::frame;
 use crate::proto::request::{self, ErrorAction, MultiResult, Request};
 use crate::proto::*;
+use crate::sequencer::msg::*;
 use crate::session;
 use crate::tree::DataTree;
 use crate::txn::{OpResult, TxnOp};
@@ -44,11 +48,6 @@ pub trait Net {
 /// reading from it (ZooKeeper's globalOutstandingLimit is 1000 per server; per
 /// connection keeps one greedy client from starving the others).
 pub const MAX_OUTSTANDING_PER_CONN: usize = 1000;
-
-/// How many times a shard yields while waiting for an announced commit to reach its
-/// mailbox. The sequencer is between two statements when this happens; a million
-/// yields (seconds) means it died, and serving on is better than hanging.
-const CATCH_UP_YIELDS: u32 = 1_000_000;
 
 /// The most requests this shard sends the sequencer in one batch before holding back.
 pub const SEQ_INBOX_CAP: usize = 64 * 1024;
@@ -103,6 +102,9 @@ pub struct Shard {
     outbox: Vec<ToSeq>,
     inbox: Arc<Mailbox<ToShard>>,
     inbox_buf: Vec<ToShard>,
+    /// Where this shard is in the commit chain.
+    cursor: Cursor,
+    signals: Arc<ShardSignals>,
     state: Arc<ServerState>,
     max_frame: usize,
     super_digest: Option<String>,
@@ -122,10 +124,11 @@ fn frame_record<T: Jute>(out: &mut Vec<u8>, rec: &T) {
 }
 
 impl Shard {
+    /// A shard reading the chain from `start` (whose root is its first view).
     pub fn new(
         id: ShardId,
-        view: DataTree,
-        view_zxid: i64,
+        start: Arc<Node>,
+        signals: Arc<ShardSignals>,
         to_seq: Arc<Mailbox<ToSeq>>,
         inbox: Arc<Mailbox<ToShard>>,
         state: Arc<ServerState>,
@@ -134,8 +137,10 @@ impl Shard {
         let super_digest = state.settings.super_digest.clone();
         Shard {
             id,
-            view,
-            view_zxid,
+            view: start.commit.root.clone(),
+            view_zxid: start.commit.zxid,
+            cursor: Cursor::new(start),
+            signals,
             conns: HashMap::new(),
             next_gen: 0,
             bound: HashMap::new(),
@@ -235,34 +240,20 @@ impl Shard {
         }
     }
 
-    /// Brings the view up to the newest commit the sequencer has announced, before a
-    /// request is served: a write answered by another shard is then visible to every
-    /// read that arrives after its answer, on any shard (what clients of one ZooKeeper
-    /// server observe). The sequencer announces a commit just before it pushes it to the
-    /// shards' mailboxes, so the wait is for a push already under way.
-    fn catch_up(&mut self, net: &mut dyn Net) {
-        let target = self.state.seq.published_zxid.load(Ordering::Acquire);
-        let mut tries = 0;
-        while self.view_zxid < target {
-            self.wake(net);
-            if self.view_zxid >= target {
-                break;
-            }
-            tries += 1;
-            if tries > CATCH_UP_YIELDS {
-                eprintln!(
-                    "ringkeeper: shard {} view {:#x} still behind announced commit {target:#x}",
-                    self.id, self.view_zxid
-                );
-                break;
-            }
-            std::thread::yield_now();
+    /// Processes every commit the core published since the last call, in order. Called
+    /// before a request is served (so a write answered by any shard is visible to every
+    /// read that arrives after its answer, on any shard: what clients of one ZooKeeper
+    /// server observe) and at the end of every pass.
+    pub fn advance(&mut self, net: &mut dyn Net) {
+        while let Some(node) = self.cursor.peek() {
+            self.commit(net, &node);
+            self.cursor.advance_to(node, &self.signals);
         }
     }
 
     /// Bytes arrived on a connection.
     pub fn data(&mut self, net: &mut dyn Net, slot: usize, bytes: &[u8]) {
-        self.catch_up(net);
+        self.advance(net);
         let Some(c) = self.conns.get_mut(&slot) else {
             return;
         };
@@ -351,9 +342,12 @@ impl Shard {
             .expect("handshake on unknown slot");
         c.phase = Phase::Connecting;
         c.read_only_byte = req.read_only;
-        let peer = c.peer.ip();
         let conn = self.conn_ref(slot);
-        self.outbox.push(ToSeq::Connect { conn, req, peer });
+        self.outbox.push(ToSeq::Connect {
+            conn,
+            req,
+            received: Instant::now(),
+        });
         true
     }
 
@@ -509,13 +503,13 @@ impl Shard {
         }
     }
 
-    /// Handles everything the sequencer sent since the last pass.
+    /// Handles everything the core sent since the last pass: control messages, then
+    /// the commit chain.
     pub fn wake(&mut self, net: &mut dyn Net) {
         let mut msgs = std::mem::take(&mut self.inbox_buf);
         self.inbox.drain_into(&mut msgs);
         for m in msgs.drain(..) {
             match m {
-                ToShard::Commit(c) => self.commit(net, &c),
                 ToShard::Publish { gen, requester } => {
                     self.publish_picture(gen);
                     if requester != self.id {
@@ -547,6 +541,7 @@ impl Shard {
             }
         }
         self.inbox_buf = msgs;
+        self.advance(net);
     }
 
     fn is_mine(&self, conn: &ConnRef) -> bool {
@@ -557,7 +552,8 @@ impl Shard {
                 .is_some_and(|c| c.gen == conn.gen && c.phase != Phase::Closing)
     }
 
-    fn commit(&mut self, net: &mut dyn Net, commit: &Commit) {
+    fn commit(&mut self, net: &mut dyn Net, node: &Node) {
+        let commit = &node.commit;
         let mut touched: Vec<usize> = Vec::new();
         let mut out = std::mem::take(&mut self.scratch);
         for e in &commit.entries {
@@ -592,7 +588,7 @@ impl Shard {
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
                             self.answered(net, o, &out, txn.zxid);
                             let m = &self.state.seq.metrics;
-                            m.answered.record(commit.published_at.elapsed());
+                            m.answered.record(node.published_at.elapsed());
                             m.total.record(o.received.elapsed());
                         }
                     }
@@ -919,11 +915,22 @@ impl Shard {
         }
     }
 
-    /// Ends the loop pass: hands this pass's requests to the sequencer in one batch.
-    /// What does not fit stays and is retried on the next pass (a commit wakes us).
-    pub fn flush(&mut self) {
+    /// Ends the loop pass: publishes the watch count, reads the chain to its end (see
+    /// the chain's header for why in this order), and hands this pass's requests to
+    /// the core in one batch. What does not fit stays and is retried on the next pass
+    /// (the core's answers wake us).
+    pub fn flush(&mut self, net: &mut dyn Net) {
+        self.signals
+            .watches
+            .store(self.watches.count() as i64, Ordering::SeqCst);
+        self.advance(net);
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);
         }
+    }
+
+    /// Requests this shard holds back because the core's mailbox is full.
+    pub fn held_back(&self) -> usize {
+        self.outbox.len()
     }
 }

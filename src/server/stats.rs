@@ -6,7 +6,6 @@
 //! publish their connection list on every tick, so `cons` and `wchc` may lag by a tick.
 
 use super::fourlw::{ConnLine, WatchSummary};
-use super::sequencer::SequencerStats;
 use crate::proto::OpCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -109,6 +108,25 @@ pub fn short_op(op: OpCode) -> &'static str {
     }
 }
 
+/// What the core loop publishes for the four-letter words and metrics.
+#[derive(Debug, Default)]
+pub struct SequencerStats {
+    /// Write-stage and read latency histograms (shared with the shards).
+    pub metrics: super::metrics::Metrics,
+    pub last_zxid: std::sync::atomic::AtomicI64,
+    /// The zxid of the newest commit published to the shards.
+    pub published_zxid: std::sync::atomic::AtomicI64,
+    pub sessions: std::sync::atomic::AtomicI64,
+    /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
+    pub expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
+}
+
+impl SequencerStats {
+    pub fn expiry(&self) -> Vec<(i64, Vec<i64>)> {
+        self.expiry.lock().expect("expiry poisoned").clone()
+    }
+}
+
 /// What one shard last published, and for which request (`gen`).
 #[derive(Debug, Default, Clone)]
 pub struct ShardPicture {
@@ -133,7 +151,7 @@ pub struct ServerState {
     /// Connections per client address, across shards (maxClientCnxns).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     picture_gen: AtomicU64,
-    inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<super::msg::ToShard>>>>,
+    inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>>>,
     /// The server's role for the four-letter words: one of the `MODE_*` values. The
     /// replication loop writes it; shards read it when a 4lw asks.
     mode: std::sync::atomic::AtomicU8,
@@ -278,11 +296,14 @@ impl ServerState {
     }
 
     /// Every shard's inbox, to ask for pictures.
-    pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<super::msg::ToShard>>] {
+    pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>] {
         self.inboxes.get().map_or(&[], |v| v.as_slice())
     }
 
-    pub fn set_shard_inboxes(&self, v: Vec<Arc<super::mailbox::Mailbox<super::msg::ToShard>>>) {
+    pub fn set_shard_inboxes(
+        &self,
+        v: Vec<Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>>,
+    ) {
         let _ = self.inboxes.set(v);
     }
 

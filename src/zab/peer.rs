@@ -58,6 +58,10 @@ pub struct Config {
     /// Proposed but uncommitted txns a leader accepts before rejecting writes: bounds
     /// the memory a slow quorum can pin (etcd's `MaxInflightMsgs` plays the same role).
     pub max_inflight: usize,
+    /// The last counter an epoch's zxids use before the leader renews its epoch
+    /// (`Event::RenewEpoch`): `u32::MAX` as in ZooKeeper. Tests lower it to reach the
+    /// renewal in a few txns; nothing else depends on its value.
+    pub max_counter: u32,
     pub broken: Broken,
 }
 
@@ -119,6 +123,21 @@ pub enum Event {
         through: Zxid,
         snapshot: Bytes,
     },
+    /// The driver cannot carry on in this role (a SNAP that would not install, a TRUNC
+    /// a leader should not have asked): back to the election.
+    Abandon {
+        reason: &'static str,
+    },
+    /// A log write failed: the log on disk ends at `durable`. The in-memory log is cut
+    /// back to it (nothing after it may be claimed in an election or acknowledged), the
+    /// writes in flight are forgotten, and this server goes back to the election.
+    LogFailed {
+        durable: Zxid,
+    },
+    /// Leader: the epoch's zxid counter is exhausted. Once every proposal is committed,
+    /// the leader renews its epoch in place with its up-to-date learners (see
+    /// `Action::Renewed`); new proposals wait until then.
+    RenewEpoch,
     /// Learner: requests for the leader's driver (sent as one `Forward` when this
     /// learner is up to date, else each comes back `Rejected`).
     Forward(Vec<Bytes>),
@@ -162,6 +181,13 @@ pub enum Action {
     },
     /// This leader has a quorum synced to its history for `epoch` and takes writes.
     Established {
+        epoch: u32,
+    },
+    /// The epoch was renewed in place: on the leader, a quorum accepted `epoch` and
+    /// acknowledged NEWLEADER for it, with the same history, and proposals continue from
+    /// `(epoch, 1)`; on a learner, it acknowledged NEWLEADER of `epoch` (the election's
+    /// vote moves to it, as at establishment).
+    Renewed {
         epoch: u32,
     },
     /// This learner is synced with `leader` and may serve clients.
@@ -361,6 +387,50 @@ struct Leader {
     learners: BTreeMap<ServerId, Learner>,
     /// The last zxid of the history this epoch starts from.
     initial_last: Zxid,
+    /// An epoch renewal in progress (see `Event::RenewEpoch`).
+    renewal: Option<Renewal>,
+}
+
+/// A leader's in-place epoch renewal: discovery and synchronization again, with the
+/// learners already up to date, over their open connections and with the same history.
+#[derive(Clone, Debug)]
+struct Renewal {
+    stage: RenewStage,
+    /// The new epoch (once chosen).
+    epoch: u32,
+    started: u64,
+    acked_epoch: Vec<ServerId>,
+    acked_newleader: Vec<ServerId>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[allow(clippy::enum_variant_names)] // each stage waits for something: the prefix says so
+enum RenewStage {
+    /// Waiting for every proposal of the old epoch to commit.
+    AwaitCommitted,
+    AwaitAcceptedPersist,
+    /// LEADERINFO sent to the up-to-date learners.
+    AwaitEpochAcks,
+    AwaitCurrentPersist,
+    /// NEWLEADER sent to those that acknowledged the epoch.
+    AwaitNewLeaderAcks,
+}
+
+/// A learner's side of its leader's epoch renewal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // each stage waits for something: the prefix says so
+enum LearnerRenewal {
+    AwaitAcceptPersist {
+        epoch: u32,
+    },
+    AwaitNewLeader {
+        epoch: u32,
+    },
+    /// NEWLEADER received: waiting for log write `write` and the current epoch.
+    AwaitDurable {
+        epoch: u32,
+        write: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -386,6 +456,8 @@ struct Follower {
     current_persist_sent: bool,
     ack_sent: Zxid,
     info_sent: u64,
+    /// The leader's epoch renewal, while one runs.
+    renewal: Option<LearnerRenewal>,
 }
 
 #[derive(Clone, Debug)]
@@ -519,6 +591,16 @@ impl Peer {
         Some(c)
     }
 
+    /// Whether this server votes (else it observes).
+    pub fn is_voter(&self) -> bool {
+        self.cfg.ensemble.is_voter(self.cfg.my_id)
+    }
+
+    /// Whether an epoch renewal is in progress on this leader.
+    pub fn is_renewing(&self) -> bool {
+        matches!(&self.role, Role::Leading(l) if l.renewal.is_some())
+    }
+
     /// The leader this learner is synced with, if it is.
     pub fn up_to_date_with(&self) -> Option<ServerId> {
         match &self.role {
@@ -571,6 +653,39 @@ impl Peer {
                 }
             }
             Event::Forward(payloads) => self.forward(payloads, &mut out),
+            Event::Abandon { reason } => {
+                if !matches!(self.role, Role::Looking) {
+                    self.go_looking(reason, &mut out);
+                }
+            }
+            Event::LogFailed { durable } => {
+                assert!(durable >= self.log.base, "durable below the snapshot");
+                let keep = self.log.after(durable);
+                self.log.entries.truncate(keep);
+                self.log.pending.clear();
+                self.log.durable_zxid = self.log.last();
+                self.commit = self.commit.min(self.log.last());
+                if !matches!(self.role, Role::Looking) {
+                    self.go_looking("a log write failed", &mut out);
+                }
+            }
+            Event::RenewEpoch => {
+                let commit = self.commit;
+                let now = self.now;
+                if let Role::Leading(l) = &mut self.role {
+                    if l.phase == LeaderPhase::Established && l.renewal.is_none() {
+                        l.renewal = Some(Renewal {
+                            stage: RenewStage::AwaitCommitted,
+                            epoch: 0,
+                            started: now,
+                            acked_epoch: Vec::new(),
+                            acked_newleader: Vec::new(),
+                        });
+                        let _ = commit;
+                        self.advance_renewal(&mut out);
+                    }
+                }
+            }
             Event::Reply { to, payload } => {
                 if let Role::Leading(l) = &self.role {
                     if l.learners
@@ -624,8 +739,10 @@ impl Peer {
             Role::Leading(_) => {
                 self.advance_leader(out);
                 self.try_commit(out);
+                self.advance_renewal(out);
             }
             Role::Following(_) => {
+                self.learner_renewal(out);
                 self.follower_after_persist(out);
                 self.try_ack_newleader(out);
                 self.try_ack(out);
@@ -646,6 +763,7 @@ impl Peer {
             started: self.now,
             learners: BTreeMap::new(),
             initial_last: 0,
+            renewal: None,
         });
         self.advance_leader(out);
     }
@@ -755,9 +873,11 @@ impl Peer {
         let l = self.leader();
         l.phase = LeaderPhase::Established;
         let (epoch, initial_last) = (l.epoch, l.initial_last);
-        out.push(Action::Established { epoch });
-        // The whole initial history is on a quorum's disks now, so it is committed.
+        // The whole initial history is on a quorum's disks now, so it is committed; its
+        // commits come before `Established`, so that a driver taking writes from then on
+        // has applied the history first.
         self.commit_to(initial_last, out);
+        out.push(Action::Established { epoch });
         let commit = self.commit;
         let l = self.leader();
         for (&id, x) in l.learners.iter_mut() {
@@ -865,7 +985,34 @@ impl Peer {
             return;
         };
         x.last_heard = now;
+        let renewing = l.renewal.as_ref().map(|r| (r.stage, r.epoch));
         match msg {
+            Msg::AckEpoch { last_zxid, .. }
+                if x.stage == Stage::UpToDate
+                    && renewing.is_some_and(|(s, _)| s >= RenewStage::AwaitEpochAcks) =>
+            {
+                let r = l.renewal.as_mut().expect("renewing");
+                if last_zxid == last && r.stage == RenewStage::AwaitEpochAcks {
+                    if !r.acked_epoch.contains(&from) && !x.observer {
+                        r.acked_epoch.push(from);
+                    } else if x.observer && !r.acked_epoch.contains(&from) {
+                        // Observers take part, but do not count towards the quorum.
+                        r.acked_epoch.push(from);
+                    }
+                }
+                self.advance_renewal(out);
+            }
+            Msg::AckNewLeader { epoch: e }
+                if x.stage == Stage::UpToDate
+                    && renewing
+                        .is_some_and(|(s, re)| s == RenewStage::AwaitNewLeaderAcks && re == e) =>
+            {
+                let r = l.renewal.as_mut().expect("renewing");
+                if r.acked_epoch.contains(&from) && !r.acked_newleader.contains(&from) {
+                    r.acked_newleader.push(from);
+                }
+                self.advance_renewal(out);
+            }
             Msg::AckEpoch {
                 current_epoch: theirs,
                 last_zxid,
@@ -921,6 +1068,121 @@ impl Peer {
                 out.push(Action::Forwarded { from, payloads });
             }
             Msg::Ping => {}
+            _ => {}
+        }
+    }
+
+    /// Moves a leader's epoch renewal on as far as its waits allow.
+    fn advance_renewal(&mut self, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        let (commit, last, durable) = (self.commit, self.log.last(), self.log.durable_zxid);
+        let (accepted, current) = (self.accepted_epoch, self.current_epoch);
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        let Some(r) = &mut l.renewal else {
+            return;
+        };
+        if r.stage == RenewStage::AwaitCommitted && commit == last && durable >= last {
+            r.epoch = accepted.max(l.epoch) + 1;
+            r.stage = RenewStage::AwaitAcceptedPersist;
+            out.push(Action::PersistEpoch {
+                kind: EpochKind::Accepted,
+                epoch: r.epoch,
+            });
+        }
+        if r.stage == RenewStage::AwaitAcceptedPersist && accepted >= r.epoch {
+            if accepted > r.epoch {
+                self.go_looking("accepted a newer epoch while renewing", out);
+                return;
+            }
+            r.stage = RenewStage::AwaitEpochAcks;
+            for (&id, x) in &l.learners {
+                if x.stage == Stage::UpToDate {
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::LeaderInfo { new_epoch: r.epoch },
+                    });
+                }
+            }
+        }
+        if r.stage == RenewStage::AwaitEpochAcks
+            && is_quorum(
+                &self.cfg.ensemble,
+                r.acked_epoch.iter().copied().chain([me]),
+            )
+        {
+            r.stage = RenewStage::AwaitCurrentPersist;
+            out.push(Action::PersistEpoch {
+                kind: EpochKind::Current,
+                epoch: r.epoch,
+            });
+        }
+        if r.stage == RenewStage::AwaitCurrentPersist && current >= r.epoch {
+            r.stage = RenewStage::AwaitNewLeaderAcks;
+            for &id in &r.acked_epoch {
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::NewLeader { epoch: r.epoch },
+                });
+            }
+        }
+        if r.stage == RenewStage::AwaitNewLeaderAcks
+            && is_quorum(
+                &self.cfg.ensemble,
+                r.acked_newleader.iter().copied().chain([me]),
+            )
+        {
+            let epoch = r.epoch;
+            let kept = std::mem::take(&mut r.acked_newleader);
+            // Learners that did not take part (connecting or syncing meanwhile, or
+            // silent) are dropped: they hear no more pings, time out and rejoin with a
+            // fresh discovery of the new epoch.
+            l.learners.retain(|id, _| kept.contains(id));
+            l.epoch = epoch;
+            l.renewal = None;
+            out.push(Action::Renewed { epoch });
+        }
+    }
+
+    /// Moves a learner's part of its leader's epoch renewal on.
+    fn learner_renewal(&mut self, out: &mut Vec<Action>) {
+        let (accepted, current) = (self.accepted_epoch, self.current_epoch);
+        let durable = self.log.durable_write;
+        let last = self.log.last();
+        let vote_epoch = self.vote_basis().0;
+        let f = self.follower();
+        let leader = f.leader;
+        match f.renewal {
+            Some(LearnerRenewal::AwaitAcceptPersist { epoch }) if accepted >= epoch => {
+                f.renewal = Some(LearnerRenewal::AwaitNewLeader { epoch });
+                out.push(Action::Send {
+                    to: leader,
+                    msg: Msg::AckEpoch {
+                        current_epoch: vote_epoch,
+                        last_zxid: last,
+                    },
+                });
+            }
+            Some(LearnerRenewal::AwaitDurable { epoch, write }) if durable >= write => {
+                if current < epoch {
+                    if !f.current_persist_sent {
+                        f.current_persist_sent = true;
+                        out.push(Action::PersistEpoch {
+                            kind: EpochKind::Current,
+                            epoch,
+                        });
+                    }
+                    return;
+                }
+                f.renewal = None;
+                f.epoch = epoch;
+                out.push(Action::Send {
+                    to: leader,
+                    msg: Msg::AckNewLeader { epoch },
+                });
+                out.push(Action::Renewed { epoch });
+            }
             _ => {}
         }
     }
@@ -985,16 +1247,15 @@ impl Peer {
             "proposing {} txns with room for {room}",
             txns.len()
         );
-        let mut expect = self
+        let first = self
             .next_zxid()
             .expect("proposals only from an established leader");
-        for t in &txns {
+        for (t, expect) in txns.iter().zip(first..) {
             assert_eq!(
                 t.zxid, expect,
                 "proposal {:#x} does not continue the log (expected {expect:#x})",
                 t.zxid
             );
-            expect += 1;
         }
         // One log write and one PROPOSAL per follower for the whole batch.
         self.log.append(txns.clone(), out);
@@ -1010,17 +1271,22 @@ impl Peer {
     }
 
     /// An established leader's next zxid: the one after its log's last in its epoch.
-    /// `None` unless this server leads an established epoch, or when the epoch's counter
-    /// is exhausted (the zxid after `(epoch, 0xffffffff)` would be another epoch's).
+    /// `None` unless this server leads an established epoch (and is not renewing it), or
+    /// when the epoch's counter is exhausted (`Config::max_counter`: the zxid after
+    /// `(epoch, 0xffffffff)` would be another epoch's).
     pub fn next_zxid(&self) -> Option<Zxid> {
+        if self.is_renewing() {
+            return None;
+        }
         let epoch = self.established_epoch()?;
         let last = self.log.last();
-        let next = if epoch_of(last) == epoch {
-            last.checked_add(1)?
-        } else {
-            make_zxid(epoch, 1)
-        };
-        (epoch_of(next) == epoch).then_some(next)
+        if epoch_of(last) != epoch {
+            return Some(make_zxid(epoch, 1));
+        }
+        if counter_of(last) >= self.cfg.max_counter {
+            return None;
+        }
+        Some(last + 1)
     }
 
     /// How many more txns an established leader may propose now: proposed and not yet
@@ -1031,7 +1297,7 @@ impl Peer {
             return 0;
         };
         let inflight = self.log.entries.len() - self.log.after(self.commit);
-        let counter_left = u64::from(u32::MAX - counter_of(next)) + 1;
+        let counter_left = u64::from(self.cfg.max_counter.saturating_sub(counter_of(next))) + 1;
         self.cfg
             .max_inflight
             .saturating_sub(inflight)
@@ -1055,6 +1321,7 @@ impl Peer {
             current_persist_sent: false,
             ack_sent: 0,
             info_sent: self.now,
+            renewal: None,
         });
         self.send_follower_info(out);
     }
@@ -1093,6 +1360,34 @@ impl Peer {
                 to: leader,
                 msg: Msg::Ping,
             }),
+            Msg::LeaderInfo { new_epoch } if stage == FStage::UpToDate => {
+                // The leader renews its epoch in place (its counter ran out).
+                if new_epoch <= f.epoch || f.renewal.is_some() {
+                    let what = format!("LEADERINFO {new_epoch} while up to date in {}", f.epoch);
+                    self.protocol_error(from, what, out);
+                    return;
+                }
+                f.renewal = Some(LearnerRenewal::AwaitAcceptPersist { epoch: new_epoch });
+                f.current_persist_sent = false;
+                if accepted < new_epoch {
+                    out.push(Action::PersistEpoch {
+                        kind: EpochKind::Accepted,
+                        epoch: new_epoch,
+                    });
+                }
+                self.learner_renewal(out);
+            }
+            Msg::NewLeader { epoch }
+                if stage == FStage::UpToDate
+                    && f.renewal == Some(LearnerRenewal::AwaitNewLeader { epoch }) =>
+            {
+                // Everything the leader proposed before is in this server's log (the
+                // link is in order): durable, it acknowledges the new epoch.
+                let write = self.log.issued;
+                let f = self.follower();
+                f.renewal = Some(LearnerRenewal::AwaitDurable { epoch, write });
+                self.learner_renewal(out);
+            }
             Msg::LeaderInfo { new_epoch } if stage == FStage::AwaitLeaderInfo => {
                 f.epoch = new_epoch;
                 if new_epoch < accepted {
@@ -1328,6 +1623,10 @@ impl Peer {
             }
             Role::Leading(l) => {
                 let established = l.phase == LeaderPhase::Established;
+                if l.renewal.as_ref().is_some_and(|r| now - r.started > init) {
+                    self.go_looking("epoch renewal not acknowledged within initLimit", out);
+                    return;
+                }
                 if !established && now - l.started > init {
                     self.go_looking("not established within initLimit", out);
                     return;

@@ -86,6 +86,8 @@ pub struct Options {
     pub snapshot_per_mille: u64,
     /// Record a full trace (slower); failures re-run the seed with it on.
     pub trace: bool,
+    /// `peer::Config::max_counter`: low values make leaders renew their epoch in place.
+    pub max_counter: u32,
 }
 
 impl Options {
@@ -101,6 +103,7 @@ impl Options {
             broken: Broken::default(),
             snapshot_per_mille: SNAPSHOT_PER_MILLE,
             trace: false,
+            max_counter: u32::MAX,
         }
     }
 }
@@ -232,6 +235,8 @@ pub struct Stats {
     pub snaps: usize,
     /// Snapshots that became durable and were offered to the core as `Compact`.
     pub compactions: usize,
+    /// Epochs a leader renewed in place when its counter ran out.
+    pub renewals: usize,
 }
 
 pub struct Sim {
@@ -324,6 +329,7 @@ impl Sim {
             init_limit: 10,
             sync_limit: 5,
             max_inflight: 64,
+            max_counter: self.opts.max_counter,
             broken: self.opts.broken,
         };
         let persisted = Persisted {
@@ -475,6 +481,11 @@ impl Sim {
     fn propose(&mut self, i: usize, payloads: Vec<Bytes>) -> Result<(), String> {
         let p = &self.nodes[i].peer;
         let (Some(mut zxid), room) = (p.next_zxid(), p.proposal_room()) else {
+            if p.established_epoch().is_some() && !p.is_renewing() {
+                // The epoch's counter ran out: renew it (the writes are dropped, as a
+                // leader that cannot take them now answers its clients).
+                return self.run_peer(i, peer::Event::RenewEpoch);
+            }
             return Ok(());
         };
         let txns: Vec<Txn> = payloads
@@ -770,6 +781,21 @@ impl Sim {
                         ));
                     }
                 }
+                self.run_election(i, election::Event::Established { epoch })?;
+            }
+            Action::Renewed { epoch } if self.nodes[i].peer.established_epoch().is_some() => {
+                self.log(|| format!("n{id} renewed its epoch in place: {epoch}"));
+                self.stats.renewals += 1;
+                self.stats.epochs += 1;
+                if let Some(other) = self.leaders.insert(epoch, id) {
+                    if other != id {
+                        return Err(format!("two leaders for epoch {epoch}: n{other} and n{id}"));
+                    }
+                }
+                self.run_election(i, election::Event::Established { epoch })?;
+            }
+            Action::Renewed { epoch } => {
+                self.log(|| format!("n{id} follows the renewed epoch {epoch}"));
                 self.run_election(i, election::Event::Established { epoch })?;
             }
             Action::UpToDate { leader, epoch } => {

@@ -1,15 +1,14 @@
-//! Messages between the shards and the sequencer.
+//! Messages between the shards and the sequencer core.
 //!
-//! Shards send one `Vec<ToSeq>` batch per loop pass; the sequencer answers with one
-//! ordered stream of [`ToShard`] per shard. Commits are shared (`Arc`) by all shards:
-//! each fires the watches of its own connections, answers its own requests and moves its
-//! view to the commit's root, in zxid order.
+//! Shards send their [`ToSeq`] messages in one batch per loop pass; the core publishes
+//! [`Commit`]s, which every shard processes in zxid order (the commit chain,
+//! `server::chain`): it fires the watches of its own connections, answers its own
+//! requests and moves its view to the commit's root. [`ToShard`] carries the rest.
 
 use crate::prep::PrepError;
 use crate::proto::{ConnectRequest, Id, OpCode, Request};
 use crate::tree::DataTree;
 use crate::txn::{Applied, Txn};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +40,8 @@ pub enum ToSeq {
     Connect {
         conn: ConnRef,
         req: ConnectRequest,
-        peer: IpAddr,
+        /// When the shard decoded it, for latency accounting.
+        received: Instant,
     },
     /// A write (or sync, or closeSession) of an established session.
     Request {
@@ -104,14 +104,15 @@ pub struct Commit {
     pub entries: Vec<Entry>,
     pub root: DataTree,
     pub zxid: i64,
-    /// When the sequencer handed it to the shards (the `answered` stage starts here).
-    pub published_at: Instant,
+    /// Client writes answered by it (samples for the write-stage histograms).
+    pub writes: u64,
+    /// Bit `i` set: some entry is for a connection of shard `i` (which is woken).
+    pub shards: u64,
 }
 
-/// Sequencer to shard.
+/// Core to shard, beside the commit chain.
 #[derive(Debug)]
 pub enum ToShard {
-    Commit(Arc<Commit>),
     /// Close this connection (its session moved to another connection).
     Close(ConnRef),
     /// This server stopped serving (it went back to the election): close every client
@@ -121,10 +122,7 @@ pub enum ToShard {
     CloseClients,
     /// A four-letter word on `requester` needs every shard's picture: publish yours,
     /// tagged `gen`, then tell the requester.
-    Publish {
-        gen: u64,
-        requester: ShardId,
-    },
+    Publish { gen: u64, requester: ShardId },
     /// Some shard published the picture a pending four-letter word waits for.
     PictureReady,
 }

@@ -1,0 +1,1889 @@
+//! The sequencer core: the only writer of the tree, and the owner of ZAB on this server.
+//!
+//! A pure state machine. [`Input`]s go in (shard batches, the time of the pass, log
+//! durability and failures, peer messages, election results, epoch writes, snapshot
+//! completions), [`Output`]s come out (append these records, send this message, publish
+//! this commit, close this connection, persist this epoch, snapshot this root, purge,
+//! start an election). No socket, file, thread or clock here: the driver in
+//! `server::core_loop` carries the outputs out on its io_uring ring, and the simulator in
+//! `tests/server_sim/` runs several of these over a simulated log, network and clock.
+//!
+//! # One pass
+//!
+//! The driver feeds a pass's inputs with [`Sequencer::step`] and then calls
+//! [`Sequencer::end_pass`]: the pass's txns become one log batch (and, on a leader, one
+//! PROPOSAL per follower: the same bytes), its answers wait in `pending` behind the txns
+//! before them, and every pending pass whose txns are now safe is published as one
+//! [`Commit`]. Safe means durable on this server (standalone), committed by a quorum
+//! (leader), or committed by the leader (learner, which applies on COMMIT).
+//!
+//! # Roles
+//!
+//! - **Standalone**: validates writes (`prep`) against the speculative tree, assigns
+//!   zxids, applies, logs, answers once durable.
+//! - **Leader** (an ensemble's, once ZAB established its epoch): the same, and each pass's
+//!   txns are proposed through the [`Peer`]; answers leave on quorum commit. The zxid
+//!   counter is `zxid` here; the peer checks that every proposal continues its log.
+//! - **Follower / observer**: serves reads (the shards do), hands writes, syncs, new
+//!   sessions, resumes and session liveness to the leader (`forward`), logs proposals,
+//!   applies committed txns, and answers its own clients when the txn the leader made
+//!   of their request is applied here.
+//! - **Looking**: electing or syncing; no client writes or sessions.
+//!
+//! # Encoding once
+//!
+//! A txn is encoded once (the txn codec) by the server that makes it. Those bytes are the
+//! log record, the PROPOSAL payload and the in-memory ZAB log entry; a learner logs the
+//! bytes it received and decodes each txn once, when it applies it.
+//!
+//! # Backpressure
+//!
+//! [`Sequencer::room`] says how many more requests the core takes this pass: bounded by
+//! the proposals and log records in flight (`CoreConfig::max_inflight`), by the epoch's
+//! zxid counter, and zero while the log is failing or the server does not serve. The
+//! driver leaves what does not fit in the shards' mailboxes; a shard whose mailbox is
+//! full stops reading its clients. A write is never dropped.
+//!
+//! # Failures of the log
+//!
+//! Standalone: a failed write fails every write it covered and every later one not yet
+//! durable (SYSTEMERROR), the speculative tree falls back to the last published root, new
+//! writes fail at once until the log writer has reported on every batch sent before the
+//! failure; then writing resumes. Ensemble: the txns may already be on other servers (a
+//! leader proposed them; a learner received them), so nothing can be answered as failed:
+//! the server cuts its in-memory log back to what is durable and goes back to the
+//! election (clients get CONNECTIONLOSS, and a write may still commit, as ZooKeeper's
+//! clients know).
+//!
+//! # The epoch's last zxid
+//!
+//! A zxid's counter is 32 bits. When a leader's counter runs out, ZooKeeper forces a new
+//! election. Here the leader renews its epoch in place ([`peer::Event::RenewEpoch`]):
+//! once every proposal of the old epoch is committed it runs discovery and
+//! synchronization again with its synced followers over the open connections (a new
+//! accepted epoch on a quorum, an empty DIFF, NEWLEADER acknowledged by a quorum), and
+//! proposes from `(epoch + 1, 1)`. Clients keep their connections; writes wait a few
+//! fsyncs and round trips instead of an election.
+
+pub mod forward;
+pub mod msg;
+
+use crate::prep::{self, Caller, PrepConfig, PrepError};
+use crate::proto::{Code, ConnectRequest, OpCode, Request};
+use crate::session::{self, SessionTracker};
+use crate::storage::snapshot::SnapPolicy;
+use crate::tree::DataTree;
+use crate::txn::{Applied, Txn, TxnOp};
+use crate::zab::msg::Msg;
+use crate::zab::peer::{self, EpochKind, LearnerCounts, Peer};
+use crate::zab::{self, epoch_of, make_zxid, ServerId, Zxid};
+use bytes::Bytes;
+use forward::{Answer, Fwd};
+use msg::*;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+/// Peer ticks per `tickTime`: pings, retries and failure detection run at a tenth of a
+/// tick, while initLimit and syncLimit (scaled by the same factor) mean what they mean
+/// in ZooKeeper.
+pub const PEER_TICKS_PER_TICK: i64 = 10;
+
+/// The most proposals (leader) or log records (standalone) in flight before the core
+/// stops taking requests: bounds the memory a slow disk or a slow quorum can pin. At the
+/// measured group-commit rates (tens of thousands of commits per second, 100-byte txns)
+/// this is well over a second of work, so it only binds when the disk or the quorum
+/// stalls, and then it turns into backpressure on the clients.
+pub const MAX_INFLIGHT: usize = 100_000;
+
+/// How the server persists snapshots; `None` in `CoreConfig` means no snapshots (tests).
+#[derive(Debug, Clone)]
+pub struct SnapshotConfig {
+    /// `snapCount`: a snapshot after a random number of txns in [snapCount/2+1, snapCount].
+    pub snap_count: u64,
+    /// `snapSizeLimitInKb` in bytes (0: off): log bytes between snapshots.
+    pub snap_size_bytes: u64,
+    /// `autopurge.purgeInterval` in ms (0: off).
+    pub purge_interval_ms: i64,
+    /// Seeds the snapshot policy's random points.
+    pub seed: u64,
+}
+
+/// An ensemble member's replication settings and what its disk held.
+#[derive(Debug, Clone)]
+pub struct EnsembleConfig {
+    pub peer: peer::Config,
+    /// The epochs and the ZAB log the peer starts from (`server::replication`).
+    pub persisted: peer::Persisted,
+    /// The snapshot recovery loaded (the first compaction's point).
+    pub loaded_snapshot: Option<i64>,
+}
+
+/// Settings of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// This server's id (0 standalone): the top byte of the session ids it makes.
+    pub server_id: u8,
+    pub tick_ms: i64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub prep: PrepConfig,
+    /// How often empty containers and expired TTL nodes are looked for
+    /// (`znode.container.checkIntervalMs`).
+    pub container_check_interval_ms: i64,
+    /// The most containers and TTL nodes deleted per check: a burst of reaping must not
+    /// crowd out client writes.
+    pub container_max_per_check: usize,
+    pub snapshots: Option<SnapshotConfig>,
+    /// `None`: standalone.
+    pub ensemble: Option<EnsembleConfig>,
+    /// See [`MAX_INFLIGHT`].
+    pub max_inflight: usize,
+}
+
+/// What this server is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Standalone,
+    /// Electing or syncing: no client writes or sessions.
+    Looking,
+    /// Leads an established epoch.
+    Leader,
+    /// Synced with a leader (a follower or an observer).
+    Learner,
+}
+
+/// One input of a pass.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from a shard.
+    Shard(ToSeq),
+    /// The pass's time: `now_ms` a monotonic clock (expiry, ticks), `wall_ms` the wall
+    /// clock a txn made in this pass carries (ctime, mtime). The driver gives it once
+    /// per pass, before anything else.
+    Time {
+        now_ms: i64,
+        wall_ms: i64,
+    },
+    /// Every record up to `through` is durable in this server's log.
+    LogDurable {
+        through: i64,
+    },
+    /// Records `first..=last` were not written durably and never will be.
+    LogFailed {
+        first: i64,
+        last: i64,
+        error: String,
+    },
+    /// The snapshot of this committed zxid is durable.
+    SnapshotDurable {
+        zxid: i64,
+    },
+    /// The election chose `leader` (this server, or another it follows).
+    Elected {
+        leader: ServerId,
+    },
+    PeerMessage {
+        from: ServerId,
+        msg: Msg,
+    },
+    /// The current connection to `peer` broke.
+    PeerDisconnected {
+        peer: ServerId,
+    },
+    EpochPersisted {
+        kind: EpochKind,
+        epoch: u32,
+    },
+    /// A TRUNC's cut of the log's files is done (`Output::Truncate`), with the tree
+    /// recovered from what is left when the core asked for it.
+    Truncated {
+        to: i64,
+        tree: Option<DataTree>,
+    },
+    /// A SNAP's snapshot is installed as this server's state (`Output::InstallSnapshot`),
+    /// loaded as `tree`, and the log is empty after it.
+    SnapshotInstalled {
+        zxid: i64,
+        tree: DataTree,
+    },
+    /// Installing it failed: this server goes back to the election.
+    SnapshotInstallFailed {
+        zxid: i64,
+        error: String,
+    },
+}
+
+/// One action for the driver, in the order they must be carried out.
+#[derive(Debug)]
+pub enum Output {
+    /// Log these records (zxids consecutive, continuing the previous batch); completion is
+    /// `LogDurable` or `LogFailed`.
+    Append(Vec<zab::Txn>),
+    /// Learner: cut the log back to `to` once every earlier write is done (files and
+    /// writer); completion is `Truncated`, with the tree recovered from the cut data
+    /// directory when `rebuild` (recovery at start applied txns above `to`: only then
+    /// does the applied tree hold txns a TRUNC removes, since the peer never cuts below
+    /// what it knows committed; ZooKeeper reloads its database there too).
+    Truncate {
+        to: i64,
+        rebuild: bool,
+    },
+    /// Learner: install the received snapshot file `received` (a name in dataDir) of
+    /// `zxid` as this server's state, once every earlier write is done: newer
+    /// snapshots and the log go, the log continues after `zxid`; completion is
+    /// `SnapshotInstalled` with the loaded tree.
+    InstallSnapshot {
+        zxid: i64,
+        received: Bytes,
+    },
+    /// Learner: open a fresh connection to the leader (the next `Send` to it is the
+    /// FOLLOWERINFO that starts it).
+    Dial {
+        to: ServerId,
+    },
+    Send {
+        to: ServerId,
+        msg: Msg,
+    },
+    /// Write an epoch file durably; completion is `EpochPersisted`.
+    PersistEpoch {
+        kind: EpochKind,
+        epoch: u32,
+    },
+    /// Hand this commit to every shard.
+    Publish(Commit),
+    /// Close this client connection (its session moved or closed).
+    Close(ConnRef),
+    /// This server stopped serving: close every client connection.
+    CloseClients,
+    /// Snapshot this committed root in the background; `SnapshotDurable` when done.
+    Snapshot {
+        root: DataTree,
+        zxid: i64,
+    },
+    /// autopurge: keep the newest snapshots and the logs they need, and `keep` (the ZAB
+    /// log's base, which a SNAP sends) if any.
+    Purge {
+        keep: Option<i64>,
+    },
+    /// Start the election with this vote basis; the quorum connections close.
+    StartElection {
+        current_epoch: u32,
+        last_zxid: Zxid,
+    },
+    /// ZAB established `epoch` (this server leads or follows it): the election idles.
+    Established {
+        epoch: u32,
+    },
+    /// The server's mode changed.
+    Mode(Mode),
+    /// A leader's learners changed (`mntr`'s leader keys); `None` when not leading.
+    Learners(Option<LearnerCounts>),
+    /// The ZAB log's base moved (autopurge must keep that snapshot).
+    PeerBase(i64),
+    /// Something an operator should read.
+    Log(String),
+}
+
+/// The mode `srvr` and `mntr` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Looking,
+    Leader,
+    Follower,
+    Observer,
+}
+
+/// One pass's entries waiting until every txn up to `last_zxid` is safe.
+struct Pending {
+    last_zxid: i64,
+    entries: Vec<Entry>,
+    root: DataTree,
+    /// Client writes in the pass (samples for the write-stage histograms).
+    writes: u64,
+    shards: u64,
+}
+
+/// A forwarded request waiting for its txn (learner).
+struct Waiting {
+    origin: Origin,
+    /// A sync's path: its txn is answered as a sync.
+    sync_path: Option<String>,
+}
+
+/// A log operation of the ZAB peer not yet complete, in issue order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerWrite {
+    /// Records through this zxid: complete once the log is durable through it.
+    Append { write: u64, last: Zxid },
+    /// A TRUNC or a SNAP install: complete on its own input.
+    Barrier { write: u64 },
+}
+
+/// Learner: a TRUNC or SNAP the driver is carrying out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Barrier {
+    Truncate { to: i64 },
+    Install { zxid: i64 },
+}
+
+/// The ensemble side of the core.
+struct Ensemble {
+    peer: Peer,
+    /// Log operations of the peer not yet complete.
+    writes: VecDeque<PeerWrite>,
+    /// The barrier being carried out (at most one: the peer issues one per sync).
+    barrier: Option<Barrier>,
+    /// Leading: the first zxid of our epoch; committed txns below it are history.
+    own_from: Zxid,
+    /// Leader: every txn through this zxid is committed by a quorum.
+    quorum_committed: i64,
+    /// FOLLOWERINFOs that arrived while this server was still electing, replayed if it
+    /// is elected: a learner that finished the election first already said it. One per
+    /// learner (the newest).
+    early_infos: BTreeMap<ServerId, Msg>,
+    /// The newest durable snapshot: the next compaction's point.
+    newest_snapshot: Option<i64>,
+    /// What `Output::Learners` last said.
+    learner_counts: Option<LearnerCounts>,
+    /// Peer ticks run so far (one per `tick_ms / PEER_TICKS_PER_TICK` of `now_ms`).
+    next_peer_tick_ms: i64,
+    /// Learner: requests forwarded to the leader, by (session, xid), answered when the
+    /// txn the leader made of them is applied here.
+    forwarded: HashMap<(i64, i32), Waiting>,
+    /// Learner: resumes the leader is asked about, by token.
+    revalidating: HashMap<i64, (ConnRef, i64)>,
+    next_token: i64,
+    /// Learner: sessions touched by clients since the last report to the leader.
+    touched: Vec<i64>,
+    /// Learner: this pass's payloads for the leader.
+    fwd_out: Vec<Bytes>,
+    /// Leader: the epoch's counter ran out; the epoch is being renewed.
+    renewing: bool,
+    /// Leader: forwarded payloads waiting for room to make their txns, in arrival order
+    /// (a learner's requests keep their order).
+    deferred: VecDeque<(ServerId, Bytes)>,
+    /// Learner: txns committed while a TRUNC or SNAP is being carried out, applied in
+    /// order once it is (they follow the state it leaves).
+    after_barrier: Vec<(Zxid, Bytes)>,
+}
+
+/// The sequencer core. See the module header.
+pub struct Sequencer {
+    cfg: CoreConfig,
+    role: Role,
+    /// The speculative tree (leader, standalone) or the applied tree (learner).
+    tree: DataTree,
+    /// The zxid of `tree`'s last txn.
+    zxid: i64,
+    /// The root and zxid last published (always safe).
+    committed: (DataTree, i64),
+    sessions: SessionTracker,
+    /// The connection each session is attached to, to close the old one on a move.
+    owners: HashMap<i64, ConnRef>,
+    /// This pass's entries and txns.
+    entries: Vec<Entry>,
+    pass_txns: Vec<zab::Txn>,
+    pending: VecDeque<Pending>,
+    /// Standalone: every record up to this zxid is durable.
+    durable_zxid: i64,
+    /// Standalone: the highest zxid handed to the log.
+    appended_zxid: i64,
+    /// Standalone, after a log failure: writes fail until the log writer has reported on
+    /// every batch up to this zxid (all sent before the failure).
+    failed_until: Option<i64>,
+    log_recovering: bool,
+    now_ms: i64,
+    wall_ms: i64,
+    time_set: bool,
+    next_tick_ms: i64,
+    next_reap_ms: i64,
+    next_purge_ms: i64,
+    policy: Option<SnapPolicy>,
+    ens: Option<Ensemble>,
+    out: Vec<Output>,
+    /// Requests taken this pass (see `room`).
+    taken: usize,
+    /// Expired sessions whose close txn waits for room, oldest first.
+    expiring: VecDeque<i64>,
+}
+
+/// The origin of a new session's CreateSession txn: the connect on `conn`.
+fn session_origin(conn: ConnRef, received: std::time::Instant) -> Origin {
+    Origin {
+        conn,
+        xid: 0,
+        op: OpCode::CreateSession,
+        received,
+    }
+}
+
+/// Whether a resuming connect carries the session's password.
+fn password_ok(req: &ConnectRequest) -> bool {
+    req.passwd
+        .as_deref()
+        .is_some_and(|p| p == session::password(req.session_id))
+}
+
+/// Decodes a txn payload of `zxid`. The maker encoded it from a txn it applied, and the
+/// log or the link checked its bytes: a payload that does not decode, or names another
+/// zxid, is a bug or a lying peer, and stopping beats applying garbage.
+fn decode(zxid: Zxid, payload: &[u8]) -> Txn {
+    match crate::storage::txn_codec::decode_txn(payload) {
+        Ok(t) if t.zxid as u64 == zxid => t,
+        Ok(t) => panic!("payload of zxid {zxid:#x} holds zxid {:#x}", t.zxid),
+        Err(e) => panic!("payload of zxid {zxid:#x} does not decode: {e:?}"),
+    }
+}
+
+fn bit(shard: usize) -> u64 {
+    assert!(shard < 64, "at most 64 shards");
+    1 << shard
+}
+
+impl Sequencer {
+    /// A core over the recovered `tree` at `zxid` (`start_ms`: the monotonic clock at
+    /// start, for the session id generator and the first ticks).
+    pub fn new(cfg: CoreConfig, tree: DataTree, zxid: i64, start_ms: i64, wall_ms: i64) -> Self {
+        let mut sessions = SessionTracker::new(cfg.server_id, wall_ms, cfg.tick_ms);
+        // Sessions restored with the tree get a full timeout from now, as ZooKeeper does
+        // at start.
+        for (id, timeout) in tree.sessions() {
+            sessions.observe_id(id);
+            sessions.add(id, timeout, start_ms);
+        }
+        let policy = cfg
+            .snapshots
+            .as_ref()
+            .map(|s| SnapPolicy::new(s.snap_count, s.snap_size_bytes, s.seed));
+        let ens = cfg.ensemble.clone().map(|e| {
+            let peer = Peer::new(e.peer, e.persisted);
+            Ensemble {
+                writes: VecDeque::new(),
+                barrier: None,
+                own_from: Zxid::MAX,
+                quorum_committed: zxid,
+                early_infos: BTreeMap::new(),
+                newest_snapshot: e.loaded_snapshot,
+                learner_counts: None,
+                next_peer_tick_ms: start_ms,
+                forwarded: HashMap::new(),
+                revalidating: HashMap::new(),
+                next_token: 1,
+                touched: Vec::new(),
+                fwd_out: Vec::new(),
+                renewing: false,
+                deferred: VecDeque::new(),
+                after_barrier: Vec::new(),
+                peer,
+            }
+        });
+        let role = if ens.is_some() {
+            Role::Looking
+        } else {
+            Role::Standalone
+        };
+        let purge = cfg.snapshots.as_ref().map_or(0, |s| s.purge_interval_ms);
+        let mut core = Sequencer {
+            role,
+            committed: (tree.clone(), zxid),
+            sessions,
+            owners: HashMap::new(),
+            entries: Vec::new(),
+            pass_txns: Vec::new(),
+            pending: VecDeque::new(),
+            durable_zxid: zxid,
+            appended_zxid: zxid,
+            failed_until: None,
+            log_recovering: false,
+            now_ms: start_ms,
+            wall_ms,
+            time_set: false,
+            next_tick_ms: start_ms + cfg.tick_ms,
+            next_reap_ms: start_ms + cfg.container_check_interval_ms,
+            next_purge_ms: start_ms + purge,
+            policy,
+            ens,
+            out: Vec::new(),
+            taken: 0,
+            expiring: VecDeque::new(),
+            tree,
+            zxid,
+            cfg,
+        };
+        if let Some(e) = &core.ens {
+            let base = e.peer.log_base() as i64;
+            let (current_epoch, last_zxid) = e.peer.vote_basis();
+            core.out.push(Output::PeerBase(base));
+            core.out.push(Output::Mode(Mode::Looking));
+            core.out.push(Output::Log(format!(
+                "replication log from snapshot {base:#x}: {} txns through {:#x}",
+                e.peer.log().len(),
+                e.peer.last_zxid()
+            )));
+            core.out.push(Output::StartElection {
+                current_epoch,
+                last_zxid,
+            });
+        } else {
+            core.out.push(Output::Mode(Mode::Standalone));
+        }
+        core
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The zxid of the last txn made or applied here.
+    pub fn last_zxid(&self) -> i64 {
+        self.zxid
+    }
+
+    /// The zxid last published.
+    pub fn committed_zxid(&self) -> i64 {
+        self.committed.1
+    }
+
+    /// The root last published.
+    pub fn committed_root(&self) -> &DataTree {
+        &self.committed.0
+    }
+
+    /// Sessions tracked for expiry (leader, standalone).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Sessions by expiry time (monotonic ms), for `dump`.
+    pub fn expiry(&self) -> Vec<(i64, Vec<i64>)> {
+        self.sessions.by_expiry()
+    }
+
+    /// The ZAB peer, in an ensemble.
+    pub fn peer(&self) -> Option<&Peer> {
+        self.ens.as_ref().map(|e| &e.peer)
+    }
+
+    /// How many more shard messages this pass may take (each makes at most one txn).
+    /// Zero holds requests back (in the shards' mailboxes): while the pipeline is full,
+    /// or while a leader renews its epoch.
+    pub fn room(&self) -> usize {
+        let inflight = match self.role {
+            // The log is failing: every request is answered at once with an error.
+            Role::Standalone if self.failed_until.is_some() => return usize::MAX,
+            Role::Standalone => (self.zxid - self.durable_zxid).max(0) as usize,
+            Role::Leader => {
+                let p = &self.ens.as_ref().expect("leader has a peer").peer;
+                // Room left after this pass's txns, which are proposed at its end; 0
+                // while the epoch renews (its zxids ran out).
+                return p.proposal_room().saturating_sub(self.pass_txns.len());
+            }
+            // A learner forwards: bounded by the leader's answers outstanding.
+            Role::Learner => self.ens.as_ref().map_or(0, |e| e.forwarded.len()),
+            // Refused at once: never held back.
+            Role::Looking => return usize::MAX,
+        };
+        self.cfg
+            .max_inflight
+            .saturating_sub(inflight)
+            .saturating_sub(self.taken)
+    }
+
+    /// How many more txns this pass may make (for the core's own: expiries, reaping,
+    /// forwarded requests).
+    fn txn_room(&self) -> usize {
+        match self.role {
+            Role::Standalone if self.failed_until.is_some() => 0,
+            Role::Standalone => self
+                .cfg
+                .max_inflight
+                .saturating_sub((self.zxid - self.durable_zxid).max(0) as usize),
+            Role::Leader => self
+                .ens
+                .as_ref()
+                .expect("leader has a peer")
+                .peer
+                .proposal_room()
+                .saturating_sub(self.pass_txns.len()),
+            Role::Learner | Role::Looking => 0,
+        }
+    }
+
+    /// Moves this pass's outputs into `out`.
+    pub fn take_outputs(&mut self, out: &mut Vec<Output>) {
+        out.append(&mut self.out);
+    }
+
+    /// Feeds one input. See the module header for passes.
+    pub fn step(&mut self, input: Input) {
+        match input {
+            Input::Time { now_ms, wall_ms } => self.time(now_ms, wall_ms),
+            Input::Shard(m) => self.shard(m),
+            Input::LogDurable { through } => self.log_durable(through),
+            Input::LogFailed { first, last, error } => self.log_failed(first, last, &error),
+            Input::SnapshotDurable { zxid } => self.snapshot_durable(zxid),
+            Input::Elected { leader } => self.elected(leader),
+            Input::PeerMessage { from, msg } => self.peer_message(from, msg),
+            Input::PeerDisconnected { peer } => {
+                if let Some(e) = &mut self.ens {
+                    e.early_infos.remove(&peer);
+                }
+                self.peer_step(peer::Event::Disconnected { peer });
+            }
+            Input::EpochPersisted { kind, epoch } => {
+                self.peer_step(peer::Event::EpochPersisted { kind, epoch })
+            }
+            Input::Truncated { to, tree } => self.barrier_done(Barrier::Truncate { to }, tree),
+            Input::SnapshotInstalled { zxid, tree } => {
+                self.barrier_done(Barrier::Install { zxid }, Some(tree))
+            }
+            Input::SnapshotInstallFailed { zxid, error } => {
+                self.out.push(Output::Log(format!(
+                    "SNAP at {zxid:#x}: installing the leader's snapshot failed: {error}"
+                )));
+                if let Some(e) = &mut self.ens {
+                    e.barrier = None;
+                }
+                self.peer_step(peer::Event::Abandon {
+                    reason: "installing a snapshot failed",
+                });
+            }
+        }
+    }
+
+    // ---- time ----
+
+    fn time(&mut self, now_ms: i64, wall_ms: i64) {
+        assert!(
+            !self.time_set || now_ms >= self.now_ms,
+            "time went back: {now_ms} after {}",
+            self.now_ms
+        );
+        self.now_ms = now_ms;
+        self.wall_ms = wall_ms;
+        self.time_set = true;
+        // Peer ticks: as many as are due (a slow pass runs them back to back, so a
+        // stalled loop is not mistaken for a silent peer by less than it stalled).
+        let peer_tick = (self.cfg.tick_ms / PEER_TICKS_PER_TICK).max(1);
+        let mut due = 0;
+        if let Some(e) = &mut self.ens {
+            while e.next_peer_tick_ms <= now_ms && due < 1000 {
+                e.next_peer_tick_ms += peer_tick;
+                due += 1;
+            }
+            if e.next_peer_tick_ms <= now_ms {
+                // More than 1000 ticks behind (a suspended process): do not replay them.
+                e.next_peer_tick_ms = now_ms + peer_tick;
+            }
+        }
+        for _ in 0..due {
+            self.peer_step(peer::Event::Tick);
+        }
+        let writable = self.failed_until.is_none()
+            && matches!(self.role, Role::Standalone | Role::Leader)
+            && !self.ens.as_ref().is_some_and(|e| e.renewing);
+        if now_ms >= self.next_tick_ms && writable {
+            self.expire();
+            self.next_tick_ms = now_ms + self.cfg.tick_ms;
+        }
+        if now_ms >= self.next_reap_ms && writable {
+            self.reap();
+            self.next_reap_ms = now_ms + self.cfg.container_check_interval_ms;
+        }
+        let purge = self
+            .cfg
+            .snapshots
+            .as_ref()
+            .map_or(0, |s| s.purge_interval_ms);
+        if purge > 0 && now_ms >= self.next_purge_ms {
+            self.next_purge_ms = now_ms + purge;
+            let keep = self
+                .ens
+                .as_ref()
+                .map(|e| e.peer.log_base() as i64)
+                .filter(|b| *b > 0);
+            self.out.push(Output::Purge { keep });
+        }
+    }
+
+    // ---- client traffic ----
+
+    fn shard(&mut self, m: ToSeq) {
+        self.taken += 1;
+        match self.role {
+            Role::Learner => self.shard_as_learner(m),
+            Role::Looking => match m {
+                // Not serving writes or sessions here: the client tries another server.
+                ToSeq::Connect { conn, .. } => self.entries.push(Entry::Connect {
+                    conn,
+                    outcome: ConnectOutcome::Refused,
+                }),
+                ToSeq::Request { origin, .. } => self.entries.push(Entry::Failed {
+                    origin,
+                    zxid: self.zxid,
+                    error: Code::ConnectionLoss.into(),
+                }),
+                ToSeq::Touch(_) | ToSeq::Detached { .. } => {}
+            },
+            Role::Standalone | Role::Leader => match m {
+                ToSeq::Connect {
+                    conn,
+                    req,
+                    received,
+                } => self.connect(conn, req, received),
+                ToSeq::Request {
+                    origin,
+                    session_id,
+                    req,
+                    ids,
+                } => self.request(origin, session_id, req, &ids),
+                ToSeq::Touch(ids) => {
+                    for id in ids {
+                        self.sessions.touch(id, self.now_ms);
+                    }
+                }
+                ToSeq::Detached { conn, session_id } => {
+                    if self.owners.get(&session_id) == Some(&conn) {
+                        self.owners.remove(&session_id);
+                    }
+                }
+            },
+        }
+    }
+
+    fn clamp_timeout(&self, requested: i32) -> i32 {
+        requested.clamp(
+            self.cfg.min_session_timeout_ms,
+            self.cfg.max_session_timeout_ms,
+        )
+    }
+
+    /// Refuses a connect from a client that has seen a newer state than ours (it must
+    /// not see an older one here; ZooKeeper closes the connection, and the client tries
+    /// another server). Returns whether it was refused.
+    fn refused_as_behind(&mut self, conn: ConnRef, req: &ConnectRequest) -> bool {
+        if req.last_zxid_seen <= self.zxid {
+            return false;
+        }
+        self.out.push(Output::Log(format!(
+            "refusing session request: client has seen zxid {:#x}, our last zxid is {:#x}",
+            req.last_zxid_seen, self.zxid
+        )));
+        self.entries.push(Entry::Connect {
+            conn,
+            outcome: ConnectOutcome::Refused,
+        });
+        true
+    }
+
+    fn connect(&mut self, conn: ConnRef, req: ConnectRequest, received: std::time::Instant) {
+        if self.refused_as_behind(conn, &req) {
+            return;
+        }
+        if req.session_id == 0 {
+            if self.failed_until.is_some() {
+                // A new session needs a txn, and the log is failing: the client retries.
+                self.entries.push(Entry::Connect {
+                    conn,
+                    outcome: ConnectOutcome::Refused,
+                });
+                return;
+            }
+            let timeout_ms = self.clamp_timeout(req.timeout_ms);
+            let id = self.sessions.next_session_id();
+            self.owners.insert(id, conn);
+            let origin = session_origin(conn, received);
+            self.make_txn(id, 0, TxnOp::CreateSession { timeout_ms }, Some(origin));
+            self.sessions.add(id, timeout_ms, self.now_ms);
+            return;
+        }
+        let id = req.session_id;
+        // ZooKeeper closes the session's current connection before it checks the
+        // password: a resume attempt always moves the session off its old connection.
+        if let Some(old) = self.owners.remove(&id) {
+            if old != conn {
+                self.out.push(Output::Close(old));
+            }
+        }
+        let outcome = match self.tree.session_timeout(id) {
+            Some(timeout_ms) if password_ok(&req) && self.sessions.touch(id, self.now_ms) => {
+                self.owners.insert(id, conn);
+                ConnectOutcome::Resumed {
+                    session_id: id,
+                    timeout_ms,
+                }
+            }
+            _ => ConnectOutcome::Expired,
+        };
+        self.entries.push(Entry::Connect { conn, outcome });
+    }
+
+    fn request(&mut self, origin: Origin, session_id: i64, req: Request, ids: &[crate::proto::Id]) {
+        if self.failed_until.is_some() && !matches!(req, Request::Sync(_)) {
+            // The log is failing: answer at once instead of queueing writes that would
+            // fail too.
+            self.fail(origin, Code::SystemError);
+            return;
+        }
+        if self.ens.as_ref().is_some_and(|e| e.renewing) {
+            // Not taken while the epoch renews (`room` is 0); a shard's batch taken
+            // before that is answered as a leader change would answer it.
+            self.fail(origin, Code::ConnectionLoss);
+            return;
+        }
+        if !self.sessions.touch(session_id, self.now_ms) {
+            self.fail(origin, Code::SessionExpired);
+            return;
+        }
+        if let Request::Sync(s) = &req {
+            self.entries.push(Entry::Sync {
+                origin,
+                zxid: self.zxid,
+                path: s.path.clone(),
+            });
+            return;
+        }
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session_id);
+        }
+        let caller = Caller { session_id, ids };
+        match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+            Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
+            Err(error) => self.entries.push(Entry::Failed {
+                origin,
+                zxid: self.zxid,
+                error,
+            }),
+        }
+    }
+
+    fn fail(&mut self, origin: Origin, code: Code) {
+        self.entries.push(Entry::Failed {
+            origin,
+            zxid: self.zxid,
+            error: code.into(),
+        });
+    }
+
+    /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
+    fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+        let zxid = match (&self.ens, self.role) {
+            (Some(e), Role::Leader) => {
+                let next = if epoch_of(self.zxid as u64) == epoch_of(e.own_from) {
+                    self.zxid as u64 + 1
+                } else {
+                    e.own_from
+                };
+                assert_eq!(
+                    epoch_of(next),
+                    epoch_of(e.own_from),
+                    "the epoch's zxids ran out: room() holds requests back first"
+                );
+                next as i64
+            }
+            (None, Role::Standalone) => self.zxid + 1,
+            (_, role) => panic!("a txn made as {role:?}"),
+        };
+        self.zxid = zxid;
+        let closes = matches!(op, TxnOp::CloseSession { .. });
+        let txn = Txn {
+            session_id,
+            cxid,
+            zxid,
+            time_ms: self.wall_ms,
+            op,
+        };
+        let applied = self.tree.apply(&txn);
+        self.pass_txns
+            .push(crate::storage::log::encode_record(&txn));
+        if closes {
+            self.sessions.remove(session_id);
+            self.owners.remove(&session_id);
+        }
+        self.entries.push(Entry::Txn {
+            txn,
+            applied,
+            origin,
+        });
+    }
+
+    fn expire(&mut self) {
+        self.expiring.extend(self.sessions.expire(self.now_ms));
+        self.close_expired();
+    }
+
+    /// Makes the close txns of expired sessions, as many as there is room for.
+    fn close_expired(&mut self) {
+        while self.txn_room() > 0 {
+            let Some(id) = self.expiring.pop_front() else {
+                return;
+            };
+            // An error means it closed meanwhile (by its client, or before a rollback
+            // re-tracked it).
+            if let Ok(op) = prep::prep_close_session(&self.tree, id) {
+                self.make_txn(id, 0, op, None);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        let candidates = self
+            .tree
+            .reap_candidates(self.wall_ms, self.cfg.prep.container_max_never_used_ms);
+        let room = self.txn_room();
+        for path in candidates
+            .into_iter()
+            .take(self.cfg.container_max_per_check.min(room))
+        {
+            // Re-validated: a child may have been created since the scan.
+            if let Ok(op) = prep::prep_reap(&self.tree, &self.cfg.prep, &path, self.wall_ms) {
+                self.make_txn(0, 0, op, None);
+            }
+        }
+    }
+
+    // ---- learner: forwarding ----
+
+    /// A learner serves reads itself (the shards do) and hands the rest to the leader.
+    fn shard_as_learner(&mut self, m: ToSeq) {
+        match m {
+            ToSeq::Connect {
+                conn,
+                req,
+                received,
+            } => {
+                if self.refused_as_behind(conn, &req) {
+                    return;
+                }
+                let e = self.ens.as_mut().expect("learner has a peer");
+                if req.session_id == 0 {
+                    let timeout_ms = req.timeout_ms.clamp(
+                        self.cfg.min_session_timeout_ms,
+                        self.cfg.max_session_timeout_ms,
+                    );
+                    let session_id = self.sessions.next_session_id();
+                    e.forwarded.insert(
+                        (session_id, 0),
+                        Waiting {
+                            origin: session_origin(conn, received),
+                            sync_path: None,
+                        },
+                    );
+                    e.fwd_out.push(
+                        Fwd::CreateSession {
+                            session_id,
+                            timeout_ms,
+                        }
+                        .encode(),
+                    );
+                    return;
+                }
+                let id = req.session_id;
+                if !password_ok(&req) || self.tree.session_timeout(id).is_none() {
+                    self.entries.push(Entry::Connect {
+                        conn,
+                        outcome: ConnectOutcome::Expired,
+                    });
+                    return;
+                }
+                let token = e.next_token;
+                e.next_token += 1;
+                e.revalidating.insert(token, (conn, id));
+                e.fwd_out.push(
+                    Fwd::Revalidate {
+                        session_id: id,
+                        token,
+                    }
+                    .encode(),
+                );
+            }
+            ToSeq::Request {
+                origin,
+                session_id,
+                req,
+                ids,
+            } => {
+                let sync_path = match &req {
+                    Request::Sync(s) => Some(s.path.clone()),
+                    _ => None,
+                };
+                let key = (session_id, origin.xid);
+                let e = self.ens.as_mut().expect("learner has a peer");
+                if e.forwarded.contains_key(&key) {
+                    // A client reusing an xid in flight: the txns could not be told apart.
+                    self.fail(origin, Code::BadArguments);
+                    return;
+                }
+                e.forwarded.insert(key, Waiting { origin, sync_path });
+                e.fwd_out.push(
+                    Fwd::Request {
+                        session_id,
+                        xid: origin.xid,
+                        ids: ids.to_vec(),
+                        req,
+                    }
+                    .encode(),
+                );
+            }
+            ToSeq::Touch(ids) => self
+                .ens
+                .as_mut()
+                .expect("learner has a peer")
+                .touched
+                .extend(ids),
+            ToSeq::Detached { .. } => {}
+        }
+    }
+
+    /// Leader: requests a learner forwarded. They make txns as room allows, in order;
+    /// the rest wait for later passes (`drain_forwarded`).
+    fn forwarded(&mut self, from: ServerId, payloads: Vec<Bytes>) {
+        if self.role != Role::Leader {
+            // A leader that stepped down: the learner answers its clients when it hears
+            // of the election.
+            return;
+        }
+        let e = self.ens.as_mut().expect("leader has a peer");
+        e.deferred.extend(payloads.into_iter().map(|p| (from, p)));
+        self.drain_forwarded();
+    }
+
+    fn drain_forwarded(&mut self) {
+        // Bounded by the deferred queue: each round takes one payload or stops.
+        while self.txn_room() > 0 {
+            let Some((from, p)) = self.ens.as_mut().and_then(|e| e.deferred.pop_front()) else {
+                return;
+            };
+            self.forwarded_one(from, p);
+        }
+    }
+
+    fn forwarded_one(&mut self, from: ServerId, p: Bytes) {
+        let fwd = match Fwd::decode(&p) {
+            Ok(f) => f,
+            Err(e) => {
+                self.out.push(Output::Log(format!(
+                    "dropping a forward from server {from}: {e}"
+                )));
+                return;
+            }
+        };
+        match fwd {
+            Fwd::Request {
+                session_id,
+                xid,
+                ids,
+                req,
+            } => self.remote_request(session_id, xid, req, &ids),
+            Fwd::CreateSession {
+                session_id,
+                timeout_ms,
+            } => {
+                if self.tree.session_timeout(session_id).is_some() {
+                    // A retry of one already made: the learner's client retries.
+                    return;
+                }
+                let timeout_ms = self.clamp_timeout(timeout_ms);
+                self.make_txn(session_id, 0, TxnOp::CreateSession { timeout_ms }, None);
+                self.sessions.add(session_id, timeout_ms, self.now_ms);
+            }
+            Fwd::Revalidate { session_id, token } => {
+                let timeout_ms = self
+                    .tree
+                    .session_timeout(session_id)
+                    .filter(|_| self.sessions.touch(session_id, self.now_ms));
+                let payload = Answer::Revalidated { token, timeout_ms }.encode();
+                self.peer_step(peer::Event::Reply { to: from, payload });
+            }
+            Fwd::Touch(ids) => {
+                for id in ids {
+                    self.sessions.touch(id, self.now_ms);
+                }
+            }
+        }
+    }
+
+    /// Leader: a forwarded client request. Whatever the outcome it becomes a txn, so the
+    /// answer reaches the learner's client in order (see `TxnOp::Error`).
+    fn remote_request(
+        &mut self,
+        session_id: i64,
+        xid: i32,
+        req: Request,
+        ids: &[crate::proto::Id],
+    ) {
+        let error = |code: Code| TxnOp::Error { code, multi: None };
+        if !self.sessions.touch(session_id, self.now_ms) {
+            self.make_txn(session_id, xid, error(Code::SessionExpired), None);
+            return;
+        }
+        if let Request::Sync(_) = &req {
+            // A txn of its own, so that the learner answers it once it applied every
+            // txn this leader made before it.
+            self.make_txn(session_id, xid, error(Code::Ok), None);
+            return;
+        }
+        if matches!(req, Request::CloseSession) {
+            self.sessions.set_closing(session_id);
+        }
+        let caller = Caller { session_id, ids };
+        let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+            Ok(op) => op,
+            Err(e) => TxnOp::Error {
+                code: e.code,
+                multi: e.multi.map(|rs| {
+                    rs.into_iter()
+                        .map(|r| match r {
+                            crate::txn::OpResult::Error(c) => c,
+                            other => panic!("a failed multi's result {other:?} is not an error"),
+                        })
+                        .collect()
+                }),
+            },
+        };
+        self.make_txn(session_id, xid, op, None);
+    }
+
+    /// Learner: the entry that answers `txn` here, if one of our clients waits for it.
+    fn learner_entry(&mut self, txn: Txn, applied: Applied) -> Entry {
+        let w = self
+            .ens
+            .as_mut()
+            .and_then(|e| e.forwarded.remove(&(txn.session_id, txn.cxid)));
+        let Some(w) = w else {
+            return Entry::Txn {
+                txn,
+                applied,
+                origin: None,
+            };
+        };
+        match (&txn.op, w.sync_path) {
+            (TxnOp::Error { .. }, Some(path)) => Entry::Sync {
+                origin: w.origin,
+                zxid: txn.zxid,
+                path,
+            },
+            (TxnOp::Error { code, multi }, None) => Entry::Failed {
+                origin: w.origin,
+                zxid: txn.zxid,
+                error: PrepError {
+                    code: *code,
+                    multi: multi
+                        .as_ref()
+                        .map(|m| m.iter().map(|c| crate::txn::OpResult::Error(*c)).collect()),
+                },
+            },
+            _ => Entry::Txn {
+                txn,
+                applied,
+                origin: Some(w.origin),
+            },
+        }
+    }
+
+    /// Learner: the leader is gone; nothing forwarded will be answered by it. Clients
+    /// get CONNECTIONLOSS (the write may still commit under the next leader: a client
+    /// cannot know either way, as in ZooKeeper).
+    fn fail_forwarded(&mut self) {
+        let Some(e) = self.ens.as_mut() else {
+            return;
+        };
+        let mut waiting: Vec<Waiting> = e.forwarded.drain().map(|(_, w)| w).collect();
+        waiting.sort_by_key(|w| (w.origin.conn, w.origin.xid));
+        let mut conns: Vec<ConnRef> = e.revalidating.drain().map(|(_, (c, _))| c).collect();
+        conns.sort();
+        e.touched.clear();
+        e.fwd_out.clear();
+        for w in waiting {
+            self.entries.push(if w.origin.op == OpCode::CreateSession {
+                Entry::Connect {
+                    conn: w.origin.conn,
+                    outcome: ConnectOutcome::Refused,
+                }
+            } else {
+                Entry::Failed {
+                    origin: w.origin,
+                    zxid: self.zxid,
+                    error: Code::ConnectionLoss.into(),
+                }
+            });
+        }
+        for conn in conns {
+            self.entries.push(Entry::Connect {
+                conn,
+                outcome: ConnectOutcome::Refused,
+            });
+        }
+    }
+
+    fn answer(&mut self, payload: Bytes) {
+        match Answer::decode(&payload) {
+            Ok(Answer::Revalidated { token, timeout_ms }) => {
+                let waiting = self
+                    .ens
+                    .as_mut()
+                    .and_then(|e| e.revalidating.remove(&token));
+                if let Some((conn, session_id)) = waiting {
+                    let outcome = match timeout_ms {
+                        Some(timeout_ms) => ConnectOutcome::Resumed {
+                            session_id,
+                            timeout_ms,
+                        },
+                        None => ConnectOutcome::Expired,
+                    };
+                    self.entries.push(Entry::Connect { conn, outcome });
+                }
+            }
+            Err(e) => self.out.push(Output::Log(format!(
+                "dropping an answer from the leader: {e}"
+            ))),
+        }
+    }
+
+    // ---- the end of a pass ----
+
+    /// Ends a pass: its txns go to the log (and, leading, to the followers), its
+    /// entries wait until safe, and every pending pass now safe is published.
+    pub fn end_pass(&mut self) {
+        self.taken = 0;
+        if self.role == Role::Leader {
+            self.drain_forwarded();
+        }
+        if matches!(self.role, Role::Leader | Role::Standalone) {
+            self.close_expired();
+        }
+        if !self.entries.is_empty() {
+            let mut writes = 0;
+            let mut shards = 0;
+            for e in &self.entries {
+                match e {
+                    Entry::Txn {
+                        origin: Some(o), ..
+                    } => {
+                        shards |= bit(o.conn.shard);
+                        writes += u64::from(o.op != OpCode::CreateSession);
+                    }
+                    Entry::Txn { origin: None, .. } => {}
+                    Entry::Failed { origin, .. } | Entry::Sync { origin, .. } => {
+                        shards |= bit(origin.conn.shard)
+                    }
+                    Entry::Connect { conn, .. } => shards |= bit(conn.shard),
+                }
+            }
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: std::mem::take(&mut self.entries),
+                root: self.tree.clone(),
+                writes,
+                shards,
+            });
+        }
+        if !self.pass_txns.is_empty() {
+            let txns = std::mem::take(&mut self.pass_txns);
+            match self.role {
+                Role::Standalone => {
+                    self.appended_zxid = self.zxid;
+                    self.out.push(Output::Append(txns));
+                }
+                Role::Leader => self.peer_step(peer::Event::Propose(txns)),
+                role => panic!("txns made as {role:?}"),
+            }
+        }
+        if self.role == Role::Leader {
+            let e = self.ens.as_mut().expect("leader has a peer");
+            if !e.renewing && e.peer.next_zxid().is_none() {
+                // The epoch's zxids ran out: renew it in place (see the module header).
+                // Requests wait meanwhile (`room` is 0).
+                e.renewing = true;
+                let epoch = e.peer.established_epoch().unwrap_or(0);
+                self.out.push(Output::Log(format!(
+                    "the zxids of epoch {epoch} ran out at {:#x}: renewing the epoch in place",
+                    self.zxid
+                )));
+                self.peer_step(peer::Event::RenewEpoch);
+            }
+        }
+        if let Some(e) = &mut self.ens {
+            if self.role == Role::Learner && !e.touched.is_empty() {
+                let mut ids = std::mem::take(&mut e.touched);
+                ids.sort_unstable();
+                ids.dedup();
+                e.fwd_out.push(Fwd::Touch(ids).encode());
+            }
+            if !e.fwd_out.is_empty() {
+                let payloads = std::mem::take(&mut e.fwd_out);
+                self.peer_step(peer::Event::Forward(payloads));
+            }
+        }
+        self.publish_safe();
+    }
+
+    /// Publishes, in order, every pending pass whose txns are all safe.
+    fn publish_safe(&mut self) {
+        let limit = match self.role {
+            Role::Standalone => self.durable_zxid,
+            Role::Leader => self.ens.as_ref().map_or(0, |e| e.quorum_committed),
+            // Learners publish what they applied; it is committed.
+            Role::Looking | Role::Learner => self.zxid,
+        };
+        while self.pending.front().is_some_and(|p| p.last_zxid <= limit) {
+            let p = self.pending.pop_front().expect("front exists");
+            let snapshot_due = self.count_for_snapshot(&p.entries);
+            self.committed = (p.root.clone(), p.last_zxid);
+            self.out.push(Output::Publish(Commit {
+                entries: p.entries,
+                root: p.root,
+                zxid: p.last_zxid,
+                writes: p.writes,
+                shards: p.shards,
+            }));
+            if snapshot_due {
+                self.out.push(Output::Snapshot {
+                    root: self.committed.0.clone(),
+                    zxid: self.committed.1,
+                });
+                if let Some(p) = &mut self.policy {
+                    p.reset();
+                }
+            }
+        }
+    }
+
+    /// Counts a pass's committed txns toward the snapshot policy, each with its log
+    /// size; returns whether a snapshot is due.
+    fn count_for_snapshot(&mut self, entries: &[Entry]) -> bool {
+        let Some(policy) = &mut self.policy else {
+            return false;
+        };
+        let mut due = false;
+        for e in entries {
+            if let Entry::Txn { txn, .. } = e {
+                due |= policy.record(crate::storage::log::txn_size_hint(txn) as u64);
+            }
+        }
+        due
+    }
+
+    // ---- the log ----
+
+    fn log_durable(&mut self, through: i64) {
+        self.durable_zxid = self.durable_zxid.max(through);
+        if self.log_recovering {
+            self.out.push(Output::Log(format!(
+                "the transaction log is writable again: durable through zxid {through:#x}"
+            )));
+            self.log_recovering = false;
+        }
+        if self.failed_until.is_some_and(|until| through >= until) {
+            self.failed_until = None;
+        }
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let mut released = None;
+        while let Some(PeerWrite::Append { write, last }) = e.writes.front().copied() {
+            if last as i64 > through {
+                break;
+            }
+            e.writes.pop_front();
+            released = Some(write);
+        }
+        if let Some(write) = released {
+            self.peer_step(peer::Event::Durable { write });
+        }
+    }
+
+    /// A log write failed: see the module header.
+    fn log_failed(&mut self, first: i64, last: i64, error: &str) {
+        self.out.push(Output::Log(format!(
+            "ERROR: writing the transaction log failed for zxids {first:#x}..={last:#x}: {error}"
+        )));
+        self.log_recovering = true;
+        if self.ens.is_some() {
+            self.failed_until = None;
+            let durable = self.durable_zxid;
+            self.ens.as_mut().expect("ensemble").writes.clear();
+            self.peer_step(peer::Event::LogFailed {
+                durable: durable as u64,
+            });
+            return;
+        }
+        if self.failed_until.is_none() {
+            self.failed_until = Some(self.appended_zxid);
+            let durable = self.durable_zxid;
+            self.abandon_unsafe(durable, Code::SystemError);
+        }
+        if self.failed_until.is_some_and(|until| last >= until) {
+            // Every batch sent before the failure is accounted for: the next write tries
+            // the disk again (it says so when one succeeds).
+            self.failed_until = None;
+        }
+    }
+
+    /// Publishes everything safe, answers every pending txn above `safe` with `code`
+    /// (connects are refused), and rolls the speculative tree back to the last
+    /// published root.
+    fn abandon_unsafe(&mut self, safe: i64, code: Code) {
+        // What is safe is published first; the rest is answered on the last safe root.
+        self.publish_safe();
+        let mut converted = Vec::new();
+        let mut shards = 0;
+        for p in self.pending.drain(..) {
+            for e in p.entries {
+                let e = match e {
+                    Entry::Txn { txn, origin, .. } if txn.zxid > safe => match origin {
+                        None => continue,
+                        Some(o) if o.op == OpCode::CreateSession => Entry::Connect {
+                            conn: o.conn,
+                            outcome: ConnectOutcome::Refused,
+                        },
+                        Some(o) => Entry::Failed {
+                            origin: o,
+                            zxid: safe,
+                            error: code.into(),
+                        },
+                    },
+                    other => other,
+                };
+                shards |= match &e {
+                    Entry::Txn { origin, .. } => origin.map_or(0, |o| bit(o.conn.shard)),
+                    Entry::Failed { origin, .. } | Entry::Sync { origin, .. } => {
+                        bit(origin.conn.shard)
+                    }
+                    Entry::Connect { conn, .. } => bit(conn.shard),
+                };
+                converted.push(e);
+            }
+        }
+        self.pass_txns.clear();
+        self.tree = self.committed.0.clone();
+        self.zxid = self.committed.1;
+        for e in self.entries.drain(..) {
+            converted.push(match e {
+                Entry::Txn {
+                    origin: Some(o), ..
+                } if o.op == OpCode::CreateSession => Entry::Connect {
+                    conn: o.conn,
+                    outcome: ConnectOutcome::Refused,
+                },
+                Entry::Txn {
+                    origin: Some(o), ..
+                } => Entry::Failed {
+                    origin: o,
+                    zxid: self.zxid,
+                    error: code.into(),
+                },
+                Entry::Txn { origin: None, .. } => continue,
+                other => other,
+            });
+        }
+        for e in &converted {
+            shards |= match e {
+                Entry::Failed { origin, .. } | Entry::Sync { origin, .. } => bit(origin.conn.shard),
+                Entry::Connect { conn, .. } => bit(conn.shard),
+                Entry::Txn { .. } => 0,
+            };
+        }
+        if !converted.is_empty() {
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: converted,
+                root: self.tree.clone(),
+                writes: 0,
+                shards,
+            });
+        }
+        self.rebuild_sessions();
+        self.publish_safe();
+    }
+
+    /// After a rollback or a new leadership: the tracker and owners follow the tree's
+    /// sessions again, each live one with a full timeout from now.
+    fn rebuild_sessions(&mut self) {
+        let live: HashMap<i64, i32> = self.tree.sessions().collect();
+        let tracked: Vec<i64> = self
+            .sessions
+            .by_expiry()
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .collect();
+        for id in tracked {
+            if !live.contains_key(&id) {
+                self.sessions.remove(id);
+            }
+        }
+        for (id, timeout) in &live {
+            self.sessions.observe_id(*id);
+            if !self.sessions.is_alive(*id) {
+                self.sessions.remove(*id);
+                self.sessions.add(*id, *timeout, self.now_ms);
+            }
+        }
+        self.owners.retain(|id, _| live.contains_key(id));
+    }
+
+    // ---- snapshots ----
+
+    /// A snapshot of `zxid` is durable: the ZAB log forgets the txns up to the snapshot
+    /// before it (the previous durable one), so it spans one to two snapshot intervals
+    /// and a learner a little behind the newest snapshot still gets a DIFF. Compacting to
+    /// the newest would bound memory tighter but send SNAP to learners only slightly
+    /// behind; keeping more would grow memory with no bound that snapCount sets.
+    fn snapshot_durable(&mut self, zxid: i64) {
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let previous = e.newest_snapshot;
+        if previous.is_some_and(|p| p >= zxid) {
+            // Committed roots only grow; the same root again changes nothing.
+            return;
+        }
+        e.newest_snapshot = Some(zxid);
+        let Some(through) = previous.filter(|p| *p as u64 > e.peer.log_base()) else {
+            return;
+        };
+        let before = e.peer.log_base();
+        // The core ignores a point that is not committed and durable in its log (a
+        // learner still syncing): the base stays, and the next snapshot tries again.
+        self.peer_step(peer::Event::Compact {
+            through: through as u64,
+            snapshot: Bytes::new(),
+        });
+        let e = self.ens.as_ref().expect("ensemble");
+        let base = e.peer.log_base();
+        if base != before {
+            assert_eq!(base, through as u64, "compacted to another point");
+            self.out.push(Output::PeerBase(base as i64));
+            self.out.push(Output::Log(format!(
+                "replication log compacted to snapshot {base:#x}: {} txns kept, through {:#x}",
+                e.peer.log().len(),
+                e.peer.last_zxid()
+            )));
+        }
+    }
+
+    // ---- ZAB ----
+
+    fn elected(&mut self, leader: ServerId) {
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let me = e.peer.my_id();
+        if leader == me {
+            self.peer_step(peer::Event::Lead);
+            // Learners that finished the election first already said FOLLOWERINFO.
+            let infos = std::mem::take(&mut self.ens.as_mut().expect("ensemble").early_infos);
+            for (from, msg) in infos {
+                self.peer_step(peer::Event::Message { from, msg });
+            }
+        } else {
+            self.ens.as_mut().expect("ensemble").early_infos.clear();
+            self.peer_step(peer::Event::Follow { leader });
+        }
+    }
+
+    fn peer_message(&mut self, from: ServerId, msg: Msg) {
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        if e.peer.is_looking() && matches!(msg, Msg::FollowerInfo { .. }) {
+            // A learner that concluded the election before us: replayed if we lead
+            // (dropping it would leave the learner waiting for LEADERINFO until
+            // initLimit, and every epoch would start with a lost initLimit).
+            e.early_infos.insert(from, msg);
+            return;
+        }
+        self.peer_step(peer::Event::Message { from, msg });
+    }
+
+    /// Steps the peer and carries out its actions.
+    fn peer_step(&mut self, event: peer::Event) {
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let actions = e.peer.step(event);
+        for a in actions {
+            self.peer_action(a);
+        }
+        let e = self.ens.as_mut().expect("ensemble");
+        let counts = e
+            .peer
+            .learner_counts()
+            .filter(|_| e.peer.established_epoch().is_some());
+        if counts != e.learner_counts {
+            e.learner_counts = counts;
+            self.out.push(Output::Learners(counts));
+        }
+    }
+
+    fn peer_action(&mut self, action: peer::Action) {
+        use peer::Action as A;
+        match action {
+            A::Send { to, msg } => {
+                if matches!(msg, Msg::FollowerInfo { .. }) {
+                    self.out.push(Output::Dial { to });
+                }
+                self.out.push(Output::Send { to, msg });
+            }
+            A::Append { write, txns } => {
+                let e = self.ens.as_mut().expect("ensemble");
+                let last = txns.last().expect("appends are not empty").zxid;
+                e.writes.push_back(PeerWrite::Append { write, last });
+                self.out.push(Output::Append(txns));
+            }
+            A::Truncate { write, to } => self.truncate(write, to),
+            A::InstallSnapshot { write, zxid, data } => {
+                let e = self.ens.as_mut().expect("ensemble");
+                e.writes.push_back(PeerWrite::Barrier { write });
+                assert!(e.barrier.is_none(), "one TRUNC or SNAP at a time");
+                e.barrier = Some(Barrier::Install { zxid: zxid as i64 });
+                self.out.push(Output::InstallSnapshot {
+                    zxid: zxid as i64,
+                    received: data,
+                });
+            }
+            A::PersistEpoch { kind, epoch } => self.out.push(Output::PersistEpoch { kind, epoch }),
+            A::Committed { zxid, payload } => self.committed_txn(zxid, payload),
+            A::Established { epoch } => self.established(epoch),
+            A::Renewed { epoch } => {
+                let e = self.ens.as_mut().expect("ensemble");
+                self.out.push(Output::Established { epoch });
+                if self.role == Role::Leader {
+                    e.renewing = false;
+                    e.own_from = make_zxid(epoch, 1);
+                    self.out.push(Output::Log(format!(
+                        "renewed the epoch in place: leading epoch {epoch} from zxid {:#x}",
+                        e.own_from
+                    )));
+                } else {
+                    self.out.push(Output::Log(format!(
+                        "the leader renewed its epoch in place: following epoch {epoch}"
+                    )));
+                }
+            }
+            A::UpToDate { leader, epoch } => {
+                self.role = Role::Learner;
+                let e = self.ens.as_mut().expect("ensemble");
+                let observer = !e.peer.is_voter();
+                self.out.push(Output::Established { epoch });
+                self.out.push(Output::Mode(if observer {
+                    Mode::Observer
+                } else {
+                    Mode::Follower
+                }));
+                self.out
+                    .push(Output::Log(format!("following {leader} in epoch {epoch}")));
+            }
+            A::Looking { reason } => self.looking(reason),
+            A::Rejected { payload } => {
+                // A forward that found this learner no longer up to date: its client
+                // is answered when `Looking` fails every forwarded request.
+                let _ = payload;
+            }
+            A::Forwarded { from, payloads } => self.forwarded(from, payloads),
+            A::Replied { payload } => self.answer(payload),
+            A::ProtocolError { from, what } => self.out.push(Output::Log(format!(
+                "protocol error from server {from}: {what}"
+            ))),
+        }
+    }
+
+    /// A committed txn from the peer.
+    fn committed_txn(&mut self, zxid: Zxid, payload: Bytes) {
+        let e = self.ens.as_mut().expect("ensemble");
+        if e.barrier.is_some() {
+            // The state these follow is not in place yet.
+            e.after_barrier.push((zxid, payload));
+            return;
+        }
+        if zxid as i64 <= self.zxid {
+            if zxid >= e.own_from {
+                // One we made as leader: its pass is published once safe.
+                e.quorum_committed = e.quorum_committed.max(zxid as i64);
+            }
+            // Else history applied at start: recovery replayed the whole log.
+            return;
+        }
+        let txn = decode(zxid, &payload);
+        self.zxid = txn.zxid;
+        let applied = self.tree.apply(&txn);
+        if let TxnOp::CloseSession { .. } = txn.op {
+            self.sessions.remove(txn.session_id);
+            self.owners.remove(&txn.session_id);
+        }
+        if let TxnOp::CreateSession { .. } = txn.op {
+            self.sessions.observe_id(txn.session_id);
+        }
+        let entry = self.learner_entry(txn, applied);
+        self.entries.push(entry);
+    }
+
+    fn established(&mut self, epoch: u32) {
+        let e = self.ens.as_mut().expect("ensemble");
+        e.own_from = make_zxid(epoch, 1);
+        // Every txn of the history before the epoch was committed (and applied) by the
+        // actions before this one.
+        assert_eq!(
+            self.zxid as u64,
+            e.peer.last_zxid(),
+            "history applied through the log's end"
+        );
+        e.quorum_committed = self.zxid;
+        self.role = Role::Leader;
+        // Sessions created through other leaders are tracked from now, with a full
+        // timeout, as ZooKeeper's new leader does.
+        self.rebuild_sessions();
+        self.out.push(Output::Established { epoch });
+        self.out.push(Output::Mode(Mode::Leader));
+        self.out.push(Output::Log(format!(
+            "leading epoch {epoch} (last zxid {:#x})",
+            self.zxid
+        )));
+    }
+
+    fn looking(&mut self, reason: &str) {
+        let was = self.role;
+        if was == Role::Leader {
+            // Answers of txns not yet committed by a quorum: CONNECTIONLOSS (they may
+            // still commit under the next leader, as in ZooKeeper, where a client
+            // cannot know either), and the tree falls back to the committed one.
+            let safe = self.ens.as_ref().map_or(0, |e| e.quorum_committed);
+            self.abandon_unsafe(safe, Code::ConnectionLoss);
+        }
+        self.fail_forwarded();
+        let e = self.ens.as_mut().expect("ensemble");
+        e.own_from = Zxid::MAX;
+        e.renewing = false;
+        e.early_infos.clear();
+        // Forwards not yet made into txns are lost with the leadership, as the
+        // learners' clients learn from their servers' election (CONNECTIONLOSS).
+        e.deferred.clear();
+        // A TRUNC or SNAP in progress still completes (its files are changing); what
+        // was committed after it stays to be applied then.
+        self.expiring.clear();
+        // Writes of the peer not yet durable stay: the peer still waits for them (its
+        // write ids run on across roles), and the log still writes them.
+        self.role = Role::Looking;
+        if was != Role::Looking {
+            // No longer serving: clients must move to a server that does. Their pending
+            // requests end with the connection, which clients report as CONNECTIONLOSS.
+            self.out.push(Output::CloseClients);
+        }
+        let (current_epoch, last_zxid) = e.peer.vote_basis();
+        self.out.push(Output::Mode(Mode::Looking));
+        self.out.push(Output::Log(format!(
+            "looking ({reason}); vote basis epoch {current_epoch}, zxid {last_zxid:#x}"
+        )));
+        self.out.push(Output::StartElection {
+            current_epoch,
+            last_zxid,
+        });
+    }
+
+    /// A TRUNC: the log is cut back to `to` (the driver, once every earlier write is
+    /// done); if recovery applied txns above `to`, the tree comes back rebuilt.
+    fn truncate(&mut self, write: u64, to: Zxid) {
+        let to = to as i64;
+        let e = self.ens.as_mut().expect("ensemble");
+        e.writes.push_back(PeerWrite::Barrier { write });
+        assert!(e.barrier.is_none(), "one TRUNC or SNAP at a time");
+        e.barrier = Some(Barrier::Truncate { to });
+        self.out.push(Output::Truncate {
+            to,
+            rebuild: to < self.zxid,
+        });
+    }
+
+    /// A TRUNC or SNAP finished on disk; `tree` is the state it leaves (a SNAP's
+    /// snapshot, or a TRUNC's rebuilt tree).
+    fn barrier_done(&mut self, done: Barrier, tree: Option<DataTree>) {
+        let e = self.ens.as_mut().expect("ensemble");
+        assert_eq!(
+            e.barrier,
+            Some(done),
+            "completion of a barrier not in progress"
+        );
+        e.barrier = None;
+        let at = match done {
+            Barrier::Truncate { to } => to,
+            Barrier::Install { zxid } => zxid,
+        };
+        if let Some(tree) = tree {
+            if tree.zxid() != at {
+                // A TRUNC above the snapshot recovery loaded can always be rebuilt; a
+                // tree of another zxid means the directory changed under us.
+                let what = format!(
+                    "the state rebuilt for {done:?} is of zxid {:#x}",
+                    tree.zxid()
+                );
+                self.out.push(Output::Log(what));
+                self.peer_step(peer::Event::Abandon {
+                    reason: "rebuilt state of the wrong zxid",
+                });
+                return;
+            }
+            if matches!(done, Barrier::Install { .. }) {
+                self.ens.as_mut().expect("ensemble").newest_snapshot = Some(at);
+                self.out.push(Output::PeerBase(at));
+            }
+            self.tree = tree;
+            self.zxid = at;
+            self.committed = (self.tree.clone(), at);
+            self.rebuild_sessions();
+            // The shards' views move with it (a syncing learner serves no clients).
+            self.pending.push_back(Pending {
+                last_zxid: at,
+                entries: Vec::new(),
+                root: self.tree.clone(),
+                writes: 0,
+                shards: 0,
+            });
+            self.out.push(Output::Log(format!(
+                "{done:?}: the tree is now the state at zxid {at:#x} ({} znodes)",
+                self.tree.len()
+            )));
+        } else {
+            assert!(
+                matches!(done, Barrier::Truncate { .. }) && at >= self.zxid,
+                "{done:?} without the state it leaves"
+            );
+        }
+        let durable = match done {
+            Barrier::Truncate { to } => to.min(self.durable_zxid),
+            Barrier::Install { zxid } => zxid,
+        };
+        self.durable_zxid = durable;
+        // Release the barrier and every append behind it that is already durable.
+        let e = self.ens.as_mut().expect("ensemble");
+        let mut released = None;
+        while let Some(w) = e.writes.front().copied() {
+            match w {
+                PeerWrite::Barrier { write } if released.is_none() => {
+                    e.writes.pop_front();
+                    released = Some(write);
+                }
+                PeerWrite::Append { write, last } if last as i64 <= durable => {
+                    e.writes.pop_front();
+                    released = Some(write);
+                }
+                _ => break,
+            }
+        }
+        let waiting = std::mem::take(&mut self.ens.as_mut().expect("ensemble").after_barrier);
+        for (zxid, payload) in waiting {
+            self.committed_txn(zxid, payload);
+        }
+        if let Some(write) = released {
+            self.peer_step(peer::Event::Durable { write });
+        }
+    }
+}
+
+/// The ZAB-facing view of a log record, for tests: the txn a record holds.
+pub fn record_txn(r: &zab::Txn) -> Txn {
+    decode(r.zxid, &r.payload)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,359 @@
+//! Unit tests of the core's rules that do not need a network: durability before an
+//! answer, backpressure, log failures, and a one-voter ensemble renewing its epoch.
+//! Whole ensembles with faults run in `tests/server_sim.rs`.
+
+use super::*;
+use crate::proto::records::{CreateRequest, SetDataRequest};
+use crate::zab::Ensemble as Members;
+use std::sync::Arc;
+use std::time::Instant;
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        server_id: 1,
+        tick_ms: 2000,
+        min_session_timeout_ms: 4000,
+        max_session_timeout_ms: 40_000,
+        prep: PrepConfig::default(),
+        container_check_interval_ms: 60_000,
+        container_max_per_check: 100,
+        snapshots: None,
+        ensemble: None,
+        max_inflight: MAX_INFLIGHT,
+    }
+}
+
+fn conn(slot: usize) -> ConnRef {
+    ConnRef {
+        shard: 0,
+        slot,
+        gen: 1,
+    }
+}
+
+fn connect(slot: usize) -> Input {
+    Input::Shard(ToSeq::Connect {
+        conn: conn(slot),
+        req: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: 0,
+            passwd: None,
+            read_only: None,
+        },
+        received: Instant::now(),
+    })
+}
+
+fn origin(slot: usize, xid: i32, op: OpCode) -> Origin {
+    Origin {
+        conn: conn(slot),
+        xid,
+        op,
+        received: Instant::now(),
+    }
+}
+
+fn create(slot: usize, session_id: i64, xid: i32, path: &str) -> Input {
+    Input::Shard(ToSeq::Request {
+        origin: origin(slot, xid, OpCode::Create),
+        session_id,
+        req: Request::Create {
+            op: OpCode::Create,
+            req: CreateRequest {
+                path: path.into(),
+                data: Some(bytes::Bytes::from_static(b"x")),
+                acl: crate::tree::open_acl_unsafe(),
+                flags: 0,
+            },
+        },
+        ids: Arc::new(Vec::new()),
+    })
+}
+
+fn set(slot: usize, session_id: i64, xid: i32, path: &str) -> Input {
+    Input::Shard(ToSeq::Request {
+        origin: origin(slot, xid, OpCode::SetData),
+        session_id,
+        req: Request::SetData(SetDataRequest {
+            path: path.into(),
+            data: Some(bytes::Bytes::from_static(b"y")),
+            version: -1,
+        }),
+        ids: Arc::new(Vec::new()),
+    })
+}
+
+/// Runs a pass over `inputs` and returns its outputs.
+fn pass(core: &mut Sequencer, now_ms: i64, inputs: Vec<Input>) -> Vec<Output> {
+    core.step(Input::Time {
+        now_ms,
+        wall_ms: 1_700_000_000_000 + now_ms,
+    });
+    for i in inputs {
+        core.step(i);
+    }
+    core.end_pass();
+    let mut out = Vec::new();
+    core.take_outputs(&mut out);
+    out
+}
+
+fn appended(out: &[Output]) -> Vec<i64> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Append(t) => Some(t.iter().map(|x| x.zxid as i64).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn published(out: &[Output]) -> Vec<&Commit> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A new standalone session, made durable: its id.
+fn session(core: &mut Sequencer, slot: usize) -> i64 {
+    let out = pass(core, 0, vec![connect(slot)]);
+    let z = *appended(&out).last().expect("a createSession txn");
+    let out = pass(core, 0, vec![Input::LogDurable { through: z }]);
+    let c = published(&out);
+    match &c[0].entries[0] {
+        Entry::Txn { txn, .. } => txn.session_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_write_is_answered_only_once_durable_and_in_order() {
+    let mut core = Sequencer::new(config(), DataTree::new(), 0, 0, 1_700_000_000_000);
+    let s = session(&mut core, 1);
+    let out = pass(
+        &mut core,
+        10,
+        vec![create(1, s, 1, "/a"), create(1, s, 2, "/b")],
+    );
+    let zxids = appended(&out);
+    assert_eq!(zxids.len(), 2, "both txns logged in one batch: {out:?}");
+    assert!(published(&out).is_empty(), "answered before durable");
+    // Durable through the first only: nothing of the pass is published (a pass waits
+    // for its last txn).
+    let out = pass(&mut core, 11, vec![Input::LogDurable { through: zxids[0] }]);
+    assert!(published(&out).is_empty());
+    let out = pass(&mut core, 12, vec![Input::LogDurable { through: zxids[1] }]);
+    let c = published(&out);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].zxid, zxids[1]);
+    assert_eq!(c[0].writes, 2);
+    assert_eq!(c[0].shards, 1, "for shard 0");
+    assert!(c[0].root.exists("/a") && c[0].root.exists("/b"));
+}
+
+#[test]
+fn a_full_pipeline_holds_requests_back_instead_of_dropping_them() {
+    let mut cfg = config();
+    cfg.max_inflight = 3;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let s = session(&mut core, 1);
+    assert_eq!(core.room(), 3);
+    let out = pass(
+        &mut core,
+        1,
+        vec![
+            create(1, s, 1, "/a"),
+            create(1, s, 2, "/b"),
+            create(1, s, 3, "/c"),
+        ],
+    );
+    assert_eq!(appended(&out).len(), 3);
+    assert_eq!(core.room(), 0, "three txns in flight fill the pipeline");
+    let last = *appended(&out).last().unwrap();
+    let out = pass(&mut core, 2, vec![Input::LogDurable { through: last }]);
+    assert_eq!(published(&out).len(), 1);
+    assert_eq!(core.room(), 3, "durable txns make room again");
+}
+
+#[test]
+fn a_failed_log_write_fails_its_writes_and_rolls_the_tree_back() {
+    let mut core = Sequencer::new(config(), DataTree::new(), 0, 0, 1_700_000_000_000);
+    let s = session(&mut core, 1);
+    let out = pass(&mut core, 1, vec![create(1, s, 1, "/a")]);
+    let a = appended(&out)[0];
+    let out = pass(&mut core, 2, vec![Input::LogDurable { through: a }]);
+    assert_eq!(published(&out).len(), 1);
+    let out = pass(
+        &mut core,
+        3,
+        vec![set(1, s, 2, "/a"), create(1, s, 3, "/b")],
+    );
+    let zs = appended(&out);
+    let out = pass(
+        &mut core,
+        4,
+        vec![Input::LogFailed {
+            first: zs[0],
+            last: zs[1],
+            error: "ENOSPC".into(),
+        }],
+    );
+    let c = published(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    let codes: Vec<Code> = c[0]
+        .entries
+        .iter()
+        .map(|e| match e {
+            Entry::Failed { error, .. } => error.code,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(codes, vec![Code::SystemError, Code::SystemError]);
+    assert!(
+        !c[0].root.exists("/b"),
+        "the failed create is not in the tree"
+    );
+    assert_eq!(core.last_zxid(), a, "the speculative tree fell back");
+    // Writing resumes: the next write takes the zxid after the last durable one.
+    let out = pass(&mut core, 5, vec![create(1, s, 4, "/c")]);
+    assert_eq!(appended(&out), vec![a + 1]);
+}
+
+#[test]
+fn time_never_goes_back() {
+    let mut core = Sequencer::new(config(), DataTree::new(), 0, 0, 1_700_000_000_000);
+    pass(&mut core, 100, vec![]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pass(&mut core, 50, vec![]);
+    }));
+    assert!(r.is_err(), "a clock going back is a bug of the driver");
+}
+
+/// A one-voter ensemble leads alone: its epoch files and log are instantaneous here.
+fn lone_leader(max_counter: u32) -> Sequencer {
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut out = pass(&mut core, 0, vec![Input::Elected { leader: 1 }]);
+    // Carry out epoch writes until established (bounded).
+    for t in 1..20 {
+        let inputs: Vec<Input> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::PersistEpoch { kind, epoch } => Some(Input::EpochPersisted {
+                    kind: *kind,
+                    epoch: *epoch,
+                }),
+                Output::Append(txns) => Some(Input::LogDurable {
+                    through: txns.last().unwrap().zxid as i64,
+                }),
+                _ => None,
+            })
+            .collect();
+        if core.role() == Role::Leader && inputs.is_empty() {
+            break;
+        }
+        out = pass(&mut core, t, inputs);
+    }
+    assert_eq!(core.role(), Role::Leader);
+    core
+}
+
+/// Drives a lone leader: feeds back durability and epoch writes, returns what it
+/// published and every zxid it logged.
+fn drive(core: &mut Sequencer, t: &mut i64, inputs: Vec<Input>) -> (Vec<i64>, Vec<Output>) {
+    let mut out = pass(core, *t, inputs);
+    let mut all = Vec::new();
+    let mut logged = Vec::new();
+    for _ in 0..20 {
+        *t += 1;
+        logged.extend(appended(&out));
+        let feed: Vec<Input> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::PersistEpoch { kind, epoch } => Some(Input::EpochPersisted {
+                    kind: *kind,
+                    epoch: *epoch,
+                }),
+                Output::Append(txns) => Some(Input::LogDurable {
+                    through: txns.last().unwrap().zxid as i64,
+                }),
+                _ => None,
+            })
+            .collect();
+        all.append(&mut out);
+        if feed.is_empty() {
+            break;
+        }
+        out = pass(core, *t, feed);
+    }
+    (logged, all)
+}
+
+#[test]
+fn a_leader_at_the_end_of_its_epoch_renews_it_in_place_and_loses_no_write() {
+    // Epochs of 5 zxids: the sixth txn needs the next epoch.
+    let mut core = lone_leader(5);
+    let mut t = 100;
+    let (logged, _) = drive(&mut core, &mut t, vec![connect(1)]);
+    let s = core.committed_root().sessions().next().unwrap().0;
+    let epoch = epoch_of(logged[0] as u64);
+    let mut all_logged = logged;
+    let mut answered = 0;
+    for i in 0..12 {
+        let path = format!("/n{i}");
+        // The driver offers requests only while the core has room.
+        let mut held = vec![create(1, s, i + 1, &path)];
+        for _ in 0..10 {
+            if core.room() > 0 {
+                break;
+            }
+            let (l, _) = drive(&mut core, &mut t, vec![]);
+            all_logged.extend(l);
+        }
+        assert!(core.room() > 0, "the renewal did not finish");
+        let (l, out) = drive(&mut core, &mut t, std::mem::take(&mut held));
+        all_logged.extend(l);
+        for c in published(&out) {
+            answered += c.writes;
+        }
+    }
+    // Flush what is left.
+    let (l, out) = drive(&mut core, &mut t, vec![]);
+    all_logged.extend(l);
+    for c in published(&out) {
+        answered += c.writes;
+    }
+    assert_eq!(answered, 12, "every write answered once");
+    for i in 0..12 {
+        assert!(core.committed_root().exists(&format!("/n{i}")));
+    }
+    // The zxids moved to later epochs with counters from 1, never past 5.
+    let epochs: std::collections::BTreeSet<u32> =
+        all_logged.iter().map(|z| epoch_of(*z as u64)).collect();
+    assert!(epochs.len() >= 3, "renewed at least twice: {epochs:?}");
+    assert!(epochs.iter().all(|e| *e >= epoch));
+    assert!(all_logged
+        .iter()
+        .all(|z| (1..=5).contains(&crate::zab::counter_of(*z as u64))));
+    let mut sorted = all_logged.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, all_logged, "one zxid order");
+}

@@ -1,0 +1,1655 @@
+//! The core loop: shard 0's io_uring loop also drives the sequencer core, its log
+//! writes and its peer connections. One write on a leader is shard -> core -> shard on
+//! this thread (or one hand-off from another shard), plus the disk and the wire: no
+//! logger, replication, reader or writer threads sit on the write path.
+//!
+//! Why shard 0's thread and not a thread of its own: the core's work per write is a few
+//! microseconds, and every hand-off between threads costs a wake-up (a context switch
+//! when the other side sleeps). On the core's own shard a request is decoded, sequenced,
+//! logged (the O_DIRECT write is submitted on the same ring) and answered without
+//! leaving the thread: one session writing one request at a time costs two voluntary
+//! context switches per write (waiting for the client, waiting for the disk). New
+//! connections go to the shard with the fewest, ties to this one, so a lone client lands
+//! here. See docs/write-path.md for the measurements behind this split.
+//!
+//! Each pass of the loop: the reactor dispatches completions (client bytes to the shard,
+//! quorum bytes to the peer links, log writes to the log writer, which reports durability
+//! to the core); then `end_pass` hands every shard's requests to the core (as many as
+//! `Sequencer::room` allows: the rest wait in the shards' mailboxes), ends the core's
+//! pass and carries out its outputs: log batches go to the log writer and their writes
+//! onto this ring, peer messages into the links' output, commits onto the commit chain
+//! (waking only the shards they concern), and the rest to the threads that own it.
+//!
+//! Work that blocks on the disk for long stays off this thread: epoch files, TRUNC and
+//! SNAP installation, and purges run in order on the storage worker thread; a leader's
+//! snapshot for a SNAP is read by a streaming thread; dialling the leader happens on a
+//! short-lived thread; snapshots are written by the snapshotter. Each reports back
+//! through the loop's inbox, which wakes the loop.
+
+use super::chain::{Chain, ShardSignals};
+use super::driver::{OpsNet, REFUSED_REPORT_INTERVAL};
+use super::election;
+use super::mailbox::{Mailbox, Wake};
+use super::peer_wire::{self, FileSink, MsgAssembler, MAX_QUORUM_FRAME, QUORUM_MAGIC};
+use super::replication::{write_epoch, Member, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE};
+use super::shard::Shard;
+use super::stats::MODE_STANDALONE;
+use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
+use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, Token};
+use crate::sequencer::msg::{Commit, ConnRef, ToSeq, ToShard};
+use crate::sequencer::{Input, Mode, Output, Sequencer};
+use crate::storage::log::{LogWriter, WriteIo, WriteReq};
+use crate::storage::snapshot::{self, Offer, Snapshotter};
+use crate::storage::{Disk, LogConfig, LogEvent, LogPosition};
+use crate::tree::DataTree;
+use crate::zab::msg::{Msg, SyncMode as ZabSync};
+use crate::zab::peer::EpochKind;
+use crate::zab::ServerId;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Rounds of "carry out the outputs, feed what they produced" per pass. Each round
+/// answers inputs the previous one caused (a durable log write, an epoch written); a
+/// pass needs two or three. The bound turns a feedback loop (a bug) into a panic
+/// rather than a hung server.
+const MAX_ROUNDS: usize = 64;
+/// Unsent bytes on a peer link above which a snapshot being streamed waits: the
+/// streaming thread reads ahead at most a few chunks, the socket takes them as the
+/// learner reads.
+const LINK_SNAP_HIGH: usize = 4 * peer_wire::SNAP_CHUNK;
+/// Unsent bytes on a peer link beyond which the peer is not keeping up: the link is
+/// closed and the peer resyncs (ZooKeeper's learner queue is unbounded and lets a slow
+/// follower exhaust the leader's memory).
+const LINK_MAX_UNSENT: usize = 256 << 20;
+/// Chunks a snapshot's streaming thread reads ahead of the socket.
+const SNAP_READ_AHEAD: usize = 4;
+/// How long a learner waits for a connection to the leader per attempt, how often it
+/// tries, and how long between attempts. The elected leader may not listen yet (it is
+/// still deciding); ZooKeeper's learner retries 5 times a second apart, we retry faster
+/// because the election here decides in 200 ms.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const CONNECT_ATTEMPTS: u32 = 20;
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+
+/// What other threads tell the loop (through its inbox, which wakes it).
+pub enum LoopMsg {
+    Elected(ServerId),
+    SnapshotDurable(i64),
+    /// A learner's dial of `conn` to `to` ended (`None`: every attempt failed).
+    Dialed {
+        to: ServerId,
+        conn: u64,
+        stream: Option<TcpStream>,
+    },
+    /// A storage job finished.
+    Job(JobDone),
+    /// A snapshot's streaming thread read more (the links pump at the end of the pass).
+    SnapshotRead,
+}
+
+/// Work for the storage worker, run in order.
+enum Job {
+    Epoch {
+        kind: EpochKind,
+        epoch: u32,
+    },
+    /// Cut the log back to `to`; with `rebuild`, recover the tree from what is left.
+    Truncate {
+        to: i64,
+        rebuild: bool,
+    },
+    /// Install the received snapshot `received` of `zxid`.
+    Install {
+        zxid: i64,
+        received: PathBuf,
+    },
+    Purge {
+        keep: Option<i64>,
+    },
+}
+
+/// A storage job's outcome.
+pub enum JobDone {
+    Epoch {
+        kind: EpochKind,
+        epoch: u32,
+        result: std::io::Result<()>,
+    },
+    Truncated {
+        to: i64,
+        result: Result<(Option<DataTree>, LogPosition), String>,
+    },
+    Installed {
+        zxid: i64,
+        result: Result<DataTree, String>,
+    },
+    Purged(String),
+}
+
+/// The log and snapshot directories and settings.
+#[derive(Clone)]
+pub struct StorageSetup {
+    pub disk: Arc<dyn Disk>,
+    pub log: LogConfig,
+    /// Where the log resumes (from recovery).
+    pub position: LogPosition,
+    /// dataDir: snapshots, epoch files.
+    pub data_dir: PathBuf,
+    /// `autopurge.snapRetainCount`.
+    pub snap_retain_count: usize,
+}
+
+/// An ensemble member's network side.
+pub struct EnsembleSetup {
+    pub my_id: ServerId,
+    pub members: BTreeMap<ServerId, Member>,
+    pub ensemble: crate::zab::Ensemble,
+}
+
+/// Everything the core loop owns besides shard 0.
+pub struct CoreSetup {
+    pub seq: Sequencer,
+    /// `None`: in memory only (tests): every batch is durable at once.
+    pub storage: Option<StorageSetup>,
+    pub ensemble: Option<EnsembleSetup>,
+    /// Every shard's mailbox to the core (shard 0's included), by shard.
+    pub to_core: Vec<Arc<Mailbox<ToSeq>>>,
+    /// Every shard's control mailbox, by shard.
+    pub to_shards: Vec<Arc<Mailbox<ToShard>>>,
+    /// Every shard's chain signals, by shard.
+    pub signals: Vec<Arc<ShardSignals>>,
+    /// Every shard's waker, by shard (shard 0's is this loop's own).
+    pub wakers: Vec<Arc<super::LateWake>>,
+    pub chain: Chain,
+    pub inbox: Arc<Mailbox<LoopMsg>>,
+    pub state: Arc<ServerState>,
+    /// The origin of the core's monotonic clock (the core was made at 0).
+    pub started: Instant,
+    pub tick_ms: i64,
+}
+
+// ---- the log on this ring ----
+
+/// The log writer and its writes in flight on this ring.
+struct LogSide {
+    writer: LogWriter,
+    setup: StorageSetup,
+    /// Writes in the kernel, by id: the request owns its buffer until completion.
+    inflight: HashMap<u64, Flight>,
+    /// Log operations not yet handed to the writer, in order: appends wait behind a
+    /// TRUNC or SNAP that waits for the writer to drain.
+    queue: VecDeque<LogOp>,
+    /// A TRUNC or SNAP is with the storage worker.
+    barrier: bool,
+}
+
+struct Flight {
+    req: WriteReq,
+    write: Option<i32>,
+    sync: Option<i32>,
+}
+
+enum LogOp {
+    Append(Vec<crate::zab::Txn>),
+    Truncate { to: i64, rebuild: bool },
+    Install { zxid: i64, received: PathBuf },
+}
+
+/// The writer's view of this ring.
+struct RingIo<'a> {
+    ops: &'a mut Ops,
+    inflight: &'a mut HashMap<u64, Flight>,
+}
+
+impl WriteIo for RingIo<'_> {
+    fn submit(&mut self, req: WriteReq) {
+        let fd = req
+            .fd_file
+            .raw_fd()
+            .expect("the core loop writes the log to a real file");
+        let (id, ptr, len, offset, sync) = (
+            req.id,
+            req.buf.as_ptr(),
+            req.buf.len(),
+            req.offset,
+            req.datasync,
+        );
+        // SAFETY: the buffer is heap memory owned by `req`, which stays in `inflight`
+        // (moving the request does not move its heap buffer) until both completions of
+        // this id arrive in `on_file`; the file handle in `req` keeps `fd` open as long.
+        unsafe { self.ops.write_at(fd, ptr, len, offset, id, sync) };
+        self.inflight.insert(
+            id,
+            Flight {
+                req,
+                write: None,
+                sync: if sync { None } else { Some(0) },
+            },
+        );
+    }
+
+    fn reap(
+        &mut self,
+        _out: &mut Vec<(
+            u64,
+            std::io::Result<()>,
+            crate::storage::aligned::AlignedBuf,
+        )>,
+        _block: bool,
+    ) {
+        unreachable!("completions arrive through Handler::on_file");
+    }
+
+    fn wakeable(&self) -> bool {
+        true
+    }
+}
+
+/// Turns a write's or sync's result into an error that says what failed.
+fn file_result(res: i32, len: usize, what: &str) -> std::io::Result<()> {
+    if res < 0 {
+        let e = std::io::Error::from_raw_os_error(-res);
+        let hint = match -res {
+            libc::ENOSPC => "no space left on the log device",
+            libc::EIO => "I/O error on the log device",
+            libc::EINVAL => "invalid argument (direct I/O alignment?)",
+            libc::ECANCELED => "cancelled after the linked write failed",
+            _ => "log write failed",
+        };
+        return Err(std::io::Error::new(
+            e.kind(),
+            format!("{what}: {hint}: {e}"),
+        ));
+    }
+    if what == "log write" && res as usize != len {
+        // A short O_DIRECT write happens when the device fills mid-write; the tail
+        // never reached the disk, so the batch is not durable.
+        return Err(std::io::Error::other(format!(
+            "short log write: {res} of {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
+// ---- peer links on this ring ----
+
+/// One quorum connection.
+struct Link {
+    /// The connection's number: links of one learner are numbered in its dialling
+    /// order, so an older connection's FOLLOWERINFO never displaces a newer one.
+    conn: u64,
+    /// The server at the other end (`None` until an accepted link's hello arrived).
+    peer: Option<ServerId>,
+    inbuf: Vec<u8>,
+    frames: MsgAssembler<FileSink>,
+    /// Frames waiting behind a snapshot being streamed.
+    out: VecDeque<OutFrame>,
+}
+
+enum OutFrame {
+    Bytes(bytes::Bytes),
+    /// A snapshot's frames from its streaming thread.
+    Snapshot(mpsc::Receiver<Result<Vec<u8>, String>>),
+}
+
+/// A learner's link to the leader that is still being dialled.
+struct Dialing {
+    conn: u64,
+    superseded: Arc<AtomicBool>,
+    queued: Vec<OutFrame>,
+}
+
+/// Every quorum connection of this server.
+struct Links {
+    my_id: ServerId,
+    members: BTreeMap<ServerId, Member>,
+    listener: ListenerId,
+    snap_dir: PathBuf,
+    disk: Arc<dyn Disk>,
+    next_conn: u64,
+    by_token: HashMap<Token, Link>,
+    /// The current link per peer (only its messages reach the core, and only its loss
+    /// is reported).
+    current: BTreeMap<ServerId, Token>,
+    dialing: BTreeMap<ServerId, Dialing>,
+    /// Per member, the newest connection that brought a FOLLOWERINFO.
+    info_conns: BTreeMap<ServerId, u64>,
+    /// The last PROPOSAL encoded: (first zxid, last zxid, frame), sent as is to every
+    /// follower.
+    last_propose: Option<(u64, u64, bytes::Bytes)>,
+}
+
+fn frame_bytes(body: &[u8]) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(4 + body.len());
+    b.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    b.extend_from_slice(body);
+    b.into()
+}
+
+impl Links {
+    fn is_link(&self, token: Token) -> bool {
+        self.by_token.contains_key(&token)
+    }
+
+    fn accepted(&mut self, token: Token) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        self.by_token.insert(
+            token,
+            Link {
+                conn,
+                peer: None,
+                inbuf: Vec::new(),
+                frames: MsgAssembler::new(FileSink::new(
+                    self.disk.clone(),
+                    self.snap_dir.clone(),
+                    0,
+                    conn,
+                )),
+                out: VecDeque::new(),
+            },
+        );
+    }
+
+    /// Bytes on a link: whole messages for the core, in order. Returns false when the
+    /// link must close (a protocol error, which it logs).
+    fn data(&mut self, token: Token, bytes: &[u8], msgs: &mut Vec<(ServerId, Msg)>) -> bool {
+        let Some(link) = self.by_token.get_mut(&token) else {
+            return true;
+        };
+        link.inbuf.extend_from_slice(bytes);
+        let mut at = 0;
+        if link.peer.is_none() {
+            if link.inbuf.len() < 12 {
+                return true;
+            }
+            let from = match peer_wire::read_hello(&mut &link.inbuf[..12], QUORUM_MAGIC) {
+                Ok(id) => id,
+                Err(e) => {
+                    eprintln!("ringkeeper: quorum: refusing a connection: {e}");
+                    return false;
+                }
+            };
+            if from == self.my_id || !self.members.contains_key(&from) {
+                eprintln!("ringkeeper: quorum: refusing a connection from unknown server {from}");
+                return false;
+            }
+            link.peer = Some(from);
+            link.frames = MsgAssembler::new(FileSink::new(
+                self.disk.clone(),
+                self.snap_dir.clone(),
+                from,
+                link.conn,
+            ));
+            at = 12;
+        }
+        let from = link.peer.expect("hello read");
+        // Bounded by the bytes buffered: each round consumes a frame or stops.
+        loop {
+            let rest = &link.inbuf[at..];
+            if rest.len() < 4 {
+                break;
+            }
+            let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_QUORUM_FRAME {
+                eprintln!(
+                    "ringkeeper: protocol error from server {from}: frame of {len} bytes, more than {MAX_QUORUM_FRAME}; closing the connection"
+                );
+                return false;
+            }
+            if rest.len() < 4 + len {
+                break;
+            }
+            let body = &rest[4..4 + len];
+            match link.frames.push(body) {
+                Ok(Some(m)) => msgs.push((from, m)),
+                Ok(None) => {}
+                Err(what) => {
+                    eprintln!(
+                        "ringkeeper: protocol error from server {from}: {what}; closing the connection"
+                    );
+                    return false;
+                }
+            }
+            at += 4 + len;
+        }
+        link.inbuf.drain(..at);
+        true
+    }
+
+    /// Whether a message from `token` reaches the core; a FOLLOWERINFO makes its link
+    /// the peer's current one (closing the one before, without a loss reported).
+    fn admit(&mut self, ops: &mut Ops, token: Token, from: ServerId, msg: &Msg) -> bool {
+        let Some(link) = self.by_token.get(&token) else {
+            return false;
+        };
+        let conn = link.conn;
+        if matches!(msg, Msg::FollowerInfo { .. }) {
+            let newest = self.info_conns.entry(from).or_insert(conn);
+            if conn < *newest {
+                // The learner has dialled since: this older connection is dead to it.
+                return false;
+            }
+            *newest = conn;
+            if let Some(old) = self.current.insert(from, token) {
+                if old != token {
+                    ops.close(old);
+                }
+            }
+            return true;
+        }
+        self.current.get(&from) == Some(&token)
+    }
+
+    /// A link closed; the peer whose current link it was, if any.
+    fn closed(&mut self, token: Token) -> Option<ServerId> {
+        let link = self.by_token.remove(&token)?;
+        let from = link.peer?;
+        if self.current.get(&from) == Some(&token) {
+            self.current.remove(&from);
+            return Some(from);
+        }
+        None
+    }
+
+    /// Learner: a fresh connection to `to` (the old one, if any, is dropped without a
+    /// loss reported: the core already started over with a FOLLOWERINFO).
+    fn dial(&mut self, ops: &mut Ops, to: ServerId, inbox: &Arc<Mailbox<LoopMsg>>) {
+        let Some(m) = self.members.get(&to) else {
+            return;
+        };
+        if let Some(old) = self.current.remove(&to) {
+            ops.close(old);
+        }
+        if let Some(d) = self.dialing.remove(&to) {
+            d.superseded.store(true, Ordering::Release);
+        }
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let superseded = Arc::new(AtomicBool::new(false));
+        self.dialing.insert(
+            to,
+            Dialing {
+                conn,
+                superseded: superseded.clone(),
+                queued: Vec::new(),
+            },
+        );
+        let (addr, my_id, theirs) = (m.quorum, self.my_id, inbox.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("quorum-dial-{to}"))
+            .spawn(move || {
+                let stream = connect(addr, my_id, &superseded);
+                theirs.push_unbounded(LoopMsg::Dialed { to, conn, stream });
+            });
+        if let Err(e) = spawned {
+            eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}");
+            inbox.push_unbounded(LoopMsg::Dialed {
+                to,
+                conn,
+                stream: None,
+            });
+        }
+    }
+
+    /// A dial ended: `adopted` is the connection on the ring (or why there is none).
+    /// The link becomes the current one, or its loss is reported: `Some(to)` when the
+    /// core must hear of it. A dial superseded by a later one is dropped.
+    fn dialed(
+        &mut self,
+        ops: &mut Ops,
+        to: ServerId,
+        conn: u64,
+        adopted: Option<std::io::Result<Token>>,
+    ) -> Option<ServerId> {
+        if self.dialing.get(&to).map(|d| d.conn) != Some(conn) {
+            if let Some(Ok(t)) = adopted {
+                ops.abort(t);
+            }
+            return None;
+        }
+        let d = self.dialing.remove(&to).expect("checked");
+        let token = match adopted {
+            None => return Some(to),
+            Some(Err(e)) => {
+                eprintln!("ringkeeper: quorum: cannot use the connection to server {to}: {e}");
+                return Some(to);
+            }
+            Some(Ok(t)) => t,
+        };
+        self.by_token.insert(
+            token,
+            Link {
+                conn,
+                peer: Some(to),
+                inbuf: Vec::new(),
+                frames: MsgAssembler::new(FileSink::new(
+                    self.disk.clone(),
+                    self.snap_dir.clone(),
+                    to,
+                    conn,
+                )),
+                out: d.queued.into_iter().collect(),
+            },
+        );
+        self.current.insert(to, token);
+        self.pump(ops, token);
+        None
+    }
+
+    /// Queues `msg` for `to` on its current link (or the one being dialled); dropped
+    /// without a link (the core's timeouts cover it).
+    fn send(&mut self, ops: &mut Ops, to: ServerId, msg: &Msg, inbox: &Arc<Mailbox<LoopMsg>>) {
+        let frame = match msg {
+            Msg::Sync {
+                mode: ZabSync::Snap { zxid, .. },
+                txns,
+                commit_through,
+            } => {
+                // The core's snapshot bytes are a handle: the file is the snapshot.
+                let (tx, rx) = mpsc::sync_channel(SNAP_READ_AHEAD);
+                let path = self.snap_dir.join(snapshot::file_name(*zxid as i64));
+                let sync_of = (*zxid, txns.clone(), *commit_through);
+                let inbox = inbox.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("snap-send-{to}"))
+                    .spawn(move || stream_snapshot(to, &path, sync_of, &tx, &inbox));
+                if let Err(e) = spawned {
+                    eprintln!("ringkeeper: SNAP to server {to}: cannot start streaming: {e}");
+                    return;
+                }
+                OutFrame::Snapshot(rx)
+            }
+            Msg::Propose { txns } => {
+                let (first, last) = (txns[0].zxid, txns[txns.len() - 1].zxid);
+                match &self.last_propose {
+                    Some((f, l, b)) if *f == first && *l == last => OutFrame::Bytes(b.clone()),
+                    _ => {
+                        let b = frame_bytes(&peer_wire::encode_msg(msg));
+                        self.last_propose = Some((first, last, b.clone()));
+                        OutFrame::Bytes(b)
+                    }
+                }
+            }
+            _ => OutFrame::Bytes(frame_bytes(&peer_wire::encode_msg(msg))),
+        };
+        if let Some(&token) = self.current.get(&to) {
+            if let Some(link) = self.by_token.get_mut(&token) {
+                link.out.push_back(frame);
+                self.pump(ops, token);
+            }
+        } else if let Some(d) = self.dialing.get_mut(&to) {
+            d.queued.push(frame);
+        }
+    }
+
+    /// Moves a link's queued frames into its socket output, up to a snapshot that
+    /// waits for its streaming thread.
+    fn pump(&mut self, ops: &mut Ops, token: Token) {
+        let Some(link) = self.by_token.get_mut(&token) else {
+            return;
+        };
+        // Bounded by the frames queued and the read-ahead of a snapshot.
+        while let Some(front) = link.out.front_mut() {
+            match front {
+                OutFrame::Bytes(b) => {
+                    ops.send(token, b);
+                    link.out.pop_front();
+                }
+                OutFrame::Snapshot(rx) => {
+                    if ops.output_len(token).unwrap_or(0) > LINK_SNAP_HIGH {
+                        return;
+                    }
+                    match rx.try_recv() {
+                        Ok(Ok(frame)) => {
+                            ops.send(token, &frame);
+                        }
+                        Ok(Err(why)) => {
+                            eprintln!(
+                                "ringkeeper: SNAP to server {:?}: {why}; closing its connection so that it retries",
+                                link.peer
+                            );
+                            ops.close(token);
+                            link.out.clear();
+                            return;
+                        }
+                        Err(mpsc::TryRecvError::Empty) => return,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            link.out.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        if ops.output_len(token).unwrap_or(0) > LINK_MAX_UNSENT {
+            eprintln!(
+                "ringkeeper: quorum: server {:?} is not reading ({} bytes unsent); closing its connection so that it resyncs",
+                link.peer,
+                ops.output_len(token).unwrap_or(0)
+            );
+            ops.abort(token);
+        }
+    }
+
+    /// Pumps every link with a snapshot streaming (its thread may have read more).
+    fn pump_all(&mut self, ops: &mut Ops) {
+        let streaming: Vec<Token> = self
+            .by_token
+            .iter()
+            .filter(|(_, l)| l.out.iter().any(|f| matches!(f, OutFrame::Snapshot(_))))
+            .map(|(t, _)| *t)
+            .collect();
+        for t in streaming {
+            self.pump(ops, t);
+        }
+    }
+
+    /// Closes every link (back to the election): no loss is reported.
+    fn close_all(&mut self, ops: &mut Ops) {
+        for (&t, _) in self.by_token.iter() {
+            ops.close(t);
+        }
+        self.current.clear();
+        for (_, d) in std::mem::take(&mut self.dialing) {
+            d.superseded.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Reads the snapshot file at `path` and sends its SYNC frame, then its chunk frames
+/// (all length-prefixed), through `tx`; an error ends the stream.
+fn stream_snapshot(
+    to: ServerId,
+    path: &std::path::Path,
+    (zxid, txns, commit_through): (u64, Vec<crate::zab::Txn>, u64),
+    tx: &mpsc::SyncSender<Result<Vec<u8>, String>>,
+    inbox: &Mailbox<LoopMsg>,
+) {
+    use std::io::Read;
+    // Every frame handed over wakes the loop, which moves it to the socket.
+    let send = |frame: Result<Vec<u8>, String>| {
+        let ok = tx.send(frame).is_ok();
+        inbox.push_unbounded(LoopMsg::SnapshotRead);
+        ok
+    };
+    let fail = |e: std::io::Error| Err(format!("{}: {e}", path.display()));
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            send(fail(e));
+            return;
+        }
+    };
+    let len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            send(fail(e));
+            return;
+        }
+    };
+    if len == 0 {
+        send(Err(format!("{} is empty", path.display())));
+        return;
+    }
+    let sync = peer_wire::encode_snap_sync(zxid, len, &txns, commit_through);
+    if !send(Ok(frame_bytes(&sync).to_vec())) {
+        return;
+    }
+    let mut chunk = vec![0u8; peer_wire::SNAP_CHUNK];
+    let mut offset = 0u64;
+    // Bounded by the file's length: each round sends at least one byte or stops.
+    while offset < len {
+        let n = (len - offset).min(peer_wire::SNAP_CHUNK as u64) as usize;
+        if let Err(e) = file.read_exact(&mut chunk[..n]) {
+            send(fail(e));
+            return;
+        }
+        let frame = frame_bytes(&peer_wire::encode_snap_chunk(offset, &chunk[..n]));
+        if !send(Ok(frame.to_vec())) {
+            return;
+        }
+        offset += n as u64;
+    }
+    eprintln!(
+        "ringkeeper: SNAP to server {to}: sent snapshot {zxid:#x} ({len} bytes) and {} txns after it",
+        txns.len()
+    );
+}
+
+/// Dials the leader; `None` when every attempt failed or the loop dialled again
+/// meanwhile. A dropped dial never sends its hello, so the leader never numbers it.
+fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option<TcpStream> {
+    for _ in 0..CONNECT_ATTEMPTS {
+        if superseded.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            if superseded.load(Ordering::Acquire) {
+                return None;
+            }
+            if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
+                return Some(s);
+            }
+        }
+        std::thread::sleep(CONNECT_RETRY);
+    }
+    None
+}
+
+// ---- the storage worker ----
+
+/// Runs storage jobs in order on its own thread and reports each to the loop.
+struct Worker {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    fn start(
+        storage: Option<StorageSetup>,
+        inbox: Arc<Mailbox<LoopMsg>>,
+    ) -> std::io::Result<Worker> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("rk-storage".into())
+            .spawn(move || {
+                for job in rx {
+                    let done = run_job(storage.as_ref(), job);
+                    inbox.push_unbounded(LoopMsg::Job(done));
+                }
+            })?;
+        Ok(Worker { tx })
+    }
+
+    fn run(&self, job: Job) {
+        self.tx
+            .send(job)
+            .expect("the storage worker runs as long as the loop");
+    }
+}
+
+fn run_job(st: Option<&StorageSetup>, job: Job) -> JobDone {
+    match job {
+        Job::Epoch { kind, epoch } => {
+            let name = match kind {
+                EpochKind::Accepted => ACCEPTED_EPOCH_FILE,
+                EpochKind::Current => CURRENT_EPOCH_FILE,
+            };
+            let result = match st {
+                Some(st) => write_epoch(&st.data_dir, name, epoch),
+                None => Ok(()),
+            };
+            JobDone::Epoch {
+                kind,
+                epoch,
+                result,
+            }
+        }
+        Job::Truncate { to, rebuild } => {
+            let Some(st) = st else {
+                return JobDone::Truncated {
+                    to,
+                    result: Err("no data directory to truncate".into()),
+                };
+            };
+            let result = truncate(st, to, rebuild);
+            JobDone::Truncated { to, result }
+        }
+        Job::Install { zxid, received } => {
+            let Some(st) = st else {
+                return JobDone::Installed {
+                    zxid,
+                    result: Err("no data directory to install into".into()),
+                };
+            };
+            JobDone::Installed {
+                zxid,
+                result: install(st, zxid, &received),
+            }
+        }
+        Job::Purge { keep } => {
+            let Some(st) = st else {
+                return JobDone::Purged("no data directory".into());
+            };
+            JobDone::Purged(
+                match snapshot::purge(
+                    &*st.disk,
+                    &st.data_dir,
+                    &st.log.dir,
+                    st.snap_retain_count,
+                    keep,
+                ) {
+                    Ok(r) => format!("autopurge: {r:?}"),
+                    Err(e) => format!("autopurge failed: {e}"),
+                },
+            )
+        }
+    }
+}
+
+/// Cuts the log back to `to` and says where it continues; with `rebuild`, recovers the
+/// tree from the snapshots and what is left of the log (ZooKeeper reloads its database
+/// after a truncation too), which builds it once.
+fn truncate(
+    st: &StorageSetup,
+    to: i64,
+    rebuild: bool,
+) -> Result<(Option<DataTree>, LogPosition), String> {
+    let t = crate::storage::truncate::truncate_log(&st.log.dir, to)
+        .map_err(|e| format!("TRUNC to {to:#x}: {e}"))?;
+    eprintln!(
+        "ringkeeper: TRUNC: cut the log back to zxid {to:#x} ({} records, {} segments)",
+        t.records_cut, t.segments_deleted
+    );
+    if rebuild {
+        let started = Instant::now();
+        let opened = crate::storage::open::open(st.disk.clone(), &st.data_dir, &st.log.dir)
+            .map_err(|e| format!("recovering after TRUNC to {to:#x}: {e}"))?;
+        eprintln!(
+            "ringkeeper: TRUNC: rebuilt the tree at zxid {:#x} ({} znodes) in {:.3} s",
+            opened.zxid,
+            opened.tree.len(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok((Some(opened.tree), opened.position));
+    }
+    let reader = crate::storage::LogReader::open(st.disk.clone(), &st.log.dir)
+        .map_err(|e| format!("after TRUNC to {to:#x}: {e}"))?;
+    let end = reader
+        .replay(to, |_| Ok(()))
+        .map_err(|e| format!("after TRUNC to {to:#x}: {e}"))?;
+    let mut pos = end.position;
+    if pos.last_zxid < to {
+        pos = LogPosition {
+            last_zxid: to,
+            tail: None,
+        };
+    }
+    Ok((None, pos))
+}
+
+/// Installs a received snapshot: datasyncs it, loads it (every CRC, the digest, the
+/// zxid), then makes it the newest state (`snapshot::install_received`). The tree is
+/// built once, here.
+fn install(st: &StorageSetup, zxid: i64, received: &std::path::Path) -> Result<DataTree, String> {
+    let started = Instant::now();
+    let checked = (|| {
+        std::fs::File::open(received)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| format!("{}: {e}", received.display()))?;
+        let tree = snapshot::load(&*st.disk, received).map_err(|e| e.to_string())?;
+        if tree.zxid() != zxid {
+            return Err(format!(
+                "{}: a snapshot of zxid {:#x}, expected {zxid:#x}",
+                received.display(),
+                tree.zxid()
+            ));
+        }
+        Ok(tree)
+    })();
+    let tree = match checked {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(received);
+            return Err(format!("a bad snapshot ({e}), removed, nothing installed"));
+        }
+    };
+    let done = snapshot::install_received(&*st.disk, &st.data_dir, &st.log.dir, zxid, received)
+        .map_err(|e| format!("installing {}: {e}", received.display()))?;
+    eprintln!(
+        "ringkeeper: SNAP: installed snapshot {} of zxid {zxid:#x} ({} bytes, {} znodes) in {:.3} s; \
+         removed {} log segments and {} newer snapshots",
+        done.path.display(),
+        done.len,
+        tree.len(),
+        started.elapsed().as_secs_f64(),
+        done.logs_removed.len(),
+        done.snapshots_removed.len()
+    );
+    Ok(tree)
+}
+
+// ---- the handler ----
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Shard 0 and the core on one ring.
+pub struct CoreLoop {
+    shard: Shard,
+    seq: Sequencer,
+    log: Option<LogSide>,
+    links: Option<Links>,
+    client_listener: ListenerId,
+    to_core: Vec<Arc<Mailbox<ToSeq>>>,
+    to_shards: Vec<Arc<Mailbox<ToShard>>>,
+    signals: Vec<Arc<ShardSignals>>,
+    wakers: Vec<Arc<super::LateWake>>,
+    chain: Chain,
+    inbox: Arc<Mailbox<LoopMsg>>,
+    inbox_buf: Vec<LoopMsg>,
+    batch: Vec<ToSeq>,
+    outputs: Vec<Output>,
+    state: Arc<ServerState>,
+    snapshotter: Option<Snapshotter>,
+    election: Option<election::Handle>,
+    worker: Worker,
+    stop: Arc<AtomicBool>,
+    max_conns_per_ip: usize,
+    /// The monotonic origin of the core's clock.
+    started: Instant,
+    /// The core was given this pass's time.
+    timed: bool,
+    /// Streams accepted on a listener, waiting to be adopted (peer links dialled).
+    to_adopt: Vec<(ServerId, u64, TcpStream)>,
+    /// Log events decided outside a completion, fed at the end of the pass.
+    log_events: Vec<LogEvent>,
+    /// The zxid of the last snapshot the snapshotter took.
+    snapshot_offered: i64,
+    /// Batches handed to the log, oldest first: (last zxid, appended, durable), for the
+    /// `logged` and `committed` stages. Bounded by the batches not yet published.
+    appends: VecDeque<(i64, Instant, Option<Instant>)>,
+}
+
+impl CoreLoop {
+    fn now_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Feeds one input, giving the core the pass's time first.
+    fn input(&mut self, input: Input) {
+        self.ensure_time();
+        self.seq.step(input);
+    }
+
+    fn log_event(&mut self, ev: LogEvent) {
+        match ev {
+            LogEvent::Durable { through_zxid } => {
+                let now = Instant::now();
+                for a in self.appends.iter_mut() {
+                    if a.0 > through_zxid {
+                        break;
+                    }
+                    a.2.get_or_insert(now);
+                }
+                self.input(Input::LogDurable {
+                    through: through_zxid,
+                });
+            }
+            LogEvent::Failed {
+                first_zxid,
+                last_zxid,
+                error,
+            } => {
+                self.appends.retain(|a| a.0 < first_zxid);
+                self.input(Input::LogFailed {
+                    first: first_zxid,
+                    last: last_zxid,
+                    error: error.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Moves queued log operations to the writer (and barriers to the worker) as far
+    /// as they may go, and submits the writer's writes on the ring.
+    fn pump_log(&mut self, ops: &mut Ops) {
+        let Some(l) = &mut self.log else {
+            return;
+        };
+        // Bounded by the queue: each round takes an operation or stops.
+        while !l.barrier {
+            match l.queue.front() {
+                None => break,
+                Some(LogOp::Append(_)) => {
+                    let Some(LogOp::Append(txns)) = l.queue.pop_front() else {
+                        unreachable!()
+                    };
+                    l.writer.append(txns);
+                }
+                Some(_) if !l.writer.is_idle() => break,
+                Some(_) => {
+                    let job = match l.queue.pop_front().expect("front") {
+                        LogOp::Truncate { to, rebuild } => Job::Truncate { to, rebuild },
+                        LogOp::Install { zxid, received } => Job::Install { zxid, received },
+                        LogOp::Append(_) => unreachable!(),
+                    };
+                    l.barrier = true;
+                    self.worker.run(job);
+                }
+            }
+        }
+        let mut io = RingIo {
+            ops,
+            inflight: &mut l.inflight,
+        };
+        l.writer.submit(&mut io, &mut self.log_events);
+    }
+
+    /// Carries out one output of the core.
+    fn execute(&mut self, ops: &mut Ops, out: Output) {
+        match out {
+            Output::Append(txns) => {
+                let last = txns.last().expect("appends are not empty").zxid as i64;
+                self.appends.push_back((last, Instant::now(), None));
+                match &mut self.log {
+                    Some(l) => l.queue.push_back(LogOp::Append(txns)),
+                    // In memory only: durable at once.
+                    None => self
+                        .log_events
+                        .push(LogEvent::Durable { through_zxid: last }),
+                }
+            }
+            Output::Truncate { to, rebuild } => match &mut self.log {
+                Some(l) => l.queue.push_back(LogOp::Truncate { to, rebuild }),
+                None => self.input(Input::Truncated { to, tree: None }),
+            },
+            Output::InstallSnapshot { zxid, received } => {
+                let name = String::from_utf8_lossy(&received).into_owned();
+                let ok = snapshot::zxid_of_received_name(&name) == Some(zxid);
+                match (&mut self.log, ok) {
+                    (Some(l), true) => {
+                        let path = l.setup.data_dir.join(&name);
+                        l.queue.push_back(LogOp::Install {
+                            zxid,
+                            received: path,
+                        });
+                    }
+                    _ => self.input(Input::SnapshotInstallFailed {
+                        zxid,
+                        error: format!("no received snapshot file ({name:?})"),
+                    }),
+                }
+            }
+            Output::Dial { to } => {
+                if let Some(links) = &mut self.links {
+                    links.dial(ops, to, &self.inbox);
+                }
+            }
+            Output::Send { to, msg } => {
+                if let Some(links) = &mut self.links {
+                    links.send(ops, to, &msg, &self.inbox);
+                }
+            }
+            Output::PersistEpoch { kind, epoch } => self.worker.run(Job::Epoch { kind, epoch }),
+            Output::Publish(commit) => self.publish(ops, commit),
+            Output::Close(conn) => self.close_conn(ops, conn),
+            Output::CloseClients => {
+                for (i, b) in self.to_shards.iter().enumerate() {
+                    if i == 0 {
+                        continue;
+                    }
+                    b.push_unbounded(ToShard::CloseClients);
+                }
+                self.to_shards[0].push_unbounded(ToShard::CloseClients);
+                self.shard.wake(&mut OpsNet(ops));
+            }
+            Output::Snapshot { root, zxid } => self.offer_snapshot(root, zxid),
+            Output::Purge { keep } => self.worker.run(Job::Purge { keep }),
+            Output::StartElection {
+                current_epoch,
+                last_zxid,
+            } => {
+                if let Some(links) = &mut self.links {
+                    links.close_all(ops);
+                }
+                if let Some(e) = &self.election {
+                    let _ = e.input.send(election::Input::Start {
+                        last_zxid,
+                        current_epoch,
+                    });
+                }
+            }
+            Output::Established { epoch } => {
+                if let Some(e) = &self.election {
+                    let _ = e.input.send(election::Input::Established { epoch });
+                }
+            }
+            Output::Mode(m) => self.state.set_mode(match m {
+                Mode::Standalone => MODE_STANDALONE,
+                Mode::Looking => MODE_LOOKING,
+                Mode::Leader => MODE_LEADER,
+                Mode::Follower => MODE_FOLLOWER,
+                Mode::Observer => MODE_OBSERVER,
+            }),
+            Output::Learners(c) => self.state.set_leading(c),
+            Output::PeerBase(_) => {}
+            Output::Log(line) => eprintln!("ringkeeper: {line}"),
+        }
+    }
+
+    fn close_conn(&mut self, ops: &mut Ops, conn: ConnRef) {
+        self.to_shards[conn.shard].push_unbounded(ToShard::Close(conn));
+        if conn.shard == 0 {
+            self.shard.wake(&mut OpsNet(ops));
+        } else {
+            Wake::wake(&self.wakers[conn.shard]);
+        }
+    }
+
+    fn publish(&mut self, ops: &mut Ops, commit: Commit) {
+        // The write stages of this commit: from its last append to durable, and from
+        // there to now. A pass's own writes are logged as one batch.
+        let now = Instant::now();
+        let mut covering = None;
+        while self.appends.front().is_some_and(|a| a.0 <= commit.zxid) {
+            covering = self.appends.pop_front();
+        }
+        if let (Some((_, appended, durable)), true) = (covering, commit.writes > 0) {
+            let durable = durable.unwrap_or(now);
+            let m = &self.state.seq.metrics;
+            m.logged.record_n(durable - appended, commit.writes);
+            m.committed.record_n(now - durable, commit.writes);
+        }
+        let zxid = commit.zxid;
+        let node = self.chain.append(commit).clone();
+        self.state.seq.last_zxid.store(zxid, Ordering::Relaxed);
+        self.state.seq.published_zxid.store(zxid, Ordering::Release);
+        for i in 1..self.signals.len() {
+            if Chain::should_wake(&node, i, &self.signals[i]) {
+                Wake::wake(&self.wakers[i]);
+            }
+        }
+        // This shard reads it now (its answers leave with this pass).
+        self.shard.advance(&mut OpsNet(ops));
+    }
+
+    fn offer_snapshot(&mut self, root: DataTree, zxid: i64) {
+        let Some(s) = &self.snapshotter else {
+            return;
+        };
+        match s.offer(root, zxid) {
+            Offer::Taken => self.snapshot_offered = zxid,
+            Offer::TooBusy => eprintln!(
+                "ringkeeper: too busy to snap, skipping zxid {zxid:#x}: the snapshot of zxid {:#x} is still being written, {} txns behind this point",
+                self.snapshot_offered,
+                (zxid - self.snapshot_offered).max(0)
+            ),
+        }
+    }
+
+    fn loop_msg(&mut self, ops: &mut Ops, m: LoopMsg) {
+        match m {
+            LoopMsg::Elected(leader) => self.input(Input::Elected { leader }),
+            LoopMsg::SnapshotDurable(zxid) => self.input(Input::SnapshotDurable { zxid }),
+            LoopMsg::Dialed { to, conn, stream } => {
+                if let Some(stream) = stream {
+                    self.to_adopt.push((to, conn, stream));
+                } else if let Some(links) = &mut self.links {
+                    if let Some(peer) = links.dialed(ops, to, conn, None) {
+                        self.input(Input::PeerDisconnected { peer });
+                    }
+                }
+            }
+            LoopMsg::Job(done) => self.job_done(done),
+            LoopMsg::SnapshotRead => {}
+        }
+    }
+
+    fn job_done(&mut self, done: JobDone) {
+        match done {
+            JobDone::Epoch {
+                kind,
+                epoch,
+                result,
+            } => match result {
+                Ok(()) => self.input(Input::EpochPersisted { kind, epoch }),
+                // Never acknowledged: the peer waits, and initLimit sends it back to the
+                // election, which retries.
+                Err(e) => eprintln!("ringkeeper: cannot persist the {kind:?} epoch {epoch}: {e}"),
+            },
+            JobDone::Truncated { to, result } => {
+                let Some(l) = &mut self.log else { return };
+                l.barrier = false;
+                match result {
+                    Ok((tree, pos)) => {
+                        match LogWriter::open(l.setup.log.clone(), l.setup.disk.clone(), pos) {
+                            Ok(w) => l.writer = w,
+                            Err(e) => {
+                                eprintln!("ringkeeper: FATAL: reopening the log after TRUNC: {e}; stopping");
+                                std::process::exit(3);
+                            }
+                        }
+                        self.input(Input::Truncated { to, tree });
+                    }
+                    Err(e) => {
+                        // The log's files may be half cut: nothing can be trusted until a
+                        // restart recovers from them.
+                        eprintln!("ringkeeper: FATAL: {e}; stopping");
+                        std::process::exit(3);
+                    }
+                }
+            }
+            JobDone::Installed { zxid, result } => {
+                let Some(l) = &mut self.log else { return };
+                l.barrier = false;
+                match result {
+                    Ok(tree) => {
+                        let pos = LogPosition {
+                            last_zxid: zxid,
+                            tail: None,
+                        };
+                        match LogWriter::open(l.setup.log.clone(), l.setup.disk.clone(), pos) {
+                            Ok(w) => l.writer = w,
+                            Err(e) => {
+                                eprintln!("ringkeeper: FATAL: reopening the log after SNAP: {e}; stopping");
+                                std::process::exit(3);
+                            }
+                        }
+                        self.input(Input::SnapshotInstalled { zxid, tree });
+                    }
+                    Err(error) => self.input(Input::SnapshotInstallFailed { zxid, error }),
+                }
+            }
+            JobDone::Purged(line) => eprintln!("ringkeeper: {line}"),
+        }
+    }
+
+    /// A dialled connection adopted onto the ring (or why it could not be).
+    fn adopted(&mut self, ops: &mut Ops, to: ServerId, conn: u64, r: std::io::Result<Token>) {
+        if let Some(links) = &mut self.links {
+            if let Some(peer) = links.dialed(ops, to, conn, Some(r)) {
+                self.input(Input::PeerDisconnected { peer });
+            }
+        }
+    }
+
+    /// Gives the core the pass's time, once per pass.
+    fn ensure_time(&mut self) {
+        if !self.timed {
+            self.timed = true;
+            let (now_ms, wall_ms) = (self.now_ms(), wall_ms());
+            self.seq.step(Input::Time { now_ms, wall_ms });
+        }
+    }
+
+    /// The end of a loop pass (see the module header).
+    fn end_pass(&mut self, ops: &mut Ops) {
+        self.shard.flush(&mut OpsNet(ops));
+        for round in 0..MAX_ROUNDS {
+            // Requests from every shard, as many as the core takes.
+            for i in 0..self.to_core.len() {
+                let room = self.seq.room();
+                if room == 0 {
+                    break;
+                }
+                let mut batch = std::mem::take(&mut self.batch);
+                self.to_core[i].drain_up_to(room, &mut batch);
+                if !batch.is_empty() {
+                    let now = Instant::now();
+                    let state = self.state.clone();
+                    let m = &state.seq.metrics;
+                    for msg in &batch {
+                        if let ToSeq::Request { origin, .. } = msg {
+                            m.queued
+                                .record(now.saturating_duration_since(origin.received));
+                        }
+                    }
+                    let n = batch
+                        .iter()
+                        .filter(|m| matches!(m, ToSeq::Request { .. }))
+                        .count() as u64;
+                    for msg in batch.drain(..) {
+                        self.input(Input::Shard(msg));
+                    }
+                    if n > 0 {
+                        m.sequenced.record_n(now.elapsed() / n as u32, n);
+                    }
+                }
+                self.batch = batch;
+            }
+            for ev in std::mem::take(&mut self.log_events) {
+                self.log_event(ev);
+            }
+            // Even with nothing in, the clock moves the core (expiry, ticks).
+            self.ensure_time();
+            self.seq.end_pass();
+            let mut outs = std::mem::take(&mut self.outputs);
+            self.seq.take_outputs(&mut outs);
+            let quiet = outs.is_empty();
+            for o in outs.drain(..) {
+                self.execute(ops, o);
+            }
+            self.outputs = outs;
+            self.pump_log(ops);
+            if quiet && self.log_events.is_empty() {
+                break;
+            }
+            assert!(
+                round + 1 < MAX_ROUNDS,
+                "the core's outputs keep feeding it inputs"
+            );
+        }
+        if let Some(links) = &mut self.links {
+            links.pump_all(ops);
+        }
+        self.timed = false;
+        self.state
+            .seq
+            .sessions
+            .store(self.seq.session_count() as i64, Ordering::Relaxed);
+    }
+}
+
+impl Handler for CoreLoop {
+    fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, l: ListenerId) {
+        if l == self.client_listener {
+            if !self
+                .shard
+                .accepted(token.as_u64() as usize, peer, self.max_conns_per_ip)
+            {
+                ops.abort(token);
+            }
+            return;
+        }
+        match &mut self.links {
+            Some(links) if l == links.listener => links.accepted(token),
+            _ => ops.abort(token),
+        }
+    }
+
+    fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]) {
+        let Some(links) = self.links.as_mut().filter(|l| l.is_link(token)) else {
+            self.shard
+                .data(&mut OpsNet(ops), token.as_u64() as usize, data);
+            return;
+        };
+        let mut msgs = Vec::new();
+        let ok = links.data(token, data, &mut msgs);
+        for (from, msg) in msgs {
+            let links = self.links.as_mut().expect("links");
+            if links.admit(ops, token, from, &msg) {
+                self.input(Input::PeerMessage { from, msg });
+            }
+        }
+        if !ok {
+            ops.close(token);
+        }
+    }
+
+    fn on_closed(&mut self, _ops: &mut Ops, token: Token, _reason: CloseReason) {
+        if let Some(links) = self.links.as_mut().filter(|l| l.is_link(token)) {
+            if let Some(peer) = links.closed(token) {
+                self.input(Input::PeerDisconnected { peer });
+            }
+            return;
+        }
+        self.shard.closed(token.as_u64() as usize);
+    }
+
+    fn on_end_of_stream(&mut self, _ops: &mut Ops, token: Token) -> bool {
+        if self.links.as_ref().is_some_and(|l| l.is_link(token)) {
+            return true;
+        }
+        self.shard.end_of_stream(token.as_u64() as usize)
+    }
+
+    fn on_wake(&mut self, ops: &mut Ops) {
+        if self.stop.load(Ordering::Acquire) {
+            ops.stop();
+            return;
+        }
+        let mut msgs = std::mem::take(&mut self.inbox_buf);
+        self.inbox.drain_into(&mut msgs);
+        for m in msgs.drain(..) {
+            self.loop_msg(ops, m);
+        }
+        self.inbox_buf = msgs;
+        self.shard.wake(&mut OpsNet(ops));
+    }
+
+    fn on_file(&mut self, _ops: &mut Ops, tag: u64, result: i32) {
+        let Some(l) = &mut self.log else {
+            panic!("a file completion without a log");
+        };
+        let (id, is_sync) = (tag & !io::SYNC_TAG, tag & io::SYNC_TAG != 0);
+        let f = l
+            .inflight
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("completion of unknown log write {id}"));
+        if is_sync {
+            f.sync = Some(result);
+        } else {
+            f.write = Some(result);
+        }
+        let (Some(w), Some(s)) = (f.write, f.sync) else {
+            return;
+        };
+        let f = l.inflight.remove(&id).expect("present");
+        let len = f.req.buf.len();
+        let r =
+            file_result(w, len, "log write").and_then(|()| file_result(s, len, "log fdatasync"));
+        let mut events = Vec::new();
+        l.writer.completed(id, r, f.req.buf, &mut events);
+        for ev in events {
+            self.log_event(ev);
+        }
+    }
+
+    fn on_tick(&mut self, _ops: &mut Ops) {
+        self.shard.tick();
+        // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
+        let offset = wall_ms() - self.now_ms();
+        *self.state.seq.expiry.lock().expect("expiry poisoned") = self
+            .seq
+            .expiry()
+            .into_iter()
+            .map(|(at, ids)| (at + offset, ids))
+            .collect();
+    }
+}
+
+/// The addresses the core loop bound: clients, and the quorum and election ports of an
+/// ensemble member.
+pub type Bound = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+
+/// Starts the core loop on the calling thread's ring (shard 0's thread). Reports the
+/// bound client address (or the error) on `ready` first, then runs until `stop`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    shard: Shard,
+    setup: CoreSetup,
+    dcfg: super::driver::DriverConfig,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<std::io::Result<Bound>>,
+) {
+    let tick = (setup.tick_ms / crate::sequencer::PEER_TICKS_PER_TICK).clamp(10, 1000);
+    let rcfg = io::Config {
+        tick: Some(Duration::from_millis(tick as u64)),
+        max_connections: dcfg.max_conns,
+        ..io::Config::default()
+    };
+    let fail = |ready: &mpsc::Sender<_>, e: std::io::Error| {
+        let _ = ready.send(Err(e));
+    };
+    let mut reactor = match Reactor::new(rcfg) {
+        Ok(r) => r,
+        Err(e) => return fail(&ready, std::io::Error::other(e.to_string())),
+    };
+    let (client_listener, addr) = match reactor.listen(dcfg.addr, io::LISTEN_BACKLOG) {
+        Ok(x) => x,
+        Err(e) => {
+            return fail(
+                &ready,
+                std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", dcfg.addr)),
+            )
+        }
+    };
+    let _ = setup.wakers[0].0.set(Box::new(reactor.waker()));
+    let worker = match Worker::start(setup.storage.clone(), setup.inbox.clone()) {
+        Ok(w) => w,
+        Err(e) => return fail(&ready, e),
+    };
+    // The log writer on this ring, and the snapshotter.
+    let (log, snapshotter) = match &setup.storage {
+        None => (None, None),
+        Some(st) => {
+            let writer = match LogWriter::open(st.log.clone(), st.disk.clone(), st.position) {
+                Ok(w) => w,
+                Err(e) => return fail(&ready, e),
+            };
+            let inbox = setup.inbox.clone();
+            let snapshotter = match Snapshotter::start_notifying(
+                st.disk.clone(),
+                st.data_dir.clone(),
+                Box::new(move |zxid| inbox.push_unbounded(LoopMsg::SnapshotDurable(zxid))),
+            ) {
+                Ok(s) => s,
+                Err(e) => return fail(&ready, e),
+            };
+            (
+                Some(LogSide {
+                    writer,
+                    setup: st.clone(),
+                    inflight: HashMap::new(),
+                    queue: VecDeque::new(),
+                    barrier: false,
+                }),
+                Some(snapshotter),
+            )
+        }
+    };
+    // Quorum and election ports.
+    let mut links = None;
+    let mut election_handle = None;
+    let mut bound_quorum = None;
+    if let Some(ens) = &setup.ensemble {
+        let me = ens
+            .members
+            .get(&ens.my_id)
+            .expect("myid is a member")
+            .clone();
+        let (lid, qaddr) = match reactor.listen(me.quorum, 128) {
+            Ok(x) => x,
+            Err(e) => {
+                return fail(
+                    &ready,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on the quorum port {}: {e}", me.quorum),
+                    ),
+                )
+            }
+        };
+        bound_quorum = Some(qaddr);
+        let peers: BTreeMap<ServerId, SocketAddr> = ens
+            .members
+            .iter()
+            .filter(|(id, _)| **id != ens.my_id)
+            .map(|(id, m)| (*id, m.election))
+            .collect();
+        let inbox = setup.inbox.clone();
+        match election::start(
+            ens.my_id,
+            ens.ensemble.clone(),
+            me.election,
+            peers,
+            move |e: election::Elected| inbox.push_unbounded(LoopMsg::Elected(e.leader)),
+        ) {
+            Ok(h) => election_handle = Some(h),
+            Err(e) => return fail(&ready, e),
+        }
+        let (disk, snap_dir) = match &setup.storage {
+            Some(st) => (st.disk.clone(), st.data_dir.clone()),
+            None => (
+                Arc::new(crate::storage::OsDisk) as Arc<dyn Disk>,
+                std::env::temp_dir(),
+            ),
+        };
+        links = Some(Links {
+            my_id: ens.my_id,
+            members: ens.members.clone(),
+            listener: lid,
+            snap_dir,
+            disk,
+            next_conn: 1,
+            by_token: HashMap::new(),
+            current: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            info_conns: BTreeMap::new(),
+            last_propose: None,
+        });
+    }
+    let election_addr = election_handle.as_ref().map(|h| h.local_addr);
+    let _ = ready.send(Ok((addr, bound_quorum, election_addr)));
+    let mut h = CoreLoop {
+        shard,
+        seq: setup.seq,
+        log,
+        links,
+        client_listener,
+        to_core: setup.to_core,
+        to_shards: setup.to_shards,
+        signals: setup.signals,
+        wakers: setup.wakers,
+        chain: setup.chain,
+        inbox: setup.inbox,
+        inbox_buf: Vec::new(),
+        batch: Vec::new(),
+        outputs: Vec::new(),
+        state: setup.state,
+        snapshotter,
+        election: election_handle,
+        worker,
+        stop,
+        max_conns_per_ip: dcfg.max_conns_per_ip,
+        started: setup.started,
+        timed: false,
+        to_adopt: Vec::new(),
+        log_events: Vec::new(),
+        snapshot_offered: 0,
+        appends: VecDeque::new(),
+    };
+    let (mut reported, mut last_report) = (0u64, None::<Instant>);
+    loop {
+        match reactor.run_once(&mut h) {
+            Ok(Status::Running) => {}
+            Ok(Status::Stopped) => break,
+            Err(e) => {
+                eprintln!("ringkeeper: core loop failed: {e}");
+                break;
+            }
+        }
+        for (to, conn, stream) in std::mem::take(&mut h.to_adopt) {
+            let r = reactor.adopt(stream);
+            h.adopted(reactor.ops(), to, conn, r);
+        }
+        h.end_pass(reactor.ops());
+        if h.stop.load(Ordering::Acquire) {
+            break;
+        }
+        let refused = reactor.refused();
+        if refused > reported && last_report.is_none_or(|t| t.elapsed() >= REFUSED_REPORT_INTERVAL)
+        {
+            eprintln!(
+                "ringkeeper: refused {} connections: this shard holds at most {} (maxCnxns, or the default bound)",
+                refused - reported,
+                dcfg.max_conns
+            );
+            (reported, last_report) = (refused, Some(Instant::now()));
+        }
+    }
+    // Log writes in flight finish before their buffers go: the ring waits for them
+    // (bounded), and if the kernel still holds any, their buffers are leaked rather
+    // than freed under it.
+    reactor.wait_files(&mut h, Duration::from_secs(5));
+    if reactor.ops().files_inflight() > 0 {
+        if let Some(l) = h.log.as_mut() {
+            for (_, f) in l.inflight.drain() {
+                std::mem::forget(f);
+            }
+        }
+    }
+    drop(reactor);
+    if let Some(s) = h.snapshotter.take() {
+        s.shutdown();
+    }
+}
