@@ -117,6 +117,21 @@ pub struct EnsembleConfig {
     pub loaded_snapshot: Option<i64>,
 }
 
+/// Deliberately broken behaviours of the core, for proving that the server simulator
+/// (`tests/server_sim.rs`) catches them. Never set outside tests; every field defaults
+/// to correct behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Broken {
+    /// A learner answers a forwarded write as done when it forwards it, before the
+    /// leader committed it.
+    pub answer_forward_early: bool,
+    /// A learner expires sessions by its own clock and tells the leader to close them
+    /// (it hears only its own clients, so it expires sessions alive elsewhere).
+    pub learner_expires_sessions: bool,
+    /// A learner answers a sync at once, without waiting to reach the leader's zxid.
+    pub sync_answered_early: bool,
+}
+
 /// Settings of the core.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -137,6 +152,7 @@ pub struct CoreConfig {
     pub ensemble: Option<EnsembleConfig>,
     /// See [`MAX_INFLIGHT`].
     pub max_inflight: usize,
+    pub broken: Broken,
 }
 
 /// What this server is doing.
@@ -687,6 +703,24 @@ impl Sequencer {
             self.expire();
             self.next_tick_ms = now_ms + self.cfg.tick_ms;
         }
+        if self.cfg.broken.learner_expires_sessions
+            && self.role == Role::Learner
+            && now_ms >= self.next_tick_ms
+        {
+            self.next_tick_ms = now_ms + self.cfg.tick_ms;
+            for id in self.sessions.expire(now_ms) {
+                let e = self.ens.as_mut().expect("learner has a peer");
+                e.fwd_out.push(
+                    Fwd::Request {
+                        session_id: id,
+                        xid: 0,
+                        ids: Vec::new(),
+                        req: Request::CloseSession,
+                    }
+                    .encode(),
+                );
+            }
+        }
         if now_ms >= self.next_reap_ms && writable {
             self.reap();
             self.next_reap_ms = now_ms + self.cfg.container_check_interval_ms;
@@ -980,7 +1014,10 @@ impl Sequencer {
                     return;
                 }
                 let id = req.session_id;
-                if !password_ok(&req) || self.tree.session_timeout(id).is_none() {
+                // The leader owns session liveness: a session this server has not
+                // applied yet (made on another server a moment ago) is asked about like
+                // any other. Only a wrong password is answered here.
+                if !password_ok(&req) {
                     self.entries.push(Entry::Connect {
                         conn,
                         outcome: ConnectOutcome::Expired,
@@ -1008,6 +1045,33 @@ impl Sequencer {
                     Request::Sync(s) => Some(s.path.clone()),
                     _ => None,
                 };
+                if let (true, Some(path)) = (self.cfg.broken.sync_answered_early, &sync_path) {
+                    self.entries.push(Entry::Sync {
+                        origin,
+                        zxid: self.zxid,
+                        path: path.clone(),
+                    });
+                    return;
+                }
+                if self.cfg.broken.answer_forward_early && sync_path.is_none() {
+                    // Answered now; the forward below still makes its txn, unmatched.
+                    self.entries.push(Entry::Failed {
+                        origin,
+                        zxid: self.zxid,
+                        error: Code::Ok.into(),
+                    });
+                    let e = self.ens.as_mut().expect("learner has a peer");
+                    e.fwd_out.push(
+                        Fwd::Request {
+                            session_id,
+                            xid: origin.xid,
+                            ids: ids.to_vec(),
+                            req,
+                        }
+                        .encode(),
+                    );
+                    return;
+                }
                 let key = (session_id, origin.xid);
                 let e = self.ens.as_mut().expect("learner has a peer");
                 if e.forwarded.contains_key(&key) {
@@ -1026,12 +1090,18 @@ impl Sequencer {
                     .encode(),
                 );
             }
-            ToSeq::Touch(ids) => self
-                .ens
-                .as_mut()
-                .expect("learner has a peer")
-                .touched
-                .extend(ids),
+            ToSeq::Touch(ids) => {
+                if self.cfg.broken.learner_expires_sessions {
+                    for id in &ids {
+                        self.sessions.touch(*id, self.now_ms);
+                    }
+                }
+                self.ens
+                    .as_mut()
+                    .expect("learner has a peer")
+                    .touched
+                    .extend(ids)
+            }
             ToSeq::Detached { .. } => {}
         }
     }
@@ -1411,8 +1481,7 @@ impl Sequencer {
         }
         if self.failed_until.is_none() {
             self.failed_until = Some(self.appended_zxid);
-            let durable = self.durable_zxid;
-            self.abandon_unsafe(durable, Code::SystemError);
+            self.abandon_unsafe(Code::SystemError);
         }
         if self.failed_until.is_some_and(|until| last >= until) {
             // Every batch sent before the failure is accounted for: the next write tries
@@ -1421,63 +1490,51 @@ impl Sequencer {
         }
     }
 
-    /// Publishes everything safe, answers every pending txn above `safe` with `code`
-    /// (connects are refused), and rolls the speculative tree back to the last
-    /// published root.
-    fn abandon_unsafe(&mut self, safe: i64, code: Code) {
-        // What is safe is published first; the rest is answered on the last safe root.
+    /// Publishes everything safe, and answers every request of the
+    /// passes still pending, and of the current pass, with `code` (connects are
+    /// refused); the speculative tree rolls back to the last published root.
+    ///
+    /// Every request of an unsafe pass fails, not just its writes: a validation error
+    /// or a sync there was decided against a tree that held the unsafe txns, so its
+    /// answer (and its zxid) could show a client a state that is rolled back now. The
+    /// client retries, as after ZooKeeper's leader drops its connections.
+    fn abandon_unsafe(&mut self, code: Code) {
         self.publish_safe();
-        let mut converted = Vec::new();
-        let mut shards = 0;
-        for p in self.pending.drain(..) {
-            for e in p.entries {
-                let e = match e {
-                    Entry::Txn { txn, origin, .. } if txn.zxid > safe => match origin {
-                        None => continue,
-                        Some(o) if o.op == OpCode::CreateSession => Entry::Connect {
-                            conn: o.conn,
-                            outcome: ConnectOutcome::Refused,
-                        },
-                        Some(o) => Entry::Failed {
-                            origin: o,
-                            zxid: safe,
-                            error: code.into(),
-                        },
-                    },
-                    other => other,
-                };
-                shards |= match &e {
-                    Entry::Txn { origin, .. } => origin.map_or(0, |o| bit(o.conn.shard)),
-                    Entry::Failed { origin, .. } | Entry::Sync { origin, .. } => {
-                        bit(origin.conn.shard)
-                    }
-                    Entry::Connect { conn, .. } => bit(conn.shard),
-                };
-                converted.push(e);
-            }
-        }
-        self.pass_txns.clear();
-        self.tree = self.committed.0.clone();
-        self.zxid = self.committed.1;
-        for e in self.entries.drain(..) {
-            converted.push(match e {
+        let at = self.committed.1;
+        let fail = |e: Entry| -> Option<Entry> {
+            match e {
+                Entry::Txn { origin: None, .. } => None,
                 Entry::Txn {
                     origin: Some(o), ..
-                } if o.op == OpCode::CreateSession => Entry::Connect {
+                } if o.op == OpCode::CreateSession => Some(Entry::Connect {
                     conn: o.conn,
                     outcome: ConnectOutcome::Refused,
-                },
+                }),
                 Entry::Txn {
-                    origin: Some(o), ..
-                } => Entry::Failed {
-                    origin: o,
-                    zxid: self.zxid,
+                    origin: Some(origin),
+                    ..
+                }
+                | Entry::Failed { origin, .. }
+                | Entry::Sync { origin, .. } => Some(Entry::Failed {
+                    origin,
+                    zxid: at,
                     error: code.into(),
-                },
-                Entry::Txn { origin: None, .. } => continue,
-                other => other,
-            });
+                }),
+                Entry::Connect { conn, .. } => Some(Entry::Connect {
+                    conn,
+                    outcome: ConnectOutcome::Refused,
+                }),
+            }
+        };
+        let mut converted = Vec::new();
+        for p in self.pending.drain(..) {
+            converted.extend(p.entries.into_iter().filter_map(fail));
         }
+        converted.extend(self.entries.drain(..).filter_map(fail));
+        self.pass_txns.clear();
+        self.tree = self.committed.0.clone();
+        self.zxid = at;
+        let mut shards = 0;
         for e in &converted {
             shards |= match e {
                 Entry::Failed { origin, .. } | Entry::Sync { origin, .. } => bit(origin.conn.shard),
@@ -1487,7 +1544,7 @@ impl Sequencer {
         }
         if !converted.is_empty() {
             self.pending.push_back(Pending {
-                last_zxid: self.zxid,
+                last_zxid: at,
                 entries: converted,
                 root: self.tree.clone(),
                 writes: 0,
@@ -1712,8 +1769,11 @@ impl Sequencer {
             self.sessions.remove(txn.session_id);
             self.owners.remove(&txn.session_id);
         }
-        if let TxnOp::CreateSession { .. } = txn.op {
+        if let TxnOp::CreateSession { timeout_ms } = txn.op {
             self.sessions.observe_id(txn.session_id);
+            if self.cfg.broken.learner_expires_sessions {
+                self.sessions.add(txn.session_id, timeout_ms, self.now_ms);
+            }
         }
         let entry = self.learner_entry(txn, applied);
         self.entries.push(entry);
@@ -1731,8 +1791,18 @@ impl Sequencer {
         );
         e.quorum_committed = self.zxid;
         self.role = Role::Leader;
-        // Sessions created through other leaders are tracked from now, with a full
-        // timeout, as ZooKeeper's new leader does.
+        // Every session is tracked from now, with a full timeout, as ZooKeeper's new
+        // leader does: whatever this server's tracker held (from its start, or an
+        // earlier leadership) says nothing of the touches other leaders saw since.
+        let tracked: Vec<i64> = self
+            .sessions
+            .by_expiry()
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .collect();
+        for id in tracked {
+            self.sessions.remove(id);
+        }
         self.rebuild_sessions();
         self.out.push(Output::Established { epoch });
         self.out.push(Output::Mode(Mode::Leader));
@@ -1748,8 +1818,7 @@ impl Sequencer {
             // Answers of txns not yet committed by a quorum: CONNECTIONLOSS (they may
             // still commit under the next leader, as in ZooKeeper, where a client
             // cannot know either), and the tree falls back to the committed one.
-            let safe = self.ens.as_ref().map_or(0, |e| e.quorum_committed);
-            self.abandon_unsafe(safe, Code::ConnectionLoss);
+            self.abandon_unsafe(Code::ConnectionLoss);
         }
         self.fail_forwarded();
         let e = self.ens.as_mut().expect("ensemble");

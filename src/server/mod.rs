@@ -70,6 +70,7 @@ impl ServerConfig {
                 snapshots: None,
                 ensemble: None,
                 max_inflight: crate::sequencer::MAX_INFLIGHT,
+                broken: Default::default(),
             },
             storage: None,
             ensemble: None,

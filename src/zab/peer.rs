@@ -345,6 +345,26 @@ impl Log {
     }
 }
 
+/// Whether `next` may directly follow `prev` in a history: the next counter of the same
+/// epoch, or the first zxid of a later epoch (counters restart at 1 in a new epoch).
+pub fn follows(prev: Zxid, next: Zxid) -> bool {
+    next == prev + 1 || (epoch_of(next) > epoch_of(prev) && counter_of(next) == 1)
+}
+
+/// What is wrong with appending `txns` after `last`, if anything: every txn must follow
+/// the one before it. A leader sends its log in order over an ordered link, so a gap or
+/// a repeat is a lying (or broken) leader, never something to log.
+fn gap(last: Zxid, txns: &[Txn]) -> Option<String> {
+    let mut prev = last;
+    for t in txns {
+        if !follows(prev, t.zxid) {
+            return Some(format!("{:#x} does not follow {prev:#x}", t.zxid));
+        }
+        prev = t.zxid;
+    }
+    None
+}
+
 /// Where a learner stands, seen from the leader. Order matters: later stages compare
 /// greater.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -1433,8 +1453,8 @@ impl Peer {
                 self.try_ack_newleader(out);
             }
             Msg::Propose { txns } if stage >= FStage::AwaitNewLeaderDurable && !f.observer => {
-                if txns.first().is_some_and(|t| t.zxid <= self.log.last()) {
-                    self.protocol_error(from, "PROPOSAL not after the log".into(), out);
+                if let Some(what) = gap(self.log.last(), &txns) {
+                    self.protocol_error(from, format!("PROPOSAL {what}"), out);
                     return;
                 }
                 self.log.append(txns, out);
@@ -1510,8 +1530,8 @@ impl Peer {
                 self.commit = zxid;
             }
         }
-        if txns.first().is_some_and(|t| t.zxid <= self.log.last()) {
-            self.protocol_error(from, "sync txns not after the log".into(), out);
+        if let Some(what) = gap(self.log.last(), &txns) {
+            self.protocol_error(from, format!("sync txns {what}"), out);
             return;
         }
         self.log.append(txns, out);
