@@ -97,6 +97,32 @@ pub enum DataAction {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+    /// Imports Apache ZooKeeper's dataDir SRC (its version-2 files) into a new
+    /// RingKeeper data directory DST; SRC is only read.
+    ImportZookeeper {
+        /// ZooKeeper's dataDir (or its version-2 directory).
+        src: PathBuf,
+        /// The RingKeeper data directory to create (must not exist, or be empty).
+        dst: PathBuf,
+        /// ZooKeeper's dataLogDir, when its logs are kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+        /// Replay logs that have no snapshot from an empty tree (a ZooKeeper 3.4
+        /// directory before its first snapshot), as zookeeper.snapshot.trust.empty.
+        #[arg(long)]
+        trust_empty_snapshot: bool,
+    },
+    /// Writes RingKeeper's data directory SRC (of a stopped server) as a ZooKeeper
+    /// dataDir DST: a version-2 snapshot and the epoch files.
+    ExportZookeeper {
+        /// RingKeeper's dataDir.
+        src: PathBuf,
+        /// The ZooKeeper dataDir to create (must not exist, or be empty).
+        dst: PathBuf,
+        /// RingKeeper's dataLogDir, when the log is kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -17,3 +17,4 @@ pub mod tree;
 pub mod txn;
 pub mod watch;
 pub mod zab;
+pub mod zkfiles;

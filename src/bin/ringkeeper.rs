@@ -195,6 +195,15 @@ fn data_command(action: &cli::DataAction) -> ExitCode {
         cli::DataAction::Check { dir, log_dir } | cli::DataAction::Dump { dir, log_dir } => {
             log_dir.as_ref().unwrap_or(dir)
         }
+        cli::DataAction::ImportZookeeper {
+            src,
+            dst,
+            log_dir,
+            trust_empty_snapshot,
+        } => return import_zookeeper(src, log_dir.as_deref(), dst, *trust_empty_snapshot),
+        cli::DataAction::ExportZookeeper { src, dst, log_dir } => {
+            return export_zookeeper(src, log_dir.as_deref(), dst)
+        }
     };
     let mut source = match ReaderSource::open(Arc::new(OsDisk), log_dir) {
         Ok(s) => s,
@@ -229,6 +238,75 @@ fn data_command(action: &cli::DataAction) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        cli::DataAction::ImportZookeeper { .. } | cli::DataAction::ExportZookeeper { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// `ringkeeper data import-zookeeper SRC DST`.
+fn import_zookeeper(
+    src: &std::path::Path,
+    src_log: Option<&std::path::Path>,
+    dst: &std::path::Path,
+    trust_empty_snapshot: bool,
+) -> ExitCode {
+    use ringkeeper::zkfiles::import;
+    let started = std::time::Instant::now();
+    let opts = import::Options {
+        trust_empty_snapshot,
+    };
+    match import::import_offline(src, src_log, dst, opts) {
+        Ok(imp) => {
+            for n in &imp.notes {
+                eprintln!("ringkeeper: import: {n}");
+            }
+            println!(
+                "imported {} into {} in {:.3} s: {}",
+                src.display(),
+                dst.display(),
+                started.elapsed().as_secs_f64(),
+                imp.summary()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot import ZooKeeper data, nothing written: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ringkeeper data export-zookeeper SRC DST`.
+fn export_zookeeper(
+    src: &std::path::Path,
+    src_log: Option<&std::path::Path>,
+    dst: &std::path::Path,
+) -> ExitCode {
+    let started = std::time::Instant::now();
+    match ringkeeper::zkfiles::export::export_offline(src, src_log, dst) {
+        Ok(x) => {
+            println!(
+                "exported {} to {} in {:.3} s: {} znodes, {} sessions through zxid {:#x} in {} \
+                 ({} bytes, ZooKeeper digest {}), acceptedEpoch {}, currentEpoch {}",
+                src.display(),
+                dst.display(),
+                started.elapsed().as_secs_f64(),
+                x.written.nodes,
+                x.written.sessions,
+                x.zxid,
+                x.snapshot.display(),
+                x.written.bytes,
+                x.written.digest,
+                x.accepted_epoch,
+                x.current_epoch
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot export, nothing written: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -292,6 +370,50 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let mut sc = sc;
+    // A ZooKeeper dataDir with no RingKeeper data yet: import it first.
+    let trust_empty = cfg
+        .system_properties
+        .get("zookeeper.snapshot.trust.empty")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    {
+        use ringkeeper::zkfiles::import::{self, AtStart};
+        let opts = import::Options {
+            trust_empty_snapshot: trust_empty,
+        };
+        let zk = import::ZkDirs::of(&cfg.data_dir, &cfg.data_log_dir);
+        if zk.has_zookeeper_data()
+            && !import::has_ringkeeper_data(&cfg.data_dir, &cfg.data_log_dir).unwrap_or(true)
+        {
+            eprintln!(
+                "ringkeeper: {} holds Apache ZooKeeper's data and no RingKeeper data: importing \
+                 it into RingKeeper's format in {} (the ZooKeeper files are only read, and left \
+                 as they are)",
+                zk.snap_dir.display(),
+                cfg.data_dir.display()
+            );
+        }
+        match import::import_at_start(&cfg.data_dir, &cfg.data_log_dir, opts) {
+            Ok(AtStart::Nothing) => {}
+            Ok(AtStart::Stale(msg)) => eprintln!("ringkeeper: WARNING: {msg}"),
+            Ok(AtStart::Imported {
+                summary,
+                notes,
+                seconds,
+            }) => {
+                for n in notes {
+                    eprintln!("ringkeeper: import: {n}");
+                }
+                eprintln!("ringkeeper: imported ZooKeeper's data in {seconds:.3} s: {summary}");
+            }
+            Err(e) => {
+                eprintln!(
+                    "ringkeeper: cannot import the ZooKeeper data, refusing to start (nothing was \
+                     written): {e}"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
     let started = std::time::Instant::now();
     let opened =
         match ringkeeper::storage::open::open(Arc::new(OsDisk), &cfg.data_dir, &cfg.data_log_dir) {
