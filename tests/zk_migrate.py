@@ -142,7 +142,7 @@ for i in range(ops):
         zk.create(p, bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40))))
         live.append(p)
     elif r < 0.45:
-        zk.set_data(rng.choice(live), str(i).encode())
+        zk.set(rng.choice(live), str(i).encode())
     elif r < 0.52:
         p = live.pop(rng.randrange(len(live)))
         zk.delete(p)
@@ -151,9 +151,12 @@ for i in range(ops):
     elif r < 0.70:
         last_seq = zk.create("/seq/item-", b"s", sequence=True)
     elif r < 0.80:
-        p = zk.create("/mixed/m-", b"m", sequence=rng.random() < 0.5) if rng.random() < 0.7 \
-            else None
-        if p is None:
+        x = rng.random()
+        if x < 0.35:
+            zk.create("/mixed/m-", b"m", sequence=True)
+        elif x < 0.7:
+            zk.create(f"/mixed/p{i}", b"p")
+        else:
             kids = zk.get_children("/mixed")
             if kids:
                 zk.delete("/mixed/" + rng.choice(kids))
@@ -329,6 +332,11 @@ def check_sequential(hosts, want_dump, info):
         zk.close()
 
 
+def rk_server(binary, workdir, port, **kw):
+    os.makedirs(workdir, exist_ok=True)
+    return rkharness.Server(binary, workdir, port, **kw)
+
+
 def run(cmd, **kw):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
     return r.returncode, r.stdout + r.stderr
@@ -363,9 +371,8 @@ def standalone(binary, tmp):
             assert "all equal" in out, out
         else:
             rk_dir = src  # RingKeeper on ZooKeeper's own dataDir: imported at start.
-        server = rkharness.Server(binary, os.path.join(work, "rk"), rport, data_dir=rk_dir,
+        server = rk_server(binary, os.path.join(work, "rk"), rport, data_dir=rk_dir,
                                   cfg_lines=["extendedTypesEnabled=true"])
-        os.makedirs(server.workdir, exist_ok=True)
         server.start()
         try:
             if rk_dir == src:
@@ -483,7 +490,7 @@ def bad(binary, tmp):
     expect_refusal(binary, d, [newest, f"at byte {off}", "Adler-32"], tmp, "adler")
     # ... and a server started on it refuses to start and writes nothing.
     before = tree_hash(d)
-    server = rkharness.Server(binary, os.path.join(tmp, "adler", "rk"), rport, data_dir=d)
+    server = rk_server(binary, os.path.join(tmp, "adler", "rk"), rport, data_dir=d)
     server.launch()
     server.proc.wait(timeout=60)
     assert server.proc.returncode != 0, "server started on a corrupt log"
@@ -503,7 +510,7 @@ def bad(binary, tmp):
     code, out = run([binary, "data", "import-zookeeper", d, dst])
     assert code == 0, out
     assert p in out and "truncated" in out, out
-    server = rkharness.Server(binary, os.path.join(tmp, "trunc-newest", "srv"), rport,
+    server = rk_server(binary, os.path.join(tmp, "trunc-newest", "srv"), rport,
                               data_dir=dst)
     server.start()
     try:
@@ -557,7 +564,7 @@ def bad(binary, tmp):
     dst = os.path.join(tmp, "zk34", "rk")
     code, out = run([binary, "data", "import-zookeeper", "--trust-empty-snapshot", d, dst])
     assert code == 0, out
-    server = rkharness.Server(binary, os.path.join(tmp, "zk34", "srv"), rport, data_dir=dst)
+    server = rk_server(binary, os.path.join(tmp, "zk34", "srv"), rport, data_dir=dst)
     server.start()
     try:
         same_tree(want, dump(f"127.0.0.1:{rport}"), "3.4 layout replayed from the empty tree")
@@ -586,7 +593,7 @@ def ensemble(binary, tmp):
         assert "all equal" in out, out
         with open(os.path.join(dst, "myid")) as f:
             assert f.read().strip() == str(i)
-        s = rkharness.Server(binary, os.path.join(tmp, f"rk{i}"), cports[i - 1], data_dir=dst,
+        s = rk_server(binary, os.path.join(tmp, f"rk{i}"), cports[i - 1], data_dir=dst,
                              cfg_lines=["initLimit=10", "syncLimit=5",
                                         "extendedTypesEnabled=true"] + lines)
         servers.append(s)
