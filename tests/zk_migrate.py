@@ -572,13 +572,33 @@ def bad(binary, tmp):
         server.stop()
 
 
+def free_ensemble_base():
+    """A base for scripts/apache-zk.sh start-ensemble: ports base+1..+3 (clients),
+    +101..+103 and +201..+203 (quorum, election) all free now, below the kernel's
+    ephemeral range."""
+    import socket
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 29000)
+        socks = []
+        try:
+            for off in (1, 2, 3, 101, 102, 103, 201, 202, 203):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range for the ensemble")
+
+
 def ensemble(binary, tmp):
     work = os.path.join(tmp, "zk")
     os.makedirs(work)
-    base = rkharness.free_ports(1)[0]
-    # Ports base+1..+3 (clients), +101..+103, +201..+203 must be free too: pick a base
-    # in a range the kernel does not hand out (below the ephemeral range).
-    base = 20000 + (base % 5000)
+    base = free_ensemble_base()
     zk, want, info = run_zk_load(work, base, [], seed=11, ops=800, ensemble=3)
     servers = []
     cports = rkharness.free_ports(3)

@@ -179,6 +179,12 @@ fn dec(r: &Reader<'_>, e: DecodeError, ctx: &str) -> SnapParseError {
         DecodeError::Truncated { what } => {
             format!("the snapshot ends inside {what} ({ctx}): it is truncated")
         }
+        DecodeError::BadLength { what, len } if len >= 0 && len as usize > r.remaining() => {
+            format!(
+                "{what} ({ctx}) has {len} bytes but only {} remain: the snapshot is truncated",
+                r.remaining()
+            )
+        }
         other => format!("{ctx}: {other}"),
     };
     err(r.position(), what)
