@@ -626,8 +626,19 @@ def ensemble(binary, tmp):
         modes = [s.mode() for s in servers]
         assert sorted(modes) == ["follower", "follower", "leader"], modes
         log(f"RingKeeper ensemble elected: {modes}")
-        for s in servers:
-            same_tree(want, dump(f"127.0.0.1:{s.port}"), f"RingKeeper server on {s.port}")
+        # /zookeeper/config is the one node ZooKeeper writes locally at each server's start
+        # (its dynamic config, with that server's own mtime): ZooKeeper's servers differ
+        # there, and RingKeeper imports it as its own fresh, replicated node. The rest
+        # must be ZooKeeper's tree, on every server, and the servers must agree on all.
+        dumps = [dump(f"127.0.0.1:{s.port}") for s in servers]
+        assert dumps[0] == dumps[1] == dumps[2], "RingKeeper's servers disagree"
+        assert dumps[0]["/zookeeper/config"] == {
+            "data": "", "acl": [(1, "world", "anyone")],
+            "stat": [0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0]}, dumps[0]["/zookeeper/config"]
+        for d in [want] + dumps:
+            del d["/zookeeper/config"]
+        for s, d in zip(servers, dumps):
+            same_tree(want, d, f"RingKeeper server on {s.port} (all but /zookeeper/config)")
         check_resume(",".join(f"127.0.0.1:{s.port}" for s in servers), info, want)
     finally:
         for s in servers:

@@ -324,6 +324,15 @@ pub fn read_zookeeper(dirs: &ZkDirs, opts: Options) -> Result<Imported, ZkFileEr
             removed.join(", ")
         ));
     }
+    if tree.reset_config_node() {
+        notes.push(
+            "/zookeeper/config is imported empty, as a fresh RingKeeper has it: ZooKeeper \
+             rewrites it at each server's start from that server's own configuration (its \
+             content differs between the servers of one ensemble), where RingKeeper replicates \
+             it like any node"
+                .to_string(),
+        );
+    }
     let digest = tree.report.clone();
     let data_tree = tree.to_data_tree().map_err(|e| {
         file_err(

@@ -578,6 +578,44 @@ impl ZkTree {
         removed
     }
 
+    /// Sets /zookeeper/config to what a fresh RingKeeper tree holds (empty data, zero
+    /// stats, READ for anyone, aversion -1), creating it if the snapshot lacks it (a 3.4
+    /// snapshot). ZooKeeper rewrites this node at each server's start from that server's
+    /// own configuration, so its content is local to a server (and differs between the
+    /// servers of one ensemble); RingKeeper replicates it as any node, so every server
+    /// must start with the same. Returns whether anything changed.
+    pub fn reset_config_node(&mut self) -> bool {
+        const CONFIG: &str = "/zookeeper/config";
+        if !self.nodes.contains_key("/zookeeper") {
+            return false;
+        }
+        let mut read = open_acl();
+        read[0].perms = crate::proto::perms::READ;
+        let acl = AclRef::List(self.intern(&read));
+        let fresh = ZkNode {
+            data: Some(Bytes::new()),
+            acl,
+            stat: StatPersisted {
+                aversion: -1,
+                ..StatPersisted::default()
+            },
+            children: HashSet::new(),
+        };
+        match self.nodes.get(CONFIG) {
+            Some(n) if n.data == fresh.data && n.acl == fresh.acl && n.stat == fresh.stat => false,
+            Some(n) if !n.children.is_empty() => false,
+            Some(_) => {
+                self.put(CONFIG, fresh);
+                true
+            }
+            None => {
+                self.insert_loaded(CONFIG, fresh)
+                    .expect("/zookeeper exists");
+                true
+            }
+        }
+    }
+
     // ----- conversion -----
 
     /// Every node reachable from the root through children (what ZooKeeper's next
