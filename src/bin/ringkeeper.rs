@@ -310,6 +310,165 @@ fn export_zookeeper(
     }
 }
 
+/// `ringkeeper backup ...` and `ringkeeper backup verify DIR`.
+fn backup_command(args: &cli::BackupArgs) -> ExitCode {
+    use ringkeeper::backup::{self, DirTarget};
+    if let Some(cli::BackupAction::Verify { dir }) = &args.action {
+        let target = match DirTarget::open(dir) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match backup::verify(&target, &std::env::temp_dir()) {
+            Ok(r) => {
+                print!("{}", r.text);
+                if r.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let (data_dir, log_dir) = match (&args.config, &args.data_dir) {
+        (Some(cfg), None) => match Config::load(cfg) {
+            Ok((c, _)) => (
+                c.data_dir.clone(),
+                args.log_dir.clone().unwrap_or(c.data_log_dir),
+            ),
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(d)) => (d.clone(), args.log_dir.clone().unwrap_or_else(|| d.clone())),
+        _ => {
+            eprintln!("ringkeeper: backup needs the server's zoo.cfg or --data-dir (one of them)");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(to) = &args.to else {
+        eprintln!("ringkeeper: backup needs --to DIR");
+        return ExitCode::from(2);
+    };
+    let target = match DirTarget::create(to) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringkeeper: {}: {e}", to.display());
+            return ExitCode::from(1);
+        }
+    };
+    let signals = block_signals();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !args.once {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sig = wait_for_signal(&signals);
+            eprintln!("ringkeeper: backup: signal {sig} received, stopping after this pass");
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+    }
+    eprintln!(
+        "ringkeeper: backup of {} (log {}) to {}",
+        data_dir.display(),
+        log_dir.display(),
+        to.display()
+    );
+    let mut last = None;
+    loop {
+        match backup::backup_pass(&data_dir, &log_dir, &target, &std::env::temp_dir()) {
+            Ok(r) => {
+                if r.snapshots_added + r.segments_added > 0 || last.is_none() {
+                    eprintln!(
+                        "ringkeeper: backup: +{} snapshots, +{} segments ({} bytes), through zxid {:#x}",
+                        r.snapshots_added, r.segments_added, r.bytes, r.last_zxid
+                    );
+                }
+                last = Some(r.last_zxid);
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: backup pass failed: {e}");
+                if args.once {
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        if args.once {
+            println!("{:#x}", last.unwrap_or(0));
+            return ExitCode::SUCCESS;
+        }
+        // Sleep in short steps so that a signal ends the loop promptly.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(args.interval_ms);
+        while std::time::Instant::now() < until {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return ExitCode::SUCCESS;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// `ringkeeper restore --from DIR (--to-zxid Z | --to-time T | --latest) DST`.
+fn restore_command(
+    from: &std::path::Path,
+    to_zxid: Option<i64>,
+    to_time: Option<&str>,
+    latest: bool,
+    dst: &std::path::Path,
+) -> ExitCode {
+    use ringkeeper::backup::{self, DirTarget, Point};
+    let point = match (to_zxid, to_time, latest) {
+        (Some(z), None, false) => Point::Zxid(z),
+        (None, Some(t), false) => match backup::parse_time(t) {
+            Ok(ms) => Point::Time(ms),
+            Err(e) => {
+                eprintln!("ringkeeper: --to-time {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None, true) => Point::Latest,
+        _ => {
+            eprintln!("ringkeeper: restore needs one of --to-zxid, --to-time, --latest");
+            return ExitCode::from(2);
+        }
+    };
+    let target = match DirTarget::open(from) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringkeeper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match backup::restore(&target, point, dst) {
+        Ok(r) => {
+            println!(
+                "restored zxid {:#x} into {} (snapshot {}, {} znodes, {} sessions, digest {})",
+                r.zxid,
+                dst.display(),
+                r.snapshot_zxid
+                    .map_or("none".to_string(), |z| format!("{z:#x}")),
+                r.znodes,
+                r.sessions,
+                r.digest as i64
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot restore, nothing written: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::parse_args();
     if let Some(Subcommand::CheckConfig { config }) = &cli.command {
@@ -329,6 +488,19 @@ fn main() -> ExitCode {
     }
     if let Some(Subcommand::Data { action }) = &cli.command {
         return data_command(action);
+    }
+    if let Some(Subcommand::Backup(args)) = &cli.command {
+        return backup_command(args);
+    }
+    if let Some(Subcommand::Restore {
+        from,
+        to_zxid,
+        to_time,
+        latest,
+        dst,
+    }) = &cli.command
+    {
+        return restore_command(from, *to_zxid, to_time.as_deref(), *latest, dst);
     }
     let (cfg, warnings) = match cli.to_config() {
         Ok(c) => c,
