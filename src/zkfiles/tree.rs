@@ -229,11 +229,8 @@ impl ZkTree {
     }
 
     fn index_ephemeral(&mut self, path: &str, owner: i64) {
-        match crate::tree::NodeKind::of_owner(owner) {
-            crate::tree::NodeKind::Ephemeral(s) => {
-                self.ephemerals.entry(s).or_default().insert(path.into());
-            }
-            _ => {}
+        if let crate::tree::NodeKind::Ephemeral(s) = crate::tree::NodeKind::of_owner(owner) {
+            self.ephemerals.entry(s).or_default().insert(path.into());
         }
     }
 

@@ -150,7 +150,7 @@ fn read_acl_vec(r: &mut Reader<'_>) -> Result<Vec<Acl>, DecodeError> {
 /// Reads the record of a top-level or multi op of type `kind`. `None` for a type this
 /// position does not allow.
 fn read_op(r: &mut Reader<'_>, kind: i32, in_multi: bool) -> Option<Result<ZkOp, DecodeError>> {
-    let res = (|| -> Option<Result<ZkOp, DecodeError>> {
+    (|| -> Option<Result<ZkOp, DecodeError>> {
         Some(match kind {
             op::CREATE | op::CREATE2 => (|| {
                 Ok(ZkOp::Create {
@@ -214,8 +214,7 @@ fn read_op(r: &mut Reader<'_>, kind: i32, in_multi: bool) -> Option<Result<ZkOp,
                 .map(|timeout| ZkOp::CreateSession { timeout }),
             _ => return None,
         })
-    })();
-    res
+    })()
 }
 
 fn read_digest(r: &mut Reader<'_>) -> Result<TxnDigest, DecodeError> {
