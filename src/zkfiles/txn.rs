@@ -331,16 +331,11 @@ pub fn parse_txn(bytes: &[u8]) -> Result<ZkTxn, TxnParseError> {
                     }
                     Some(Ok(o)) => o,
                 };
-                if sub.remaining() != 0 {
-                    return Err(TxnParseError {
-                        at,
-                        what: format!(
-                            "multi op {i} ({}): {} bytes after its record",
-                            type_name(kind),
-                            sub.remaining()
-                        ),
-                    });
-                }
+                // Bytes after an op's record are ignored, as ZooKeeper's reader
+                // (`ByteBufferInputStream.byteBuffer2Record`) ignores them: a leader that
+                // applies a failed multi before it has logged it rewrites the ops' types
+                // to error in place, and logs error ops that still hold their original
+                // records (seen in a real 3.8 ensemble's log).
                 ops.push((kind, o));
             }
             ZkOp::Multi(ops)
@@ -655,6 +650,27 @@ mod tests {
         };
         let e = parse_txn(&encode_txn(&t)).unwrap_err();
         assert!(e.what.contains("multi op 0"), "{}", e.what);
+        // An error op still holding a create's record reads as its error code.
+        let t = ZkTxn {
+            hdr: hdr(op::MULTI, 1),
+            op: ZkOp::Multi(vec![(
+                op::CREATE,
+                ZkOp::Create {
+                    path: "/x".into(),
+                    data: None,
+                    acl: acl(),
+                    ephemeral: false,
+                    parent_cversion: 1,
+                },
+            )]),
+            digest: None,
+        };
+        let mut b = encode_txn(&t);
+        b[32 + 4..32 + 8].copy_from_slice(&op::ERROR.to_be_bytes());
+        match parse_txn(&b).unwrap().op {
+            ZkOp::Multi(ops) => assert_eq!(ops, vec![(op::ERROR, ZkOp::Error { err: 2 })]),
+            o => panic!("{o:?}"),
+        }
         let mut b = encode_txn(&ZkTxn {
             hdr: hdr(op::DELETE, 1),
             op: ZkOp::Delete { path: "/x".into() },
