@@ -75,6 +75,71 @@ pub enum Subcommand {
         #[command(subcommand)]
         action: DataAction,
     },
+    /// Keeps a backup directory current from a running server's data directory
+    /// (snapshots and log segments, checked, with a manifest); `backup verify DIR`
+    /// checks a backup.
+    Backup(BackupArgs),
+    /// Builds a new data directory DST of one point of a backup's history.
+    Restore {
+        /// The backup directory.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The zxid to restore to (hex with 0x, or decimal).
+        #[arg(long, value_name = "ZXID", value_parser = parse_zxid, group = "point")]
+        to_zxid: Option<i64>,
+        /// The time to restore to: milliseconds since 1970 or RFC 3339; the history of
+        /// every txn committed at or before it.
+        #[arg(long, value_name = "TIME", group = "point")]
+        to_time: Option<String>,
+        /// The newest point the backup holds.
+        #[arg(long, group = "point")]
+        latest: bool,
+        /// The data directory to create (must not exist, or be empty).
+        dst: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args, PartialEq, Eq)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupAction>,
+    /// The server's zoo.cfg (for dataDir and dataLogDir).
+    #[arg(value_name = "ZOO_CFG")]
+    pub config: Option<PathBuf>,
+    /// The server's dataDir (instead of a zoo.cfg).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The server's dataLogDir, when apart from dataDir.
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+    /// The backup directory (a local disk or a mounted volume).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+    /// Milliseconds between passes.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub interval_ms: u64,
+    /// One pass, then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, ClapSubcommand, PartialEq, Eq)]
+pub enum BackupAction {
+    /// Checks every object against the manifest, every CRC and zxid continuity, and
+    /// recovery against a full replay.
+    Verify {
+        /// The backup directory.
+        dir: PathBuf,
+    },
+}
+
+fn parse_zxid(s: &str) -> Result<i64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).map(|v| v as i64),
+        None => s.parse::<i64>(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// `ringkeeper data ...`.
@@ -94,6 +159,32 @@ pub enum DataAction {
         /// dataDir (snapshots).
         dir: PathBuf,
         /// dataLogDir, when the log is kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
+    /// Imports Apache ZooKeeper's dataDir SRC (its version-2 files) into a new
+    /// RingKeeper data directory DST; SRC is only read.
+    ImportZookeeper {
+        /// ZooKeeper's dataDir (or its version-2 directory).
+        src: PathBuf,
+        /// The RingKeeper data directory to create (must not exist, or be empty).
+        dst: PathBuf,
+        /// ZooKeeper's dataLogDir, when its logs are kept apart from dataDir.
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+        /// Replay logs that have no snapshot from an empty tree (a ZooKeeper 3.4
+        /// directory before its first snapshot), as zookeeper.snapshot.trust.empty.
+        #[arg(long)]
+        trust_empty_snapshot: bool,
+    },
+    /// Writes RingKeeper's data directory SRC (of a stopped server) as a ZooKeeper
+    /// dataDir DST: a version-2 snapshot and the epoch files.
+    ExportZookeeper {
+        /// RingKeeper's dataDir.
+        src: PathBuf,
+        /// The ZooKeeper dataDir to create (must not exist, or be empty).
+        dst: PathBuf,
+        /// RingKeeper's dataLogDir, when the log is kept apart from dataDir.
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },

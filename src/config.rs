@@ -201,6 +201,8 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("digest.enabled", Recorded("the tree digest is always computed")),
     key("snapshot.compression.method", Recorded("snapshots are written uncompressed")),
+    // Read when a ZooKeeper dataDir is imported at start (zkfiles::import).
+    key("snapshot.trust.empty", Supported),
     key("enforceQuota", Recorded("quotas are not enforced")),
     key(
         "requestThrottleLimit",

@@ -2,6 +2,7 @@
 //! storage-and-network engine. See ARCHITECTURE.md for the module map.
 
 pub mod acl;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod tree;
 pub mod txn;
 pub mod watch;
 pub mod zab;
+pub mod zkfiles;

@@ -6,24 +6,34 @@
 //! Sessions themselves are created and closed by txns (so every replica agrees); this
 //! tracker is the leader's soft state about liveness. Pure: time arrives as `now_ms`.
 
-use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The length of a session password on the wire.
 pub const PASSWORD_LEN: usize = 16;
 
-/// Keys session passwords. Only servers check passwords, and a client may resume on any
-/// server of the ensemble, so every server derives the same password from the id.
-const PASSWORD_SECRET: &[u8] = b"ringkeeper session password v1";
+/// ZooKeeper's `ZooKeeperServer.superSecret`, which seeds session passwords.
+const ZK_SUPER_SECRET: i64 = 0xB341_5C00;
 
-/// The password of a session: a keyed hash of its id, identical on every server.
+/// The password of a session, derived from its id exactly as ZooKeeper derives it
+/// (`ZooKeeperServer.generatePasswd`: 16 bytes of `java.util.Random(id ^ superSecret)`),
+/// so that every server of an ensemble agrees, and a session survives a move between
+/// ZooKeeper and RingKeeper (a client keeps the password it was given and presents it
+/// when it reconnects). Like ZooKeeper's, it only ties a reconnect to the session id; it
+/// is no secret.
 pub fn password(session_id: i64) -> [u8; PASSWORD_LEN] {
-    let mut h = Sha1::new();
-    h.update(PASSWORD_SECRET);
-    h.update(session_id.to_be_bytes());
-    let d = h.finalize();
+    // java.util.Random: a 48-bit linear congruential generator.
+    const MULT: i64 = 0x5_DEEC_E66D;
+    const MASK: i64 = (1 << 48) - 1;
+    let mut seed = (session_id ^ ZK_SUPER_SECRET ^ MULT) & MASK;
     let mut p = [0u8; PASSWORD_LEN];
-    p.copy_from_slice(&d[..PASSWORD_LEN]);
+    for chunk in p.chunks_mut(4) {
+        // nextInt() = next(32); nextBytes takes its bytes low byte first.
+        seed = (seed.wrapping_mul(MULT).wrapping_add(0xB)) & MASK;
+        let rnd = (seed >> 16) as i32;
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = (rnd >> (8 * i)) as u8;
+        }
+    }
     p
 }
 
@@ -208,10 +218,24 @@ impl SessionTracker {
 mod tests {
     use super::*;
 
+    const ZK_PASSWORD_0100000000000001: [u8; 16] = [
+        5, 76, 199, 74, 55, 50, 125, 178, 21, 231, 2, 226, 12, 115, 240, 5,
+    ];
+
     #[test]
     fn passwords_are_stable_and_distinct() {
         assert_eq!(password(42), password(42));
         assert_ne!(password(42), password(43));
+        // Checked against ZooKeeper's generatePasswd on a JVM:
+        // new java.util.Random(id ^ 0xB3415C00L).nextBytes(b) for a 16-byte b.
+        assert_eq!(
+            password(0x0100_0000_0000_0001),
+            ZK_PASSWORD_0100000000000001
+        );
+        assert_eq!(
+            password(i64::MAX),
+            [32, 246, 44, 181, 100, 141, 194, 215, 113, 71, 28, 138, 36, 134, 169, 238]
+        );
     }
 
     #[test]

@@ -206,6 +206,15 @@ fn data_command(action: &cli::DataAction) -> ExitCode {
         cli::DataAction::Check { dir, log_dir } | cli::DataAction::Dump { dir, log_dir } => {
             log_dir.as_ref().unwrap_or(dir)
         }
+        cli::DataAction::ImportZookeeper {
+            src,
+            dst,
+            log_dir,
+            trust_empty_snapshot,
+        } => return import_zookeeper(src, log_dir.as_deref(), dst, *trust_empty_snapshot),
+        cli::DataAction::ExportZookeeper { src, dst, log_dir } => {
+            return export_zookeeper(src, log_dir.as_deref(), dst)
+        }
     };
     let mut source = match ReaderSource::open(Arc::new(OsDisk), log_dir) {
         Ok(s) => s,
@@ -240,6 +249,234 @@ fn data_command(action: &cli::DataAction) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        cli::DataAction::ImportZookeeper { .. } | cli::DataAction::ExportZookeeper { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// `ringkeeper data import-zookeeper SRC DST`.
+fn import_zookeeper(
+    src: &std::path::Path,
+    src_log: Option<&std::path::Path>,
+    dst: &std::path::Path,
+    trust_empty_snapshot: bool,
+) -> ExitCode {
+    use ringkeeper::zkfiles::import;
+    let started = std::time::Instant::now();
+    let opts = import::Options {
+        trust_empty_snapshot,
+    };
+    match import::import_offline(src, src_log, dst, opts) {
+        Ok(imp) => {
+            for n in &imp.notes {
+                eprintln!("ringkeeper: import: {n}");
+            }
+            println!(
+                "imported {} into {} in {:.3} s: {}",
+                src.display(),
+                dst.display(),
+                started.elapsed().as_secs_f64(),
+                imp.summary()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot import ZooKeeper data, nothing written: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ringkeeper data export-zookeeper SRC DST`.
+fn export_zookeeper(
+    src: &std::path::Path,
+    src_log: Option<&std::path::Path>,
+    dst: &std::path::Path,
+) -> ExitCode {
+    let started = std::time::Instant::now();
+    match ringkeeper::zkfiles::export::export_offline(src, src_log, dst) {
+        Ok(x) => {
+            println!(
+                "exported {} to {} in {:.3} s: {} znodes, {} sessions through zxid {:#x} in {} \
+                 ({} bytes, ZooKeeper digest {}), acceptedEpoch {}, currentEpoch {}",
+                src.display(),
+                dst.display(),
+                started.elapsed().as_secs_f64(),
+                x.written.nodes,
+                x.written.sessions,
+                x.zxid,
+                x.snapshot.display(),
+                x.written.bytes,
+                x.written.digest,
+                x.accepted_epoch,
+                x.current_epoch
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot export, nothing written: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `ringkeeper backup ...` and `ringkeeper backup verify DIR`.
+fn backup_command(args: &cli::BackupArgs) -> ExitCode {
+    use ringkeeper::backup::{self, DirTarget};
+    if let Some(cli::BackupAction::Verify { dir }) = &args.action {
+        let target = match DirTarget::open(dir) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match backup::verify(&target, &std::env::temp_dir()) {
+            Ok(r) => {
+                print!("{}", r.text);
+                if r.ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let (data_dir, log_dir) = match (&args.config, &args.data_dir) {
+        (Some(cfg), None) => match Config::load(cfg) {
+            Ok((c, _)) => (
+                c.data_dir.clone(),
+                args.log_dir.clone().unwrap_or(c.data_log_dir),
+            ),
+            Err(e) => {
+                eprintln!("ringkeeper: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(d)) => (d.clone(), args.log_dir.clone().unwrap_or_else(|| d.clone())),
+        _ => {
+            eprintln!("ringkeeper: backup needs the server's zoo.cfg or --data-dir (one of them)");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(to) = &args.to else {
+        eprintln!("ringkeeper: backup needs --to DIR");
+        return ExitCode::from(2);
+    };
+    let target = match DirTarget::create(to) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringkeeper: {}: {e}", to.display());
+            return ExitCode::from(1);
+        }
+    };
+    let signals = block_signals();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !args.once {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sig = wait_for_signal(&signals);
+            eprintln!("ringkeeper: backup: signal {sig} received, stopping after this pass");
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+    }
+    eprintln!(
+        "ringkeeper: backup of {} (log {}) to {}",
+        data_dir.display(),
+        log_dir.display(),
+        to.display()
+    );
+    let mut last = None;
+    loop {
+        match backup::backup_pass(&data_dir, &log_dir, &target, &std::env::temp_dir()) {
+            Ok(r) => {
+                if r.snapshots_added + r.segments_added > 0 || last.is_none() {
+                    eprintln!(
+                        "ringkeeper: backup: +{} snapshots, +{} segments ({} bytes), through zxid {:#x}",
+                        r.snapshots_added, r.segments_added, r.bytes, r.last_zxid
+                    );
+                }
+                last = Some(r.last_zxid);
+            }
+            Err(e) => {
+                eprintln!("ringkeeper: backup pass failed: {e}");
+                if args.once {
+                    return ExitCode::from(1);
+                }
+            }
+        }
+        if args.once {
+            println!("{:#x}", last.unwrap_or(0));
+            return ExitCode::SUCCESS;
+        }
+        // Sleep in short steps so that a signal ends the loop promptly.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(args.interval_ms);
+        while std::time::Instant::now() < until {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return ExitCode::SUCCESS;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if stop.load(std::sync::atomic::Ordering::Acquire) {
+            return ExitCode::SUCCESS;
+        }
+    }
+}
+
+/// `ringkeeper restore --from DIR (--to-zxid Z | --to-time T | --latest) DST`.
+fn restore_command(
+    from: &std::path::Path,
+    to_zxid: Option<i64>,
+    to_time: Option<&str>,
+    latest: bool,
+    dst: &std::path::Path,
+) -> ExitCode {
+    use ringkeeper::backup::{self, DirTarget, Point};
+    let point = match (to_zxid, to_time, latest) {
+        (Some(z), None, false) => Point::Zxid(z),
+        (None, Some(t), false) => match backup::parse_time(t) {
+            Ok(ms) => Point::Time(ms),
+            Err(e) => {
+                eprintln!("ringkeeper: --to-time {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None, true) => Point::Latest,
+        _ => {
+            eprintln!("ringkeeper: restore needs one of --to-zxid, --to-time, --latest");
+            return ExitCode::from(2);
+        }
+    };
+    let target = match DirTarget::open(from) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringkeeper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match backup::restore(&target, point, dst) {
+        Ok(r) => {
+            println!(
+                "restored zxid {:#x} into {} (snapshot {}, {} znodes, {} sessions, digest {})",
+                r.zxid,
+                dst.display(),
+                r.snapshot_zxid
+                    .map_or("none".to_string(), |z| format!("{z:#x}")),
+                r.znodes,
+                r.sessions,
+                r.digest as i64
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringkeeper: cannot restore, nothing written: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -262,6 +499,19 @@ fn main() -> ExitCode {
     }
     if let Some(Subcommand::Data { action }) = &cli.command {
         return data_command(action);
+    }
+    if let Some(Subcommand::Backup(args)) = &cli.command {
+        return backup_command(args);
+    }
+    if let Some(Subcommand::Restore {
+        from,
+        to_zxid,
+        to_time,
+        latest,
+        dst,
+    }) = &cli.command
+    {
+        return restore_command(from, *to_zxid, to_time.as_deref(), *latest, dst);
     }
     let (cfg, warnings) = match cli.to_config() {
         Ok(c) => c,
@@ -303,6 +553,50 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let mut sc = sc;
+    // A ZooKeeper dataDir with no RingKeeper data yet: import it first.
+    let trust_empty = cfg
+        .system_properties
+        .get("zookeeper.snapshot.trust.empty")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    {
+        use ringkeeper::zkfiles::import::{self, AtStart};
+        let opts = import::Options {
+            trust_empty_snapshot: trust_empty,
+        };
+        let zk = import::ZkDirs::of(&cfg.data_dir, &cfg.data_log_dir);
+        if zk.has_zookeeper_data()
+            && !import::has_ringkeeper_data(&cfg.data_dir, &cfg.data_log_dir).unwrap_or(true)
+        {
+            eprintln!(
+                "ringkeeper: {} holds Apache ZooKeeper's data and no RingKeeper data: importing \
+                 it into RingKeeper's format in {} (the ZooKeeper files are only read, and left \
+                 as they are)",
+                zk.snap_dir.display(),
+                cfg.data_dir.display()
+            );
+        }
+        match import::import_at_start(&cfg.data_dir, &cfg.data_log_dir, opts) {
+            Ok(AtStart::Nothing) => {}
+            Ok(AtStart::Stale(msg)) => eprintln!("ringkeeper: WARNING: {msg}"),
+            Ok(AtStart::Imported {
+                summary,
+                notes,
+                seconds,
+            }) => {
+                for n in notes {
+                    eprintln!("ringkeeper: import: {n}");
+                }
+                eprintln!("ringkeeper: imported ZooKeeper's data in {seconds:.3} s: {summary}");
+            }
+            Err(e) => {
+                eprintln!(
+                    "ringkeeper: cannot import the ZooKeeper data, refusing to start (nothing was \
+                     written): {e}"
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
     let started = std::time::Instant::now();
     let opened =
         match ringkeeper::storage::open::open(Arc::new(OsDisk), &cfg.data_dir, &cfg.data_log_dir) {

@@ -56,6 +56,15 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// A cursor over `buf` that starts at `pos` (clamped to its end), so that positions
+    /// stay offsets into `buf`.
+    pub fn at(buf: &'a [u8], pos: usize) -> Self {
+        Reader {
+            buf,
+            pos: pos.min(buf.len()),
+        }
+    }
+
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
