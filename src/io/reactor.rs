@@ -7,7 +7,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::mem;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -86,6 +86,20 @@ pub trait Handler {
     /// times after `Ops::pause` until the kernel acknowledges the cancel; never after
     /// `close`/`abort` or end of stream.
     fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]);
+    /// Offered first for each connection accepted on a listener made with
+    /// `Reactor::listen_handing_off`: return the stream to keep it on this reactor
+    /// (`on_accept` follows), or `None` when the handler took it elsewhere (another
+    /// reactor `Ops::adopt`s it).
+    fn on_accept_stream(
+        &mut self,
+        ops: &mut Ops,
+        stream: TcpStream,
+        peer: SocketAddr,
+        listener: ListenerId,
+    ) -> Option<TcpStream> {
+        let _ = (ops, peer, listener);
+        Some(stream)
+    }
     /// `token` is closed: its descriptor is closed, no operation references it, and
     /// no further event names it. Called exactly once per accepted or adopted token.
     fn on_closed(&mut self, ops: &mut Ops, token: Token, reason: CloseReason);
@@ -247,6 +261,8 @@ pub struct Ops {
     file_sqes: Vec<squeue::Entry>,
     /// File operations in the kernel.
     files_inflight: usize,
+    /// Connections this reactor holds at most.
+    max_connections: usize,
 }
 
 /// The most tag bits a file operation carries (the rest of `user_data` is its kind).
@@ -300,6 +316,24 @@ impl Ops {
     /// File operations queued or in the kernel.
     pub fn files_inflight(&self) -> usize {
         self.files_inflight
+    }
+
+    /// Takes over a connected stream (one another reactor accepted and handed over):
+    /// it behaves like an accepted one from the next pass on, except that `on_accept`
+    /// is not called.
+    ///
+    /// # Errors
+    /// Setting TCP_NODELAY or reading the peer address failed; or this reactor holds
+    /// `max_connections` already (`ErrorKind::OutOfMemory`; the stream is closed).
+    pub fn adopt(&mut self, stream: TcpStream) -> io::Result<Token> {
+        if self.conns.len() >= self.max_connections {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "max_connections reached",
+            ));
+        }
+        let (fd, peer) = net::prepare_stream(stream)?;
+        Ok(self.insert(fd, peer))
     }
 
     fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
@@ -508,6 +542,8 @@ fn split_user_data(ud: u64) -> (Kind, usize) {
 struct Listener {
     socket: TcpListener,
     armed: bool,
+    /// Accepted streams are offered to `Handler::on_accept_stream` first.
+    hand_off: bool,
     /// Re-arm at the next tick instead of the next pass (after EMFILE and friends,
     /// re-arming at once would spin while descriptors are exhausted).
     backoff: bool,
@@ -583,6 +619,7 @@ impl Reactor {
                 stop: Arc::new(AtomicBool::new(false)),
                 file_sqes: Vec::new(),
                 files_inflight: 0,
+                max_connections: config.max_connections,
             },
             listeners: Vec::new(),
             max_connections: config.max_connections,
@@ -645,9 +682,25 @@ impl Reactor {
         self.listeners.push(Listener {
             socket,
             armed: false,
+            hand_off: false,
             backoff: false,
         });
         Ok((id, local))
+    }
+
+    /// As `listen`, but each accepted stream is offered to `Handler::on_accept_stream`,
+    /// which may hand it to another reactor.
+    ///
+    /// # Errors
+    /// As `listen`.
+    pub fn listen_handing_off(
+        &mut self,
+        addr: SocketAddr,
+        backlog: i32,
+    ) -> io::Result<(ListenerId, SocketAddr)> {
+        let r = self.listen(addr, backlog)?;
+        self.listeners.last_mut().expect("just added").hand_off = true;
+        Ok(r)
     }
 
     /// Takes over an already connected stream (e.g. an outgoing peer connection);
@@ -657,14 +710,7 @@ impl Reactor {
     /// Setting TCP_NODELAY or reading the peer address failed; or the slab is full
     /// (`ErrorKind::OutOfMemory`).
     pub fn adopt(&mut self, stream: TcpStream) -> io::Result<Token> {
-        if self.ops.conns.len() >= self.max_connections {
-            return Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "max_connections reached",
-            ));
-        }
-        let (fd, peer) = net::prepare_stream(stream)?;
-        Ok(self.ops.insert(fd, peer))
+        self.ops.adopt(stream)
     }
 
     /// Runs passes until stopped.
@@ -979,11 +1025,29 @@ impl Reactor {
                 self.refused += 1;
                 return;
             }
+            let lid = ListenerId(li as u32);
+            if self.listeners[li].hand_off {
+                // SAFETY: `res` is a fresh descriptor the kernel created for us.
+                let stream = unsafe { TcpStream::from_raw_fd(res) };
+                let Ok(peer) = stream.peer_addr() else {
+                    // The peer reset before we looked: nothing to serve (dropping closes).
+                    return;
+                };
+                let Some(stream) = handler.on_accept_stream(&mut self.ops, stream, peer, lid)
+                else {
+                    return;
+                };
+                if let Ok((fd, peer)) = net::prepare_stream(stream) {
+                    let token = self.ops.insert(fd, peer);
+                    handler.on_accept(&mut self.ops, token, peer, lid);
+                }
+                return;
+            }
             // On error the peer reset before we looked (ENOTCONN from getpeername):
             // nothing to serve, and `prepare_accepted` closed the descriptor.
             if let Ok((fd, peer)) = net::prepare_accepted(res) {
                 let token = self.ops.insert(fd, peer);
-                handler.on_accept(&mut self.ops, token, peer, ListenerId(li as u32));
+                handler.on_accept(&mut self.ops, token, peer, lid);
             }
             return;
         }

@@ -109,20 +109,3 @@ pub struct Commit {
     /// Bit `i` set: some entry is for a connection of shard `i` (which is woken).
     pub shards: u64,
 }
-
-/// Core to shard, beside the commit chain.
-#[derive(Debug)]
-pub enum ToShard {
-    /// Close this connection (its session moved to another connection).
-    Close(ConnRef),
-    /// This server stopped serving (it went back to the election): close every client
-    /// connection, so that clients move to a server that serves, as ZooKeeper's
-    /// `Learner.shutdown` and `Leader.shutdown` do (`closeAllConnections`). Sessions live
-    /// on; connections still in their first frame (maybe a four-letter word) stay.
-    CloseClients,
-    /// A four-letter word on `requester` needs every shard's picture: publish yours,
-    /// tagged `gen`, then tell the requester.
-    Publish { gen: u64, requester: ShardId },
-    /// Some shard published the picture a pending four-letter word waits for.
-    PictureReady,
-}

@@ -73,6 +73,8 @@ pub struct ShardSignals {
     pub watches: AtomicI64,
     /// The `seq` of the last node the shard processed.
     pub cursor: AtomicU64,
+    /// Client connections the shard holds (the acceptor places new ones by it).
+    pub conns: AtomicU64,
 }
 
 /// The core's end of the chain.

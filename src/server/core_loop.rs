@@ -33,10 +33,11 @@ use super::mailbox::{Mailbox, Wake};
 use super::peer_wire::{self, FileSink, MsgAssembler, MAX_QUORUM_FRAME, QUORUM_MAGIC};
 use super::replication::{write_epoch, Member, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE};
 use super::shard::Shard;
+use super::shard::ToShard;
 use super::stats::MODE_STANDALONE;
 use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
 use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, Token};
-use crate::sequencer::msg::{Commit, ConnRef, ToSeq, ToShard};
+use crate::sequencer::msg::{Commit, ConnRef, ToSeq};
 use crate::sequencer::{Input, Mode, Output, Sequencer};
 use crate::storage::log::{LogWriter, WriteIo, WriteReq};
 use crate::storage::snapshot::{self, Offer, Snapshotter};
@@ -1340,12 +1341,43 @@ impl CoreLoop {
 }
 
 impl Handler for CoreLoop {
+    /// Places a new client connection on the shard holding the fewest, this one on a
+    /// tie: a lone client lands where the core runs (no hand-off per write), and load
+    /// spreads evenly (SO_REUSEPORT's hash left 16 connections 10 to 6 at times).
+    fn on_accept_stream(
+        &mut self,
+        _ops: &mut Ops,
+        stream: TcpStream,
+        _peer: SocketAddr,
+        l: ListenerId,
+    ) -> Option<TcpStream> {
+        if l != self.client_listener {
+            return Some(stream);
+        }
+        let mut best = 0;
+        let mut fewest = self.signals[0].conns.load(Ordering::Relaxed);
+        for (i, s) in self.signals.iter().enumerate().skip(1) {
+            let n = s.conns.load(Ordering::Relaxed);
+            if n < fewest {
+                (best, fewest) = (i, n);
+            }
+        }
+        // Counted now, so that a burst of accepts before the shard adopts them spreads.
+        self.signals[best].conns.fetch_add(1, Ordering::Relaxed);
+        if best == 0 {
+            return Some(stream);
+        }
+        self.to_shards[best].push_unbounded(ToShard::Adopt(stream));
+        None
+    }
+
     fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, l: ListenerId) {
         if l == self.client_listener {
             if !self
                 .shard
                 .accepted(token.as_u64() as usize, peer, self.max_conns_per_ip)
             {
+                self.signals[0].conns.fetch_sub(1, Ordering::Relaxed);
                 ops.abort(token);
             }
             return;
@@ -1474,7 +1506,7 @@ pub fn run(
         Ok(r) => r,
         Err(e) => return fail(&ready, std::io::Error::other(e.to_string())),
     };
-    let (client_listener, addr) = match reactor.listen(dcfg.addr, io::LISTEN_BACKLOG) {
+    let (client_listener, addr) = match reactor.listen_handing_off(dcfg.addr, io::LISTEN_BACKLOG) {
         Ok(x) => x,
         Err(e) => {
             return fail(

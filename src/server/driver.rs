@@ -56,6 +56,15 @@ impl Net for OpsNet<'_> {
             self.0.resume(t);
         }
     }
+    fn adopt(&mut self, stream: std::net::TcpStream) -> Option<(usize, SocketAddr)> {
+        match self.0.adopt(stream) {
+            Ok(t) => Some((t.as_u64() as usize, self.0.peer_addr(t)?)),
+            Err(e) => {
+                eprintln!("ringkeeper: cannot take over a client connection: {e}");
+                None
+            }
+        }
+    }
 }
 
 struct ShardHandler {
@@ -100,14 +109,15 @@ impl Handler for ShardHandler {
     }
 }
 
-/// Runs one shard until the server stops. Reports the bound address (or the start-up
-/// error) on `ready` first.
+/// Runs one shard (other than the core loop's) until the server stops. It does not
+/// listen: the core loop accepts every client and hands some over (`ToShard::Adopt`).
+/// Reports readiness (or the start-up error) on `ready` first.
 pub fn run_shard(
-    shard: Shard,
+    mut shard: Shard,
     cfg: DriverConfig,
     wake: Arc<LateWake>,
     stop: Arc<AtomicBool>,
-    ready: Sender<std::io::Result<SocketAddr>>,
+    ready: Sender<std::io::Result<()>>,
 ) {
     let rcfg = io::Config {
         tick: Some(Duration::from_millis(cfg.tick_ms)),
@@ -121,19 +131,10 @@ pub fn run_shard(
             return;
         }
     };
-    let addr = match reactor.listen(cfg.addr, io::LISTEN_BACKLOG) {
-        Ok((_, addr)) => addr,
-        Err(e) => {
-            let _ = ready.send(Err(std::io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e}", cfg.addr),
-            )));
-            return;
-        }
-    };
+    shard.set_max_per_ip(cfg.max_conns_per_ip);
     let waker = reactor.waker();
     let _ = wake.0.set(Box::new(waker));
-    let _ = ready.send(Ok(addr));
+    let _ = ready.send(Ok(()));
     let mut h = ShardHandler {
         shard,
         stop,

@@ -16,12 +16,13 @@ pub mod replication;
 pub mod shard;
 pub mod stats;
 
-use crate::sequencer::msg::{Commit, ToSeq, ToShard};
+use crate::sequencer::msg::{Commit, ToSeq};
 use crate::sequencer::{CoreConfig, Sequencer};
 use crate::tree::DataTree;
 use chain::{Chain, ShardSignals};
 use core_loop::{CoreSetup, EnsembleSetup, LoopMsg, StorageSetup};
 use mailbox::{Mailbox, Wake};
+use shard::ToShard;
 use stats::{SequencerStats, ServerState, Settings};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -245,10 +246,9 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .map_err(|_| std::io::Error::other("the core loop died during start-up"))??;
     for (i, shard) in shards.into_iter().enumerate() {
         let i = i + 1;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<SocketAddr>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         let wake = shard_wakes[i].clone();
         let stop = stop.clone();
-        // The core loop may have bound port 0: the others join the same port.
         let d = dcfg(addr);
         threads.push(
             std::thread::Builder::new()

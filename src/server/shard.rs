@@ -34,6 +34,28 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Core to shard, beside the commit chain.
+#[derive(Debug)]
+pub enum ToShard {
+    /// Close this connection (its session moved to another connection).
+    Close(ConnRef),
+    /// This server stopped serving (it went back to the election): close every client
+    /// connection, so that clients move to a server that serves, as ZooKeeper's
+    /// `Learner.shutdown` and `Leader.shutdown` do (`closeAllConnections`). Sessions live
+    /// on; connections still in their first frame (maybe a four-letter word) stay.
+    CloseClients,
+    /// A four-letter word on `requester` needs every shard's picture: publish yours,
+    /// tagged `gen`, then tell the requester.
+    Publish {
+        gen: u64,
+        requester: crate::sequencer::msg::ShardId,
+    },
+    /// Some shard published the picture a pending four-letter word waits for.
+    PictureReady,
+    /// A client connection the acceptor placed on this shard.
+    Adopt(std::net::TcpStream),
+}
+
 /// What a shard needs from the network layer.
 pub trait Net {
     /// Appends bytes to the connection's output; sent at the end of the loop pass.
@@ -42,6 +64,9 @@ pub trait Net {
     fn close(&mut self, slot: usize);
     /// Stops or resumes reading from the connection (backpressure).
     fn pause(&mut self, slot: usize, paused: bool);
+    /// Takes over a connection another shard accepted: its slot and peer, or `None`
+    /// when it cannot be held (it is closed then).
+    fn adopt(&mut self, stream: std::net::TcpStream) -> Option<(usize, SocketAddr)>;
 }
 
 /// The most requests one connection may have queued or in flight before the shard stops
@@ -105,6 +130,8 @@ pub struct Shard {
     /// Where this shard is in the commit chain.
     cursor: Cursor,
     signals: Arc<ShardSignals>,
+    /// `maxClientCnxns` (for connections handed over by the acceptor).
+    max_per_ip: usize,
     state: Arc<ServerState>,
     max_frame: usize,
     super_digest: Option<String>,
@@ -141,6 +168,7 @@ impl Shard {
             view_zxid: start.commit.zxid,
             cursor: Cursor::new(start),
             signals,
+            max_per_ip: 60,
             conns: HashMap::new(),
             next_gen: 0,
             bound: HashMap::new(),
@@ -167,7 +195,14 @@ impl Shard {
         }
     }
 
+    /// `maxClientCnxns`, for the connections the acceptor hands over.
+    pub fn set_max_per_ip(&mut self, max: usize) {
+        self.max_per_ip = max;
+    }
+
     /// A new connection was accepted; false if it must be refused (maxClientCnxns).
+    /// The connection counts towards `ShardSignals::conns` (the acceptor counts it)
+    /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
         if !self.state.admit(peer.ip(), max_per_ip) {
             eprintln!(
@@ -216,6 +251,7 @@ impl Shard {
         let Some(c) = self.conns.remove(&slot) else {
             return;
         };
+        self.signals.conns.fetch_sub(1, Ordering::Relaxed);
         self.watches.remove_watcher(slot);
         if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
             self.bound.remove(&c.session_id);
@@ -517,6 +553,20 @@ impl Shard {
                     }
                 }
                 ToShard::PictureReady => self.answer_ready_fourlw(net),
+                ToShard::Adopt(stream) => {
+                    // The acceptor counted it for this shard already.
+                    match net.adopt(stream) {
+                        Some((slot, peer)) => {
+                            if !self.accepted(slot, peer, self.max_per_ip) {
+                                self.signals.conns.fetch_sub(1, Ordering::Relaxed);
+                                net.close(slot);
+                            }
+                        }
+                        None => {
+                            self.signals.conns.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 ToShard::Close(conn) => {
                     if self
                         .conns

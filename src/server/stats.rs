@@ -151,7 +151,7 @@ pub struct ServerState {
     /// Connections per client address, across shards (maxClientCnxns).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     picture_gen: AtomicU64,
-    inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>>>,
+    inboxes: std::sync::OnceLock<Vec<Arc<super::mailbox::Mailbox<super::shard::ToShard>>>>,
     /// The server's role for the four-letter words: one of the `MODE_*` values. The
     /// replication loop writes it; shards read it when a 4lw asks.
     mode: std::sync::atomic::AtomicU8,
@@ -296,14 +296,11 @@ impl ServerState {
     }
 
     /// Every shard's inbox, to ask for pictures.
-    pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>] {
+    pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<super::shard::ToShard>>] {
         self.inboxes.get().map_or(&[], |v| v.as_slice())
     }
 
-    pub fn set_shard_inboxes(
-        &self,
-        v: Vec<Arc<super::mailbox::Mailbox<crate::sequencer::msg::ToShard>>>,
-    ) {
+    pub fn set_shard_inboxes(&self, v: Vec<Arc<super::mailbox::Mailbox<super::shard::ToShard>>>) {
         let _ = self.inboxes.set(v);
     }
 

@@ -27,13 +27,13 @@ use ringkeeper::config::FourLetterWhitelist;
 use ringkeeper::proto::frame;
 use ringkeeper::proto::records::{CreateRequest, DeleteRequest, GetDataRequest, SetDataRequest};
 use ringkeeper::proto::*;
-use ringkeeper::sequencer::msg::{Commit, Entry, ToSeq, ToShard};
+use ringkeeper::sequencer::msg::{Commit, Entry, ToSeq};
 use ringkeeper::sequencer::{
     self, Broken, CoreConfig, EnsembleConfig, Input, Output, Role, Sequencer,
 };
 use ringkeeper::server::chain::{Chain, ShardSignals};
 use ringkeeper::server::mailbox::{Mailbox, Wake};
-use ringkeeper::server::shard::{Net, Shard};
+use ringkeeper::server::shard::{Net, Shard, ToShard};
 use ringkeeper::server::stats::{SequencerStats, ServerState, Settings};
 use ringkeeper::tree::DataTree;
 use ringkeeper::txn::{Txn, TxnOp};
@@ -206,6 +206,9 @@ impl Net for SimNet {
         self.closed.insert(slot);
     }
     fn pause(&mut self, _slot: usize, _paused: bool) {}
+    fn adopt(&mut self, _stream: std::net::TcpStream) -> Option<(usize, SocketAddr)> {
+        unreachable!("one shard per simulated server: nothing is handed over")
+    }
 }
 
 struct NoWake;
