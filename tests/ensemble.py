@@ -26,6 +26,10 @@ Scenarios:
              connection, the client writes again after the re-election.
   java       the official Java client on a follower: sessions, ephemerals, watches,
              versions, async reads, a lock; trees converge.
+  renewal    epochs of 50 zxids (RINGKEEPER_TEST_MAX_ZXID_COUNTER, test-only): writes
+             through clients on every server run past many epochs' ends; the leader
+             renews its epoch in place each time: no election, no client connection
+             lost, every write acknowledged and on every server.
   snap       small snapCount: a follower killed while the leader snapshots and compacts
              past it rejoins by SNAP, and so does a follower whose data dir was wiped;
              all converge to the same zxid and tree digest with every write readable.
@@ -1158,7 +1162,57 @@ def scenario_snap(ens):
     stop_and_check_data(ens)
 
 
+# Zxids per epoch in the renewal scenario, and the writes it makes (a dozen renewals).
+RENEWAL_COUNTER = 50
+RENEWAL_WRITES = 600
+
+
+def scenario_renewal(ens):
+    """A leader at the end of its epoch's zxids renews the epoch in place."""
+    from kazoo.client import KazooClient, KazooState
+
+    os.environ["RINGKEEPER_TEST_MAX_ZXID_COUNTER"] = str(RENEWAL_COUNTER)
+    try:
+        ens.start()
+    finally:
+        del os.environ["RINGKEEPER_TEST_MAX_ZXID_COUNTER"]
+    leader = ens.wait_leader()
+    changes = []
+    clients = []
+    for s in ens.servers:
+        zk = KazooClient(hosts=f"127.0.0.1:{s.port}", timeout=10)
+        zk.add_listener(lambda state, port=s.port: changes.append((port, state)))
+        zk.start(timeout=30)
+        clients.append(zk)
+    clients[0].ensure_path("/r")
+    first_epoch = int(srvr_fields(ens.servers[leader - 1].port)["Zxid"], 16) >> 32
+    worst = 0.0
+    for i in range(RENEWAL_WRITES):
+        t = time.monotonic()
+        clients[i % len(clients)].create(f"/r/n{i:05d}", b"v")
+        worst = max(worst, time.monotonic() - t)
+    last_epoch = int(srvr_fields(ens.servers[leader - 1].port)["Zxid"], 16) >> 32
+    renewals = log_text(ens.servers[leader - 1]).count("renewed the epoch in place")
+    print(f"renewal: {RENEWAL_WRITES} writes, epochs {first_epoch} -> {last_epoch}, "
+          f"{renewals} renewals by leader {leader}; slowest write {worst * 1000:.1f} ms")
+    assert last_epoch - first_epoch >= RENEWAL_WRITES // RENEWAL_COUNTER - 1, (first_epoch, last_epoch)
+    assert renewals >= RENEWAL_WRITES // RENEWAL_COUNTER - 1, renewals
+    for s in ens.servers:
+        text = log_text(s)
+        assert "looking (" not in text, f"server {s.sid} went back to the election:\n{text[-2000:]}"
+    lost = [(p, st) for p, st in changes if st != KazooState.CONNECTED]
+    assert not lost, f"client connections changed state: {lost}"
+    seen = wait_converged(ens)
+    print(f"renewal: converged {seen}")
+    for zk in clients:
+        names = zk.get_children("/r")
+        assert len(names) == RENEWAL_WRITES, len(names)
+        zk.stop()
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
+    "renewal": scenario_renewal,
     "kills": scenario_kills,
     "rolling": scenario_rolling,
     "election": scenario_election,

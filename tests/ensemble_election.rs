@@ -120,3 +120,10 @@ fn followers_behind_the_leaders_snapshot_rejoin_by_snap() {
 fn java_client_on_a_follower() {
     run_scenario("java", 3);
 }
+
+/// A leader at the end of its epoch's zxids (epochs of 50 here, test-only) renews the
+/// epoch in place: no election, no client connection lost, every write on every server.
+#[test]
+fn a_leader_renews_its_epoch_in_place_when_the_zxids_run_out() {
+    run_scenario("renewal", 3);
+}

@@ -387,6 +387,9 @@ struct Learner {
     sync_last: Zxid,
     acked: Zxid,
     last_heard: u64,
+    /// The epoch its LEADERINFO announced: its NEWLEADER names the same one, and only
+    /// its ACKNEWLEADER counts (the leader's epoch may renew meanwhile).
+    epoch: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -829,6 +832,7 @@ impl Peer {
             for (&id, x) in l.learners.iter_mut() {
                 if x.stage == Stage::Info {
                     x.stage = Stage::LeaderInfoSent;
+                    x.epoch = l.epoch;
                     out.push(Action::Send {
                         to: id,
                         msg: Msg::LeaderInfo { new_epoch: l.epoch },
@@ -964,7 +968,7 @@ impl Peer {
         });
         out.push(Action::Send {
             to: id,
-            msg: Msg::NewLeader { epoch: l.epoch },
+            msg: Msg::NewLeader { epoch: x.epoch },
         });
     }
 
@@ -993,6 +997,7 @@ impl Peer {
                     last_zxid,
                     sync_last: 0,
                     acked: 0,
+                    epoch: 0,
                     last_heard: now,
                 },
             );
@@ -1007,17 +1012,27 @@ impl Peer {
         x.last_heard = now;
         let renewing = l.renewal.as_ref().map(|r| (r.stage, r.epoch));
         match msg {
+            Msg::AckEpoch { .. } if x.stage == Stage::UpToDate && renewing.is_none() => {
+                // Its part of a renewal that completed without it.
+                out.push(Action::Send {
+                    to: from,
+                    msg: Msg::NewLeader { epoch },
+                });
+            }
             Msg::AckEpoch { last_zxid, .. }
                 if x.stage == Stage::UpToDate
                     && renewing.is_some_and(|(s, _)| s >= RenewStage::AwaitEpochAcks) =>
             {
                 let r = l.renewal.as_mut().expect("renewing");
-                if last_zxid == last && r.stage == RenewStage::AwaitEpochAcks {
-                    if !r.acked_epoch.contains(&from) && !x.observer {
-                        r.acked_epoch.push(from);
-                    } else if x.observer && !r.acked_epoch.contains(&from) {
-                        // Observers take part, but do not count towards the quorum.
-                        r.acked_epoch.push(from);
+                // Observers take part too; the quorum counts voters only.
+                if last_zxid == last && !r.acked_epoch.contains(&from) {
+                    r.acked_epoch.push(from);
+                    if r.stage == RenewStage::AwaitNewLeaderAcks {
+                        // Late: NEWLEADER went to the others already.
+                        out.push(Action::Send {
+                            to: from,
+                            msg: Msg::NewLeader { epoch: r.epoch },
+                        });
                     }
                 }
                 self.advance_renewal(out);
@@ -1030,8 +1045,15 @@ impl Peer {
                 let r = l.renewal.as_mut().expect("renewing");
                 if r.acked_epoch.contains(&from) && !r.acked_newleader.contains(&from) {
                     r.acked_newleader.push(from);
+                    x.epoch = e;
                 }
                 self.advance_renewal(out);
+            }
+            Msg::AckNewLeader { epoch: e }
+                if x.stage == Stage::UpToDate && renewing.is_none() && e == epoch =>
+            {
+                // A learner's late part of a renewal: it follows the new epoch now.
+                x.epoch = e;
             }
             Msg::AckEpoch {
                 current_epoch: theirs,
@@ -1047,7 +1069,7 @@ impl Peer {
                 x.last_zxid = last_zxid;
                 self.advance_leader(out);
             }
-            Msg::AckNewLeader { epoch: e } if x.stage == Stage::NewLeaderSent && e == epoch => {
+            Msg::AckNewLeader { epoch: e } if x.stage == Stage::NewLeaderSent && e == x.epoch => {
                 x.stage = Stage::Synced;
                 x.acked = x.acked.max(x.sync_last);
                 if self.established_epoch().is_some() {
@@ -1065,6 +1087,14 @@ impl Peer {
                         msg: Msg::UpToDate,
                     });
                     x.stage = Stage::UpToDate;
+                    if x.epoch < l.epoch && l.renewal.is_none() {
+                        // It synced into the epoch that a renewal replaced meanwhile:
+                        // it takes its part of that renewal now (see `advance_renewal`).
+                        out.push(Action::Send {
+                            to: from,
+                            msg: Msg::LeaderInfo { new_epoch: l.epoch },
+                        });
+                    }
                     self.try_commit(out);
                 } else {
                     self.advance_leader(out);
@@ -1154,13 +1184,26 @@ impl Peer {
             )
         {
             let epoch = r.epoch;
-            let kept = std::mem::take(&mut r.acked_newleader);
-            // Learners that did not take part (connecting or syncing meanwhile, or
-            // silent) are dropped: they hear no more pings, time out and rejoin with a
-            // fresh discovery of the new epoch.
-            l.learners.retain(|id, _| kept.contains(id));
+            let kept_epoch = std::mem::take(&mut r.acked_epoch);
+            // Learners that have not acknowledged yet stay: a late ACKEPOCH is answered
+            // with NEWLEADER, a late ACKNEWLEADER is taken as is. Dropping them would
+            // cost their clients their connections for being a moment slower. A learner
+            // that follows the new epoch's proposals before it persisted the epoch is
+            // ranked by its log's epoch in an election (`vote_basis`), as a follower
+            // whose epoch write is in flight always is.
             l.epoch = epoch;
             l.renewal = None;
+            // Learners that became up to date during the renewal (after its LEADERINFO
+            // went out) take their part now; until each has, the election would hear
+            // two epochs for one leader, and a restarted server could not join it.
+            for (&id, x) in &l.learners {
+                if x.stage == Stage::UpToDate && x.epoch < epoch && !kept_epoch.contains(&id) {
+                    out.push(Action::Send {
+                        to: id,
+                        msg: Msg::LeaderInfo { new_epoch: epoch },
+                    });
+                }
+            }
             out.push(Action::Renewed { epoch });
         }
     }
@@ -1241,6 +1284,8 @@ impl Peer {
             };
             out.push(Action::Send { to: id, msg });
         }
+        // A renewal waits for the old epoch's last commit.
+        self.advance_renewal(out);
     }
 
     fn forward(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
@@ -1382,6 +1427,15 @@ impl Peer {
             }),
             Msg::LeaderInfo { new_epoch } if stage == FStage::UpToDate => {
                 // The leader renews its epoch in place (its counter ran out).
+                let same = |r: LearnerRenewal| match r {
+                    LearnerRenewal::AwaitAcceptPersist { epoch }
+                    | LearnerRenewal::AwaitNewLeader { epoch }
+                    | LearnerRenewal::AwaitDurable { epoch, .. } => epoch == new_epoch,
+                };
+                if f.renewal.is_some_and(same) {
+                    // The leader asked again (it completed without us): we are on it.
+                    return;
+                }
                 if new_epoch <= f.epoch || f.renewal.is_some() {
                     let what = format!("LEADERINFO {new_epoch} while up to date in {}", f.epoch);
                     self.protocol_error(from, what, out);
