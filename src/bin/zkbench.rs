@@ -489,13 +489,28 @@ fn main() {
                 let mut notes = describe(&load, &cfgs[0]);
                 notes.push(("a", a.clone()));
                 notes.push(("b", b.clone()));
+                let cost_med = |i: usize| {
+                    let mut v: Vec<f64> = runs[i]
+                        .iter()
+                        .filter_map(|s| cost(s).map(|c| c.0))
+                        .collect();
+                    if v.is_empty() {
+                        -1.0
+                    } else {
+                        median(&mut v)
+                    }
+                };
                 println!(
-                    "{{\"ab\":true,\"rounds\":{},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4},\"median_ratio_p99_9\":{:.4}}}",
+                    "{{\"ab\":true,\"rounds\":{},\"median_a_ops\":{:.1},\"median_b_ops\":{:.1},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4},\"median_ratio_p99_9\":{:.4},\"median_a_cpu_us_per_op\":{:.3},\"median_b_cpu_us_per_op\":{:.3}}}",
                     ratios[0].len(),
+                    med(&|s| s.ops_per_sec(), 0),
+                    med(&|s| s.ops_per_sec(), 1),
                     median(&mut ratios[0]),
                     median(&mut ratios[1]),
                     median(&mut ratios[2]),
-                    median(&mut ratios[3])
+                    median(&mut ratios[3]),
+                    cost_med(0),
+                    cost_med(1)
                 );
             }
             // Reports show the median-throughput round of each target.
