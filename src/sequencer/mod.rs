@@ -1341,16 +1341,20 @@ impl Sequencer {
                     Entry::Connect { conn, .. } => shards |= bit(conn.shard),
                 }
             }
+            // The next pass's vector starts as large as this one's ended: a busy
+            // server's passes are alike, and growing one by doubling costs a few copies.
+            let n = self.entries.len();
             self.pending.push_back(Pending {
                 last_zxid: self.zxid,
-                entries: std::mem::take(&mut self.entries),
+                entries: std::mem::replace(&mut self.entries, Vec::with_capacity(n)),
                 root: self.tree.clone(),
                 writes,
                 shards,
             });
         }
         if !self.pass_txns.is_empty() {
-            let txns = std::mem::take(&mut self.pass_txns);
+            let n = self.pass_txns.len();
+            let txns = std::mem::replace(&mut self.pass_txns, Vec::with_capacity(n));
             match self.role {
                 Role::Standalone => {
                     self.appended_zxid = self.zxid;

@@ -205,6 +205,7 @@ enum LogOp {
 struct RingIo<'a> {
     ops: &'a mut Ops,
     inflight: &'a mut HashMap<u64, Flight>,
+    metrics: &'a super::metrics::Metrics,
 }
 
 impl WriteIo for RingIo<'_> {
@@ -220,6 +221,10 @@ impl WriteIo for RingIo<'_> {
             req.offset,
             req.datasync,
         );
+        self.metrics.log_writes.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .log_records
+            .fetch_add(req.records as u64, Ordering::Relaxed);
         // SAFETY: the buffer is heap memory owned by `req`, which stays in `inflight`
         // (moving the request does not move its heap buffer) until both completions of
         // this id arrive in `on_file`; the file handle in `req` keeps `fd` open as long.
@@ -406,8 +411,9 @@ impl Links {
             if rest.len() < 4 + len {
                 break;
             }
-            let body = &rest[4..4 + len];
-            match link.frames.push(body) {
+            // One copy of the frame, shared by its payloads (a PROPOSAL's txns).
+            let body = bytes::Bytes::copy_from_slice(&rest[4..4 + len]);
+            match link.frames.push_shared(&body) {
                 Ok(Some(m)) => msgs.push((from, m)),
                 Ok(None) => {}
                 Err(what) => {
@@ -1031,6 +1037,7 @@ impl CoreLoop {
         let mut io = RingIo {
             ops,
             inflight: &mut l.inflight,
+            metrics: &self.state.seq.metrics,
         };
         l.writer.submit(&mut io, &mut self.log_events);
     }

@@ -138,6 +138,10 @@ pub struct Metrics {
     pub total: Histogram,
     /// Reads, decode to reply.
     pub reads: Histogram,
+    /// Log writes submitted, and the records they carried: the group commit's batching
+    /// (records per write), which decides the disk's and the kernel's cost per txn.
+    pub log_writes: std::sync::atomic::AtomicU64,
+    pub log_records: std::sync::atomic::AtomicU64,
 }
 
 /// The quantiles reported for each histogram.
@@ -173,6 +177,10 @@ impl Metrics {
             }
             out.push_str(&format!("zk_rk_{name}_max_us\t{}\n", h.max_us()));
         }
+        let w = self.log_writes.load(std::sync::atomic::Ordering::Relaxed);
+        let r = self.log_records.load(std::sync::atomic::Ordering::Relaxed);
+        out.push_str(&format!("zk_rk_log_writes\t{w}\n"));
+        out.push_str(&format!("zk_rk_log_records\t{r}\n"));
         out
     }
 

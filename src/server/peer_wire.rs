@@ -136,7 +136,11 @@ pub fn encode_notification(n: &Notification) -> Vec<u8> {
 
 /// Decodes a notification; `None` for anything malformed.
 pub fn decode_notification(b: &[u8]) -> Option<Notification> {
-    let mut c = Cursor { b, at: 0 };
+    let mut c = Cursor {
+        b,
+        at: 0,
+        shared: None,
+    };
     let state = match c.u8()? {
         0 => State::Looking,
         1 => State::Following,
@@ -169,6 +173,9 @@ pub fn decode_notification(b: &[u8]) -> Option<Notification> {
 struct Cursor<'a> {
     b: &'a [u8],
     at: usize,
+    /// `b` as shared bytes, when the caller has them: payloads are then slices of it
+    /// rather than copies (one allocation per frame instead of one per txn).
+    shared: Option<&'a Bytes>,
 }
 
 impl Cursor<'_> {
@@ -189,7 +196,13 @@ impl Cursor<'_> {
     }
     fn bytes(&mut self) -> Option<Bytes> {
         let n = self.u32()? as usize;
-        Some(Bytes::copy_from_slice(self.take(n)?))
+        let start = self.at;
+        let shared = self.shared;
+        let s = self.take(n)?;
+        Some(match shared {
+            Some(all) => all.slice(start..start + n),
+            None => Bytes::copy_from_slice(s),
+        })
     }
     fn txns(&mut self) -> Option<Vec<Txn>> {
         let n = self.u32()? as usize;
@@ -544,7 +557,28 @@ impl<S: SnapSink> MsgAssembler<S> {
     /// snapshot then, and the connection must be closed: the stream can no longer be
     /// trusted.
     pub fn push(&mut self, body: &[u8]) -> Result<Option<Msg>, String> {
-        let r = self.push_frame(body);
+        self.push_cursor(Cursor {
+            b: body,
+            at: 0,
+            shared: None,
+        })
+    }
+
+    /// As `push`, for a frame body the caller holds as shared bytes: the message's
+    /// payloads are slices of it, not copies.
+    ///
+    /// # Errors
+    /// As `push`.
+    pub fn push_shared(&mut self, body: &Bytes) -> Result<Option<Msg>, String> {
+        self.push_cursor(Cursor {
+            b: body,
+            at: 0,
+            shared: Some(body),
+        })
+    }
+
+    fn push_cursor(&mut self, c: Cursor<'_>) -> Result<Option<Msg>, String> {
+        let r = self.push_frame(c);
         if r.is_err() {
             self.pending = None;
             self.sink.abort();
@@ -552,8 +586,9 @@ impl<S: SnapSink> MsgAssembler<S> {
         r
     }
 
-    fn push_frame(&mut self, body: &[u8]) -> Result<Option<Msg>, String> {
-        let frame = decode_frame(body).ok_or_else(|| match body.first() {
+    fn push_frame(&mut self, c: Cursor<'_>) -> Result<Option<Msg>, String> {
+        let body = c.b;
+        let frame = decode_frame_in(c).ok_or_else(|| match body.first() {
             Some(tag) => format!("malformed frame (tag {tag}, {} bytes)", body.len()),
             None => "empty frame".to_string(),
         })?;
@@ -621,7 +656,14 @@ pub fn decode_msg(b: &[u8]) -> Option<Msg> {
 }
 
 fn decode_frame(b: &[u8]) -> Option<Frame> {
-    let mut c = Cursor { b, at: 0 };
+    decode_frame_in(Cursor {
+        b,
+        at: 0,
+        shared: None,
+    })
+}
+
+fn decode_frame_in(mut c: Cursor<'_>) -> Option<Frame> {
     let m = match c.u8()? {
         1 => Msg::FollowerInfo {
             accepted_epoch: c.u32()?,

@@ -305,6 +305,8 @@ pub struct WriteReq {
     pub buf: AlignedBuf,
     /// Follow the write with fdatasync.
     pub datasync: bool,
+    /// Records the write carries.
+    pub records: usize,
 }
 
 /// The I/O backend: starts writes and reports their completions. The [`Logger`] thread
@@ -628,6 +630,7 @@ impl LogWriter {
                 continue;
             }
             let (buf, first, last, count) = self.encode_writes();
+            let records: usize = self.pending.iter().take(count).map(|b| b.len()).sum();
             let len = buf.len() as u64;
             let fits = self.seg.is_some() && self.write_off + len <= self.cfg.segment_bytes;
             let prep = if len > self.cfg.segment_bytes - BLOCK as u64 {
@@ -689,6 +692,7 @@ impl LogWriter {
                 offset,
                 buf,
                 datasync: self.cfg.sync == SyncMode::Fdatasync,
+                records,
             });
         }
     }
