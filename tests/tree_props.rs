@@ -209,7 +209,12 @@ fn listing(t: &DataTree) -> Listing {
         .into_iter()
         .map(|p| {
             let n = t.get(&p).unwrap();
-            (p.clone(), n.stat(), n.data.clone(), n.acl.len())
+            (
+                p.clone(),
+                n.stat(),
+                n.data().map(Bytes::copy_from_slice),
+                n.acl().len(),
+            )
         })
         .collect();
     (nodes, t.sessions().collect())
@@ -229,23 +234,29 @@ fn check_invariants(t: &DataTree) {
         let n = t.get(p).unwrap();
         let st = n.stat();
         data_size += p.len() as i64 + n.data_len() as i64;
-        assert_eq!(st.num_children as usize, n.children.len(), "{p}");
+        assert_eq!(st.num_children as usize, n.num_children(), "{p}");
         assert_eq!(st.data_length as usize, n.data_len(), "{p}");
         assert!(st.pzxid >= st.czxid && st.mzxid >= st.czxid, "{p}: {st:?}");
         if p != "/" && !p.starts_with("/zookeeper") {
             // Stored cversion counts creates, so it covers the children still present.
-            assert!(n.cversion as usize >= n.children.len(), "{p}");
+            assert!(n.cversion() as usize >= n.num_children(), "{p}");
         }
-        for (c, name) in n.children.iter().zip(n.children.names()) {
+        let names = t.children(p).expect("listed node exists");
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted, "{p}: children sorted by name, once each");
+        assert_eq!(names.len(), n.num_children(), "{p}");
+        for name in &names {
             let cp = if p == "/" {
                 format!("/{name}")
             } else {
                 format!("{p}/{name}")
             };
-            assert_eq!(&**c, cp, "children hold their full paths");
-            let child = t.get(&cp).unwrap();
+            let child = t.get(&cp).expect("a listed child exists at its path");
+            assert_eq!(child.name(), name);
             assert!(
-                n.pzxid >= child.czxid,
+                n.fields().pzxid >= child.fields().czxid,
                 "parent {p} pzxid older than child {cp}"
             );
         }
@@ -257,7 +268,7 @@ fn check_invariants(t: &DataTree) {
                     "{p} owned by dead session {s:#x}"
                 );
                 assert!(t.ephemerals_of(s).contains(p), "{p} not indexed");
-                assert!(n.children.is_empty(), "ephemeral {p} has children");
+                assert_eq!(n.num_children(), 0, "ephemeral {p} has children");
             }
             NodeKind::Container => assert!(t.containers().contains(p)),
             NodeKind::Ttl(_) => assert!(t.ttls().contains(p)),

@@ -59,7 +59,7 @@ fn fresh_tree_matches_a_fresh_zookeeper() {
     assert_eq!(*acl, read_acl_unsafe());
     assert_eq!(st.aversion, -1);
     assert_eq!(t.data("/").unwrap().0, Some(Bytes::new()));
-    assert_eq!(t.get("").unwrap().children.len(), 1, "\"\" names the root");
+    assert_eq!(t.get("").unwrap().num_children(), 1, "\"\" names the root");
     assert_eq!(t.all_children_number("/"), Some(3));
     assert_eq!(t.digest(), t.recompute_digest());
 }
@@ -109,7 +109,7 @@ fn visible_cversion_counts_creates_and_deletes() {
     let d = s.delete("/p/a");
     let p = s.tree.stat("/p").unwrap();
     assert_eq!((p.cversion, p.pzxid, p.num_children), (3, 4, 1));
-    assert_eq!(s.tree.get("/p").unwrap().cversion, 2);
+    assert_eq!(s.tree.get("/p").unwrap().cversion(), 2);
     assert_eq!(
         d.triggers,
         vec![
@@ -293,8 +293,8 @@ fn identical_acls_are_shared() {
     let mut s = Seq::new();
     s.create("/a", 0);
     s.create("/b", 0);
-    let a = s.tree.get("/a").unwrap().acl.clone();
-    let b = s.tree.get("/b").unwrap().acl.clone();
+    let a = s.tree.get("/a").unwrap().acl().clone();
+    let b = s.tree.get("/b").unwrap().acl().clone();
     assert!(Arc::ptr_eq(&a, &b));
 }
 

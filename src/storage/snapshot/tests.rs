@@ -211,7 +211,7 @@ fn acl_lists_are_shared_after_load() {
     let loaded = read_from(&to_bytes(&tree)[..]).expect("valid");
     let a = loaded.get("/app/n1").expect("exists");
     let b = loaded.get("/app/n5").expect("exists");
-    assert!(Arc::ptr_eq(&a.acl, &b.acl), "open ACL stored once");
+    assert!(Arc::ptr_eq(a.acl(), b.acl()), "open ACL stored once");
 }
 
 #[test]
@@ -245,12 +245,63 @@ fn every_truncation_is_detected() {
 
 #[test]
 fn corruption_names_the_offset_and_expectation() {
-    let mut bytes = to_bytes(&sample_tree(3));
-    bytes[HEADER_LEN] = b'Z';
-    let e = read_from(&bytes[..]).expect_err("bad tag");
-    let msg = e.to_string();
-    assert!(msg.contains(&format!("at byte {HEADER_LEN}")), "{msg}");
-    assert!(msg.contains("expected A, N, S or E"), "{msg}");
+    let good = to_bytes(&sample_tree(3));
+    // A flipped byte inside the first frame: the frame's CRC names the frame.
+    let mut bytes = good.clone();
+    bytes[HEADER_LEN + 8] ^= 0x40;
+    let msg = read_from(&bytes[..]).expect_err("bad frame").to_string();
+    assert!(
+        msg.contains(&format!("at byte {HEADER_LEN}: frame of")),
+        "{msg}"
+    );
+    assert!(msg.contains("CRC"), "{msg}");
+    // A bad tag under a matching frame CRC: the record's own offset and expectation.
+    let mut bytes = good.clone();
+    bytes[HEADER_LEN + 8] = b'Z';
+    let len = u32::from_le_bytes(bytes[HEADER_LEN..HEADER_LEN + 4].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&bytes[HEADER_LEN + 8..HEADER_LEN + 8 + len]);
+    bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&crc.to_le_bytes());
+    let msg = read_from(&bytes[..]).expect_err("bad tag").to_string();
+    assert!(
+        msg.contains(&format!("at byte {}", HEADER_LEN + 8)),
+        "{msg}"
+    );
+    assert!(msg.contains("expected A, N or S"), "{msg}");
+}
+
+#[test]
+fn the_previous_format_still_loads() {
+    for n in [0, 3, 40] {
+        let tree = sample_tree(n);
+        let mut v1 = Vec::new();
+        write_v1_to(&tree, &mut v1).expect("write v1");
+        assert_eq!(u32::from_le_bytes(v1[8..12].try_into().unwrap()), 1);
+        let loaded = read_from(&v1[..]).expect("version 1 loads");
+        assert_eq!(loaded, tree);
+        assert_eq!(loaded.recompute_digest(), tree.digest());
+        let mut nodes = 0;
+        let h = scan(&v1[..], |r| {
+            nodes += matches!(r, Record::Node { .. }) as usize;
+            Ok(())
+        })
+        .expect("version 1 scans");
+        assert_eq!((h.version, nodes), (1, tree.len()));
+    }
+}
+
+#[test]
+fn unknown_versions_and_zookeeper_files_are_refused_by_name() {
+    let mut bytes = to_bytes(&sample_tree(2));
+    bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..HEADER_LEN - 4]);
+    bytes[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    let msg = read_from(&bytes[..]).expect_err("version 9").to_string();
+    assert!(msg.contains("format version 9"), "{msg}");
+    assert!(msg.contains("newer RingKeeper"), "{msg}");
+    let mut zk = b"ZKSN\0\0\0\x02".to_vec();
+    zk.resize(HEADER_LEN + 16, 0);
+    let msg = read_from(&zk[..]).expect_err("ZooKeeper file").to_string();
+    assert!(msg.contains("Apache ZooKeeper snapshot"), "{msg}");
 }
 
 #[test]
@@ -300,7 +351,7 @@ fn load_errors_name_the_file() {
     fs::write(&p, &bytes).unwrap();
     let msg = load(&OsDisk, &p).expect_err("bad crc").to_string();
     assert!(msg.contains(&p.display().to_string()), "{msg}");
-    assert!(msg.contains("trailer says"), "{msg}");
+    assert!(msg.contains("end frame says"), "{msg}");
 }
 
 #[test]
