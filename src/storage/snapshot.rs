@@ -318,6 +318,16 @@ impl<W: Write> FrameWriter<W> {
 /// # Errors
 /// When `out` fails, or a field is longer than [`MAX_FIELD_LEN`].
 pub fn write_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader, u64)> {
+    write_counting(tree, out, None)
+}
+
+/// [`write_to`], storing the number of znodes written so far in `written` after each
+/// frame (what [`Busy`] reports).
+fn write_counting<W: Write>(
+    tree: &DataTree,
+    out: W,
+    written: Option<&AtomicU64>,
+) -> io::Result<(SnapshotHeader, u64)> {
     let header = SnapshotHeader {
         version: VERSION,
         zxid: tree.zxid(),
@@ -356,6 +366,11 @@ pub fn write_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader
             };
             write_node(&mut w.payload, path, node.data(), &node.fields(), index)?;
             nodes += 1;
+            if w.payload.0.len() >= FRAME_TARGET {
+                if let Some(c) = written {
+                    c.store(nodes, Ordering::Relaxed);
+                }
+            }
             w.record_done()
         })();
         if let Err(e) = r {
@@ -438,7 +453,18 @@ pub fn save(
     dir: &Path,
     tree: &DataTree,
 ) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
-    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| write_to(tree, out))?;
+    save_counting(disk, dir, tree, None)
+}
+
+fn save_counting(
+    disk: &dyn Disk,
+    dir: &Path,
+    tree: &DataTree,
+    written: Option<&AtomicU64>,
+) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
+    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| {
+        write_counting(tree, out, written)
+    })?;
     Ok((path, header, len))
 }
 
@@ -1143,7 +1169,15 @@ pub fn read_with_progress<R: Read>(
             }
             Ok(())
         })?;
-        DataTree::restore(header.zxid, nodes, sessions).map_err(corrupt)?
+        let tree = DataTree::restore(header.zxid, nodes, sessions).map_err(corrupt)?;
+        progress(&LoadProgress {
+            nodes: header.node_count,
+            node_count: header.node_count,
+            bytes: total_bytes.unwrap_or(0),
+            total_bytes,
+            elapsed: started.elapsed(),
+        });
+        tree
     } else {
         let mut b = TreeBuilder::new(header.zxid);
         // Reserve from the header's count, within reason: a corrupt count must not make
@@ -1809,7 +1843,58 @@ pub enum Offer {
     /// The thread took it.
     Taken,
     /// One is still being written: skipped, as ZooKeeper's "Too busy to snap, skipping".
+    /// [`Snapshotter::try_offer`] says how far behind.
     TooBusy,
+}
+
+/// A snapshot offer refused because an earlier one is still being written: what is
+/// being written and how far behind the skipped zxid it is. From
+/// [`Snapshotter::try_offer`]; [`Busy::describe`] is the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// The zxid offered and skipped.
+    pub offered_zxid: i64,
+    /// The zxid of the snapshot being written.
+    pub in_progress_zxid: i64,
+    /// Txns between the two when they are of one epoch (the counters' difference);
+    /// `None` across an epoch change, where counters restart.
+    pub behind_txns: Option<u64>,
+    /// How long the snapshot being written has run.
+    pub running_for: std::time::Duration,
+    /// Znodes of it written so far (updated about every MiB), and its total.
+    pub written_nodes: u64,
+    pub total_nodes: u64,
+    /// Offers skipped since the last one taken, this one included.
+    pub skipped_in_a_row: u64,
+}
+
+impl Busy {
+    /// "too busy to snap, skipping zxid Z: snapshot of zxid Y still being written
+    /// (N txns behind, K offers skipped in a row, running for T s, W/M znodes written)".
+    pub fn describe(&self) -> String {
+        let behind = match self.behind_txns {
+            Some(n) => format!("{n} txns behind"),
+            None => "an epoch behind".to_string(),
+        };
+        format!(
+            "too busy to snap, skipping zxid {:#x}: snapshot of zxid {:#x} still being written \
+             ({behind}, {} offers skipped in a row, running for {:.1} s, {}/{} znodes written)",
+            self.offered_zxid,
+            self.in_progress_zxid,
+            self.skipped_in_a_row,
+            self.running_for.as_secs_f64(),
+            self.written_nodes,
+            self.total_nodes
+        )
+    }
+}
+
+/// The snapshot being written, for [`Busy`].
+#[derive(Debug)]
+struct InFlight {
+    zxid: i64,
+    nodes: u64,
+    started: std::time::Instant,
 }
 
 /// Counters of a [`Snapshotter`], readable from any thread.
@@ -1820,6 +1905,11 @@ pub struct SnapshotterStats {
     pub failed: AtomicU64,
     /// The zxid of the newest snapshot written (0 if none yet).
     pub last_zxid: AtomicU64,
+    /// Offers skipped since the last one taken (0 after a taken one).
+    pub skipped_in_a_row: AtomicU64,
+    /// The txns behind of the last skipped offer (see [`Busy::behind_txns`]; 0 when
+    /// unknown).
+    pub last_skip_behind_txns: AtomicU64,
     pub last_duration_us: AtomicU64,
     pub last_bytes: AtomicU64,
 }
@@ -1834,6 +1924,10 @@ pub struct SnapshotterStats {
 pub struct Snapshotter {
     jobs: Option<mpsc::SyncSender<DataTree>>,
     busy: Arc<AtomicBool>,
+    /// The snapshot being written (set by `offer`, cleared with `busy`).
+    in_flight: Arc<Mutex<Option<InFlight>>>,
+    /// Znodes of it written so far.
+    written: Arc<AtomicU64>,
     pub stats: Arc<SnapshotterStats>,
     /// The last failure, for the log line the owner prints and for tests.
     pub last_error: Arc<Mutex<Option<String>>>,
@@ -1866,15 +1960,18 @@ impl Snapshotter {
         let busy = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(SnapshotterStats::default());
         let last_error = Arc::new(Mutex::new(None));
+        let in_flight: Arc<Mutex<Option<InFlight>>> = Arc::new(Mutex::new(None));
+        let written = Arc::new(AtomicU64::new(0));
         let thread = {
             let (busy, stats, last_error) = (busy.clone(), stats.clone(), last_error.clone());
+            let (in_flight, written) = (in_flight.clone(), written.clone());
             std::thread::Builder::new()
                 .name("snapshot".into())
                 .spawn(move || {
                     lower_priority();
                     while let Ok(tree) = rx.recv() {
                         let started = std::time::Instant::now();
-                        match save(&*disk, &dir, &tree) {
+                        match save_counting(&*disk, &dir, &tree, Some(&written)) {
                             Ok((path, header, len)) => {
                                 let took = started.elapsed();
                                 stats.taken.fetch_add(1, Ordering::Relaxed);
@@ -1885,12 +1982,14 @@ impl Snapshotter {
                                     .store(took.as_micros() as u64, Ordering::Relaxed);
                                 // One line per snapshot, as ZooKeeper's "Snapshotting"
                                 // line, with what an operator needs: how long it took.
+                                let secs = took.as_secs_f64().max(1e-6);
                                 eprintln!(
-                                    "ringkeeper: snapshot {} written: zxid {:#x}, {} znodes, {len} bytes in {} ms",
+                                    "ringkeeper: snapshot {} written: zxid {:#x}, {} znodes, {len} bytes in {} ms ({:.0} MB/s)",
                                     path.display(),
                                     header.zxid,
                                     header.node_count,
-                                    took.as_millis()
+                                    took.as_millis(),
+                                    len as f64 / secs / 1e6
                                 );
                                 on_saved(header.zxid);
                             }
@@ -1903,6 +2002,7 @@ impl Snapshotter {
                         // Dropped before the flag clears, so at most one extra root is
                         // alive at a time.
                         drop(tree);
+                        *in_flight.lock().expect("not poisoned") = None;
                         busy.store(false, Ordering::Release);
                     }
                 })?
@@ -1910,17 +2010,38 @@ impl Snapshotter {
         Ok(Snapshotter {
             jobs: Some(tx),
             busy,
+            in_flight,
+            written,
             stats,
             last_error,
             thread: Some(thread),
         })
     }
 
-    /// Offers the committed root of `zxid` for a snapshot.
+    /// Offers the committed root of `zxid` for a snapshot. A skipped offer is also
+    /// counted in [`SnapshotterStats`] (`skipped_in_a_row`, `last_skip_behind_txns`).
+    /// [`Snapshotter::try_offer`] says how far behind a skipped one is; prefer it.
     ///
     /// # Panics
     /// If `root` is not the tree of `zxid`.
     pub fn offer(&self, root: DataTree, zxid: i64) -> Offer {
+        match self.try_offer(root, zxid) {
+            Ok(()) => Offer::Taken,
+            Err(_) => Offer::TooBusy,
+        }
+    }
+
+    /// Offers the committed root of `zxid` for a snapshot: `Ok` when the thread took it,
+    /// or the [`Busy`] report of the snapshot still being written, which the caller logs
+    /// ([`Busy::describe`]) and may act on (e.g. offer again soon rather than after
+    /// another snapCount when `behind_txns` is large).
+    ///
+    /// # Errors
+    /// [`Busy`] when an earlier snapshot is still being written (nothing is queued).
+    ///
+    /// # Panics
+    /// If `root` is not the tree of `zxid`.
+    pub fn try_offer(&self, root: DataTree, zxid: i64) -> Result<(), Busy> {
         assert_eq!(root.zxid(), zxid, "offered root is not the tree of zxid");
         if self
             .busy
@@ -1928,13 +2049,43 @@ impl Snapshotter {
             .is_err()
         {
             self.stats.skipped_busy.fetch_add(1, Ordering::Relaxed);
-            return Offer::TooBusy;
+            let in_a_row = self.stats.skipped_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            let flight = self.in_flight.lock().expect("not poisoned");
+            // The flag is set before `in_flight` and cleared after it: a skip that sees
+            // no record raced with the end of a snapshot.
+            let (in_progress_zxid, total_nodes, running_for) = match &*flight {
+                Some(f) => (f.zxid, f.nodes, f.started.elapsed()),
+                None => (zxid, 0, std::time::Duration::ZERO),
+            };
+            drop(flight);
+            let epoch = |z: i64| (z as u64) >> 32;
+            let behind_txns = (epoch(zxid) == epoch(in_progress_zxid))
+                .then(|| (zxid as u64).saturating_sub(in_progress_zxid as u64));
+            self.stats
+                .last_skip_behind_txns
+                .store(behind_txns.unwrap_or(0), Ordering::Relaxed);
+            return Err(Busy {
+                offered_zxid: zxid,
+                in_progress_zxid,
+                behind_txns,
+                running_for,
+                written_nodes: self.written.load(Ordering::Relaxed),
+                total_nodes,
+                skipped_in_a_row: in_a_row,
+            });
         }
+        self.stats.skipped_in_a_row.store(0, Ordering::Relaxed);
+        self.written.store(0, Ordering::Relaxed);
+        *self.in_flight.lock().expect("not poisoned") = Some(InFlight {
+            zxid,
+            nodes: root.len() as u64,
+            started: std::time::Instant::now(),
+        });
         let jobs = self.jobs.as_ref().expect("running");
         // The flag was clear, so the thread has taken any earlier job out of the slot.
         jobs.try_send(root)
             .expect("snapshot thread alive with an empty slot");
-        Offer::Taken
+        Ok(())
     }
 
     /// True while a snapshot is being written.

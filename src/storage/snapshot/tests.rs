@@ -406,6 +406,46 @@ fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
 }
 
 #[test]
+fn a_skipped_offer_says_how_far_behind_it_is() {
+    let dir = TempDir::new("snapper-busy");
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
+    let big = sample_tree(20_000);
+    let (zxid, nodes) = (big.zxid(), big.len() as u64);
+    let mut later = big.clone();
+    later.apply(&Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: zxid + 7,
+        time_ms: 0,
+        op: TxnOp::Create {
+            path: "/later".into(),
+            data: None,
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    });
+    snapper.try_offer(big, zxid).expect("idle: taken");
+    // Offered microseconds after a 20k-znode snapshot began: busy unless the machine
+    // wrote and synced it meanwhile, which only the checks below would then skip.
+    match snapper.try_offer(later.clone(), zxid + 7) {
+        Err(b) => {
+            assert_eq!(b.offered_zxid, zxid + 7);
+            assert_eq!(b.in_progress_zxid, zxid);
+            assert_eq!(b.behind_txns, Some(7));
+            assert_eq!(b.total_nodes, nodes);
+            assert_eq!(b.skipped_in_a_row, 1);
+            assert!(b.describe().contains("7 txns behind"), "{}", b.describe());
+            assert_eq!(
+                snapper.stats.last_skip_behind_txns.load(Ordering::Relaxed),
+                7
+            );
+        }
+        Ok(()) => eprintln!("snapshot finished before the second offer; nothing checked"),
+    }
+    snapper.shutdown();
+}
+
+#[test]
 fn purge_keeps_retained_snapshots_and_the_logs_they_need() {
     let dir = TempDir::new("purge");
     let logs = TempDir::new("purge-logs");
