@@ -50,7 +50,9 @@
 
 use super::disk::{Disk, DiskFile, OpenOptions};
 use crate::proto::{Acl, Id};
-use crate::tree::{AclList, DataTree, Fields, TreeBuilder, Znode};
+use crate::tree::{
+    index_entry, node_digest, AclList, DataTree, Fields, PathIndex, TreeBuilder, Znode,
+};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fmt;
@@ -934,11 +936,11 @@ fn scan_v2<R: Read>(
     header: &SnapshotHeader,
     sink: &mut dyn Sink,
     progress: &mut dyn FnMut(u64, u64),
+    frames: &mut dyn FnMut(&Arc<Vec<u8>>, u64),
 ) -> Result<(), SnapshotError> {
     let mut acls: Vec<AclList> = Vec::new();
     let (mut nodes, mut sessions) = (0u64, 0u64);
     let mut crcs = 0u32;
-    let mut payload: Vec<u8> = Vec::new();
     // Bound: every frame consumes at least its header of a finite file.
     loop {
         let frame_at = r.offset;
@@ -964,7 +966,7 @@ fn scan_v2<R: Read>(
                 what: format!("frame length {len} above {MAX_FRAME}"),
             });
         }
-        payload.resize(len as usize, 0);
+        let mut payload = vec![0u8; len as usize];
         r.fill(&mut payload, "a frame")?;
         let actual = crc32c::crc32c(&payload);
         if actual != crc {
@@ -977,10 +979,13 @@ fn scan_v2<R: Read>(
             });
         }
         crcs = crc32c::crc32c_append(crcs, &crc.to_le_bytes());
+        let payload = Arc::new(payload);
+        let base = frame_at + FRAME_HEADER_LEN as u64;
+        frames(&payload, base);
         let mut c = Cursor {
             b: &payload,
             at: 0,
-            base: frame_at + FRAME_HEADER_LEN as u64,
+            base,
         };
         while c.at < c.b.len() {
             let rec_at = c.base + c.at as u64;
@@ -1043,6 +1048,46 @@ fn scan_v2<R: Read>(
             error,
         }),
     }
+}
+
+/// The nodes' digests and path index entries of a version-2 snapshot's frames, as the
+/// loader's builder numbers the nodes (the root 0): the [`TreeBuilder::new_prehashed`]
+/// half of a load. `None` on a record the loader's own scan refuses as well.
+fn hash_frames(
+    frames: mpsc::Receiver<(Arc<Vec<u8>>, u64)>,
+    hint: usize,
+) -> Option<(PathIndex, u64)> {
+    let mut acls: Vec<Vec<Acl>> = Vec::new();
+    let mut entries: Vec<u64> = Vec::with_capacity(hint);
+    let mut digest = 0u64;
+    let mut id = 0u32;
+    for (payload, base) in frames {
+        let mut c = Cursor {
+            b: &payload,
+            at: 0,
+            base,
+        };
+        while c.at < c.b.len() {
+            match c.record().ok()? {
+                Raw::Acl(list) => acls.push(list),
+                Raw::Node {
+                    path,
+                    data,
+                    acl,
+                    fields,
+                } => {
+                    let acl = acls.get(acl as usize)?;
+                    digest = digest.wrapping_add(node_digest(path, data, acl, &fields));
+                    if id > 0 {
+                        entries.push(index_entry(path, id));
+                    }
+                    id = id.checked_add(1)?;
+                }
+                Raw::Session(..) => {}
+            }
+        }
+    }
+    Some((PathIndex::from_entries(entries), digest))
 }
 
 /// Hands records to a [`scan`] visitor as [`Record`]s.
@@ -1122,7 +1167,13 @@ pub fn scan<R: Read>(
     if header.version == 1 {
         return scan_v1(r, header, &mut visit);
     }
-    scan_v2(&mut r, &header, &mut VisitSink(&mut visit), &mut |_, _| {})?;
+    scan_v2(
+        &mut r,
+        &header,
+        &mut VisitSink(&mut visit),
+        &mut |_, _| {},
+        &mut |_, _| {},
+    )?;
     Ok(header)
 }
 
@@ -1179,21 +1230,55 @@ pub fn read_with_progress<R: Read>(
         });
         tree
     } else {
-        let mut b = TreeBuilder::new(header.zxid);
         // Reserve from the header's count, within reason: a corrupt count must not make
         // the loader allocate gigabytes up front.
-        b.reserve(header.node_count.min(1 << 24) as usize);
-        let mut sink = BuildSink(b);
-        scan_v2(&mut r, &header, &mut sink, &mut |nodes, bytes| {
-            progress(&LoadProgress {
-                nodes,
-                node_count: header.node_count,
-                bytes,
-                total_bytes,
-                elapsed: started.elapsed(),
-            })
-        })?;
-        sink.0.finish().map_err(corrupt)?
+        let hint = header.node_count.min(1 << 24) as usize;
+        std::thread::scope(|scope| -> Result<DataTree, SnapshotError> {
+            // A second thread takes each checked frame and computes what does not need
+            // the tree: the nodes' digests and the path index (a third of the work).
+            let (tx, rx) = mpsc::sync_channel::<(Arc<Vec<u8>>, u64)>(4);
+            let hasher = std::thread::Builder::new()
+                .name("snapshot-hash".into())
+                .spawn_scoped(scope, move || hash_frames(rx, hint))
+                .ok();
+            let mut tx = hasher.as_ref().map(|_| tx);
+            let mut b = if hasher.is_some() {
+                TreeBuilder::new_prehashed(header.zxid)
+            } else {
+                TreeBuilder::new(header.zxid)
+            };
+            b.reserve(hint);
+            let mut sink = BuildSink(b);
+            let scanned = scan_v2(
+                &mut r,
+                &header,
+                &mut sink,
+                &mut |nodes, bytes| {
+                    progress(&LoadProgress {
+                        nodes,
+                        node_count: header.node_count,
+                        bytes,
+                        total_bytes,
+                        elapsed: started.elapsed(),
+                    })
+                },
+                &mut |payload, base| {
+                    if let Some(t) = &tx {
+                        // The hasher only stops early on a record the scan refuses too.
+                        let _ = t.send((payload.clone(), base));
+                    }
+                },
+            );
+            tx.take();
+            let hashed = hasher.map(|h| h.join().expect("the snapshot hasher does not panic"));
+            scanned?;
+            match hashed {
+                None => sink.0.finish(),
+                Some(Some((index, digest))) => sink.0.finish_prehashed(index, digest),
+                Some(None) => Err("the hasher refused a record the scan accepted".into()),
+            }
+            .map_err(corrupt)
+        })?
     };
     if tree.digest() != header.digest || tree.approximate_data_size() != header.data_size {
         return Err(corrupt(format!(

@@ -1147,6 +1147,27 @@ impl DataTree {
     }
 }
 
+/// One node's share of [`DataTree::digest`]: what a [`TreeBuilder::new_prehashed`]
+/// caller sums.
+pub fn node_digest(path: &str, data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
+    node_hash(path.as_bytes(), data, acl, f)
+}
+
+/// The path index entry of node `id` at `path`, for [`PathIndex::from_entries`].
+pub fn index_entry(path: &str, id: u32) -> u64 {
+    (u64::from(path_hash(path.as_bytes())) << 32) | u64::from(id)
+}
+
+/// A path index built apart from its tree (see [`TreeBuilder::new_prehashed`]).
+pub struct PathIndex(Index);
+
+impl PathIndex {
+    /// From the [`index_entry`] of every node but the root.
+    pub fn from_entries(entries: Vec<u64>) -> PathIndex {
+        PathIndex(Index::from_entries(entries))
+    }
+}
+
 /// Builds a tree from nodes given in [`tree_order`] (parents before children, siblings
 /// by name), as a snapshot holds them: each node is allocated once, ids are assigned in
 /// order, children lists are made whole when their parent's subtree ends, and the id
@@ -1155,6 +1176,9 @@ impl DataTree {
 /// snapshot loader.
 pub struct TreeBuilder {
     zxid: i64,
+    /// Node digests and index entries are computed by the caller (see
+    /// [`TreeBuilder::new_prehashed`]).
+    prehashed: bool,
     nodes: Vec<NodeBox>,
     /// The open subtrees: (node id, its path's length, its children so far).
     stack: Vec<(u32, usize, Vec<u32>)>,
@@ -1174,6 +1198,7 @@ impl TreeBuilder {
     pub fn new(zxid: i64) -> TreeBuilder {
         TreeBuilder {
             zxid,
+            prehashed: false,
             nodes: Vec::new(),
             stack: Vec::new(),
             path: String::new(),
@@ -1185,6 +1210,16 @@ impl TreeBuilder {
             data_size: 0,
             digest: 0,
             open_acl: Arc::new(open_acl_unsafe()),
+        }
+    }
+
+    /// A builder that leaves the nodes' digests and the path index to the caller, who
+    /// computes them with [`node_digest`] and [`PathIndex`] (on another thread: that is
+    /// a third of the work) and hands them to [`TreeBuilder::finish_prehashed`].
+    pub fn new_prehashed(zxid: i64) -> TreeBuilder {
+        TreeBuilder {
+            prehashed: true,
+            ..TreeBuilder::new(zxid)
         }
     }
 
@@ -1296,9 +1331,11 @@ impl TreeBuilder {
             (Some(pid), name)
         };
         let node = NodeBox::new(parent.unwrap_or(ROOT), acl, None, name.as_bytes(), data, f);
-        self.digest = self
-            .digest
-            .wrapping_add(node_hash(path.as_bytes(), data, node.acl(), f));
+        if !self.prehashed {
+            self.digest = self
+                .digest
+                .wrapping_add(node_hash(path.as_bytes(), data, node.acl(), f));
+        }
         self.data_size += path.len() as i64 + data.map_or(0, |d| d.len()) as i64;
         match NodeKind::of_owner(f.ephemeral_owner) {
             NodeKind::Ephemeral(s) => self.ephemerals.push((s, Arc::from(path))),
@@ -1311,16 +1348,38 @@ impl TreeBuilder {
             NodeKind::Persistent => {}
         }
         self.nodes.push(node);
-        if let Some(pid) = parent {
+        if parent.is_some() {
             self.stack.last_mut().expect("parent open").2.push(id);
-            self.entries
-                .push((u64::from(path_hash(path.as_bytes())) << 32) | u64::from(id));
-            let _ = pid;
+            if !self.prehashed {
+                self.entries.push(index_entry(path, id));
+            }
         }
         self.path.clear();
         self.path.push_str(path);
         self.stack.push((id, path.len(), Vec::new()));
         Ok(())
+    }
+
+    /// The tree of a [`TreeBuilder::new_prehashed`] builder: `index` holds an entry
+    /// for every node but the root, the `n`-th node given having id `n` (the root 0),
+    /// and `node_digest` is the wrapping sum of every node's [`node_digest`].
+    ///
+    /// # Errors
+    /// As [`TreeBuilder::finish`].
+    pub fn finish_prehashed(
+        mut self,
+        index: PathIndex,
+        node_digest: u64,
+    ) -> Result<DataTree, String> {
+        assert!(
+            self.prehashed,
+            "finish_prehashed of a builder that hashes itself"
+        );
+        self.digest = self.digest.wrapping_add(node_digest);
+        self.prehashed = false;
+        let mut t = self.finish()?;
+        t.index = index.0;
+        Ok(t)
     }
 
     /// The tree.

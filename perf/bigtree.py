@@ -1,0 +1,414 @@
+#!/usr/bin/env python3
+"""Big trees: memory, snapshots and restart of RingKeeper beside Apache ZooKeeper, in the
+same run on the same machine (issue 10).
+
+For each size N and each target (rk = RingKeeper, zk = Apache ZooKeeper 3.8, started by
+scripts/ringkeeper.sh and scripts/apache-zk.sh on loopback):
+  1. start an empty server, read its RSS;
+  2. populate N znodes of VALUE_SIZE bytes with zkbench's setup phase
+     (`zkbench run -w get --keys N --value-size V`, paths /zkbench/k0000000000...);
+  3. RSS after populating (settled 2 s): bytes per znode = (RSS - empty RSS) / N;
+  4. snapshot write rate: RingKeeper's last "snapshot ... written" log line, ZooKeeper's
+     mntr snapshottime with its newest snapshot file's size;
+  5. ROUNDS restarts after SIGTERM and ROUNDS after SIGKILL: seconds from the signal to the
+     first answered `exists` of the last key by a fresh kazoo client (polled every 20 ms),
+     and after each, that the last key exists and /zkbench has N + 3 children (every
+     acknowledged create is there); the snapshot load rate of each restart (RingKeeper's
+     "recovery: loaded" line, ZooKeeper's mntr startup_snap_load_time and file size);
+  6. RingKeeper only: `ringkeeper data check` on the stopped data directory says VALID.
+Medians over the rounds. Writes results.md (the table, the command lines) and
+results.jsonl into OUT (default perf/results/<UTC timestamp>-bigtree/).
+
+Usage: perf/bigtree.py [--sizes 100000,1000000] [--targets rk,zk] [--rounds 3]
+                       [--value-size 100] [--zk-heap 2g] [--snap-count 100000]
+                       [--rk-bin PATH] [--out DIR] [--check] [--keep]
+--check: exit 1 unless every figure was measured and every check passed (the test
+suite runs it on a small size). Every wait is bounded (PHASE_TIMEOUT_S scaled by N).
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+POLL_S = 0.02
+# Seconds per phase for 1M znodes; scaled with N (at least 60 s).
+PHASE_TIMEOUT_S = 600
+PORTS = {"rk": 24281, "zk": 24282}
+ROOT_NODE = "/zkbench"
+# zkbench's setup creates /zkbench/c, /zkbench/e and /zkbench/s beside the keys.
+EXTRA_CHILDREN = 3
+
+
+def log(msg):
+    print(f"bigtree: {msg}", file=sys.stderr, flush=True)
+
+
+def key_path(i):
+    return f"{ROOT_NODE}/k{i:010d}"
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def four_letter(port, word):
+    import socket
+    data = b""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        s.sendall(word.encode())
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            c = s.recv(65536)
+            if not c:
+                break
+            data += c
+    except OSError:
+        pass
+    return data.decode(errors="replace")
+
+
+def mntr(port):
+    out = {}
+    for line in four_letter(port, "mntr").splitlines():
+        k, _, v = line.partition("\t")
+        out[k] = v
+    return out
+
+
+class Server:
+    """One server in its own directory, started by the project's script (which writes
+    zoo.cfg and waits for ruok), then stopped and relaunched by PID with the same
+    command the script uses."""
+
+    def __init__(self, target, workdir, args):
+        self.target, self.dir, self.args = target, workdir, args
+        self.port = PORTS[target]
+        self.script = os.path.join(ROOT, "scripts", "ringkeeper.sh" if target == "rk" else "apache-zk.sh")
+        snap = f"snapCount={args.snap_count}"
+        self.env = dict(os.environ, RINGKEEPER_BIN=args.rk_bin, ZK_HEAP=args.zk_heap,
+                        START_TIMEOUT_S="120", RK_EXTRA_CFG=snap, ZK_EXTRA_CFG=snap)
+        self.pid = None
+
+    def cmd(self):
+        cfg = os.path.join(self.dir, "zoo.cfg")
+        if self.target == "rk":
+            return [self.args.rk_bin, cfg]
+        jar = os.environ.get("ZK_JAR", "/usr/share/java/zookeeper.jar")
+        return ["java", f"-Xmx{self.args.zk_heap}", "-Dzookeeper.admin.enableServer=false",
+                "-cp", jar, "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg]
+
+    def start(self):
+        subprocess.run([self.script, "start", self.dir, str(self.port)], env=self.env,
+                       check=True, timeout=180, stdout=subprocess.DEVNULL)
+        with open(os.path.join(self.dir, "pid")) as f:
+            self.pid = int(f.read())
+
+    def launch(self):
+        with open(os.path.join(self.dir, "server.log"), "ab") as logf:
+            p = subprocess.Popen(self.cmd(), stdout=logf, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+        self.pid = p.pid
+        self.proc = p
+        with open(os.path.join(self.dir, "pid"), "w") as f:
+            f.write(str(p.pid))
+
+    def signal_and_wait(self, sig, timeout_s):
+        os.kill(self.pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if getattr(self, "proc", None) is not None:
+                if self.proc.poll() is not None:
+                    return
+            else:
+                try:
+                    os.kill(self.pid, 0)
+                except ProcessLookupError:
+                    return
+                # A zombie of the script's background job still answers kill 0: look at
+                # its state.
+                try:
+                    with open(f"/proc/{self.pid}/stat") as f:
+                        if f.read().split(") ")[1].startswith("Z"):
+                            return
+                except FileNotFoundError:
+                    return
+            time.sleep(0.01)
+        os.kill(self.pid, signal.SIGKILL)
+        raise RuntimeError(f"{self.target} did not exit within {timeout_s} s of signal {sig}")
+
+    def stop(self):
+        subprocess.run([self.script, "stop", self.dir], env=self.env, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if getattr(self, "proc", None) is not None:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def log_text(self):
+        with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+            return f.read()
+
+
+def serving(port, last_key):
+    """True once a fresh client's `exists` of the last key is answered with a Stat."""
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=2.0, connection_retry=None)
+    try:
+        zk.start(timeout=1.0)
+        return zk.exists(last_key) is not None
+    except Exception:  # noqa: BLE001 - not serving yet
+        return False
+    finally:
+        try:
+            zk.stop()
+            zk.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def children_of_root(port):
+    from kazoo.client import KazooClient
+    zk = KazooClient(hosts=f"127.0.0.1:{port}", timeout=10.0)
+    zk.start(timeout=10)
+    try:
+        st = zk.exists(ROOT_NODE)
+        return None if st is None else st.numChildren
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def newest_zk_snapshot(datadir):
+    d = os.path.join(datadir, "version-2")
+    snaps = [os.path.join(d, n) for n in os.listdir(d) if n.startswith("snapshot.")]
+    return max(snaps, key=os.path.getmtime) if snaps else None
+
+
+def restart(srv, sig, n, timeout_s):
+    """Signal -> serving, in seconds, and the snapshot load rate of that start."""
+    log_before = len(srv.log_text())
+    t0 = time.monotonic()
+    srv.signal_and_wait(sig, timeout_s)
+    srv.launch()
+    last = key_path(n - 1)
+    served = None
+    while time.monotonic() - t0 < timeout_s:
+        if serving(srv.port, last):
+            served = time.monotonic() - t0
+            break
+        if srv.proc.poll() is not None:
+            raise RuntimeError(f"{srv.target} exited during restart; see {srv.dir}/server.log")
+        time.sleep(POLL_S)
+    if served is None:
+        raise RuntimeError(f"{srv.target} not serving {timeout_s} s after signal {sig}")
+    load = {}
+    if srv.target == "rk":
+        text = srv.log_text()[log_before:]
+        m = re.search(r"recovery: loaded .*?: (\d+) znodes, (\d+) bytes in ([0-9.]+) s", text)
+        if m:
+            load = {"znodes": int(m.group(1)), "bytes": int(m.group(2)), "s": float(m.group(3))}
+        m = re.search(r"recovered (\d+) znodes .* in ([0-9.]+) s", text)
+        if m:
+            load["recover_s"] = float(m.group(2))
+    else:
+        mt = mntr(srv.port)
+        snap = newest_zk_snapshot(os.path.join(srv.dir, "data"))
+        ms = mt.get("zk_max_startup_snap_load_time")
+        if ms is not None and snap:
+            load = {"bytes": os.path.getsize(snap), "s": float(ms) / 1000.0}
+    kids = children_of_root(srv.port)
+    return served, load, kids
+
+
+def snapshot_write(srv):
+    if srv.target == "rk":
+        lines = re.findall(r"snapshot \S+ written: zxid \S+, (\d+) znodes, (\d+) bytes in (\d+) ms",
+                           srv.log_text())
+        if not lines:
+            return None
+        z, b, ms = lines[-1]
+        return {"znodes": int(z), "bytes": int(b), "s": max(int(ms), 1) / 1000.0}
+    mt = mntr(srv.port)
+    snap = newest_zk_snapshot(os.path.join(srv.dir, "data"))
+    avg = mt.get("zk_avg_snapshottime")
+    cnt = int(mt.get("zk_cnt_snapshottime", "0"))
+    if snap is None or avg is None or cnt < 2:
+        return None
+    # The first count is the empty tree's snapshot at start: the average over the rest is
+    # close to the average; report max too.
+    return {"bytes": os.path.getsize(snap), "s": max(float(avg), 1.0) / 1000.0,
+            "max_s": float(mt.get("zk_max_snapshottime", "0")) / 1000.0, "count": cnt}
+
+
+def mb_s(d):
+    return d["bytes"] / d["s"] / 1e6 if d and d.get("s") else None
+
+
+def run_one(target, n, args, results):
+    timeout_s = max(60, PHASE_TIMEOUT_S * n // 1_000_000)
+    work = tempfile.mkdtemp(prefix=f"bigtree-{target}-")
+    srv = Server(target, work, args)
+    row = {"target": target, "znodes": n, "value_size": args.value_size}
+    try:
+        log(f"{target} {n}: start")
+        srv.start()
+        time.sleep(1)
+        empty = rss_kib(srv.pid)
+        log(f"{target} {n}: populate")
+        t0 = time.monotonic()
+        cmd = [args.zkbench, "run", "-c", f"127.0.0.1:{srv.port}", "-w", "get", "--keys", str(n),
+               "--value-size", str(args.value_size), "-d", "1", "--warmup", "0", "-q",
+               "--session-timeout-ms", "30000"]
+        subprocess.run(cmd, check=True, timeout=timeout_s, stdout=subprocess.DEVNULL)
+        row["populate_s"] = time.monotonic() - t0
+        time.sleep(2)
+        full = rss_kib(srv.pid)
+        row["rss_empty_mb"] = empty / 1024
+        row["rss_mb"] = full / 1024
+        row["bytes_per_znode"] = (full - empty) * 1024 / n
+        row["snapshot_write"] = snapshot_write(srv)
+        row["snapshot_write_mb_s"] = mb_s(row["snapshot_write"])
+        for name, sig in (("term", signal.SIGTERM), ("kill", signal.SIGKILL)):
+            times, loads, ok = [], [], True
+            for r in range(args.rounds):
+                served, load, kids = restart(srv, sig, n, timeout_s)
+                times.append(served)
+                loads.append(load)
+                ok &= kids == n + EXTRA_CHILDREN
+                log(f"{target} {n}: {name} round {r + 1}: serving after {served:.2f} s, "
+                    f"{kids} children under {ROOT_NODE}")
+            row[f"restart_{name}_s"] = statistics.median(times)
+            row[f"restart_{name}_rounds"] = times
+            row[f"all_writes_after_{name}"] = ok
+            rates = [mb_s(x) for x in loads if mb_s(x)]
+            row[f"snapshot_load_mb_s_{name}"] = statistics.median(rates) if rates else None
+            row[f"snapshot_load_{name}"] = loads
+        srv.stop()
+        if target == "rk":
+            rk_check = subprocess.run([args.rk_bin, "data", "check", os.path.join(work, "data")],
+                                      capture_output=True, text=True, timeout=timeout_s)
+            row["data_check"] = "VALID" if rk_check.returncode == 0 and "VALID" in rk_check.stdout else \
+                (rk_check.stdout + rk_check.stderr)[-500:]
+    finally:
+        srv.stop()
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    results.append(row)
+    return row
+
+
+def fmt(v, spec="{:.2f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def table(results, args):
+    lines = ["| znodes | target | RSS MB | bytes/znode | snapshot write MB/s | snapshot load MB/s "
+             "| restart after SIGTERM s | after kill -9 s | all writes there | data check |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(
+            f"| {r['znodes']:,} | {'RingKeeper' if r['target'] == 'rk' else 'ZooKeeper'} "
+            f"| {fmt(r.get('rss_mb'), '{:.0f}')} | {fmt(r.get('bytes_per_znode'), '{:.0f}')} "
+            f"| {fmt(r.get('snapshot_write_mb_s'), '{:.0f}')} | {fmt(r.get('snapshot_load_mb_s_term'), '{:.0f}')} "
+            f"| {fmt(r.get('restart_term_s'))} | {fmt(r.get('restart_kill_s'))} "
+            f"| {r.get('all_writes_after_term') and r.get('all_writes_after_kill')} "
+            f"| {r.get('data_check', 'n/a')} |")
+    by = {(r["znodes"], r["target"]): r for r in results}
+    ratios = []
+    for n in sorted({r["znodes"] for r in results}):
+        rk, zk = by.get((n, "rk")), by.get((n, "zk"))
+        if rk and zk:
+            ratios.append(
+                f"- {n:,} znodes, RingKeeper / ZooKeeper: RSS {rk['rss_mb'] / zk['rss_mb']:.2f}x, "
+                f"restart after SIGTERM {rk['restart_term_s'] / zk['restart_term_s']:.2f}x, "
+                f"after kill -9 {rk['restart_kill_s'] / zk['restart_kill_s']:.2f}x")
+    return "\n".join(lines + [""] + ratios)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--targets", default="rk,zk")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--value-size", type=int, default=100)
+    ap.add_argument("--zk-heap", default="2g")
+    ap.add_argument("--snap-count", type=int, default=100000,
+                    help="snapCount of both servers (ZooKeeper's default 100000)")
+    ap.add_argument("--rk-bin", default=os.path.join(ROOT, "target", "release", "ringkeeper"))
+    ap.add_argument("--zkbench", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the servers' directories")
+    args = ap.parse_args()
+    args.rk_bin = os.path.abspath(args.rk_bin)
+    args.zkbench = os.path.abspath(args.zkbench or os.path.join(os.path.dirname(args.rk_bin), "zkbench"))
+    logging.disable(logging.CRITICAL)
+    out = args.out or os.path.join(
+        ROOT, "perf", "results",
+        datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-bigtree")
+    os.makedirs(out, exist_ok=True)
+    results = []
+    failures = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        for t in args.targets.split(","):
+            try:
+                row = run_one(t, n, args, results)
+                log(json.dumps({k: v for k, v in row.items() if not isinstance(v, (list, dict))}))
+            except Exception as e:  # noqa: BLE001 - reported and counted as a failure
+                failures.append(f"{t} {n}: {e}")
+                log(f"{t} {n}: FAILED: {e}")
+    with open(os.path.join(out, "results.jsonl"), "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    cmdline = " ".join(["perf/bigtree.py"] + [a for a in sys.argv[1:]])
+    text = (f"# Big trees: RingKeeper beside Apache ZooKeeper\n\n"
+            f"Command: `{cmdline}`\n\n"
+            f"Populated with `zkbench run -w get --keys N --value-size {args.value_size} -d 1 "
+            f"--warmup 0` (its setup phase); snapCount={args.snap_count} for both; ZooKeeper "
+            f"with `-Xmx{args.zk_heap}`; restarts: medians "
+            f"of {args.rounds} rounds, seconds from the signal to the first answered `exists` of the "
+            f"last key.\n\n{table(results, args)}\n")
+    if failures:
+        text += "\nFailures:\n" + "\n".join(f"- {x}" for x in failures) + "\n"
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+    if args.check:
+        bad = list(failures)
+        for r in results:
+            for k in ("rss_mb", "bytes_per_znode", "restart_term_s", "restart_kill_s",
+                      "snapshot_load_mb_s_term"):
+                if not r.get(k) or r[k] <= 0:
+                    bad.append(f"{r['target']} {r['znodes']}: {k} not measured")
+            if not (r.get("all_writes_after_term") and r.get("all_writes_after_kill")):
+                bad.append(f"{r['target']} {r['znodes']}: znodes missing after a restart")
+            if r["target"] == "rk" and r.get("data_check") != "VALID":
+                bad.append(f"rk {r['znodes']}: data check: {r.get('data_check')}")
+        if bad:
+            print("\n".join(["CHECK FAILED:"] + bad), file=sys.stderr)
+            return 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
