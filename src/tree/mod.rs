@@ -1259,10 +1259,11 @@ impl TreeBuilder {
     fn close_top(&mut self) {
         let (id, _, kids) = self.stack.pop().expect("an open subtree");
         if !kids.is_empty() {
+            let list = KidList::from_sorted(&kids, |c| self.nodes[c as usize].name());
             let slot = self.nodes[id as usize]
                 .kids_mut()
                 .expect("a node being built is not shared");
-            *slot = Some(Arc::new(KidList::from_sorted(&kids)));
+            *slot = Some(Arc::new(list));
         }
     }
 
@@ -1425,6 +1426,39 @@ struct NodeHasher {
     hi: u32,
 }
 
+/// `crc32c::crc32c_append`, the same value, with the SSE4.2 instruction inlined for the
+/// short fields a node hash is made of: the crate's per-call dispatch and alignment
+/// handling took most of the hashing time (perf of 1M creates: 21% of the CPU in
+/// `crc32c`, for ~24 calls of a few bytes per hash). Long inputs go to the crate, which
+/// runs three lanes in parallel.
+#[inline]
+fn crc32c_append(crc: u32, b: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, checked just above.
+            return unsafe { crc32c_sse42(crc, b) };
+        }
+    }
+    crc32c::crc32c_append(crc, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(crc: u32, b: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c = u64::from(!crc);
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    let mut c = c as u32;
+    for &x in words.remainder() {
+        c = _mm_crc32_u8(c, x);
+    }
+    !c
+}
+
 impl NodeHasher {
     fn new(tag: u8) -> NodeHasher {
         let mut f = NodeHasher {
@@ -1435,8 +1469,8 @@ impl NodeHasher {
         f
     }
     fn bytes(&mut self, b: &[u8]) {
-        self.lo = crc32c::crc32c_append(self.lo, b);
-        self.hi = crc32c::crc32c_append(self.hi ^ 0x9e37_79b9, b);
+        self.lo = crc32c_append(self.lo, b);
+        self.hi = crc32c_append(self.hi ^ 0x9e37_79b9, b);
     }
     fn field(&mut self, b: &[u8]) {
         self.bytes(&(b.len() as u64).to_le_bytes());

@@ -348,3 +348,19 @@ fn delete_of_non_empty_panics() {
     s.create("/a/b", 0);
     s.delete("/a");
 }
+
+#[test]
+fn inlined_crc32c_equals_the_crate() {
+    let data: Vec<u8> = (0..300u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for seed in [0u32, 1, 0x8422_2325, 0xcbf2_9ce4 ^ 0x9e37_79b9, u32::MAX] {
+        for len in 0..data.len() {
+            assert_eq!(
+                super::crc32c_append(seed, &data[..len]),
+                crc32c::crc32c_append(seed, &data[..len]),
+                "seed {seed:#x} len {len}"
+            );
+        }
+    }
+}
