@@ -70,4 +70,15 @@ fn main() {
         after - before,
         (after - before) * 1024 / n as u64
     );
+    // What a getChildren of the parent of them all costs the thread that answers it.
+    let t = std::time::Instant::now();
+    let kids = tree.children("/bench").expect("exists");
+    println!(
+        "children(\"/bench\"): {} names in {:.1?}",
+        kids.len(),
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let all = tree.all_children_number("/").expect("root");
+    println!("all_children_number(\"/\"): {all} in {:.1?}", t.elapsed());
 }

@@ -31,6 +31,7 @@ pub struct KidList {
 
 impl KidList {
     /// From ids already sorted by name.
+    #[cfg(test)]
     pub fn from_sorted<'a>(ids: &[u32], name_of: impl Fn(u32) -> &'a [u8]) -> KidList {
         KidList {
             chunks: ids
@@ -178,6 +179,54 @@ impl KidList {
     }
 }
 
+/// Builds a [`KidList`] from children given in name order, a chunk at a time (a
+/// loader's: no list of all the ids is held, nor copied into chunks at the end).
+#[derive(Debug, Default)]
+pub struct KidListBuilder {
+    chunks: Vec<Arc<Chunk>>,
+    cur: Vec<u32>,
+    first: Box<[u8]>,
+    len: usize,
+    last: Option<u32>,
+}
+
+impl KidListBuilder {
+    /// Appends child `id` called `name`, which sorts after every child so far.
+    pub fn push(&mut self, id: u32, name: &[u8]) {
+        if self.cur.is_empty() {
+            self.first = name.into();
+        }
+        self.cur.push(id);
+        self.len += 1;
+        self.last = Some(id);
+        if self.cur.len() == CHUNK_MAX {
+            self.seal();
+        }
+    }
+
+    /// The child appended last.
+    pub fn last(&self) -> Option<u32> {
+        self.last
+    }
+
+    fn seal(&mut self) {
+        let ids = std::mem::take(&mut self.cur);
+        let first = std::mem::take(&mut self.first);
+        self.chunks.push(Arc::new(Chunk { first, ids }));
+    }
+
+    /// The list, or `None` for no children.
+    pub fn finish(mut self) -> Option<KidList> {
+        if !self.cur.is_empty() {
+            self.seal();
+        }
+        (self.len > 0).then_some(KidList {
+            chunks: self.chunks,
+            len: self.len,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +261,13 @@ mod tests {
         assert!(k.chunks.iter().all(|c| *c.first == *name_of(c.ids[0])));
         let bulk = KidList::from_sorted(&model, name_of);
         assert_eq!(bulk.iter().collect::<Vec<_>>(), model);
+        let mut b = KidListBuilder::default();
+        for &id in &model {
+            b.push(id, name_of(id));
+        }
+        let built = b.finish().expect("children");
+        assert_eq!(built.iter().collect::<Vec<_>>(), model);
+        assert!(built.chunks.iter().all(|c| *c.first == *name_of(c.ids[0])));
+        assert!(KidListBuilder::default().finish().is_none());
     }
 }

@@ -54,7 +54,7 @@ use crate::txn::{Applied, OpResult, Trigger, Txn, TxnOp};
 use bytes::Bytes;
 use imbl::{OrdMap, OrdSet};
 use index::{path_hash, Index};
-use kids::KidList;
+use kids::{KidList, KidListBuilder};
 use node::NodeBox;
 use slots::Slots;
 use std::sync::Arc;
@@ -1180,8 +1180,9 @@ pub struct TreeBuilder {
     /// [`TreeBuilder::new_prehashed`]).
     prehashed: bool,
     nodes: Vec<NodeBox>,
-    /// The open subtrees: (node id, its path's length, its children so far).
-    stack: Vec<(u32, usize, Vec<u32>)>,
+    /// The open subtrees: (node id, its path's length, whether it is ephemeral, its
+    /// children so far).
+    stack: Vec<(u32, usize, bool, KidListBuilder)>,
     /// The path of the node on top of `stack`.
     path: String,
     entries: Vec<u64>,
@@ -1192,6 +1193,7 @@ pub struct TreeBuilder {
     data_size: i64,
     digest: u64,
     open_acl: AclList,
+    last_acl: Option<(AclList, AclList)>,
 }
 
 impl TreeBuilder {
@@ -1210,6 +1212,7 @@ impl TreeBuilder {
             data_size: 0,
             digest: 0,
             open_acl: Arc::new(open_acl_unsafe()),
+            last_acl: None,
         }
     }
 
@@ -1257,9 +1260,8 @@ impl TreeBuilder {
     }
 
     fn close_top(&mut self) {
-        let (id, _, kids) = self.stack.pop().expect("an open subtree");
-        if !kids.is_empty() {
-            let list = KidList::from_sorted(&kids, |c| self.nodes[c as usize].name());
+        let (id, _, _, kids) = self.stack.pop().expect("an open subtree");
+        if let Some(list) = kids.finish() {
             let slot = self.nodes[id as usize]
                 .kids_mut()
                 .expect("a node being built is not shared");
@@ -1279,10 +1281,19 @@ impl TreeBuilder {
         acl: &AclList,
         f: &Fields,
     ) -> Result<(), String> {
-        let acl = if Arc::ptr_eq(acl, &self.open_acl) || **acl != **self.open_acl {
-            acl.clone()
-        } else {
-            self.open_acl.clone()
+        // The list the caller passed last, and what it resolved to: a loader passes the
+        // same `Arc` for most nodes, so the lists are compared once, not per node.
+        let acl = match &self.last_acl {
+            Some((given, resolved)) if Arc::ptr_eq(given, acl) => resolved.clone(),
+            _ => {
+                let resolved = if **acl == **self.open_acl {
+                    self.open_acl.clone()
+                } else {
+                    acl.clone()
+                };
+                self.last_acl = Some((acl.clone(), resolved.clone()));
+                resolved
+            }
         };
         let id = u32::try_from(self.nodes.len()).map_err(|_| "2^32 znodes or more".to_string())?;
         let (parent, name) = if path == "/" {
@@ -1300,21 +1311,21 @@ impl TreeBuilder {
                 return Err(format!("node {path}: empty name"));
             }
             // Close the subtrees that are not this node's ancestors.
-            while let Some(&(_, len, _)) = self.stack.last() {
+            while let Some(&(_, len, _, _)) = self.stack.last() {
                 if &self.path[..len] == parent_path {
                     break;
                 }
                 self.close_top();
-                if let Some(&(_, l, _)) = self.stack.last() {
+                if let Some(&(_, l, _, _)) = self.stack.last() {
                     self.path.truncate(l);
                 }
             }
-            let Some((pid, _, kids)) = self.stack.last() else {
+            let Some((pid, _, ephemeral, kids)) = self.stack.last() else {
                 return Err(format!(
                     "node {path}: parent {parent_path} missing or not before it"
                 ));
             };
-            if let Some(&last) = kids.last() {
+            if let Some(last) = kids.last() {
                 if self.nodes[last as usize].name() >= name.as_bytes() {
                     return Err(format!(
                         "node {path} listed twice or out of order (after {})",
@@ -1322,14 +1333,10 @@ impl TreeBuilder {
                     ));
                 }
             }
-            let pid = *pid;
-            if matches!(
-                NodeKind::of_owner(self.nodes[pid as usize].fields().ephemeral_owner),
-                NodeKind::Ephemeral(_)
-            ) {
+            if *ephemeral {
                 return Err(format!("node {path}: parent {parent_path} is ephemeral"));
             }
-            (Some(pid), name)
+            (Some(*pid), name)
         };
         let node = NodeBox::new(parent.unwrap_or(ROOT), acl, None, name.as_bytes(), data, f);
         if !self.prehashed {
@@ -1350,14 +1357,23 @@ impl TreeBuilder {
         }
         self.nodes.push(node);
         if parent.is_some() {
-            self.stack.last_mut().expect("parent open").2.push(id);
+            self.stack
+                .last_mut()
+                .expect("parent open")
+                .3
+                .push(id, name.as_bytes());
             if !self.prehashed {
                 self.entries.push(index_entry(path, id));
             }
         }
         self.path.clear();
         self.path.push_str(path);
-        self.stack.push((id, path.len(), Vec::new()));
+        let ephemeral = matches!(
+            NodeKind::of_owner(f.ephemeral_owner),
+            NodeKind::Ephemeral(_)
+        );
+        self.stack
+            .push((id, path.len(), ephemeral, KidListBuilder::default()));
         Ok(())
     }
 
