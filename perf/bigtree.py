@@ -18,13 +18,16 @@ scripts/ringkeeper.sh and scripts/apache-zk.sh on loopback):
      and after each, that the last key exists and /zkbench has N + 3 children (every
      acknowledged create is there; kazoo); the snapshot load rate of each restart (RingKeeper's
      "recovery: loaded" line, ZooKeeper's mntr startup_snap_load_time and file size);
-  6. RingKeeper only: `ringkeeper data check` on the stopped data directory says VALID.
+  6. RingKeeper only: `ringkeeper data check` on the stopped data directory says VALID;
+  7. with --children: getChildren of /zkbench (N + 3 children) back to back beside 16
+     sessions reading, and the readers' p99 and max with and without it.
 Medians over the rounds. Writes results.md (the table, the command lines) and
 results.jsonl into OUT (default perf/results/<UTC timestamp>-bigtree/).
 
 Usage: perf/bigtree.py [--sizes 100000,1000000] [--targets rk,zk] [--rounds 3]
                        [--value-size 100] [--zk-heap 2g] [--snap-count 100000]
-                       [--rk-bin PATH] [--out DIR] [--check] [--keep]
+                       [--rk-bin PATH] [--out DIR] [--check] [--keep] [--port-base P]
+                       [--children]
 --check: exit 1 unless every figure was measured and every check passed (the test
 suite runs it on a small size). Every wait is bounded (PHASE_TIMEOUT_S scaled by N).
 """
@@ -50,7 +53,8 @@ POLL_S = 0.02
 SETTLE_S = 3
 # Seconds per phase for 1M znodes; scaled with N (at least 60 s).
 PHASE_TIMEOUT_S = 600
-PORTS = {"rk": 24281, "zk": 24282}
+# Client ports: --port-base for RingKeeper, the next one for ZooKeeper.
+PORT_BASE = 24281
 ROOT_NODE = "/zkbench"
 # zkbench's setup creates /zkbench/c, /zkbench/e and /zkbench/s beside the keys.
 EXTRA_CHILDREN = 3
@@ -104,7 +108,7 @@ class Server:
 
     def __init__(self, target, workdir, args):
         self.target, self.dir, self.args = target, workdir, args
-        self.port = PORTS[target]
+        self.port = args.port_base + (0 if target == "rk" else 1)
         self.script = os.path.join(ROOT, "scripts", "ringkeeper.sh" if target == "rk" else "apache-zk.sh")
         snap = f"snapCount={args.snap_count}"
         self.env = dict(os.environ, RINGKEEPER_BIN=args.rk_bin, ZK_HEAP=args.zk_heap,
@@ -205,6 +209,61 @@ def children_of_root(port):
         zk.close()
 
 
+def get_children_count(c, path):
+    """getChildren of `path` on raw client `c`: (error code, number of children). Reads
+    the reply into one buffer (the names are not decoded)."""
+    import struct
+    import zkraw
+    c.xid += 1
+    c.send_frame(zkraw.j_int(c.xid) + zkraw.j_int(zkraw.GET_CHILDREN) + zkraw.j_str(path)
+                 + zkraw.j_bool(False))
+    (n,) = struct.unpack(">i", c._recv_exact(4))
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = c.sock.recv_into(view[got:])
+        if k == 0:
+            raise RuntimeError("connection closed inside a getChildren reply")
+        got += k
+    _xid, _zxid, err = struct.unpack(">iqi", bytes(buf[:16]))
+    count = struct.unpack(">i", bytes(buf[16:20]))[0] if err == 0 else None
+    return err, count
+
+
+def children_stall(srv, n, args, timeout_s):
+    """Readers beside a getChildren of the parent of all N znodes: 16 zkbench sessions
+    send `exists` for 4 s (after 1 s warm-up), once alone and once while a raw client
+    sends getChildren of /zkbench back to back. Returns the getChildren time (median)
+    and count, and the readers' p99 and max (ms) in both runs."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "interop"))
+    import zkraw
+    cmd = [args.zkbench, "run", "-c", f"127.0.0.1:{srv.port}", "-w", "exists", "--no-setup",
+           "--keys", str(n), "-s", "16", "-k", "4", "-d", "4", "--warmup", "1", "--json", "-q"]
+
+    def readers(p):
+        out, _ = p.communicate(timeout=timeout_s)
+        return json.loads(out.strip().splitlines()[-1])
+
+    alone = readers(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    c = zkraw.RawClient("127.0.0.1", srv.port, timeout_ms=30000, timeout=60.0)
+    times, counts = [], set()
+    time.sleep(1.2)
+    end = time.monotonic() + 3.5
+    while time.monotonic() < end:
+        t = time.monotonic()
+        err, count = get_children_count(c, ROOT_NODE)
+        times.append(time.monotonic() - t)
+        counts.add(count if err == 0 else f"error {err}")
+    c.close_socket()
+    beside = readers(p)
+    return {"get_children_s": statistics.median(times), "get_children_calls": len(times),
+            "get_children_counts": sorted(map(str, counts)),
+            "readers_alone_p99_ms": alone["p99_ms"], "readers_alone_max_ms": alone["max_ms"],
+            "readers_beside_p99_ms": beside["p99_ms"], "readers_beside_max_ms": beside["max_ms"]}
+
+
 def newest_zk_snapshot(datadir):
     d = os.path.join(datadir, "version-2")
     snaps = [os.path.join(d, n) for n in os.listdir(d) if n.startswith("snapshot.")]
@@ -295,6 +354,9 @@ def run_one(target, n, args, results):
         row["bytes_per_znode"] = (full - empty) * 1024 / n
         row["snapshot_write"] = snapshot_write(srv)
         row["snapshot_write_mb_s"] = mb_s(row["snapshot_write"])
+        if args.children:
+            log(f"{target} {n}: getChildren beside readers")
+            row["children"] = children_stall(srv, n, args, timeout_s)
         for name, sig in (("term", signal.SIGTERM), ("kill", signal.SIGKILL)):
             times, loads, ok = [], [], True
             for r in range(args.rounds):
@@ -351,6 +413,19 @@ def table(results, args):
             f"| {fmt(r.get('restart_term_s'))} | {fmt(r.get('restart_kill_s'))} "
             f"| {r.get('all_writes_after_term') and r.get('all_writes_after_kill')} "
             f"| {r.get('data_check', 'n/a')} |")
+    kids = [r for r in results if r.get("children")]
+    if kids:
+        lines += ["", "getChildren of /zkbench (all N znodes) back to back, beside 16 sessions "
+                  "sending `exists` (zkbench, 4 s); readers' latency alone and beside it:", "",
+                  "| znodes | target | getChildren s | calls | readers p99 alone / beside ms "
+                  "| readers max alone / beside ms |", "|---|---|---|---|---|---|"]
+        for r in kids:
+            k = r["children"]
+            lines.append(
+                f"| {r['znodes']:,} | {'RingKeeper' if r['target'] == 'rk' else 'ZooKeeper'} "
+                f"| {k['get_children_s']:.3f} | {k['get_children_calls']} "
+                f"| {k['readers_alone_p99_ms']:.1f} / {k['readers_beside_p99_ms']:.1f} "
+                f"| {k['readers_alone_max_ms']:.1f} / {k['readers_beside_max_ms']:.1f} |")
     by = {(r["znodes"], r["target"]): r for r in results}
     ratios = []
     for n in sorted({r["znodes"] for r in results}):
@@ -376,6 +451,10 @@ def main():
     ap.add_argument("--zkbench", default=None)
     ap.add_argument("--out", default=None)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--children", action="store_true",
+                    help="also time getChildren of /zkbench beside 16 reading sessions")
+    ap.add_argument("--port-base", type=int, default=PORT_BASE,
+                    help="RingKeeper's client port; ZooKeeper gets the next")
     ap.add_argument("--keep", action="store_true", help="keep the servers' directories")
     args = ap.parse_args()
     args.rk_bin = os.path.abspath(args.rk_bin)

@@ -23,6 +23,8 @@ fn bigtree_benchmark_runs_on_a_small_tree() {
         .arg(format!("{root}/perf/bigtree.py"))
         .args(["--sizes", "2000", "--rounds", "1", "--snap-count", "400"])
         .args(["--zk-heap", "256m", "--check", "--targets", &targets])
+        // Ports apart from a benchmark run's defaults, which may be running meanwhile.
+        .args(["--port-base", "24381"])
         .arg("--rk-bin")
         .arg(env!("CARGO_BIN_EXE_ringkeeper"))
         .arg("--zkbench")
