@@ -385,6 +385,11 @@ def run_one(target, n, args, results):
                                       capture_output=True, text=True, timeout=timeout_s)
             row["data_check"] = "VALID" if rk_check.returncode == 0 and "VALID" in rk_check.stdout else \
                 (rk_check.stdout + rk_check.stderr)[-500:]
+    except Exception as e:
+        # What was measured before the failure still goes into the results.
+        row["failed"] = str(e)
+        results.append(row)
+        raise
     finally:
         srv.stop()
         if args.keep:
