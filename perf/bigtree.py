@@ -151,11 +151,15 @@ class Server:
                 except ProcessLookupError:
                     return
                 # A zombie of the script's background job still answers kill 0: look at
-                # its state.
+                # its state. The thread group leader shows Z while its other threads
+                # still exit, holding the process's sockets: wait for them too (a JVM
+                # of a 10M-znode heap takes seconds, and a new server would find its
+                # port in use).
                 try:
                     with open(f"/proc/{self.pid}/stat") as f:
-                        if f.read().split(") ")[1].startswith("Z"):
-                            return
+                        zombie = f.read().split(") ")[1].startswith("Z")
+                    if zombie and len(os.listdir(f"/proc/{self.pid}/task")) <= 1:
+                        return
                 except FileNotFoundError:
                     return
             time.sleep(0.01)
