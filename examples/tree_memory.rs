@@ -1,9 +1,13 @@
 //! Measures the resident memory of a tree of N znodes of 100 bytes (default 100k):
-//! `cargo run --release --example tree_memory -- 100000`.
+//! `cargo run --release --example tree_memory -- 100000`. Uses the server's allocator
+//! (mimalloc), so the figure is what the server pays.
 use bytes::Bytes;
 use ringkeeper::proto::{perms, Acl, Id};
 use ringkeeper::tree::DataTree;
 use ringkeeper::txn::{Txn, TxnOp};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -66,4 +70,15 @@ fn main() {
         after - before,
         (after - before) * 1024 / n as u64
     );
+    // What a getChildren of the parent of them all costs the thread that answers it.
+    let t = std::time::Instant::now();
+    let kids = tree.children("/bench").expect("exists");
+    println!(
+        "children(\"/bench\"): {} names in {:.1?}",
+        kids.len(),
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let all = tree.all_children_number("/").expect("root");
+    println!("all_children_number(\"/\"): {all} in {:.1?}", t.elapsed());
 }

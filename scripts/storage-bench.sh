@@ -46,6 +46,8 @@ trap cleanup EXIT INT TERM
 start_both() { # extra zoo.cfg lines for both
   ZK_EXTRA_CFG="${1:-}" scripts/apache-zk.sh start "$tmp/zk" $ZK_PORT
   RK_EXTRA_CFG="${1:-}" scripts/ringkeeper.sh start "$tmp/rk" $RK_PORT
+  # ZooKeeper answers ruok while it still loads a large tree: wait until it serves.
+  scripts/apache-zk.sh wait-serving "$ZK,$RK"
 }
 stop_both() {
   scripts/apache-zk.sh stop "$tmp/zk"

@@ -37,7 +37,7 @@ pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
-/// Our log segment size (DESIGN.md, "Storage"): 64 MiB.
+/// Our log segment size: 64 MiB.
 /// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
 pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
 pub const DEFAULT_LOG_SEGMENT_SIZE: u64 = 64 << 20;

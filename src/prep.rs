@@ -168,7 +168,7 @@ pub fn prep_reap(
         return Err(Code::BadArguments.into());
     }
     let node = tree.get(path).ok_or(Code::NoNode)?;
-    if !node.children.is_empty() {
+    if node.num_children() != 0 {
         return Err(Code::NotEmpty.into());
     }
     if matches!(node.kind(), NodeKind::Ephemeral(_)) {
@@ -331,10 +331,10 @@ fn prep_write(
             }
             let (parent_path, _) = tree::split_parent(path).ok_or(Code::BadArguments)?;
             let parent = tree.get(parent_path).ok_or(Code::NoNode)?;
-            check_perm(cfg, &parent.acl, perms::DELETE, caller.ids)?;
+            check_perm(cfg, parent.acl(), perms::DELETE, caller.ids)?;
             let node = tree.get(path).ok_or(Code::NoNode)?;
-            check_version(node.version, version)?;
-            if !node.children.is_empty() {
+            check_version(node.version(), version)?;
+            if node.num_children() != 0 {
                 return Err(Code::NotEmpty);
             }
             Ok(TxnOp::Delete {
@@ -349,8 +349,8 @@ fn prep_write(
             check_session(tree, caller)?;
             valid_path(path)?;
             let node = tree.get(path).ok_or(Code::NoNode)?;
-            check_perm(cfg, &node.acl, perms::WRITE, caller.ids)?;
-            let version = check_version(node.version, version)?;
+            check_perm(cfg, node.acl(), perms::WRITE, caller.ids)?;
+            let version = check_version(node.version(), version)?;
             Ok(TxnOp::SetData {
                 path: path.to_string(),
                 data: data.clone(),
@@ -362,8 +362,8 @@ fn prep_write(
             valid_path(path)?;
             let acl = acl::fixup_acl(acl, caller.ids)?;
             let node = tree.get(path).ok_or(Code::NoNode)?;
-            check_perm(cfg, &node.acl, perms::ADMIN, caller.ids)?;
-            let aversion = check_version(node.aversion, version)?;
+            check_perm(cfg, node.acl(), perms::ADMIN, caller.ids)?;
+            let aversion = check_version(node.aversion(), version)?;
             Ok(TxnOp::SetAcl {
                 path: path.to_string(),
                 acl,
@@ -374,8 +374,8 @@ fn prep_write(
             check_session(tree, caller)?;
             valid_path(path)?;
             let node = tree.get(path).ok_or(Code::NoNode)?;
-            check_perm(cfg, &node.acl, perms::READ, caller.ids)?;
-            check_version(node.version, version)?;
+            check_perm(cfg, node.acl(), perms::READ, caller.ids)?;
+            check_version(node.version(), version)?;
             Ok(TxnOp::Check {
                 path: path.to_string(),
             })
@@ -426,10 +426,10 @@ fn prep_create(
     let (parent_path, _) = tree::split_parent(path).ok_or(Code::BadArguments)?;
     let acl = acl::fixup_acl(acl, caller.ids)?;
     let parent = tree.get(parent_path).ok_or(Code::NoNode)?;
-    check_perm(cfg, &parent.acl, perms::CREATE, caller.ids)?;
+    check_perm(cfg, parent.acl(), perms::CREATE, caller.ids)?;
     let path = if mode.is_sequential() {
         // Java's "%010d": ten digits, zero-padded, the sign counting towards the width.
-        format!("{path}{:010}", parent.cversion)
+        format!("{path}{:010}", parent.cversion())
     } else {
         path.to_string()
     };

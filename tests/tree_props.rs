@@ -209,7 +209,12 @@ fn listing(t: &DataTree) -> Listing {
         .into_iter()
         .map(|p| {
             let n = t.get(&p).unwrap();
-            (p.clone(), n.stat(), n.data.clone(), n.acl.len())
+            (
+                p.clone(),
+                n.stat(),
+                n.data().map(Bytes::copy_from_slice),
+                n.acl().len(),
+            )
         })
         .collect();
     (nodes, t.sessions().collect())
@@ -229,23 +234,29 @@ fn check_invariants(t: &DataTree) {
         let n = t.get(p).unwrap();
         let st = n.stat();
         data_size += p.len() as i64 + n.data_len() as i64;
-        assert_eq!(st.num_children as usize, n.children.len(), "{p}");
+        assert_eq!(st.num_children as usize, n.num_children(), "{p}");
         assert_eq!(st.data_length as usize, n.data_len(), "{p}");
         assert!(st.pzxid >= st.czxid && st.mzxid >= st.czxid, "{p}: {st:?}");
         if p != "/" && !p.starts_with("/zookeeper") {
             // Stored cversion counts creates, so it covers the children still present.
-            assert!(n.cversion as usize >= n.children.len(), "{p}");
+            assert!(n.cversion() as usize >= n.num_children(), "{p}");
         }
-        for (c, name) in n.children.iter().zip(n.children.names()) {
+        let names = t.children(p).expect("listed node exists");
+        let mut sorted = names.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(names, sorted, "{p}: children sorted by name, once each");
+        assert_eq!(names.len(), n.num_children(), "{p}");
+        for name in &names {
             let cp = if p == "/" {
                 format!("/{name}")
             } else {
                 format!("{p}/{name}")
             };
-            assert_eq!(&**c, cp, "children hold their full paths");
-            let child = t.get(&cp).unwrap();
+            let child = t.get(&cp).expect("a listed child exists at its path");
+            assert_eq!(child.name(), name);
             assert!(
-                n.pzxid >= child.czxid,
+                n.fields().pzxid >= child.fields().czxid,
                 "parent {p} pzxid older than child {cp}"
             );
         }
@@ -257,7 +268,7 @@ fn check_invariants(t: &DataTree) {
                     "{p} owned by dead session {s:#x}"
                 );
                 assert!(t.ephemerals_of(s).contains(p), "{p} not indexed");
-                assert!(n.children.is_empty(), "ephemeral {p} has children");
+                assert_eq!(n.num_children(), 0, "ephemeral {p} has children");
             }
             NodeKind::Container => assert!(t.containers().contains(p)),
             NodeKind::Ttl(_) => assert!(t.ttls().contains(p)),
@@ -436,4 +447,159 @@ fn digest_distinguishes_trees_that_differ_in_one_field() {
     b.apply(&mk(b"2"));
     assert_ne!(a.digest(), b.digest());
     assert_ne!(a.digest(), DataTree::new().digest());
+}
+
+/// One step of the model test: create or delete a child (by number) under one of a few
+/// parents, or set its data. Parents get up to 3000 children, so children lists split
+/// into several chunks (1024 ids each) and freed node ids are reused.
+#[derive(Debug, Clone)]
+enum Step {
+    Create {
+        parent: u8,
+        child: u16,
+        len: u8,
+    },
+    Delete {
+        parent: u8,
+        child: u16,
+    },
+    Set {
+        parent: u8,
+        child: u16,
+        len: u8,
+    },
+    /// Create children `from..from + count` that are missing (a burst, so that lists
+    /// pass a chunk's 1024 ids).
+    Fill {
+        parent: u8,
+        from: u16,
+        count: u16,
+    },
+    /// Keep a frozen copy of the tree here, checked at the end.
+    Freeze,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0u8..3, 0u16..3000, any::<u8>()).prop_map(|(parent, child, len)| Step::Create { parent, child, len }),
+        3 => (0u8..3, 0u16..3000).prop_map(|(parent, child)| Step::Delete { parent, child }),
+        2 => (0u8..3, 0u16..3000, any::<u8>()).prop_map(|(parent, child, len)| Step::Set { parent, child, len }),
+        1 => (0u8..3, 0u16..3000, 0u16..1500).prop_map(|(parent, from, count)| Step::Fill { parent, from, count }),
+        1 => Just(Step::Freeze),
+    ]
+}
+
+type Model = std::collections::BTreeMap<String, Vec<u8>>;
+
+/// The tree against a plain map of path -> data: the same nodes, data, children (sorted,
+/// through the chunked lists), counts; a frozen clone still equal to the model of its
+/// moment; and a snapshot (format 2, and the previous format 1) loading back equal.
+fn check_against(t: &DataTree, m: &Model) {
+    assert_eq!(
+        t.len(),
+        m.len() + 7,
+        "the 4 nodes of a fresh tree and /p0, /p1, /p2"
+    );
+    for (p, d) in m {
+        let n = t.get(p).unwrap_or_else(|| panic!("{p} missing"));
+        assert_eq!(n.data(), Some(&d[..]), "{p}");
+    }
+    for parent in 0..3 {
+        let pp = format!("/p{parent}");
+        let want: Vec<String> = m
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{pp}/")).map(str::to_string))
+            .collect();
+        assert_eq!(t.children(&pp).unwrap(), want, "{pp}");
+        assert_eq!(t.all_children_number(&pp), Some(want.len()));
+    }
+    assert_eq!(t.all_children_number("/"), Some(t.len() - 1));
+    assert_eq!(t.digest(), t.recompute_digest());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_tree_matches_a_map_model(steps in prop::collection::vec(step(), 1..400)) {
+        let mut t = DataTree::new();
+        let mut m = Model::new();
+        let mut zxid = 0i64;
+        let mut frozen: Vec<(DataTree, Model)> = Vec::new();
+        let mut run = |t: &mut DataTree, op: TxnOp| {
+            zxid += 1;
+            t.apply(&Txn { session_id: 0, cxid: 0, zxid, time_ms: zxid * 10, op });
+        };
+        for p in 0..3 {
+            run(&mut t, TxnOp::Create {
+                path: format!("/p{p}"),
+                data: None,
+                acl: open_acl_unsafe(),
+                ephemeral_owner: 0,
+            });
+        }
+        for s in steps {
+            match s {
+                Step::Create { parent, child, len } => {
+                    let path = format!("/p{parent}/c{child:05}");
+                    if let std::collections::btree_map::Entry::Vacant(e) = m.entry(path.clone()) {
+                        let data = vec![len; len as usize];
+                        e.insert(data.clone());
+                        run(&mut t, TxnOp::Create {
+                            path,
+                            data: Some(Bytes::from(data)),
+                            acl: open_acl_unsafe(),
+                            ephemeral_owner: 0,
+                        });
+                    }
+                }
+                Step::Delete { parent, child } => {
+                    let path = format!("/p{parent}/c{child:05}");
+                    if m.remove(&path).is_some() {
+                        run(&mut t, TxnOp::Delete { path });
+                    }
+                }
+                Step::Set { parent, child, len } => {
+                    let path = format!("/p{parent}/c{child:05}");
+                    if let Some(d) = m.get_mut(&path) {
+                        *d = vec![len ^ 0x5a; len as usize / 2];
+                        run(&mut t, TxnOp::SetData {
+                            path,
+                            data: Some(Bytes::from(d.clone())),
+                            version: 1,
+                        });
+                    }
+                }
+                Step::Fill { parent, from, count } => {
+                    for child in from..from.saturating_add(count).min(3000) {
+                        let path = format!("/p{parent}/c{child:05}");
+                        if let std::collections::btree_map::Entry::Vacant(e) = m.entry(path.clone()) {
+                            e.insert(Vec::new());
+                            run(&mut t, TxnOp::Create {
+                                path,
+                                data: Some(Bytes::new()),
+                                acl: open_acl_unsafe(),
+                                ephemeral_owner: 0,
+                            });
+                        }
+                    }
+                }
+                Step::Freeze => frozen.push((t.clone(), m.clone())),
+            }
+        }
+        check_against(&t, &m);
+        // The last few frozen copies (checking each costs as much as the tree).
+        for (ft, fm) in frozen.iter().rev().take(3) {
+            check_against(ft, fm);
+        }
+        let mut v2 = Vec::new();
+        ringkeeper::storage::snapshot::write_to(&t, &mut v2).unwrap();
+        let loaded = ringkeeper::storage::snapshot::read_from(&v2[..]).unwrap();
+        prop_assert!(loaded == t);
+        check_against(&loaded, &m);
+        let mut v1 = Vec::new();
+        ringkeeper::storage::snapshot::write_v1_to(&t, &mut v1).unwrap();
+        prop_assert!(ringkeeper::storage::snapshot::read_from(&v1[..]).unwrap() == t);
+        prop_assert!(DataTree::restore(t.zxid(), t.nodes(), t.sessions()).unwrap() == t);
+    }
 }

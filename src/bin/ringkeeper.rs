@@ -613,6 +613,11 @@ fn main() -> ExitCode {
         opened.zxid,
         started.elapsed().as_secs_f64()
     );
+    // Recovery's temporaries (the log segment it read, the snapshot loader's buffers)
+    // were freed on this thread, and mimalloc returns freed memory to the OS only on the
+    // freeing thread's later allocations, which this thread hardly makes from here on.
+    // SAFETY: mi_collect has no preconditions; it only purges mimalloc's free memory.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     if let Some(st) = sc.storage.as_mut() {
         st.position = opened.position;
     }

@@ -40,7 +40,7 @@ use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, To
 use crate::sequencer::msg::{Commit, ConnRef, ToSeq};
 use crate::sequencer::{Input, Mode, Output, Sequencer};
 use crate::storage::log::{LogWriter, WriteIo, WriteReq};
-use crate::storage::snapshot::{self, Offer, Snapshotter};
+use crate::storage::snapshot::{self, Snapshotter};
 use crate::storage::{Disk, LogConfig, LogEvent, LogPosition};
 use crate::tree::DataTree;
 use crate::zab::msg::{Msg, SyncMode as ZabSync};
@@ -960,7 +960,6 @@ pub struct CoreLoop {
     /// Log events decided outside a completion, fed at the end of the pass.
     log_events: Vec<LogEvent>,
     /// The zxid of the last snapshot the snapshotter took.
-    snapshot_offered: i64,
     /// Batches handed to the log, oldest first: (last zxid, appended, durable), for the
     /// `logged` and `committed` stages. Bounded by the batches not yet published.
     appends: VecDeque<(i64, Instant, Option<Instant>)>,
@@ -1174,13 +1173,9 @@ impl CoreLoop {
         let Some(s) = &self.snapshotter else {
             return;
         };
-        match s.offer(root, zxid) {
-            Offer::Taken => self.snapshot_offered = zxid,
-            Offer::TooBusy => eprintln!(
-                "ringkeeper: too busy to snap, skipping zxid {zxid:#x}: the snapshot of zxid {:#x} is still being written, {} txns behind this point",
-                self.snapshot_offered,
-                (zxid - self.snapshot_offered).max(0)
-            ),
+        match s.try_offer(root, zxid) {
+            Ok(()) => {}
+            Err(busy) => eprintln!("ringkeeper: {}", busy.describe()),
         }
     }
 
@@ -1644,7 +1639,6 @@ pub fn run(
         timed: false,
         to_adopt: Vec::new(),
         log_events: Vec::new(),
-        snapshot_offered: 0,
         appends: VecDeque::new(),
     };
     let (mut reported, mut last_report) = (0u64, None::<Instant>);

@@ -1,5 +1,5 @@
 //! The election driver: carries `zab::election::Election` out over TCP on the election
-//! port, on threads at low priority (DESIGN.md, "Threads": the election must never take
+//! port, on threads at low priority (the election must never take
 //! a core from the shards; it is idle while a leader is established).
 //!
 //! Connections. Each server connects *out* to every other member and sends its
@@ -69,21 +69,31 @@ const PENDING_FOR: Duration = Duration::from_secs(5);
 /// Notifications queued per peer: an election sends a handful per round, and anything
 /// older than the newest few is superseded by the resends.
 const SEND_QUEUE: usize = 16;
-/// The `nice` value of election threads: below the shards and the sequencer.
+/// How far election threads' `nice` value is above the process's: below the shards
+/// and the sequencer, also when the whole server runs under `nice`.
 const ELECTION_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority to `nice`. Linux applies
+/// Lowers the calling thread's scheduling priority by `by` nice steps from the
+/// thread's current value (at most to 19, the lowest). Linux applies
 /// `setpriority(PRIO_PROCESS, tid)` to one thread. Failure (a seccomp profile) only
 /// costs priority, so it is reported and ignored.
-pub fn set_thread_nice(nice: i32) {
-    // SAFETY: gettid has no preconditions; setpriority reads only its integer arguments.
+pub fn set_thread_nice(by: i32) {
+    // SAFETY: gettid has no preconditions; getpriority and setpriority read only their
+    // integer arguments. getpriority's -1 is also a valid nice value, so errno tells.
     let rc = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, nice)
+        *libc::__errno_location() = 0;
+        let cur = libc::getpriority(libc::PRIO_PROCESS, tid);
+        let cur = if cur == -1 && *libc::__errno_location() != 0 {
+            0
+        } else {
+            cur
+        };
+        libc::setpriority(libc::PRIO_PROCESS, tid, (cur + by).min(19))
     };
     if rc != 0 {
         eprintln!(
-            "ringkeeper: setpriority({nice}) failed: {}",
+            "ringkeeper: lowering a thread's priority by {by} failed: {}",
             std::io::Error::last_os_error()
         );
     }
@@ -207,7 +217,7 @@ fn accept_loop(
         let spawned = std::thread::Builder::new()
             .name(format!("election-recv-{from}"))
             .spawn(move || {
-                set_thread_nice(ELECTION_NICE);
+                // Spawned from the accept thread, it inherits that thread's nice value.
                 while let Ok(body) = peer_wire::read_frame(&mut stream, MAX_ELECTION_FRAME) {
                     let Some(notification) = peer_wire::decode_notification(&body) else {
                         break;

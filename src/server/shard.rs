@@ -3,7 +3,7 @@
 //!
 //! The shard is driven by events (bytes arrived, connection closed, mailbox woke, tick)
 //! and acts through the [`Net`] trait, so the same code runs under the io_uring loop and
-//! in tests. Ordering rules (DESIGN.md, "The tree and the read path"):
+//! in tests. Ordering rules:
 //!
 //! - Reads are answered from `view` without locks.
 //! - A connection with a write in flight queues its later reads (and everything behind

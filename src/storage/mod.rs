@@ -14,7 +14,7 @@
 //! * [`recovery`]: the newest valid snapshot plus the log's txns after it.
 //! * [`truncate`]: cutting the log back to a zxid (a learner's TRUNC).
 //!
-//! See `../shared/DESIGN.md`, "Storage", for the shape.
+//! docs/write-path.md says how the log is driven; docs/storage-benchmarks.md what it costs.
 
 pub mod aligned;
 pub mod disk;

@@ -7,7 +7,7 @@ use super::reader::{LogEnd, LogError, LogPosition, LogReader};
 use super::recovery::{self, LogReplay, TxnSource};
 use crate::tree::DataTree;
 use crate::txn::Txn;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What start-up recovered.
@@ -44,22 +44,57 @@ impl ReaderSource {
     }
 }
 
+/// Txns decoded ahead of the one being applied (see [`ReaderSource`]'s replay).
+const REPLAY_AHEAD: usize = 4096;
+
 impl TxnSource for ReaderSource {
+    /// Reads and decodes the log on a second thread while this one applies, so a long
+    /// log tail costs about the larger of the two rather than their sum (decoding
+    /// allocates each txn's path, data and ACL).
     fn replay_after(
         &mut self,
         after: i64,
         apply: &mut dyn FnMut(&Txn) -> Result<(), String>,
     ) -> Result<LogReplay, String> {
-        let end = self
-            .reader
-            .replay(after + 1, |rec| {
-                apply(&rec.txn).map_err(|expected| LogError::Corrupt {
-                    file: rec.file.to_path_buf(),
-                    offset: rec.offset,
-                    expected,
+        let reader = &self.reader;
+        let (end, refused) = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(Txn, Arc<PathBuf>, u64)>(REPLAY_AHEAD);
+            let decoder = scope.spawn(move || {
+                let mut file: Option<Arc<PathBuf>> = None;
+                reader.replay(after + 1, |rec| {
+                    if file.as_deref().map(PathBuf::as_path) != Some(rec.file) {
+                        file = Some(Arc::new(rec.file.to_path_buf()));
+                    }
+                    let f = file.clone().expect("set just above");
+                    tx.send((rec.txn, f, rec.offset))
+                        .map_err(|_| LogError::Corrupt {
+                            file: rec.file.to_path_buf(),
+                            offset: rec.offset,
+                            expected: "the applying thread to take the txn (it stopped)".into(),
+                        })
                 })
-            })
-            .map_err(|e| e.to_string())?;
+            });
+            // The first txn `apply` refuses, with where it is; then the channel is
+            // dropped, which stops the decoder at its next send.
+            let mut refused: Option<LogError> = None;
+            for (txn, file, offset) in rx.iter() {
+                if let Err(expected) = apply(&txn) {
+                    refused = Some(LogError::Corrupt {
+                        file: file.to_path_buf(),
+                        offset,
+                        expected,
+                    });
+                    break;
+                }
+            }
+            drop(rx);
+            let end = decoder.join().expect("the log decoder does not panic");
+            (end, refused)
+        });
+        if let Some(e) = refused {
+            return Err(e.to_string());
+        }
+        let end = end.map_err(|e| e.to_string())?;
         let mut notes = Vec::new();
         if let Some(t) = &end.torn {
             notes.push(format!(

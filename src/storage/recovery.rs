@@ -2,7 +2,7 @@
 //! in zxid order. The result is the committed tree and its zxid, which `server::start`
 //! takes.
 //!
-//! Rules (DESIGN.md, "Storage"; issue 3):
+//! Rules:
 //! - A snapshot that fails its checks is reported and the next older one is tried; the
 //!   log then supplies the txns after that older one. Nothing is skipped silently: each
 //!   fallback is in [`Recovered::notes`] and printed.
@@ -104,6 +104,42 @@ impl fmt::Display for RecoveryError {
 
 impl std::error::Error for RecoveryError {}
 
+/// Prints a snapshot load's progress about once a second once it has run for a second:
+/// znodes loaded, MB/s and the time left, so an operator of a large tree sees how long
+/// the wait is.
+struct ProgressPrinter {
+    name: String,
+    next_s: f64,
+    /// Bytes read at the last report (the whole file after a version-2 load).
+    bytes: u64,
+}
+
+/// The first report comes after this many seconds; then one a second.
+const PROGRESS_FIRST_S: f64 = 1.0;
+
+impl ProgressPrinter {
+    fn new(path: &Path) -> ProgressPrinter {
+        ProgressPrinter {
+            name: path.display().to_string(),
+            next_s: PROGRESS_FIRST_S,
+            bytes: 0,
+        }
+    }
+
+    fn report(&mut self, p: &snapshot::LoadProgress) {
+        self.bytes = p.bytes;
+        let s = p.elapsed.as_secs_f64();
+        if s >= self.next_s && p.nodes < p.node_count {
+            self.next_s = s + 1.0;
+            eprintln!(
+                "ringkeeper: recovery: loading {}: {}",
+                self.name,
+                p.describe()
+            );
+        }
+    }
+}
+
 /// True if `next` may directly follow `prev` in the history: the next counter of the
 /// same epoch, or the first txn of a later epoch (counters restart at 1 after an
 /// election). zxid 0 is the empty history.
@@ -140,8 +176,23 @@ pub fn recover_with(
     let mut base: Option<(DataTree, PathBuf)> = None;
     // Bounded by the number of snapshot files listed.
     for (zxid, path) in &snaps {
-        match snapshot::load(disk, path) {
-            Ok(tree) => {
+        let started = std::time::Instant::now();
+        let mut reporter = ProgressPrinter::new(path);
+        match snapshot::load_with_progress(disk, path, &mut |p| reporter.report(p)) {
+            Ok((tree, header)) => {
+                let took = started.elapsed().as_secs_f64().max(1e-6);
+                let bytes = reporter.bytes;
+                eprintln!(
+                    "ringkeeper: recovery: loaded {} (format {}): {} znodes, {} bytes in {:.3} s \
+                     ({:.0} MB/s, {:.0} znodes/s)",
+                    path.display(),
+                    header.version,
+                    tree.len(),
+                    bytes,
+                    took,
+                    bytes as f64 / took / 1e6,
+                    tree.len() as f64 / took
+                );
                 if tree.zxid() != *zxid {
                     notes.push(format!(
                         "snapshot {} holds zxid {:#x}, its name says {zxid:#x}; skipped",
@@ -170,6 +221,7 @@ pub fn recover_with(
     let mut last = start;
     let mut replayed = 0u64;
     let mut continuity: Option<String> = None;
+    let replay_started = std::time::Instant::now();
     let replay = log.replay_after(start, &mut |txn: &Txn| {
         if !follows(last, txn.zxid) {
             let msg = if last == start {
@@ -202,6 +254,10 @@ pub fn recover_with(
         return Err(RecoveryError::Continuity(msg));
     }
     let replay = replay.map_err(RecoveryError::Log)?;
+    eprintln!(
+        "ringkeeper: recovery: replayed {replayed} txns after zxid {start:#x} from the log in {:.3} s",
+        replay_started.elapsed().as_secs_f64()
+    );
     for n in &replay.notes {
         eprintln!("ringkeeper: recovery: {n}");
     }

@@ -8,32 +8,51 @@
 //! the tree is persistent, so a clone of the committed root at zxid Z is frozen and is
 //! serialized while the sequencer goes on. Recovery replays strictly after Z.
 //!
-//! # Format (version 1, all integers little-endian)
+//! # Format (version 2, all integers little-endian)
 //!
 //! ```text
-//! header   magic "RKSNAP\0\x01" (8) | version u32 | flags u32 (0) | zxid i64
+//! header   magic "RKSNAP\0\x01" (8) | version u32 (2) | flags u32 (0) | zxid i64
 //!          | node_count u64 | session_count u64 | digest u64 | data_size i64
 //!          | header_crc u32 (CRC32C of the header bytes before it)
+//! frames   payload_len u32 | payload_crc u32 (CRC32C of the payload) | payload
+//!          (records; no record spans two frames; a frame closes at ~1 MiB)
+//! end      payload_len 0 | CRC32C of every frame's CRC (u32 each, in order)
 //! records  one tag byte each, then:
 //!          'A' acl definition: index u32 | count u32 | count x (perms i32 | scheme str | id str)
 //!          'N' node: path str | data (u8 0 = null, or 1 + bytes) | acl index u32
 //!              | czxid mzxid ctime mtime i64 | version cversion aversion i32
 //!              | ephemeral_owner pzxid i64
 //!          'S' session: id i64 | timeout i32
-//!          'E' end
-//! trailer  crc u32: CRC32C of every byte of the file before it
 //! str, bytes: u32 length, then the bytes
 //! ```
+//!
+//! Nodes come in tree order ([`DataTree::walk`]: parents first, siblings by name), so
+//! the loader builds the tree in one sequential pass ([`TreeBuilder`]): no path is
+//! looked up to find its parent, children lists arrive sorted, and the path index is
+//! built from one sort of 8-byte entries. Each frame is checked against its CRC before
+//! any of its records is used, so an error names the frame's offset; the end frame's
+//! CRC of CRCs catches a lost or misplaced frame.
 //!
 //! An ACL list is defined once, before the first node that uses it, so the writer needs
 //! no pass over the tree before streaming it. Children are not stored: they are derived
 //! from the paths on load. The header repeats the counts and the digest so that a loaded
 //! tree is checked against what the writer saw, and so that `dump` can summarize a file
 //! from its first bytes.
+//!
+//! # Version 1
+//!
+//! The previous format had the same header (version 1) and records, not framed, in the
+//! order of a hash map, ended by an 'E' record and a CRC32C of the whole file. It is
+//! still read ([`READABLE_VERSIONS`]): the loader gathers its nodes, sorts them into
+//! tree order and builds as for version 2, so data directories of earlier releases
+//! recover; the next snapshot is written in version 2. A version this build does not
+//! know is refused with a message naming it.
 
 use super::disk::{Disk, DiskFile, OpenOptions};
 use crate::proto::{Acl, Id};
-use crate::tree::{AclList, DataTree, Znode};
+use crate::tree::{
+    index_entry, node_digest, AclList, DataTree, Fields, PathIndex, TreeBuilder, Znode,
+};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fmt;
@@ -46,8 +65,10 @@ use std::thread::JoinHandle;
 
 /// The first eight bytes of every snapshot; the last byte is the format's major version.
 pub const MAGIC: [u8; 8] = *b"RKSNAP\0\x01";
-/// The format version written and the only one read.
-pub const VERSION: u32 = 1;
+/// The format version written.
+pub const VERSION: u32 = 2;
+/// The format versions read: 1 (before the chunked format) and 2.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 /// The file name prefix; the rest is the zxid in lower-case hex, as ZooKeeper names them.
 pub const SNAPSHOT_PREFIX: &str = "snapshot.";
 /// The suffix of a snapshot being written. Such a file is never read as a snapshot; a
@@ -207,30 +228,21 @@ impl Read for FileReader<'_> {
 
 // ----- writing -----
 
-/// A writer that keeps the CRC32C of everything written through it.
-struct CrcWriter<W: Write> {
-    inner: W,
-    crc: u32,
-    written: u64,
-}
+/// Appends little-endian fields to a frame's payload.
+struct Payload(Vec<u8>);
 
-impl<W: Write> CrcWriter<W> {
-    fn put(&mut self, b: &[u8]) -> io::Result<()> {
-        self.crc = crc32c::crc32c_append(self.crc, b);
-        self.written += b.len() as u64;
-        self.inner.write_all(b)
+impl Payload {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
     }
-    fn u8(&mut self, v: u8) -> io::Result<()> {
-        self.put(&[v])
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
+    fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn i32(&mut self, v: i32) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    fn i64(&mut self, v: i64) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
     }
     fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
         // A field longer than the loader accepts would make an unreadable snapshot:
@@ -239,8 +251,9 @@ impl<W: Write> CrcWriter<W> {
             .ok()
             .filter(|l| *l <= MAX_FIELD_LEN)
             .ok_or_else(|| io::Error::other(format!("field of {} bytes too long", b.len())))?;
-        self.u32(len)?;
-        self.put(b)
+        self.u32(len);
+        self.0.extend_from_slice(b);
+        Ok(())
     }
 }
 
@@ -260,12 +273,63 @@ fn header_bytes(h: &SnapshotHeader) -> Vec<u8> {
     b
 }
 
-/// Serializes `tree` to `out` as one snapshot, streaming: nothing but the ACL index is
-/// held beside the tree. Returns the header written and the number of bytes.
+/// Frames of records on their way to `out`: a frame is written when its payload
+/// reaches [`FRAME_TARGET`].
+struct FrameWriter<W: Write> {
+    out: W,
+    payload: Payload,
+    /// CRC32C of the frames' CRCs so far, for the end frame.
+    crcs: u32,
+    written: u64,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn flush_frame(&mut self) -> io::Result<()> {
+        if self.payload.0.is_empty() {
+            return Ok(());
+        }
+        let len = u32::try_from(self.payload.0.len())
+            .ok()
+            .filter(|l| *l <= MAX_FRAME)
+            .ok_or_else(|| io::Error::other("snapshot record too long for a frame"))?;
+        let crc = crc32c::crc32c(&self.payload.0);
+        self.crcs = crc32c::crc32c_append(self.crcs, &crc.to_le_bytes());
+        let mut fh = [0u8; FRAME_HEADER_LEN];
+        fh[..4].copy_from_slice(&len.to_le_bytes());
+        fh[4..].copy_from_slice(&crc.to_le_bytes());
+        self.out.write_all(&fh)?;
+        self.out.write_all(&self.payload.0)?;
+        self.written += (FRAME_HEADER_LEN + self.payload.0.len()) as u64;
+        self.payload.0.clear();
+        Ok(())
+    }
+
+    fn record_done(&mut self) -> io::Result<()> {
+        if self.payload.0.len() >= FRAME_TARGET {
+            self.flush_frame()?;
+        }
+        Ok(())
+    }
+}
+
+/// Serializes `tree` to `out` as one snapshot in the current format ([`VERSION`]),
+/// streaming: nothing but the ACL index and one frame (~1 MiB) is held beside the tree.
+/// Nodes go in [`DataTree::walk`] order, so the loader builds the tree in one pass.
+/// Returns the header written and the number of bytes.
 ///
 /// # Errors
 /// When `out` fails, or a field is longer than [`MAX_FIELD_LEN`].
 pub fn write_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader, u64)> {
+    write_counting(tree, out, None)
+}
+
+/// [`write_to`], storing the number of znodes written so far in `written` after each
+/// frame (what [`Busy`] reports).
+fn write_counting<W: Write>(
+    tree: &DataTree,
+    out: W,
+    written: Option<&AtomicU64>,
+) -> io::Result<(SnapshotHeader, u64)> {
     let header = SnapshotHeader {
         version: VERSION,
         zxid: tree.zxid(),
@@ -274,81 +338,110 @@ pub fn write_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader
         digest: tree.digest(),
         data_size: tree.approximate_data_size(),
     };
-    let mut w = CrcWriter {
-        inner: out,
-        crc: 0,
+    let mut w = FrameWriter {
+        out,
+        payload: Payload(Vec::with_capacity(FRAME_TARGET + (64 << 10))),
+        crcs: 0,
         written: 0,
     };
-    w.put(&header_bytes(&header))?;
+    w.out.write_all(&header_bytes(&header))?;
+    w.written += HEADER_LEN as u64;
     // ACL lists are shared by `Arc` in the tree, so the pointer identifies a list; the
     // tree outlives this map, so no pointer is reused while it is alive.
     let mut acl_index: HashMap<*const Vec<Acl>, u32> = HashMap::new();
     let mut nodes = 0u64;
-    for (path, node) in tree.nodes() {
-        let key = Arc::as_ptr(&node.acl);
-        let index = match acl_index.get(&key) {
-            Some(i) => *i,
-            None => {
-                let i = u32::try_from(acl_index.len()).expect("fewer than 2^32 ACL lists");
-                write_acl(&mut w, i, &node.acl)?;
-                acl_index.insert(key, i);
-                i
+    let mut failed: Option<io::Error> = None;
+    tree.walk(|path, node| {
+        if failed.is_some() {
+            return;
+        }
+        let r = (|| {
+            let key = Arc::as_ptr(node.acl());
+            let index = match acl_index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    let i = u32::try_from(acl_index.len()).expect("fewer than 2^32 ACL lists");
+                    write_acl(&mut w.payload, i, node.acl())?;
+                    acl_index.insert(key, i);
+                    i
+                }
+            };
+            write_node(&mut w.payload, path, node.data(), &node.fields(), index)?;
+            nodes += 1;
+            if w.payload.0.len() >= FRAME_TARGET {
+                if let Some(c) = written {
+                    c.store(nodes, Ordering::Relaxed);
+                }
             }
-        };
-        write_node(&mut w, path, node, index)?;
-        nodes += 1;
+            w.record_done()
+        })();
+        if let Err(e) = r {
+            failed = Some(e);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     assert_eq!(nodes, header.node_count, "tree changed while written");
     let mut sessions = 0u64;
     for (id, timeout) in tree.sessions() {
-        w.u8(TAG_SESSION)?;
-        w.i64(id)?;
-        w.i32(timeout)?;
+        w.payload.u8(TAG_SESSION);
+        w.payload.i64(id);
+        w.payload.i32(timeout);
         sessions += 1;
+        w.record_done()?;
     }
     assert_eq!(sessions, header.session_count, "tree changed while written");
-    w.u8(TAG_END)?;
-    let crc = w.crc;
-    w.inner.write_all(&crc.to_le_bytes())?;
-    w.inner.flush()?;
-    Ok((header, w.written + 4))
+    w.flush_frame()?;
+    let mut end = [0u8; FRAME_HEADER_LEN];
+    end[4..].copy_from_slice(&w.crcs.to_le_bytes());
+    w.out.write_all(&end)?;
+    w.out.flush()?;
+    Ok((header, w.written + FRAME_HEADER_LEN as u64))
 }
 
-fn write_acl<W: Write>(w: &mut CrcWriter<W>, index: u32, acl: &[Acl]) -> io::Result<()> {
+fn write_acl(w: &mut Payload, index: u32, acl: &[Acl]) -> io::Result<()> {
     let count = u32::try_from(acl.len())
         .ok()
         .filter(|c| *c <= MAX_ACL_ENTRIES)
         .ok_or_else(|| io::Error::other(format!("ACL of {} entries too long", acl.len())))?;
-    w.u8(TAG_ACL)?;
-    w.u32(index)?;
-    w.u32(count)?;
+    w.u8(TAG_ACL);
+    w.u32(index);
+    w.u32(count);
     for a in acl {
-        w.i32(a.perms)?;
+        w.i32(a.perms);
         w.bytes(a.id.scheme.as_bytes())?;
         w.bytes(a.id.id.as_bytes())?;
     }
     Ok(())
 }
 
-fn write_node<W: Write>(w: &mut CrcWriter<W>, path: &str, n: &Znode, acl: u32) -> io::Result<()> {
-    w.u8(TAG_NODE)?;
+fn write_node(
+    w: &mut Payload,
+    path: &str,
+    data: Option<&[u8]>,
+    f: &Fields,
+    acl: u32,
+) -> io::Result<()> {
+    w.u8(TAG_NODE);
     w.bytes(path.as_bytes())?;
-    match &n.data {
-        None => w.u8(0)?,
+    match data {
+        None => w.u8(0),
         Some(d) => {
-            w.u8(1)?;
+            w.u8(1);
             w.bytes(d)?;
         }
     }
-    w.u32(acl)?;
-    for v in [n.czxid, n.mzxid, n.ctime, n.mtime] {
-        w.i64(v)?;
+    w.u32(acl);
+    for v in [f.czxid, f.mzxid, f.ctime, f.mtime] {
+        w.i64(v);
     }
-    for v in [n.version, n.cversion, n.aversion] {
-        w.i32(v)?;
+    for v in [f.version, f.cversion, f.aversion] {
+        w.i32(v);
     }
-    w.i64(n.ephemeral_owner)?;
-    w.i64(n.pzxid)
+    w.i64(f.ephemeral_owner);
+    w.i64(f.pzxid);
+    Ok(())
 }
 
 /// Writes the snapshot of `tree` into `dir` as `snapshot.<zxid hex>`: to a temporary
@@ -362,7 +455,18 @@ pub fn save(
     dir: &Path,
     tree: &DataTree,
 ) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
-    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| write_to(tree, out))?;
+    save_counting(disk, dir, tree, None)
+}
+
+fn save_counting(
+    disk: &dyn Disk,
+    dir: &Path,
+    tree: &DataTree,
+    written: Option<&AtomicU64>,
+) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
+    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| {
+        write_counting(tree, out, written)
+    })?;
     Ok((path, header, len))
 }
 
@@ -413,7 +517,864 @@ fn write_file<T>(
     result
 }
 
+// ----- the previous format (version 1), kept for tests of old data directories -----
+
+/// A writer that keeps the CRC32C of everything written through it.
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+    written: u64,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.written += b.len() as u64;
+        self.inner.write_all(b)
+    }
+    fn u8(&mut self, v: u8) -> io::Result<()> {
+        self.put(&[v])
+    }
+    fn u32(&mut self, v: u32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn i32(&mut self, v: i32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn i64(&mut self, v: i64) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        // A field longer than the loader accepts would make an unreadable snapshot:
+        // refuse to write it rather than find out at recovery.
+        let len = u32::try_from(b.len())
+            .ok()
+            .filter(|l| *l <= MAX_FIELD_LEN)
+            .ok_or_else(|| io::Error::other(format!("field of {} bytes too long", b.len())))?;
+        self.u32(len)?;
+        self.put(b)
+    }
+}
+
+/// Serializes `tree` to `out` in the previous format, version 1 (one CRC over the
+/// whole file, nodes in any order). RingKeeper no longer writes it; it is here so that
+/// tests can make the data directories of earlier releases and check they still load.
+/// Returns the header written and the number of bytes.
+///
+/// # Errors
+/// When `out` fails, or a field is longer than [`MAX_FIELD_LEN`].
+pub fn write_v1_to<W: Write>(tree: &DataTree, out: W) -> io::Result<(SnapshotHeader, u64)> {
+    let header = SnapshotHeader {
+        version: 1,
+        zxid: tree.zxid(),
+        node_count: tree.len() as u64,
+        session_count: tree.session_count() as u64,
+        digest: tree.digest(),
+        data_size: tree.approximate_data_size(),
+    };
+    let mut w = CrcWriter {
+        inner: out,
+        crc: 0,
+        written: 0,
+    };
+    w.put(&header_bytes(&header))?;
+    // ACL lists are shared by `Arc` in the tree, so the pointer identifies a list; the
+    // tree outlives this map, so no pointer is reused while it is alive.
+    let mut acl_index: HashMap<*const Vec<Acl>, u32> = HashMap::new();
+    let mut nodes = 0u64;
+    // Version 1 wrote nodes in the order of its hash map; reversed tree order stands
+    // for "not sorted" here, so the loader's sorting is exercised.
+    for (path, node) in tree.nodes().into_iter().rev() {
+        let key = Arc::as_ptr(&node.acl);
+        let index = match acl_index.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = u32::try_from(acl_index.len()).expect("fewer than 2^32 ACL lists");
+                write_acl_v1(&mut w, i, &node.acl)?;
+                acl_index.insert(key, i);
+                i
+            }
+        };
+        write_node_v1(&mut w, &path, &node, index)?;
+        nodes += 1;
+    }
+    assert_eq!(nodes, header.node_count, "tree changed while written");
+    let mut sessions = 0u64;
+    for (id, timeout) in tree.sessions() {
+        w.u8(TAG_SESSION)?;
+        w.i64(id)?;
+        w.i32(timeout)?;
+        sessions += 1;
+    }
+    assert_eq!(sessions, header.session_count, "tree changed while written");
+    w.u8(TAG_END)?;
+    let crc = w.crc;
+    w.inner.write_all(&crc.to_le_bytes())?;
+    w.inner.flush()?;
+    Ok((header, w.written + 4))
+}
+
+fn write_acl_v1<W: Write>(w: &mut CrcWriter<W>, index: u32, acl: &[Acl]) -> io::Result<()> {
+    let count = u32::try_from(acl.len())
+        .ok()
+        .filter(|c| *c <= MAX_ACL_ENTRIES)
+        .ok_or_else(|| io::Error::other(format!("ACL of {} entries too long", acl.len())))?;
+    w.u8(TAG_ACL)?;
+    w.u32(index)?;
+    w.u32(count)?;
+    for a in acl {
+        w.i32(a.perms)?;
+        w.bytes(a.id.scheme.as_bytes())?;
+        w.bytes(a.id.id.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_node_v1<W: Write>(
+    w: &mut CrcWriter<W>,
+    path: &str,
+    n: &Znode,
+    acl: u32,
+) -> io::Result<()> {
+    w.u8(TAG_NODE)?;
+    w.bytes(path.as_bytes())?;
+    match &n.data {
+        None => w.u8(0)?,
+        Some(d) => {
+            w.u8(1)?;
+            w.bytes(d)?;
+        }
+    }
+    w.u32(acl)?;
+    for v in [n.czxid, n.mzxid, n.ctime, n.mtime] {
+        w.i64(v)?;
+    }
+    for v in [n.version, n.cversion, n.aversion] {
+        w.i32(v)?;
+    }
+    w.i64(n.ephemeral_owner)?;
+    w.i64(n.pzxid)
+}
+
 // ----- reading -----
+
+/// A frame's header: payload length u32, payload CRC32C u32.
+const FRAME_HEADER_LEN: usize = 8;
+/// The writer closes a frame once its payload reaches this size.
+const FRAME_TARGET: usize = 1 << 20;
+/// Frame buffers a loader keeps for reuse: more than the hasher's queue holds.
+const FRAME_POOL: usize = 8;
+/// Longest frame payload accepted: one record with a field of [`MAX_FIELD_LEN`] and
+/// room to spare. A longer length is a corrupt length field.
+const MAX_FRAME: u32 = MAX_FIELD_LEN + (1 << 20);
+
+/// One record of a snapshot, as [`scan`] reports it.
+#[derive(Debug)]
+pub enum Record<'a> {
+    Acl { index: u32, acl: &'a AclList },
+    Node { path: &'a str, node: &'a Znode },
+    Session { id: i64, timeout_ms: i32 },
+}
+
+/// A record parsed in place from a version-2 frame.
+enum Raw<'a> {
+    Acl(Vec<Acl>),
+    Node {
+        path: &'a str,
+        data: Option<&'a [u8]>,
+        acl: u32,
+        fields: Fields,
+    },
+    Session(i64, i32),
+}
+
+/// Reads fields from a frame's payload; `base` is the payload's offset in the file, so
+/// errors name file offsets.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+    base: u64,
+}
+
+impl<'a> Cursor<'a> {
+    fn corrupt(&self, what: impl Into<String>) -> SnapshotError {
+        SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: self.base + self.at as u64,
+            what: what.into(),
+        }
+    }
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], SnapshotError> {
+        match self.b.get(self.at..self.at + n) {
+            Some(s) => {
+                self.at += n;
+                Ok(s)
+            }
+            None => Err(self.corrupt(format!("frame ends inside {what}"))),
+        }
+    }
+    fn u8(&mut self, what: &str) -> Result<u8, SnapshotError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, SnapshotError> {
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
+    }
+    fn i32(&mut self, what: &str) -> Result<i32, SnapshotError> {
+        Ok(i32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4"),
+        ))
+    }
+    fn i64(&mut self, what: &str) -> Result<i64, SnapshotError> {
+        Ok(i64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8"),
+        ))
+    }
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], SnapshotError> {
+        let len = self.u32(what)?;
+        if len > MAX_FIELD_LEN {
+            return Err(self.corrupt(format!("{what}: length {len} above {MAX_FIELD_LEN}")));
+        }
+        self.take(len as usize, what)
+    }
+    fn str(&mut self, what: &str) -> Result<&'a str, SnapshotError> {
+        let at = self.at;
+        let b = self.bytes(what)?;
+        std::str::from_utf8(b).map_err(|_| SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: self.base + at as u64,
+            what: format!("{what}: not UTF-8"),
+        })
+    }
+
+    /// The next record (the caller checked there are bytes left).
+    fn record(&mut self) -> Result<Raw<'a>, SnapshotError> {
+        let at = self.at;
+        match self.u8("a record tag")? {
+            TAG_ACL => {
+                let _index = self.u32("an ACL index")?;
+                let count = self.u32("an ACL length")?;
+                if count > MAX_ACL_ENTRIES {
+                    self.at = at;
+                    return Err(self.corrupt(format!("ACL of {count} entries")));
+                }
+                let mut list = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let perms = self.i32("ACL perms")?;
+                    let scheme = self.str("ACL scheme")?.to_string();
+                    let id = self.str("ACL id")?.to_string();
+                    list.push(Acl {
+                        perms,
+                        id: Id { scheme, id },
+                    });
+                }
+                Ok(Raw::Acl(list))
+            }
+            TAG_NODE => {
+                let path = self.str("a node path")?;
+                let data = match self.u8("a data flag")? {
+                    0 => None,
+                    1 => Some(self.bytes("node data")?),
+                    f => {
+                        self.at = at;
+                        return Err(self.corrupt(format!("{path}: data flag {f}, expected 0 or 1")));
+                    }
+                };
+                let acl = self.u32("an ACL index")?;
+                let czxid = self.i64("czxid")?;
+                let mzxid = self.i64("mzxid")?;
+                let ctime = self.i64("ctime")?;
+                let mtime = self.i64("mtime")?;
+                let version = self.i32("version")?;
+                let cversion = self.i32("cversion")?;
+                let aversion = self.i32("aversion")?;
+                let ephemeral_owner = self.i64("ephemeralOwner")?;
+                let pzxid = self.i64("pzxid")?;
+                Ok(Raw::Node {
+                    path,
+                    data,
+                    acl,
+                    fields: Fields {
+                        czxid,
+                        mzxid,
+                        pzxid,
+                        ctime,
+                        mtime,
+                        ephemeral_owner,
+                        version,
+                        cversion,
+                        aversion,
+                    },
+                })
+            }
+            TAG_SESSION => {
+                let id = self.i64("a session id")?;
+                let timeout = self.i32("a session timeout")?;
+                Ok(Raw::Session(id, timeout))
+            }
+            t => {
+                self.at = at;
+                Err(self.corrupt(format!("record tag {t:#04x}, expected A, N or S")))
+            }
+        }
+    }
+}
+
+/// How far a load has come, reported after each frame (about every MiB).
+#[derive(Debug, Clone, Copy)]
+pub struct LoadProgress {
+    pub nodes: u64,
+    /// The header's node count.
+    pub node_count: u64,
+    pub bytes: u64,
+    /// The file's length, when known.
+    pub total_bytes: Option<u64>,
+    pub elapsed: std::time::Duration,
+}
+
+impl LoadProgress {
+    /// "N/M znodes (P%), R MB/s, ~T s left".
+    pub fn describe(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-6);
+        let frac = if self.node_count == 0 {
+            1.0
+        } else {
+            self.nodes as f64 / self.node_count as f64
+        };
+        let left = if frac > 0.0 {
+            secs / frac - secs
+        } else {
+            f64::NAN
+        };
+        format!(
+            "{}/{} znodes ({:.0}%), {:.0} MB/s, ~{:.1} s left",
+            self.nodes,
+            self.node_count,
+            frac * 100.0,
+            self.bytes as f64 / secs / 1e6,
+            left.max(0.0)
+        )
+    }
+}
+
+/// Where the records of a snapshot go as it is read.
+trait Sink {
+    fn acl(&mut self, index: u32, acl: &AclList) -> Result<(), String>;
+    fn node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &AclList,
+        f: &Fields,
+    ) -> Result<(), String>;
+    fn session(&mut self, id: i64, timeout_ms: i32) -> Result<(), String>;
+}
+
+/// Reads the header from `r`: magic, CRC, and a version this build reads.
+fn read_header<R: Read>(r: &mut CrcReader<R>) -> Result<SnapshotHeader, SnapshotError> {
+    let mut hb = [0u8; HEADER_LEN];
+    r.fill(&mut hb, "the header")?;
+    if hb[..8] != MAGIC {
+        let what = if &hb[..4] == b"ZKSN" {
+            "an Apache ZooKeeper snapshot, not a RingKeeper one: import the ZooKeeper data \
+             directory rather than copying its files"
+                .to_string()
+        } else {
+            format!("bad magic {:02x?}, expected {:02x?}", &hb[..8], MAGIC)
+        };
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 0,
+            what,
+        });
+    }
+    let le_u32 = |at: usize| u32::from_le_bytes(hb[at..at + 4].try_into().expect("4 bytes"));
+    let le_u64 = |at: usize| u64::from_le_bytes(hb[at..at + 8].try_into().expect("8 bytes"));
+    let header_crc = le_u32(HEADER_LEN - 4);
+    let actual = crc32c::crc32c(&hb[..HEADER_LEN - 4]);
+    if header_crc != actual {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: (HEADER_LEN - 4) as u64,
+            what: format!("header CRC {actual:#010x}, expected {header_crc:#010x}"),
+        });
+    }
+    let header = SnapshotHeader {
+        version: le_u32(8),
+        zxid: le_u64(16) as i64,
+        node_count: le_u64(24),
+        session_count: le_u64(32),
+        digest: le_u64(40),
+        data_size: le_u64(48) as i64,
+    };
+    if !READABLE_VERSIONS.contains(&header.version) {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 8,
+            what: format!(
+                "snapshot format version {} is not one this build reads ({READABLE_VERSIONS:?}): \
+                 it was written by a newer RingKeeper; run that release, or move the file \
+                 out of the data directory to recover from an older snapshot and the log",
+                header.version
+            ),
+        });
+    }
+    if le_u32(12) != 0 {
+        return Err(SnapshotError::Corrupt {
+            path: PathBuf::new(),
+            offset: 12,
+            what: format!("flags {:#x}, expected 0", le_u32(12)),
+        });
+    }
+    Ok(header)
+}
+
+/// The frames of a version-2 snapshot after its header, each checked against its CRC
+/// before any of its records reach `sink`; then the end frame, the counts, and that
+/// nothing follows. `progress` is called after each frame.
+fn scan_v2<R: Read>(
+    r: &mut CrcReader<R>,
+    header: &SnapshotHeader,
+    sink: &mut dyn Sink,
+    progress: &mut dyn FnMut(u64, u64),
+    frames: &mut dyn FnMut(&Arc<Vec<u8>>, u64),
+) -> Result<(), SnapshotError> {
+    let mut acls: Vec<AclList> = Vec::new();
+    let (mut nodes, mut sessions) = (0u64, 0u64);
+    let mut crcs = 0u32;
+    let mut pool: Vec<Arc<Vec<u8>>> = Vec::new();
+    // Bound: every frame consumes at least its header of a finite file.
+    loop {
+        let frame_at = r.offset;
+        let len = r.u32("a frame length")?;
+        let crc = r.u32("a frame CRC")?;
+        if len == 0 {
+            if crc != crcs {
+                return Err(SnapshotError::Corrupt {
+                    path: PathBuf::new(),
+                    offset: frame_at,
+                    what: format!(
+                        "end frame says the frames' CRCs sum to {crc:#010x}, they sum to {crcs:#010x} \
+                         (a frame is missing or out of place)"
+                    ),
+                });
+            }
+            break;
+        }
+        if len > MAX_FRAME {
+            return Err(SnapshotError::Corrupt {
+                path: PathBuf::new(),
+                offset: frame_at,
+                what: format!("frame length {len} above {MAX_FRAME}"),
+            });
+        }
+        // A buffer of an earlier frame that nobody holds any more (the hasher is done
+        // with it), else a new one: fresh 1 MiB buffers per frame cost page faults,
+        // a tenth of a load's time in perf.
+        let mut payload = match pool.iter().position(|a| Arc::strong_count(a) == 1) {
+            Some(i) => {
+                let mut a = pool.swap_remove(i);
+                let v = Arc::get_mut(&mut a).expect("no other holder");
+                v.clear();
+                v.resize(len as usize, 0);
+                a
+            }
+            None => Arc::new(vec![0u8; len as usize]),
+        };
+        r.fill(
+            Arc::get_mut(&mut payload).expect("no other holder yet"),
+            "a frame",
+        )?;
+        let actual = crc32c::crc32c(&payload);
+        if actual != crc {
+            return Err(SnapshotError::Corrupt {
+                path: PathBuf::new(),
+                offset: frame_at,
+                what: format!(
+                    "frame of {len} bytes: CRC {actual:#010x}, its header says {crc:#010x}"
+                ),
+            });
+        }
+        crcs = crc32c::crc32c_append(crcs, &crc.to_le_bytes());
+        let base = frame_at + FRAME_HEADER_LEN as u64;
+        frames(&payload, base);
+        let mut c = Cursor {
+            b: &payload,
+            at: 0,
+            base,
+        };
+        while c.at < c.b.len() {
+            let rec_at = c.base + c.at as u64;
+            let bad = |what: String| SnapshotError::Corrupt {
+                path: PathBuf::new(),
+                offset: rec_at,
+                what,
+            };
+            match c.record()? {
+                Raw::Acl(list) => {
+                    let index = acls.len() as u32;
+                    acls.push(Arc::new(list));
+                    sink.acl(index, acls.last().expect("just pushed"))
+                        .map_err(bad)?;
+                }
+                Raw::Node {
+                    path,
+                    data,
+                    acl,
+                    fields,
+                } => {
+                    nodes += 1;
+                    if nodes > header.node_count {
+                        return Err(bad(format!(
+                            "more nodes than the header's {}",
+                            header.node_count
+                        )));
+                    }
+                    let acl = acls
+                        .get(acl as usize)
+                        .ok_or_else(|| bad(format!("{path}: ACL {acl} not defined")))?;
+                    sink.node(path, data, acl, &fields).map_err(bad)?;
+                }
+                Raw::Session(id, timeout) => {
+                    sessions += 1;
+                    if sessions > header.session_count {
+                        return Err(bad(format!(
+                            "more sessions than the header's {}",
+                            header.session_count
+                        )));
+                    }
+                    sink.session(id, timeout).map_err(bad)?;
+                }
+            }
+        }
+        progress(nodes, r.offset);
+        if pool.len() < FRAME_POOL {
+            pool.push(payload);
+        }
+    }
+    if nodes != header.node_count || sessions != header.session_count {
+        return Err(r.corrupt(format!(
+            "{nodes} nodes and {sessions} sessions, header says {} and {}",
+            header.node_count, header.session_count
+        )));
+    }
+    let mut extra = [0u8; 1];
+    match r.inner.read(&mut extra) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(r.corrupt("bytes after the end frame")),
+        Err(error) => Err(SnapshotError::Io {
+            path: PathBuf::new(),
+            error,
+        }),
+    }
+}
+
+/// The nodes' digests and path index entries of a version-2 snapshot's frames, as the
+/// loader's builder numbers the nodes (the root 0): the [`TreeBuilder::new_prehashed`]
+/// half of a load. `None` on a record the loader's own scan refuses as well.
+fn hash_frames(
+    frames: mpsc::Receiver<(Arc<Vec<u8>>, u64)>,
+    hint: usize,
+) -> Option<(PathIndex, u64)> {
+    let mut acls: Vec<Vec<Acl>> = Vec::new();
+    let mut entries: Vec<u64> = Vec::with_capacity(hint);
+    let mut digest = 0u64;
+    let mut id = 0u32;
+    for (payload, base) in frames {
+        let mut c = Cursor {
+            b: &payload,
+            at: 0,
+            base,
+        };
+        while c.at < c.b.len() {
+            match c.record().ok()? {
+                Raw::Acl(list) => acls.push(list),
+                Raw::Node {
+                    path,
+                    data,
+                    acl,
+                    fields,
+                } => {
+                    let acl = acls.get(acl as usize)?;
+                    digest = digest.wrapping_add(node_digest(path, data, acl, &fields));
+                    if id > 0 {
+                        entries.push(index_entry(path, id));
+                    }
+                    id = id.checked_add(1)?;
+                }
+                Raw::Session(..) => {}
+            }
+        }
+    }
+    Some((PathIndex::from_entries(entries), digest))
+}
+
+/// Hands records to a [`scan`] visitor as [`Record`]s.
+struct VisitSink<'v>(&'v mut dyn FnMut(Record<'_>) -> Result<(), String>);
+
+impl Sink for VisitSink<'_> {
+    fn acl(&mut self, index: u32, acl: &AclList) -> Result<(), String> {
+        (self.0)(Record::Acl { index, acl })
+    }
+    fn node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &AclList,
+        f: &Fields,
+    ) -> Result<(), String> {
+        let node = Znode {
+            data: data.map(Bytes::copy_from_slice),
+            acl: acl.clone(),
+            czxid: f.czxid,
+            mzxid: f.mzxid,
+            ctime: f.ctime,
+            mtime: f.mtime,
+            version: f.version,
+            cversion: f.cversion,
+            aversion: f.aversion,
+            ephemeral_owner: f.ephemeral_owner,
+            pzxid: f.pzxid,
+        };
+        (self.0)(Record::Node { path, node: &node })
+    }
+    fn session(&mut self, id: i64, timeout_ms: i32) -> Result<(), String> {
+        (self.0)(Record::Session { id, timeout_ms })
+    }
+}
+
+/// Builds the tree straight from a version-2 snapshot's records.
+struct BuildSink(TreeBuilder);
+
+impl Sink for BuildSink {
+    fn acl(&mut self, _: u32, _: &AclList) -> Result<(), String> {
+        Ok(())
+    }
+    fn node(
+        &mut self,
+        path: &str,
+        data: Option<&[u8]>,
+        acl: &AclList,
+        f: &Fields,
+    ) -> Result<(), String> {
+        self.0.node(path, data, acl, f)
+    }
+    fn session(&mut self, id: i64, timeout_ms: i32) -> Result<(), String> {
+        self.0.session(id, timeout_ms)
+    }
+}
+
+/// Reads a snapshot (either version) from `input`, checking its structure and its
+/// checksums, and calls `visit` with each record as it is read. In version 2 each frame
+/// is checked before its records are reported; in version 1 records are reported before
+/// the file's checksum is known. Either way a caller must discard what it built if this
+/// returns an error.
+///
+/// # Errors
+/// [`SnapshotError::Corrupt`] (with an empty path) naming the byte offset and what was
+/// expected; [`SnapshotError::Io`] when reading fails.
+pub fn scan<R: Read>(
+    input: R,
+    mut visit: impl FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let mut r = CrcReader {
+        inner: input,
+        crc: 0,
+        offset: 0,
+    };
+    let header = read_header(&mut r)?;
+    if header.version == 1 {
+        return scan_v1(r, header, &mut visit);
+    }
+    scan_v2(
+        &mut r,
+        &header,
+        &mut VisitSink(&mut visit),
+        &mut |_, _| {},
+        &mut |_, _| {},
+    )?;
+    Ok(header)
+}
+
+/// Reads a whole snapshot from `input` into a tree, verifying the checksums, the counts
+/// and that the rebuilt tree's digest equals the one recorded when it was written.
+///
+/// # Errors
+/// As [`scan`]; also a tree that [`DataTree::restore`] refuses or whose digest differs.
+pub fn read_from<R: Read>(input: R) -> Result<DataTree, SnapshotError> {
+    read_with_progress(input, None, &mut |_| {}).map(|(t, _)| t)
+}
+
+/// [`read_from`], calling `progress` after each frame of a version-2 snapshot, and
+/// returning the header too. `total_bytes` (the file's length) only feeds the reports.
+///
+/// # Errors
+/// As [`read_from`].
+pub fn read_with_progress<R: Read>(
+    input: R,
+    total_bytes: Option<u64>,
+    progress: &mut dyn FnMut(&LoadProgress),
+) -> Result<(DataTree, SnapshotHeader), SnapshotError> {
+    let started = std::time::Instant::now();
+    let mut r = CrcReader {
+        inner: input,
+        crc: 0,
+        offset: 0,
+    };
+    let header = read_header(&mut r)?;
+    let corrupt = |what: String| SnapshotError::Corrupt {
+        path: PathBuf::new(),
+        offset: HEADER_LEN as u64,
+        what,
+    };
+    let tree = if header.version == 1 {
+        // The previous format holds nodes in hash order: gather, sort, build.
+        let mut nodes: Vec<(Arc<str>, Znode)> = Vec::new();
+        let mut sessions: Vec<(i64, i32)> = Vec::new();
+        scan_v1(r, header, &mut |rec| {
+            match rec {
+                Record::Acl { .. } => {}
+                Record::Node { path, node } => nodes.push((Arc::from(path), node.clone())),
+                Record::Session { id, timeout_ms } => sessions.push((id, timeout_ms)),
+            }
+            Ok(())
+        })?;
+        let tree = DataTree::restore(header.zxid, nodes, sessions).map_err(corrupt)?;
+        progress(&LoadProgress {
+            nodes: header.node_count,
+            node_count: header.node_count,
+            bytes: total_bytes.unwrap_or(0),
+            total_bytes,
+            elapsed: started.elapsed(),
+        });
+        tree
+    } else {
+        // Reserve from the header's count, within reason: a corrupt count must not make
+        // the loader allocate gigabytes up front.
+        let hint = header.node_count.min(1 << 24) as usize;
+        std::thread::scope(|scope| -> Result<DataTree, SnapshotError> {
+            // A second thread takes each checked frame and computes what does not need
+            // the tree: the nodes' digests and the path index (a third of the work).
+            let (tx, rx) = mpsc::sync_channel::<(Arc<Vec<u8>>, u64)>(4);
+            let hasher = std::thread::Builder::new()
+                .name("snapshot-hash".into())
+                .spawn_scoped(scope, move || hash_frames(rx, hint))
+                .ok();
+            let mut tx = hasher.as_ref().map(|_| tx);
+            let mut b = if hasher.is_some() {
+                TreeBuilder::new_prehashed(header.zxid)
+            } else {
+                TreeBuilder::new(header.zxid)
+            };
+            b.reserve(hint);
+            let mut sink = BuildSink(b);
+            let scanned = scan_v2(
+                &mut r,
+                &header,
+                &mut sink,
+                &mut |nodes, bytes| {
+                    progress(&LoadProgress {
+                        nodes,
+                        node_count: header.node_count,
+                        bytes,
+                        total_bytes,
+                        elapsed: started.elapsed(),
+                    })
+                },
+                &mut |payload, base| {
+                    if let Some(t) = &tx {
+                        // The hasher only stops early on a record the scan refuses too.
+                        let _ = t.send((payload.clone(), base));
+                    }
+                },
+            );
+            tx.take();
+            let hashed = hasher.map(|h| h.join().expect("the snapshot hasher does not panic"));
+            scanned?;
+            match hashed {
+                None => sink.0.finish(),
+                Some(Some((index, digest))) => sink.0.finish_prehashed(index, digest),
+                Some(None) => Err("the hasher refused a record the scan accepted".into()),
+            }
+            .map_err(corrupt)
+        })?
+    };
+    if tree.digest() != header.digest || tree.approximate_data_size() != header.data_size {
+        return Err(corrupt(format!(
+            "tree digest {:#018x} size {}, header says {:#018x} and {}",
+            tree.digest(),
+            tree.approximate_data_size(),
+            header.digest,
+            header.data_size
+        )));
+    }
+    Ok((tree, header))
+}
+
+/// Loads the snapshot file at `path`.
+///
+/// # Errors
+/// As [`read_from`], naming `path`.
+pub fn load(disk: &dyn Disk, path: &Path) -> Result<DataTree, SnapshotError> {
+    load_with_progress(disk, path, &mut |_| {}).map(|(t, _)| t)
+}
+
+/// [`load`], calling `progress` about every MiB (the caller decides what to print), and
+/// returning the header too.
+///
+/// # Errors
+/// As [`read_from`], naming `path`.
+pub fn load_with_progress(
+    disk: &dyn Disk,
+    path: &Path,
+    progress: &mut dyn FnMut(&LoadProgress),
+) -> Result<(DataTree, SnapshotHeader), SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let total = file.len().ok();
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    read_with_progress(BufReader::with_capacity(IO_BUFFER, input), total, progress)
+        .map_err(|e| e.with_path(path))
+}
+
+/// Checks the snapshot file at `path` without building a tree: header, records,
+/// checksums and counts.
+///
+/// # Errors
+/// As [`scan`], naming `path`.
+pub fn verify(disk: &dyn Disk, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
+    scan_file(disk, path, |_| Ok(()))
+}
+
+/// [`scan`] of the snapshot file at `path`.
+///
+/// # Errors
+/// As [`scan`], naming `path`.
+pub fn scan_file(
+    disk: &dyn Disk,
+    path: &Path,
+    visit: impl FnMut(Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotHeader, SnapshotError> {
+    let file = disk
+        .open(path, OpenOptions::read())
+        .map_err(|error| SnapshotError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let input = FileReader {
+        file: &*file,
+        offset: 0,
+    };
+    scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
+}
 
 /// A reader that keeps the CRC32C of everything read through it and the offset.
 struct CrcReader<R: Read> {
@@ -486,69 +1447,12 @@ impl<R: Read> CrcReader<R> {
     }
 }
 
-/// One record of a snapshot, as [`scan`] reports it.
-#[derive(Debug)]
-pub enum Record<'a> {
-    Acl { index: u32, acl: &'a AclList },
-    Node { path: &'a str, node: &'a Znode },
-    Session { id: i64, timeout_ms: i32 },
-}
-
-/// Reads a snapshot from `input`, checking its structure and both checksums, and
-/// calls `visit` with each record as it is read. Records are reported before the final
-/// checksum is known, so a caller must discard what it built if this returns an error.
-///
-/// # Errors
-/// [`SnapshotError::Corrupt`] (with an empty path) naming the byte offset and what was
-/// expected; [`SnapshotError::Io`] when reading fails.
-pub fn scan<R: Read>(
-    input: R,
-    mut visit: impl FnMut(Record<'_>) -> Result<(), String>,
+/// The records and trailer of a version-1 snapshot, after its header.
+fn scan_v1<R: Read>(
+    mut r: CrcReader<R>,
+    header: SnapshotHeader,
+    visit: &mut dyn FnMut(Record<'_>) -> Result<(), String>,
 ) -> Result<SnapshotHeader, SnapshotError> {
-    let mut r = CrcReader {
-        inner: input,
-        crc: 0,
-        offset: 0,
-    };
-    let mut hb = [0u8; HEADER_LEN];
-    r.fill(&mut hb, "the header")?;
-    if hb[..8] != MAGIC {
-        return Err(SnapshotError::Corrupt {
-            path: PathBuf::new(),
-            offset: 0,
-            what: format!("bad magic {:02x?}, expected {:02x?}", &hb[..8], MAGIC),
-        });
-    }
-    let le_u32 = |at: usize| u32::from_le_bytes(hb[at..at + 4].try_into().expect("4 bytes"));
-    let le_u64 = |at: usize| u64::from_le_bytes(hb[at..at + 8].try_into().expect("8 bytes"));
-    let header_crc = le_u32(HEADER_LEN - 4);
-    let actual = crc32c::crc32c(&hb[..HEADER_LEN - 4]);
-    if header_crc != actual {
-        return Err(SnapshotError::Corrupt {
-            path: PathBuf::new(),
-            offset: (HEADER_LEN - 4) as u64,
-            what: format!("header CRC {actual:#010x}, expected {header_crc:#010x}"),
-        });
-    }
-    let header = SnapshotHeader {
-        version: le_u32(8),
-        zxid: le_u64(16) as i64,
-        node_count: le_u64(24),
-        session_count: le_u64(32),
-        digest: le_u64(40),
-        data_size: le_u64(48) as i64,
-    };
-    if header.version != VERSION || le_u32(12) != 0 {
-        return Err(SnapshotError::Corrupt {
-            path: PathBuf::new(),
-            offset: 8,
-            what: format!(
-                "version {} flags {:#x}, expected version {VERSION} flags 0",
-                header.version,
-                le_u32(12)
-            ),
-        });
-    }
     let mut acls: Vec<AclList> = Vec::new();
     let (mut nodes, mut sessions) = (0u64, 0u64);
     // Bound: every record consumes at least one byte of a finite file, and the counts
@@ -630,7 +1534,6 @@ pub fn scan<R: Read>(
                     aversion,
                     ephemeral_owner,
                     pzxid,
-                    children: Default::default(),
                 };
                 visit(Record::Node {
                     path: &path,
@@ -679,89 +1582,6 @@ pub fn scan<R: Read>(
             error,
         }),
     }
-}
-
-/// Reads a whole snapshot from `input` into a tree, verifying the checksums, the counts
-/// and that the rebuilt tree's digest equals the one recorded when it was written.
-///
-/// # Errors
-/// As [`scan`]; also a tree that [`DataTree::restore`] refuses or whose digest differs.
-pub fn read_from<R: Read>(input: R) -> Result<DataTree, SnapshotError> {
-    let mut nodes: Vec<(Arc<str>, Znode)> = Vec::new();
-    let mut sessions: Vec<(i64, i32)> = Vec::new();
-    let header = scan(input, |rec| {
-        match rec {
-            Record::Acl { .. } => {}
-            Record::Node { path, node } => nodes.push((Arc::from(path), node.clone())),
-            Record::Session { id, timeout_ms } => sessions.push((id, timeout_ms)),
-        }
-        Ok(())
-    })?;
-    let corrupt = |what: String| SnapshotError::Corrupt {
-        path: PathBuf::new(),
-        offset: HEADER_LEN as u64,
-        what,
-    };
-    let tree = DataTree::restore(header.zxid, nodes, sessions).map_err(corrupt)?;
-    if tree.digest() != header.digest || tree.approximate_data_size() != header.data_size {
-        return Err(corrupt(format!(
-            "tree digest {:#018x} size {}, header says {:#018x} and {}",
-            tree.digest(),
-            tree.approximate_data_size(),
-            header.digest,
-            header.data_size
-        )));
-    }
-    Ok(tree)
-}
-
-/// Loads the snapshot file at `path`.
-///
-/// # Errors
-/// As [`read_from`], naming `path`.
-pub fn load(disk: &dyn Disk, path: &Path) -> Result<DataTree, SnapshotError> {
-    let file = disk
-        .open(path, OpenOptions::read())
-        .map_err(|error| SnapshotError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-    let input = FileReader {
-        file: &*file,
-        offset: 0,
-    };
-    read_from(BufReader::with_capacity(IO_BUFFER, input)).map_err(|e| e.with_path(path))
-}
-
-/// Checks the snapshot file at `path` without building a tree: header, records,
-/// checksums and counts.
-///
-/// # Errors
-/// As [`scan`], naming `path`.
-pub fn verify(disk: &dyn Disk, path: &Path) -> Result<SnapshotHeader, SnapshotError> {
-    scan_file(disk, path, |_| Ok(()))
-}
-
-/// [`scan`] of the snapshot file at `path`.
-///
-/// # Errors
-/// As [`scan`], naming `path`.
-pub fn scan_file(
-    disk: &dyn Disk,
-    path: &Path,
-    visit: impl FnMut(Record<'_>) -> Result<(), String>,
-) -> Result<SnapshotHeader, SnapshotError> {
-    let file = disk
-        .open(path, OpenOptions::read())
-        .map_err(|error| SnapshotError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-    let input = FileReader {
-        file: &*file,
-        offset: 0,
-    };
-    scan(BufReader::with_capacity(IO_BUFFER, input), visit).map_err(|e| e.with_path(path))
 }
 
 // ----- receiving and installing a leader's snapshot -----
@@ -951,7 +1771,7 @@ pub fn validate_file(
     path: &Path,
     zxid: i64,
 ) -> Result<SnapshotHeader, SnapshotError> {
-    let tree = load(disk, path)?;
+    let (tree, header) = load_with_progress(disk, path, &mut |_| {})?;
     if tree.zxid() != zxid {
         return Err(SnapshotError::Corrupt {
             path: path.to_path_buf(),
@@ -959,14 +1779,7 @@ pub fn validate_file(
             what: format!("snapshot of zxid {:#x}, expected {zxid:#x}", tree.zxid()),
         });
     }
-    Ok(SnapshotHeader {
-        version: VERSION,
-        zxid,
-        node_count: tree.len() as u64,
-        session_count: tree.session_count() as u64,
-        digest: tree.digest(),
-        data_size: tree.approximate_data_size(),
-    })
+    Ok(header)
 }
 
 /// What [`install_received`] changed.
@@ -1125,8 +1938,8 @@ impl SnapPolicy {
 
 // ----- the snapshotter thread -----
 
-/// The niceness of the snapshot thread: well below the sequencer and the shards, so a
-/// snapshot takes only CPU they leave idle (DESIGN.md: a snapshot must not stall writes).
+/// How far the snapshot thread's niceness is above the process's: well below the sequencer and the shards, so a
+/// snapshot takes only CPU they leave idle (a snapshot must not stall writes).
 pub const SNAPSHOT_NICE: i32 = 10;
 
 /// What happened to a snapshot offered to [`Snapshotter::offer`].
@@ -1135,7 +1948,58 @@ pub enum Offer {
     /// The thread took it.
     Taken,
     /// One is still being written: skipped, as ZooKeeper's "Too busy to snap, skipping".
+    /// [`Snapshotter::try_offer`] says how far behind.
     TooBusy,
+}
+
+/// A snapshot offer refused because an earlier one is still being written: what is
+/// being written and how far behind the skipped zxid it is. From
+/// [`Snapshotter::try_offer`]; [`Busy::describe`] is the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    /// The zxid offered and skipped.
+    pub offered_zxid: i64,
+    /// The zxid of the snapshot being written.
+    pub in_progress_zxid: i64,
+    /// Txns between the two when they are of one epoch (the counters' difference);
+    /// `None` across an epoch change, where counters restart.
+    pub behind_txns: Option<u64>,
+    /// How long the snapshot being written has run.
+    pub running_for: std::time::Duration,
+    /// Znodes of it written so far (updated about every MiB), and its total.
+    pub written_nodes: u64,
+    pub total_nodes: u64,
+    /// Offers skipped since the last one taken, this one included.
+    pub skipped_in_a_row: u64,
+}
+
+impl Busy {
+    /// "too busy to snap, skipping zxid Z: snapshot of zxid Y still being written
+    /// (N txns behind, K offers skipped in a row, running for T s, W/M znodes written)".
+    pub fn describe(&self) -> String {
+        let behind = match self.behind_txns {
+            Some(n) => format!("{n} txns behind"),
+            None => "an epoch behind".to_string(),
+        };
+        format!(
+            "too busy to snap, skipping zxid {:#x}: snapshot of zxid {:#x} still being written \
+             ({behind}, {} offers skipped in a row, running for {:.1} s, {}/{} znodes written)",
+            self.offered_zxid,
+            self.in_progress_zxid,
+            self.skipped_in_a_row,
+            self.running_for.as_secs_f64(),
+            self.written_nodes,
+            self.total_nodes
+        )
+    }
+}
+
+/// The snapshot being written, for [`Busy`].
+#[derive(Debug)]
+struct InFlight {
+    zxid: i64,
+    nodes: u64,
+    started: std::time::Instant,
 }
 
 /// Counters of a [`Snapshotter`], readable from any thread.
@@ -1146,6 +2010,11 @@ pub struct SnapshotterStats {
     pub failed: AtomicU64,
     /// The zxid of the newest snapshot written (0 if none yet).
     pub last_zxid: AtomicU64,
+    /// Offers skipped since the last one taken (0 after a taken one).
+    pub skipped_in_a_row: AtomicU64,
+    /// The txns behind of the last skipped offer (see [`Busy::behind_txns`]; 0 when
+    /// unknown).
+    pub last_skip_behind_txns: AtomicU64,
     pub last_duration_us: AtomicU64,
     pub last_bytes: AtomicU64,
 }
@@ -1160,6 +2029,10 @@ pub struct SnapshotterStats {
 pub struct Snapshotter {
     jobs: Option<mpsc::SyncSender<DataTree>>,
     busy: Arc<AtomicBool>,
+    /// The snapshot being written (set by `offer`, cleared with `busy`).
+    in_flight: Arc<Mutex<Option<InFlight>>>,
+    /// Znodes of it written so far.
+    written: Arc<AtomicU64>,
     pub stats: Arc<SnapshotterStats>,
     /// The last failure, for the log line the owner prints and for tests.
     pub last_error: Arc<Mutex<Option<String>>>,
@@ -1192,15 +2065,18 @@ impl Snapshotter {
         let busy = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(SnapshotterStats::default());
         let last_error = Arc::new(Mutex::new(None));
+        let in_flight: Arc<Mutex<Option<InFlight>>> = Arc::new(Mutex::new(None));
+        let written = Arc::new(AtomicU64::new(0));
         let thread = {
             let (busy, stats, last_error) = (busy.clone(), stats.clone(), last_error.clone());
+            let (in_flight, written) = (in_flight.clone(), written.clone());
             std::thread::Builder::new()
                 .name("snapshot".into())
                 .spawn(move || {
                     lower_priority();
                     while let Ok(tree) = rx.recv() {
                         let started = std::time::Instant::now();
-                        match save(&*disk, &dir, &tree) {
+                        match save_counting(&*disk, &dir, &tree, Some(&written)) {
                             Ok((path, header, len)) => {
                                 let took = started.elapsed();
                                 stats.taken.fetch_add(1, Ordering::Relaxed);
@@ -1211,12 +2087,14 @@ impl Snapshotter {
                                     .store(took.as_micros() as u64, Ordering::Relaxed);
                                 // One line per snapshot, as ZooKeeper's "Snapshotting"
                                 // line, with what an operator needs: how long it took.
+                                let secs = took.as_secs_f64().max(1e-6);
                                 eprintln!(
-                                    "ringkeeper: snapshot {} written: zxid {:#x}, {} znodes, {len} bytes in {} ms",
+                                    "ringkeeper: snapshot {} written: zxid {:#x}, {} znodes, {len} bytes in {} ms ({:.0} MB/s)",
                                     path.display(),
                                     header.zxid,
                                     header.node_count,
-                                    took.as_millis()
+                                    took.as_millis(),
+                                    len as f64 / secs / 1e6
                                 );
                                 on_saved(header.zxid);
                             }
@@ -1229,6 +2107,7 @@ impl Snapshotter {
                         // Dropped before the flag clears, so at most one extra root is
                         // alive at a time.
                         drop(tree);
+                        *in_flight.lock().expect("not poisoned") = None;
                         busy.store(false, Ordering::Release);
                     }
                 })?
@@ -1236,17 +2115,38 @@ impl Snapshotter {
         Ok(Snapshotter {
             jobs: Some(tx),
             busy,
+            in_flight,
+            written,
             stats,
             last_error,
             thread: Some(thread),
         })
     }
 
-    /// Offers the committed root of `zxid` for a snapshot.
+    /// Offers the committed root of `zxid` for a snapshot. A skipped offer is also
+    /// counted in [`SnapshotterStats`] (`skipped_in_a_row`, `last_skip_behind_txns`).
+    /// [`Snapshotter::try_offer`] says how far behind a skipped one is; prefer it.
     ///
     /// # Panics
     /// If `root` is not the tree of `zxid`.
     pub fn offer(&self, root: DataTree, zxid: i64) -> Offer {
+        match self.try_offer(root, zxid) {
+            Ok(()) => Offer::Taken,
+            Err(_) => Offer::TooBusy,
+        }
+    }
+
+    /// Offers the committed root of `zxid` for a snapshot: `Ok` when the thread took it,
+    /// or the [`Busy`] report of the snapshot still being written, which the caller logs
+    /// ([`Busy::describe`]) and may act on (e.g. offer again soon rather than after
+    /// another snapCount when `behind_txns` is large).
+    ///
+    /// # Errors
+    /// [`Busy`] when an earlier snapshot is still being written (nothing is queued).
+    ///
+    /// # Panics
+    /// If `root` is not the tree of `zxid`.
+    pub fn try_offer(&self, root: DataTree, zxid: i64) -> Result<(), Busy> {
         assert_eq!(root.zxid(), zxid, "offered root is not the tree of zxid");
         if self
             .busy
@@ -1254,13 +2154,43 @@ impl Snapshotter {
             .is_err()
         {
             self.stats.skipped_busy.fetch_add(1, Ordering::Relaxed);
-            return Offer::TooBusy;
+            let in_a_row = self.stats.skipped_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+            let flight = self.in_flight.lock().expect("not poisoned");
+            // The flag is set before `in_flight` and cleared after it: a skip that sees
+            // no record raced with the end of a snapshot.
+            let (in_progress_zxid, total_nodes, running_for) = match &*flight {
+                Some(f) => (f.zxid, f.nodes, f.started.elapsed()),
+                None => (zxid, 0, std::time::Duration::ZERO),
+            };
+            drop(flight);
+            let epoch = |z: i64| (z as u64) >> 32;
+            let behind_txns = (epoch(zxid) == epoch(in_progress_zxid))
+                .then(|| (zxid as u64).saturating_sub(in_progress_zxid as u64));
+            self.stats
+                .last_skip_behind_txns
+                .store(behind_txns.unwrap_or(0), Ordering::Relaxed);
+            return Err(Busy {
+                offered_zxid: zxid,
+                in_progress_zxid,
+                behind_txns,
+                running_for,
+                written_nodes: self.written.load(Ordering::Relaxed),
+                total_nodes,
+                skipped_in_a_row: in_a_row,
+            });
         }
+        self.stats.skipped_in_a_row.store(0, Ordering::Relaxed);
+        self.written.store(0, Ordering::Relaxed);
+        *self.in_flight.lock().expect("not poisoned") = Some(InFlight {
+            zxid,
+            nodes: root.len() as u64,
+            started: std::time::Instant::now(),
+        });
         let jobs = self.jobs.as_ref().expect("running");
         // The flag was clear, so the thread has taken any earlier job out of the slot.
         jobs.try_send(root)
             .expect("snapshot thread alive with an empty slot");
-        Offer::Taken
+        Ok(())
     }
 
     /// True while a snapshot is being written.
@@ -1294,8 +2224,25 @@ impl Drop for Snapshotter {
 fn lower_priority() {
     // SAFETY: gettid has no preconditions and cannot fail.
     let tid = unsafe { libc::gettid() };
-    // SAFETY: setpriority reads only its integer arguments.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, SNAPSHOT_NICE) };
+    // Relative to the thread's current value, so a server run under `nice` still
+    // writes snapshots below its shards. getpriority's -1 is also a valid value, so
+    // errno tells a failure.
+    // SAFETY: getpriority and setpriority read only their integer arguments; errno is
+    // this thread's.
+    let rc = unsafe {
+        *libc::__errno_location() = 0;
+        let cur = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        let cur = if cur == -1 && *libc::__errno_location() != 0 {
+            0
+        } else {
+            cur
+        };
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid as libc::id_t,
+            (cur + SNAPSHOT_NICE).min(19),
+        )
+    };
     if rc != 0 {
         eprintln!(
             "ringkeeper: cannot lower the snapshot thread's priority: {}",

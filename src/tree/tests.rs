@@ -59,7 +59,7 @@ fn fresh_tree_matches_a_fresh_zookeeper() {
     assert_eq!(*acl, read_acl_unsafe());
     assert_eq!(st.aversion, -1);
     assert_eq!(t.data("/").unwrap().0, Some(Bytes::new()));
-    assert_eq!(t.get("").unwrap().children.len(), 1, "\"\" names the root");
+    assert_eq!(t.get("").unwrap().num_children(), 1, "\"\" names the root");
     assert_eq!(t.all_children_number("/"), Some(3));
     assert_eq!(t.digest(), t.recompute_digest());
 }
@@ -109,7 +109,7 @@ fn visible_cversion_counts_creates_and_deletes() {
     let d = s.delete("/p/a");
     let p = s.tree.stat("/p").unwrap();
     assert_eq!((p.cversion, p.pzxid, p.num_children), (3, 4, 1));
-    assert_eq!(s.tree.get("/p").unwrap().cversion, 2);
+    assert_eq!(s.tree.get("/p").unwrap().cversion(), 2);
     assert_eq!(
         d.triggers,
         vec![
@@ -293,8 +293,8 @@ fn identical_acls_are_shared() {
     let mut s = Seq::new();
     s.create("/a", 0);
     s.create("/b", 0);
-    let a = s.tree.get("/a").unwrap().acl.clone();
-    let b = s.tree.get("/b").unwrap().acl.clone();
+    let a = s.tree.get("/a").unwrap().acl().clone();
+    let b = s.tree.get("/b").unwrap().acl().clone();
     assert!(Arc::ptr_eq(&a, &b));
 }
 
@@ -347,4 +347,20 @@ fn delete_of_non_empty_panics() {
     s.create("/a", 0);
     s.create("/a/b", 0);
     s.delete("/a");
+}
+
+#[test]
+fn inlined_crc32c_equals_the_crate() {
+    let data: Vec<u8> = (0..300u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for seed in [0u32, 1, 0x8422_2325, 0xcbf2_9ce4 ^ 0x9e37_79b9, u32::MAX] {
+        for len in 0..data.len() {
+            assert_eq!(
+                super::crc32c_append(seed, &data[..len]),
+                crc32c::crc32c_append(seed, &data[..len]),
+                "seed {seed:#x} len {len}"
+            );
+        }
+    }
 }

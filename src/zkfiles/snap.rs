@@ -461,19 +461,20 @@ pub fn write_snapshot<W: Write>(tree: &DataTree, out: W) -> io::Result<Written> 
     // lists under different pointers get one index through their content.
     let mut by_ptr: HashMap<*const Vec<Acl>, i64> = HashMap::new();
     let mut by_key: HashMap<crate::zkfiles::tree::AclKey, i64> = HashMap::new();
-    let mut lists: Vec<&[Acl]> = Vec::new();
-    for (_, n) in tree.nodes() {
-        let ptr = Arc::as_ptr(&n.acl);
+    let mut lists: Vec<Arc<Vec<Acl>>> = Vec::new();
+    tree.walk(|_, n| {
+        let acl = n.acl();
+        let ptr = Arc::as_ptr(acl);
         if by_ptr.contains_key(&ptr) {
-            continue;
+            return;
         }
-        let k = crate::zkfiles::tree::acl_key(&n.acl);
+        let k = crate::zkfiles::tree::acl_key(acl);
         let i = *by_key.entry(k).or_insert_with(|| {
-            lists.push(&n.acl[..]);
+            lists.push(acl.clone());
             lists.len() as i64
         });
         by_ptr.insert(ptr, i);
-    }
+    });
     w.int(AdlerWriter::<W>::len_of(lists.len())?)?;
     for (i, l) in lists.iter().enumerate() {
         w.long(i as i64 + 1)?;
@@ -484,41 +485,52 @@ pub fn write_snapshot<W: Write>(tree: &DataTree, out: W) -> io::Result<Written> 
             w.string(&a.id.id)?;
         }
     }
-    // Preorder from the root, parents before children, as DataTree.serializeNode walks.
+    // Preorder from the root, parents before children, as DataTree.serializeNode walks
+    // (children in our tree order; ZooKeeper's own order is a hash set's, so readers
+    // depend on no order beyond parents first).
     let mut digest = 0i64;
     let mut nodes = 0u64;
-    let mut stack: Vec<Arc<str>> = vec![Arc::from("/")];
-    while let Some(path) = stack.pop() {
-        let n = tree
-            .get(&path)
-            .ok_or_else(|| io::Error::other(format!("{path} listed as a child but missing")))?;
-        let zk_path = if &*path == "/" { "" } else { &path };
-        w.string(zk_path)?;
-        w.buffer(n.data.as_deref())?;
-        w.long(by_ptr[&Arc::as_ptr(&n.acl)])?;
+    let mut failed: Option<io::Error> = None;
+    tree.walk(|path, n| {
+        if failed.is_some() {
+            return;
+        }
+        let zk_path = if path == "/" { "" } else { path };
+        let f = n.fields();
         let s = StatPersisted {
-            czxid: n.czxid,
-            mzxid: n.mzxid,
-            ctime: n.ctime,
-            mtime: n.mtime,
-            version: n.version,
-            cversion: n.cversion,
-            aversion: n.aversion,
-            ephemeral_owner: n.ephemeral_owner,
-            pzxid: n.pzxid,
+            czxid: f.czxid,
+            mzxid: f.mzxid,
+            ctime: f.ctime,
+            mtime: f.mtime,
+            version: f.version,
+            cversion: f.cversion,
+            aversion: f.aversion,
+            ephemeral_owner: f.ephemeral_owner,
+            pzxid: f.pzxid,
         };
-        for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
-            w.long(v)?;
+        let r = (|| -> io::Result<()> {
+            w.string(zk_path)?;
+            w.buffer(n.data())?;
+            w.long(by_ptr[&Arc::as_ptr(n.acl())])?;
+            for v in [s.czxid, s.mzxid, s.ctime, s.mtime] {
+                w.long(v)?;
+            }
+            for v in [s.version, s.cversion, s.aversion] {
+                w.int(v)?;
+            }
+            w.long(s.ephemeral_owner)?;
+            w.long(s.pzxid)
+        })();
+        match r {
+            Ok(()) => {
+                digest = digest.wrapping_add(node_digest(zk_path, n.data(), &s));
+                nodes += 1;
+            }
+            Err(e) => failed = Some(e),
         }
-        for v in [s.version, s.cversion, s.aversion] {
-            w.int(v)?;
-        }
-        w.long(s.ephemeral_owner)?;
-        w.long(s.pzxid)?;
-        digest = digest.wrapping_add(node_digest(zk_path, n.data.as_deref(), &s));
-        nodes += 1;
-        let kids: Vec<Arc<str>> = n.children.iter().cloned().collect();
-        stack.extend(kids.into_iter().rev());
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     w.string("/")?;
     w.seal()?;

@@ -670,7 +670,6 @@ impl ZkTree {
                     aversion: s.aversion,
                     ephemeral_owner: s.ephemeral_owner,
                     pzxid: s.pzxid,
-                    children: Default::default(),
                 },
             ));
         }

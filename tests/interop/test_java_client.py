@@ -29,3 +29,24 @@ def test_java_client(server, kz, base, classes, scenario):
          "JavaClientInterop", server.hostport, base, scenario],
         capture_output=True, text=True, timeout=90)
     assert r.returncode == 0 and f"PASS {scenario}" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_java_client_rearms_100k_watches(server, kz, base, classes, proxy):
+    """A Java session with 100,000 exist watches is cut off (through a proxy) and
+    reconnects: its client re-arms them in setWatches requests of at most 128 KB, which
+    the server must all accept; then creating watched nodes fires their watches."""
+    p = subprocess.Popen(
+        ["java", "-Dzookeeper.log.threshold=WARN", "-cp", f"{JAR}:{classes}",
+         "JavaClientInterop", proxy.hostport, base, "manywatches", server.hostport],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Bounded by the scenario's own 60 s wait for the watches to be set.
+        line = p.stdout.readline()
+        assert line.strip() == "READY", line + p.stdout.read() + p.stderr.read()[-3000:]
+        proxy.cut()
+        out, err = p.communicate(timeout=100)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0 and "PASS manywatches" in out, out + err[-3000:]

@@ -211,7 +211,7 @@ fn acl_lists_are_shared_after_load() {
     let loaded = read_from(&to_bytes(&tree)[..]).expect("valid");
     let a = loaded.get("/app/n1").expect("exists");
     let b = loaded.get("/app/n5").expect("exists");
-    assert!(Arc::ptr_eq(&a.acl, &b.acl), "open ACL stored once");
+    assert!(Arc::ptr_eq(a.acl(), b.acl()), "open ACL stored once");
 }
 
 #[test]
@@ -245,12 +245,63 @@ fn every_truncation_is_detected() {
 
 #[test]
 fn corruption_names_the_offset_and_expectation() {
-    let mut bytes = to_bytes(&sample_tree(3));
-    bytes[HEADER_LEN] = b'Z';
-    let e = read_from(&bytes[..]).expect_err("bad tag");
-    let msg = e.to_string();
-    assert!(msg.contains(&format!("at byte {HEADER_LEN}")), "{msg}");
-    assert!(msg.contains("expected A, N, S or E"), "{msg}");
+    let good = to_bytes(&sample_tree(3));
+    // A flipped byte inside the first frame: the frame's CRC names the frame.
+    let mut bytes = good.clone();
+    bytes[HEADER_LEN + 8] ^= 0x40;
+    let msg = read_from(&bytes[..]).expect_err("bad frame").to_string();
+    assert!(
+        msg.contains(&format!("at byte {HEADER_LEN}: frame of")),
+        "{msg}"
+    );
+    assert!(msg.contains("CRC"), "{msg}");
+    // A bad tag under a matching frame CRC: the record's own offset and expectation.
+    let mut bytes = good.clone();
+    bytes[HEADER_LEN + 8] = b'Z';
+    let len = u32::from_le_bytes(bytes[HEADER_LEN..HEADER_LEN + 4].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&bytes[HEADER_LEN + 8..HEADER_LEN + 8 + len]);
+    bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&crc.to_le_bytes());
+    let msg = read_from(&bytes[..]).expect_err("bad tag").to_string();
+    assert!(
+        msg.contains(&format!("at byte {}", HEADER_LEN + 8)),
+        "{msg}"
+    );
+    assert!(msg.contains("expected A, N or S"), "{msg}");
+}
+
+#[test]
+fn the_previous_format_still_loads() {
+    for n in [0, 3, 40] {
+        let tree = sample_tree(n);
+        let mut v1 = Vec::new();
+        write_v1_to(&tree, &mut v1).expect("write v1");
+        assert_eq!(u32::from_le_bytes(v1[8..12].try_into().unwrap()), 1);
+        let loaded = read_from(&v1[..]).expect("version 1 loads");
+        assert_eq!(loaded, tree);
+        assert_eq!(loaded.recompute_digest(), tree.digest());
+        let mut nodes = 0;
+        let h = scan(&v1[..], |r| {
+            nodes += matches!(r, Record::Node { .. }) as usize;
+            Ok(())
+        })
+        .expect("version 1 scans");
+        assert_eq!((h.version, nodes), (1, tree.len()));
+    }
+}
+
+#[test]
+fn unknown_versions_and_zookeeper_files_are_refused_by_name() {
+    let mut bytes = to_bytes(&sample_tree(2));
+    bytes[8..12].copy_from_slice(&9u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..HEADER_LEN - 4]);
+    bytes[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    let msg = read_from(&bytes[..]).expect_err("version 9").to_string();
+    assert!(msg.contains("format version 9"), "{msg}");
+    assert!(msg.contains("newer RingKeeper"), "{msg}");
+    let mut zk = b"ZKSN\0\0\0\x02".to_vec();
+    zk.resize(HEADER_LEN + 16, 0);
+    let msg = read_from(&zk[..]).expect_err("ZooKeeper file").to_string();
+    assert!(msg.contains("Apache ZooKeeper snapshot"), "{msg}");
 }
 
 #[test]
@@ -300,7 +351,7 @@ fn load_errors_name_the_file() {
     fs::write(&p, &bytes).unwrap();
     let msg = load(&OsDisk, &p).expect_err("bad crc").to_string();
     assert!(msg.contains(&p.display().to_string()), "{msg}");
-    assert!(msg.contains("trailer says"), "{msg}");
+    assert!(msg.contains("end frame says"), "{msg}");
 }
 
 #[test]
@@ -352,6 +403,46 @@ fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
     let snaps = list(&OsDisk, &dir.0).expect("list");
     assert_eq!(snaps.len(), 1);
     assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), big);
+}
+
+#[test]
+fn a_skipped_offer_says_how_far_behind_it_is() {
+    let dir = TempDir::new("snapper-busy");
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
+    let big = sample_tree(20_000);
+    let (zxid, nodes) = (big.zxid(), big.len() as u64);
+    let mut later = big.clone();
+    later.apply(&Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: zxid + 7,
+        time_ms: 0,
+        op: TxnOp::Create {
+            path: "/later".into(),
+            data: None,
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    });
+    snapper.try_offer(big, zxid).expect("idle: taken");
+    // Offered microseconds after a 20k-znode snapshot began: busy unless the machine
+    // wrote and synced it meanwhile, which only the checks below would then skip.
+    match snapper.try_offer(later.clone(), zxid + 7) {
+        Err(b) => {
+            assert_eq!(b.offered_zxid, zxid + 7);
+            assert_eq!(b.in_progress_zxid, zxid);
+            assert_eq!(b.behind_txns, Some(7));
+            assert_eq!(b.total_nodes, nodes);
+            assert_eq!(b.skipped_in_a_row, 1);
+            assert!(b.describe().contains("7 txns behind"), "{}", b.describe());
+            assert_eq!(
+                snapper.stats.last_skip_behind_txns.load(Ordering::Relaxed),
+                7
+            );
+        }
+        Ok(()) => eprintln!("snapshot finished before the second offer; nothing checked"),
+    }
+    snapper.shutdown();
 }
 
 #[test]

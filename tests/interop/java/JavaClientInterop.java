@@ -180,6 +180,67 @@ public class JavaClientInterop {
         setup.close();
     }
 
+    /**
+     * A session with 100,000 watches loses its connection and re-arms them all: the
+     * client sends them in setWatches requests of at most 128 KB each (its
+     * SET_WATCHES_MAX_LENGTH). `hosts` goes through a proxy the test cuts after this
+     * prints READY; `direct` reaches the server without it. Then creating watched nodes
+     * (the first, one in the middle, the last) must fire their watches.
+     */
+    static void manyWatches(String hosts, String base, String direct) throws Exception {
+        final int n = 100_000;
+        BlockingQueue<WatchedEvent> session = new LinkedBlockingQueue<>();
+        ZooKeeper a = connect(hosts, session);
+        String dir = a.create(base + "/mw", new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        BlockingQueue<String> created = new LinkedBlockingQueue<>();
+        Watcher w = ev -> {
+            if (ev.getType() == Watcher.Event.EventType.NodeCreated) {
+                created.add(ev.getPath());
+            }
+        };
+        CountDownLatch armed = new CountDownLatch(n);
+        for (int i = 0; i < n; i++) {
+            // exists on a missing node leaves an exist watch: no node is needed.
+            a.exists(String.format("%s/n%06d", dir, i), w, (rc, path, ctx, stat) -> armed.countDown(), null);
+        }
+        check(armed.await(60, TimeUnit.SECONDS), "100000 exists watches set");
+        session.clear();
+        System.out.println("READY");
+        System.out.flush();
+        // The test cuts the connection now; the client reconnects and re-arms.
+        boolean lost = false, back = false;
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!back && System.nanoTime() < deadline) {
+            WatchedEvent ev = session.poll(1, TimeUnit.SECONDS);
+            if (ev == null) {
+                continue;
+            }
+            if (ev.getState() == Watcher.Event.KeeperState.Disconnected) {
+                lost = true;
+            } else if (lost && ev.getState() == Watcher.Event.KeeperState.SyncConnected) {
+                back = true;
+            }
+        }
+        check(lost && back, "connection lost and the session resumed (lost " + lost + ")");
+        ZooKeeper b = connect(direct, null);
+        List<String> want = new ArrayList<>();
+        for (int i : new int[] {0, n / 2, n - 1}) {
+            String p = String.format("%s/n%06d", dir, i);
+            b.create(p, new byte[0], ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+            want.add(p);
+        }
+        List<String> got = new ArrayList<>();
+        while (got.size() < want.size()) {
+            String p = created.poll(WAIT_S, TimeUnit.SECONDS);
+            check(p != null, "NodeCreated for each re-armed watch, got " + got);
+            got.add(p);
+        }
+        Collections.sort(got);
+        check(got.equals(want), "events " + got + ", expected " + want);
+        b.close();
+        a.close();
+    }
+
     public static void main(String[] args) throws Exception {
         String hosts = args[0], base = args[1], scenario = args[2];
         try {
@@ -189,6 +250,7 @@ public class JavaClientInterop {
                 case "version": versionedSetData(hosts, base); break;
                 case "async": asyncGetData(hosts, base); break;
                 case "lock": lock(hosts, base); break;
+                case "manywatches": manyWatches(hosts, base, args[3]); break;
                 default: throw new IllegalArgumentException("unknown scenario " + scenario);
             }
         } catch (Throwable t) {
