@@ -21,7 +21,7 @@
 //!
 //! * `node`: each znode is one allocation holding its Stat (as varint deltas), ACL
 //!   pointer, parent id, children list pointer, last path segment and data.
-//! * `slots`: node id -> node, a 64-way radix of pointers; ids are dense and reused.
+//! * `slots`: node id -> node, a 16-way radix of pointers; ids are dense and reused.
 //! * `index`: full path -> node id, a hash trie of 8-byte entries (32 bits of a keyed
 //!   hash and the id); a hit is confirmed by walking the parent chain.
 //! * `kids`: each node's children as ids sorted by name, in chunks of 1024.
