@@ -49,11 +49,18 @@ pub type Result<T> = std::result::Result<T, DecodeError>;
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// The `Bytes` that `buf` is, when the caller has one: buffers are then slices of
+    /// it instead of copies.
+    shared: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            shared: None,
+        }
     }
 
     /// A cursor over `buf` that starts at `pos` (clamped to its end), so that positions
@@ -62,6 +69,17 @@ impl<'a> Reader<'a> {
         Reader {
             buf,
             pos: pos.min(buf.len()),
+            shared: None,
+        }
+    }
+
+    /// [`Reader::at`] over shared bytes: [`Reader::read_buffer`] returns slices of
+    /// `buf` (no copy; they keep its allocation alive).
+    pub fn at_shared(buf: &'a Bytes, pos: usize) -> Self {
+        Reader {
+            buf,
+            pos: pos.min(buf.len()),
+            shared: Some(buf),
         }
     }
 
@@ -135,7 +153,14 @@ impl<'a> Reader<'a> {
     pub fn read_buffer(&mut self, what: &'static str) -> Result<Option<Bytes>> {
         match self.read_len(what, 1)? {
             None => Ok(None),
-            Some(n) => Ok(Some(Bytes::copy_from_slice(self.take(n, what)?))),
+            Some(n) => {
+                let start = self.pos;
+                let b = self.take(n, what)?;
+                Ok(Some(match self.shared {
+                    Some(src) => src.slice(start..start + n),
+                    None => Bytes::copy_from_slice(b),
+                }))
+            }
         }
     }
 

@@ -382,6 +382,11 @@ struct Ensemble {
     /// Learner: txns committed while a TRUNC or SNAP is being carried out, applied in
     /// order once it is (they follow the state it leaves).
     after_barrier: Vec<(Zxid, Bytes)>,
+    /// Learner: the leader's txns decoded when they arrived (each is checked then, so a
+    /// payload that does not decode is refused before it is logged), in zxid order,
+    /// taken again when they commit. May hold txns that never commit (a leader change
+    /// cut them): a commit drops those before it, and leaving the role drops all.
+    decoded: VecDeque<Txn>,
 }
 
 /// The sequencer core. See the module header.
@@ -444,8 +449,8 @@ fn password_ok(req: &ConnectRequest) -> bool {
 /// Decodes a txn payload of `zxid`. The maker encoded it from a txn it applied, and the
 /// log or the link checked its bytes: a payload that does not decode, or names another
 /// zxid, is a bug or a lying peer, and stopping beats applying garbage.
-fn decode(zxid: Zxid, payload: &[u8]) -> Txn {
-    match crate::storage::txn_codec::decode_txn(payload) {
+fn decode(zxid: Zxid, payload: &Bytes) -> Txn {
+    match crate::storage::txn_codec::decode_txn_shared(payload) {
         Ok(t) if t.zxid as u64 == zxid => t,
         Ok(t) => panic!("payload of zxid {zxid:#x} holds zxid {:#x}", t.zxid),
         Err(e) => panic!("payload of zxid {zxid:#x} does not decode: {e:?}"),
@@ -491,6 +496,7 @@ impl Sequencer {
                 renewing: false,
                 deferred: VecDeque::new(),
                 after_barrier: Vec::new(),
+                decoded: VecDeque::new(),
                 peer,
             }
         });
@@ -1655,7 +1661,59 @@ impl Sequencer {
             e.early_infos.insert(from, msg);
             return;
         }
+        if let Msg::Propose { txns } | Msg::Inform { txns } | Msg::Sync { txns, .. } = &msg {
+            if e.peer.following() == Some(from) && !txns.is_empty() {
+                // Checked before the peer logs or acknowledges them: a leader that sends
+                // bytes that are not a txn (a bug, a corrupted stream, a peer that lies)
+                // is left, with the reason, instead of crashing this server when the
+                // txn commits.
+                let mut fresh = Vec::with_capacity(txns.len());
+                for t in txns {
+                    match crate::storage::txn_codec::decode_txn_shared(&t.payload) {
+                        Ok(d) if d.zxid as u64 == t.zxid => fresh.push(d),
+                        Ok(d) => {
+                            let what = format!(
+                                "{} of zxid {:#x} holds a txn of zxid {:#x}",
+                                msg.name(),
+                                t.zxid,
+                                d.zxid
+                            );
+                            return self.refuse_leader(from, what);
+                        }
+                        Err(err) => {
+                            let what = format!(
+                                "{} of zxid {:#x} does not decode: {err}",
+                                msg.name(),
+                                t.zxid
+                            );
+                            return self.refuse_leader(from, what);
+                        }
+                    }
+                }
+                if matches!(msg, Msg::Sync { .. }) {
+                    e.decoded.clear();
+                }
+                if e.decoded.back().is_some_and(|b| b.zxid >= fresh[0].zxid) {
+                    // Not after what is held: a new stream of txns.
+                    e.decoded.clear();
+                }
+                e.decoded.extend(fresh);
+            }
+        }
         self.peer_step(peer::Event::Message { from, msg });
+    }
+
+    /// The leader sent what cannot be a txn: leave it (a new election follows).
+    fn refuse_leader(&mut self, from: ServerId, what: String) {
+        self.out.push(Output::Log(format!(
+            "protocol error from leader {from}: {what}; leaving it"
+        )));
+        if let Some(e) = &mut self.ens {
+            e.decoded.clear();
+        }
+        self.peer_step(peer::Event::Abandon {
+            reason: "the leader sent a txn that does not decode",
+        });
     }
 
     /// Steps the peer and carries out its actions.
@@ -1766,7 +1824,18 @@ impl Sequencer {
             // Else history applied at start: recovery replayed the whole log.
             return;
         }
-        let txn = decode(zxid, &payload);
+        let txn = loop {
+            match e.decoded.front() {
+                Some(d) if (d.zxid as u64) < zxid => {
+                    e.decoded.pop_front();
+                }
+                Some(d) if d.zxid as u64 == zxid => {
+                    break e.decoded.pop_front().expect("front");
+                }
+                // Sent before this role, or held back by a barrier: decoded here.
+                _ => break decode(zxid, &payload),
+            }
+        };
         self.zxid = txn.zxid;
         let applied = self.tree.apply(&txn);
         if let TxnOp::CloseSession { .. } = txn.op {
@@ -1829,6 +1898,7 @@ impl Sequencer {
         e.own_from = Zxid::MAX;
         e.renewing = false;
         e.early_infos.clear();
+        e.decoded.clear();
         // Forwards not yet made into txns are lost with the leadership, as the
         // learners' clients learn from their servers' election (CONNECTIONLOSS).
         e.deferred.clear();

@@ -358,3 +358,143 @@ fn a_leader_at_the_end_of_its_epoch_renews_it_in_place_and_loses_no_write() {
     sorted.sort_unstable();
     assert_eq!(sorted, all_logged, "one zxid order");
 }
+
+/// Carries out the core's epoch writes and log appends until it asks for none, and
+/// returns everything it output.
+fn settle(core: &mut Sequencer, t: &mut i64, inputs: Vec<Input>) -> Vec<Output> {
+    drive(core, t, inputs).1
+}
+
+/// A follower of server 2 in a three-voter ensemble, synced by an empty DIFF.
+fn follower_of_2() -> (Sequencer, i64) {
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1, 2, 3], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: u32::MAX,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 1;
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(&mut core, &mut t, vec![Input::Elected { leader: 2 }]);
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::LeaderInfo { new_epoch: 1 })],
+    );
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Sync {
+            mode: crate::zab::msg::SyncMode::Diff,
+            txns: vec![],
+            commit_through: 0,
+        })],
+    );
+    settle(&mut core, &mut t, vec![from_2(Msg::NewLeader { epoch: 1 })]);
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::UpToDate)]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Mode(Mode::Follower))),
+        "{out:?}"
+    );
+    (core, t)
+}
+
+fn encoded(txn: &Txn) -> zab::Txn {
+    let r = crate::storage::log::encode_record(txn);
+    zab::Txn {
+        zxid: r.zxid,
+        payload: r.payload,
+    }
+}
+
+#[test]
+fn a_follower_applies_the_leaders_proposals_once_committed() {
+    let (mut core, mut t) = follower_of_2();
+    let zxid = (1u64 << 32) | 1;
+    let txn = Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Create {
+            path: "/a".into(),
+            data: Some(bytes::Bytes::from_static(b"x")),
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    };
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Propose {
+            txns: vec![encoded(&txn)],
+        })],
+    );
+    assert!(!core.committed_root().exists("/a"));
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Commit { through: zxid })],
+    );
+    assert_eq!(
+        core.committed_root().data("/a").map(|(d, _)| d),
+        Some(Some(bytes::Bytes::from_static(b"x")))
+    );
+}
+
+#[test]
+fn a_proposal_that_does_not_decode_makes_the_follower_leave_its_leader() {
+    let (mut core, mut t) = follower_of_2();
+    let zxid = (1u64 << 32) | 1;
+    let mut bad = encoded(&Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Delete { path: "/a".into() },
+    });
+    // Cut short: the bytes a lying or broken leader could send.
+    bad.payload = bad.payload.slice(..bad.payload.len() - 3);
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![Input::PeerMessage {
+            from: 2,
+            msg: Msg::Propose { txns: vec![bad] },
+        }],
+    );
+    let logged: Vec<&String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Log(l) => Some(l),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("protocol error from leader 2") && l.contains("does not decode")),
+        "{logged:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::StartElection { .. })),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Append(_))),
+        "nothing of it is logged: {out:?}"
+    );
+    assert_eq!(core.role(), Role::Looking);
+}

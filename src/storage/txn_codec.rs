@@ -16,6 +16,7 @@
 use crate::proto::jute::{DecodeError, Reader, Writer};
 use crate::proto::{Acl, Code};
 use crate::txn::{Txn, TxnOp};
+use bytes::Bytes;
 
 /// The layout version written by this release.
 pub const TXN_CODEC_VERSION: u8 = 1;
@@ -128,7 +129,20 @@ fn encode_op(op: &TxnOp, out: &mut Vec<u8>) {
 /// # Errors
 /// An unknown version or tag, a truncated field, a bad length, trailing bytes.
 pub fn decode_txn(buf: &[u8]) -> Result<Txn, DecodeError> {
-    let Some((&version, rest)) = buf.split_first() else {
+    decode_from(buf, Reader::at(buf, 1))
+}
+
+/// [`decode_txn`] whose data buffers are slices of `buf` rather than copies (a
+/// learner's proposals: the frame they came in is shared already).
+///
+/// # Errors
+/// As [`decode_txn`].
+pub fn decode_txn_shared(buf: &Bytes) -> Result<Txn, DecodeError> {
+    decode_from(buf, Reader::at_shared(buf, 1))
+}
+
+fn decode_from(buf: &[u8], mut r: Reader<'_>) -> Result<Txn, DecodeError> {
+    let Some(&version) = buf.first() else {
         return Err(DecodeError::Truncated {
             what: "txn codec version",
         });
@@ -139,7 +153,6 @@ pub fn decode_txn(buf: &[u8]) -> Result<Txn, DecodeError> {
             value: version as i64,
         });
     }
-    let mut r = Reader::new(rest);
     let txn = Txn {
         session_id: r.read_i64("txn.session_id")?,
         cxid: r.read_i32("txn.cxid")?,

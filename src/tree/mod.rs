@@ -1479,6 +1479,29 @@ unsafe fn crc32c_sse42(crc: u32, b: &[u8]) -> u32 {
     !c
 }
 
+/// [`crc32c_sse42`] of two states over the same bytes, as two independent chains in one
+/// loop: the CPU overlaps them (the instruction's latency is three cycles, its
+/// throughput one), so the pair costs about what one did (node hashes were ~7% of a
+/// follower's core thread under a setData load).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42_pair(a: u32, b: u32, bytes: &[u8]) -> (u32, u32) {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let (mut x, mut y) = (u64::from(!a), u64::from(!b));
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        x = _mm_crc32_u64(x, v);
+        y = _mm_crc32_u64(y, v);
+    }
+    let (mut x, mut y) = (x as u32, y as u32);
+    for &c in words.remainder() {
+        x = _mm_crc32_u8(x, c);
+        y = _mm_crc32_u8(y, c);
+    }
+    (!x, !y)
+}
+
 impl NodeHasher {
     fn new(tag: u8) -> NodeHasher {
         let mut f = NodeHasher {
@@ -1489,6 +1512,16 @@ impl NodeHasher {
         f
     }
     fn bytes(&mut self, b: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
+                // SAFETY: the CPU has SSE4.2, checked just above.
+                let (lo, hi) = unsafe { crc32c_sse42_pair(self.lo, self.hi ^ 0x9e37_79b9, b) };
+                self.lo = lo;
+                self.hi = hi;
+                return;
+            }
+        }
         self.lo = crc32c_append(self.lo, b);
         self.hi = crc32c_append(self.hi ^ 0x9e37_79b9, b);
     }

@@ -361,6 +361,20 @@ fn inlined_crc32c_equals_the_crate() {
                 crc32c::crc32c_append(seed, &data[..len]),
                 "seed {seed:#x} len {len}"
             );
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("sse4.2") && len <= 256 {
+                let other = seed.rotate_left(7) ^ 0x9e37_79b9;
+                // SAFETY: the CPU has SSE4.2, checked just above.
+                let pair = unsafe { super::crc32c_sse42_pair(seed, other, &data[..len]) };
+                assert_eq!(
+                    pair,
+                    (
+                        crc32c::crc32c_append(seed, &data[..len]),
+                        crc32c::crc32c_append(other, &data[..len])
+                    ),
+                    "pair, seed {seed:#x} len {len}"
+                );
+            }
         }
     }
 }

@@ -624,6 +624,14 @@ impl Peer {
         matches!(&self.role, Role::Leading(l) if l.renewal.is_some())
     }
 
+    /// The leader this learner follows (or observes), synced or still syncing.
+    pub fn following(&self) -> Option<ServerId> {
+        match &self.role {
+            Role::Following(f) => Some(f.leader),
+            _ => None,
+        }
+    }
+
     /// The leader this learner is synced with, if it is.
     pub fn up_to_date_with(&self) -> Option<ServerId> {
         match &self.role {
