@@ -221,10 +221,7 @@ fn spare_zeros_are_paced_against_the_log_and_hurried_when_needed() {
     const SEGMENT: u64 = 8 << 20;
     let dir = temp_dir("spare-pace");
     let path = dir.join("log.spare");
-    let pace = Arc::new(SparePace {
-        idle_after: Duration::from_secs(3600),
-        ..SparePace::default()
-    });
+    let pace = Arc::new(SparePace::with_idle_after(Duration::from_secs(3600)));
     pace.log_bytes.store(100 << 10, Ordering::Relaxed);
     let worker = {
         let (pace, path) = (pace.clone(), path.clone());
@@ -253,7 +250,7 @@ fn spare_zeros_are_paced_against_the_log_and_hurried_when_needed() {
             len()
         );
     }
-    pace.urgent.store(true, Ordering::Relaxed);
+    pace.hurry();
     worker.join().unwrap().unwrap();
     assert_eq!(len(), SEGMENT);
     let _ = std::fs::remove_dir_all(&dir);
