@@ -483,3 +483,54 @@ fn big_children_lists_are_answered_in_order_off_the_shard() {
     );
     srv.shutdown();
 }
+
+/// One reply bigger than the bound on a connection's unsent output (16 MiB, which drops
+/// clients that stopped reading) still reaches a client that reads: 20,000 children with
+/// 900-byte names make an 18 MB getChildren reply.
+#[test]
+fn a_reply_bigger_than_the_unsent_bound_reaches_a_reading_client() {
+    let srv = start(1);
+    let mut a = Client::connect(srv.local_addr);
+    a.create("/wide", b"", 0).unwrap();
+    let acl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    let n = 20_000;
+    let pad = "n".repeat(894);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|i| MultiOp::Create {
+                op: OpCode::Create,
+                req: CreateRequest {
+                    path: format!("/wide/{pad}{i:05}"),
+                    data: None,
+                    acl: acl.clone(),
+                    flags: 0,
+                },
+            })
+            .collect();
+        let (h, _) = a.call(&Request::Multi(ops));
+        assert_eq!(h.err, 0);
+    }
+    let (h, body) = a.call(&Request::GetChildren(GetChildrenRequest {
+        path: "/wide".into(),
+        watch: false,
+    }));
+    assert_eq!(h.err, 0);
+    assert!(
+        body.len() > 17 << 20,
+        "the reply is over 16 MiB: {}",
+        body.len()
+    );
+    let r = GetChildrenResponse::from_bytes(&body).unwrap();
+    assert_eq!(r.children.len(), n);
+    assert!(r.children.contains(&format!("{pad}19999")));
+    // The connection goes on.
+    assert_eq!(a.get("/wide", false).unwrap().stat.num_children, n as i32);
+    srv.shutdown();
+}
