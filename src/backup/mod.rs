@@ -288,6 +288,7 @@ pub fn backup_pass(
     log_dir: &Path,
     target: &dyn BackupTarget,
     scratch: &Path,
+    committed: Option<i64>,
 ) -> Result<PassReport, String> {
     let mut m = Manifest::load(target)?;
     let mut report = PassReport::default();
@@ -335,6 +336,14 @@ pub fn backup_pass(
             .unwrap_or_default()
             .to_string();
         let closed = i + 1 < segs.len();
+        if let (Some(c), Some(first)) =
+            (committed, crate::storage::format::parse_segment_name(&name))
+        {
+            if first > c {
+                // Nothing in it is committed yet (and nothing after it).
+                break;
+            }
+        }
         if let Some(Entry {
             object: Object::Segment { closed: true, .. },
             ..
@@ -363,6 +372,14 @@ pub fn backup_pass(
         if bytes.is_empty() {
             continue;
         }
+        // Past the committed zxid the log may hold proposals that are never committed
+        // (a leader that fails before its quorum acks them; the member is then told to
+        // TRUNC them): the entry reaches only the committed prefix, restore cuts there,
+        // and a segment is final only once all of it is committed.
+        let (last, closed) = match committed {
+            Some(c) if last > c => (c.max(first - 1), false),
+            _ => (last, closed),
+        };
         if let Some(Entry {
             object: Object::Segment { last: had, .. },
             ..
@@ -403,6 +420,43 @@ pub fn backup_pass(
         .map_err(|e| format!("{}: {e}", target.describe()))?;
     report.last_zxid = m.last_zxid();
     Ok(report)
+}
+
+/// The zxid a running server has committed and applied, from its `srvr` answer (the
+/// `Zxid:` line), asked on its client port. Committed zxids only grow, so a value asked
+/// before a pass bounds every txn of that pass that may be backed up.
+///
+/// # Errors
+/// No connection, no answer in 10 s, or an answer without a zxid (a server that is not
+/// serving: in an election, or `srvr` not in its 4lw whitelist).
+pub fn committed_zxid(addr: &str) -> Result<i64, String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let timeout = std::time::Duration::from_secs(10);
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"srvr")
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .map(|z| z as i64)
+        .ok_or_else(|| {
+            format!(
+                "{addr} answered srvr without a zxid (not serving, or srvr not whitelisted): {}",
+                text.trim()
+            )
+        })
 }
 
 /// Fetches `e` from `target` and checks its size and CRC32C against the manifest.
@@ -580,7 +634,10 @@ pub fn restore(target: &dyn BackupTarget, point: Point, dst: &Path) -> Result<Re
             reader
                 .replay(0, |rec| {
                     if !done {
-                        if rec.txn.time_ms <= t {
+                        if rec.txn.zxid > m.last_zxid() {
+                            // Past what the backup holds as committed.
+                            done = true;
+                        } else if rec.txn.time_ms <= t {
                             last = Some(rec.txn.zxid);
                         } else {
                             done = true;
