@@ -133,6 +133,10 @@ pub struct BackupArgs {
     /// were never committed.
     #[arg(long)]
     pub offline: bool,
+    /// Keep the newest N snapshots and the log from the oldest of them on, removing
+    /// older objects (0: keep everything). Restores reach back to the oldest kept one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_snapshots: usize,
 }
 
 #[derive(Debug, ClapSubcommand, PartialEq, Eq)]

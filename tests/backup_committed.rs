@@ -81,7 +81,7 @@ fn a_backup_stops_at_the_committed_zxid() {
     let scratch = base.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     // The server says it has committed 250 of the 600 logged txns.
-    let r = backup::backup_pass(&log, &log, &target, &scratch, Some(250)).unwrap();
+    let r = backup::backup_pass(&log, &log, &target, &scratch, Some(250), 0).unwrap();
     assert_eq!(r.last_zxid, 250);
     let m = Manifest::load(&target).unwrap();
     assert_eq!(m.last_zxid(), 250);
@@ -112,7 +112,7 @@ fn a_backup_stops_at_the_committed_zxid() {
     assert!(backup::restore(&target, Point::Zxid(251), &base.join("past")).is_err());
 
     // Later the server has committed everything: the next pass completes the backup.
-    let r = backup::backup_pass(&log, &log, &target, &scratch, Some(600)).unwrap();
+    let r = backup::backup_pass(&log, &log, &target, &scratch, Some(600), 0).unwrap();
     assert_eq!(r.last_zxid, 600);
     let v = backup::verify(&target, &scratch).unwrap();
     assert!(v.ok, "{}", v.text);
@@ -125,7 +125,7 @@ fn a_backup_stops_at_the_committed_zxid() {
 
     // Offline (no server to ask): everything logged.
     let offline = DirTarget::create(&base.join("offline")).unwrap();
-    let r = backup::backup_pass(&log, &log, &offline, &scratch, None).unwrap();
+    let r = backup::backup_pass(&log, &log, &offline, &scratch, None, 0).unwrap();
     assert_eq!(r.last_zxid, 600);
     std::fs::remove_dir_all(&base).ok();
 }
@@ -145,4 +145,54 @@ fn the_committed_zxid_comes_from_srvr_and_a_silent_server_is_an_error() {
     let z = backup::committed_zxid(&srv.local_addr.to_string()).unwrap();
     assert_eq!(z, 0x5_0000_0007);
     srv.shutdown();
+}
+
+#[test]
+fn retention_keeps_the_newest_snapshots_and_the_log_after_them() {
+    let base = temp_dir("keep");
+    let dir = base.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_log(&dir, 600);
+    // Snapshots at 200 and 400, built by restoring those points of an offline backup.
+    let scratch = base.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let all = DirTarget::create(&base.join("all")).unwrap();
+    backup::backup_pass(&dir, &dir, &all, &scratch, None, 0).unwrap();
+    for z in [200, 400] {
+        let at = base.join(format!("at-{z}"));
+        backup::restore(&all, Point::Zxid(z), &at).unwrap();
+        let opened = ringkeeper::storage::open::open(Arc::new(OsDisk), &at, &at).unwrap();
+        assert_eq!(opened.zxid, z);
+        ringkeeper::storage::snapshot::save(&OsDisk, &dir, &opened.tree).unwrap();
+    }
+    let target = DirTarget::create(&base.join("kept")).unwrap();
+    let r = backup::backup_pass(&dir, &dir, &target, &scratch, None, 1).unwrap();
+    assert!(
+        r.removed.contains(&"snapshot.c8".to_string()),
+        "{:?}",
+        r.removed
+    );
+    assert!(
+        r.removed.iter().any(|n| n.starts_with("log.")),
+        "segments wholly before 400 go: {:?}",
+        r.removed
+    );
+    let m = Manifest::load(&target).unwrap();
+    for n in &r.removed {
+        assert!(!m.entries.contains_key(n), "{n} still listed");
+        assert!(!base.join("kept").join(n).exists(), "{n} still stored");
+    }
+    // Every point from the kept snapshot on restores; earlier ones do not.
+    let v = backup::verify(&target, &scratch).unwrap();
+    assert!(v.ok, "{}", v.text);
+    for z in [400, 401, 555, 600] {
+        let dst = base.join(format!("r-{z}"));
+        assert_eq!(
+            backup::restore(&target, Point::Zxid(z), &dst).unwrap().zxid,
+            z
+        );
+        assert!(data_of_k(&dst).starts_with(format!("z{z}g0-").as_bytes()));
+    }
+    assert!(backup::restore(&target, Point::Zxid(150), &base.join("r-150")).is_err());
+    std::fs::remove_dir_all(&base).ok();
 }

@@ -204,6 +204,41 @@ impl Manifest {
             .unwrap_or(0)
     }
 
+    /// Keeps the newest `keep` snapshots (0: everything) and the log from the oldest of
+    /// them on; removes the rest from the manifest and returns their names. What stays
+    /// restores any point from the oldest kept snapshot to the newest txn.
+    pub fn expire(&mut self, keep: usize) -> Vec<String> {
+        let mut snaps: Vec<(i64, String)> = self
+            .entries
+            .values()
+            .filter_map(|e| match e.object {
+                Object::Snapshot { zxid } => Some((zxid, e.name.clone())),
+                _ => None,
+            })
+            .collect();
+        if keep == 0 || snaps.len() <= keep {
+            return Vec::new();
+        }
+        snaps.sort();
+        let oldest_kept = snaps[snaps.len() - keep].0;
+        let mut gone: Vec<String> = snaps[..snaps.len() - keep]
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        // Segments wholly before the one that holds the txn after the oldest kept
+        // snapshot.
+        let segs = self.segments();
+        if let Some(k) = segs.iter().rposition(
+            |e| matches!(e.object, Object::Segment { first, .. } if first <= oldest_kept + 1),
+        ) {
+            gone.extend(segs[..k].iter().map(|e| e.name.clone()));
+        }
+        for n in &gone {
+            self.entries.remove(n);
+        }
+        gone
+    }
+
     fn segments(&self) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self
             .entries
@@ -273,6 +308,8 @@ pub struct PassReport {
     pub bytes: u64,
     /// The newest zxid the backup now reaches.
     pub last_zxid: i64,
+    /// Objects removed by the retention (`keep_snapshots`).
+    pub removed: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -289,6 +326,7 @@ pub fn backup_pass(
     target: &dyn BackupTarget,
     scratch: &Path,
     committed: Option<i64>,
+    keep_snapshots: usize,
 ) -> Result<PassReport, String> {
     let mut m = Manifest::load(target)?;
     let mut report = PassReport::default();
@@ -415,9 +453,18 @@ pub fn backup_pass(
     m.current_epoch = read_epoch(data_dir, CURRENT_EPOCH_FILE)
         .ok()
         .filter(|e| *e > 0);
+    // Retention: the manifest that no longer lists them is written first, so a listed
+    // object is never missing.
+    let expired = m.expire(keep_snapshots);
     target
         .put(MANIFEST, m.encode().as_bytes())
         .map_err(|e| format!("{}: {e}", target.describe()))?;
+    for name in &expired {
+        target
+            .delete(name)
+            .map_err(|e| format!("{}: {name}: {e}", target.describe()))?;
+    }
+    report.removed = expired;
     report.last_zxid = m.last_zxid();
     Ok(report)
 }

@@ -431,12 +431,33 @@ fn backup_command(args: &cli::BackupArgs) -> ExitCode {
     loop {
         let pass = match &server {
             Some(s) => backup::committed_zxid(s).and_then(|c| {
-                backup::backup_pass(&data_dir, &log_dir, &target, &std::env::temp_dir(), Some(c))
+                backup::backup_pass(
+                    &data_dir,
+                    &log_dir,
+                    &target,
+                    &std::env::temp_dir(),
+                    Some(c),
+                    args.keep_snapshots,
+                )
             }),
-            None => backup::backup_pass(&data_dir, &log_dir, &target, &std::env::temp_dir(), None),
+            None => backup::backup_pass(
+                &data_dir,
+                &log_dir,
+                &target,
+                &std::env::temp_dir(),
+                None,
+                args.keep_snapshots,
+            ),
         };
         match pass {
             Ok(r) => {
+                if !r.removed.is_empty() {
+                    eprintln!(
+                        "ringkeeper: backup: retention (--keep-snapshots {}) removed {}",
+                        args.keep_snapshots,
+                        r.removed.join(", ")
+                    );
+                }
                 if r.snapshots_added + r.segments_added > 0 || last.is_none() {
                     eprintln!(
                         "ringkeeper: backup: +{} snapshots, +{} segments ({} bytes), through zxid {:#x}",
