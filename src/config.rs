@@ -274,6 +274,7 @@ pub const KEYS: &[KeySpec] = &[
     key("shards", Supported),
     key("logSegmentSize", Supported),
     key("bulkReadChildren", Supported),
+    key("logSync", Supported),
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
@@ -447,6 +448,9 @@ pub struct Config {
     pub snap_size_limit_kb: i64,
     pub pre_alloc_size_kb: u64,
     pub force_sync: bool,
+    /// `logSync` (ours): `dsync` (O_DSYNC writes, the default) or `fdatasync` (each write
+    /// followed by an fdatasync).
+    pub log_fdatasync: bool,
     /// Ticks; 0 = not set (required when servers are listed).
     pub init_limit: u32,
     pub sync_limit: u32,
@@ -863,6 +867,7 @@ impl ConfigBuilder {
             snap_size_limit_kb: DEFAULT_SNAP_SIZE_LIMIT_KB,
             pre_alloc_size_kb: DEFAULT_PRE_ALLOC_SIZE_KB,
             force_sync: true,
+            log_fdatasync: false,
             init_limit: 0,
             sync_limit: 0,
             standalone_enabled: true,
@@ -961,6 +966,18 @@ impl ConfigBuilder {
                 "preAllocSize" => c.pre_alloc_size_kb = ctx.int(v)?,
                 // FileTxnLog: only "no" turns fsync off.
                 "forceSync" => c.force_sync = v != "no",
+                "logSync" => {
+                    c.log_fdatasync = match v {
+                        "dsync" => false,
+                        "fdatasync" => true,
+                        _ => {
+                            return Err(ctx.err(
+                                ConfigErrorKind::BadValue,
+                                format!("{v}: must be dsync or fdatasync"),
+                            ))
+                        }
+                    }
+                }
                 "shards" => {
                     let n: usize = ctx.int(v)?;
                     c.shards = Some(NonZeroUsize::new(n).ok_or_else(|| {

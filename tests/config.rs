@@ -341,6 +341,29 @@ fn our_own_keys() {
         .build()
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("logSegmentSize"));
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSync", "fdatasync")
+        .set("bulkReadChildren", 100)
+        .build()
+        .unwrap();
+    assert!(c.log_fdatasync);
+    assert_eq!(c.bulk_read_children, 100);
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .build()
+        .unwrap();
+    assert!(!c.log_fdatasync, "O_DSYNC by default");
+    assert_eq!(c.bulk_read_children, 16_384);
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSync", "sometimes")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("logSync"));
 }
 
 #[test]

@@ -61,6 +61,9 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     let mut log = LogConfig::new(&cfg.data_log_dir);
     log.segment_bytes = cfg.log_segment_size;
+    if cfg.log_fdatasync {
+        log.sync = SyncMode::Fdatasync;
+    }
     if !cfg.force_sync {
         eprintln!(
             "ringkeeper: WARNING: forceSync=no: the transaction log is never synced; \
