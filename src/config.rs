@@ -49,9 +49,11 @@ pub const MIN_LOG_SEGMENT_SIZE: u64 = 1 << 20;
 pub const STANDALONE_DATA_DIR: &str = "data";
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`), in its order.
-pub const FOUR_LETTER_WORDS: [&str; 18] = [
+pub const FOUR_LETTER_WORDS: [&str; 21] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash", // ZooKeeper's
+    "hlth", // RingKeeper's quorum-aware health
+    "rqld", "ydld", // ClickHouse Keeper's leadership requests
 ];
 
 /// How far we honour a key.

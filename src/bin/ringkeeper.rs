@@ -680,6 +680,8 @@ fn main() -> ExitCode {
     );
     let sig = wait_for_signal(&signals);
     eprintln!("ringkeeper: signal {sig} received, shutting down");
+    // A leader hands off first, so that its stop costs a hand-off, not an election.
+    running.hand_off(std::time::Duration::from_secs(3));
     running.shutdown();
     ExitCode::SUCCESS
 }

@@ -226,6 +226,34 @@ pub enum Input {
         zxid: i64,
         error: String,
     },
+    /// An operator's leadership command (`ydld`, `rqld`, a leader's SIGTERM).
+    Leadership(LeadershipCmd),
+}
+
+/// What an operator asks of leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadershipCmd {
+    /// Leader: hand leadership to this server, or to the most up-to-date synced voter
+    /// (`None`). Client requests wait meanwhile (reads are served).
+    Yield(Option<ServerId>),
+    /// Follower: ask the leader to hand leadership to this server.
+    Request,
+}
+
+/// What a server can say about its part in the quorum (the health answers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    /// Leading an established epoch, or a learner up to date with such a leader.
+    pub serving: bool,
+    /// Voters synced with the leader, the leader included (empty: unknown).
+    pub synced_voters: Vec<ServerId>,
+    /// Voters in the ensemble, and how many make a quorum.
+    pub voters: usize,
+    pub quorum: usize,
+    /// This server votes.
+    pub voter: bool,
+    /// A leadership transfer is under way here.
+    pub transferring: bool,
 }
 
 /// One action for the driver, in the order they must be carried out.
@@ -298,6 +326,15 @@ pub enum Output {
     PeerBase(i64),
     /// Something an operator should read.
     Log(String),
+    /// Leadership moved from `from` to `leader` without an election: the election
+    /// reports it; if `leader` is this server, its link to `from` closes (the old
+    /// leader dials this one once it sees that close).
+    Moved {
+        leader: ServerId,
+        from: ServerId,
+    },
+    /// The health view changed (checked every peer tick).
+    Health(Health),
 }
 
 /// The mode `srvr` and `mntr` report.
@@ -376,6 +413,8 @@ struct Ensemble {
     fwd_out: Vec<Bytes>,
     /// Leader: the epoch's counter ran out; the epoch is being renewed.
     renewing: bool,
+    /// What `Output::Health` last said.
+    health: Health,
     /// Leader: forwarded payloads waiting for room to make their txns, in arrival order
     /// (a learner's requests keep their order).
     deferred: VecDeque<(ServerId, Bytes)>,
@@ -494,6 +533,7 @@ impl Sequencer {
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
                 renewing: false,
+                health: Health::default(),
                 deferred: VecDeque::new(),
                 after_barrier: Vec::new(),
                 decoded: VecDeque::new(),
@@ -597,12 +637,22 @@ impl Sequencer {
             Role::Standalone => (self.zxid - self.durable_zxid).max(0) as usize,
             Role::Leader => {
                 let p = &self.ens.as_ref().expect("leader has a peer").peer;
+                if p.is_transferring() {
+                    // Handing leadership over: requests wait for the new leader.
+                    return 0;
+                }
                 // Room left after this pass's txns, which are proposed at its end; 0
                 // while the epoch renews (its zxids ran out).
                 return p.proposal_room().saturating_sub(self.pass_txns.len());
             }
-            // A learner forwards: bounded by the leader's answers outstanding.
-            Role::Learner => self.ens.as_ref().map_or(0, |e| e.forwarded.len()),
+            // A learner forwards: bounded by the leader's answers outstanding. While
+            // leadership moves (or this learner is not yet synced with the leader it
+            // moved to), requests wait in the shards.
+            Role::Learner => match &self.ens {
+                Some(e) if e.peer.is_moving() || e.peer.up_to_date_with().is_none() => return 0,
+                Some(e) => e.forwarded.len(),
+                None => 0,
+            },
             // Refused at once: never held back.
             Role::Looking => return usize::MAX,
         };
@@ -660,6 +710,13 @@ impl Sequencer {
             Input::SnapshotInstalled { zxid, tree } => {
                 self.barrier_done(Barrier::Install { zxid }, Some(tree))
             }
+            Input::Leadership(cmd) => {
+                let ev = match cmd {
+                    LeadershipCmd::Yield(to) => peer::Event::Transfer { to },
+                    LeadershipCmd::Request => peer::Event::RequestLeadership,
+                };
+                self.peer_step(ev);
+            }
             Input::SnapshotInstallFailed { zxid, error } => {
                 self.out.push(Output::Log(format!(
                     "SNAP at {zxid:#x}: installing the leader's snapshot failed: {error}"
@@ -701,6 +758,9 @@ impl Sequencer {
         }
         for _ in 0..due {
             self.peer_step(peer::Event::Tick);
+        }
+        if due > 0 {
+            self.check_health();
         }
         let writable = self.failed_until.is_none()
             && matches!(self.role, Role::Standalone | Role::Leader)
@@ -1397,6 +1457,35 @@ impl Sequencer {
             }
         }
         self.publish_safe();
+        if self.role == Role::Leader {
+            let e = self.ens.as_ref().expect("leader has a peer");
+            if e.deferred.is_empty() && self.pending.is_empty() && e.peer.transfer_ready() {
+                // Everything taken before the transfer is committed and answered.
+                self.peer_step(peer::Event::HandOff);
+            }
+        }
+    }
+
+    /// Emits `Output::Health` when what the health answers say changed.
+    fn check_health(&mut self) {
+        let role = self.role;
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let p = &e.peer;
+        let h = Health {
+            serving: matches!(role, Role::Leader | Role::Learner)
+                && (p.established_epoch().is_some() || p.up_to_date_with().is_some()),
+            synced_voters: p.quorum_view().unwrap_or_default(),
+            voters: p.ensemble().voters.len(),
+            quorum: p.ensemble().quorum_size(),
+            voter: p.is_voter(),
+            transferring: p.is_transferring() || p.is_moving(),
+        };
+        if h != e.health {
+            e.health = h.clone();
+            self.out.push(Output::Health(h));
+        }
     }
 
     /// Publishes, in order, every pending pass whose txns are all safe.
@@ -1805,7 +1894,46 @@ impl Sequencer {
             A::ProtocolError { from, what } => self.out.push(Output::Log(format!(
                 "protocol error from server {from}: {what}"
             ))),
+            A::Moved { leader, from } => self.moved(leader, from),
+            A::TransferRefused { reason } => self.out.push(Output::Log(format!(
+                "leadership transfer refused: {reason}"
+            ))),
         }
+    }
+
+    /// Leadership moved from `from` to `leader` without an election. Clients keep their
+    /// connections: their requests wait in the shards (`room` is 0) until this server
+    /// leads or is synced with the new leader.
+    fn moved(&mut self, leader: ServerId, from: ServerId) {
+        let me = self.ens.as_ref().expect("ensemble").peer.my_id();
+        if self.role == Role::Leader {
+            // Handed off: everything taken was committed and answered first
+            // (`end_pass`); anything left would be a bug, answered as a lost leadership.
+            if !self.pending.is_empty() || !self.entries.is_empty() {
+                self.abandon_unsafe(Code::ConnectionLoss);
+            }
+            self.out
+                .push(Output::Log(format!("handed leadership to server {leader}")));
+        } else if leader == me {
+            self.out.push(Output::Log(format!(
+                "taking leadership over from server {from}"
+            )));
+        } else {
+            self.out.push(Output::Log(format!(
+                "leadership moved from server {from} to server {leader}"
+            )));
+        }
+        // Requests forwarded to the old leader were all answered before it handed off;
+        // any left are answered as lost, as when a leader dies.
+        self.fail_forwarded();
+        let e = self.ens.as_mut().expect("ensemble");
+        e.own_from = Zxid::MAX;
+        e.renewing = false;
+        e.deferred.clear();
+        e.decoded.clear();
+        self.expiring.clear();
+        self.role = Role::Learner;
+        self.out.push(Output::Moved { leader, from });
     }
 
     /// A committed txn from the peer.

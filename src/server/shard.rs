@@ -54,6 +54,12 @@ pub enum ToShard {
     PictureReady,
     /// A client connection the acceptor placed on this shard.
     Adopt(std::net::TcpStream),
+    /// Close `percentage` percent (rounded up) of the client connections, and say how
+    /// many on `reply` (ZooKeeper's `shed_connections`; a drain repeats it).
+    Shed {
+        percentage: u8,
+        reply: std::sync::mpsc::Sender<usize>,
+    },
 }
 
 /// What a shard needs from the network layer.
@@ -575,6 +581,20 @@ impl Shard {
                     {
                         self.close(net, conn.slot);
                     }
+                }
+                ToShard::Shed { percentage, reply } => {
+                    let mut slots: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| matches!(c.phase, Phase::Connecting | Phase::Active))
+                        .map(|(slot, _)| *slot)
+                        .collect();
+                    slots.sort_unstable();
+                    let n = (slots.len() * usize::from(percentage.min(100))).div_ceil(100);
+                    for &slot in &slots[..n] {
+                        self.close(net, slot);
+                    }
+                    let _ = reply.send(n);
                 }
                 ToShard::CloseClients => {
                     let mut slots: Vec<usize> = self
