@@ -18,6 +18,10 @@ Scenarios:
   sigterm    kazoo writers; the leader gets SIGTERM: it hands off first (no server
              goes looking, its log says it handed off), then stops; it is restarted and
              rejoins; nothing acknowledged is lost.
+  readonly   readonlymode.enabled=true; two of three servers stopped: the third serves
+             a kazoo read_only=True client (CONNECTED_RO, reads, NotReadOnly on a
+             write, `isro` says ro, `srvr` says read-only) and refuses a read-write
+             client; the two come back: the client goes read-write and writes.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
@@ -328,7 +332,68 @@ def scenario_sigterm(ens):
     stop_and_check_data(ens)
 
 
+def scenario_readonly(ens):
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NotReadOnlyCallError
+    from kazoo.handlers.threading import KazooTimeoutError
+    from kazoo.protocol.states import KeeperState
+
+    for s in ens.servers:
+        s.add_cfg("readonlymode.enabled=true\n")
+    ens.start()
+    leader = ens.wait_leader()
+    zk = client(ens.servers[0].port)
+    zk.create("/ro", b"before")
+    zk.stop()
+    keep = next(s for s in ens.servers if s.sid != leader)
+    others = [s for s in ens.servers if s is not keep]
+    for s in others:
+        assert s.terminate()
+    wait_for("read-only mode", lambda: keep.mode() == "read-only")
+    assert four_letter(keep.port, "isro") == "ro"
+    ro = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10, read_only=True)
+    ro.start(timeout=30)
+    try:
+        assert ro.client_state == KeeperState.CONNECTED_RO, ro.client_state
+        assert ro.get("/ro")[0] == b"before"
+        assert ro.get_children("/") is not None
+        try:
+            ro.create("/ro-write", b"x")
+            raise AssertionError("a write succeeded on a read-only server")
+        except NotReadOnlyCallError:
+            pass
+        try:
+            ro.set("/ro", b"x")
+            raise AssertionError("a write succeeded on a read-only server")
+        except NotReadOnlyCallError:
+            pass
+        # A client that did not ask for read-only is refused.
+        rw = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10)
+        try:
+            rw.start(timeout=3)
+            raise AssertionError("a read-write client connected to a read-only server")
+        except KazooTimeoutError:
+            pass
+        finally:
+            rw.stop()
+            rw.close()
+        for s in others:
+            s.start()
+        wait_for("the read-only client goes read-write",
+                 lambda: ro.client_state == KeeperState.CONNECTED)
+        ro.create("/ro-write", b"after")
+        assert ro.get("/ro-write")[0] == b"after"
+        assert four_letter(keep.port, "isro") == "rw"
+    finally:
+        ro.stop()
+        ro.close()
+    print("readonly: CONNECTED_RO, reads, NotReadOnly, then read-write when the quorum "
+          "returned")
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
+    "readonly": scenario_readonly,
     "health": scenario_health,
     "transfer": scenario_transfer,
     "sigterm": scenario_sigterm,

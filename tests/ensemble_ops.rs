@@ -32,3 +32,12 @@ fn ydld_and_rqld_move_leadership_without_an_election() {
 fn sigterm_on_the_leader_hands_off_before_stopping() {
     run_script("ensemble_ops.py", &["sigterm"], RUN_TIMEOUT, None);
 }
+
+/// `readonlymode.enabled=true`: with two of three servers stopped, the third serves a
+/// kazoo `read_only=True` client (CONNECTED_RO, reads, NotReadOnly on writes, `isro`
+/// says `ro`) and refuses a read-write one; when the quorum returns the client goes
+/// read-write.
+#[test]
+fn read_only_mode_serves_read_only_clients_without_a_quorum() {
+    run_script("ensemble_ops.py", &["readonly"], RUN_TIMEOUT, None);
+}

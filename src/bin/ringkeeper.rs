@@ -42,6 +42,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.core.server_id = cfg.my_id.unwrap_or(0) as u8;
     sc.core.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.core.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
+    sc.core.read_only = cfg.read_only_mode;
     sc.core.prep = PrepConfig {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,

@@ -94,6 +94,10 @@ pub const PEER_TICKS_PER_TICK: i64 = 10;
 /// stalls, and then it turns into backpressure on the clients.
 pub const MAX_INFLIGHT: usize = 100_000;
 
+/// How long a member looks for a quorum before it serves read-only clients (ZooKeeper's
+/// QuorumPeer waits `max(2000, tickTime)` before it starts its ReadOnlyZooKeeperServer).
+pub const READ_ONLY_DELAY_MS: i64 = 2000;
+
 /// How the server persists snapshots; `None` in `CoreConfig` means no snapshots (tests).
 #[derive(Debug, Clone)]
 pub struct SnapshotConfig {
@@ -152,6 +156,9 @@ pub struct CoreConfig {
     pub ensemble: Option<EnsembleConfig>,
     /// See [`MAX_INFLIGHT`].
     pub max_inflight: usize,
+    /// `readonlymode.enabled`: an ensemble member that has been looking for
+    /// [`READ_ONLY_DELAY_MS`] (at least a tick) serves read-only sessions.
+    pub read_only: bool,
     pub broken: Broken,
 }
 
@@ -345,6 +352,8 @@ pub enum Mode {
     Leader,
     Follower,
     Observer,
+    /// Cut off from the quorum, serving read-only sessions.
+    ReadOnly,
 }
 
 /// One pass's entries waiting until every txn up to `last_zxid` is safe.
@@ -466,6 +475,12 @@ pub struct Sequencer {
     taken: usize,
     /// Expired sessions whose close txn waits for room, oldest first.
     expiring: VecDeque<i64>,
+    /// Since when this member is looking (the read-only mode's clock).
+    looking_since: i64,
+    /// Serving read-only sessions (`CoreConfig::read_only`, cut off from the quorum).
+    read_only: bool,
+    /// The read-only sessions made here (id -> timeout), forgotten with the mode.
+    ro_sessions: HashMap<i64, i32>,
 }
 
 /// The origin of a new session's CreateSession txn: the connect on `conn`.
@@ -569,6 +584,9 @@ impl Sequencer {
             out: Vec::new(),
             taken: 0,
             expiring: VecDeque::new(),
+            looking_since: start_ms,
+            read_only: false,
+            ro_sessions: HashMap::new(),
             tree,
             zxid,
             cfg,
@@ -761,6 +779,7 @@ impl Sequencer {
         }
         if due > 0 {
             self.check_health();
+            self.check_read_only();
         }
         let writable = self.failed_until.is_none()
             && matches!(self.role, Role::Standalone | Role::Leader)
@@ -814,6 +833,11 @@ impl Sequencer {
         match self.role {
             Role::Learner => self.shard_as_learner(m),
             Role::Looking => match m {
+                ToSeq::Connect { conn, req, .. }
+                    if self.read_only && req.read_only == Some(true) =>
+                {
+                    self.connect_read_only(conn, req)
+                }
                 // Not serving writes or sessions here: the client tries another server.
                 ToSeq::Connect { conn, .. } => self.entries.push(Entry::Connect {
                     conn,
@@ -849,6 +873,64 @@ impl Sequencer {
                     }
                 }
             },
+        }
+    }
+
+    /// A read-only client's handshake while this member is cut off from its quorum: a
+    /// new session of this server alone (never logged; it ends with the mode), or a
+    /// session this server knows (from its tree, or made here) resumed read-only.
+    fn connect_read_only(&mut self, conn: ConnRef, req: ConnectRequest) {
+        if self.refused_as_behind(conn, &req) {
+            return;
+        }
+        let timeout_ms = self.clamp_timeout(req.timeout_ms);
+        let outcome = if req.session_id == 0 {
+            let session_id = self.sessions.next_session_id();
+            self.ro_sessions.insert(session_id, timeout_ms);
+            ConnectOutcome::ReadOnly {
+                session_id,
+                timeout_ms,
+            }
+        } else if password_ok(&req)
+            && (self.ro_sessions.contains_key(&req.session_id)
+                || self.tree.sessions().any(|(id, _)| id == req.session_id))
+        {
+            ConnectOutcome::ReadOnly {
+                session_id: req.session_id,
+                timeout_ms,
+            }
+        } else {
+            ConnectOutcome::Expired
+        };
+        self.entries.push(Entry::Connect { conn, outcome });
+    }
+
+    /// Read-only mode starts once this member has looked for a quorum long enough.
+    fn check_read_only(&mut self) {
+        if !self.cfg.read_only || self.ens.is_none() || self.read_only {
+            return;
+        }
+        let delay = READ_ONLY_DELAY_MS.max(self.cfg.tick_ms);
+        if self.role == Role::Looking && self.now_ms - self.looking_since >= delay {
+            self.read_only = true;
+            self.out.push(Output::Mode(Mode::ReadOnly));
+            self.out.push(Output::Log(format!(
+                "no quorum for {delay} ms: serving read-only clients"
+            )));
+        }
+    }
+
+    /// Read-only mode ends when an election decides: its clients are closed, so they
+    /// reconnect for read-write sessions (ZooKeeper shuts its read-only server down).
+    fn leave_read_only(&mut self) {
+        if self.read_only {
+            self.read_only = false;
+            self.ro_sessions.clear();
+            self.out.push(Output::CloseClients);
+            self.out.push(Output::Mode(Mode::Looking));
+            self.out.push(Output::Log(
+                "a leader is elected: read-only clients closed".to_string(),
+            ));
         }
     }
 
@@ -1722,6 +1804,10 @@ impl Sequencer {
     // ---- ZAB ----
 
     fn elected(&mut self, leader: ServerId) {
+        if self.ens.is_none() {
+            return;
+        }
+        self.leave_read_only();
         let Some(e) = &mut self.ens else {
             return;
         };
@@ -2037,6 +2123,7 @@ impl Sequencer {
         // write ids run on across roles), and the log still writes them.
         self.role = Role::Looking;
         if was != Role::Looking {
+            self.looking_since = self.now_ms;
             // No longer serving: clients must move to a server that does. Their pending
             // requests end with the connection, which clients report as CONNECTIONLOSS.
             self.out.push(Output::CloseClients);

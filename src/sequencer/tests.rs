@@ -20,6 +20,7 @@ fn config() -> CoreConfig {
         snapshots: None,
         ensemble: None,
         max_inflight: MAX_INFLIGHT,
+        read_only: false,
         broken: Broken::default(),
     }
 }

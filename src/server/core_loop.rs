@@ -35,7 +35,9 @@ use super::replication::{write_epoch, Member, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH
 use super::shard::Shard;
 use super::shard::ToShard;
 use super::stats::MODE_STANDALONE;
-use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
+use super::stats::{
+    ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER, MODE_READ_ONLY,
+};
 use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, Token};
 use crate::sequencer::msg::{Commit, ConnRef, ToSeq};
 use crate::sequencer::{Input, Mode, Output, Sequencer};
@@ -1135,6 +1137,7 @@ impl CoreLoop {
                 Mode::Leader => MODE_LEADER,
                 Mode::Follower => MODE_FOLLOWER,
                 Mode::Observer => MODE_OBSERVER,
+                Mode::ReadOnly => MODE_READ_ONLY,
             }),
             Output::Learners(c) => self.state.set_leading(c),
             Output::PeerBase(_) => {}

@@ -72,6 +72,7 @@ impl ServerConfig {
                 snapshots: None,
                 ensemble: None,
                 max_inflight: crate::sequencer::MAX_INFLIGHT,
+                read_only: false,
                 broken: Default::default(),
             },
             storage: None,

@@ -109,6 +109,9 @@ struct Conn {
     timeout_ms: i32,
     /// Whether the client sent the readOnly byte (the answer carries it only then).
     read_only_byte: Option<bool>,
+    /// A read-only session (this server is cut off from its quorum): writes get
+    /// NOTREADONLY here.
+    read_only: bool,
     ids: Arc<Vec<Id>>,
     queue: VecDeque<Queued>,
     in_flight: usize,
@@ -232,6 +235,7 @@ impl Shard {
                 session_id: 0,
                 timeout_ms: 0,
                 read_only_byte: None,
+                read_only: false,
                 ids: Arc::new(vec![ip]),
                 queue: VecDeque::new(),
                 in_flight: 0,
@@ -454,6 +458,19 @@ impl Shard {
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
+        if q.req.is_write() && c.read_only {
+            // ZooKeeper's ReadOnlyRequestProcessor: a change (or sync) is NOTREADONLY;
+            // closeSession ends this server-only session.
+            let mut out = Vec::new();
+            let close = matches!(q.req, Request::CloseSession);
+            let code = if close { Code::Ok } else { Code::NotReadOnly };
+            frame_reply(&mut out, q.xid, self.view_zxid, code, &[]);
+            net.send(slot, &out);
+            if close {
+                self.close(net, slot);
+            }
+            return;
+        }
         if q.req.is_write() {
             c.in_flight += 1;
             if let Request::Multi(ops) = &q.req {
@@ -735,6 +752,16 @@ impl Shard {
                             self.close(net, conn.slot);
                         }
                         ConnectOutcome::Refused => self.close(net, conn.slot),
+                        ConnectOutcome::ReadOnly {
+                            session_id,
+                            timeout_ms,
+                        } => {
+                            touched.push(conn.slot);
+                            if let Some(c) = self.conns.get_mut(&conn.slot) {
+                                c.read_only = true;
+                            }
+                            self.session_established(net, conn.slot, *session_id, *timeout_ms);
+                        }
                     }
                 }
             }
@@ -776,7 +803,7 @@ impl Shard {
                 timeout_ms,
                 session_id,
                 passwd: Some(session::password(session_id).to_vec().into()),
-                read_only: c.read_only_byte.map(|_| false),
+                read_only: c.read_only_byte.map(|_| c.read_only),
             },
         );
         net.send(slot, &out);

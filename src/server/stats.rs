@@ -177,6 +177,8 @@ pub const MODE_LOOKING: u8 = 1;
 pub const MODE_LEADER: u8 = 2;
 pub const MODE_FOLLOWER: u8 = 3;
 pub const MODE_OBSERVER: u8 = 4;
+/// Cut off from the quorum, serving read-only sessions (`readonlymode.enabled`).
+pub const MODE_READ_ONLY: u8 = 5;
 
 impl ServerState {
     pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
@@ -249,7 +251,7 @@ impl ServerState {
     }
 
     pub fn set_mode(&self, mode: u8) {
-        assert!(mode <= MODE_OBSERVER, "unknown mode {mode}");
+        assert!(mode <= MODE_READ_ONLY, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);
     }
 
@@ -260,6 +262,7 @@ impl ServerState {
             MODE_STANDALONE => Some(Mode::Standalone),
             MODE_LEADER => Some(Mode::Leader),
             MODE_FOLLOWER => Some(Mode::Follower),
+            MODE_READ_ONLY => Some(Mode::ReadOnly),
             MODE_OBSERVER => Some(Mode::Observer),
             _ => None,
         }

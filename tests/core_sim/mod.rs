@@ -468,6 +468,7 @@ impl Sim {
                 loaded_snapshot: disk.snapshots.last().map(|s| s.0),
             }),
             max_inflight: 500,
+            read_only: false,
             broken: self.opts.broken,
         }
     }
