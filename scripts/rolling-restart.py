@@ -113,12 +113,21 @@ def run_target(target, args, out, zkbench):
         subprocess.run([script, "wait-serving", connect], check=True, env=env)
         gaps_path = os.path.join(out, f"{target}-gaps.csv")
         duration = args.duration or (90 if target == "zk" else 60)
-        bench = subprocess.Popen(
-            [zkbench, "run", "-w", "set", "-s", str(args.sessions), "-k",
-             str(args.outstanding), "-d", str(duration), "--warmup", "2", "--reconnect",
-             "--no-server-cost", "-q", "-c", connect, "--json", "--ack-gaps", gaps_path],
-            stdout=subprocess.PIPE, text=True)
-        time.sleep(2 + args.settle)
+        # A JVM ensemble that just elected may still reset the first connections.
+        for _attempt in range(5):
+            time.sleep(2)
+            bench = subprocess.Popen(
+                [zkbench, "run", "-w", "set", "-s", str(args.sessions), "-k",
+                 str(args.outstanding), "-d", str(duration), "--warmup", "2",
+                 "--reconnect", "--no-server-cost", "-q", "-c", connect, "--json",
+                 "--ack-gaps", gaps_path],
+                stdout=subprocess.PIPE, text=True)
+            try:
+                bench.wait(timeout=2 + args.settle)
+            except subprocess.TimeoutExpired:
+                break
+        else:
+            raise RuntimeError(f"zkbench could not start against {connect}")
         lead = leader_index(target)
         order = [i for i in (1, 2, 3) if i != lead] + [lead]
         for i in order:

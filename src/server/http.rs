@@ -1,5 +1,6 @@
-//! The Prometheus `/metrics` endpoint (`metricsProvider.httpHost`/`httpPort`): a small
-//! blocking HTTP server on its own thread, off every hot path.
+//! The HTTP endpoint (`metricsProvider.httpHost`/`httpPort`): Prometheus `/metrics`,
+//! and the health and command paths of `health.rs`. A small blocking HTTP server on its
+//! own thread, off every hot path.
 
 use super::stats::ServerState;
 use std::io::{Read, Write};

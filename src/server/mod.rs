@@ -129,7 +129,13 @@ impl Running {
     /// quorum), or returns after `timeout`. Nothing to do on other servers.
     pub fn hand_off(&self, timeout: std::time::Duration) {
         use crate::fourlw::Mode;
+        // Nobody to hand off to (no other synced voter): stop at once.
+        let others = self
+            .state
+            .health()
+            .map_or(0, |h| h.synced_voters.len().saturating_sub(1));
         if self.state.mode() != Some(Mode::Leader)
+            || others == 0
             || !self
                 .state
                 .leadership(crate::sequencer::LeadershipCmd::Yield(None))

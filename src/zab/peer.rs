@@ -1686,6 +1686,11 @@ impl Peer {
         }
         f.last_heard = now;
         let (leader, stage) = (f.leader, f.stage);
+        if stage == FStage::AwaitHandOff {
+            // The target's answers to our leadership (ACK, ACKNEWLEADER, FORWARD, ...)
+            // still in flight on the old link: that leadership is over.
+            return;
+        }
         match msg {
             Msg::Ping => out.push(Action::Send {
                 to: leader,
