@@ -93,11 +93,11 @@ def read_gaps(path):
 
 
 def longest(gaps, t0_ms, t1_ms):
-    """The longest gap overlapping [t0, t1] (ms), 0 if none."""
-    best = 0.0
+    """The longest gap overlapping [t0, t1] (ms) and when it began (ms after t0)."""
+    best = (0.0, 0.0)
     for at, g in gaps:
         if at < t1_ms and at + g > t0_ms:
-            best = max(best, g)
+            best = max(best, (g, at - t0_ms))
     return best
 
 
@@ -163,8 +163,9 @@ def run_target(target, args, out, zkbench):
         _, gaps, acks = read_gaps(gaps_path)
         lines = []
         for what, t0, t1, took in events:
-            lines.append(f"{NAMES[target]:17} {what:28} longest write gap "
-                         f"{longest(gaps, t0, t1):8.1f} ms   (back/moved after {took:.2f} s)")
+            gap, at = longest(gaps, t0, t1)
+            lines.append(f"{NAMES[target]:17} {what:28} longest write gap {gap:8.1f} ms "
+                         f"from +{at / 1000:5.2f} s   (back/moved after {took:.2f} s)")
         lines.append(f"{NAMES[target]:17} {acks} acknowledged writes; zkbench: "
                      f"{summary.strip()[:300]}")
         return lines
