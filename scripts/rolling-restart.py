@@ -21,6 +21,7 @@ import argparse
 import csv
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,20 @@ def mode(port):
         if line.startswith("Mode: "):
             return line[6:].strip()
     return None
+
+
+def session_ok(port):
+    """Whether the server answers a ConnectRequest with a ConnectResponse (a server can
+    report its Mode before it takes sessions)."""
+    body = struct.pack(">iqiqi16sb", 0, 0, 10000, 0, 16, bytes(16), 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.settimeout(2)
+            s.sendall(struct.pack(">i", len(body)) + body)
+            data = s.recv(64)
+            return len(data) >= 4 + 4 + 4 + 8
+    except OSError:
+        return False
 
 
 def wait(what, pred, timeout=120.0):
@@ -113,6 +128,8 @@ def run_target(target, args, out, zkbench):
         subprocess.run([script, "wait-serving", connect], check=True, env=env)
         gaps_path = os.path.join(out, f"{target}-gaps.csv")
         duration = args.duration or (90 if target == "zk" else 60)
+        for p in ports(target):
+            wait(f"sessions on port {p}", lambda p=p: session_ok(p))
         # A JVM ensemble that just elected may still reset the first connections.
         for _attempt in range(5):
             time.sleep(2)
@@ -122,9 +139,8 @@ def run_target(target, args, out, zkbench):
                  "--reconnect", "--no-server-cost", "-q", "-c", connect, "--json",
                  "--ack-gaps", gaps_path],
                 stdout=subprocess.PIPE, text=True)
-            try:
-                bench.wait(timeout=2 + args.settle)
-            except subprocess.TimeoutExpired:
+            time.sleep(2 + args.settle)
+            if bench.poll() is None:
                 break
         else:
             raise RuntimeError(f"zkbench could not start against {connect}")
