@@ -2,6 +2,7 @@
 //! core, its log writes and its peer connections), the other shards' loops, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod bulk;
 pub mod chain;
 pub mod core_loop;
 pub mod driver;
@@ -82,6 +83,7 @@ impl ServerConfig {
                 super_digest: None,
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
+                bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
             },
         }
     }
@@ -249,6 +251,12 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
             )
         })
         .collect();
+    if state.settings.bulk_children > 0 {
+        let bulk = bulk::spawn()?;
+        for s in &mut shards {
+            s.set_bulk(bulk.clone());
+        }
+    }
     let dcfg = |addr| driver::DriverConfig {
         addr,
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,

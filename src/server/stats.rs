@@ -24,6 +24,9 @@ pub struct Settings {
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
     pub conf: crate::fourlw::ConfInfo,
+    /// `bulkReadChildren`: a getChildren of a node with more children than this is
+    /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
+    pub bulk_children: usize,
 }
 
 /// Per-connection statistics for `cons`.

@@ -348,6 +348,8 @@ impl Sim {
             super_digest: None,
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
+            // The simulator answers every read on the shard (no bulk-reply thread).
+            bulk_children: 0,
         };
         let state = Arc::new(ServerState::new(
             settings,
