@@ -2,7 +2,9 @@
 """A rolling restart of a 3-server ensemble by SIGTERM under a zkbench write load, for
 Apache ZooKeeper 3.8 (scripts/apache-zk.sh) and RingKeeper (scripts/ringkeeper.sh) in
 the same run: the longest gap between acknowledged writes around each server's restart
-(followers first, then the leader, as operators do it). For RingKeeper, the gaps of
+(followers first, then the leader, as operators do it), split into the stop (SIGTERM
+until 0.5 s after the process exited: a leader's hand-off, or an election) and the
+rejoin (until --settle seconds after the restarted server serves again). For RingKeeper, the gaps of
 `ydld` (the leader yields to its best follower) and `rqld` (a follower asks to lead)
 follow in the same load.
 
@@ -11,15 +13,15 @@ follow in the same load.
 
 The load is `zkbench run -w set --reconnect --ack-gaps` over every server of the
 ensemble (sessions of a stopped server resume on the next one). A gap is the time
-between two consecutive successful replies over all sessions; a restart's window runs
-from just before its SIGTERM until the restarted server serves again plus --settle
-seconds. Servers are stopped by their PIDs (the scripts' pid files), never by name.
+between two consecutive successful replies over all sessions; `ydld`/`rqld` windows
+run until 0.5 s after the new leader reports `leader`. Servers are stopped by their PIDs (the scripts' pid files), never by name.
 Writes results to perf/results/<UTC stamp>-rolling/ (summary.txt, the gap files).
 """
 
 import argparse
 import csv
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -55,6 +57,15 @@ def mode(port):
         if line.startswith("Mode: "):
             return line[6:].strip()
     return None
+
+
+def gone(pid):
+    """Whether process `pid` has exited (gone, or a zombie not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def session_ok(port):
@@ -149,14 +160,24 @@ def run_target(target, args, out, zkbench):
         for i in order:
             port = ports(target)[i - 1]
             role = mode(port)
+            pid = int(open(os.path.join(d, f"s{i}", "pid")).read())
             t_stop = time.time() * 1000
+            os.kill(pid, signal.SIGTERM)
+            # Its own child: poll /proc until it is gone (the script's pid file names it).
+            wait(f"server {i} exits", lambda: gone(pid), timeout=30)
+            t_exit = time.time() * 1000
             subprocess.run([script, "restart", d, str(i)], check=True, env=env,
                            stdout=subprocess.DEVNULL)
             wait(f"server {i} serving", lambda p=port: mode(p) in ("leader", "follower"))
             t_back = time.time() * 1000
             time.sleep(args.settle)
-            events.append((f"restart server {i} ({role})", t_stop - 100,
-                           time.time() * 1000, (t_back - t_stop) / 1000))
+            # The stop: from SIGTERM until 0.5 s after the process is gone (a leader's
+            # hand-off, or ZooKeeper's election); the rejoin: from then until the
+            # settle time after the restarted server serves again (its sync).
+            events.append((f"stop server {i} ({role})", t_stop - 100, t_exit + 500,
+                           (t_exit - t_stop) / 1000))
+            events.append((f"  rejoin of server {i}", t_exit + 500, time.time() * 1000,
+                           (t_back - t_exit) / 1000))
         if target == "rk":
             lead = leader_index(target)
             t0 = time.time() * 1000
@@ -164,7 +185,7 @@ def run_target(target, args, out, zkbench):
             wait("a new leader", lambda: leader_index(target) not in (None, lead))
             t_moved = time.time() * 1000
             time.sleep(args.settle)
-            events.append((f"ydld on leader {lead}", t0 - 1, time.time() * 1000,
+            events.append((f"ydld on leader {lead}", t0 - 1, t_moved + 500,
                            (t_moved - t0) / 1000))
             lead = leader_index(target)
             other = next(i for i in (1, 2, 3) if i != lead)
@@ -173,7 +194,7 @@ def run_target(target, args, out, zkbench):
             wait("the requester leads", lambda: leader_index(target) == other)
             t_moved = time.time() * 1000
             time.sleep(args.settle)
-            events.append((f"rqld on follower {other}", t0 - 1, time.time() * 1000,
+            events.append((f"rqld on follower {other}", t0 - 1, t_moved + 500,
                            (t_moved - t0) / 1000))
         summary, _ = bench.communicate(timeout=duration + 60)
         _, gaps, acks = read_gaps(gaps_path)
@@ -181,7 +202,7 @@ def run_target(target, args, out, zkbench):
         for what, t0, t1, took in events:
             gap, at = longest(gaps, t0, t1)
             lines.append(f"{NAMES[target]:17} {what:28} longest write gap {gap:8.1f} ms "
-                         f"from +{at / 1000:5.2f} s   (back/moved after {took:.2f} s)")
+                         f"from +{at / 1000:5.2f} s   (took {took:.2f} s)")
         lines.append(f"{NAMES[target]:17} {acks} acknowledged writes; zkbench: "
                      f"{summary.strip()[:300]}")
         return lines

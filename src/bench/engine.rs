@@ -413,18 +413,16 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
         std::thread::spawn(move || print_progress(&progress, start, warmup, duration))
     });
     let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
-<<<<<<< HEAD
     let since_start = Instant::now().saturating_duration_since(start);
     stats.start_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.saturating_sub(since_start).as_millis() as u64)
-=======
+        .unwrap_or(0);
     // The window starts at `start + warmup` (an Instant); its wall-clock time:
     let to_window = (start + cfg.warmup).saturating_duration_since(Instant::now());
     stats.window_start_unix_ms = (std::time::SystemTime::now() + to_window)
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
->>>>>>> main
         .unwrap_or(0);
     let mut first_err = None;
     for h in handles {
