@@ -53,9 +53,11 @@ pub const MIN_LOG_SEGMENT_SIZE: u64 = 1 << 20;
 pub const STANDALONE_DATA_DIR: &str = "data";
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`), in its order.
-pub const FOUR_LETTER_WORDS: [&str; 18] = [
+pub const FOUR_LETTER_WORDS: [&str; 21] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash", // ZooKeeper's
+    "hlth", // RingKeeper's quorum-aware health
+    "rqld", "ydld", // ClickHouse Keeper's leadership requests
 ];
 
 /// How far we honour a key.
@@ -199,10 +201,8 @@ pub const KEYS: &[KeySpec] = &[
     key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
     key("snapshotSizeFactor", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
     key("leaderServes", Recorded("the leader always serves clients")),
-    key(
-        "readonlymode.enabled",
-        Recorded("read-only mode is not supported"),
-    ),
+    // A server cut off from its quorum serves read-only clients (issue 12).
+    key("readonlymode.enabled", Supported),
     key("digest.enabled", Recorded("the tree digest is always computed")),
     key("snapshot.compression.method", Recorded("snapshots are written uncompressed")),
     // Read when a ZooKeeper dataDir is imported at start (zkfiles::import).
@@ -437,6 +437,9 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// TTL nodes (`zookeeper.extendedTypesEnabled`).
     pub extended_types_enabled: bool,
+    /// `readonlymode.enabled`: an ensemble member cut off from its quorum serves
+    /// clients that asked for read-only sessions.
+    pub read_only_mode: bool,
     /// `zookeeper.skipACL=yes` turns every ACL check off.
     pub skip_acl: bool,
     pub global_outstanding_limit: u32,
@@ -859,6 +862,7 @@ impl ConfigBuilder {
             four_letter_whitelist: FourLetterWhitelist::default(),
             super_digest: None,
             extended_types_enabled: false,
+            read_only_mode: false,
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
             snap_count: DEFAULT_SNAP_COUNT,
@@ -952,6 +956,7 @@ impl ConfigBuilder {
                 }
                 // Boolean.getBoolean: exactly "true" (any case) is true.
                 "extendedTypesEnabled" => c.extended_types_enabled = v.eq_ignore_ascii_case("true"),
+                "readonlymode.enabled" => c.read_only_mode = v.eq_ignore_ascii_case("true"),
                 // ZooKeeperServer: skipACL is on only for "yes".
                 "skipACL" => c.skip_acl = v == "yes",
                 "globalOutstandingLimit" => c.global_outstanding_limit = ctx.int(v)?,

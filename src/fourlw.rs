@@ -55,11 +55,18 @@ pub enum Command {
     Mntr,
     Isro,
     Hash,
+    /// RingKeeper's quorum-aware health (`hlth`): serving with a quorum, synced, safe to
+    /// stop. Not a ZooKeeper word (ZooKeeper has none that knows the quorum).
+    Hlth,
+    /// Request leadership (ClickHouse Keeper's `rqld`): this server asks to lead.
+    Rqld,
+    /// Yield leadership (ClickHouse Keeper's `ydld`): the leader hands off.
+    Ydld,
     /// The telnet interrupt sequence 0xfff4fffd: ZooKeeper closes the connection.
     TelnetClose,
 }
 
-const COMMANDS: [(Command, &str); 19] = [
+const COMMANDS: [(Command, &str); 22] = [
     (Command::Conf, "conf"),
     (Command::Cons, "cons"),
     (Command::Crst, "crst"),
@@ -78,6 +85,9 @@ const COMMANDS: [(Command, &str); 19] = [
     (Command::Mntr, "mntr"),
     (Command::Isro, "isro"),
     (Command::Hash, "hash"),
+    (Command::Hlth, "hlth"),
+    (Command::Rqld, "rqld"),
+    (Command::Ydld, "ydld"),
     (Command::TelnetClose, "telnet close"),
 ];
 
@@ -124,6 +134,9 @@ impl Command {
                 | Command::Gtmk
                 | Command::Stmk
                 | Command::Isro
+                | Command::Hlth
+                | Command::Rqld
+                | Command::Ydld
                 | Command::TelnetClose
         )
     }

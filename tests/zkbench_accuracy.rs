@@ -53,6 +53,7 @@ fn config(server: &FakeServer, load: LoadModel, workload: &str) -> Config {
         reconnect: false,
         no_coalesce: false,
         server_pids: Vec::new(),
+        record_acks: false,
     }
 }
 

@@ -42,6 +42,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.core.server_id = cfg.my_id.unwrap_or(0) as u8;
     sc.core.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.core.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
+    sc.core.read_only = cfg.read_only_mode;
     sc.core.prep = PrepConfig {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
@@ -746,6 +747,8 @@ fn main() -> ExitCode {
     );
     let sig = wait_for_signal(&signals);
     eprintln!("ringkeeper: signal {sig} received, shutting down");
+    // A leader hands off first, so that its stop costs a hand-off, not an election.
+    running.hand_off(std::time::Duration::from_secs(3));
     running.shutdown();
     ExitCode::SUCCESS
 }

@@ -1,5 +1,6 @@
-//! The Prometheus `/metrics` endpoint (`metricsProvider.httpHost`/`httpPort`): a small
-//! blocking HTTP server on its own thread, off every hot path.
+//! The HTTP endpoint (`metricsProvider.httpHost`/`httpPort`): Prometheus `/metrics`,
+//! and the health and command paths of `health.rs`. A small blocking HTTP server on its
+//! own thread, off every hot path.
 
 use super::stats::ServerState;
 use std::io::{Read, Write};
@@ -46,7 +47,7 @@ pub fn start(
     Ok((bound, t))
 }
 
-fn serve(mut s: TcpStream, state: &ServerState) {
+fn serve(mut s: TcpStream, state: &Arc<ServerState>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let mut buf = vec![0u8; MAX_REQUEST_BYTES];
@@ -63,16 +64,41 @@ fn serve(mut s: TcpStream, state: &ServerState) {
             Err(_) => return,
         }
     }
+    // A POST's body (the command paths): what Content-Length says, within the bound.
+    if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let want = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let total = (end + 4 + want).min(buf.len());
+        while n < total {
+            match s.read(&mut buf[n..total]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    }
     let req = String::from_utf8_lossy(&buf[..n]);
-    let path = req.split_whitespace().nth(1).unwrap_or("");
-    let (status, body) = if req.starts_with("GET ") && (path == "/metrics" || path == "/") {
-        ("200 OK", render(state))
-    } else {
-        ("404 Not Found", "not found: try /metrics\n".to_string())
-    };
+    let mut words = req.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let body_text = req.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let (status, ctype, body) =
+        if let Some(a) = super::health::route(method, path, body_text, state) {
+            a
+        } else if method == "GET" && (path == "/metrics" || path == "/") {
+            ("200 OK", "text/plain; version=0.0.4", render(state))
+        } else {
+            (
+                "404 Not Found",
+                "text/plain; version=0.0.4",
+                "not found: try /metrics or /health\n".to_string(),
+            )
+        };
     let _ = write!(
         s,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
 }

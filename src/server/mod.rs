@@ -8,6 +8,7 @@ pub mod core_loop;
 pub mod driver;
 pub mod election;
 pub mod fourlw;
+pub mod health;
 pub mod http;
 pub mod mailbox;
 pub mod metrics;
@@ -72,6 +73,7 @@ impl ServerConfig {
                 snapshots: None,
                 ensemble: None,
                 max_inflight: crate::sequencer::MAX_INFLIGHT,
+                read_only: false,
                 broken: Default::default(),
             },
             storage: None,
@@ -123,6 +125,41 @@ pub struct Running {
 }
 
 impl Running {
+    /// A leader hands its leadership to its most up-to-date synced follower before it
+    /// stops (a SIGTERM): waits until this server is no longer the leader (and, within
+    /// `timeout`, until it follows the new one, so that the new leader has its
+    /// quorum), or returns after `timeout`. Nothing to do on other servers.
+    pub fn hand_off(&self, timeout: std::time::Duration) {
+        use crate::fourlw::Mode;
+        // Nobody to hand off to (no other synced voter): stop at once.
+        let others = self
+            .state
+            .health()
+            .map_or(0, |h| h.synced_voters.len().saturating_sub(1));
+        if self.state.mode() != Some(Mode::Leader)
+            || others == 0
+            || !self
+                .state
+                .leadership(crate::sequencer::LeadershipCmd::Yield(None))
+        {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < timeout {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            if self.state.mode() != Some(Mode::Leader) {
+                eprintln!(
+                    "ringkeeper: handed leadership off in {} ms",
+                    t0.elapsed().as_millis()
+                );
+                return;
+            }
+        }
+        eprintln!(
+            "ringkeeper: leadership hand-off did not complete in {timeout:?}; stopping anyway"
+        );
+    }
+
     /// Stops every thread and waits for them.
     pub fn shutdown(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
@@ -160,6 +197,12 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .collect();
     let inbox: Arc<Mailbox<LoopMsg>> =
         Arc::new(Mailbox::new(usize::MAX, Box::new(shard_wakes[0].clone())));
+    if cfg.ensemble.is_some() {
+        let inbox = inbox.clone();
+        state.set_leadership_hook(Box::new(move |cmd| {
+            inbox.push_unbounded(LoopMsg::Leadership(cmd))
+        }));
+    }
     // Shard i's requests to the core: the core loop is woken for another shard's.
     let to_core: Vec<Arc<Mailbox<ToSeq>>> = (0..cfg.shards)
         .map(|i| {

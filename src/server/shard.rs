@@ -55,6 +55,12 @@ pub enum ToShard {
     PictureReady,
     /// A client connection the acceptor placed on this shard.
     Adopt(std::net::TcpStream),
+    /// Close `percentage` percent (rounded up) of the client connections, and say how
+    /// many on `reply` (ZooKeeper's `shed_connections`; a drain repeats it).
+    Shed {
+        percentage: u8,
+        reply: std::sync::mpsc::Sender<usize>,
+    },
     /// The bulk-reply thread built the reply a connection waits for (`server::bulk`).
     BulkReply {
         slot: usize,
@@ -110,6 +116,9 @@ struct Conn {
     timeout_ms: i32,
     /// Whether the client sent the readOnly byte (the answer carries it only then).
     read_only_byte: Option<bool>,
+    /// A read-only session (this server is cut off from its quorum): writes get
+    /// NOTREADONLY here.
+    read_only: bool,
     ids: Arc<Vec<Id>>,
     queue: VecDeque<Queued>,
     in_flight: usize,
@@ -261,6 +270,7 @@ impl Shard {
                 session_id: 0,
                 timeout_ms: 0,
                 read_only_byte: None,
+                read_only: false,
                 ids: Arc::new(vec![ip]),
                 queue: VecDeque::new(),
                 in_flight: 0,
@@ -484,6 +494,19 @@ impl Shard {
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
+        if q.req.is_write() && c.read_only {
+            // ZooKeeper's ReadOnlyRequestProcessor: a change (or sync) is NOTREADONLY;
+            // closeSession ends this server-only session.
+            let mut out = Vec::new();
+            let close = matches!(q.req, Request::CloseSession);
+            let code = if close { Code::Ok } else { Code::NotReadOnly };
+            frame_reply(&mut out, q.xid, self.view_zxid, code, &[]);
+            net.send(slot, &out);
+            if close {
+                self.close(net, slot);
+            }
+            return;
+        }
         if q.req.is_write() {
             c.in_flight += 1;
             if let Request::Multi(ops) = &q.req {
@@ -659,6 +682,20 @@ impl Shard {
                         self.close(net, conn.slot);
                     }
                 }
+                ToShard::Shed { percentage, reply } => {
+                    let mut slots: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| matches!(c.phase, Phase::Connecting | Phase::Active))
+                        .map(|(slot, _)| *slot)
+                        .collect();
+                    slots.sort_unstable();
+                    let n = (slots.len() * usize::from(percentage.min(100))).div_ceil(100);
+                    for &slot in &slots[..n] {
+                        self.close(net, slot);
+                    }
+                    let _ = reply.send(n);
+                }
                 ToShard::BulkReply { slot, gen, bytes } => self.bulk_reply(net, slot, gen, &bytes),
                 ToShard::CloseClients => {
                     let mut slots: Vec<usize> = self
@@ -820,6 +857,16 @@ impl Shard {
                             self.close(net, conn.slot);
                         }
                         ConnectOutcome::Refused => self.close(net, conn.slot),
+                        ConnectOutcome::ReadOnly {
+                            session_id,
+                            timeout_ms,
+                        } => {
+                            touched.push(conn.slot);
+                            if let Some(c) = self.conns.get_mut(&conn.slot) {
+                                c.read_only = true;
+                            }
+                            self.session_established(net, conn.slot, *session_id, *timeout_ms);
+                        }
                     }
                 }
             }
@@ -861,7 +908,7 @@ impl Shard {
                 timeout_ms,
                 session_id,
                 passwd: Some(session::password(session_id).to_vec().into()),
-                read_only: c.read_only_byte.map(|_| false),
+                read_only: c.read_only_byte.map(|_| c.read_only),
             },
         );
         net.send(slot, &out);

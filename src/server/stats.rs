@@ -161,7 +161,16 @@ pub struct ServerState {
     /// While leading an established epoch: its learners and since when it leads (the
     /// leader-only `mntr` keys). The replication loop writes it.
     leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
+    /// The core's last health view (`None`: standalone). The replication loop writes it.
+    health: Mutex<Option<crate::sequencer::Health>>,
+    /// Hands a leadership command to the core loop (set once the loop runs).
+    leadership: std::sync::OnceLock<LeadershipHook>,
+    /// A drain is shedding this server's clients (readiness says not ready meanwhile).
+    pub draining: std::sync::atomic::AtomicBool,
 }
+
+/// How a 4lw, the HTTP endpoint or a signal reaches the core loop.
+pub type LeadershipHook = Box<dyn Fn(crate::sequencer::LeadershipCmd) + Send + Sync>;
 
 /// `ServerState::mode` values.
 pub const MODE_STANDALONE: u8 = 0;
@@ -171,6 +180,8 @@ pub const MODE_LOOKING: u8 = 1;
 pub const MODE_LEADER: u8 = 2;
 pub const MODE_FOLLOWER: u8 = 3;
 pub const MODE_OBSERVER: u8 = 4;
+/// Cut off from the quorum, serving read-only sessions (`readonlymode.enabled`).
+pub const MODE_READ_ONLY: u8 = 5;
 
 impl ServerState {
     pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
@@ -192,6 +203,35 @@ impl ServerState {
             inboxes: std::sync::OnceLock::new(),
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
             leading: Mutex::new(None),
+            health: Mutex::new(None),
+            leadership: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Records the core's health view.
+    pub fn set_health(&self, h: crate::sequencer::Health) {
+        *self.health.lock().expect("health poisoned") = Some(h);
+    }
+
+    /// The core's last health view; `None` standalone.
+    pub fn health(&self) -> Option<crate::sequencer::Health> {
+        self.health.lock().expect("health poisoned").clone()
+    }
+
+    /// Installs the core loop's leadership hook (once).
+    pub fn set_leadership_hook(&self, hook: LeadershipHook) {
+        let _ = self.leadership.set(hook);
+    }
+
+    /// Hands `cmd` to the core loop; false when there is none (standalone).
+    pub fn leadership(&self, cmd: crate::sequencer::LeadershipCmd) -> bool {
+        match self.leadership.get() {
+            Some(hook) => {
+                hook(cmd);
+                true
+            }
+            None => false,
         }
     }
 
@@ -214,7 +254,7 @@ impl ServerState {
     }
 
     pub fn set_mode(&self, mode: u8) {
-        assert!(mode <= MODE_OBSERVER, "unknown mode {mode}");
+        assert!(mode <= MODE_READ_ONLY, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);
     }
 
@@ -225,6 +265,7 @@ impl ServerState {
             MODE_STANDALONE => Some(Mode::Standalone),
             MODE_LEADER => Some(Mode::Leader),
             MODE_FOLLOWER => Some(Mode::Follower),
+            MODE_READ_ONLY => Some(Mode::ReadOnly),
             MODE_OBSERVER => Some(Mode::Observer),
             _ => None,
         }

@@ -127,6 +127,8 @@ pub struct Stats {
     pub snaps: u64,
     pub resumes: u64,
     pub forwarded: u64,
+    /// Leadership moves seen (each server that moved counts once per move).
+    pub moves: u64,
 }
 
 #[derive(Debug)]
@@ -468,6 +470,7 @@ impl Sim {
                 loaded_snapshot: disk.snapshots.last().map(|s| s.0),
             }),
             max_inflight: 500,
+            read_only: false,
             broken: self.opts.broken,
         }
     }
@@ -727,6 +730,19 @@ impl Sim {
             Output::Established { epoch } => {
                 self.run_election(i, election::Event::Established { epoch })?
             }
+            Output::Moved { leader, from } => {
+                self.stats.moves += 1;
+                self.log(|| format!("n{id}: leadership moved from n{from} to n{leader}"));
+                if leader == id {
+                    // The new leader closes its link to the old one, which then dials it.
+                    let j = (from - 1) as usize;
+                    if self.nodes[i].conn_to.remove(&j).is_some() {
+                        self.break_link_one_side(j, i);
+                    }
+                }
+                self.run_election(i, election::Event::Moved { leader })?;
+            }
+            Output::Health(_) => {}
             Output::Log(line) => {
                 if line.contains("renewed the epoch in place: leading") {
                     self.stats.renewals += 1;
@@ -1589,11 +1605,25 @@ impl Sim {
     }
 
     /// Injects faults now and then during the run.
-    fn faults(&mut self) {
+    fn faults(&mut self) -> Result<(), String> {
         if !self.opts.faults || self.now >= self.opts.duration_ms {
-            return;
+            return Ok(());
         }
         let n = self.nodes.len();
+        if self.rng.chance(2) {
+            // An operator moves leadership: `ydld` on the leader, `rqld` elsewhere.
+            let i = self.rng.range(0, n as u64 - 1) as usize;
+            let leads = self.nodes[i]
+                .run
+                .as_ref()
+                .is_some_and(|r| r.core.role() == ringkeeper::sequencer::Role::Leader);
+            let cmd = if leads {
+                ringkeeper::sequencer::LeadershipCmd::Yield(None)
+            } else {
+                ringkeeper::sequencer::LeadershipCmd::Request
+            };
+            self.pass(i, vec![Input::Leadership(cmd)])?;
+        }
         if self.rng.chance(3) {
             let i = self.rng.range(0, n as u64 - 1) as usize;
             if self.up(i) {
@@ -1608,6 +1638,7 @@ impl Sim {
             let t = self.now + self.rng.range(100, 800);
             self.at(t, Ev::Heal);
         }
+        Ok(())
     }
 
     /// Runs the seed: faults and load, then healing, then convergence.
@@ -1618,7 +1649,7 @@ impl Sim {
             if !self.step()? {
                 break;
             }
-            self.faults();
+            self.faults()?;
         }
         self.heal();
         for i in 0..self.nodes.len() {
