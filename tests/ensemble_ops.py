@@ -141,14 +141,19 @@ def scenario_health(ens):
     f = followers[1]
     clients = [client(f.port) for _ in range(4)]
     sessions = [zk.client_id[0] for zk in clients]
+    shed = []
+    for zk in clients:
+        zk.add_listener(lambda state, zk=zk: shed.append(zk) if state == "SUSPENDED" else None)
     status, body = http(f, "POST", "/commands/shed_connections", {"percentage": 50})
     answer = json.loads(body)
     assert status == 200 and answer["connections_shed"] == 2, body
     assert answer["percentage_requested"] == 50, body
+    # Each shed client first notices its connection is gone, then resumes.
+    wait_for("shed clients noticed", lambda: len(set(map(id, shed))) == 2)
     wait_for("shed clients back", lambda: all(zk.connected for zk in clients))
     assert [zk.client_id[0] for zk in clients] == sessions
     for zk in clients:
-        zk.exists("/")
+        zk.retry(zk.exists, "/")
     assert http(f, "POST", "/commands/shed_connections", {"percentage": 101})[0] == 400
     assert http(f, "POST", "/commands/shed_connections", {"nothing": 1})[0] == 400
     assert http(f, "POST", "/commands/shed_connections", None)[0] == 400
