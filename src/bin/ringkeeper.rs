@@ -109,6 +109,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
+    sc.settings.skip_acl = cfg.skip_acl;
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
         client_port: addr.port(),

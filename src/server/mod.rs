@@ -78,6 +78,7 @@ impl ServerConfig {
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
                 super_digest: None,
+                skip_acl: false,
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
             },

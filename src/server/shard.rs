@@ -135,6 +135,8 @@ pub struct Shard {
     state: Arc<ServerState>,
     max_frame: usize,
     super_digest: Option<String>,
+    /// `skipACL=yes`.
+    skip_acl: bool,
     scratch: Vec<u8>,
     events: Vec<watch::Event<usize>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
@@ -162,6 +164,7 @@ impl Shard {
     ) -> Self {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
+        let skip_acl = state.settings.skip_acl;
         Shard {
             id,
             view: start.commit.root.clone(),
@@ -181,6 +184,7 @@ impl Shard {
             state,
             max_frame,
             super_digest,
+            skip_acl,
             scratch: Vec::new(),
             events: Vec::new(),
             pending_fourlw: Vec::new(),
@@ -483,6 +487,7 @@ impl Shard {
                     slot,
                     session_id: c.session_id,
                     ids: &c.ids,
+                    skip_acl: self.skip_acl,
                 };
                 match reads::execute(&self.view, &mut self.watches, &who, req) {
                     Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
@@ -617,11 +622,23 @@ impl Shard {
                     if !self.watches_empty() {
                         for t in &applied.triggers {
                             self.watches.trigger(&t.path, t.event, &mut self.events);
-                        }
-                        for ev in self.events.drain(..) {
-                            out.clear();
-                            Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
-                            net.send(ev.watcher, &out);
+                            for ev in self.events.drain(..) {
+                                // Only to watchers that may READ the node the event
+                                // names (ZooKeeper's `ServerCnxn.process(event, acl)`,
+                                // CVE-2024-23944); a refused standard watch is still
+                                // used up, as there.
+                                let allowed = self.skip_acl
+                                    || self
+                                        .conns
+                                        .get(&ev.watcher)
+                                        .is_some_and(|c| acl::check(&t.acl, perms::READ, &c.ids));
+                                if !allowed {
+                                    continue;
+                                }
+                                out.clear();
+                                Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                                net.send(ev.watcher, &out);
+                            }
                         }
                     }
                     // 2. The origin's answer.

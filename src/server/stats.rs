@@ -20,6 +20,8 @@ pub struct Settings {
     pub max_frame: usize,
     /// `DigestAuthenticationProvider.superDigest`: `super:<base64 sha1>`.
     pub super_digest: Option<String>,
+    /// `skipACL=yes`: reads and watch notifications check no permission either.
+    pub skip_acl: bool,
     /// The four-letter words allowed (`4lw.commands.whitelist`).
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.

@@ -344,6 +344,7 @@ impl Sim {
         let settings = Settings {
             max_frame: DEFAULT_MAX_BUFFER,
             super_digest: None,
+            skip_acl: false,
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
         };
