@@ -35,6 +35,9 @@ pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
 pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 /// `zookeeper.preAllocSize`, in KiB (64 MiB).
 pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
+/// `zookeeper.nio.sessionlessCnxnTimeout`'s default (NIOServerCnxnFactory).
+pub const DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS: u64 = 10_000;
+
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// Our log segment size: 64 MiB.
@@ -264,7 +267,7 @@ pub const KEYS: &[KeySpec] = &[
     key("nio.numSelectorThreads", Cosmetic),
     key("nio.numWorkerThreads", Cosmetic),
     key("nio.directBufferBytes", Cosmetic),
-    key("nio.sessionlessCnxnTimeout", Cosmetic),
+    key("nio.sessionlessCnxnTimeout", Supported),
     key("admin.*", Cosmetic),
     // Ours.
     key("shards", Supported),
@@ -434,6 +437,9 @@ pub struct Config {
     /// `zookeeper.skipACL=yes` turns every ACL check off.
     pub skip_acl: bool,
     pub global_outstanding_limit: u32,
+    /// `zookeeper.nio.sessionlessCnxnTimeout`: ms a connection may sit idle before its
+    /// handshake completes (ZooKeeper's default 10000).
+    pub sessionless_cnxn_timeout_ms: u64,
     pub snap_count: u64,
     pub snap_retain_count: u32,
     /// Hours; 0 = never purge.
@@ -850,6 +856,7 @@ impl ConfigBuilder {
             extended_types_enabled: false,
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
+            sessionless_cnxn_timeout_ms: DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
             snap_count: DEFAULT_SNAP_COUNT,
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_hours: 0,
@@ -942,6 +949,12 @@ impl ConfigBuilder {
                 // ZooKeeperServer: skipACL is on only for "yes".
                 "skipACL" => c.skip_acl = v == "yes",
                 "globalOutstandingLimit" => c.global_outstanding_limit = ctx.int(v)?,
+                "nio.sessionlessCnxnTimeout" => {
+                    c.sessionless_cnxn_timeout_ms = ctx.int(v)?;
+                    if c.sessionless_cnxn_timeout_ms == 0 {
+                        return Err(ctx.err(ConfigErrorKind::BadValue, "must be positive".into()));
+                    }
+                }
                 "snapCount" => {
                     c.snap_count = ctx.int(v)?;
                     if c.snap_count < 2 {

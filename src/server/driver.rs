@@ -14,8 +14,8 @@ pub struct DriverConfig {
     pub addr: SocketAddr,
     pub tick_ms: u64,
     pub max_conns_per_ip: usize,
-    /// Connections this shard holds at most (its share of `maxCnxns`, or the io
-    /// layer's default bound when `maxCnxns` is 0).
+    /// Connections this shard's reactor holds at most (`maxCnxns`, which the shards
+    /// enforce together, or the io layer's default bound when `maxCnxns` is 0).
     pub max_conns: usize,
 }
 
@@ -36,8 +36,9 @@ pub(crate) struct OpsNet<'a>(pub(crate) &'a mut Ops);
 impl Net for OpsNet<'_> {
     fn send(&mut self, slot: usize, bytes: &[u8]) {
         let t = Token::from_u64(slot as u64);
-        self.0.send(t, bytes);
-        if self.0.output_len(t).unwrap_or(0) > MAX_UNSENT_OUTPUT_BYTES {
+        // Once dropped, the connection takes no more output (send says false), so this
+        // is said once per connection, not once per notification still addressed to it.
+        if self.0.send(t, bytes) && self.0.output_len(t).unwrap_or(0) > MAX_UNSENT_OUTPUT_BYTES {
             eprintln!(
                 "ringkeeper: dropping connection {:?}: more than {MAX_UNSENT_OUTPUT_BYTES} bytes unsent (the client stopped reading)",
                 self.0.peer_addr(t)
@@ -104,8 +105,8 @@ impl Handler for ShardHandler {
         self.shard.wake(&mut OpsNet(ops));
     }
 
-    fn on_tick(&mut self, _ops: &mut Ops) {
-        self.shard.tick();
+    fn on_tick(&mut self, ops: &mut Ops) {
+        self.shard.tick(&mut OpsNet(ops));
     }
 }
 

@@ -110,6 +110,9 @@ struct Conn {
     /// answers `CreateResult` or `Create2Result` by its own opcode.
     multi_ops: VecDeque<Vec<OpCode>>,
     paused: bool,
+    /// When bytes last arrived while the handshake was not done (only kept then: the
+    /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
+    last_active: Instant,
     stats: ConnStats,
 }
 
@@ -139,6 +142,8 @@ pub struct Shard {
     skip_acl: bool,
     scratch: Vec<u8>,
     events: Vec<watch::Event<usize>>,
+    /// Connections refused since the last report, and when that was.
+    refusals: (u64, Option<Instant>),
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
 }
@@ -187,6 +192,7 @@ impl Shard {
             skip_acl,
             scratch: Vec::new(),
             events: Vec::new(),
+            refusals: (0, None),
             pending_fourlw: Vec::new(),
         }
     }
@@ -208,11 +214,8 @@ impl Shard {
     /// The connection counts towards `ShardSignals::conns` (the acceptor counts it)
     /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
-        if !self.state.admit(peer.ip(), max_per_ip) {
-            eprintln!(
-                "ringkeeper: too many connections from {} - max is {max_per_ip}",
-                peer.ip()
-            );
+        if let Err(why) = self.state.admit(peer.ip(), max_per_ip) {
+            self.refused(peer, why);
             return false;
         }
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -235,6 +238,7 @@ impl Shard {
                 in_flight: 0,
                 multi_ops: VecDeque::new(),
                 paused: false,
+                last_active: Instant::now(),
                 stats: ConnStats::new(),
             },
         );
@@ -300,6 +304,9 @@ impl Shard {
         if c.phase == Phase::Closing {
             return;
         }
+        if c.phase == Phase::Fresh {
+            c.last_active = Instant::now();
+        }
         c.inbuf.extend_from_slice(bytes);
         self.parse(net, slot);
     }
@@ -312,6 +319,13 @@ impl Shard {
                 return;
             };
             if !matches!(c.phase, Phase::Fresh | Phase::Active) {
+                break;
+            }
+            // Backpressure, checked before each frame: with this many requests queued
+            // or in flight, the rest stays in `inbuf` (and reading stops, below) until
+            // answers make room (`drain_queue` parses again). A client that pipelines
+            // a burst is slowed down, never dropped.
+            if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN {
                 break;
             }
             let avail = &c.inbuf[consumed..];
@@ -425,14 +439,6 @@ impl Shard {
         c.stats.last_cxid = hdr.xid;
         if let Request::Auth(a) = &req {
             return self.auth(net, slot, a.clone());
-        }
-        if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN * 2 {
-            // A client that ignores our pause; refuse rather than grow without bound.
-            eprintln!(
-                "ringkeeper: closing {}: too many outstanding requests",
-                c.peer
-            );
-            return false;
         }
         let queued = Queued {
             xid: hdr.xid,
@@ -905,8 +911,61 @@ impl Shard {
         frame_reply(out, o.xid, zxid, Code::Ok, &body);
     }
 
-    /// The periodic tick: reports active sessions to the sequencer.
-    pub fn tick(&mut self) {
+    /// Logs a refused connection: the first at once, then how many more every
+    /// `REFUSED_REPORT_INTERVAL` (a connection storm must not flood the log).
+    fn refused(&mut self, peer: SocketAddr, why: super::stats::Refusal) {
+        self.refusals.0 += 1;
+        if self
+            .refusals
+            .1
+            .is_some_and(|t| t.elapsed() < super::driver::REFUSED_REPORT_INTERVAL)
+        {
+            return;
+        }
+        let more = match self.refusals.0 {
+            1 => String::new(),
+            n => format!(" ({} refused since the last report)", n),
+        };
+        match why {
+            super::stats::Refusal::MaxCnxns(max) => eprintln!(
+                "ringkeeper: too many connections - max is {max} (maxCnxns): refused {}{more}",
+                peer
+            ),
+            super::stats::Refusal::PerIp(max) => eprintln!(
+                "ringkeeper: too many connections from {} - max is {max} (maxClientCnxns){more}",
+                peer.ip()
+            ),
+        }
+        self.refusals = (0, Some(Instant::now()));
+    }
+
+    /// Closes connections whose handshake is not done and that sent nothing for
+    /// `nio.sessionlessCnxnTimeout` (ZooKeeper's NIOServerCnxnFactory expires them
+    /// the same way): idle sockets must not hold connection slots.
+    fn expire_sessionless(&mut self, net: &mut dyn Net) {
+        let limit = self.state.settings.sessionless_timeout;
+        let mut idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Fresh && c.last_active.elapsed() >= limit)
+            .map(|(slot, _)| *slot)
+            .collect();
+        idle.sort_unstable();
+        for slot in idle {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: no handshake within {} ms (nio.sessionlessCnxnTimeout)",
+                c.peer,
+                limit.as_millis()
+            );
+            self.close(net, slot);
+        }
+    }
+
+    /// The periodic tick: reports active sessions to the sequencer, and closes
+    /// connections idle before their handshake.
+    pub fn tick(&mut self, net: &mut dyn Net) {
+        self.expire_sessionless(net);
         if !self.touched.is_empty() {
             self.touched.remove(&0);
             let ids: Vec<i64> = self.touched.drain().collect();

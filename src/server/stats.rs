@@ -22,10 +22,24 @@ pub struct Settings {
     pub super_digest: Option<String>,
     /// `skipACL=yes`: reads and watch notifications check no permission either.
     pub skip_acl: bool,
+    /// `maxCnxns`: client connections the whole server holds at most (0: no cap).
+    pub max_cnxns: usize,
+    /// `nio.sessionlessCnxnTimeout`: how long a connection may stay idle before its
+    /// handshake is done.
+    pub sessionless_timeout: std::time::Duration,
     /// The four-letter words allowed (`4lw.commands.whitelist`).
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
     pub conf: crate::fourlw::ConfInfo,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `maxCnxns` connections are open.
+    MaxCnxns(usize),
+    /// `maxClientCnxns` connections from this address are open.
+    PerIp(usize),
 }
 
 /// Per-connection statistics for `cons`.
@@ -235,15 +249,21 @@ impl ServerState {
 
     /// Counts a new connection from `ip`; false when `ip` already has `max` (0: no
     /// limit), as ZooKeeper's maxClientCnxns.
-    pub fn admit(&self, ip: IpAddr, max: usize) -> bool {
+    pub fn admit(&self, ip: IpAddr, max: usize) -> Result<(), Refusal> {
         let mut m = self.per_ip.lock().expect("per-ip counts poisoned");
+        // Checked under the lock that every count change holds: one cap for the whole
+        // server, however the kernel spreads accepts between loops.
+        let total = self.connections.load(Ordering::Relaxed) as usize;
+        if self.settings.max_cnxns > 0 && total >= self.settings.max_cnxns {
+            return Err(Refusal::MaxCnxns(self.settings.max_cnxns));
+        }
         let n = m.entry(ip).or_insert(0);
         if max > 0 && *n >= max {
-            return false;
+            return Err(Refusal::PerIp(max));
         }
         *n += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     /// Uncounts a connection `admit` counted.
