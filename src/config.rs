@@ -185,7 +185,7 @@ pub const KEYS: &[KeySpec] = &[
     key("znode.container.maxPerMinute", Supported),
     key("skipACL", Supported),
     key("maxCnxns", Supported),
-    key("globalOutstandingLimit", Recorded("each connection may have 1000 requests outstanding")),
+    key("globalOutstandingLimit", Supported),
     key("snapCount", Supported),
     key("snapSizeLimitInKb", Supported),
     key("txnLogSizeLimitInKb", Recorded("log segments are logSegmentSize bytes")),
@@ -219,42 +219,19 @@ pub const KEYS: &[KeySpec] = &[
         "requestThrottleDropStale",
         Recorded("requests are not throttled"),
     ),
-    key(
-        "largeRequestMaxBytes",
-        Recorded("large requests are not throttled"),
-    ),
-    key(
-        "largeRequestThreshold",
-        Recorded("large requests are not throttled"),
-    ),
-    key(
-        "connectionMaxTokens",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionTokenFillTime",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionTokenFillCount",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionFreezeTime",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDropIncrease",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDropDecrease",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDecreaseRatio",
-        Recorded("connections are not throttled"),
-    ),
+    key("largeRequestMaxBytes", Supported),
+    key("largeRequestThreshold", Supported),
+    key("connectionMaxTokens", Supported),
+    key("connectionTokenFillTime", Supported),
+    key("connectionTokenFillCount", Supported),
+    key("connectionFreezeTime", Supported),
+    key("connectionDropIncrease", Supported),
+    key("connectionDropDecrease", Supported),
+    key("connectionDecreaseRatio", Supported),
+    // The system properties ZooKeeper's BlueThrottle reads for connection weights.
+    key("connection_throttle_weight_enabled", Supported),
+    key("connection_throttle_global_session_weight", Supported),
+    key("connection_throttle_renew_session_weight", Supported),
     key("audit.enable", Recorded("no audit log is written")),
     key(
         "authProvider.N",
@@ -440,6 +417,10 @@ pub struct Config {
     /// `zookeeper.nio.sessionlessCnxnTimeout`: ms a connection may sit idle before its
     /// handshake completes (ZooKeeper's default 10000).
     pub sessionless_cnxn_timeout_ms: u64,
+    /// The connection token bucket (`connectionMaxTokens` and its companions).
+    pub conn_throttle: crate::throttle::ThrottleConfig,
+    /// `largeRequestMaxBytes` / `largeRequestThreshold`.
+    pub large_requests: crate::throttle::LargeRequests,
     pub snap_count: u64,
     pub snap_retain_count: u32,
     /// Hours; 0 = never purge.
@@ -857,6 +838,8 @@ impl ConfigBuilder {
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
             sessionless_cnxn_timeout_ms: DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
+            conn_throttle: Default::default(),
+            large_requests: Default::default(),
             snap_count: DEFAULT_SNAP_COUNT,
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_hours: 0,
@@ -949,6 +932,40 @@ impl ConfigBuilder {
                 // ZooKeeperServer: skipACL is on only for "yes".
                 "skipACL" => c.skip_acl = v == "yes",
                 "globalOutstandingLimit" => c.global_outstanding_limit = ctx.int(v)?,
+                "connectionMaxTokens" => c.conn_throttle.max_tokens = ctx.int(v)?,
+                "connectionTokenFillTime" => {
+                    c.conn_throttle.fill_time_ms = ctx.int(v)?;
+                    if c.conn_throttle.fill_time_ms <= 0 {
+                        return Err(ctx.err(ConfigErrorKind::BadValue, "must be positive".into()));
+                    }
+                }
+                "connectionTokenFillCount" => c.conn_throttle.fill_count = ctx.int(v)?,
+                "connectionFreezeTime" => c.conn_throttle.freeze_time_ms = ctx.int(v)?,
+                "connectionDropIncrease" => c.conn_throttle.drop_increase = ctx.float(v)?,
+                "connectionDropDecrease" => c.conn_throttle.drop_decrease = ctx.float(v)?,
+                "connectionDecreaseRatio" => c.conn_throttle.decrease_ratio = ctx.float(v)?,
+                // Boolean.getBoolean.
+                "connection_throttle_weight_enabled" => {
+                    c.conn_throttle.weight_enabled = v.eq_ignore_ascii_case("true")
+                }
+                "connection_throttle_global_session_weight" => {
+                    c.conn_throttle.global_weight = ctx.int::<i64>(v)?.max(1)
+                }
+                "connection_throttle_renew_session_weight" => {
+                    c.conn_throttle.renew_weight = ctx.int::<i64>(v)?.max(1)
+                }
+                // ZooKeeperServer: a non-positive max keeps the default; a threshold
+                // of 0 or below -1 means off (-1).
+                "largeRequestMaxBytes" => {
+                    let n: i64 = ctx.int(v)?;
+                    if n > 0 {
+                        c.large_requests.max_bytes = n;
+                    }
+                }
+                "largeRequestThreshold" => {
+                    let n: i64 = ctx.int(v)?;
+                    c.large_requests.threshold = if n == 0 || n < -1 { -1 } else { n };
+                }
                 "nio.sessionlessCnxnTimeout" => {
                     c.sessionless_cnxn_timeout_ms = ctx.int(v)?;
                     if c.sessionless_cnxn_timeout_ms == 0 {
@@ -1277,6 +1294,14 @@ impl Ctx<'_> {
         }
     }
     /// A decimal integer as Java's `Integer.parseInt` reads it (optional sign), in range.
+    /// Java's `Double.parseDouble` for the plain decimal forms zoo.cfg files use.
+    fn float(&self, v: &str) -> Result<f64, ConfigError> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| self.err(ConfigErrorKind::BadValue, format!("{v:?} is not a number")))
+    }
+
     fn int<T: TryFrom<i128>>(&self, v: &str) -> Result<T, ConfigError> {
         let digits = v.strip_prefix('+').unwrap_or(v);
         let parsed = if digits.is_empty()

@@ -110,6 +110,9 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.skip_acl = cfg.skip_acl;
+    sc.settings.global_outstanding_limit = cfg.global_outstanding_limit as usize;
+    sc.settings.conn_throttle = cfg.conn_throttle.clone();
+    sc.settings.large_requests = cfg.large_requests;
     sc.settings.sessionless_timeout =
         std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();

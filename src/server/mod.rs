@@ -80,6 +80,9 @@ impl ServerConfig {
                 super_digest: None,
                 skip_acl: false,
                 max_cnxns: 0,
+                global_outstanding_limit: crate::config::DEFAULT_GLOBAL_OUTSTANDING_LIMIT as usize,
+                conn_throttle: Default::default(),
+                large_requests: Default::default(),
                 sessionless_timeout: std::time::Duration::from_millis(
                     crate::config::DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
                 ),

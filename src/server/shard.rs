@@ -92,6 +92,9 @@ struct Queued {
     xid: i32,
     req: Request,
     received: Instant,
+    /// Its frame's length if it is a large request (largeRequestThreshold), whose bytes
+    /// are held in the server's budget until it is answered; else 0.
+    large: u32,
 }
 
 struct Conn {
@@ -110,6 +113,8 @@ struct Conn {
     /// answers `CreateResult` or `Create2Result` by its own opcode.
     multi_ops: VecDeque<Vec<OpCode>>,
     paused: bool,
+    /// Large writes in flight, oldest first: (xid, bytes held).
+    large_writes: VecDeque<(i32, u32)>,
     /// When bytes last arrived while the handshake was not done (only kept then: the
     /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
     last_active: Instant,
@@ -144,6 +149,8 @@ pub struct Shard {
     events: Vec<watch::Event<usize>>,
     /// Connections refused since the last report, and when that was.
     refusals: (u64, Option<Instant>),
+    /// Requests read on this shard and not yet answered (globalOutstandingLimit).
+    outstanding: i64,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
 }
@@ -193,6 +200,7 @@ impl Shard {
             scratch: Vec::new(),
             events: Vec::new(),
             refusals: (0, None),
+            outstanding: 0,
             pending_fourlw: Vec::new(),
         }
     }
@@ -238,6 +246,7 @@ impl Shard {
                 in_flight: 0,
                 multi_ops: VecDeque::new(),
                 paused: false,
+                large_writes: VecDeque::new(),
                 last_active: Instant::now(),
                 stats: ConnStats::new(),
             },
@@ -260,6 +269,16 @@ impl Shard {
             return;
         };
         self.signals.conns.fetch_sub(1, Ordering::Relaxed);
+        // Its unanswered requests will never be answered here.
+        self.outstanding -= (c.queue.len() + c.in_flight) as i64;
+        let large: i64 = c.queue.iter().map(|q| i64::from(q.large)).sum::<i64>()
+            + c.large_writes
+                .iter()
+                .map(|(_, n)| i64::from(*n))
+                .sum::<i64>();
+        if large > 0 {
+            self.state.release_large(large);
+        }
         self.watches.remove_watcher(slot);
         if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
             self.bound.remove(&c.session_id);
@@ -314,6 +333,9 @@ impl Shard {
     /// Decodes and handles every complete frame buffered on `slot`.
     fn parse(&mut self, net: &mut dyn Net, slot: usize) {
         let mut consumed = 0;
+        let mut throttled = false;
+        let limit = self.state.settings.global_outstanding_limit as i64;
+        let others = self.state.others_outstanding(self.id);
         loop {
             let Some(c) = self.conns.get_mut(&slot) else {
                 return;
@@ -325,7 +347,16 @@ impl Shard {
             // or in flight, the rest stays in `inbuf` (and reading stops, below) until
             // answers make room (`drain_queue` parses again). A client that pipelines
             // a burst is slowed down, never dropped.
-            if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN {
+            let mine = c.queue.len() + c.in_flight;
+            if mine >= MAX_OUTSTANDING_PER_CONN {
+                break;
+            }
+            // globalOutstandingLimit (ZooKeeperServer.shouldThrottle): while the server
+            // has more requests outstanding than the limit, a connection that has one
+            // outstanding is not read; one with none still is, so a flood from some
+            // clients does not lock the others out.
+            if mine > 0 && self.outstanding + others > limit {
+                throttled = true;
                 break;
             }
             let avail = &c.inbuf[consumed..];
@@ -373,8 +404,9 @@ impl Shard {
         }
         if let Some(c) = self.conns.get_mut(&slot) {
             c.inbuf.drain(..consumed);
-            // Backpressure: too many requests outstanding on this connection.
-            let busy = c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
+            // Backpressure: too many requests outstanding on this connection, or in
+            // the server.
+            let busy = throttled || c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
             if busy != c.paused {
                 c.paused = busy;
                 net.pause(slot, busy);
@@ -390,6 +422,14 @@ impl Shard {
                 return false;
             }
         };
+        if !self.state.connect_allowed(req.session_id != 0) {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: connection throttled (connectionMaxTokens)",
+                c.peer
+            );
+            return false;
+        }
         let c = self
             .conns
             .get_mut(&slot)
@@ -440,10 +480,25 @@ impl Shard {
         if let Request::Auth(a) = &req {
             return self.auth(net, slot, a.clone());
         }
+        let mut large = 0;
+        if self.state.settings.large_requests.is_large(frame.len()) {
+            if !self.state.take_large(frame.len() as i64) {
+                eprintln!(
+                    "ringkeeper: closing {}: rejecting a large request of {} bytes (largeRequestMaxBytes {} held)",
+                    c.peer,
+                    frame.len(),
+                    self.state.settings.large_requests.max_bytes
+                );
+                return false;
+            }
+            large = frame.len() as u32;
+        }
+        self.outstanding += 1;
         let queued = Queued {
             xid: hdr.xid,
             req,
             received,
+            large,
         };
         if !c.queue.is_empty() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
@@ -460,6 +515,9 @@ impl Shard {
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
         if q.req.is_write() {
             c.in_flight += 1;
+            if q.large > 0 {
+                c.large_writes.push_back((q.xid, q.large));
+            }
             if let Request::Multi(ops) = &q.req {
                 c.multi_ops.push_back(ops.iter().map(|o| o.op()).collect());
             }
@@ -504,6 +562,10 @@ impl Shard {
         c.stats.answered(q.req.op(), q.received, zxid);
         self.state.seq.metrics.reads.record(q.received.elapsed());
         self.state.request_done(q.received);
+        self.outstanding -= 1;
+        if q.large > 0 {
+            self.state.release_large(i64::from(q.large));
+        }
         net.send(slot, &out);
         self.scratch = out;
     }
@@ -801,6 +863,11 @@ impl Shard {
         c.in_flight -= 1;
         c.stats.answered(o.op, o.received, zxid);
         self.state.request_done(o.received);
+        self.outstanding -= 1;
+        if c.large_writes.front().is_some_and(|(x, _)| *x == o.xid) {
+            let (_, n) = c.large_writes.pop_front().expect("front exists");
+            self.state.release_large(i64::from(n));
+        }
         net.send(o.conn.slot, bytes);
         if o.op == OpCode::CloseSession {
             self.close(net, o.conn.slot);
@@ -1049,6 +1116,7 @@ impl Shard {
         self.signals
             .watches
             .store(self.watches.count() as i64, Ordering::SeqCst);
+        self.state.publish_outstanding(self.id, self.outstanding);
         self.advance(net);
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);
