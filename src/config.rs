@@ -232,7 +232,9 @@ pub const KEYS: &[KeySpec] = &[
     key("connection_throttle_weight_enabled", Supported),
     key("connection_throttle_global_session_weight", Supported),
     key("connection_throttle_renew_session_weight", Supported),
-    key("audit.enable", Recorded("no audit log is written")),
+    key("audit.enable", Supported),
+    // Ours: where the audit log goes (ZooKeeper's goes where its logback.xml says).
+    key("audit.logFile", Supported),
     key(
         "authProvider.N",
         Recorded("only the built-in digest and ip schemes exist"),
@@ -417,6 +419,11 @@ pub struct Config {
     /// `zookeeper.nio.sessionlessCnxnTimeout`: ms a connection may sit idle before its
     /// handshake completes (ZooKeeper's default 10000).
     pub sessionless_cnxn_timeout_ms: u64,
+    /// `zookeeper.audit.enable`.
+    pub audit_enable: bool,
+    /// `audit.logFile` (ours): default `zookeeper_audit.log` in the working directory,
+    /// where ZooKeeper's default log configuration puts it.
+    pub audit_log_file: PathBuf,
     /// The connection token bucket (`connectionMaxTokens` and its companions).
     pub conn_throttle: crate::throttle::ThrottleConfig,
     /// `largeRequestMaxBytes` / `largeRequestThreshold`.
@@ -838,6 +845,8 @@ impl ConfigBuilder {
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
             sessionless_cnxn_timeout_ms: DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
+            audit_enable: false,
+            audit_log_file: PathBuf::from("zookeeper_audit.log"),
             conn_throttle: Default::default(),
             large_requests: Default::default(),
             snap_count: DEFAULT_SNAP_COUNT,
@@ -932,6 +941,9 @@ impl ConfigBuilder {
                 // ZooKeeperServer: skipACL is on only for "yes".
                 "skipACL" => c.skip_acl = v == "yes",
                 "globalOutstandingLimit" => c.global_outstanding_limit = ctx.int(v)?,
+                // Boolean.getBoolean.
+                "audit.enable" => c.audit_enable = v.eq_ignore_ascii_case("true"),
+                "audit.logFile" => c.audit_log_file = PathBuf::from(v),
                 "connectionMaxTokens" => c.conn_throttle.max_tokens = ctx.int(v)?,
                 "connectionTokenFillTime" => {
                     c.conn_throttle.fill_time_ms = ctx.int(v)?;

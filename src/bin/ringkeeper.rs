@@ -113,6 +113,11 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.settings.global_outstanding_limit = cfg.global_outstanding_limit as usize;
     sc.settings.conn_throttle = cfg.conn_throttle.clone();
     sc.settings.large_requests = cfg.large_requests;
+    if cfg.audit_enable {
+        let log = ringkeeper::server::audit::AuditLog::open(&cfg.audit_log_file)
+            .map_err(|e| format!("audit.logFile {}: {e}", cfg.audit_log_file.display()))?;
+        sc.settings.audit = Some(std::sync::Arc::new(log));
+    }
     sc.settings.sessionless_timeout =
         std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
@@ -659,13 +664,20 @@ fn main() -> ExitCode {
     }
     let shards = sc.shards;
     let signals = block_signals();
+    let audit = sc.settings.audit.clone();
     let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
+            if let Some(a) = &audit {
+                a.server_event("serverStart", ringkeeper::server::audit::Outcome::Failure);
+            }
             eprintln!("ringkeeper: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
+    if let Some(a) = &audit {
+        a.server_event("serverStart", ringkeeper::server::audit::Outcome::Success);
+    }
     let mode = match (running.quorum_addr, running.election_addr) {
         (Some(q), Some(e)) => format!(
             "server.{}, quorum port {q}, election port {e}",
@@ -686,6 +698,9 @@ fn main() -> ExitCode {
     );
     let sig = wait_for_signal(&signals);
     eprintln!("ringkeeper: signal {sig} received, shutting down");
+    if let Some(a) = &audit {
+        a.server_event("serverStop", ringkeeper::server::audit::Outcome::Invoked);
+    }
     running.shutdown();
     ExitCode::SUCCESS
 }

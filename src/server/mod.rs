@@ -2,6 +2,7 @@
 //! core, its log writes and its peer connections), the other shards' loops, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod audit;
 pub mod chain;
 pub mod core_loop;
 pub mod driver;
@@ -83,6 +84,7 @@ impl ServerConfig {
                 global_outstanding_limit: crate::config::DEFAULT_GLOBAL_OUTSTANDING_LIMIT as usize,
                 conn_throttle: Default::default(),
                 large_requests: Default::default(),
+                audit: None,
                 sessionless_timeout: std::time::Duration::from_millis(
                     crate::config::DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
                 ),

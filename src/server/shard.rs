@@ -14,6 +14,7 @@
 //!   serves anything, and at the end of every loop pass; the core wakes it only when a
 //!   commit has something for it (see the chain's header).
 
+use super::audit;
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
@@ -97,6 +98,54 @@ struct Queued {
     large: u32,
 }
 
+/// What the audit log needs of a write in flight (kept only with `audit.enable`).
+struct PendingAudit {
+    op: &'static str,
+    path: String,
+    mode: Option<&'static str>,
+    acl: Option<String>,
+    /// A multi's creates: requested path and create mode.
+    multi_modes: Vec<(String, &'static str)>,
+}
+
+impl PendingAudit {
+    /// `None` for writes ZooKeeper does not audit (sync, closeSession, check).
+    fn of(req: &Request) -> Option<PendingAudit> {
+        let simple = |op, path: &str, mode, acl| PendingAudit {
+            op,
+            path: path.to_string(),
+            mode,
+            acl,
+            multi_modes: Vec::new(),
+        };
+        Some(match req {
+            Request::Create { req, .. } => {
+                simple("create", &req.path, audit::create_mode(req.flags), None)
+            }
+            Request::CreateTtl(r) => simple("create", &r.path, audit::create_mode(r.flags), None),
+            Request::Delete(r) => simple("delete", &r.path, None, None),
+            Request::SetData(r) => simple("setData", &r.path, None, None),
+            Request::SetAcl(r) => simple("setAcl", &r.path, None, Some(audit::acl_string(&r.acl))),
+            Request::Multi(ops) => PendingAudit {
+                op: "multiOperation",
+                path: String::new(),
+                mode: None,
+                acl: None,
+                multi_modes: ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        request::MultiOp::Create { req, .. } => {
+                            Some((req.path.clone(), audit::create_mode(req.flags)?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            },
+            _ => return None,
+        })
+    }
+}
+
 struct Conn {
     gen: u32,
     peer: SocketAddr,
@@ -115,6 +164,8 @@ struct Conn {
     paused: bool,
     /// Large writes in flight, oldest first: (xid, bytes held).
     large_writes: VecDeque<(i32, u32)>,
+    /// With the audit log on: one entry per write in flight, oldest first.
+    audits: VecDeque<Option<PendingAudit>>,
     /// When bytes last arrived while the handshake was not done (only kept then: the
     /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
     last_active: Instant,
@@ -151,6 +202,8 @@ pub struct Shard {
     refusals: (u64, Option<Instant>),
     /// Requests read on this shard and not yet answered (globalOutstandingLimit).
     outstanding: i64,
+    /// `audit.enable`: the audit log.
+    audit: Option<Arc<audit::AuditLog>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
 }
@@ -177,6 +230,7 @@ impl Shard {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
         let skip_acl = state.settings.skip_acl;
+        let audit = state.settings.audit.clone();
         Shard {
             id,
             view: start.commit.root.clone(),
@@ -201,6 +255,7 @@ impl Shard {
             events: Vec::new(),
             refusals: (0, None),
             outstanding: 0,
+            audit,
             pending_fourlw: Vec::new(),
         }
     }
@@ -247,6 +302,7 @@ impl Shard {
                 multi_ops: VecDeque::new(),
                 paused: false,
                 large_writes: VecDeque::new(),
+                audits: VecDeque::new(),
                 last_active: Instant::now(),
                 stats: ConnStats::new(),
             },
@@ -518,6 +574,9 @@ impl Shard {
             if q.large > 0 {
                 c.large_writes.push_back((q.xid, q.large));
             }
+            if self.audit.is_some() {
+                c.audits.push_back(PendingAudit::of(&q.req));
+            }
             if let Request::Multi(ops) = &q.req {
                 c.multi_ops.push_back(ops.iter().map(|o| o.op()).collect());
             }
@@ -718,6 +777,9 @@ impl Shard {
                             };
                             self.session_established(net, o.conn.slot, txn.session_id, timeout_ms);
                         } else {
+                            if self.audit.is_some() {
+                                self.audit_txn(o.conn.slot, txn, applied);
+                            }
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
@@ -728,7 +790,22 @@ impl Shard {
                         }
                     }
                     // 3. A closed session's connections go.
-                    if let TxnOp::CloseSession { .. } = txn.op {
+                    if let TxnOp::CloseSession { ephemerals } = &txn.op {
+                        // Logged once, by shard 0, as every server's DataTree does.
+                        if let Some(log) = self.audit.as_ref().filter(|_| self.id == 0) {
+                            for p in ephemerals {
+                                log.log(
+                                    &audit::Event {
+                                        session: Some(txn.session_id),
+                                        user: Some(log.server_user.clone()),
+                                        operation: "ephemeralZNodeDeletionOnSessionCloseOrExpire",
+                                        znode: Some(p),
+                                        ..Default::default()
+                                    },
+                                    audit::Outcome::Success,
+                                );
+                            }
+                        }
                         if let Some(slot) = self.bound.remove(&txn.session_id) {
                             self.close(net, slot);
                         }
@@ -743,6 +820,9 @@ impl Shard {
                         continue;
                     }
                     touched.push(origin.conn.slot);
+                    if self.audit.is_some() {
+                        self.audit_failed(origin.conn.slot);
+                    }
                     out.clear();
                     let sub_ops = self.take_multi_ops(origin);
                     match &error.multi {
@@ -764,6 +844,11 @@ impl Shard {
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
                         continue;
+                    }
+                    if self.audit.is_some() {
+                        self.conns
+                            .get_mut(&origin.conn.slot)
+                            .map(|c| c.audits.pop_front());
                     }
                     touched.push(origin.conn.slot);
                     out.clear();
@@ -813,6 +898,101 @@ impl Shard {
         for slot in touched {
             self.drain_queue(net, slot);
         }
+    }
+
+    /// The audit lines of a committed write of this shard's connection `slot`.
+    fn audit_txn(&mut self, slot: usize, txn: &crate::txn::Txn, applied: &crate::txn::Applied) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let who = audit::Event {
+            session: Some(c.session_id),
+            user: audit::users(&c.ids),
+            ip: Some(c.peer.ip()),
+            ..Default::default()
+        };
+        let line = |op, znode: Option<&str>, mode, acl: Option<String>, outcome| {
+            log.log(
+                &audit::Event {
+                    operation: op,
+                    znode,
+                    znode_type: mode,
+                    acl,
+                    ..who.clone()
+                },
+                outcome,
+            )
+        };
+        match (&txn.op, &applied.result) {
+            (TxnOp::Multi(ops), OpResult::Multi(results)) => {
+                let mut failed = false;
+                for (op, r) in ops.iter().zip(results) {
+                    if matches!(r, OpResult::Error(_)) {
+                        failed = true;
+                        continue;
+                    }
+                    match (op, r) {
+                        (TxnOp::Create { .. }, OpResult::Created { path, .. }) => {
+                            let mode = p
+                                .multi_modes
+                                .iter()
+                                .find(|(q, _)| q == path)
+                                .map(|(_, m)| *m);
+                            line("create", Some(path), mode, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::Delete { path } | TxnOp::DeleteContainer { path }, _) => {
+                            line("delete", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::SetData { path, .. }, _) => {
+                            line("setData", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        _ => {}
+                    }
+                }
+                if failed {
+                    line("multiOperation", None, None, None, audit::Outcome::Failure);
+                }
+            }
+            (_, OpResult::Error(_)) => {
+                line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Failure)
+            }
+            (_, OpResult::Created { path, .. }) => {
+                line(p.op, Some(path), p.mode, p.acl, audit::Outcome::Success)
+            }
+            _ => line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Success),
+        }
+    }
+
+    /// The audit line of a write of `slot` that failed validation.
+    fn audit_failed(&mut self, slot: usize) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let multi = p.op == "multiOperation";
+        log.log(
+            &audit::Event {
+                session: Some(c.session_id),
+                user: audit::users(&c.ids),
+                ip: Some(c.peer.ip()),
+                operation: p.op,
+                znode: (!multi).then_some(p.path.as_str()),
+                znode_type: p.mode,
+                acl: p.acl,
+            },
+            audit::Outcome::Failure,
+        );
     }
 
     fn watches_empty(&self) -> bool {

@@ -34,6 +34,8 @@ pub struct Settings {
     pub conn_throttle: crate::throttle::ThrottleConfig,
     /// `largeRequestMaxBytes` / `largeRequestThreshold`.
     pub large_requests: crate::throttle::LargeRequests,
+    /// The audit log, when `audit.enable=true`.
+    pub audit: Option<Arc<super::audit::AuditLog>>,
     /// The four-letter words allowed (`4lw.commands.whitelist`).
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.

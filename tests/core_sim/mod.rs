@@ -349,6 +349,7 @@ impl Sim {
             global_outstanding_limit: 1000,
             conn_throttle: Default::default(),
             large_requests: Default::default(),
+            audit: None,
             sessionless_timeout: std::time::Duration::from_secs(10),
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
