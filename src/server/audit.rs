@@ -4,7 +4,7 @@
 //! ZooKeeper's default log pattern):
 //!
 //! ```text
-//! 2026-12-05 01:02:03,456 INFO audit.Slf4jAuditLogger: session=0x100..	user=127.0.0.1,alice	ip=127.0.0.1	operation=create	znode=/a	znode_type=persistent	result=success
+//! 2026-12-05 01:02:03,456 INFO audit.Slf4jAuditLogger: session=0x100..<TAB>user=127.0.0.1,alice<TAB>ip=127.0.0.1<TAB>operation=create<TAB>znode=/a<TAB>znode_type=persistent<TAB>result=success
 //! ```
 //!
 //! Fields are tab-separated `key=value`, in that order, absent ones left out; failures
