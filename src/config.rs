@@ -40,6 +40,10 @@ pub const DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS: u64 = 10_000;
 
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
+/// `bulkReadChildren` (ours): a getChildren of more children than this is built off the
+/// shard's thread. At ~90 ns per child name that is ~1.5 ms of work; smaller lists cost
+/// less on the shard than a hand-off to another thread.
+pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
 /// Our log segment size: 64 MiB.
 /// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
 pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
@@ -251,6 +255,7 @@ pub const KEYS: &[KeySpec] = &[
     // Ours.
     key("shards", Supported),
     key("logSegmentSize", Supported),
+    key("bulkReadChildren", Supported),
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
@@ -454,6 +459,8 @@ pub struct Config {
     pub shards: Option<NonZeroUsize>,
     /// Bytes per log segment.
     pub log_segment_size: u64,
+    /// `bulkReadChildren`: see [`DEFAULT_BULK_READ_CHILDREN`].
+    pub bulk_read_children: usize,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
     /// (keys already starting with `zookeeper.` kept as they are).
     pub system_properties: BTreeMap<String, String>,
@@ -865,6 +872,7 @@ impl ConfigBuilder {
             metrics_provider: BTreeMap::new(),
             shards: None,
             log_segment_size: DEFAULT_LOG_SEGMENT_SIZE,
+            bulk_read_children: DEFAULT_BULK_READ_CHILDREN,
             system_properties: BTreeMap::new(),
         };
         let mut data_dir = None;
@@ -1013,6 +1021,7 @@ impl ConfigBuilder {
                     }
                     c.log_segment_size = n;
                 }
+                "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
                 _ if numbered(bare, "server.") => {
                     let id = ctx.int::<u64>(&bare["server.".len()..])?;

@@ -120,6 +120,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     sc.settings.sessionless_timeout =
         std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
+    sc.settings.bulk_children = cfg.bulk_read_children;
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
         client_port: addr.port(),

@@ -15,6 +15,7 @@
 //!   commit has something for it (see the chain's header).
 
 use super::audit;
+use super::bulk::BulkJob;
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
@@ -32,7 +33,7 @@ use crate::watch::{self, Watches};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// Core to shard, beside the commit chain.
@@ -55,6 +56,12 @@ pub enum ToShard {
     PictureReady,
     /// A client connection the acceptor placed on this shard.
     Adopt(std::net::TcpStream),
+    /// The bulk-reply thread built the reply a connection waits for (`server::bulk`).
+    BulkReply {
+        slot: usize,
+        gen: u32,
+        bytes: Vec<u8>,
+    },
 }
 
 /// What a shard needs from the network layer.
@@ -170,6 +177,17 @@ struct Conn {
     /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
     last_active: Instant,
     stats: ConnStats,
+    /// A reply being built by the bulk-reply thread: everything behind it waits.
+    bulk: Option<BulkWait>,
+}
+
+/// A connection's wait for its bulk reply.
+struct BulkWait {
+    op: OpCode,
+    received: Instant,
+    /// What the shard would have sent the connection meanwhile (watch events), sent
+    /// after the reply.
+    held: Vec<u8>,
 }
 
 pub struct Shard {
@@ -206,6 +224,8 @@ pub struct Shard {
     audit: Option<Arc<audit::AuditLog>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
+    /// The bulk-reply thread, if this server runs one (`server::bulk`).
+    bulk_tx: Option<std::sync::mpsc::Sender<BulkJob>>,
 }
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
@@ -257,6 +277,21 @@ impl Shard {
             outstanding: 0,
             audit,
             pending_fourlw: Vec::new(),
+            bulk_tx: None,
+        }
+    }
+
+    /// Hands getChildren of more than `bulkReadChildren` children to the bulk-reply
+    /// thread behind `tx`.
+    pub fn set_bulk(&mut self, tx: std::sync::mpsc::Sender<BulkJob>) {
+        self.bulk_tx = Some(tx);
+    }
+
+    /// Sends to a connection, or holds the bytes while it waits for a bulk reply.
+    fn send_or_hold(&mut self, net: &mut dyn Net, slot: usize, bytes: &[u8]) {
+        match self.conns.get_mut(&slot).and_then(|c| c.bulk.as_mut()) {
+            Some(w) => w.held.extend_from_slice(bytes),
+            None => net.send(slot, bytes),
         }
     }
 
@@ -305,6 +340,7 @@ impl Shard {
                 audits: VecDeque::new(),
                 last_active: Instant::now(),
                 stats: ConnStats::new(),
+                bulk: None,
             },
         );
         assert!(prev.is_none(), "slot {slot} accepted twice");
@@ -326,7 +362,7 @@ impl Shard {
         };
         self.signals.conns.fetch_sub(1, Ordering::Relaxed);
         // Its unanswered requests will never be answered here.
-        self.outstanding -= (c.queue.len() + c.in_flight) as i64;
+        self.outstanding -= (c.queue.len() + c.in_flight + usize::from(c.bulk.is_some())) as i64;
         let large: i64 = c.queue.iter().map(|q| i64::from(q.large)).sum::<i64>()
             + c.large_writes
                 .iter()
@@ -518,12 +554,12 @@ impl Shard {
                 return match e.action() {
                     ErrorAction::Reply(code) => {
                         frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
-                        net.send(slot, &out);
+                        self.send_or_hold(net, slot, &out);
                         true
                     }
                     ErrorAction::ReplyAndClose(code) => {
                         frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
-                        net.send(slot, &out);
+                        self.send_or_hold(net, slot, &out);
                         false
                     }
                     ErrorAction::Close => false,
@@ -556,7 +592,7 @@ impl Shard {
             received,
             large,
         };
-        if !c.queue.is_empty() || (c.in_flight > 0 && !queued.req.is_write()) {
+        if !c.queue.is_empty() || c.bulk.is_some() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
         } else {
             self.dispatch(net, slot, queued);
@@ -612,9 +648,60 @@ impl Shard {
                     ids: &c.ids,
                     skip_acl: self.skip_acl,
                 };
-                match reads::execute(&self.view, &mut self.watches, &who, req) {
-                    Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
-                    Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                let big = match req {
+                    Request::GetChildren(r) => Some((&r.path, r.watch, false)),
+                    Request::GetChildren2(r) => Some((&r.path, r.watch, true)),
+                    _ => None,
+                }
+                .filter(|_| self.bulk_tx.is_some() && self.state.settings.bulk_children > 0)
+                .filter(|(path, _, _)| {
+                    self.view.stat(path).is_some_and(|st| {
+                        st.num_children as usize > self.state.settings.bulk_children
+                    })
+                });
+                if let Some((path, watch, with_stat)) = big {
+                    match reads::children_prelude(&self.view, &mut self.watches, &who, path, watch)
+                    {
+                        Ok(stat) => {
+                            let job = BulkJob {
+                                view: self.view.clone(),
+                                path: path.clone(),
+                                stat: with_stat.then_some(stat),
+                                xid: q.xid,
+                                zxid,
+                                slot,
+                                gen: c.gen,
+                                inbox: self.inbox.clone(),
+                            };
+                            let tx = self.bulk_tx.as_ref().expect("checked above");
+                            match tx.send(job) {
+                                Ok(()) => {
+                                    c.bulk = Some(BulkWait {
+                                        op: q.req.op(),
+                                        received: q.received,
+                                        held: Vec::new(),
+                                    });
+                                    // Outstanding until `bulk_reply` (or `closed`).
+                                    if q.large > 0 {
+                                        self.state.release_large(i64::from(q.large));
+                                    }
+                                    self.scratch = out;
+                                    return;
+                                }
+                                // The thread is gone (it cannot panic on a valid view,
+                                // but if it did): build it here.
+                                Err(mpsc::SendError(job)) => {
+                                    out.extend_from_slice(&job.build());
+                                }
+                            }
+                        }
+                        Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                    }
+                } else {
+                    match reads::execute(&self.view, &mut self.watches, &who, req) {
+                        Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
+                        Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                    }
                 }
             }
         }
@@ -708,6 +795,7 @@ impl Shard {
                         self.close(net, conn.slot);
                     }
                 }
+                ToShard::BulkReply { slot, gen, bytes } => self.bulk_reply(net, slot, gen, &bytes),
                 ToShard::CloseClients => {
                     let mut slots: Vec<usize> = self
                         .conns
@@ -724,6 +812,26 @@ impl Shard {
         }
         self.inbox_buf = msgs;
         self.advance(net);
+    }
+
+    /// The reply a connection waited for: sent, then what was held, then the requests
+    /// queued behind it run.
+    fn bulk_reply(&mut self, net: &mut dyn Net, slot: usize, gen: u32, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&slot).filter(|c| c.gen == gen) else {
+            return; // the connection closed meanwhile
+        };
+        let Some(w) = c.bulk.take() else {
+            return;
+        };
+        c.stats.answered(w.op, w.received, self.view_zxid);
+        self.state.seq.metrics.reads.record(w.received.elapsed());
+        self.state.request_done(w.received);
+        self.outstanding -= 1;
+        net.send(slot, bytes);
+        if !w.held.is_empty() {
+            net.send(slot, &w.held);
+        }
+        self.drain_queue(net, slot);
     }
 
     fn is_mine(&self, conn: &ConnRef) -> bool {
@@ -749,7 +857,8 @@ impl Shard {
                     if !self.watches_empty() {
                         for t in &applied.triggers {
                             self.watches.trigger(&t.path, t.event, &mut self.events);
-                            for ev in self.events.drain(..) {
+                            let mut events = std::mem::take(&mut self.events);
+                            for ev in events.drain(..) {
                                 // Only to watchers that may READ the node the event
                                 // names (ZooKeeper's `ServerCnxn.process(event, acl)`,
                                 // CVE-2024-23944); a refused standard watch is still
@@ -764,8 +873,9 @@ impl Shard {
                                 }
                                 out.clear();
                                 Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
-                                net.send(ev.watcher, &out);
+                                self.send_or_hold(net, ev.watcher, &out);
                             }
+                            self.events = events;
                         }
                     }
                     // 2. The origin's answer.
@@ -1060,7 +1170,7 @@ impl Shard {
             let Some(c) = self.conns.get_mut(&slot) else {
                 return;
             };
-            if c.phase == Phase::Closing {
+            if c.phase == Phase::Closing || c.bulk.is_some() {
                 return;
             }
             let Some(front) = c.queue.front() else {

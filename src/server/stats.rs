@@ -40,6 +40,9 @@ pub struct Settings {
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
     pub conf: crate::fourlw::ConfInfo,
+    /// `bulkReadChildren`: a getChildren of a node with more children than this is
+    /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
+    pub bulk_children: usize,
 }
 
 /// Why a connection was refused at accept.

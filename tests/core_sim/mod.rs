@@ -353,6 +353,8 @@ impl Sim {
             sessionless_timeout: std::time::Duration::from_secs(10),
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
+            // The simulator answers every read on the shard (no bulk-reply thread).
+            bulk_children: 0,
         };
         let state = Arc::new(ServerState::new(
             settings,
