@@ -3,7 +3,7 @@ missing (the permission matrix), and watch notifications filtered by the ACL of 
 they name (ZOOKEEPER-4799, the fix for CVE-2024-23944), for every kind of watch.
 
 The expected answers were taken from Apache ZooKeeper 3.9.5 (`ZK_TARGET=apache` with
-ZK_JAR set to a 3.9.5 class path, see scripts/apache-zk.sh). Debian's ZooKeeper 3.8.0
+ZK_CLASSPATH set to a 3.9.5 class path, see scripts/apache-zk.sh). Debian's ZooKeeper 3.8.0
 predates both fixes (exists checks no permission, every watcher is told), so against
 an Apache server older than 3.8.4 / 3.9.2 these tests are skipped.
 """
