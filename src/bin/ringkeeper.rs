@@ -113,6 +113,17 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
+    sc.settings.skip_acl = cfg.skip_acl;
+    sc.settings.global_outstanding_limit = cfg.global_outstanding_limit as usize;
+    sc.settings.conn_throttle = cfg.conn_throttle.clone();
+    sc.settings.large_requests = cfg.large_requests;
+    if cfg.audit_enable {
+        let log = ringkeeper::server::audit::AuditLog::open(&cfg.audit_log_file)
+            .map_err(|e| format!("audit.logFile {}: {e}", cfg.audit_log_file.display()))?;
+        sc.settings.audit = Some(std::sync::Arc::new(log));
+    }
+    sc.settings.sessionless_timeout =
+        std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.bulk_children = cfg.bulk_read_children;
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
@@ -720,13 +731,20 @@ fn main() -> ExitCode {
     }
     let shards = sc.shards;
     let signals = block_signals();
+    let audit = sc.settings.audit.clone();
     let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
+            if let Some(a) = &audit {
+                a.server_event("serverStart", ringkeeper::server::audit::Outcome::Failure);
+            }
             eprintln!("ringkeeper: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
+    if let Some(a) = &audit {
+        a.server_event("serverStart", ringkeeper::server::audit::Outcome::Success);
+    }
     let mode = match (running.quorum_addr, running.election_addr) {
         (Some(q), Some(e)) => format!(
             "server.{}, quorum port {q}, election port {e}",
@@ -749,6 +767,9 @@ fn main() -> ExitCode {
     eprintln!("ringkeeper: signal {sig} received, shutting down");
     // A leader hands off first, so that its stop costs a hand-off, not an election.
     running.hand_off(std::time::Duration::from_secs(3));
+    if let Some(a) = &audit {
+        a.server_event("serverStop", ringkeeper::server::audit::Outcome::Invoked);
+    }
     running.shutdown();
     ExitCode::SUCCESS
 }

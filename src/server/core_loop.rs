@@ -1495,8 +1495,8 @@ impl Handler for CoreLoop {
         }
     }
 
-    fn on_tick(&mut self, _ops: &mut Ops) {
-        self.shard.tick();
+    fn on_tick(&mut self, ops: &mut Ops) {
+        self.shard.tick(&mut OpsNet(ops));
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
         *self.state.seq.expiry.lock().expect("expiry poisoned") = self

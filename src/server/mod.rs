@@ -2,6 +2,7 @@
 //! core, its log writes and its peer connections), the other shards' loops, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod audit;
 pub mod bulk;
 pub mod chain;
 pub mod core_loop;
@@ -81,6 +82,15 @@ impl ServerConfig {
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
                 super_digest: None,
+                skip_acl: false,
+                max_cnxns: 0,
+                global_outstanding_limit: crate::config::DEFAULT_GLOBAL_OUTSTANDING_LIMIT as usize,
+                conn_throttle: Default::default(),
+                large_requests: Default::default(),
+                audit: None,
+                sessionless_timeout: std::time::Duration::from_millis(
+                    crate::config::DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
+                ),
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
                 bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
@@ -181,11 +191,9 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     assert!(cfg.shards > 0 && cfg.shards <= 64, "1 to 64 shards");
     let stop = Arc::new(AtomicBool::new(false));
     let seq_stats = Arc::new(SequencerStats::default());
-    let state = Arc::new(ServerState::new(
-        cfg.settings.clone(),
-        cfg.shards,
-        seq_stats.clone(),
-    ));
+    let mut settings = cfg.settings.clone();
+    settings.max_cnxns = cfg.max_cnxns;
+    let state = Arc::new(ServerState::new(settings, cfg.shards, seq_stats.clone()));
     seq_stats
         .last_zxid
         .store(zxid, std::sync::atomic::Ordering::Relaxed);
@@ -261,9 +269,11 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         addr,
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,
         max_conns_per_ip: cfg.max_client_cnxns_per_ip,
+        // maxCnxns is one cap for the whole server (`ServerState::admit`), not split
+        // between loops: the kernel does not spread accepts evenly.
         max_conns: match cfg.max_cnxns {
             0 => crate::io::MAX_CONNECTIONS,
-            n => n.div_ceil(cfg.shards),
+            n => n.min(crate::io::MAX_CONNECTIONS),
         },
     };
     // The core loop first: if the log cannot be opened or a port bound, no shard

@@ -14,6 +14,7 @@
 //!   serves anything, and at the end of every loop pass; the core wakes it only when a
 //!   commit has something for it (see the chain's header).
 
+use super::audit;
 use super::bulk::BulkJob;
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
@@ -105,6 +106,57 @@ struct Queued {
     xid: i32,
     req: Request,
     received: Instant,
+    /// Its frame's length if it is a large request (largeRequestThreshold), whose bytes
+    /// are held in the server's budget until it is answered; else 0.
+    large: u32,
+}
+
+/// What the audit log needs of a write in flight (kept only with `audit.enable`).
+struct PendingAudit {
+    op: &'static str,
+    path: String,
+    mode: Option<&'static str>,
+    acl: Option<String>,
+    /// A multi's creates: requested path and create mode.
+    multi_modes: Vec<(String, &'static str)>,
+}
+
+impl PendingAudit {
+    /// `None` for writes ZooKeeper does not audit (sync, closeSession, check).
+    fn of(req: &Request) -> Option<PendingAudit> {
+        let simple = |op, path: &str, mode, acl| PendingAudit {
+            op,
+            path: path.to_string(),
+            mode,
+            acl,
+            multi_modes: Vec::new(),
+        };
+        Some(match req {
+            Request::Create { req, .. } => {
+                simple("create", &req.path, audit::create_mode(req.flags), None)
+            }
+            Request::CreateTtl(r) => simple("create", &r.path, audit::create_mode(r.flags), None),
+            Request::Delete(r) => simple("delete", &r.path, None, None),
+            Request::SetData(r) => simple("setData", &r.path, None, None),
+            Request::SetAcl(r) => simple("setAcl", &r.path, None, Some(audit::acl_string(&r.acl))),
+            Request::Multi(ops) => PendingAudit {
+                op: "multiOperation",
+                path: String::new(),
+                mode: None,
+                acl: None,
+                multi_modes: ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        request::MultiOp::Create { req, .. } => {
+                            Some((req.path.clone(), audit::create_mode(req.flags)?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            },
+            _ => return None,
+        })
+    }
 }
 
 struct Conn {
@@ -126,6 +178,13 @@ struct Conn {
     /// answers `CreateResult` or `Create2Result` by its own opcode.
     multi_ops: VecDeque<Vec<OpCode>>,
     paused: bool,
+    /// Large writes in flight, oldest first: (xid, bytes held).
+    large_writes: VecDeque<(i32, u32)>,
+    /// With the audit log on: one entry per write in flight, oldest first.
+    audits: VecDeque<Option<PendingAudit>>,
+    /// When bytes last arrived while the handshake was not done (only kept then: the
+    /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
+    last_active: Instant,
     stats: ConnStats,
     /// A reply being built by the bulk-reply thread: everything behind it waits.
     bulk: Option<BulkWait>,
@@ -162,8 +221,16 @@ pub struct Shard {
     state: Arc<ServerState>,
     max_frame: usize,
     super_digest: Option<String>,
+    /// `skipACL=yes`.
+    skip_acl: bool,
     scratch: Vec<u8>,
     events: Vec<watch::Event<usize>>,
+    /// Connections refused since the last report, and when that was.
+    refusals: (u64, Option<Instant>),
+    /// Requests read on this shard and not yet answered (globalOutstandingLimit).
+    outstanding: i64,
+    /// `audit.enable`: the audit log.
+    audit: Option<Arc<audit::AuditLog>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
     /// The bulk-reply thread, if this server runs one (`server::bulk`).
@@ -191,6 +258,8 @@ impl Shard {
     ) -> Self {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
+        let skip_acl = state.settings.skip_acl;
+        let audit = state.settings.audit.clone();
         Shard {
             id,
             view: start.commit.root.clone(),
@@ -210,8 +279,12 @@ impl Shard {
             state,
             max_frame,
             super_digest,
+            skip_acl,
             scratch: Vec::new(),
             events: Vec::new(),
+            refusals: (0, None),
+            outstanding: 0,
+            audit,
             pending_fourlw: Vec::new(),
             bulk_tx: None,
         }
@@ -248,11 +321,8 @@ impl Shard {
     /// The connection counts towards `ShardSignals::conns` (the acceptor counts it)
     /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
-        if !self.state.admit(peer.ip(), max_per_ip) {
-            eprintln!(
-                "ringkeeper: too many connections from {} - max is {max_per_ip}",
-                peer.ip()
-            );
+        if let Err(why) = self.state.admit(peer.ip(), max_per_ip) {
+            self.refused(peer, why);
             return false;
         }
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -276,6 +346,9 @@ impl Shard {
                 in_flight: 0,
                 multi_ops: VecDeque::new(),
                 paused: false,
+                large_writes: VecDeque::new(),
+                audits: VecDeque::new(),
+                last_active: Instant::now(),
                 stats: ConnStats::new(),
                 bulk: None,
             },
@@ -298,6 +371,16 @@ impl Shard {
             return;
         };
         self.signals.conns.fetch_sub(1, Ordering::Relaxed);
+        // Its unanswered requests will never be answered here.
+        self.outstanding -= (c.queue.len() + c.in_flight + usize::from(c.bulk.is_some())) as i64;
+        let large: i64 = c.queue.iter().map(|q| i64::from(q.large)).sum::<i64>()
+            + c.large_writes
+                .iter()
+                .map(|(_, n)| i64::from(*n))
+                .sum::<i64>();
+        if large > 0 {
+            self.state.release_large(large);
+        }
         self.watches.remove_watcher(slot);
         if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
             self.bound.remove(&c.session_id);
@@ -342,6 +425,9 @@ impl Shard {
         if c.phase == Phase::Closing {
             return;
         }
+        if c.phase == Phase::Fresh {
+            c.last_active = Instant::now();
+        }
         c.inbuf.extend_from_slice(bytes);
         self.parse(net, slot);
     }
@@ -349,11 +435,30 @@ impl Shard {
     /// Decodes and handles every complete frame buffered on `slot`.
     fn parse(&mut self, net: &mut dyn Net, slot: usize) {
         let mut consumed = 0;
+        let mut throttled = false;
+        let limit = self.state.settings.global_outstanding_limit as i64;
+        let others = self.state.others_outstanding(self.id);
         loop {
             let Some(c) = self.conns.get_mut(&slot) else {
                 return;
             };
             if !matches!(c.phase, Phase::Fresh | Phase::Active) {
+                break;
+            }
+            // Backpressure, checked before each frame: with this many requests queued
+            // or in flight, the rest stays in `inbuf` (and reading stops, below) until
+            // answers make room (`drain_queue` parses again). A client that pipelines
+            // a burst is slowed down, never dropped.
+            let mine = c.queue.len() + c.in_flight;
+            if mine >= MAX_OUTSTANDING_PER_CONN {
+                break;
+            }
+            // globalOutstandingLimit (ZooKeeperServer.shouldThrottle): while the server
+            // has more requests outstanding than the limit, a connection that has one
+            // outstanding is not read; one with none still is, so a flood from some
+            // clients does not lock the others out.
+            if mine > 0 && self.outstanding + others > limit {
+                throttled = true;
                 break;
             }
             let avail = &c.inbuf[consumed..];
@@ -401,8 +506,9 @@ impl Shard {
         }
         if let Some(c) = self.conns.get_mut(&slot) {
             c.inbuf.drain(..consumed);
-            // Backpressure: too many requests outstanding on this connection.
-            let busy = c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
+            // Backpressure: too many requests outstanding on this connection, or in
+            // the server.
+            let busy = throttled || c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
             if busy != c.paused {
                 c.paused = busy;
                 net.pause(slot, busy);
@@ -418,6 +524,14 @@ impl Shard {
                 return false;
             }
         };
+        if !self.state.connect_allowed(req.session_id != 0) {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: connection throttled (connectionMaxTokens)",
+                c.peer
+            );
+            return false;
+        }
         let c = self
             .conns
             .get_mut(&slot)
@@ -468,18 +582,25 @@ impl Shard {
         if let Request::Auth(a) = &req {
             return self.auth(net, slot, a.clone());
         }
-        if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN * 2 {
-            // A client that ignores our pause; refuse rather than grow without bound.
-            eprintln!(
-                "ringkeeper: closing {}: too many outstanding requests",
-                c.peer
-            );
-            return false;
+        let mut large = 0;
+        if self.state.settings.large_requests.is_large(frame.len()) {
+            if !self.state.take_large(frame.len() as i64) {
+                eprintln!(
+                    "ringkeeper: closing {}: rejecting a large request of {} bytes (largeRequestMaxBytes {} held)",
+                    c.peer,
+                    frame.len(),
+                    self.state.settings.large_requests.max_bytes
+                );
+                return false;
+            }
+            large = frame.len() as u32;
         }
+        self.outstanding += 1;
         let queued = Queued {
             xid: hdr.xid,
             req,
             received,
+            large,
         };
         if !c.queue.is_empty() || c.bulk.is_some() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
@@ -509,6 +630,12 @@ impl Shard {
         }
         if q.req.is_write() {
             c.in_flight += 1;
+            if q.large > 0 {
+                c.large_writes.push_back((q.xid, q.large));
+            }
+            if self.audit.is_some() {
+                c.audits.push_back(PendingAudit::of(&q.req));
+            }
             if let Request::Multi(ops) = &q.req {
                 c.multi_ops.push_back(ops.iter().map(|o| o.op()).collect());
             }
@@ -542,6 +669,7 @@ impl Shard {
                     slot,
                     session_id: c.session_id,
                     ids: &c.ids,
+                    skip_acl: self.skip_acl,
                 };
                 let big = match req {
                     Request::GetChildren(r) => Some((&r.path, r.watch, false)),
@@ -576,6 +704,10 @@ impl Shard {
                                         received: q.received,
                                         held: Vec::new(),
                                     });
+                                    // Outstanding until `bulk_reply` (or `closed`).
+                                    if q.large > 0 {
+                                        self.state.release_large(i64::from(q.large));
+                                    }
                                     self.scratch = out;
                                     return;
                                 }
@@ -599,6 +731,10 @@ impl Shard {
         c.stats.answered(q.req.op(), q.received, zxid);
         self.state.seq.metrics.reads.record(q.received.elapsed());
         self.state.request_done(q.received);
+        self.outstanding -= 1;
+        if q.large > 0 {
+            self.state.release_large(i64::from(q.large));
+        }
         net.send(slot, &out);
         self.scratch = out;
     }
@@ -727,6 +863,7 @@ impl Shard {
         c.stats.answered(w.op, w.received, self.view_zxid);
         self.state.seq.metrics.reads.record(w.received.elapsed());
         self.state.request_done(w.received);
+        self.outstanding -= 1;
         net.send(slot, bytes);
         if !w.held.is_empty() {
             net.send(slot, &w.held);
@@ -757,14 +894,26 @@ impl Shard {
                     if !self.watches_empty() {
                         for t in &applied.triggers {
                             self.watches.trigger(&t.path, t.event, &mut self.events);
+                            let mut events = std::mem::take(&mut self.events);
+                            for ev in events.drain(..) {
+                                // Only to watchers that may READ the node the event
+                                // names (ZooKeeper's `ServerCnxn.process(event, acl)`,
+                                // CVE-2024-23944); a refused standard watch is still
+                                // used up, as there.
+                                let allowed = self.skip_acl
+                                    || self
+                                        .conns
+                                        .get(&ev.watcher)
+                                        .is_some_and(|c| acl::check(&t.acl, perms::READ, &c.ids));
+                                if !allowed {
+                                    continue;
+                                }
+                                out.clear();
+                                Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                                self.send_or_hold(net, ev.watcher, &out);
+                            }
+                            self.events = events;
                         }
-                        let mut events = std::mem::take(&mut self.events);
-                        for ev in events.drain(..) {
-                            out.clear();
-                            Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
-                            self.send_or_hold(net, ev.watcher, &out);
-                        }
-                        self.events = events;
                     }
                     // 2. The origin's answer.
                     if let Some(o) = origin.filter(|o| self.is_mine(&o.conn)) {
@@ -775,6 +924,9 @@ impl Shard {
                             };
                             self.session_established(net, o.conn.slot, txn.session_id, timeout_ms);
                         } else {
+                            if self.audit.is_some() {
+                                self.audit_txn(o.conn.slot, txn, applied);
+                            }
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
@@ -785,7 +937,22 @@ impl Shard {
                         }
                     }
                     // 3. A closed session's connections go.
-                    if let TxnOp::CloseSession { .. } = txn.op {
+                    if let TxnOp::CloseSession { ephemerals } = &txn.op {
+                        // Logged once, by shard 0, as every server's DataTree does.
+                        if let Some(log) = self.audit.as_ref().filter(|_| self.id == 0) {
+                            for p in ephemerals {
+                                log.log(
+                                    &audit::Event {
+                                        session: Some(txn.session_id),
+                                        user: Some(log.server_user.clone()),
+                                        operation: "ephemeralZNodeDeletionOnSessionCloseOrExpire",
+                                        znode: Some(p),
+                                        ..Default::default()
+                                    },
+                                    audit::Outcome::Success,
+                                );
+                            }
+                        }
                         if let Some(slot) = self.bound.remove(&txn.session_id) {
                             self.close(net, slot);
                         }
@@ -800,6 +967,9 @@ impl Shard {
                         continue;
                     }
                     touched.push(origin.conn.slot);
+                    if self.audit.is_some() {
+                        self.audit_failed(origin.conn.slot);
+                    }
                     out.clear();
                     let sub_ops = self.take_multi_ops(origin);
                     match &error.multi {
@@ -821,6 +991,11 @@ impl Shard {
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
                         continue;
+                    }
+                    if self.audit.is_some() {
+                        self.conns
+                            .get_mut(&origin.conn.slot)
+                            .map(|c| c.audits.pop_front());
                     }
                     touched.push(origin.conn.slot);
                     out.clear();
@@ -882,6 +1057,101 @@ impl Shard {
         }
     }
 
+    /// The audit lines of a committed write of this shard's connection `slot`.
+    fn audit_txn(&mut self, slot: usize, txn: &crate::txn::Txn, applied: &crate::txn::Applied) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let who = audit::Event {
+            session: Some(c.session_id),
+            user: audit::users(&c.ids),
+            ip: Some(c.peer.ip()),
+            ..Default::default()
+        };
+        let line = |op, znode: Option<&str>, mode, acl: Option<String>, outcome| {
+            log.log(
+                &audit::Event {
+                    operation: op,
+                    znode,
+                    znode_type: mode,
+                    acl,
+                    ..who.clone()
+                },
+                outcome,
+            )
+        };
+        match (&txn.op, &applied.result) {
+            (TxnOp::Multi(ops), OpResult::Multi(results)) => {
+                let mut failed = false;
+                for (op, r) in ops.iter().zip(results) {
+                    if matches!(r, OpResult::Error(_)) {
+                        failed = true;
+                        continue;
+                    }
+                    match (op, r) {
+                        (TxnOp::Create { .. }, OpResult::Created { path, .. }) => {
+                            let mode = p
+                                .multi_modes
+                                .iter()
+                                .find(|(q, _)| q == path)
+                                .map(|(_, m)| *m);
+                            line("create", Some(path), mode, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::Delete { path } | TxnOp::DeleteContainer { path }, _) => {
+                            line("delete", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::SetData { path, .. }, _) => {
+                            line("setData", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        _ => {}
+                    }
+                }
+                if failed {
+                    line("multiOperation", None, None, None, audit::Outcome::Failure);
+                }
+            }
+            (_, OpResult::Error(_)) => {
+                line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Failure)
+            }
+            (_, OpResult::Created { path, .. }) => {
+                line(p.op, Some(path), p.mode, p.acl, audit::Outcome::Success)
+            }
+            _ => line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Success),
+        }
+    }
+
+    /// The audit line of a write of `slot` that failed validation.
+    fn audit_failed(&mut self, slot: usize) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let multi = p.op == "multiOperation";
+        log.log(
+            &audit::Event {
+                session: Some(c.session_id),
+                user: audit::users(&c.ids),
+                ip: Some(c.peer.ip()),
+                operation: p.op,
+                znode: (!multi).then_some(p.path.as_str()),
+                znode_type: p.mode,
+                acl: p.acl,
+            },
+            audit::Outcome::Failure,
+        );
+    }
+
     fn watches_empty(&self) -> bool {
         self.watches.count() == 0
     }
@@ -930,6 +1200,11 @@ impl Shard {
         c.in_flight -= 1;
         c.stats.answered(o.op, o.received, zxid);
         self.state.request_done(o.received);
+        self.outstanding -= 1;
+        if c.large_writes.front().is_some_and(|(x, _)| *x == o.xid) {
+            let (_, n) = c.large_writes.pop_front().expect("front exists");
+            self.state.release_large(i64::from(n));
+        }
         net.send(o.conn.slot, bytes);
         if o.op == OpCode::CloseSession {
             self.close(net, o.conn.slot);
@@ -1040,8 +1315,61 @@ impl Shard {
         frame_reply(out, o.xid, zxid, Code::Ok, &body);
     }
 
-    /// The periodic tick: reports active sessions to the sequencer.
-    pub fn tick(&mut self) {
+    /// Logs a refused connection: the first at once, then how many more every
+    /// `REFUSED_REPORT_INTERVAL` (a connection storm must not flood the log).
+    fn refused(&mut self, peer: SocketAddr, why: super::stats::Refusal) {
+        self.refusals.0 += 1;
+        if self
+            .refusals
+            .1
+            .is_some_and(|t| t.elapsed() < super::driver::REFUSED_REPORT_INTERVAL)
+        {
+            return;
+        }
+        let more = match self.refusals.0 {
+            1 => String::new(),
+            n => format!(" ({} refused since the last report)", n),
+        };
+        match why {
+            super::stats::Refusal::MaxCnxns(max) => eprintln!(
+                "ringkeeper: too many connections - max is {max} (maxCnxns): refused {}{more}",
+                peer
+            ),
+            super::stats::Refusal::PerIp(max) => eprintln!(
+                "ringkeeper: too many connections from {} - max is {max} (maxClientCnxns){more}",
+                peer.ip()
+            ),
+        }
+        self.refusals = (0, Some(Instant::now()));
+    }
+
+    /// Closes connections whose handshake is not done and that sent nothing for
+    /// `nio.sessionlessCnxnTimeout` (ZooKeeper's NIOServerCnxnFactory expires them
+    /// the same way): idle sockets must not hold connection slots.
+    fn expire_sessionless(&mut self, net: &mut dyn Net) {
+        let limit = self.state.settings.sessionless_timeout;
+        let mut idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Fresh && c.last_active.elapsed() >= limit)
+            .map(|(slot, _)| *slot)
+            .collect();
+        idle.sort_unstable();
+        for slot in idle {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: no handshake within {} ms (nio.sessionlessCnxnTimeout)",
+                c.peer,
+                limit.as_millis()
+            );
+            self.close(net, slot);
+        }
+    }
+
+    /// The periodic tick: reports active sessions to the sequencer, and closes
+    /// connections idle before their handshake.
+    pub fn tick(&mut self, net: &mut dyn Net) {
+        self.expire_sessionless(net);
         if !self.touched.is_empty() {
             self.touched.remove(&0);
             let ids: Vec<i64> = self.touched.drain().collect();
@@ -1125,6 +1453,7 @@ impl Shard {
         self.signals
             .watches
             .store(self.watches.count() as i64, Ordering::SeqCst);
+        self.state.publish_outstanding(self.id, self.outstanding);
         self.advance(net);
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);

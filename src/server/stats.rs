@@ -9,7 +9,7 @@ use super::fourlw::{ConnLine, WatchSummary};
 use crate::proto::OpCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -20,6 +20,22 @@ pub struct Settings {
     pub max_frame: usize,
     /// `DigestAuthenticationProvider.superDigest`: `super:<base64 sha1>`.
     pub super_digest: Option<String>,
+    /// `skipACL=yes`: reads and watch notifications check no permission either.
+    pub skip_acl: bool,
+    /// `maxCnxns`: client connections the whole server holds at most (0: no cap).
+    pub max_cnxns: usize,
+    /// `nio.sessionlessCnxnTimeout`: how long a connection may stay idle before its
+    /// handshake is done.
+    pub sessionless_timeout: std::time::Duration,
+    /// `globalOutstandingLimit`: above this many requests outstanding in the whole
+    /// server, connections with a request outstanding are not read.
+    pub global_outstanding_limit: usize,
+    /// The connection token bucket.
+    pub conn_throttle: crate::throttle::ThrottleConfig,
+    /// `largeRequestMaxBytes` / `largeRequestThreshold`.
+    pub large_requests: crate::throttle::LargeRequests,
+    /// The audit log, when `audit.enable=true`.
+    pub audit: Option<Arc<super::audit::AuditLog>>,
     /// The four-letter words allowed (`4lw.commands.whitelist`).
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
@@ -27,6 +43,15 @@ pub struct Settings {
     /// `bulkReadChildren`: a getChildren of a node with more children than this is
     /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
     pub bulk_children: usize,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `maxCnxns` connections are open.
+    MaxCnxns(usize),
+    /// `maxClientCnxns` connections from this address are open.
+    PerIp(usize),
 }
 
 /// Per-connection statistics for `cons`.
@@ -167,6 +192,13 @@ pub struct ServerState {
     leadership: std::sync::OnceLock<LeadershipHook>,
     /// A drain is shedding this server's clients (readiness says not ready meanwhile).
     pub draining: std::sync::atomic::AtomicBool,
+    /// Each shard's requests outstanding (read, queued or in flight, not answered),
+    /// as it last published them (once per loop pass).
+    outstanding: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// The connection token bucket, and a random state for its BLUE drops.
+    throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
+    /// Bytes held by large requests being served (largeRequestMaxBytes).
+    large_bytes: AtomicI64,
 }
 
 /// How a 4lw, the HTTP endpoint or a signal reaches the core loop.
@@ -185,6 +217,7 @@ pub const MODE_READ_ONLY: u8 = 5;
 
 impl ServerState {
     pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
+        let settings_throttle = settings.conn_throttle.clone();
         ServerState {
             settings,
             started: Instant::now(),
@@ -206,6 +239,14 @@ impl ServerState {
             health: Mutex::new(None),
             leadership: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            outstanding: (0..shards)
+                .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
+                .collect(),
+            throttle: Mutex::new((
+                crate::throttle::ConnThrottle::new(settings_throttle, 0),
+                0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64,
+            )),
+            large_bytes: AtomicI64::new(0),
         }
     }
 
@@ -233,6 +274,56 @@ impl ServerState {
             }
             None => false,
         }
+    }
+
+    /// Publishes shard `shard`'s outstanding count.
+    pub fn publish_outstanding(&self, shard: usize, n: i64) {
+        self.outstanding[shard].store(n, Ordering::Relaxed);
+    }
+
+    /// The outstanding counts other shards published.
+    pub fn others_outstanding(&self, shard: usize) -> i64 {
+        self.outstanding
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != shard)
+            .map(|(_, a)| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The connection token bucket's verdict on a connect request (`resuming`: it
+    /// names a session). Always true when the throttle is off.
+    pub fn connect_allowed(&self, resuming: bool) -> bool {
+        if self.settings.conn_throttle.max_tokens == 0 {
+            return true;
+        }
+        let mut g = self.throttle.lock().expect("throttle poisoned");
+        let (t, rng) = &mut *g;
+        // xorshift64*: the drop decision needs no better randomness.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        let r = (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        let now = self.started.elapsed().as_millis() as i64;
+        let need = t.cost(resuming);
+        t.check(need, now, r)
+    }
+
+    /// Takes `len` bytes of the large-request budget; false (nothing taken) if that
+    /// would exceed `largeRequestMaxBytes`.
+    pub fn take_large(&self, len: i64) -> bool {
+        let max = self.settings.large_requests.max_bytes;
+        let now = self.large_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if now > max {
+            self.large_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what `take_large` took.
+    pub fn release_large(&self, len: i64) {
+        self.large_bytes.fetch_sub(len, Ordering::Relaxed);
     }
 
     /// Sets the role reported by `srvr`, `stat` and `mntr` (a `MODE_*` value).
@@ -277,15 +368,21 @@ impl ServerState {
 
     /// Counts a new connection from `ip`; false when `ip` already has `max` (0: no
     /// limit), as ZooKeeper's maxClientCnxns.
-    pub fn admit(&self, ip: IpAddr, max: usize) -> bool {
+    pub fn admit(&self, ip: IpAddr, max: usize) -> Result<(), Refusal> {
         let mut m = self.per_ip.lock().expect("per-ip counts poisoned");
+        // Checked under the lock that every count change holds: one cap for the whole
+        // server, however the kernel spreads accepts between loops.
+        let total = self.connections.load(Ordering::Relaxed) as usize;
+        if self.settings.max_cnxns > 0 && total >= self.settings.max_cnxns {
+            return Err(Refusal::MaxCnxns(self.settings.max_cnxns));
+        }
         let n = m.entry(ip).or_insert(0);
         if max > 0 && *n >= max {
-            return false;
+            return Err(Refusal::PerIp(max));
         }
         *n += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     /// Uncounts a connection `admit` counted.

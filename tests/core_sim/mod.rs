@@ -346,6 +346,13 @@ impl Sim {
         let settings = Settings {
             max_frame: DEFAULT_MAX_BUFFER,
             super_digest: None,
+            skip_acl: false,
+            max_cnxns: 0,
+            global_outstanding_limit: 1000,
+            conn_throttle: Default::default(),
+            large_requests: Default::default(),
+            audit: None,
+            sessionless_timeout: std::time::Duration::from_secs(10),
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
             // The simulator answers every read on the shard (no bulk-reply thread).
@@ -1396,7 +1403,7 @@ impl Sim {
                     self.at(self.now + LOOP_TICK, Ev::Loop { node, inc });
                     let tick_election = {
                         let run = self.nodes[node].run.as_mut().expect("up");
-                        run.shard.tick();
+                        run.shard.tick(&mut run.net);
                         let due = self.now >= run.election_tick + TICK_MS as u64 / 5;
                         if due {
                             run.election_tick = self.now;

@@ -4,7 +4,8 @@ ZK_TARGET chooses the server:
   ringkeeper (default)  RINGKEEPER_BIN (default target/debug/ringkeeper) with a generated zoo.cfg
   apache                Apache ZooKeeper through scripts/apache-zk.sh (the reference)
 
-Both get the same settings (SERVER_CFG below). Each test module gets its own server on a
+Both get the same settings (SERVER_CFG below, plus the module's SERVER_EXTRA_CFG list if it
+has one). Each test module gets its own server on a
 free loopback port, so a module that breaks the server cannot fail the others; the server
 is stopped by its PID when the module ends.
 """
@@ -77,8 +78,9 @@ def ruok(port):
 class Server:
     """A running server under test."""
 
-    def __init__(self, target, dir, port):
+    def __init__(self, target, dir, port, extra_cfg=()):
         self.target, self.dir, self.port = target, dir, port
+        self.cfg = SERVER_CFG + list(extra_cfg)
         self.host = "127.0.0.1"
         self.hostport = f"127.0.0.1:{port}"
         self.proc = None  # our own child (ringkeeper); Apache's PID is in dir/pid
@@ -106,7 +108,7 @@ class Server:
         if self.target == "apache":
             # ZooKeeper reads the container/TTL reaper interval only as a JVM system
             # property without the zookeeper. prefix, so zoo.cfg cannot carry it there.
-            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(SERVER_CFG),
+            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(self.cfg),
                        JAVA_TOOL_OPTIONS=f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
                        START_TIMEOUT_S=str(START_TIMEOUT_S))
             r = subprocess.run([os.path.join(REPO, "scripts", "apache-zk.sh"), "start",
@@ -129,7 +131,7 @@ class Server:
             f.write("\n".join([f"dataDir={data}", f"clientPort={self.port}",
                                "clientPortAddress=127.0.0.1",
                                f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
-                              + SERVER_CFG) + "\n")
+                              + self.cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -177,9 +179,9 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(request):
     dir = tempfile.mkdtemp(prefix=f"interop-{TARGET}-")
-    srv = Server(TARGET, dir, free_port())
+    srv = Server(TARGET, dir, free_port(), getattr(request.module, "SERVER_EXTRA_CFG", ()))
     try:
         srv.start()
     except Exception:
