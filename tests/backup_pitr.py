@@ -20,6 +20,7 @@ Every server listens on 127.0.0.1 and is stopped by its PID; the load is bounded
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,10 @@ sys.path.insert(0, HERE)
 import rkharness  # noqa: E402
 
 LOAD_SECONDS = 6.0
+# The load goes on past LOAD_SECONDS until the live server has written this many log
+# segments and snapshots (what the checks below need), at most MAX_LOAD_SECONDS: on a
+# loaded machine 6 s may hold only a few hundred requests.
+MIN_SEGMENTS, MIN_SNAPSHOTS, MAX_LOAD_SECONDS = 3, 2, 120.0
 
 
 def log(*a):
@@ -102,9 +107,17 @@ def main():
         rng = random.Random(5)
         acked = {}
         zk.ensure_path("/load")
-        end = time.time() + LOAD_SECONDS
+        start = time.time()
+        live_data = os.path.join(tmp, "live", "data")
+
+        def enough():
+            names = os.listdir(live_data)
+            return (sum(bool(re.fullmatch(r"log\.[0-9a-f]+", n)) for n in names) >= MIN_SEGMENTS
+                    and sum(n.startswith("snapshot.") for n in names) >= MIN_SNAPSHOTS)
+
         i = 0
-        while time.time() < end:
+        while time.time() < start + MAX_LOAD_SECONDS and (
+                time.time() < start + LOAD_SECONDS or i % 50 != 0 or not enough()):
             i += 1
             r = rng.random()
             p = f"/load/n{rng.randrange(400)}"
