@@ -49,9 +49,10 @@ pub const MIN_LOG_SEGMENT_SIZE: u64 = 1 << 20;
 pub const STANDALONE_DATA_DIR: &str = "data";
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`), in its order.
-pub const FOUR_LETTER_WORDS: [&str; 18] = [
+pub const FOUR_LETTER_WORDS: [&str; 19] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash", // RingKeeper's: load attribution.
+    "load",
 ];
 
 /// How far we honour a key.
@@ -265,10 +266,25 @@ pub const KEYS: &[KeySpec] = &[
     key("nio.numWorkerThreads", Cosmetic),
     key("nio.directBufferBytes", Cosmetic),
     key("nio.sessionlessCnxnTimeout", Cosmetic),
+    key("admin.enableServer", Supported),
+    key("admin.serverAddress", Supported),
+    key("admin.serverPort", Supported),
+    key("admin.commandURL", Supported),
     key("admin.*", Cosmetic),
     // Ours.
     key("shards", Supported),
     key("logSegmentSize", Supported),
+    key("slowRequestThresholdMs", Supported),
+    key("slowRequestLogPerSecond", Supported),
+    key("loadAttribution", Supported),
+];
+
+/// The `admin.*` keys the AdminServer reads; the others are Jetty's and accepted quietly.
+const ADMIN_KEYS: [&str; 4] = [
+    "admin.enableServer",
+    "admin.serverAddress",
+    "admin.serverPort",
+    "admin.commandURL",
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
@@ -283,7 +299,7 @@ pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
         "weight.N"
     } else if bare.starts_with("authProvider.") {
         "authProvider.N"
-    } else if bare.starts_with("admin.") {
+    } else if bare.starts_with("admin.") && !ADMIN_KEYS.contains(&bare) {
         "admin.*"
     } else if bare.starts_with("metricsProvider.") && bare != "metricsProvider.className" {
         "metricsProvider.*"
@@ -460,6 +476,12 @@ pub struct Config {
     pub shards: Option<NonZeroUsize>,
     /// Bytes per log segment.
     pub log_segment_size: u64,
+    /// `slowRequestThresholdMs`: requests slower are logged (0: off, the default).
+    pub slow_request_threshold_ms: u64,
+    /// `slowRequestLogPerSecond`: at most this many slow-request lines a second.
+    pub slow_request_log_per_second: u32,
+    /// `loadAttribution`: count load per session, client and path (default yes).
+    pub load_attribution: bool,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
     /// (keys already starting with `zookeeper.` kept as they are).
     pub system_properties: BTreeMap<String, String>,
@@ -866,6 +888,9 @@ impl ConfigBuilder {
             metrics_provider: BTreeMap::new(),
             shards: None,
             log_segment_size: DEFAULT_LOG_SEGMENT_SIZE,
+            slow_request_threshold_ms: 0,
+            slow_request_log_per_second: 10,
+            load_attribution: true,
             system_properties: BTreeMap::new(),
         };
         let mut data_dir = None;
@@ -972,6 +997,9 @@ impl ConfigBuilder {
                     c.log_segment_size = n;
                 }
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
+                "slowRequestThresholdMs" => c.slow_request_threshold_ms = ctx.int(v)?,
+                "slowRequestLogPerSecond" => c.slow_request_log_per_second = ctx.int(v)?,
+                "loadAttribution" => c.load_attribution = v != "no" && v != "false",
                 _ if numbered(bare, "server.") => {
                     let id = ctx.int::<u64>(&bare["server.".len()..])?;
                     let spec =

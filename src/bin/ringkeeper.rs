@@ -107,6 +107,43 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
                 .ok_or_else(|| format!("metricsProvider.httpHost {host} resolves to nothing"))?,
         );
     }
+    // The AdminServer: ZooKeeper's keys and defaults, but loopback unless told
+    // otherwise (docs/compat.md).
+    let admin_on = cfg
+        .admin
+        .get("enableServer")
+        .is_none_or(|v| v.trim().eq_ignore_ascii_case("true"));
+    if admin_on {
+        let host = cfg
+            .admin
+            .get("serverAddress")
+            .map_or("127.0.0.1", |h| h.as_str());
+        let port: u16 = match cfg.admin.get("serverPort").map(|p| p.trim().parse()) {
+            None => 8080,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(format!("admin.serverPort: {e}")),
+        };
+        let url = cfg
+            .admin
+            .get("commandURL")
+            .map_or("/commands", |u| u.as_str())
+            .to_string();
+        if !url.starts_with('/') {
+            return Err(format!("admin.commandURL {url:?} must start with /"));
+        }
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("admin.serverAddress {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("admin.serverAddress {host} resolves to nothing"))?;
+        sc.admin = Some((addr, url));
+    }
+    sc.settings.ops = ringkeeper::server::observe::OpsSettings {
+        load_attribution: cfg.load_attribution,
+        slow_threshold: (cfg.slow_request_threshold_ms > 0)
+            .then(|| std::time::Duration::from_millis(cfg.slow_request_threshold_ms)),
+        slow_per_second: cfg.slow_request_log_per_second,
+    };
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
@@ -653,6 +690,13 @@ fn main() -> ExitCode {
     }
     let shards = sc.shards;
     let signals = block_signals();
+    let load_ms = started.elapsed().as_millis() as u64;
+    // The txns replayed after the snapshot: exact within one epoch.
+    let replayed = match opened.snapshot_zxid {
+        Some(s) if s >> 32 == opened.zxid >> 32 => (opened.zxid - s) as u64,
+        None if opened.zxid >> 32 == 0 => opened.zxid as u64,
+        _ => 0,
+    };
     let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
@@ -660,6 +704,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    {
+        let zk = &running.state.seq.metrics.zk;
+        zk.dbinittime.record(load_ms);
+        zk.startup_snap_load_time.record(load_ms);
+        zk.startup_txns_load_time.record(load_ms);
+        zk.startup_txns_loaded.record(replayed);
+    }
     let mode = match (running.quorum_addr, running.election_addr) {
         (Some(q), Some(e)) => format!(
             "server.{}, quorum port {q}, election port {e}",
@@ -669,6 +720,9 @@ fn main() -> ExitCode {
     };
     if let Some(m) = running.metrics_addr {
         eprintln!("ringkeeper: Prometheus metrics on http://{m}/metrics");
+    }
+    if let Some(a) = running.admin_addr {
+        eprintln!("ringkeeper: AdminServer on http://{a}");
     }
     eprintln!(
         "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",

@@ -54,6 +54,18 @@ pub enum ToShard {
     PictureReady,
     /// A client connection the acceptor placed on this shard.
     Adopt(std::net::TcpStream),
+    /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
+    /// this shard's view once every shard's picture is in, as a four-letter word.
+    Inspect(Inspect),
+}
+
+/// An inspection run on a shard's loop over its view and the server's state.
+pub struct Inspect(pub Box<dyn FnOnce(&ServerState, &DataTree, i64) + Send>);
+
+impl std::fmt::Debug for Inspect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inspect")
+    }
 }
 
 /// What a shard needs from the network layer.
@@ -139,6 +151,9 @@ pub struct Shard {
     events: Vec<watch::Event<usize>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
+    pending_inspect: Vec<(u64, Inspect)>,
+    /// Load attribution and the slow-request log (`None`: both off).
+    observe: Option<Box<super::observe::Observe>>,
 }
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
@@ -162,6 +177,7 @@ impl Shard {
     ) -> Self {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
+        let observe = super::observe::Observe::new(&state.settings.ops);
         Shard {
             id,
             view: start.commit.root.clone(),
@@ -184,6 +200,8 @@ impl Shard {
             scratch: Vec::new(),
             events: Vec::new(),
             pending_fourlw: Vec::new(),
+            pending_inspect: Vec::new(),
+            observe,
         }
     }
 
@@ -205,6 +223,7 @@ impl Shard {
     /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
         if !self.state.admit(peer.ip(), max_per_ip) {
+            self.state.seq.metrics.zk.connection_rejected.inc();
             eprintln!(
                 "ringkeeper: too many connections from {} - max is {max_per_ip}",
                 peer.ip()
@@ -253,6 +272,9 @@ impl Shard {
         };
         self.signals.conns.fetch_sub(1, Ordering::Relaxed);
         self.watches.remove_watcher(slot);
+        if let Some(ob) = &mut self.observe {
+            ob.closed(slot);
+        }
         if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
             self.bound.remove(&c.session_id);
             self.outbox.push(ToSeq::Detached {
@@ -297,6 +319,12 @@ impl Shard {
             return;
         }
         c.inbuf.extend_from_slice(bytes);
+        self.state
+            .seq
+            .metrics
+            .zk
+            .bytes_received
+            .add(bytes.len() as u64);
         self.parse(net, slot);
     }
 
@@ -365,9 +393,12 @@ impl Shard {
     }
 
     fn handshake(&mut self, slot: usize, frame: &[u8]) -> bool {
+        let zk = &self.state.seq.metrics.zk;
+        zk.connection_requests.inc();
         let req = match ConnectRequest::from_bytes(frame) {
             Ok(r) => r,
             Err(e) => {
+                zk.unsuccessful_handshake.inc();
                 eprintln!("ringkeeper: bad connect request: {e}");
                 return false;
             }
@@ -378,6 +409,9 @@ impl Shard {
             .expect("handshake on unknown slot");
         c.phase = Phase::Connecting;
         c.read_only_byte = req.read_only;
+        if req.session_id != 0 {
+            zk.revalidate.inc();
+        }
         let conn = self.conn_ref(slot);
         self.outbox.push(ToSeq::Connect {
             conn,
@@ -429,6 +463,9 @@ impl Shard {
                 c.peer
             );
             return false;
+        }
+        if let Some(ob) = &mut self.observe {
+            ob.request(slot, c.session_id, c.peer, &req, frame.len() + 4);
         }
         let queued = Queued {
             xid: hdr.xid,
@@ -493,6 +530,10 @@ impl Shard {
         c.stats.answered(q.req.op(), q.received, zxid);
         self.state.seq.metrics.reads.record(q.received.elapsed());
         self.state.request_done(q.received);
+        self.state.responded(out.len());
+        if let Some(ob) = &mut self.observe {
+            ob.read_answered(c.session_id, c.peer, &q.req, out.len(), q.received, zxid);
+        }
         net.send(slot, &out);
         self.scratch = out;
     }
@@ -553,6 +594,11 @@ impl Shard {
                     }
                 }
                 ToShard::PictureReady => self.answer_ready_fourlw(net),
+                ToShard::Inspect(job) => {
+                    let gen = self.ask_pictures();
+                    self.pending_inspect.push((gen, job));
+                    self.answer_ready_fourlw(net);
+                }
                 ToShard::Adopt(stream) => {
                     // The acceptor counted it for this shard already.
                     match net.adopt(stream) {
@@ -616,9 +662,17 @@ impl Shard {
                     // 1. Watches fire before anything that shows the new state.
                     if !self.watches_empty() {
                         for t in &applied.triggers {
+                            let before = self.events.len();
                             self.watches.trigger(&t.path, t.event, &mut self.events);
+                            self.state
+                                .watches_triggered(t.event, self.events.len() - before);
                         }
                         for ev in self.events.drain(..) {
+                            if let (Some(ob), Some(c)) =
+                                (&mut self.observe, self.conns.get(&ev.watcher))
+                            {
+                                ob.watch_fired(c.session_id, c.peer, &ev.path);
+                            }
                             out.clear();
                             Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
                             net.send(ev.watcher, &out);
@@ -636,7 +690,7 @@ impl Shard {
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
-                            self.answered(net, o, &out, txn.zxid);
+                            self.answered(net, o, &out, txn.zxid, Some(node));
                             let m = &self.state.seq.metrics;
                             m.answered.record(node.published_at.elapsed());
                             m.total.record(o.received.elapsed());
@@ -674,7 +728,7 @@ impl Shard {
                         }
                         _ => frame_reply(&mut out, origin.xid, *zxid, error.code, &[]),
                     }
-                    self.answered(net, *origin, &out, *zxid);
+                    self.answered(net, *origin, &out, *zxid, None);
                 }
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
@@ -684,7 +738,7 @@ impl Shard {
                     out.clear();
                     let body = SyncResponse { path: path.clone() }.to_bytes();
                     frame_reply(&mut out, origin.xid, *zxid, Code::Ok, &body);
-                    self.answered(net, *origin, &out, *zxid);
+                    self.answered(net, *origin, &out, *zxid, None);
                 }
                 Entry::Connect { conn, outcome } => {
                     if !self.is_mine(conn) {
@@ -769,7 +823,14 @@ impl Shard {
         self.parse(net, slot);
     }
 
-    fn answered(&mut self, net: &mut dyn Net, o: Origin, bytes: &[u8], zxid: i64) {
+    fn answered(
+        &mut self,
+        net: &mut dyn Net,
+        o: Origin,
+        bytes: &[u8],
+        zxid: i64,
+        node: Option<&Node>,
+    ) {
         let c = self
             .conns
             .get_mut(&o.conn.slot)
@@ -778,6 +839,10 @@ impl Shard {
         c.in_flight -= 1;
         c.stats.answered(o.op, o.received, zxid);
         self.state.request_done(o.received);
+        self.state.responded(bytes.len());
+        if let Some(ob) = &mut self.observe {
+            ob.write_answered(&o, c.session_id, c.peer, bytes.len(), zxid, node);
+        }
         net.send(o.conn.slot, bytes);
         if o.op == OpCode::CloseSession {
             self.close(net, o.conn.slot);
@@ -903,6 +968,14 @@ impl Shard {
     /// shard's current picture: this shard asks the others to publish and answers once
     /// they all have (`answer_ready_fourlw`), without blocking its loop.
     fn four_letter_word(&mut self, net: &mut dyn Net, slot: usize, cmd: crate::fourlw::Command) {
+        let gen = self.ask_pictures();
+        self.pending_fourlw.push((slot, cmd, gen));
+        self.answer_ready_fourlw(net);
+    }
+
+    /// Publishes this shard's picture and asks the others for theirs; the generation
+    /// to wait for.
+    fn ask_pictures(&self) -> u64 {
         let gen = self.state.next_picture_gen();
         self.publish_picture(gen);
         for (i, inbox) in self.state.shard_inboxes().iter().enumerate() {
@@ -913,11 +986,19 @@ impl Shard {
                 });
             }
         }
-        self.pending_fourlw.push((slot, cmd, gen));
-        self.answer_ready_fourlw(net);
+        gen
     }
 
     fn answer_ready_fourlw(&mut self, net: &mut dyn Net) {
+        let mut i = 0;
+        while i < self.pending_inspect.len() {
+            if !self.state.pictures_ready(self.pending_inspect[i].0) {
+                i += 1;
+                continue;
+            }
+            let (_, job) = self.pending_inspect.swap_remove(i);
+            (job.0)(&self.state, &self.view, self.view_zxid);
+        }
         let mut i = 0;
         while i < self.pending_fourlw.len() {
             let (slot, cmd, gen) = self.pending_fourlw[i];
@@ -935,8 +1016,14 @@ impl Shard {
     }
 
     fn publish_picture(&self, gen: u64) {
-        self.state
-            .publish_shard(self.id, gen, self.snapshot_conns(), self.watch_summary());
+        let load = self.observe.as_ref().and_then(|o| o.load.clone());
+        self.state.publish_shard(
+            self.id,
+            gen,
+            self.snapshot_conns(),
+            self.watch_summary(),
+            load,
+        );
     }
 
     fn snapshot_conns(&self) -> Vec<fourlw::ConnLine> {

@@ -346,6 +346,7 @@ impl Sim {
             super_digest: None,
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
+            ops: Default::default(),
         };
         let state = Arc::new(ServerState::new(
             settings,
