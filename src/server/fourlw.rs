@@ -256,7 +256,7 @@ fn monitor(
         .chain(quorum_values(state))
         .collect(),
         summaries: zk_summaries(state),
-        namespaces: Vec::new(),
+        namespaces: namespaces(state),
     }
 }
 
@@ -319,6 +319,24 @@ fn quorum_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
         Mode::Observer => "observing - broadcast",
     };
     vec![("peer_state".to_string(), fmt::MetricValue::Text(s.into()))]
+}
+
+/// ZooKeeper's per-namespace byte summaries, from the shards' load pictures.
+fn namespaces(state: &ServerState) -> Vec<(String, fmt::Summary, fmt::Summary)> {
+    let Some(m) = state.load() else {
+        return Vec::new();
+    };
+    let conv = |b: &super::load::ByteSummary| fmt::Summary {
+        count: b.count as i64,
+        sum: b.sum as i64,
+        min: b.min as i64,
+        max: b.max as i64,
+        percentiles: [0; 4],
+    };
+    m.namespaces
+        .iter()
+        .map(|(ns, r, w)| (ns.clone(), conv(r), conv(w)))
+        .collect()
 }
 
 fn from_summary(s: &super::metrics::Summary) -> fmt::Summary {

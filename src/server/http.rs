@@ -310,6 +310,22 @@ pub fn render(state: &ServerState) -> String {
             }
             out.push_str(&format!("{name}_sum {}\n{name}_count {}\n", s.sum, s.count));
         }
+        // Summary sets, labelled by `key` as ZooKeeper's provider does.
+        for (i, name) in ["read_per_namespace", "write_per_namespace"]
+            .iter()
+            .enumerate()
+        {
+            out.push_str(&format!(
+                "# HELP {name} Bytes per request by top namespace\n# TYPE {name} summary\n"
+            ));
+            for (ns, r, w) in &m.namespaces {
+                let s = if i == 0 { r } else { w };
+                out.push_str(&format!(
+                    "{name}_sum{{key=\"{ns}\"}} {}\n{name}_count{{key=\"{ns}\"}} {}\n",
+                    s.sum, s.count
+                ));
+            }
+        }
     }
     out.push_str(&state.seq.metrics.prometheus());
     out

@@ -116,9 +116,56 @@ pub fn prefix(path: &str) -> &str {
     path
 }
 
+/// Namespaces (first path components) whose bytes are summarised, per shard: ZooKeeper
+/// keeps every one; beyond this many new ones are not counted.
+pub const MAX_NAMESPACES: usize = 64;
+
+/// count, sum, min, max of bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteSummary {
+    pub count: u64,
+    pub sum: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl ByteSummary {
+    fn record(&mut self, n: u64) {
+        self.min = if self.count == 0 { n } else { self.min.min(n) };
+        self.max = self.max.max(n);
+        self.count += 1;
+        self.sum += n;
+    }
+
+    fn merge(&mut self, o: &ByteSummary) {
+        if o.count == 0 {
+            return;
+        }
+        self.min = if self.count == 0 {
+            o.min
+        } else {
+            self.min.min(o.min)
+        };
+        self.max = self.max.max(o.max);
+        self.count += o.count;
+        self.sum += o.sum;
+    }
+}
+
+/// The top namespace of `path` (`/app/x` -> `app`), as ZooKeeper's
+/// `PathUtils.getTopNamespace`; `None` for `/`.
+pub fn top_namespace(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    let ns = rest.split('/').next().unwrap_or("");
+    (!ns.is_empty()).then_some(ns)
+}
+
 /// One shard's sketches.
 #[derive(Debug, Clone, Default)]
 pub struct Load {
+    /// ZooKeeper's `read_per_namespace` and `write_per_namespace`: bytes (path and
+    /// data) per read and per write, by top namespace.
+    pub namespaces: HashMap<String, [ByteSummary; 2]>,
     pub ops: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -162,6 +209,21 @@ impl Load {
         }
     }
 
+    /// Bytes of a read (0) or a write (1) under `path`'s namespace.
+    pub fn namespace_bytes(&mut self, path: &str, write: bool, bytes: usize) {
+        let Some(ns) = top_namespace(path) else {
+            return;
+        };
+        let n = (path.len() + bytes) as u64;
+        if let Some(v) = self.namespaces.get_mut(ns) {
+            v[write as usize].record(n);
+        } else if self.namespaces.len() < MAX_NAMESPACES {
+            let mut v = [ByteSummary::default(); 2];
+            v[write as usize].record(n);
+            self.namespaces.insert(ns.to_string(), v);
+        }
+    }
+
     /// A watch of `session` at `ip` fired for `path`.
     pub fn watch_fired(&mut self, session: i64, ip: IpAddr, path: &str) {
         self.watches += 1;
@@ -180,6 +242,8 @@ impl Load {
 /// The shards' sketches merged: per key, the sums over shards, heaviest first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Merged {
+    /// By namespace, sorted: (reads, writes).
+    pub namespaces: Vec<(String, ByteSummary, ByteSummary)>,
     pub ops: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -207,7 +271,16 @@ fn merge<Q: Eq + Hash + Clone>(
 
 /// Merges the shards' loads.
 pub fn merged(loads: &[&Load]) -> Merged {
+    let mut ns: std::collections::BTreeMap<String, [ByteSummary; 2]> = Default::default();
+    for l in loads {
+        for (k, v) in &l.namespaces {
+            let e = ns.entry(k.clone()).or_default();
+            e[0].merge(&v[0]);
+            e[1].merge(&v[1]);
+        }
+    }
     Merged {
+        namespaces: ns.into_iter().map(|(k, [r, w])| (k, r, w)).collect(),
         ops: loads.iter().map(|l| l.ops).sum(),
         bytes_in: loads.iter().map(|l| l.bytes_in).sum(),
         bytes_out: loads.iter().map(|l| l.bytes_out).sum(),

@@ -120,6 +120,9 @@ impl Observe {
         let path = request_path(req);
         if let Some(l) = &mut self.load {
             l.request(session, peer.ip(), path, bytes);
+            if let (true, Some(p)) = (req.is_write(), path) {
+                l.namespace_bytes(p, true, bytes);
+            }
         }
         if req.is_write() {
             self.pending.entry(slot).or_default().push_back(Pending {
@@ -143,6 +146,9 @@ impl Observe {
         let path = request_path(req);
         if let Some(l) = &mut self.load {
             l.response(session, peer.ip(), path, bytes);
+            if let Some(p) = path {
+                l.namespace_bytes(p, false, bytes);
+            }
         }
         if let Some((threshold, lim)) = &mut self.slow {
             let now = Instant::now();

@@ -77,8 +77,11 @@ def ruok(port):
 class Server:
     """A running server under test."""
 
-    def __init__(self, target, dir, port):
+    def __init__(self, target, dir, port, extra_cfg=()):
         self.target, self.dir, self.port = target, dir, port
+        self.extra_cfg = list(extra_cfg)
+        # RingKeeper's AdminServer, on a port of its own (Apache's is off: apache-zk.sh).
+        self.admin_port = free_port()
         self.host = "127.0.0.1"
         self.hostport = f"127.0.0.1:{port}"
         self.proc = None  # our own child (ringkeeper); Apache's PID is in dir/pid
@@ -128,8 +131,10 @@ class Server:
         with open(cfg, "w") as f:
             f.write("\n".join([f"dataDir={data}", f"clientPort={self.port}",
                                "clientPortAddress=127.0.0.1",
-                               f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
-                              + SERVER_CFG) + "\n")
+                               f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
+                               "admin.serverAddress=127.0.0.1",
+                               f"admin.serverPort={self.admin_port}"]
+                              + SERVER_CFG + self.extra_cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -176,10 +181,11 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def server():
+def started_server(extra_cfg=()):
+    """A generator that starts a server (with `extra_cfg` zoo.cfg lines), yields it and
+    stops it: the body of the module fixtures."""
     dir = tempfile.mkdtemp(prefix=f"interop-{TARGET}-")
-    srv = Server(TARGET, dir, free_port())
+    srv = Server(TARGET, dir, free_port(), extra_cfg)
     try:
         srv.start()
     except Exception:
@@ -191,6 +197,12 @@ def server():
         print(f"server dir kept: {dir}")
     else:
         shutil.rmtree(dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    # A module may set SERVER_EXTRA_CFG (zoo.cfg lines of its own).
+    yield from started_server(getattr(request.module, "SERVER_EXTRA_CFG", ()))
 
 
 def fast_retry():
