@@ -15,6 +15,7 @@ pub mod sequencer;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod top;
 pub mod tree;
 pub mod txn;
 pub mod watch;

@@ -534,6 +534,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Subcommand::Top {
+        connect,
+        interval_ms,
+        once,
+        json,
+        iterations,
+    }) = &cli.command
+    {
+        ringkeeper::top::run(
+            connect,
+            std::time::Duration::from_millis(*interval_ms),
+            *once,
+            *json,
+            *iterations,
+        );
+        return ExitCode::SUCCESS;
+    }
     if let Some(Subcommand::Data { action }) = &cli.command {
         return data_command(action);
     }

@@ -242,6 +242,13 @@ pub fn route(req: &Request, endpoint: &Endpoint, state: &ServerState) -> Respons
     }
 }
 
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn help(name: &str) -> &'static str {
     match name {
         "znode_count" => "Number of znodes",
@@ -320,6 +327,7 @@ pub fn render(state: &ServerState) -> String {
             ));
             for (ns, r, w) in &m.namespaces {
                 let s = if i == 0 { r } else { w };
+                let ns = label_value(ns);
                 out.push_str(&format!(
                     "{name}_sum{{key=\"{ns}\"}} {}\n{name}_count{{key=\"{ns}\"}} {}\n",
                     s.sum, s.count
