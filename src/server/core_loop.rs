@@ -1407,6 +1407,7 @@ impl CoreLoop {
                         .filter(|m| matches!(m, ToSeq::Request { .. }))
                         .count() as u64;
                     m.zk.prep_queued.add(batch.len() as u64);
+                    m.zk.prep_queue_size.record(batch.len() as u64);
                     for msg in batch.drain(..) {
                         self.input(Input::Shard(msg));
                     }

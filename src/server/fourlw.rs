@@ -300,6 +300,8 @@ fn zk_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
         ("outstanding_changes_queued", i(records)),
         ("outstanding_changes_removed", i(records)),
         ("snap_count", i(zk.snap_syncs.get())),
+        ("watch_bytes", i(zk.watch_bytes.get())),
+        ("connection_drop_count", i(zk.connection_drops.get())),
         ("diff_count", i(zk.diff_syncs.get())),
     ]
     .into_iter()
@@ -384,6 +386,14 @@ fn zk_summaries(state: &ServerState) -> Vec<(String, fmt::Summary)> {
         ("quorum_ack_latency", from_histogram(&m.replicated)),
         ("proposal_latency", from_histogram(&zk.proposal_latency)),
         ("commit_propagation_latency", from_histogram(&m.committed)),
+        (
+            "propagation_latency",
+            from_histogram(&zk.propagation_latency),
+        ),
+        (
+            "prep_processor_queue_size",
+            from_summary(&zk.prep_queue_size),
+        ),
         ("server_write_committed_time_ms", from_histogram(&m.total)),
         ("local_write_committed_time_ms", from_histogram(&m.total)),
         ("write_final_proc_time_ms", from_histogram(&m.answered)),

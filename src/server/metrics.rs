@@ -270,9 +270,15 @@ pub struct ZkStats {
     pub learner_commits_received: Counter,
     pub looking: Counter,
     pub prep_queued: Counter,
+    /// Requests waiting for the sequencer, sampled at each of its passes.
+    pub prep_queue_size: Summary,
     /// Written by the core loop each tick from the core's own count.
     pub sessions_expired: AtomicU64,
     pub snapshots_taken: Counter,
+    /// Bytes of watch notifications sent.
+    pub watch_bytes: Counter,
+    /// Connections the client closed (end of stream), ZooKeeper's failed reads.
+    pub connection_drops: Counter,
     /// A leader's syncs of learners by SNAP, and by DIFF or TRUNC.
     pub snap_syncs: Counter,
     pub diff_syncs: Counter,
@@ -294,6 +300,8 @@ pub struct ZkStats {
     pub node_children_watches: Summary,
     /// A leader's proposals, from their append to the quorum's ack (microseconds).
     pub proposal_latency: Histogram,
+    /// Writes from the log hand-off (the txn's making) to their answer here.
+    pub propagation_latency: Histogram,
 }
 
 /// The quantiles reported for each histogram.

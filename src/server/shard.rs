@@ -263,6 +263,7 @@ impl Shard {
     /// pictures: `nc` and most scripts send the word and shut down their side at once,
     /// and still read the answer. Returns whether to close now.
     pub fn end_of_stream(&mut self, slot: usize) -> bool {
+        self.state.seq.metrics.zk.connection_drops.inc();
         !self.pending_fourlw.iter().any(|(s, _, _)| *s == slot)
     }
 
@@ -675,6 +676,7 @@ impl Shard {
                             }
                             out.clear();
                             Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                            self.state.seq.metrics.zk.watch_bytes.add(out.len() as u64);
                             net.send(ev.watcher, &out);
                         }
                     }
@@ -693,6 +695,9 @@ impl Shard {
                             self.answered(net, o, &out, txn.zxid, Some(node));
                             let m = &self.state.seq.metrics;
                             m.answered.record(node.published_at.elapsed());
+                            if let Some([appended, ..]) = node.stages {
+                                m.zk.propagation_latency.record(appended.elapsed());
+                            }
                             m.total.record(o.received.elapsed());
                         }
                     }
