@@ -749,7 +749,33 @@ fn main() -> ExitCode {
         cfg.data_dir.display(),
         cfg.data_log_dir.display()
     );
+    // systemd (Type=notify): ready once clients are served, that is once this server
+    // has a role (at once standalone; after an election and sync in an ensemble).
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let state = running.state.clone();
+        let stop = running.stop.clone();
+        let listen = running.local_addr;
+        let _ = std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Some(mode) = state.mode() {
+                        let msg = format!(
+                            "READY=1\nMAINPID={}\nSTATUS=serving clients on {listen} ({})",
+                            std::process::id(),
+                            mode.as_str()
+                        );
+                        if let Err(e) = ringkeeper::sdnotify::notify(&msg) {
+                            eprintln!("ringkeeper: cannot notify systemd: {e}");
+                        }
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            });
+    }
     let sig = wait_for_signal(&signals);
+    let _ = ringkeeper::sdnotify::notify("STOPPING=1");
     eprintln!("ringkeeper: signal {sig} received, shutting down");
     running.shutdown();
     ExitCode::SUCCESS

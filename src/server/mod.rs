@@ -158,6 +158,10 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         cfg.shards,
         seq_stats.clone(),
     ));
+    if cfg.ensemble.is_some() {
+        // Not serving until the core reports a role (srvr, sd_notify's READY=1).
+        state.set_mode(stats::MODE_LOOKING);
+    }
     seq_stats
         .last_zxid
         .store(zxid, std::sync::atomic::Ordering::Relaxed);
