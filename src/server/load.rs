@@ -13,7 +13,6 @@
 use super::json::Json;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::hash::Hash;
 use std::net::IpAddr;
 
 /// Counters kept per dimension (sessions, clients, path prefixes) per shard.
@@ -38,43 +37,114 @@ impl Counts {
         self.bytes_out += o.bytes_out;
         self.watches += o.watches;
     }
+
+    fn is_zero(&self) -> bool {
+        self.ops == 0 && self.bytes_in == 0 && self.bytes_out == 0 && self.watches == 0
+    }
 }
 
-/// A space-saving top-K sketch keyed by `Q`.
+/// A 64-bit hash of a key (FxHash's multiply-rotate over 8-byte words): the sketches'
+/// maps are keyed by it, so a lookup hashes the path once and allocates nothing. Two
+/// keys of one hash would share a counter; with 64 bits and 32 counters that does not
+/// happen in practice.
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut h: u64 = b.len() as u64;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ w).wrapping_mul(SEED);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(SEED);
+    h ^ (h >> 29)
+}
+
+/// The hasher of maps keyed by an already mixed `u64`.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(bytes);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    /// Connection slots: spread (their high bits are a generation).
+    fn write_usize(&mut self, n: usize) {
+        let h = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+type IdMap = HashMap<u64, usize, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// A key a sketch can hold: its hash, and how to store and name it.
+pub trait SketchKey: Clone + PartialEq {
+    fn hash64(&self) -> u64;
+}
+
+impl SketchKey for i64 {
+    fn hash64(&self) -> u64 {
+        (*self as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (*self as u64 >> 31)
+    }
+}
+
+impl SketchKey for IpAddr {
+    fn hash64(&self) -> u64 {
+        match self {
+            IpAddr::V4(a) => hash_bytes(&a.octets()),
+            IpAddr::V6(a) => hash_bytes(&a.octets()),
+        }
+    }
+}
+
+impl SketchKey for String {
+    fn hash64(&self) -> u64 {
+        hash_bytes(self.as_bytes())
+    }
+}
+
+/// A space-saving top-K sketch: at most [`K`] counters; a newcomer replaces the least
+/// counted key and inherits its count (as its `error`).
 #[derive(Debug, Clone)]
-pub struct TopK<Q: Eq + Hash + Clone> {
-    index: HashMap<Q, usize>,
+pub struct TopK<Q: SketchKey> {
+    index: IdMap,
     entries: Vec<(Q, Counts)>,
 }
 
-impl<Q: Eq + Hash + Clone> Default for TopK<Q> {
+impl<Q: SketchKey> Default for TopK<Q> {
     fn default() -> Self {
         TopK {
-            index: HashMap::with_capacity(K),
+            index: IdMap::with_capacity_and_hasher(2 * K, Default::default()),
             entries: Vec::with_capacity(K),
         }
     }
 }
 
-impl<Q: Eq + Hash + Clone> TopK<Q> {
-    /// The entry of `key`, entering it (space-saving) when it is new: `ops` > 0
-    /// requests admit a newcomer; other events (bytes out, watches) only update keys
-    /// already counted.
-    fn slot<B>(&mut self, key: &B, admit: bool) -> Option<&mut Counts>
-    where
-        Q: std::borrow::Borrow<B>,
-        B: Hash + Eq + ?Sized + ToOwned<Owned = Q>,
-    {
-        if let Some(&i) = self.index.get(key) {
-            return Some(&mut self.entries[i].1);
-        }
-        if !admit {
-            return None;
+impl<Q: SketchKey> TopK<Q> {
+    /// The counters of the key of hash `h`, if it is counted.
+    fn get_mut(&mut self, h: u64) -> Option<&mut Counts> {
+        let i = *self.index.get(&h)?;
+        Some(&mut self.entries[i].1)
+    }
+
+    /// Adds `c` to the key of hash `h` (made by `make` when it enters the sketch,
+    /// replacing the least counted one when all K are taken: space-saving).
+    fn add(&mut self, h: u64, c: &Counts, make: impl FnOnce(Option<Q>) -> Q) {
+        if let Some(i) = self.index.get(&h) {
+            self.entries[*i].1.add(c);
+            return;
         }
         if self.entries.len() < K {
-            self.index.insert(key.to_owned(), self.entries.len());
-            self.entries.push((key.to_owned(), Counts::default()));
-            return Some(&mut self.entries.last_mut().expect("just pushed").1);
+            self.index.insert(h, self.entries.len());
+            self.entries.push((make(None), *c));
+            return;
         }
         let (i, _) = self
             .entries
@@ -84,17 +154,14 @@ impl<Q: Eq + Hash + Clone> TopK<Q> {
             .expect("K > 0");
         let floor = self.entries[i].1.ops;
         let old = self.entries[i].0.clone();
-        self.index.remove::<Q>(&old);
-        self.index.insert(key.to_owned(), i);
-        self.entries[i] = (
-            key.to_owned(),
-            Counts {
-                ops: floor,
-                error: floor,
-                ..Counts::default()
-            },
-        );
-        Some(&mut self.entries[i].1)
+        self.index.remove(&old.hash64());
+        self.index.insert(h, i);
+        let mut n = *c;
+        n.ops += floor;
+        n.error = floor;
+        // The old key's storage is handed over (a path's String buffer is reused).
+        let (k, _) = std::mem::replace(&mut self.entries[i], (old, Counts::default()));
+        self.entries[i] = (make(Some(k)), n);
     }
 
     pub fn entries(&self) -> &[(Q, Counts)] {
@@ -176,36 +243,47 @@ pub struct Load {
 }
 
 impl Load {
-    /// A request of `bytes` (its frame) from `session` at `ip`, on `path` if it has one.
-    pub fn request(&mut self, session: i64, ip: IpAddr, path: Option<&str>, bytes: usize) {
-        let b = bytes as u64;
-        self.ops += 1;
-        self.bytes_in += b;
-        let bump = |c: Option<&mut Counts>| {
-            if let Some(c) = c {
-                c.ops += 1;
-                c.bytes_in += b;
-            }
-        };
-        bump(self.sessions.slot(&session, true));
-        bump(self.clients.slot(&ip, true));
-        bump(self.paths.slot(prefix(path.unwrap_or("(none)")), true));
+    /// A connection's counts since it was last folded in: its session and client
+    /// address get them (the request path counts per connection, in plain fields).
+    pub fn fold(&mut self, session: i64, ip: IpAddr, c: &Counts) {
+        if c.is_zero() {
+            return;
+        }
+        self.ops += c.ops;
+        self.bytes_in += c.bytes_in;
+        self.bytes_out += c.bytes_out;
+        self.watches += c.watches;
+        self.sessions.add(session.hash64(), c, |_| session);
+        self.clients.add(ip.hash64(), c, |_| ip);
     }
 
-    /// A reply of `bytes` to `session` at `ip` (for `path`, when known).
-    pub fn response(&mut self, session: i64, ip: IpAddr, path: Option<&str>, bytes: usize) {
-        let b = bytes as u64;
-        self.bytes_out += b;
-        if let Some(c) = self.sessions.slot(&session, false) {
-            c.bytes_out += b;
+    /// A request of `bytes` on `path`: its prefix is counted.
+    pub fn path_request(&mut self, path: &str, bytes: usize) {
+        let p = prefix(path);
+        let c = Counts {
+            ops: 1,
+            bytes_in: bytes as u64,
+            ..Counts::default()
+        };
+        self.paths.add(hash_bytes(p.as_bytes()), &c, |old| {
+            let mut s = old.unwrap_or_default();
+            s.clear();
+            s.push_str(p);
+            s
+        });
+    }
+
+    /// A reply of `bytes` for `path`, counted if its prefix is counted.
+    pub fn path_response(&mut self, path: &str, bytes: usize) {
+        if let Some(c) = self.paths.get_mut(hash_bytes(prefix(path).as_bytes())) {
+            c.bytes_out += bytes as u64;
         }
-        if let Some(c) = self.clients.slot(&ip, false) {
-            c.bytes_out += b;
-        }
-        if let Some(p) = path {
-            if let Some(c) = self.paths.slot(prefix(p), false) {
-                c.bytes_out += b;
-            }
+    }
+
+    /// A watch fired for `path`, counted if its prefix is counted.
+    pub fn path_watch(&mut self, path: &str) {
+        if let Some(c) = self.paths.get_mut(hash_bytes(prefix(path).as_bytes())) {
+            c.watches += 1;
         }
     }
 
@@ -223,20 +301,14 @@ impl Load {
             self.namespaces.insert(ns.to_string(), v);
         }
     }
+}
 
-    /// A watch of `session` at `ip` fired for `path`.
-    pub fn watch_fired(&mut self, session: i64, ip: IpAddr, path: &str) {
-        self.watches += 1;
-        if let Some(c) = self.sessions.slot(&session, false) {
-            c.watches += 1;
-        }
-        if let Some(c) = self.clients.slot(&ip, false) {
-            c.watches += 1;
-        }
-        if let Some(c) = self.paths.slot(prefix(path), false) {
-            c.watches += 1;
-        }
-    }
+/// A connection's counts not yet folded into the sketches.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnCounts {
+    pub session: i64,
+    pub ip: IpAddr,
+    pub counts: Counts,
 }
 
 /// The shards' sketches merged: per key, the sums over shards, heaviest first.
@@ -253,10 +325,7 @@ pub struct Merged {
     pub paths: Vec<(String, Counts)>,
 }
 
-fn merge<Q: Eq + Hash + Clone>(
-    parts: &[&TopK<Q>],
-    name: impl Fn(&Q) -> String,
-) -> Vec<(String, Counts)> {
+fn merge<Q: SketchKey>(parts: &[&TopK<Q>], name: impl Fn(&Q) -> String) -> Vec<(String, Counts)> {
     let mut m: HashMap<String, Counts> = HashMap::new();
     for p in parts {
         for (k, c) in p.entries() {
@@ -369,6 +438,11 @@ mod tests {
     fn a_heavy_key_survives_a_flood_of_light_ones() {
         let mut l = Load::default();
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let one = Counts {
+            ops: 1,
+            bytes_in: 10,
+            ..Counts::default()
+        };
         for i in 0..100_000i64 {
             // One hot session in five requests; the rest are all different.
             let s = if i % 5 == 0 { 7 } else { 1000 + i };
@@ -377,17 +451,30 @@ mod tests {
             } else {
                 format!("/cold/{i}/x")
             };
-            l.request(s, ip, Some(&p), 10);
+            l.fold(s, ip, &one);
+            l.path_request(&p, 10);
         }
+        l.path_response("/hot/x/y", 5);
+        l.path_watch("/hot/x");
         assert_eq!(l.sessions.entries().len(), K);
         assert_eq!(l.paths.entries().len(), K);
         let m = merged(&[&l]);
         assert_eq!(m.sessions[0].0, "0x7");
         assert!(m.sessions[0].1.ops >= 20_000);
         assert_eq!(m.paths[0].0, "/hot/x");
+        assert_eq!(m.paths[0].1.bytes_out, 5);
+        assert_eq!(m.paths[0].1.watches, 1);
+        assert_eq!(m.clients.len(), 1);
         assert_eq!(m.ops, 100_000);
         let text = m.text();
         assert!(text.starts_with("ops\t100000\n"));
         assert!(text.contains("\npath\t/hot/x\t"));
+    }
+
+    #[test]
+    fn hashes_differ_for_near_keys() {
+        assert_ne!(hash_bytes(b"/a/b"), hash_bytes(b"/a/c"));
+        assert_ne!(hash_bytes(b"/abcdefgh"), hash_bytes(b"/abcdefgi"));
+        assert_ne!(hash_bytes(b""), hash_bytes(b"\0"));
     }
 }

@@ -17,11 +17,12 @@
 //! out are counted, and the next line written says how many.
 
 use super::chain::Node;
-use super::load::Load;
+use super::load::{ConnCounts, Counts, IdHasher, Load};
 use crate::proto::request::Request;
 use crate::sequencer::msg::Origin;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -80,8 +81,13 @@ struct Pending {
 #[derive(Debug)]
 pub struct Observe {
     pub load: Option<Load>,
+    /// Per connection slot, its counts since they were last folded into `load`'s
+    /// session and client sketches: the request path adds to plain fields here; the
+    /// sketches are updated on each tick, at close and before a picture is published.
+    conns: HashMap<usize, ConnCounts, BuildHasherDefault<IdHasher>>,
     slow: Option<(Duration, Limiter)>,
-    /// Per connection slot, its writes in flight, oldest first (answered in order).
+    /// Per connection slot, its writes in flight, oldest first (answered in order);
+    /// kept only for the slow-request log.
     pending: HashMap<usize, VecDeque<Pending>>,
 }
 
@@ -93,6 +99,7 @@ impl Observe {
         }
         Some(Box::new(Observe {
             load: s.load_attribution.then(Load::default),
+            conns: HashMap::default(),
             slow: s.slow_threshold.map(|t| {
                 (
                     t,
@@ -108,6 +115,39 @@ impl Observe {
         }))
     }
 
+    /// The counts of the connection on `slot` (of `session` at `peer`), folding the
+    /// previous owner's in first when the slot changed hands or session.
+    fn conn(&mut self, slot: usize, session: i64, peer: SocketAddr) -> &mut Counts {
+        let ip = peer.ip();
+        let c = self.conns.entry(slot).or_insert(ConnCounts {
+            session,
+            ip,
+            counts: Counts::default(),
+        });
+        if c.session != session || c.ip != ip {
+            if let Some(l) = &mut self.load {
+                l.fold(c.session, c.ip, &c.counts);
+            }
+            *c = ConnCounts {
+                session,
+                ip,
+                counts: Counts::default(),
+            };
+        }
+        &mut c.counts
+    }
+
+    /// Folds every connection's counts into the sketches (before they are read).
+    pub fn fold(&mut self) {
+        let Some(l) = &mut self.load else {
+            return;
+        };
+        for cc in self.conns.values_mut() {
+            l.fold(cc.session, cc.ip, &cc.counts);
+            cc.counts = Counts::default();
+        }
+    }
+
     /// A request decoded on `slot` (frame of `bytes`, length prefix included).
     pub fn request(
         &mut self,
@@ -118,13 +158,19 @@ impl Observe {
         bytes: usize,
     ) {
         let path = request_path(req);
-        if let Some(l) = &mut self.load {
-            l.request(session, peer.ip(), path, bytes);
+        if self.load.is_some() {
+            let c = self.conn(slot, session, peer);
+            c.ops += 1;
+            c.bytes_in += bytes as u64;
+            let l = self.load.as_mut().expect("checked");
+            l.path_request(path.unwrap_or("(none)"), bytes);
             if let (true, Some(p)) = (req.is_write(), path) {
                 l.namespace_bytes(p, true, bytes);
             }
         }
-        if req.is_write() {
+        // A write's path and size wait for its answer only for the slow-request log:
+        // attribution counts a write's path when it arrives (no copy of it is kept).
+        if req.is_write() && self.slow.is_some() {
             self.pending.entry(slot).or_default().push_back(Pending {
                 path: path.map(Into::into),
                 bytes_in: bytes as u32,
@@ -132,10 +178,11 @@ impl Observe {
         }
     }
 
-    /// A read answered now with `bytes`.
+    /// A read on `slot` answered now with `bytes`.
     #[allow(clippy::too_many_arguments)]
     pub fn read_answered(
         &mut self,
+        slot: usize,
         session: i64,
         peer: SocketAddr,
         req: &Request,
@@ -144,9 +191,11 @@ impl Observe {
         zxid: i64,
     ) {
         let path = request_path(req);
-        if let Some(l) = &mut self.load {
-            l.response(session, peer.ip(), path, bytes);
+        if self.load.is_some() {
+            self.conn(slot, session, peer).bytes_out += bytes as u64;
+            let l = self.load.as_mut().expect("checked");
             if let Some(p) = path {
+                l.path_response(p, bytes);
                 l.namespace_bytes(p, false, bytes);
             }
         }
@@ -172,7 +221,6 @@ impl Observe {
     }
 
     /// A write answered now with `bytes`, by the commit `node` (`None`: it failed).
-    #[allow(clippy::too_many_arguments)]
     pub fn write_answered(
         &mut self,
         o: &Origin,
@@ -182,41 +230,39 @@ impl Observe {
         zxid: i64,
         node: Option<&Node>,
     ) {
-        let p = self
-            .pending
-            .get_mut(&o.conn.slot)
-            .and_then(VecDeque::pop_front);
-        let path = p.as_ref().and_then(|p| p.path.as_deref());
-        if let Some(l) = &mut self.load {
-            l.response(session, peer.ip(), path, bytes);
+        if self.load.is_some() {
+            self.conn(o.conn.slot, session, peer).bytes_out += bytes as u64;
         }
         let Some((threshold, lim)) = &mut self.slow else {
             return;
         };
+        let p = self
+            .pending
+            .get_mut(&o.conn.slot)
+            .and_then(VecDeque::pop_front);
         let now = Instant::now();
         let total = now.duration_since(o.received);
         if total < *threshold || !lim.admit(now) {
             return;
         }
         let mut stages = String::new();
-        if let Some(n) = node {
-            if let Some([appended, durable, quorum]) = n.stages {
-                let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros();
-                let _ = write!(
-                    stages,
-                    " stages us: sequenced {} logged {} replicated {} committed {} answered {}",
-                    us(o.received, appended),
-                    us(appended, durable),
-                    us(durable, quorum),
-                    us(quorum, n.published_at),
-                    us(n.published_at, now)
-                );
-            }
+        if let Some([appended, durable, quorum]) = node.and_then(|n| n.stages) {
+            let n = node.expect("stages come from the node");
+            let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros();
+            let _ = write!(
+                stages,
+                " stages us: sequenced {} logged {} replicated {} committed {} answered {}",
+                us(o.received, appended),
+                us(appended, durable),
+                us(durable, quorum),
+                us(quorum, n.published_at),
+                us(n.published_at, now)
+            );
         }
         let line = slow_line(
             total,
             o.op.name(),
-            path,
+            p.as_ref().and_then(|p| p.path.as_deref()),
             session,
             peer,
             p.as_ref().map_or(0, |p| p.bytes_in as usize),
@@ -228,16 +274,22 @@ impl Observe {
         eprintln!("{line}");
     }
 
-    /// A watch of `session` at `peer` fired for `path`.
-    pub fn watch_fired(&mut self, session: i64, peer: SocketAddr, path: &str) {
-        if let Some(l) = &mut self.load {
-            l.watch_fired(session, peer.ip(), path);
+    /// A watch of the connection on `slot` (`session` at `peer`) fired for `path`.
+    pub fn watch_fired(&mut self, slot: usize, session: i64, peer: SocketAddr, path: &str) {
+        if self.load.is_some() {
+            self.conn(slot, session, peer).watches += 1;
+            self.load.as_mut().expect("checked").path_watch(path);
         }
     }
 
-    /// The connection on `slot` is gone.
+    /// The connection on `slot` is gone: its counts are folded in.
     pub fn closed(&mut self, slot: usize) {
         self.pending.remove(&slot);
+        if let Some(cc) = self.conns.remove(&slot) {
+            if let Some(l) = &mut self.load {
+                l.fold(cc.session, cc.ip, &cc.counts);
+            }
+        }
     }
 }
 

@@ -533,7 +533,15 @@ impl Shard {
         self.state.request_done(q.received);
         self.state.responded(out.len());
         if let Some(ob) = &mut self.observe {
-            ob.read_answered(c.session_id, c.peer, &q.req, out.len(), q.received, zxid);
+            ob.read_answered(
+                slot,
+                c.session_id,
+                c.peer,
+                &q.req,
+                out.len(),
+                q.received,
+                zxid,
+            );
         }
         net.send(slot, &out);
         self.scratch = out;
@@ -672,7 +680,7 @@ impl Shard {
                             if let (Some(ob), Some(c)) =
                                 (&mut self.observe, self.conns.get(&ev.watcher))
                             {
-                                ob.watch_fired(c.session_id, c.peer, &ev.path);
+                                ob.watch_fired(ev.watcher, c.session_id, c.peer, &ev.path);
                             }
                             out.clear();
                             Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
@@ -960,6 +968,9 @@ impl Shard {
 
     /// The periodic tick: reports active sessions to the sequencer.
     pub fn tick(&mut self) {
+        if let Some(o) = &mut self.observe {
+            o.fold();
+        }
         if !self.touched.is_empty() {
             self.touched.remove(&0);
             let ids: Vec<i64> = self.touched.drain().collect();
@@ -980,7 +991,7 @@ impl Shard {
 
     /// Publishes this shard's picture and asks the others for theirs; the generation
     /// to wait for.
-    fn ask_pictures(&self) -> u64 {
+    fn ask_pictures(&mut self) -> u64 {
         let gen = self.state.next_picture_gen();
         self.publish_picture(gen);
         for (i, inbox) in self.state.shard_inboxes().iter().enumerate() {
@@ -1020,7 +1031,10 @@ impl Shard {
         }
     }
 
-    fn publish_picture(&self, gen: u64) {
+    fn publish_picture(&mut self, gen: u64) {
+        if let Some(o) = &mut self.observe {
+            o.fold();
+        }
         let load = self.observe.as_ref().and_then(|o| o.load.clone());
         self.state.publish_shard(
             self.id,
