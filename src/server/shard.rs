@@ -60,7 +60,10 @@ pub enum ToShard {
 }
 
 /// An inspection run on a shard's loop over its view and the server's state.
-pub struct Inspect(pub Box<dyn FnOnce(&ServerState, &DataTree, i64) + Send>);
+pub struct Inspect(pub InspectFn);
+
+/// The job of an [`Inspect`]: the state, the shard's view and its zxid.
+pub type InspectFn = Box<dyn FnOnce(&ServerState, &DataTree, i64) + Send>;
 
 impl std::fmt::Debug for Inspect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
