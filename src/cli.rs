@@ -141,6 +141,21 @@ pub struct BackupArgs {
     /// One pass, then exit.
     #[arg(long)]
     pub once: bool,
+    /// The server's client address, asked (`srvr`) for its committed zxid before each
+    /// pass: a log's tail may hold proposals not yet committed, and the backup reaches
+    /// only what is committed. Default: clientPortAddress (or 127.0.0.1) and clientPort
+    /// of ZOO_CFG.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "offline")]
+    pub server: Option<String>,
+    /// The server is stopped: back up everything its log holds. For a standalone server
+    /// that is what it committed; an ensemble member's last txns may be proposals that
+    /// were never committed.
+    #[arg(long)]
+    pub offline: bool,
+    /// Keep the newest N snapshots and the log from the oldest of them on, removing
+    /// older objects (0: keep everything). Restores reach back to the oldest kept one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_snapshots: usize,
 }
 
 #[derive(Debug, ClapSubcommand, PartialEq, Eq)]

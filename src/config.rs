@@ -37,6 +37,10 @@ pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
+/// `bulkReadChildren` (ours): a getChildren of more children than this is built off the
+/// shard's thread. At ~90 ns per child name that is ~1.5 ms of work; smaller lists cost
+/// less on the shard than a hand-off to another thread.
+pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
 /// Our log segment size: 64 MiB.
 /// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
 pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
@@ -274,6 +278,7 @@ pub const KEYS: &[KeySpec] = &[
     // Ours.
     key("shards", Supported),
     key("logSegmentSize", Supported),
+    key("bulkReadChildren", Supported),
     key("slowRequestThresholdMs", Supported),
     key("slowRequestLogPerSecond", Supported),
     key("loadAttribution", Supported),
@@ -482,6 +487,8 @@ pub struct Config {
     pub slow_request_log_per_second: u32,
     /// `loadAttribution`: count load per session, client and path (default yes).
     pub load_attribution: bool,
+    /// `bulkReadChildren`: see [`DEFAULT_BULK_READ_CHILDREN`].
+    pub bulk_read_children: usize,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
     /// (keys already starting with `zookeeper.` kept as they are).
     pub system_properties: BTreeMap<String, String>,
@@ -891,6 +898,7 @@ impl ConfigBuilder {
             slow_request_threshold_ms: 0,
             slow_request_log_per_second: 10,
             load_attribution: true,
+            bulk_read_children: DEFAULT_BULK_READ_CHILDREN,
             system_properties: BTreeMap::new(),
         };
         let mut data_dir = None;
@@ -996,6 +1004,7 @@ impl ConfigBuilder {
                     }
                     c.log_segment_size = n;
                 }
+                "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
                 "slowRequestThresholdMs" => c.slow_request_threshold_ms = ctx.int(v)?,
                 "slowRequestLogPerSecond" => c.slow_request_log_per_second = ctx.int(v)?,

@@ -376,3 +376,161 @@ fn acknowledged_writes_are_visible_on_every_shard() {
     }
     srv.shutdown();
 }
+
+/// A getChildren over `bulkReadChildren` is built off the shard's thread (server::bulk);
+/// the connection must see exactly what it would have seen otherwise: the replies in
+/// request order, the requests pipelined behind it run after it, and a watch event
+/// caused meanwhile by another session after the reply that set the watch.
+#[test]
+fn big_children_lists_are_answered_in_order_off_the_shard() {
+    let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), 1);
+    cfg.settings.bulk_children = 50;
+    let srv = server::start(cfg, DataTree::new(), 0).expect("server starts");
+    let mut a = Client::connect(srv.local_addr);
+    let mut b = Client::connect(srv.local_addr);
+    a.create("/big", b"", 0).unwrap();
+    let acl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    let n = 20_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let ops = chunk
+            .iter()
+            .map(|i| MultiOp::Create {
+                op: OpCode::Create,
+                req: CreateRequest {
+                    path: format!("/big/c{i:05}"),
+                    data: None,
+                    acl: acl.clone(),
+                    flags: 0,
+                },
+            })
+            .collect();
+        let (h, _) = a.call(&Request::Multi(ops));
+        assert_eq!(h.err, 0);
+    }
+    // a pipelines: the big list with a child watch, a small read, a write, the list again.
+    let x1 = a.send(&Request::GetChildren2(GetChildren2Request {
+        path: "/big".into(),
+        watch: true,
+    }));
+    let x2 = a.send(&Request::GetData(GetDataRequest {
+        path: "/big/c00007".into(),
+        watch: false,
+    }));
+    let x3 = a.send(&Request::SetData(SetDataRequest {
+        path: "/big".into(),
+        data: Some(b"after".to_vec().into()),
+        version: -1,
+    }));
+    let x4 = a.send(&Request::GetChildren(GetChildrenRequest {
+        path: "/big".into(),
+        watch: false,
+    }));
+    // Meanwhile another session adds a child (it may land while the list is built).
+    assert_eq!(b.create("/big/zz", b"", 0), Ok("/big/zz".into()));
+
+    let (h, body) = a.recv();
+    assert_eq!(h.xid, x1, "the big list is answered first");
+    assert_eq!(h.err, 0);
+    let r = GetChildren2Response::from_bytes(&body).unwrap();
+    let had_zz = r.children.iter().any(|c| c == "zz");
+    assert_eq!(r.children.len(), n + usize::from(had_zz));
+    assert_eq!(r.stat.num_children as usize, r.children.len());
+    let mut names = r.children.clone();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), r.children.len(), "no name twice");
+    assert!(names.contains(&"c19999".to_string()));
+
+    // Unless the list already showed /big/zz, the child event comes next (before the
+    // replies to the requests behind the list); it never comes before the list.
+    let mut next = a.recv();
+    if !had_zz {
+        assert_eq!(
+            next.0.xid,
+            xid::NOTIFICATION,
+            "the watch set by the list fires"
+        );
+        let ev = WatcherEvent::from_bytes(&next.1).unwrap();
+        assert_eq!(ev.event_type, EventType::NodeChildrenChanged as i32);
+        assert_eq!(ev.path, "/big");
+        next = a.recv();
+    }
+    assert_eq!(next.0.xid, x2);
+    assert_eq!(
+        GetDataResponse::from_bytes(&next.1)
+            .unwrap()
+            .stat
+            .num_children,
+        0
+    );
+    let (h, _) = a.recv();
+    assert_eq!(h.xid, x3);
+    assert_eq!(h.err, 0);
+    let (h, body) = a.recv();
+    assert_eq!(h.xid, x4);
+    let r = GetChildrenResponse::from_bytes(&body).unwrap();
+    assert_eq!(r.children.len(), n + 1, "the second list sees /big/zz");
+    // The connection still serves small requests as usual.
+    assert_eq!(
+        a.get("/big", false).unwrap().data.as_deref(),
+        Some(&b"after"[..])
+    );
+    srv.shutdown();
+}
+
+/// One reply bigger than the bound on a connection's unsent output (16 MiB, which drops
+/// clients that stopped reading) still reaches a client that reads: 20,000 children with
+/// 900-byte names make an 18 MB getChildren reply.
+#[test]
+fn a_reply_bigger_than_the_unsent_bound_reaches_a_reading_client() {
+    let srv = start(1);
+    let mut a = Client::connect(srv.local_addr);
+    a.create("/wide", b"", 0).unwrap();
+    let acl = vec![Acl {
+        perms: perms::ALL,
+        id: Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    let n = 20_000;
+    let pad = "n".repeat(894);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let ops = chunk
+            .iter()
+            .map(|i| MultiOp::Create {
+                op: OpCode::Create,
+                req: CreateRequest {
+                    path: format!("/wide/{pad}{i:05}"),
+                    data: None,
+                    acl: acl.clone(),
+                    flags: 0,
+                },
+            })
+            .collect();
+        let (h, _) = a.call(&Request::Multi(ops));
+        assert_eq!(h.err, 0);
+    }
+    let (h, body) = a.call(&Request::GetChildren(GetChildrenRequest {
+        path: "/wide".into(),
+        watch: false,
+    }));
+    assert_eq!(h.err, 0);
+    assert!(
+        body.len() > 17 << 20,
+        "the reply is over 16 MiB: {}",
+        body.len()
+    );
+    let r = GetChildrenResponse::from_bytes(&body).unwrap();
+    assert_eq!(r.children.len(), n);
+    assert!(r.children.contains(&format!("{pad}19999")));
+    // The connection goes on.
+    assert_eq!(a.get("/wide", false).unwrap().stat.num_children, n as i32);
+    srv.shutdown();
+}

@@ -158,6 +158,33 @@ fn open_loop_charges_a_server_stall_to_every_request_it_delays() {
         slow(&open)
     );
 
+    // The per-second latencies place the stall: it ends in the first second of the
+    // window (after ~150 ms + 300 ms), whose p99 holds it; the last second is clean.
+    let tl = &open.timeline_lat;
+    assert_eq!(tl.len(), open.timeline.len(), "a histogram per second");
+    assert!(
+        tl[0].value_at_quantile(0.99) >= 250_000,
+        "first second p99 {} us",
+        tl[0].value_at_quantile(0.99)
+    );
+    let last = tl.last().unwrap();
+    assert!(
+        !last.is_empty() && last.value_at_quantile(0.99) < 100_000,
+        "last second p99 {} us",
+        last.value_at_quantile(0.99)
+    );
+    let csv = report::timeline_csv(&open);
+    let mut rows = csv.lines();
+    assert_eq!(rows.next(), Some("second,unix_ms,ops,p50_ms,p99_ms,max_ms"));
+    let first: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(first.len(), 6, "{csv}");
+    assert!(
+        first[1].parse::<u64>().unwrap() > 1_600_000_000_000,
+        "{csv}"
+    );
+    assert!(first[4].parse::<f64>().unwrap() >= 250.0, "{csv}");
+    assert_eq!(rows.count() + 1, open.timeline.len());
+
     let server = FakeServer::start("127.0.0.1:0", cfg_fake).unwrap();
     let mut cfg = config(&server, LoadModel::Closed { outstanding: 1 }, "exists");
     cfg.sessions = 1;

@@ -204,6 +204,41 @@ impl Manifest {
             .unwrap_or(0)
     }
 
+    /// Keeps the newest `keep` snapshots (0: everything) and the log from the oldest of
+    /// them on; removes the rest from the manifest and returns their names. What stays
+    /// restores any point from the oldest kept snapshot to the newest txn.
+    pub fn expire(&mut self, keep: usize) -> Vec<String> {
+        let mut snaps: Vec<(i64, String)> = self
+            .entries
+            .values()
+            .filter_map(|e| match e.object {
+                Object::Snapshot { zxid } => Some((zxid, e.name.clone())),
+                _ => None,
+            })
+            .collect();
+        if keep == 0 || snaps.len() <= keep {
+            return Vec::new();
+        }
+        snaps.sort();
+        let oldest_kept = snaps[snaps.len() - keep].0;
+        let mut gone: Vec<String> = snaps[..snaps.len() - keep]
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect();
+        // Segments wholly before the one that holds the txn after the oldest kept
+        // snapshot.
+        let segs = self.segments();
+        if let Some(k) = segs.iter().rposition(
+            |e| matches!(e.object, Object::Segment { first, .. } if first <= oldest_kept + 1),
+        ) {
+            gone.extend(segs[..k].iter().map(|e| e.name.clone()));
+        }
+        for n in &gone {
+            self.entries.remove(n);
+        }
+        gone
+    }
+
     fn segments(&self) -> Vec<&Entry> {
         let mut v: Vec<&Entry> = self
             .entries
@@ -273,6 +308,8 @@ pub struct PassReport {
     pub bytes: u64,
     /// The newest zxid the backup now reaches.
     pub last_zxid: i64,
+    /// Objects removed by the retention (`keep_snapshots`).
+    pub removed: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -288,6 +325,8 @@ pub fn backup_pass(
     log_dir: &Path,
     target: &dyn BackupTarget,
     scratch: &Path,
+    committed: Option<i64>,
+    keep_snapshots: usize,
 ) -> Result<PassReport, String> {
     let mut m = Manifest::load(target)?;
     let mut report = PassReport::default();
@@ -335,6 +374,14 @@ pub fn backup_pass(
             .unwrap_or_default()
             .to_string();
         let closed = i + 1 < segs.len();
+        if let (Some(c), Some(first)) =
+            (committed, crate::storage::format::parse_segment_name(&name))
+        {
+            if first > c {
+                // Nothing in it is committed yet (and nothing after it).
+                break;
+            }
+        }
         if let Some(Entry {
             object: Object::Segment { closed: true, .. },
             ..
@@ -363,6 +410,14 @@ pub fn backup_pass(
         if bytes.is_empty() {
             continue;
         }
+        // Past the committed zxid the log may hold proposals that are never committed
+        // (a leader that fails before its quorum acks them; the member is then told to
+        // TRUNC them): the entry reaches only the committed prefix, restore cuts there,
+        // and a segment is final only once all of it is committed.
+        let (last, closed) = match committed {
+            Some(c) if last > c => (c.max(first - 1), false),
+            _ => (last, closed),
+        };
         if let Some(Entry {
             object: Object::Segment { last: had, .. },
             ..
@@ -398,11 +453,57 @@ pub fn backup_pass(
     m.current_epoch = read_epoch(data_dir, CURRENT_EPOCH_FILE)
         .ok()
         .filter(|e| *e > 0);
+    // Retention: the manifest that no longer lists them is written first, so a listed
+    // object is never missing.
+    let expired = m.expire(keep_snapshots);
     target
         .put(MANIFEST, m.encode().as_bytes())
         .map_err(|e| format!("{}: {e}", target.describe()))?;
+    for name in &expired {
+        target
+            .delete(name)
+            .map_err(|e| format!("{}: {name}: {e}", target.describe()))?;
+    }
+    report.removed = expired;
     report.last_zxid = m.last_zxid();
     Ok(report)
+}
+
+/// The zxid a running server has committed and applied, from its `srvr` answer (the
+/// `Zxid:` line), asked on its client port. Committed zxids only grow, so a value asked
+/// before a pass bounds every txn of that pass that may be backed up.
+///
+/// # Errors
+/// No connection, no answer in 10 s, or an answer without a zxid (a server that is not
+/// serving: in an election, or `srvr` not in its 4lw whitelist).
+pub fn committed_zxid(addr: &str) -> Result<i64, String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let sock = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let timeout = std::time::Duration::from_secs(10);
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"srvr")
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .map(|z| z as i64)
+        .ok_or_else(|| {
+            format!(
+                "{addr} answered srvr without a zxid (not serving, or srvr not whitelisted): {}",
+                text.trim()
+            )
+        })
 }
 
 /// Fetches `e` from `target` and checks its size and CRC32C against the manifest.
@@ -580,7 +681,10 @@ pub fn restore(target: &dyn BackupTarget, point: Point, dst: &Path) -> Result<Re
             reader
                 .replay(0, |rec| {
                     if !done {
-                        if rec.txn.time_ms <= t {
+                        if rec.txn.zxid > m.last_zxid() {
+                            // Past what the backup holds as committed.
+                            done = true;
+                        } else if rec.txn.time_ms <= t {
                             last = Some(rec.txn.zxid);
                         } else {
                             done = true;

@@ -105,6 +105,12 @@ pub struct RunStats {
     pub per_op: BTreeMap<OpKind, Histogram<u64>>,
     /// Answered measured requests per second of the window, by arrival time.
     pub timeline: Vec<u64>,
+    /// Their latencies, per second of the window (by arrival time): how a server's
+    /// latency moves while it does something else (a snapshot, a log switch).
+    pub timeline_lat: Vec<Histogram<u64>>,
+    /// Wall-clock start of the measured window, milliseconds since the Unix epoch (0 if
+    /// unknown): to line the timeline up with servers' logs.
+    pub window_start_unix_ms: u64,
     pub disconnects: u64,
     pub watch_events: u64,
     /// Sessions that could not be opened (after the allowed retries).
@@ -145,6 +151,8 @@ impl RunStats {
             hist: new_hist(),
             per_op: BTreeMap::new(),
             timeline: vec![0; seconds],
+            timeline_lat: Vec::new(),
+            window_start_unix_ms: 0,
             disconnects: 0,
             watch_events: 0,
             connect_failures: 0,
@@ -174,6 +182,14 @@ impl RunStats {
         for (i, v) in o.timeline.into_iter().enumerate() {
             self.timeline[i] += v;
         }
+        if self.timeline_lat.len() < o.timeline_lat.len() {
+            self.timeline_lat
+                .resize_with(o.timeline_lat.len(), new_hist);
+        }
+        for (i, h) in o.timeline_lat.iter().enumerate() {
+            self.timeline_lat[i].add(h).expect("same bounds");
+        }
+        self.window_start_unix_ms = self.window_start_unix_ms.max(o.window_start_unix_ms);
         self.disconnects += o.disconnects;
         self.watch_events += o.watch_events;
         self.connect_failures += o.connect_failures;
@@ -384,6 +400,12 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
         std::thread::spawn(move || print_progress(&progress, start, warmup, duration))
     });
     let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
+    // The window starts at `start + warmup` (an Instant); its wall-clock time:
+    let to_window = (start + cfg.warmup).saturating_duration_since(Instant::now());
+    stats.window_start_unix_ms = (std::time::SystemTime::now() + to_window)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let mut first_err = None;
     for h in handles {
         match h.join().expect("worker panicked") {
@@ -981,7 +1003,12 @@ fn process_input(
                     }
                     let sec = recv.saturating_duration_since(w.measure).as_secs() as usize;
                     let last = stats.timeline.len() - 1;
-                    stats.timeline[sec.min(last)] += 1;
+                    let sec = sec.min(last);
+                    stats.timeline[sec] += 1;
+                    if stats.timeline_lat.len() <= sec {
+                        stats.timeline_lat.resize_with(sec + 1, new_hist);
+                    }
+                    stats.timeline_lat[sec].saturating_record(us.max(1));
                 }
             }
         }

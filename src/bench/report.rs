@@ -202,6 +202,14 @@ pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
     let _ = write!(o, ",\"per_op\":{{{}}}", ops.join(","));
     let tl: Vec<_> = s.timeline.iter().map(|v| v.to_string()).collect();
     let _ = write!(o, ",\"timeline\":[{}]", tl.join(","));
+    let p99: Vec<_> = (0..s.timeline.len())
+        .map(|i| match s.timeline_lat.get(i).filter(|h| !h.is_empty()) {
+            Some(h) => format!("{:.3}", h.value_at_quantile(0.99) as f64 / 1000.0),
+            None => "null".into(),
+        })
+        .collect();
+    let _ = write!(o, ",\"timeline_p99_ms\":[{}]", p99.join(","));
+    let _ = write!(o, ",\"window_start_unix_ms\":{}", s.window_start_unix_ms);
     if s.watch_events > 0 {
         let _ = write!(o, ",\"watch_events\":{}", s.watch_events);
     }
@@ -295,11 +303,31 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     o
 }
 
-/// Per-second throughput of the measured window as CSV.
+/// Per-second throughput and latency of the measured window as CSV: each second's
+/// wall-clock start (ms since the Unix epoch, to line it up with server logs), answered
+/// requests, and their p50, p99 and max latency in ms (empty for a second with none).
 pub fn timeline_csv(s: &RunStats) -> String {
-    let mut o = String::from("second,ops\n");
+    let mut o = String::from("second,unix_ms,ops,p50_ms,p99_ms,max_ms\n");
     for (i, v) in s.timeline.iter().enumerate() {
-        let _ = writeln!(o, "{i},{v}");
+        let unix_ms = if s.window_start_unix_ms > 0 {
+            (s.window_start_unix_ms + 1000 * i as u64).to_string()
+        } else {
+            String::new()
+        };
+        let _ = write!(o, "{i},{unix_ms},{v}");
+        match s.timeline_lat.get(i).filter(|h| !h.is_empty()) {
+            Some(h) => {
+                let ms = |us: u64| us as f64 / 1000.0;
+                let _ = writeln!(
+                    o,
+                    ",{:.3},{:.3},{:.3}",
+                    ms(h.value_at_quantile(0.5)),
+                    ms(h.value_at_quantile(0.99)),
+                    ms(h.max())
+                );
+            }
+            None => o.push_str(",,,\n"),
+        }
     }
     o
 }

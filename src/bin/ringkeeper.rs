@@ -146,6 +146,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     };
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
+    sc.settings.bulk_children = cfg.bulk_read_children;
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
         client_port: addr.port(),
@@ -384,12 +385,28 @@ fn backup_command(args: &cli::BackupArgs) -> ExitCode {
             }
         };
     }
+    let mut from_cfg = None;
     let (data_dir, log_dir) = match (&args.config, &args.data_dir) {
         (Some(cfg), None) => match Config::load(cfg) {
-            Ok((c, _)) => (
-                c.data_dir.clone(),
-                args.log_dir.clone().unwrap_or(c.data_log_dir),
-            ),
+            Ok((c, _)) => {
+                from_cfg = c.client_port.map(|p| {
+                    let host = c.client_port_address.as_deref().unwrap_or("127.0.0.1");
+                    let host = if host == "0.0.0.0" || host == "::" {
+                        "127.0.0.1"
+                    } else {
+                        host
+                    };
+                    if host.contains(':') {
+                        format!("[{host}]:{p}")
+                    } else {
+                        format!("{host}:{p}")
+                    }
+                });
+                (
+                    c.data_dir.clone(),
+                    args.log_dir.clone().unwrap_or(c.data_log_dir),
+                )
+            }
             Err(e) => {
                 eprintln!("ringkeeper: {e}");
                 return ExitCode::from(2);
@@ -404,6 +421,18 @@ fn backup_command(args: &cli::BackupArgs) -> ExitCode {
     let Some(to) = &args.to else {
         eprintln!("ringkeeper: backup needs --to DIR");
         return ExitCode::from(2);
+    };
+    let server = match (args.offline, args.server.clone().or(from_cfg)) {
+        (true, _) => None,
+        (false, Some(s)) => Some(s),
+        (false, None) => {
+            eprintln!(
+                "ringkeeper: backup needs the server's client address to learn its committed \
+                 zxid (--server HOST:PORT, or a zoo.cfg with clientPort), or --offline for a \
+                 stopped server's directories"
+            );
+            return ExitCode::from(2);
+        }
     };
     let target = match DirTarget::create(to) {
         Ok(t) => t,
@@ -428,10 +457,44 @@ fn backup_command(args: &cli::BackupArgs) -> ExitCode {
         log_dir.display(),
         to.display()
     );
+    match &server {
+        Some(s) => eprintln!("ringkeeper: backup: up to the committed zxid of {s} (srvr)"),
+        None => eprintln!(
+            "ringkeeper: backup: offline: everything the log holds (an ensemble member's last \
+             txns may be uncommitted proposals)"
+        ),
+    }
     let mut last = None;
     loop {
-        match backup::backup_pass(&data_dir, &log_dir, &target, &std::env::temp_dir()) {
+        let pass = match &server {
+            Some(s) => backup::committed_zxid(s).and_then(|c| {
+                backup::backup_pass(
+                    &data_dir,
+                    &log_dir,
+                    &target,
+                    &std::env::temp_dir(),
+                    Some(c),
+                    args.keep_snapshots,
+                )
+            }),
+            None => backup::backup_pass(
+                &data_dir,
+                &log_dir,
+                &target,
+                &std::env::temp_dir(),
+                None,
+                args.keep_snapshots,
+            ),
+        };
+        match pass {
             Ok(r) => {
+                if !r.removed.is_empty() {
+                    eprintln!(
+                        "ringkeeper: backup: retention (--keep-snapshots {}) removed {}",
+                        args.keep_snapshots,
+                        r.removed.join(", ")
+                    );
+                }
                 if r.snapshots_added + r.segments_added > 0 || last.is_none() {
                     eprintln!(
                         "ringkeeper: backup: +{} snapshots, +{} segments ({} bytes), through zxid {:#x}",

@@ -179,7 +179,7 @@ struct OutArgs {
     /// Write the HdrHistogram percentile distribution here.
     #[arg(long)]
     hgrm: Option<PathBuf>,
-    /// Write per-second throughput (CSV) here.
+    /// Write per-second throughput and latency (CSV: second, wall-clock ms, ops, p50, p99, max) here.
     #[arg(long)]
     timeline: Option<PathBuf>,
     /// Write a self-contained HTML report here.

@@ -3,6 +3,7 @@
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
 pub mod admin;
+pub mod bulk;
 pub mod chain;
 pub mod core_loop;
 pub mod driver;
@@ -89,6 +90,7 @@ impl ServerConfig {
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
                 ops: Default::default(),
+                bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
             },
         }
     }
@@ -221,6 +223,12 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
             )
         })
         .collect();
+    if state.settings.bulk_children > 0 {
+        let bulk = bulk::spawn()?;
+        for s in &mut shards {
+            s.set_bulk(bulk.clone());
+        }
+    }
     let dcfg = |addr| driver::DriverConfig {
         addr,
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,

@@ -274,6 +274,13 @@ impl Observe {
         eprintln!("{line}");
     }
 
+    /// A reply of `bytes` on `slot` built off the shard (a bulk getChildren).
+    pub fn bytes_out(&mut self, slot: usize, session: i64, peer: SocketAddr, bytes: usize) {
+        if self.load.is_some() {
+            self.conn(slot, session, peer).bytes_out += bytes as u64;
+        }
+    }
+
     /// A watch of the connection on `slot` (`session` at `peer`) fired for `path`.
     pub fn watch_fired(&mut self, slot: usize, session: i64, peer: SocketAddr, path: &str) {
         if self.load.is_some() {

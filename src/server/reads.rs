@@ -42,6 +42,23 @@ fn get_data(
     Ok(GetDataResponse { data, stat })
 }
 
+/// What a getChildren does before it lists: NONODE, the READ check, the child watch.
+/// The node's Stat on success.
+pub fn children_prelude(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    who: &Reader,
+    path: &str,
+    watch: bool,
+) -> Result<Stat, Code> {
+    let stat = view.stat(path).ok_or(Code::NoNode)?;
+    check(view, path, perms::READ, who)?;
+    if watch {
+        watches.add(path, who.slot, Kind::Child);
+    }
+    Ok(stat)
+}
+
 fn get_children(
     view: &DataTree,
     watches: &mut Watches<usize>,
@@ -49,11 +66,7 @@ fn get_children(
     path: &str,
     watch: bool,
 ) -> Result<(Vec<String>, Stat), Code> {
-    let stat = view.stat(path).ok_or(Code::NoNode)?;
-    check(view, path, perms::READ, who)?;
-    if watch {
-        watches.add(path, who.slot, Kind::Child);
-    }
+    let stat = children_prelude(view, watches, who, path, watch)?;
     Ok((view.children(path).unwrap_or_default(), stat))
 }
 

@@ -14,6 +14,7 @@
 //!   serves anything, and at the end of every loop pass; the core wakes it only when a
 //!   commit has something for it (see the chain's header).
 
+use super::bulk::BulkJob;
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
@@ -31,7 +32,7 @@ use crate::watch::{self, Watches};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 /// Core to shard, beside the commit chain.
@@ -57,6 +58,12 @@ pub enum ToShard {
     /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
     /// this shard's view once every shard's picture is in, as a four-letter word.
     Inspect(Inspect),
+    /// The bulk-reply thread built the reply a connection waits for (`server::bulk`).
+    BulkReply {
+        slot: usize,
+        gen: u32,
+        bytes: Vec<u8>,
+    },
 }
 
 /// An inspection run on a shard's loop over its view and the server's state.
@@ -126,6 +133,17 @@ struct Conn {
     multi_ops: VecDeque<Vec<OpCode>>,
     paused: bool,
     stats: ConnStats,
+    /// A reply being built by the bulk-reply thread: everything behind it waits.
+    bulk: Option<BulkWait>,
+}
+
+/// A connection's wait for its bulk reply.
+struct BulkWait {
+    op: OpCode,
+    received: Instant,
+    /// What the shard would have sent the connection meanwhile (watch events), sent
+    /// after the reply.
+    held: Vec<u8>,
 }
 
 pub struct Shard {
@@ -157,6 +175,8 @@ pub struct Shard {
     pending_inspect: Vec<(u64, Inspect)>,
     /// Load attribution and the slow-request log (`None`: both off).
     observe: Option<Box<super::observe::Observe>>,
+    /// The bulk-reply thread, if this server runs one (`server::bulk`).
+    bulk_tx: Option<std::sync::mpsc::Sender<BulkJob>>,
 }
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
@@ -205,6 +225,21 @@ impl Shard {
             pending_fourlw: Vec::new(),
             pending_inspect: Vec::new(),
             observe,
+            bulk_tx: None,
+        }
+    }
+
+    /// Hands getChildren of more than `bulkReadChildren` children to the bulk-reply
+    /// thread behind `tx`.
+    pub fn set_bulk(&mut self, tx: std::sync::mpsc::Sender<BulkJob>) {
+        self.bulk_tx = Some(tx);
+    }
+
+    /// Sends to a connection, or holds the bytes while it waits for a bulk reply.
+    fn send_or_hold(&mut self, net: &mut dyn Net, slot: usize, bytes: &[u8]) {
+        match self.conns.get_mut(&slot).and_then(|c| c.bulk.as_mut()) {
+            Some(w) => w.held.extend_from_slice(bytes),
+            None => net.send(slot, bytes),
         }
     }
 
@@ -254,6 +289,7 @@ impl Shard {
                 multi_ops: VecDeque::new(),
                 paused: false,
                 stats: ConnStats::new(),
+                bulk: None,
             },
         );
         assert!(prev.is_none(), "slot {slot} accepted twice");
@@ -442,12 +478,12 @@ impl Shard {
                 return match e.action() {
                     ErrorAction::Reply(code) => {
                         frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
-                        net.send(slot, &out);
+                        self.send_or_hold(net, slot, &out);
                         true
                     }
                     ErrorAction::ReplyAndClose(code) => {
                         frame_reply(&mut out, hdr.xid, self.view_zxid, code, &[]);
-                        net.send(slot, &out);
+                        self.send_or_hold(net, slot, &out);
                         false
                     }
                     ErrorAction::Close => false,
@@ -476,7 +512,7 @@ impl Shard {
             req,
             received,
         };
-        if !c.queue.is_empty() || (c.in_flight > 0 && !queued.req.is_write()) {
+        if !c.queue.is_empty() || c.bulk.is_some() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
         } else {
             self.dispatch(net, slot, queued);
@@ -525,9 +561,56 @@ impl Shard {
                     session_id: c.session_id,
                     ids: &c.ids,
                 };
-                match reads::execute(&self.view, &mut self.watches, &who, req) {
-                    Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
-                    Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                let big = match req {
+                    Request::GetChildren(r) => Some((&r.path, r.watch, false)),
+                    Request::GetChildren2(r) => Some((&r.path, r.watch, true)),
+                    _ => None,
+                }
+                .filter(|_| self.bulk_tx.is_some() && self.state.settings.bulk_children > 0)
+                .filter(|(path, _, _)| {
+                    self.view.stat(path).is_some_and(|st| {
+                        st.num_children as usize > self.state.settings.bulk_children
+                    })
+                });
+                if let Some((path, watch, with_stat)) = big {
+                    match reads::children_prelude(&self.view, &mut self.watches, &who, path, watch)
+                    {
+                        Ok(stat) => {
+                            let job = BulkJob {
+                                view: self.view.clone(),
+                                path: path.clone(),
+                                stat: with_stat.then_some(stat),
+                                xid: q.xid,
+                                zxid,
+                                slot,
+                                gen: c.gen,
+                                inbox: self.inbox.clone(),
+                            };
+                            let tx = self.bulk_tx.as_ref().expect("checked above");
+                            match tx.send(job) {
+                                Ok(()) => {
+                                    c.bulk = Some(BulkWait {
+                                        op: q.req.op(),
+                                        received: q.received,
+                                        held: Vec::new(),
+                                    });
+                                    self.scratch = out;
+                                    return;
+                                }
+                                // The thread is gone (it cannot panic on a valid view,
+                                // but if it did): build it here.
+                                Err(mpsc::SendError(job)) => {
+                                    out.extend_from_slice(&job.build());
+                                }
+                            }
+                        }
+                        Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                    }
+                } else {
+                    match reads::execute(&self.view, &mut self.watches, &who, req) {
+                        Ok(body) => frame_reply(&mut out, q.xid, zxid, Code::Ok, &body),
+                        Err(code) => frame_reply(&mut out, q.xid, zxid, code, &[]),
+                    }
                 }
             }
         }
@@ -634,6 +717,7 @@ impl Shard {
                         self.close(net, conn.slot);
                     }
                 }
+                ToShard::BulkReply { slot, gen, bytes } => self.bulk_reply(net, slot, gen, &bytes),
                 ToShard::CloseClients => {
                     let mut slots: Vec<usize> = self
                         .conns
@@ -650,6 +734,29 @@ impl Shard {
         }
         self.inbox_buf = msgs;
         self.advance(net);
+    }
+
+    /// The reply a connection waited for: sent, then what was held, then the requests
+    /// queued behind it run.
+    fn bulk_reply(&mut self, net: &mut dyn Net, slot: usize, gen: u32, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&slot).filter(|c| c.gen == gen) else {
+            return; // the connection closed meanwhile
+        };
+        let Some(w) = c.bulk.take() else {
+            return;
+        };
+        c.stats.answered(w.op, w.received, self.view_zxid);
+        self.state.seq.metrics.reads.record(w.received.elapsed());
+        self.state.request_done(w.received);
+        self.state.responded(bytes.len());
+        if let Some(ob) = &mut self.observe {
+            ob.bytes_out(slot, c.session_id, c.peer, bytes.len());
+        }
+        net.send(slot, bytes);
+        if !w.held.is_empty() {
+            net.send(slot, &w.held);
+        }
+        self.drain_queue(net, slot);
     }
 
     fn is_mine(&self, conn: &ConnRef) -> bool {
@@ -679,7 +786,8 @@ impl Shard {
                             self.state
                                 .watches_triggered(t.event, self.events.len() - before);
                         }
-                        for ev in self.events.drain(..) {
+                        let mut events = std::mem::take(&mut self.events);
+                        for ev in events.drain(..) {
                             if let (Some(ob), Some(c)) =
                                 (&mut self.observe, self.conns.get(&ev.watcher))
                             {
@@ -688,8 +796,9 @@ impl Shard {
                             out.clear();
                             Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
                             self.state.seq.metrics.zk.watch_bytes.add(out.len() as u64);
-                            net.send(ev.watcher, &out);
+                            self.send_or_hold(net, ev.watcher, &out);
                         }
+                        self.events = events;
                     }
                     // 2. The origin's answer.
                     if let Some(o) = origin.filter(|o| self.is_mine(&o.conn)) {
@@ -871,7 +980,7 @@ impl Shard {
             let Some(c) = self.conns.get_mut(&slot) else {
                 return;
             };
-            if c.phase == Phase::Closing {
+            if c.phase == Phase::Closing || c.bulk.is_some() {
                 return;
             }
             let Some(front) = c.queue.front() else {

@@ -26,6 +26,9 @@ pub struct Settings {
     pub conf: crate::fourlw::ConfInfo,
     /// Load attribution and the slow-request log.
     pub ops: super::observe::OpsSettings,
+    /// `bulkReadChildren`: a getChildren of a node with more children than this is
+    /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
+    pub bulk_children: usize,
 }
 
 /// Per-connection statistics for `cons`.

@@ -51,6 +51,13 @@ impl TxnSource for ReaderSource {
     /// Reads and decodes the log on a second thread while this one applies, so a long
     /// log tail costs about the larger of the two rather than their sum (decoding
     /// allocates each txn's path, data and ACL).
+    fn oldest_zxid(&self) -> Option<i64> {
+        self.reader
+            .segments()
+            .first()
+            .and_then(|p| crate::storage::format::parse_segment_name(p.file_name()?.to_str()?))
+    }
+
     fn replay_after(
         &mut self,
         after: i64,

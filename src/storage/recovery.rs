@@ -41,6 +41,12 @@ pub trait TxnSource {
         after: i64,
         apply: &mut dyn FnMut(&Txn) -> Result<(), String>,
     ) -> Result<LogReplay, String>;
+
+    /// The first zxid the source holds, when it knows without reading (the oldest log
+    /// segment's name): a log purged up to a snapshot starts after 1.
+    fn oldest_zxid(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// What a [`TxnSource`] did besides delivering txns.

@@ -347,6 +347,8 @@ impl Sim {
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
             ops: Default::default(),
+            // The simulator answers every read on the shard (no bulk-reply thread).
+            bulk_children: 0,
         };
         let state = Arc::new(ServerState::new(
             settings,
