@@ -1564,7 +1564,12 @@ mod tests {
     #[test]
     fn key_spec_families_and_prefix() {
         assert_eq!(key_spec("server.12").unwrap().name, "server.N");
-        assert_eq!(key_spec("admin.serverPort").unwrap().name, "admin.*");
+        assert_eq!(key_spec("admin.idleTimeout").unwrap().name, "admin.*");
+        // The AdminServer's own keys have rows of their own.
+        assert_eq!(
+            key_spec("admin.serverPort").unwrap().name,
+            "admin.serverPort"
+        );
         assert_eq!(key_spec("zookeeper.snapCount").unwrap().name, "snapCount");
         assert_eq!(
             key_spec("metricsProvider.httpPort").unwrap().name,
