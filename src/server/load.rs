@@ -232,7 +232,9 @@ pub fn top_namespace(path: &str) -> Option<&str> {
 pub struct Load {
     /// ZooKeeper's `read_per_namespace` and `write_per_namespace`: bytes (path and
     /// data) per read and per write, by top namespace.
-    pub namespaces: HashMap<String, [ByteSummary; 2]>,
+    /// Keyed by the namespace's hash (no SipHash, no allocation on the request path).
+    pub namespaces:
+        HashMap<u64, (String, [ByteSummary; 2]), std::hash::BuildHasherDefault<IdHasher>>,
     pub ops: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -293,12 +295,13 @@ impl Load {
             return;
         };
         let n = (path.len() + bytes) as u64;
-        if let Some(v) = self.namespaces.get_mut(ns) {
+        let h = hash_bytes(ns.as_bytes());
+        if let Some((_, v)) = self.namespaces.get_mut(&h) {
             v[write as usize].record(n);
         } else if self.namespaces.len() < MAX_NAMESPACES {
             let mut v = [ByteSummary::default(); 2];
             v[write as usize].record(n);
-            self.namespaces.insert(ns.to_string(), v);
+            self.namespaces.insert(h, (ns.to_string(), v));
         }
     }
 }
@@ -342,7 +345,7 @@ fn merge<Q: SketchKey>(parts: &[&TopK<Q>], name: impl Fn(&Q) -> String) -> Vec<(
 pub fn merged(loads: &[&Load]) -> Merged {
     let mut ns: std::collections::BTreeMap<String, [ByteSummary; 2]> = Default::default();
     for l in loads {
-        for (k, v) in &l.namespaces {
+        for (k, v) in l.namespaces.values() {
             let e = ns.entry(k.clone()).or_default();
             e[0].merge(&v[0]);
             e[1].merge(&v[1]);
