@@ -16,7 +16,8 @@
 #   scripts/apache-zk.sh ruok HOST PORT               prints the ruok answer (or nothing)
 #   scripts/apache-zk.sh wait-serving CONNECT_STRING  waits until every server reports a
 #                                                     Mode (an ensemble elected)
-# Environment: ZK_JAR (default /usr/share/java/zookeeper.jar), ZK_HEAP (default 512m),
+# Environment: ZK_JAR (default /usr/share/java/zookeeper.jar), ZK_CLASSPATH (a whole class
+# path instead of ZK_JAR, e.g. "DIR/lib/*" of a ZooKeeper 3.9 release), ZK_HEAP (default 512m),
 # ZK_EXTRA_CFG (extra zoo.cfg lines, newline-separated).
 set -euo pipefail
 
@@ -31,9 +32,9 @@ USAGE_LINES=2,20p
 
 launch() { # dir cfg
   local dir=$1 cfg=$2
-  [ -f "$ZK_JAR" ] || die "$ZK_JAR not found: apt-get install zookeeper"
+  [ -n "${ZK_CLASSPATH:-}" ] || [ -f "$ZK_JAR" ] || die "$ZK_JAR not found: apt-get install zookeeper"
   java -Xmx"$ZK_HEAP" -Dzookeeper.admin.enableServer=false \
-    -cp "$ZK_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" \
+    -cp "${ZK_CLASSPATH:-$ZK_JAR}" org.apache.zookeeper.server.quorum.QuorumPeerMain "$cfg" \
     >>"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
 }

@@ -10,7 +10,7 @@
 //! `ip` (`addr` or `addr/bits`, IPv4 or IPv6), `super` (a caller id, never an ACL entry:
 //! it bypasses every check).
 //!
-//! Permission each request needs (ZooKeeper 3.8 and 3.9 alike; "parent" means the
+//! Permission each request needs (ZooKeeper 3.9.5, and 3.8.4+; "parent" means the
 //! parent's ACL, otherwise the node's own):
 //!
 //! | request | permission | notes |
@@ -30,7 +30,10 @@
 //! | check (in multi) | READ | |
 //! | reconfig | WRITE on /zookeeper/config | |
 //!
-//! An empty ACL list allows everything, as in ZooKeeper.
+//! | a watch notification | READ on the node the event names | the node's ACL for NodeCreated/DataChanged/Deleted, the parent's for NodeChildrenChanged; a refused one-shot watch is still used up (3.9.2+, CVE-2024-23944) |
+//!
+//! An empty ACL list allows everything, as in ZooKeeper. With `skipACL=yes` nothing
+//! is checked (reads and notifications included).
 
 use crate::proto::{Acl, Code, Id};
 use base64::Engine;

@@ -35,6 +35,9 @@ pub const DEFAULT_SNAP_COUNT: u64 = 100_000;
 pub const MIN_SNAP_RETAIN_COUNT: u32 = 3;
 /// `zookeeper.preAllocSize`, in KiB (64 MiB).
 pub const DEFAULT_PRE_ALLOC_SIZE_KB: u64 = 65_536;
+/// `zookeeper.nio.sessionlessCnxnTimeout`'s default (NIOServerCnxnFactory).
+pub const DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS: u64 = 10_000;
+
 /// `zookeeper.globalOutstandingLimit`: requests in flight before throttling.
 pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// `bulkReadChildren` (ours): a getChildren of more children than this is built off the
@@ -53,10 +56,12 @@ pub const MIN_LOG_SEGMENT_SIZE: u64 = 1 << 20;
 pub const STANDALONE_DATA_DIR: &str = "data";
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`), in its order.
-pub const FOUR_LETTER_WORDS: [&str; 19] = [
+pub const FOUR_LETTER_WORDS: [&str; 22] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
-    "wchc", "wchp", "wchs", "mntr", "isro", "hash", // RingKeeper's: load attribution.
-    "load",
+    "wchc", "wchp", "wchs", "mntr", "isro", "hash", // ZooKeeper's
+    "hlth", // RingKeeper's quorum-aware health
+    "rqld", "ydld", // ClickHouse Keeper's leadership requests
+    "load", // RingKeeper's load attribution
 ];
 
 /// How far we honour a key.
@@ -187,7 +192,7 @@ pub const KEYS: &[KeySpec] = &[
     key("znode.container.maxPerMinute", Supported),
     key("skipACL", Supported),
     key("maxCnxns", Supported),
-    key("globalOutstandingLimit", Recorded("each connection may have 1000 requests outstanding")),
+    key("globalOutstandingLimit", Supported),
     key("snapCount", Supported),
     key("snapSizeLimitInKb", Supported),
     key("txnLogSizeLimitInKb", Recorded("log segments are logSegmentSize bytes")),
@@ -200,10 +205,8 @@ pub const KEYS: &[KeySpec] = &[
     key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
     key("snapshotSizeFactor", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
     key("leaderServes", Recorded("the leader always serves clients")),
-    key(
-        "readonlymode.enabled",
-        Recorded("read-only mode is not supported"),
-    ),
+    // A server cut off from its quorum serves read-only clients (issue 12).
+    key("readonlymode.enabled", Supported),
     key("digest.enabled", Recorded("the tree digest is always computed")),
     key("snapshot.compression.method", Recorded("snapshots are written uncompressed")),
     // Read when a ZooKeeper dataDir is imported at start (zkfiles::import).
@@ -221,43 +224,22 @@ pub const KEYS: &[KeySpec] = &[
         "requestThrottleDropStale",
         Recorded("requests are not throttled"),
     ),
-    key(
-        "largeRequestMaxBytes",
-        Recorded("large requests are not throttled"),
-    ),
-    key(
-        "largeRequestThreshold",
-        Recorded("large requests are not throttled"),
-    ),
-    key(
-        "connectionMaxTokens",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionTokenFillTime",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionTokenFillCount",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionFreezeTime",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDropIncrease",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDropDecrease",
-        Recorded("connections are not throttled"),
-    ),
-    key(
-        "connectionDecreaseRatio",
-        Recorded("connections are not throttled"),
-    ),
-    key("audit.enable", Recorded("no audit log is written")),
+    key("largeRequestMaxBytes", Supported),
+    key("largeRequestThreshold", Supported),
+    key("connectionMaxTokens", Supported),
+    key("connectionTokenFillTime", Supported),
+    key("connectionTokenFillCount", Supported),
+    key("connectionFreezeTime", Supported),
+    key("connectionDropIncrease", Supported),
+    key("connectionDropDecrease", Supported),
+    key("connectionDecreaseRatio", Supported),
+    // The system properties ZooKeeper's BlueThrottle reads for connection weights.
+    key("connection_throttle_weight_enabled", Supported),
+    key("connection_throttle_global_session_weight", Supported),
+    key("connection_throttle_renew_session_weight", Supported),
+    key("audit.enable", Supported),
+    // Ours: where the audit log goes (ZooKeeper's goes where its logback.xml says).
+    key("audit.logFile", Supported),
     key(
         "authProvider.N",
         Recorded("only the built-in digest and ip schemes exist"),
@@ -269,7 +251,7 @@ pub const KEYS: &[KeySpec] = &[
     key("nio.numSelectorThreads", Cosmetic),
     key("nio.numWorkerThreads", Cosmetic),
     key("nio.directBufferBytes", Cosmetic),
-    key("nio.sessionlessCnxnTimeout", Cosmetic),
+    key("nio.sessionlessCnxnTimeout", Supported),
     key("admin.enableServer", Supported),
     key("admin.serverAddress", Supported),
     key("admin.serverPort", Supported),
@@ -279,6 +261,7 @@ pub const KEYS: &[KeySpec] = &[
     key("shards", Supported),
     key("logSegmentSize", Supported),
     key("bulkReadChildren", Supported),
+    key("logSync", Supported),
     key("slowRequestThresholdMs", Supported),
     key("slowRequestLogPerSecond", Supported),
     key("loadAttribution", Supported),
@@ -452,9 +435,24 @@ pub struct Config {
     pub super_digest: Option<String>,
     /// TTL nodes (`zookeeper.extendedTypesEnabled`).
     pub extended_types_enabled: bool,
+    /// `readonlymode.enabled`: an ensemble member cut off from its quorum serves
+    /// clients that asked for read-only sessions.
+    pub read_only_mode: bool,
     /// `zookeeper.skipACL=yes` turns every ACL check off.
     pub skip_acl: bool,
     pub global_outstanding_limit: u32,
+    /// `zookeeper.nio.sessionlessCnxnTimeout`: ms a connection may sit idle before its
+    /// handshake completes (ZooKeeper's default 10000).
+    pub sessionless_cnxn_timeout_ms: u64,
+    /// `zookeeper.audit.enable`.
+    pub audit_enable: bool,
+    /// `audit.logFile` (ours): default `zookeeper_audit.log` in the working directory,
+    /// where ZooKeeper's default log configuration puts it.
+    pub audit_log_file: PathBuf,
+    /// The connection token bucket (`connectionMaxTokens` and its companions).
+    pub conn_throttle: crate::throttle::ThrottleConfig,
+    /// `largeRequestMaxBytes` / `largeRequestThreshold`.
+    pub large_requests: crate::throttle::LargeRequests,
     pub snap_count: u64,
     pub snap_retain_count: u32,
     /// Hours; 0 = never purge.
@@ -463,6 +461,9 @@ pub struct Config {
     pub snap_size_limit_kb: i64,
     pub pre_alloc_size_kb: u64,
     pub force_sync: bool,
+    /// `logSync` (ours): `dsync` (O_DSYNC writes, the default) or `fdatasync` (each write
+    /// followed by an fdatasync).
+    pub log_fdatasync: bool,
     /// Ticks; 0 = not set (required when servers are listed).
     pub init_limit: u32,
     pub sync_limit: u32,
@@ -877,14 +878,21 @@ impl ConfigBuilder {
             four_letter_whitelist: FourLetterWhitelist::default(),
             super_digest: None,
             extended_types_enabled: false,
+            read_only_mode: false,
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
+            sessionless_cnxn_timeout_ms: DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
+            audit_enable: false,
+            audit_log_file: PathBuf::from("zookeeper_audit.log"),
+            conn_throttle: Default::default(),
+            large_requests: Default::default(),
             snap_count: DEFAULT_SNAP_COUNT,
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_hours: 0,
             snap_size_limit_kb: DEFAULT_SNAP_SIZE_LIMIT_KB,
             pre_alloc_size_kb: DEFAULT_PRE_ALLOC_SIZE_KB,
             force_sync: true,
+            log_fdatasync: false,
             init_limit: 0,
             sync_limit: 0,
             standalone_enabled: true,
@@ -972,9 +980,53 @@ impl ConfigBuilder {
                 }
                 // Boolean.getBoolean: exactly "true" (any case) is true.
                 "extendedTypesEnabled" => c.extended_types_enabled = v.eq_ignore_ascii_case("true"),
+                "readonlymode.enabled" => c.read_only_mode = v.eq_ignore_ascii_case("true"),
                 // ZooKeeperServer: skipACL is on only for "yes".
                 "skipACL" => c.skip_acl = v == "yes",
                 "globalOutstandingLimit" => c.global_outstanding_limit = ctx.int(v)?,
+                // Boolean.getBoolean.
+                "audit.enable" => c.audit_enable = v.eq_ignore_ascii_case("true"),
+                "audit.logFile" => c.audit_log_file = PathBuf::from(v),
+                "connectionMaxTokens" => c.conn_throttle.max_tokens = ctx.int(v)?,
+                "connectionTokenFillTime" => {
+                    c.conn_throttle.fill_time_ms = ctx.int(v)?;
+                    if c.conn_throttle.fill_time_ms <= 0 {
+                        return Err(ctx.err(ConfigErrorKind::BadValue, "must be positive".into()));
+                    }
+                }
+                "connectionTokenFillCount" => c.conn_throttle.fill_count = ctx.int(v)?,
+                "connectionFreezeTime" => c.conn_throttle.freeze_time_ms = ctx.int(v)?,
+                "connectionDropIncrease" => c.conn_throttle.drop_increase = ctx.float(v)?,
+                "connectionDropDecrease" => c.conn_throttle.drop_decrease = ctx.float(v)?,
+                "connectionDecreaseRatio" => c.conn_throttle.decrease_ratio = ctx.float(v)?,
+                // Boolean.getBoolean.
+                "connection_throttle_weight_enabled" => {
+                    c.conn_throttle.weight_enabled = v.eq_ignore_ascii_case("true")
+                }
+                "connection_throttle_global_session_weight" => {
+                    c.conn_throttle.global_weight = ctx.int::<i64>(v)?.max(1)
+                }
+                "connection_throttle_renew_session_weight" => {
+                    c.conn_throttle.renew_weight = ctx.int::<i64>(v)?.max(1)
+                }
+                // ZooKeeperServer: a non-positive max keeps the default; a threshold
+                // of 0 or below -1 means off (-1).
+                "largeRequestMaxBytes" => {
+                    let n: i64 = ctx.int(v)?;
+                    if n > 0 {
+                        c.large_requests.max_bytes = n;
+                    }
+                }
+                "largeRequestThreshold" => {
+                    let n: i64 = ctx.int(v)?;
+                    c.large_requests.threshold = if n == 0 || n < -1 { -1 } else { n };
+                }
+                "nio.sessionlessCnxnTimeout" => {
+                    c.sessionless_cnxn_timeout_ms = ctx.int(v)?;
+                    if c.sessionless_cnxn_timeout_ms == 0 {
+                        return Err(ctx.err(ConfigErrorKind::BadValue, "must be positive".into()));
+                    }
+                }
                 "snapCount" => {
                     c.snap_count = ctx.int(v)?;
                     if c.snap_count < 2 {
@@ -986,6 +1038,18 @@ impl ConfigBuilder {
                 "preAllocSize" => c.pre_alloc_size_kb = ctx.int(v)?,
                 // FileTxnLog: only "no" turns fsync off.
                 "forceSync" => c.force_sync = v != "no",
+                "logSync" => {
+                    c.log_fdatasync = match v {
+                        "dsync" => false,
+                        "fdatasync" => true,
+                        _ => {
+                            return Err(ctx.err(
+                                ConfigErrorKind::BadValue,
+                                format!("{v}: must be dsync or fdatasync"),
+                            ))
+                        }
+                    }
+                }
                 "shards" => {
                     let n: usize = ctx.int(v)?;
                     c.shards = Some(NonZeroUsize::new(n).ok_or_else(|| {
@@ -1301,6 +1365,14 @@ impl Ctx<'_> {
         }
     }
     /// A decimal integer as Java's `Integer.parseInt` reads it (optional sign), in range.
+    /// Java's `Double.parseDouble` for the plain decimal forms zoo.cfg files use.
+    fn float(&self, v: &str) -> Result<f64, ConfigError> {
+        v.parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| self.err(ConfigErrorKind::BadValue, format!("{v:?} is not a number")))
+    }
+
     fn int<T: TryFrom<i128>>(&self, v: &str) -> Result<T, ConfigError> {
         let digits = v.strip_prefix('+').unwrap_or(v);
         let parsed = if digits.is_empty()

@@ -57,11 +57,18 @@ pub enum Command {
     Hash,
     /// RingKeeper's: load attribution (who drives the load; see `server::load`).
     Load,
+    /// RingKeeper's quorum-aware health (`hlth`): serving with a quorum, synced, safe to
+    /// stop. Not a ZooKeeper word (ZooKeeper has none that knows the quorum).
+    Hlth,
+    /// Request leadership (ClickHouse Keeper's `rqld`): this server asks to lead.
+    Rqld,
+    /// Yield leadership (ClickHouse Keeper's `ydld`): the leader hands off.
+    Ydld,
     /// The telnet interrupt sequence 0xfff4fffd: ZooKeeper closes the connection.
     TelnetClose,
 }
 
-const COMMANDS: [(Command, &str); 20] = [
+const COMMANDS: [(Command, &str); 23] = [
     (Command::Conf, "conf"),
     (Command::Cons, "cons"),
     (Command::Crst, "crst"),
@@ -81,6 +88,9 @@ const COMMANDS: [(Command, &str); 20] = [
     (Command::Isro, "isro"),
     (Command::Hash, "hash"),
     (Command::Load, "load"),
+    (Command::Hlth, "hlth"),
+    (Command::Rqld, "rqld"),
+    (Command::Ydld, "ydld"),
     (Command::TelnetClose, "telnet close"),
 ];
 
@@ -127,6 +137,9 @@ impl Command {
                 | Command::Gtmk
                 | Command::Stmk
                 | Command::Isro
+                | Command::Hlth
+                | Command::Rqld
+                | Command::Ydld
                 | Command::TelnetClose
         )
     }

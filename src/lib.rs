@@ -16,6 +16,7 @@ pub mod sequencer;
 pub mod server;
 pub mod session;
 pub mod storage;
+pub mod throttle;
 pub mod top;
 pub mod tree;
 pub mod txn;

@@ -103,10 +103,16 @@ pub enum OpResult {
 /// Create yields `NodeCreated` on the path and `NodeChildrenChanged` on the parent;
 /// delete yields `NodeDeleted` on the path and `NodeChildrenChanged` on the parent;
 /// setData yields `NodeDataChanged`. The watch manager decides which watches fire.
+///
+/// `acl` is the ACL a watcher must be able to READ under to be told (ZooKeeper's
+/// `WatchManager.triggerWatch(.., acl)` since 3.9.2, CVE-2024-23944): the node's own
+/// for NodeCreated, NodeDataChanged and NodeDeleted (as it was when deleted), the
+/// parent's for NodeChildrenChanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
     pub path: String,
     pub event: EventType,
+    pub acl: std::sync::Arc<Vec<Acl>>,
 }
 
 /// The result of applying one txn.

@@ -84,12 +84,12 @@ fn system_property_keys_are_accepted_as_users_write_them() {
          4lw.commands.whitelist=ruok, mntr,\\\n   stat\n\
          zookeeper.DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
          jute.maxbuffer=4194304\nextendedTypesEnabled=true\nskipACL=yes\nmaxCnxns=500\n\
-         zookeeper.globalOutstandingLimit=2000\nsnapSizeLimitInKb=1024\n",
+         zookeeper.globalOutstandingLimit=2000\nsnapSizeLimitInKb=1024\n\
+         connectionMaxTokens=50\nconnectionDropIncrease=0.5\nlargeRequestThreshold=0\n\
+         largeRequestMaxBytes=-3\nnio.sessionlessCnxnTimeout=2500\n",
     );
     let (c, warnings) = Config::load(&cfg).unwrap();
-    // Only the limit warns: it is parsed, but the server's limit is per connection.
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert_eq!(warnings[0].key, "zookeeper.globalOutstandingLimit");
+    assert!(warnings.is_empty(), "{warnings:?}");
     for cmd in ["ruok", "mntr", "stat", "srvr"] {
         assert!(c.four_letter_whitelist.allows(cmd), "{cmd}");
     }
@@ -102,6 +102,12 @@ fn system_property_keys_are_accepted_as_users_write_them() {
     assert!(c.extended_types_enabled && c.skip_acl);
     assert_eq!((c.max_cnxns, c.global_outstanding_limit), (500, 2000));
     assert_eq!(c.snap_size_limit_kb, 1024);
+    assert_eq!(c.conn_throttle.max_tokens, 50);
+    assert_eq!(c.conn_throttle.drop_increase, 0.5);
+    // As ZooKeeperServer: a threshold of 0 is off (-1), a non-positive max is ignored.
+    assert_eq!(c.large_requests.threshold, -1);
+    assert_eq!(c.large_requests.max_bytes, 100 << 20);
+    assert_eq!(c.sessionless_cnxn_timeout_ms, 2500);
     // ZooKeeper's view: zookeeper.<key> system properties.
     assert_eq!(c.system_properties["zookeeper.jute.maxbuffer"], "4194304");
     assert_eq!(
@@ -341,6 +347,29 @@ fn our_own_keys() {
         .build()
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("logSegmentSize"));
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSync", "fdatasync")
+        .set("bulkReadChildren", 100)
+        .build()
+        .unwrap();
+    assert!(c.log_fdatasync);
+    assert_eq!(c.bulk_read_children, 100);
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .build()
+        .unwrap();
+    assert!(!c.log_fdatasync, "O_DSYNC by default");
+    assert_eq!(c.bulk_read_children, 16_384);
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSync", "sometimes")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("logSync"));
 }
 
 #[test]

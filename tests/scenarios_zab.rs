@@ -6,6 +6,8 @@
 //!
 //! Commands: `cluster voters=N [observers=M] [seed=S]`, `start`, `run TIME`,
 //! `write SERVER COUNT`, `crash SERVER`, `restart SERVER`, `isolate SERVER`, `heal`,
+//! `yield SERVER [TO]` (`ydld`: the leader hands off, to TO or its best follower),
+//! `rqld SERVER` (the server asks the leader for leadership),
 //! `snapshot SERVER` (the server snapshots its applied state at its commit point; the
 //! log through it is compacted once the snapshot is durable), `state`, `converged`.
 //! Servers are numbered from 1; time is in simulated units (`zab_sim::TICK` per tick).
@@ -70,6 +72,11 @@ fn run_script(text: &str) -> String {
                 Ok(())
             }
             "restart" => s.start(arg(1) - 1),
+            "yield" => {
+                let to = words.get(2).map(|w| w.parse().expect("server id"));
+                s.transfer(arg(1) - 1, to)
+            }
+            "rqld" => s.request_leadership(arg(1) - 1),
             "snapshot" => {
                 s.take_snapshot(arg(1) - 1);
                 Ok(())

@@ -51,6 +51,7 @@ fn seeds(from: u64, to: u64) {
         total.snaps += s.snaps;
         total.resumes += s.resumes;
         total.forwarded += s.forwarded;
+        total.moves += s.moves;
     }
     println!("seeds {from}..{to}: {total:?}");
     let n = to - from;
@@ -59,6 +60,7 @@ fn seeds(from: u64, to: u64) {
     assert!(total.syncs > 5 * n, "too few syncs: {total:?}");
     assert!(total.resumes > n, "too few resumed sessions: {total:?}");
     assert!(total.forwarded > 50 * n, "too little forwarding: {total:?}");
+    assert!(total.moves > n, "too few leadership moves: {total:?}");
     assert!(total.expired > 0, "no session ever expired: {total:?}");
     assert!(total.renewals > 0, "no epoch renewal: {total:?}");
     assert!(

@@ -48,6 +48,9 @@ fn two_thousand_seeds() {
         total.snaps += s.snaps;
         total.compactions += s.compactions;
         total.renewals += s.renewals;
+        total.transfers += s.transfers;
+        total.handoffs += s.handoffs;
+        total.takeover_epochs += s.takeover_epochs;
         snap_seeds += usize::from(s.snaps > 0);
     }
     println!("{count} seeds: {total:?}; SNAP in {snap_seeds} seeds");
@@ -61,6 +64,12 @@ fn two_thousand_seeds() {
     assert!(
         total.renewals > count as usize / 10,
         "epoch renewals too rare: {total:?}"
+    );
+    // Leadership transfers under the same faults: asked for, handed off, and the
+    // server that took over established its epoch (the invariants held throughout).
+    assert!(
+        total.handoffs > count as usize / 4 && total.takeover_epochs > count as usize / 8,
+        "leadership hand-offs too rare: {total:?}"
     );
     // Servers compact at random, so a learner that was away for a while usually finds
     // the leader's log starting after it (about 80% of the seeds sync someone by SNAP).

@@ -14,6 +14,7 @@ const PURE: &[&str] = &[
     "src/acl.rs",
     "src/prep.rs",
     "src/session.rs",
+    "src/throttle.rs",
     "src/watch.rs",
     "src/fourlw.rs",
     "src/zab",

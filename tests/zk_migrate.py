@@ -51,6 +51,12 @@ APACHE = os.path.join(ROOT, "scripts", "apache-zk.sh")
 SLF4J_JARS = ["/usr/share/java/slf4j-api.jar", "/usr/share/java/slf4j-jdk14.jar"]
 
 
+# A ZooKeeper 3.9 release's class path ("DIR/lib/*"), if the machine has one (Debian ships
+# 3.8 only; PyPI's pyspark 4.3.0 sdist carries zookeeper-3.9.5.jar and its jars): the
+# export is then also started on 3.9.
+ZK39_CLASSPATH = os.environ.get("ZK39_CLASSPATH", "")
+
+
 def zk_env(extra_cfg=()):
     e = dict(os.environ)
     e["ZK_EXTRA_CFG"] = "\n".join(extra_cfg)
@@ -76,8 +82,14 @@ class ApacheZk:
     def __init__(self, workdir, port, extra=(), ensemble=0):
         self.workdir, self.port, self.extra, self.ensemble = workdir, port, list(extra), ensemble
 
+    classpath = ""
+
     def env(self):
-        return zk_env(self.extra)
+        e = zk_env(self.extra)
+        if self.classpath:
+            e["ZK_CLASSPATH"] = self.classpath
+            e.pop("JAVA_TOOL_OPTIONS", None)  # 3.9 brings its own SLF4J
+        return e
 
     def start(self):
         if self.ensemble:
@@ -436,6 +448,19 @@ def standalone(binary, tmp):
         if all(os.path.exists(j) for j in SLF4J_JARS):
             assert loaded and loaded[0][1] == want_digest, (loaded, want_digest)
             log(f"ZooKeeper loaded the export with digest {loaded[0][1]}, the export's")
+        if ZK39_CLASSPATH:
+            back39 = os.path.join(work, "zk39-back")
+            code, out = run([binary, "data", "export-zookeeper", rk_dir,
+                             os.path.join(back39, "data")])
+            assert code == 0, out
+            zk39 = ApacheZk(back39, rkharness.free_ports(1)[0])
+            zk39.classpath = ZK39_CLASSPATH
+            zk39.start()
+            try:
+                same_tree(rk_dump, dump(zk39.connect()),
+                          "Apache ZooKeeper 3.9 on RingKeeper's export")
+            finally:
+                zk39.stop()
         try:
             zk2.stop()
             zk2.close()

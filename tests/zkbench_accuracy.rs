@@ -53,6 +53,7 @@ fn config(server: &FakeServer, load: LoadModel, workload: &str) -> Config {
         reconnect: false,
         no_coalesce: false,
         server_pids: Vec::new(),
+        record_acks: false,
     }
 }
 
@@ -167,12 +168,11 @@ fn open_loop_charges_a_server_stall_to_every_request_it_delays() {
         "first second p99 {} us",
         tl[0].value_at_quantile(0.99)
     );
-    let last = tl.last().unwrap();
-    assert!(
-        !last.is_empty() && last.value_at_quantile(0.99) < 100_000,
-        "last second p99 {} us",
-        last.value_at_quantile(0.99)
-    );
+    // Each second's histogram holds exactly that second's answers (no timing bound on
+    // the clean seconds: a loaded machine may stall them too).
+    for (i, h) in tl.iter().enumerate() {
+        assert_eq!(h.len(), open.timeline[i], "second {i}");
+    }
     let csv = report::timeline_csv(&open);
     let mut rows = csv.lines();
     assert_eq!(rows.next(), Some("second,unix_ms,ops,p50_ms,p99_ms,max_ms"));

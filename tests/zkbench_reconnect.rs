@@ -55,6 +55,7 @@ fn config(servers: Vec<std::net::SocketAddr>) -> Config {
         reconnect: true,
         no_coalesce: false,
         server_pids: Vec::new(),
+        record_acks: false,
     }
 }
 

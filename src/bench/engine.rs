@@ -87,6 +87,9 @@ pub struct Config {
     pub no_coalesce: bool,
     /// Server processes whose CPU time and context switches the window measures.
     pub server_pids: Vec<u32>,
+    /// Keep the arrival time of every successful reply (`RunStats::acks`), for the
+    /// longest gap between acknowledged requests (rolling restarts, hand-offs).
+    pub record_acks: bool,
 }
 
 /// The outcome of one measured run.
@@ -126,6 +129,12 @@ pub struct RunStats {
     pub reconnect: Histogram<u64>,
     /// What the servers named in `Config::server_pids` spent over the window.
     pub server_cost: Option<super::cost::Cost>,
+    /// With `Config::record_acks`: when each successful reply arrived, in microseconds
+    /// since the run's start (warm-up included), unsorted across workers.
+    pub acks: Vec<u64>,
+    /// The run's start (the first request) on the wall clock, in ms since the epoch.
+    pub start_unix_ms: u64,
+    record_acks: bool,
 }
 
 impl RunStats {
@@ -161,6 +170,9 @@ impl RunStats {
             still_disconnected: 0,
             reconnect: new_hist(),
             server_cost: None,
+            acks: Vec::new(),
+            start_unix_ms: 0,
+            record_acks: false,
         }
     }
 
@@ -197,6 +209,7 @@ impl RunStats {
         self.expired += o.expired;
         self.still_disconnected += o.still_disconnected;
         self.reconnect.add(&o.reconnect).expect("same bounds");
+        self.acks.extend(o.acks);
     }
 }
 
@@ -400,6 +413,11 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
         std::thread::spawn(move || print_progress(&progress, start, warmup, duration))
     });
     let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
+    let since_start = Instant::now().saturating_duration_since(start);
+    stats.start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.saturating_sub(since_start).as_millis() as u64)
+        .unwrap_or(0);
     // The window starts at `start + warmup` (an Instant); its wall-clock time:
     let to_window = (start + cfg.warmup).saturating_duration_since(Instant::now());
     stats.window_start_unix_ms = (std::time::SystemTime::now() + to_window)
@@ -479,6 +497,7 @@ fn worker(
         hard_end: start + cfg.warmup + cfg.duration + cfg.drain,
     };
     let mut stats = RunStats::empty(cfg.duration.as_secs_f64(), seconds);
+    stats.record_acks = cfg.record_acks;
     let res = event_loop(cfg, &mut sessions, &w, &mut stats, progress);
     res.map_err(BenchError::Io)?;
     Ok(stats)
@@ -988,6 +1007,10 @@ fn process_input(
                 answered += 1;
                 if err != 0 {
                     errors += 1;
+                } else if stats.record_acks {
+                    stats
+                        .acks
+                        .push(recv.saturating_duration_since(w.start).as_micros() as u64);
                 }
                 if w.measured(f.intended) {
                     let us = recv.saturating_duration_since(f.intended).as_micros() as u64;

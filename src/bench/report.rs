@@ -332,6 +332,35 @@ pub fn timeline_csv(s: &RunStats) -> String {
     o
 }
 
+/// The gaps of at least `min_us` between consecutive successful replies (all sessions
+/// merged), as CSV `at_ms,gap_ms`: when the gap began (ms since the run's start) and how
+/// long it lasted. A `# start_unix_ms=` line places the run on the wall clock, a
+/// `# acks=` line says how many replies were seen and when the first and last came.
+pub fn ack_gaps_csv(s: &RunStats, min_us: u64) -> String {
+    let mut t = s.acks.clone();
+    t.sort_unstable();
+    let mut o = format!("# start_unix_ms={}\n", s.start_unix_ms);
+    let (first, last) = (
+        t.first().copied().unwrap_or(0),
+        t.last().copied().unwrap_or(0),
+    );
+    let _ = writeln!(
+        o,
+        "# acks={} first_ms={:.3} last_ms={:.3}",
+        t.len(),
+        first as f64 / 1000.0,
+        last as f64 / 1000.0
+    );
+    o.push_str("at_ms,gap_ms\n");
+    for w in t.windows(2) {
+        let gap = w[1] - w[0];
+        if gap >= min_us {
+            let _ = writeln!(o, "{:.3},{:.3}", w[0] as f64 / 1000.0, gap as f64 / 1000.0);
+        }
+    }
+    o
+}
+
 /// Points of the percentile curve: (1/(1-q), latency ms), q up to 99.9999%.
 fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     let mut pts = Vec::new();

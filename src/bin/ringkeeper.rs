@@ -42,6 +42,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.core.server_id = cfg.my_id.unwrap_or(0) as u8;
     sc.core.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.core.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
+    sc.core.read_only = cfg.read_only_mode;
     sc.core.prep = PrepConfig {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
@@ -61,6 +62,9 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     let mut log = LogConfig::new(&cfg.data_log_dir);
     log.segment_bytes = cfg.log_segment_size;
+    if cfg.log_fdatasync {
+        log.sync = SyncMode::Fdatasync;
+    }
     if !cfg.force_sync {
         eprintln!(
             "ringkeeper: WARNING: forceSync=no: the transaction log is never synced; \
@@ -146,6 +150,17 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     };
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
+    sc.settings.skip_acl = cfg.skip_acl;
+    sc.settings.global_outstanding_limit = cfg.global_outstanding_limit as usize;
+    sc.settings.conn_throttle = cfg.conn_throttle.clone();
+    sc.settings.large_requests = cfg.large_requests;
+    if cfg.audit_enable {
+        let log = ringkeeper::server::audit::AuditLog::open(&cfg.audit_log_file)
+            .map_err(|e| format!("audit.logFile {}: {e}", cfg.audit_log_file.display()))?;
+        sc.settings.audit = Some(std::sync::Arc::new(log));
+    }
+    sc.settings.sessionless_timeout =
+        std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.bulk_children = cfg.bulk_read_children;
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
@@ -777,9 +792,13 @@ fn main() -> ExitCode {
         None if opened.zxid >> 32 == 0 => opened.zxid as u64,
         _ => 0,
     };
+    let audit = sc.settings.audit.clone();
     let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
         Err(e) => {
+            if let Some(a) = &audit {
+                a.server_event("serverStart", ringkeeper::server::audit::Outcome::Failure);
+            }
             eprintln!("ringkeeper: cannot start: {e}");
             return ExitCode::from(1);
         }
@@ -790,6 +809,9 @@ fn main() -> ExitCode {
         zk.startup_snap_load_time.record(load_ms);
         zk.startup_txns_load_time.record(load_ms);
         zk.startup_txns_loaded.record(replayed);
+    }
+    if let Some(a) = &audit {
+        a.server_event("serverStart", ringkeeper::server::audit::Outcome::Success);
     }
     let mode = match (running.quorum_addr, running.election_addr) {
         (Some(q), Some(e)) => format!(
@@ -840,6 +862,11 @@ fn main() -> ExitCode {
     let sig = wait_for_signal(&signals);
     let _ = ringkeeper::sdnotify::notify("STOPPING=1");
     eprintln!("ringkeeper: signal {sig} received, shutting down");
+    // A leader hands off first, so that its stop costs a hand-off, not an election.
+    running.hand_off(std::time::Duration::from_secs(3));
+    if let Some(a) = &audit {
+        a.server_event("serverStop", ringkeeper::server::audit::Outcome::Invoked);
+    }
     running.shutdown();
     ExitCode::SUCCESS
 }

@@ -185,6 +185,11 @@ struct OutArgs {
     /// Write a self-contained HTML report here.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// Write the gaps between consecutive successful replies (all sessions merged)
+    /// of 2 ms or more here, as CSV `at_ms,gap_ms` (ms since the run's start, which a
+    /// `# start_unix_ms=` line gives): the write outage of a restart or a hand-off.
+    #[arg(long)]
+    ack_gaps: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -270,6 +275,7 @@ fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Con
         reconnect: load.reconnect,
         no_coalesce: load.no_coalesce,
         server_pids: server_pids(load, &servers),
+        record_acks: false,
         servers,
     }
 }
@@ -335,6 +341,9 @@ fn write_outputs(
     if let Some(p) = &out.html {
         write(p, report::html(title, notes, series));
     }
+    if let Some(p) = &out.ack_gaps {
+        write(p, report::ack_gaps_csv(series[0].1, 2_000));
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -352,7 +361,8 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     match Cli::parse().cmd {
         Cmd::Run { load, connect, out } => {
-            let cfg = config(&load, resolve(&connect), out.quiet);
+            let mut cfg = config(&load, resolve(&connect), out.quiet);
+            cfg.record_acks = out.ack_gaps.is_some();
             setup_target(&load, &cfg, out.quiet);
             let stats = measure(&cfg);
             let label = out.label.clone().unwrap_or(connect.clone());

@@ -94,6 +94,10 @@ pub const PEER_TICKS_PER_TICK: i64 = 10;
 /// stalls, and then it turns into backpressure on the clients.
 pub const MAX_INFLIGHT: usize = 100_000;
 
+/// How long a member looks for a quorum before it serves read-only clients (ZooKeeper's
+/// QuorumPeer waits `max(2000, tickTime)` before it starts its ReadOnlyZooKeeperServer).
+pub const READ_ONLY_DELAY_MS: i64 = 2000;
+
 /// How the server persists snapshots; `None` in `CoreConfig` means no snapshots (tests).
 #[derive(Debug, Clone)]
 pub struct SnapshotConfig {
@@ -152,6 +156,9 @@ pub struct CoreConfig {
     pub ensemble: Option<EnsembleConfig>,
     /// See [`MAX_INFLIGHT`].
     pub max_inflight: usize,
+    /// `readonlymode.enabled`: an ensemble member that has been looking for
+    /// [`READ_ONLY_DELAY_MS`] (at least a tick) serves read-only sessions.
+    pub read_only: bool,
     pub broken: Broken,
 }
 
@@ -226,6 +233,34 @@ pub enum Input {
         zxid: i64,
         error: String,
     },
+    /// An operator's leadership command (`ydld`, `rqld`, a leader's SIGTERM).
+    Leadership(LeadershipCmd),
+}
+
+/// What an operator asks of leadership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeadershipCmd {
+    /// Leader: hand leadership to this server, or to the most up-to-date synced voter
+    /// (`None`). Client requests wait meanwhile (reads are served).
+    Yield(Option<ServerId>),
+    /// Follower: ask the leader to hand leadership to this server.
+    Request,
+}
+
+/// What a server can say about its part in the quorum (the health answers).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    /// Leading an established epoch, or a learner up to date with such a leader.
+    pub serving: bool,
+    /// Voters synced with the leader, the leader included (empty: unknown).
+    pub synced_voters: Vec<ServerId>,
+    /// Voters in the ensemble, and how many make a quorum.
+    pub voters: usize,
+    pub quorum: usize,
+    /// This server votes.
+    pub voter: bool,
+    /// A leadership transfer is under way here.
+    pub transferring: bool,
 }
 
 /// One action for the driver, in the order they must be carried out.
@@ -298,6 +333,15 @@ pub enum Output {
     PeerBase(i64),
     /// Something an operator should read.
     Log(String),
+    /// Leadership moved from `from` to `leader` without an election: the election
+    /// reports it; if `leader` is this server, its link to `from` closes (the old
+    /// leader dials this one once it sees that close).
+    Moved {
+        leader: ServerId,
+        from: ServerId,
+    },
+    /// The health view changed (checked every peer tick).
+    Health(Health),
 }
 
 /// The mode `srvr` and `mntr` report.
@@ -308,6 +352,8 @@ pub enum Mode {
     Leader,
     Follower,
     Observer,
+    /// Cut off from the quorum, serving read-only sessions.
+    ReadOnly,
 }
 
 /// One pass's entries waiting until every txn up to `last_zxid` is safe.
@@ -376,6 +422,8 @@ struct Ensemble {
     fwd_out: Vec<Bytes>,
     /// Leader: the epoch's counter ran out; the epoch is being renewed.
     renewing: bool,
+    /// What `Output::Health` last said.
+    health: Health,
     /// Leader: forwarded payloads waiting for room to make their txns, in arrival order
     /// (a learner's requests keep their order).
     deferred: VecDeque<(ServerId, Bytes)>,
@@ -429,6 +477,12 @@ pub struct Sequencer {
     expiring: VecDeque<i64>,
     /// Sessions expired since start (ZooKeeper's `stale_sessions_expired`).
     expired_total: u64,
+    /// Since when this member is looking (the read-only mode's clock).
+    looking_since: i64,
+    /// Serving read-only sessions (`CoreConfig::read_only`, cut off from the quorum).
+    read_only: bool,
+    /// The read-only sessions made here (id -> timeout), forgotten with the mode.
+    ro_sessions: HashMap<i64, i32>,
 }
 
 /// The origin of a new session's CreateSession txn: the connect on `conn`.
@@ -496,6 +550,7 @@ impl Sequencer {
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
                 renewing: false,
+                health: Health::default(),
                 deferred: VecDeque::new(),
                 after_barrier: Vec::new(),
                 decoded: VecDeque::new(),
@@ -532,6 +587,9 @@ impl Sequencer {
             taken: 0,
             expiring: VecDeque::new(),
             expired_total: 0,
+            looking_since: start_ms,
+            read_only: false,
+            ro_sessions: HashMap::new(),
             tree,
             zxid,
             cfg,
@@ -605,12 +663,22 @@ impl Sequencer {
             Role::Standalone => (self.zxid - self.durable_zxid).max(0) as usize,
             Role::Leader => {
                 let p = &self.ens.as_ref().expect("leader has a peer").peer;
+                if p.is_transferring() {
+                    // Handing leadership over: requests wait for the new leader.
+                    return 0;
+                }
                 // Room left after this pass's txns, which are proposed at its end; 0
                 // while the epoch renews (its zxids ran out).
                 return p.proposal_room().saturating_sub(self.pass_txns.len());
             }
-            // A learner forwards: bounded by the leader's answers outstanding.
-            Role::Learner => self.ens.as_ref().map_or(0, |e| e.forwarded.len()),
+            // A learner forwards: bounded by the leader's answers outstanding. While
+            // leadership moves (or this learner is not yet synced with the leader it
+            // moved to), requests wait in the shards.
+            Role::Learner => match &self.ens {
+                Some(e) if e.peer.is_moving() || e.peer.up_to_date_with().is_none() => return 0,
+                Some(e) => e.forwarded.len(),
+                None => 0,
+            },
             // Refused at once: never held back.
             Role::Looking => return usize::MAX,
         };
@@ -668,6 +736,13 @@ impl Sequencer {
             Input::SnapshotInstalled { zxid, tree } => {
                 self.barrier_done(Barrier::Install { zxid }, Some(tree))
             }
+            Input::Leadership(cmd) => {
+                let ev = match cmd {
+                    LeadershipCmd::Yield(to) => peer::Event::Transfer { to },
+                    LeadershipCmd::Request => peer::Event::RequestLeadership,
+                };
+                self.peer_step(ev);
+            }
             Input::SnapshotInstallFailed { zxid, error } => {
                 self.out.push(Output::Log(format!(
                     "SNAP at {zxid:#x}: installing the leader's snapshot failed: {error}"
@@ -709,6 +784,10 @@ impl Sequencer {
         }
         for _ in 0..due {
             self.peer_step(peer::Event::Tick);
+        }
+        if due > 0 {
+            self.check_health();
+            self.check_read_only();
         }
         let writable = self.failed_until.is_none()
             && matches!(self.role, Role::Standalone | Role::Leader)
@@ -762,6 +841,11 @@ impl Sequencer {
         match self.role {
             Role::Learner => self.shard_as_learner(m),
             Role::Looking => match m {
+                ToSeq::Connect { conn, req, .. }
+                    if self.read_only && req.read_only == Some(true) =>
+                {
+                    self.connect_read_only(conn, req)
+                }
                 // Not serving writes or sessions here: the client tries another server.
                 ToSeq::Connect { conn, .. } => self.entries.push(Entry::Connect {
                     conn,
@@ -797,6 +881,64 @@ impl Sequencer {
                     }
                 }
             },
+        }
+    }
+
+    /// A read-only client's handshake while this member is cut off from its quorum: a
+    /// new session of this server alone (never logged; it ends with the mode), or a
+    /// session this server knows (from its tree, or made here) resumed read-only.
+    fn connect_read_only(&mut self, conn: ConnRef, req: ConnectRequest) {
+        if self.refused_as_behind(conn, &req) {
+            return;
+        }
+        let timeout_ms = self.clamp_timeout(req.timeout_ms);
+        let outcome = if req.session_id == 0 {
+            let session_id = self.sessions.next_session_id();
+            self.ro_sessions.insert(session_id, timeout_ms);
+            ConnectOutcome::ReadOnly {
+                session_id,
+                timeout_ms,
+            }
+        } else if password_ok(&req)
+            && (self.ro_sessions.contains_key(&req.session_id)
+                || self.tree.sessions().any(|(id, _)| id == req.session_id))
+        {
+            ConnectOutcome::ReadOnly {
+                session_id: req.session_id,
+                timeout_ms,
+            }
+        } else {
+            ConnectOutcome::Expired
+        };
+        self.entries.push(Entry::Connect { conn, outcome });
+    }
+
+    /// Read-only mode starts once this member has looked for a quorum long enough.
+    fn check_read_only(&mut self) {
+        if !self.cfg.read_only || self.ens.is_none() || self.read_only {
+            return;
+        }
+        let delay = READ_ONLY_DELAY_MS.max(self.cfg.tick_ms);
+        if self.role == Role::Looking && self.now_ms - self.looking_since >= delay {
+            self.read_only = true;
+            self.out.push(Output::Mode(Mode::ReadOnly));
+            self.out.push(Output::Log(format!(
+                "no quorum for {delay} ms: serving read-only clients"
+            )));
+        }
+    }
+
+    /// Read-only mode ends when an election decides: its clients are closed, so they
+    /// reconnect for read-write sessions (ZooKeeper shuts its read-only server down).
+    fn leave_read_only(&mut self) {
+        if self.read_only {
+            self.read_only = false;
+            self.ro_sessions.clear();
+            self.out.push(Output::CloseClients);
+            self.out.push(Output::Mode(Mode::Looking));
+            self.out.push(Output::Log(
+                "a leader is elected: read-only clients closed".to_string(),
+            ));
         }
     }
 
@@ -1407,6 +1549,35 @@ impl Sequencer {
             }
         }
         self.publish_safe();
+        if self.role == Role::Leader {
+            let e = self.ens.as_ref().expect("leader has a peer");
+            if e.deferred.is_empty() && self.pending.is_empty() && e.peer.transfer_ready() {
+                // Everything taken before the transfer is committed and answered.
+                self.peer_step(peer::Event::HandOff);
+            }
+        }
+    }
+
+    /// Emits `Output::Health` when what the health answers say changed.
+    fn check_health(&mut self) {
+        let role = self.role;
+        let Some(e) = &mut self.ens else {
+            return;
+        };
+        let p = &e.peer;
+        let h = Health {
+            serving: matches!(role, Role::Leader | Role::Learner)
+                && (p.established_epoch().is_some() || p.up_to_date_with().is_some()),
+            synced_voters: p.quorum_view().unwrap_or_default(),
+            voters: p.ensemble().voters.len(),
+            quorum: p.ensemble().quorum_size(),
+            voter: p.is_voter(),
+            transferring: p.is_transferring() || p.is_moving(),
+        };
+        if h != e.health {
+            e.health = h.clone();
+            self.out.push(Output::Health(h));
+        }
     }
 
     /// Publishes, in order, every pending pass whose txns are all safe.
@@ -1643,6 +1814,10 @@ impl Sequencer {
     // ---- ZAB ----
 
     fn elected(&mut self, leader: ServerId) {
+        if self.ens.is_none() {
+            return;
+        }
+        self.leave_read_only();
         let Some(e) = &mut self.ens else {
             return;
         };
@@ -1815,7 +1990,46 @@ impl Sequencer {
             A::ProtocolError { from, what } => self.out.push(Output::Log(format!(
                 "protocol error from server {from}: {what}"
             ))),
+            A::Moved { leader, from } => self.moved(leader, from),
+            A::TransferRefused { reason } => self.out.push(Output::Log(format!(
+                "leadership transfer refused: {reason}"
+            ))),
         }
+    }
+
+    /// Leadership moved from `from` to `leader` without an election. Clients keep their
+    /// connections: their requests wait in the shards (`room` is 0) until this server
+    /// leads or is synced with the new leader.
+    fn moved(&mut self, leader: ServerId, from: ServerId) {
+        let me = self.ens.as_ref().expect("ensemble").peer.my_id();
+        if self.role == Role::Leader {
+            // Handed off: everything taken was committed and answered first
+            // (`end_pass`); anything left would be a bug, answered as a lost leadership.
+            if !self.pending.is_empty() || !self.entries.is_empty() {
+                self.abandon_unsafe(Code::ConnectionLoss);
+            }
+            self.out
+                .push(Output::Log(format!("handed leadership to server {leader}")));
+        } else if leader == me {
+            self.out.push(Output::Log(format!(
+                "taking leadership over from server {from}"
+            )));
+        } else {
+            self.out.push(Output::Log(format!(
+                "leadership moved from server {from} to server {leader}"
+            )));
+        }
+        // Requests forwarded to the old leader were all answered before it handed off;
+        // any left are answered as lost, as when a leader dies.
+        self.fail_forwarded();
+        let e = self.ens.as_mut().expect("ensemble");
+        e.own_from = Zxid::MAX;
+        e.renewing = false;
+        e.deferred.clear();
+        e.decoded.clear();
+        self.expiring.clear();
+        self.role = Role::Learner;
+        self.out.push(Output::Moved { leader, from });
     }
 
     /// A committed txn from the peer.
@@ -1919,6 +2133,7 @@ impl Sequencer {
         // write ids run on across roles), and the log still writes them.
         self.role = Role::Looking;
         if was != Role::Looking {
+            self.looking_since = self.now_ms;
             // No longer serving: clients must move to a server that does. Their pending
             // requests end with the connection, which clients report as CONNECTIONLOSS.
             self.out.push(Output::CloseClients);

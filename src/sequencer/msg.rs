@@ -68,6 +68,9 @@ pub enum ConnectOutcome {
     /// The client has seen a newer zxid than this server has (it must try another
     /// server): close without an answer, as ZooKeeper does.
     Refused,
+    /// A read-only session on a server cut off from its quorum (`readonlymode.enabled`):
+    /// answered with the readOnly flag set; its writes get NOTREADONLY in the shard.
+    ReadOnly { session_id: i64, timeout_ms: i32 },
 }
 
 /// One element of the commit stream.

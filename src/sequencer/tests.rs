@@ -20,6 +20,7 @@ fn config() -> CoreConfig {
         snapshots: None,
         ensemble: None,
         max_inflight: MAX_INFLIGHT,
+        read_only: false,
         broken: Broken::default(),
     }
 }
@@ -497,4 +498,138 @@ fn a_proposal_that_does_not_decode_makes_the_follower_leave_its_leader() {
         "nothing of it is logged: {out:?}"
     );
     assert_eq!(core.role(), Role::Looking);
+}
+
+fn connect_ro(slot: usize, read_only: Option<bool>) -> Input {
+    Input::Shard(ToSeq::Connect {
+        conn: conn(slot),
+        req: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: 0,
+            passwd: None,
+            read_only,
+        },
+        received: Instant::now(),
+    })
+}
+
+fn connect_outcomes(out: &[Output]) -> Vec<ConnectOutcome> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Connect { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_member_without_a_quorum_serves_read_only_sessions_after_the_delay() {
+    let mut cfg = config();
+    cfg.read_only = true;
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1, 2, 3], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: u32::MAX,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    // Before the delay: a read-only client is refused like any other.
+    let out = pass(&mut core, 1000, vec![connect_ro(1, Some(true))]);
+    assert!(matches!(
+        connect_outcomes(&out)[..],
+        [ConnectOutcome::Refused]
+    ));
+    let out = pass(&mut core, READ_ONLY_DELAY_MS + 1, vec![]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Mode(Mode::ReadOnly))),
+        "{out:?}"
+    );
+    let out = pass(
+        &mut core,
+        READ_ONLY_DELAY_MS + 2,
+        vec![connect_ro(2, Some(true)), connect_ro(3, None)],
+    );
+    let got = connect_outcomes(&out);
+    assert!(
+        matches!(
+            got[..],
+            [
+                ConnectOutcome::ReadOnly {
+                    timeout_ms: 10_000,
+                    ..
+                },
+                ConnectOutcome::Refused
+            ]
+        ),
+        "{got:?}"
+    );
+    // An election decides: the mode ends and its clients are closed.
+    let out = pass(
+        &mut core,
+        READ_ONLY_DELAY_MS + 3,
+        vec![Input::Elected { leader: 2 }],
+    );
+    assert!(
+        out.iter().any(|o| matches!(o, Output::CloseClients)),
+        "{out:?}"
+    );
+    let out = pass(
+        &mut core,
+        READ_ONLY_DELAY_MS + 4,
+        vec![connect_ro(4, Some(true))],
+    );
+    assert!(matches!(
+        connect_outcomes(&out)[..],
+        [ConnectOutcome::Refused]
+    ));
+}
+
+#[test]
+fn a_follower_holds_requests_while_leadership_moves_and_keeps_its_clients() {
+    let (mut core, mut t) = follower_of_2();
+    assert!(core.room() > 0);
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::Moving)]);
+    assert!(
+        out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                to: 2,
+                msg: Msg::MovingAck
+            }
+        )),
+        "{out:?}"
+    );
+    assert_eq!(core.room(), 0, "requests wait while leadership moves");
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::Moved { leader: 3 })]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Moved { leader: 3, from: 2 })),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|o| matches!(o, Output::Dial { to: 3 })));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::CloseClients)),
+        "clients keep their connections: {out:?}"
+    );
+    assert_eq!(
+        core.room(),
+        0,
+        "still held until synced with the new leader"
+    );
 }

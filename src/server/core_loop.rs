@@ -35,7 +35,9 @@ use super::replication::{write_epoch, Member, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH
 use super::shard::Shard;
 use super::shard::ToShard;
 use super::stats::MODE_STANDALONE;
-use super::stats::{ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER};
+use super::stats::{
+    ServerState, MODE_FOLLOWER, MODE_LEADER, MODE_LOOKING, MODE_OBSERVER, MODE_READ_ONLY,
+};
 use crate::io::{self, CloseReason, Handler, ListenerId, Ops, Reactor, Status, Token};
 use crate::sequencer::msg::{Commit, ConnRef, ToSeq};
 use crate::sequencer::{Input, Mode, Output, Sequencer};
@@ -91,6 +93,8 @@ pub enum LoopMsg {
     Job(JobDone),
     /// A snapshot's streaming thread read more (the links pump at the end of the pass).
     SnapshotRead,
+    /// An operator's leadership command (`rqld`, `ydld`, SIGTERM on a leader).
+    Leadership(crate::sequencer::LeadershipCmd),
 }
 
 /// Work for the storage worker, run in order.
@@ -667,6 +671,13 @@ impl Links {
         }
     }
 
+    /// Closes the current link to `peer` (no loss is reported).
+    fn drop_peer(&mut self, ops: &mut Ops, peer: ServerId) {
+        if let Some(t) = self.current.remove(&peer) {
+            ops.close(t);
+        }
+    }
+
     /// Closes every link (back to the election): no loss is reported.
     fn close_all(&mut self, ops: &mut Ops) {
         for (&t, _) in self.by_token.iter() {
@@ -1156,6 +1167,20 @@ impl CoreLoop {
             Output::Mode(m) => self.mode_changed(m),
             Output::Learners(c) => self.state.set_leading(c),
             Output::PeerBase(_) => {}
+            Output::Moved { leader, from } => {
+                if let Some(e) = &self.election {
+                    let _ = e.input.send(election::Input::Moved { leader });
+                }
+                let me = self.links.as_ref().map(|l| l.my_id);
+                if me == Some(leader) {
+                    // The old leader dials us once it sees this link close, after our
+                    // TAKEOVER was read.
+                    if let Some(links) = &mut self.links {
+                        links.drop_peer(ops, from);
+                    }
+                }
+            }
+            Output::Health(h) => self.state.set_health(h),
             Output::Log(line) => eprintln!("ringkeeper: {line}"),
         }
     }
@@ -1191,6 +1216,7 @@ impl CoreLoop {
             Mode::Leader => MODE_LEADER,
             Mode::Follower => MODE_FOLLOWER,
             Mode::Observer => MODE_OBSERVER,
+            Mode::ReadOnly => MODE_READ_ONLY,
         });
     }
 
@@ -1300,6 +1326,7 @@ impl CoreLoop {
             }
             LoopMsg::Job(done) => self.job_done(done),
             LoopMsg::SnapshotRead => {}
+            LoopMsg::Leadership(cmd) => self.input(Input::Leadership(cmd)),
         }
     }
 
@@ -1577,8 +1604,8 @@ impl Handler for CoreLoop {
         }
     }
 
-    fn on_tick(&mut self, _ops: &mut Ops) {
-        self.shard.tick();
+    fn on_tick(&mut self, ops: &mut Ops) {
+        self.shard.tick(&mut OpsNet(ops));
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
         self.state

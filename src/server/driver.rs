@@ -14,8 +14,8 @@ pub struct DriverConfig {
     pub addr: SocketAddr,
     pub tick_ms: u64,
     pub max_conns_per_ip: usize,
-    /// Connections this shard holds at most (its share of `maxCnxns`, or the io
-    /// layer's default bound when `maxCnxns` is 0).
+    /// Connections this shard's reactor holds at most (`maxCnxns`, which the shards
+    /// enforce together, or the io layer's default bound when `maxCnxns` is 0).
     pub max_conns: usize,
 }
 
@@ -37,10 +37,11 @@ impl Net for OpsNet<'_> {
     fn send(&mut self, slot: usize, bytes: &[u8]) {
         let t = Token::from_u64(slot as u64);
         // Judged by what was unsent before this reply: one reply bigger than the bound
-        // (a getChildren of a million names) is sent to a client that reads.
+        // (a getChildren of a million names) is sent to a client that reads. Once
+        // dropped, the connection takes no more output (send says false), so this is
+        // said once per connection, not once per notification still addressed to it.
         let before = self.0.output_len(t).unwrap_or(0);
-        self.0.send(t, bytes);
-        if before > MAX_UNSENT_OUTPUT_BYTES {
+        if self.0.send(t, bytes) && before > MAX_UNSENT_OUTPUT_BYTES {
             eprintln!(
                 "ringkeeper: dropping connection {:?}: more than {MAX_UNSENT_OUTPUT_BYTES} bytes unsent (the client stopped reading)",
                 self.0.peer_addr(t)
@@ -107,8 +108,8 @@ impl Handler for ShardHandler {
         self.shard.wake(&mut OpsNet(ops));
     }
 
-    fn on_tick(&mut self, _ops: &mut Ops) {
-        self.shard.tick();
+    fn on_tick(&mut self, ops: &mut Ops) {
+        self.shard.tick(&mut OpsNet(ops));
     }
 }
 

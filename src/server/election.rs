@@ -110,6 +110,8 @@ pub enum Input {
     Start { last_zxid: Zxid, current_epoch: u32 },
     /// ZAB established this epoch under the elected leader.
     Established { epoch: u32 },
+    /// Leadership moved to `leader` without an election.
+    Moved { leader: ServerId },
 }
 
 /// What the election tells the replication loop.
@@ -382,6 +384,7 @@ fn run(
                 current_epoch,
             },
             Ok(Input::Established { epoch }) => election::Event::Established { epoch },
+            Ok(Input::Moved { leader }) => election::Event::Moved { leader },
             Err(RecvTimeoutError::Timeout) => {
                 next_tick += ELECTION_TICK;
                 election::Event::Tick

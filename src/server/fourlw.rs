@@ -105,6 +105,12 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
     if !state.settings.fourlw_whitelist.allows(cmd.as_str()) {
         return fmt::refusal(cmd);
     }
+    match cmd {
+        Command::Hlth => return super::health::report(state),
+        Command::Rqld => return super::health::request_leadership(state),
+        Command::Ydld => return super::health::yield_leadership(state),
+        _ => {}
+    }
     let Some(mode) = state.mode() else {
         // ZooKeeper's answer while its peer is LOOKING (no ZooKeeperServer running):
         // every command but these few says so (`NopCommand` in FourLetterCommands).
@@ -208,6 +214,7 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
             |m| m.text(),
         ),
         Command::TelnetClose => String::new(),
+        Command::Hlth | Command::Rqld | Command::Ydld => unreachable!("answered above"),
     }
 }
 

@@ -4,8 +4,9 @@
 //! `admin.commandURL`, see `admin.rs`). A small blocking HTTP/1.1 server: one request
 //! per connection, answered with `Connection: close`.
 //!
-//! Adding an endpoint: give [`Endpoint`] a variant and [`route`] its paths. The
-//! health and readiness paths of ensemble operations belong there.
+//! Both listeners also answer the health, readiness and operation paths of
+//! `health.rs` (`/health*`, `POST /commands/drain` ...), tried first. Adding an endpoint:
+//! give [`Endpoint`] a variant and [`route`] its paths.
 
 use super::stats::ServerState;
 use std::collections::BTreeMap;
@@ -139,7 +140,7 @@ pub fn parse(head: &str) -> Option<Request> {
     })
 }
 
-fn serve(mut s: TcpStream, endpoint: &Endpoint, state: &ServerState) {
+fn serve(mut s: TcpStream, endpoint: &Endpoint, state: &Arc<ServerState>) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(READ_TIMEOUT));
     let mut buf = vec![0u8; MAX_REQUEST_BYTES];
@@ -156,9 +157,26 @@ fn serve(mut s: TcpStream, endpoint: &Endpoint, state: &ServerState) {
             Err(_) => return,
         }
     }
-    let head = String::from_utf8_lossy(&buf[..n]);
-    let resp = match parse(&head) {
-        Some(req) => route(&req, endpoint, state),
+    // A POST's body (the command paths): what Content-Length says, within the bound.
+    if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let want = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let total = (end + 4 + want).min(buf.len());
+        while n < total {
+            match s.read(&mut buf[n..total]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let resp = match parse(head) {
+        Some(req) => route(&req, body, endpoint, state),
         None => Response {
             status: 400,
             content_type: "text/plain",
@@ -185,8 +203,22 @@ fn serve(mut s: TcpStream, endpoint: &Endpoint, state: &ServerState) {
     );
 }
 
-/// Answers one request on `endpoint`.
-pub fn route(req: &Request, endpoint: &Endpoint, state: &ServerState) -> Response {
+/// Answers one request (and its `body`) on `endpoint`.
+pub fn route(req: &Request, body: &str, endpoint: &Endpoint, state: &Arc<ServerState>) -> Response {
+    if let Some((status, content_type, body)) =
+        super::health::route(&req.method, &req.path, body, state)
+    {
+        let status = status
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(500);
+        return Response {
+            status,
+            content_type,
+            body,
+        };
+    }
     let not_found = |hint: &str| Response {
         status: 404,
         content_type: "text/plain",

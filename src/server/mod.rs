@@ -3,12 +3,14 @@
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
 pub mod admin;
+pub mod audit;
 pub mod bulk;
 pub mod chain;
 pub mod core_loop;
 pub mod driver;
 pub mod election;
 pub mod fourlw;
+pub mod health;
 pub mod http;
 pub mod json;
 pub mod load;
@@ -80,6 +82,7 @@ impl ServerConfig {
                 snapshots: None,
                 ensemble: None,
                 max_inflight: crate::sequencer::MAX_INFLIGHT,
+                read_only: false,
                 broken: Default::default(),
             },
             storage: None,
@@ -87,6 +90,15 @@ impl ServerConfig {
             settings: Settings {
                 max_frame: crate::proto::DEFAULT_MAX_BUFFER,
                 super_digest: None,
+                skip_acl: false,
+                max_cnxns: 0,
+                global_outstanding_limit: crate::config::DEFAULT_GLOBAL_OUTSTANDING_LIMIT as usize,
+                conn_throttle: Default::default(),
+                large_requests: Default::default(),
+                audit: None,
+                sessionless_timeout: std::time::Duration::from_millis(
+                    crate::config::DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
+                ),
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
                 ops: Default::default(),
@@ -134,6 +146,41 @@ pub struct Running {
 }
 
 impl Running {
+    /// A leader hands its leadership to its most up-to-date synced follower before it
+    /// stops (a SIGTERM): waits until this server is no longer the leader (and, within
+    /// `timeout`, until it follows the new one, so that the new leader has its
+    /// quorum), or returns after `timeout`. Nothing to do on other servers.
+    pub fn hand_off(&self, timeout: std::time::Duration) {
+        use crate::fourlw::Mode;
+        // Nobody to hand off to (no other synced voter): stop at once.
+        let others = self
+            .state
+            .health()
+            .map_or(0, |h| h.synced_voters.len().saturating_sub(1));
+        if self.state.mode() != Some(Mode::Leader)
+            || others == 0
+            || !self
+                .state
+                .leadership(crate::sequencer::LeadershipCmd::Yield(None))
+        {
+            return;
+        }
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < timeout {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            if self.state.mode() != Some(Mode::Leader) {
+                eprintln!(
+                    "ringkeeper: handed leadership off in {} ms",
+                    t0.elapsed().as_millis()
+                );
+                return;
+            }
+        }
+        eprintln!(
+            "ringkeeper: leadership hand-off did not complete in {timeout:?}; stopping anyway"
+        );
+    }
+
     /// Stops every thread and waits for them.
     pub fn shutdown(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
@@ -155,11 +202,9 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     assert!(cfg.shards > 0 && cfg.shards <= 64, "1 to 64 shards");
     let stop = Arc::new(AtomicBool::new(false));
     let seq_stats = Arc::new(SequencerStats::default());
-    let state = Arc::new(ServerState::new(
-        cfg.settings.clone(),
-        cfg.shards,
-        seq_stats.clone(),
-    ));
+    let mut settings = cfg.settings.clone();
+    settings.max_cnxns = cfg.max_cnxns;
+    let state = Arc::new(ServerState::new(settings, cfg.shards, seq_stats.clone()));
     if cfg.ensemble.is_some() {
         // Not serving until the core reports a role (srvr, sd_notify's READY=1).
         state.set_mode(stats::MODE_LOOKING);
@@ -175,6 +220,12 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .collect();
     let inbox: Arc<Mailbox<LoopMsg>> =
         Arc::new(Mailbox::new(usize::MAX, Box::new(shard_wakes[0].clone())));
+    if cfg.ensemble.is_some() {
+        let inbox = inbox.clone();
+        state.set_leadership_hook(Box::new(move |cmd| {
+            inbox.push_unbounded(LoopMsg::Leadership(cmd))
+        }));
+    }
     // Shard i's requests to the core: the core loop is woken for another shard's.
     let to_core: Vec<Arc<Mailbox<ToSeq>>> = (0..cfg.shards)
         .map(|i| {
@@ -233,9 +284,11 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         addr,
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,
         max_conns_per_ip: cfg.max_client_cnxns_per_ip,
+        // maxCnxns is one cap for the whole server (`ServerState::admit`), not split
+        // between loops: the kernel does not spread accepts evenly.
         max_conns: match cfg.max_cnxns {
             0 => crate::io::MAX_CONNECTIONS,
-            n => n.div_ceil(cfg.shards),
+            n => n.min(crate::io::MAX_CONNECTIONS),
         },
     };
     // The core loop first: if the log cannot be opened or a port bound, no shard

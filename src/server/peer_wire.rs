@@ -337,6 +337,22 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
             b.push(15);
             put_bytes(&mut b, payload);
         }
+        // 16 is a snapshot chunk (`TAG_SNAP_CHUNK`).
+        Msg::QuorumView { synced } => {
+            b.push(17);
+            b.extend_from_slice(&(synced.len() as u32).to_be_bytes());
+            for id in synced {
+                b.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        Msg::Moving => b.push(18),
+        Msg::MovingAck => b.push(19),
+        Msg::TakeOver => b.push(20),
+        Msg::Moved { leader } => {
+            b.push(21);
+            b.extend_from_slice(&leader.to_be_bytes());
+        }
+        Msg::RequestLeadership => b.push(22),
     }
     b
 }
@@ -720,6 +736,23 @@ fn decode_frame_in(mut c: Cursor<'_>) -> Option<Frame> {
         15 => Msg::Reply {
             payload: c.bytes()?,
         },
+        17 => {
+            let n = c.u32()? as usize;
+            // Each id is 8 bytes: a count beyond the frame is refused before allocating.
+            if n > c.b.len().saturating_sub(c.at) / 8 {
+                return None;
+            }
+            let mut synced = Vec::with_capacity(n);
+            for _ in 0..n {
+                synced.push(c.u64()?);
+            }
+            Msg::QuorumView { synced }
+        }
+        18 => Msg::Moving,
+        19 => Msg::MovingAck,
+        20 => Msg::TakeOver,
+        21 => Msg::Moved { leader: c.u64()? },
+        22 => Msg::RequestLeadership,
         TAG_SNAP_CHUNK => {
             let offset = c.u64()?;
             let n = c.u32()? as usize;
@@ -804,7 +837,18 @@ mod tests {
             Msg::Reply {
                 payload: Bytes::from_static(b"ok"),
             },
+            Msg::QuorumView {
+                synced: vec![1, 3, 200],
+            },
+            Msg::QuorumView { synced: vec![] },
+            Msg::Moving,
+            Msg::MovingAck,
+            Msg::TakeOver,
+            Msg::Moved { leader: 3 },
+            Msg::RequestLeadership,
         ];
+        // A view's count beyond its bytes is refused, not allocated.
+        assert_eq!(decode_msg(&[17, 0xff, 0xff, 0xff, 0xff]), None);
         for m in msgs {
             let b = encode_msg(&m);
             assert_eq!(decode_msg(&b).as_ref(), Some(&m), "{}", m.name());

@@ -1,6 +1,7 @@
 //! Reads answered by a shard from its view, exactly as ZooKeeper's FinalRequestProcessor
 //! answers them: NONODE first, then the ACL check, then the watch (a read that fails sets
-//! no watch, except exists, which watches an absent node for its creation).
+//! no watch, except exists, which watches an absent node for its creation). exists needs
+//! READ on a node that exists (ZooKeeper >= 3.8.4 / 3.9.2).
 
 use crate::acl;
 use crate::proto::request::MultiResult;
@@ -13,6 +14,8 @@ pub struct Reader<'a> {
     pub slot: usize,
     pub session_id: i64,
     pub ids: &'a [Id],
+    /// `skipACL=yes`: every permission check passes.
+    pub skip_acl: bool,
 }
 
 /// A read's answer: an error code, or the encoded body.
@@ -20,7 +23,7 @@ pub type ReadResult = Result<Vec<u8>, Code>;
 
 fn check(view: &DataTree, path: &str, perm: i32, who: &Reader) -> Result<(), Code> {
     let (acl, _) = view.acl(path).ok_or(Code::NoNode)?;
-    if acl::check(&acl, perm, who.ids) {
+    if who.skip_acl || acl::check(&acl, perm, who.ids) {
         Ok(())
     } else {
         Err(Code::NoAuth)
@@ -87,13 +90,19 @@ pub fn execute(
             if r.path.contains('\0') {
                 return Err(Code::BadArguments);
             }
-            // ZooKeeper 3.8 checks no permission on exists (3.9.5 added a READ check;
-            // the clients we serve were written against the former).
+            // ZooKeeper >= 3.8.4 / 3.9.2 (ZOOKEEPER-2590): READ on an existing node,
+            // checked before the watch is set, so a refused exists sets no watch; an
+            // absent node needs no permission and is watched for its creation.
+            let stat = view.stat(&r.path);
+            if stat.is_some() {
+                check(view, &r.path, perms::READ, who)?;
+            }
             if r.watch {
                 watches.add(&r.path, who.slot, Kind::Data);
             }
-            let stat = view.stat(&r.path).ok_or(Code::NoNode)?;
-            body(&ExistsResponse { stat })
+            body(&ExistsResponse {
+                stat: stat.ok_or(Code::NoNode)?,
+            })
         }
         Request::GetData(r) => body(&get_data(view, watches, who, &r.path, r.watch)?),
         Request::GetChildren(r) => {

@@ -14,6 +14,7 @@
 //!   serves anything, and at the end of every loop pass; the core wakes it only when a
 //!   commit has something for it (see the chain's header).
 
+use super::audit;
 use super::bulk::BulkJob;
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
@@ -58,6 +59,12 @@ pub enum ToShard {
     /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
     /// this shard's view once every shard's picture is in, as a four-letter word.
     Inspect(Inspect),
+    /// Close `percentage` percent (rounded up) of the client connections, and say how
+    /// many on `reply` (ZooKeeper's `shed_connections`; a drain repeats it).
+    Shed {
+        percentage: u8,
+        reply: std::sync::mpsc::Sender<usize>,
+    },
     /// The bulk-reply thread built the reply a connection waits for (`server::bulk`).
     BulkReply {
         slot: usize,
@@ -114,6 +121,57 @@ struct Queued {
     xid: i32,
     req: Request,
     received: Instant,
+    /// Its frame's length if it is a large request (largeRequestThreshold), whose bytes
+    /// are held in the server's budget until it is answered; else 0.
+    large: u32,
+}
+
+/// What the audit log needs of a write in flight (kept only with `audit.enable`).
+struct PendingAudit {
+    op: &'static str,
+    path: String,
+    mode: Option<&'static str>,
+    acl: Option<String>,
+    /// A multi's creates: requested path and create mode.
+    multi_modes: Vec<(String, &'static str)>,
+}
+
+impl PendingAudit {
+    /// `None` for writes ZooKeeper does not audit (sync, closeSession, check).
+    fn of(req: &Request) -> Option<PendingAudit> {
+        let simple = |op, path: &str, mode, acl| PendingAudit {
+            op,
+            path: path.to_string(),
+            mode,
+            acl,
+            multi_modes: Vec::new(),
+        };
+        Some(match req {
+            Request::Create { req, .. } => {
+                simple("create", &req.path, audit::create_mode(req.flags), None)
+            }
+            Request::CreateTtl(r) => simple("create", &r.path, audit::create_mode(r.flags), None),
+            Request::Delete(r) => simple("delete", &r.path, None, None),
+            Request::SetData(r) => simple("setData", &r.path, None, None),
+            Request::SetAcl(r) => simple("setAcl", &r.path, None, Some(audit::acl_string(&r.acl))),
+            Request::Multi(ops) => PendingAudit {
+                op: "multiOperation",
+                path: String::new(),
+                mode: None,
+                acl: None,
+                multi_modes: ops
+                    .iter()
+                    .filter_map(|o| match o {
+                        request::MultiOp::Create { req, .. } => {
+                            Some((req.path.clone(), audit::create_mode(req.flags)?))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            },
+            _ => return None,
+        })
+    }
 }
 
 struct Conn {
@@ -125,6 +183,9 @@ struct Conn {
     timeout_ms: i32,
     /// Whether the client sent the readOnly byte (the answer carries it only then).
     read_only_byte: Option<bool>,
+    /// A read-only session (this server is cut off from its quorum): writes get
+    /// NOTREADONLY here.
+    read_only: bool,
     ids: Arc<Vec<Id>>,
     queue: VecDeque<Queued>,
     in_flight: usize,
@@ -132,6 +193,13 @@ struct Conn {
     /// answers `CreateResult` or `Create2Result` by its own opcode.
     multi_ops: VecDeque<Vec<OpCode>>,
     paused: bool,
+    /// Large writes in flight, oldest first: (xid, bytes held).
+    large_writes: VecDeque<(i32, u32)>,
+    /// With the audit log on: one entry per write in flight, oldest first.
+    audits: VecDeque<Option<PendingAudit>>,
+    /// When bytes last arrived while the handshake was not done (only kept then: the
+    /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
+    last_active: Instant,
     stats: ConnStats,
     /// A reply being built by the bulk-reply thread: everything behind it waits.
     bulk: Option<BulkWait>,
@@ -168,8 +236,16 @@ pub struct Shard {
     state: Arc<ServerState>,
     max_frame: usize,
     super_digest: Option<String>,
+    /// `skipACL=yes`.
+    skip_acl: bool,
     scratch: Vec<u8>,
     events: Vec<watch::Event<usize>>,
+    /// Connections refused since the last report, and when that was.
+    refusals: (u64, Option<Instant>),
+    /// Requests read on this shard and not yet answered (globalOutstandingLimit).
+    outstanding: i64,
+    /// `audit.enable`: the audit log.
+    audit: Option<Arc<audit::AuditLog>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
     pending_inspect: Vec<(u64, Inspect)>,
@@ -201,6 +277,8 @@ impl Shard {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
         let observe = super::observe::Observe::new(&state.settings.ops);
+        let skip_acl = state.settings.skip_acl;
+        let audit = state.settings.audit.clone();
         Shard {
             id,
             view: start.commit.root.clone(),
@@ -220,8 +298,12 @@ impl Shard {
             state,
             max_frame,
             super_digest,
+            skip_acl,
             scratch: Vec::new(),
             events: Vec::new(),
+            refusals: (0, None),
+            outstanding: 0,
+            audit,
             pending_fourlw: Vec::new(),
             pending_inspect: Vec::new(),
             observe,
@@ -260,12 +342,9 @@ impl Shard {
     /// The connection counts towards `ShardSignals::conns` (the acceptor counts it)
     /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
-        if !self.state.admit(peer.ip(), max_per_ip) {
+        if let Err(why) = self.state.admit(peer.ip(), max_per_ip) {
             self.state.seq.metrics.zk.connection_rejected.inc();
-            eprintln!(
-                "ringkeeper: too many connections from {} - max is {max_per_ip}",
-                peer.ip()
-            );
+            self.refused(peer, why);
             return false;
         }
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -283,11 +362,15 @@ impl Shard {
                 session_id: 0,
                 timeout_ms: 0,
                 read_only_byte: None,
+                read_only: false,
                 ids: Arc::new(vec![ip]),
                 queue: VecDeque::new(),
                 in_flight: 0,
                 multi_ops: VecDeque::new(),
                 paused: false,
+                large_writes: VecDeque::new(),
+                audits: VecDeque::new(),
+                last_active: Instant::now(),
                 stats: ConnStats::new(),
                 bulk: None,
             },
@@ -311,6 +394,16 @@ impl Shard {
             return;
         };
         self.signals.conns.fetch_sub(1, Ordering::Relaxed);
+        // Its unanswered requests will never be answered here.
+        self.outstanding -= (c.queue.len() + c.in_flight + usize::from(c.bulk.is_some())) as i64;
+        let large: i64 = c.queue.iter().map(|q| i64::from(q.large)).sum::<i64>()
+            + c.large_writes
+                .iter()
+                .map(|(_, n)| i64::from(*n))
+                .sum::<i64>();
+        if large > 0 {
+            self.state.release_large(large);
+        }
         self.watches.remove_watcher(slot);
         if let Some(ob) = &mut self.observe {
             ob.closed(slot);
@@ -358,6 +451,9 @@ impl Shard {
         if c.phase == Phase::Closing {
             return;
         }
+        if c.phase == Phase::Fresh {
+            c.last_active = Instant::now();
+        }
         c.inbuf.extend_from_slice(bytes);
         self.state
             .seq
@@ -371,11 +467,30 @@ impl Shard {
     /// Decodes and handles every complete frame buffered on `slot`.
     fn parse(&mut self, net: &mut dyn Net, slot: usize) {
         let mut consumed = 0;
+        let mut throttled = false;
+        let limit = self.state.settings.global_outstanding_limit as i64;
+        let others = self.state.others_outstanding(self.id);
         loop {
             let Some(c) = self.conns.get_mut(&slot) else {
                 return;
             };
             if !matches!(c.phase, Phase::Fresh | Phase::Active) {
+                break;
+            }
+            // Backpressure, checked before each frame: with this many requests queued
+            // or in flight, the rest stays in `inbuf` (and reading stops, below) until
+            // answers make room (`drain_queue` parses again). A client that pipelines
+            // a burst is slowed down, never dropped.
+            let mine = c.queue.len() + c.in_flight;
+            if mine >= MAX_OUTSTANDING_PER_CONN {
+                break;
+            }
+            // globalOutstandingLimit (ZooKeeperServer.shouldThrottle): while the server
+            // has more requests outstanding than the limit, a connection that has one
+            // outstanding is not read; one with none still is, so a flood from some
+            // clients does not lock the others out.
+            if mine > 0 && self.outstanding + others > limit {
+                throttled = true;
                 break;
             }
             let avail = &c.inbuf[consumed..];
@@ -423,8 +538,9 @@ impl Shard {
         }
         if let Some(c) = self.conns.get_mut(&slot) {
             c.inbuf.drain(..consumed);
-            // Backpressure: too many requests outstanding on this connection.
-            let busy = c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
+            // Backpressure: too many requests outstanding on this connection, or in
+            // the server.
+            let busy = throttled || c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN;
             if busy != c.paused {
                 c.paused = busy;
                 net.pause(slot, busy);
@@ -443,6 +559,14 @@ impl Shard {
                 return false;
             }
         };
+        if !self.state.connect_allowed(req.session_id != 0) {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: connection throttled (connectionMaxTokens)",
+                c.peer
+            );
+            return false;
+        }
         let c = self
             .conns
             .get_mut(&slot)
@@ -496,21 +620,28 @@ impl Shard {
         if let Request::Auth(a) = &req {
             return self.auth(net, slot, a.clone());
         }
-        if c.queue.len() + c.in_flight >= MAX_OUTSTANDING_PER_CONN * 2 {
-            // A client that ignores our pause; refuse rather than grow without bound.
-            eprintln!(
-                "ringkeeper: closing {}: too many outstanding requests",
-                c.peer
-            );
-            return false;
+        let mut large = 0;
+        if self.state.settings.large_requests.is_large(frame.len()) {
+            if !self.state.take_large(frame.len() as i64) {
+                eprintln!(
+                    "ringkeeper: closing {}: rejecting a large request of {} bytes (largeRequestMaxBytes {} held)",
+                    c.peer,
+                    frame.len(),
+                    self.state.settings.large_requests.max_bytes
+                );
+                return false;
+            }
+            large = frame.len() as u32;
         }
         if let Some(ob) = &mut self.observe {
             ob.request(slot, c.session_id, c.peer, &req, frame.len() + 4);
         }
+        self.outstanding += 1;
         let queued = Queued {
             xid: hdr.xid,
             req,
             received,
+            large,
         };
         if !c.queue.is_empty() || c.bulk.is_some() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
@@ -525,8 +656,27 @@ impl Shard {
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
+        if q.req.is_write() && c.read_only {
+            // ZooKeeper's ReadOnlyRequestProcessor: a change (or sync) is NOTREADONLY;
+            // closeSession ends this server-only session.
+            let mut out = Vec::new();
+            let close = matches!(q.req, Request::CloseSession);
+            let code = if close { Code::Ok } else { Code::NotReadOnly };
+            frame_reply(&mut out, q.xid, self.view_zxid, code, &[]);
+            net.send(slot, &out);
+            if close {
+                self.close(net, slot);
+            }
+            return;
+        }
         if q.req.is_write() {
             c.in_flight += 1;
+            if q.large > 0 {
+                c.large_writes.push_back((q.xid, q.large));
+            }
+            if self.audit.is_some() {
+                c.audits.push_back(PendingAudit::of(&q.req));
+            }
             if let Request::Multi(ops) = &q.req {
                 c.multi_ops.push_back(ops.iter().map(|o| o.op()).collect());
             }
@@ -560,6 +710,7 @@ impl Shard {
                     slot,
                     session_id: c.session_id,
                     ids: &c.ids,
+                    skip_acl: self.skip_acl,
                 };
                 let big = match req {
                     Request::GetChildren(r) => Some((&r.path, r.watch, false)),
@@ -594,6 +745,10 @@ impl Shard {
                                         received: q.received,
                                         held: Vec::new(),
                                     });
+                                    // Outstanding until `bulk_reply` (or `closed`).
+                                    if q.large > 0 {
+                                        self.state.release_large(i64::from(q.large));
+                                    }
                                     self.scratch = out;
                                     return;
                                 }
@@ -628,6 +783,10 @@ impl Shard {
                 q.received,
                 zxid,
             );
+        }
+        self.outstanding -= 1;
+        if q.large > 0 {
+            self.state.release_large(i64::from(q.large));
         }
         net.send(slot, &out);
         self.scratch = out;
@@ -717,6 +876,20 @@ impl Shard {
                         self.close(net, conn.slot);
                     }
                 }
+                ToShard::Shed { percentage, reply } => {
+                    let mut slots: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| matches!(c.phase, Phase::Connecting | Phase::Active))
+                        .map(|(slot, _)| *slot)
+                        .collect();
+                    slots.sort_unstable();
+                    let n = (slots.len() * usize::from(percentage.min(100))).div_ceil(100);
+                    for &slot in &slots[..n] {
+                        self.close(net, slot);
+                    }
+                    let _ = reply.send(n);
+                }
                 ToShard::BulkReply { slot, gen, bytes } => self.bulk_reply(net, slot, gen, &bytes),
                 ToShard::CloseClients => {
                     let mut slots: Vec<usize> = self
@@ -752,6 +925,7 @@ impl Shard {
         if let Some(ob) = &mut self.observe {
             ob.bytes_out(slot, c.session_id, c.peer, bytes.len());
         }
+        self.outstanding -= 1;
         net.send(slot, bytes);
         if !w.held.is_empty() {
             net.send(slot, &w.held);
@@ -785,20 +959,32 @@ impl Shard {
                             self.watches.trigger(&t.path, t.event, &mut self.events);
                             self.state
                                 .watches_triggered(t.event, self.events.len() - before);
-                        }
-                        let mut events = std::mem::take(&mut self.events);
-                        for ev in events.drain(..) {
-                            if let (Some(ob), Some(c)) =
-                                (&mut self.observe, self.conns.get(&ev.watcher))
-                            {
-                                ob.watch_fired(ev.watcher, c.session_id, c.peer, &ev.path);
+                            let mut events = std::mem::take(&mut self.events);
+                            for ev in events.drain(..) {
+                                // Only to watchers that may READ the node the event
+                                // names (ZooKeeper's `ServerCnxn.process(event, acl)`,
+                                // CVE-2024-23944); a refused standard watch is still
+                                // used up, as there.
+                                let allowed = self.skip_acl
+                                    || self
+                                        .conns
+                                        .get(&ev.watcher)
+                                        .is_some_and(|c| acl::check(&t.acl, perms::READ, &c.ids));
+                                if !allowed {
+                                    continue;
+                                }
+                                if let (Some(ob), Some(c)) =
+                                    (&mut self.observe, self.conns.get(&ev.watcher))
+                                {
+                                    ob.watch_fired(ev.watcher, c.session_id, c.peer, &ev.path);
+                                }
+                                out.clear();
+                                Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                                self.state.seq.metrics.zk.watch_bytes.add(out.len() as u64);
+                                self.send_or_hold(net, ev.watcher, &out);
                             }
-                            out.clear();
-                            Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
-                            self.state.seq.metrics.zk.watch_bytes.add(out.len() as u64);
-                            self.send_or_hold(net, ev.watcher, &out);
+                            self.events = events;
                         }
-                        self.events = events;
                     }
                     // 2. The origin's answer.
                     if let Some(o) = origin.filter(|o| self.is_mine(&o.conn)) {
@@ -809,6 +995,9 @@ impl Shard {
                             };
                             self.session_established(net, o.conn.slot, txn.session_id, timeout_ms);
                         } else {
+                            if self.audit.is_some() {
+                                self.audit_txn(o.conn.slot, txn, applied);
+                            }
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
@@ -822,7 +1011,22 @@ impl Shard {
                         }
                     }
                     // 3. A closed session's connections go.
-                    if let TxnOp::CloseSession { .. } = txn.op {
+                    if let TxnOp::CloseSession { ephemerals } = &txn.op {
+                        // Logged once, by shard 0, as every server's DataTree does.
+                        if let Some(log) = self.audit.as_ref().filter(|_| self.id == 0) {
+                            for p in ephemerals {
+                                log.log(
+                                    &audit::Event {
+                                        session: Some(txn.session_id),
+                                        user: Some(log.server_user.clone()),
+                                        operation: "ephemeralZNodeDeletionOnSessionCloseOrExpire",
+                                        znode: Some(p),
+                                        ..Default::default()
+                                    },
+                                    audit::Outcome::Success,
+                                );
+                            }
+                        }
                         if let Some(slot) = self.bound.remove(&txn.session_id) {
                             self.close(net, slot);
                         }
@@ -837,6 +1041,9 @@ impl Shard {
                         continue;
                     }
                     touched.push(origin.conn.slot);
+                    if self.audit.is_some() {
+                        self.audit_failed(origin.conn.slot);
+                    }
                     out.clear();
                     let sub_ops = self.take_multi_ops(origin);
                     match &error.multi {
@@ -858,6 +1065,11 @@ impl Shard {
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
                         continue;
+                    }
+                    if self.audit.is_some() {
+                        self.conns
+                            .get_mut(&origin.conn.slot)
+                            .map(|c| c.audits.pop_front());
                     }
                     touched.push(origin.conn.slot);
                     out.clear();
@@ -894,6 +1106,16 @@ impl Shard {
                             self.close(net, conn.slot);
                         }
                         ConnectOutcome::Refused => self.close(net, conn.slot),
+                        ConnectOutcome::ReadOnly {
+                            session_id,
+                            timeout_ms,
+                        } => {
+                            touched.push(conn.slot);
+                            if let Some(c) = self.conns.get_mut(&conn.slot) {
+                                c.read_only = true;
+                            }
+                            self.session_established(net, conn.slot, *session_id, *timeout_ms);
+                        }
                     }
                 }
             }
@@ -907,6 +1129,101 @@ impl Shard {
         for slot in touched {
             self.drain_queue(net, slot);
         }
+    }
+
+    /// The audit lines of a committed write of this shard's connection `slot`.
+    fn audit_txn(&mut self, slot: usize, txn: &crate::txn::Txn, applied: &crate::txn::Applied) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let who = audit::Event {
+            session: Some(c.session_id),
+            user: audit::users(&c.ids),
+            ip: Some(c.peer.ip()),
+            ..Default::default()
+        };
+        let line = |op, znode: Option<&str>, mode, acl: Option<String>, outcome| {
+            log.log(
+                &audit::Event {
+                    operation: op,
+                    znode,
+                    znode_type: mode,
+                    acl,
+                    ..who.clone()
+                },
+                outcome,
+            )
+        };
+        match (&txn.op, &applied.result) {
+            (TxnOp::Multi(ops), OpResult::Multi(results)) => {
+                let mut failed = false;
+                for (op, r) in ops.iter().zip(results) {
+                    if matches!(r, OpResult::Error(_)) {
+                        failed = true;
+                        continue;
+                    }
+                    match (op, r) {
+                        (TxnOp::Create { .. }, OpResult::Created { path, .. }) => {
+                            let mode = p
+                                .multi_modes
+                                .iter()
+                                .find(|(q, _)| q == path)
+                                .map(|(_, m)| *m);
+                            line("create", Some(path), mode, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::Delete { path } | TxnOp::DeleteContainer { path }, _) => {
+                            line("delete", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        (TxnOp::SetData { path, .. }, _) => {
+                            line("setData", Some(path), None, None, audit::Outcome::Success)
+                        }
+                        _ => {}
+                    }
+                }
+                if failed {
+                    line("multiOperation", None, None, None, audit::Outcome::Failure);
+                }
+            }
+            (_, OpResult::Error(_)) => {
+                line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Failure)
+            }
+            (_, OpResult::Created { path, .. }) => {
+                line(p.op, Some(path), p.mode, p.acl, audit::Outcome::Success)
+            }
+            _ => line(p.op, Some(&p.path), p.mode, p.acl, audit::Outcome::Success),
+        }
+    }
+
+    /// The audit line of a write of `slot` that failed validation.
+    fn audit_failed(&mut self, slot: usize) {
+        let Some(log) = self.audit.clone() else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&slot) else {
+            return;
+        };
+        let Some(Some(p)) = c.audits.pop_front() else {
+            return;
+        };
+        let multi = p.op == "multiOperation";
+        log.log(
+            &audit::Event {
+                session: Some(c.session_id),
+                user: audit::users(&c.ids),
+                ip: Some(c.peer.ip()),
+                operation: p.op,
+                znode: (!multi).then_some(p.path.as_str()),
+                znode_type: p.mode,
+                acl: p.acl,
+            },
+            audit::Outcome::Failure,
+        );
     }
 
     fn watches_empty(&self) -> bool {
@@ -935,7 +1252,7 @@ impl Shard {
                 timeout_ms,
                 session_id,
                 passwd: Some(session::password(session_id).to_vec().into()),
-                read_only: c.read_only_byte.map(|_| false),
+                read_only: c.read_only_byte.map(|_| c.read_only),
             },
         );
         net.send(slot, &out);
@@ -967,6 +1284,11 @@ impl Shard {
         self.state.responded(bytes.len());
         if let Some(ob) = &mut self.observe {
             ob.write_answered(&o, c.session_id, c.peer, bytes.len(), zxid, node);
+        }
+        self.outstanding -= 1;
+        if c.large_writes.front().is_some_and(|(x, _)| *x == o.xid) {
+            let (_, n) = c.large_writes.pop_front().expect("front exists");
+            self.state.release_large(i64::from(n));
         }
         net.send(o.conn.slot, bytes);
         if o.op == OpCode::CloseSession {
@@ -1078,8 +1400,61 @@ impl Shard {
         frame_reply(out, o.xid, zxid, Code::Ok, &body);
     }
 
-    /// The periodic tick: reports active sessions to the sequencer.
-    pub fn tick(&mut self) {
+    /// Logs a refused connection: the first at once, then how many more every
+    /// `REFUSED_REPORT_INTERVAL` (a connection storm must not flood the log).
+    fn refused(&mut self, peer: SocketAddr, why: super::stats::Refusal) {
+        self.refusals.0 += 1;
+        if self
+            .refusals
+            .1
+            .is_some_and(|t| t.elapsed() < super::driver::REFUSED_REPORT_INTERVAL)
+        {
+            return;
+        }
+        let more = match self.refusals.0 {
+            1 => String::new(),
+            n => format!(" ({} refused since the last report)", n),
+        };
+        match why {
+            super::stats::Refusal::MaxCnxns(max) => eprintln!(
+                "ringkeeper: too many connections - max is {max} (maxCnxns): refused {}{more}",
+                peer
+            ),
+            super::stats::Refusal::PerIp(max) => eprintln!(
+                "ringkeeper: too many connections from {} - max is {max} (maxClientCnxns){more}",
+                peer.ip()
+            ),
+        }
+        self.refusals = (0, Some(Instant::now()));
+    }
+
+    /// Closes connections whose handshake is not done and that sent nothing for
+    /// `nio.sessionlessCnxnTimeout` (ZooKeeper's NIOServerCnxnFactory expires them
+    /// the same way): idle sockets must not hold connection slots.
+    fn expire_sessionless(&mut self, net: &mut dyn Net) {
+        let limit = self.state.settings.sessionless_timeout;
+        let mut idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Fresh && c.last_active.elapsed() >= limit)
+            .map(|(slot, _)| *slot)
+            .collect();
+        idle.sort_unstable();
+        for slot in idle {
+            let c = &self.conns[&slot];
+            eprintln!(
+                "ringkeeper: closing {}: no handshake within {} ms (nio.sessionlessCnxnTimeout)",
+                c.peer,
+                limit.as_millis()
+            );
+            self.close(net, slot);
+        }
+    }
+
+    /// The periodic tick: reports active sessions to the sequencer, and closes
+    /// connections idle before their handshake.
+    pub fn tick(&mut self, net: &mut dyn Net) {
+        self.expire_sessionless(net);
         if let Some(o) = &mut self.observe {
             o.fold();
         }
@@ -1191,6 +1566,7 @@ impl Shard {
         self.signals
             .watches
             .store(self.watches.count() as i64, Ordering::SeqCst);
+        self.state.publish_outstanding(self.id, self.outstanding);
         self.advance(net);
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);

@@ -9,7 +9,7 @@ use super::fourlw::{ConnLine, WatchSummary};
 use crate::proto::OpCode;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -20,6 +20,22 @@ pub struct Settings {
     pub max_frame: usize,
     /// `DigestAuthenticationProvider.superDigest`: `super:<base64 sha1>`.
     pub super_digest: Option<String>,
+    /// `skipACL=yes`: reads and watch notifications check no permission either.
+    pub skip_acl: bool,
+    /// `maxCnxns`: client connections the whole server holds at most (0: no cap).
+    pub max_cnxns: usize,
+    /// `nio.sessionlessCnxnTimeout`: how long a connection may stay idle before its
+    /// handshake is done.
+    pub sessionless_timeout: std::time::Duration,
+    /// `globalOutstandingLimit`: above this many requests outstanding in the whole
+    /// server, connections with a request outstanding are not read.
+    pub global_outstanding_limit: usize,
+    /// The connection token bucket.
+    pub conn_throttle: crate::throttle::ThrottleConfig,
+    /// `largeRequestMaxBytes` / `largeRequestThreshold`.
+    pub large_requests: crate::throttle::LargeRequests,
+    /// The audit log, when `audit.enable=true`.
+    pub audit: Option<Arc<super::audit::AuditLog>>,
     /// The four-letter words allowed (`4lw.commands.whitelist`).
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
@@ -29,6 +45,15 @@ pub struct Settings {
     /// `bulkReadChildren`: a getChildren of a node with more children than this is
     /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
     pub bulk_children: usize,
+}
+
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `maxCnxns` connections are open.
+    MaxCnxns(usize),
+    /// `maxClientCnxns` connections from this address are open.
+    PerIp(usize),
 }
 
 /// Per-connection statistics for `cons`.
@@ -165,7 +190,23 @@ pub struct ServerState {
     /// While leading an established epoch: its learners and since when it leads (the
     /// leader-only `mntr` keys). The replication loop writes it.
     leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
+    /// The core's last health view (`None`: standalone). The replication loop writes it.
+    health: Mutex<Option<crate::sequencer::Health>>,
+    /// Hands a leadership command to the core loop (set once the loop runs).
+    leadership: std::sync::OnceLock<LeadershipHook>,
+    /// A drain is shedding this server's clients (readiness says not ready meanwhile).
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Each shard's requests outstanding (read, queued or in flight, not answered),
+    /// as it last published them (once per loop pass).
+    outstanding: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// The connection token bucket, and a random state for its BLUE drops.
+    throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
+    /// Bytes held by large requests being served (largeRequestMaxBytes).
+    large_bytes: AtomicI64,
 }
+
+/// How a 4lw, the HTTP endpoint or a signal reaches the core loop.
+pub type LeadershipHook = Box<dyn Fn(crate::sequencer::LeadershipCmd) + Send + Sync>;
 
 /// `ServerState::mode` values.
 pub const MODE_STANDALONE: u8 = 0;
@@ -175,9 +216,12 @@ pub const MODE_LOOKING: u8 = 1;
 pub const MODE_LEADER: u8 = 2;
 pub const MODE_FOLLOWER: u8 = 3;
 pub const MODE_OBSERVER: u8 = 4;
+/// Cut off from the quorum, serving read-only sessions (`readonlymode.enabled`).
+pub const MODE_READ_ONLY: u8 = 5;
 
 impl ServerState {
     pub fn new(settings: Settings, shards: usize, seq: Arc<SequencerStats>) -> Self {
+        let settings_throttle = settings.conn_throttle.clone();
         ServerState {
             settings,
             started: Instant::now(),
@@ -196,7 +240,94 @@ impl ServerState {
             inboxes: std::sync::OnceLock::new(),
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
             leading: Mutex::new(None),
+            health: Mutex::new(None),
+            leadership: std::sync::OnceLock::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            outstanding: (0..shards)
+                .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
+                .collect(),
+            throttle: Mutex::new((
+                crate::throttle::ConnThrottle::new(settings_throttle, 0),
+                0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64,
+            )),
+            large_bytes: AtomicI64::new(0),
         }
+    }
+
+    /// Records the core's health view.
+    pub fn set_health(&self, h: crate::sequencer::Health) {
+        *self.health.lock().expect("health poisoned") = Some(h);
+    }
+
+    /// The core's last health view; `None` standalone.
+    pub fn health(&self) -> Option<crate::sequencer::Health> {
+        self.health.lock().expect("health poisoned").clone()
+    }
+
+    /// Installs the core loop's leadership hook (once).
+    pub fn set_leadership_hook(&self, hook: LeadershipHook) {
+        let _ = self.leadership.set(hook);
+    }
+
+    /// Hands `cmd` to the core loop; false when there is none (standalone).
+    pub fn leadership(&self, cmd: crate::sequencer::LeadershipCmd) -> bool {
+        match self.leadership.get() {
+            Some(hook) => {
+                hook(cmd);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Publishes shard `shard`'s outstanding count.
+    pub fn publish_outstanding(&self, shard: usize, n: i64) {
+        self.outstanding[shard].store(n, Ordering::Relaxed);
+    }
+
+    /// The outstanding counts other shards published.
+    pub fn others_outstanding(&self, shard: usize) -> i64 {
+        self.outstanding
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != shard)
+            .map(|(_, a)| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The connection token bucket's verdict on a connect request (`resuming`: it
+    /// names a session). Always true when the throttle is off.
+    pub fn connect_allowed(&self, resuming: bool) -> bool {
+        if self.settings.conn_throttle.max_tokens == 0 {
+            return true;
+        }
+        let mut g = self.throttle.lock().expect("throttle poisoned");
+        let (t, rng) = &mut *g;
+        // xorshift64*: the drop decision needs no better randomness.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        let r = (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        let now = self.started.elapsed().as_millis() as i64;
+        let need = t.cost(resuming);
+        t.check(need, now, r)
+    }
+
+    /// Takes `len` bytes of the large-request budget; false (nothing taken) if that
+    /// would exceed `largeRequestMaxBytes`.
+    pub fn take_large(&self, len: i64) -> bool {
+        let max = self.settings.large_requests.max_bytes;
+        let now = self.large_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if now > max {
+            self.large_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back what `take_large` took.
+    pub fn release_large(&self, len: i64) {
+        self.large_bytes.fetch_sub(len, Ordering::Relaxed);
     }
 
     /// Sets the role reported by `srvr`, `stat` and `mntr` (a `MODE_*` value).
@@ -218,7 +349,7 @@ impl ServerState {
     }
 
     pub fn set_mode(&self, mode: u8) {
-        assert!(mode <= MODE_OBSERVER, "unknown mode {mode}");
+        assert!(mode <= MODE_READ_ONLY, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);
     }
 
@@ -229,6 +360,7 @@ impl ServerState {
             MODE_STANDALONE => Some(Mode::Standalone),
             MODE_LEADER => Some(Mode::Leader),
             MODE_FOLLOWER => Some(Mode::Follower),
+            MODE_READ_ONLY => Some(Mode::ReadOnly),
             MODE_OBSERVER => Some(Mode::Observer),
             _ => None,
         }
@@ -240,15 +372,21 @@ impl ServerState {
 
     /// Counts a new connection from `ip`; false when `ip` already has `max` (0: no
     /// limit), as ZooKeeper's maxClientCnxns.
-    pub fn admit(&self, ip: IpAddr, max: usize) -> bool {
+    pub fn admit(&self, ip: IpAddr, max: usize) -> Result<(), Refusal> {
         let mut m = self.per_ip.lock().expect("per-ip counts poisoned");
+        // Checked under the lock that every count change holds: one cap for the whole
+        // server, however the kernel spreads accepts between loops.
+        let total = self.connections.load(Ordering::Relaxed) as usize;
+        if self.settings.max_cnxns > 0 && total >= self.settings.max_cnxns {
+            return Err(Refusal::MaxCnxns(self.settings.max_cnxns));
+        }
         let n = m.entry(ip).or_insert(0);
         if max > 0 && *n >= max {
-            return false;
+            return Err(Refusal::PerIp(max));
         }
         *n += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     /// Uncounts a connection `admit` counted.

@@ -856,15 +856,18 @@ impl DataTree {
                 acl,
                 ephemeral_owner,
             } => {
-                let stat = self.create_node(path, data, acl, *ephemeral_owner, zxid, time);
+                let (stat, acl, parent_acl) =
+                    self.create_node(path, data, acl, *ephemeral_owner, zxid, time);
                 let parent = parent_of(path).expect("created path has a parent");
                 triggers.push(Trigger {
                     path: path.clone(),
                     event: EventType::NodeCreated,
+                    acl,
                 });
                 triggers.push(Trigger {
                     path: parent.to_string(),
                     event: EventType::NodeChildrenChanged,
+                    acl: parent_acl,
                 });
                 OpResult::Created {
                     path: path.clone(),
@@ -882,6 +885,7 @@ impl DataTree {
             } => {
                 let id = self.id_for_update(path, "setData");
                 let old_len = NodeRef(self.node(id)).data_len();
+                let acl = self.node(id).acl().clone();
                 let new_len = data.as_ref().map_or(0, |d| d.len());
                 self.data_size += new_len as i64 - old_len as i64;
                 let stat = self.rebuild(
@@ -898,6 +902,7 @@ impl DataTree {
                 triggers.push(Trigger {
                     path: path.clone(),
                     event: EventType::NodeDataChanged,
+                    acl,
                 });
                 OpResult::Stat(stat)
             }
@@ -1002,7 +1007,7 @@ impl DataTree {
         owner: i64,
         zxid: i64,
         time: i64,
-    ) -> Stat {
+    ) -> (Stat, AclList, AclList) {
         let (parent_path, name) =
             split_parent(path).unwrap_or_else(|| panic!("create of {path}: no '/'"));
         assert!(
@@ -1015,7 +1020,8 @@ impl DataTree {
             !matches!(parent.kind(), NodeKind::Ephemeral(_)),
             "create of {path} under ephemeral {parent_path}"
         );
-        let acl = self.share_acl(acl, Some(parent.acl()));
+        let parent_acl = parent.acl().clone();
+        let acl = self.share_acl(acl, Some(&parent_acl));
         let kind = NodeKind::of_owner(owner);
         match kind {
             NodeKind::Ephemeral(s) => {
@@ -1048,7 +1054,7 @@ impl DataTree {
             aversion: 0,
         };
         let id = self.slots.alloc();
-        let node = NodeBox::new(pid, acl, None, name.as_bytes(), data.as_deref(), &f);
+        let node = NodeBox::new(pid, acl.clone(), None, name.as_bytes(), data.as_deref(), &f);
         self.digest =
             self.digest
                 .wrapping_add(node_hash(path.as_bytes(), node.data(), node.acl(), &f));
@@ -1070,7 +1076,7 @@ impl DataTree {
             None,
             None,
         );
-        stat
+        (stat, acl, parent_acl)
     }
 
     fn delete_node(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) {
@@ -1085,6 +1091,7 @@ impl DataTree {
             node.num_children()
         );
         let f = node.fields();
+        let acl = node.acl().clone();
         let hash = node_hash(path.as_bytes(), node.data(), node.acl(), &f);
         let data_len = node.data_len();
         let pid = self.node(id).parent();
@@ -1140,13 +1147,16 @@ impl DataTree {
             }
             NodeKind::Persistent => {}
         }
+        let parent_acl = self.node(pid).acl().clone();
         triggers.push(Trigger {
             path: path.to_string(),
             event: EventType::NodeDeleted,
+            acl,
         });
         triggers.push(Trigger {
             path: parent_path.to_string(),
             event: EventType::NodeChildrenChanged,
+            acl: parent_acl,
         });
     }
 }

@@ -88,11 +88,13 @@ fn create_sets_node_and_parent_stats() {
         vec![
             Trigger {
                 path: "/p/a".into(),
-                event: EventType::NodeCreated
+                event: EventType::NodeCreated,
+                acl: Arc::new(open_acl_unsafe()),
             },
             Trigger {
                 path: "/p".into(),
-                event: EventType::NodeChildrenChanged
+                event: EventType::NodeChildrenChanged,
+                acl: Arc::new(open_acl_unsafe()),
             },
         ]
     );
@@ -115,11 +117,13 @@ fn visible_cversion_counts_creates_and_deletes() {
         vec![
             Trigger {
                 path: "/p/a".into(),
-                event: EventType::NodeDeleted
+                event: EventType::NodeDeleted,
+                acl: Arc::new(open_acl_unsafe()),
             },
             Trigger {
                 path: "/p".into(),
-                event: EventType::NodeChildrenChanged
+                event: EventType::NodeChildrenChanged,
+                acl: Arc::new(open_acl_unsafe()),
             },
         ]
     );
@@ -158,7 +162,8 @@ fn set_data_and_set_acl_touch_only_their_fields() {
         r.triggers,
         vec![Trigger {
             path: "/n".into(),
-            event: EventType::NodeDataChanged
+            event: EventType::NodeDataChanged,
+            acl: Arc::new(open_acl_unsafe()),
         }]
     );
     let acl = read_acl_unsafe();
@@ -377,4 +382,60 @@ fn inlined_crc32c_equals_the_crate() {
             }
         }
     }
+}
+
+#[test]
+fn triggers_carry_the_acl_a_watcher_must_read() {
+    // ZooKeeper's DataTree (3.9.2+, CVE-2024-23944): the node's ACL for its own events
+    // (a deleted node's as it was), the parent's for NodeChildrenChanged.
+    let mut s = Seq::new();
+    let secret = vec![Acl {
+        perms: crate::proto::perms::WRITE | crate::proto::perms::CREATE,
+        id: crate::proto::Id {
+            scheme: "world".into(),
+            id: "anyone".into(),
+        },
+    }];
+    let c = s.run(
+        S1,
+        TxnOp::Create {
+            path: "/p".into(),
+            data: None,
+            acl: secret.clone(),
+            ephemeral_owner: 0,
+        },
+    );
+    assert_eq!(
+        *c.triggers[0].acl, secret,
+        "NodeCreated: the new node's ACL"
+    );
+    assert_eq!(
+        *c.triggers[1].acl,
+        open_acl_unsafe(),
+        "children of /: the root's"
+    );
+    let c = s.create("/p/a", 0);
+    assert_eq!(*c.triggers[0].acl, open_acl_unsafe());
+    assert_eq!(
+        *c.triggers[1].acl, secret,
+        "NodeChildrenChanged: the parent's ACL"
+    );
+    let w = s.run(
+        S1,
+        TxnOp::SetData {
+            path: "/p".into(),
+            data: None,
+            version: 1,
+        },
+    );
+    assert_eq!(*w.triggers[0].acl, secret);
+    let d = s.delete("/p/a");
+    assert_eq!(
+        *d.triggers[0].acl,
+        open_acl_unsafe(),
+        "the deleted node's ACL"
+    );
+    assert_eq!(*d.triggers[1].acl, secret);
+    let d = s.delete("/p");
+    assert_eq!(*d.triggers[0].acl, secret);
 }

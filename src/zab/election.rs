@@ -62,6 +62,12 @@ pub enum Event {
     Established {
         epoch: u32,
     },
+    /// Leadership moved to `leader` without an election (`peer::Action::Moved`): this
+    /// server now reports LEADING (if it is `leader`) or FOLLOWING/OBSERVING `leader`,
+    /// so that a server that starts looking later joins the new leader.
+    Moved {
+        leader: ServerId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +190,26 @@ impl Election {
                     if let Some(v) = self.proposal.as_mut() {
                         v.epoch = epoch;
                     }
+                }
+            }
+            Event::Moved { leader } => {
+                if self.started && self.ensemble.is_voter(leader) {
+                    let base = self.proposal.or(self.own).unwrap_or(Vote {
+                        epoch: 0,
+                        zxid: 0,
+                        leader,
+                    });
+                    self.proposal = Some(Vote { leader, ..base });
+                    self.state = if leader == self.my_id {
+                        State::Leading
+                    } else if self.ensemble.is_voter(self.my_id) {
+                        State::Following
+                    } else {
+                        State::Observing
+                    };
+                    self.recv.clear();
+                    self.out_of_election.clear();
+                    self.finalize_at = None;
                 }
             }
         }

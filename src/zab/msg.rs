@@ -2,7 +2,7 @@
 //! types, `Leader.java`), as values. Encoding them for the wire is the driver's; this
 //! module must not do I/O.
 
-use super::{Txn, Zxid};
+use super::{ServerId, Txn, Zxid};
 use bytes::Bytes;
 
 /// How a learner's log is brought to the leader's history.
@@ -61,6 +61,21 @@ pub enum Msg {
     Reply { payload: Bytes },
     /// Both ways: liveness (PING).
     Ping,
+    /// Leader -> up-to-date learners, every tick: the voters synced with it (itself
+    /// included), so that any server can say whether stopping it keeps a quorum.
+    QuorumView { synced: Vec<ServerId> },
+    /// Leader -> up-to-date learners: leadership is moving; forward nothing more and
+    /// answer `MovingAck` (after every FORWARD sent before it, the link being in order).
+    Moving,
+    /// Learner -> leader: the answer to `Moving`.
+    MovingAck,
+    /// Leader -> the transfer's target, once the target acknowledged every txn and
+    /// everything is committed: lead now (without an election).
+    TakeOver,
+    /// Leader -> its other up-to-date learners, with `TakeOver`: follow `leader` now.
+    Moved { leader: ServerId },
+    /// Learner (a voter) -> leader: hand leadership to me (`rqld`).
+    RequestLeadership,
 }
 
 impl Msg {
@@ -92,6 +107,12 @@ impl Msg {
             Msg::Forward { .. } => "FORWARD",
             Msg::Reply { .. } => "REPLY",
             Msg::Ping => "PING",
+            Msg::QuorumView { .. } => "QUORUMVIEW",
+            Msg::Moving => "MOVING",
+            Msg::MovingAck => "MOVINGACK",
+            Msg::TakeOver => "TAKEOVER",
+            Msg::Moved { .. } => "MOVED",
+            Msg::RequestLeadership => "REQUESTLEADERSHIP",
         }
     }
 }

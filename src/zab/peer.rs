@@ -147,6 +147,21 @@ pub enum Event {
         to: ServerId,
         payload: Bytes,
     },
+    /// Leader: hand leadership to `to` (a synced voter), or to the most up-to-date
+    /// synced voter (`ydld`). The leader tells its learners to stop forwarding
+    /// (`Msg::Moving`) and waits until each has answered, everything is committed and
+    /// the target acknowledged it all (`Peer::transfer_ready`); the caller then steps
+    /// `HandOff`. Not done within syncLimit: back to the election.
+    Transfer {
+        to: Option<ServerId>,
+    },
+    /// Leader: the caller has proposed everything it took before the transfer (nothing
+    /// forwarded is left waiting): if `Peer::transfer_ready`, the target is told to lead
+    /// (`Msg::TakeOver`), the other learners to follow it (`Msg::Moved`), and this
+    /// server follows it.
+    HandOff,
+    /// Learner (a voter): ask the leader to hand leadership to this server (`rqld`).
+    RequestLeadership,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +232,19 @@ pub enum Action {
     ProtocolError {
         from: ServerId,
         what: String,
+    },
+    /// Leadership moved from `from` to `leader` without an election: this server now
+    /// leads (`leader` is us: discovery with the learners that dial in) or follows
+    /// `leader` (a FOLLOWERINFO to it follows). The driver tells its election that it
+    /// is LEADING/FOLLOWING `leader`, and the new leader closes its link to `from` (so
+    /// that the old leader dials it).
+    Moved {
+        leader: ServerId,
+        from: ServerId,
+    },
+    /// A leadership transfer was refused (not leading, no synced voter to take over).
+    TransferRefused {
+        reason: String,
     },
 }
 
@@ -412,6 +440,20 @@ struct Leader {
     initial_last: Zxid,
     /// An epoch renewal in progress (see `Event::RenewEpoch`).
     renewal: Option<Renewal>,
+    /// A leadership transfer in progress (see `Event::Transfer`).
+    transfer: Option<Transfer>,
+    /// The synced voters last sent as `QuorumView`, and the learners that have it.
+    view_sent: Vec<ServerId>,
+    view_told: Vec<ServerId>,
+}
+
+/// A leader handing its leadership over.
+#[derive(Clone, Debug)]
+struct Transfer {
+    target: ServerId,
+    started: u64,
+    /// Up-to-date learners that have not answered `Moving` yet.
+    waiting: Vec<ServerId>,
 }
 
 /// A leader's in-place epoch renewal: discovery and synchronization again, with the
@@ -458,6 +500,9 @@ enum LearnerRenewal {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum FStage {
+    /// A leader that handed off: waiting for the new leader to close the old link (or a
+    /// couple of ticks) before dialling it, so that its TAKEOVER is read first.
+    AwaitHandOff,
     AwaitLeaderInfo,
     AwaitAcceptPersist,
     AwaitSync,
@@ -481,6 +526,13 @@ struct Follower {
     info_sent: u64,
     /// The leader's epoch renewal, while one runs.
     renewal: Option<LearnerRenewal>,
+    /// Since when leadership is moving (`Msg::Moving`): nothing is forwarded meanwhile.
+    moving: Option<u64>,
+    /// The leader's last `QuorumView`.
+    view: Vec<ServerId>,
+    /// FOLLOWERINFOs from other servers (the newest each), replayed if this server takes
+    /// over: a learner told to follow it may dial before its TAKEOVER arrives.
+    early_infos: BTreeMap<ServerId, Msg>,
 }
 
 #[derive(Clone, Debug)]
@@ -624,6 +676,67 @@ impl Peer {
         matches!(&self.role, Role::Leading(l) if l.renewal.is_some())
     }
 
+    /// Whether this leader is handing its leadership over (its caller takes no new
+    /// client requests meanwhile; forwarded ones are still proposed).
+    pub fn is_transferring(&self) -> bool {
+        matches!(&self.role, Role::Leading(l) if l.transfer.is_some())
+    }
+
+    /// Whether this learner's leader is moving (it forwards nothing meanwhile), or this
+    /// server just handed its leadership off and is not yet following the new leader.
+    pub fn is_moving(&self) -> bool {
+        matches!(&self.role, Role::Following(f) if f.moving.is_some() || f.stage == FStage::AwaitHandOff)
+    }
+
+    /// Leader: the transfer may complete now (`Event::HandOff`): every learner answered
+    /// `Moving`, everything in the log is durable and committed, and the target, still
+    /// up to date, acknowledged all of it.
+    pub fn transfer_ready(&self) -> bool {
+        let Role::Leading(l) = &self.role else {
+            return false;
+        };
+        let Some(t) = &l.transfer else {
+            return false;
+        };
+        let last = self.log.last();
+        t.waiting.is_empty()
+            && self.commit >= last
+            && self.log.durable_zxid >= last
+            && l.learners
+                .get(&t.target)
+                .is_some_and(|x| x.stage == Stage::UpToDate && x.acked >= last)
+    }
+
+    /// The voters synced with the leader, the leader included (sorted): live on a
+    /// leader of an established epoch, the leader's last word on an up-to-date learner;
+    /// `None` otherwise (looking, syncing, or no view heard yet).
+    pub fn quorum_view(&self) -> Option<Vec<ServerId>> {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established => Some(self.synced_voters(l)),
+            Role::Following(f) if f.stage == FStage::UpToDate && !f.view.is_empty() => {
+                Some(f.view.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn synced_voters(&self, l: &Leader) -> Vec<ServerId> {
+        let mut v: Vec<ServerId> = l
+            .learners
+            .iter()
+            .filter(|(id, x)| x.stage == Stage::UpToDate && self.cfg.ensemble.is_voter(**id))
+            .map(|(id, _)| *id)
+            .chain([self.cfg.my_id])
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The ensemble this peer works with.
+    pub fn ensemble(&self) -> &Ensemble {
+        &self.cfg.ensemble
+    }
+
     /// The leader this learner follows (or observes), synced or still syncing.
     pub fn following(&self) -> Option<ServerId> {
         match &self.role {
@@ -653,9 +766,20 @@ impl Peer {
             Event::Disconnected { peer } => match &mut self.role {
                 Role::Leading(l) => {
                     l.learners.remove(&peer);
+                    if let Some(t) = &mut l.transfer {
+                        t.waiting.retain(|x| *x != peer);
+                    }
+                }
+                Role::Following(f) if f.leader == peer && f.stage == FStage::AwaitHandOff => {
+                    // The new leader closed the old link: its TAKEOVER was read.
+                    f.stage = FStage::AwaitLeaderInfo;
+                    self.send_follower_info(&mut out);
                 }
                 Role::Following(f) if f.leader == peer => {
                     self.go_looking("leader connection lost", &mut out)
+                }
+                Role::Following(f) => {
+                    f.early_infos.remove(&peer);
                 }
                 _ => {}
             },
@@ -717,6 +841,24 @@ impl Peer {
                     }
                 }
             }
+            Event::Transfer { to } => self.start_transfer(to, &mut out),
+            Event::HandOff => self.hand_off(&mut out),
+            Event::RequestLeadership => match &self.role {
+                Role::Following(f)
+                    if f.stage == FStage::UpToDate && !f.observer && f.moving.is_none() =>
+                {
+                    out.push(Action::Send {
+                        to: f.leader,
+                        msg: Msg::RequestLeadership,
+                    });
+                }
+                Role::Leading(_) => out.push(Action::TransferRefused {
+                    reason: "this server is the leader already".into(),
+                }),
+                _ => out.push(Action::TransferRefused {
+                    reason: "this server is not a synced voting follower".into(),
+                }),
+            },
             Event::Reply { to, payload } => {
                 if let Role::Leading(l) = &self.role {
                     if l.learners
@@ -795,6 +937,9 @@ impl Peer {
             learners: BTreeMap::new(),
             initial_last: 0,
             renewal: None,
+            transfer: None,
+            view_sent: Vec::new(),
+            view_told: Vec::new(),
         });
         self.advance_leader(out);
     }
@@ -996,6 +1141,7 @@ impl Peer {
                 return;
             }
             // A FOLLOWERINFO opens a new connection: whatever we knew of it is gone.
+            l.view_told.retain(|id| *id != from);
             l.learners.insert(
                 from,
                 Learner {
@@ -1125,9 +1271,112 @@ impl Peer {
             Msg::Forward { payloads } if x.stage == Stage::UpToDate && established => {
                 out.push(Action::Forwarded { from, payloads });
             }
+            Msg::MovingAck => {
+                if let Some(t) = &mut l.transfer {
+                    t.waiting.retain(|id| *id != from);
+                }
+            }
+            Msg::RequestLeadership if x.stage == Stage::UpToDate && established => {
+                self.start_transfer(Some(from), out);
+            }
             Msg::Ping => {}
             _ => {}
         }
+    }
+
+    /// Begins handing leadership to `to` (or the most up-to-date synced voter).
+    fn start_transfer(&mut self, to: Option<ServerId>, out: &mut Vec<Action>) {
+        let now = self.now;
+        let ensemble = self.cfg.ensemble.clone();
+        let refuse = |out: &mut Vec<Action>, reason: &str| {
+            out.push(Action::TransferRefused {
+                reason: reason.to_string(),
+            })
+        };
+        let Role::Leading(l) = &mut self.role else {
+            return refuse(out, "this server is not the leader");
+        };
+        if l.phase != LeaderPhase::Established || l.renewal.is_some() {
+            return refuse(out, "the leader's epoch is not established");
+        }
+        if l.transfer.is_some() {
+            return refuse(out, "a leadership transfer is already under way");
+        }
+        let mut candidates = l
+            .learners
+            .iter()
+            .filter(|(id, x)| x.stage == Stage::UpToDate && ensemble.is_voter(**id));
+        // The most up-to-date: the highest acknowledged zxid, then the lowest id.
+        let target = match to {
+            Some(t) => candidates.find(|(id, _)| **id == t).map(|(id, _)| *id),
+            None => candidates
+                .max_by_key(|(id, x)| (x.acked, std::cmp::Reverse(**id)))
+                .map(|(id, _)| *id),
+        };
+        let Some(target) = target else {
+            return refuse(out, "no synced voting follower to take over");
+        };
+        let waiting: Vec<ServerId> = l
+            .learners
+            .iter()
+            .filter(|(_, x)| x.stage == Stage::UpToDate)
+            .map(|(id, _)| *id)
+            .collect();
+        for &id in &waiting {
+            out.push(Action::Send {
+                to: id,
+                msg: Msg::Moving,
+            });
+        }
+        l.transfer = Some(Transfer {
+            target,
+            started: now,
+            waiting,
+        });
+    }
+
+    /// Completes a transfer that is ready: TAKEOVER to the target, MOVED to the other
+    /// up-to-date learners, and this server follows the target.
+    fn hand_off(&mut self, out: &mut Vec<Action>) {
+        if !self.transfer_ready() {
+            return;
+        }
+        let (me, now) = (self.cfg.my_id, self.now);
+        let Role::Leading(l) = &self.role else {
+            return;
+        };
+        let target = l.transfer.as_ref().expect("ready").target;
+        for (&id, x) in &l.learners {
+            if x.stage == Stage::UpToDate && id != target {
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::Moved { leader: target },
+                });
+            }
+        }
+        out.push(Action::Send {
+            to: target,
+            msg: Msg::TakeOver,
+        });
+        out.push(Action::Moved {
+            leader: target,
+            from: me,
+        });
+        self.role = Role::Following(Follower {
+            leader: target,
+            observer: false,
+            stage: FStage::AwaitHandOff,
+            epoch: 0,
+            last_heard: now,
+            sync_write: 0,
+            current_persist_sent: false,
+            ack_sent: 0,
+            info_sent: now,
+            renewal: None,
+            moving: None,
+            view: Vec::new(),
+            early_infos: BTreeMap::new(),
+        });
     }
 
     /// Moves a leader's epoch renewal on as far as its waits allow.
@@ -1298,10 +1547,12 @@ impl Peer {
 
     fn forward(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
         match &self.role {
-            Role::Following(f) if f.stage == FStage::UpToDate => out.push(Action::Send {
-                to: f.leader,
-                msg: Msg::Forward { payloads },
-            }),
+            Role::Following(f) if f.stage == FStage::UpToDate && f.moving.is_none() => {
+                out.push(Action::Send {
+                    to: f.leader,
+                    msg: Msg::Forward { payloads },
+                })
+            }
             _ => out.extend(
                 payloads
                     .into_iter()
@@ -1395,6 +1646,9 @@ impl Peer {
             ack_sent: 0,
             info_sent: self.now,
             renewal: None,
+            moving: None,
+            view: Vec::new(),
+            early_infos: BTreeMap::new(),
         });
         self.send_follower_info(out);
     }
@@ -1422,17 +1676,62 @@ impl Peer {
         let now = self.now;
         let broken = self.cfg.broken;
         let accepted = self.accepted_epoch;
+        let me = self.cfg.my_id;
         let f = self.follower();
         if from != f.leader {
+            if let Msg::FollowerInfo { .. } = msg {
+                f.early_infos.insert(from, msg);
+            }
             return;
         }
         f.last_heard = now;
         let (leader, stage) = (f.leader, f.stage);
+        if stage == FStage::AwaitHandOff {
+            // The target's answers to our leadership (ACK, ACKNEWLEADER, FORWARD, ...)
+            // still in flight on the old link: that leadership is over.
+            return;
+        }
         match msg {
             Msg::Ping => out.push(Action::Send {
                 to: leader,
                 msg: Msg::Ping,
             }),
+            Msg::QuorumView { synced } => {
+                if stage == FStage::UpToDate {
+                    f.view = synced;
+                }
+            }
+            Msg::Moving => {
+                if stage == FStage::UpToDate {
+                    f.moving.get_or_insert(now);
+                    out.push(Action::Send {
+                        to: leader,
+                        msg: Msg::MovingAck,
+                    });
+                }
+            }
+            Msg::TakeOver if stage == FStage::UpToDate && !f.observer => {
+                let infos = std::mem::take(&mut f.early_infos);
+                out.push(Action::Moved { leader: me, from });
+                self.on_lead(out);
+                for (id, info) in infos {
+                    if matches!(self.role, Role::Leading(_)) {
+                        self.leader_message(id, info, out);
+                    }
+                }
+            }
+            Msg::Moved { leader: to } if stage == FStage::UpToDate && to != from && to != me => {
+                if !self.cfg.ensemble.is_voter(to) {
+                    self.protocol_error(from, format!("MOVED to non-voter {to}"), out);
+                    return;
+                }
+                out.push(Action::Moved { leader: to, from });
+                self.on_follow(to, out);
+            }
+            Msg::TakeOver | Msg::Moved { .. } | Msg::MovingAck | Msg::RequestLeadership => {
+                // Not in a state to act on it (still syncing, an observer told to lead):
+                // the transfer times out and an election follows.
+            }
             Msg::LeaderInfo { new_epoch } if stage == FStage::UpToDate => {
                 // The leader renews its epoch in place (its counter ran out).
                 let same = |r: LearnerRenewal| match r {
@@ -1692,7 +1991,15 @@ impl Peer {
                 } else {
                     init
                 };
-                if now - f.last_heard > limit {
+                if f.moving.is_some_and(|at| now - at > sync) {
+                    self.go_looking("leadership transfer did not complete", out);
+                } else if f.stage == FStage::AwaitHandOff {
+                    // The new leader's close of the old link did not arrive: dial anyway.
+                    if now - f.info_sent >= 2 {
+                        f.stage = FStage::AwaitLeaderInfo;
+                        self.send_follower_info(out);
+                    }
+                } else if now - f.last_heard > limit {
                     self.go_looking("leader silent", out);
                 } else if f.stage == FStage::AwaitLeaderInfo
                     && now - f.info_sent >= (init / FOLLOWER_INFO_TRIES).max(1)
@@ -1713,6 +2020,10 @@ impl Peer {
                     self.go_looking("not established within initLimit", out);
                     return;
                 }
+                if l.transfer.as_ref().is_some_and(|t| now - t.started > sync) {
+                    self.go_looking("leadership transfer did not complete within syncLimit", out);
+                    return;
+                }
                 l.learners.retain(|_, x| {
                     let limit = if established && x.stage == Stage::UpToDate {
                         sync
@@ -1721,12 +2032,48 @@ impl Peer {
                     };
                     now - x.last_heard <= limit
                 });
+                if let Some(t) = &mut l.transfer {
+                    t.waiting.retain(|id| l.learners.contains_key(id));
+                    if !l.learners.contains_key(&t.target) {
+                        self.go_looking("the leadership transfer's target is gone", out);
+                        return;
+                    }
+                }
                 for &id in l.learners.keys() {
                     out.push(Action::Send {
                         to: id,
                         msg: Msg::Ping,
                     });
                 }
+                if established {
+                    // The synced voters, for every server's health answer: sent when
+                    // they change, and to each learner that has not had them yet.
+                    let Role::Leading(l) = &self.role else {
+                        unreachable!()
+                    };
+                    let synced = self.synced_voters(l);
+                    let Role::Leading(l) = &mut self.role else {
+                        unreachable!()
+                    };
+                    if synced != l.view_sent {
+                        l.view_sent = synced;
+                        l.view_told.clear();
+                    }
+                    for (&id, x) in &l.learners {
+                        if x.stage == Stage::UpToDate && !l.view_told.contains(&id) {
+                            l.view_told.push(id);
+                            out.push(Action::Send {
+                                to: id,
+                                msg: Msg::QuorumView {
+                                    synced: l.view_sent.clone(),
+                                },
+                            });
+                        }
+                    }
+                }
+                let Role::Leading(l) = &mut self.role else {
+                    unreachable!()
+                };
                 if established {
                     let live = l
                         .learners

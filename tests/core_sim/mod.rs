@@ -127,6 +127,8 @@ pub struct Stats {
     pub snaps: u64,
     pub resumes: u64,
     pub forwarded: u64,
+    /// Leadership moves seen (each server that moved counts once per move).
+    pub moves: u64,
 }
 
 #[derive(Debug)]
@@ -344,6 +346,13 @@ impl Sim {
         let settings = Settings {
             max_frame: DEFAULT_MAX_BUFFER,
             super_digest: None,
+            skip_acl: false,
+            max_cnxns: 0,
+            global_outstanding_limit: 1000,
+            conn_throttle: Default::default(),
+            large_requests: Default::default(),
+            audit: None,
+            sessionless_timeout: std::time::Duration::from_secs(10),
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
             ops: Default::default(),
@@ -469,6 +478,7 @@ impl Sim {
                 loaded_snapshot: disk.snapshots.last().map(|s| s.0),
             }),
             max_inflight: 500,
+            read_only: false,
             broken: self.opts.broken,
         }
     }
@@ -728,6 +738,19 @@ impl Sim {
             Output::Established { epoch } => {
                 self.run_election(i, election::Event::Established { epoch })?
             }
+            Output::Moved { leader, from } => {
+                self.stats.moves += 1;
+                self.log(|| format!("n{id}: leadership moved from n{from} to n{leader}"));
+                if leader == id {
+                    // The new leader closes its link to the old one, which then dials it.
+                    let j = (from - 1) as usize;
+                    if self.nodes[i].conn_to.remove(&j).is_some() {
+                        self.break_link_one_side(j, i);
+                    }
+                }
+                self.run_election(i, election::Event::Moved { leader })?;
+            }
+            Output::Health(_) => {}
             Output::Log(line) => {
                 if line.contains("renewed the epoch in place: leading") {
                     self.stats.renewals += 1;
@@ -1381,7 +1404,7 @@ impl Sim {
                     self.at(self.now + LOOP_TICK, Ev::Loop { node, inc });
                     let tick_election = {
                         let run = self.nodes[node].run.as_mut().expect("up");
-                        run.shard.tick();
+                        run.shard.tick(&mut run.net);
                         let due = self.now >= run.election_tick + TICK_MS as u64 / 5;
                         if due {
                             run.election_tick = self.now;
@@ -1590,11 +1613,25 @@ impl Sim {
     }
 
     /// Injects faults now and then during the run.
-    fn faults(&mut self) {
+    fn faults(&mut self) -> Result<(), String> {
         if !self.opts.faults || self.now >= self.opts.duration_ms {
-            return;
+            return Ok(());
         }
         let n = self.nodes.len();
+        if self.rng.chance(2) {
+            // An operator moves leadership: `ydld` on the leader, `rqld` elsewhere.
+            let i = self.rng.range(0, n as u64 - 1) as usize;
+            let leads = self.nodes[i]
+                .run
+                .as_ref()
+                .is_some_and(|r| r.core.role() == ringkeeper::sequencer::Role::Leader);
+            let cmd = if leads {
+                ringkeeper::sequencer::LeadershipCmd::Yield(None)
+            } else {
+                ringkeeper::sequencer::LeadershipCmd::Request
+            };
+            self.pass(i, vec![Input::Leadership(cmd)])?;
+        }
         if self.rng.chance(3) {
             let i = self.rng.range(0, n as u64 - 1) as usize;
             if self.up(i) {
@@ -1609,6 +1646,7 @@ impl Sim {
             let t = self.now + self.rng.range(100, 800);
             self.at(t, Ev::Heal);
         }
+        Ok(())
     }
 
     /// Runs the seed: faults and load, then healing, then convergence.
@@ -1619,7 +1657,7 @@ impl Sim {
             if !self.step()? {
                 break;
             }
-            self.faults();
+            self.faults()?;
         }
         self.heal();
         for i in 0..self.nodes.len() {

@@ -4,7 +4,8 @@ ZK_TARGET chooses the server:
   ringkeeper (default)  RINGKEEPER_BIN (default target/debug/ringkeeper) with a generated zoo.cfg
   apache                Apache ZooKeeper through scripts/apache-zk.sh (the reference)
 
-Both get the same settings (SERVER_CFG below). Each test module gets its own server on a
+Both get the same settings (SERVER_CFG below, plus the module's SERVER_EXTRA_CFG list if it
+has one). Each test module gets its own server on a
 free loopback port, so a module that breaks the server cannot fail the others; the server
 is stopped by its PID when the module ends.
 """
@@ -79,7 +80,7 @@ class Server:
 
     def __init__(self, target, dir, port, extra_cfg=()):
         self.target, self.dir, self.port = target, dir, port
-        self.extra_cfg = list(extra_cfg)
+        self.cfg = SERVER_CFG + list(extra_cfg)
         # RingKeeper's AdminServer, on a port of its own (Apache's is off: apache-zk.sh).
         self.admin_port = free_port()
         self.host = "127.0.0.1"
@@ -109,7 +110,7 @@ class Server:
         if self.target == "apache":
             # ZooKeeper reads the container/TTL reaper interval only as a JVM system
             # property without the zookeeper. prefix, so zoo.cfg cannot carry it there.
-            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(SERVER_CFG),
+            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(self.cfg),
                        JAVA_TOOL_OPTIONS=f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
                        START_TIMEOUT_S=str(START_TIMEOUT_S))
             r = subprocess.run([os.path.join(REPO, "scripts", "apache-zk.sh"), "start",
@@ -134,7 +135,7 @@ class Server:
                                f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
                                "admin.serverAddress=127.0.0.1",
                                f"admin.serverPort={self.admin_port}"]
-                              + SERVER_CFG + self.extra_cfg) + "\n")
+                              + self.cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -181,11 +182,10 @@ class Server:
                 self.proc.wait(timeout=10)
 
 
-def started_server(extra_cfg=()):
-    """A generator that starts a server (with `extra_cfg` zoo.cfg lines), yields it and
-    stops it: the body of the module fixtures."""
+@pytest.fixture(scope="module")
+def server(request):
     dir = tempfile.mkdtemp(prefix=f"interop-{TARGET}-")
-    srv = Server(TARGET, dir, free_port(), extra_cfg)
+    srv = Server(TARGET, dir, free_port(), getattr(request.module, "SERVER_EXTRA_CFG", ()))
     try:
         srv.start()
     except Exception:
@@ -197,12 +197,6 @@ def started_server(extra_cfg=()):
         print(f"server dir kept: {dir}")
     else:
         shutil.rmtree(dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def server(request):
-    # A module may set SERVER_EXTRA_CFG (zoo.cfg lines of its own).
-    yield from started_server(getattr(request.module, "SERVER_EXTRA_CFG", ()))
 
 
 def fast_retry():

@@ -132,7 +132,3 @@ def test_who_am_i(raw):
     assert raw.add_auth("digest", b"dave:pw").err == zkraw.OK
     assert sorted(raw.who_am_i().ids) == [("digest", "dave"), ("ip", "127.0.0.1")]
 
-
-def test_exists_needs_no_permission(kz, base):
-    p = kz.create(base + "/n", acl=[acl(Permissions.WRITE, "world", "anyone")])
-    assert kz.exists(p) is not None  # exists is not ACL-checked

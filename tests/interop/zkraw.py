@@ -20,11 +20,13 @@ GET_CHILDREN, SYNC, PING, GET_CHILDREN2, CHECK, MULTI, CREATE2 = 8, 9, 11, 12, 1
 CHECK_WATCHES, REMOVE_WATCHES, CREATE_CONTAINER, CREATE_TTL, MULTI_READ = 17, 18, 19, 21, 22
 AUTH, SET_WATCHES, GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER = 100, 101, 103, 104
 SET_WATCHES2, ADD_WATCH, WHO_AM_I, CLOSE_SESSION = 105, 106, 107, -11
+RECONFIG = 16
 
 # Error codes (KeeperException.Code).
 OK, RUNTIMEINCONSISTENCY, UNIMPLEMENTED, BADARGUMENTS = 0, -2, -6, -8
 NONODE, NOAUTH, BADVERSION, NOCHILDRENFOREPHEMERALS = -101, -102, -103, -108
 NODEEXISTS, NOTEMPTY, INVALIDACL, NOWATCHER = -110, -111, -114, -121
+RECONFIGDISABLED = -123
 
 # Event types (Watcher.Event.EventType).
 NODE_CREATED, NODE_DELETED, NODE_DATA_CHANGED, NODE_CHILDREN_CHANGED = 1, 2, 3, 4
@@ -261,6 +263,36 @@ class RawClient:
             rep.children = rep.body.strs()
             rep.stat = rep.body.stat()
         return rep
+
+    def get_acl(self, path):
+        rep = self.call(GET_ACL, j_str(path))
+        if rep.err == OK:
+            rep.acl = rep.body.acls()
+            rep.stat = rep.body.stat()
+        return rep
+
+    def set_acl(self, path, acl, version=-1):
+        return self.call(SET_ACL, j_str(path) + j_acls(acl) + j_int(version))
+
+    def sync(self, path):
+        return self.call(SYNC, j_str(path))
+
+    def set_watches2(self, relative_zxid, data=(), exist=(), child=(), persistent=(),
+                     recursive=()):
+        body = j_long(relative_zxid)
+        for lst in (data, exist, child, persistent, recursive):
+            body += j_strs(list(lst))
+        return self.call(SET_WATCHES2, body, xid=-8)
+
+    def multi1(self, op, body):
+        """A multi of one op (its opcode and request body). Returns (header err, the
+        op's result err: its ErrorResult code, or OK)."""
+        req = j_int(op) + j_bool(False) + j_int(-1) + body + j_int(-1) + j_bool(True) + j_int(-1)
+        rep = self.call(MULTI, req)
+        if rep.err != OK:
+            return rep.err, None
+        typ, _done, err = rep.body.int(), rep.body.bool(), rep.body.int()
+        return rep.err, (err if typ == -1 else OK)
 
     def add_watch(self, path, mode):
         return self.call(ADD_WATCH, j_str(path) + j_int(mode))

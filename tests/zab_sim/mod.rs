@@ -88,6 +88,8 @@ pub struct Options {
     pub trace: bool,
     /// `peer::Config::max_counter`: low values make leaders renew their epoch in place.
     pub max_counter: u32,
+    /// Operators move leadership now and then (`Transfer`, `RequestLeadership`).
+    pub transfers: bool,
 }
 
 impl Options {
@@ -104,6 +106,7 @@ impl Options {
             snapshot_per_mille: SNAPSHOT_PER_MILLE,
             trace: false,
             max_counter: u32::MAX,
+            transfers: true,
         }
     }
 }
@@ -237,6 +240,11 @@ pub struct Stats {
     pub compactions: usize,
     /// Epochs a leader renewed in place when its counter ran out.
     pub renewals: usize,
+    /// Leadership transfers asked for (`Transfer`, `RequestLeadership`), hand-offs
+    /// done (`TAKEOVER` sent), and epochs established by a server that took over.
+    pub transfers: usize,
+    pub handoffs: usize,
+    pub takeover_epochs: usize,
 }
 
 pub struct Sim {
@@ -253,6 +261,8 @@ pub struct Sim {
     canon: Vec<(Zxid, Bytes)>,
     canon_payloads: BTreeSet<Bytes>,
     leaders: BTreeMap<u32, ServerId>,
+    /// Servers that took leadership over and have not yet established (or given up).
+    took_over: BTreeSet<usize>,
     origin: BTreeMap<u64, (usize, u64)>,
     acked: BTreeSet<u64>,
     next_write: u64,
@@ -289,6 +299,7 @@ impl Sim {
             canon: Vec::new(),
             canon_payloads: BTreeSet::new(),
             leaders: BTreeMap::new(),
+            took_over: BTreeSet::new(),
             origin: BTreeMap::new(),
             acked: BTreeSet::new(),
             next_write: 1,
@@ -400,6 +411,7 @@ impl Sim {
 
     /// Kills server `i`: every write not yet completed by its disk is lost.
     pub fn crash(&mut self, i: usize) {
+        self.took_over.remove(&i);
         if !self.nodes[i].up {
             return;
         }
@@ -468,7 +480,10 @@ impl Sim {
             self.origin.insert(w, (i, inc));
             batch.push(Bytes::copy_from_slice(&w.to_be_bytes()));
         }
-        if self.nodes[i].peer.established_epoch().is_some() {
+        if self.nodes[i].peer.is_transferring() {
+            // Handing leadership over: the core takes no client requests meanwhile.
+            Ok(())
+        } else if self.nodes[i].peer.established_epoch().is_some() {
             self.propose(i, batch)
         } else {
             // A learner forwards to its leader (or rejects, when not up to date).
@@ -527,6 +542,42 @@ impl Sim {
                     );
                 }
             }
+        }
+    }
+
+    /// An operator's `ydld` on server `i` (to the server with id `to`, or the best).
+    pub fn transfer(&mut self, i: usize, to: Option<ServerId>) -> Result<(), String> {
+        self.stats.transfers += 1;
+        self.log(|| format!("n{} asked to yield to {to:?}", i + 1));
+        self.run_peer(i, peer::Event::Transfer { to })
+    }
+
+    /// An operator's `rqld` on server `i`.
+    pub fn request_leadership(&mut self, i: usize) -> Result<(), String> {
+        self.stats.transfers += 1;
+        self.log(|| format!("n{} requests leadership", i + 1));
+        self.run_peer(i, peer::Event::RequestLeadership)
+    }
+
+    /// Closes the current connection between `i` and `j`; both ends are told.
+    fn break_link(&mut self, i: usize, j: usize) {
+        let k = key(i, j);
+        let c = self.conns.entry(k).or_default();
+        if !c.alive(c.latest) {
+            return;
+        }
+        c.dead_upto = c.latest;
+        let gen = c.latest;
+        for (node, peer) in [(i, j), (j, i)] {
+            let t = self.now + self.rng.range(1, 8);
+            self.at(
+                t,
+                Ev::Disconnect {
+                    node,
+                    peer,
+                    conn: gen,
+                },
+            );
         }
     }
 
@@ -641,6 +692,14 @@ impl Sim {
         for a in actions {
             self.apply(i, a)?;
         }
+        // The core hands off once the transfer is ready and nothing it took is left; a
+        // busy core may take a pass or two longer (then the next tick does it).
+        if self.nodes[i].up && self.nodes[i].peer.transfer_ready() && self.rng.chance(600) {
+            let actions = self.nodes[i].peer.step(peer::Event::HandOff);
+            for a in actions {
+                self.apply(i, a)?;
+            }
+        }
         // The replica state is exactly as far as the core's commit point (a crash midway
         // drops the rest of the actions with the process).
         let node = &self.nodes[i];
@@ -679,7 +738,11 @@ impl Sim {
                             )
                         });
                     }
-                    Msg::Ping | Msg::Ack { .. } | Msg::Commit { .. } | Msg::Propose { .. } => {}
+                    Msg::Ping
+                    | Msg::Ack { .. }
+                    | Msg::Commit { .. }
+                    | Msg::Propose { .. }
+                    | Msg::QuorumView { .. } => {}
                     m => self.log(|| format!("n{id} -> n{to} {}", m.name())),
                 }
                 let crash = match msg {
@@ -748,6 +811,9 @@ impl Sim {
             }
             Action::Established { epoch } => {
                 self.stats.epochs += 1;
+                if self.took_over.remove(&i) {
+                    self.stats.takeover_epochs += 1;
+                }
                 self.log(|| format!("n{id} established epoch {epoch}"));
                 if let Some(other) = self.leaders.insert(epoch, id) {
                     if other != id {
@@ -803,11 +869,28 @@ impl Sim {
                 self.run_election(i, election::Event::Established { epoch })?;
             }
             Action::Looking { reason } => {
+                self.took_over.remove(&i);
                 self.log(|| format!("n{id} looking: {reason}"));
                 self.break_all(i, true);
                 self.begin_election(i)?;
             }
             Action::Forwarded { payloads, .. } => self.propose(i, payloads)?,
+            Action::Moved { leader, from } => {
+                self.log(|| format!("n{id} moved: leader n{leader} (from n{from})"));
+                if from == id {
+                    self.stats.handoffs += 1;
+                }
+                if leader == id {
+                    self.took_over.insert(i);
+                    // The new leader closes its link to the old one (the old leader
+                    // dials it once it sees the close), as the driver does.
+                    self.break_link(i, (from - 1) as usize);
+                }
+                self.run_election(i, election::Event::Moved { leader })?;
+            }
+            Action::TransferRefused { reason } => {
+                self.log(|| format!("n{id} transfer refused: {reason}"));
+            }
             Action::Rejected { .. } | Action::Replied { .. } => {}
             Action::ProtocolError { from, what } => {
                 return Err(format!("n{id} protocol error from n{from}: {what}"))
@@ -981,6 +1064,12 @@ impl Sim {
                     if self.nodes[node].inc == inc {
                         self.run_peer(node, peer::Event::Tick)?;
                     }
+                    if self.nodes[node].up
+                        && self.nodes[node].inc == inc
+                        && self.nodes[node].peer.transfer_ready()
+                    {
+                        self.run_peer(node, peer::Event::HandOff)?;
+                    }
                     let rate = self.opts.snapshot_per_mille;
                     if rate > 0 && self.rng.chance(rate) {
                         self.take_snapshot(node);
@@ -1082,6 +1171,32 @@ impl Sim {
     /// Called once per tick of server 1: crashes, restarts and partitions.
     fn inject_faults(&mut self) -> Result<(), String> {
         let n = self.nodes.len() as u64;
+        if self.opts.transfers && self.rng.chance(20) {
+            // An operator moves leadership: `ydld` (to the best follower or a named
+            // one) on the leader, or `rqld` on any server.
+            self.stats.transfers += 1;
+            let leader = self
+                .nodes
+                .iter()
+                .position(|x| x.up && x.peer.established_epoch().is_some());
+            let pick = self.rng.range(0, n - 1) as usize;
+            match leader {
+                Some(l) if self.rng.chance(500) => {
+                    let to = if self.rng.chance(500) {
+                        None
+                    } else {
+                        Some(self.nodes[pick].id)
+                    };
+                    self.log(|| format!("n{} asked to yield to {to:?}", l + 1));
+                    self.run_peer(l, peer::Event::Transfer { to })?;
+                }
+                _ if self.nodes[pick].up => {
+                    self.log(|| format!("n{} requests leadership", pick + 1));
+                    self.run_peer(pick, peer::Event::RequestLeadership)?;
+                }
+                _ => {}
+            }
+        }
         if self.rng.chance(25) {
             let i = self.rng.range(0, n - 1) as usize;
             self.crash(i);

@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""Operating an ensemble without outages (issue 12), on real `ringkeeper` processes on
+127.0.0.1 (three voters, started from zoo.cfg files, as in ensemble.py).
+
+Usage: ensemble_ops.py RINGKEEPER_BINARY SCENARIO
+
+Scenarios:
+  health     `hlth` and the HTTP health paths on every server: serving with a quorum,
+             synced, safe to stop (3 synced voters: every server; one follower
+             stopped: none, and /health/safe-to-stop answers 503; back: every server
+             again); ZooKeeper's shed_connections closes the asked share of a server's
+             clients, whose sessions resume; a drain makes /health/ready 503 and sheds
+             every client; bad command bodies get 400.
+  transfer   kazoo writers on every server; `ydld` on the leader moves leadership to a
+             follower and `rqld` on another follower moves it there, each within 1 s
+             and without an election (no server logs "looking"); clients keep their
+             connections; every acknowledged write is on every server.
+  sigterm    kazoo writers; the leader gets SIGTERM: it hands off first (no server
+             goes looking, its log says it handed off), then stops; it is restarted and
+             rejoins; nothing acknowledged is lost.
+  readonly   readonlymode.enabled=true; two of three servers stopped: the third serves
+             a kazoo read_only=True client (CONNECTED_RO, reads, NotReadOnly on a
+             write, `isro` says ro, `srvr` says read-only) and refuses a read-write
+             client; the two come back: the client goes read-write and writes.
+
+Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
+Every wait is bounded; every process started here is stopped by its PID.
+"""
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ensemble  # noqa: E402
+from ensemble import Ensemble, client, four_letter, stop_and_check_data  # noqa: E402
+from rkharness import free_ports  # noqa: E402
+
+POLL_S = 0.05
+# 30 s for anything to be seen: far above what it takes, so only a hang fails.
+ATTEMPTS = 600
+
+
+def with_http(ens):
+    """Gives every server the Prometheus endpoint (the HTTP health paths live there)."""
+    ports = free_ports(len(ens.servers))
+    for s, p in zip(ens.servers, ports):
+        s.http = p
+        s.add_cfg(
+            "metricsProvider.className="
+            "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n"
+            "metricsProvider.httpHost=127.0.0.1\n"
+            f"metricsProvider.httpPort={p}\n"
+        )
+
+
+def http(server, method, path, body=None):
+    """(status, body) of an HTTP request to the server's endpoint."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{server.http}{path}", data=data,
+                                 method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def health(server):
+    """The `hlth` answer as a dict (empty when the server does not answer)."""
+    out = {}
+    for line in four_letter(server.port, "hlth").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def wait_for(what, pred):
+    for _ in range(ATTEMPTS):
+        if pred():
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"not seen within {ATTEMPTS * POLL_S:.0f} s: {what}")
+
+
+def looking_lines(ens):
+    """How many times each server's log says it went looking."""
+    return {s.sid: ensemble.log_text(s).count("ringkeeper: looking (") for s in ens.servers}
+
+
+def scenario_health(ens):
+    with_http(ens)
+    ens.start()
+    leader = ens.wait_leader()
+    by_id = {s.sid: s for s in ens.servers}
+    followers = [s for s in ens.servers if s.sid != leader]
+
+    def all_safe(servers, want):
+        return all(health(s).get("safe_to_stop") == want for s in servers)
+
+    wait_for("every server safe to stop", lambda: all_safe(ens.servers, "true"))
+    h = health(by_id[leader])
+    assert h["status"] == "serving" and h["role"] == "leader", h
+    assert h["synced_voters"] == "3" and h["quorum_size"] == "2", h
+    for f in followers:
+        h = health(f)
+        assert h["role"] == "follower" and h["synced"] == "true", h
+        assert h["ready"] == "true", h
+    for s in ens.servers:
+        assert http(s, "GET", "/health/ready")[0] == 200
+        assert http(s, "GET", "/health/safe-to-stop")[0] == 200
+        assert http(s, "GET", "/health/live")[0] == 200
+        status, body = http(s, "GET", "/health")
+        assert status == 200 and "status=serving" in body, body
+    # ruok stays ZooKeeper's.
+    assert four_letter(followers[0].port, "ruok") == "imok"
+
+    # One follower stopped: two synced voters of three, so stopping either breaks the
+    # quorum; both still serve.
+    gone = followers[0]
+    assert gone.terminate()
+    rest = [s for s in ens.servers if s is not gone]
+    wait_for("no server safe to stop", lambda: all_safe(rest, "false"))
+    for s in rest:
+        h = health(s)
+        assert h["status"] == "serving" and h["synced_voters"] == "2", h
+        assert http(s, "GET", "/health/safe-to-stop")[0] == 503
+        assert http(s, "GET", "/health/ready")[0] == 200
+    gone.start()
+    wait_for("every server safe to stop again", lambda: all_safe(ens.servers, "true"))
+
+    # ZooKeeper's shed_connections on a follower with four clients of its own: half of
+    # them are closed; their sessions resume (the only server they know is this one).
+    f = followers[1]
+    clients = [client(f.port) for _ in range(4)]
+    sessions = [zk.client_id[0] for zk in clients]
+    shed = []
+    for zk in clients:
+        zk.add_listener(lambda state, zk=zk: shed.append(zk) if state == "SUSPENDED" else None)
+    status, body = http(f, "POST", "/commands/shed_connections", {"percentage": 50})
+    answer = json.loads(body)
+    assert status == 200 and answer["connections_shed"] == 2, body
+    assert answer["percentage_requested"] == 50, body
+    # Each shed client first notices its connection is gone, then resumes.
+    wait_for("shed clients noticed", lambda: len(set(map(id, shed))) == 2)
+    wait_for("shed clients back", lambda: all(zk.connected for zk in clients))
+    assert [zk.client_id[0] for zk in clients] == sessions
+    for zk in clients:
+        zk.retry(zk.exists, "/")
+    assert http(f, "POST", "/commands/shed_connections", {"percentage": 101})[0] == 400
+    assert http(f, "POST", "/commands/shed_connections", {"nothing": 1})[0] == 400
+    assert http(f, "POST", "/commands/shed_connections", None)[0] == 400
+
+    # A drain: not ready from the start, every client shed within its second.
+    lost = []
+    for zk in clients:
+        zk.add_listener(lambda state, zk=zk: lost.append(zk) if state == "SUSPENDED" else None)
+    status, body = http(f, "POST", "/commands/drain", {"seconds": 1})
+    assert status == 200, body
+    status, body = http(f, "GET", "/health/ready")
+    assert status == 503 and "draining=true" in body, body
+    wait_for("every client shed by the drain", lambda: len(set(map(id, lost))) == 4)
+    assert http(f, "POST", "/commands/undrain", {})[0] == 200
+    assert http(f, "GET", "/health/ready")[0] == 200
+    wait_for("drained clients back", lambda: all(zk.connected for zk in clients))
+    for zk in clients:
+        zk.stop()
+    print("health: hlth and /health paths agree with the quorum; shed and drain work")
+    stop_and_check_data(ens)
+
+
+class Writers:
+    """One kazoo client per server writing sequential znodes under /w<sid> as fast as
+    it gets answers; records what was acknowledged, each write's answer time, and the
+    clients' connection losses."""
+
+    def __init__(self, ens):
+        from kazoo.client import KazooClient
+        from kazoo.retry import KazooRetry
+
+        self.stop_flag = threading.Event()
+        self.acked = {}
+        self.times = []
+        self.losses = []
+        self.lock = threading.Lock()
+        self.threads = []
+        self.clients = []
+        hosts_all = [f"127.0.0.1:{s.port}" for s in ens.servers]
+        for s in ens.servers:
+            # Its own server first, then the others (kazoo shuffles unless told not to).
+            hosts = ",".join([f"127.0.0.1:{s.port}"] + [h for h in hosts_all
+                                                       if not h.endswith(f":{s.port}")])
+            zk = KazooClient(hosts=hosts, timeout=10, randomize_hosts=False,
+                             connection_retry=KazooRetry(max_tries=-1, delay=0.05,
+                                                         max_delay=0.2))
+            zk.start(timeout=30)
+            zk.ensure_path(f"/w{s.sid}")
+            zk.add_listener(lambda st, sid=s.sid: self.losses.append((sid, st))
+                            if st != "CONNECTED" else None)
+            self.clients.append(zk)
+            self.acked[s.sid] = []
+            t = threading.Thread(target=self.run, args=(zk, s.sid), daemon=True)
+            self.threads.append(t)
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+
+    def run(self, zk, sid):
+        from kazoo.exceptions import ConnectionLoss, SessionExpiredError
+        i = 0
+        while not self.stop_flag.is_set():
+            path = f"/w{sid}/n{i:07d}"
+            try:
+                zk.create(path, b"x")
+            except (ConnectionLoss, SessionExpiredError):
+                # May or may not have committed: not counted as acknowledged.
+                time.sleep(0.01)
+                i += 1
+                continue
+            except Exception:  # noqa: BLE001 - NodeExists after a retried create
+                i += 1
+                continue
+            with self.lock:
+                self.acked[sid].append(path)
+                self.times.append(time.monotonic())
+            i += 1
+
+    def finish(self):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+    def longest_gap(self, t0, t1):
+        """The longest time without an acknowledged write between t0 and t1 (s)."""
+        with self.lock:
+            ts = sorted(t for t in self.times if t0 <= t <= t1)
+        pts = [t0] + ts + [t1]
+        return max(b - a for a, b in zip(pts, pts[1:]))
+
+    def check(self, ens):
+        """Every acknowledged write is on every live server."""
+        live = [s for s in ens.servers if s.alive()]
+        for s in live:
+            zk = client(s.port)
+            try:
+                zk.sync("/")
+                for sid, paths in self.acked.items():
+                    have = set(zk.get_children(f"/w{sid}"))
+                    missing = [p for p in paths if p.rsplit("/", 1)[1] not in have]
+                    assert not missing, f"server {s.sid} lacks acknowledged {missing[:5]}"
+            finally:
+                zk.stop()
+        for zk in self.clients:
+            zk.stop()
+        return sum(len(v) for v in self.acked.values())
+
+
+def scenario_transfer(ens):
+    ens.start()
+    leader = ens.wait_leader()
+    w = Writers(ens)
+    w.start()
+    time.sleep(1.0)
+    before = looking_lines(ens)
+    # ydld on the leader: to its most up-to-date follower.
+    t0 = time.monotonic()
+    answer = four_letter(next(s.port for s in ens.servers if s.sid == leader), "ydld")
+    assert "Sent yield leadership request" in answer, answer
+    wait_for("a new leader after ydld",
+             lambda: ens.modes().get(leader) == "follower"
+             and list(ens.modes().values()).count("leader") == 1)
+    moved = time.monotonic() - t0
+    new = ens.wait_leader()
+    assert new != leader
+    time.sleep(1.0)
+    gap1 = w.longest_gap(t0, time.monotonic())
+    # rqld on the third server.
+    third = next(s for s in ens.servers if s.sid not in (leader, new))
+    assert "already the leader" in four_letter(
+        next(s.port for s in ens.servers if s.sid == new), "rqld")
+    t1 = time.monotonic()
+    answer = four_letter(third.port, "rqld")
+    assert "Sent leadership request" in answer, answer
+    wait_for("the requesting server leads", lambda: third.mode() == "leader")
+    moved2 = time.monotonic() - t1
+    time.sleep(1.0)
+    gap2 = w.longest_gap(t1, time.monotonic())
+    w.finish()
+    after = looking_lines(ens)
+    assert after == before, f"an election ran: looking lines {before} -> {after}"
+    assert not w.losses, f"clients lost their connections: {w.losses}"
+    n = w.check(ens)
+    print(f"transfer: ydld {leader}->{new} in {moved:.3f} s (longest write gap "
+          f"{gap1 * 1000:.0f} ms); rqld ->{third.sid} in {moved2:.3f} s (longest write "
+          f"gap {gap2 * 1000:.0f} ms); {n} acknowledged writes on every server")
+    assert moved < 1.0 and moved2 < 1.0, "leadership moved in more than 1 s"
+    stop_and_check_data(ens)
+
+
+def scenario_sigterm(ens):
+    ens.start()
+    leader = ens.wait_leader()
+    by_id = {s.sid: s for s in ens.servers}
+    w = Writers(ens)
+    w.start()
+    time.sleep(1.0)
+    before = looking_lines(ens)
+    t0 = time.monotonic()
+    old = by_id[leader]
+    old.send_signal(signal.SIGTERM)
+    old.proc.wait(timeout=30)
+    stopped = time.monotonic() - t0
+    new = ens.wait_leader()
+    time.sleep(1.0)
+    gap = w.longest_gap(t0, time.monotonic())
+    after = looking_lines(ens)
+    log = ensemble.log_text(old)
+    assert "handed leadership to server" in log, log[-2000:]
+    for s in ens.servers:
+        if s is not old:
+            assert after[s.sid] == before[s.sid], f"server {s.sid} went looking: {after}"
+    old.start()
+    ensemble.wait_rejoined(old)
+    time.sleep(0.5)
+    w.finish()
+    n = w.check(ens)
+    print(f"sigterm: leader {leader} handed off to {new} and stopped in {stopped:.3f} s; "
+          f"longest write gap {gap * 1000:.0f} ms; {n} acknowledged writes on every server")
+    stop_and_check_data(ens)
+
+
+def scenario_readonly(ens):
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NotReadOnlyCallError
+    from kazoo.handlers.threading import KazooTimeoutError
+    from kazoo.protocol.states import KeeperState
+
+    for s in ens.servers:
+        s.add_cfg("readonlymode.enabled=true\n")
+    ens.start()
+    leader = ens.wait_leader()
+    zk = client(ens.servers[0].port)
+    zk.create("/ro", b"before")
+    zk.stop()
+    keep = next(s for s in ens.servers if s.sid != leader)
+    others = [s for s in ens.servers if s is not keep]
+    for s in others:
+        assert s.terminate()
+    wait_for("read-only mode", lambda: keep.mode() == "read-only")
+    assert four_letter(keep.port, "isro") == "ro"
+    ro = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10, read_only=True)
+    ro.start(timeout=30)
+    try:
+        assert ro.client_state == KeeperState.CONNECTED_RO, ro.client_state
+        assert ro.get("/ro")[0] == b"before"
+        assert ro.get_children("/") is not None
+        try:
+            ro.create("/ro-write", b"x")
+            raise AssertionError("a write succeeded on a read-only server")
+        except NotReadOnlyCallError:
+            pass
+        try:
+            ro.set("/ro", b"x")
+            raise AssertionError("a write succeeded on a read-only server")
+        except NotReadOnlyCallError:
+            pass
+        # A client that did not ask for read-only is refused.
+        rw = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10)
+        try:
+            rw.start(timeout=3)
+            raise AssertionError("a read-write client connected to a read-only server")
+        except KazooTimeoutError:
+            pass
+        finally:
+            rw.stop()
+            rw.close()
+        for s in others:
+            s.start()
+        wait_for("the read-only client goes read-write",
+                 lambda: ro.client_state == KeeperState.CONNECTED)
+        ro.create("/ro-write", b"after")
+        assert ro.get("/ro-write")[0] == b"after"
+        assert four_letter(keep.port, "isro") == "rw"
+    finally:
+        ro.stop()
+        ro.close()
+    print("readonly: CONNECTED_RO, reads, NotReadOnly, then read-write when the quorum "
+          "returned")
+    stop_and_check_data(ens)
+
+
+SCENARIOS = {
+    "readonly": scenario_readonly,
+    "health": scenario_health,
+    "transfer": scenario_transfer,
+    "sigterm": scenario_sigterm,
+}
+
+
+def main():
+    binary, scenario = sys.argv[1], sys.argv[2]
+    ens = Ensemble(binary, 3)
+    ok = False
+    try:
+        SCENARIOS[scenario](ens)
+        ok = True
+    except Exception as e:  # noqa: BLE001 - report, dump the logs, fail
+        print(f"FAIL: {scenario}: {e!r}", file=sys.stderr)
+        ens.dump_logs()
+    finally:
+        ens.stop()
+        if ok:
+            shutil.rmtree(ens.root, ignore_errors=True)
+        else:
+            print(f"kept {ens.root}", file=sys.stderr)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
