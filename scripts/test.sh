@@ -27,7 +27,8 @@ KAZOO_VERSION=2.11.0
 PYTEST_VERSION=8.3.4
 PYTEST_TIMEOUT_VERSION=2.3.1
 # iproute2: `ip netns` for the partition tests (tests/ensemble_partition.py).
-APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2)
+# tmux: `ringkeeper top` is tested in a real terminal (tests/interop/test_ops_observe.py).
+APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi
@@ -98,7 +99,7 @@ if [ $interop_only = 0 ]; then
 fi
 
 if [ "$ZK_TARGET" = ringkeeper ] && [ -z "${RINGKEEPER_BIN:-}" ]; then
-  run_step "cargo build" cargo build --bin ringkeeper
+  run_step "cargo build" cargo build --bin ringkeeper --bin zkbench
 fi
 
 # ---- interop suites ------------------------------------------------------------------

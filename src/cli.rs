@@ -79,6 +79,25 @@ pub enum Subcommand {
     /// (snapshots and log segments, checked, with a manifest); `backup verify DIR`
     /// checks a backup.
     Backup(BackupArgs),
+    /// A live view of a cluster's load, like `top`: ops/s and p99 per server, the
+    /// sessions, clients and path prefixes that drive it (needs the `mntr` and `load`
+    /// four-letter words whitelisted).
+    Top {
+        /// The servers, as a ZooKeeper connect string (`host:port,host:port`).
+        connect: String,
+        /// Milliseconds between refreshes (and between the two samples of `--once`).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+        interval_ms: u64,
+        /// One sample, printed once, then exit.
+        #[arg(long)]
+        once: bool,
+        /// With `--once`: print JSON for scripts.
+        #[arg(long, requires = "once")]
+        json: bool,
+        /// Refreshes to draw before exiting (default: until interrupted).
+        #[arg(long)]
+        iterations: Option<u64>,
+    },
     /// Builds a new data directory DST of one point of a backup's history.
     Restore {
         /// The backup directory.

@@ -56,11 +56,12 @@ pub const MIN_LOG_SEGMENT_SIZE: u64 = 1 << 20;
 pub const STANDALONE_DATA_DIR: &str = "data";
 
 /// Every four-letter word ZooKeeper 3.8 knows (`FourLetterCommands`), in its order.
-pub const FOUR_LETTER_WORDS: [&str; 21] = [
+pub const FOUR_LETTER_WORDS: [&str; 22] = [
     "conf", "cons", "crst", "dirs", "dump", "envi", "gtmk", "ruok", "stmk", "srst", "srvr", "stat",
     "wchc", "wchp", "wchs", "mntr", "isro", "hash", // ZooKeeper's
     "hlth", // RingKeeper's quorum-aware health
     "rqld", "ydld", // ClickHouse Keeper's leadership requests
+    "load", // RingKeeper's load attribution
 ];
 
 /// How far we honour a key.
@@ -251,12 +252,27 @@ pub const KEYS: &[KeySpec] = &[
     key("nio.numWorkerThreads", Cosmetic),
     key("nio.directBufferBytes", Cosmetic),
     key("nio.sessionlessCnxnTimeout", Supported),
+    key("admin.enableServer", Supported),
+    key("admin.serverAddress", Supported),
+    key("admin.serverPort", Supported),
+    key("admin.commandURL", Supported),
     key("admin.*", Cosmetic),
     // Ours.
     key("shards", Supported),
     key("logSegmentSize", Supported),
     key("bulkReadChildren", Supported),
     key("logSync", Supported),
+    key("slowRequestThresholdMs", Supported),
+    key("slowRequestLogPerSecond", Supported),
+    key("loadAttribution", Supported),
+];
+
+/// The `admin.*` keys the AdminServer reads; the others are Jetty's and accepted quietly.
+const ADMIN_KEYS: [&str; 4] = [
+    "admin.enableServer",
+    "admin.serverAddress",
+    "admin.serverPort",
+    "admin.commandURL",
 ];
 
 /// Looks a key up in [`KEYS`], with or without the `zookeeper.` prefix, mapping numbered
@@ -271,7 +287,7 @@ pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
         "weight.N"
     } else if bare.starts_with("authProvider.") {
         "authProvider.N"
-    } else if bare.starts_with("admin.") {
+    } else if bare.starts_with("admin.") && !ADMIN_KEYS.contains(&bare) {
         "admin.*"
     } else if bare.starts_with("metricsProvider.") && bare != "metricsProvider.className" {
         "metricsProvider.*"
@@ -466,6 +482,12 @@ pub struct Config {
     pub shards: Option<NonZeroUsize>,
     /// Bytes per log segment.
     pub log_segment_size: u64,
+    /// `slowRequestThresholdMs`: requests slower are logged (0: off, the default).
+    pub slow_request_threshold_ms: u64,
+    /// `slowRequestLogPerSecond`: at most this many slow-request lines a second.
+    pub slow_request_log_per_second: u32,
+    /// `loadAttribution`: count load per session, client and path (default yes).
+    pub load_attribution: bool,
     /// `bulkReadChildren`: see [`DEFAULT_BULK_READ_CHILDREN`].
     pub bulk_read_children: usize,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
@@ -881,6 +903,9 @@ impl ConfigBuilder {
             metrics_provider: BTreeMap::new(),
             shards: None,
             log_segment_size: DEFAULT_LOG_SEGMENT_SIZE,
+            slow_request_threshold_ms: 0,
+            slow_request_log_per_second: 10,
+            load_attribution: true,
             bulk_read_children: DEFAULT_BULK_READ_CHILDREN,
             system_properties: BTreeMap::new(),
         };
@@ -1045,6 +1070,9 @@ impl ConfigBuilder {
                 }
                 "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
+                "slowRequestThresholdMs" => c.slow_request_threshold_ms = ctx.int(v)?,
+                "slowRequestLogPerSecond" => c.slow_request_log_per_second = ctx.int(v)?,
+                "loadAttribution" => c.load_attribution = v != "no" && v != "false",
                 _ if numbered(bare, "server.") => {
                     let id = ctx.int::<u64>(&bare["server.".len()..])?;
                     let spec =
@@ -1608,7 +1636,12 @@ mod tests {
     #[test]
     fn key_spec_families_and_prefix() {
         assert_eq!(key_spec("server.12").unwrap().name, "server.N");
-        assert_eq!(key_spec("admin.serverPort").unwrap().name, "admin.*");
+        assert_eq!(key_spec("admin.idleTimeout").unwrap().name, "admin.*");
+        // The AdminServer's own keys have rows of their own.
+        assert_eq!(
+            key_spec("admin.serverPort").unwrap().name,
+            "admin.serverPort"
+        );
         assert_eq!(key_spec("zookeeper.snapCount").unwrap().name, "snapCount");
         assert_eq!(
             key_spec("metricsProvider.httpPort").unwrap().name,

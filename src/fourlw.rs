@@ -55,6 +55,8 @@ pub enum Command {
     Mntr,
     Isro,
     Hash,
+    /// RingKeeper's: load attribution (who drives the load; see `server::load`).
+    Load,
     /// RingKeeper's quorum-aware health (`hlth`): serving with a quorum, synced, safe to
     /// stop. Not a ZooKeeper word (ZooKeeper has none that knows the quorum).
     Hlth,
@@ -66,7 +68,7 @@ pub enum Command {
     TelnetClose,
 }
 
-const COMMANDS: [(Command, &str); 22] = [
+const COMMANDS: [(Command, &str); 23] = [
     (Command::Conf, "conf"),
     (Command::Cons, "cons"),
     (Command::Crst, "crst"),
@@ -85,6 +87,7 @@ const COMMANDS: [(Command, &str); 22] = [
     (Command::Mntr, "mntr"),
     (Command::Isro, "isro"),
     (Command::Hash, "hash"),
+    (Command::Load, "load"),
     (Command::Hlth, "hlth"),
     (Command::Rqld, "rqld"),
     (Command::Ydld, "ydld"),
@@ -700,6 +703,18 @@ pub const MNTR_COUNTERS: &[&str] = &[
     "revalidate_count",
 ];
 
+/// Counters ZooKeeper 3.9 added (its `snapshot` and `restore` admin commands), printed
+/// after the 3.8 counters. Read from the 3.9.5 sources (`ServerMetrics`).
+pub const MNTR_COUNTERS_SINCE_39: &[&str] = &[
+    "snapshot_error_count",
+    "snapshot_rate_limited_count",
+    "restore_error_count",
+    "restore_rate_limited_count",
+];
+
+/// Summaries ZooKeeper 3.9 added, printed after the 3.8 summaries.
+pub const MNTR_SUMMARIES_SINCE_39: &[&str] = &["restore_time"];
+
 /// Summaries: each prints `avg_X min_X max_X cnt_X sum_X`.
 pub const MNTR_SUMMARIES: &[&str] = &[
     "socket_closing_time",
@@ -803,7 +818,7 @@ pub struct MonitorInfo {
 }
 
 impl MonitorInfo {
-    fn value(&self, key: &str) -> MetricValue {
+    pub fn value(&self, key: &str) -> MetricValue {
         self.values
             .iter()
             .find(|(k, _)| k == key)
@@ -816,7 +831,7 @@ impl MonitorInfo {
                 },
             )
     }
-    fn summary(&self, name: &str) -> Summary {
+    pub fn summary(&self, name: &str) -> Summary {
         self.summaries
             .iter()
             .find(|(k, _)| k == name)
@@ -848,16 +863,23 @@ pub fn mntr(m: &MonitorInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "zk_version\t{}", m.version);
     let _ = writeln!(out, "zk_server_state\t{}", m.server_state);
-    for key in MNTR_GAUGES.iter().chain(MNTR_COUNTERS) {
+    for key in MNTR_GAUGES
+        .iter()
+        .chain(MNTR_COUNTERS)
+        .chain(MNTR_COUNTERS_SINCE_39)
+    {
         let _ = writeln!(out, "zk_{key}\t{}", m.value(key).render());
     }
     // Keys of a role (a leader's learner counts) follow the ones every server has.
     for (key, v) in &m.values {
-        if !MNTR_GAUGES.contains(&key.as_str()) && !MNTR_COUNTERS.contains(&key.as_str()) {
+        if !MNTR_GAUGES.contains(&key.as_str())
+            && !MNTR_COUNTERS.contains(&key.as_str())
+            && !MNTR_COUNTERS_SINCE_39.contains(&key.as_str())
+        {
             let _ = writeln!(out, "zk_{key}\t{}", v.render());
         }
     }
-    for name in MNTR_SUMMARIES {
+    for name in MNTR_SUMMARIES.iter().chain(MNTR_SUMMARIES_SINCE_39) {
         write_summary(&mut out, name, &m.summary(name), false);
     }
     for name in MNTR_PERCENTILE_SUMMARIES {

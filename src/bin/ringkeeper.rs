@@ -111,6 +111,43 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
                 .ok_or_else(|| format!("metricsProvider.httpHost {host} resolves to nothing"))?,
         );
     }
+    // The AdminServer: ZooKeeper's keys and defaults, but loopback unless told
+    // otherwise (docs/compat.md).
+    let admin_on = cfg
+        .admin
+        .get("enableServer")
+        .is_none_or(|v| v.trim().eq_ignore_ascii_case("true"));
+    if admin_on {
+        let host = cfg
+            .admin
+            .get("serverAddress")
+            .map_or("127.0.0.1", |h| h.as_str());
+        let port: u16 = match cfg.admin.get("serverPort").map(|p| p.trim().parse()) {
+            None => 8080,
+            Some(Ok(p)) => p,
+            Some(Err(e)) => return Err(format!("admin.serverPort: {e}")),
+        };
+        let url = cfg
+            .admin
+            .get("commandURL")
+            .map_or("/commands", |u| u.as_str())
+            .to_string();
+        if !url.starts_with('/') {
+            return Err(format!("admin.commandURL {url:?} must start with /"));
+        }
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("admin.serverAddress {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("admin.serverAddress {host} resolves to nothing"))?;
+        sc.admin = Some((addr, url));
+    }
+    sc.settings.ops = ringkeeper::server::observe::OpsSettings {
+        load_attribution: cfg.load_attribution,
+        slow_threshold: (cfg.slow_request_threshold_ms > 0)
+            .then(|| std::time::Duration::from_millis(cfg.slow_request_threshold_ms)),
+        slow_per_second: cfg.slow_request_log_per_second,
+    };
     sc.settings.max_frame = cfg.jute_maxbuffer as usize;
     sc.settings.super_digest = cfg.super_digest.clone();
     sc.settings.skip_acl = cfg.skip_acl;
@@ -575,6 +612,23 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Subcommand::Top {
+        connect,
+        interval_ms,
+        once,
+        json,
+        iterations,
+    }) = &cli.command
+    {
+        ringkeeper::top::run(
+            connect,
+            std::time::Duration::from_millis(*interval_ms),
+            *once,
+            *json,
+            *iterations,
+        );
+        return ExitCode::SUCCESS;
+    }
     if let Some(Subcommand::Data { action }) = &cli.command {
         return data_command(action);
     }
@@ -731,6 +785,13 @@ fn main() -> ExitCode {
     }
     let shards = sc.shards;
     let signals = block_signals();
+    let load_ms = started.elapsed().as_millis() as u64;
+    // The txns replayed after the snapshot: exact within one epoch.
+    let replayed = match opened.snapshot_zxid {
+        Some(s) if s >> 32 == opened.zxid >> 32 => (opened.zxid - s) as u64,
+        None if opened.zxid >> 32 == 0 => opened.zxid as u64,
+        _ => 0,
+    };
     let audit = sc.settings.audit.clone();
     let running = match server::start(sc, opened.tree, opened.zxid) {
         Ok(r) => r,
@@ -742,6 +803,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    {
+        let zk = &running.state.seq.metrics.zk;
+        zk.dbinittime.record(load_ms);
+        zk.startup_snap_load_time.record(load_ms);
+        zk.startup_txns_load_time.record(load_ms);
+        zk.startup_txns_loaded.record(replayed);
+    }
     if let Some(a) = &audit {
         a.server_event("serverStart", ringkeeper::server::audit::Outcome::Success);
     }
@@ -755,6 +823,9 @@ fn main() -> ExitCode {
     if let Some(m) = running.metrics_addr {
         eprintln!("ringkeeper: Prometheus metrics on http://{m}/metrics");
     }
+    if let Some(a) = running.admin_addr {
+        eprintln!("ringkeeper: AdminServer on http://{a}");
+    }
     eprintln!(
         "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",
         env!("CARGO_PKG_VERSION"),
@@ -763,7 +834,33 @@ fn main() -> ExitCode {
         cfg.data_dir.display(),
         cfg.data_log_dir.display()
     );
+    // systemd (Type=notify): ready once clients are served, that is once this server
+    // has a role (at once standalone; after an election and sync in an ensemble).
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let state = running.state.clone();
+        let stop = running.stop.clone();
+        let listen = running.local_addr;
+        let _ = std::thread::Builder::new()
+            .name("sd-notify".into())
+            .spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Some(mode) = state.mode() {
+                        let msg = format!(
+                            "READY=1\nMAINPID={}\nSTATUS=serving clients on {listen} ({})",
+                            std::process::id(),
+                            mode.as_str()
+                        );
+                        if let Err(e) = ringkeeper::sdnotify::notify(&msg) {
+                            eprintln!("ringkeeper: cannot notify systemd: {e}");
+                        }
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            });
+    }
     let sig = wait_for_signal(&signals);
+    let _ = ringkeeper::sdnotify::notify("STOPPING=1");
     eprintln!("ringkeeper: signal {sig} received, shutting down");
     // A leader hands off first, so that its stop costs a hand-off, not an election.
     running.hand_off(std::time::Duration::from_secs(3));

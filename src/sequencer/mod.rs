@@ -475,6 +475,8 @@ pub struct Sequencer {
     taken: usize,
     /// Expired sessions whose close txn waits for room, oldest first.
     expiring: VecDeque<i64>,
+    /// Sessions expired since start (ZooKeeper's `stale_sessions_expired`).
+    expired_total: u64,
     /// Since when this member is looking (the read-only mode's clock).
     looking_since: i64,
     /// Serving read-only sessions (`CoreConfig::read_only`, cut off from the quorum).
@@ -584,6 +586,7 @@ impl Sequencer {
             out: Vec::new(),
             taken: 0,
             expiring: VecDeque::new(),
+            expired_total: 0,
             looking_since: start_ms,
             read_only: false,
             ro_sessions: HashMap::new(),
@@ -633,6 +636,11 @@ impl Sequencer {
     /// Sessions tracked for expiry (leader, standalone).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// Sessions this core expired since it started.
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
     }
 
     /// Sessions by expiry time (monotonic ms), for `dump`.
@@ -1091,7 +1099,9 @@ impl Sequencer {
     }
 
     fn expire(&mut self) {
+        let before = self.expiring.len();
         self.expiring.extend(self.sessions.expire(self.now_ms));
+        self.expired_total += (self.expiring.len() - before) as u64;
         self.close_expired();
     }
 

@@ -42,6 +42,9 @@ pub struct Node {
     pub seq: u64,
     /// When the core published it (the `answered` stage starts here).
     pub published_at: Instant,
+    /// When the writes it answers were handed to the log, were durable, and had a
+    /// quorum (for the slow-request log); `None` when it answers no write.
+    pub stages: Option<[Instant; 3]>,
     next: OnceLock<Arc<Node>>,
 }
 
@@ -91,6 +94,7 @@ impl Chain {
                 commit: start,
                 seq: 0,
                 published_at: Instant::now(),
+                stages: None,
                 next: OnceLock::new(),
             }),
         }
@@ -104,10 +108,16 @@ impl Chain {
     /// Links `commit` after the tail. The caller decides whom to wake afterwards
     /// (`should_wake`), with the fence this takes between the link and those reads.
     pub fn append(&mut self, commit: Commit) -> &Arc<Node> {
+        self.append_staged(commit, None)
+    }
+
+    /// `append`, with the write stages of the commit's writes.
+    pub fn append_staged(&mut self, commit: Commit, stages: Option<[Instant; 3]>) -> &Arc<Node> {
         let node = Arc::new(Node {
             commit,
             seq: self.tail.seq + 1,
             published_at: Instant::now(),
+            stages,
             next: OnceLock::new(),
         });
         assert!(

@@ -205,6 +205,16 @@ enum LogOp {
     Install { zxid: i64, received: PathBuf },
 }
 
+/// The txns a commit covers (its entries), when it carries any.
+fn covering_txns(commit: &Commit) -> Option<u64> {
+    let n = commit
+        .entries
+        .iter()
+        .filter(|e| matches!(e, crate::sequencer::msg::Entry::Txn { .. }))
+        .count() as u64;
+    (n > 0).then_some(n)
+}
+
 /// The writer's view of this ring.
 struct RingIo<'a> {
     ops: &'a mut Ops,
@@ -229,6 +239,7 @@ impl WriteIo for RingIo<'_> {
         self.metrics
             .log_records
             .fetch_add(req.records as u64, Ordering::Relaxed);
+        self.metrics.zk.sync_batch_size.record(req.records as u64);
         // SAFETY: the buffer is heap memory owned by `req`, which stays in `inflight`
         // (moving the request does not move its heap buffer) until both completions of
         // this id arrive in `on_file`; the file handle in `req` keeps `fd` open as long.
@@ -974,6 +985,13 @@ pub struct CoreLoop {
     /// Batches handed to the log, oldest first: (last zxid, appended, durable), for the
     /// `logged` and `committed` stages. Bounded by the batches not yet published.
     appends: VecDeque<(i64, Instant, Option<Instant>)>,
+    /// When the last quorum-port message was fed to the core: a commit it caused
+    /// ended its `replicated` stage then.
+    peer_input_at: Option<Instant>,
+    /// Operator-facing timers: since when this server is not serving (an election or
+    /// a sync), and since when the snapshot in progress was offered.
+    looking_since: Option<Instant>,
+    snapshot_since: Option<Instant>,
 }
 
 impl CoreLoop {
@@ -991,9 +1009,16 @@ impl CoreLoop {
         match ev {
             LogEvent::Durable { through_zxid } => {
                 let now = Instant::now();
+                let mut first = true;
                 for a in self.appends.iter_mut() {
                     if a.0 > through_zxid {
                         break;
+                    }
+                    if a.2.is_none() && first {
+                        // One sample per log write, as ZooKeeper's fsynctime.
+                        first = false;
+                        let ms = now.saturating_duration_since(a.1).as_millis() as u64;
+                        self.state.seq.metrics.zk.fsynctime.record(ms);
                     }
                     a.2.get_or_insert(now);
                 }
@@ -1058,6 +1083,7 @@ impl CoreLoop {
             Output::Append(txns) => {
                 let last = txns.last().expect("appends are not empty").zxid as i64;
                 self.appends.push_back((last, Instant::now(), None));
+                self.count_appended(&txns);
                 match &mut self.log {
                     Some(l) => l.queue.push_back(LogOp::Append(txns)),
                     // In memory only: durable at once.
@@ -1093,6 +1119,13 @@ impl CoreLoop {
                 }
             }
             Output::Send { to, msg } => {
+                if let Msg::Sync { mode, .. } = &msg {
+                    let zk = &self.state.seq.metrics.zk;
+                    match mode {
+                        ZabSync::Snap { .. } => zk.snap_syncs.inc(),
+                        _ => zk.diff_syncs.inc(),
+                    }
+                }
                 if let Some(links) = &mut self.links {
                     links.send(ops, to, &msg, &self.inbox);
                 }
@@ -1131,14 +1164,7 @@ impl CoreLoop {
                     let _ = e.input.send(election::Input::Established { epoch });
                 }
             }
-            Output::Mode(m) => self.state.set_mode(match m {
-                Mode::Standalone => MODE_STANDALONE,
-                Mode::Looking => MODE_LOOKING,
-                Mode::Leader => MODE_LEADER,
-                Mode::Follower => MODE_FOLLOWER,
-                Mode::Observer => MODE_OBSERVER,
-                Mode::ReadOnly => MODE_READ_ONLY,
-            }),
+            Output::Mode(m) => self.mode_changed(m),
             Output::Learners(c) => self.state.set_leading(c),
             Output::PeerBase(_) => {}
             Output::Moved { leader, from } => {
@@ -1159,6 +1185,58 @@ impl CoreLoop {
         }
     }
 
+    /// Records the election and unavailability times ZooKeeper reports, and the role.
+    fn mode_changed(&mut self, m: Mode) {
+        let zk = &self.state.seq.metrics.zk;
+        match (m, self.looking_since) {
+            (Mode::Looking, None) => {
+                zk.looking.inc();
+                self.looking_since = Some(Instant::now());
+            }
+            (Mode::Looking, Some(_)) => {}
+            (_, Some(t)) => {
+                self.looking_since = None;
+                let ms = t.elapsed().as_millis() as u64;
+                zk.election_time.record(ms);
+                zk.unavailable_time.record(ms);
+                match m {
+                    Mode::Follower => {
+                        zk.leader_unavailable_time.record(ms);
+                        zk.follower_sync_time.record(ms);
+                    }
+                    Mode::Observer => zk.observer_sync_time.record(ms),
+                    _ => {}
+                }
+            }
+            (_, None) => {}
+        }
+        self.state.set_mode(match m {
+            Mode::Standalone => MODE_STANDALONE,
+            Mode::Looking => MODE_LOOKING,
+            Mode::Leader => MODE_LEADER,
+            Mode::Follower => MODE_FOLLOWER,
+            Mode::Observer => MODE_OBSERVER,
+            Mode::ReadOnly => MODE_READ_ONLY,
+        });
+    }
+
+    /// Counts the txns handed to the log: a leader's proposals, a learner's received
+    /// proposals, and their sizes.
+    fn count_appended(&self, txns: &[crate::zab::Txn]) {
+        let zk = &self.state.seq.metrics.zk;
+        let counter = match self.state.mode() {
+            Some(crate::fourlw::Mode::Leader) => &zk.proposals,
+            Some(crate::fourlw::Mode::Follower | crate::fourlw::Mode::Observer) => {
+                &zk.learner_proposals_received
+            }
+            _ => return,
+        };
+        counter.add(txns.len() as u64);
+        if let Some(t) = txns.last() {
+            zk.proposal_size.record(t.payload.len() as u64);
+        }
+    }
+
     fn close_conn(&mut self, ops: &mut Ops, conn: ConnRef) {
         self.to_shards[conn.shard].push_unbounded(ToShard::Close(conn));
         if conn.shard == 0 {
@@ -1176,14 +1254,35 @@ impl CoreLoop {
         while self.appends.front().is_some_and(|a| a.0 <= commit.zxid) {
             covering = self.appends.pop_front();
         }
+        let m = &self.state.seq.metrics;
+        let mut stages = None;
         if let (Some((_, appended, durable)), true) = (covering, commit.writes > 0) {
             let durable = durable.unwrap_or(now);
-            let m = &self.state.seq.metrics;
+            // The quorum's last ack (or the leader's COMMIT) arrived with the last peer
+            // message, when that came after the local write; standalone it is at once.
+            let quorum = self
+                .peer_input_at
+                .filter(|t| *t > durable && *t <= now)
+                .unwrap_or(durable);
             m.logged.record_n(durable - appended, commit.writes);
-            m.committed.record_n(now - durable, commit.writes);
+            m.replicated.record_n(quorum - durable, commit.writes);
+            m.committed.record_n(now - quorum, commit.writes);
+            stages = Some([appended, durable, quorum]);
+            if self.state.mode() == Some(crate::fourlw::Mode::Leader) {
+                m.zk.proposal_latency.record(quorum - appended);
+            }
+        }
+        if let Some(covered) = covering_txns(&commit) {
+            match self.state.mode() {
+                Some(crate::fourlw::Mode::Leader) => m.zk.commits.add(covered),
+                Some(crate::fourlw::Mode::Follower | crate::fourlw::Mode::Observer) => {
+                    m.zk.learner_commits_received.add(covered)
+                }
+                _ => {}
+            }
         }
         let zxid = commit.zxid;
-        let node = self.chain.append(commit).clone();
+        let node = self.chain.append_staged(commit, stages).clone();
         self.state.seq.last_zxid.store(zxid, Ordering::Relaxed);
         self.state.seq.published_zxid.store(zxid, Ordering::Release);
         for i in 1..self.signals.len() {
@@ -1200,7 +1299,7 @@ impl CoreLoop {
             return;
         };
         match s.try_offer(root, zxid) {
-            Ok(()) => {}
+            Ok(()) => self.snapshot_since = Some(Instant::now()),
             Err(busy) => eprintln!("ringkeeper: {}", busy.describe()),
         }
     }
@@ -1208,7 +1307,14 @@ impl CoreLoop {
     fn loop_msg(&mut self, ops: &mut Ops, m: LoopMsg) {
         match m {
             LoopMsg::Elected(leader) => self.input(Input::Elected { leader }),
-            LoopMsg::SnapshotDurable(zxid) => self.input(Input::SnapshotDurable { zxid }),
+            LoopMsg::SnapshotDurable(zxid) => {
+                if let Some(t) = self.snapshot_since.take() {
+                    let zk = &self.state.seq.metrics.zk;
+                    zk.snapshottime.record(t.elapsed().as_millis() as u64);
+                    zk.snapshots_taken.inc();
+                }
+                self.input(Input::SnapshotDurable { zxid })
+            }
             LoopMsg::Dialed { to, conn, stream } => {
                 if let Some(stream) = stream {
                     self.to_adopt.push((to, conn, stream));
@@ -1327,6 +1433,8 @@ impl CoreLoop {
                         .iter()
                         .filter(|m| matches!(m, ToSeq::Request { .. }))
                         .count() as u64;
+                    m.zk.prep_queued.add(batch.len() as u64);
+                    m.zk.prep_queue_size.record(batch.len() as u64);
                     for msg in batch.drain(..) {
                         self.input(Input::Shard(msg));
                     }
@@ -1428,6 +1536,7 @@ impl Handler for CoreLoop {
         for (from, msg) in msgs {
             let links = self.links.as_mut().expect("links");
             if links.admit(ops, token, from, &msg) {
+                self.peer_input_at = Some(Instant::now());
                 self.input(Input::PeerMessage { from, msg });
             }
         }
@@ -1499,6 +1608,12 @@ impl Handler for CoreLoop {
         self.shard.tick(&mut OpsNet(ops));
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
+        self.state
+            .seq
+            .metrics
+            .zk
+            .sessions_expired
+            .store(self.seq.expired_total(), Ordering::Relaxed);
         *self.state.seq.expiry.lock().expect("expiry poisoned") = self
             .seq
             .expiry()
@@ -1667,6 +1782,9 @@ pub fn run(
         to_adopt: Vec::new(),
         log_events: Vec::new(),
         appends: VecDeque::new(),
+        peer_input_at: None,
+        looking_since: None,
+        snapshot_since: None,
     };
     let (mut reported, mut last_report) = (0u64, None::<Instant>);
     loop {

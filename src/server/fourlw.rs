@@ -37,7 +37,7 @@ fn ms_since_epoch(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn conn_info(c: &ConnLine) -> ConnInfo {
+pub(super) fn conn_info(c: &ConnLine) -> ConnInfo {
     let s = &c.stats;
     ConnInfo {
         remote: fmt::java_socket_addr(&c.peer.ip().to_string(), c.peer.port()),
@@ -64,7 +64,7 @@ fn conn_info(c: &ConnLine) -> ConnInfo {
 /// ZooKeeper's `ZK_NOT_SERVING` four-letter-word answer.
 const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
-fn dir_size(p: &Path) -> u64 {
+pub(super) fn dir_size(p: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
     };
@@ -77,7 +77,7 @@ fn dir_size(p: &Path) -> u64 {
         .sum()
 }
 
-fn snapshot(
+pub(super) fn snapshot(
     state: &ServerState,
     view: &DataTree,
     zxid: i64,
@@ -209,6 +209,10 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
             out.push_str(&state.seq.metrics.mntr_lines());
             out
         }
+        Command::Load => state.load().map_or_else(
+            || "load attribution is off (loadAttribution=no)\n".to_string(),
+            |m| m.text(),
+        ),
         Command::TelnetClose => String::new(),
         Command::Hlth | Command::Rqld | Command::Ydld => unreachable!("answered above"),
     }
@@ -254,11 +258,207 @@ fn monitor(
             v("auth_failed_count", Int(state.auth_failures() as i64)),
         ]
         .into_iter()
+        .chain(zk_values(state))
         .chain(leader_values(state))
+        .chain(quorum_values(state))
         .collect(),
-        summaries: Vec::new(),
-        namespaces: Vec::new(),
+        summaries: zk_summaries(state),
+        namespaces: namespaces(state),
     }
+}
+
+/// ZooKeeper's counters and size gauges that RingKeeper keeps (docs/compat.md maps
+/// every key; the ones absent here print 0 and have no meaning here).
+fn zk_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
+    use fmt::MetricValue::Int;
+    let m = &state.seq.metrics;
+    let zk = &m.zk;
+    let (last, min, max) = zk.response_size.get();
+    let records = m.log_records.load(std::sync::atomic::Ordering::Relaxed);
+    let i = |n: u64| Int(n as i64);
+    [
+        ("last_client_response_size", Int(last)),
+        ("min_client_response_size", Int(min)),
+        ("max_client_response_size", Int(max)),
+        ("proposal_count", i(zk.proposals.get())),
+        ("commit_count", i(zk.commits.get())),
+        (
+            "learner_proposal_received_count",
+            i(zk.learner_proposals_received.get()),
+        ),
+        (
+            "learner_commit_received_count",
+            i(zk.learner_commits_received.get()),
+        ),
+        ("looking_count", i(zk.looking.get())),
+        ("bytes_received_count", i(zk.bytes_received.get())),
+        ("response_bytes", i(zk.response_bytes.get())),
+        ("connection_request_count", i(zk.connection_requests.get())),
+        ("connection_rejected", i(zk.connection_rejected.get())),
+        ("unsuccessful_handshake", i(zk.unsuccessful_handshake.get())),
+        ("revalidate_count", i(zk.revalidate.get())),
+        (
+            "stale_sessions_expired",
+            i(zk.sessions_expired
+                .load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+        ("prep_processor_request_queued", i(zk.prep_queued.get())),
+        ("sync_processor_request_queued", i(records)),
+        ("outstanding_changes_queued", i(records)),
+        ("outstanding_changes_removed", i(records)),
+        ("snap_count", i(zk.snap_syncs.get())),
+        ("watch_bytes", i(zk.watch_bytes.get())),
+        ("connection_drop_count", i(zk.connection_drops.get())),
+        ("diff_count", i(zk.diff_syncs.get())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// `peer_state` of a server in an ensemble, as `QuorumZooKeeperServer` adds it.
+fn quorum_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
+    let Some(mode) = state.mode() else {
+        return Vec::new();
+    };
+    let s = match mode {
+        Mode::Standalone | Mode::ReadOnly => return Vec::new(),
+        Mode::Leader => "leading - broadcast",
+        Mode::Follower => "following - broadcast",
+        Mode::Observer => "observing - broadcast",
+    };
+    vec![("peer_state".to_string(), fmt::MetricValue::Text(s.into()))]
+}
+
+/// ZooKeeper's per-namespace byte summaries, from the shards' load pictures.
+fn namespaces(state: &ServerState) -> Vec<(String, fmt::Summary, fmt::Summary)> {
+    let Some(m) = state.load() else {
+        return Vec::new();
+    };
+    let conv = |b: &super::load::ByteSummary| fmt::Summary {
+        count: b.count as i64,
+        sum: b.sum as i64,
+        min: b.min as i64,
+        max: b.max as i64,
+        percentiles: [0; 4],
+    };
+    m.namespaces
+        .iter()
+        .map(|(ns, r, w)| (ns.clone(), conv(r), conv(w)))
+        .collect()
+}
+
+fn from_summary(s: &super::metrics::Summary) -> fmt::Summary {
+    let (count, sum, min, max) = s.get();
+    fmt::Summary {
+        count: count as i64,
+        sum: sum as i64,
+        min: min as i64,
+        max: max as i64,
+        percentiles: [0; 4],
+    }
+}
+
+/// A microsecond histogram as a ZooKeeper summary in milliseconds.
+fn from_histogram(h: &super::metrics::Histogram) -> fmt::Summary {
+    let ms = |us: u64| (us / 1000) as i64;
+    let count = h.count();
+    fmt::Summary {
+        count: count as i64,
+        sum: ms(h.sum_us()),
+        min: if count == 0 {
+            0
+        } else {
+            ms(h.quantile_us(0.0))
+        },
+        max: ms(h.max_us()),
+        percentiles: [0.5, 0.95, 0.99, 0.999].map(|q| ms(h.quantile_us(q))),
+    }
+}
+
+/// ZooKeeper's summaries that RingKeeper measures, from its stage histograms and
+/// timers: which stage stands for which ZooKeeper processor is in docs/compat.md.
+fn zk_summaries(state: &ServerState) -> Vec<(String, fmt::Summary)> {
+    let m = &state.seq.metrics;
+    let zk = &m.zk;
+    let mut out: Vec<(&str, fmt::Summary)> = vec![
+        ("updatelatency", from_histogram(&m.total)),
+        ("readlatency", from_histogram(&m.reads)),
+        ("prep_processor_queue_time_ms", from_histogram(&m.queued)),
+        ("prep_process_time", from_histogram(&m.sequenced)),
+        (
+            "sync_processor_queue_and_flush_time_ms",
+            from_histogram(&m.logged),
+        ),
+        ("quorum_ack_latency", from_histogram(&m.replicated)),
+        ("proposal_latency", from_histogram(&zk.proposal_latency)),
+        ("commit_propagation_latency", from_histogram(&m.committed)),
+        (
+            "propagation_latency",
+            from_histogram(&zk.propagation_latency),
+        ),
+        (
+            "prep_processor_queue_size",
+            from_summary(&zk.prep_queue_size),
+        ),
+        ("server_write_committed_time_ms", from_histogram(&m.total)),
+        ("local_write_committed_time_ms", from_histogram(&m.total)),
+        ("write_final_proc_time_ms", from_histogram(&m.answered)),
+        ("read_final_proc_time_ms", from_histogram(&m.reads)),
+        ("fsynctime", from_summary(&zk.fsynctime)),
+        ("snapshottime", from_summary(&zk.snapshottime)),
+        (
+            "sync_processor_batch_size",
+            from_summary(&zk.sync_batch_size),
+        ),
+        ("election_time", from_summary(&zk.election_time)),
+        ("unavailable_time", from_summary(&zk.unavailable_time)),
+        (
+            "leader_unavailable_time",
+            from_summary(&zk.leader_unavailable_time),
+        ),
+        ("follower_sync_time", from_summary(&zk.follower_sync_time)),
+        ("observer_sync_time", from_summary(&zk.observer_sync_time)),
+        (
+            "startup_snap_load_time",
+            from_summary(&zk.startup_snap_load_time),
+        ),
+        ("startup_txns_loaded", from_summary(&zk.startup_txns_loaded)),
+        (
+            "startup_txns_load_time",
+            from_summary(&zk.startup_txns_load_time),
+        ),
+        ("dbinittime", from_summary(&zk.dbinittime)),
+        (
+            "node_created_watch_count",
+            from_summary(&zk.node_created_watches),
+        ),
+        (
+            "node_deleted_watch_count",
+            from_summary(&zk.node_deleted_watches),
+        ),
+        (
+            "node_changed_watch_count",
+            from_summary(&zk.node_changed_watches),
+        ),
+        (
+            "node_children_watch_count",
+            from_summary(&zk.node_children_watches),
+        ),
+    ];
+    out.retain(|(_, s)| s.count > 0);
+    out.into_iter().map(|(k, s)| (k.to_string(), s)).collect()
+}
+
+/// Every `mntr` value and summary, for the Prometheus endpoint and the AdminServer.
+pub fn monitor_info(state: &ServerState, view: &DataTree, zxid: i64) -> fmt::MonitorInfo {
+    let pictures = state.pictures();
+    let conns: Vec<ConnInfo> = pictures
+        .iter()
+        .flat_map(|p| p.conns.iter().map(conn_info))
+        .collect();
+    let watches = pictures.iter().map(|p| p.watches.total).sum();
+    monitor(state, view, zxid, &conns, watches)
 }
 
 /// ZooKeeper's leader-only `mntr` keys (`LeaderZooKeeperServer`'s gauges), present only
@@ -274,6 +474,18 @@ fn leader_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
         ("synced_non_voting_followers", 0),
         ("synced_observers", c.synced_observers as i64),
         ("pending_syncs", c.pending_syncs as i64),
+        (
+            "last_proposal_size",
+            state.seq.metrics.zk.proposal_size.get().0,
+        ),
+        (
+            "max_proposal_size",
+            state.seq.metrics.zk.proposal_size.get().2,
+        ),
+        (
+            "min_proposal_size",
+            state.seq.metrics.zk.proposal_size.get().1,
+        ),
         ("leader_uptime", up.as_millis() as i64),
         ("quorum_size", c.quorum_size as i64),
     ]
@@ -299,7 +511,7 @@ fn max_fds() -> i64 {
     }
 }
 
-fn env_info() -> fmt::EnvInfo {
+pub(super) fn env_info() -> fmt::EnvInfo {
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .unwrap_or_default()

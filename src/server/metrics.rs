@@ -9,7 +9,8 @@
 //! | `queued`    | the shard decoded the request         | the sequencer took it               |
 //! | `sequenced` | the sequencer took it                 | validated, zxid assigned, applied   |
 //! | `logged`    | its pass was handed to the log        | the log reported it durable         |
-//! | `committed` | durable                               | the commit was handed to the shards |
+//! | `replicated`| durable                               | a quorum had it (the peer message that completed the quorum arrived; 0 standalone) |
+//! | `committed` | a quorum had it                       | the commit was handed to the shards |
 //! | `answered`  | the commit was handed to the shards   | the reply was queued on its socket  |
 //! | `total`     | the shard decoded the request         | the reply was queued on its socket  |
 //!
@@ -133,6 +134,7 @@ pub struct Metrics {
     pub queued: Histogram,
     pub sequenced: Histogram,
     pub logged: Histogram,
+    pub replicated: Histogram,
     pub committed: Histogram,
     pub answered: Histogram,
     pub total: Histogram,
@@ -142,6 +144,164 @@ pub struct Metrics {
     /// (records per write), which decides the disk's and the kernel's cost per txn.
     pub log_writes: std::sync::atomic::AtomicU64,
     pub log_records: std::sync::atomic::AtomicU64,
+    /// ZooKeeper's own counters and summaries (the `mntr` keys it prints).
+    pub zk: ZkStats,
+}
+
+/// ZooKeeper's `avg/min/max/cnt/sum` summary (an `AvgMinMaxCounter`), lock-free.
+#[derive(Debug)]
+pub struct Summary {
+    count: AtomicU64,
+    sum: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            min: AtomicU64::new(u64::MAX),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Summary {
+    pub fn record(&self, v: u64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+        self.min.fetch_min(v, Ordering::Relaxed);
+        self.max.fetch_max(v, Ordering::Relaxed);
+    }
+
+    /// (count, sum, min, max); min is 0 when empty, as ZooKeeper prints it.
+    pub fn get(&self) -> (u64, u64, u64, u64) {
+        let n = self.count.load(Ordering::Relaxed);
+        let min = if n == 0 {
+            0
+        } else {
+            self.min.load(Ordering::Relaxed)
+        };
+        (
+            n,
+            self.sum.load(Ordering::Relaxed),
+            min,
+            self.max.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A relaxed counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Last/min/max of a size (ZooKeeper's `*_client_response_size`, `*_proposal_size`).
+#[derive(Debug)]
+pub struct SizeGauge {
+    last: AtomicU64,
+    min: AtomicU64,
+    max: AtomicU64,
+}
+
+impl Default for SizeGauge {
+    fn default() -> Self {
+        SizeGauge {
+            last: AtomicU64::new(0),
+            min: AtomicU64::new(u64::MAX),
+            max: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SizeGauge {
+    pub fn record(&self, n: u64) {
+        self.last.store(n, Ordering::Relaxed);
+        if n < self.min.load(Ordering::Relaxed) {
+            self.min.fetch_min(n, Ordering::Relaxed);
+        }
+        if n > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+    /// (last, min, max); ZooKeeper prints -1 for min and max before the first value.
+    pub fn get(&self) -> (i64, i64, i64) {
+        let min = self.min.load(Ordering::Relaxed);
+        if min == u64::MAX {
+            return (-1, -1, -1);
+        }
+        (
+            self.last.load(Ordering::Relaxed) as i64,
+            min as i64,
+            self.max.load(Ordering::Relaxed) as i64,
+        )
+    }
+}
+
+/// The counters and summaries behind ZooKeeper's `mntr` keys that RingKeeper has a
+/// meaning for (docs/compat.md maps each key). Times are in milliseconds, as
+/// ZooKeeper's; every update is a relaxed atomic on the thread that sees the event.
+#[derive(Debug, Default)]
+pub struct ZkStats {
+    pub bytes_received: Counter,
+    pub response_bytes: Counter,
+    pub response_size: SizeGauge,
+    pub proposal_size: SizeGauge,
+    pub connection_requests: Counter,
+    pub connection_rejected: Counter,
+    pub unsuccessful_handshake: Counter,
+    pub revalidate: Counter,
+    pub proposals: Counter,
+    pub commits: Counter,
+    pub learner_proposals_received: Counter,
+    pub learner_commits_received: Counter,
+    pub looking: Counter,
+    pub prep_queued: Counter,
+    /// Requests waiting for the sequencer, sampled at each of its passes.
+    pub prep_queue_size: Summary,
+    /// Written by the core loop each tick from the core's own count.
+    pub sessions_expired: AtomicU64,
+    pub snapshots_taken: Counter,
+    /// Bytes of watch notifications sent.
+    pub watch_bytes: Counter,
+    /// Connections the client closed (end of stream), ZooKeeper's failed reads.
+    pub connection_drops: Counter,
+    /// A leader's syncs of learners by SNAP, and by DIFF or TRUNC.
+    pub snap_syncs: Counter,
+    pub diff_syncs: Counter,
+    pub fsynctime: Summary,
+    pub snapshottime: Summary,
+    pub sync_batch_size: Summary,
+    pub election_time: Summary,
+    pub unavailable_time: Summary,
+    pub leader_unavailable_time: Summary,
+    pub follower_sync_time: Summary,
+    pub observer_sync_time: Summary,
+    pub startup_snap_load_time: Summary,
+    pub startup_txns_loaded: Summary,
+    pub startup_txns_load_time: Summary,
+    pub dbinittime: Summary,
+    pub node_created_watches: Summary,
+    pub node_deleted_watches: Summary,
+    pub node_changed_watches: Summary,
+    pub node_children_watches: Summary,
+    /// A leader's proposals, from their append to the quorum's ack (microseconds).
+    pub proposal_latency: Histogram,
+    /// Writes from the log hand-off (the txn's making) to their answer here.
+    pub propagation_latency: Histogram,
 }
 
 /// The quantiles reported for each histogram.
@@ -150,11 +310,12 @@ pub const QUANTILES: [(&str, f64); 4] =
 
 impl Metrics {
     /// (name, histogram) for every write stage in path order, then reads.
-    pub fn all(&self) -> [(&'static str, &Histogram); 7] {
+    pub fn all(&self) -> [(&'static str, &Histogram); 8] {
         [
             ("write_queued", &self.queued),
             ("write_sequenced", &self.sequenced),
             ("write_logged", &self.logged),
+            ("write_replicated", &self.replicated),
             ("write_committed", &self.committed),
             ("write_answered", &self.answered),
             ("write_total", &self.total),

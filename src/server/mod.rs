@@ -2,6 +2,7 @@
 //! core, its log writes and its peer connections), the other shards' loops, and their
 //! wiring. Protocol decisions live in the pure modules; this module carries them out.
 
+pub mod admin;
 pub mod audit;
 pub mod bulk;
 pub mod chain;
@@ -11,8 +12,11 @@ pub mod election;
 pub mod fourlw;
 pub mod health;
 pub mod http;
+pub mod json;
+pub mod load;
 pub mod mailbox;
 pub mod metrics;
+pub mod observe;
 pub mod peer_wire;
 pub mod reads;
 pub mod replication;
@@ -44,6 +48,9 @@ pub struct ServerConfig {
     pub max_cnxns: usize,
     /// Where to serve Prometheus `/metrics` (`metricsProvider.httpHost:httpPort`), if at all.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where to serve the AdminServer (`admin.serverAddress:serverPort`) and its
+    /// command URL, if at all.
+    pub admin: Option<(SocketAddr, String)>,
     pub core: CoreConfig,
     /// The log and snapshots; `None` keeps data in memory only (tests).
     pub storage: Option<StorageSetup>,
@@ -63,6 +70,7 @@ impl ServerConfig {
             max_client_cnxns_per_ip: 60,
             max_cnxns: 0,
             metrics_addr: None,
+            admin: None,
             core: CoreConfig {
                 server_id: 0,
                 tick_ms: tick,
@@ -93,6 +101,7 @@ impl ServerConfig {
                 ),
                 fourlw_whitelist: crate::config::FourLetterWhitelist::parse("srvr").0,
                 conf: crate::fourlw::ConfInfo::default(),
+                ops: Default::default(),
                 bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
             },
         }
@@ -130,6 +139,8 @@ pub struct Running {
     pub election_addr: Option<SocketAddr>,
     /// The Prometheus endpoint's address, when one was asked for.
     pub metrics_addr: Option<SocketAddr>,
+    /// The AdminServer's address, when it runs.
+    pub admin_addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     shard_wakes: Vec<Arc<LateWake>>,
 }
@@ -194,6 +205,10 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     let mut settings = cfg.settings.clone();
     settings.max_cnxns = cfg.max_cnxns;
     let state = Arc::new(ServerState::new(settings, cfg.shards, seq_stats.clone()));
+    if cfg.ensemble.is_some() {
+        // Not serving until the core reports a role (srvr, sd_notify's READY=1).
+        state.set_mode(stats::MODE_LOOKING);
+    }
     seq_stats
         .last_zxid
         .store(zxid, std::sync::atomic::Ordering::Relaxed);
@@ -322,11 +337,24 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     }
     let mut metrics_addr = None;
     if let Some(maddr) = cfg.metrics_addr {
-        let (bound, t) = http::start(maddr, state.clone(), stop.clone())?;
+        let (bound, t) = http::start(maddr, http::Endpoint::Metrics, state.clone(), stop.clone())?;
         metrics_addr = Some(bound);
         threads.push(t);
     }
+    let mut admin_addr = None;
+    if let Some((addr, url)) = cfg.admin {
+        let ep = http::Endpoint::Admin { command_url: url };
+        // As a ZooKeeper quorum peer: a port in use costs the AdminServer, not the server.
+        match http::start(addr, ep, state.clone(), stop.clone()) {
+            Ok((bound, t)) => {
+                admin_addr = Some(bound);
+                threads.push(t);
+            }
+            Err(e) => eprintln!("ringkeeper: problem starting the AdminServer on {addr}: {e}"),
+        }
+    }
     Ok(Running {
+        admin_addr,
         metrics_addr,
         quorum_addr,
         election_addr,

@@ -56,6 +56,9 @@ pub enum ToShard {
     PictureReady,
     /// A client connection the acceptor placed on this shard.
     Adopt(std::net::TcpStream),
+    /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
+    /// this shard's view once every shard's picture is in, as a four-letter word.
+    Inspect(Inspect),
     /// Close `percentage` percent (rounded up) of the client connections, and say how
     /// many on `reply` (ZooKeeper's `shed_connections`; a drain repeats it).
     Shed {
@@ -68,6 +71,18 @@ pub enum ToShard {
         gen: u32,
         bytes: Vec<u8>,
     },
+}
+
+/// An inspection run on a shard's loop over its view and the server's state.
+pub struct Inspect(pub InspectFn);
+
+/// The job of an [`Inspect`]: the state, the shard's view and its zxid.
+pub type InspectFn = Box<dyn FnOnce(&ServerState, &DataTree, i64) + Send>;
+
+impl std::fmt::Debug for Inspect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inspect")
+    }
 }
 
 /// What a shard needs from the network layer.
@@ -233,6 +248,9 @@ pub struct Shard {
     audit: Option<Arc<audit::AuditLog>>,
     /// Four-letter words waiting for the other shards' pictures: (slot, command, gen).
     pending_fourlw: Vec<(usize, crate::fourlw::Command, u64)>,
+    pending_inspect: Vec<(u64, Inspect)>,
+    /// Load attribution and the slow-request log (`None`: both off).
+    observe: Option<Box<super::observe::Observe>>,
     /// The bulk-reply thread, if this server runs one (`server::bulk`).
     bulk_tx: Option<std::sync::mpsc::Sender<BulkJob>>,
 }
@@ -258,6 +276,7 @@ impl Shard {
     ) -> Self {
         let max_frame = state.settings.max_frame;
         let super_digest = state.settings.super_digest.clone();
+        let observe = super::observe::Observe::new(&state.settings.ops);
         let skip_acl = state.settings.skip_acl;
         let audit = state.settings.audit.clone();
         Shard {
@@ -286,6 +305,8 @@ impl Shard {
             outstanding: 0,
             audit,
             pending_fourlw: Vec::new(),
+            pending_inspect: Vec::new(),
+            observe,
             bulk_tx: None,
         }
     }
@@ -322,6 +343,7 @@ impl Shard {
     /// until `closed`.
     pub fn accepted(&mut self, slot: usize, peer: SocketAddr, max_per_ip: usize) -> bool {
         if let Err(why) = self.state.admit(peer.ip(), max_per_ip) {
+            self.state.seq.metrics.zk.connection_rejected.inc();
             self.refused(peer, why);
             return false;
         }
@@ -363,6 +385,7 @@ impl Shard {
     /// pictures: `nc` and most scripts send the word and shut down their side at once,
     /// and still read the answer. Returns whether to close now.
     pub fn end_of_stream(&mut self, slot: usize) -> bool {
+        self.state.seq.metrics.zk.connection_drops.inc();
         !self.pending_fourlw.iter().any(|(s, _, _)| *s == slot)
     }
 
@@ -382,6 +405,9 @@ impl Shard {
             self.state.release_large(large);
         }
         self.watches.remove_watcher(slot);
+        if let Some(ob) = &mut self.observe {
+            ob.closed(slot);
+        }
         if c.session_id != 0 && self.bound.get(&c.session_id) == Some(&slot) {
             self.bound.remove(&c.session_id);
             self.outbox.push(ToSeq::Detached {
@@ -429,6 +455,12 @@ impl Shard {
             c.last_active = Instant::now();
         }
         c.inbuf.extend_from_slice(bytes);
+        self.state
+            .seq
+            .metrics
+            .zk
+            .bytes_received
+            .add(bytes.len() as u64);
         self.parse(net, slot);
     }
 
@@ -517,9 +549,12 @@ impl Shard {
     }
 
     fn handshake(&mut self, slot: usize, frame: &[u8]) -> bool {
+        let zk = &self.state.seq.metrics.zk;
+        zk.connection_requests.inc();
         let req = match ConnectRequest::from_bytes(frame) {
             Ok(r) => r,
             Err(e) => {
+                zk.unsuccessful_handshake.inc();
                 eprintln!("ringkeeper: bad connect request: {e}");
                 return false;
             }
@@ -538,6 +573,9 @@ impl Shard {
             .expect("handshake on unknown slot");
         c.phase = Phase::Connecting;
         c.read_only_byte = req.read_only;
+        if req.session_id != 0 {
+            zk.revalidate.inc();
+        }
         let conn = self.conn_ref(slot);
         self.outbox.push(ToSeq::Connect {
             conn,
@@ -594,6 +632,9 @@ impl Shard {
                 return false;
             }
             large = frame.len() as u32;
+        }
+        if let Some(ob) = &mut self.observe {
+            ob.request(slot, c.session_id, c.peer, &req, frame.len() + 4);
         }
         self.outstanding += 1;
         let queued = Queued {
@@ -731,6 +772,18 @@ impl Shard {
         c.stats.answered(q.req.op(), q.received, zxid);
         self.state.seq.metrics.reads.record(q.received.elapsed());
         self.state.request_done(q.received);
+        self.state.responded(out.len());
+        if let Some(ob) = &mut self.observe {
+            ob.read_answered(
+                slot,
+                c.session_id,
+                c.peer,
+                &q.req,
+                out.len(),
+                q.received,
+                zxid,
+            );
+        }
         self.outstanding -= 1;
         if q.large > 0 {
             self.state.release_large(i64::from(q.large));
@@ -795,6 +848,11 @@ impl Shard {
                     }
                 }
                 ToShard::PictureReady => self.answer_ready_fourlw(net),
+                ToShard::Inspect(job) => {
+                    let gen = self.ask_pictures();
+                    self.pending_inspect.push((gen, job));
+                    self.answer_ready_fourlw(net);
+                }
                 ToShard::Adopt(stream) => {
                     // The acceptor counted it for this shard already.
                     match net.adopt(stream) {
@@ -863,6 +921,10 @@ impl Shard {
         c.stats.answered(w.op, w.received, self.view_zxid);
         self.state.seq.metrics.reads.record(w.received.elapsed());
         self.state.request_done(w.received);
+        self.state.responded(bytes.len());
+        if let Some(ob) = &mut self.observe {
+            ob.bytes_out(slot, c.session_id, c.peer, bytes.len());
+        }
         self.outstanding -= 1;
         net.send(slot, bytes);
         if !w.held.is_empty() {
@@ -893,7 +955,10 @@ impl Shard {
                     // 1. Watches fire before anything that shows the new state.
                     if !self.watches_empty() {
                         for t in &applied.triggers {
+                            let before = self.events.len();
                             self.watches.trigger(&t.path, t.event, &mut self.events);
+                            self.state
+                                .watches_triggered(t.event, self.events.len() - before);
                             let mut events = std::mem::take(&mut self.events);
                             for ev in events.drain(..) {
                                 // Only to watchers that may READ the node the event
@@ -908,8 +973,14 @@ impl Shard {
                                 if !allowed {
                                     continue;
                                 }
+                                if let (Some(ob), Some(c)) =
+                                    (&mut self.observe, self.conns.get(&ev.watcher))
+                                {
+                                    ob.watch_fired(ev.watcher, c.session_id, c.peer, &ev.path);
+                                }
                                 out.clear();
                                 Self::notification(&mut out, txn.zxid, ev.event, &ev.path);
+                                self.state.seq.metrics.zk.watch_bytes.add(out.len() as u64);
                                 self.send_or_hold(net, ev.watcher, &out);
                             }
                             self.events = events;
@@ -930,9 +1001,12 @@ impl Shard {
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
-                            self.answered(net, o, &out, txn.zxid);
+                            self.answered(net, o, &out, txn.zxid, Some(node));
                             let m = &self.state.seq.metrics;
                             m.answered.record(node.published_at.elapsed());
+                            if let Some([appended, ..]) = node.stages {
+                                m.zk.propagation_latency.record(appended.elapsed());
+                            }
                             m.total.record(o.received.elapsed());
                         }
                     }
@@ -986,7 +1060,7 @@ impl Shard {
                         }
                         _ => frame_reply(&mut out, origin.xid, *zxid, error.code, &[]),
                     }
-                    self.answered(net, *origin, &out, *zxid);
+                    self.answered(net, *origin, &out, *zxid, None);
                 }
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
@@ -1001,7 +1075,7 @@ impl Shard {
                     out.clear();
                     let body = SyncResponse { path: path.clone() }.to_bytes();
                     frame_reply(&mut out, origin.xid, *zxid, Code::Ok, &body);
-                    self.answered(net, *origin, &out, *zxid);
+                    self.answered(net, *origin, &out, *zxid, None);
                 }
                 Entry::Connect { conn, outcome } => {
                     if !self.is_mine(conn) {
@@ -1191,7 +1265,14 @@ impl Shard {
         self.parse(net, slot);
     }
 
-    fn answered(&mut self, net: &mut dyn Net, o: Origin, bytes: &[u8], zxid: i64) {
+    fn answered(
+        &mut self,
+        net: &mut dyn Net,
+        o: Origin,
+        bytes: &[u8],
+        zxid: i64,
+        node: Option<&Node>,
+    ) {
         let c = self
             .conns
             .get_mut(&o.conn.slot)
@@ -1200,6 +1281,10 @@ impl Shard {
         c.in_flight -= 1;
         c.stats.answered(o.op, o.received, zxid);
         self.state.request_done(o.received);
+        self.state.responded(bytes.len());
+        if let Some(ob) = &mut self.observe {
+            ob.write_answered(&o, c.session_id, c.peer, bytes.len(), zxid, node);
+        }
         self.outstanding -= 1;
         if c.large_writes.front().is_some_and(|(x, _)| *x == o.xid) {
             let (_, n) = c.large_writes.pop_front().expect("front exists");
@@ -1370,6 +1455,9 @@ impl Shard {
     /// connections idle before their handshake.
     pub fn tick(&mut self, net: &mut dyn Net) {
         self.expire_sessionless(net);
+        if let Some(o) = &mut self.observe {
+            o.fold();
+        }
         if !self.touched.is_empty() {
             self.touched.remove(&0);
             let ids: Vec<i64> = self.touched.drain().collect();
@@ -1383,6 +1471,14 @@ impl Shard {
     /// shard's current picture: this shard asks the others to publish and answers once
     /// they all have (`answer_ready_fourlw`), without blocking its loop.
     fn four_letter_word(&mut self, net: &mut dyn Net, slot: usize, cmd: crate::fourlw::Command) {
+        let gen = self.ask_pictures();
+        self.pending_fourlw.push((slot, cmd, gen));
+        self.answer_ready_fourlw(net);
+    }
+
+    /// Publishes this shard's picture and asks the others for theirs; the generation
+    /// to wait for.
+    fn ask_pictures(&mut self) -> u64 {
         let gen = self.state.next_picture_gen();
         self.publish_picture(gen);
         for (i, inbox) in self.state.shard_inboxes().iter().enumerate() {
@@ -1393,11 +1489,19 @@ impl Shard {
                 });
             }
         }
-        self.pending_fourlw.push((slot, cmd, gen));
-        self.answer_ready_fourlw(net);
+        gen
     }
 
     fn answer_ready_fourlw(&mut self, net: &mut dyn Net) {
+        let mut i = 0;
+        while i < self.pending_inspect.len() {
+            if !self.state.pictures_ready(self.pending_inspect[i].0) {
+                i += 1;
+                continue;
+            }
+            let (_, job) = self.pending_inspect.swap_remove(i);
+            (job.0)(&self.state, &self.view, self.view_zxid);
+        }
         let mut i = 0;
         while i < self.pending_fourlw.len() {
             let (slot, cmd, gen) = self.pending_fourlw[i];
@@ -1414,9 +1518,18 @@ impl Shard {
         }
     }
 
-    fn publish_picture(&self, gen: u64) {
-        self.state
-            .publish_shard(self.id, gen, self.snapshot_conns(), self.watch_summary());
+    fn publish_picture(&mut self, gen: u64) {
+        if let Some(o) = &mut self.observe {
+            o.fold();
+        }
+        let load = self.observe.as_ref().and_then(|o| o.load.clone());
+        self.state.publish_shard(
+            self.id,
+            gen,
+            self.snapshot_conns(),
+            self.watch_summary(),
+            load,
+        );
     }
 
     fn snapshot_conns(&self) -> Vec<fourlw::ConnLine> {

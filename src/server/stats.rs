@@ -40,6 +40,8 @@ pub struct Settings {
     pub fourlw_whitelist: crate::config::FourLetterWhitelist,
     /// What `conf` prints.
     pub conf: crate::fourlw::ConfInfo,
+    /// Load attribution and the slow-request log.
+    pub ops: super::observe::OpsSettings,
     /// `bulkReadChildren`: a getChildren of a node with more children than this is
     /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
     pub bulk_children: usize,
@@ -161,6 +163,8 @@ pub struct ShardPicture {
     pub gen: u64,
     pub conns: Vec<ConnLine>,
     pub watches: WatchSummary,
+    /// The shard's load sketches (`None`: attribution is off).
+    pub load: Option<super::load::Load>,
 }
 
 pub struct ServerState {
@@ -397,6 +401,30 @@ impl ServerState {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A reply of `n` bytes was queued (ZooKeeper's response size and bytes keys).
+    pub fn responded(&self, n: usize) {
+        let zk = &self.seq.metrics.zk;
+        zk.response_bytes.add(n as u64);
+        zk.response_size.record(n as u64);
+    }
+
+    /// A committed change fired `n` watches of this shard.
+    pub fn watches_triggered(&self, ev: crate::proto::EventType, n: usize) {
+        use crate::proto::EventType;
+        if n == 0 {
+            return;
+        }
+        let zk = &self.seq.metrics.zk;
+        let s = match ev {
+            EventType::NodeCreated => &zk.node_created_watches,
+            EventType::NodeDeleted => &zk.node_deleted_watches,
+            EventType::NodeDataChanged => &zk.node_changed_watches,
+            EventType::NodeChildrenChanged => &zk.node_children_watches,
+            _ => return,
+        };
+        s.record(n as u64);
+    }
+
     pub fn auth_failed(&self) {
         self.auth_failed.fetch_add(1, Ordering::Relaxed);
     }
@@ -416,13 +444,32 @@ impl ServerState {
         gen: u64,
         conns: Vec<ConnLine>,
         watches: WatchSummary,
+        load: Option<super::load::Load>,
     ) {
         let mut s = self.shards.lock().expect("shard pictures poisoned");
         s[shard] = ShardPicture {
             gen,
             conns,
             watches,
+            load,
         };
+    }
+
+    /// The shards' load sketches merged, as last published; `None` when load
+    /// attribution is off.
+    pub fn load(&self) -> Option<super::load::Merged> {
+        let pictures = self.pictures();
+        let loads: Vec<&super::load::Load> =
+            pictures.iter().filter_map(|p| p.load.as_ref()).collect();
+        if !self.settings.ops.load_attribution {
+            return None;
+        }
+        Some(super::load::merged(&loads))
+    }
+
+    /// `load` as JSON (null when attribution is off).
+    pub fn load_json(&self) -> super::json::Json {
+        self.load().map_or(super::json::Json::Null, |m| m.json())
     }
 
     /// A fresh generation for a four-letter word that gathers every shard's picture.
@@ -439,6 +486,24 @@ impl ServerState {
     /// Every shard's inbox, to ask for pictures.
     pub fn shard_inboxes(&self) -> &[Arc<super::mailbox::Mailbox<super::shard::ToShard>>] {
         self.inboxes.get().map_or(&[], |v| v.as_slice())
+    }
+
+    /// Runs `f` on the first shard's loop over its view once every shard published
+    /// its picture, and returns its answer; `None` when no answer came in `timeout`
+    /// (the server is stopping). For the HTTP endpoints, off every hot path.
+    pub fn inspect<T: Send + 'static>(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&ServerState, &crate::tree::DataTree, i64) -> T + Send + 'static,
+    ) -> Option<T> {
+        let inbox = self.shard_inboxes().first()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        inbox.push_unbounded(super::shard::ToShard::Inspect(super::shard::Inspect(
+            Box::new(move |st, view, zxid| {
+                let _ = tx.send(f(st, view, zxid));
+            }),
+        )));
+        rx.recv_timeout(timeout).ok()
     }
 
     pub fn set_shard_inboxes(&self, v: Vec<Arc<super::mailbox::Mailbox<super::shard::ToShard>>>) {

@@ -355,6 +355,7 @@ impl Sim {
             sessionless_timeout: std::time::Duration::from_secs(10),
             fourlw_whitelist: FourLetterWhitelist::parse("srvr").0,
             conf: ringkeeper::fourlw::ConfInfo::default(),
+            ops: Default::default(),
             // The simulator answers every read on the shard (no bulk-reply thread).
             bulk_children: 0,
         };

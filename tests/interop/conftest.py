@@ -81,6 +81,8 @@ class Server:
     def __init__(self, target, dir, port, extra_cfg=()):
         self.target, self.dir, self.port = target, dir, port
         self.cfg = SERVER_CFG + list(extra_cfg)
+        # RingKeeper's AdminServer, on a port of its own (Apache's is off: apache-zk.sh).
+        self.admin_port = free_port()
         self.host = "127.0.0.1"
         self.hostport = f"127.0.0.1:{port}"
         self.proc = None  # our own child (ringkeeper); Apache's PID is in dir/pid
@@ -130,7 +132,9 @@ class Server:
         with open(cfg, "w") as f:
             f.write("\n".join([f"dataDir={data}", f"clientPort={self.port}",
                                "clientPortAddress=127.0.0.1",
-                               f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
+                               f"znode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
+                               "admin.serverAddress=127.0.0.1",
+                               f"admin.serverPort={self.admin_port}"]
                               + self.cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,

@@ -157,8 +157,10 @@ class RawClient:
     """One ZooKeeper session over one TCP connection, driven synchronously."""
 
     def __init__(self, host, port, timeout_ms=10000, session_id=0, passwd=b"\x00" * 16,
-                 last_zxid=0, read_only=False, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+                 last_zxid=0, read_only=False, timeout=10.0, source=None):
+        # `source`: the local address to connect from (e.g. 127.0.0.2, another client).
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.xid = 0
         self.frames = []   # everything received after the handshake, in order
