@@ -20,12 +20,21 @@ const ROWS: usize = 10;
 
 /// Sends a four-letter word and reads the whole answer.
 pub fn four_letter(hostport: &str, word: &str) -> std::io::Result<String> {
+    four_letter_within(hostport, word, TIMEOUT)
+}
+
+/// [`four_letter`], with `timeout` for the connect and for each read.
+pub fn four_letter_within(
+    hostport: &str,
+    word: &str,
+    timeout: Duration,
+) -> std::io::Result<String> {
     let addr = hostport
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{hostport} resolves to nothing")))?;
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    s.set_read_timeout(Some(TIMEOUT))?;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
     s.write_all(word.as_bytes())?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;

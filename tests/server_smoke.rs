@@ -100,6 +100,27 @@ impl Client {
         Ok(CreateResponse::from_bytes(&b).unwrap().path)
     }
 
+    /// Creates every path (empty, open ACL) in multis of `per_multi` creates each.
+    fn create_all(&mut self, paths: impl Iterator<Item = String>, per_multi: usize) {
+        let paths: Vec<String> = paths.collect();
+        for chunk in paths.chunks(per_multi) {
+            let ops = chunk
+                .iter()
+                .map(|p| MultiOp::Create {
+                    op: OpCode::Create,
+                    req: CreateRequest {
+                        path: p.clone(),
+                        data: None,
+                        acl: ringkeeper::tree::open_acl_unsafe(),
+                        flags: 0,
+                    },
+                })
+                .collect();
+            let (h, _) = self.call(&Request::Multi(ops));
+            assert_eq!(h.err, 0, "multi of creates");
+        }
+    }
+
     fn get(&mut self, path: &str, watch: bool) -> Result<GetDataResponse, i32> {
         let (h, b) = self.call(&Request::GetData(GetDataRequest {
             path: path.into(),
@@ -389,30 +410,8 @@ fn big_children_lists_are_answered_in_order_off_the_shard() {
     let mut a = Client::connect(srv.local_addr);
     let mut b = Client::connect(srv.local_addr);
     a.create("/big", b"", 0).unwrap();
-    let acl = vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }];
     let n = 20_000;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let ops = chunk
-            .iter()
-            .map(|i| MultiOp::Create {
-                op: OpCode::Create,
-                req: CreateRequest {
-                    path: format!("/big/c{i:05}"),
-                    data: None,
-                    acl: acl.clone(),
-                    flags: 0,
-                },
-            })
-            .collect();
-        let (h, _) = a.call(&Request::Multi(ops));
-        assert_eq!(h.err, 0);
-    }
+    a.create_all((0..n).map(|i| format!("/big/c{i:05}")), 1000);
     // a pipelines: the big list with a child watch, a small read, a write, the list again.
     let x1 = a.send(&Request::GetChildren2(GetChildren2Request {
         path: "/big".into(),
@@ -492,31 +491,9 @@ fn a_reply_bigger_than_the_unsent_bound_reaches_a_reading_client() {
     let srv = start(1);
     let mut a = Client::connect(srv.local_addr);
     a.create("/wide", b"", 0).unwrap();
-    let acl = vec![Acl {
-        perms: perms::ALL,
-        id: Id {
-            scheme: "world".into(),
-            id: "anyone".into(),
-        },
-    }];
     let n = 20_000;
     let pad = "n".repeat(894);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let ops = chunk
-            .iter()
-            .map(|i| MultiOp::Create {
-                op: OpCode::Create,
-                req: CreateRequest {
-                    path: format!("/wide/{pad}{i:05}"),
-                    data: None,
-                    acl: acl.clone(),
-                    flags: 0,
-                },
-            })
-            .collect();
-        let (h, _) = a.call(&Request::Multi(ops));
-        assert_eq!(h.err, 0);
-    }
+    a.create_all((0..n).map(|i| format!("/wide/{pad}{i:05}")), 500);
     let (h, body) = a.call(&Request::GetChildren(GetChildrenRequest {
         path: "/wide".into(),
         watch: false,

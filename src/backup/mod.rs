@@ -477,22 +477,7 @@ pub fn backup_pass(
 /// No connection, no answer in 10 s, or an answer without a zxid (a server that is not
 /// serving: in an election, or `srvr` not in its 4lw whitelist).
 pub fn committed_zxid(addr: &str) -> Result<i64, String> {
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let sock = addr
-        .to_socket_addrs()
-        .map_err(|e| format!("{addr}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{addr}: no address"))?;
-    let timeout = std::time::Duration::from_secs(10);
-    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout)
-        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"srvr")
-        .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)
+    let text = crate::top::four_letter_within(addr, "srvr", std::time::Duration::from_secs(10))
         .map_err(|e| format!("asking {addr} for its committed zxid: {e}"))?;
     text.lines()
         .find_map(|l| l.strip_prefix("Zxid: 0x"))
