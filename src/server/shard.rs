@@ -1133,20 +1133,8 @@ impl Shard {
 
     /// The audit lines of a committed write of this shard's connection `slot`.
     fn audit_txn(&mut self, slot: usize, txn: &crate::txn::Txn, applied: &crate::txn::Applied) {
-        let Some(log) = self.audit.clone() else {
+        let Some((log, p, who)) = self.next_audit(slot) else {
             return;
-        };
-        let Some(c) = self.conns.get_mut(&slot) else {
-            return;
-        };
-        let Some(Some(p)) = c.audits.pop_front() else {
-            return;
-        };
-        let who = audit::Event {
-            session: Some(c.session_id),
-            user: audit::users(&c.ids),
-            ip: Some(c.peer.ip()),
-            ..Default::default()
         };
         let line = |op, znode: Option<&str>, mode, acl: Option<String>, outcome| {
             log.log(
@@ -1202,28 +1190,38 @@ impl Shard {
 
     /// The audit line of a write of `slot` that failed validation.
     fn audit_failed(&mut self, slot: usize) {
-        let Some(log) = self.audit.clone() else {
-            return;
-        };
-        let Some(c) = self.conns.get_mut(&slot) else {
-            return;
-        };
-        let Some(Some(p)) = c.audits.pop_front() else {
+        let Some((log, p, who)) = self.next_audit(slot) else {
             return;
         };
         let multi = p.op == "multiOperation";
         log.log(
             &audit::Event {
-                session: Some(c.session_id),
-                user: audit::users(&c.ids),
-                ip: Some(c.peer.ip()),
                 operation: p.op,
                 znode: (!multi).then_some(p.path.as_str()),
                 znode_type: p.mode,
                 acl: p.acl,
+                ..who
             },
             audit::Outcome::Failure,
         );
+    }
+
+    /// With the audit log on: the log, the oldest write of `slot` waiting for its audit
+    /// line, and who made it (session, users, address).
+    fn next_audit(
+        &mut self,
+        slot: usize,
+    ) -> Option<(Arc<audit::AuditLog>, PendingAudit, audit::Event<'static>)> {
+        let log = self.audit.clone()?;
+        let c = self.conns.get_mut(&slot)?;
+        let p = c.audits.pop_front()??;
+        let who = audit::Event {
+            session: Some(c.session_id),
+            user: audit::users(&c.ids),
+            ip: Some(c.peer.ip()),
+            ..Default::default()
+        };
+        Some((log, p, who))
     }
 
     fn watches_empty(&self) -> bool {
