@@ -8,8 +8,10 @@
 //! Needs python3 with kazoo, Java and the Debian `zookeeper` package (scripts/test.sh
 //! installs them). `BIGTREE_TARGETS=rk` runs RingKeeper alone.
 
+mod common_script;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The run's bound: about 30 s here, most of it the JVM starting three times.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -33,18 +35,7 @@ fn bigtree_benchmark_runs_on_a_small_tree() {
         .arg(&out)
         .spawn()
         .expect("run python3 (with kazoo installed)");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for the script") {
-            break st;
-        }
-        if started.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("perf/bigtree.py did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common_script::wait_bounded(&mut child, RUN_TIMEOUT, "perf/bigtree.py");
     let table = std::fs::read_to_string(out.join("results.md")).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&out);
     assert!(

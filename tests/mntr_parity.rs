@@ -3,8 +3,10 @@
 //! documented in docs/compat.md as having no meaning here. Needs python3 with kazoo,
 //! Java and the Debian `zookeeper` package (scripts/test.sh installs them).
 
+mod common_script;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The run's bound: about 30 s, most of it the JVM starting.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -25,18 +27,7 @@ fn every_nonzero_zookeeper_mntr_key_is_nonzero_here_or_documented() {
         .arg(&report)
         .spawn()
         .expect("run python3 (with kazoo installed)");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for the script") {
-            break st;
-        }
-        if started.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("scripts/mntr-parity.py did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = common_script::wait_bounded(&mut child, RUN_TIMEOUT, "scripts/mntr-parity.py");
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     let _ = std::fs::remove_file(&report);
     assert!(

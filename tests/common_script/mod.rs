@@ -3,6 +3,9 @@
 //! script cannot run here (no root, no loop device, no network namespaces), which is a
 //! loud NOT RUN unless the given `*_REQUIRE` variable is set; anything else fails.
 
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -29,18 +32,7 @@ pub fn run_script(script: &str, args: &[&str], timeout: Duration, needs: Option<
         .args(args)
         .spawn()
         .expect("run python3 (with kazoo installed)");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for the script") {
-            break st;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_bounded(&mut child, timeout, &what);
     match (status.code(), needs) {
         (Some(0), _) => {}
         (Some(CANNOT_RUN), Some(n)) if std::env::var_os(n.require_var).is_none() => {
@@ -50,5 +42,25 @@ pub fn run_script(script: &str, args: &[&str], timeout: Duration, needs: Option<
             );
         }
         (code, _) => panic!("{what} failed: exit {code:?} (see its output above)"),
+    }
+}
+
+/// Waits for `child`; kills it and panics (failing the test) if it runs past `timeout`.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    timeout: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait for the script") {
+            return st;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
