@@ -167,18 +167,7 @@ fn int(n: impl TryInto<i64>) -> Json {
 }
 
 fn watches(st: &ServerState) -> (BTreeMap<i64, BTreeSet<String>>, usize) {
-    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    let mut total = 0;
-    for p in st.pictures() {
-        total += p.watches.total;
-        for (s, paths) in &p.watches.by_session {
-            by_session
-                .entry(*s)
-                .or_default()
-                .extend(paths.iter().cloned());
-        }
-    }
-    (by_session, total)
+    super::fourlw::watches_by_session(&st.pictures())
 }
 
 fn connections(st: &ServerState) -> Json {

@@ -125,17 +125,7 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
         .iter()
         .flat_map(|p| p.conns.iter().map(conn_info))
         .collect();
-    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    let mut total = 0;
-    for p in &pictures {
-        total += p.watches.total;
-        for (s, paths) in &p.watches.by_session {
-            by_session
-                .entry(*s)
-                .or_default()
-                .extend(paths.iter().cloned());
-        }
-    }
+    let (by_session, total) = watches_by_session(&pictures);
     match cmd {
         Command::Ruok => fmt::ruok(),
         Command::Isro => fmt::isro(mode),
@@ -533,4 +523,22 @@ pub(super) fn env_info() -> fmt::EnvInfo {
         memory_max_mb: 0,
         memory_total_mb: 0,
     }
+}
+
+/// Every shard's watches merged: the paths each session watches, and the total count.
+pub(crate) fn watches_by_session(
+    pictures: &[super::stats::ShardPicture],
+) -> (BTreeMap<i64, BTreeSet<String>>, usize) {
+    let mut by_session: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    let mut total = 0;
+    for p in pictures {
+        total += p.watches.total;
+        for (s, paths) in &p.watches.by_session {
+            by_session
+                .entry(*s)
+                .or_default()
+                .extend(paths.iter().cloned());
+        }
+    }
+    (by_session, total)
 }
