@@ -1124,19 +1124,7 @@ impl Sink for VisitSink<'_> {
         acl: &AclList,
         f: &Fields,
     ) -> Result<(), String> {
-        let node = Znode {
-            data: data.map(Bytes::copy_from_slice),
-            acl: acl.clone(),
-            czxid: f.czxid,
-            mzxid: f.mzxid,
-            ctime: f.ctime,
-            mtime: f.mtime,
-            version: f.version,
-            cversion: f.cversion,
-            aversion: f.aversion,
-            ephemeral_owner: f.ephemeral_owner,
-            pzxid: f.pzxid,
-        };
+        let node = Znode::from_fields(data.map(Bytes::copy_from_slice), acl.clone(), f);
         (self.0)(Record::Node { path, node: &node })
     }
     fn session(&mut self, id: i64, timeout_ms: i32) -> Result<(), String> {

@@ -143,6 +143,24 @@ pub struct Znode {
 }
 
 impl Znode {
+    /// The record of a node with this data, ACL and stored fields (the inverse of
+    /// [`Znode::fields`]).
+    pub fn from_fields(data: Option<Bytes>, acl: AclList, f: &Fields) -> Znode {
+        Znode {
+            data,
+            acl,
+            czxid: f.czxid,
+            mzxid: f.mzxid,
+            ctime: f.ctime,
+            mtime: f.mtime,
+            version: f.version,
+            cversion: f.cversion,
+            aversion: f.aversion,
+            ephemeral_owner: f.ephemeral_owner,
+            pzxid: f.pzxid,
+        }
+    }
+
     pub fn kind(&self) -> NodeKind {
         NodeKind::of_owner(self.ephemeral_owner)
     }
@@ -250,20 +268,11 @@ impl<'a> NodeRef<'a> {
 
     /// The node as a plain record (data copied).
     pub fn to_znode(&self) -> Znode {
-        let f = self.fields();
-        Znode {
-            data: self.data().map(Bytes::copy_from_slice),
-            acl: self.acl().clone(),
-            czxid: f.czxid,
-            mzxid: f.mzxid,
-            ctime: f.ctime,
-            mtime: f.mtime,
-            version: f.version,
-            cversion: f.cversion,
-            aversion: f.aversion,
-            ephemeral_owner: f.ephemeral_owner,
-            pzxid: f.pzxid,
-        }
+        Znode::from_fields(
+            self.data().map(Bytes::copy_from_slice),
+            self.acl().clone(),
+            &self.fields(),
+        )
     }
 }
 
