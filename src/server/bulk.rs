@@ -36,15 +36,7 @@ impl BulkJob {
     /// The framed reply.
     pub fn build(&self) -> Vec<u8> {
         // The shard saw the node in this view; it cannot be gone from it.
-        let children = self.view.children(&self.path).unwrap_or_default();
-        let body = match &self.stat {
-            Some(stat) => GetChildren2Response {
-                children,
-                stat: stat.clone(),
-            }
-            .to_bytes(),
-            None => GetChildrenResponse { children }.to_bytes(),
-        };
+        let body = super::reads::children_body(&self.view, &self.path, self.stat.clone());
         let mut out = Vec::with_capacity(body.len() + 20);
         frame::write_reply(&mut out, self.xid, self.zxid, Code::Ok, |o| {
             o.extend_from_slice(&body)

@@ -62,15 +62,14 @@ pub fn children_prelude(
     Ok(stat)
 }
 
-fn get_children(
-    view: &DataTree,
-    watches: &mut Watches<usize>,
-    who: &Reader,
-    path: &str,
-    watch: bool,
-) -> Result<(Vec<String>, Stat), Code> {
-    let stat = children_prelude(view, watches, who, path, watch)?;
-    Ok((view.children(path).unwrap_or_default(), stat))
+/// The body of a getChildren answer (`stat` given: of a getChildren2), after
+/// [`children_prelude`] passed.
+pub fn children_body(view: &DataTree, path: &str, stat: Option<Stat>) -> Vec<u8> {
+    let children = view.children(path).unwrap_or_default();
+    match stat {
+        Some(stat) => GetChildren2Response { children, stat }.to_bytes(),
+        None => GetChildrenResponse { children }.to_bytes(),
+    }
 }
 
 fn body<T: Jute>(rec: &T) -> ReadResult {
@@ -106,12 +105,12 @@ pub fn execute(
         }
         Request::GetData(r) => body(&get_data(view, watches, who, &r.path, r.watch)?),
         Request::GetChildren(r) => {
-            let (children, _) = get_children(view, watches, who, &r.path, r.watch)?;
-            body(&GetChildrenResponse { children })
+            children_prelude(view, watches, who, &r.path, r.watch)?;
+            Ok(children_body(view, &r.path, None))
         }
         Request::GetChildren2(r) => {
-            let (children, stat) = get_children(view, watches, who, &r.path, r.watch)?;
-            body(&GetChildren2Response { children, stat })
+            let stat = children_prelude(view, watches, who, &r.path, r.watch)?;
+            Ok(children_body(view, &r.path, Some(stat)))
         }
         Request::GetAcl(r) => {
             let stat = view.stat(&r.path).ok_or(Code::NoNode)?;
@@ -199,8 +198,10 @@ pub fn execute(
                         }
                     }
                     request::MultiOp::GetChildren(g) => {
-                        match get_children(view, watches, who, &g.path, g.watch) {
-                            Ok((children, _)) => MultiResult::GetChildren { children },
+                        match children_prelude(view, watches, who, &g.path, g.watch) {
+                            Ok(_) => MultiResult::GetChildren {
+                                children: view.children(&g.path).unwrap_or_default(),
+                            },
                             Err(c) => MultiResult::Error(c),
                         }
                     }

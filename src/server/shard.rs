@@ -712,20 +712,23 @@ impl Shard {
                     ids: &c.ids,
                     skip_acl: self.skip_acl,
                 };
-                let big = match req {
+                // With a bulk-reply thread, a getChildren checks its node once and then
+                // lists on this thread or hands the list over by its size.
+                let children = match req {
                     Request::GetChildren(r) => Some((&r.path, r.watch, false)),
                     Request::GetChildren2(r) => Some((&r.path, r.watch, true)),
                     _ => None,
                 }
-                .filter(|_| self.bulk_tx.is_some() && self.state.settings.bulk_children > 0)
-                .filter(|(path, _, _)| {
-                    self.view.stat(path).is_some_and(|st| {
-                        st.num_children as usize > self.state.settings.bulk_children
-                    })
-                });
-                if let Some((path, watch, with_stat)) = big {
+                .filter(|_| self.bulk_tx.is_some() && self.state.settings.bulk_children > 0);
+                if let Some((path, watch, with_stat)) = children {
+                    let bulk = self.state.settings.bulk_children;
                     match reads::children_prelude(&self.view, &mut self.watches, &who, path, watch)
                     {
+                        Ok(stat) if stat.num_children as usize <= bulk => {
+                            let body =
+                                reads::children_body(&self.view, path, with_stat.then_some(stat));
+                            frame_reply(&mut out, q.xid, zxid, Code::Ok, &body);
+                        }
                         Ok(stat) => {
                             let job = BulkJob {
                                 view: self.view.clone(),
