@@ -1233,13 +1233,18 @@ def main():
     binary, scenario = sys.argv[1], sys.argv[2]
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     observers = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    ens = Ensemble(binary, n, observers)
+    run_scenario(Ensemble(binary, n, observers), SCENARIOS[scenario], scenario)
+
+
+def run_scenario(ens, fn, name):
+    """Runs scenario `fn` on `ens` and exits: 0 if it passed (its directory removed),
+    1 if it raised (the servers' logs dumped, the directory kept)."""
     ok = False
     try:
-        SCENARIOS[scenario](ens)
+        fn(ens)
         ok = True
     except Exception as e:  # noqa: BLE001 - report, dump the logs, fail
-        print(f"FAIL: {scenario}: {e!r}", file=sys.stderr)
+        print(f"FAIL: {name}: {e!r}", file=sys.stderr)
         ens.dump_logs()
     finally:
         ens.stop()

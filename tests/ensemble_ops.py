@@ -29,7 +29,6 @@ Every wait is bounded; every process started here is stopped by its PID.
 
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -39,7 +38,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
-from ensemble import Ensemble, client, four_letter, stop_and_check_data  # noqa: E402
+from ensemble import (  # noqa: E402
+    Ensemble, client, four_letter, run_scenario, stop_and_check_data)
 from rkharness import free_ports  # noqa: E402
 
 POLL_S = 0.05
@@ -407,21 +407,7 @@ SCENARIOS = {
 
 def main():
     binary, scenario = sys.argv[1], sys.argv[2]
-    ens = Ensemble(binary, 3)
-    ok = False
-    try:
-        SCENARIOS[scenario](ens)
-        ok = True
-    except Exception as e:  # noqa: BLE001 - report, dump the logs, fail
-        print(f"FAIL: {scenario}: {e!r}", file=sys.stderr)
-        ens.dump_logs()
-    finally:
-        ens.stop()
-        if ok:
-            shutil.rmtree(ens.root, ignore_errors=True)
-        else:
-            print(f"kept {ens.root}", file=sys.stderr)
-    sys.exit(0 if ok else 1)
+    run_scenario(Ensemble(binary, 3), SCENARIOS[scenario], scenario)
 
 
 if __name__ == "__main__":
