@@ -60,6 +60,27 @@ def with_http(ens):
         )
 
 
+def with_admin(ens):
+    """Gives every server its own AdminServer port (`server.admin`)."""
+    for s, p in zip(ens.servers, free_ports(len(ens.servers))):
+        s.admin = p
+        s.add_cfg(f"admin.enableServer=true\nadmin.serverAddress=127.0.0.1\n"
+                  f"admin.serverPort={p}\n")
+
+
+def admin_command(server, name):
+    """An AdminServer command's JSON answer."""
+    url = f"http://127.0.0.1:{server.admin}/commands/{name}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+def admin_leader(server):
+    """The AdminServer's `leader` command: (leader_id, leader_ip, is_leader)."""
+    body = admin_command(server, "leader")
+    return body.get("leader_id"), body.get("leader_ip"), body.get("is_leader")
+
+
 def http(server, method, path, body=None):
     """(status, body) of an HTTP request to the server's endpoint."""
     data = None if body is None else json.dumps(body).encode()
@@ -264,8 +285,13 @@ class Writers:
 
 
 def scenario_transfer(ens):
+    with_admin(ens)
     ens.start()
     leader = ens.wait_leader()
+    # Every server names the leader, as ZooKeeper's `leader` admin command does.
+    wait_for("every server names the leader",
+             lambda: all(admin_leader(s) == (leader, "127.0.0.1", s.sid == leader)
+                         for s in ens.servers))
     w = Writers(ens)
     w.start()
     time.sleep(1.0)
@@ -280,6 +306,9 @@ def scenario_transfer(ens):
     moved = time.monotonic() - t0
     new = ens.wait_leader()
     assert new != leader
+    # A hand-off changes the leader without an election: each server names the new one.
+    wait_for("every server names the new leader",
+             lambda: all(admin_leader(s)[0] == new for s in ens.servers))
     time.sleep(1.0)
     gap1 = w.longest_gap(t0, time.monotonic())
     # rqld on the third server.
@@ -345,6 +374,7 @@ def scenario_readonly(ens):
 
     for s in ens.servers:
         s.add_cfg("readonlymode.enabled=true\n")
+    with_admin(ens)
     ens.start()
     leader = ens.wait_leader()
     zk = client(ens.servers[0].port)
@@ -356,6 +386,7 @@ def scenario_readonly(ens):
         assert s.terminate()
     wait_for("read-only mode", lambda: keep.mode() == "read-only")
     assert four_letter(keep.port, "isro") == "ro"
+    assert admin_command(keep, "is_read_only")["read_only"] is True
     ro = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10, read_only=True)
     ro.start(timeout=30)
     try:
@@ -389,6 +420,7 @@ def scenario_readonly(ens):
         ro.create("/ro-write", b"after")
         assert ro.get("/ro-write")[0] == b"after"
         assert four_letter(keep.port, "isro") == "rw"
+        assert admin_command(keep, "is_read_only")["read_only"] is False
     finally:
         ro.stop()
         ro.close()

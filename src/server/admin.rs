@@ -382,14 +382,21 @@ fn command(
             "initial_configuration",
             Json::str(fmt::conf(conf)),
         )]),
-        "is_read_only" => kv([("read_only", Json::Bool(false))]),
+        "is_read_only" => kv([("read_only", Json::Bool(mode == Some(Mode::ReadOnly)))]),
         "last_snapshot" => {
             let (z, ts) = last_snapshot(std::path::Path::new(&conf.data_dir));
             kv([("zxid", Json::str(format!("{z:x}"))), ("timestamp", Json::Int(ts))])
         }
         "leader" => match mode {
             Some(Mode::Leader | Mode::Follower | Mode::Observer) => {
-                kv([("is_leader", Json::Bool(mode == Some(Mode::Leader)))])
+                // As ZooKeeper: the leader's id (-1 while there is none) and the host
+                // of its quorum address ("" when unknown).
+                let (id, ip) = st.leader();
+                kv([
+                    ("is_leader", Json::Bool(mode == Some(Mode::Leader))),
+                    ("leader_id", Json::Int(id)),
+                    ("leader_ip", Json::str(ip)),
+                ])
             }
             _ => return (Some("server is not initialized".into()), vec![]),
         },

@@ -187,6 +187,11 @@ pub struct ServerState {
     /// The server's role for the four-letter words: one of the `MODE_*` values. The
     /// replication loop writes it; shards read it when a 4lw asks.
     mode: std::sync::atomic::AtomicU8,
+    /// The leader's server id (this server's own while it leads), -1 while there is
+    /// none: the AdminServer's `leader` command. The replication loop writes it.
+    leader_id: std::sync::atomic::AtomicI64,
+    /// The host of the leader's quorum address ("" while there is none).
+    leader_ip: Mutex<String>,
     /// While leading an established epoch: its learners and since when it leads (the
     /// leader-only `mntr` keys). The replication loop writes it.
     leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
@@ -239,6 +244,8 @@ impl ServerState {
             picture_gen: AtomicU64::new(0),
             inboxes: std::sync::OnceLock::new(),
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
+            leader_id: std::sync::atomic::AtomicI64::new(-1),
+            leader_ip: Mutex::new(String::new()),
             leading: Mutex::new(None),
             health: Mutex::new(None),
             leadership: std::sync::OnceLock::new(),
@@ -351,6 +358,21 @@ impl ServerState {
     pub fn set_mode(&self, mode: u8) {
         assert!(mode <= MODE_READ_ONLY, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);
+    }
+
+    /// Records the leader: its id and the host of its quorum address (`None`: no
+    /// leader, as while looking or read-only).
+    pub fn set_leader(&self, leader: Option<(u64, String)>) {
+        let (id, ip) = leader.map_or((-1, String::new()), |(i, ip)| (i as i64, ip));
+        *self.leader_ip.lock().expect("leader ip poisoned") = ip;
+        self.leader_id.store(id, Ordering::Release);
+    }
+
+    /// The leader's server id, -1 when there is none (ZooKeeper's `getLeaderId`), and
+    /// its quorum address's host ("" then).
+    pub fn leader(&self) -> (i64, String) {
+        let ip = self.leader_ip.lock().expect("leader ip poisoned").clone();
+        (self.leader_id.load(Ordering::Acquire), ip)
     }
 
     /// The role to report, or `None` while looking (not serving).
