@@ -364,6 +364,7 @@ impl Run {
                 let caller = Caller {
                     session_id: SESSIONS[*session],
                     ids: &[],
+                    local: false,
                 };
                 if let Ok(op) = prep(&self.tree, &self.cfg, &caller, &req, now) {
                     self.commit(SESSIONS[*session], op);
@@ -374,6 +375,7 @@ impl Run {
                 let caller = Caller {
                     session_id: SESSIONS[*session],
                     ids: &[],
+                    local: false,
                 };
                 match prep(&self.tree, &self.cfg, &caller, &req, now) {
                     Ok(op) => self.commit(SESSIONS[*session], op),

@@ -1474,6 +1474,10 @@ impl CoreLoop {
             .seq
             .sessions
             .store(self.seq.session_count() as i64, Ordering::Relaxed);
+        self.state
+            .seq
+            .local_sessions
+            .store(self.seq.local_session_count() as i64, Ordering::Relaxed);
     }
 }
 

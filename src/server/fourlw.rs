@@ -242,6 +242,13 @@ fn monitor(
             v("ephemerals_count", Int(view.ephemeral_count() as i64)),
             v("approximate_data_size", Int(view.approximate_data_size())),
             v("global_sessions", Int(view.session_count() as i64)),
+            v(
+                "local_sessions",
+                Int(state
+                    .seq
+                    .local_sessions
+                    .load(std::sync::atomic::Ordering::Relaxed)),
+            ),
             v("uptime", Int(state.started.elapsed().as_millis() as i64)),
             v("open_file_descriptor_count", Int(open_fds())),
             v("max_file_descriptor_count", Int(max_fds())),

@@ -147,6 +147,8 @@ pub struct SequencerStats {
     /// The zxid of the newest commit published to the shards.
     pub published_zxid: std::sync::atomic::AtomicI64,
     pub sessions: std::sync::atomic::AtomicI64,
+    /// Local sessions of this server (`localSessionsEnabled`): `zk_local_sessions`.
+    pub local_sessions: std::sync::atomic::AtomicI64,
     /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
     pub expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
 }

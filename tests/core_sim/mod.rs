@@ -479,6 +479,8 @@ impl Sim {
             }),
             max_inflight: 500,
             read_only: false,
+            local_sessions: false,
+            local_upgrading: false,
             broken: self.opts.broken,
         }
     }
