@@ -30,6 +30,16 @@
 //!   of their request is applied here.
 //! - **Looking**: electing or syncing; no client writes or sessions.
 //!
+//! # Local sessions
+//!
+//! With `localSessionsEnabled` a member's new sessions are local (ZooKeeper's
+//! LocalSessionTracker): made, touched, expired and closed by this core alone, with no
+//! txn and nothing forwarded, so clients that only read cost the leader nothing. A
+//! create of an ephemeral makes the session global first (a CreateSession ahead of the
+//! request, ZooKeeper's upgrade) or fails with EPHEMERALONLOCALSESSION without
+//! `localSessionsUpgradingEnabled`. The leader takes another server's unknown session
+//! for a local one (the id's top byte says whose). docs/replication.md has the rules.
+//!
 //! # Encoding once
 //!
 //! A txn is encoded once (the txn codec) by the server that makes it. Those bytes are the
