@@ -64,6 +64,10 @@ pub struct Caller<'a> {
     /// It may change the tree, but not own an ephemeral (ZooKeeper's
     /// `checkGlobalSession` in `validateCreateRequest`).
     pub local: bool,
+    /// A local session that may not become global (`localSessionsUpgradingEnabled`
+    /// off): a create of an ephemeral fails with EPHEMERALONLOCALSESSION, where
+    /// ZooKeeper's `validateCreateRequest` throws the failed upgrade's exception.
+    pub no_ephemeral: bool,
 }
 
 /// Why a write is refused: the reply header's code and, for a multi that failed in one
@@ -431,7 +435,9 @@ fn prep_create(
     if op == OpCode::CreateTtl && !mode.is_ttl() {
         return Err(Code::BadArguments);
     }
-    if mode.is_ephemeral() {
+    if mode.is_ephemeral() && caller.no_ephemeral {
+        return Err(Code::EphemeralOnLocalSession);
+    } else if mode.is_ephemeral() {
         check_global_session(tree, caller)?;
     } else {
         check_session(tree, caller)?;
@@ -575,6 +581,7 @@ mod tests {
                 session_id,
                 ids: &self.ids,
                 local: false,
+                no_ephemeral: false,
             };
             prep(&self.tree, &self.cfg, &caller, req, NOW)
         }

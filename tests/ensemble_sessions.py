@@ -24,6 +24,8 @@ Scenarios:
   noupgrade  localSessionsEnabled=true, localSessionsUpgradingEnabled=false (ZooKeeper's
              default): on a follower and the leader, kazoo and the Java client get
              EPHEMERALONLOCALSESSION (-120) for an ephemeral and no node is left; a
+             multi holding an ephemeral gets ZooKeeper's per-op result (SESSIONEXPIRED
+             through a follower, -120 on the leader, as ZooKeeper 3.8 answers); a
              persistent create works; the leader never has a global session.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
@@ -237,7 +239,7 @@ def scenario_local(ens):
 
 
 def scenario_noupgrade(ens):
-    from kazoo.exceptions import EphemeralOnLocalSessionError
+    from kazoo.exceptions import EphemeralOnLocalSessionError, SessionExpiredError
 
     local_config(ens, upgrading=False)
     leader, follower, _ = start_serving(ens)
@@ -252,6 +254,14 @@ def scenario_noupgrade(ens):
             except EphemeralOnLocalSessionError:
                 pass
             assert zk.exists(f"/nu/e-{s.sid}") is None
+            # A multi holding one: ZooKeeper 3.8 answers per op, SESSIONEXPIRED through
+            # a follower (its leader's error txn) and -120 on the leader itself.
+            t = zk.transaction()
+            t.create(f"/nu/m-{s.sid}", b"m", ephemeral=True)
+            results = t.commit()
+            want = SessionExpiredError if what == "follower" else EphemeralOnLocalSessionError
+            assert len(results) == 1 and isinstance(results[0], want), (what, results)
+            assert zk.exists(f"/nu/m-{s.sid}") is None
             assert metric(s, "zk_local_sessions") >= 1
             base = f"/nu-java-{s.sid}"
             zk.ensure_path(base)
@@ -259,7 +269,8 @@ def scenario_noupgrade(ens):
             zk.stop()
             zk.close()
             print(f"noupgrade: {what} (server {s.sid}): kazoo and Java got "
-                  "EPHEMERALONLOCALSESSION; persistent creates worked")
+                  "EPHEMERALONLOCALSESSION; the multi got ZooKeeper's per-op result; "
+                  "persistent creates worked")
     finally:
         shutil.rmtree(classes, ignore_errors=True)
     wait_all(ens, "no ephemeral anywhere",

@@ -365,6 +365,7 @@ impl Run {
                     session_id: SESSIONS[*session],
                     ids: &[],
                     local: false,
+                    no_ephemeral: false,
                 };
                 if let Ok(op) = prep(&self.tree, &self.cfg, &caller, &req, now) {
                     self.commit(SESSIONS[*session], op);
@@ -376,6 +377,7 @@ impl Run {
                     session_id: SESSIONS[*session],
                     ids: &[],
                     local: false,
+                    no_ephemeral: false,
                 };
                 match prep(&self.tree, &self.cfg, &caller, &req, now) {
                     Ok(op) => self.commit(SESSIONS[*session], op),

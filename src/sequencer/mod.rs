@@ -387,6 +387,11 @@ struct Waiting {
     origin: Origin,
     /// A sync's path: its txn is answered as a sync.
     sync_path: Option<String>,
+    /// The code its error txn is answered with here, whatever the leader's code: a
+    /// local session's ephemeral create without upgrading is EPHEMERALONLOCALSESSION to
+    /// the client (ZooKeeper's follower sets the exception on its own request and still
+    /// sends it on; the leader, which cannot know the session, logs SESSIONEXPIRED).
+    error: Option<Code>,
 }
 
 /// A log operation of the ZAB peer not yet complete, in issue order.
@@ -546,8 +551,11 @@ fn needs_global(req: &Request) -> bool {
 
 /// What becomes of a local session's request before it is made a txn or forwarded.
 enum LocalStep {
-    /// Answered here (closeSession, or EPHEMERALONLOCALSESSION).
+    /// Answered here (closeSession).
     Done,
+    /// It needs a global session and upgrading is off: its create of an ephemeral fails
+    /// with EPHEMERALONLOCALSESSION.
+    NoUpgrade,
     /// Goes on as a request of a local session.
     Go,
     /// The session must become global first: a CreateSession of this timeout goes
@@ -1071,7 +1079,8 @@ impl Sequencer {
     /// processors pass by). A create of an ephemeral needs a global session: with
     /// `localSessionsUpgradingEnabled` the session is upgraded (it leaves the local
     /// tracker now, as ZooKeeper's `upgradeSession` takes it out before the
-    /// CreateSession commits), else the create fails with EPHEMERALONLOCALSESSION.
+    /// CreateSession commits), else the create fails with EPHEMERALONLOCALSESSION
+    /// (`NoUpgrade`; the caller answers it where ZooKeeper does).
     fn local_step(&mut self, origin: Origin, session_id: i64, req: &Request) -> LocalStep {
         if matches!(req, Request::CloseSession) {
             self.local.remove(session_id);
@@ -1083,8 +1092,7 @@ impl Sequencer {
             return LocalStep::Go;
         }
         if !self.cfg.local_upgrading {
-            self.fail(origin, Code::EphemeralOnLocalSession);
-            return LocalStep::Done;
+            return LocalStep::NoUpgrade;
         }
         let timeout_ms = self
             .local
@@ -1209,10 +1217,14 @@ impl Sequencer {
             self.fail(origin, Code::SessionExpired);
             return;
         }
+        let mut no_ephemeral = false;
         if local {
             match self.local_step(origin, session_id, &req) {
                 LocalStep::Done => return,
                 LocalStep::Go => {}
+                // Prep fails the ephemeral (in a multi, that op) with -120, as
+                // ZooKeeper's PrepRequestProcessor throws the upgrade's exception.
+                LocalStep::NoUpgrade => no_ephemeral = true,
                 LocalStep::Upgrade(timeout_ms) => {
                     // Logged and proposed like any new session, before the request
                     // that needs it (LeaderRequestProcessor's upgrade request).
@@ -1238,6 +1250,7 @@ impl Sequencer {
             session_id,
             ids,
             local,
+            no_ephemeral,
         };
         match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
             Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
@@ -1369,6 +1382,7 @@ impl Sequencer {
                         Waiting {
                             origin: session_origin(conn, received),
                             sync_path: None,
+                            error: None,
                         },
                     );
                     e.fwd_out.push(
@@ -1408,10 +1422,21 @@ impl Sequencer {
                 req,
                 ids,
             } => {
+                let mut local_error = None;
                 if self.local.touch(session_id, self.now_ms) {
                     match self.local_step(origin, session_id, &req) {
                         LocalStep::Done => return,
                         LocalStep::Go => {}
+                        // Sent on all the same, as ZooKeeper's follower does (the
+                        // leader's error txn keeps the session's answers in order and
+                        // takes a zxid there too). A multi is answered with the leader's
+                        // per-op results: ZooKeeper's FinalRequestProcessor does not
+                        // throw a multi's own exception.
+                        LocalStep::NoUpgrade => {
+                            if !matches!(req, Request::Multi(_)) {
+                                local_error = Some(Code::EphemeralOnLocalSession);
+                            }
+                        }
                         // The leader makes the CreateSession txn; the request follows
                         // it in the same FORWARD, so it runs on a global session
                         // (FollowerRequestProcessor queues the upgrade request first).
@@ -1464,7 +1489,14 @@ impl Sequencer {
                     self.fail(origin, Code::BadArguments);
                     return;
                 }
-                e.forwarded.insert(key, Waiting { origin, sync_path });
+                e.forwarded.insert(
+                    key,
+                    Waiting {
+                        origin,
+                        sync_path,
+                        error: local_error,
+                    },
+                );
                 e.fwd_out.push(
                     Fwd::Request {
                         session_id,
@@ -1597,6 +1629,7 @@ impl Sequencer {
             session_id,
             ids,
             local: other_local,
+            no_ephemeral: false,
         };
         let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
             Ok(op) => op,
@@ -1638,7 +1671,7 @@ impl Sequencer {
                 origin: w.origin,
                 zxid: txn.zxid,
                 error: PrepError {
-                    code: *code,
+                    code: w.error.unwrap_or(*code),
                     multi: multi
                         .as_ref()
                         .map(|m| m.iter().map(|c| crate::txn::OpResult::Error(*c)).collect()),

@@ -775,30 +775,137 @@ fn an_ephemeral_upgrades_a_local_session_before_its_create() {
     );
 }
 
-#[test]
-fn without_upgrading_an_ephemeral_on_a_local_session_fails_here() {
-    let (mut core, mut t) = follower_of_2_with(local_cfg(false), 50);
-    let s = local_session(&mut core, &mut t, 1);
-    let multi = Request::Multi(vec![crate::proto::MultiOp::Create {
+fn ephemeral_multi(path: &str) -> Request {
+    Request::Multi(vec![crate::proto::MultiOp::Create {
         op: OpCode::Create2,
         req: CreateRequest {
-            path: "/m".into(),
+            path: path.into(),
             data: None,
             acl: crate::tree::open_acl_unsafe(),
             flags: 3,
         },
-    }]);
+    }])
+}
+
+fn failed_errors(out: &[Output]) -> Vec<PrepError> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_upgrading_a_followers_ephemeral_is_ephemeral_on_local_session() {
+    let (mut core, mut t) = follower_of_2_with(local_cfg(false), 50);
+    let s = local_session(&mut core, &mut t, 1);
     let out = settle(
         &mut core,
         &mut t,
-        vec![ephemeral(1, s, 1, "/e"), request(1, s, 2, multi)],
+        vec![
+            ephemeral(1, s, 1, "/e"),
+            request(1, s, 2, ephemeral_multi("/m")),
+        ],
     );
-    assert!(forwards(&out).is_empty(), "{out:?}");
-    assert_eq!(
-        failed_codes(&out),
-        vec![Code::EphemeralOnLocalSession, Code::EphemeralOnLocalSession]
+    // Sent on, as ZooKeeper's follower does: the leader's error txns keep the session's
+    // answers in order.
+    let fwd = forwards(&out);
+    assert!(
+        matches!(
+            &fwd[..],
+            [Fwd::Request { xid: 1, .. }, Fwd::Request { xid: 2, .. }]
+        ),
+        "{fwd:?}"
     );
     assert_eq!(core.local_session_count(), 1, "still a local session");
+    // The leader cannot know the session: its error txns say SESSIONEXPIRED.
+    let error = |zxid: u64, cxid: i32, multi: Option<Vec<Code>>| Txn {
+        session_id: s,
+        cxid,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Error {
+            code: Code::SessionExpired,
+            multi,
+        },
+    };
+    let (z1, z2) = ((1u64 << 32) | 1, (1u64 << 32) | 2);
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Propose {
+            txns: vec![
+                encoded(&error(z1, 1, None)),
+                encoded(&error(z2, 2, Some(vec![Code::SessionExpired]))),
+            ],
+        })],
+    );
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::Commit { through: z2 })]);
+    // The create is EPHEMERALONLOCALSESSION to the client (the follower's own
+    // exception); the multi gets the leader's per-op results, as ZooKeeper's
+    // FinalRequestProcessor gives a multi.
+    let errs = failed_errors(&out);
+    assert_eq!(errs.len(), 2, "{out:?}");
+    assert_eq!(errs[0].code, Code::EphemeralOnLocalSession);
+    assert_eq!(errs[1].code, Code::SessionExpired);
+    assert_eq!(
+        errs[1].multi,
+        Some(vec![crate::txn::OpResult::Error(Code::SessionExpired)])
+    );
+}
+
+#[test]
+fn without_upgrading_a_leaders_local_session_gets_ephemeral_on_local_session() {
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: u32::MAX,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    cfg.local_sessions = true;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 0;
+    drive(&mut core, &mut t, vec![Input::Elected { leader: 1 }]);
+    let (_, out) = drive(&mut core, &mut t, vec![connect(1)]);
+    let s = match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed { session_id, .. }] => session_id,
+        ref other => panic!("{other:?}"),
+    };
+    let (logged, out) = drive(
+        &mut core,
+        &mut t,
+        vec![
+            ephemeral(1, s, 1, "/e"),
+            request(1, s, 2, ephemeral_multi("/m")),
+        ],
+    );
+    assert!(logged.is_empty(), "{logged:?}");
+    let errs = failed_errors(&out);
+    assert_eq!(errs.len(), 2, "{out:?}");
+    assert_eq!(errs[0].code, Code::EphemeralOnLocalSession);
+    assert_eq!(
+        errs[1].multi,
+        Some(vec![crate::txn::OpResult::Error(
+            Code::EphemeralOnLocalSession
+        )])
+    );
+    assert_eq!(core.local_session_count(), 1);
+    assert!(!core.committed_root().exists("/e"));
 }
 
 #[test]
