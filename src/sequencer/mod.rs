@@ -436,6 +436,10 @@ struct Ensemble {
     forwarded: HashMap<(i64, i32), Waiting>,
     /// Learner: resumes the leader is asked about, by token.
     revalidating: HashMap<i64, (ConnRef, i64)>,
+    /// Learner: closeSessions of local sessions that still had requests forwarded, by
+    /// session: answered once those are (session FIFO, as ZooKeeper's CommitProcessor
+    /// keeps a session's requests in order).
+    held_closes: HashMap<i64, Origin>,
     next_token: i64,
     /// Learner: sessions touched by clients since the last report to the leader.
     touched: Vec<i64>,
@@ -607,6 +611,7 @@ impl Sequencer {
                 next_peer_tick_ms: start_ms,
                 forwarded: HashMap::new(),
                 revalidating: HashMap::new(),
+                held_closes: HashMap::new(),
                 next_token: 1,
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
@@ -732,7 +737,15 @@ impl Sequencer {
                 }
                 // Room left after this pass's txns, which are proposed at its end; 0
                 // while the epoch renews (its zxids ran out).
-                return p.proposal_room().saturating_sub(self.pass_txns.len());
+                let room = p.proposal_room().saturating_sub(self.pass_txns.len());
+                // With local sessions a request may make two txns (an upgrade's
+                // CreateSession, then its own). Not below one: the epoch's last zxid
+                // must still be used, or its renewal would never begin.
+                return if self.local_enabled() && room > 1 {
+                    room / 2
+                } else {
+                    room
+                };
             }
             // A learner forwards: bounded by the leader's answers outstanding. While
             // leadership moves (or this learner is not yet synced with the leader it
@@ -1077,14 +1090,22 @@ impl Sequencer {
     /// FORWARD (learner). closeSession ends the session here (no txn: ZooKeeper marks
     /// it a local request, which PrepRequestProcessor and the learners' request
     /// processors pass by). A create of an ephemeral needs a global session: with
-    /// `localSessionsUpgradingEnabled` the session is upgraded (it leaves the local
-    /// tracker now, as ZooKeeper's `upgradeSession` takes it out before the
-    /// CreateSession commits), else the create fails with EPHEMERALONLOCALSESSION
-    /// (`NoUpgrade`; the caller answers it where ZooKeeper does).
+    /// `localSessionsUpgradingEnabled` the session is upgraded (`Upgrade`: the caller
+    /// makes or forwards the CreateSession, `upgrade_local`), else the create fails
+    /// with EPHEMERALONLOCALSESSION (`NoUpgrade`; the caller answers it where
+    /// ZooKeeper does).
     fn local_step(&mut self, origin: Origin, session_id: i64, req: &Request) -> LocalStep {
         if matches!(req, Request::CloseSession) {
             self.local.remove(session_id);
             self.local_owners.remove(&session_id);
+            let learner = self.role == Role::Learner;
+            if let Some(e) = self.ens.as_mut().filter(|_| learner) {
+                if e.forwarded.keys().any(|(s, _)| *s == session_id) {
+                    // Its earlier writes are still at the leader: answered after them.
+                    e.held_closes.insert(session_id, origin);
+                    return LocalStep::Done;
+                }
+            }
             self.fail(origin, Code::Ok);
             return LocalStep::Done;
         }
@@ -1098,12 +1119,17 @@ impl Sequencer {
             .local
             .timeout_ms(session_id)
             .expect("a live local session has a timeout");
+        LocalStep::Upgrade(timeout_ms)
+    }
+
+    /// The session leaves the local tracker: it is global from its CreateSession on
+    /// (ZooKeeper's `upgradeSession` takes it out before that commits).
+    fn upgrade_local(&mut self, session_id: i64) {
         self.local.remove(session_id);
         self.local_owners.remove(&session_id);
         self.out.push(Output::Log(format!(
             "upgrading local session {session_id:#x} to a global session"
         )));
-        LocalStep::Upgrade(timeout_ms)
     }
 
     fn local_detached(&mut self, conn: ConnRef, session_id: i64) {
@@ -1225,7 +1251,16 @@ impl Sequencer {
                 // Prep fails the ephemeral (in a multi, that op) with -120, as
                 // ZooKeeper's PrepRequestProcessor throws the upgrade's exception.
                 LocalStep::NoUpgrade => no_ephemeral = true,
+                LocalStep::Upgrade(_) if self.txn_room() < 2 => {
+                    // Only the epoch's last zxid is left (`room`): no room for both
+                    // txns. ZooKeeper would force an election here, which its clients
+                    // see as a lost connection; the request is not made and the
+                    // session stays local for the client's retry.
+                    self.fail(origin, Code::ConnectionLoss);
+                    return;
+                }
                 LocalStep::Upgrade(timeout_ms) => {
+                    self.upgrade_local(session_id);
                     // Logged and proposed like any new session, before the request
                     // that needs it (LeaderRequestProcessor's upgrade request).
                     self.make_txn(session_id, 0, TxnOp::CreateSession { timeout_ms }, None);
@@ -1441,6 +1476,7 @@ impl Sequencer {
                         // it in the same FORWARD, so it runs on a global session
                         // (FollowerRequestProcessor queues the upgrade request first).
                         LocalStep::Upgrade(timeout_ms) => {
+                            self.upgrade_local(session_id);
                             self.ens.as_mut().expect("learner has a peer").fwd_out.push(
                                 Fwd::CreateSession {
                                     session_id,
@@ -1693,6 +1729,11 @@ impl Sequencer {
             return;
         };
         let mut waiting: Vec<Waiting> = e.forwarded.drain().map(|(_, w)| w).collect();
+        waiting.extend(e.held_closes.drain().map(|(_, origin)| Waiting {
+            origin,
+            sync_path: None,
+            error: None,
+        }));
         waiting.sort_by_key(|w| (w.origin.conn, w.origin.xid));
         let mut conns: Vec<ConnRef> = e.revalidating.drain().map(|(_, (c, _))| c).collect();
         conns.sort();
@@ -2347,8 +2388,24 @@ impl Sequencer {
                 self.sessions.add(txn.session_id, timeout_ms, self.now_ms);
             }
         }
+        let session_id = txn.session_id;
         let entry = self.learner_entry(txn, applied);
         self.entries.push(entry);
+        self.release_held_close(session_id);
+    }
+
+    /// Answers a local session's held closeSession once nothing it forwarded waits.
+    fn release_held_close(&mut self, session_id: i64) {
+        let Some(e) = self.ens.as_mut() else {
+            return;
+        };
+        if !e.held_closes.contains_key(&session_id)
+            || e.forwarded.keys().any(|(s, _)| *s == session_id)
+        {
+            return;
+        }
+        let origin = e.held_closes.remove(&session_id).expect("checked above");
+        self.fail(origin, Code::Ok);
     }
 
     fn established(&mut self, epoch: u32) {

@@ -739,15 +739,62 @@ fn a_followers_local_session_never_reaches_the_leader_until_it_writes() {
         matches!(&forwards(&out)[..], [Fwd::Request { session_id, xid: 1, .. }] if *session_id == s),
         "{out:?}"
     );
-    // closeSession ends it here: answered OK, nothing forwarded.
+    // closeSession ends it here, with nothing forwarded; it is answered after the
+    // create the leader still holds (session FIFO).
     let out = settle(
         &mut core,
         &mut t,
         vec![request(1, s, 2, Request::CloseSession)],
     );
     assert!(forwards(&out).is_empty(), "{out:?}");
-    assert_eq!(failed_codes(&out), vec![Code::Ok]);
+    assert!(
+        failed_codes(&out).is_empty(),
+        "answered before the create: {out:?}"
+    );
     assert_eq!(core.local_session_count(), 0);
+    let zxid = (1u64 << 32) | 1;
+    let txn = Txn {
+        session_id: s,
+        cxid: 1,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Create {
+            path: "/p".into(),
+            data: Some(bytes::Bytes::from_static(b"x")),
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    };
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Propose {
+            txns: vec![encoded(&txn)],
+        })],
+    );
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Commit { through: zxid })],
+    );
+    let order: Vec<i32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Txn {
+                origin: Some(o), ..
+            }
+            | Entry::Failed { origin: o, .. } => Some(o.xid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec![1, 2], "the create, then the close: {out:?}");
+    assert_eq!(failed_codes(&out), vec![Code::Ok]);
 }
 
 #[test]
