@@ -434,9 +434,11 @@ def scenario_readonly_java(ens):
                 if "READ-ONLY OK" in line or line.startswith("FAIL"):
                     break
             assert any("READ-ONLY OK" in x for x in out), "".join(out)
+            back = time.monotonic()
             for s in others:
                 s.start()
             rest, _ = proc.communicate(timeout=ensemble.JAVA_TIMEOUT_S)
+            took = time.monotonic() - back
             out.append(rest)
             assert proc.returncode == 0 and "PASS readonly" in rest, "".join(out)
         finally:
@@ -450,7 +452,7 @@ def scenario_readonly_java(ens):
     finally:
         shutil.rmtree(classes, ignore_errors=True)
     print("readonly-java: ConnectedReadOnly, reads, NotReadOnlyException, then "
-          "SyncConnected and a write when the quorum returned")
+          f"SyncConnected and a write {took:.1f} s after the quorum was restarted")
     stop_and_check_data(ens)
 
 
