@@ -3,8 +3,10 @@
 Apache ZooKeeper 3.8 (scripts/apache-zk.sh) and RingKeeper (scripts/ringkeeper.sh) in
 the same run: the longest gap between acknowledged writes around each server's restart
 (followers first, then the leader, as operators do it), split into the stop (SIGTERM
-until 0.5 s after the process exited: a leader's hand-off, or an election) and the
-rejoin (until --settle seconds after the restarted server serves again). For RingKeeper, the gaps of
+until 0.5 s after the process exited: a leader's hand-off, or an election), the time
+the server is down and recovering (until the restarted process answers `ruok`: the
+other two are a quorum of two meanwhile) and the rejoin (from then until --settle
+seconds after it serves again: its election and sync). For RingKeeper, the gaps of
 `ydld` (the leader yields to its best follower) and `rqld` (a follower asks to lead)
 follow in the same load.
 
@@ -88,6 +90,23 @@ def session_ok(port):
             return len(data) >= 4 + 4 + 4 + 8
     except OSError:
         return False
+
+
+def wait_serving(i, port, timeout=120.0):
+    """Waits until server `i` serves (leader or follower: synced); returns when it first
+    answered `ruok` (recovered and listening, maybe still electing or syncing), in ms."""
+    t0 = time.monotonic()
+    answered = None
+    while time.monotonic() - t0 < timeout:
+        if answered is None and four_letter(port, "ruok") == "imok":
+            answered = time.time() * 1000
+        m = mode(port)
+        if m is not None and answered is None:
+            answered = time.time() * 1000
+        if m in ("leader", "follower"):
+            return answered
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for server {i} serving")
 
 
 def wait(what, pred, timeout=120.0):
@@ -221,18 +240,22 @@ def run_target(target, args, out, zkbench):
             subprocess.run([script, "restart", d, str(i)], check=True,
                            env=dict(env, RK_NICE="19") if renice else env,
                            stdout=subprocess.DEVNULL)
-            wait(f"server {i} serving", lambda p=port: mode(p) in ("leader", "follower"))
+            t_listen = wait_serving(i, port)
             if renice:
                 unnice(int(open(os.path.join(d, f"s{i}", "pid")).read()))
             t_back = time.time() * 1000
             time.sleep(args.settle)
             # The stop: from SIGTERM until 0.5 s after the process is gone (a leader's
-            # hand-off, or ZooKeeper's election); the rejoin: from then until the
-            # settle time after the restarted server serves again (its sync).
+            # hand-off, or ZooKeeper's election); then one server short: until the
+            # restarted process answers ruok (it recovered), the other two a quorum of two;
+            # the rejoin: from then until the settle time after it serves (its
+            # election and sync).
             events.append((f"stop server {i} ({role})", t_stop - 100, t_exit + 500,
                            (t_exit - t_stop) / 1000))
-            events.append((f"  rejoin of server {i}", t_exit + 500, time.time() * 1000,
-                           (t_back - t_exit) / 1000))
+            events.append((f"  server {i} down, recovering", t_exit + 500, t_listen,
+                           (t_listen - t_exit) / 1000))
+            events.append((f"  rejoin of server {i}", t_listen, time.time() * 1000,
+                           (t_back - t_listen) / 1000))
         if target == "rk":
             lead = leader_index(target)
             t0 = time.time() * 1000
