@@ -1044,3 +1044,50 @@ fn a_standalone_server_ignores_local_sessions_as_zookeeper_does() {
     assert_eq!(appended(&out).len(), 1, "a createSession txn: {out:?}");
     assert_eq!(core.local_session_count(), 0);
 }
+
+#[test]
+fn an_upgrade_at_the_epochs_last_zxid_is_connection_loss_then_works_in_the_next() {
+    // Epochs of 5 zxids: after four creates only the fifth is left, and an upgrade
+    // needs two (its CreateSession, then the create).
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: 5,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    cfg.local_sessions = true;
+    cfg.local_upgrading = true;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 0;
+    drive(&mut core, &mut t, vec![Input::Elected { leader: 1 }]);
+    let (_, out) = drive(&mut core, &mut t, vec![connect(1)]);
+    let s = match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed { session_id, .. }] => session_id,
+        ref other => panic!("{other:?}"),
+    };
+    for i in 1..=4 {
+        drive(&mut core, &mut t, vec![create(1, s, i, &format!("/p{i}"))]);
+    }
+    let epoch = epoch_of(core.last_zxid() as u64);
+    assert_eq!(core.last_zxid() as u64 & 0xffff_ffff, 4);
+    assert_eq!(core.room(), 1, "the epoch's last zxid is still taken");
+    let (logged, out) = drive(&mut core, &mut t, vec![ephemeral(1, s, 5, "/e")]);
+    assert!(logged.is_empty(), "{logged:?}");
+    assert_eq!(failed_codes(&out), vec![Code::ConnectionLoss]);
+    assert_eq!(core.local_session_count(), 1, "still local for the retry");
+    // The last zxid goes to a create; the epoch renews; the retry upgrades.
+    drive(&mut core, &mut t, vec![create(1, s, 6, "/p5")]);
+    let (logged, _) = drive(&mut core, &mut t, vec![ephemeral(1, s, 7, "/e")]);
+    assert_eq!(logged.len(), 2, "CreateSession and the create: {logged:?}");
+    assert!(epoch_of(core.last_zxid() as u64) > epoch);
+    assert!(core.committed_root().exists("/e"));
+    assert_eq!(core.local_session_count(), 0);
+}
