@@ -42,7 +42,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
 from ensemble import (  # noqa: E402
-    Ensemble, client, mntr_fields, read_frame, run_scenario, stop_and_check_data,
+    Ensemble, client, four_letter, mntr_fields, read_frame, run_scenario, stop_and_check_data,
     tree_hash, wait_all)
 
 POLL_S = 0.05
@@ -105,6 +105,15 @@ def leader_state(leader, servers):
             {s.sid: tree_hash(s.port)[0] for s in servers})
 
 
+def dump_lists_local(server, sid, glob):
+    """Whether `dump` lists `sid` among the local sessions, before the global part
+    (headed `glob`)."""
+    sessions = four_letter(server.port, "dump").split("ephemeral nodes dump:")[0]
+    local, found, _ = sessions.partition(glob)
+    return (bool(found) and local.startswith("SessionTracker dump:\nLocal Session Sets")
+            and f"\t0x{sid:x}\n" in local)
+
+
 def reads_stay_local(ens, leader, server, what):
     """A kazoo client that only reads on `server`: a local session of that server that
     the leader never hears of."""
@@ -115,6 +124,11 @@ def reads_stay_local(ens, leader, server, what):
     assert zk.get_children("/") is not None
     assert zk.exists("/zookeeper") is not None
     wait_for(f"{what}: zk_local_sessions 1", lambda: metric(server, "zk_local_sessions") == 1)
+    # `dump` lists it among the local sessions (refreshed every tick), then the global
+    # ones as ZooKeeper's trackers print them: a learner's with their timeouts.
+    glob = "Global Session Sets" if what == "leader" else "Global Sessions("
+    wait_for(f"{what}: dump lists the local session",
+             lambda: dump_lists_local(server, sid, glob))
     zk.stop()
     zk.close()
     wait_for(f"{what}: zk_local_sessions 0 after close",

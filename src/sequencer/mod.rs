@@ -1033,6 +1033,12 @@ impl Sequencer {
         self.cfg.local_sessions && self.ens.is_some()
     }
 
+    /// Local sessions by expiry bucket (monotonic ms) for `dump`; `None` when this
+    /// server makes no local sessions.
+    pub fn local_expiry(&self) -> Option<Vec<(i64, Vec<i64>)>> {
+        self.local_enabled().then(|| self.local.by_expiry())
+    }
+
     /// The local sessions this server tracks (`mntr`'s `zk_local_sessions`).
     pub fn local_session_count(&self) -> usize {
         self.local.len()

@@ -1624,6 +1624,16 @@ impl Handler for CoreLoop {
             .into_iter()
             .map(|(at, ids)| (at + offset, ids))
             .collect();
+        *self
+            .state
+            .seq
+            .local_expiry
+            .lock()
+            .expect("local expiry poisoned") = self.seq.local_expiry().map(|sets| {
+            sets.into_iter()
+                .map(|(at, ids)| (at + offset, ids))
+                .collect()
+        });
     }
 }
 

@@ -188,6 +188,20 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
                         items,
                     })
                     .collect(),
+                local_session_sets: state.seq.local_expiry().map(|sets| {
+                    sets.into_iter()
+                        .map(|(at, items)| fmt::ExpirySet {
+                            expire_at_ms: at,
+                            items,
+                        })
+                        .collect()
+                }),
+                learner_sessions: matches!(state.mode(), Some(Mode::Follower | Mode::Observer))
+                    .then(|| {
+                        let mut g: Vec<(i64, i32)> = view.sessions().collect();
+                        g.sort_unstable();
+                        g
+                    }),
                 ephemerals,
                 connection_sets: Vec::new(),
             })
