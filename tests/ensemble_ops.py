@@ -22,6 +22,9 @@ Scenarios:
              a kazoo read_only=True client (CONNECTED_RO, reads, NotReadOnly on a
              write, `isro` says ro, `srvr` says read-only) and refuses a read-write
              client; the two come back: the client goes read-write and writes.
+  readonly-java  the same with the official Java client (canBeReadOnly=true, every
+             server in its connect string): ConnectedReadOnly, reads,
+             NotReadOnlyException, then SyncConnected and a write.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
@@ -429,8 +432,65 @@ def scenario_readonly(ens):
     stop_and_check_data(ens)
 
 
+def scenario_readonly_java(ens):
+    """The official Java client asking for read-only (`new ZooKeeper(connect, timeout,
+    watcher, true)`) with every server in its connect string, two of them stopped: it
+    sees ConnectedReadOnly, reads, gets NotReadOnlyException on a write; the two come
+    back and it moves on to a read-write session (SyncConnected) and writes."""
+    import shutil
+    import subprocess
+
+    classes = ensemble.compile_java()
+    try:
+        for s in ens.servers:
+            s.add_cfg("readonlymode.enabled=true\n")
+        ens.start()
+        leader = ens.wait_leader()
+        zk = client(ens.servers[0].port)
+        zk.create("/roj", b"before")
+        zk.stop()
+        zk.close()
+        keep = next(s for s in ens.servers if s.sid != leader)
+        others = [s for s in ens.servers if s is not keep]
+        for s in others:
+            assert s.terminate()
+        wait_for("read-only mode", lambda: keep.mode() == "read-only")
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in ens.servers)
+        proc = subprocess.Popen(ensemble.java_command(classes, hosts, "/roj", "readonly"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        try:
+            # Bounded: the client gives up on its own after its waits (20 s, then 60 s).
+            for line in proc.stdout:
+                out.append(line)
+                if "READ-ONLY OK" in line or line.startswith("FAIL"):
+                    break
+            assert any("READ-ONLY OK" in x for x in out), "".join(out)
+            back = time.monotonic()
+            for s in others:
+                s.start()
+            rest, _ = proc.communicate(timeout=ensemble.JAVA_TIMEOUT_S)
+            took = time.monotonic() - back
+            out.append(rest)
+            assert proc.returncode == 0 and "PASS readonly" in rest, "".join(out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        zk = client(keep.port)
+        assert zk.get("/roj/w")[0] == b"after"
+        zk.stop()
+        zk.close()
+    finally:
+        shutil.rmtree(classes, ignore_errors=True)
+    print("readonly-java: ConnectedReadOnly, reads, NotReadOnlyException, then "
+          f"SyncConnected and a write {took:.1f} s after the quorum was restarted")
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "readonly": scenario_readonly,
+    "readonly-java": scenario_readonly_java,
     "health": scenario_health,
     "transfer": scenario_transfer,
     "sigterm": scenario_sigterm,

@@ -308,7 +308,14 @@ fn command(
             ),
         ]),
         "dump" => {
-            let expiry = st.seq.expiry();
+            // Local sessions first, then global ones over them, as ZooKeeper's
+            // LeaderSessionTracker.getSessionExpiryMap merges the two.
+            let mut merged: std::collections::BTreeMap<i64, Vec<i64>> =
+                st.seq.local_expiry().unwrap_or_default().into_iter().collect();
+            for (at, ids) in st.seq.expiry() {
+                merged.insert(at, ids);
+            }
+            let expiry = merged;
             let mut ephemerals = Vec::new();
             let mut sessions: Vec<i64> = view.sessions().map(|(id, _)| id).collect();
             sessions.sort_unstable();

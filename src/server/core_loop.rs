@@ -1496,6 +1496,10 @@ impl CoreLoop {
             .seq
             .sessions
             .store(self.seq.session_count() as i64, Ordering::Relaxed);
+        self.state
+            .seq
+            .local_sessions
+            .store(self.seq.local_session_count() as i64, Ordering::Relaxed);
     }
 }
 
@@ -1642,6 +1646,16 @@ impl Handler for CoreLoop {
             .into_iter()
             .map(|(at, ids)| (at + offset, ids))
             .collect();
+        *self
+            .state
+            .seq
+            .local_expiry
+            .lock()
+            .expect("local expiry poisoned") = self.seq.local_expiry().map(|sets| {
+            sets.into_iter()
+                .map(|(at, ids)| (at + offset, ids))
+                .collect()
+        });
     }
 }
 

@@ -147,13 +147,27 @@ pub struct SequencerStats {
     /// The zxid of the newest commit published to the shards.
     pub published_zxid: std::sync::atomic::AtomicI64,
     pub sessions: std::sync::atomic::AtomicI64,
+    /// Local sessions of this server (`localSessionsEnabled`): `zk_local_sessions`.
+    pub local_sessions: std::sync::atomic::AtomicI64,
     /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
     pub expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
+    /// Local sessions the same way (`None`: no local sessions on this server).
+    pub local_expiry: std::sync::Mutex<Option<ExpirySets>>,
 }
+
+/// Session ids by expiry time (ms), in time order.
+pub type ExpirySets = Vec<(i64, Vec<i64>)>;
 
 impl SequencerStats {
     pub fn expiry(&self) -> Vec<(i64, Vec<i64>)> {
         self.expiry.lock().expect("expiry poisoned").clone()
+    }
+
+    pub fn local_expiry(&self) -> Option<ExpirySets> {
+        self.local_expiry
+            .lock()
+            .expect("local expiry poisoned")
+            .clone()
     }
 }
 
