@@ -1,0 +1,569 @@
+//! Client SASL authentication, as ZooKeeper 3.9.5's server does it (`ServerCnxnFactory
+//! .configureSaslLogin`, `ZooKeeperSaslServer`, `ZooKeeperServer.processSasl`,
+//! `SaslServerCallbackHandler`, `AuthenticationHelper`).
+//!
+//! Configuration ([`SaslSettings::from_properties`]), read once at start:
+//! - `java.security.auth.login.config` names a JAAS file ([`jaas`]); its section
+//!   `zookeeper.sasl.serverconfig` (default `Server`) turns SASL on. Its `user_<name>`
+//!   options are the DIGEST-MD5 users. No file: SASL packets are answered OK with no
+//!   token, as ZooKeeper answers them when it has no login (its NullPointerException
+//!   path). A malformed or unreadable file stops the server with the file, line and
+//!   reason; a file without the section leaves SASL off with a warning (ZooKeeper goes
+//!   on silently).
+//! - `authProvider.N=org.apache.zookeeper.server.auth.SASLAuthenticationProvider`
+//!   registers the `sasl` ACL scheme ([`crate::acl::register_sasl_provider`]). ZooKeeper
+//!   3.9.5 registers only `ip` and `digest` by itself: without the provider a client still
+//!   authenticates and gets its `sasl:` id, but no `sasl:` ACL matches it and a create or
+//!   setACL naming one is INVALIDACL.
+//! - `allowSaslFailedClients`, `sessionRequireClientSASLAuth` (and the general
+//!   `enforce.auth.enabled` / `enforce.auth.schemes`), `kerberos.removeHostFromPrincipal`,
+//!   `kerberos.removeRealmFromPrincipal`, `superUser[.*]` and
+//!   `SASLAuthenticationProvider.superPassword`, with ZooKeeper's meanings.
+//!
+//! Every key may come from zoo.cfg (with or without `zookeeper.`) or, as ZooKeeper's start
+//! scripts pass them, as `-Dkey=value` in `SERVER_JVMFLAGS` / `JVMFLAGS` (see
+//! [`crate::config::ConfigBuilder::jvm_flags`]); zoo.cfg wins, as it does in ZooKeeper.
+//!
+//! Per connection ([`SaslConn::process`]): each SASL packet is answered at once, outside
+//! the request order (as ZooKeeper's `processPacket` does). Success adds `sasl:<id>` to the
+//! connection's ids (and `super:` for a configured super user); a failure answers
+//! AUTHFAILED (SESSIONCLOSEDREQUIRESASLAUTH when SASL is required) and closes the
+//! connection, unless `allowSaslFailedClients=true` keeps it open unauthenticated.
+
+pub mod digest_md5;
+pub mod jaas;
+pub mod kerberos_name;
+
+use crate::proto::{Code, Id};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+/// The provider class that registers the `sasl` scheme.
+pub const SASL_PROVIDER_CLASS: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+/// The providers ZooKeeper registers by itself; naming them changes nothing.
+const BUILTIN_PROVIDER_CLASSES: [&str; 2] = [
+    "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+    "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+];
+
+/// The server's login: the JAAS section that turned SASL on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Login {
+    pub jaas_file: PathBuf,
+    pub section: String,
+    /// DIGEST-MD5 users: name -> password (`user_<name>` options).
+    pub users: HashMap<String, String>,
+    /// `SASLAuthenticationProvider.superPassword`: the password of user `super` (if
+    /// `super` is among the users).
+    pub super_password: Option<String>,
+}
+
+/// Everything the shards need for SASL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SaslSettings {
+    /// `None`: no JAAS file, no SASL server.
+    pub login: Option<Login>,
+    /// `authProvider.N` names SASLAuthenticationProvider.
+    pub provider: bool,
+    /// `allowSaslFailedClients=true`.
+    pub allow_failed: bool,
+    /// The schemes a connection must have an id of before any request (besides auth and
+    /// SASL packets) is served: `sessionRequireClientSASLAuth=true` (`sasl`) or
+    /// `enforce.auth.enabled=true` with `enforce.auth.schemes`. Empty: not enforced.
+    pub enforce_schemes: Vec<String>,
+    pub names: kerberos_name::NameRules,
+    /// `superUser` and `superUser.*`: SASL ids that are also super.
+    pub super_users: Vec<String>,
+}
+
+/// Java's `Boolean.parseBoolean`.
+fn java_bool(v: Option<&String>) -> bool {
+    v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+impl SaslSettings {
+    /// Reads the settings from the system properties a config produced
+    /// ([`crate::config::Config::system_properties`]: every key as `zookeeper.<key>`),
+    /// and the JAAS file they name. Returns warnings (provider classes RingKeeper does
+    /// not have) with the settings.
+    ///
+    /// # Errors
+    /// The JAAS file cannot be read or is malformed (file and line), or enforcement names a scheme with no provider (as
+    /// ZooKeeper's `AuthenticationHelper` refuses to start).
+    pub fn from_properties(
+        props: &BTreeMap<String, String>,
+    ) -> Result<(SaslSettings, Vec<String>), String> {
+        let get = |k: &str| props.get(&format!("zookeeper.{k}"));
+        let mut warnings = Vec::new();
+        let mut s = SaslSettings::default();
+        for (k, class) in props {
+            if let Some(n) = k.strip_prefix("zookeeper.authProvider.") {
+                let class = class.trim();
+                if class == SASL_PROVIDER_CLASS {
+                    s.provider = true;
+                } else if !BUILTIN_PROVIDER_CLASSES.contains(&class) {
+                    warnings.push(format!(
+                        "authProvider.{n}={class}: RingKeeper has no such provider; the scheme stays unknown (ZooKeeper logs \"Problems loading\" and goes on)"
+                    ));
+                }
+            }
+        }
+        s.allow_failed = java_bool(get("allowSaslFailedClients"));
+        if java_bool(get("sessionRequireClientSASLAuth")) {
+            s.enforce_schemes = vec!["sasl".into()];
+        } else if java_bool(get("enforce.auth.enabled")) {
+            s.enforce_schemes = get("enforce.auth.schemes")
+                .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default();
+            if s.enforce_schemes.is_empty() {
+                return Err(
+                    "zookeeper.enforce.auth.enabled is true zookeeper.enforce.auth.schemes must be  configured."
+                        .into(),
+                );
+            }
+        }
+        for scheme in &s.enforce_schemes {
+            let known = match scheme.as_str() {
+                "ip" | "digest" => true,
+                "sasl" => s.provider,
+                _ => false,
+            };
+            if !known {
+                return Err(format!(
+                    "Authentication scheme {scheme} is not available.{}",
+                    if scheme == "sasl" {
+                        format!(" (sessionRequireClientSASLAuth needs authProvider.1={SASL_PROVIDER_CLASS})")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        s.names.remove_host = get("kerberos.removeHostFromPrincipal").is_some_and(|v| v == "true");
+        s.names.remove_realm =
+            get("kerberos.removeRealmFromPrincipal").is_some_and(|v| v == "true");
+        for (k, v) in props {
+            if let Some(rest) = k.strip_prefix("zookeeper.superUser") {
+                if rest.is_empty() || rest.starts_with('.') {
+                    s.super_users.push(v.clone());
+                }
+            }
+        }
+        // The JAAS file: a JVM property in ZooKeeper (`-Djava.security.auth.login.config`);
+        // from zoo.cfg it arrives prefixed.
+        let jaas_file = props
+            .get("zookeeper.java.security.auth.login.config")
+            .or_else(|| props.get("java.security.auth.login.config"));
+        let section_set = get("sasl.serverconfig");
+        let section = section_set.map_or("Server", |v| v.as_str()).to_string();
+        match jaas_file {
+            None => {
+                if section_set.is_some() {
+                    // ZooKeeper: "No JAAS configuration section named ... was found ...
+                    // But zookeeper.sasl.serverconfig was set."
+                    return Err(format!(
+                        "No JAAS configuration section named '{section}' was found. But zookeeper.sasl.serverconfig was set (and java.security.auth.login.config names no file)."
+                    ));
+                }
+            }
+            Some(path) => {
+                let path = PathBuf::from(path.trim());
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!(
+                        "java.security.auth.login.config: cannot read JAAS file {}: {e}",
+                        path.display()
+                    )
+                })?;
+                let cfg =
+                    jaas::parse(&text).map_err(|e| format!("JAAS file {}: {e}", path.display()))?;
+                let Some(sec) = cfg.section(&section) else {
+                    // ZooKeeper goes on without SASL here (only a file Java cannot
+                    // load at all stops it); say so, since it is surely a mistake.
+                    warnings.push(format!(
+                        "No JAAS configuration section named '{section}' was found in '{}': SASL is off",
+                        path.display()
+                    ));
+                    return Ok((s, warnings));
+                };
+                let mut users = HashMap::new();
+                for e in &sec.entries {
+                    for (k, v) in &e.options {
+                        if let Some(user) = k.strip_prefix("user_") {
+                            users.insert(user.to_string(), v.clone());
+                        }
+                    }
+                }
+                s.login = Some(Login {
+                    jaas_file: path,
+                    section,
+                    users,
+                    super_password: get("SASLAuthenticationProvider.superPassword").cloned(),
+                });
+            }
+        }
+        Ok((s, warnings))
+    }
+
+    /// Whether SASL is required of every connection (`AuthenticationHelper
+    /// .isSaslAuthRequired`).
+    pub fn sasl_required(&self) -> bool {
+        self.enforce_schemes.iter().any(|s| s == "sasl")
+    }
+
+    /// Whether a connection with `ids` may send requests (`AuthenticationHelper
+    /// .enforceAuthentication`): always when nothing is enforced.
+    pub fn allows(&self, ids: &[Id]) -> bool {
+        self.enforce_schemes.is_empty()
+            || ids
+                .iter()
+                .any(|id| self.enforce_schemes.contains(&id.scheme))
+    }
+
+    /// A user's password for DIGEST-MD5 (`SaslServerCallbackHandler`): unknown users
+    /// have none; `super`'s is `superPassword` when set.
+    fn password(&self, user: &str) -> Option<String> {
+        let login = self.login.as_ref()?;
+        let pw = login.users.get(user)?;
+        if user == "super" {
+            if let Some(sp) = &login.super_password {
+                return Some(sp.clone());
+            }
+        }
+        Some(pw.clone())
+    }
+}
+
+/// What the shard does with a SASL packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Reply OK with this token (`None`: a null token); add these ids to the connection.
+    Reply {
+        token: Option<Vec<u8>>,
+        new_ids: Vec<Id>,
+    },
+    /// Reply with this error (and a null token), then close the connection.
+    FailAndClose(Code),
+    /// Close the connection without a reply.
+    Close,
+}
+
+/// One connection's SASL state: its mechanism server, created at the first packet.
+#[derive(Debug, Default)]
+pub struct SaslConn {
+    digest: Option<digest_md5::Server>,
+}
+
+impl SaslConn {
+    /// Handles one SASL packet's token. The string is what to log, if anything.
+    pub fn process(&mut self, s: &SaslSettings, token: &[u8]) -> (Answer, Option<String>) {
+        if s.login.is_none() {
+            return (
+                Answer::Reply {
+                    token: None,
+                    new_ids: Vec::new(),
+                },
+                Some("SASL packet but no JAAS login is configured: answered with no token".into()),
+            );
+        }
+        let server = self.digest.get_or_insert_with(digest_md5::Server::new);
+        let password = |u: &str| s.password(u);
+        match server.step(token, &password) {
+            Ok(digest_md5::Step::Continue(t)) => (
+                Answer::Reply {
+                    token: Some(t),
+                    new_ids: Vec::new(),
+                },
+                None,
+            ),
+            Ok(digest_md5::Step::Complete {
+                token,
+                user,
+                authzid,
+            }) => {
+                let Some(id) = kerberos_name::authorized_id(&user, authzid.as_deref(), &s.names)
+                else {
+                    return (
+                        Answer::Close,
+                        Some(format!("Malformed Kerberos name: {user}")),
+                    );
+                };
+                let mut new_ids = vec![Id {
+                    scheme: "sasl".into(),
+                    id: id.clone(),
+                }];
+                if s.super_users.contains(&id) {
+                    new_ids.push(Id {
+                        scheme: "super".into(),
+                        id: String::new(),
+                    });
+                }
+                (
+                    Answer::Reply {
+                        token: Some(token),
+                        new_ids,
+                    },
+                    Some(format!(
+                        "adding SASL authorization for authorizationID: {id}"
+                    )),
+                )
+            }
+            Err(digest_md5::Fail::Broken(m)) => (Answer::Close, Some(m)),
+            Err(digest_md5::Fail::Sasl(m)) => {
+                let msg = format!("failed to SASL authenticate: {m}");
+                if s.allow_failed && !s.sasl_required() {
+                    (
+                        Answer::Reply {
+                            token: None,
+                            new_ids: Vec::new(),
+                        },
+                        Some(format!(
+                            "{msg}; keeping the connection (allowSaslFailedClients)"
+                        )),
+                    )
+                } else if s.sasl_required() {
+                    (
+                        Answer::FailAndClose(Code::SessionClosedRequireSaslAuth),
+                        Some(msg),
+                    )
+                } else {
+                    (Answer::FailAndClose(Code::AuthFailed), Some(msg))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn jaas(text: &str) -> tempfile_path::TempFile {
+        tempfile_path::TempFile::new(text)
+    }
+
+    /// A file under the system temp dir, removed on drop (no tempfile crate here).
+    mod tempfile_path {
+        pub struct TempFile(pub std::path::PathBuf);
+        impl TempFile {
+            pub fn new(text: &str) -> Self {
+                let mut raw = [0u8; 8];
+                super::digest_md5::fill_random(&mut raw);
+                let name = format!("rk-jaas-{}.conf", u64::from_le_bytes(raw));
+                let p = std::env::temp_dir().join(name);
+                std::fs::write(&p, text).unwrap();
+                TempFile(p)
+            }
+            pub fn path(&self) -> String {
+                self.0.display().to_string()
+            }
+        }
+        impl Drop for TempFile {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    const SERVER: &str = "Server {\n org.apache.zookeeper.server.auth.DigestLoginModule required\n user_super=\"adminsecret\"\n user_bob=\"bobsecret\";\n};\n";
+
+    #[test]
+    fn no_file_no_login() {
+        let (s, w) = SaslSettings::from_properties(&props(&[])).unwrap();
+        assert_eq!(s, SaslSettings::default());
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn users_come_from_the_named_section() {
+        let f = jaas(&format!("{SERVER}Other {{ m required user_eve=\"e\"; }};"));
+        let (s, _) = SaslSettings::from_properties(&props(&[(
+            "zookeeper.java.security.auth.login.config",
+            &f.path(),
+        )]))
+        .unwrap();
+        let login = s.login.unwrap();
+        assert_eq!(login.section, "Server");
+        assert_eq!(login.users.len(), 2);
+        assert_eq!(login.users["bob"], "bobsecret");
+        let (s, _) = SaslSettings::from_properties(&props(&[
+            ("java.security.auth.login.config", &f.path()),
+            ("zookeeper.sasl.serverconfig", "Other"),
+        ]))
+        .unwrap();
+        assert_eq!(s.login.unwrap().users["eve"], "e");
+    }
+
+    #[test]
+    fn bad_files_stop_the_server_with_file_and_line() {
+        let f = jaas("Server {\n m required\n user_a=\"x\"\n");
+        let e = SaslSettings::from_properties(&props(&[(
+            "zookeeper.java.security.auth.login.config",
+            &f.path(),
+        )]))
+        .unwrap_err();
+        assert!(e.contains(&f.path()) && e.contains("line 3"), "{e}");
+        let f = jaas(SERVER);
+        let (s, w) = SaslSettings::from_properties(&props(&[
+            ("zookeeper.java.security.auth.login.config", &f.path()),
+            ("zookeeper.sasl.serverconfig", "Nope"),
+        ]))
+        .unwrap();
+        assert!(s.login.is_none());
+        assert!(
+            w[0].contains("No JAAS configuration section named 'Nope'"),
+            "{w:?}"
+        );
+        let e = SaslSettings::from_properties(&props(&[(
+            "zookeeper.java.security.auth.login.config",
+            "/nonexistent/jaas.conf",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.contains("cannot read JAAS file /nonexistent/jaas.conf"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn requiring_sasl_needs_the_provider() {
+        let e = SaslSettings::from_properties(&props(&[(
+            "zookeeper.sessionRequireClientSASLAuth",
+            "true",
+        )]))
+        .unwrap_err();
+        assert!(
+            e.contains("Authentication scheme sasl is not available"),
+            "{e}"
+        );
+        let (s, _) = SaslSettings::from_properties(&props(&[
+            ("zookeeper.sessionRequireClientSASLAuth", "true"),
+            ("zookeeper.authProvider.1", SASL_PROVIDER_CLASS),
+        ]))
+        .unwrap();
+        assert!(s.provider && s.sasl_required());
+        let ip = Id {
+            scheme: "ip".into(),
+            id: "127.0.0.1".into(),
+        };
+        let sasl = Id {
+            scheme: "sasl".into(),
+            id: "bob".into(),
+        };
+        assert!(!s.allows(std::slice::from_ref(&ip)));
+        assert!(s.allows(&[ip, sasl]));
+        let e =
+            SaslSettings::from_properties(&props(&[("zookeeper.enforce.auth.enabled", "true")]))
+                .unwrap_err();
+        assert!(e.contains("enforce.auth.schemes must be"), "{e}");
+    }
+
+    fn settings(extra: &[(&str, &str)]) -> (SaslSettings, tempfile_path::TempFile) {
+        let f = jaas(SERVER);
+        let mut p = props(extra);
+        p.insert("zookeeper.java.security.auth.login.config".into(), f.path());
+        (SaslSettings::from_properties(&p).unwrap().0, f)
+    }
+
+    fn exchange(s: &SaslSettings, user: &str, pw: &str) -> (Answer, SaslConn) {
+        let mut c = SaslConn::default();
+        let Answer::Reply {
+            token: Some(ch), ..
+        } = c.process(s, b"").0
+        else {
+            panic!("no challenge")
+        };
+        let (resp, _) = digest_md5::client_response(&ch, user, pw, "cn", "zookeeper/zk-sasl-md5");
+        (c.process(s, &resp).0, c)
+    }
+
+    #[test]
+    fn success_adds_the_sasl_id_and_super_when_configured() {
+        let (s, _f) = settings(&[("zookeeper.superUser", "super")]);
+        let (a, _) = exchange(&s, "bob", "bobsecret");
+        let Answer::Reply {
+            new_ids,
+            token: Some(_),
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            new_ids,
+            vec![Id {
+                scheme: "sasl".into(),
+                id: "bob".into()
+            }]
+        );
+        let (a, _) = exchange(&s, "super", "adminsecret");
+        let Answer::Reply { new_ids, .. } = a else {
+            panic!()
+        };
+        assert_eq!(new_ids.len(), 2);
+        assert_eq!(new_ids[1].scheme, "super");
+    }
+
+    #[test]
+    fn super_password_replaces_supers_file_password() {
+        let (s, _f) = settings(&[(
+            "zookeeper.SASLAuthenticationProvider.superPassword",
+            "other",
+        )]);
+        assert_eq!(
+            exchange(&s, "super", "adminsecret").0,
+            Answer::FailAndClose(Code::AuthFailed)
+        );
+        assert!(matches!(
+            exchange(&s, "super", "other").0,
+            Answer::Reply { .. }
+        ));
+    }
+
+    #[test]
+    fn failures_answer_as_configured() {
+        let (s, _f) = settings(&[]);
+        assert_eq!(
+            exchange(&s, "bob", "wrong").0,
+            Answer::FailAndClose(Code::AuthFailed)
+        );
+        let (s, _f) = settings(&[("zookeeper.allowSaslFailedClients", "true")]);
+        assert_eq!(
+            exchange(&s, "bob", "wrong").0,
+            Answer::Reply {
+                token: None,
+                new_ids: vec![]
+            }
+        );
+        let (s, _f) = settings(&[
+            ("zookeeper.allowSaslFailedClients", "true"),
+            ("zookeeper.sessionRequireClientSASLAuth", "true"),
+            ("zookeeper.authProvider.1", SASL_PROVIDER_CLASS),
+        ]);
+        assert_eq!(
+            exchange(&s, "bob", "wrong").0,
+            Answer::FailAndClose(Code::SessionClosedRequireSaslAuth)
+        );
+        // A second exchange after success fails like any other failure.
+        let (s, _f) = settings(&[]);
+        let (_, mut c) = exchange(&s, "bob", "bobsecret");
+        assert_eq!(c.process(&s, b"").0, Answer::FailAndClose(Code::AuthFailed));
+    }
+
+    #[test]
+    fn without_a_login_packets_get_no_token() {
+        let s = SaslSettings::default();
+        let mut c = SaslConn::default();
+        assert_eq!(
+            c.process(&s, b"anything").0,
+            Answer::Reply {
+                token: None,
+                new_ids: vec![]
+            }
+        );
+    }
+}
