@@ -8,7 +8,7 @@
 #   4. cargo build (target/debug/ringkeeper)
 #   5. the interop suites in tests/interop with real clients (kazoo, the Java client,
 #      zkCli.sh) against ZK_TARGET (default ringkeeper; apache = Apache ZooKeeper)
-#   6. a short run of the codec's fuzz target (installs cargo-fuzz if missing)
+#   6. a short run of the fuzz targets, codec and SASL (installs cargo-fuzz if missing)
 # and prints a summary; the exit status is non-zero if any step failed.
 #
 # Usage:
@@ -127,7 +127,7 @@ if [ $interop_only = 0 ]; then
     cargo install cargo-fuzz --locked --quiet || echo "cargo install cargo-fuzz failed"
   fi
   if command -v cargo-fuzz >/dev/null; then
-    run_step "fuzz smoke (decode, ${FUZZ_SECONDS:-20} s)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
+    run_step "fuzz smoke (decode ${FUZZ_SECONDS:-20} s, sasl half that)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
   else
     note FAIL "fuzz smoke: cargo-fuzz is not installed (cargo install cargo-fuzz)"
   fi
