@@ -30,7 +30,10 @@ PYTEST_TIMEOUT_VERSION=2.3.1
 PURE_SASL_VERSION=0.6.2
 # iproute2: `ip netns` for the partition tests (tests/ensemble_partition.py).
 # tmux: `ringkeeper top` is tested in a real terminal (tests/interop/test_ops_observe.py).
-APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux)
+# krb5-kdc, krb5-admin-server (kadmin.local): a throwaway KDC for the SASL GSSAPI tests
+# (tests/interop/kdc.py); the server loads libgssapi-krb5-2 at run time.
+APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux
+              krb5-kdc krb5-admin-server libgssapi-krb5-2)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi

@@ -5,7 +5,9 @@
 //! Configuration ([`SaslSettings::from_properties`]), read once at start:
 //! - `java.security.auth.login.config` names a JAAS file ([`jaas`]); its section
 //!   `zookeeper.sasl.serverconfig` (default `Server`) turns SASL on. Its `user_<name>`
-//!   options are the DIGEST-MD5 users. No file: SASL packets are answered OK with no
+//!   options are the DIGEST-MD5 users ([`digest_md5`]); a `Krb5LoginModule` entry
+//!   (principal, keyTab) makes the server speak GSSAPI instead ([`gssapi`]), as
+//!   ZooKeeper does when its login subject holds a Kerberos principal. No file: SASL packets are answered OK with no
 //!   token, as ZooKeeper answers them when it has no login (its NullPointerException
 //!   path). A malformed or unreadable file stops the server with the file, line and
 //!   reason; a file without the section leaves SASL off with a warning (ZooKeeper goes
@@ -31,6 +33,7 @@
 //! connection, unless `allowSaslFailedClients=true` keeps it open unauthenticated.
 
 pub mod digest_md5;
+pub mod gssapi;
 pub mod jaas;
 pub mod kerberos_name;
 
@@ -56,6 +59,9 @@ pub struct Login {
     /// `SASLAuthenticationProvider.superPassword`: the password of user `super` (if
     /// `super` is among the users).
     pub super_password: Option<String>,
+    /// A `Krb5LoginModule` entry's principal and keytab: the server then speaks GSSAPI,
+    /// and only GSSAPI, as ZooKeeper does when its login subject has a principal.
+    pub kerberos: Option<gssapi::Acceptor>,
 }
 
 /// Everything the shards need for SASL.
@@ -186,18 +192,32 @@ impl SaslSettings {
                     return Ok((s, warnings));
                 };
                 let mut users = HashMap::new();
+                let mut kerberos = None;
                 for e in &sec.entries {
                     for (k, v) in &e.options {
                         if let Some(user) = k.strip_prefix("user_") {
                             users.insert(user.to_string(), v.clone());
                         }
                     }
+                    if e.module.ends_with(".Krb5LoginModule") {
+                        kerberos = Some(kerberos_acceptor(e, &section, &path)?);
+                    }
+                }
+                if let Some(acc) = &kerberos {
+                    // Log in now, as ZooKeeper's Login does at start: a missing library,
+                    // keytab or key stops the server here, not at the first client.
+                    gssapi::available()?;
+                    gssapi::Server::new(acc).map_err(|e| {
+                        format!("JAAS file {} section {section}: {e}", path.display())
+                    })?;
+                    s.names.default_realm = gssapi::default_realm();
                 }
                 s.login = Some(Login {
                     jaas_file: path,
                     section,
                     users,
                     super_password: get("SASLAuthenticationProvider.superPassword").cloned(),
+                    kerberos,
                 });
             }
         }
@@ -233,6 +253,44 @@ impl SaslSettings {
     }
 }
 
+/// The principal and keytab of a `Krb5LoginModule` entry.
+fn kerberos_acceptor(
+    e: &jaas::Entry,
+    section: &str,
+    path: &std::path::Path,
+) -> Result<gssapi::Acceptor, String> {
+    let at = || format!("JAAS file {} section {section}", path.display());
+    let principal = e.option("principal").ok_or_else(|| {
+        format!(
+            "{}: Krb5LoginModule needs principal=\"zookeeper/host@REALM\"",
+            at()
+        )
+    })?;
+    // ZooKeeper splits the principal into protocol and host at '/' and '@'.
+    let valid = principal
+        .split_once('/')
+        .is_some_and(|(svc, rest)| !svc.is_empty() && rest.contains('@'));
+    if !valid {
+        return Err(format!(
+            "{}: principal {principal:?} is not of the form service/host@REALM",
+            at()
+        ));
+    }
+    if e.option("useKeyTab") != Some("true") {
+        return Err(format!(
+            "{}: Krb5LoginModule needs useKeyTab=true (a server cannot type a password)",
+            at()
+        ));
+    }
+    let keytab = e
+        .option("keyTab")
+        .ok_or_else(|| format!("{}: Krb5LoginModule needs keyTab=\"/path/to/keytab\"", at()))?;
+    Ok(gssapi::Acceptor {
+        principal: principal.to_string(),
+        keytab: keytab.to_string(),
+    })
+}
+
 /// What the shard does with a SASL packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
@@ -251,6 +309,17 @@ pub enum Answer {
 #[derive(Debug, Default)]
 pub struct SaslConn {
     digest: Option<digest_md5::Server>,
+    gss: Option<gssapi::Server>,
+}
+
+/// A mechanism's step result, for the common tail of [`SaslConn::process`].
+enum Outcome {
+    Continue(Option<Vec<u8>>),
+    Complete {
+        token: Option<Vec<u8>>,
+        user: String,
+        authzid: Option<String>,
+    },
 }
 
 impl SaslConn {
@@ -265,17 +334,34 @@ impl SaslConn {
                 Some("SASL packet but no JAAS login is configured: answered with no token".into()),
             );
         }
-        let server = self.digest.get_or_insert_with(digest_md5::Server::new);
-        let password = |u: &str| s.password(u);
-        match server.step(token, &password) {
-            Ok(digest_md5::Step::Continue(t)) => (
+        let outcome = match s.login.as_ref().and_then(|l| l.kerberos.as_ref()) {
+            Some(acc) => self.gss_step(acc, token),
+            None => {
+                let server = self.digest.get_or_insert_with(digest_md5::Server::new);
+                let password = |u: &str| s.password(u);
+                server.step(token, &password).map(|st| match st {
+                    digest_md5::Step::Continue(t) => Outcome::Continue(Some(t)),
+                    digest_md5::Step::Complete {
+                        token,
+                        user,
+                        authzid,
+                    } => Outcome::Complete {
+                        token: Some(token),
+                        user,
+                        authzid,
+                    },
+                })
+            }
+        };
+        match outcome {
+            Ok(Outcome::Continue(t)) => (
                 Answer::Reply {
-                    token: Some(t),
+                    token: t,
                     new_ids: Vec::new(),
                 },
                 None,
             ),
-            Ok(digest_md5::Step::Complete {
+            Ok(Outcome::Complete {
                 token,
                 user,
                 authzid,
@@ -298,10 +384,7 @@ impl SaslConn {
                     });
                 }
                 (
-                    Answer::Reply {
-                        token: Some(token),
-                        new_ids,
-                    },
+                    Answer::Reply { token, new_ids },
                     Some(format!(
                         "adding SASL authorization for authorizationID: {id}"
                     )),
@@ -330,6 +413,28 @@ impl SaslConn {
                 }
             }
         }
+    }
+
+    /// One GSSAPI step; the server (and its acceptor credential) is made at the first.
+    fn gss_step(
+        &mut self,
+        acc: &gssapi::Acceptor,
+        token: &[u8],
+    ) -> Result<Outcome, digest_md5::Fail> {
+        if self.gss.is_none() {
+            // The credential was checked at start; failing now (a keytab replaced
+            // meanwhile) fails this login like any GSS error.
+            self.gss = Some(gssapi::Server::new(acc).map_err(digest_md5::Fail::Sasl)?);
+        }
+        let server = self.gss.as_mut().expect("made above");
+        server.step(token).map(|st| match st {
+            gssapi::Step::Continue(t) => Outcome::Continue(Some(t)),
+            gssapi::Step::Complete { peer, authzid } => Outcome::Complete {
+                token: None,
+                user: peer,
+                authzid,
+            },
+        })
     }
 }
 
@@ -552,6 +657,35 @@ mod tests {
         let (s, _f) = settings(&[]);
         let (_, mut c) = exchange(&s, "bob", "bobsecret");
         assert_eq!(c.process(&s, b"").0, Answer::FailAndClose(Code::AuthFailed));
+    }
+
+    #[test]
+    fn kerberos_sections_need_a_principal_and_a_keytab() {
+        let krb = |opts: &str| {
+            let f = jaas(&format!(
+                "Server {{\n com.sun.security.auth.module.Krb5LoginModule required\n {opts};\n}};\n"
+            ));
+            SaslSettings::from_properties(&props(&[(
+                "zookeeper.java.security.auth.login.config",
+                &f.path(),
+            )]))
+            .unwrap_err()
+        };
+        let e = krb("useKeyTab=true keyTab=\"/k\"");
+        assert!(e.contains("needs principal="), "{e}");
+        let e = krb("useKeyTab=true keyTab=\"/k\" principal=\"zookeeper@EX\"");
+        assert!(e.contains("not of the form service/host@REALM"), "{e}");
+        let e = krb("keyTab=\"/k\" principal=\"zookeeper/h@EX\"");
+        assert!(e.contains("useKeyTab=true"), "{e}");
+        let e = krb("useKeyTab=true principal=\"zookeeper/h@EX\"");
+        assert!(e.contains("needs keyTab="), "{e}");
+        // A keytab that does not exist stops the server at start (the library is
+        // loaded at run time; scripts/test.sh installs it).
+        let e = krb("useKeyTab=true keyTab=\"/nonexistent.keytab\" principal=\"zookeeper/h@EX\"");
+        assert!(
+            e.contains("/nonexistent.keytab") || e.contains("cannot load"),
+            "{e}"
+        );
     }
 
     #[test]

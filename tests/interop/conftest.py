@@ -78,12 +78,14 @@ def ruok(port):
 class Server:
     """A running server under test."""
 
-    def __init__(self, target, dir, port, extra_cfg=(), jvm_flags=()):
+    def __init__(self, target, dir, port, extra_cfg=(), jvm_flags=(), env=None):
         self.target, self.dir, self.port = target, dir, port
         self.cfg = SERVER_CFG + list(extra_cfg)
         # JVM -D flags, as ZooKeeper's start scripts take them from SERVER_JVMFLAGS:
         # RingKeeper reads that variable; Apache's JVM gets them in JAVA_TOOL_OPTIONS.
         self.jvm_flags = list(jvm_flags)
+        # More environment for the server process (e.g. KRB5_CONFIG).
+        self.env = dict(env or {})
         # RingKeeper's AdminServer, on a port of its own (Apache's is off: apache-zk.sh).
         self.admin_port = free_port()
         self.host = "127.0.0.1"
@@ -113,7 +115,7 @@ class Server:
         if self.target == "apache":
             # ZooKeeper reads the container/TTL reaper interval only as a JVM system
             # property without the zookeeper. prefix, so zoo.cfg cannot carry it there.
-            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(self.cfg),
+            env = dict(os.environ, **self.env, ZK_EXTRA_CFG="\n".join(self.cfg),
                        JAVA_TOOL_OPTIONS=" ".join(
                            [f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
                            + self.jvm_flags),
@@ -142,7 +144,7 @@ class Server:
                                f"admin.serverPort={self.admin_port}"]
                               + self.cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
-        env = dict(os.environ, SERVER_JVMFLAGS=" ".join(self.jvm_flags))
+        env = dict(os.environ, **self.env, SERVER_JVMFLAGS=" ".join(self.jvm_flags))
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
         log.close()

@@ -155,11 +155,12 @@ def java_classes(tmp_path_factory):
     return str(out)
 
 
-def java(server, classes, jaas, path, mode):
+def java(server, classes, jaas, path, *args, extra=()):
+    """Runs SaslInterop with the JAAS file `jaas` (in tests/interop/sasl unless absolute)."""
     return subprocess.run(
         ["java", "-Dzookeeper.log.threshold=WARN",
-         f"-Djava.security.auth.login.config={SASL_DIR}/{jaas}",
-         "-cp", f"{JAR}:{classes}", "SaslInterop", server.hostport, path, mode],
+         f"-Djava.security.auth.login.config={os.path.join(SASL_DIR, jaas)}", *extra,
+         "-cp", f"{JAR}:{classes}", "SaslInterop", server.hostport, path, *args],
         capture_output=True, text=True, timeout=90)
 
 

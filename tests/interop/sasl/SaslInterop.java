@@ -1,9 +1,10 @@
 // The official Java client logging in with SASL DIGEST-MD5 (its JAAS `Client` section,
 // named by -Djava.security.auth.login.config), for tests/interop/test_sasl.py.
 //
-// Usage: SaslInterop <hosts> <path> right|wrong
-//   right: waits for SaslAuthenticated, creates <path> with the ACL sasl:bob (all), reads
-//          it back, checks its ACL and whoAmI.
+// Usage: SaslInterop <hosts> <path> right|wrong [ID]
+//   right: waits for SaslAuthenticated, creates <path> with the ACL sasl:ID (all; ID is
+//          bob unless given, e.g. bob@EXAMPLE.COM for Kerberos), reads it back, checks
+//          its ACL and whoAmI.
 //   wrong: waits for AuthFailed (the server refused the password).
 // Prints "PASS <mode>" and exits 0, or prints the failure and exits 1. Every wait is
 // bounded (30 s).
@@ -51,6 +52,7 @@ public class SaslInterop {
 
     public static void main(String[] args) throws Exception {
         String hosts = args[0], path = args[1], mode = args[2];
+        String id = args.length > 3 ? args[3] : "bob";
         BlockingQueue<Watcher.Event.KeeperState> states = new LinkedBlockingQueue<>();
         ZooKeeper zk = new ZooKeeper(hosts, 10000, e -> {
             if (e.getType() == Watcher.Event.EventType.None) {
@@ -61,15 +63,15 @@ public class SaslInterop {
             if (mode.equals("right")) {
                 waitFor(states, Watcher.Event.KeeperState.SaslAuthenticated);
                 List<ACL> acl = Collections.singletonList(
-                    new ACL(ZooDefs.Perms.ALL, new Id("sasl", "bob")));
+                    new ACL(ZooDefs.Perms.ALL, new Id("sasl", id)));
                 zk.create(path, "java".getBytes(), acl, CreateMode.PERSISTENT);
                 check(new String(zk.getData(path, false, null)).equals("java"), "data read back");
                 check(zk.getACL(path, new Stat()).equals(acl), "ACL read back");
                 boolean found = false;
                 for (ClientInfo ci : zk.whoAmI()) {
-                    found |= ci.getAuthScheme().equals("sasl") && ci.getUser().equals("bob");
+                    found |= ci.getAuthScheme().equals("sasl") && ci.getUser().equals(id);
                 }
-                check(found, "whoAmI has sasl:bob");
+                check(found, "whoAmI has sasl:" + id);
             } else {
                 waitFor(states, Watcher.Event.KeeperState.AuthFailed);
             }
