@@ -177,3 +177,16 @@ def test_java_client_digest_md5_and_a_sasl_acl(server, java_classes, kz_factory,
 def test_java_client_wrong_password_gets_auth_failed(server, java_classes, base):
     r = java(server, java_classes, "client-wrong-jaas.conf", f"{base}/x", "wrong")
     assert r.returncode == 0 and "PASS wrong" in r.stdout, r.stdout + r.stderr[-3000:]
+
+
+def test_zkcli_logs_in_with_digest_md5(server):
+    """Debian's zkCli.sh with the JAAS file in CLIENT_JVMFLAGS, as its docs say."""
+    zkcli = os.environ.get("ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
+    assert os.access(zkcli, os.X_OK), f"{zkcli} missing: apt-get install zookeeper"
+    env = dict(os.environ, CLIENT_JVMFLAGS=f"-Djava.security.auth.login.config="
+                                           f"{SASL_DIR}/client-jaas.conf")
+    r = subprocess.run([zkcli, "-server", server.hostport, "whoami"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "state:SaslAuthenticated" in out, out
+    assert "sasl: bob" in out.splitlines(), out
