@@ -48,13 +48,19 @@ def assert_closed(raw):
         raw.recv_frame()
 
 
-def wait_lost(client):
-    """Waits (bounded) until a kazoo client gives up its connection."""
+def lost_states(client):
+    """Records the KeeperState a kazoo client is in when it gives up its connection
+    (its listeners run inside the state change; the state moves on to CLOSED after)."""
+    seen = []
     lost = threading.Event()
-    client.add_listener(lambda s: lost.set() if s == KazooState.LOST else None)
-    if client.state == KazooState.LOST:
-        lost.set()
-    assert lost.wait(15), client.state
+
+    def listener(state):
+        if state == KazooState.LOST:
+            seen.append(client.client_state)
+            lost.set()
+
+    client.add_listener(listener)
+    return lost, seen
 
 
 def test_kazoo_digest_md5_login_with_the_right_password(kz_factory, raw_factory):
@@ -72,9 +78,10 @@ def test_kazoo_digest_md5_login_with_the_right_password(kz_factory, raw_factory)
 
 def test_kazoo_wrong_password_ends_in_auth_failed(kz_factory, kz):
     eve = kz_factory(sasl_options=digest("bob", "wrong"), start=False)
+    lost, seen = lost_states(eve)
     eve.start(timeout=15)
-    wait_lost(eve)
-    assert eve.client_state == KeeperState.AUTH_FAILED
+    assert lost.wait(15), eve.client_state
+    assert seen[0] == KeeperState.AUTH_FAILED, seen
     # Only that connection is affected.
     assert kz.connected and kz.exists("/") is not None
 
