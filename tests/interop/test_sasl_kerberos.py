@@ -41,15 +41,14 @@ def krb5_section(name, keytab, principal):
             f"    useTicketCache=false\n    principal=\"{principal}\";\n}};\n")
 
 
-@pytest.fixture(scope="module")
-def server(kdc):
-    """This module's server: SASL with the KDC's keytab (overrides conftest's)."""
+def kerberos_server(kdc, extra_cfg=()):
+    """A server with SASL from the KDC's keytab; a generator for a fixture."""
     jaas = os.path.join(kdc.dir, "server-jaas.conf")
     with open(jaas, "w") as f:
         f.write(krb5_section("Server", kdc.server_keytab,
                              f"zookeeper/localhost@{kdc_mod.REALM}"))
     dir = tempfile.mkdtemp(prefix=f"interop-{TARGET}-krb-")
-    srv = Server(TARGET, dir, free_port(), [SASL_PROVIDER],
+    srv = Server(TARGET, dir, free_port(), [SASL_PROVIDER, *extra_cfg],
                  [f"-Djava.security.auth.login.config={jaas}",
                   f"-Djava.security.krb5.conf={kdc.krb5_conf}"],
                  env={"KRB5_CONFIG": kdc.krb5_conf})
@@ -59,6 +58,17 @@ def server(kdc):
     finally:
         srv.stop()
         shutil.rmtree(dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(kdc):
+    """This module's server (overrides conftest's)."""
+    yield from kerberos_server(kdc)
+
+
+@pytest.fixture(scope="module")
+def server_without_realm(kdc):
+    yield from kerberos_server(kdc, ["kerberos.removeRealmFromPrincipal=true"])
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +111,10 @@ def test_a_digest_md5_client_cannot_log_in_to_a_kerberos_server(raw_factory):
     raw = raw_factory()
     assert raw.sasl(b"").err == zkraw.AUTHFAILED
     assert_closed(raw)
+
+
+def test_remove_realm_from_principal_makes_the_id_bob(server_without_realm, kdc, client_jaas,
+                                                      java_classes):
+    r = java_krb(server_without_realm, java_classes, kdc, client_jaas, "/krb-norealm",
+                 "right", "bob")
+    assert r.returncode == 0 and "PASS right" in r.stdout, r.stdout + r.stderr[-3000:]
