@@ -467,3 +467,20 @@ fn jvm_flags_give_known_keys_under_the_files() {
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(!c.system_properties.contains_key("zookeeper.log.dir"));
 }
+
+#[test]
+fn the_jaas_file_key_in_zoo_cfg_reaches_the_system_properties() {
+    let props = ringkeeper::config::parse_properties(
+        "dataDir=/d\nclientPort=2181\njava.security.auth.login.config=/etc/zk/jaas.conf\n\
+         authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+    );
+    let (c, warnings) = ConfigBuilder::from_properties(&props).build().unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let sp = &c.system_properties;
+    assert_eq!(
+        sp.get("zookeeper.java.security.auth.login.config")
+            .map(String::as_str),
+        Some("/etc/zk/jaas.conf")
+    );
+    assert!(sp.contains_key("zookeeper.authProvider.1"));
+}
