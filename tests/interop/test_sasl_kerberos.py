@@ -51,7 +51,8 @@ def kerberos_server(kdc, extra_cfg=()):
     srv = Server(TARGET, dir, free_port(), [SASL_PROVIDER, *extra_cfg],
                  [f"-Djava.security.auth.login.config={jaas}",
                   f"-Djava.security.krb5.conf={kdc.krb5_conf}"],
-                 env={"KRB5_CONFIG": kdc.krb5_conf})
+                 # The acceptor's replay cache goes with the KDC's files, not /var/tmp.
+                 env={"KRB5_CONFIG": kdc.krb5_conf, "KRB5RCACHEDIR": kdc.dir})
     try:
         srv.start()
         yield srv
