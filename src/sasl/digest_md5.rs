@@ -4,7 +4,9 @@
 //!
 //! 1. The client's first token (empty: DIGEST-MD5 has no initial response; a non-empty
 //!    one is ignored, as the JDK does) is answered with a challenge:
-//!    `realm="zk-sasl-md5",nonce="<40 chars>",qop="auth",charset=utf-8,algorithm=md5-sess`.
+//!    `realm="zk-sasl-md5",nonce="<40 chars>",charset=utf-8,algorithm=md5-sess` (no qop
+//!    directive, which means `auth`: ZooKeeper gives the JDK no qop property; this is
+//!    byte for byte what ZooKeeper 3.8 on Java 17 sends).
 //! 2. The client's digest-response is checked (realm, nonce, nc=1, qop, digest-uri
 //!    `zookeeper/zk-sasl-md5`, the response hash against the user's password from the
 //!    JAAS file) and answered with `rspauth=<hash>`; the exchange is then complete.
@@ -104,7 +106,7 @@ impl Server {
                 c.extend_from_slice(SERVER_NAME.as_bytes());
                 c.extend_from_slice(b"\",nonce=\"");
                 c.extend_from_slice(&self.nonce);
-                c.extend_from_slice(b"\",qop=\"auth\",charset=utf-8,algorithm=md5-sess");
+                c.extend_from_slice(b"\",charset=utf-8,algorithm=md5-sess");
                 Ok(Step::Continue(c))
             }
             State::Challenged => {
@@ -550,7 +552,10 @@ mod tests {
         };
         let text = String::from_utf8(ch.clone()).unwrap();
         assert!(text.starts_with("realm=\"zk-sasl-md5\",nonce=\""), "{text}");
-        assert!(text.ends_with("\",qop=\"auth\",charset=utf-8,algorithm=md5-sess"));
+        assert!(
+            text.ends_with("\",charset=utf-8,algorithm=md5-sess"),
+            "{text}"
+        );
         let (resp, rspauth) = client_response(&ch, "bob", "bobsecret", "abc", URI);
         match s.step(&resp, &users).unwrap() {
             Step::Complete {

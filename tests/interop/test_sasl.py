@@ -7,6 +7,7 @@ authProvider.1. Users (tests/interop/sasl/server-jaas.conf): bob, alice, super.
 """
 
 import glob
+import re
 import os
 import shutil
 import socket
@@ -197,3 +198,15 @@ def test_zkcli_logs_in_with_digest_md5(server):
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "state:SaslAuthenticated" in out, out
     assert "sasl: bob" in out.splitlines(), out
+
+
+def test_the_challenge_is_the_jdks(raw_factory):
+    """DIGEST-MD5's challenge as ZooKeeper (JDK DigestMD5Server, no SASL properties)
+    sends it: realm, nonce, charset, algorithm, and no qop directive; a first token that
+    is not empty is ignored, as the JDK does."""
+    raw = raw_factory()
+    rep = raw.sasl(b"username=bob")
+    assert rep.err == zkraw.OK
+    m = re.fullmatch(rb'realm="zk-sasl-md5",nonce="([A-Za-z0-9+/]{40})",charset=utf-8,'
+                     rb'algorithm=md5-sess', rep.token)
+    assert m, rep.token
