@@ -7,7 +7,7 @@
 //!    `realm="zk-sasl-md5",nonce="<40 chars>",charset=utf-8,algorithm=md5-sess` (no qop
 //!    directive, which means `auth`: ZooKeeper gives the JDK no qop property; this is
 //!    byte for byte what ZooKeeper 3.8 on Java 17 sends).
-//! 2. The client's digest-response is checked (realm, nonce, nc=1, qop, digest-uri
+//! 2. The client's digest-response is checked (realm, nonce, qop, digest-uri
 //!    `zookeeper/zk-sasl-md5`, the response hash against the user's password from the
 //!    JAAS file) and answered with `rspauth=<hash>`; the exchange is then complete.
 //! 3. Anything after that fails ("Server at illegal state").
@@ -344,7 +344,10 @@ impl Directives {
             "realm" => &mut self.realm,
             "nonce" => &mut self.nonce,
             "cnonce" => &mut self.cnonce,
-            "nc" => &mut self.nc,
+            // The JDK's directive table names it "nonce-count", not RFC 2831's "nc":
+            // the `nc` every client sends is an unknown directive and ignored (checked
+            // on JDK 17 and 25), and the hash always uses 00000001.
+            "nonce-count" => &mut self.nc,
             "qop" => &mut self.qop,
             "digest-uri" => &mut self.digest_uri,
             "response" => &mut self.response,
@@ -644,11 +647,22 @@ mod tests {
 
     #[test]
     fn unparsable_numbers_break_the_connection_like_the_jdk() {
+        // RFC 2831's `nc` is not read at all (the JDK looks for "nonce-count").
+        for nc in ["nc=zz", "nc=00000002", "nc=1,nc=2"] {
+            let r = challenge_and(|ch| {
+                let (resp, _) = client_response(ch, "bob", "bobsecret", "c", URI);
+                String::from_utf8(resp)
+                    .unwrap()
+                    .replace("nc=00000001", nc)
+                    .into_bytes()
+            });
+            assert!(matches!(r, Ok(Step::Complete { .. })), "{nc}: {r:?}");
+        }
         let r = challenge_and(|ch| {
             let (resp, _) = client_response(ch, "bob", "bobsecret", "c", URI);
             String::from_utf8(resp)
                 .unwrap()
-                .replace("nc=00000001", "nc=zz")
+                .replace("nc=00000001", "nonce-count=zz")
                 .into_bytes()
         });
         assert!(matches!(r, Err(Fail::Broken(_))), "{r:?}");
@@ -664,7 +678,7 @@ mod tests {
             let (resp, _) = client_response(ch, "bob", "bobsecret", "c", URI);
             String::from_utf8(resp)
                 .unwrap()
-                .replace("nc=00000001", "nc=00000002")
+                .replace("nc=00000001", "nonce-count=00000002")
                 .into_bytes()
         });
         assert!(sasl_err(r).contains("Nonce count does not match"));

@@ -210,3 +210,21 @@ def test_the_challenge_is_the_jdks(raw_factory):
     m = re.fullmatch(rb'realm="zk-sasl-md5",nonce="([A-Za-z0-9+/]{40})",charset=utf-8,'
                      rb'algorithm=md5-sess', rep.token)
     assert m, rep.token
+
+
+def edited_login(raw, edit):
+    cli = puresasl.client.SASLClient("zk-sasl-md5", "zookeeper", mechanism="DIGEST-MD5",
+                                     username="bob", password="bobsecret")
+    first = raw.sasl(b"")
+    return raw.sasl(edit(cli.process(first.token)))
+
+
+def test_nc_is_ignored_and_a_bad_maxbuf_drops_the_connection(raw_factory):
+    """The JDK's server reads no `nc` (its table says nonce-count), and a maxbuf that is
+    not a number throws past ZooKeeper's SaslException handler: no answer, a close."""
+    raw = raw_factory()
+    rep = edited_login(raw, lambda r: r.replace(b"nc=00000001", b"nc=00000002"))
+    assert rep.err == zkraw.OK and rep.token.startswith(b"rspauth="), rep
+    raw = raw_factory()
+    with pytest.raises((zkraw.Closed, ConnectionResetError)):
+        edited_login(raw, lambda r: r + b",maxbuf=lots")
