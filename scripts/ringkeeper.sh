@@ -16,7 +16,10 @@
 #   scripts/ringkeeper.sh wait-serving CONNECT_STRING  waits until every server reports a
 #                                                      Mode (an ensemble elected)
 # Environment: RINGKEEPER_BIN (default target/release/ringkeeper), START_TIMEOUT_S
-# (default 20), RK_EXTRA_CFG (extra zoo.cfg lines, newline-separated).
+# (default 20), RK_EXTRA_CFG (extra zoo.cfg lines, newline-separated), RK_LOG_TIMES=1
+# (each server.log line starts with the wall clock in seconds, to ms: for profiles
+# such as scripts/rolling-restart.py --log-times), RK_NICE (start the server at this
+# nice value; scripts/rolling-restart.py --nice-recovery).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,14 +27,23 @@ RINGKEEPER_BIN=${RINGKEEPER_BIN:-$here/target/release/ringkeeper}
 START_TIMEOUT_S=${START_TIMEOUT_S:-20}
 NAME=ringkeeper.sh
 DEFAULT_BASE=23880
-USAGE_LINES=2,19p
+USAGE_LINES=2,22p
 
 launch() { # dir cfg
   local dir=$1 cfg=$2
   [ -x "$RINGKEEPER_BIN" ] || die "$RINGKEEPER_BIN not found: cargo build --release (or set RINGKEEPER_BIN)"
-  "$RINGKEEPER_BIN" "$cfg" >>"$dir/server.log" 2>&1 &
+  # `nice` execs the server, so $! stays its PID.
+  local run=(nice -n "${RK_NICE:-0}" "$RINGKEEPER_BIN" "$cfg")
+  if [ "${RK_LOG_TIMES:-0}" = 1 ]; then
+    # The stamping loop is a child of the shell, not of the server.
+    "${run[@]}" > >(stamp >>"$dir/server.log") 2>&1 &
+  else
+    "${run[@]}" >>"$dir/server.log" 2>&1 &
+  fi
   echo $! >"$dir/pid"
 }
+
+stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%3N)" "$line"; done; }
 
 server_cfg_lines() { :; }
 extra_cfg() { if [ -n "${RK_EXTRA_CFG:-}" ]; then printf "%s\n" "$RK_EXTRA_CFG"; fi; }

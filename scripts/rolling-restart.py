@@ -3,19 +3,29 @@
 Apache ZooKeeper 3.8 (scripts/apache-zk.sh) and RingKeeper (scripts/ringkeeper.sh) in
 the same run: the longest gap between acknowledged writes around each server's restart
 (followers first, then the leader, as operators do it), split into the stop (SIGTERM
-until 0.5 s after the process exited: a leader's hand-off, or an election) and the
-rejoin (until --settle seconds after the restarted server serves again). For RingKeeper, the gaps of
+until 0.5 s after the process exited: a leader's hand-off, or an election), the time
+the server is down and recovering (until the restarted process answers `ruok`: the
+other two are a quorum of two meanwhile) and the rejoin (from then until --settle
+seconds after it serves again: its election and sync). For RingKeeper, the gaps of
 `ydld` (the leader yields to its best follower) and `rqld` (a follower asks to lead)
 follow in the same load.
 
     scripts/rolling-restart.py [--targets zk,rk] [--sessions 16] [--outstanding 16]
-                               [--settle 3] [--out DIR]
+                               [--settle 3] [--out DIR] [--log-times]
+                               [--nice-recovery]
 
 The load is `zkbench run -w set --reconnect --ack-gaps` over every server of the
 ensemble (sessions of a stopped server resume on the next one). A gap is the time
 between two consecutive successful replies over all sessions; `ydld`/`rqld` windows
 run until 0.5 s after the new leader reports `leader`. Servers are stopped by their PIDs (the scripts' pid files), never by name.
 Writes results to perf/results/<UTC stamp>-rolling/ (summary.txt, the gap files).
+With --log-times (RingKeeper only) the servers' log lines are stamped with the wall
+clock and rk-timeline.txt merges them with every write gap of 50 ms or more, to see
+what each server was doing when the writes stalled. With --nice-recovery (RingKeeper
+only) a restarted server starts at nice 19 and every thread of it is put back to 0
+once it serves: on one machine shared by the three servers, its recovery then takes
+CPU only when the two serving ones leave it some (servers on machines of their own do
+not compete).
 """
 
 import argparse
@@ -82,6 +92,23 @@ def session_ok(port):
         return False
 
 
+def wait_serving(i, port, timeout=120.0):
+    """Waits until server `i` serves (leader or follower: synced); returns when it first
+    answered `ruok` (recovered and listening, maybe still electing or syncing), in ms."""
+    t0 = time.monotonic()
+    answered = None
+    while time.monotonic() - t0 < timeout:
+        if answered is None and four_letter(port, "ruok") == "imok":
+            answered = time.time() * 1000
+        m = mode(port)
+        if m is not None and answered is None:
+            answered = time.time() * 1000
+        if m in ("leader", "follower"):
+            return answered
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for server {i} serving")
+
+
 def wait(what, pred, timeout=120.0):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -127,10 +154,53 @@ def longest(gaps, t0_ms, t1_ms):
     return best
 
 
+def unnice(pid):
+    """Puts every thread of `pid` back to nice 0 (Linux: one TID at a time)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        except OSError:
+            pass  # the thread ended meanwhile
+
+
+# Gaps at least this long go into the timeline.
+TIMELINE_GAP_MS = 50
+
+
+def write_timeline(d, gaps_path, path):
+    """Merges the stamped server logs of ensemble dir `d` with the write gaps of at
+    least TIMELINE_GAP_MS (placed where they began), in time order."""
+    with open(gaps_path) as f:
+        rows = f.read().splitlines()
+    start_s = int(rows[0].split("=", 1)[1]) / 1000
+    events = []
+    for row in rows[3:]:
+        at_ms, gap_ms = (float(x) for x in row.split(","))
+        if gap_ms >= TIMELINE_GAP_MS:
+            end = start_s + at_ms / 1000
+            events.append((end - gap_ms / 1000, f"WRITE GAP {gap_ms:.0f} ms"))
+    for i in (1, 2, 3):
+        with open(os.path.join(d, f"s{i}", "server.log"), errors="replace") as f:
+            for line in f:
+                stamp, _, text = line.rstrip("\n").partition(" ")
+                # The ensemble's temporary directory says nothing: DIR stands for it.
+                text = text.replace(d, "DIR")
+                try:
+                    events.append((float(stamp), f"server {i}: {text}"))
+                except ValueError:
+                    continue
+    events.sort()
+    with open(path, "w") as f:
+        for t, what in events:
+            f.write(f"{t - start_s:9.3f} {what}\n")
+
+
 def run_target(target, args, out, zkbench):
     d = tempfile.mkdtemp(prefix=f"rolling-{target}-")
     script = os.path.join(HERE, SCRIPTS[target])
     env = dict(os.environ)
+    if args.log_times:
+        env["RK_LOG_TIMES"] = "1"
     events = []
     try:
         subprocess.run([script, "start-ensemble", d, "3", str(BASES[target])], check=True,
@@ -166,18 +236,26 @@ def run_target(target, args, out, zkbench):
             # Its own child: poll /proc until it is gone (the script's pid file names it).
             wait(f"server {i} exits", lambda: gone(pid), timeout=30)
             t_exit = time.time() * 1000
-            subprocess.run([script, "restart", d, str(i)], check=True, env=env,
+            renice = args.nice_recovery and target == "rk"
+            subprocess.run([script, "restart", d, str(i)], check=True,
+                           env=dict(env, RK_NICE="19") if renice else env,
                            stdout=subprocess.DEVNULL)
-            wait(f"server {i} serving", lambda p=port: mode(p) in ("leader", "follower"))
+            t_listen = wait_serving(i, port)
+            if renice:
+                unnice(int(open(os.path.join(d, f"s{i}", "pid")).read()))
             t_back = time.time() * 1000
             time.sleep(args.settle)
             # The stop: from SIGTERM until 0.5 s after the process is gone (a leader's
-            # hand-off, or ZooKeeper's election); the rejoin: from then until the
-            # settle time after the restarted server serves again (its sync).
+            # hand-off, or ZooKeeper's election); then one server short: until the
+            # restarted process answers ruok (it recovered), the other two a quorum of two;
+            # the rejoin: from then until the settle time after it serves (its
+            # election and sync).
             events.append((f"stop server {i} ({role})", t_stop - 100, t_exit + 500,
                            (t_exit - t_stop) / 1000))
-            events.append((f"  rejoin of server {i}", t_exit + 500, time.time() * 1000,
-                           (t_back - t_exit) / 1000))
+            events.append((f"  server {i} down, recovering", t_exit + 500, t_listen,
+                           (t_listen - t_exit) / 1000))
+            events.append((f"  rejoin of server {i}", t_listen, time.time() * 1000,
+                           (t_back - t_listen) / 1000))
         if target == "rk":
             lead = leader_index(target)
             t0 = time.time() * 1000
@@ -198,6 +276,8 @@ def run_target(target, args, out, zkbench):
                            (t_moved - t0) / 1000))
         summary, _ = bench.communicate(timeout=duration + 60)
         _, gaps, acks = read_gaps(gaps_path)
+        if args.log_times and target == "rk":
+            write_timeline(d, gaps_path, os.path.join(out, "rk-timeline.txt"))
         lines = []
         for what, t0, t1, took in events:
             gap, at = longest(gaps, t0, t1)
@@ -221,6 +301,10 @@ def main():
     ap.add_argument("--duration", type=int, default=0,
                     help="zkbench seconds (default: 90 for zk, 60 for rk)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--nice-recovery", action="store_true",
+                    help="restart RingKeeper servers at nice 19 until they serve")
+    ap.add_argument("--log-times", action="store_true",
+                    help="stamp RingKeeper's log lines; write rk-timeline.txt")
     args = ap.parse_args()
     os.chdir(HERE)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -121,11 +121,8 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("connectToLearnerMasterLimit", Recorded("learners connect to the leader within initLimit")),
     key("electionAlg", Supported),
-    key("localSessionsEnabled", Recorded("every session is global")),
-    key(
-        "localSessionsUpgradingEnabled",
-        Recorded("every session is global"),
-    ),
+    key("localSessionsEnabled", Supported),
+    key("localSessionsUpgradingEnabled", Supported),
     key("peerType", Recorded("a server observes when its own server.N line ends in :observer")),
     key("syncEnabled", Recorded("learners always log what they receive")),
     key(
@@ -450,6 +447,14 @@ pub struct Config {
     /// `readonlymode.enabled`: an ensemble member cut off from its quorum serves
     /// clients that asked for read-only sessions.
     pub read_only_mode: bool,
+    /// `localSessionsEnabled`: an ensemble member's new sessions are local (tracked by
+    /// that server alone, never logged) until they need to be global. A standalone
+    /// server ignores it, as ZooKeeper's does.
+    pub local_sessions_enabled: bool,
+    /// `localSessionsUpgradingEnabled`: a local session that creates an ephemeral is
+    /// upgraded to a global one; without it the create fails (EPHEMERALONLOCALSESSION).
+    /// QuorumPeerConfig's default is false.
+    pub local_sessions_upgrading_enabled: bool,
     /// `zookeeper.skipACL=yes` turns every ACL check off.
     pub skip_acl: bool,
     pub global_outstanding_limit: u32,
@@ -937,6 +942,8 @@ impl ConfigBuilder {
             super_digest: None,
             extended_types_enabled: false,
             read_only_mode: false,
+            local_sessions_enabled: false,
+            local_sessions_upgrading_enabled: false,
             skip_acl: false,
             global_outstanding_limit: DEFAULT_GLOBAL_OUTSTANDING_LIMIT,
             sessionless_cnxn_timeout_ms: DEFAULT_SESSIONLESS_CNXN_TIMEOUT_MS,
@@ -992,6 +999,10 @@ impl ConfigBuilder {
                 "initLimit" => c.init_limit = ctx.int(v)?,
                 "syncLimit" => c.sync_limit = ctx.int(v)?,
                 "standaloneEnabled" => c.standalone_enabled = ctx.boolean(v)?,
+                "localSessionsEnabled" => c.local_sessions_enabled = ctx.boolean(v)?,
+                "localSessionsUpgradingEnabled" => {
+                    c.local_sessions_upgrading_enabled = ctx.boolean(v)?
+                }
                 "electionAlg" => {
                     let alg: u32 = ctx.int(v)?;
                     if alg != 3 {

@@ -563,6 +563,14 @@ pub struct ExpirySet<T> {
 pub struct DumpInfo {
     /// Session ids by expiry time, in increasing time order.
     pub session_sets: Vec<ExpirySet<i64>>,
+    /// Local sessions the same way, on a server with `localSessionsEnabled`: printed
+    /// first as "Local Session Sets", the others then as "Global Session Sets"
+    /// (ZooKeeper's LeaderSessionTracker.dumpSessions).
+    pub local_session_sets: Option<Vec<ExpirySet<i64>>>,
+    /// On a follower or observer: the global sessions (id, timeout ms), printed as
+    /// ZooKeeper's LearnerSessionTracker does ("Global Sessions(N):") instead of
+    /// `session_sets` (a learner does not expire global sessions; the leader does).
+    pub learner_sessions: Option<Vec<(i64, i32)>>,
     /// Sessions owning ephemeral nodes, with their paths.
     pub ephemerals: Vec<(i64, Vec<String>)>,
     /// Connections by idle-expiry time: (remote as [`java_socket_addr`], session id or 0).
@@ -587,8 +595,27 @@ fn write_expiry<T>(out: &mut String, sets: &[ExpirySet<T>], item: impl Fn(&T) ->
 
 /// `dump`.
 pub fn dump(d: &DumpInfo) -> String {
-    let mut out = String::from("SessionTracker dump:\nSession ");
-    write_expiry(&mut out, &d.session_sets, |s| format!("0x{:x}", *s as u64));
+    let mut out = String::from("SessionTracker dump:\n");
+    let id = |s: &i64| format!("0x{:x}", *s as u64);
+    if let Some(local) = &d.local_session_sets {
+        out.push_str("Local Session ");
+        write_expiry(&mut out, local, id);
+    }
+    match &d.learner_sessions {
+        Some(global) => {
+            let _ = writeln!(out, "Global Sessions({}):", global.len());
+            for (s, timeout_ms) in global {
+                let _ = writeln!(out, "{}\t{timeout_ms}ms", id(s));
+            }
+        }
+        None => {
+            if d.local_session_sets.is_some() {
+                out.push_str("Global ");
+            }
+            out.push_str("Session ");
+            write_expiry(&mut out, &d.session_sets, id);
+        }
+    }
     out.push_str("ephemeral nodes dump:\n");
     let _ = writeln!(out, "Sessions with Ephemerals ({}):", d.ephemerals.len());
     for (session, paths) in &d.ephemerals {

@@ -60,6 +60,14 @@ impl Default for PrepConfig {
 pub struct Caller<'a> {
     pub session_id: i64,
     pub ids: &'a [Id],
+    /// A local session (`localSessionsEnabled`): live, but not in the tree's sessions.
+    /// It may change the tree, but not own an ephemeral (ZooKeeper's
+    /// `checkGlobalSession` in `validateCreateRequest`).
+    pub local: bool,
+    /// A local session that may not become global (`localSessionsUpgradingEnabled`
+    /// off): a create of an ephemeral fails with EPHEMERALONLOCALSESSION, where
+    /// ZooKeeper's `validateCreateRequest` throws the failed upgrade's exception.
+    pub no_ephemeral: bool,
 }
 
 /// Why a write is refused: the reply header's code and, for a multi that failed in one
@@ -280,6 +288,14 @@ fn check_data_len(cfg: &PrepConfig, data: &Option<Bytes>) -> Result<(), PrepErro
 }
 
 fn check_session(tree: &DataTree, caller: &Caller<'_>) -> Result<(), Code> {
+    if caller.local {
+        return Ok(());
+    }
+    check_global_session(tree, caller)
+}
+
+/// The session must be global: one the tree holds.
+fn check_global_session(tree: &DataTree, caller: &Caller<'_>) -> Result<(), Code> {
     match tree.session_timeout(caller.session_id) {
         Some(_) => Ok(()),
         None => Err(Code::SessionExpired),
@@ -419,7 +435,13 @@ fn prep_create(
     if op == OpCode::CreateTtl && !mode.is_ttl() {
         return Err(Code::BadArguments);
     }
-    check_session(tree, caller)?;
+    if mode.is_ephemeral() && caller.no_ephemeral {
+        return Err(Code::EphemeralOnLocalSession);
+    } else if mode.is_ephemeral() {
+        check_global_session(tree, caller)?;
+    } else {
+        check_session(tree, caller)?;
+    }
     if !path.contains('/') || path.contains('\0') {
         return Err(Code::BadArguments);
     }
@@ -558,6 +580,8 @@ mod tests {
             let caller = Caller {
                 session_id,
                 ids: &self.ids,
+                local: false,
+                no_ephemeral: false,
             };
             prep(&self.tree, &self.cfg, &caller, req, NOW)
         }

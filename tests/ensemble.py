@@ -485,6 +485,33 @@ JAVA_SCENARIOS = ("session", "watch", "version", "async", "lock")
 JAVA_TIMEOUT_S = 120
 
 
+def compile_java():
+    """The interop Java classes compiled into a fresh directory (the caller removes it)."""
+    import glob
+
+    assert os.path.exists(ZK_JAR), f"{ZK_JAR} missing: apt-get install libzookeeper-java"
+    classes = tempfile.mkdtemp(prefix="rk-java-")
+    r = subprocess.run(["javac", "-cp", ZK_JAR, "-d", classes]
+                       + glob.glob(os.path.join(JAVA_SRC, "*.java")),
+                       capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
+    assert r.returncode == 0, f"javac failed: {r.stderr}"
+    return classes
+
+
+def java_command(classes, hosts, base, scenario):
+    """The command line of one JavaClientInterop scenario."""
+    return ["java", "-Dzookeeper.log.threshold=WARN", "-cp", f"{ZK_JAR}:{classes}",
+            "JavaClientInterop", hosts, base, scenario]
+
+
+def run_java(classes, hosts, base, scenario):
+    """Runs one JavaClientInterop scenario to its end; asserts it passed."""
+    r = subprocess.run(java_command(classes, hosts, base, scenario),
+                       capture_output=True, text=True, timeout=JAVA_TIMEOUT_S)
+    assert r.returncode == 0 and f"PASS {scenario}" in r.stdout, \
+        f"java {scenario} on {hosts}: {r.stdout}{r.stderr[-3000:]}"
+
+
 def scenario_java(ens):
     """The official Java client (Debian libzookeeper-java) on a follower: sessions and
     ephemerals, re-registered watches, versioned setData, async reads and a lock recipe,

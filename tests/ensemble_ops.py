@@ -22,6 +22,9 @@ Scenarios:
              a kazoo read_only=True client (CONNECTED_RO, reads, NotReadOnly on a
              write, `isro` says ro, `srvr` says read-only) and refuses a read-write
              client; the two come back: the client goes read-write and writes.
+  readonly-java  the same with the official Java client (canBeReadOnly=true, every
+             server in its connect string): ConnectedReadOnly, reads,
+             NotReadOnlyException, then SyncConnected and a write.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
@@ -58,6 +61,27 @@ def with_http(ens):
             "metricsProvider.httpHost=127.0.0.1\n"
             f"metricsProvider.httpPort={p}\n"
         )
+
+
+def with_admin(ens):
+    """Gives every server its own AdminServer port (`server.admin`)."""
+    for s, p in zip(ens.servers, free_ports(len(ens.servers))):
+        s.admin = p
+        s.add_cfg(f"admin.enableServer=true\nadmin.serverAddress=127.0.0.1\n"
+                  f"admin.serverPort={p}\n")
+
+
+def admin_command(server, name):
+    """An AdminServer command's JSON answer."""
+    url = f"http://127.0.0.1:{server.admin}/commands/{name}"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+def admin_leader(server):
+    """The AdminServer's `leader` command: (leader_id, leader_ip, is_leader)."""
+    body = admin_command(server, "leader")
+    return body.get("leader_id"), body.get("leader_ip"), body.get("is_leader")
 
 
 def http(server, method, path, body=None):
@@ -264,8 +288,13 @@ class Writers:
 
 
 def scenario_transfer(ens):
+    with_admin(ens)
     ens.start()
     leader = ens.wait_leader()
+    # Every server names the leader, as ZooKeeper's `leader` admin command does.
+    wait_for("every server names the leader",
+             lambda: all(admin_leader(s) == (leader, "127.0.0.1", s.sid == leader)
+                         for s in ens.servers))
     w = Writers(ens)
     w.start()
     time.sleep(1.0)
@@ -280,6 +309,9 @@ def scenario_transfer(ens):
     moved = time.monotonic() - t0
     new = ens.wait_leader()
     assert new != leader
+    # A hand-off changes the leader without an election: each server names the new one.
+    wait_for("every server names the new leader",
+             lambda: all(admin_leader(s)[0] == new for s in ens.servers))
     time.sleep(1.0)
     gap1 = w.longest_gap(t0, time.monotonic())
     # rqld on the third server.
@@ -345,6 +377,7 @@ def scenario_readonly(ens):
 
     for s in ens.servers:
         s.add_cfg("readonlymode.enabled=true\n")
+    with_admin(ens)
     ens.start()
     leader = ens.wait_leader()
     zk = client(ens.servers[0].port)
@@ -356,6 +389,7 @@ def scenario_readonly(ens):
         assert s.terminate()
     wait_for("read-only mode", lambda: keep.mode() == "read-only")
     assert four_letter(keep.port, "isro") == "ro"
+    assert admin_command(keep, "is_read_only")["read_only"] is True
     ro = KazooClient(hosts=f"127.0.0.1:{keep.port}", timeout=10, read_only=True)
     ro.start(timeout=30)
     try:
@@ -389,6 +423,7 @@ def scenario_readonly(ens):
         ro.create("/ro-write", b"after")
         assert ro.get("/ro-write")[0] == b"after"
         assert four_letter(keep.port, "isro") == "rw"
+        assert admin_command(keep, "is_read_only")["read_only"] is False
     finally:
         ro.stop()
         ro.close()
@@ -397,8 +432,65 @@ def scenario_readonly(ens):
     stop_and_check_data(ens)
 
 
+def scenario_readonly_java(ens):
+    """The official Java client asking for read-only (`new ZooKeeper(connect, timeout,
+    watcher, true)`) with every server in its connect string, two of them stopped: it
+    sees ConnectedReadOnly, reads, gets NotReadOnlyException on a write; the two come
+    back and it moves on to a read-write session (SyncConnected) and writes."""
+    import shutil
+    import subprocess
+
+    classes = ensemble.compile_java()
+    try:
+        for s in ens.servers:
+            s.add_cfg("readonlymode.enabled=true\n")
+        ens.start()
+        leader = ens.wait_leader()
+        zk = client(ens.servers[0].port)
+        zk.create("/roj", b"before")
+        zk.stop()
+        zk.close()
+        keep = next(s for s in ens.servers if s.sid != leader)
+        others = [s for s in ens.servers if s is not keep]
+        for s in others:
+            assert s.terminate()
+        wait_for("read-only mode", lambda: keep.mode() == "read-only")
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in ens.servers)
+        proc = subprocess.Popen(ensemble.java_command(classes, hosts, "/roj", "readonly"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        try:
+            # Bounded: the client gives up on its own after its waits (20 s, then 60 s).
+            for line in proc.stdout:
+                out.append(line)
+                if "READ-ONLY OK" in line or line.startswith("FAIL"):
+                    break
+            assert any("READ-ONLY OK" in x for x in out), "".join(out)
+            back = time.monotonic()
+            for s in others:
+                s.start()
+            rest, _ = proc.communicate(timeout=ensemble.JAVA_TIMEOUT_S)
+            took = time.monotonic() - back
+            out.append(rest)
+            assert proc.returncode == 0 and "PASS readonly" in rest, "".join(out)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        zk = client(keep.port)
+        assert zk.get("/roj/w")[0] == b"after"
+        zk.stop()
+        zk.close()
+    finally:
+        shutil.rmtree(classes, ignore_errors=True)
+    print("readonly-java: ConnectedReadOnly, reads, NotReadOnlyException, then "
+          f"SyncConnected and a write {took:.1f} s after the quorum was restarted")
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "readonly": scenario_readonly,
+    "readonly-java": scenario_readonly_java,
     "health": scenario_health,
     "transfer": scenario_transfer,
     "sigterm": scenario_sigterm,

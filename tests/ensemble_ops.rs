@@ -41,3 +41,11 @@ fn sigterm_on_the_leader_hands_off_before_stopping() {
 fn read_only_mode_serves_read_only_clients_without_a_quorum() {
     run_script("ensemble_ops.py", &["readonly"], RUN_TIMEOUT, None);
 }
+
+/// The same with the official Java client (`canBeReadOnly=true`, every server in its
+/// connect string): ConnectedReadOnly, reads, NotReadOnlyException on a write, then
+/// SyncConnected and a write once the quorum is back. Needs Java and libzookeeper-java.
+#[test]
+fn read_only_mode_serves_the_java_client_that_asked_for_it() {
+    run_script("ensemble_ops.py", &["readonly-java"], RUN_TIMEOUT, None);
+}

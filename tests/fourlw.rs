@@ -198,6 +198,8 @@ fn dump_matches_zookeeper() {
             expire_at_ms: 1_795_589_041_000,
             items: vec![S1, S0],
         }],
+        local_session_sets: None,
+        learner_sessions: None,
         ephemerals: vec![
             (S1, vec!["/app/lock2".into()]),
             (S0, vec!["/app/lock".into()]),
@@ -218,6 +220,68 @@ fn dump_matches_zookeeper() {
         ],
     };
     assert_eq!(dump(&d), captured("dump.txt"));
+}
+
+/// A follower with `localSessionsEnabled`, as ZooKeeper 3.8 answered `dump` (its
+/// LearnerSessionTracker, the same in 3.9.5): the local sessions' expiry sets, then the
+/// global sessions with their timeouts.
+#[test]
+fn dump_of_a_follower_with_local_sessions_matches_zookeeper() {
+    let d = DumpInfo {
+        session_sets: Vec::new(),
+        local_session_sets: Some(vec![
+            ExpirySet {
+                expire_at_ms: 1_796_442_589_000,
+                items: vec![],
+            },
+            ExpirySet {
+                expire_at_ms: 1_796_442_591_000,
+                items: vec![0x10000b07df20000],
+            },
+        ]),
+        learner_sessions: Some(vec![]),
+        ephemerals: vec![],
+        connection_sets: vec![
+            ExpirySet {
+                expire_at_ms: 1_796_442_585_000,
+                items: vec![],
+            },
+            ExpirySet {
+                expire_at_ms: 1_796_442_595_000,
+                items: vec![(java_socket_addr("127.0.0.1", 52628), 0)],
+            },
+        ],
+    };
+    let zk = "SessionTracker dump:\n\
+              Local Session Sets (2)/(1):\n\
+              0 expire at Sat Dec 05 03:49:49 UTC 2026:\n\
+              1 expire at Sat Dec 05 03:49:51 UTC 2026:\n\
+              \t0x10000b07df20000\n\
+              Global Sessions(0):\n\
+              ephemeral nodes dump:\n\
+              Sessions with Ephemerals (0):\n\
+              Connections dump:\n\
+              Connections Sets (2)/(1):\n\
+              0 expire at Sat Dec 05 03:49:45 UTC 2026:\n\
+              1 expire at Sat Dec 05 03:49:55 UTC 2026:\n\
+              \tip: /127.0.0.1:52628 sessionId: 0x0\n";
+    assert_eq!(dump(&d), zk);
+    // A leader prints its global sessions' expiry sets after "Global".
+    let leader = DumpInfo {
+        session_sets: vec![ExpirySet {
+            expire_at_ms: 1_796_442_591_000,
+            items: vec![S0],
+        }],
+        learner_sessions: None,
+        ..d
+    };
+    assert!(dump(&leader).contains(
+        "\t0x10000b07df20000\n\
+         Global Session Sets (1)/(1):\n\
+         1 expire at Sat Dec 05 03:49:51 UTC 2026:\n\
+         \t0x100000715a80000\n\
+         ephemeral nodes dump:\n"
+    ));
 }
 
 #[test]

@@ -25,6 +25,12 @@ fn opts(seed: u64) -> Options {
         // One seed in five runs epochs of 16 zxids: leaders renew their epoch in place
         // under load and faults, as at 0xffffffff.
         max_counter: if seed % 5 == 4 { 16 } else { u32::MAX },
+        // One seed in seven runs local sessions, upgrading on every other such seed:
+        // sessions live on one server until an ephemeral makes them global (or is
+        // refused), under the same faults. (Not more: a local session cannot resume
+        // on another server, and the other seeds test resumes.)
+        local_sessions: seed % 7 == 3,
+        local_upgrading: seed % 14 == 3,
         ..Options::new(seed, voters)
     }
 }
@@ -52,6 +58,8 @@ fn seeds(from: u64, to: u64) {
         total.resumes += s.resumes;
         total.forwarded += s.forwarded;
         total.moves += s.moves;
+        total.upgrades += s.upgrades;
+        total.ephemerals_refused += s.ephemerals_refused;
     }
     println!("seeds {from}..{to}: {total:?}");
     let n = to - from;
@@ -63,6 +71,10 @@ fn seeds(from: u64, to: u64) {
     assert!(total.moves > n, "too few leadership moves: {total:?}");
     assert!(total.expired > 0, "no session ever expired: {total:?}");
     assert!(total.renewals > 0, "no epoch renewal: {total:?}");
+    assert!(
+        total.upgrades > 0 && total.ephemerals_refused > 0,
+        "local sessions never upgraded or refused an ephemeral: {total:?}"
+    );
     assert!(
         total.truncs > 0 && total.snaps > 0,
         "no TRUNC or SNAP: {total:?}"

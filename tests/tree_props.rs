@@ -364,6 +364,8 @@ impl Run {
                 let caller = Caller {
                     session_id: SESSIONS[*session],
                     ids: &[],
+                    local: false,
+                    no_ephemeral: false,
                 };
                 if let Ok(op) = prep(&self.tree, &self.cfg, &caller, &req, now) {
                     self.commit(SESSIONS[*session], op);
@@ -374,6 +376,8 @@ impl Run {
                 let caller = Caller {
                     session_id: SESSIONS[*session],
                     ids: &[],
+                    local: false,
+                    no_ephemeral: false,
                 };
                 match prep(&self.tree, &self.cfg, &caller, &req, now) {
                     Ok(op) => self.commit(SESSIONS[*session], op),

@@ -43,6 +43,8 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.core.min_session_timeout_ms = cfg.min_session_timeout_ms as i32;
     sc.core.max_session_timeout_ms = cfg.max_session_timeout_ms as i32;
     sc.core.read_only = cfg.read_only_mode;
+    sc.core.local_sessions = cfg.local_sessions_enabled;
+    sc.core.local_upgrading = cfg.local_sessions_upgrading_enabled;
     sc.core.prep = PrepConfig {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,

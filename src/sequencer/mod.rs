@@ -30,6 +30,16 @@
 //!   of their request is applied here.
 //! - **Looking**: electing or syncing; no client writes or sessions.
 //!
+//! # Local sessions
+//!
+//! With `localSessionsEnabled` a member's new sessions are local (ZooKeeper's
+//! LocalSessionTracker): made, touched, expired and closed by this core alone, with no
+//! txn and nothing forwarded, so clients that only read cost the leader nothing. A
+//! create of an ephemeral makes the session global first (a CreateSession ahead of the
+//! request, ZooKeeper's upgrade) or fails with EPHEMERALONLOCALSESSION without
+//! `localSessionsUpgradingEnabled`. The leader takes another server's unknown session
+//! for a local one (the id's top byte says whose). docs/replication.md has the rules.
+//!
 //! # Encoding once
 //!
 //! A txn is encoded once (the txn codec) by the server that makes it. Those bytes are the
@@ -69,7 +79,7 @@ pub mod forward;
 pub mod msg;
 
 use crate::prep::{self, Caller, PrepConfig, PrepError};
-use crate::proto::{Code, ConnectRequest, OpCode, Request};
+use crate::proto::{Code, ConnectRequest, CreateMode, MultiOp, OpCode, Request};
 use crate::session::{self, SessionTracker};
 use crate::storage::snapshot::SnapPolicy;
 use crate::tree::DataTree;
@@ -159,6 +169,12 @@ pub struct CoreConfig {
     /// `readonlymode.enabled`: an ensemble member that has been looking for
     /// [`READ_ONLY_DELAY_MS`] (at least a tick) serves read-only sessions.
     pub read_only: bool,
+    /// `localSessionsEnabled` (ensemble members only; standalone ignores it, as
+    /// ZooKeeper's standalone server does): new sessions are local, see `local`.
+    pub local_sessions: bool,
+    /// `localSessionsUpgradingEnabled`: a local session that creates an ephemeral
+    /// becomes global first; without it the create is EPHEMERALONLOCALSESSION.
+    pub local_upgrading: bool,
     pub broken: Broken,
 }
 
@@ -371,6 +387,11 @@ struct Waiting {
     origin: Origin,
     /// A sync's path: its txn is answered as a sync.
     sync_path: Option<String>,
+    /// The code its error txn is answered with here, whatever the leader's code: a
+    /// local session's ephemeral create without upgrading is EPHEMERALONLOCALSESSION to
+    /// the client (ZooKeeper's follower sets the exception on its own request and still
+    /// sends it on; the leader, which cannot know the session, logs SESSIONEXPIRED).
+    error: Option<Code>,
 }
 
 /// A log operation of the ZAB peer not yet complete, in issue order.
@@ -415,6 +436,10 @@ struct Ensemble {
     forwarded: HashMap<(i64, i32), Waiting>,
     /// Learner: resumes the leader is asked about, by token.
     revalidating: HashMap<i64, (ConnRef, i64)>,
+    /// Learner: closeSessions of local sessions that still had requests forwarded, by
+    /// session: answered once those are (session FIFO, as ZooKeeper's CommitProcessor
+    /// keeps a session's requests in order).
+    held_closes: HashMap<i64, Origin>,
     next_token: i64,
     /// Learner: sessions touched by clients since the last report to the leader.
     touched: Vec<i64>,
@@ -483,6 +508,15 @@ pub struct Sequencer {
     read_only: bool,
     /// The read-only sessions made here (id -> timeout), forgotten with the mode.
     ro_sessions: HashMap<i64, i32>,
+    /// Local sessions (`CoreConfig::local_sessions`): made, touched, expired and closed
+    /// by this server alone, with no txn and nothing sent to the leader (ZooKeeper's
+    /// LocalSessionTracker). Their ids come from `sessions`' generator, so a local id
+    /// never equals a global one this server made, and the top byte (this server's id)
+    /// tells the leader whose they are. Forgotten when this server stops serving (the
+    /// clients are closed then, and ZooKeeper's next ZooKeeperServer starts empty).
+    local: SessionTracker,
+    /// The connection each local session is attached to: expiry closes it.
+    local_owners: HashMap<i64, ConnRef>,
 }
 
 /// The origin of a new session's CreateSession txn: the connect on `conn`.
@@ -500,6 +534,37 @@ fn password_ok(req: &ConnectRequest) -> bool {
     req.passwd
         .as_deref()
         .is_some_and(|p| p == session::password(req.session_id))
+}
+
+/// Whether `req` needs a global session: a create of an ephemeral, alone or in a multi.
+/// These are the requests ZooKeeper's `checkUpgradeSession` looks at (create and create2,
+/// also inside a multi); the other creates never make an ephemeral.
+fn needs_global(req: &Request) -> bool {
+    let ephemeral = |op: OpCode, flags: i32| {
+        matches!(op, OpCode::Create | OpCode::Create2)
+            && CreateMode::from_flags(flags).is_some_and(|m| m.is_ephemeral())
+    };
+    match req {
+        Request::Create { op, req } => ephemeral(*op, req.flags),
+        Request::Multi(ops) => ops
+            .iter()
+            .any(|o| matches!(o, MultiOp::Create { op, req } if ephemeral(*op, req.flags))),
+        _ => false,
+    }
+}
+
+/// What becomes of a local session's request before it is made a txn or forwarded.
+enum LocalStep {
+    /// Answered here (closeSession).
+    Done,
+    /// It needs a global session and upgrading is off: its create of an ephemeral fails
+    /// with EPHEMERALONLOCALSESSION.
+    NoUpgrade,
+    /// Goes on as a request of a local session.
+    Go,
+    /// The session must become global first: a CreateSession of this timeout goes
+    /// before the request (ZooKeeper's upgrade).
+    Upgrade(i32),
 }
 
 /// Decodes a txn payload of `zxid`. The maker encoded it from a txn it applied, and the
@@ -546,6 +611,7 @@ impl Sequencer {
                 next_peer_tick_ms: start_ms,
                 forwarded: HashMap::new(),
                 revalidating: HashMap::new(),
+                held_closes: HashMap::new(),
                 next_token: 1,
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
@@ -590,6 +656,8 @@ impl Sequencer {
             looking_since: start_ms,
             read_only: false,
             ro_sessions: HashMap::new(),
+            local: SessionTracker::new(cfg.server_id, wall_ms, cfg.tick_ms),
+            local_owners: HashMap::new(),
             tree,
             zxid,
             cfg,
@@ -669,7 +737,15 @@ impl Sequencer {
                 }
                 // Room left after this pass's txns, which are proposed at its end; 0
                 // while the epoch renews (its zxids ran out).
-                return p.proposal_room().saturating_sub(self.pass_txns.len());
+                let room = p.proposal_room().saturating_sub(self.pass_txns.len());
+                // With local sessions a request may make two txns (an upgrade's
+                // CreateSession, then its own). Not below one: the epoch's last zxid
+                // must still be used, or its renewal would never begin.
+                return if self.local_enabled() && room > 1 {
+                    room / 2
+                } else {
+                    room
+                };
             }
             // A learner forwards: bounded by the leader's answers outstanding. While
             // leadership moves (or this learner is not yet synced with the leader it
@@ -792,6 +868,9 @@ impl Sequencer {
         let writable = self.failed_until.is_none()
             && matches!(self.role, Role::Standalone | Role::Leader)
             && !self.ens.as_ref().is_some_and(|e| e.renewing);
+        if matches!(self.role, Role::Leader | Role::Learner) {
+            self.expire_local();
+        }
         if now_ms >= self.next_tick_ms && writable {
             self.expire();
             self.next_tick_ms = now_ms + self.cfg.tick_ms;
@@ -872,13 +951,16 @@ impl Sequencer {
                 } => self.request(origin, session_id, req, &ids),
                 ToSeq::Touch(ids) => {
                     for id in ids {
-                        self.sessions.touch(id, self.now_ms);
+                        if !self.local.touch(id, self.now_ms) {
+                            self.sessions.touch(id, self.now_ms);
+                        }
                     }
                 }
                 ToSeq::Detached { conn, session_id } => {
                     if self.owners.get(&session_id) == Some(&conn) {
                         self.owners.remove(&session_id);
                     }
+                    self.local_detached(conn, session_id);
                 }
             },
         }
@@ -942,6 +1024,139 @@ impl Sequencer {
         }
     }
 
+    // ---- local sessions ----
+
+    /// Whether new sessions are local here: `localSessionsEnabled` on an ensemble
+    /// member. ZooKeeper's standalone server has no local sessions whatever the key
+    /// says, and neither has ours.
+    fn local_enabled(&self) -> bool {
+        self.cfg.local_sessions && self.ens.is_some()
+    }
+
+    /// Local sessions by expiry bucket (monotonic ms) for `dump`; `None` when this
+    /// server makes no local sessions.
+    pub fn local_expiry(&self) -> Option<Vec<(i64, Vec<i64>)>> {
+        self.local_enabled().then(|| self.local.by_expiry())
+    }
+
+    /// The local sessions this server tracks (`mntr`'s `zk_local_sessions`).
+    pub fn local_session_count(&self) -> usize {
+        self.local.len()
+    }
+
+    /// A new local session on `conn`, answered at once: no txn, nothing forwarded, so
+    /// a client that only reads never costs the leader anything.
+    fn connect_local(&mut self, conn: ConnRef, timeout_ms: i32) {
+        let session_id = self.sessions.next_session_id();
+        self.local.add(session_id, timeout_ms, self.now_ms);
+        self.local_owners.insert(session_id, conn);
+        self.entries.push(Entry::Connect {
+            conn,
+            outcome: ConnectOutcome::Resumed {
+                session_id,
+                timeout_ms,
+            },
+        });
+    }
+
+    /// A reconnect with one of this server's local sessions, resumed (or refused on a
+    /// wrong password) here. False if the id is not a local session of this server: a
+    /// leader then looks in its tree, a learner asks the leader, and the leader knows
+    /// only global sessions, so another server's local session is expired there, as in
+    /// ZooKeeper.
+    fn resume_local(&mut self, conn: ConnRef, req: &ConnectRequest) -> bool {
+        let id = req.session_id;
+        let Some(timeout_ms) = self
+            .local
+            .timeout_ms(id)
+            .filter(|_| self.local.is_alive(id))
+        else {
+            return false;
+        };
+        // As for a global session: the old connection goes first, whatever the password.
+        if let Some(old) = self.local_owners.remove(&id) {
+            if old != conn {
+                self.out.push(Output::Close(old));
+            }
+        }
+        let outcome = if password_ok(req) && self.local.touch(id, self.now_ms) {
+            self.local_owners.insert(id, conn);
+            ConnectOutcome::Resumed {
+                session_id: id,
+                timeout_ms,
+            }
+        } else {
+            ConnectOutcome::Expired
+        };
+        self.entries.push(Entry::Connect { conn, outcome });
+        true
+    }
+
+    /// A request of a live local session, before it becomes a txn (leader) or a
+    /// FORWARD (learner). closeSession ends the session here (no txn: ZooKeeper marks
+    /// it a local request, which PrepRequestProcessor and the learners' request
+    /// processors pass by). A create of an ephemeral needs a global session: with
+    /// `localSessionsUpgradingEnabled` the session is upgraded (`Upgrade`: the caller
+    /// makes or forwards the CreateSession, `upgrade_local`), else the create fails
+    /// with EPHEMERALONLOCALSESSION (`NoUpgrade`; the caller answers it where
+    /// ZooKeeper does).
+    fn local_step(&mut self, origin: Origin, session_id: i64, req: &Request) -> LocalStep {
+        if matches!(req, Request::CloseSession) {
+            self.local.remove(session_id);
+            self.local_owners.remove(&session_id);
+            let learner = self.role == Role::Learner;
+            if let Some(e) = self.ens.as_mut().filter(|_| learner) {
+                if e.forwarded.keys().any(|(s, _)| *s == session_id) {
+                    // Its earlier writes are still at the leader: answered after them.
+                    e.held_closes.insert(session_id, origin);
+                    return LocalStep::Done;
+                }
+            }
+            self.fail(origin, Code::Ok);
+            return LocalStep::Done;
+        }
+        if !needs_global(req) {
+            return LocalStep::Go;
+        }
+        if !self.cfg.local_upgrading {
+            return LocalStep::NoUpgrade;
+        }
+        let timeout_ms = self
+            .local
+            .timeout_ms(session_id)
+            .expect("a live local session has a timeout");
+        LocalStep::Upgrade(timeout_ms)
+    }
+
+    /// The session leaves the local tracker: it is global from its CreateSession on
+    /// (ZooKeeper's `upgradeSession` takes it out before that commits).
+    fn upgrade_local(&mut self, session_id: i64) {
+        self.local.remove(session_id);
+        self.local_owners.remove(&session_id);
+        self.out.push(Output::Log(format!(
+            "upgrading local session {session_id:#x} to a global session"
+        )));
+    }
+
+    fn local_detached(&mut self, conn: ConnRef, session_id: i64) {
+        if self.local_owners.get(&session_id) == Some(&conn) {
+            self.local_owners.remove(&session_id);
+        }
+    }
+
+    /// Local sessions expire by this server's clock (it alone hears their clients):
+    /// the session is forgotten and its connection closed, and a reconnect finds it
+    /// expired. No txn: a local session holds no ephemerals.
+    fn expire_local(&mut self) {
+        for id in self.local.expire(self.now_ms) {
+            self.local.remove(id);
+            self.expired_total += 1;
+            if let Some(conn) = self.local_owners.remove(&id) {
+                self.out.push(Output::Close(conn));
+            }
+        }
+    }
+
     fn clamp_timeout(&self, requested: i32) -> i32 {
         requested.clamp(
             self.cfg.min_session_timeout_ms,
@@ -981,11 +1196,18 @@ impl Sequencer {
                 return;
             }
             let timeout_ms = self.clamp_timeout(req.timeout_ms);
+            if self.local_enabled() {
+                self.connect_local(conn, timeout_ms);
+                return;
+            }
             let id = self.sessions.next_session_id();
             self.owners.insert(id, conn);
             let origin = session_origin(conn, received);
             self.make_txn(id, 0, TxnOp::CreateSession { timeout_ms }, Some(origin));
             self.sessions.add(id, timeout_ms, self.now_ms);
+            return;
+        }
+        if self.resume_local(conn, &req) {
             return;
         }
         let id = req.session_id;
@@ -1022,9 +1244,37 @@ impl Sequencer {
             self.fail(origin, Code::ConnectionLoss);
             return;
         }
-        if !self.sessions.touch(session_id, self.now_ms) {
+        let mut local = self.local.touch(session_id, self.now_ms);
+        if !local && !self.sessions.touch(session_id, self.now_ms) {
             self.fail(origin, Code::SessionExpired);
             return;
+        }
+        let mut no_ephemeral = false;
+        if local {
+            match self.local_step(origin, session_id, &req) {
+                LocalStep::Done => return,
+                LocalStep::Go => {}
+                // Prep fails the ephemeral (in a multi, that op) with -120, as
+                // ZooKeeper's PrepRequestProcessor throws the upgrade's exception.
+                LocalStep::NoUpgrade => no_ephemeral = true,
+                LocalStep::Upgrade(_) if self.txn_room() < 2 => {
+                    // Only the epoch's last zxid is left (`room`): no room for both
+                    // txns. ZooKeeper would force an election here, which its clients
+                    // see as a lost connection; the request is not made and the
+                    // session stays local for the client's retry.
+                    self.fail(origin, Code::ConnectionLoss);
+                    return;
+                }
+                LocalStep::Upgrade(timeout_ms) => {
+                    self.upgrade_local(session_id);
+                    // Logged and proposed like any new session, before the request
+                    // that needs it (LeaderRequestProcessor's upgrade request).
+                    self.make_txn(session_id, 0, TxnOp::CreateSession { timeout_ms }, None);
+                    self.sessions.add(session_id, timeout_ms, self.now_ms);
+                    self.owners.insert(session_id, origin.conn);
+                    local = false;
+                }
+            }
         }
         if let Request::Sync(s) = &req {
             self.entries.push(Entry::Sync {
@@ -1037,7 +1287,12 @@ impl Sequencer {
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session_id);
         }
-        let caller = Caller { session_id, ids };
+        let caller = Caller {
+            session_id,
+            ids,
+            local,
+            no_ephemeral,
+        };
         match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
             Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
             Err(error) => self.entries.push(Entry::Failed {
@@ -1148,6 +1403,14 @@ impl Sequencer {
                 if self.refused_as_behind(conn, &req) {
                     return;
                 }
+                if req.session_id == 0 && self.local_enabled() {
+                    let timeout_ms = self.clamp_timeout(req.timeout_ms);
+                    self.connect_local(conn, timeout_ms);
+                    return;
+                }
+                if self.resume_local(conn, &req) {
+                    return;
+                }
                 let e = self.ens.as_mut().expect("learner has a peer");
                 if req.session_id == 0 {
                     let timeout_ms = req.timeout_ms.clamp(
@@ -1160,6 +1423,7 @@ impl Sequencer {
                         Waiting {
                             origin: session_origin(conn, received),
                             sync_path: None,
+                            error: None,
                         },
                     );
                     e.fwd_out.push(
@@ -1199,6 +1463,36 @@ impl Sequencer {
                 req,
                 ids,
             } => {
+                let mut local_error = None;
+                if self.local.touch(session_id, self.now_ms) {
+                    match self.local_step(origin, session_id, &req) {
+                        LocalStep::Done => return,
+                        LocalStep::Go => {}
+                        // Sent on all the same, as ZooKeeper's follower does (the
+                        // leader's error txn keeps the session's answers in order and
+                        // takes a zxid there too). A multi is answered with the leader's
+                        // per-op results: ZooKeeper's FinalRequestProcessor does not
+                        // throw a multi's own exception.
+                        LocalStep::NoUpgrade => {
+                            if !matches!(req, Request::Multi(_)) {
+                                local_error = Some(Code::EphemeralOnLocalSession);
+                            }
+                        }
+                        // The leader makes the CreateSession txn; the request follows
+                        // it in the same FORWARD, so it runs on a global session
+                        // (FollowerRequestProcessor queues the upgrade request first).
+                        LocalStep::Upgrade(timeout_ms) => {
+                            self.upgrade_local(session_id);
+                            self.ens.as_mut().expect("learner has a peer").fwd_out.push(
+                                Fwd::CreateSession {
+                                    session_id,
+                                    timeout_ms,
+                                }
+                                .encode(),
+                            )
+                        }
+                    }
+                }
                 let sync_path = match &req {
                     Request::Sync(s) => Some(s.path.clone()),
                     _ => None,
@@ -1237,7 +1531,14 @@ impl Sequencer {
                     self.fail(origin, Code::BadArguments);
                     return;
                 }
-                e.forwarded.insert(key, Waiting { origin, sync_path });
+                e.forwarded.insert(
+                    key,
+                    Waiting {
+                        origin,
+                        sync_path,
+                        error: local_error,
+                    },
+                );
                 e.fwd_out.push(
                     Fwd::Request {
                         session_id,
@@ -1248,19 +1549,23 @@ impl Sequencer {
                     .encode(),
                 );
             }
-            ToSeq::Touch(ids) => {
+            ToSeq::Touch(mut ids) => {
                 if self.cfg.broken.learner_expires_sessions {
                     for id in &ids {
                         self.sessions.touch(*id, self.now_ms);
                     }
                 }
+                // Local sessions live here alone: the leader never hears of them
+                // (LearnerSessionTracker touches only global sessions for the ping).
+                let (local, now) = (&mut self.local, self.now_ms);
+                ids.retain(|id| !local.touch(*id, now));
                 self.ens
                     .as_mut()
                     .expect("learner has a peer")
                     .touched
                     .extend(ids)
             }
-            ToSeq::Detached { .. } => {}
+            ToSeq::Detached { conn, session_id } => self.local_detached(conn, session_id),
         }
     }
 
@@ -1342,7 +1647,14 @@ impl Sequencer {
         ids: &[crate::proto::Id],
     ) {
         let error = |code: Code| TxnOp::Error { code, multi: None };
-        if !self.sessions.touch(session_id, self.now_ms) {
+        let known = self.sessions.touch(session_id, self.now_ms);
+        // ZooKeeper's LeaderSessionTracker.checkSession: with local sessions on, a
+        // session the leader neither tracks nor made (its id's top byte names another
+        // server) is that server's local session, and its writes go through; an
+        // ephemeral still needs a global session (prep checks it strictly).
+        let other_local =
+            !known && self.cfg.local_sessions && (session_id >> 56) as u8 != self.cfg.server_id;
+        if !known && !other_local {
             self.make_txn(session_id, xid, error(Code::SessionExpired), None);
             return;
         }
@@ -1355,7 +1667,12 @@ impl Sequencer {
         if matches!(req, Request::CloseSession) {
             self.sessions.set_closing(session_id);
         }
-        let caller = Caller { session_id, ids };
+        let caller = Caller {
+            session_id,
+            ids,
+            local: other_local,
+            no_ephemeral: false,
+        };
         let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
             Ok(op) => op,
             Err(e) => TxnOp::Error {
@@ -1396,7 +1713,7 @@ impl Sequencer {
                 origin: w.origin,
                 zxid: txn.zxid,
                 error: PrepError {
-                    code: *code,
+                    code: w.error.unwrap_or(*code),
                     multi: multi
                         .as_ref()
                         .map(|m| m.iter().map(|c| crate::txn::OpResult::Error(*c)).collect()),
@@ -1418,6 +1735,11 @@ impl Sequencer {
             return;
         };
         let mut waiting: Vec<Waiting> = e.forwarded.drain().map(|(_, w)| w).collect();
+        waiting.extend(e.held_closes.drain().map(|(_, origin)| Waiting {
+            origin,
+            sync_path: None,
+            error: None,
+        }));
         waiting.sort_by_key(|w| (w.origin.conn, w.origin.xid));
         let mut conns: Vec<ConnRef> = e.revalidating.drain().map(|(_, (c, _))| c).collect();
         conns.sort();
@@ -2072,8 +2394,24 @@ impl Sequencer {
                 self.sessions.add(txn.session_id, timeout_ms, self.now_ms);
             }
         }
+        let session_id = txn.session_id;
         let entry = self.learner_entry(txn, applied);
         self.entries.push(entry);
+        self.release_held_close(session_id);
+    }
+
+    /// Answers a local session's held closeSession once nothing it forwarded waits.
+    fn release_held_close(&mut self, session_id: i64) {
+        let Some(e) = self.ens.as_mut() else {
+            return;
+        };
+        if !e.held_closes.contains_key(&session_id)
+            || e.forwarded.keys().any(|(s, _)| *s == session_id)
+        {
+            return;
+        }
+        let origin = e.held_closes.remove(&session_id).expect("checked above");
+        self.fail(origin, Code::Ok);
     }
 
     fn established(&mut self, epoch: u32) {
@@ -2132,6 +2470,17 @@ impl Sequencer {
         // Writes of the peer not yet durable stay: the peer still waits for them (its
         // write ids run on across roles), and the log still writes them.
         self.role = Role::Looking;
+        // Local sessions end with this server's serving (its clients are closed).
+        let ids: Vec<i64> = self
+            .local
+            .by_expiry()
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .collect();
+        for id in ids {
+            self.local.remove(id);
+        }
+        self.local_owners.clear();
         if was != Role::Looking {
             self.looking_since = self.now_ms;
             // No longer serving: clients must move to a server that does. Their pending

@@ -21,6 +21,8 @@ fn config() -> CoreConfig {
         ensemble: None,
         max_inflight: MAX_INFLIGHT,
         read_only: false,
+        local_sessions: false,
+        local_upgrading: false,
         broken: Broken::default(),
     }
 }
@@ -368,13 +370,18 @@ fn settle(core: &mut Sequencer, t: &mut i64, inputs: Vec<Input>) -> Vec<Output> 
 
 /// A follower of server 2 in a three-voter ensemble, synced by an empty DIFF.
 fn follower_of_2() -> (Sequencer, i64) {
-    let mut cfg = config();
+    follower_of_2_with(config(), 50)
+}
+
+/// `sync_limit` in peer ticks (a tenth of a tick): how long the follower keeps its
+/// leader without hearing from it.
+fn follower_of_2_with(mut cfg: CoreConfig, sync_limit: u64) -> (Sequencer, i64) {
     cfg.ensemble = Some(EnsembleConfig {
         peer: peer::Config {
             my_id: 1,
             ensemble: Members::new(vec![1, 2, 3], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
+            init_limit: sync_limit.max(100),
+            sync_limit,
             max_inflight: 1000,
             max_counter: u32::MAX,
             broken: Default::default(),
@@ -632,4 +639,455 @@ fn a_follower_holds_requests_while_leadership_moves_and_keeps_its_clients() {
         0,
         "still held until synced with the new leader"
     );
+}
+
+// ---- local sessions ----
+
+fn local_cfg(upgrading: bool) -> CoreConfig {
+    let mut cfg = config();
+    cfg.local_sessions = true;
+    cfg.local_upgrading = upgrading;
+    cfg
+}
+
+/// What the core sent the leader in FORWARDs, decoded.
+fn forwards(out: &[Output]) -> Vec<Fwd> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                msg: Msg::Forward { payloads },
+                ..
+            } => Some(
+                payloads
+                    .iter()
+                    .map(|p| Fwd::decode(p).expect("a forward decodes")),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn failed_codes(out: &[Output]) -> Vec<Code> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Failed { error, .. } => Some(error.code),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ephemeral(slot: usize, session_id: i64, xid: i32, path: &str) -> Input {
+    Input::Shard(ToSeq::Request {
+        origin: origin(slot, xid, OpCode::Create),
+        session_id,
+        req: Request::Create {
+            op: OpCode::Create,
+            req: CreateRequest {
+                path: path.into(),
+                data: None,
+                acl: crate::tree::open_acl_unsafe(),
+                flags: 1,
+            },
+        },
+        ids: Arc::new(Vec::new()),
+    })
+}
+
+fn request(slot: usize, session_id: i64, xid: i32, req: Request) -> Input {
+    Input::Shard(ToSeq::Request {
+        origin: origin(slot, xid, req.op()),
+        session_id,
+        req,
+        ids: Arc::new(Vec::new()),
+    })
+}
+
+/// The session a connect on a learner got, answered without the leader.
+fn local_session(core: &mut Sequencer, t: &mut i64, slot: usize) -> i64 {
+    let out = settle(core, t, vec![connect(slot)]);
+    assert!(
+        forwards(&out).is_empty(),
+        "a local session is not forwarded: {out:?}"
+    );
+    match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed {
+            session_id,
+            timeout_ms: 10_000,
+        }] => session_id,
+        ref other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_followers_local_session_never_reaches_the_leader_until_it_writes() {
+    let (mut core, mut t) = follower_of_2_with(local_cfg(true), 50);
+    let s = local_session(&mut core, &mut t, 1);
+    assert_eq!(s >> 56, 1, "the id carries this server's id");
+    assert_eq!(core.local_session_count(), 1);
+    // Touches stay here.
+    let out = settle(&mut core, &mut t, vec![Input::Shard(ToSeq::Touch(vec![s]))]);
+    assert!(forwards(&out).is_empty(), "{out:?}");
+    // A persistent create is forwarded as the local session's request.
+    let out = settle(&mut core, &mut t, vec![create(1, s, 1, "/p")]);
+    assert!(
+        matches!(&forwards(&out)[..], [Fwd::Request { session_id, xid: 1, .. }] if *session_id == s),
+        "{out:?}"
+    );
+    // closeSession ends it here, with nothing forwarded; it is answered after the
+    // create the leader still holds (session FIFO).
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![request(1, s, 2, Request::CloseSession)],
+    );
+    assert!(forwards(&out).is_empty(), "{out:?}");
+    assert!(
+        failed_codes(&out).is_empty(),
+        "answered before the create: {out:?}"
+    );
+    assert_eq!(core.local_session_count(), 0);
+    let zxid = (1u64 << 32) | 1;
+    let txn = Txn {
+        session_id: s,
+        cxid: 1,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Create {
+            path: "/p".into(),
+            data: Some(bytes::Bytes::from_static(b"x")),
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    };
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Propose {
+            txns: vec![encoded(&txn)],
+        })],
+    );
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Commit { through: zxid })],
+    );
+    let order: Vec<i32> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Txn {
+                origin: Some(o), ..
+            }
+            | Entry::Failed { origin: o, .. } => Some(o.xid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec![1, 2], "the create, then the close: {out:?}");
+    assert_eq!(failed_codes(&out), vec![Code::Ok]);
+}
+
+#[test]
+fn an_ephemeral_upgrades_a_local_session_before_its_create() {
+    let (mut core, mut t) = follower_of_2_with(local_cfg(true), 50);
+    let s = local_session(&mut core, &mut t, 1);
+    let out = settle(&mut core, &mut t, vec![ephemeral(1, s, 1, "/e")]);
+    let fwd = forwards(&out);
+    assert!(
+        matches!(
+            &fwd[..],
+            [
+                Fwd::CreateSession { session_id: a, timeout_ms: 10_000 },
+                Fwd::Request { session_id: b, xid: 1, .. },
+            ] if *a == s && *b == s
+        ),
+        "{fwd:?}"
+    );
+    assert_eq!(core.local_session_count(), 0, "the session is global now");
+    // Its touches now go to the leader, which owns it.
+    let out = settle(&mut core, &mut t, vec![Input::Shard(ToSeq::Touch(vec![s]))]);
+    assert!(
+        matches!(&forwards(&out)[..], [Fwd::Touch(ids)] if ids == &vec![s]),
+        "{out:?}"
+    );
+}
+
+fn ephemeral_multi(path: &str) -> Request {
+    Request::Multi(vec![crate::proto::MultiOp::Create {
+        op: OpCode::Create2,
+        req: CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: crate::tree::open_acl_unsafe(),
+            flags: 3,
+        },
+    }])
+}
+
+fn failed_errors(out: &[Output]) -> Vec<PrepError> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(c) => Some(c.entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|e| match e {
+            Entry::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_upgrading_a_followers_ephemeral_is_ephemeral_on_local_session() {
+    let (mut core, mut t) = follower_of_2_with(local_cfg(false), 50);
+    let s = local_session(&mut core, &mut t, 1);
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![
+            ephemeral(1, s, 1, "/e"),
+            request(1, s, 2, ephemeral_multi("/m")),
+        ],
+    );
+    // Sent on, as ZooKeeper's follower does: the leader's error txns keep the session's
+    // answers in order.
+    let fwd = forwards(&out);
+    assert!(
+        matches!(
+            &fwd[..],
+            [Fwd::Request { xid: 1, .. }, Fwd::Request { xid: 2, .. }]
+        ),
+        "{fwd:?}"
+    );
+    assert_eq!(core.local_session_count(), 1, "still a local session");
+    // The leader cannot know the session: its error txns say SESSIONEXPIRED.
+    let error = |zxid: u64, cxid: i32, multi: Option<Vec<Code>>| Txn {
+        session_id: s,
+        cxid,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Error {
+            code: Code::SessionExpired,
+            multi,
+        },
+    };
+    let (z1, z2) = ((1u64 << 32) | 1, (1u64 << 32) | 2);
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        &mut core,
+        &mut t,
+        vec![from_2(Msg::Propose {
+            txns: vec![
+                encoded(&error(z1, 1, None)),
+                encoded(&error(z2, 2, Some(vec![Code::SessionExpired]))),
+            ],
+        })],
+    );
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::Commit { through: z2 })]);
+    // The create is EPHEMERALONLOCALSESSION to the client (the follower's own
+    // exception); the multi gets the leader's per-op results, as ZooKeeper's
+    // FinalRequestProcessor gives a multi.
+    let errs = failed_errors(&out);
+    assert_eq!(errs.len(), 2, "{out:?}");
+    assert_eq!(errs[0].code, Code::EphemeralOnLocalSession);
+    assert_eq!(errs[1].code, Code::SessionExpired);
+    assert_eq!(
+        errs[1].multi,
+        Some(vec![crate::txn::OpResult::Error(Code::SessionExpired)])
+    );
+}
+
+#[test]
+fn without_upgrading_a_leaders_local_session_gets_ephemeral_on_local_session() {
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: u32::MAX,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    cfg.local_sessions = true;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 0;
+    drive(&mut core, &mut t, vec![Input::Elected { leader: 1 }]);
+    let (_, out) = drive(&mut core, &mut t, vec![connect(1)]);
+    let s = match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed { session_id, .. }] => session_id,
+        ref other => panic!("{other:?}"),
+    };
+    let (logged, out) = drive(
+        &mut core,
+        &mut t,
+        vec![
+            ephemeral(1, s, 1, "/e"),
+            request(1, s, 2, ephemeral_multi("/m")),
+        ],
+    );
+    assert!(logged.is_empty(), "{logged:?}");
+    let errs = failed_errors(&out);
+    assert_eq!(errs.len(), 2, "{out:?}");
+    assert_eq!(errs[0].code, Code::EphemeralOnLocalSession);
+    assert_eq!(
+        errs[1].multi,
+        Some(vec![crate::txn::OpResult::Error(
+            Code::EphemeralOnLocalSession
+        )])
+    );
+    assert_eq!(core.local_session_count(), 1);
+    assert!(!core.committed_root().exists("/e"));
+}
+
+#[test]
+fn a_local_session_expires_on_its_own_server_and_cannot_be_resumed() {
+    let (mut core, mut t) = follower_of_2_with(local_cfg(true), 10_000);
+    let s = local_session(&mut core, &mut t, 1);
+    // Kept alive by touches...
+    for _ in 0..3 {
+        t += 5000;
+        settle(&mut core, &mut t, vec![Input::Shard(ToSeq::Touch(vec![s]))]);
+    }
+    assert_eq!(core.local_session_count(), 1);
+    // ...and expired without them: its connection is closed.
+    t += 14_000;
+    let out = pass(&mut core, t, vec![]);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Close(c) if *c == conn(1))),
+        "{out:?}"
+    );
+    assert_eq!(core.local_session_count(), 0);
+    assert_eq!(core.expired_total(), 1);
+    // A reconnect with it is no local session any more: the leader is asked (and it
+    // knows only global sessions).
+    let resume = Input::Shard(ToSeq::Connect {
+        conn: conn(2),
+        req: ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout_ms: 10_000,
+            session_id: s,
+            passwd: Some(session::password(s).to_vec().into()),
+            read_only: None,
+        },
+        received: Instant::now(),
+    });
+    let out = settle(&mut core, &mut t, vec![resume]);
+    assert!(
+        matches!(&forwards(&out)[..], [Fwd::Revalidate { session_id, .. }] if *session_id == s),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_leaders_local_session_makes_no_txn_until_it_needs_a_global_one() {
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: u32::MAX,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    cfg.local_sessions = true;
+    cfg.local_upgrading = true;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 0;
+    drive(&mut core, &mut t, vec![Input::Elected { leader: 1 }]);
+    assert_eq!(core.role(), Role::Leader);
+    let (logged, out) = drive(&mut core, &mut t, vec![connect(1)]);
+    assert!(logged.is_empty(), "no createSession txn: {logged:?}");
+    let s = match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed { session_id, .. }] => session_id,
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(core.committed_root().sessions().count(), 0);
+    // A persistent node: one txn, the session stays local.
+    let (logged, _) = drive(&mut core, &mut t, vec![create(1, s, 1, "/p")]);
+    assert_eq!(logged.len(), 1);
+    assert!(core.committed_root().exists("/p"));
+    // An ephemeral: a CreateSession txn, then the create, owned by the session.
+    let (logged, _) = drive(&mut core, &mut t, vec![ephemeral(1, s, 2, "/e")]);
+    assert_eq!(logged.len(), 2);
+    assert!(core.committed_root().sessions().any(|(id, _)| id == s));
+    assert_eq!(core.local_session_count(), 0);
+    assert!(core.committed_root().exists("/e"));
+}
+
+#[test]
+fn a_standalone_server_ignores_local_sessions_as_zookeeper_does() {
+    let mut core = Sequencer::new(local_cfg(true), DataTree::new(), 0, 0, 1_700_000_000_000);
+    let out = pass(&mut core, 0, vec![connect(1)]);
+    assert_eq!(appended(&out).len(), 1, "a createSession txn: {out:?}");
+    assert_eq!(core.local_session_count(), 0);
+}
+
+#[test]
+fn an_upgrade_at_the_epochs_last_zxid_is_connection_loss_then_works_in_the_next() {
+    // Epochs of 5 zxids: after four creates only the fifth is left, and an upgrade
+    // needs two (its CreateSession, then the create).
+    let mut cfg = config();
+    cfg.ensemble = Some(EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(vec![1], vec![]),
+            init_limit: 100,
+            sync_limit: 50,
+            max_inflight: 1000,
+            max_counter: 5,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+    });
+    cfg.local_sessions = true;
+    cfg.local_upgrading = true;
+    let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
+    let mut t = 0;
+    drive(&mut core, &mut t, vec![Input::Elected { leader: 1 }]);
+    let (_, out) = drive(&mut core, &mut t, vec![connect(1)]);
+    let s = match connect_outcomes(&out)[..] {
+        [ConnectOutcome::Resumed { session_id, .. }] => session_id,
+        ref other => panic!("{other:?}"),
+    };
+    for i in 1..=4 {
+        drive(&mut core, &mut t, vec![create(1, s, i, &format!("/p{i}"))]);
+    }
+    let epoch = epoch_of(core.last_zxid() as u64);
+    assert_eq!(core.last_zxid() as u64 & 0xffff_ffff, 4);
+    assert_eq!(core.room(), 1, "the epoch's last zxid is still taken");
+    let (logged, out) = drive(&mut core, &mut t, vec![ephemeral(1, s, 5, "/e")]);
+    assert!(logged.is_empty(), "{logged:?}");
+    assert_eq!(failed_codes(&out), vec![Code::ConnectionLoss]);
+    assert_eq!(core.local_session_count(), 1, "still local for the retry");
+    // The last zxid goes to a create; the epoch renews; the retry upgrades.
+    drive(&mut core, &mut t, vec![create(1, s, 6, "/p5")]);
+    let (logged, _) = drive(&mut core, &mut t, vec![ephemeral(1, s, 7, "/e")]);
+    assert_eq!(logged.len(), 2, "CreateSession and the create: {logged:?}");
+    assert!(epoch_of(core.last_zxid() as u64) > epoch);
+    assert!(core.committed_root().exists("/e"));
+    assert_eq!(core.local_session_count(), 0);
 }

@@ -308,7 +308,14 @@ fn command(
             ),
         ]),
         "dump" => {
-            let expiry = st.seq.expiry();
+            // Local sessions first, then global ones over them, as ZooKeeper's
+            // LeaderSessionTracker.getSessionExpiryMap merges the two.
+            let mut merged: std::collections::BTreeMap<i64, Vec<i64>> =
+                st.seq.local_expiry().unwrap_or_default().into_iter().collect();
+            for (at, ids) in st.seq.expiry() {
+                merged.insert(at, ids);
+            }
+            let expiry = merged;
             let mut ephemerals = Vec::new();
             let mut sessions: Vec<i64> = view.sessions().map(|(id, _)| id).collect();
             sessions.sort_unstable();
@@ -382,14 +389,21 @@ fn command(
             "initial_configuration",
             Json::str(fmt::conf(conf)),
         )]),
-        "is_read_only" => kv([("read_only", Json::Bool(false))]),
+        "is_read_only" => kv([("read_only", Json::Bool(mode == Some(Mode::ReadOnly)))]),
         "last_snapshot" => {
             let (z, ts) = last_snapshot(std::path::Path::new(&conf.data_dir));
             kv([("zxid", Json::str(format!("{z:x}"))), ("timestamp", Json::Int(ts))])
         }
         "leader" => match mode {
             Some(Mode::Leader | Mode::Follower | Mode::Observer) => {
-                kv([("is_leader", Json::Bool(mode == Some(Mode::Leader)))])
+                // As ZooKeeper: the leader's id (-1 while there is none) and the host
+                // of its quorum address ("" when unknown).
+                let (id, ip) = st.leader();
+                kv([
+                    ("is_leader", Json::Bool(mode == Some(Mode::Leader))),
+                    ("leader_id", Json::Int(id)),
+                    ("leader_ip", Json::str(ip)),
+                ])
             }
             _ => return (Some("server is not initialized".into()), vec![]),
         },

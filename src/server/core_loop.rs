@@ -1168,6 +1168,8 @@ impl CoreLoop {
             Output::Learners(c) => self.state.set_leading(c),
             Output::PeerBase(_) => {}
             Output::Moved { leader, from } => {
+                // A hand-off changes the leader without a change of mode here.
+                self.publish_leader(Some(leader));
                 if let Some(e) = &self.election {
                     let _ = e.input.send(election::Input::Moved { leader });
                 }
@@ -1210,6 +1212,14 @@ impl CoreLoop {
             }
             (_, None) => {}
         }
+        // ZooKeeper sets the leader's id when a server leads or has connected to its
+        // leader, and clears it when looking.
+        let leader = match m {
+            Mode::Leader => self.seq.peer().map(|p| p.my_id()),
+            Mode::Follower | Mode::Observer => self.seq.peer().and_then(|p| p.following()),
+            Mode::Standalone | Mode::Looking | Mode::ReadOnly => None,
+        };
+        self.publish_leader(leader);
         self.state.set_mode(match m {
             Mode::Standalone => MODE_STANDALONE,
             Mode::Looking => MODE_LOOKING,
@@ -1218,6 +1228,18 @@ impl CoreLoop {
             Mode::Observer => MODE_OBSERVER,
             Mode::ReadOnly => MODE_READ_ONLY,
         });
+    }
+
+    /// Publishes the leader for the AdminServer: its id and its quorum address's host.
+    fn publish_leader(&self, leader: Option<ServerId>) {
+        self.state.set_leader(leader.map(|id| {
+            let ip = self
+                .links
+                .as_ref()
+                .and_then(|l| l.members.get(&id))
+                .map_or(String::new(), |m| m.quorum.ip().to_string());
+            (id, ip)
+        }));
     }
 
     /// Counts the txns handed to the log: a leader's proposals, a learner's received
@@ -1474,6 +1496,10 @@ impl CoreLoop {
             .seq
             .sessions
             .store(self.seq.session_count() as i64, Ordering::Relaxed);
+        self.state
+            .seq
+            .local_sessions
+            .store(self.seq.local_session_count() as i64, Ordering::Relaxed);
     }
 }
 
@@ -1620,6 +1646,16 @@ impl Handler for CoreLoop {
             .into_iter()
             .map(|(at, ids)| (at + offset, ids))
             .collect();
+        *self
+            .state
+            .seq
+            .local_expiry
+            .lock()
+            .expect("local expiry poisoned") = self.seq.local_expiry().map(|sets| {
+            sets.into_iter()
+                .map(|(at, ids)| (at + offset, ids))
+                .collect()
+        });
     }
 }
 

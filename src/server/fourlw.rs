@@ -188,6 +188,20 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
                         items,
                     })
                     .collect(),
+                local_session_sets: state.seq.local_expiry().map(|sets| {
+                    sets.into_iter()
+                        .map(|(at, items)| fmt::ExpirySet {
+                            expire_at_ms: at,
+                            items,
+                        })
+                        .collect()
+                }),
+                learner_sessions: matches!(state.mode(), Some(Mode::Follower | Mode::Observer))
+                    .then(|| {
+                        let mut g: Vec<(i64, i32)> = view.sessions().collect();
+                        g.sort_unstable();
+                        g
+                    }),
                 ephemerals,
                 connection_sets: Vec::new(),
             })
@@ -242,6 +256,13 @@ fn monitor(
             v("ephemerals_count", Int(view.ephemeral_count() as i64)),
             v("approximate_data_size", Int(view.approximate_data_size())),
             v("global_sessions", Int(view.session_count() as i64)),
+            v(
+                "local_sessions",
+                Int(state
+                    .seq
+                    .local_sessions
+                    .load(std::sync::atomic::Ordering::Relaxed)),
+            ),
             v("uptime", Int(state.started.elapsed().as_millis() as i64)),
             v("open_file_descriptor_count", Int(open_fds())),
             v("max_file_descriptor_count", Int(max_fds())),

@@ -286,6 +286,7 @@ fn help(name: &str) -> &'static str {
         "znode_count" => "Number of znodes",
         "watch_count" => "Number of watches",
         "global_sessions" => "Number of global sessions",
+        "local_sessions" => "Number of local sessions of this server",
         "num_alive_connections" => "Number of client connections",
         "packets_received" => "Packets received from clients",
         "packets_sent" => "Packets sent to clients",

@@ -83,6 +83,8 @@ impl ServerConfig {
                 ensemble: None,
                 max_inflight: crate::sequencer::MAX_INFLIGHT,
                 read_only: false,
+                local_sessions: false,
+                local_upgrading: false,
                 broken: Default::default(),
             },
             storage: None,

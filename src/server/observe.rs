@@ -17,12 +17,11 @@
 //! out are counted, and the next line written says how many.
 
 use super::chain::Node;
-use super::load::{ConnCounts, Counts, IdHasher, Load};
+use super::load::{ConnCounts, Counts, Load};
 use crate::proto::request::Request;
 use crate::sequencer::msg::Origin;
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
-use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -84,7 +83,9 @@ pub struct Observe {
     /// Per connection slot, its counts since they were last folded into `load`'s
     /// session and client sketches: the request path adds to plain fields here; the
     /// sketches are updated on each tick, at close and before a picture is published.
-    conns: HashMap<usize, ConnCounts, BuildHasherDefault<IdHasher>>,
+    /// Indexed by the slot's low 32 bits (the event loop's dense connection index; the
+    /// high bits are a generation, checked against the stored slot).
+    conns: Vec<Option<(usize, ConnCounts)>>,
     slow: Option<(Duration, Limiter)>,
     /// Per connection slot, its writes in flight, oldest first (answered in order);
     /// kept only for the slow-request log.
@@ -99,7 +100,7 @@ impl Observe {
         }
         Some(Box::new(Observe {
             load: s.load_attribution.then(Load::default),
-            conns: HashMap::default(),
+            conns: Vec::new(),
             slow: s.slow_threshold.map(|t| {
                 (
                     t,
@@ -119,22 +120,30 @@ impl Observe {
     /// previous owner's in first when the slot changed hands or session.
     fn conn(&mut self, slot: usize, session: i64, peer: SocketAddr) -> &mut Counts {
         let ip = peer.ip();
-        let c = self.conns.entry(slot).or_insert(ConnCounts {
-            session,
-            ip,
-            counts: Counts::default(),
-        });
-        if c.session != session || c.ip != ip {
-            if let Some(l) = &mut self.load {
-                l.fold(c.session, c.ip, &c.counts);
-            }
-            *c = ConnCounts {
+        let i = slot & 0xffff_ffff;
+        if i >= self.conns.len() {
+            self.conns.resize(i + 1, None);
+        }
+        let e = &mut self.conns[i];
+        let fresh = (
+            slot,
+            ConnCounts {
                 session,
                 ip,
                 counts: Counts::default(),
-            };
+            },
+        );
+        match e {
+            Some((s, c)) if *s == slot && c.session == session && c.ip == ip => {}
+            Some((_, c)) => {
+                if let Some(l) = &mut self.load {
+                    l.fold(c.session, c.ip, &c.counts);
+                }
+                *e = Some(fresh);
+            }
+            None => *e = Some(fresh),
         }
-        &mut c.counts
+        &mut e.as_mut().expect("just set").1.counts
     }
 
     /// Folds every connection's counts into the sketches (before they are read).
@@ -142,7 +151,7 @@ impl Observe {
         let Some(l) = &mut self.load else {
             return;
         };
-        for cc in self.conns.values_mut() {
+        for (_, cc) in self.conns.iter_mut().flatten() {
             l.fold(cc.session, cc.ip, &cc.counts);
             cc.counts = Counts::default();
         }
@@ -292,9 +301,13 @@ impl Observe {
     /// The connection on `slot` is gone: its counts are folded in.
     pub fn closed(&mut self, slot: usize) {
         self.pending.remove(&slot);
-        if let Some(cc) = self.conns.remove(&slot) {
-            if let Some(l) = &mut self.load {
-                l.fold(cc.session, cc.ip, &cc.counts);
+        let i = slot & 0xffff_ffff;
+        if let Some(e) = self.conns.get_mut(i) {
+            if matches!(e, Some((s, _)) if *s == slot) {
+                let (_, cc) = e.take().expect("matched");
+                if let Some(l) = &mut self.load {
+                    l.fold(cc.session, cc.ip, &cc.counts);
+                }
             }
         }
     }

@@ -149,13 +149,27 @@ pub struct SequencerStats {
     /// The zxid of the newest commit published to the shards.
     pub published_zxid: std::sync::atomic::AtomicI64,
     pub sessions: std::sync::atomic::AtomicI64,
+    /// Local sessions of this server (`localSessionsEnabled`): `zk_local_sessions`.
+    pub local_sessions: std::sync::atomic::AtomicI64,
     /// Sessions by expiry time (wall clock ms), refreshed every tick, for `dump`.
     pub expiry: std::sync::Mutex<Vec<(i64, Vec<i64>)>>,
+    /// Local sessions the same way (`None`: no local sessions on this server).
+    pub local_expiry: std::sync::Mutex<Option<ExpirySets>>,
 }
+
+/// Session ids by expiry time (ms), in time order.
+pub type ExpirySets = Vec<(i64, Vec<i64>)>;
 
 impl SequencerStats {
     pub fn expiry(&self) -> Vec<(i64, Vec<i64>)> {
         self.expiry.lock().expect("expiry poisoned").clone()
+    }
+
+    pub fn local_expiry(&self) -> Option<ExpirySets> {
+        self.local_expiry
+            .lock()
+            .expect("local expiry poisoned")
+            .clone()
     }
 }
 
@@ -189,6 +203,11 @@ pub struct ServerState {
     /// The server's role for the four-letter words: one of the `MODE_*` values. The
     /// replication loop writes it; shards read it when a 4lw asks.
     mode: std::sync::atomic::AtomicU8,
+    /// The leader's server id (this server's own while it leads), -1 while there is
+    /// none: the AdminServer's `leader` command. The replication loop writes it.
+    leader_id: std::sync::atomic::AtomicI64,
+    /// The host of the leader's quorum address ("" while there is none).
+    leader_ip: Mutex<String>,
     /// While leading an established epoch: its learners and since when it leads (the
     /// leader-only `mntr` keys). The replication loop writes it.
     leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
@@ -241,6 +260,8 @@ impl ServerState {
             picture_gen: AtomicU64::new(0),
             inboxes: std::sync::OnceLock::new(),
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
+            leader_id: std::sync::atomic::AtomicI64::new(-1),
+            leader_ip: Mutex::new(String::new()),
             leading: Mutex::new(None),
             health: Mutex::new(None),
             leadership: std::sync::OnceLock::new(),
@@ -353,6 +374,21 @@ impl ServerState {
     pub fn set_mode(&self, mode: u8) {
         assert!(mode <= MODE_READ_ONLY, "unknown mode {mode}");
         self.mode.store(mode, Ordering::Release);
+    }
+
+    /// Records the leader: its id and the host of its quorum address (`None`: no
+    /// leader, as while looking or read-only).
+    pub fn set_leader(&self, leader: Option<(u64, String)>) {
+        let (id, ip) = leader.map_or((-1, String::new()), |(i, ip)| (i as i64, ip));
+        *self.leader_ip.lock().expect("leader ip poisoned") = ip;
+        self.leader_id.store(id, Ordering::Release);
+    }
+
+    /// The leader's server id, -1 when there is none (ZooKeeper's `getLeaderId`), and
+    /// its quorum address's host ("" then).
+    pub fn leader(&self) -> (i64, String) {
+        let ip = self.leader_ip.lock().expect("leader ip poisoned").clone();
+        (self.leader_id.load(Ordering::Acquire), ip)
     }
 
     /// The role to report, or `None` while looking (not serving).

@@ -92,6 +92,9 @@ pub struct Options {
     pub broken: Broken,
     /// `peer::Config::max_counter` (low values make leaders renew their epochs).
     pub max_counter: u32,
+    /// `localSessionsEnabled` and `localSessionsUpgradingEnabled` on every server.
+    pub local_sessions: bool,
+    pub local_upgrading: bool,
     pub trace: bool,
 }
 
@@ -107,6 +110,8 @@ impl Options {
             faults: true,
             broken: Broken::default(),
             max_counter: u32::MAX,
+            local_sessions: false,
+            local_upgrading: false,
             trace: false,
         }
     }
@@ -129,6 +134,10 @@ pub struct Stats {
     pub forwarded: u64,
     /// Leadership moves seen (each server that moved counts once per move).
     pub moves: u64,
+    /// With local sessions: sessions made global by an ephemeral (their CreateSession
+    /// committed), and ephemerals refused with EPHEMERALONLOCALSESSION.
+    pub upgrades: u64,
+    pub ephemerals_refused: u64,
 }
 
 #[derive(Debug)]
@@ -480,6 +489,8 @@ impl Sim {
             }),
             max_inflight: 500,
             read_only: false,
+            local_sessions: self.opts.local_sessions,
+            local_upgrading: self.opts.local_upgrading,
             broken: self.opts.broken,
         }
     }
@@ -880,6 +891,11 @@ impl Sim {
                     Some(_) => {}
                     None => {
                         self.canon.insert(txn.zxid, (txn.session_id, txn.cxid));
+                        if self.opts.local_sessions && matches!(txn.op, TxnOp::CreateSession { .. })
+                        {
+                            // Every global session of such a run is an upgrade.
+                            self.stats.upgrades += 1;
+                        }
                     }
                 }
                 if let TxnOp::CloseSession { .. } = txn.op {
@@ -1345,6 +1361,17 @@ impl Sim {
                 }
             }
             (Kind::Read, _) => self.stats.reads += 1,
+            (Kind::Create { ephemeral: true }, Some(Code::EphemeralOnLocalSession))
+                if self.opts.local_sessions && !self.opts.local_upgrading =>
+            {
+                self.stats.ephemerals_refused += 1;
+            }
+            (_, Some(Code::EphemeralOnLocalSession)) => {
+                return Err(format!(
+                    "client {c}: {:?} answered EPHEMERALONLOCALSESSION (local sessions {}, upgrading {})",
+                    req.kind, self.opts.local_sessions, self.opts.local_upgrading
+                ));
+            }
             (Kind::Close, Some(Code::Ok)) => {
                 cl.session = None;
                 cl.nodes.clear();

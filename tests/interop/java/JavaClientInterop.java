@@ -241,6 +241,60 @@ public class JavaClientInterop {
         a.close();
     }
 
+    /**
+     * localSessionsEnabled without upgrading: the session stays local, so a persistent
+     * create works and an ephemeral fails with EphemeralOnLocalSessionException (-120).
+     */
+    static void noEphemeralOnLocal(String hosts, String base) throws Exception {
+        ZooKeeper zk = connect(hosts, null);
+        zk.create(base + "/persistent", "x".getBytes(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        try {
+            zk.create(base + "/eph", "x".getBytes(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.EPHEMERAL);
+            throw new AssertionError("an ephemeral was created on a local session");
+        } catch (KeeperException.EphemeralOnLocalSessionException e) {
+            // expected
+        }
+        check(zk.exists(base + "/eph", false) == null, "no ephemeral left behind");
+        check(zk.exists(base + "/persistent", false) != null, "the persistent node is there");
+        zk.close();
+    }
+
+    /**
+     * A read-only client (canBeReadOnly) on a server cut off from its quorum: the
+     * session watcher sees ConnectedReadOnly, reads work, a write is NotReadOnly. Then
+     * "READ-ONLY OK" is printed and the client waits for SyncConnected (the quorum is
+     * brought back by the caller), after which it writes.
+     */
+    static void readOnly(String hosts, String base) throws Exception {
+        BlockingQueue<Watcher.Event.KeeperState> states = new LinkedBlockingQueue<>();
+        ZooKeeper zk = new ZooKeeper(hosts, 10000, ev -> {
+            if (ev.getType() == Watcher.Event.EventType.None) {
+                states.add(ev.getState());
+            }
+        }, true);
+        Watcher.Event.KeeperState first = states.poll(WAIT_S, TimeUnit.SECONDS);
+        check(first == Watcher.Event.KeeperState.ConnectedReadOnly, "first state ConnectedReadOnly, got " + first);
+        check(new String(zk.getData(base, false, null)).equals("before"), "read-only read");
+        try {
+            zk.create(base + "/w", "x".getBytes(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+            throw new AssertionError("a write succeeded on a read-only server");
+        } catch (KeeperException.NotReadOnlyException e) {
+            // expected
+        }
+        System.out.println("READ-ONLY OK");
+        System.out.flush();
+        // The caller restarts the quorum: the client moves on to a read-write session.
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        Watcher.Event.KeeperState s = null;
+        while (s != Watcher.Event.KeeperState.SyncConnected && System.nanoTime() < deadline) {
+            s = states.poll(1, TimeUnit.SECONDS);
+        }
+        check(s == Watcher.Event.KeeperState.SyncConnected, "SyncConnected once the quorum is back");
+        zk.create(base + "/w", "after".getBytes(), ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
+        check(new String(zk.getData(base + "/w", false, null)).equals("after"), "read-write write");
+        zk.close();
+    }
+
     public static void main(String[] args) throws Exception {
         String hosts = args[0], base = args[1], scenario = args[2];
         try {
@@ -251,6 +305,8 @@ public class JavaClientInterop {
                 case "async": asyncGetData(hosts, base); break;
                 case "lock": lock(hosts, base); break;
                 case "manywatches": manyWatches(hosts, base, args[3]); break;
+                case "noephemeral": noEphemeralOnLocal(hosts, base); break;
+                case "readonly": readOnly(hosts, base); break;
                 default: throw new IllegalArgumentException("unknown scenario " + scenario);
             }
         } catch (Throwable t) {
