@@ -8,7 +8,7 @@
 #   4. cargo build (target/debug/ringkeeper)
 #   5. the interop suites in tests/interop with real clients (kazoo, the Java client,
 #      zkCli.sh) against ZK_TARGET (default ringkeeper; apache = Apache ZooKeeper)
-#   6. a short run of the codec's fuzz target (installs cargo-fuzz if missing)
+#   6. a short run of the fuzz targets, codec and SASL (installs cargo-fuzz if missing)
 # and prints a summary; the exit status is non-zero if any step failed.
 #
 # Usage:
@@ -26,9 +26,14 @@ cd "$(dirname "$0")/.."
 KAZOO_VERSION=2.11.0
 PYTEST_VERSION=8.3.4
 PYTEST_TIMEOUT_VERSION=2.3.1
+# kazoo's SASL (tests/interop/test_sasl.py) needs pure-sasl.
+PURE_SASL_VERSION=0.6.2
 # iproute2: `ip netns` for the partition tests (tests/ensemble_partition.py).
 # tmux: `ringkeeper top` is tested in a real terminal (tests/interop/test_ops_observe.py).
-APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux)
+# krb5-kdc, krb5-admin-server (kadmin.local): a throwaway KDC for the SASL GSSAPI tests
+# (tests/interop/kdc.py); the server loads libgssapi-krb5-2 at run time.
+APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux
+              krb5-kdc krb5-admin-server libgssapi-krb5-2)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi
@@ -51,15 +56,16 @@ install_deps() {
     apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}" \
       || { echo "apt-get install failed"; return 1; }
   fi
-  if ! python3 - "$KAZOO_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" <<'PY' 2>/dev/null
+  if ! python3 - "$KAZOO_VERSION" "$PYTEST_VERSION" "$PYTEST_TIMEOUT_VERSION" "$PURE_SASL_VERSION" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
-want = dict(zip(["kazoo", "pytest", "pytest-timeout"], sys.argv[1:]))
+want = dict(zip(["kazoo", "pytest", "pytest-timeout", "pure-sasl"], sys.argv[1:]))
 sys.exit(0 if all(version(k) == v for k, v in want.items()) else 1)
 PY
   then
-    step "pip install kazoo==$KAZOO_VERSION pytest==$PYTEST_VERSION pytest-timeout==$PYTEST_TIMEOUT_VERSION"
-    local pkgs=("kazoo==$KAZOO_VERSION" "pytest==$PYTEST_VERSION" "pytest-timeout==$PYTEST_TIMEOUT_VERSION")
+    step "pip install kazoo==$KAZOO_VERSION pytest==$PYTEST_VERSION pytest-timeout==$PYTEST_TIMEOUT_VERSION pure-sasl==$PURE_SASL_VERSION"
+    local pkgs=("kazoo==$KAZOO_VERSION" "pytest==$PYTEST_VERSION" "pytest-timeout==$PYTEST_TIMEOUT_VERSION"
+                "pure-sasl==$PURE_SASL_VERSION")
     # Debian's system Python refuses pip installs unless told (PEP 668).
     python3 -m pip install -q "${pkgs[@]}" 2>/dev/null \
       || python3 -m pip install -q --break-system-packages "${pkgs[@]}" \
@@ -124,7 +130,7 @@ if [ $interop_only = 0 ]; then
     cargo install cargo-fuzz --locked --quiet || echo "cargo install cargo-fuzz failed"
   fi
   if command -v cargo-fuzz >/dev/null; then
-    run_step "fuzz smoke (decode, ${FUZZ_SECONDS:-20} s)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
+    run_step "fuzz smoke (decode ${FUZZ_SECONDS:-20} s, sasl half that)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
   else
     note FAIL "fuzz smoke: cargo-fuzz is not installed (cargo install cargo-fuzz)"
   fi

@@ -8,7 +8,8 @@
 //! Schemes: `world` (only `world:anyone`), `auth` (in ACLs given to create/setACL only:
 //! replaced by the caller's authenticated ids), `digest` (`user:base64(sha1(user:pw))`),
 //! `ip` (`addr` or `addr/bits`, IPv4 or IPv6), `super` (a caller id, never an ACL entry:
-//! it bypasses every check).
+//! it bypasses every check), `sasl` (the id a SASL login got, see `crate::sasl`; only
+//! when `authProvider.N` registers SASLAuthenticationProvider).
 //!
 //! Permission each request needs (ZooKeeper 3.9.5, and 3.8.4+; "parent" means the
 //! parent's ACL, otherwise the node's own):
@@ -38,6 +39,24 @@
 use crate::proto::{Acl, Code, Id};
 use base64::Engine;
 use sha1::{Digest, Sha1};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether the `sasl` scheme's provider is registered (`authProvider.N` names
+/// `SASLAuthenticationProvider`). Process-wide, like ZooKeeper's `ProviderRegistry`: set
+/// once at start by [`register_sasl_provider`], before any connection. Without it a
+/// `sasl:` id (which a SASL login always gets) matches no ACL, a `sasl:` ACL entry is
+/// invalid, and whoAmI shows no user for it, as in ZooKeeper 3.9.5.
+static SASL_PROVIDER: AtomicBool = AtomicBool::new(false);
+
+/// Registers the `sasl` scheme's provider (see [`SASL_PROVIDER`]).
+pub fn register_sasl_provider() {
+    SASL_PROVIDER.store(true, Ordering::Relaxed);
+}
+
+/// Whether the `sasl` scheme's provider is registered.
+pub fn sasl_provider() -> bool {
+    SASL_PROVIDER.load(Ordering::Relaxed)
+}
 
 /// True if a caller with `ids` holds `perm` under `acl` (`ZooKeeperServer.checkACL`,
 /// without `skipACL`, which the caller handles).
@@ -54,6 +73,9 @@ pub fn check(acl: &[Acl], perm: i32, ids: &[Id]) -> bool {
             .any(|c| match a.id.scheme.as_str() {
                 "digest" => c.id == a.id.id,
                 "ip" => ip_matches(&c.id, &a.id.id),
+                // SASLAuthenticationProvider.matches: a caller named "super" matches
+                // every sasl entry.
+                "sasl" => sasl_provider() && (c.id == "super" || c.id == a.id.id),
                 // No provider: "auth", "world" with another id, "super" never match.
                 _ => false,
             })
@@ -160,9 +182,9 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, Code> {
 }
 
 /// Schemes whose ids say who the user is (`AuthenticationProvider.isAuthenticated`):
-/// digest yes, ip no. (SASL and x509 also would, but RingKeeper has no such providers.)
+/// digest and sasl (when registered) yes, ip no.
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest"
+    scheme == "digest" || (scheme == "sasl" && sasl_provider())
 }
 
 /// Whether an ACL entry's id is valid for its scheme (a provider's `isValid`); only the
@@ -183,7 +205,22 @@ pub fn is_valid_id(id: &Id) -> bool {
                 Some(b) => java_parse_int(b, 10).is_some_and(|n| n >= 0 && n <= a.len() as i64 * 8),
             }
         }
+        // Any name `KerberosName` accepts (SASLAuthenticationProvider.isValid).
+        "sasl" => {
+            sasl_provider() && crate::sasl::kerberos_name::KerberosName::parse(&id.id).is_some()
+        }
         _ => false,
+    }
+}
+
+/// The user a caller id names for whoAmI and the audit log (`AuthUtil.getUser`): the
+/// digest user without its hash, the id itself for ip and a registered sasl, none
+/// (empty) for schemes without a provider.
+pub fn user_name(id: &Id) -> String {
+    match id.scheme.as_str() {
+        "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+        "sasl" if !sasl_provider() => String::new(),
+        _ => id.id.clone(),
     }
 }
 

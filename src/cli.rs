@@ -277,7 +277,14 @@ impl Cli {
                     .tick_time_ms(2000)
             }
         };
-        self.apply(builder).build()
+        // ZooKeeper's zkServer.sh hands the JVM `$SERVER_JVMFLAGS $JVMFLAGS`; their
+        // -D properties (the JAAS file, SASL switches) reach us the same way.
+        let flags = ["SERVER_JVMFLAGS", "JVMFLAGS"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.apply(builder.jvm_flags(&flags)).build()
     }
 
     fn apply(&self, mut b: ConfigBuilder) -> ConfigBuilder {

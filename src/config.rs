@@ -237,10 +237,20 @@ pub const KEYS: &[KeySpec] = &[
     key("audit.enable", Supported),
     // Ours: where the audit log goes (ZooKeeper's goes where its logback.xml says).
     key("audit.logFile", Supported),
-    key(
-        "authProvider.N",
-        Recorded("only the built-in digest and ip schemes exist"),
-    ),
+    // Client SASL (src/sasl): authProvider.N registers the sasl scheme when it names
+    // SASLAuthenticationProvider; the JAAS file comes from this key or, as in
+    // ZooKeeper, from -Djava.security.auth.login.config in SERVER_JVMFLAGS/JVMFLAGS.
+    key("authProvider.N", Supported),
+    key("java.security.auth.login.config", Supported),
+    key("sasl.serverconfig", Supported),
+    key("allowSaslFailedClients", Supported),
+    key("sessionRequireClientSASLAuth", Supported),
+    key("enforce.auth.enabled", Supported),
+    key("enforce.auth.schemes", Supported),
+    key("kerberos.removeHostFromPrincipal", Supported),
+    key("kerberos.removeRealmFromPrincipal", Supported),
+    key("superUser", Supported),
+    key("SASLAuthenticationProvider.superPassword", Supported),
     key("serverCnxnFactory", Cosmetic),
     key("maxResponseCacheSize", Cosmetic),
     key("maxGetChildrenResponseCacheSize", Cosmetic),
@@ -284,6 +294,8 @@ pub fn key_spec(key: &str) -> Option<&'static KeySpec> {
         "weight.N"
     } else if bare.starts_with("authProvider.") {
         "authProvider.N"
+    } else if bare.starts_with("superUser.") {
+        "superUser"
     } else if bare.starts_with("admin.") && !ADMIN_KEYS.contains(&bare) {
         "admin.*"
     } else if bare.starts_with("metricsProvider.") && bare != "metricsProvider.className" {
@@ -768,7 +780,25 @@ pub struct ConfigBuilder {
     /// (key, value, line) in file order; later ones win.
     props: Vec<Property>,
     overrides: Vec<Property>,
+    /// `-Dkey=value` properties from the JVM flags variables, under the file's keys.
+    jvm: Vec<Property>,
     my_id: Option<u64>,
+}
+
+/// The `-Dkey=value` words of JVM flags (as `SERVER_JVMFLAGS` and `JVMFLAGS` hold them
+/// for ZooKeeper's `zkServer.sh`, which passes them unquoted, so split on white space),
+/// in order; other words (`-Xmx1g`, `-XX:...`) are not properties and are skipped.
+pub fn jvm_properties(flags: &str) -> Vec<(String, String)> {
+    flags
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("-D"))
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            // `-Dflag` alone sets the property to "" in Java.
+            None => (kv.to_string(), String::new()),
+        })
+        .filter(|(k, _)| !k.is_empty())
+        .collect()
 }
 
 impl ConfigBuilder {
@@ -829,6 +859,26 @@ impl ConfigBuilder {
         self.read_myid = yes;
         self
     }
+    /// Takes `-Dkey=value` properties from JVM flags (see [`jvm_properties`]), the way
+    /// ZooKeeper's start scripts pass `SERVER_JVMFLAGS` and `JVMFLAGS` to its JVM. Only
+    /// keys RingKeeper knows (see [`key_spec`]) are taken, with or without
+    /// `zookeeper.`; the rest are JVM matters (`-Dzookeeper.log.dir`, ...) and skipped
+    /// quietly. A key also in zoo.cfg takes the file's value, as in ZooKeeper, where
+    /// `QuorumPeerConfig` sets zoo.cfg's keys as system properties after the JVM
+    /// started.
+    pub fn jvm_flags(mut self, flags: &str) -> Self {
+        for (key, value) in jvm_properties(flags) {
+            if key_spec(&key).is_some() {
+                self.jvm.push(Property {
+                    key,
+                    value,
+                    line: 0,
+                });
+            }
+        }
+        self
+    }
+
     /// Records the file the properties came from.
     pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_path = Some(path.into());
@@ -846,8 +896,16 @@ impl ConfigBuilder {
         // The last value of each key wins, as in java.util.Properties; remember its line.
         let mut seen: BTreeMap<String, Property> = BTreeMap::new();
         let mut order: Vec<String> = Vec::new();
+        // JVM -D properties first, so the file's and the command line's win.
+        for p in self.jvm.iter() {
+            if !seen.contains_key(&p.key) {
+                order.push(p.key.clone());
+            }
+            seen.insert(p.key.clone(), p.clone());
+        }
         for p in self.props.iter() {
-            if let Some(prev) = seen.get(&p.key) {
+            // (A JVM property has line 0: the file overriding it is not a duplicate.)
+            if let Some(prev) = seen.get(&p.key).filter(|prev| prev.line > 0) {
                 warnings.push(Warning {
                     line: Some(p.line),
                     key: p.key.clone(),
@@ -856,7 +914,7 @@ impl ConfigBuilder {
                         p.key, prev.line, p.line
                     ),
                 });
-            } else {
+            } else if !seen.contains_key(&p.key) {
                 order.push(p.key.clone());
             }
             seen.insert(p.key.clone(), p.clone());

@@ -11,6 +11,7 @@ pub mod fourlw;
 pub mod io;
 pub mod prep;
 pub mod proto;
+pub mod sasl;
 pub mod sdnotify;
 pub mod sequencer;
 pub mod server;

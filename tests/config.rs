@@ -428,3 +428,59 @@ fn compat_doc_lists_every_key() {
         );
     }
 }
+
+#[test]
+fn jvm_flags_give_known_keys_under_the_files() {
+    use ringkeeper::config::jvm_properties;
+    assert_eq!(
+        jvm_properties("-Xmx1g  -Da=b -Dflag -XX:+UseG1GC -Dc=d=e"),
+        vec![
+            ("a".to_string(), "b".to_string()),
+            ("flag".to_string(), String::new()),
+            ("c".to_string(), "d=e".to_string()),
+        ]
+    );
+    let props = ringkeeper::config::parse_properties(
+        "dataDir=/d\nclientPort=2181\nallowSaslFailedClients=false\n",
+    );
+    let (c, warnings) = ConfigBuilder::from_properties(&props)
+        .jvm_flags(
+            "-Djava.security.auth.login.config=/etc/jaas.conf -Dzookeeper.allowSaslFailedClients=true \
+             -DallowSaslFailedClients=true -Dzookeeper.log.dir=/var/log -Xmx512m",
+        )
+        .build()
+        .unwrap();
+    assert_eq!(
+        c.system_properties
+            .get("zookeeper.java.security.auth.login.config")
+            .map(String::as_str),
+        Some("/etc/jaas.conf")
+    );
+    // zoo.cfg's value wins over the flag, and that is no duplicate.
+    assert_eq!(
+        c.system_properties
+            .get("zookeeper.allowSaslFailedClients")
+            .map(String::as_str),
+        Some("false")
+    );
+    // JVM-only flags are not config keys: no "unknown key" warning for them.
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!c.system_properties.contains_key("zookeeper.log.dir"));
+}
+
+#[test]
+fn the_jaas_file_key_in_zoo_cfg_reaches_the_system_properties() {
+    let props = ringkeeper::config::parse_properties(
+        "dataDir=/d\nclientPort=2181\njava.security.auth.login.config=/etc/zk/jaas.conf\n\
+         authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n",
+    );
+    let (c, warnings) = ConfigBuilder::from_properties(&props).build().unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let sp = &c.system_properties;
+    assert_eq!(
+        sp.get("zookeeper.java.security.auth.login.config")
+            .map(String::as_str),
+        Some("/etc/zk/jaas.conf")
+    );
+    assert!(sp.contains_key("zookeeper.authProvider.1"));
+}

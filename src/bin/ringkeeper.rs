@@ -164,6 +164,25 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.settings.sessionless_timeout =
         std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.bulk_children = cfg.bulk_read_children;
+    // Client SASL (docs/security.md): the JAAS file is read and checked now, so a
+    // malformed one stops the server with its line instead of failing logins later.
+    let (sasl, sasl_warnings) =
+        ringkeeper::sasl::SaslSettings::from_properties(&cfg.system_properties)?;
+    for w in sasl_warnings {
+        eprintln!("ringkeeper: warning: {w}");
+    }
+    if sasl.provider {
+        ringkeeper::acl::register_sasl_provider();
+    }
+    if let Some(login) = &sasl.login {
+        eprintln!(
+            "ringkeeper: SASL: DIGEST-MD5 with {} user(s) from section {} of {}",
+            login.users.len(),
+            login.section,
+            login.jaas_file.display()
+        );
+    }
+    sc.settings.sasl = std::sync::Arc::new(sasl);
     sc.settings.fourlw_whitelist = cfg.four_letter_whitelist.clone();
     sc.settings.conf = ConfInfo {
         client_port: addr.port(),

@@ -88,6 +88,7 @@ pub fn users(ids: &[Id]) -> Option<String> {
         .filter_map(|id| match id.scheme.as_str() {
             "ip" => Some(id.id.as_str()),
             "digest" => id.id.split(':').next(),
+            "sasl" if crate::acl::sasl_provider() => Some(id.id.as_str()),
             _ => None,
         })
         .filter(|n| !n.trim().is_empty())

@@ -105,6 +105,7 @@ impl ServerConfig {
                 conf: crate::fourlw::ConfInfo::default(),
                 ops: Default::default(),
                 bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
+                sasl: Default::default(),
             },
         }
     }

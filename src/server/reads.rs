@@ -176,11 +176,9 @@ pub fn execute(
                 .map(|id| ClientInfo {
                     auth_scheme: id.scheme.clone(),
                     // The digest provider names the user without the hash
-                    // (`DigestAuthenticationProvider.getUserName`).
-                    user: match id.scheme.as_str() {
-                        "digest" => id.id.split(':').next().unwrap_or("").to_string(),
-                        _ => id.id.clone(),
-                    },
+                    // (`DigestAuthenticationProvider.getUserName`); a sasl id has a
+                    // user only with its provider registered.
+                    user: acl::user_name(id),
                 })
                 .collect(),
         }),
@@ -214,6 +212,7 @@ pub fn execute(
             Ok(out)
         }
         Request::Reconfig(_) => Err(Code::ReconfigDisabled),
+        // The shard answers SASL packets itself (crate::sasl) before any read runs.
         Request::Sasl(_) => Err(Code::Unimplemented),
         other => panic!("not a read: {:?}", other.op()),
     }

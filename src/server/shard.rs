@@ -203,6 +203,8 @@ struct Conn {
     stats: ConnStats,
     /// A reply being built by the bulk-reply thread: everything behind it waits.
     bulk: Option<BulkWait>,
+    /// This connection's SASL exchange.
+    sasl: crate::sasl::SaslConn,
 }
 
 /// A connection's wait for its bulk reply.
@@ -373,6 +375,7 @@ impl Shard {
                 last_active: Instant::now(),
                 stats: ConnStats::new(),
                 bulk: None,
+                sasl: Default::default(),
             },
         );
         assert!(prev.is_none(), "slot {slot} accepted twice");
@@ -620,6 +623,30 @@ impl Shard {
         if let Request::Auth(a) = &req {
             return self.auth(net, slot, a.clone());
         }
+        if let Request::Sasl(t) = &req {
+            let token = t.token.clone().unwrap_or_default();
+            return self.sasl(net, slot, hdr.xid, &token);
+        }
+        // sessionRequireClientSASLAuth / enforce.auth (AuthenticationHelper
+        // .enforceAuthentication): every other request of a connection without an id of
+        // a required scheme is answered SESSIONCLOSEDREQUIRESASLAUTH and the connection
+        // closed (the session lives on until it expires).
+        if !self.state.settings.sasl.allows(&c.ids) {
+            eprintln!(
+                "ringkeeper: closing {} (session 0x{:x}): it is not authenticated with any of the schemes {:?} the server requires",
+                c.peer, c.session_id, self.state.settings.sasl.enforce_schemes
+            );
+            let mut out = Vec::new();
+            frame_reply(
+                &mut out,
+                hdr.xid,
+                0,
+                Code::SessionClosedRequireSaslAuth,
+                &[],
+            );
+            self.send_or_hold(net, slot, &out);
+            return false;
+        }
         let mut large = 0;
         if self.state.settings.large_requests.is_large(frame.len()) {
             if !self.state.take_large(frame.len() as i64) {
@@ -834,6 +861,56 @@ impl Shard {
                 self.close(net, slot);
                 true
             }
+        }
+    }
+
+    /// A SASL packet: handled at once, outside the request order, as ZooKeeper's
+    /// `processPacket` does (see `crate::sasl`). False closes the connection.
+    fn sasl(&mut self, net: &mut dyn Net, slot: usize, xid: i32, token: &[u8]) -> bool {
+        let settings = self.state.settings.sasl.clone();
+        let c = self.conns.get_mut(&slot).expect("sasl on unknown slot");
+        let (answer, log) = c.sasl.process(&settings, token);
+        if let Some(m) = log {
+            eprintln!("ringkeeper: {} session 0x{:x}: {m}", c.peer, c.session_id);
+        }
+        let mut out = Vec::new();
+        match answer {
+            crate::sasl::Answer::Reply { token, new_ids } => {
+                if !new_ids.is_empty() {
+                    let mut ids = (*c.ids).clone();
+                    for id in new_ids {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                    }
+                    c.ids = Arc::new(ids);
+                }
+                let mut body = Vec::new();
+                SaslToken {
+                    token: token.map(bytes::Bytes::from),
+                }
+                .write(&mut body);
+                frame_reply(&mut out, xid, 0, Code::Ok, &body);
+                self.send_or_hold(net, slot, &out);
+                true
+            }
+            crate::sasl::Answer::FailAndClose(code) => {
+                // The error header still carries a SetSASLResponse with a null token:
+                // the Java client reads one before it can report AuthFailed (without it
+                // it reconnects and tries again, forever).
+                frame::write_frame(&mut out, |o| {
+                    ReplyHeader {
+                        xid,
+                        zxid: 0,
+                        err: code.as_i32(),
+                    }
+                    .write(o);
+                    SaslToken { token: None }.write(o);
+                });
+                self.send_or_hold(net, slot, &out);
+                false
+            }
+            crate::sasl::Answer::Close => false,
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Settings {
     /// `bulkReadChildren`: a getChildren of a node with more children than this is
     /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
     pub bulk_children: usize,
+    /// Client SASL: the JAAS login, the enforcement switches (`crate::sasl`).
+    pub sasl: Arc<crate::sasl::SaslSettings>,
 }
 
 /// Why a connection was refused at accept.

@@ -367,6 +367,7 @@ impl Sim {
             ops: Default::default(),
             // The simulator answers every read on the shard (no bulk-reply thread).
             bulk_children: 0,
+            sasl: Default::default(),
         };
         let state = Arc::new(ServerState::new(
             settings,

@@ -5,7 +5,7 @@ ZK_TARGET chooses the server:
   apache                Apache ZooKeeper through scripts/apache-zk.sh (the reference)
 
 Both get the same settings (SERVER_CFG below, plus the module's SERVER_EXTRA_CFG list if it
-has one). Each test module gets its own server on a
+has one, and its SERVER_JVMFLAGS list of -D flags, passed as ZooKeeper's scripts pass them). Each test module gets its own server on a
 free loopback port, so a module that breaks the server cannot fail the others; the server
 is stopped by its PID when the module ends.
 """
@@ -78,9 +78,14 @@ def ruok(port):
 class Server:
     """A running server under test."""
 
-    def __init__(self, target, dir, port, extra_cfg=()):
+    def __init__(self, target, dir, port, extra_cfg=(), jvm_flags=(), env=None):
         self.target, self.dir, self.port = target, dir, port
         self.cfg = SERVER_CFG + list(extra_cfg)
+        # JVM -D flags, as ZooKeeper's start scripts take them from SERVER_JVMFLAGS:
+        # RingKeeper reads that variable; Apache's JVM gets them in JAVA_TOOL_OPTIONS.
+        self.jvm_flags = list(jvm_flags)
+        # More environment for the server process (e.g. KRB5_CONFIG).
+        self.env = dict(env or {})
         # RingKeeper's AdminServer, on a port of its own (Apache's is off: apache-zk.sh).
         self.admin_port = free_port()
         self.host = "127.0.0.1"
@@ -110,8 +115,10 @@ class Server:
         if self.target == "apache":
             # ZooKeeper reads the container/TTL reaper interval only as a JVM system
             # property without the zookeeper. prefix, so zoo.cfg cannot carry it there.
-            env = dict(os.environ, ZK_EXTRA_CFG="\n".join(self.cfg),
-                       JAVA_TOOL_OPTIONS=f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}",
+            env = dict(os.environ, **self.env, ZK_EXTRA_CFG="\n".join(self.cfg),
+                       JAVA_TOOL_OPTIONS=" ".join(
+                           [f"-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}"]
+                           + self.jvm_flags),
                        START_TIMEOUT_S=str(START_TIMEOUT_S))
             r = subprocess.run([os.path.join(REPO, "scripts", "apache-zk.sh"), "start",
                                 self.dir, str(self.port)], env=env, capture_output=True,
@@ -137,8 +144,9 @@ class Server:
                                f"admin.serverPort={self.admin_port}"]
                               + self.cfg) + "\n")
         log = open(os.path.join(self.dir, "server.log"), "w")
+        env = dict(os.environ, **self.env, SERVER_JVMFLAGS=" ".join(self.jvm_flags))
         self.proc = subprocess.Popen([binary, cfg], stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while ruok(self.port) != "imok":
@@ -185,7 +193,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(request):
     dir = tempfile.mkdtemp(prefix=f"interop-{TARGET}-")
-    srv = Server(TARGET, dir, free_port(), getattr(request.module, "SERVER_EXTRA_CFG", ()))
+    srv = Server(TARGET, dir, free_port(), getattr(request.module, "SERVER_EXTRA_CFG", ()),
+                 getattr(request.module, "SERVER_JVMFLAGS", ()))
     try:
         srv.start()
     except Exception:

@@ -21,12 +21,14 @@ CHECK_WATCHES, REMOVE_WATCHES, CREATE_CONTAINER, CREATE_TTL, MULTI_READ = 17, 18
 AUTH, SET_WATCHES, GET_EPHEMERALS, GET_ALL_CHILDREN_NUMBER = 100, 101, 103, 104
 SET_WATCHES2, ADD_WATCH, WHO_AM_I, CLOSE_SESSION = 105, 106, 107, -11
 RECONFIG = 16
+SASL = 102
 
 # Error codes (KeeperException.Code).
 OK, RUNTIMEINCONSISTENCY, UNIMPLEMENTED, BADARGUMENTS = 0, -2, -6, -8
 NONODE, NOAUTH, BADVERSION, NOCHILDRENFOREPHEMERALS = -101, -102, -103, -108
 NODEEXISTS, NOTEMPTY, INVALIDACL, NOWATCHER = -110, -111, -114, -121
 RECONFIGDISABLED = -123
+AUTHFAILED, SESSIONCLOSEDREQUIRESASLAUTH = -115, -124
 
 # Event types (Watcher.Event.EventType).
 NODE_CREATED, NODE_DELETED, NODE_DATA_CHANGED, NODE_CHILDREN_CHANGED = 1, 2, 3, 4
@@ -321,6 +323,14 @@ class RawClient:
 
     def add_auth(self, scheme, auth):
         return self.call(AUTH, j_int(0) + j_str(scheme) + j_buf(auth), xid=-4)
+
+    def sasl(self, token):
+        """One SASL packet (GetSASLRequest); the reply's `token` is the server's (None for
+        a null token or none at all: `has_body` tells them apart)."""
+        rep = self.call(SASL, j_buf(token))
+        rep.has_body = rep.body.rest() >= 4
+        rep.token = rep.body.buf() if rep.has_body else None
+        return rep
 
     def ping(self):
         return self.call(PING, xid=-2)
