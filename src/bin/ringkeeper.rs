@@ -5,7 +5,7 @@ use ringkeeper::cli::{self, Subcommand};
 use ringkeeper::config::{Config, PeerType};
 use ringkeeper::fourlw::ConfInfo;
 use ringkeeper::prep::PrepConfig;
-use ringkeeper::sequencer::{EnsembleConfig, SnapshotConfig};
+use ringkeeper::sequencer::{EnsembleConfig, Membership, SnapshotConfig};
 use ringkeeper::server::core_loop::{EnsembleSetup, StorageSetup};
 use ringkeeper::server::replication::{Member, ReplConfig};
 use ringkeeper::server::{self, ServerConfig};
@@ -730,7 +730,7 @@ fn main() -> ExitCode {
         }
     }
     let started = std::time::Instant::now();
-    let opened =
+    let mut opened =
         match ringkeeper::storage::open::open(Arc::new(OsDisk), &cfg.data_dir, &cfg.data_log_dir) {
             Ok(o) => o,
             Err(e) => {
@@ -772,15 +772,45 @@ fn main() -> ExitCode {
             Ok(_) => {}
             Err(e) => eprintln!("ringkeeper: cannot remove snapshots left half received: {e}"),
         }
+        let membership = Membership {
+            servers: cfg.servers.clone(),
+            version: cfg.config_version,
+            reconfig_enabled: cfg.reconfig_enabled,
+        };
+        // /zookeeper/config holds the config in force on every member, as after
+        // ZooKeeper's initConfigInZKDatabase at start.
+        opened
+            .tree
+            .set_config_node(membership.text().as_bytes(), membership.version as i64, 0);
+        let config_files = match (&cfg.config_path, cfg.reconfig_enabled) {
+            (Some(path), true) => Some(ringkeeper::dynconfig::Files {
+                config_path: path.clone(),
+                my_id: rc.my_id,
+            }),
+            _ => None,
+        };
+        if let Some(f) = &config_files {
+            // QuorumPeerConfig.backupOldConfig: zoo.cfg still holds the server lines.
+            if cfg.dynamic_config_file.is_none() {
+                if let Err(e) = f.backup() {
+                    eprintln!(
+                        "ringkeeper: cannot back {} up: {e}",
+                        f.config_path.display()
+                    );
+                }
+            }
+        }
         sc.core.ensemble = Some(EnsembleConfig {
             peer: rc.peer_config(),
             persisted,
             loaded_snapshot: opened.snapshot_zxid,
+            membership,
         });
         sc.ensemble = Some(EnsembleSetup {
             my_id: rc.my_id,
             members: rc.members.clone(),
             ensemble: rc.ensemble.clone(),
+            config_files,
         });
     }
     let shards = sc.shards;

@@ -119,6 +119,26 @@ pub struct EnsembleConfig {
     pub persisted: peer::Persisted,
     /// The snapshot recovery loaded (the first compaction's point).
     pub loaded_snapshot: Option<i64>,
+    /// The server list as data (`/zookeeper/config`, the dynamic files).
+    pub membership: Membership,
+}
+
+/// The ensemble's server list as ZooKeeper's dynamic configuration sees it: the
+/// `server.N` lines, the config's version, and whether `reconfigEnabled` is set. The
+/// peer works with the ids; this keeps the lines (addresses, client ports) that
+/// `/zookeeper/config` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub servers: BTreeMap<u64, crate::config::ServerSpec>,
+    pub version: u64,
+    pub reconfig_enabled: bool,
+}
+
+impl Membership {
+    /// The data of `/zookeeper/config`.
+    pub fn text(&self) -> String {
+        crate::dynconfig::config_text(&self.servers, self.version)
+    }
 }
 
 /// Deliberately broken behaviours of the core, for proving that the server simulator
@@ -327,6 +347,9 @@ pub enum Output {
     },
     /// The server's mode changed.
     Mode(Mode),
+    /// A config with a new version is in force (with `reconfigEnabled`): the driver
+    /// writes its dynamic file and points zoo.cfg at it.
+    Membership(Membership),
     /// A leader's learners changed (`mntr`'s leader keys); `None` when not leading.
     Learners(Option<LearnerCounts>),
     /// The ZAB log's base moved (autopurge must keep that snapshot).
@@ -470,6 +493,8 @@ pub struct Sequencer {
     next_purge_ms: i64,
     policy: Option<SnapPolicy>,
     ens: Option<Ensemble>,
+    /// The server list in force, in an ensemble (see [`Membership`]).
+    membership: Option<Membership>,
     out: Vec<Output>,
     /// Requests taken this pass (see `room`).
     taken: usize,
@@ -582,6 +607,7 @@ impl Sequencer {
             next_reap_ms: start_ms + cfg.container_check_interval_ms,
             next_purge_ms: start_ms + purge,
             policy,
+            membership: cfg.ensemble.as_ref().map(|e| e.membership.clone()),
             ens,
             out: Vec::new(),
             taken: 0,
@@ -1968,6 +1994,7 @@ impl Sequencer {
             }
             A::UpToDate { leader, epoch } => {
                 self.role = Role::Learner;
+                self.version_established_config(epoch);
                 let e = self.ens.as_mut().expect("ensemble");
                 let observer = !e.peer.is_voter();
                 self.out.push(Output::Established { epoch });
@@ -2101,12 +2128,50 @@ impl Sequencer {
             self.sessions.remove(id);
         }
         self.rebuild_sessions();
+        self.version_established_config(epoch);
         self.out.push(Output::Established { epoch });
         self.out.push(Output::Mode(Mode::Leader));
         self.out.push(Output::Log(format!(
             "leading epoch {epoch} (last zxid {:#x})",
             self.zxid
         )));
+    }
+
+    /// With `reconfigEnabled`, the first config established has version 0 (the
+    /// server lines of zoo.cfg): it takes the epoch's first zxid as its version, on the
+    /// leader when it establishes and on each learner at UPTODATE, as ZooKeeper's
+    /// `Leader.lead` does with the NEWLEADER zxid, and `/zookeeper/config` shows it.
+    fn version_established_config(&mut self, epoch: u32) {
+        let Some(m) = self.membership.as_mut() else {
+            return;
+        };
+        if !m.reconfig_enabled || m.version != 0 {
+            return;
+        }
+        m.version = make_zxid(epoch, 0);
+        let m = m.clone();
+        self.set_config_node(&m);
+        self.out.push(Output::Log(format!(
+            "the configuration established in epoch {epoch} has version {:x}",
+            m.version
+        )));
+        self.out.push(Output::Membership(m));
+    }
+
+    /// Puts `m` in `/zookeeper/config` outside any txn and publishes the tree.
+    fn set_config_node(&mut self, m: &Membership) {
+        if self
+            .tree
+            .set_config_node(m.text().as_bytes(), m.version as i64, 0)
+        {
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: Vec::new(),
+                root: self.tree.clone(),
+                writes: 0,
+                shards: 0,
+            });
+        }
     }
 
     fn looking(&mut self, reason: &str) {

@@ -251,6 +251,7 @@ fn lone_leader(max_counter: u32) -> Sequencer {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut out = pass(&mut core, 0, vec![Input::Elected { leader: 1 }]);
@@ -381,6 +382,7 @@ fn follower_of_2() -> (Sequencer, i64) {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut t = 1;
@@ -545,6 +547,7 @@ fn a_member_without_a_quorum_serves_read_only_sessions_after_the_delay() {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     // Before the delay: a read-only client is refused like any other.

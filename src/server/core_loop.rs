@@ -154,6 +154,9 @@ pub struct EnsembleSetup {
     pub my_id: ServerId,
     pub members: BTreeMap<ServerId, Member>,
     pub ensemble: crate::zab::Ensemble,
+    /// Where this server writes its dynamic config files (`reconfigEnabled` and a
+    /// zoo.cfg to edit); `None` writes nothing.
+    pub config_files: Option<crate::dynconfig::Files>,
 }
 
 /// Everything the core loop owns besides shard 0.
@@ -992,6 +995,8 @@ pub struct CoreLoop {
     /// a sync), and since when the snapshot in progress was offered.
     looking_since: Option<Instant>,
     snapshot_since: Option<Instant>,
+    /// See [`EnsembleSetup::config_files`].
+    config_files: Option<crate::dynconfig::Files>,
 }
 
 impl CoreLoop {
@@ -1182,6 +1187,25 @@ impl CoreLoop {
             }
             Output::Health(h) => self.state.set_health(h),
             Output::Log(line) => eprintln!("ringkeeper: {line}"),
+            Output::Membership(m) => {
+                // A config file that cannot be written costs the next start its newer
+                // config (it starts from the older one and learns the newer from the
+                // leader), not the running server: ZooKeeper logs it the same way.
+                if let Some(f) = &self.config_files {
+                    match f.activate(&m.servers, m.version) {
+                        Ok(p) => eprintln!(
+                            "ringkeeper: wrote the configuration version {:x} to {}",
+                            m.version,
+                            p.display()
+                        ),
+                        Err(e) => eprintln!(
+                            "ringkeeper: cannot write the configuration version {:x} next to {}: {e}",
+                            m.version,
+                            f.config_path.display()
+                        ),
+                    }
+                }
+            }
         }
     }
 
@@ -1785,6 +1809,7 @@ pub fn run(
         peer_input_at: None,
         looking_since: None,
         snapshot_since: None,
+        config_files: setup.ensemble.as_ref().and_then(|e| e.config_files.clone()),
     };
     let (mut reported, mut last_report) = (0u64, None::<Instant>);
     loop {

@@ -1,0 +1,18 @@
+//! Dynamic reconfiguration (issue 12): `tests/ensemble_reconfig.py` scenarios against
+//! the built `ringkeeper` binary, real processes on 127.0.0.1. Needs python3 with kazoo.
+
+mod common_script;
+
+use common_script::run_script;
+use std::time::Duration;
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// `/zookeeper/config` holds the server lines and `version=` on every server; with
+/// reconfigEnabled the first established config takes the epoch's first zxid as its
+/// version and moves from zoo.cfg to `zoo.cfg.dynamic.<version>` (zoo.cfg.bak kept), a
+/// restarted server starts from it; without, version 0 and zoo.cfg untouched.
+#[test]
+fn zookeeper_config_holds_the_ensemble_and_moves_to_a_dynamic_file() {
+    run_script("ensemble_reconfig.py", &["config"], RUN_TIMEOUT, None);
+}
