@@ -69,6 +69,50 @@ pub fn config_text(servers: &BTreeMap<u64, ServerSpec>, version: u64) -> String 
     s
 }
 
+/// Reads `/zookeeper/config` data back: its `server.N` lines and `version=<hex>`.
+///
+/// # Errors
+/// A line that is not `server.N=...` or `version=...`, or a bad server line.
+pub fn parse_config_text(text: &str) -> Result<(BTreeMap<u64, ServerSpec>, u64), String> {
+    let mut servers = BTreeMap::new();
+    let mut version = 0;
+    for p in parse_properties(text) {
+        if p.key == "version" {
+            version = u64::from_str_radix(&p.value, 16)
+                .map_err(|_| format!("version {:?} is not hex", p.value))?;
+        } else if let Some(id) = p.key.strip_prefix("server.") {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| format!("{} is not server.<id>", p.key))?;
+            servers.insert(id, crate::config::parse_server(id, &p.value)?);
+        } else {
+            return Err(format!("Unrecognised parameter: {}", p.key));
+        }
+    }
+    Ok((servers, version))
+}
+
+/// The replication core's view of a server list: ids of voters and observers.
+///
+/// # Errors
+/// No voter.
+pub fn ensemble_of(servers: &BTreeMap<u64, ServerSpec>) -> Result<crate::zab::Ensemble, String> {
+    let voters: Vec<u64> = servers
+        .values()
+        .filter(|s| s.peer_type == PeerType::Participant)
+        .map(|s| s.id)
+        .collect();
+    let observers: Vec<u64> = servers
+        .values()
+        .filter(|s| s.peer_type == PeerType::Observer)
+        .map(|s| s.id)
+        .collect();
+    if voters.is_empty() {
+        return Err("a configuration needs at least one participant".into());
+    }
+    Ok(crate::zab::Ensemble::new(voters, observers))
+}
+
 /// The body of a dynamic file (`writeDynamicConfig` without the version): the lines
 /// sorted as strings (so `server.10` comes before `server.2`, as in ZooKeeper).
 pub fn dynamic_file_text(servers: &BTreeMap<u64, ServerSpec>) -> String {

@@ -13,13 +13,26 @@ Scenarios:
              dynamic file and shows the same config. Then three voters without
              reconfigEnabled: version 0 and no file touched.
 
+  kazoo      three voters with reconfigEnabled=true and a super user, a fourth server
+             prepared: kazoo's `reconfig` is refused with NoAuth (no super user),
+             BadVersion (a stale fromConfig), BadArguments (a joiner without client
+             port), NewConfigNoQuorum (members not synced with the leader); then as
+             super: server 4 joins (incremental), is started with the new config and
+             syncs; a follower leaves and stops serving; the leader leaves and the
+             others elect a new one; writes from a client keep going through every
+             step and none acknowledged is lost; /zookeeper/config is the same
+             everywhere and a getData watch on it fires at each change.
+
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
 """
 
+import base64
+import hashlib
 import os
 import re
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -134,14 +147,197 @@ def scenario_config(ens):
         plain.stop()
 
 
+SUPER_PASSWORD = "super-secret"
+
+
+def super_digest():
+    h = hashlib.sha1(f"super:{SUPER_PASSWORD}".encode()).digest()
+    return f"super:{base64.b64encode(h).decode()}"
+
+
+class Writer:
+    """A kazoo client writing /w/<n> in a loop, bounded in time, remembering every
+    acknowledged write; it reconnects to whichever server serves."""
+
+    def __init__(self, ports):
+        from kazoo.client import KazooClient
+        hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
+        self.zk = KazooClient(hosts=hosts, timeout=10)
+        self.zk.start(timeout=30)
+        self.zk.ensure_path("/w")
+        self.acked = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        n = 0
+        deadline = time.time() + 120
+        while not self.stop.is_set() and time.time() < deadline:
+            try:
+                self.zk.create(f"/w/{n:06d}", b"x")
+                self.acked.append(n)
+            except Exception:  # noqa: BLE001 - a lost connection: retry the next one
+                time.sleep(0.05)
+            n += 1
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(30)
+        self.zk.stop()
+        self.zk.close()
+        return self.acked
+
+
+def wait_mode(server, modes, what):
+    for _ in range(ATTEMPTS):
+        if server.mode() in modes:
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"server {server.sid} {what}: mode {server.mode()}")
+
+
+def wait_not_serving(server):
+    """A removed server stays up but serves no client (srvr answers not serving)."""
+    for _ in range(ATTEMPTS):
+        if server.mode() not in ("leader", "follower", "observer"):
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"removed server {server.sid} still serves: {server.mode()}")
+
+
+def scenario_kazoo(ens):
+    from kazoo.exceptions import (BadArgumentsError, BadVersionError,
+                                  NewConfigNoQuorumError, NoAuthError)
+    four = ens.servers[3]
+    all_lines = static_lines(ens)
+    with open(four.cfg) as f:
+        line4 = next(l.strip() for l in f if l.startswith("server.4="))
+    for s in ens.servers:
+        s.add_cfg(f"reconfigEnabled=true\nDigestAuthenticationProvider.superDigest={super_digest()}\n")
+    # The first three start without server.4.
+    for s in ens.servers[:3]:
+        with open(s.cfg) as f:
+            text = f.read()
+        with open(s.cfg, "w") as f:
+            f.write("".join(l for l in text.splitlines(True) if not l.startswith("server.4=")))
+    three = ens.servers[:3]
+    for s in three:
+        s.start()
+    leader = ens.wait_leader()
+    for s in three:
+        wait_mode(s, ("leader", "follower"), "did not serve")
+    writer = Writer([s.port for s in three])
+
+    plain = client(three[0].port)
+    admin = client(three[1].port, auth_data=[("digest", f"super:{SUPER_PASSWORD}")])
+    data, stat = admin.get("/zookeeper/config")
+    version = int(data.decode().rsplit("version=", 1)[1], 16)
+    assert stat.mzxid == version, (stat, version)
+    fired = []
+    admin.get("/zookeeper/config", watch=lambda ev: fired.append(ev))
+
+    joiner = f"{line4}:participant;127.0.0.1:{four.port}"
+    try:
+        plain.reconfig(joining=joiner, leaving=None, new_members=None)
+        raise AssertionError("reconfig without the super user succeeded")
+    except NoAuthError:
+        pass
+    try:
+        admin.reconfig(joining=joiner, leaving=None, new_members=None, from_config=version + 1)
+        raise AssertionError("a stale fromConfig succeeded")
+    except BadVersionError:
+        pass
+    try:
+        admin.reconfig(joining=line4, leaving=None, new_members=None)
+        raise AssertionError("a joiner without client port succeeded")
+    except BadArgumentsError:
+        pass
+    ports = ens.servers[0].cfg  # noqa: F841 - kept for the error messages below
+    lonely = (f"server.{leader}=" + all_lines[leader - 1].split("=", 1)[1]
+              + f";127.0.0.1:{ens.servers[leader - 1].port},"
+              "server.8=127.0.0.1:1:2:participant;3,server.9=127.0.0.1:4:5:participant;6")
+    try:
+        admin.reconfig(joining=None, leaving=None, new_members=lonely)
+        raise AssertionError("a config without a synced quorum succeeded")
+    except NewConfigNoQuorumError:
+        pass
+
+    # Server 4 joins: the config gets the reconfig's zxid as its version.
+    data, stat = admin.reconfig(joining=joiner, leaving=None, new_members=None,
+                                from_config=version)
+    text = data.decode()
+    version = int(text.rsplit("version=", 1)[1], 16)
+    assert stat.mzxid == version and f"server.4=127.0.0.1" in text, (text, stat)
+    for _ in range(ATTEMPTS):
+        if fired:
+            break
+        time.sleep(POLL_S)
+    assert fired and fired[0].path == "/zookeeper/config", fired
+    four.start()
+    wait_mode(four, ("follower",), "did not join")
+    wait_config(ens, text)
+    print(f"kazoo: server 4 joined at version {version:x}")
+
+    # A follower leaves: it stops serving, the others go on.
+    follower = next(s for s in three if s.sid != leader)
+    data, _ = admin.reconfig(joining=None, leaving=str(follower.sid), new_members=None)
+    text = data.decode()
+    assert f"server.{follower.sid}=" not in text, text
+    wait_not_serving(follower)
+    assert follower.terminate()
+    wait_config(ens, text)
+    print(f"kazoo: server {follower.sid} left")
+
+    # The leader leaves: the two left elect a leader between them.
+    admin.stop()
+    admin.close()
+    rest = [s for s in ens.servers if s.alive() and s.sid != leader]
+    admin = client(rest[0].port, auth_data=[("digest", f"super:{SUPER_PASSWORD}")])
+    data, _ = admin.reconfig(joining=None, leaving=str(leader), new_members=None)
+    text = data.decode()
+    old_leader = ens.servers[leader - 1]
+    wait_not_serving(old_leader)
+    assert old_leader.terminate()
+    new_leader = ens.wait_leader()
+    assert new_leader != leader
+    wait_config(ens, text)
+    admin.create("/after-leader-left", b"y")
+    print(f"kazoo: leader {leader} left, {new_leader} leads")
+
+    acked = writer.finish()
+    plain.stop()
+    plain.close()
+    assert len(acked) > 20, f"only {len(acked)} writes acknowledged"
+    for s in ens.servers:
+        if not s.alive():
+            continue
+        zk = client(s.port)
+        try:
+            zk.sync("/w")
+            have = {int(c) for c in zk.get_children("/w")}
+        finally:
+            zk.stop()
+            zk.close()
+        lost = [n for n in acked if n not in have]
+        assert not lost, f"server {s.sid} lost acknowledged writes {lost[:10]}"
+    print(f"kazoo: {len(acked)} acknowledged writes on every remaining server")
+    admin.stop()
+    admin.close()
+    stop_and_check_data(ens)
+
+
 SCENARIOS = {
     "config": scenario_config,
+    "kazoo": scenario_kazoo,
 }
 
 
 def main():
     binary, scenario = sys.argv[1], sys.argv[2]
-    run_scenario(Ensemble(binary, 3), SCENARIOS[scenario], scenario)
+    n = 4 if scenario == "kazoo" else 3
+    run_scenario(Ensemble(binary, n), SCENARIOS[scenario], scenario)
 
 
 if __name__ == "__main__":

@@ -16,3 +16,12 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 fn zookeeper_config_holds_the_ensemble_and_moves_to_a_dynamic_file() {
     run_script("ensemble_reconfig.py", &["config"], RUN_TIMEOUT, None);
 }
+
+/// kazoo's `reconfig` on a 3-voter ensemble under writes: NoAuth, BadVersion,
+/// BadArguments and NewConfigNoQuorum refusals; a fourth server joins, a follower and
+/// then the leader leave (removed servers stop serving, a new leader is elected);
+/// `/zookeeper/config` agrees everywhere, its watch fires, no acknowledged write is lost.
+#[test]
+fn kazoo_reconfig_adds_and_removes_servers_under_writes() {
+    run_script("ensemble_reconfig.py", &["kazoo"], RUN_TIMEOUT, None);
+}

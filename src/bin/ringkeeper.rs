@@ -47,6 +47,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
         skip_acl: cfg.skip_acl,
+        reconfig_enabled: cfg.reconfig_enabled,
         ..PrepConfig::default()
     };
     let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
@@ -645,7 +646,7 @@ fn main() -> ExitCode {
     {
         return restore_command(from, *to_zxid, to_time.as_deref(), *latest, dst);
     }
-    let (cfg, warnings) = match cli.to_config() {
+    let (mut cfg, warnings) = match cli.to_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringkeeper: invalid configuration: {e}");
@@ -754,6 +755,41 @@ fn main() -> ExitCode {
         st.position = opened.position;
     }
     if let Some(mut rc) = repl {
+        // A reconfig committed (in the log) after the newest dynamic file was written
+        // (a crash in between): the tree's /zookeeper/config is the config in force.
+        if let Some((servers, version)) = opened
+            .tree
+            .data("/zookeeper/config")
+            .and_then(|(d, _)| d)
+            .and_then(|d| {
+                ringkeeper::dynconfig::parse_config_text(&String::from_utf8_lossy(&d)).ok()
+            })
+            .filter(|(s, v)| *v > cfg.config_version && !s.is_empty())
+        {
+            if !servers.contains_key(&rc.my_id) {
+                eprintln!(
+                    "ringkeeper: the configuration in force (version {version:x}) no longer                      lists server {}: it was removed from the ensemble; not starting",
+                    rc.my_id
+                );
+                return ExitCode::from(1);
+            }
+            eprintln!(
+                "ringkeeper: the data holds a newer configuration (version {version:x}) than                  the config files (version {:x}): using it",
+                cfg.config_version
+            );
+            cfg.servers = servers;
+            cfg.config_version = version;
+            match repl_config(&cfg) {
+                Ok(r) => {
+                    rc.members = r.members;
+                    rc.ensemble = r.ensemble;
+                }
+                Err(e) => {
+                    eprintln!("ringkeeper: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         rc.recovered_zxid = opened.zxid as u64;
         rc.snapshot_zxid = opened.snapshot_zxid.map(|z| z as u64);
         let persisted = match server::replication::persisted(&rc) {
@@ -776,6 +812,7 @@ fn main() -> ExitCode {
             servers: cfg.servers.clone(),
             version: cfg.config_version,
             reconfig_enabled: cfg.reconfig_enabled,
+            standalone_enabled: cfg.standalone_enabled,
         };
         // /zookeeper/config holds the config in force on every member, as after
         // ZooKeeper's initConfigInZKDatabase at start.

@@ -67,6 +67,7 @@
 
 pub mod forward;
 pub mod msg;
+mod reconfig;
 
 use crate::prep::{self, Caller, PrepConfig, PrepError};
 use crate::proto::{Code, ConnectRequest, OpCode, Request};
@@ -132,6 +133,8 @@ pub struct Membership {
     pub servers: BTreeMap<u64, crate::config::ServerSpec>,
     pub version: u64,
     pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a new config then needs at least two participants.
+    pub standalone_enabled: bool,
 }
 
 impl Membership {
@@ -495,6 +498,9 @@ pub struct Sequencer {
     ens: Option<Ensemble>,
     /// The server list in force, in an ensemble (see [`Membership`]).
     membership: Option<Membership>,
+    /// A reconfig committed or proposed and not yet in force here: the server list it
+    /// makes (see `reconfig`).
+    reconfig_next: Option<Membership>,
     out: Vec<Output>,
     /// Requests taken this pass (see `room`).
     taken: usize,
@@ -608,6 +614,7 @@ impl Sequencer {
             next_purge_ms: start_ms + purge,
             policy,
             membership: cfg.ensemble.as_ref().map(|e| e.membership.clone()),
+            reconfig_next: None,
             ens,
             out: Vec::new(),
             taken: 0,
@@ -1064,7 +1071,11 @@ impl Sequencer {
             self.sessions.set_closing(session_id);
         }
         let caller = Caller { session_id, ids };
-        match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+        let prepped = match &req {
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
+            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+        };
+        match prepped {
             Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
             Err(error) => self.entries.push(Entry::Failed {
                 origin,
@@ -1082,9 +1093,9 @@ impl Sequencer {
         });
     }
 
-    /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
-    fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
-        let zxid = match (&self.ens, self.role) {
+    /// The zxid the next txn made here gets.
+    fn next_zxid(&self) -> i64 {
+        match (&self.ens, self.role) {
             (Some(e), Role::Leader) => {
                 let next = if epoch_of(self.zxid as u64) == epoch_of(e.own_from) {
                     self.zxid as u64 + 1
@@ -1100,7 +1111,12 @@ impl Sequencer {
             }
             (None, Role::Standalone) => self.zxid + 1,
             (_, role) => panic!("a txn made as {role:?}"),
-        };
+        }
+    }
+
+    /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
+    fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+        let zxid = self.next_zxid();
         self.zxid = zxid;
         let closes = matches!(op, TxnOp::CloseSession { .. });
         let txn = Txn {
@@ -1382,7 +1398,11 @@ impl Sequencer {
             self.sessions.set_closing(session_id);
         }
         let caller = Caller { session_id, ids };
-        let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+        let prepped = match &req {
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
+            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+        };
+        let op = match prepped {
             Ok(op) => op,
             Err(e) => TxnOp::Error {
                 code: e.code,
@@ -1976,6 +1996,7 @@ impl Sequencer {
             A::PersistEpoch { kind, epoch } => self.out.push(Output::PersistEpoch { kind, epoch }),
             A::Committed { zxid, payload } => self.committed_txn(zxid, payload),
             A::Established { epoch } => self.established(epoch),
+            A::Activated { ensemble } => self.activated(ensemble),
             A::Renewed { epoch } => {
                 let e = self.ens.as_mut().expect("ensemble");
                 self.out.push(Output::Established { epoch });
@@ -2089,6 +2110,7 @@ impl Sequencer {
         };
         self.zxid = txn.zxid;
         let applied = self.tree.apply(&txn);
+        self.applied_config_txn(&txn);
         if let TxnOp::CloseSession { .. } = txn.op {
             self.sessions.remove(txn.session_id);
             self.owners.remove(&txn.session_id);
@@ -2183,6 +2205,11 @@ impl Sequencer {
             self.abandon_unsafe(Code::ConnectionLoss);
         }
         self.fail_forwarded();
+        // A reconfig this server proposed and did not see committed: the next leader
+        // commits it with its history, or not at all.
+        if was == Role::Leader {
+            self.reconfig_next = None;
+        }
         let e = self.ens.as_mut().expect("ensemble");
         e.own_from = Zxid::MAX;
         e.renewing = false;
@@ -2205,6 +2232,14 @@ impl Sequencer {
         }
         let (current_epoch, last_zxid) = e.peer.vote_basis();
         self.out.push(Output::Mode(Mode::Looking));
+        if self.removed() {
+            // No member talks to it any more: it waits, serving nobody, to be stopped
+            // (or added back by a later reconfig it would learn on its next start).
+            self.out.push(Output::Log(format!(
+                "not a member of the configuration in force ({reason}): no election, no clients"
+            )));
+            return;
+        }
         self.out.push(Output::Log(format!(
             "looking ({reason}); vote basis epoch {current_epoch}, zxid {last_zxid:#x}"
         )));
@@ -2264,6 +2299,7 @@ impl Sequencer {
             self.zxid = at;
             self.committed = (self.tree.clone(), at);
             self.rebuild_sessions();
+            self.installed_tree_config();
             // The shards' views move with it (a syncing learner serves no clients).
             self.pending.push_back(Pending {
                 last_zxid: at,

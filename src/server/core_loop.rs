@@ -1188,6 +1188,7 @@ impl CoreLoop {
             Output::Health(h) => self.state.set_health(h),
             Output::Log(line) => eprintln!("ringkeeper: {line}"),
             Output::Membership(m) => {
+                self.reconfigure_links(&m);
                 // A config file that cannot be written costs the next start its newer
                 // config (it starts from the older one and learns the newer from the
                 // leader), not the running server: ZooKeeper logs it the same way.
@@ -1242,6 +1243,46 @@ impl CoreLoop {
             Mode::Observer => MODE_OBSERVER,
             Mode::ReadOnly => MODE_READ_ONLY,
         });
+    }
+
+    /// A new config is in force: the quorum links and the election learn its members'
+    /// addresses (host names resolve here, as at start; one that does not resolve
+    /// leaves that member unreachable and is logged).
+    fn reconfigure_links(&mut self, m: &crate::sequencer::Membership) {
+        let mut members = BTreeMap::new();
+        for (id, s) in &m.servers {
+            let resolve = |port: u16| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(s.host.as_str(), port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+            };
+            match (resolve(s.quorum_port), resolve(s.election_port)) {
+                (Some(quorum), Some(election)) => {
+                    members.insert(*id, Member { quorum, election });
+                }
+                _ => eprintln!(
+                    "ringkeeper: server.{id}'s host {} does not resolve: it stays unreachable",
+                    s.host
+                ),
+            }
+        }
+        let Ok(ensemble) = crate::dynconfig::ensemble_of(&m.servers) else {
+            return;
+        };
+        if let Some(links) = &mut self.links {
+            let my_id = links.my_id;
+            if let Some(e) = &self.election {
+                let peers = members
+                    .iter()
+                    .filter(|(id, _)| **id != my_id)
+                    .map(|(id, m)| (*id, m.election))
+                    .collect();
+                let _ = e
+                    .input
+                    .send(election::Input::Reconfigure { ensemble, peers });
+            }
+            links.members = members;
+        }
     }
 
     /// Counts the txns handed to the log: a leader's proposals, a learner's received

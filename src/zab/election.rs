@@ -68,6 +68,11 @@ pub enum Event {
     Moved {
         leader: ServerId,
     },
+    /// A reconfig put `ensemble` in force: votes and quorums count over it from now.
+    /// Ignored when it does not list this server (a removed server stops electing).
+    Reconfigured {
+        ensemble: Ensemble,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +190,11 @@ impl Election {
                 self.receive(from, notification, &mut out)
             }
             Event::Tick => self.tick(&mut out),
+            Event::Reconfigured { ensemble } => {
+                if ensemble.is_member(self.my_id) {
+                    self.ensemble = ensemble;
+                }
+            }
             Event::Established { epoch } => {
                 if self.state != State::Looking {
                     if let Some(v) = self.proposal.as_mut() {

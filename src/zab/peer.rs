@@ -162,6 +162,19 @@ pub enum Event {
     HandOff,
     /// Learner (a voter): ask the leader to hand leadership to this server (`rqld`).
     RequestLeadership,
+    /// Leader: the txn `zxid`, just proposed, is a reconfig to `ensemble`: commits
+    /// need a quorum of both ensembles until it commits, then `ensemble` is in force
+    /// (`Action::Activated`).
+    Reconfig {
+        zxid: Zxid,
+        ensemble: Ensemble,
+    },
+    /// Learner (or a leader applying its history): a committed reconfig put
+    /// `ensemble` in force. A server no longer in it, or whose role changed, leaves
+    /// its role (`Action::Looking`); a leader drops the learners it no longer has.
+    Activate {
+        ensemble: Ensemble,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +210,10 @@ pub enum Action {
     /// This leader has a quorum synced to its history for `epoch` and takes writes.
     Established {
         epoch: u32,
+    },
+    /// A reconfig put `ensemble` in force here (see `Event::Activate`).
+    Activated {
+        ensemble: Ensemble,
     },
     /// The epoch was renewed in place: on the leader, a quorum accepted `epoch` and
     /// acknowledged NEWLEADER for it, with the same history, and proposals continue from
@@ -546,6 +563,10 @@ enum Role {
 #[derive(Clone, Debug)]
 pub struct Peer {
     cfg: Config,
+    /// Leader: a reconfig proposed and not yet committed: its zxid and the ensemble it
+    /// makes. Until it commits, every commit needs a quorum of both ensembles
+    /// (ZooKeeper's pair of QuorumVerifiers), so the two configs' quorums overlap.
+    pending_config: Option<(Zxid, Ensemble)>,
     accepted_epoch: u32,
     current_epoch: u32,
     log: Log,
@@ -578,6 +599,7 @@ impl Peer {
         }
         let durable_zxid = log.last();
         Peer {
+            pending_config: None,
             cfg,
             accepted_epoch: persisted.accepted_epoch,
             current_epoch: persisted.current_epoch,
@@ -720,6 +742,22 @@ impl Peer {
         }
     }
 
+    /// Leader: the learners synced as followers (not observers), this server included
+    /// (ZooKeeper's `Leader.isQuorumSynced` counts these against a new config); empty
+    /// when not leading an established epoch.
+    pub fn synced_followers(&self) -> Vec<ServerId> {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established => l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage == Stage::UpToDate && !x.observer)
+                .map(|(id, _)| *id)
+                .chain([self.cfg.my_id])
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn synced_voters(&self, l: &Leader) -> Vec<ServerId> {
         let mut v: Vec<ServerId> = l
             .learners
@@ -842,6 +880,12 @@ impl Peer {
                 }
             }
             Event::Transfer { to } => self.start_transfer(to, &mut out),
+            Event::Reconfig { zxid, ensemble } => {
+                if matches!(self.role, Role::Leading(_)) && zxid > self.commit {
+                    self.pending_config = Some((zxid, ensemble));
+                }
+            }
+            Event::Activate { ensemble } => self.activate(ensemble, &mut out),
             Event::HandOff => self.hand_off(&mut out),
             Event::RequestLeadership => match &self.role {
                 Role::Following(f)
@@ -876,7 +920,43 @@ impl Peer {
         out
     }
 
+    /// Puts `ensemble` in force (see `Event::Activate`).
+    fn activate(&mut self, ensemble: Ensemble, out: &mut Vec<Action>) {
+        self.pending_config = None;
+        if ensemble == self.cfg.ensemble {
+            // Only addresses changed: nothing to do here, but the caller moves on.
+            out.push(Action::Activated { ensemble });
+            return;
+        }
+        let old = std::mem::replace(&mut self.cfg.ensemble, ensemble);
+        let me = self.cfg.my_id;
+        let new = &self.cfg.ensemble;
+        if !new.is_member(me) {
+            out.push(Action::Activated {
+                ensemble: new.clone(),
+            });
+            if !matches!(self.role, Role::Looking) {
+                self.go_looking("removed from the configuration", out);
+            }
+            return;
+        }
+        let role_changed = old.is_voter(me) != new.is_voter(me);
+        if let Role::Leading(l) = &mut self.role {
+            // Learners removed, or whose role changed, reconnect (or stay away): their
+            // FOLLOWERINFO said the old role.
+            l.learners
+                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
+        }
+        out.push(Action::Activated {
+            ensemble: new.clone(),
+        });
+        if role_changed && !matches!(self.role, Role::Looking) {
+            self.go_looking("the reconfiguration changed this server's role", out);
+        }
+    }
+
     fn go_looking(&mut self, reason: &'static str, out: &mut Vec<Action>) {
+        self.pending_config = None;
         self.role = Role::Looking;
         out.push(Action::Looking { reason });
     }
@@ -1514,13 +1594,21 @@ impl Peer {
         if l.phase != LeaderPhase::Established {
             return;
         }
-        let acks = l
+        let acks: Vec<(ServerId, Zxid)> = l
             .learners
             .iter()
             .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
             .map(|(id, x)| (*id, x.acked))
-            .chain([(me, own)]);
-        let q = quorum_zxid(&self.cfg.ensemble, acks);
+            .chain([(me, own)])
+            .collect();
+        let mut q = quorum_zxid(&self.cfg.ensemble, acks.iter().copied());
+        let activate = match &self.pending_config {
+            Some((zxid, next)) => {
+                q = q.min(quorum_zxid(next, acks.iter().copied()));
+                (q >= *zxid).then(|| next.clone())
+            }
+            None => None,
+        };
         if q <= self.commit {
             return;
         }
@@ -1540,6 +1628,9 @@ impl Peer {
                 Msg::Commit { through: q }
             };
             out.push(Action::Send { to: id, msg });
+        }
+        if let Some(next) = activate {
+            self.activate(next, out);
         }
         // A renewal waits for the old epoch's last commit.
         self.advance_renewal(out);

@@ -892,6 +892,9 @@ impl Sim {
                 self.log(|| format!("n{id} transfer refused: {reason}"));
             }
             Action::Rejected { .. } | Action::Replied { .. } => {}
+            Action::Activated { ensemble } => {
+                self.log(|| format!("n{id} activated {ensemble:?}"));
+            }
             Action::ProtocolError { from, what } => {
                 return Err(format!("n{id} protocol error from n{from}: {what}"))
             }
