@@ -23,6 +23,16 @@ Scenarios:
              step and none acknowledged is lost; /zookeeper/config is the same
              everywhere and a getData watch on it fires at each change.
 
+  java       three voters under a zkbench write load (and a kazoo writer whose
+             acknowledged writes are checked): the official Java client's
+             ZooKeeperAdmin.reconfigure is refused without the super user (NoAuth),
+             adds server 4 from the version getConfig returned (its watch fires; the
+             stale version then gets BadVersion); server 4 is started and syncs; zkCli's
+             `reconfig -remove` (after `addauth` as the super user) takes a follower out
+             and `reconfig -members` shrinks the ensemble to two; the removed servers
+             stop serving; no acknowledged kazoo write is lost; zkbench's summary
+             (ops, errors, disconnects) is printed.
+
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
 """
@@ -31,6 +41,7 @@ import base64
 import hashlib
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -328,15 +339,160 @@ def scenario_kazoo(ens):
     stop_and_check_data(ens)
 
 
+JAVA_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "java")
+ZK_JAR = os.environ.get("ZK_JAR", "/usr/share/java/zookeeper.jar")
+ZKCLI = os.environ.get("ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
+TOOL_TIMEOUT_S = 120
+
+
+def zkbench_path(binary):
+    return os.path.join(os.path.dirname(binary), "zkbench")
+
+
+def zkcli(port, commands):
+    """Runs zkCli with `commands` on its standard input (one session, so addauth holds
+    for the commands after it); returns its output."""
+    r = subprocess.run([ZKCLI, "-server", f"127.0.0.1:{port}"],
+                       input="\n".join(commands + ["quit"]) + "\n",
+                       capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    return r.stdout + r.stderr
+
+
+def java_reconfig(classes, port, mode, arg):
+    r = subprocess.run(
+        ["java", "-Dzookeeper.log.threshold=WARN", "-cp", f"{ZK_JAR}:{classes}",
+         "ReconfigInterop", f"127.0.0.1:{port}", SUPER_PASSWORD, mode, arg],
+        capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    assert r.returncode == 0 and f"PASS {mode}" in r.stdout, \
+        f"java reconfig {mode} {arg}: {r.stdout}{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def scenario_java(ens):
+    import glob
+    import json
+    import shutil
+    import tempfile
+
+    assert os.path.exists(ZK_JAR), f"{ZK_JAR} missing: apt-get install libzookeeper-java"
+    assert os.access(ZKCLI, os.X_OK), f"{ZKCLI} missing: apt-get install zookeeper"
+    classes = tempfile.mkdtemp(prefix="rk-java-reconfig-")
+    bench = None
+    try:
+        r = subprocess.run(["javac", "-cp", ZK_JAR, "-d", classes]
+                           + glob.glob(os.path.join(JAVA_SRC, "*.java")),
+                           capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+        assert r.returncode == 0, f"javac failed: {r.stderr}"
+        four = ens.servers[3]
+        with open(four.cfg) as f:
+            line4 = next(l.strip() for l in f if l.startswith("server.4="))
+        for s in ens.servers:
+            s.add_cfg("reconfigEnabled=true\n"
+                      f"DigestAuthenticationProvider.superDigest={super_digest()}\n")
+        for s in ens.servers[:3]:
+            with open(s.cfg) as f:
+                text = f.read()
+            with open(s.cfg, "w") as f:
+                f.write("".join(l for l in text.splitlines(True)
+                                if not l.startswith("server.4=")))
+        three = ens.servers[:3]
+        for s in three:
+            s.start()
+        leader = ens.wait_leader()
+        for s in three:
+            wait_mode(s, ("leader", "follower"), "did not serve")
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in three)
+        # zkbench: setData load over the three while servers join and leave (bounded:
+        # 20 s measured, 5 s drain).
+        bench = subprocess.Popen(
+            [zkbench_path(ens.binary), "run", "-w", "set", "-s", "4", "-k", "4", "-d", "20",
+             "--warmup", "0", "--drain", "5", "--keys", "200", "--reconnect", "--quiet",
+             "--no-server-cost", "--json", "-c", hosts],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        writer = Writer([s.port for s in three])
+        follower = next(s for s in three if s.sid != leader)
+
+        java_reconfig(classes, follower.port, "noauth", "3")
+        joiner = f"{line4}:participant;127.0.0.1:{four.port}"
+        out = java_reconfig(classes, follower.port, "add", joiner)
+        print(f"java: {out.strip()}")
+        four.start()
+        wait_mode(four, ("follower",), "did not join")
+        zk = client(four.port)
+        want = zk.get("/zookeeper/config")[0].decode()
+        zk.stop()
+        zk.close()
+        assert "server.4=" in want, want
+        wait_config(ens, want)
+
+        # zkCli: remove a follower (not the leader), then shrink to two members.
+        gone = next(s for s in three if s.sid not in (leader,))
+        out = zkcli(four.port, [f"addauth digest super:{SUPER_PASSWORD}",
+                                f"reconfig -remove {gone.sid}"])
+        assert f"server.{gone.sid}=" not in out.split("version=")[0].split("reconfig")[-1], out
+        wait_not_serving(gone)
+        assert gone.terminate()
+        rest = [s for s in ens.servers if s.alive()]
+        zk = client(rest[0].port)
+        current = zk.get("/zookeeper/config")[0].decode()
+        zk.stop()
+        zk.close()
+        assert f"server.{gone.sid}=" not in current, current
+        keep = [s for s in rest if s.sid != leader][:1] + [ens.servers[leader - 1]]
+        members = ",".join(
+            l for l in current.splitlines()
+            if any(l.startswith(f"server.{s.sid}=") for s in keep))
+        # The lines carry no client address for servers whose came from clientPort:
+        # a non-incremental config gives each one.
+        members = ",".join(
+            (m if ";" in m else f"{m};127.0.0.1:{ens.servers[int(m.split('=')[0][7:]) - 1].port}")
+            for m in members.split(","))
+        out = zkcli(keep[0].port, [f"addauth digest super:{SUPER_PASSWORD}",
+                                   f"reconfig -members {members}"])
+        assert "version=" in out, out
+        dropped = [s for s in rest if s not in keep]
+        for s in dropped:
+            wait_not_serving(s)
+            assert s.terminate()
+        ens.wait_leader()
+        for s in keep:
+            wait_mode(s, ("leader", "follower"), "did not serve after shrinking")
+        print(f"zkCli: removed {gone.sid}, then members {[s.sid for s in keep]}")
+
+        acked = writer.finish()
+        bench_out, bench_err = bench.communicate(timeout=TOOL_TIMEOUT_S)
+        bench = None
+        assert len(acked) > 20, f"only {len(acked)} writes acknowledged"
+        for s in keep:
+            zk = client(s.port)
+            try:
+                zk.sync("/w")
+                have = {int(c) for c in zk.get_children("/w")}
+            finally:
+                zk.stop()
+                zk.close()
+            lost = [n for n in acked if n not in have]
+            assert not lost, f"server {s.sid} lost acknowledged writes {lost[:10]}"
+        line = bench_out.strip().splitlines()[-1] if bench_out.strip() else "{}"
+        print(f"java: {len(acked)} kazoo writes kept; zkbench: {line[:400]}")
+        stop_and_check_data(ens)
+    finally:
+        if bench is not None:
+            bench.kill()
+            bench.wait()
+        shutil.rmtree(classes, ignore_errors=True)
+
+
 SCENARIOS = {
     "config": scenario_config,
     "kazoo": scenario_kazoo,
+    "java": scenario_java,
 }
 
 
 def main():
     binary, scenario = sys.argv[1], sys.argv[2]
-    n = 4 if scenario == "kazoo" else 3
+    n = 4 if scenario in ("kazoo", "java") else 3
     run_scenario(Ensemble(binary, n), SCENARIOS[scenario], scenario)
 
 

@@ -25,3 +25,13 @@ fn zookeeper_config_holds_the_ensemble_and_moves_to_a_dynamic_file() {
 fn kazoo_reconfig_adds_and_removes_servers_under_writes() {
     run_script("ensemble_reconfig.py", &["kazoo"], RUN_TIMEOUT, None);
 }
+
+/// The official Java client's `ZooKeeperAdmin.reconfigure` (NoAuth without the super
+/// user; a join from getConfig's version, whose watch fires; BadVersion from the stale
+/// one) and zkCli's `reconfig -remove` and `reconfig -members`: 3 servers grow to 4 and
+/// shrink to 2 under a zkbench setData load and a kazoo writer; removed servers stop
+/// serving; no acknowledged write is lost. Needs javac, libzookeeper-java and zkCli.
+#[test]
+fn java_admin_and_zkcli_reconfig_grow_to_four_and_shrink_to_two_under_load() {
+    run_script("ensemble_reconfig.py", &["java"], RUN_TIMEOUT, None);
+}

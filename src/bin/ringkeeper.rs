@@ -646,7 +646,7 @@ fn main() -> ExitCode {
     {
         return restore_command(from, *to_zxid, to_time.as_deref(), *latest, dst);
     }
-    let (mut cfg, warnings) = match cli.to_config() {
+    let (cfg, warnings) = match cli.to_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("ringkeeper: invalid configuration: {e}");
@@ -755,41 +755,6 @@ fn main() -> ExitCode {
         st.position = opened.position;
     }
     if let Some(mut rc) = repl {
-        // A reconfig committed (in the log) after the newest dynamic file was written
-        // (a crash in between): the tree's /zookeeper/config is the config in force.
-        if let Some((servers, version)) = opened
-            .tree
-            .data("/zookeeper/config")
-            .and_then(|(d, _)| d)
-            .and_then(|d| {
-                ringkeeper::dynconfig::parse_config_text(&String::from_utf8_lossy(&d)).ok()
-            })
-            .filter(|(s, v)| *v > cfg.config_version && !s.is_empty())
-        {
-            if !servers.contains_key(&rc.my_id) {
-                eprintln!(
-                    "ringkeeper: the configuration in force (version {version:x}) no longer                      lists server {}: it was removed from the ensemble; not starting",
-                    rc.my_id
-                );
-                return ExitCode::from(1);
-            }
-            eprintln!(
-                "ringkeeper: the data holds a newer configuration (version {version:x}) than                  the config files (version {:x}): using it",
-                cfg.config_version
-            );
-            cfg.servers = servers;
-            cfg.config_version = version;
-            match repl_config(&cfg) {
-                Ok(r) => {
-                    rc.members = r.members;
-                    rc.ensemble = r.ensemble;
-                }
-                Err(e) => {
-                    eprintln!("ringkeeper: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        }
         rc.recovered_zxid = opened.zxid as u64;
         rc.snapshot_zxid = opened.snapshot_zxid.map(|z| z as u64);
         let persisted = match server::replication::persisted(&rc) {
@@ -815,10 +780,23 @@ fn main() -> ExitCode {
             standalone_enabled: cfg.standalone_enabled,
         };
         // /zookeeper/config holds the config in force on every member, as after
-        // ZooKeeper's initConfigInZKDatabase at start.
-        opened
+        // ZooKeeper's initConfigInZKDatabase at start; unless the log holds a newer
+        // one (a reconfig logged after the newest dynamic file was written): the
+        // sequencer then treats that one as proposed and puts it in force once it
+        // commits.
+        let logged = opened
             .tree
-            .set_config_node(membership.text().as_bytes(), membership.version as i64, 0);
+            .data("/zookeeper/config")
+            .and_then(|(d, _)| d)
+            .and_then(|d| {
+                ringkeeper::dynconfig::parse_config_text(&String::from_utf8_lossy(&d)).ok()
+            })
+            .map_or(0, |(_, v)| v);
+        if logged <= membership.version {
+            opened
+                .tree
+                .set_config_node(membership.text().as_bytes(), membership.version as i64, 0);
+        }
         let config_files = match (&cfg.config_path, cfg.reconfig_enabled) {
             (Some(path), true) => Some(ringkeeper::dynconfig::Files {
                 config_path: path.clone(),

@@ -627,6 +627,16 @@ impl Sequencer {
             zxid,
             cfg,
         };
+        // A reconfig in the recovered tree that is newer than the config files: logged,
+        // perhaps committed, not known to be in force (see `reconfig`).
+        let logged = core
+            .tree
+            .data("/zookeeper/config")
+            .and_then(|(d, _)| d)
+            .map(|d| String::from_utf8_lossy(&d).into_owned());
+        if let Some(text) = logged {
+            core.seen_config(&text);
+        }
         if let Some(e) = &core.ens {
             let base = e.peer.log_base() as i64;
             let (current_epoch, last_zxid) = e.peer.vote_basis();
@@ -1921,6 +1931,8 @@ impl Sequencer {
                         }
                     }
                 }
+                self.logged_txns(&fresh);
+                let e = self.ens.as_mut().expect("ensemble");
                 if matches!(msg, Msg::Sync { .. }) {
                     e.decoded.clear();
                 }
@@ -1996,7 +2008,7 @@ impl Sequencer {
             A::PersistEpoch { kind, epoch } => self.out.push(Output::PersistEpoch { kind, epoch }),
             A::Committed { zxid, payload } => self.committed_txn(zxid, payload),
             A::Established { epoch } => self.established(epoch),
-            A::Activated { ensemble } => self.activated(ensemble),
+            A::Activated { zxid, ensemble } => self.activated(zxid, ensemble),
             A::Renewed { epoch } => {
                 let e = self.ens.as_mut().expect("ensemble");
                 self.out.push(Output::Established { epoch });
@@ -2205,11 +2217,6 @@ impl Sequencer {
             self.abandon_unsafe(Code::ConnectionLoss);
         }
         self.fail_forwarded();
-        // A reconfig this server proposed and did not see committed: the next leader
-        // commits it with its history, or not at all.
-        if was == Role::Leader {
-            self.reconfig_next = None;
-        }
         let e = self.ens.as_mut().expect("ensemble");
         e.own_from = Zxid::MAX;
         e.renewing = false;

@@ -6,13 +6,15 @@
 //! the txn's own zxid. It is ordered, logged and committed like any txn, so every
 //! server sees it at the same point of the history:
 //!
-//! - the leader checks it (below), proposes it, and steps `peer::Event::Reconfig`: until
-//!   it commits, commits need a quorum of the old config and of the new one, so the two
-//!   overlap; when it commits, the peer puts the new ensemble in force
-//!   (`Action::Activated`);
-//! - a learner, when it applies the committed txn, reads the config back from the data
-//!   and steps `peer::Event::Activate`; a learner that installs a SNAP takes the config
-//!   the snapshot's `/zookeeper/config` holds when it is newer than its own;
+//! - the leader checks it (below), proposes it and registers it with its peer as
+//!   pending (`peer::Event::Reconfig`); a learner registers it when the txn arrives
+//!   from its leader (`logged_txns`), a restarted server when its recovered tree holds a
+//!   config newer than its dynamic file. While pending, commits and a new leader's
+//!   NEWLEADER need a quorum of both configs, so the two overlap;
+//! - when the server's commit point passes it, the peer puts it in force
+//!   (`Action::Activated`); the sequencer also steps `Activate` when it applies the
+//!   committed txn, and takes the config of an installed SNAP when it is newer (the
+//!   peer ignores a config older than the one in force);
 //! - then (`activated`) the sequencer holds the new [`Membership`] and tells the driver
 //!   (`Output::Membership`): it writes `zoo.cfg.dynamic.<version>` and repoints zoo.cfg,
 //!   and updates the election's and the quorum links' member tables.
@@ -61,7 +63,7 @@ impl Sequencer {
         if self.role != Role::Leader {
             return Err(Code::Unimplemented.into());
         }
-        if self.reconfig_next.is_some() {
+        if self.ens.as_ref().is_some_and(|e| e.peer.reconfig_pending()) {
             return Err(Code::ReconfigInProgress.into());
         }
         if r.cur_config_id != -1 && r.cur_config_id as u64 != current.version {
@@ -130,6 +132,63 @@ impl Sequencer {
         }
     }
 
+    /// A learner received txns from its leader: a reconfig among them is pending here
+    /// until it commits (`peer::Event::Reconfig`), so that, should this server lead, its
+    /// NEWLEADER needs a quorum of both configs.
+    pub(super) fn logged_txns(&mut self, txns: &[Txn]) {
+        for t in txns {
+            let TxnOp::SetData {
+                path,
+                data: Some(d),
+                ..
+            } = &t.op
+            else {
+                continue;
+            };
+            if path != CONFIG_NODE {
+                continue;
+            }
+            let text = String::from_utf8_lossy(d).into_owned();
+            self.seen_config(&text);
+        }
+    }
+
+    /// Registers the config `text` as pending when it is newer than the one in force.
+    pub(super) fn seen_config(&mut self, text: &str) {
+        let Some(current) = self.membership.as_ref() else {
+            return;
+        };
+        let Ok((servers, version)) = crate::dynconfig::parse_config_text(text) else {
+            return;
+        };
+        let Ok(ensemble) = crate::dynconfig::ensemble_of(&servers) else {
+            return;
+        };
+        if version <= current.version {
+            return;
+        }
+        self.reconfig_next = Some(Membership {
+            servers,
+            version,
+            ..current.clone()
+        });
+        self.peer_step(peer::Event::Reconfig {
+            zxid: version,
+            ensemble: ensemble.clone(),
+        });
+        // At or below the commit point (a recovered snapshot holds it): committed.
+        if self
+            .ens
+            .as_ref()
+            .is_some_and(|e| !e.peer.reconfig_pending())
+        {
+            self.peer_step(peer::Event::Activate {
+                zxid: version,
+                ensemble,
+            });
+        }
+    }
+
     /// A SNAP installed a tree: its `/zookeeper/config` may be newer than ours.
     pub(super) fn installed_tree_config(&mut self) {
         let data = self.tree.data(CONFIG_NODE).and_then(|(d, _)| d);
@@ -170,7 +229,10 @@ impl Sequencer {
             version,
             ..current.clone()
         });
-        self.peer_step(peer::Event::Activate { ensemble });
+        self.peer_step(peer::Event::Activate {
+            zxid: version,
+            ensemble,
+        });
         // The peer's ensemble was this one already (a config that changed only
         // addresses): it reported nothing, the membership still moves on.
         if self.reconfig_next.is_some() {
@@ -179,15 +241,17 @@ impl Sequencer {
     }
 
     /// The peer put `ensemble` in force.
-    pub(super) fn activated(&mut self, ensemble: Ensemble) {
+    pub(super) fn activated(&mut self, zxid: u64, ensemble: Ensemble) {
         match &self.reconfig_next {
-            Some(m) if crate::dynconfig::ensemble_of(&m.servers).ok() == Some(ensemble) => {
+            Some(m)
+                if m.version == zxid
+                    && crate::dynconfig::ensemble_of(&m.servers).ok() == Some(ensemble) =>
+            {
                 self.finish_activation()
             }
-            _ => self.out.push(super::Output::Log(
-                "the replication core activated a configuration this server did not propose or apply"
-                    .to_string(),
-            )),
+            // Put in force already (the peer reports a reconfig both when its commit
+            // point passes it and when the sequencer applies it).
+            _ => {}
         }
     }
 

@@ -162,9 +162,10 @@ pub enum Event {
     HandOff,
     /// Learner (a voter): ask the leader to hand leadership to this server (`rqld`).
     RequestLeadership,
-    /// Leader: the txn `zxid`, just proposed, is a reconfig to `ensemble`: commits
-    /// need a quorum of both ensembles until it commits, then `ensemble` is in force
-    /// (`Action::Activated`).
+    /// The txn `zxid`, which this server is about to log (a leader proposing it, a
+    /// learner receiving it, a server recovering it), is a reconfig to `ensemble`: see
+    /// `pending_config`. When the commit point passes `zxid`, `ensemble` is in force
+    /// (`Action::Activated`); if the log is cut below it, it is forgotten.
     Reconfig {
         zxid: Zxid,
         ensemble: Ensemble,
@@ -173,6 +174,7 @@ pub enum Event {
     /// `ensemble` in force. A server no longer in it, or whose role changed, leaves
     /// its role (`Action::Looking`); a leader drops the learners it no longer has.
     Activate {
+        zxid: Zxid,
         ensemble: Ensemble,
     },
 }
@@ -213,6 +215,7 @@ pub enum Action {
     },
     /// A reconfig put `ensemble` in force here (see `Event::Activate`).
     Activated {
+        zxid: Zxid,
         ensemble: Ensemble,
     },
     /// The epoch was renewed in place: on the leader, a quorum accepted `epoch` and
@@ -563,10 +566,19 @@ enum Role {
 #[derive(Clone, Debug)]
 pub struct Peer {
     cfg: Config,
-    /// Leader: a reconfig proposed and not yet committed: its zxid and the ensemble it
-    /// makes. Until it commits, every commit needs a quorum of both ensembles
-    /// (ZooKeeper's pair of QuorumVerifiers), so the two configs' quorums overlap.
+    /// A reconfig in this server's log and not yet committed (ZooKeeper's
+    /// `lastSeenQuorumVerifier`): its zxid and the ensemble it makes. While it is
+    /// pending, a leader's commits and its NEWLEADER quorum need a quorum of both
+    /// ensembles (ZooKeeper's pair of QuorumVerifiers), so the two configs' quorums
+    /// overlap; when this server's commit point passes it, it is in force.
     pending_config: Option<(Zxid, Ensemble)>,
+    /// The pending config the commit point passed during this step: put in force once
+    /// the step's own handling is done (it may end this server's role).
+    activate_due: Option<(Zxid, Ensemble)>,
+    /// The zxid of the reconfig that made the ensemble in force (0: the config files'
+    /// as given at start); an older one is never put in force again (a learner applies
+    /// a reconfig its commit point already put in force).
+    config_version: Zxid,
     accepted_epoch: u32,
     current_epoch: u32,
     log: Log,
@@ -600,6 +612,8 @@ impl Peer {
         let durable_zxid = log.last();
         Peer {
             pending_config: None,
+            activate_due: None,
+            config_version: 0,
             cfg,
             accepted_epoch: persisted.accepted_epoch,
             current_epoch: persisted.current_epoch,
@@ -770,6 +784,11 @@ impl Peer {
         v
     }
 
+    /// Leader: a reconfig is proposed and not yet committed (`Event::Reconfig`).
+    pub fn reconfig_pending(&self) -> bool {
+        self.pending_config.is_some()
+    }
+
     /// The ensemble this peer works with.
     pub fn ensemble(&self) -> &Ensemble {
         &self.cfg.ensemble
@@ -858,6 +877,7 @@ impl Peer {
                 self.log.pending.clear();
                 self.log.durable_zxid = self.log.last();
                 self.commit = self.commit.min(self.log.last());
+                self.forget_cut_config();
                 if !matches!(self.role, Role::Looking) {
                     self.go_looking("a log write failed", &mut out);
                 }
@@ -881,11 +901,11 @@ impl Peer {
             }
             Event::Transfer { to } => self.start_transfer(to, &mut out),
             Event::Reconfig { zxid, ensemble } => {
-                if matches!(self.role, Role::Leading(_)) && zxid > self.commit {
+                if zxid > self.commit && zxid > self.config_version {
                     self.pending_config = Some((zxid, ensemble));
                 }
             }
-            Event::Activate { ensemble } => self.activate(ensemble, &mut out),
+            Event::Activate { zxid, ensemble } => self.activate(zxid, ensemble, &mut out),
             Event::HandOff => self.hand_off(&mut out),
             Event::RequestLeadership => match &self.role {
                 Role::Following(f)
@@ -917,15 +937,24 @@ impl Peer {
                 }
             }
         }
+        if let Some((zxid, next)) = self.activate_due.take() {
+            self.activate(zxid, next, &mut out);
+        }
         out
     }
 
     /// Puts `ensemble` in force (see `Event::Activate`).
-    fn activate(&mut self, ensemble: Ensemble, out: &mut Vec<Action>) {
-        self.pending_config = None;
+    fn activate(&mut self, zxid: Zxid, ensemble: Ensemble, out: &mut Vec<Action>) {
+        if zxid < self.config_version {
+            return;
+        }
+        if self.pending_config.as_ref().is_some_and(|p| p.0 <= zxid) {
+            self.pending_config = None;
+        }
+        self.config_version = zxid;
         if ensemble == self.cfg.ensemble {
             // Only addresses changed: nothing to do here, but the caller moves on.
-            out.push(Action::Activated { ensemble });
+            out.push(Action::Activated { zxid, ensemble });
             return;
         }
         let old = std::mem::replace(&mut self.cfg.ensemble, ensemble);
@@ -933,6 +962,7 @@ impl Peer {
         let new = &self.cfg.ensemble;
         if !new.is_member(me) {
             out.push(Action::Activated {
+                zxid,
                 ensemble: new.clone(),
             });
             if !matches!(self.role, Role::Looking) {
@@ -948,6 +978,7 @@ impl Peer {
                 .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
         }
         out.push(Action::Activated {
+            zxid,
             ensemble: new.clone(),
         });
         if role_changed && !matches!(self.role, Role::Looking) {
@@ -956,7 +987,6 @@ impl Peer {
     }
 
     fn go_looking(&mut self, reason: &'static str, out: &mut Vec<Action>) {
-        self.pending_config = None;
         self.role = Role::Looking;
         out.push(Action::Looking { reason });
     }
@@ -984,6 +1014,24 @@ impl Peer {
             });
         }
         self.commit = through;
+        if let Some((zxid, next)) = self.pending_config.clone() {
+            if through >= zxid {
+                self.pending_config = None;
+                self.activate_due = Some((zxid, next));
+            }
+        }
+    }
+
+    /// A pending reconfig whose txn a TRUNC or a failed write cut from the log never
+    /// happened here.
+    fn forget_cut_config(&mut self) {
+        if self
+            .pending_config
+            .as_ref()
+            .is_some_and(|(zxid, _)| *zxid > self.log.last())
+        {
+            self.pending_config = None;
+        }
     }
 
     /// Re-evaluates the waits that completions (durable, persisted) may have released.
@@ -1115,12 +1163,20 @@ impl Peer {
         if l.phase == LeaderPhase::Syncing {
             let self_ready =
                 self.log.durable_zxid >= l.initial_last && self.current_epoch == l.epoch;
-            let synced = l
+            let synced: Vec<ServerId> = l
                 .learners
                 .iter()
                 .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
-                .map(|(id, _)| *id);
-            if self_ready && is_quorum(&self.cfg.ensemble, synced.chain([me])) {
+                .map(|(id, _)| *id)
+                .chain([me])
+                .collect();
+            // A reconfig in the history commits with it: a quorum of its config too.
+            let both = is_quorum(&self.cfg.ensemble, synced.iter().copied())
+                && self
+                    .pending_config
+                    .as_ref()
+                    .is_none_or(|(_, next)| is_quorum(next, synced.iter().copied()));
+            if self_ready && both {
                 self.establish(out);
             }
         }
@@ -1132,7 +1188,8 @@ impl Peer {
         let (epoch, initial_last) = (l.epoch, l.initial_last);
         // The whole initial history is on a quorum's disks now, so it is committed; its
         // commits come before `Established`, so that a driver taking writes from then on
-        // has applied the history first.
+        // has applied the history first. A reconfig in it is put in force at the end of
+        // the step, once the learners are told (it may take this leader's role away).
         self.commit_to(initial_last, out);
         out.push(Action::Established { epoch });
         let commit = self.commit;
@@ -1217,7 +1274,11 @@ impl Peer {
             observer,
         } = msg
         {
-            if observer == ensemble.is_voter(from) || !ensemble.is_member(from) || from == me {
+            // A member is taken in the role it says it has, even when that is not its
+            // role here (a learner that has not seen a reconfig yet): it syncs, and
+            // the reconfig it then applies moves it to its role. Acks count only from
+            // voters of this leader's config that joined as followers.
+            if !ensemble.is_member(from) || from == me {
                 return;
             }
             // A FOLLOWERINFO opens a new connection: whatever we knew of it is gone.
@@ -1602,13 +1663,9 @@ impl Peer {
             .chain([(me, own)])
             .collect();
         let mut q = quorum_zxid(&self.cfg.ensemble, acks.iter().copied());
-        let activate = match &self.pending_config {
-            Some((zxid, next)) => {
-                q = q.min(quorum_zxid(next, acks.iter().copied()));
-                (q >= *zxid).then(|| next.clone())
-            }
-            None => None,
-        };
+        if let Some((_, next)) = &self.pending_config {
+            q = q.min(quorum_zxid(next, acks.iter().copied()));
+        }
         if q <= self.commit {
             return;
         }
@@ -1628,9 +1685,6 @@ impl Peer {
                 Msg::Commit { through: q }
             };
             out.push(Action::Send { to: id, msg });
-        }
-        if let Some(next) = activate {
-            self.activate(next, out);
         }
         // A renewal waits for the old epoch's last commit.
         self.advance_renewal(out);
@@ -1722,7 +1776,9 @@ impl Peer {
     // ---- learner ----
 
     fn on_follow(&mut self, leader: ServerId, out: &mut Vec<Action>) {
-        if leader == self.cfg.my_id || !self.cfg.ensemble.is_voter(leader) {
+        // A leader outside our config is one a quorum of our voters follow (the
+        // election checked): a reconfig we have not put in force yet added it.
+        if leader == self.cfg.my_id {
             return;
         }
         let observer = !self.cfg.ensemble.is_voter(self.cfg.my_id);
@@ -1971,6 +2027,7 @@ impl Peer {
                     return;
                 }
                 self.log.truncate(to, out);
+                self.forget_cut_config();
             }
             SyncMode::Snap { zxid, data } => {
                 if zxid < self.commit {
@@ -1978,6 +2035,11 @@ impl Peer {
                     return;
                 }
                 self.log.install_snapshot(zxid, data, out);
+                // A pending reconfig the snapshot covers is in it (then the driver takes
+                // it from the snapshot's state) or was never committed.
+                if self.pending_config.as_ref().is_some_and(|p| p.0 <= zxid) {
+                    self.pending_config = None;
+                }
                 // The snapshot replaces the applied state; the driver loads it as applied.
                 self.commit = zxid;
             }
