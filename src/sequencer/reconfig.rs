@@ -70,11 +70,10 @@ impl Sequencer {
             return Err(Code::BadVersion.into());
         }
         let servers = if r.new_members.is_empty() {
-            incremental(&current.servers, &r.joining_servers, &r.leaving_servers)
+            incremental(&current.servers, &r.joining_servers, &r.leaving_servers)?
         } else {
-            non_incremental(&r.new_members)
-        }
-        .map_err(|_| PrepError::from(Code::BadArguments))?;
+            non_incremental(&r.new_members).map_err(|_| PrepError::from(Code::BadArguments))?
+        };
         let ensemble = crate::dynconfig::ensemble_of(&servers)
             .map_err(|_| PrepError::from(Code::BadArguments))?;
         let least = if current.standalone_enabled { 2 } else { 1 };
@@ -305,31 +304,31 @@ fn non_incremental(members: &str) -> Result<BTreeMap<u64, ServerSpec>, String> {
 /// plus `joining` (comma-separated `server.N=host:q:e[:role];client` entries, each with
 /// its client address, as ZooKeeper requires; one that names a current server replaces
 /// it). A joining server may not reuse another server's quorum or election address.
+/// An id that is not a number is MARSHALLINGERROR (ZooKeeper's `Long.parseLong` throws
+/// past its checks; checked on ZooKeeper 3.8), any other fault BADARGUMENTS.
 fn incremental(
     current: &BTreeMap<u64, ServerSpec>,
     joining: &str,
     leaving: &str,
-) -> Result<BTreeMap<u64, ServerSpec>, String> {
+) -> Result<BTreeMap<u64, ServerSpec>, Code> {
     let mut next = current.clone();
     for id in leaving.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let id: u64 = id.parse().map_err(|_| format!("{id} is not a server id"))?;
+        let id: u64 = id.parse().map_err(|_| Code::MarshallingError)?;
         next.remove(&id);
     }
     for j in joining.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (key, value) = j
-            .split_once('=')
-            .ok_or_else(|| "Wrong format of server string".to_string())?;
+        // "Wrong format of server string"
+        let (key, value) = j.split_once('=').ok_or(Code::BadArguments)?;
         let id: u64 = key
             .trim()
             .rsplit('.')
             .next()
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("{key} is not server.<id>"))?;
-        let spec = parse_server(id, value.trim())?;
+            .ok_or(Code::MarshallingError)?;
+        let spec = parse_server(id, value.trim()).map_err(|_| Code::BadArguments)?;
         if spec.client.is_none() {
-            return Err(
-                "Wrong format of server string - each server should have 3 ports specified".into(),
-            );
+            // "each server should have 3 ports specified"
+            return Err(Code::BadArguments);
         }
         let clash = next.values().any(|o| {
             o.id != id
@@ -339,7 +338,7 @@ fn incremental(
                     .any(|p| *p == spec.quorum_port || *p == spec.election_port)
         });
         if clash {
-            return Err(format!("server.{id} reuses another server's address"));
+            return Err(Code::BadArguments);
         }
         next.insert(id, spec);
     }
@@ -374,14 +373,26 @@ mod tests {
 
     #[test]
     fn incremental_refuses_what_zookeeper_refuses() {
-        // No client port.
-        assert!(incremental(&current(), "server.4=127.0.0.1:2004:3004", "").is_err());
-        // Not server.N=...
-        assert!(incremental(&current(), "127.0.0.1:2004:3004;4004", "").is_err());
-        // Another server's quorum port.
-        assert!(incremental(&current(), "server.4=127.0.0.1:2001:3004;4004", "").is_err());
-        // A leaving id that is no number.
-        assert!(incremental(&current(), "", "x").is_err());
+        let bad = |j: &str, l: &str| incremental(&current(), j, l).err();
+        // No client port; not server.N=...; another server's quorum port.
+        assert_eq!(
+            bad("server.4=127.0.0.1:2004:3004", ""),
+            Some(Code::BadArguments)
+        );
+        assert_eq!(
+            bad("127.0.0.1:2004:3004;4004", ""),
+            Some(Code::BadArguments)
+        );
+        assert_eq!(
+            bad("server.4=127.0.0.1:2001:3004;4004", ""),
+            Some(Code::BadArguments)
+        );
+        // Ids that are no numbers: Long.parseLong throws (checked on ZooKeeper 3.8).
+        assert_eq!(bad("", "x"), Some(Code::MarshallingError));
+        assert_eq!(
+            bad("server.x=127.0.0.1:2004:3004;4004", ""),
+            Some(Code::MarshallingError)
+        );
     }
 
     #[test]
