@@ -18,8 +18,8 @@ Scenarios:
              BadVersion (a stale fromConfig), BadArguments (a joiner without client
              port), NewConfigNoQuorum (members not synced with the leader); then as
              super: server 4 joins (incremental), is started with the new config and
-             syncs; a follower leaves and stops serving; the leader leaves and the
-             others elect a new one; writes from a client keep going through every
+             syncs; a follower leaves and stops serving; the leader leaves, handing
+             leadership to a voter of the new config, and stops serving; writes from a client keep going through every
              step and none acknowledged is lost; /zookeeper/config is the same
              everywhere and a getData watch on it fires at each change.
 
@@ -310,6 +310,9 @@ def scenario_kazoo(ens):
     text = data.decode()
     old_leader = ens.servers[leader - 1]
     wait_not_serving(old_leader)
+    # It handed leadership to a voter of the new config (ZooKeeper's designated
+    # leader) rather than leaving the others to an election.
+    assert old_leader.log_count("handed leadership to server") == 1, old_leader.tail()
     assert old_leader.terminate()
     new_leader = ens.wait_leader()
     assert new_leader != leader

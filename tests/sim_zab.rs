@@ -190,6 +190,7 @@ fn membership_changes_under_faults() {
         total.removals += s.removals;
         total.additions += s.additions;
         total.snaps += s.snaps;
+        total.handoffs += s.handoffs;
     }
     println!("{count} seeds with reconfigs: {total:?}");
     assert!(

@@ -21,9 +21,9 @@
 //!
 //! A server removed from the config leaves its role and stays out: it starts no
 //! election (its old peers no longer talk to it) and serves no client. A leader
-//! removed from the config does the same, and the remaining voters elect a leader
-//! among themselves (ZooKeeper hands off to a designated leader instead, see
-//! docs/replication.md).
+//! removed from the config first hands leadership to a synced voter of the new config
+//! (the peer's transfer; ZooKeeper's designated leader), so the others need no
+//! election.
 //!
 //! The checks, in ZooKeeper's order: reconfigEnabled (RECONFIGDISABLED), the session
 //! (SESSIONEXPIRED), an ensemble (standalone: UNIMPLEMENTED), no reconfig in flight

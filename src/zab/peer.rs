@@ -965,7 +965,7 @@ impl Peer {
                 zxid,
                 ensemble: new.clone(),
             });
-            if !matches!(self.role, Role::Looking) {
+            if !self.hand_over_leadership(out) && !matches!(self.role, Role::Looking) {
                 self.go_looking("removed from the configuration", out);
             }
             return;
@@ -981,9 +981,28 @@ impl Peer {
             zxid,
             ensemble: new.clone(),
         });
-        if role_changed && !matches!(self.role, Role::Looking) {
+        if role_changed && !self.hand_over_leadership(out) && !matches!(self.role, Role::Looking) {
             self.go_looking("the reconfiguration changed this server's role", out);
         }
+    }
+
+    /// A leader that a reconfig made a non-voter hands leadership to the most
+    /// up-to-date synced voter of the new config (ZooKeeper's designated leader), so the
+    /// others need no election; then it follows that one (and, not a member, is
+    /// refused and stays out). False when it is not an established leader or no voter
+    /// is synced (then it leaves its role and the others elect).
+    fn hand_over_leadership(&mut self, out: &mut Vec<Action>) -> bool {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established && l.transfer.is_none() => {}
+            _ => return false,
+        }
+        let mut refused = Vec::new();
+        self.start_transfer(None, &mut refused);
+        let started = matches!(&self.role, Role::Leading(l) if l.transfer.is_some());
+        if started {
+            out.extend(refused);
+        }
+        started
     }
 
     fn go_looking(&mut self, reason: &'static str, out: &mut Vec<Action>) {

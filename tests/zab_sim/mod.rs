@@ -1174,8 +1174,9 @@ impl Sim {
                 ensemble: ensemble.clone(),
             },
         )?;
-        if !ensemble.is_member(id) && self.nodes[i].up {
-            // Removed: it stops serving (down here; the operator stops it for good).
+        if !ensemble.is_member(id) && self.nodes[i].up && !self.nodes[i].peer.is_transferring() {
+            // Removed: it stops serving (down here; the operator stops it for good). A
+            // removed leader first hands leadership over; the operator stops it later.
             self.crash(i);
             self.nodes[i].removed = true;
         }
