@@ -10,7 +10,8 @@ Scenarios:
              first zxid (ZooKeeper's NEWLEADER zxid); each zoo.cfg lost its server
              lines for `dynamicConfigFile=` pointing at `zoo.cfg.dynamic.<version>`,
              and `zoo.cfg.bak` keeps the original; a restarted server starts from the
-             dynamic file and shows the same config. Then three voters without
+             dynamic file and shows the same config; `conf` ends with the quorum
+             settings and `membership: ` and the config. Then three voters without
              reconfigEnabled: version 0 and no file touched.
 
   kazoo      three voters with reconfigEnabled=true and a super user, a fourth server
@@ -48,7 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ensemble import (  # noqa: E402
-    Ensemble, client, run_scenario, stop_and_check_data)
+    Ensemble, client, four_letter, run_scenario, stop_and_check_data)
 
 POLL_S = 0.05
 # 30 s for anything to be seen: far above what it takes, so only a hang fails.
@@ -117,6 +118,11 @@ def scenario_config(ens):
     stats = wait_config(ens, want)
     for sid, st in stats.items():
         assert st.mzxid == epoch << 32 and st.version == -1, (sid, st)
+    # `conf` ends with the quorum settings and the membership, as ZooKeeper's does.
+    for s in ens.servers:
+        conf = four_letter(s.port, "conf")
+        assert conf.endswith("peerType=0\nmembership: \n" + want), conf
+        assert "initLimit=10\nsyncLimit=5\nelectionAlg=3\n" in conf, conf
     for s in ens.servers:
         # zoo.cfg: no server line, a pointer to the dynamic file; the backup kept.
         with open(s.cfg) as f:
@@ -299,6 +305,9 @@ def scenario_kazoo(ens):
     wait_not_serving(follower)
     assert follower.terminate()
     wait_config(ens, text)
+    for s in ens.servers:
+        if s.alive():
+            assert four_letter(s.port, "conf").endswith("membership: \n" + text)
     print(f"kazoo: server {follower.sid} left")
 
     # The leader leaves: the two left elect a leader between them.

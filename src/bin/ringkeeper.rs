@@ -177,6 +177,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         max_session_timeout_ms: cfg.max_session_timeout_ms,
         client_port_listen_backlog: -1,
         server_id: cfg.my_id.unwrap_or(0),
+        quorum: None,
     };
     Ok(sc)
 }
@@ -815,6 +816,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        let membership_text = membership.text();
+        if let Some(me) = rc.members.get(&rc.my_id) {
+            sc.settings.conf.quorum = Some(ringkeeper::fourlw::QuorumConf {
+                init_limit: cfg.init_limit,
+                sync_limit: cfg.sync_limit,
+                election_port: me.election.port(),
+                quorum_port: me.quorum.port(),
+            });
+        }
         sc.core.ensemble = Some(EnsembleConfig {
             peer: rc.peer_config(),
             persisted,
@@ -826,6 +836,7 @@ fn main() -> ExitCode {
             members: rc.members.clone(),
             ensemble: rc.ensemble.clone(),
             config_files,
+            membership: membership_text,
         });
     }
     let shards = sc.shards;

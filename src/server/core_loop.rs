@@ -157,6 +157,8 @@ pub struct EnsembleSetup {
     /// Where this server writes its dynamic config files (`reconfigEnabled` and a
     /// zoo.cfg to edit); `None` writes nothing.
     pub config_files: Option<crate::dynconfig::Files>,
+    /// The config in force at start, as `/zookeeper/config` holds it (`conf`).
+    pub membership: String,
 }
 
 /// Everything the core loop owns besides shard 0.
@@ -1188,6 +1190,7 @@ impl CoreLoop {
             Output::Health(h) => self.state.set_health(h),
             Output::Log(line) => eprintln!("ringkeeper: {line}"),
             Output::Membership(m) => {
+                self.state.set_membership(m.text());
                 self.reconfigure_links(&m);
                 // A config file that cannot be written costs the next start its newer
                 // config (it starts from the older one and learns the newer from the
@@ -1818,6 +1821,9 @@ pub fn run(
             info_conns: BTreeMap::new(),
             last_propose: None,
         });
+    }
+    if let Some(ens) = &setup.ensemble {
+        setup.state.set_membership(ens.membership.clone());
     }
     let election_addr = election_handle.as_ref().map(|h| h.local_addr);
     let _ = ready.send(Ok((addr, bound_quorum, election_addr)));
