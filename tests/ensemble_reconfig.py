@@ -19,7 +19,7 @@ Scenarios:
              BadVersion (a stale fromConfig), BadArguments (a joiner without client
              port), NewConfigNoQuorum (members not synced with the leader); then as
              super: server 4 joins (incremental), is started with the new config and
-             syncs; a follower leaves and stops serving; the leader leaves, handing
+             syncs, becomes an observer and a participant again; a follower leaves and stops serving; the leader leaves, handing
              leadership to a voter of the new config, and stops serving; writes from a client keep going through every
              step and none acknowledged is lost; /zookeeper/config is the same
              everywhere and a getData watch on it fires at each change.
@@ -296,6 +296,17 @@ def scenario_kazoo(ens):
     wait_mode(four, ("follower",), "did not join")
     wait_config(ens, text)
     print(f"kazoo: server 4 joined at version {version:x}")
+
+    # Role changes: server 4 becomes an observer, then a participant again.
+    for role, mode in (("observer", "observer"), ("participant", "follower")):
+        data, _ = admin.reconfig(
+            joining=f"{line4}:{role};127.0.0.1:{four.port}", leaving=None, new_members=None)
+        assert f"server.4={line4.split('=', 1)[1]}:{role};" in data.decode(), data
+        wait_mode(four, (mode,), f"did not become {mode}")
+        wait_config(ens, data.decode())
+        assert four_letter(four.port, "conf").count(
+            f"peerType={int(role == 'observer')}") == 1
+    print("kazoo: server 4 observed, then voted again")
 
     # A follower leaves: it stops serving, the others go on.
     follower = next(s for s in three if s.sid != leader)

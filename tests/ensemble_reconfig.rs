@@ -18,8 +18,9 @@ fn zookeeper_config_holds_the_ensemble_and_moves_to_a_dynamic_file() {
 }
 
 /// kazoo's `reconfig` on a 3-voter ensemble under writes: NoAuth, BadVersion,
-/// BadArguments and NewConfigNoQuorum refusals; a fourth server joins, a follower and
-/// then the leader leave (removed servers stop serving, a new leader is elected);
+/// BadArguments and NewConfigNoQuorum refusals; a fourth server joins, becomes an
+/// observer and a participant again, a follower and then the leader leave (removed
+/// servers stop serving; the leader hands leadership over first);
 /// `/zookeeper/config` agrees everywhere, its watch fires, no acknowledged write is lost.
 #[test]
 fn kazoo_reconfig_adds_and_removes_servers_under_writes() {
