@@ -125,14 +125,8 @@ pub const KEYS: &[KeySpec] = &[
     key("localSessionsUpgradingEnabled", Supported),
     key("peerType", Recorded("a server observes when its own server.N line ends in :observer")),
     key("syncEnabled", Recorded("learners always log what they receive")),
-    key(
-        "dynamicConfigFile",
-        Recorded("dynamic reconfiguration is not supported"),
-    ),
-    key(
-        "reconfigEnabled",
-        Recorded("dynamic reconfiguration is not supported"),
-    ),
+    key("dynamicConfigFile", Supported),
+    key("reconfigEnabled", Supported),
     key("sslQuorum", Recorded("quorum TLS is not supported")),
     key("portUnification", Recorded("TLS is not supported")),
     key(
@@ -485,8 +479,17 @@ pub struct Config {
     pub init_limit: u32,
     pub sync_limit: u32,
     pub standalone_enabled: bool,
-    /// The `server.N` lines, by id.
+    /// The `server.N` lines, by id: from zoo.cfg, or from the dynamic file when
+    /// `dynamicConfigFile` is set.
     pub servers: BTreeMap<u64, ServerSpec>,
+    /// `reconfigEnabled` (default false, as in ZooKeeper 3.5.3 and later).
+    pub reconfig_enabled: bool,
+    /// `dynamicConfigFile`: where the `server.N` lines are, as given (ZooKeeper opens it
+    /// relative to the working directory).
+    pub dynamic_config_file: Option<PathBuf>,
+    /// The version of the server list: the hex suffix of the dynamic file's name
+    /// (`zoo.cfg.dynamic.100000000`), 0 for lines in zoo.cfg or a name without one.
+    pub config_version: u64,
     /// From `dataDir/myid`; `None` when the file is absent (fine for standalone).
     pub my_id: Option<u64>,
     /// `admin.*` keys, prefix removed (recorded; there is no AdminServer).
@@ -962,6 +965,9 @@ impl ConfigBuilder {
             sync_limit: 0,
             standalone_enabled: true,
             servers: BTreeMap::new(),
+            reconfig_enabled: false,
+            dynamic_config_file: None,
+            config_version: 0,
             my_id: None,
             admin: BTreeMap::new(),
             metrics_provider_class: None,
@@ -1003,6 +1009,8 @@ impl ConfigBuilder {
                 "localSessionsUpgradingEnabled" => {
                     c.local_sessions_upgrading_enabled = ctx.boolean(v)?
                 }
+                "reconfigEnabled" => c.reconfig_enabled = ctx.boolean(v)?,
+                "dynamicConfigFile" => c.dynamic_config_file = Some(PathBuf::from(v)),
                 "electionAlg" => {
                     let alg: u32 = ctx.int(v)?;
                     if alg != 3 {
@@ -1218,6 +1226,25 @@ impl ConfigBuilder {
                     c.min_session_timeout_ms, c.max_session_timeout_ms
                 ),
             ));
+        }
+
+        // The server list from the dynamic file (QuorumPeerConfig.parse): zoo.cfg may
+        // then hold no server.N line of its own.
+        if let Some(dyn_path) = c.dynamic_config_file.clone() {
+            if let Some(k) = seen.keys().find(|k| {
+                let b = bare_key(k);
+                numbered(b, "server.") || numbered(b, "group.") || numbered(b, "weight.")
+            }) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Inconsistent,
+                    Some(k),
+                    line_of(&seen, k),
+                    format!("parameter: {k} must be in a separate dynamic config file"),
+                ));
+            }
+            let (servers, version) = read_dynamic_file(&dyn_path)?;
+            c.servers = servers;
+            c.config_version = version;
         }
 
         // Quorum shape (QuorumPeerConfig.parseDynamicConfig).
@@ -1522,7 +1549,7 @@ fn host_and_port_parts(s: &str) -> Result<Vec<String>, String> {
 const SERVER_FORMAT: &str = "does not have the form host:quorumPort:electionPort[:participant|observer][;[clientHost:]clientPort]";
 
 /// Parses the value of a `server.N` line.
-fn parse_server(id: u64, value: &str) -> Result<ServerSpec, String> {
+pub fn parse_server(id: u64, value: &str) -> Result<ServerSpec, String> {
     let halves: Vec<&str> = value.split(';').collect();
     if halves.len() > 2 {
         return Err(format!("{value:?} {SERVER_FORMAT}"));
@@ -1584,6 +1611,58 @@ fn parse_server(id: u64, value: &str) -> Result<ServerSpec, String> {
         peer_type,
         client,
     })
+}
+
+/// The version a dynamic file's name carries (`QuorumPeerConfig.getVersionFromFilename`):
+/// the hex number after its last dot; 0 when there is none (`zoo.cfg.dynamic`).
+pub fn version_from_filename(path: &Path) -> u64 {
+    let name = path.to_string_lossy();
+    name.rsplit_once('.')
+        .and_then(|(_, hex)| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
+}
+
+/// Reads a dynamic config file as `QuorumPeerConfig.parse` and `parseDynamicConfig`
+/// do: Java properties holding `server.N` lines only; no `version` key (the version is
+/// in the file's name); hierarchical quorums (`group.N`, `weight.N`) are not
+/// supported here.
+fn read_dynamic_file(path: &Path) -> Result<(BTreeMap<u64, ServerSpec>, u64), ConfigError> {
+    let key = Some("dynamicConfigFile");
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            ConfigErrorKind::Io,
+            key,
+            None,
+            format!("Error processing {}: {e}", path.display()),
+        )
+    })?;
+    let mut servers = BTreeMap::new();
+    for p in parse_properties(&text) {
+        let at = |m: String| {
+            ConfigError::new(
+                ConfigErrorKind::BadValue,
+                Some(&p.key),
+                None,
+                format!("{} line {}: {m}", path.display(), p.line),
+            )
+        };
+        if p.key == "version" {
+            return Err(at("dynamic file shouldn't have version inside".into()));
+        }
+        if p.key.starts_with("group") || p.key.starts_with("weight") {
+            return Err(at(
+                "hierarchical quorums (group.N, weight.N) are not supported".into(),
+            ));
+        }
+        if !numbered(&p.key, "server.") {
+            return Err(at(format!("Unrecognised parameter: {}", p.key)));
+        }
+        let id = p.key["server.".len()..]
+            .parse::<u64>()
+            .map_err(|e| at(e.to_string()))?;
+        servers.insert(id, parse_server(id, &p.value).map_err(at)?);
+    }
+    Ok((servers, version_from_filename(path)))
 }
 
 /// Reads `dataDir/myid`: absent is fine (standalone), unreadable or not a number is not.

@@ -429,6 +429,39 @@ pub struct ConfInfo {
     pub client_port_listen_backlog: i32,
     /// 0 in standalone without myid.
     pub server_id: u64,
+    /// In an ensemble, what `QuorumZooKeeperServer.dumpConf` adds.
+    pub quorum: Option<QuorumConf>,
+}
+
+/// The ensemble part of `conf`. The membership (the config in force, as
+/// `/zookeeper/config` holds it) changes with reconfigs, so it is passed when printing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumConf {
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    pub election_port: u16,
+    pub quorum_port: u16,
+}
+
+/// `conf`; in an ensemble followed by the quorum settings and `membership: ` with the
+/// config in force (`membership`), as ZooKeeper's quorum servers print them. `peerType`
+/// (0 participant, 1 observer) is this server's role in that config.
+pub fn conf_with_membership(c: &ConfInfo, membership: &str) -> String {
+    let mut out = conf(c);
+    if let Some(q) = &c.quorum {
+        let observer = membership
+            .lines()
+            .any(|l| l.starts_with(&format!("server.{}=", c.server_id)) && l.contains(":observer"));
+        let _ = writeln!(out, "initLimit={}", q.init_limit);
+        let _ = writeln!(out, "syncLimit={}", q.sync_limit);
+        let _ = writeln!(out, "electionAlg=3");
+        let _ = writeln!(out, "electionPort={}", q.election_port);
+        let _ = writeln!(out, "quorumPort={}", q.quorum_port);
+        let _ = writeln!(out, "peerType={}", u8::from(observer));
+        let _ = writeln!(out, "membership: ");
+        out.push_str(membership);
+    }
+    out
 }
 
 /// `conf`.

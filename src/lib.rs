@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod datadir;
+pub mod dynconfig;
 pub mod fourlw;
 pub mod io;
 pub mod prep;

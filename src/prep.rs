@@ -41,6 +41,9 @@ pub struct PrepConfig {
     pub skip_acl: bool,
     /// `znode.container.maxNeverUsedIntervalMs`: 0 keeps never-used containers forever.
     pub container_max_never_used_ms: i64,
+    /// `reconfigEnabled`: reconfig requests are validated (by the sequencer, which
+    /// knows the ensemble) instead of answered RECONFIGDISABLED.
+    pub reconfig_enabled: bool,
 }
 
 impl Default for PrepConfig {
@@ -50,6 +53,7 @@ impl Default for PrepConfig {
             max_data_len: crate::proto::DEFAULT_MAX_BUFFER,
             skip_acl: false,
             container_max_never_used_ms: 0,
+            reconfig_enabled: false,
         }
     }
 }
@@ -302,7 +306,7 @@ fn check_global_session(tree: &DataTree, caller: &Caller<'_>) -> Result<(), Code
     }
 }
 
-fn check_perm(cfg: &PrepConfig, acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), Code> {
+pub(crate) fn check_perm(cfg: &PrepConfig, acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), Code> {
     if cfg.skip_acl || acl::check(acl, perm, ids) {
         Ok(())
     } else {

@@ -484,3 +484,85 @@ fn the_jaas_file_key_in_zoo_cfg_reaches_the_system_properties() {
     );
     assert!(sp.contains_key("zookeeper.authProvider.1"));
 }
+
+/// `dynamicConfigFile`: the server lines come from that file and its name's hex suffix
+/// is the config's version (QuorumPeerConfig.getVersionFromFilename); zoo.cfg may then
+/// hold no server line, and the dynamic file no version or other key.
+#[test]
+fn dynamic_config_file_holds_the_servers_and_names_the_version() {
+    let t = TempDir::new("dynamic");
+    let dynamic = t.0.join("zoo.cfg.dynamic.100000000");
+    fs::write(
+        &dynamic,
+        "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+         server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+         server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183",
+    )
+    .unwrap();
+    fs::write(t.0.join("data/myid"), "2\n").unwrap();
+    let body = format!(
+        "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir=@DATA@\nreconfigEnabled=true\n\
+         dynamicConfigFile={}\n",
+        dynamic.display()
+    );
+    let cfg = t.write_cfg(&body);
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    // Two voters: only ZooKeeper's "no failure tolerated" warning.
+    assert!(warnings.iter().all(|w| w.key == "server.N"), "{warnings:?}");
+    assert!(c.reconfig_enabled && c.is_distributed());
+    assert_eq!(c.config_version, 0x100000000);
+    assert_eq!(c.servers.len(), 3);
+    assert_eq!(c.servers[&3].peer_type, PeerType::Observer);
+    assert_eq!(c.client_address().to_string(), "127.0.0.1:2182");
+    assert_eq!(
+        ringkeeper::dynconfig::config_text(&c.servers, c.config_version),
+        "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+         server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+         server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\nversion=100000000"
+    );
+
+    // A name without a hex suffix: version 0.
+    let plain = t.0.join("zoo.cfg.dynamic");
+    fs::copy(&dynamic, &plain).unwrap();
+    t.write_cfg(&body.replace(&dynamic.display().to_string(), &plain.display().to_string()));
+    assert_eq!(Config::load(&cfg).unwrap().0.config_version, 0);
+
+    // A server line left in zoo.cfg beside the pointer is refused, as ZooKeeper does.
+    t.write_cfg(&format!("{body}server.4=127.0.0.1:2891:3891\n"));
+    let e = Config::load(&cfg).unwrap_err();
+    assert!(
+        e.message
+            .contains("server.4 must be in a separate dynamic config file"),
+        "{e}"
+    );
+
+    // The dynamic file holds no version (it is in the name) and no other key.
+    t.write_cfg(&body);
+    fs::write(&dynamic, "server.1=127.0.0.1:2888:3888\nversion=1\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert!(e.message.contains("shouldn't have version inside"), "{e}");
+    fs::write(&dynamic, "server.1=127.0.0.1:2888:3888\ntickTime=5\n").unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert!(
+        e.message.contains("Unrecognised parameter: tickTime"),
+        "{e}"
+    );
+    // A missing file is an I/O error naming it.
+    fs::remove_file(&dynamic).unwrap();
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.kind, ConfigErrorKind::Io);
+}
+
+/// reconfigEnabled defaults to false (ZooKeeper 3.5.3+) and takes only true or false.
+#[test]
+fn reconfig_enabled_defaults_to_false() {
+    let t = TempDir::new("reconfig");
+    let cfg = t.write_cfg(ENSEMBLE);
+    fs::write(t.0.join("data/myid"), "3\n").unwrap();
+    let (c, _) = Config::load(&cfg).unwrap();
+    assert!(!c.reconfig_enabled);
+    assert_eq!((c.config_version, c.dynamic_config_file.clone()), (0, None));
+    t.write_cfg(&format!("{ENSEMBLE}reconfigEnabled=yes\n"));
+    let e = Config::load(&cfg).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("reconfigEnabled"));
+}

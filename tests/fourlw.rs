@@ -162,8 +162,43 @@ fn conf_matches_zookeeper() {
         max_session_timeout_ms: 40000,
         client_port_listen_backlog: -1,
         server_id: 0,
+        quorum: None,
     };
     assert_eq!(conf(&c), captured("conf.txt"));
+}
+
+/// In an ensemble `conf` goes on as `QuorumZooKeeperServer.dumpConf` does: the quorum
+/// settings, this server's role in the config in force, and that config after
+/// `membership: ` (without a newline after its `version=` line).
+#[test]
+fn conf_in_an_ensemble_ends_with_the_membership() {
+    let c = ConfInfo {
+        server_id: 2,
+        quorum: Some(ringkeeper::fourlw::QuorumConf {
+            init_limit: 10,
+            sync_limit: 5,
+            election_port: 3889,
+            quorum_port: 2889,
+        }),
+        ..ConfInfo::default()
+    };
+    let members = "server.1=127.0.0.1:2888:3888:participant\n\
+                   server.2=127.0.0.1:2889:3889:observer\nversion=100000000";
+    let out = ringkeeper::fourlw::conf_with_membership(&c, members);
+    assert!(out.starts_with(&conf(&c)), "{out}");
+    assert!(
+        out.ends_with(
+            "serverId=2\ninitLimit=10\nsyncLimit=5\nelectionAlg=3\nelectionPort=3889\n\
+             quorumPort=2889\npeerType=1\nmembership: \nserver.1=127.0.0.1:2888:3888:participant\n\
+             server.2=127.0.0.1:2889:3889:observer\nversion=100000000"
+        ),
+        "{out}"
+    );
+    // Standalone: no quorum part.
+    assert_eq!(
+        ringkeeper::fourlw::conf_with_membership(&ConfInfo::default(), ""),
+        conf(&ConfInfo::default())
+    );
 }
 
 #[test]

@@ -159,3 +159,47 @@ fn catches_ackepoch_before_persist() {
     let (seed, e) = found.expect("the simulator missed ACKEPOCH-before-persist in 2000 seeds");
     println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
 }
+
+/// Membership changes under the same faults (crashes, partitions, lost and reordered
+/// notifications, snapshots, transfers): leaders propose reconfigs that remove members
+/// (the leader too), add spare servers as voters or observers and flip roles; removed
+/// servers are stopped, added ones started with the new config. Every txn must be
+/// durable on a quorum of the config in force when it first commits (a reconfig on a
+/// quorum of both configs), no acknowledged write may be lost, and the members of the
+/// final config converge to one history.
+#[test]
+fn membership_changes_under_faults() {
+    let count: u64 = std::env::var("ZAB_RECONFIG_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(400);
+    let mut total = zab_sim::Stats::default();
+    for seed in 0..count {
+        let (voters, observers) = shape(seed);
+        let o = Options {
+            observers,
+            reconfigs: true,
+            spares: 2,
+            ..Options::new(seed.wrapping_add(1 << 40), voters)
+        };
+        let s = check_seed(o).unwrap_or_else(|e| panic!("{e}"));
+        total.acked += s.acked;
+        total.crashes += s.crashes;
+        total.reconfigs_proposed += s.reconfigs_proposed;
+        total.reconfigs_committed += s.reconfigs_committed;
+        total.removals += s.removals;
+        total.additions += s.additions;
+        total.snaps += s.snaps;
+        total.handoffs += s.handoffs;
+    }
+    println!("{count} seeds with reconfigs: {total:?}");
+    assert!(
+        total.reconfigs_committed > count as usize / 2,
+        "too few reconfigs committed: {total:?}"
+    );
+    assert!(
+        total.removals > count as usize / 10 && total.additions > count as usize / 10,
+        "too few removals or additions: {total:?}"
+    );
+    assert!(total.crashes > count as usize, "too few crashes: {total:?}");
+}

@@ -5,7 +5,7 @@ use ringkeeper::cli::{self, Subcommand};
 use ringkeeper::config::{Config, PeerType};
 use ringkeeper::fourlw::ConfInfo;
 use ringkeeper::prep::PrepConfig;
-use ringkeeper::sequencer::{EnsembleConfig, SnapshotConfig};
+use ringkeeper::sequencer::{EnsembleConfig, Membership, SnapshotConfig};
 use ringkeeper::server::core_loop::{EnsembleSetup, StorageSetup};
 use ringkeeper::server::replication::{Member, ReplConfig};
 use ringkeeper::server::{self, ServerConfig};
@@ -49,6 +49,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
         skip_acl: cfg.skip_acl,
+        reconfig_enabled: cfg.reconfig_enabled,
         ..PrepConfig::default()
     };
     let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
@@ -197,6 +198,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         max_session_timeout_ms: cfg.max_session_timeout_ms,
         client_port_listen_backlog: -1,
         server_id: cfg.my_id.unwrap_or(0),
+        quorum: None,
     };
     Ok(sc)
 }
@@ -751,7 +753,7 @@ fn main() -> ExitCode {
         }
     }
     let started = std::time::Instant::now();
-    let opened =
+    let mut opened =
         match ringkeeper::storage::open::open(Arc::new(OsDisk), &cfg.data_dir, &cfg.data_log_dir) {
             Ok(o) => o,
             Err(e) => {
@@ -793,15 +795,69 @@ fn main() -> ExitCode {
             Ok(_) => {}
             Err(e) => eprintln!("ringkeeper: cannot remove snapshots left half received: {e}"),
         }
+        let membership = Membership {
+            servers: cfg.servers.clone(),
+            version: cfg.config_version,
+            reconfig_enabled: cfg.reconfig_enabled,
+            standalone_enabled: cfg.standalone_enabled,
+        };
+        // /zookeeper/config holds the config in force on every member, as after
+        // ZooKeeper's initConfigInZKDatabase at start; unless the log holds a newer
+        // one (a reconfig logged after the newest dynamic file was written): the
+        // sequencer then treats that one as proposed and puts it in force once it
+        // commits.
+        let logged = opened
+            .tree
+            .data("/zookeeper/config")
+            .and_then(|(d, _)| d)
+            .and_then(|d| {
+                ringkeeper::dynconfig::parse_config_text(&String::from_utf8_lossy(&d)).ok()
+            })
+            .map_or(0, |(_, v)| v);
+        if logged <= membership.version {
+            opened
+                .tree
+                .set_config_node(membership.text().as_bytes(), membership.version as i64, 0);
+        }
+        let config_files = match (&cfg.config_path, cfg.reconfig_enabled) {
+            (Some(path), true) => Some(ringkeeper::dynconfig::Files {
+                config_path: path.clone(),
+                my_id: rc.my_id,
+            }),
+            _ => None,
+        };
+        if let Some(f) = &config_files {
+            // QuorumPeerConfig.backupOldConfig: zoo.cfg still holds the server lines.
+            if cfg.dynamic_config_file.is_none() {
+                if let Err(e) = f.backup() {
+                    eprintln!(
+                        "ringkeeper: cannot back {} up: {e}",
+                        f.config_path.display()
+                    );
+                }
+            }
+        }
+        let membership_text = membership.text();
+        if let Some(me) = rc.members.get(&rc.my_id) {
+            sc.settings.conf.quorum = Some(ringkeeper::fourlw::QuorumConf {
+                init_limit: cfg.init_limit,
+                sync_limit: cfg.sync_limit,
+                election_port: me.election.port(),
+                quorum_port: me.quorum.port(),
+            });
+        }
         sc.core.ensemble = Some(EnsembleConfig {
             peer: rc.peer_config(),
             persisted,
             loaded_snapshot: opened.snapshot_zxid,
+            membership,
         });
         sc.ensemble = Some(EnsembleSetup {
             my_id: rc.my_id,
             members: rc.members.clone(),
             ensemble: rc.ensemble.clone(),
+            config_files,
+            membership: membership_text,
         });
     }
     let shards = sc.shards;

@@ -77,6 +77,7 @@
 
 pub mod forward;
 pub mod msg;
+mod reconfig;
 
 use crate::prep::{self, Caller, PrepConfig, PrepError};
 use crate::proto::{Code, ConnectRequest, CreateMode, MultiOp, OpCode, Request};
@@ -129,6 +130,28 @@ pub struct EnsembleConfig {
     pub persisted: peer::Persisted,
     /// The snapshot recovery loaded (the first compaction's point).
     pub loaded_snapshot: Option<i64>,
+    /// The server list as data (`/zookeeper/config`, the dynamic files).
+    pub membership: Membership,
+}
+
+/// The ensemble's server list as ZooKeeper's dynamic configuration sees it: the
+/// `server.N` lines, the config's version, and whether `reconfigEnabled` is set. The
+/// peer works with the ids; this keeps the lines (addresses, client ports) that
+/// `/zookeeper/config` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    pub servers: BTreeMap<u64, crate::config::ServerSpec>,
+    pub version: u64,
+    pub reconfig_enabled: bool,
+    /// `standaloneEnabled`: a new config then needs at least two participants.
+    pub standalone_enabled: bool,
+}
+
+impl Membership {
+    /// The data of `/zookeeper/config`.
+    pub fn text(&self) -> String {
+        crate::dynconfig::config_text(&self.servers, self.version)
+    }
 }
 
 /// Deliberately broken behaviours of the core, for proving that the server simulator
@@ -343,6 +366,9 @@ pub enum Output {
     },
     /// The server's mode changed.
     Mode(Mode),
+    /// A config with a new version is in force (with `reconfigEnabled`): the driver
+    /// writes its dynamic file and points zoo.cfg at it.
+    Membership(Membership),
     /// A leader's learners changed (`mntr`'s leader keys); `None` when not leading.
     Learners(Option<LearnerCounts>),
     /// The ZAB log's base moved (autopurge must keep that snapshot).
@@ -495,6 +521,11 @@ pub struct Sequencer {
     next_purge_ms: i64,
     policy: Option<SnapPolicy>,
     ens: Option<Ensemble>,
+    /// The server list in force, in an ensemble (see [`Membership`]).
+    membership: Option<Membership>,
+    /// A reconfig committed or proposed and not yet in force here: the server list it
+    /// makes (see `reconfig`).
+    reconfig_next: Option<Membership>,
     out: Vec<Output>,
     /// Requests taken this pass (see `room`).
     taken: usize,
@@ -648,6 +679,8 @@ impl Sequencer {
             next_reap_ms: start_ms + cfg.container_check_interval_ms,
             next_purge_ms: start_ms + purge,
             policy,
+            membership: cfg.ensemble.as_ref().map(|e| e.membership.clone()),
+            reconfig_next: None,
             ens,
             out: Vec::new(),
             taken: 0,
@@ -662,6 +695,16 @@ impl Sequencer {
             zxid,
             cfg,
         };
+        // A reconfig in the recovered tree that is newer than the config files: logged,
+        // perhaps committed, not known to be in force (see `reconfig`).
+        let logged = core
+            .tree
+            .data("/zookeeper/config")
+            .and_then(|(d, _)| d)
+            .map(|d| String::from_utf8_lossy(&d).into_owned());
+        if let Some(text) = logged {
+            core.seen_config(&text);
+        }
         if let Some(e) = &core.ens {
             let base = e.peer.log_base() as i64;
             let (current_epoch, last_zxid) = e.peer.vote_basis();
@@ -1293,7 +1336,11 @@ impl Sequencer {
             local,
             no_ephemeral,
         };
-        match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+        let prepped = match &req {
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
+            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+        };
+        match prepped {
             Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
             Err(error) => self.entries.push(Entry::Failed {
                 origin,
@@ -1311,9 +1358,9 @@ impl Sequencer {
         });
     }
 
-    /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
-    fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
-        let zxid = match (&self.ens, self.role) {
+    /// The zxid the next txn made here gets.
+    fn next_zxid(&self) -> i64 {
+        match (&self.ens, self.role) {
             (Some(e), Role::Leader) => {
                 let next = if epoch_of(self.zxid as u64) == epoch_of(e.own_from) {
                     self.zxid as u64 + 1
@@ -1329,7 +1376,12 @@ impl Sequencer {
             }
             (None, Role::Standalone) => self.zxid + 1,
             (_, role) => panic!("a txn made as {role:?}"),
-        };
+        }
+    }
+
+    /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
+    fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+        let zxid = self.next_zxid();
         self.zxid = zxid;
         let closes = matches!(op, TxnOp::CloseSession { .. });
         let txn = Txn {
@@ -1673,7 +1725,11 @@ impl Sequencer {
             local: other_local,
             no_ephemeral: false,
         };
-        let op = match prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms) {
+        let prepped = match &req {
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
+            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+        };
+        let op = match prepped {
             Ok(op) => op,
             Err(e) => TxnOp::Error {
                 code: e.code,
@@ -2197,6 +2253,8 @@ impl Sequencer {
                         }
                     }
                 }
+                self.logged_txns(&fresh);
+                let e = self.ens.as_mut().expect("ensemble");
                 if matches!(msg, Msg::Sync { .. }) {
                     e.decoded.clear();
                 }
@@ -2272,6 +2330,7 @@ impl Sequencer {
             A::PersistEpoch { kind, epoch } => self.out.push(Output::PersistEpoch { kind, epoch }),
             A::Committed { zxid, payload } => self.committed_txn(zxid, payload),
             A::Established { epoch } => self.established(epoch),
+            A::Activated { zxid, ensemble } => self.activated(zxid, ensemble),
             A::Renewed { epoch } => {
                 let e = self.ens.as_mut().expect("ensemble");
                 self.out.push(Output::Established { epoch });
@@ -2290,6 +2349,7 @@ impl Sequencer {
             }
             A::UpToDate { leader, epoch } => {
                 self.role = Role::Learner;
+                self.version_established_config(epoch);
                 let e = self.ens.as_mut().expect("ensemble");
                 let observer = !e.peer.is_voter();
                 self.out.push(Output::Established { epoch });
@@ -2384,6 +2444,7 @@ impl Sequencer {
         };
         self.zxid = txn.zxid;
         let applied = self.tree.apply(&txn);
+        self.applied_config_txn(&txn);
         if let TxnOp::CloseSession { .. } = txn.op {
             self.sessions.remove(txn.session_id);
             self.owners.remove(&txn.session_id);
@@ -2439,12 +2500,50 @@ impl Sequencer {
             self.sessions.remove(id);
         }
         self.rebuild_sessions();
+        self.version_established_config(epoch);
         self.out.push(Output::Established { epoch });
         self.out.push(Output::Mode(Mode::Leader));
         self.out.push(Output::Log(format!(
             "leading epoch {epoch} (last zxid {:#x})",
             self.zxid
         )));
+    }
+
+    /// With `reconfigEnabled`, the first config established has version 0 (the
+    /// server lines of zoo.cfg): it takes the epoch's first zxid as its version, on the
+    /// leader when it establishes and on each learner at UPTODATE, as ZooKeeper's
+    /// `Leader.lead` does with the NEWLEADER zxid, and `/zookeeper/config` shows it.
+    fn version_established_config(&mut self, epoch: u32) {
+        let Some(m) = self.membership.as_mut() else {
+            return;
+        };
+        if !m.reconfig_enabled || m.version != 0 {
+            return;
+        }
+        m.version = make_zxid(epoch, 0);
+        let m = m.clone();
+        self.set_config_node(&m);
+        self.out.push(Output::Log(format!(
+            "the configuration established in epoch {epoch} has version {:x}",
+            m.version
+        )));
+        self.out.push(Output::Membership(m));
+    }
+
+    /// Puts `m` in `/zookeeper/config` outside any txn and publishes the tree.
+    fn set_config_node(&mut self, m: &Membership) {
+        if self
+            .tree
+            .set_config_node(m.text().as_bytes(), m.version as i64, 0)
+        {
+            self.pending.push_back(Pending {
+                last_zxid: self.zxid,
+                entries: Vec::new(),
+                root: self.tree.clone(),
+                writes: 0,
+                shards: 0,
+            });
+        }
     }
 
     fn looking(&mut self, reason: &str) {
@@ -2489,6 +2588,14 @@ impl Sequencer {
         }
         let (current_epoch, last_zxid) = e.peer.vote_basis();
         self.out.push(Output::Mode(Mode::Looking));
+        if self.removed() {
+            // No member talks to it any more: it waits, serving nobody, to be stopped
+            // (or added back by a later reconfig it would learn on its next start).
+            self.out.push(Output::Log(format!(
+                "not a member of the configuration in force ({reason}): no election, no clients"
+            )));
+            return;
+        }
         self.out.push(Output::Log(format!(
             "looking ({reason}); vote basis epoch {current_epoch}, zxid {last_zxid:#x}"
         )));
@@ -2548,6 +2655,7 @@ impl Sequencer {
             self.zxid = at;
             self.committed = (self.tree.clone(), at);
             self.rebuild_sessions();
+            self.installed_tree_config();
             // The shards' views move with it (a syncing learner serves no clients).
             self.pending.push_back(Pending {
                 last_zxid: at,

@@ -253,6 +253,7 @@ fn lone_leader(max_counter: u32) -> Sequencer {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut out = pass(&mut core, 0, vec![Input::Elected { leader: 1 }]);
@@ -388,6 +389,7 @@ fn follower_of_2_with(mut cfg: CoreConfig, sync_limit: u64) -> (Sequencer, i64) 
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut t = 1;
@@ -552,6 +554,7 @@ fn a_member_without_a_quorum_serves_read_only_sessions_after_the_delay() {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     // Before the delay: a read-only client is refused like any other.
@@ -923,6 +926,7 @@ fn without_upgrading_a_leaders_local_session_gets_ephemeral_on_local_session() {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     cfg.local_sessions = true;
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
@@ -1011,6 +1015,7 @@ fn a_leaders_local_session_makes_no_txn_until_it_needs_a_global_one() {
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     cfg.local_sessions = true;
     cfg.local_upgrading = true;
@@ -1062,6 +1067,7 @@ fn an_upgrade_at_the_epochs_last_zxid_is_connection_loss_then_works_in_the_next(
         },
         persisted: peer::Persisted::default(),
         loaded_snapshot: None,
+        membership: Default::default(),
     });
     cfg.local_sessions = true;
     cfg.local_upgrading = true;

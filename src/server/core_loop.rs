@@ -154,6 +154,11 @@ pub struct EnsembleSetup {
     pub my_id: ServerId,
     pub members: BTreeMap<ServerId, Member>,
     pub ensemble: crate::zab::Ensemble,
+    /// Where this server writes its dynamic config files (`reconfigEnabled` and a
+    /// zoo.cfg to edit); `None` writes nothing.
+    pub config_files: Option<crate::dynconfig::Files>,
+    /// The config in force at start, as `/zookeeper/config` holds it (`conf`).
+    pub membership: String,
 }
 
 /// Everything the core loop owns besides shard 0.
@@ -992,6 +997,8 @@ pub struct CoreLoop {
     /// a sync), and since when the snapshot in progress was offered.
     looking_since: Option<Instant>,
     snapshot_since: Option<Instant>,
+    /// See [`EnsembleSetup::config_files`].
+    config_files: Option<crate::dynconfig::Files>,
 }
 
 impl CoreLoop {
@@ -1184,6 +1191,27 @@ impl CoreLoop {
             }
             Output::Health(h) => self.state.set_health(h),
             Output::Log(line) => eprintln!("ringkeeper: {line}"),
+            Output::Membership(m) => {
+                self.state.set_membership(m.text());
+                self.reconfigure_links(&m);
+                // A config file that cannot be written costs the next start its newer
+                // config (it starts from the older one and learns the newer from the
+                // leader), not the running server: ZooKeeper logs it the same way.
+                if let Some(f) = &self.config_files {
+                    match f.activate(&m.servers, m.version) {
+                        Ok(p) => eprintln!(
+                            "ringkeeper: wrote the configuration version {:x} to {}",
+                            m.version,
+                            p.display()
+                        ),
+                        Err(e) => eprintln!(
+                            "ringkeeper: cannot write the configuration version {:x} next to {}: {e}",
+                            m.version,
+                            f.config_path.display()
+                        ),
+                    }
+                }
+            }
         }
     }
 
@@ -1240,6 +1268,46 @@ impl CoreLoop {
                 .map_or(String::new(), |m| m.quorum.ip().to_string());
             (id, ip)
         }));
+    }
+
+    /// A new config is in force: the quorum links and the election learn its members'
+    /// addresses (host names resolve here, as at start; one that does not resolve
+    /// leaves that member unreachable and is logged).
+    fn reconfigure_links(&mut self, m: &crate::sequencer::Membership) {
+        let mut members = BTreeMap::new();
+        for (id, s) in &m.servers {
+            let resolve = |port: u16| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(s.host.as_str(), port))
+                    .ok()
+                    .and_then(|mut a| a.next())
+            };
+            match (resolve(s.quorum_port), resolve(s.election_port)) {
+                (Some(quorum), Some(election)) => {
+                    members.insert(*id, Member { quorum, election });
+                }
+                _ => eprintln!(
+                    "ringkeeper: server.{id}'s host {} does not resolve: it stays unreachable",
+                    s.host
+                ),
+            }
+        }
+        let Ok(ensemble) = crate::dynconfig::ensemble_of(&m.servers) else {
+            return;
+        };
+        if let Some(links) = &mut self.links {
+            let my_id = links.my_id;
+            if let Some(e) = &self.election {
+                let peers = members
+                    .iter()
+                    .filter(|(id, _)| **id != my_id)
+                    .map(|(id, m)| (*id, m.election))
+                    .collect();
+                let _ = e
+                    .input
+                    .send(election::Input::Reconfigure { ensemble, peers });
+            }
+            links.members = members;
+        }
     }
 
     /// Counts the txns handed to the log: a leader's proposals, a learner's received
@@ -1790,6 +1858,9 @@ pub fn run(
             last_propose: None,
         });
     }
+    if let Some(ens) = &setup.ensemble {
+        setup.state.set_membership(ens.membership.clone());
+    }
     let election_addr = election_handle.as_ref().map(|h| h.local_addr);
     let _ = ready.send(Ok((addr, bound_quorum, election_addr)));
     let mut h = CoreLoop {
@@ -1821,6 +1892,7 @@ pub fn run(
         peer_input_at: None,
         looking_since: None,
         snapshot_since: None,
+        config_files: setup.ensemble.as_ref().and_then(|e| e.config_files.clone()),
     };
     let (mut reported, mut last_report) = (0u64, None::<Instant>);
     loop {

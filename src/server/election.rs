@@ -112,6 +112,13 @@ pub enum Input {
     Established { epoch: u32 },
     /// Leadership moved to `leader` without an election.
     Moved { leader: ServerId },
+    /// A reconfig put `ensemble` in force; `peers` are the election addresses of every
+    /// other member of it: senders start for new members and stop for removed ones,
+    /// and connections from new members are accepted.
+    Reconfigure {
+        ensemble: Ensemble,
+        peers: BTreeMap<ServerId, SocketAddr>,
+    },
 }
 
 /// What the election tells the replication loop.
@@ -146,26 +153,25 @@ pub fn start(
     let listener = TcpListener::bind(listen)?;
     let local_addr = listener.local_addr()?;
     let (tx, rx) = mpsc::channel();
-    let members: Vec<ServerId> = ensemble
-        .voters
-        .iter()
-        .chain(ensemble.observers.iter())
-        .copied()
-        .collect();
+    let members: Arc<Mutex<Vec<ServerId>>> = Arc::new(Mutex::new(
+        ensemble
+            .voters
+            .iter()
+            .chain(ensemble.observers.iter())
+            .copied()
+            .collect(),
+    ));
     let readers: Arc<Mutex<BTreeMap<ServerId, TcpStream>>> = Arc::default();
     {
         let tx = tx.clone();
+        let members = members.clone();
         std::thread::Builder::new()
             .name("election-accept".into())
             .spawn(move || accept_loop(listener, members, readers, tx))?;
     }
     let mut senders = BTreeMap::new();
     for (&id, &addr) in &peers {
-        let (stx, srx) = mpsc::sync_channel(SEND_QUEUE);
-        std::thread::Builder::new()
-            .name(format!("election-send-{id}"))
-            .spawn(move || send_loop(my_id, addr, srx))?;
-        senders.insert(id, stx);
+        senders.insert(id, (addr, spawn_sender(my_id, id, addr)?));
     }
     let timing = Timing::default();
     assert!(
@@ -175,16 +181,29 @@ pub fn start(
     let machine = Election::new(my_id, ensemble, timing);
     std::thread::Builder::new()
         .name("election".into())
-        .spawn(move || run(machine, rx, senders, elected))?;
+        .spawn(move || run(my_id, machine, rx, senders, members, elected))?;
     Ok(Handle {
         input: tx,
         local_addr,
     })
 }
 
+/// The sender thread to member `id` at `addr`; it ends when its channel is dropped.
+fn spawn_sender(
+    my_id: ServerId,
+    id: ServerId,
+    addr: SocketAddr,
+) -> std::io::Result<SyncSender<Notification>> {
+    let (stx, srx) = mpsc::sync_channel(SEND_QUEUE);
+    std::thread::Builder::new()
+        .name(format!("election-send-{id}"))
+        .spawn(move || send_loop(my_id, addr, srx))?;
+    Ok(stx)
+}
+
 fn accept_loop(
     listener: TcpListener,
-    members: Vec<ServerId>,
+    members: Arc<Mutex<Vec<ServerId>>>,
     readers: Arc<Mutex<BTreeMap<ServerId, TcpStream>>>,
     tx: Sender<Input>,
 ) {
@@ -197,7 +216,11 @@ fn accept_loop(
         let Ok(from) = peer_wire::read_hello(&mut stream, ELECTION_MAGIC) else {
             continue;
         };
-        if !members.contains(&from) {
+        if !members
+            .lock()
+            .expect("election members poisoned")
+            .contains(&from)
+        {
             continue;
         }
         let _ = stream.set_read_timeout(None);
@@ -362,10 +385,14 @@ fn usable(s: &TcpStream) -> bool {
     rc <= 0 || p.revents == 0
 }
 
+type Senders = BTreeMap<ServerId, (SocketAddr, SyncSender<Notification>)>;
+
 fn run(
+    my_id: ServerId,
     mut machine: Election,
     rx: Receiver<Input>,
-    senders: BTreeMap<ServerId, SyncSender<Notification>>,
+    mut senders: Senders,
+    members: Arc<Mutex<Vec<ServerId>>>,
     elected: impl Fn(Elected),
 ) {
     set_thread_nice(ELECTION_NICE);
@@ -385,6 +412,30 @@ fn run(
             },
             Ok(Input::Established { epoch }) => election::Event::Established { epoch },
             Ok(Input::Moved { leader }) => election::Event::Moved { leader },
+            Ok(Input::Reconfigure { ensemble, peers }) => {
+                *members.lock().expect("election members poisoned") = ensemble
+                    .voters
+                    .iter()
+                    .chain(ensemble.observers.iter())
+                    .copied()
+                    .collect();
+                // Dropping a sender's channel ends its thread.
+                senders.retain(|id, (addr, _)| peers.get(id) == Some(addr));
+                for (&id, &addr) in &peers {
+                    if senders.contains_key(&id) {
+                        continue;
+                    }
+                    match spawn_sender(my_id, id, addr) {
+                        Ok(s) => {
+                            senders.insert(id, (addr, s));
+                        }
+                        Err(e) => eprintln!(
+                            "ringkeeper: cannot start the election sender to server {id}: {e}"
+                        ),
+                    }
+                }
+                election::Event::Reconfigured { ensemble }
+            }
             Err(RecvTimeoutError::Timeout) => {
                 next_tick += ELECTION_TICK;
                 election::Event::Tick
@@ -394,7 +445,7 @@ fn run(
         for action in machine.step(event) {
             match action {
                 election::Action::Send { to, notification } => {
-                    if let Some(s) = senders.get(&to) {
+                    if let Some((_, s)) = senders.get(&to) {
                         match s.try_send(notification) {
                             // A full queue means the peer is unreachable and its sender
                             // is inside a connect timeout: dropping is what a lost

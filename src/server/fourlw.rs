@@ -116,7 +116,7 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
         // every command but these few says so (`NopCommand` in FourLetterCommands).
         return match cmd {
             Command::Ruok => fmt::ruok(),
-            Command::Conf => fmt::conf(&state.settings.conf),
+            Command::Conf => fmt::conf_with_membership(&state.settings.conf, &state.membership()),
             _ => NOT_SERVING.to_string(),
         };
     };
@@ -132,7 +132,7 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
         Command::Srvr => fmt::srvr(&snapshot(state, view, zxid, &conns)),
         Command::Stat => fmt::stat(&snapshot(state, view, zxid, &conns)),
         Command::Cons => fmt::cons(&conns),
-        Command::Conf => fmt::conf(&state.settings.conf),
+        Command::Conf => fmt::conf_with_membership(&state.settings.conf, &state.membership()),
         Command::Crst => fmt::crst(),
         Command::Srst => {
             state.reset_stats();

@@ -1080,7 +1080,7 @@ impl Shard {
                             }
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
-                            Self::write_result(&mut out, o, txn.zxid, &applied.result, &sub_ops);
+                            Self::write_result(&mut out, o, txn, &applied.result, &sub_ops);
                             self.answered(net, o, &out, txn.zxid, Some(node));
                             let m = &self.state.seq.metrics;
                             m.answered.record(node.published_at.elapsed());
@@ -1439,11 +1439,24 @@ impl Shard {
     fn write_result(
         out: &mut Vec<u8>,
         o: Origin,
-        zxid: i64,
+        txn: &crate::txn::Txn,
         result: &OpResult,
         sub_ops: &[OpCode],
     ) {
+        let zxid = txn.zxid;
         let body = match (o.op, result) {
+            // A reconfig is a setData of /zookeeper/config; its answer is the new
+            // config and its Stat (FinalRequestProcessor's GetDataResponse).
+            (OpCode::Reconfig, OpResult::Stat(stat)) => {
+                let TxnOp::SetData { data, .. } = &txn.op else {
+                    panic!("reconfig answered from {:?}", txn.op);
+                };
+                GetDataResponse {
+                    data: data.clone(),
+                    stat: stat.clone(),
+                }
+                .to_bytes()
+            }
             (OpCode::Create, OpResult::Created { path, .. }) => {
                 CreateResponse { path: path.clone() }.to_bytes()
             }

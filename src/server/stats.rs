@@ -213,6 +213,9 @@ pub struct ServerState {
     leading: Mutex<Option<(crate::zab::peer::LearnerCounts, Instant)>>,
     /// The core's last health view (`None`: standalone). The replication loop writes it.
     health: Mutex<Option<crate::sequencer::Health>>,
+    /// The config in force as `/zookeeper/config` holds it (`conf`'s membership), in an
+    /// ensemble; the replication loop writes it at start and at each reconfig.
+    membership: Mutex<String>,
     /// Hands a leadership command to the core loop (set once the loop runs).
     leadership: std::sync::OnceLock<LeadershipHook>,
     /// A drain is shedding this server's clients (readiness says not ready meanwhile).
@@ -264,6 +267,7 @@ impl ServerState {
             leader_ip: Mutex::new(String::new()),
             leading: Mutex::new(None),
             health: Mutex::new(None),
+            membership: Mutex::new(String::new()),
             leadership: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             outstanding: (0..shards)
@@ -275,6 +279,16 @@ impl ServerState {
             )),
             large_bytes: AtomicI64::new(0),
         }
+    }
+
+    /// Records the config in force (see `membership`).
+    pub fn set_membership(&self, text: String) {
+        *self.membership.lock().expect("membership poisoned") = text;
+    }
+
+    /// The config in force, empty standalone.
+    pub fn membership(&self) -> String {
+        self.membership.lock().expect("membership poisoned").clone()
     }
 
     /// Records the core's health view.

@@ -643,6 +643,41 @@ impl DataTree {
         self.digest
     }
 
+    /// Gives this tree's `/zookeeper/config` the data and Stat of `from`'s, so that two
+    /// trees of one history compare equal whatever config each member put there (for
+    /// `ringkeeper data check`, which replays the log from the empty tree).
+    pub fn adopt_config_node(&mut self, from: &DataTree) {
+        let path = std::str::from_utf8(UNDIGESTED).expect("ascii");
+        let (Some(mine), Some(theirs)) = (self.lookup(path), from.lookup(path)) else {
+            return;
+        };
+        let t = NodeRef(from.node(theirs));
+        let (data, fields) = (t.data().map(<[u8]>::to_vec), t.fields());
+        let old_len = NodeRef(self.node(mine)).data_len();
+        self.data_size += data.as_ref().map_or(0, Vec::len) as i64 - old_len as i64;
+        self.rebuild(
+            mine,
+            path,
+            |_, f, _| *f = fields,
+            Some(data.as_deref()),
+            None,
+        );
+    }
+
+    /// The digest as snapshots written before `/zookeeper/config` left it stored it:
+    /// [`DataTree::digest`] plus that node's hash. Loading such a snapshot accepts it.
+    pub fn digest_with_config_node(&self) -> u64 {
+        let path = std::str::from_utf8(UNDIGESTED).expect("ascii");
+        match self.lookup(path) {
+            Some(id) => {
+                let n = NodeRef(self.node(id));
+                self.digest
+                    .wrapping_add(full_node_hash(UNDIGESTED, n.data(), n.acl(), &n.fields()))
+            }
+            None => self.digest,
+        }
+    }
+
     /// The digest computed from scratch, in O(n). For tests and for checking a loaded
     /// snapshot; it always equals [`DataTree::digest`] unless the tree is corrupt.
     pub fn recompute_digest(&self) -> u64 {
@@ -815,6 +850,38 @@ impl DataTree {
         let result = self.apply_op(txn, &txn.op, &mut triggers, false);
         self.zxid = txn.zxid;
         Applied { result, triggers }
+    }
+
+    /// Sets /zookeeper/config to `data` outside any txn, as ZooKeeper's
+    /// `ZKDatabase.initConfigInZKDatabase` does at start and when a server takes a
+    /// config it did not get from a reconfig txn: version -1, mzxid the config's
+    /// version. The mtime is `mtime` (callers pass 0: every member then holds the same
+    /// node, so replicas' digests agree; ZooKeeper puts the local clock there). Returns
+    /// false, changing nothing, when the node already holds exactly this.
+    pub fn set_config_node(&mut self, data: &[u8], mzxid: i64, mtime: i64) -> bool {
+        const CONFIG: &str = "/zookeeper/config";
+        let Some(id) = self.lookup(CONFIG) else {
+            return false;
+        };
+        let node = NodeRef(self.node(id));
+        let f = node.fields();
+        if node.data() == Some(data) && f.mzxid == mzxid && f.mtime == mtime && f.version == -1 {
+            return false;
+        }
+        let old_len = node.data_len();
+        self.data_size += data.len() as i64 - old_len as i64;
+        self.rebuild(
+            id,
+            CONFIG,
+            |_, f, _| {
+                f.mtime = mtime;
+                f.mzxid = mzxid;
+                f.version = -1;
+            },
+            Some(Some(data)),
+            None,
+        );
+        true
     }
 
     fn apply_op(
@@ -1559,7 +1626,19 @@ impl NodeHasher {
     }
 }
 
+/// `/zookeeper/config` is left out of the digest, as ZooKeeper leaves it out of its
+/// own: each member sets it at start from its config files (outside any txn), so two
+/// replicas of one history may hold it at different moments.
+const UNDIGESTED: &[u8] = b"/zookeeper/config";
+
 fn node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
+    if path == UNDIGESTED {
+        return 0;
+    }
+    full_node_hash(path, data, acl, f)
+}
+
+fn full_node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
     let mut h = NodeHasher::new(b'n');
     h.field(path);
     match data {

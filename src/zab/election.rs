@@ -68,6 +68,11 @@ pub enum Event {
     Moved {
         leader: ServerId,
     },
+    /// A reconfig put `ensemble` in force: votes and quorums count over it from now.
+    /// Ignored when it does not list this server (a removed server stops electing).
+    Reconfigured {
+        ensemble: Ensemble,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +190,11 @@ impl Election {
                 self.receive(from, notification, &mut out)
             }
             Event::Tick => self.tick(&mut out),
+            Event::Reconfigured { ensemble } => {
+                if ensemble.is_member(self.my_id) {
+                    self.ensemble = ensemble;
+                }
+            }
             Event::Established { epoch } => {
                 if self.state != State::Looking {
                     if let Some(v) = self.proposal.as_mut() {
@@ -265,7 +275,21 @@ impl Election {
     }
 
     fn receive(&mut self, from: ServerId, n: Notification, out: &mut Vec<Action>) {
-        if !self.started || from == self.my_id || !self.ensemble.is_member(from) {
+        if !self.started || from == self.my_id {
+            return;
+        }
+        if !self.ensemble.is_member(from) {
+            // A server outside our config: one a reconfig we have not put in force yet
+            // added (ZooKeeper's notifications carry the config; ours do not). Its vote
+            // never counts, but its word that it leads lets us join a leader that a
+            // quorum of our config follows; syncing with it then brings the config.
+            if self.state == State::Looking && n.state == State::Leading {
+                self.out_of_election
+                    .insert(from, (n.vote, n.election_epoch, n.state));
+                if let Some(v) = n.vote {
+                    self.join_if_followed(v, n.election_epoch, out);
+                }
+            }
             return;
         }
         if self.state != State::Looking {
@@ -329,23 +353,27 @@ impl Election {
                     }
                 }
                 if let Some(v) = n.vote {
-                    let agreeing = self
-                        .out_of_election
-                        .iter()
-                        // Servers that joined a decided election late report other round
-                        // numbers; leader and epoch are what must agree (ZOOKEEPER-1732).
-                        .filter(|(_, (w, _, _))| {
-                            w.is_some_and(|w| w.leader == v.leader && w.epoch == v.epoch)
-                        })
-                        .map(|(id, _)| *id);
-                    if super::quorum::is_quorum(&self.ensemble, agreeing)
-                        && self.leader_confirmed(v, n.election_epoch)
-                    {
-                        self.logical_clock = n.election_epoch;
-                        self.decide(v, out);
-                    }
+                    self.join_if_followed(v, n.election_epoch, out);
                 }
             }
+        }
+    }
+
+    /// Joins the decided election for `v` when a quorum of our voters follow it and the
+    /// leader says it leads.
+    fn join_if_followed(&mut self, v: Vote, election_epoch: u64, out: &mut Vec<Action>) {
+        let agreeing = self
+            .out_of_election
+            .iter()
+            // Servers that joined a decided election late report other round numbers;
+            // leader and epoch are what must agree (ZOOKEEPER-1732).
+            .filter(|(_, (w, _, _))| w.is_some_and(|w| w.leader == v.leader && w.epoch == v.epoch))
+            .map(|(id, _)| *id);
+        if super::quorum::is_quorum(&self.ensemble, agreeing)
+            && self.leader_confirmed(v, election_epoch)
+        {
+            self.logical_clock = election_epoch;
+            self.decide(v, out);
         }
     }
 
@@ -366,6 +394,12 @@ impl Election {
     fn leader_confirmed(&self, v: Vote, election_epoch: u64) -> bool {
         if v.leader == self.my_id {
             return self.logical_clock == election_epoch;
+        }
+        if !self.ensemble.is_member(v.leader) {
+            // A leader a reconfig we have not seen yet added: we do not talk to it, so
+            // a quorum of our voters following it is all we can know (a dead one is
+            // left when its FOLLOWERINFO goes unanswered).
+            return true;
         }
         matches!(
             self.out_of_election.get(&v.leader),

@@ -162,6 +162,21 @@ pub enum Event {
     HandOff,
     /// Learner (a voter): ask the leader to hand leadership to this server (`rqld`).
     RequestLeadership,
+    /// The txn `zxid`, which this server is about to log (a leader proposing it, a
+    /// learner receiving it, a server recovering it), is a reconfig to `ensemble`: see
+    /// `pending_config`. When the commit point passes `zxid`, `ensemble` is in force
+    /// (`Action::Activated`); if the log is cut below it, it is forgotten.
+    Reconfig {
+        zxid: Zxid,
+        ensemble: Ensemble,
+    },
+    /// Learner (or a leader applying its history): a committed reconfig put
+    /// `ensemble` in force. A server no longer in it, or whose role changed, leaves
+    /// its role (`Action::Looking`); a leader drops the learners it no longer has.
+    Activate {
+        zxid: Zxid,
+        ensemble: Ensemble,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +212,11 @@ pub enum Action {
     /// This leader has a quorum synced to its history for `epoch` and takes writes.
     Established {
         epoch: u32,
+    },
+    /// A reconfig put `ensemble` in force here (see `Event::Activate`).
+    Activated {
+        zxid: Zxid,
+        ensemble: Ensemble,
     },
     /// The epoch was renewed in place: on the leader, a quorum accepted `epoch` and
     /// acknowledged NEWLEADER for it, with the same history, and proposals continue from
@@ -546,6 +566,19 @@ enum Role {
 #[derive(Clone, Debug)]
 pub struct Peer {
     cfg: Config,
+    /// A reconfig in this server's log and not yet committed (ZooKeeper's
+    /// `lastSeenQuorumVerifier`): its zxid and the ensemble it makes. While it is
+    /// pending, a leader's commits and its NEWLEADER quorum need a quorum of both
+    /// ensembles (ZooKeeper's pair of QuorumVerifiers), so the two configs' quorums
+    /// overlap; when this server's commit point passes it, it is in force.
+    pending_config: Option<(Zxid, Ensemble)>,
+    /// The pending config the commit point passed during this step: put in force once
+    /// the step's own handling is done (it may end this server's role).
+    activate_due: Option<(Zxid, Ensemble)>,
+    /// The zxid of the reconfig that made the ensemble in force (0: the config files'
+    /// as given at start); an older one is never put in force again (a learner applies
+    /// a reconfig its commit point already put in force).
+    config_version: Zxid,
     accepted_epoch: u32,
     current_epoch: u32,
     log: Log,
@@ -578,6 +611,9 @@ impl Peer {
         }
         let durable_zxid = log.last();
         Peer {
+            pending_config: None,
+            activate_due: None,
+            config_version: 0,
             cfg,
             accepted_epoch: persisted.accepted_epoch,
             current_epoch: persisted.current_epoch,
@@ -720,6 +756,22 @@ impl Peer {
         }
     }
 
+    /// Leader: the learners synced as followers (not observers), this server included
+    /// (ZooKeeper's `Leader.isQuorumSynced` counts these against a new config); empty
+    /// when not leading an established epoch.
+    pub fn synced_followers(&self) -> Vec<ServerId> {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established => l
+                .learners
+                .iter()
+                .filter(|(_, x)| x.stage == Stage::UpToDate && !x.observer)
+                .map(|(id, _)| *id)
+                .chain([self.cfg.my_id])
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn synced_voters(&self, l: &Leader) -> Vec<ServerId> {
         let mut v: Vec<ServerId> = l
             .learners
@@ -730,6 +782,11 @@ impl Peer {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// Leader: a reconfig is proposed and not yet committed (`Event::Reconfig`).
+    pub fn reconfig_pending(&self) -> bool {
+        self.pending_config.is_some()
     }
 
     /// The ensemble this peer works with.
@@ -820,6 +877,7 @@ impl Peer {
                 self.log.pending.clear();
                 self.log.durable_zxid = self.log.last();
                 self.commit = self.commit.min(self.log.last());
+                self.forget_cut_config();
                 if !matches!(self.role, Role::Looking) {
                     self.go_looking("a log write failed", &mut out);
                 }
@@ -842,6 +900,12 @@ impl Peer {
                 }
             }
             Event::Transfer { to } => self.start_transfer(to, &mut out),
+            Event::Reconfig { zxid, ensemble } => {
+                if zxid > self.commit && zxid > self.config_version {
+                    self.pending_config = Some((zxid, ensemble));
+                }
+            }
+            Event::Activate { zxid, ensemble } => self.activate(zxid, ensemble, &mut out),
             Event::HandOff => self.hand_off(&mut out),
             Event::RequestLeadership => match &self.role {
                 Role::Following(f)
@@ -873,7 +937,72 @@ impl Peer {
                 }
             }
         }
+        if let Some((zxid, next)) = self.activate_due.take() {
+            self.activate(zxid, next, &mut out);
+        }
         out
+    }
+
+    /// Puts `ensemble` in force (see `Event::Activate`).
+    fn activate(&mut self, zxid: Zxid, ensemble: Ensemble, out: &mut Vec<Action>) {
+        if zxid < self.config_version {
+            return;
+        }
+        if self.pending_config.as_ref().is_some_and(|p| p.0 <= zxid) {
+            self.pending_config = None;
+        }
+        self.config_version = zxid;
+        if ensemble == self.cfg.ensemble {
+            // Only addresses changed: nothing to do here, but the caller moves on.
+            out.push(Action::Activated { zxid, ensemble });
+            return;
+        }
+        let old = std::mem::replace(&mut self.cfg.ensemble, ensemble);
+        let me = self.cfg.my_id;
+        let new = &self.cfg.ensemble;
+        if !new.is_member(me) {
+            out.push(Action::Activated {
+                zxid,
+                ensemble: new.clone(),
+            });
+            if !self.hand_over_leadership(out) && !matches!(self.role, Role::Looking) {
+                self.go_looking("removed from the configuration", out);
+            }
+            return;
+        }
+        let role_changed = old.is_voter(me) != new.is_voter(me);
+        if let Role::Leading(l) = &mut self.role {
+            // Learners removed, or whose role changed, reconnect (or stay away): their
+            // FOLLOWERINFO said the old role.
+            l.learners
+                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
+        }
+        out.push(Action::Activated {
+            zxid,
+            ensemble: new.clone(),
+        });
+        if role_changed && !self.hand_over_leadership(out) && !matches!(self.role, Role::Looking) {
+            self.go_looking("the reconfiguration changed this server's role", out);
+        }
+    }
+
+    /// A leader that a reconfig made a non-voter hands leadership to the most
+    /// up-to-date synced voter of the new config (ZooKeeper's designated leader), so the
+    /// others need no election; then it follows that one (and, not a member, is
+    /// refused and stays out). False when it is not an established leader or no voter
+    /// is synced (then it leaves its role and the others elect).
+    fn hand_over_leadership(&mut self, out: &mut Vec<Action>) -> bool {
+        match &self.role {
+            Role::Leading(l) if l.phase == LeaderPhase::Established && l.transfer.is_none() => {}
+            _ => return false,
+        }
+        let mut refused = Vec::new();
+        self.start_transfer(None, &mut refused);
+        let started = matches!(&self.role, Role::Leading(l) if l.transfer.is_some());
+        if started {
+            out.extend(refused);
+        }
+        started
     }
 
     fn go_looking(&mut self, reason: &'static str, out: &mut Vec<Action>) {
@@ -904,6 +1033,24 @@ impl Peer {
             });
         }
         self.commit = through;
+        if let Some((zxid, next)) = self.pending_config.clone() {
+            if through >= zxid {
+                self.pending_config = None;
+                self.activate_due = Some((zxid, next));
+            }
+        }
+    }
+
+    /// A pending reconfig whose txn a TRUNC or a failed write cut from the log never
+    /// happened here.
+    fn forget_cut_config(&mut self) {
+        if self
+            .pending_config
+            .as_ref()
+            .is_some_and(|(zxid, _)| *zxid > self.log.last())
+        {
+            self.pending_config = None;
+        }
     }
 
     /// Re-evaluates the waits that completions (durable, persisted) may have released.
@@ -1035,12 +1182,20 @@ impl Peer {
         if l.phase == LeaderPhase::Syncing {
             let self_ready =
                 self.log.durable_zxid >= l.initial_last && self.current_epoch == l.epoch;
-            let synced = l
+            let synced: Vec<ServerId> = l
                 .learners
                 .iter()
                 .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
-                .map(|(id, _)| *id);
-            if self_ready && is_quorum(&self.cfg.ensemble, synced.chain([me])) {
+                .map(|(id, _)| *id)
+                .chain([me])
+                .collect();
+            // A reconfig in the history commits with it: a quorum of its config too.
+            let both = is_quorum(&self.cfg.ensemble, synced.iter().copied())
+                && self
+                    .pending_config
+                    .as_ref()
+                    .is_none_or(|(_, next)| is_quorum(next, synced.iter().copied()));
+            if self_ready && both {
                 self.establish(out);
             }
         }
@@ -1052,7 +1207,8 @@ impl Peer {
         let (epoch, initial_last) = (l.epoch, l.initial_last);
         // The whole initial history is on a quorum's disks now, so it is committed; its
         // commits come before `Established`, so that a driver taking writes from then on
-        // has applied the history first.
+        // has applied the history first. A reconfig in it is put in force at the end of
+        // the step, once the learners are told (it may take this leader's role away).
         self.commit_to(initial_last, out);
         out.push(Action::Established { epoch });
         let commit = self.commit;
@@ -1137,7 +1293,11 @@ impl Peer {
             observer,
         } = msg
         {
-            if observer == ensemble.is_voter(from) || !ensemble.is_member(from) || from == me {
+            // A member is taken in the role it says it has, even when that is not its
+            // role here (a learner that has not seen a reconfig yet): it syncs, and
+            // the reconfig it then applies moves it to its role. Acks count only from
+            // voters of this leader's config that joined as followers.
+            if !ensemble.is_member(from) || from == me {
                 return;
             }
             // A FOLLOWERINFO opens a new connection: whatever we knew of it is gone.
@@ -1514,13 +1674,17 @@ impl Peer {
         if l.phase != LeaderPhase::Established {
             return;
         }
-        let acks = l
+        let acks: Vec<(ServerId, Zxid)> = l
             .learners
             .iter()
             .filter(|(_, x)| x.stage >= Stage::Synced && !x.observer)
             .map(|(id, x)| (*id, x.acked))
-            .chain([(me, own)]);
-        let q = quorum_zxid(&self.cfg.ensemble, acks);
+            .chain([(me, own)])
+            .collect();
+        let mut q = quorum_zxid(&self.cfg.ensemble, acks.iter().copied());
+        if let Some((_, next)) = &self.pending_config {
+            q = q.min(quorum_zxid(next, acks.iter().copied()));
+        }
         if q <= self.commit {
             return;
         }
@@ -1631,7 +1795,9 @@ impl Peer {
     // ---- learner ----
 
     fn on_follow(&mut self, leader: ServerId, out: &mut Vec<Action>) {
-        if leader == self.cfg.my_id || !self.cfg.ensemble.is_voter(leader) {
+        // A leader outside our config is one a quorum of our voters follow (the
+        // election checked): a reconfig we have not put in force yet added it.
+        if leader == self.cfg.my_id {
             return;
         }
         let observer = !self.cfg.ensemble.is_voter(self.cfg.my_id);
@@ -1880,6 +2046,7 @@ impl Peer {
                     return;
                 }
                 self.log.truncate(to, out);
+                self.forget_cut_config();
             }
             SyncMode::Snap { zxid, data } => {
                 if zxid < self.commit {
@@ -1887,6 +2054,11 @@ impl Peer {
                     return;
                 }
                 self.log.install_snapshot(zxid, data, out);
+                // A pending reconfig the snapshot covers is in it (then the driver takes
+                // it from the snapshot's state) or was never committed.
+                if self.pending_config.as_ref().is_some_and(|p| p.0 <= zxid) {
+                    self.pending_config = None;
+                }
                 // The snapshot replaces the applied state; the driver loads it as applied.
                 self.commit = zxid;
             }

@@ -486,6 +486,7 @@ impl Sim {
                     log,
                 },
                 loaded_snapshot: disk.snapshots.last().map(|s| s.0),
+                membership: Default::default(),
             }),
             max_inflight: 500,
             read_only: false,
@@ -728,7 +729,11 @@ impl Sim {
                 let t = self.now + self.rng.range(5, 40);
                 self.at(t, Ev::SnapDone { node: i, inc });
             }
-            Output::Purge { .. } | Output::Mode(_) | Output::Learners(_) | Output::PeerBase(_) => {}
+            Output::Purge { .. }
+            | Output::Mode(_)
+            | Output::Learners(_)
+            | Output::PeerBase(_)
+            | Output::Membership(_) => {}
             Output::StartElection {
                 current_epoch,
                 last_zxid,

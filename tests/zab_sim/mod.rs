@@ -19,6 +19,17 @@
 //!   the applied history itself (`encode_state`), so whoever holds or installs a
 //!   snapshot can be checked to hold exactly a prefix of the committed history.
 //! - Time advances only by events; servers tick every `TICK` units.
+//! - Membership changes (`Options::reconfigs`): now and then the leader proposes a
+//!   reconfig (a payload the simulator maps to a new ensemble: a member removed, a
+//!   spare server added as voter or observer, a role flipped), checked as the server's
+//!   prep checks it (at least two voters, a synced quorum of the new voters). Every
+//!   server that applies it steps `Activate`, as the sequencer does; a server starts
+//!   from the newer of the config it last put in force (its dynamic file) and the
+//!   newest reconfig on its disk (its recovered tree), as the binary does; a removed
+//!   server is stopped by the operator and a server added is started with the new
+//!   config. The oracle checks that every txn, when it first commits, is durable on a
+//!   quorum of the config in force before it (and a reconfig on a quorum of its new
+//!   config too), on top of the checks above.
 
 #![allow(dead_code)]
 
@@ -90,6 +101,10 @@ pub struct Options {
     pub max_counter: u32,
     /// Operators move leadership now and then (`Transfer`, `RequestLeadership`).
     pub transfers: bool,
+    /// Operators change the membership now and then (see the module header).
+    pub reconfigs: bool,
+    /// Servers outside the first ensemble, down until a reconfig adds them.
+    pub spares: usize,
 }
 
 impl Options {
@@ -107,6 +122,8 @@ impl Options {
             trace: false,
             max_counter: u32::MAX,
             transfers: true,
+            reconfigs: false,
+            spares: 0,
         }
     }
 }
@@ -148,6 +165,11 @@ enum Ev {
         a: usize,
     },
     Write,
+    /// The operator, after a reconfig committed: stops a server it no longer lists, or
+    /// starts one it lists with that config.
+    Operator {
+        node: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -198,6 +220,12 @@ struct Node {
     /// The snapshot the core's in-memory log continues from, as this driver handed it
     /// over (recovered, compacted to, or installed): (zxid, data).
     base: (Zxid, Bytes),
+    /// The config this server last put in force (its dynamic file): version, ensemble.
+    config: (Zxid, Ensemble),
+    /// Stopped by the operator for good (removed by a reconfig), until one adds it back.
+    removed: bool,
+    /// Started at least once (spares wait for a reconfig that adds them).
+    ever_started: bool,
 }
 
 /// The connections between two servers over time. A connection is named by its
@@ -245,6 +273,12 @@ pub struct Stats {
     pub transfers: usize,
     pub handoffs: usize,
     pub takeover_epochs: usize,
+    /// Reconfigs proposed, and committed (first time in the history).
+    pub reconfigs_proposed: usize,
+    pub reconfigs_committed: usize,
+    /// Servers removed and stopped, and servers added and started.
+    pub removals: usize,
+    pub additions: usize,
 }
 
 pub struct Sim {
@@ -267,6 +301,8 @@ pub struct Sim {
     acked: BTreeSet<u64>,
     next_write: u64,
     faults_on: bool,
+    /// Reconfig payloads (by their write id) and the ensemble each makes.
+    reconfigs: BTreeMap<u64, Ensemble>,
     pub trace: Vec<String>,
     pub stats: Stats,
 }
@@ -282,6 +318,7 @@ fn decode(p: &Bytes) -> u64 {
 impl Sim {
     pub fn new(opts: Options) -> Sim {
         let n = opts.voters + opts.observers;
+        let total = n + opts.spares;
         let voters: Vec<ServerId> = (1..=opts.voters as u64).collect();
         let observers: Vec<ServerId> = (opts.voters as u64 + 1..=n as u64).collect();
         let ensemble = Ensemble::new(voters, observers);
@@ -303,12 +340,18 @@ impl Sim {
             origin: BTreeMap::new(),
             acked: BTreeSet::new(),
             next_write: 1,
+            reconfigs: BTreeMap::new(),
             trace: Vec::new(),
             stats: Stats::default(),
         };
-        for i in 0..n {
+        for i in 0..total {
             let id = i as u64 + 1;
-            let (election, peer) = sim.fresh(id, &Disk::default());
+            // A spare is built over the first ensemble plus itself (never started so).
+            let mut first = sim.ensemble.clone();
+            if !first.is_member(id) {
+                first.observers.push(id);
+            }
+            let (election, peer) = sim.fresh(id, &Disk::default(), &first);
             sim.nodes.push(Node {
                 id,
                 up: false,
@@ -322,21 +365,24 @@ impl Sim {
                 epoch_free_at: 0,
                 applied: Vec::new(),
                 base: (0, Bytes::new()),
+                config: (0, sim.ensemble.clone()),
+                removed: false,
+                ever_started: false,
             });
         }
         sim
     }
 
-    fn fresh(&self, id: ServerId, disk: &Disk) -> (Election, Peer) {
+    fn fresh(&self, id: ServerId, disk: &Disk, ensemble: &Ensemble) -> (Election, Peer) {
         let timing = Timing {
             finalize_ticks: 2,
             resend_ticks: 3,
             max_resend_ticks: 24,
         };
-        let election = Election::new(id, self.ensemble.clone(), timing);
+        let election = Election::new(id, ensemble.clone(), timing);
         let cfg = peer::Config {
             my_id: id,
-            ensemble: self.ensemble.clone(),
+            ensemble: ensemble.clone(),
             init_limit: 10,
             sync_limit: 5,
             max_inflight: 64,
@@ -372,7 +418,14 @@ impl Sim {
     pub fn start(&mut self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i];
         assert!(!node.up);
-        let (election, peer) = self.fresh(node.id, &node.disk);
+        if node.removed || (!node.ever_started && !node.config.1.is_member(node.id)) {
+            return Ok(());
+        }
+        // The config of its dynamic file; a newer reconfig on its disk is registered
+        // as pending below, as the sequencer does with its recovered tree's.
+        let config = node.config.clone();
+        let seen = self.disk_config(i).filter(|c| c.0 > config.0);
+        let (election, peer) = self.fresh(node.id, &node.disk, &config.1);
         // Recovery loads the snapshot as the applied state; the log after it is applied
         // again as the core commits it.
         let base = node.disk.snapshot.clone().unwrap_or((0, Bytes::new()));
@@ -385,7 +438,21 @@ impl Sim {
         node.inc += 1;
         node.applied = applied;
         node.base = base;
+        node.config = config;
+        node.ever_started = true;
         let inc = node.inc;
+        if let Some((zxid, ensemble)) = seen {
+            // In the recovered snapshot: committed, in force; in the log: pending.
+            let ev = if zxid <= self.nodes[i].peer.log_base() {
+                peer::Event::Activate { zxid, ensemble }
+            } else {
+                peer::Event::Reconfig { zxid, ensemble }
+            };
+            let actions = self.nodes[i].peer.step(ev);
+            for a in actions {
+                self.apply(i, a)?;
+            }
+        }
         for j in 0..self.nodes.len() {
             if j != i {
                 let c = self.conns.entry(key(i, j)).or_default();
@@ -400,7 +467,9 @@ impl Sim {
 
     pub fn start_all(&mut self) -> Result<(), String> {
         for i in 0..self.nodes.len() {
-            self.start(i)?;
+            if self.ensemble.is_member(self.nodes[i].id) {
+                self.start(i)?;
+            }
         }
         if self.opts.writes {
             let t = self.now + 50;
@@ -790,6 +859,21 @@ impl Sim {
                 node.applied = state;
                 node.base = (zxid, data.clone());
                 self.disk_op(i, Some(write), Op::Install(zxid, data));
+                // The sequencer takes a newer config from the installed snapshot.
+                let newer = self.nodes[i]
+                    .applied
+                    .iter()
+                    .rev()
+                    .find_map(|(z, p)| self.reconfigs.get(&decode(p)).map(|e| (*z, e.clone())))
+                    .filter(|(z, _)| *z > self.nodes[i].config.0);
+                if let Some((zxid, ensemble)) = newer {
+                    let actions = self.nodes[i]
+                        .peer
+                        .step(peer::Event::Activate { zxid, ensemble });
+                    for a in actions {
+                        self.apply(i, a)?;
+                    }
+                }
             }
             Action::PersistEpoch { kind, epoch } => {
                 let node = &mut self.nodes[i];
@@ -800,7 +884,27 @@ impl Sim {
                 self.at(t, Ev::EpochDone { node: i, inc });
             }
             Action::Committed { zxid, payload } => {
+                // Only one newer than the config in force (the sequencer compares versions).
+                let reconfig = self
+                    .reconfigs
+                    .get(&decode(&payload))
+                    .cloned()
+                    .filter(|_| zxid > self.nodes[i].config.0)
+                    .map(|e| (zxid, e));
                 self.check_commit(i, zxid, payload)?;
+                if let Some((zxid, ensemble)) = reconfig {
+                    // The sequencer puts a committed reconfig in force when it applies
+                    // it (a leader's own was put in force by its peer already), in the
+                    // middle of the actions of the step that committed it.
+                    if self.nodes[i].up {
+                        let actions = self.nodes[i]
+                            .peer
+                            .step(peer::Event::Activate { zxid, ensemble });
+                        for a in actions {
+                            self.apply(i, a)?;
+                        }
+                    }
+                }
                 // Crash point: a leader dying right after it committed.
                 if self.faults_on
                     && self.nodes[i].peer.established_epoch().is_some()
@@ -892,6 +996,7 @@ impl Sim {
                 self.log(|| format!("n{id} transfer refused: {reason}"));
             }
             Action::Rejected { .. } | Action::Replied { .. } => {}
+            Action::Activated { zxid, ensemble } => self.activated(i, zxid, ensemble)?,
             Action::ProtocolError { from, what } => {
                 return Err(format!("n{id} protocol error from n{from}: {what}"))
             }
@@ -1016,6 +1121,168 @@ impl Sim {
         Ok(())
     }
 
+    /// The newest reconfig in server `i`'s durable snapshot and log: (zxid, ensemble).
+    fn disk_config(&self, i: usize) -> Option<(Zxid, Ensemble)> {
+        let disk = &self.nodes[i].disk;
+        let mut entries: Vec<(Zxid, Bytes)> = disk
+            .snapshot
+            .as_ref()
+            .map_or_else(Vec::new, |s| decode_state(&s.1));
+        entries.extend(disk.log.iter().map(|t| (t.zxid, t.payload.clone())));
+        entries
+            .iter()
+            .rev()
+            .find_map(|(z, p)| self.reconfigs.get(&decode(p)).map(|e| (*z, e.clone())))
+    }
+
+    /// The config in force after the committed history's first `k` txns.
+    fn canon_config(&self, k: usize) -> (Zxid, Ensemble) {
+        self.canon[..k]
+            .iter()
+            .rev()
+            .find_map(|(z, p)| self.reconfigs.get(&decode(p)).map(|e| (*z, e.clone())))
+            .unwrap_or_else(|| (0, self.ensemble.clone()))
+    }
+
+    /// The servers holding (zxid, payload) durably: in their snapshot or log.
+    fn holders(&self, zxid: Zxid, payload: &Bytes) -> Vec<ServerId> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                n.disk
+                    .log
+                    .iter()
+                    .any(|t| t.zxid == zxid && t.payload == *payload)
+                    || n.disk.snapshot.as_ref().is_some_and(|(z, data)| {
+                        *z >= zxid && decode_state(data).contains(&(zxid, payload.clone()))
+                    })
+            })
+            .map(|n| n.id)
+            .collect()
+    }
+
+    /// Server `i`'s peer put `ensemble` in force.
+    fn activated(&mut self, i: usize, version: Zxid, ensemble: Ensemble) -> Result<(), String> {
+        let id = self.nodes[i].id;
+        self.log(|| format!("n{id} activated {} {ensemble:?}", zx(version)));
+        if version > self.nodes[i].config.0 {
+            self.nodes[i].config = (version, ensemble.clone());
+        }
+        self.run_election(
+            i,
+            election::Event::Reconfigured {
+                ensemble: ensemble.clone(),
+            },
+        )?;
+        if !ensemble.is_member(id) && self.nodes[i].up && !self.nodes[i].peer.is_transferring() {
+            // Removed: it stops serving (down here; the operator stops it for good). A
+            // removed leader first hands leadership over; the operator stops it later.
+            self.crash(i);
+            self.nodes[i].removed = true;
+        }
+        Ok(())
+    }
+
+    /// The operator's part once the config `k` txns into the history is committed.
+    fn operate(&mut self, j: usize) -> Result<(), String> {
+        let (version, config) = self.canon_config(self.canon.len());
+        let id = self.nodes[j].id;
+        if !config.is_member(id) {
+            if !self.nodes[j].removed || self.nodes[j].up {
+                self.stats.removals += 1;
+                self.log(|| format!("operator stops removed n{id}"));
+                self.crash(j);
+                self.nodes[j].removed = true;
+            }
+        } else if !self.nodes[j].up && (self.nodes[j].removed || !self.nodes[j].ever_started) {
+            self.stats.additions += 1;
+            self.log(|| format!("operator starts added n{id} with {}", zx(version)));
+            let n = &mut self.nodes[j];
+            n.removed = false;
+            n.ever_started = false;
+            n.config = (version, config);
+            self.start(j)?;
+        }
+        Ok(())
+    }
+
+    /// An operator's reconfig on the leader, if there is one that can take it.
+    fn inject_reconfig(&mut self) -> Result<(), String> {
+        let Some(l) = self.nodes.iter().position(|x| {
+            x.up && x.peer.established_epoch().is_some()
+                && !x.peer.is_transferring()
+                && !x.peer.reconfig_pending()
+        }) else {
+            return Ok(());
+        };
+        let p = &self.nodes[l].peer;
+        let (Some(zxid), room) = (p.next_zxid(), p.proposal_room()) else {
+            return Ok(());
+        };
+        if room == 0 || p.is_renewing() {
+            return Ok(());
+        }
+        let cur = p.ensemble().clone();
+        let ids: Vec<ServerId> = self.nodes.iter().map(|n| n.id).collect();
+        let pick = ids[self.rng.range(0, ids.len() as u64 - 1) as usize];
+        let (mut voters, mut observers) = (cur.voters.clone(), cur.observers.clone());
+        match self.rng.range(0, 2) {
+            // Remove a member (possibly the leader).
+            0 if cur.is_member(pick) => {
+                voters.retain(|v| *v != pick);
+                observers.retain(|v| *v != pick);
+            }
+            // Flip a member's role.
+            1 if cur.is_member(pick) => {
+                if cur.is_voter(pick) {
+                    voters.retain(|v| *v != pick);
+                    observers.push(pick);
+                } else {
+                    observers.retain(|v| *v != pick);
+                    voters.push(pick);
+                }
+            }
+            // Add a server that is not a member, as voter or observer.
+            _ if !cur.is_member(pick) => {
+                if self.rng.chance(600) {
+                    voters.push(pick);
+                } else {
+                    observers.push(pick);
+                }
+            }
+            _ => return Ok(()),
+        }
+        // The server's prep: at least two voters, and a synced quorum of them.
+        if voters.len() < 2 {
+            return Ok(());
+        }
+        let next = Ensemble::new(voters, observers);
+        let synced = self.nodes[l].peer.synced_followers();
+        if !ringkeeper::zab::quorum::is_quorum(&next, synced) {
+            return Ok(());
+        }
+        let w = self.next_write;
+        self.next_write += 1;
+        self.reconfigs.insert(w, next.clone());
+        self.stats.reconfigs_proposed += 1;
+        self.log(|| {
+            format!(
+                "n{} proposes reconfig {} at {}: {next:?}",
+                l + 1,
+                w,
+                zx(zxid)
+            )
+        });
+        self.run_peer(
+            l,
+            peer::Event::Reconfig {
+                zxid,
+                ensemble: next,
+            },
+        )?;
+        self.propose(l, vec![Bytes::copy_from_slice(&w.to_be_bytes())])
+    }
+
     fn check_commit(&mut self, i: usize, zxid: Zxid, payload: Bytes) -> Result<(), String> {
         let node = &mut self.nodes[i];
         let k = node.applied.len();
@@ -1038,6 +1305,28 @@ impl Sim {
             }
             if !self.canon_payloads.insert(payload.clone()) {
                 return Err(format!("write {} committed twice", decode(&payload)));
+            }
+            // Committed means durable on a quorum of the config in force (and, for a
+            // reconfig, of the config it makes as well).
+            let holders = self.holders(zxid, &payload);
+            let (v, before) = self.canon_config(self.canon.len());
+            let mut need = vec![(v, before)];
+            if let Some(next) = self.reconfigs.get(&decode(&payload)) {
+                need.push((zxid, next.clone()));
+                self.stats.reconfigs_committed += 1;
+                for j in 0..self.nodes.len() {
+                    let t = self.now + self.rng.range(1, 100);
+                    self.at(t, Ev::Operator { node: j });
+                }
+            }
+            for (v, e) in need {
+                if !ringkeeper::zab::quorum::is_quorum(&e, holders.iter().copied()) {
+                    return Err(format!(
+                        "{zxid:#x} committed while durable only on {holders:?}, no quorum of \
+                         the config {} {e:?}",
+                        zx(v)
+                    ));
+                }
             }
             self.canon.push((zxid, payload.clone()));
             self.stats.committed += 1;
@@ -1091,6 +1380,27 @@ impl Sim {
                 }
                 if self.nodes[to].up && c.alive(conn) && c.side[side(to, from)] == conn {
                     let from_id = self.nodes[from].id;
+                    // The sequencer registers a reconfig among a leader's txns before
+                    // its peer logs them.
+                    if let Msg::Propose { txns } | Msg::Inform { txns } | Msg::Sync { txns, .. } =
+                        &msg
+                    {
+                        if self.nodes[to].peer.following() == Some(from_id) {
+                            for t in txns {
+                                let seen = self.reconfigs.get(&decode(&t.payload)).cloned();
+                                if let Some(e) = seen.filter(|_| t.zxid > self.nodes[to].config.0) {
+                                    let ev = peer::Event::Reconfig {
+                                        zxid: t.zxid,
+                                        ensemble: e,
+                                    };
+                                    let actions = self.nodes[to].peer.step(ev);
+                                    for a in actions {
+                                        self.apply(to, a)?;
+                                    }
+                                }
+                            }
+                        }
+                    }
                     self.run_peer(to, peer::Event::Message { from: from_id, msg })?;
                 }
             }
@@ -1140,6 +1450,7 @@ impl Sim {
                     self.start(node)?;
                 }
             }
+            Ev::Operator { node } => self.operate(node)?,
             Ev::Heal { a } => {
                 self.cut.retain(|&(x, y)| x != a && y != a);
                 self.log(|| format!("n{} heals", a + 1));
@@ -1171,6 +1482,9 @@ impl Sim {
     /// Called once per tick of server 1: crashes, restarts and partitions.
     fn inject_faults(&mut self) -> Result<(), String> {
         let n = self.nodes.len() as u64;
+        if self.opts.reconfigs && self.rng.chance(30) {
+            self.inject_reconfig()?;
+        }
         if self.opts.transfers && self.rng.chance(20) {
             // An operator moves leadership: `ydld` (to the best follower or a named
             // one) on the leader, or `rqld` on any server.
@@ -1228,9 +1542,12 @@ impl Sim {
                 self.start(i)?;
             }
         }
-        for _ in 0..self.opts.settle_steps {
+        for k in 0..self.opts.settle_steps {
             if self.converged() {
                 return self.final_checks();
+            }
+            if self.opts.reconfigs && k % 2000 == 0 {
+                self.refresh_configs()?;
             }
             if !self.step()? {
                 break;
@@ -1242,21 +1559,51 @@ impl Sim {
         ))
     }
 
+    /// The operator gives every member of the committed config that missed it (down
+    /// when it was put in force) the current config files and restarts it. Our
+    /// election notifications do not carry the config as ZooKeeper's do, so such a
+    /// server may otherwise never find a leader its old config does not list.
+    fn refresh_configs(&mut self) -> Result<(), String> {
+        let (version, config) = self.canon_config(self.canon.len());
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if !config.is_member(n.id) || n.config.0 >= version {
+                continue;
+            }
+            let id = n.id;
+            self.log(|| format!("operator gives n{id} the config {}", zx(version)));
+            self.crash(i);
+            let n = &mut self.nodes[i];
+            n.config = (version, config.clone());
+            n.removed = false;
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
     /// One established leader, everyone else synced with it, all at the same commit.
     pub fn converged(&self) -> bool {
         let Some(l) = self
             .nodes
             .iter()
-            .find(|n| n.peer.established_epoch().is_some())
+            .find(|n| n.up && n.peer.established_epoch().is_some())
         else {
             return false;
         };
         let commit = l.peer.commit_zxid();
-        self.nodes.iter().all(|n| {
-            n.up && (n.id == l.id || n.peer.up_to_date_with() == Some(l.id))
-                && n.peer.commit_zxid() == commit
-                && n.applied.len() == self.canon.len()
-        }) && l.peer.last_zxid() == commit
+        let members = self.canon_config(self.canon.len()).1;
+        if !members.is_member(l.id) {
+            return false;
+        }
+        self.nodes
+            .iter()
+            .filter(|n| members.is_member(n.id))
+            .all(|n| {
+                n.up && (n.id == l.id || n.peer.up_to_date_with() == Some(l.id))
+                    && n.peer.commit_zxid() == commit
+                    && n.applied.len() == self.canon.len()
+            })
+            && l.peer.last_zxid() == commit
     }
 
     fn final_checks(&self) -> Result<(), String> {
@@ -1268,7 +1615,8 @@ impl Sim {
         }
         // The core's log above its snapshot, through its commit point, is what the
         // replica applied after the snapshot.
-        for n in &self.nodes {
+        let members = self.canon_config(self.canon.len()).1;
+        for n in self.nodes.iter().filter(|n| members.is_member(n.id)) {
             let (base, commit) = (n.peer.log_base(), n.peer.commit_zxid());
             let logged: Vec<(Zxid, Bytes)> = n
                 .peer
@@ -1289,7 +1637,12 @@ impl Sim {
         }
         // Every replica applied exactly `canon` (checked commit by commit and snapshot by
         // snapshot); compare digests too, as the driver will across processes.
-        let digests: BTreeSet<u64> = self.nodes.iter().map(|n| digest(&n.applied)).collect();
+        let digests: BTreeSet<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| members.is_member(n.id))
+            .map(|n| digest(&n.applied))
+            .collect();
         if digests.len() != 1 {
             return Err(format!("replica digests differ: {digests:?}"));
         }
@@ -1325,6 +1678,26 @@ impl Sim {
                 )
             })
             .collect()
+    }
+
+    /// The summary with the history's config and each server's, for failure reports.
+    pub fn debug_state(&self) -> Vec<String> {
+        let (v, c) = self.canon_config(self.canon.len());
+        let mut out = vec![format!(
+            "history: {} txns through {}; config in force {} {c:?}",
+            self.canon.len(),
+            zx(self.canon.last().map_or(0, |e| e.0)),
+            zx(v)
+        )];
+        for (n, line) in self.nodes.iter().zip(self.summary()) {
+            out.push(format!(
+                "{line} applied={} config={:?}{}",
+                n.applied.len(),
+                n.peer.ensemble(),
+                if n.removed { " removed" } else { "" }
+            ));
+        }
+        out
     }
 
     pub fn run_for(&mut self, time: u64) -> Result<(), String> {
@@ -1410,15 +1783,20 @@ pub fn check_seed(opts: Options) -> Result<Stats, String> {
                 ..opts.clone()
             });
             let replay = again.run();
-            let tail: Vec<&String> = again.trace.iter().rev().take(60).rev().collect();
+            let keep = std::env::var("ZAB_TRACE_LINES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(60);
+            let tail: Vec<&String> = again.trace.iter().rev().take(keep).rev().collect();
             let tail: Vec<&str> = tail.iter().map(|s| s.as_str()).collect();
             Err(format!(
-                "seed {} ({} voters, {} observers) failed: {e}\nreplay: {:?}\nlast trace lines:\n{}",
+                "seed {} ({} voters, {} observers) failed: {e}\nreplay: {:?}\nlast trace lines:\n{}\nstate:\n{}",
                 opts.seed,
                 opts.voters,
                 opts.observers,
                 replay.err(),
-                tail.join("\n")
+                tail.join("\n"),
+                again.debug_state().join("\n")
             ))
         }
     }
