@@ -28,7 +28,7 @@ PYTEST_VERSION=8.3.4
 PYTEST_TIMEOUT_VERSION=2.3.1
 # iproute2: `ip netns` for the partition tests (tests/ensemble_partition.py).
 # tmux: `ringkeeper top` is tested in a real terminal (tests/interop/test_ops_observe.py).
-APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux)
+APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux openssl)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi

@@ -54,6 +54,9 @@ pub fn check(acl: &[Acl], perm: i32, ids: &[Id]) -> bool {
             .any(|c| match a.id.scheme.as_str() {
                 "digest" => c.id == a.id.id,
                 "ip" => ip_matches(&c.id, &a.id.id),
+                // X509AuthenticationProvider.matches: the subject DN, exactly (its
+                // superUser also gets a `super` id, which passed above).
+                "x509" => c.id == a.id.id,
                 // No provider: "auth", "world" with another id, "super" never match.
                 _ => false,
             })
@@ -160,13 +163,13 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, Code> {
 }
 
 /// Schemes whose ids say who the user is (`AuthenticationProvider.isAuthenticated`):
-/// digest yes, ip no. (SASL and x509 also would, but RingKeeper has no such providers.)
+/// digest and x509 (a TLS client certificate) yes, ip no.
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest"
+    scheme == "digest" || scheme == "x509"
 }
 
 /// Whether an ACL entry's id is valid for its scheme (a provider's `isValid`); only the
-/// digest and ip providers exist, so any other scheme is invalid here.
+/// digest, ip and x509 providers exist, so any other scheme is invalid here.
 pub fn is_valid_id(id: &Id) -> bool {
     match id.scheme.as_str() {
         "digest" => java_split_count(&id.id, ':') == 2,
@@ -183,6 +186,9 @@ pub fn is_valid_id(id: &Id) -> bool {
                 Some(b) => java_parse_int(b, 10).is_some_and(|n| n >= 0 && n <= a.len() as i64 * 8),
             }
         }
+        // X509AuthenticationProvider.isValid: an X.500 name (`new X500Principal(id)`);
+        // checked loosely: some `type=value`.
+        "x509" => id.id.contains('=') && !id.id.starts_with('='),
         _ => false,
     }
 }
@@ -490,8 +496,10 @@ mod tests {
             fixup_acl(&[acl(perms::ALL, "super", "")], &[]),
             Err(Code::InvalidAcl)
         );
+        // x509 ids are X.500 names; whether the provider exists is prep's question.
+        assert!(fixup_acl(&[acl(perms::ALL, "x509", "CN=a")], &[]).is_ok());
         assert_eq!(
-            fixup_acl(&[acl(perms::ALL, "x509", "CN=a")], &[]),
+            fixup_acl(&[acl(perms::ALL, "x509", "no equals sign")], &[]),
             Err(Code::InvalidAcl)
         );
     }

@@ -110,11 +110,8 @@ pub const KEYS: &[KeySpec] = &[
     key("server.N", Supported),
     key("autopurge.snapRetainCount", Supported),
     key("autopurge.purgeInterval", Supported),
-    key("secureClientPort", Recorded("no TLS client port is opened")),
-    key(
-        "secureClientPortAddress",
-        Recorded("no TLS client port is opened"),
-    ),
+    key("secureClientPort", Supported),
+    key("secureClientPortAddress", Supported),
     key(
         "clientPortListenBacklog",
         Recorded("the listen backlog is the server's own"),
@@ -137,7 +134,7 @@ pub const KEYS: &[KeySpec] = &[
         Recorded("dynamic reconfiguration is not supported"),
     ),
     key("sslQuorum", Recorded("quorum TLS is not supported")),
-    key("portUnification", Recorded("TLS is not supported")),
+    key("portUnification", Supported),
     key(
         "sslQuorumReloadCertFiles",
         Recorded("quorum TLS is not supported"),
@@ -244,6 +241,29 @@ pub const KEYS: &[KeySpec] = &[
         "authProvider.N",
         Recorded("only the built-in digest and ip schemes exist"),
     ),
+    // TLS on the client port (src/tls; docs/security.md).
+    key("ssl.keyStore.location", Supported),
+    key("ssl.keyStore.password", Supported),
+    key("ssl.keyStore.passwordPath", Supported),
+    key("ssl.keyStore.type", Supported),
+    key("ssl.trustStore.location", Supported),
+    key("ssl.trustStore.password", Supported),
+    key("ssl.trustStore.passwordPath", Supported),
+    key("ssl.trustStore.type", Supported),
+    key("ssl.clientAuth", Supported),
+    key("ssl.protocol", Supported),
+    key("ssl.enabledProtocols", Supported),
+    key("ssl.ciphersuites", Supported),
+    // On the server side ZooKeeper (its default zookeeper.fips-mode=true) checks no
+    // client host name: neither do we.
+    key("ssl.hostnameVerification", Supported),
+    key("ssl.authProvider", Supported),
+    key("X509AuthenticationProvider.superUser", Supported),
+    key("ssl.clientHostnameVerification", Recorded("client certificates are not matched against the client's address (ZooKeeper does so only with zookeeper.fips-mode=false)")),
+    key("ssl.crl", Recorded("certificate revocation lists are not checked")),
+    key("ssl.ocsp", Recorded("OCSP is not checked")),
+    key("ssl.handshakeDetectionTimeoutMillis", Recorded("port unification decides on the first byte a client sends")),
+    key("ssl.sslProvider", Recorded("TLS is always rustls")),
     key("serverCnxnFactory", Cosmetic),
     key("maxResponseCacheSize", Cosmetic),
     key("maxGetChildrenResponseCacheSize", Cosmetic),
@@ -421,6 +441,12 @@ pub struct Config {
     pub client_port: Option<u16>,
     /// `clientPortAddress`, if set.
     pub client_port_address: Option<String>,
+    /// `secureClientPort`: the TLS client port, if any.
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress` (the wildcard address when not set, as ZooKeeper).
+    pub secure_client_port_address: Option<String>,
+    /// `portUnification`: the plaintext client port also takes TLS clients.
+    pub port_unification: bool,
     /// Connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     /// Connections in total; 0 = unlimited.
@@ -870,6 +896,9 @@ impl ConfigBuilder {
             data_log_dir: PathBuf::new(),
             client_port: None,
             client_port_address: None,
+            secure_client_port: None,
+            secure_client_port_address: None,
+            port_unification: false,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
             min_session_timeout_ms: 0,
@@ -927,6 +956,10 @@ impl ConfigBuilder {
                 "dataLogDir" => data_log_dir = Some(PathBuf::from(v)),
                 "clientPort" => c.client_port = Some(ctx.port(v)?),
                 "clientPortAddress" => c.client_port_address = Some(v.to_string()),
+                "secureClientPort" => c.secure_client_port = Some(ctx.port(v)?),
+                "secureClientPortAddress" => c.secure_client_port_address = Some(v.to_string()),
+                // Boolean.parseBoolean.
+                "portUnification" => c.port_unification = v.eq_ignore_ascii_case("true"),
                 "maxClientCnxns" => c.max_client_cnxns = ctx.int(v)?,
                 "maxCnxns" => c.max_cnxns = ctx.int(v)?,
                 "minSessionTimeout" => min_timeout = ctx.timeout(v)?,

@@ -32,6 +32,21 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         .next()
         .ok_or_else(|| format!("clientPortAddress {ca} resolves to nothing"))?;
     let mut sc = ServerConfig::standalone(addr, cfg.shard_count());
+    // TLS (docs/security.md): the stores are read now, so a bad one stops the start.
+    if cfg.secure_client_port.is_some() || cfg.port_unification {
+        let tls = ringkeeper::tls::client_settings(&cfg.system_properties)
+            .map_err(|e| format!("TLS on the client port: {e}"))?;
+        sc.tls = Some(Arc::new(tls));
+        sc.port_unification = cfg.port_unification;
+    }
+    if let Some(port) = cfg.secure_client_port {
+        let host = cfg
+            .secure_client_port_address
+            .as_deref()
+            .unwrap_or("0.0.0.0");
+        sc.secure_client_addr =
+            Some(resolve(host, port).map_err(|e| format!("secureClientPortAddress {e}"))?);
+    }
     let tick = cfg.tick_time_ms as i64;
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
     sc.max_cnxns = cfg.max_cnxns as usize;
@@ -47,6 +62,8 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         extended_types_enabled: cfg.extended_types_enabled,
         max_data_len: cfg.jute_maxbuffer as usize,
         skip_acl: cfg.skip_acl,
+        // ZooKeeper registers the x509 provider with TLS (configureSSLAuth).
+        x509_acls: sc.tls.is_some(),
         ..PrepConfig::default()
     };
     let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
@@ -825,6 +842,9 @@ fn main() -> ExitCode {
     }
     if let Some(a) = running.admin_addr {
         eprintln!("ringkeeper: AdminServer on http://{a}");
+    }
+    if let Some(a) = running.secure_addr {
+        eprintln!("ringkeeper: serving TLS clients on {a}");
     }
     eprintln!(
         "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",

@@ -44,6 +44,7 @@ use crate::sequencer::{Input, Mode, Output, Sequencer};
 use crate::storage::log::{LogWriter, WriteIo, WriteReq};
 use crate::storage::snapshot::{self, Snapshotter};
 use crate::storage::{Disk, LogConfig, LogEvent, LogPosition};
+use crate::tls::{TlsConns, Wire};
 use crate::tree::DataTree;
 use crate::zab::msg::{Msg, SyncMode as ZabSync};
 use crate::zab::peer::EpochKind;
@@ -958,6 +959,13 @@ pub struct CoreLoop {
     log: Option<LogSide>,
     links: Option<Links>,
     client_listener: ListenerId,
+    /// `secureClientPort`'s listener (TLS only), if any.
+    secure_listener: Option<ListenerId>,
+    /// How connections on `client_listener` speak: plaintext, or either under
+    /// `portUnification`.
+    client_wire: Wire,
+    /// The record layer of this loop's TLS connections (when TLS is configured).
+    tls: Option<TlsConns>,
     to_core: Vec<Arc<Mailbox<ToSeq>>>,
     to_shards: Vec<Arc<Mailbox<ToShard>>>,
     signals: Vec<Arc<ShardSignals>>,
@@ -1141,7 +1149,7 @@ impl CoreLoop {
                     b.push_unbounded(ToShard::CloseClients);
                 }
                 self.to_shards[0].push_unbounded(ToShard::CloseClients);
-                self.shard.wake(&mut OpsNet(ops));
+                self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
             }
             Output::Snapshot { root, zxid } => self.offer_snapshot(root, zxid),
             Output::Purge { keep } => self.worker.run(Job::Purge { keep }),
@@ -1240,7 +1248,7 @@ impl CoreLoop {
     fn close_conn(&mut self, ops: &mut Ops, conn: ConnRef) {
         self.to_shards[conn.shard].push_unbounded(ToShard::Close(conn));
         if conn.shard == 0 {
-            self.shard.wake(&mut OpsNet(ops));
+            self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
         } else {
             Wake::wake(&self.wakers[conn.shard]);
         }
@@ -1291,7 +1299,7 @@ impl CoreLoop {
             }
         }
         // This shard reads it now (its answers leave with this pass).
-        self.shard.advance(&mut OpsNet(ops));
+        self.shard.advance(&mut OpsNet(ops, self.tls.as_mut()));
     }
 
     fn offer_snapshot(&mut self, root: DataTree, zxid: i64) {
@@ -1389,6 +1397,17 @@ impl CoreLoop {
         }
     }
 
+    /// How a client listener's connections speak; `None` for the quorum listener.
+    fn wire_of(&self, l: ListenerId) -> Option<Wire> {
+        if l == self.client_listener {
+            Some(self.client_wire)
+        } else if Some(l) == self.secure_listener {
+            Some(Wire::Tls)
+        } else {
+            None
+        }
+    }
+
     /// A dialled connection adopted onto the ring (or why it could not be).
     fn adopted(&mut self, ops: &mut Ops, to: ServerId, conn: u64, r: std::io::Result<Token>) {
         if let Some(links) = &mut self.links {
@@ -1409,7 +1428,7 @@ impl CoreLoop {
 
     /// The end of a loop pass (see the module header).
     fn end_pass(&mut self, ops: &mut Ops) {
-        self.shard.flush(&mut OpsNet(ops));
+        self.shard.flush(&mut OpsNet(ops, self.tls.as_mut()));
         for round in 0..MAX_ROUNDS {
             // Requests from every shard, as many as the core takes.
             for i in 0..self.to_core.len() {
@@ -1488,9 +1507,9 @@ impl Handler for CoreLoop {
         _peer: SocketAddr,
         l: ListenerId,
     ) -> Option<TcpStream> {
-        if l != self.client_listener {
+        let Some(wire) = self.wire_of(l) else {
             return Some(stream);
-        }
+        };
         let mut best = 0;
         let mut fewest = self.signals[0].conns.load(Ordering::Relaxed);
         for (i, s) in self.signals.iter().enumerate().skip(1) {
@@ -1504,16 +1523,20 @@ impl Handler for CoreLoop {
         if best == 0 {
             return Some(stream);
         }
-        self.to_shards[best].push_unbounded(ToShard::Adopt(stream));
+        self.to_shards[best].push_unbounded(ToShard::Adopt(stream, wire));
         None
     }
 
     fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, l: ListenerId) {
-        if l == self.client_listener {
-            if !self
-                .shard
-                .accepted(token.as_u64() as usize, peer, self.max_conns_per_ip)
-            {
+        if let Some(wire) = self.wire_of(l) {
+            let slot = token.as_u64() as usize;
+            if let Err(e) = super::driver::start_tls(self.tls.as_mut(), slot, peer, wire) {
+                eprintln!("ringkeeper: closing {peer}: {e}");
+                self.signals[0].conns.fetch_sub(1, Ordering::Relaxed);
+                ops.abort(token);
+                return;
+            }
+            if !self.shard.accepted(slot, peer, self.max_conns_per_ip) {
                 self.signals[0].conns.fetch_sub(1, Ordering::Relaxed);
                 ops.abort(token);
             }
@@ -1527,8 +1550,7 @@ impl Handler for CoreLoop {
 
     fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]) {
         let Some(links) = self.links.as_mut().filter(|l| l.is_link(token)) else {
-            self.shard
-                .data(&mut OpsNet(ops), token.as_u64() as usize, data);
+            super::driver::client_data(&mut self.shard, &mut self.tls, ops, token, data);
             return;
         };
         let mut msgs = Vec::new();
@@ -1552,13 +1574,17 @@ impl Handler for CoreLoop {
             }
             return;
         }
+        if let Some(t) = self.tls.as_mut() {
+            t.closed(token.as_u64() as usize);
+        }
         self.shard.closed(token.as_u64() as usize);
     }
 
-    fn on_end_of_stream(&mut self, _ops: &mut Ops, token: Token) -> bool {
+    fn on_end_of_stream(&mut self, ops: &mut Ops, token: Token) -> bool {
         if self.links.as_ref().is_some_and(|l| l.is_link(token)) {
             return true;
         }
+        super::driver::client_end_of_stream(&self.tls, ops, token);
         self.shard.end_of_stream(token.as_u64() as usize)
     }
 
@@ -1573,7 +1599,7 @@ impl Handler for CoreLoop {
             self.loop_msg(ops, m);
         }
         self.inbox_buf = msgs;
-        self.shard.wake(&mut OpsNet(ops));
+        self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
     }
 
     fn on_file(&mut self, _ops: &mut Ops, tag: u64, result: i32) {
@@ -1605,7 +1631,7 @@ impl Handler for CoreLoop {
     }
 
     fn on_tick(&mut self, ops: &mut Ops) {
-        self.shard.tick(&mut OpsNet(ops));
+        self.shard.tick(&mut OpsNet(ops, self.tls.as_mut()));
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
         self.state
@@ -1623,9 +1649,14 @@ impl Handler for CoreLoop {
     }
 }
 
-/// The addresses the core loop bound: clients, and the quorum and election ports of an
-/// ensemble member.
-pub type Bound = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+/// The addresses the core loop bound: clients, the quorum and election ports of an
+/// ensemble member, and the TLS client port.
+pub type Bound = (
+    SocketAddr,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
 
 /// Starts the core loop on the calling thread's ring (shard 0's thread). Reports the
 /// bound client address (or the error) on `ready` first, then runs until `stop`.
@@ -1659,6 +1690,22 @@ pub fn run(
             )
         }
     };
+    // secureClientPort: a second client listener, handing off like the first.
+    let mut secure = None;
+    if let Some(saddr) = dcfg.secure_addr {
+        match reactor.listen_handing_off(saddr, io::LISTEN_BACKLOG) {
+            Ok(x) => secure = Some(x),
+            Err(e) => {
+                return fail(
+                    &ready,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on the secure client port {saddr}: {e}"),
+                    ),
+                )
+            }
+        }
+    }
     let _ = setup.wakers[0].0.set(Box::new(reactor.waker()));
     let worker = match Worker::start(setup.storage.clone(), setup.inbox.clone()) {
         Ok(w) => w,
@@ -1755,13 +1802,25 @@ pub fn run(
         });
     }
     let election_addr = election_handle.as_ref().map(|h| h.local_addr);
-    let _ = ready.send(Ok((addr, bound_quorum, election_addr)));
+    let _ = ready.send(Ok((
+        addr,
+        bound_quorum,
+        election_addr,
+        secure.map(|(_, a)| a),
+    )));
     let mut h = CoreLoop {
         shard,
         seq: setup.seq,
         log,
         links,
         client_listener,
+        secure_listener: secure.map(|(l, _)| l),
+        client_wire: if dcfg.unified {
+            Wire::Either
+        } else {
+            Wire::Plain
+        },
+        tls: dcfg.tls.clone().map(TlsConns::new),
         to_core: setup.to_core,
         to_shards: setup.to_shards,
         signals: setup.signals,
