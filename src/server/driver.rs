@@ -1,5 +1,9 @@
 //! The io_uring driver of one shard: runs the shard's [`Reactor`] and turns its events
 //! into calls on the [`Shard`], and the shard's actions into reactor operations.
+//!
+//! TLS connections (`secureClientPort`, `portUnification`) pass through the loop's
+//! [`TlsConns`] on the way in ([`client_data`]) and out ([`OpsNet`]): the shard only
+//! ever sees plaintext. The core loop uses the same helpers for its own clients.
 
 use super::shard::{Net, Shard};
 use super::LateWake;

@@ -9,6 +9,7 @@ Runs against RingKeeper; with ZK_TARGET=apache the same configuration (plus Nett
 ZooKeeper's TLS needs) runs Apache ZooKeeper, except the log-line checks.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -383,3 +384,21 @@ def test_zkcli_over_tls(tls_server, certs):
     r = subprocess.run([ZKCLI, "-server", hp, "get", "/zkcli-tls"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert "over-tls" in r.stdout.splitlines(), r.stdout + r.stderr
+
+
+def test_zkbench_over_tls(tls_server, certs):
+    """zkbench --tls (used for docs/security.md's numbers) drives setData over TLS with
+    a client certificate, with the unmeasured setup over the plaintext port."""
+    if TARGET != "ringkeeper":
+        pytest.skip("zkbench is built with RingKeeper")
+    binary = os.path.join(os.path.dirname(__file__), "..", "..", "target", "debug", "zkbench")
+    r = subprocess.run(
+        [binary, "run", "-c", f"127.0.0.1:{tls_server.secure_port}", "-w", "set",
+         "-s", "2", "-k", "4", "-d", "1", "--warmup", "0.2", "--keys", "20", "--root",
+         "/zkbench-tls", "--json", "-q", "--no-server-cost", "--tls", "--tls-ca",
+         certs["ca"], "--tls-cert", certs["alice_cert"], "--tls-key", certs["alice_key"],
+         "--setup-server", tls_server.hostport],
+        capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["ops"] > 0 and d["errors_total"] == 0 and d["disconnects"] == 0, d
