@@ -735,13 +735,34 @@ impl Config {
             .0
     }
 
+    /// Whether a plaintext client port is configured (`clientPort`, or a client
+    /// address on this server's `server.N` line).
+    pub fn has_plain_client_port(&self) -> bool {
+        self.client_port.is_some()
+            || self
+                .my_id
+                .and_then(|id| self.servers.get(&id))
+                .is_some_and(|s| s.client.is_some())
+    }
+
     /// Where clients connect: `clientPortAddress:clientPort`, else this server's
-    /// `server.N` client address, else the wildcard address with `clientPort`.
+    /// `server.N` client address, else the wildcard address with `clientPort`; with
+    /// no plaintext port, `secureClientPortAddress:secureClientPort` (TLS only).
     pub fn client_address(&self) -> ClientAddress {
         let from_server = self
             .my_id
             .and_then(|id| self.servers.get(&id))
             .and_then(|s| s.client.clone());
+        if let (None, None, Some(port)) = (&from_server, self.client_port, self.secure_client_port)
+        {
+            return ClientAddress {
+                host: self
+                    .secure_client_port_address
+                    .clone()
+                    .unwrap_or_else(|| "0.0.0.0".to_string()),
+                port,
+            };
+        }
         match (from_server, self.client_port) {
             (Some(addr), _) => addr,
             (None, Some(port)) => ClientAddress {
@@ -1306,12 +1327,13 @@ impl ConfigBuilder {
                 ));
             }
         }
-        if from_server.is_none() && c.client_port.is_none() {
+        // ZooKeeper accepts a secureClientPort alone (a TLS-only server).
+        if from_server.is_none() && c.client_port.is_none() && c.secure_client_port.is_none() {
             return Err(ConfigError::new(
                 ConfigErrorKind::Missing,
                 Some("clientPort"),
                 None,
-                "clientPort is not set (nor a client address on this server's server.N line)"
+                "clientPort is not set (nor a client address on this server's server.N line, nor secureClientPort)"
                     .to_string(),
             ));
         }

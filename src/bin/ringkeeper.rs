@@ -37,15 +37,22 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         let tls = ringkeeper::tls::client_settings(&cfg.system_properties)
             .map_err(|e| format!("TLS on the client port: {e}"))?;
         sc.tls = Some(Arc::new(tls));
-        sc.port_unification = cfg.port_unification;
+        if cfg.port_unification {
+            sc.client_wire = ringkeeper::tls::Wire::Either;
+        }
     }
     if let Some(port) = cfg.secure_client_port {
-        let host = cfg
-            .secure_client_port_address
-            .as_deref()
-            .unwrap_or("0.0.0.0");
-        sc.secure_client_addr =
-            Some(resolve(host, port).map_err(|e| format!("secureClientPortAddress {e}"))?);
+        if cfg.has_plain_client_port() {
+            let host = cfg
+                .secure_client_port_address
+                .as_deref()
+                .unwrap_or("0.0.0.0");
+            sc.secure_client_addr =
+                Some(resolve(host, port).map_err(|e| format!("secureClientPortAddress {e}"))?);
+        } else {
+            // TLS only: the one client listener (`client_address` is the secure one).
+            sc.client_wire = ringkeeper::tls::Wire::Tls;
+        }
     }
     let tick = cfg.tick_time_ms as i64;
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;

@@ -1815,11 +1815,7 @@ pub fn run(
         links,
         client_listener,
         secure_listener: secure.map(|(l, _)| l),
-        client_wire: if dcfg.unified {
-            Wire::Either
-        } else {
-            Wire::Plain
-        },
+        client_wire: dcfg.client_wire,
         tls: dcfg.tls.clone().map(TlsConns::new),
         to_core: setup.to_core,
         to_shards: setup.to_shards,

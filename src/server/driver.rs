@@ -24,8 +24,9 @@ pub struct DriverConfig {
     pub max_conns: usize,
     /// `secureClientPort`'s address (the core loop listens there too).
     pub secure_addr: Option<SocketAddr>,
-    /// `portUnification`: connections on `addr` may speak TLS.
-    pub unified: bool,
+    /// How connections on `addr` speak: plaintext, either (`portUnification`), or TLS
+    /// (a `secureClientPort` without a `clientPort`).
+    pub client_wire: Wire,
     /// The TLS settings, when some client port speaks TLS.
     pub tls: Option<Arc<TlsSettings>>,
 }

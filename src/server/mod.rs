@@ -42,8 +42,9 @@ pub struct ServerConfig {
     pub client_addr: SocketAddr,
     /// `secureClientPort`'s address: a TLS-only client listener.
     pub secure_client_addr: Option<SocketAddr>,
-    /// `portUnification`: the plaintext listener also takes TLS clients.
-    pub port_unification: bool,
+    /// How the `client_addr` listener speaks: plaintext, either (`portUnification`),
+    /// or TLS only (a `secureClientPort` and no `clientPort`).
+    pub client_wire: crate::tls::Wire,
     /// The client port's TLS settings (with a secure port or port unification).
     pub tls: Option<Arc<crate::tls::TlsSettings>>,
     /// Event loops (one thread each); the first also runs the core.
@@ -73,7 +74,7 @@ impl ServerConfig {
         ServerConfig {
             client_addr: addr,
             secure_client_addr: None,
-            port_unification: false,
+            client_wire: crate::tls::Wire::Plain,
             tls: None,
             shards,
             max_client_cnxns_per_ip: 60,
@@ -294,7 +295,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     let dcfg = |addr| driver::DriverConfig {
         addr,
         secure_addr: cfg.secure_client_addr,
-        unified: cfg.port_unification,
+        client_wire: cfg.client_wire,
         tls: cfg.tls.clone(),
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,
         max_conns_per_ip: cfg.max_client_cnxns_per_ip,

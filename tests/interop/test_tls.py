@@ -402,3 +402,39 @@ def test_zkbench_over_tls(tls_server, certs):
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["ops"] > 0 and d["errors_total"] == 0 and d["disconnects"] == 0, d
+
+
+def test_secure_client_port_alone_serves_tls_only(certs, tmp_path):
+    """A zoo.cfg with secureClientPort and no clientPort: one listener, TLS only."""
+    if TARGET != "ringkeeper":
+        pytest.skip("started directly: conftest's Server waits on a plaintext port")
+    binary = os.environ.get("RINGKEEPER_BIN", os.path.join(
+        os.path.dirname(__file__), "..", "..", "target", "debug", "ringkeeper"))
+    secure = free_port()
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text("\n".join([f"dataDir={tmp_path}/data", f"secureClientPort={secure}",
+                              "secureClientPortAddress=127.0.0.1", "admin.enableServer=false"]
+                             + tls_cfg(certs)) + "\n")
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen([binary, str(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = raw_tls(secure, certs, "bob")
+                break
+            except (OSError, zkraw.Closed):
+                assert proc.poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(0.05)  # the port is not open yet: nothing to wait on but time
+        assert ("x509", certs["bob_dn"]) in r.who_am_i().ids
+        r.close_session()
+        # The same port takes no plaintext.
+        s = socket.create_connection(("127.0.0.1", secure))
+        s.sendall(b"ruok")
+        assert closed_by_server(s)
+        s.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
