@@ -133,11 +133,11 @@ pub const KEYS: &[KeySpec] = &[
         "reconfigEnabled",
         Recorded("dynamic reconfiguration is not supported"),
     ),
-    key("sslQuorum", Recorded("quorum TLS is not supported")),
+    key("sslQuorum", Supported),
     key("portUnification", Supported),
     key(
         "sslQuorumReloadCertFiles",
-        Recorded("quorum TLS is not supported"),
+        Recorded("certificates are read at start only"),
     ),
     key("quorumListenOnAllIPs", Recorded("quorum and election ports listen on the server.N address")),
     key(
@@ -264,6 +264,20 @@ pub const KEYS: &[KeySpec] = &[
     key("ssl.ocsp", Recorded("OCSP is not checked")),
     key("ssl.handshakeDetectionTimeoutMillis", Recorded("port unification decides on the first byte a client sends")),
     key("ssl.sslProvider", Recorded("TLS is always rustls")),
+    // TLS between servers (sslQuorum=true), read as the ssl.* keys above.
+    key("ssl.quorum.keyStore.location", Supported),
+    key("ssl.quorum.keyStore.password", Supported),
+    key("ssl.quorum.keyStore.passwordPath", Supported),
+    key("ssl.quorum.keyStore.type", Supported),
+    key("ssl.quorum.trustStore.location", Supported),
+    key("ssl.quorum.trustStore.password", Supported),
+    key("ssl.quorum.trustStore.passwordPath", Supported),
+    key("ssl.quorum.trustStore.type", Supported),
+    key("ssl.quorum.clientAuth", Supported),
+    key("ssl.quorum.protocol", Supported),
+    key("ssl.quorum.enabledProtocols", Supported),
+    key("ssl.quorum.ciphersuites", Supported),
+    key("ssl.quorum.hostnameVerification", Recorded("a server's certificate is checked against the address of its server.N line always")),
     key("serverCnxnFactory", Cosmetic),
     key("maxResponseCacheSize", Cosmetic),
     key("maxGetChildrenResponseCacheSize", Cosmetic),
@@ -447,6 +461,8 @@ pub struct Config {
     pub secure_client_port_address: Option<String>,
     /// `portUnification`: the plaintext client port also takes TLS clients.
     pub port_unification: bool,
+    /// `sslQuorum`: election and quorum connections speak TLS (`ssl.quorum.*`).
+    pub ssl_quorum: bool,
     /// Connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     /// Connections in total; 0 = unlimited.
@@ -920,6 +936,7 @@ impl ConfigBuilder {
             secure_client_port: None,
             secure_client_port_address: None,
             port_unification: false,
+            ssl_quorum: false,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
             min_session_timeout_ms: 0,
@@ -981,6 +998,7 @@ impl ConfigBuilder {
                 "secureClientPortAddress" => c.secure_client_port_address = Some(v.to_string()),
                 // Boolean.parseBoolean.
                 "portUnification" => c.port_unification = v.eq_ignore_ascii_case("true"),
+                "sslQuorum" => c.ssl_quorum = v.eq_ignore_ascii_case("true"),
                 "maxClientCnxns" => c.max_client_cnxns = ctx.int(v)?,
                 "maxCnxns" => c.max_cnxns = ctx.int(v)?,
                 "minSessionTimeout" => min_timeout = ctx.timeout(v)?,

@@ -801,10 +801,24 @@ fn main() -> ExitCode {
             persisted,
             loaded_snapshot: opened.snapshot_zxid,
         });
+        let tls = if cfg.ssl_quorum {
+            let t = ringkeeper::tls::quorum_settings(&cfg.system_properties)
+                .map_err(|e| format!("sslQuorum: {e}"));
+            match t {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    eprintln!("ringkeeper: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
         sc.ensemble = Some(EnsembleSetup {
             my_id: rc.my_id,
             members: rc.members.clone(),
             ensemble: rc.ensemble.clone(),
+            tls,
         });
     }
     let shards = sc.shards;

@@ -89,6 +89,8 @@ pub enum LoopMsg {
         to: ServerId,
         conn: u64,
         stream: Option<TcpStream>,
+        /// The TLS session the dial thread opened on it (`sslQuorum`).
+        tls: Option<Box<rustls::ClientConnection>>,
     },
     /// A storage job finished.
     Job(JobDone),
@@ -155,6 +157,8 @@ pub struct EnsembleSetup {
     pub my_id: ServerId,
     pub members: BTreeMap<ServerId, Member>,
     pub ensemble: crate::zab::Ensemble,
+    /// `sslQuorum=true`: election and quorum connections speak TLS.
+    pub tls: Option<Arc<crate::tls::QuorumTls>>,
 }
 
 /// Everything the core loop owns besides shard 0.
@@ -344,6 +348,67 @@ struct Links {
     /// The last PROPOSAL encoded: (first zxid, last zxid, frame), sent as is to every
     /// follower.
     last_propose: Option<(u64, u64, bytes::Bytes)>,
+    /// `sslQuorum`: the TLS configuration, each link's TLS session (the record layer
+    /// between the ring's buffers and the link, as for clients), and the sessions dial
+    /// threads opened, until their sockets are adopted.
+    tls_cfg: Option<Arc<crate::tls::QuorumTls>>,
+    tls: HashMap<Token, rustls::Connection>,
+    dialed_tls: HashMap<(ServerId, u64), Box<rustls::ClientConnection>>,
+}
+
+/// Queues bytes on a link: encrypted first when the link speaks TLS.
+fn link_send(tls: &mut HashMap<Token, rustls::Connection>, ops: &mut Ops, token: Token, b: &[u8]) {
+    let Some(c) = tls.get_mut(&token) else {
+        ops.send(token, b);
+        return;
+    };
+    let _ = std::io::Write::write_all(&mut c.writer(), b);
+    let mut out = Vec::with_capacity(b.len() + 64);
+    while c.wants_write() {
+        if c.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    ops.send(token, &out);
+}
+
+/// Decrypts bytes received on a TLS link (sending any records the session owes the
+/// peer); `Err` with rustls' reason when the session failed.
+fn link_receive(
+    tls: &mut HashMap<Token, rustls::Connection>,
+    ops: &mut Ops,
+    token: Token,
+    data: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(c) = tls.get_mut(&token) else {
+        return Ok(None);
+    };
+    let mut plain = Vec::new();
+    let mut rd = data;
+    let mut out = Vec::new();
+    let r = (|| {
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+            let st = c.process_new_packets().map_err(|e| e.to_string())?;
+            let n = st.plaintext_bytes_to_read();
+            if n > 0 {
+                let at = plain.len();
+                plain.resize(at + n, 0);
+                std::io::Read::read_exact(&mut c.reader(), &mut plain[at..])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })();
+    while c.wants_write() {
+        if c.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    if !out.is_empty() {
+        ops.send(token, &out);
+    }
+    r.map(|()| Some(plain))
 }
 
 fn frame_bytes(body: &[u8]) -> bytes::Bytes {
@@ -358,7 +423,18 @@ impl Links {
         self.by_token.contains_key(&token)
     }
 
-    fn accepted(&mut self, token: Token) {
+    fn accepted(&mut self, token: Token) -> bool {
+        if let Some(cfg) = &self.tls_cfg {
+            match rustls::ServerConnection::new(cfg.server.clone()) {
+                Ok(c) => {
+                    self.tls.insert(token, rustls::Connection::Server(c));
+                }
+                Err(e) => {
+                    eprintln!("ringkeeper: quorum: cannot start TLS: {e}");
+                    return false;
+                }
+            }
+        }
         let conn = self.next_conn;
         self.next_conn += 1;
         self.by_token.insert(
@@ -376,6 +452,7 @@ impl Links {
                 out: VecDeque::new(),
             },
         );
+        true
     }
 
     /// Bytes on a link: whole messages for the core, in order. Returns false when the
@@ -471,6 +548,7 @@ impl Links {
 
     /// A link closed; the peer whose current link it was, if any.
     fn closed(&mut self, token: Token) -> Option<ServerId> {
+        self.tls.remove(&token);
         let link = self.by_token.remove(&token)?;
         let from = link.peer?;
         if self.current.get(&from) == Some(&token) {
@@ -504,11 +582,20 @@ impl Links {
             },
         );
         let (addr, my_id, theirs) = (m.quorum, self.my_id, inbox.clone());
+        let tls = self.tls_cfg.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("quorum-dial-{to}"))
             .spawn(move || {
-                let stream = connect(addr, my_id, &superseded);
-                theirs.push_unbounded(LoopMsg::Dialed { to, conn, stream });
+                let (stream, tls) = match connect(addr, my_id, &superseded, tls.as_deref()) {
+                    Some((s, t)) => (Some(s), t),
+                    None => (None, None),
+                };
+                theirs.push_unbounded(LoopMsg::Dialed {
+                    to,
+                    conn,
+                    stream,
+                    tls,
+                });
             });
         if let Err(e) = spawned {
             eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}");
@@ -516,6 +603,7 @@ impl Links {
                 to,
                 conn,
                 stream: None,
+                tls: None,
             });
         }
     }
@@ -530,6 +618,10 @@ impl Links {
         conn: u64,
         adopted: Option<std::io::Result<Token>>,
     ) -> Option<ServerId> {
+        let tls = self.dialed_tls.remove(&(to, conn));
+        if let (Some(Ok(t)), Some(c)) = (&adopted, tls) {
+            self.tls.insert(*t, rustls::Connection::Client(*c));
+        }
         if self.dialing.get(&to).map(|d| d.conn) != Some(conn) {
             if let Some(Ok(t)) = adopted {
                 ops.abort(t);
@@ -621,7 +713,7 @@ impl Links {
         while let Some(front) = link.out.front_mut() {
             match front {
                 OutFrame::Bytes(b) => {
-                    ops.send(token, b);
+                    link_send(&mut self.tls, ops, token, b);
                     link.out.pop_front();
                 }
                 OutFrame::Snapshot(rx) => {
@@ -630,7 +722,7 @@ impl Links {
                     }
                     match rx.try_recv() {
                         Ok(Ok(frame)) => {
-                            ops.send(token, &frame);
+                            link_send(&mut self.tls, ops, token, &frame);
                         }
                         Ok(Err(why)) => {
                             eprintln!(
@@ -753,7 +845,16 @@ fn stream_snapshot(
 
 /// Dials the leader; `None` when every attempt failed or the loop dialled again
 /// meanwhile. A dropped dial never sends its hello, so the leader never numbers it.
-fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option<TcpStream> {
+/// A connected socket and, with `sslQuorum`, its TLS session.
+type Connected = (TcpStream, Option<Box<rustls::ClientConnection>>);
+
+fn connect(
+    addr: SocketAddr,
+    my_id: ServerId,
+    superseded: &AtomicBool,
+    tls: Option<&crate::tls::QuorumTls>,
+) -> Option<Connected> {
+    let mut last_error = None;
     for _ in 0..CONNECT_ATTEMPTS {
         if superseded.load(Ordering::Acquire) {
             return None;
@@ -762,8 +863,41 @@ fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option
             if superseded.load(Ordering::Acquire) {
                 return None;
             }
-            if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
-                return Some(s);
+            let Some(t) = tls else {
+                if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
+                    return Some((s, None));
+                }
+                std::thread::sleep(CONNECT_RETRY);
+                continue;
+            };
+            // TLS: the handshake and the hello on the blocking socket, bounded by its
+            // timeouts; the loop adopts the socket with the session.
+            let r = (|| {
+                s.set_read_timeout(Some(CONNECT_TIMEOUT * 4))?;
+                s.set_write_timeout(Some(CONNECT_TIMEOUT * 4))?;
+                let mut c =
+                    rustls::ClientConnection::new(t.client.clone(), crate::tls::server_name(addr))
+                        .map_err(std::io::Error::other)?;
+                crate::tls::handshake(&mut c, &mut s)?;
+                peer_wire::write_hello(&mut c.writer(), QUORUM_MAGIC, my_id)?;
+                while c.wants_write() {
+                    c.write_tls(&mut s)?;
+                }
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(None)?;
+                Ok::<_, std::io::Error>(c)
+            })();
+            match r {
+                Ok(c) => return Some((s, Some(Box::new(c)))),
+                Err(e) => {
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        eprintln!(
+                            "ringkeeper: quorum: TLS handshake with the leader at {addr} failed: {text}"
+                        );
+                    }
+                    last_error = Some(text);
+                }
             }
         }
         std::thread::sleep(CONNECT_RETRY);
@@ -1323,8 +1457,16 @@ impl CoreLoop {
                 }
                 self.input(Input::SnapshotDurable { zxid })
             }
-            LoopMsg::Dialed { to, conn, stream } => {
+            LoopMsg::Dialed {
+                to,
+                conn,
+                stream,
+                tls,
+            } => {
                 if let Some(stream) = stream {
+                    if let (Some(links), Some(c)) = (&mut self.links, tls) {
+                        links.dialed_tls.insert((to, conn), c);
+                    }
                     self.to_adopt.push((to, conn, stream));
                 } else if let Some(links) = &mut self.links {
                     if let Some(peer) = links.dialed(ops, to, conn, None) {
@@ -1543,7 +1685,11 @@ impl Handler for CoreLoop {
             return;
         }
         match &mut self.links {
-            Some(links) if l == links.listener => links.accepted(token),
+            Some(links) if l == links.listener => {
+                if !links.accepted(token) {
+                    ops.abort(token);
+                }
+            }
             _ => ops.abort(token),
         }
     }
@@ -1553,6 +1699,18 @@ impl Handler for CoreLoop {
             super::driver::client_data(&mut self.shard, &mut self.tls, ops, token, data);
             return;
         };
+        let plain = match link_receive(&mut links.tls, ops, token, data) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "ringkeeper: quorum: TLS with {:?} failed: {e}; connection dropped",
+                    ops.peer_addr(token)
+                );
+                ops.close(token);
+                return;
+            }
+        };
+        let data = plain.as_deref().unwrap_or(data);
         let mut msgs = Vec::new();
         let ok = links.data(token, data, &mut msgs);
         for (from, msg) in msgs {
@@ -1775,6 +1933,7 @@ pub fn run(
             ens.ensemble.clone(),
             me.election,
             peers,
+            ens.tls.clone(),
             move |e: election::Elected| inbox.push_unbounded(LoopMsg::Elected(e.leader)),
         ) {
             Ok(h) => election_handle = Some(h),
@@ -1799,6 +1958,9 @@ pub fn run(
             dialing: BTreeMap::new(),
             info_conns: BTreeMap::new(),
             last_propose: None,
+            tls_cfg: ens.tls.clone(),
+            tls: HashMap::new(),
+            dialed_tls: HashMap::new(),
         });
     }
     let election_addr = election_handle.as_ref().map(|h| h.local_addr);

@@ -301,6 +301,88 @@ fn settings(props: &BTreeMap<String, String>, prefix: &str) -> Result<TlsSetting
     })
 }
 
+/// TLS between servers (`sslQuorum=true`, the `ssl.quorum.*` keys): both ends of every
+/// election and quorum connection authenticate with the quorum key store and verify
+/// the other against the quorum trust store.
+pub struct QuorumTls {
+    /// For connections this server accepts: a client certificate is required unless
+    /// `ssl.quorum.clientAuth` says otherwise; no session tickets (the dialling side
+    /// of an election connection reads nothing, and takes anything it reads for the
+    /// peer hanging up).
+    pub server: Arc<rustls::ServerConfig>,
+    /// For connections this server dials: presents the same certificate.
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// Builds the quorum's TLS configuration from the `zookeeper.ssl.quorum.*` properties.
+pub fn quorum_settings(props: &BTreeMap<String, String>) -> Result<QuorumTls, String> {
+    let prefix = "zookeeper.ssl.quorum.";
+    let s = settings(props, prefix)?;
+    let mut server = Arc::try_unwrap(s.server).map_err(|_| "shared server config".to_string())?;
+    server.send_tls13_tickets = 0;
+    // The client side: the same stores, and the same protocols and suites.
+    let ks_path = prop(props, prefix, "keyStore.location").unwrap_or("");
+    let ks_type = store::store_type(prop(props, prefix, "keyStore.type"), ks_path)?;
+    let km = store::load_key_store(ks_path, &password(props, prefix, "keyStore")?, ks_type)?;
+    let ts_path = prop(props, prefix, "trustStore.location").unwrap_or("");
+    if ts_path.is_empty() {
+        return Err(format!(
+            "{prefix}trustStore.location is not set: servers verify each other against it"
+        ));
+    }
+    let ts_type = store::store_type(prop(props, prefix, "trustStore.type"), ts_path)?;
+    let mut roots = RootCertStore::empty();
+    for c in store::load_trust_store(ts_path, &password(props, prefix, "trustStore")?, ts_type)? {
+        roots
+            .add(c)
+            .map_err(|e| format!("trust store {ts_path}: a certificate is unusable: {e}"))?;
+    }
+    let versions = protocol_versions(
+        prop(props, prefix, "protocol"),
+        prop(props, prefix, "enabledProtocols"),
+    )?;
+    #[allow(deprecated)] // see `settings`
+    let base = rustls::crypto::ring::default_provider();
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: cipher_suites(prop(props, prefix, "ciphersuites"))?,
+        ..base
+    });
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("{prefix}ciphersuites and enabledProtocols do not fit: {e}"))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(km.chain, km.key)
+        .map_err(|e| format!("key store {ks_path}: {e}"))?;
+    Ok(QuorumTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
+
+/// The name a dialled server's certificate must carry: its address from the
+/// `server.N` line (an IP SAN for an address, a DNS SAN for a host name), as
+/// ZooKeeper's quorum hostname verification checks it.
+pub fn server_name(addr: std::net::SocketAddr) -> rustls::pki_types::ServerName<'static> {
+    rustls::pki_types::ServerName::IpAddress(addr.ip().into())
+}
+
+/// Completes a TLS handshake on a blocking socket (its timeouts bound it), mapping a
+/// TLS failure to an error that says why.
+pub fn handshake<C, S>(conn: &mut C, sock: &mut std::net::TcpStream) -> std::io::Result<()>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    while conn.is_handshaking() {
+        conn.complete_io(sock)?;
+    }
+    // Our last flight (the client's Finished) goes out before the socket is handed on.
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    Ok(())
+}
+
 /// How a client connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wire {
@@ -322,6 +404,9 @@ struct Session {
     authed: bool,
     /// Bytes arrived already (a first chunk that is no TLS record is worth a hint).
     received: bool,
+    /// close_notify was sent: the connection is closing and its input is dropped
+    /// (rustls takes no records after its own closing alert).
+    closing: bool,
 }
 
 /// What [`TlsConns::receive`] made of received bytes.
@@ -372,6 +457,7 @@ impl TlsConns {
                 mode,
                 authed: false,
                 received: false,
+                closing: false,
             },
         );
         Ok(())
@@ -429,6 +515,9 @@ impl TlsConns {
         let Mode::Tls(conn) = &mut s.mode else {
             unreachable!("decided above")
         };
+        if s.closing {
+            return Received::Tls { ids: Vec::new() };
+        }
         let first = !s.received;
         s.received = true;
         let mut rd = data;
@@ -547,9 +636,11 @@ impl TlsConns {
 
     /// The records that end a TLS connection (close_notify), or `None` when not TLS.
     pub fn close_notify(&mut self, slot: usize) -> Option<&[u8]> {
-        let Mode::Tls(conn) = &mut self.conns.get_mut(&slot)?.mode else {
+        let s = self.conns.get_mut(&slot)?;
+        let Mode::Tls(conn) = &mut s.mode else {
             return None;
         };
+        s.closing = true;
         self.out.clear();
         conn.send_close_notify();
         while conn.wants_write() {
