@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the `decode` fuzz target for a few seconds (CI smoke run; see docs/fuzzing.md).
+# Runs the `decode` fuzz target for a few seconds, then `tls_handshake` for half as long
+# (CI smoke run; see docs/fuzzing.md).
 # New inputs go to a scratch corpus so the committed seed corpus stays as it is.
 #
 # Usage: scripts/fuzz-smoke.sh [SECONDS]   (default 30)
@@ -15,3 +16,7 @@ trap 'rm -rf "$scratch"' EXIT
 # -max_len bounds each input: 64 KiB holds several frames of every kind we capture.
 cargo fuzz run decode -s none "$scratch" corpus/decode -- \
   -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -print_final_stats=1
+# The TLS receive path (tls_handshake), for half as long: its seeds are two ClientHellos.
+mkdir -p "$scratch/tls"
+cargo fuzz run tls_handshake -s none "$scratch/tls" corpus/tls_handshake -- \
+  -max_total_time="$(( (SECONDS_TO_RUN + 1) / 2 ))" -max_len=16384 -print_final_stats=1
