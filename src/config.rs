@@ -134,7 +134,12 @@ pub const KEYS: &[KeySpec] = &[
         Recorded("dynamic reconfiguration is not supported"),
     ),
     key("sslQuorum", Supported),
-    key("portUnification", Supported),
+    // QuorumPeerConfig's portUnification is the quorum port's (Leader's
+    // UnifiedServerSocket: TLS and plaintext learners side by side during a rolling
+    // switch to sslQuorum); the client port's is the system property
+    // zookeeper.client.portUnification (NettyServerCnxnFactory).
+    key("portUnification", Recorded("the quorum port does not take plaintext and TLS learners side by side (the client port's is client.portUnification)")),
+    key("client.portUnification", Supported),
     key(
         "sslQuorumReloadCertFiles",
         Recorded("certificates are read at start only"),
@@ -459,8 +464,11 @@ pub struct Config {
     pub secure_client_port: Option<u16>,
     /// `secureClientPortAddress` (the wildcard address when not set, as ZooKeeper).
     pub secure_client_port_address: Option<String>,
-    /// `portUnification`: the plaintext client port also takes TLS clients.
+    /// `portUnification`: the quorum port takes TLS and plaintext learners (recorded).
     pub port_unification: bool,
+    /// `client.portUnification` (`zookeeper.client.portUnification`): the plaintext
+    /// client port also takes TLS clients.
+    pub client_port_unification: bool,
     /// `sslQuorum`: election and quorum connections speak TLS (`ssl.quorum.*`).
     pub ssl_quorum: bool,
     /// Connections per client IP; 0 = unlimited.
@@ -936,6 +944,7 @@ impl ConfigBuilder {
             secure_client_port: None,
             secure_client_port_address: None,
             port_unification: false,
+            client_port_unification: false,
             ssl_quorum: false,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
@@ -998,6 +1007,10 @@ impl ConfigBuilder {
                 "secureClientPortAddress" => c.secure_client_port_address = Some(v.to_string()),
                 // Boolean.parseBoolean.
                 "portUnification" => c.port_unification = v.eq_ignore_ascii_case("true"),
+                // Boolean.getBoolean.
+                "client.portUnification" => {
+                    c.client_port_unification = v.eq_ignore_ascii_case("true")
+                }
                 "sslQuorum" => c.ssl_quorum = v.eq_ignore_ascii_case("true"),
                 "maxClientCnxns" => c.max_client_cnxns = ctx.int(v)?,
                 "maxCnxns" => c.max_cnxns = ctx.int(v)?,

@@ -434,13 +434,13 @@ fn compat_doc_lists_every_key() {
 fn secure_client_port_alone_is_a_tls_only_server() {
     let t = TempDir::new("tlsonly");
     let cfg = t.write_cfg(
-        "dataDir=@DATA@\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.1\nportUnification=true\n",
+        "dataDir=@DATA@\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.1\nclient.portUnification=true\n",
     );
     let (c, warnings) = Config::load(&cfg).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(!c.has_plain_client_port());
     assert_eq!(c.client_address().to_string(), "127.0.0.1:2281");
-    assert!(c.port_unification);
+    assert!(c.client_port_unification && !c.port_unification);
     let cfg = t.write_cfg("dataDir=@DATA@\nclientPort=2181\nsecureClientPort=2281\n");
     let (c, _) = Config::load(&cfg).unwrap();
     assert!(c.has_plain_client_port());

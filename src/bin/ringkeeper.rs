@@ -33,11 +33,11 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         .ok_or_else(|| format!("clientPortAddress {ca} resolves to nothing"))?;
     let mut sc = ServerConfig::standalone(addr, cfg.shard_count());
     // TLS (docs/security.md): the stores are read now, so a bad one stops the start.
-    if cfg.secure_client_port.is_some() || cfg.port_unification {
+    if cfg.secure_client_port.is_some() || cfg.client_port_unification {
         let tls = ringkeeper::tls::client_settings(&cfg.system_properties)
             .map_err(|e| format!("TLS on the client port: {e}"))?;
         sc.tls = Some(Arc::new(tls));
-        if cfg.port_unification {
+        if cfg.client_port_unification {
             sc.client_wire = ringkeeper::tls::Wire::Either;
         }
     }

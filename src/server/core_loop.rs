@@ -1096,7 +1096,7 @@ pub struct CoreLoop {
     /// `secureClientPort`'s listener (TLS only), if any.
     secure_listener: Option<ListenerId>,
     /// How connections on `client_listener` speak: plaintext, or either under
-    /// `portUnification`.
+    /// `client.portUnification`.
     client_wire: Wire,
     /// The record layer of this loop's TLS connections (when TLS is configured).
     tls: Option<TlsConns>,

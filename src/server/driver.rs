@@ -1,7 +1,7 @@
 //! The io_uring driver of one shard: runs the shard's [`Reactor`] and turns its events
 //! into calls on the [`Shard`], and the shard's actions into reactor operations.
 //!
-//! TLS connections (`secureClientPort`, `portUnification`) pass through the loop's
+//! TLS connections (`secureClientPort`, `client.portUnification`) pass through the loop's
 //! [`TlsConns`] on the way in ([`client_data`]) and out ([`OpsNet`]): the shard only
 //! ever sees plaintext. The core loop uses the same helpers for its own clients.
 
@@ -24,7 +24,7 @@ pub struct DriverConfig {
     pub max_conns: usize,
     /// `secureClientPort`'s address (the core loop listens there too).
     pub secure_addr: Option<SocketAddr>,
-    /// How connections on `addr` speak: plaintext, either (`portUnification`), or TLS
+    /// How connections on `addr` speak: plaintext, either (`client.portUnification`), or TLS
     /// (a `secureClientPort` without a `clientPort`).
     pub client_wire: Wire,
     /// The TLS settings, when some client port speaks TLS.

@@ -42,7 +42,7 @@ pub struct ServerConfig {
     pub client_addr: SocketAddr,
     /// `secureClientPort`'s address: a TLS-only client listener.
     pub secure_client_addr: Option<SocketAddr>,
-    /// How the `client_addr` listener speaks: plaintext, either (`portUnification`),
+    /// How the `client_addr` listener speaks: plaintext, either (`client.portUnification`),
     /// or TLS only (a `secureClientPort` and no `clientPort`).
     pub client_wire: crate::tls::Wire,
     /// The client port's TLS settings (with a secure port or port unification).

@@ -55,7 +55,7 @@ pub enum ToShard {
     /// Some shard published the picture a pending four-letter word waits for.
     PictureReady,
     /// A client connection the acceptor placed on this shard, and how it speaks
-    /// (plaintext, TLS, or either under `portUnification`).
+    /// (plaintext, TLS, or either under `client.portUnification`).
     Adopt(std::net::TcpStream, crate::tls::Wire),
     /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
     /// this shard's view once every shard's picture is in, as a four-letter word.
@@ -532,7 +532,7 @@ impl Shard {
             if len < 0 || len as usize > self.max_frame {
                 // A TLS ClientHello's record header (0x16 0x03): say so.
                 let hint = if c.phase == Phase::Fresh && head[0] == 0x16 && head[1] == 0x03 {
-                    " (a TLS handshake on a plaintext port: use secureClientPort or portUnification=true)"
+                    " (a TLS handshake on a plaintext port: use secureClientPort or client.portUnification=true)"
                 } else {
                     ""
                 };

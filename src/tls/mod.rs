@@ -14,7 +14,7 @@
 //! Plaintext connections pay nothing when no TLS port is configured (the driver holds
 //! no [`TlsConns`]), and one hash lookup per receive and per send otherwise.
 //!
-//! With `portUnification=true` a connection on the plaintext port is told apart by its
+//! With `client.portUnification=true` a connection on the plaintext port is told apart by its
 //! first byte, as Netty's `SslHandler.isEncrypted` does for ZooKeeper's dual-mode
 //! handler: 0x16 starts a TLS handshake record; a plaintext client's first frame starts
 //! with 0x00 (a length below 16 MiB) or a four-letter word's letter.
@@ -388,7 +388,7 @@ where
 pub enum Wire {
     Plain,
     Tls,
-    /// `portUnification`: decided by the first byte.
+    /// `client.portUnification`: decided by the first byte.
     Either,
 }
 

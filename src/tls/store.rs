@@ -62,6 +62,9 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 pub fn load_key_store(path: &str, password: &str, ty: StoreType) -> Result<KeyMaterial, String> {
     let bytes = read(path)?;
     let m = match ty {
+        // PEMFileLoader passes a non-empty password to PemReader as the key's
+        // encryption password, so ZooKeeper refuses an unencrypted key with one.
+        StoreType::Pem if !password.is_empty() => Err("a password is set, which ZooKeeper takes for the password of an encrypted PEM key; encrypted PEM keys are not supported here: store the key unencrypted and leave the password empty".to_string()),
         StoreType::Pem => pem_key(&bytes),
         StoreType::Pkcs12 => pkcs12_key(&bytes, password),
         StoreType::Jks => jks(&bytes, password).and_then(|s| {

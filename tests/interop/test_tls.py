@@ -1,4 +1,4 @@
-"""TLS on the client port (secureClientPort, portUnification, the ssl.* keys) with real
+"""TLS on the client port (secureClientPort, client.portUnification, the ssl.* keys) with real
 clients: kazoo with client certificates, the official Java client over Netty with JKS
 stores, zkCli.sh; and the x509 ACL scheme. Certificates are made at test time
 (tlscerts.py). Bad input (plaintext on the TLS port, TLS on the plaintext port,
@@ -50,8 +50,12 @@ def certs():
 
 def tls_cfg(c, keystore="server_pem", truststore="trust_pem", types=False):
     """The ssl.* lines for a server using the given stores (types given or inferred)."""
-    lines = [f"ssl.keyStore.location={c[keystore]}", f"ssl.keyStore.password={PW}",
+    # A PEM key store's password is its key's encryption password (ZooKeeper's
+    # PEMFileLoader): the test keys are not encrypted, so none is given.
+    lines = [f"ssl.keyStore.location={c[keystore]}",
              f"ssl.trustStore.location={c[truststore]}", f"ssl.trustStore.password={PW}"]
+    if not keystore.endswith("_pem"):
+        lines.append(f"ssl.keyStore.password={PW}")
     if types:
         kind = {"pem": "PEM", "p12": "PKCS12", "jks": "JKS"}
         lines += [f"ssl.keyStore.type={kind[keystore.split('_')[1]]}",
@@ -280,7 +284,8 @@ def test_key_and_trust_store_types(certs, keystore, truststore, types):
 def test_port_unification_serves_tls_and_plaintext_on_one_port(certs):
     d = tempfile.mkdtemp(prefix=f"interop-tls-unified-{TARGET}-")
     port = free_port()
-    srv = Server(TARGET, d, port, ["portUnification=true", "ssl.clientAuth=want"]
+    # zookeeper.client.portUnification (zoo.cfg's portUnification is the quorum port's).
+    srv = Server(TARGET, d, port, ["client.portUnification=true", "ssl.clientAuth=want"]
                  + tls_cfg(certs))
     try:
         srv.start()
