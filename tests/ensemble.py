@@ -1277,11 +1277,16 @@ def scenario_tls(ens):
         with open(odd.cfg) as f:
             text = f.read()
         with open(odd.cfg, "w") as f:
-            f.write(text.replace(c["server_jks"], stranger))
+            # A PEM key store takes no password (it would be the key's encryption one).
+            f.write(text.replace(c["server_jks"], stranger).replace(
+                f"ssl.quorum.keyStore.password={tlscerts.PASSWORD}\n", ""))
         odd.start()
         others = [s for s in ens.servers if s.sid != odd.sid]
         for s in others:
             wait_log(s, "UnknownIssuer", "refusing the stranger's certificate")
+        # Running (not stopped by a configuration error), yet neither leading nor
+        # following.
+        assert odd.alive(), f"server {odd.sid} exited: {odd.tail()}"
         assert odd.mode() not in ("leader", "follower"), odd.mode()
         said = [line for line in log_text(others[0]).splitlines() if "UnknownIssuer" in line]
         own = [line for line in log_text(odd).splitlines() if "TLS" in line]
