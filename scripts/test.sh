@@ -32,8 +32,9 @@ PURE_SASL_VERSION=0.6.2
 # tmux: `ringkeeper top` is tested in a real terminal (tests/interop/test_ops_observe.py).
 # krb5-kdc, krb5-admin-server (kadmin.local): a throwaway KDC for the SASL GSSAPI tests
 # (tests/interop/kdc.py); the server loads libgssapi-krb5-2 at run time.
+# openssl: test certificates for the TLS tests (tests/interop/tlscerts.py).
 APT_PACKAGES=(zookeeper libzookeeper-java zookeeper-bin default-jdk-headless python3-pip iproute2 tmux
-              krb5-kdc krb5-admin-server libgssapi-krb5-2)
+              krb5-kdc krb5-admin-server libgssapi-krb5-2 openssl)
 
 interop_only=0
 if [ "${1:-}" = "--interop-only" ]; then interop_only=1; shift; fi

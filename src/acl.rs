@@ -76,6 +76,9 @@ pub fn check(acl: &[Acl], perm: i32, ids: &[Id]) -> bool {
                 // SASLAuthenticationProvider.matches: a caller named "super" matches
                 // every sasl entry.
                 "sasl" => sasl_provider() && (c.id == "super" || c.id == a.id.id),
+                // X509AuthenticationProvider.matches: the subject DN, exactly (its
+                // superUser also gets a `super` id, which passed above).
+                "x509" => c.id == a.id.id,
                 // No provider: "auth", "world" with another id, "super" never match.
                 _ => false,
             })
@@ -182,13 +185,13 @@ pub fn fixup_acl(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, Code> {
 }
 
 /// Schemes whose ids say who the user is (`AuthenticationProvider.isAuthenticated`):
-/// digest and sasl (when registered) yes, ip no.
+/// digest, sasl (when registered) and x509 (a TLS client certificate) yes, ip no.
 fn is_authenticated_scheme(scheme: &str) -> bool {
-    scheme == "digest" || (scheme == "sasl" && sasl_provider())
+    scheme == "digest" || scheme == "x509" || (scheme == "sasl" && sasl_provider())
 }
 
 /// Whether an ACL entry's id is valid for its scheme (a provider's `isValid`); only the
-/// digest and ip providers exist, so any other scheme is invalid here.
+/// digest, ip and x509 providers exist, so any other scheme is invalid here.
 pub fn is_valid_id(id: &Id) -> bool {
     match id.scheme.as_str() {
         "digest" => java_split_count(&id.id, ':') == 2,
@@ -209,6 +212,9 @@ pub fn is_valid_id(id: &Id) -> bool {
         "sasl" => {
             sasl_provider() && crate::sasl::kerberos_name::KerberosName::parse(&id.id).is_some()
         }
+        // X509AuthenticationProvider.isValid: an X.500 name (`new X500Principal(id)`);
+        // checked loosely: some `type=value`.
+        "x509" => id.id.contains('=') && !id.id.starts_with('='),
         _ => false,
     }
 }
@@ -527,8 +533,10 @@ mod tests {
             fixup_acl(&[acl(perms::ALL, "super", "")], &[]),
             Err(Code::InvalidAcl)
         );
+        // x509 ids are X.500 names; whether the provider exists is prep's question.
+        assert!(fixup_acl(&[acl(perms::ALL, "x509", "CN=a")], &[]).is_ok());
         assert_eq!(
-            fixup_acl(&[acl(perms::ALL, "x509", "CN=a")], &[]),
+            fixup_acl(&[acl(perms::ALL, "x509", "no equals sign")], &[]),
             Err(Code::InvalidAcl)
         );
     }

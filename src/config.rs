@@ -110,11 +110,8 @@ pub const KEYS: &[KeySpec] = &[
     key("server.N", Supported),
     key("autopurge.snapRetainCount", Supported),
     key("autopurge.purgeInterval", Supported),
-    key("secureClientPort", Recorded("no TLS client port is opened")),
-    key(
-        "secureClientPortAddress",
-        Recorded("no TLS client port is opened"),
-    ),
+    key("secureClientPort", Supported),
+    key("secureClientPortAddress", Supported),
     key(
         "clientPortListenBacklog",
         Recorded("the listen backlog is the server's own"),
@@ -127,11 +124,16 @@ pub const KEYS: &[KeySpec] = &[
     key("syncEnabled", Recorded("learners always log what they receive")),
     key("dynamicConfigFile", Supported),
     key("reconfigEnabled", Supported),
-    key("sslQuorum", Recorded("quorum TLS is not supported")),
-    key("portUnification", Recorded("TLS is not supported")),
+    key("sslQuorum", Supported),
+    // QuorumPeerConfig's portUnification is the quorum port's (Leader's
+    // UnifiedServerSocket: TLS and plaintext learners side by side during a rolling
+    // switch to sslQuorum); the client port's is the system property
+    // zookeeper.client.portUnification (NettyServerCnxnFactory).
+    key("portUnification", Recorded("the quorum port does not take plaintext and TLS learners side by side (the client port's is client.portUnification)")),
+    key("client.portUnification", Supported),
     key(
         "sslQuorumReloadCertFiles",
-        Recorded("quorum TLS is not supported"),
+        Recorded("certificates are read at start only"),
     ),
     key("quorumListenOnAllIPs", Recorded("quorum and election ports listen on the server.N address")),
     key(
@@ -245,6 +247,43 @@ pub const KEYS: &[KeySpec] = &[
     key("kerberos.removeRealmFromPrincipal", Supported),
     key("superUser", Supported),
     key("SASLAuthenticationProvider.superPassword", Supported),
+    // TLS on the client port (src/tls; docs/security.md).
+    key("ssl.keyStore.location", Supported),
+    key("ssl.keyStore.password", Supported),
+    key("ssl.keyStore.passwordPath", Supported),
+    key("ssl.keyStore.type", Supported),
+    key("ssl.trustStore.location", Supported),
+    key("ssl.trustStore.password", Supported),
+    key("ssl.trustStore.passwordPath", Supported),
+    key("ssl.trustStore.type", Supported),
+    key("ssl.clientAuth", Supported),
+    key("ssl.protocol", Supported),
+    key("ssl.enabledProtocols", Supported),
+    key("ssl.ciphersuites", Supported),
+    // On the server side ZooKeeper (its default zookeeper.fips-mode=true) checks no
+    // client host name: neither do we.
+    key("ssl.hostnameVerification", Supported),
+    key("ssl.authProvider", Supported),
+    key("X509AuthenticationProvider.superUser", Supported),
+    key("ssl.clientHostnameVerification", Recorded("client certificates are not matched against the client's address (ZooKeeper does so only with zookeeper.fips-mode=false)")),
+    key("ssl.crl", Recorded("certificate revocation lists are not checked")),
+    key("ssl.ocsp", Recorded("OCSP is not checked")),
+    key("ssl.handshakeDetectionTimeoutMillis", Recorded("port unification decides on the first byte a client sends")),
+    key("ssl.sslProvider", Recorded("TLS is always rustls")),
+    // TLS between servers (sslQuorum=true), read as the ssl.* keys above.
+    key("ssl.quorum.keyStore.location", Supported),
+    key("ssl.quorum.keyStore.password", Supported),
+    key("ssl.quorum.keyStore.passwordPath", Supported),
+    key("ssl.quorum.keyStore.type", Supported),
+    key("ssl.quorum.trustStore.location", Supported),
+    key("ssl.quorum.trustStore.password", Supported),
+    key("ssl.quorum.trustStore.passwordPath", Supported),
+    key("ssl.quorum.trustStore.type", Supported),
+    key("ssl.quorum.clientAuth", Supported),
+    key("ssl.quorum.protocol", Supported),
+    key("ssl.quorum.enabledProtocols", Supported),
+    key("ssl.quorum.ciphersuites", Supported),
+    key("ssl.quorum.hostnameVerification", Recorded("a server's certificate is checked against the address of its server.N line always")),
     key("serverCnxnFactory", Cosmetic),
     key("maxResponseCacheSize", Cosmetic),
     key("maxGetChildrenResponseCacheSize", Cosmetic),
@@ -424,6 +463,17 @@ pub struct Config {
     pub client_port: Option<u16>,
     /// `clientPortAddress`, if set.
     pub client_port_address: Option<String>,
+    /// `secureClientPort`: the TLS client port, if any.
+    pub secure_client_port: Option<u16>,
+    /// `secureClientPortAddress` (the wildcard address when not set, as ZooKeeper).
+    pub secure_client_port_address: Option<String>,
+    /// `portUnification`: the quorum port takes TLS and plaintext learners (recorded).
+    pub port_unification: bool,
+    /// `client.portUnification` (`zookeeper.client.portUnification`): the plaintext
+    /// client port also takes TLS clients.
+    pub client_port_unification: bool,
+    /// `sslQuorum`: election and quorum connections speak TLS (`ssl.quorum.*`).
+    pub ssl_quorum: bool,
     /// Connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     /// Connections in total; 0 = unlimited.
@@ -729,13 +779,34 @@ impl Config {
             .0
     }
 
+    /// Whether a plaintext client port is configured (`clientPort`, or a client
+    /// address on this server's `server.N` line).
+    pub fn has_plain_client_port(&self) -> bool {
+        self.client_port.is_some()
+            || self
+                .my_id
+                .and_then(|id| self.servers.get(&id))
+                .is_some_and(|s| s.client.is_some())
+    }
+
     /// Where clients connect: `clientPortAddress:clientPort`, else this server's
-    /// `server.N` client address, else the wildcard address with `clientPort`.
+    /// `server.N` client address, else the wildcard address with `clientPort`; with
+    /// no plaintext port, `secureClientPortAddress:secureClientPort` (TLS only).
     pub fn client_address(&self) -> ClientAddress {
         let from_server = self
             .my_id
             .and_then(|id| self.servers.get(&id))
             .and_then(|s| s.client.clone());
+        if let (None, None, Some(port)) = (&from_server, self.client_port, self.secure_client_port)
+        {
+            return ClientAddress {
+                host: self
+                    .secure_client_port_address
+                    .clone()
+                    .unwrap_or_else(|| "0.0.0.0".to_string()),
+                port,
+            };
+        }
         match (from_server, self.client_port) {
             (Some(addr), _) => addr,
             (None, Some(port)) => ClientAddress {
@@ -936,6 +1007,11 @@ impl ConfigBuilder {
             data_log_dir: PathBuf::new(),
             client_port: None,
             client_port_address: None,
+            secure_client_port: None,
+            secure_client_port_address: None,
+            port_unification: false,
+            client_port_unification: false,
+            ssl_quorum: false,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
             min_session_timeout_ms: 0,
@@ -998,6 +1074,15 @@ impl ConfigBuilder {
                 "dataLogDir" => data_log_dir = Some(PathBuf::from(v)),
                 "clientPort" => c.client_port = Some(ctx.port(v)?),
                 "clientPortAddress" => c.client_port_address = Some(v.to_string()),
+                "secureClientPort" => c.secure_client_port = Some(ctx.port(v)?),
+                "secureClientPortAddress" => c.secure_client_port_address = Some(v.to_string()),
+                // Boolean.parseBoolean.
+                "portUnification" => c.port_unification = v.eq_ignore_ascii_case("true"),
+                // Boolean.getBoolean.
+                "client.portUnification" => {
+                    c.client_port_unification = v.eq_ignore_ascii_case("true")
+                }
+                "sslQuorum" => c.ssl_quorum = v.eq_ignore_ascii_case("true"),
                 "maxClientCnxns" => c.max_client_cnxns = ctx.int(v)?,
                 "maxCnxns" => c.max_cnxns = ctx.int(v)?,
                 "minSessionTimeout" => min_timeout = ctx.timeout(v)?,
@@ -1369,12 +1454,13 @@ impl ConfigBuilder {
                 ));
             }
         }
-        if from_server.is_none() && c.client_port.is_none() {
+        // ZooKeeper accepts a secureClientPort alone (a TLS-only server).
+        if from_server.is_none() && c.client_port.is_none() && c.secure_client_port.is_none() {
             return Err(ConfigError::new(
                 ConfigErrorKind::Missing,
                 Some("clientPort"),
                 None,
-                "clientPort is not set (nor a client address on this server's server.N line)"
+                "clientPort is not set (nor a client address on this server's server.N line, nor secureClientPort)"
                     .to_string(),
             ));
         }

@@ -19,6 +19,7 @@ pub mod server;
 pub mod session;
 pub mod storage;
 pub mod throttle;
+pub mod tls;
 pub mod top;
 pub mod tree;
 pub mod txn;

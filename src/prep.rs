@@ -44,6 +44,9 @@ pub struct PrepConfig {
     /// `reconfigEnabled`: reconfig requests are validated (by the sequencer, which
     /// knows the ensemble) instead of answered RECONFIGDISABLED.
     pub reconfig_enabled: bool,
+    /// The x509 provider is registered (a TLS client port: ZooKeeper's
+    /// `configureSSLAuth`), so `x509:` ACL entries are valid.
+    pub x509_acls: bool,
 }
 
 impl Default for PrepConfig {
@@ -54,8 +57,18 @@ impl Default for PrepConfig {
             skip_acl: false,
             container_max_never_used_ms: 0,
             reconfig_enabled: false,
+            x509_acls: false,
         }
     }
+}
+
+/// `acl::fixup_acl`, with x509 entries valid only when the x509 provider is
+/// registered (ZooKeeper registers it with the TLS client port).
+fn fixup_acl(cfg: &PrepConfig, list: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, Code> {
+    if !cfg.x509_acls && list.iter().any(|a| a.id.scheme == "x509") {
+        return Err(Code::InvalidAcl);
+    }
+    acl::fixup_acl(list, ids)
 }
 
 /// Who sends the request: the session and its authenticated ids (its `ip:` id, any
@@ -380,7 +393,7 @@ fn prep_write(
         Write::SetAcl { path, acl, version } => {
             check_session(tree, caller)?;
             valid_path(path)?;
-            let acl = acl::fixup_acl(acl, caller.ids)?;
+            let acl = fixup_acl(cfg, acl, caller.ids)?;
             let node = tree.get(path).ok_or(Code::NoNode)?;
             check_perm(cfg, node.acl(), perms::ADMIN, caller.ids)?;
             let aversion = check_version(node.aversion(), version)?;
@@ -450,7 +463,7 @@ fn prep_create(
         return Err(Code::BadArguments);
     }
     let (parent_path, _) = tree::split_parent(path).ok_or(Code::BadArguments)?;
-    let acl = acl::fixup_acl(acl, caller.ids)?;
+    let acl = fixup_acl(cfg, acl, caller.ids)?;
     let parent = tree.get(parent_path).ok_or(Code::NoNode)?;
     check_perm(cfg, parent.acl(), perms::CREATE, caller.ids)?;
     let path = if mode.is_sequential() {
@@ -798,6 +811,15 @@ mod tests {
         e.ids = vec![];
         e.cfg.skip_acl = true;
         assert_eq!(code(e.prep(&create("/p/c", 0))), Code::Ok);
+    }
+
+    #[test]
+    fn x509_acls_need_the_x509_provider() {
+        let mut e = Env::new();
+        let req = create_req(OpCode::Create, "/a", 0, acl_of(31, "x509", "CN=alice"));
+        assert_eq!(code(e.prep(&req)), Code::InvalidAcl);
+        e.cfg.x509_acls = true;
+        assert_eq!(code(e.prep(&req)), Code::Ok);
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn superdigest_without_prefix_too() {
 fn unknown_and_recorded_keys_warn_with_their_line() {
     let t = TempDir::new("warn");
     let cfg = t.write_cfg(
-        "dataDir=@DATA@\nclientPort=2181\ntikTime=2000\nsnapCount=5000\nsecureClientPort=2281\n\
+        "dataDir=@DATA@\nclientPort=2181\ntikTime=2000\nsnapCount=5000\nsslQuorumReloadCertFiles=true\n\
          admin.serverPort=8080\nnio.numWorkerThreads=8\ndigest.enabled=false\n",
     );
     let (c, warnings) = Config::load(&cfg).unwrap();
@@ -143,7 +143,8 @@ fn unknown_and_recorded_keys_warn_with_their_line() {
     assert!(lines[0].contains("unknown key tikTime"), "{}", lines[0]);
     // snapCount is acted on: no warning for line 4.
     assert!(
-        lines[1].starts_with("line 5: key secureClientPort is recorded but not supported yet:"),
+        lines[1]
+            .starts_with("line 5: key sslQuorumReloadCertFiles is recorded but not supported yet:"),
         "{}",
         lines[1]
     );
@@ -565,4 +566,22 @@ fn reconfig_enabled_defaults_to_false() {
     t.write_cfg(&format!("{ENSEMBLE}reconfigEnabled=yes\n"));
     let e = Config::load(&cfg).unwrap_err();
     assert_eq!(e.key.as_deref(), Some("reconfigEnabled"));
+}
+
+#[test]
+fn secure_client_port_alone_is_a_tls_only_server() {
+    let t = TempDir::new("tlsonly");
+    let cfg = t.write_cfg(
+        "dataDir=@DATA@\nsecureClientPort=2281\nsecureClientPortAddress=127.0.0.1\nclient.portUnification=true\n",
+    );
+    let (c, warnings) = Config::load(&cfg).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert!(!c.has_plain_client_port());
+    assert_eq!(c.client_address().to_string(), "127.0.0.1:2281");
+    assert!(c.client_port_unification && !c.port_unification);
+    let cfg = t.write_cfg("dataDir=@DATA@\nclientPort=2181\nsecureClientPort=2281\n");
+    let (c, _) = Config::load(&cfg).unwrap();
+    assert!(c.has_plain_client_port());
+    assert_eq!(c.client_address().to_string(), "0.0.0.0:2181");
+    assert_eq!(c.secure_client_port, Some(2281));
 }

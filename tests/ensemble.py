@@ -30,6 +30,8 @@ Scenarios:
              through clients on every server run past many epochs' ends; the leader
              renews its epoch in place each time: no election, no client connection
              lost, every write acknowledged and on every server.
+  tls        sslQuorum=true: election and quorum over TLS; a server with another CA's
+             certificate cannot join, and the logs say why.
   snap       small snapCount: a follower killed while the leader snapshots and compacts
              past it rejoins by SNAP, and so does a follower whose data dir was wiped;
              all converge to the same zxid and tree digest with every write readable.
@@ -58,6 +60,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rkharness  # noqa: E402
 from rkharness import free_ports  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop"))
+import tlscerts  # noqa: E402
 
 # Attempts (POLL_S apart) to see a leader before giving up: 30 s, far above the
 # sub-second elections we expect, so only a real hang fails.
@@ -1240,6 +1245,102 @@ def scenario_renewal(ens):
     stop_and_check_data(ens)
 
 
+def tls_quorum_cfg(c, keystore, truststore):
+    return (f"sslQuorum=true\nssl.quorum.keyStore.location={keystore}\n"
+            f"ssl.quorum.keyStore.password={tlscerts.PASSWORD}\n"
+            f"ssl.quorum.trustStore.location={truststore}\n"
+            f"ssl.quorum.trustStore.password={tlscerts.PASSWORD}\n")
+
+
+def wait_serving_all(ens, what):
+    """Waits (bounded) until every live server is the leader or a follower."""
+    for _ in range(LEADER_ATTEMPTS):
+        modes = ens.modes()
+        if all(m in ("leader", "follower") for m in modes.values()):
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"{what}: {ens.modes()}")
+
+
+def scenario_tls(ens):
+    """sslQuorum=true: three servers whose election and quorum connections speak TLS
+    with certificates of one CA elect a leader, replicate writes and survive the
+    leader's SIGKILL; then a server restarted with a certificate of another CA cannot
+    rejoin (the others' logs say the handshake failed and why), and rejoins once it
+    has a certificate of the right CA again (its data wiped: everything resent over
+    TLS)."""
+    certs_dir = tempfile.mkdtemp(prefix="rk-ensemble-certs-")
+    try:
+        c = tlscerts.make(certs_dir)
+        stranger = os.path.join(certs_dir, "stranger-store.pem")
+        with open(stranger, "w") as out:
+            for part in (c["stranger_key"], c["stranger_cert"]):
+                with open(part) as f:
+                    out.write(f.read())
+        for s in ens.servers:
+            s.add_cfg(tls_quorum_cfg(c, c["server_jks"], c["trust_jks"]))
+        ens.start()
+        leader_id = ens.wait_leader()
+        wait_serving_all(ens, "following the leader")
+        lz = client(ens.servers[leader_id - 1].port)
+        for i in range(20):
+            lz.create(f"/tls-{i:02d}", b"over TLS")
+        for s in ens.servers:
+            zk = client(s.port)
+            zk.sync("/")
+            assert zk.get("/tls-19")[0] == b"over TLS", s.sid
+            zk.stop()
+            zk.close()
+        lz.stop()
+        lz.close()
+        # The leader dies: the two others re-elect over TLS.
+        ens.servers[leader_id - 1].kill9()
+        new_leader = ens.wait_leader(exclude=(leader_id,))
+        ens.servers[leader_id - 1].start()
+        wait_serving_all(ens, "rejoined")
+        # A follower restarted with a certificate from another CA cannot rejoin.
+        odd = next(s for s in ens.servers if s.sid != new_leader)
+        odd.kill9()
+        with open(odd.cfg) as f:
+            text = f.read()
+        with open(odd.cfg, "w") as f:
+            # A PEM key store takes no password (it would be the key's encryption one).
+            f.write(text.replace(c["server_jks"], stranger).replace(
+                f"ssl.quorum.keyStore.password={tlscerts.PASSWORD}\n", ""))
+        odd.start()
+        others = [s for s in ens.servers if s.sid != odd.sid]
+        for s in others:
+            wait_log(s, "UnknownIssuer", "refusing the stranger's certificate")
+        # Running (not stopped by a configuration error), yet neither leading nor
+        # following.
+        assert odd.alive(), f"server {odd.sid} exited: {odd.tail()}"
+        assert odd.mode() not in ("leader", "follower"), odd.mode()
+        said = [line for line in log_text(others[0]).splitlines() if "UnknownIssuer" in line]
+        own = [line for line in log_text(odd).splitlines() if "TLS" in line]
+        print(f"tls: server {odd.sid} with another CA's certificate stayed out "
+              f"(mode {odd.mode()}); server {others[0].sid} logged: {said[0]}; "
+              f"server {odd.sid} logged: {own[0] if own else '(nothing)'}")
+        # With the right certificate again, and its data directory wiped, it rejoins:
+        # the whole history comes over the TLS link.
+        odd.kill9()
+        with open(odd.cfg, "w") as f:
+            f.write(text)
+        shutil.rmtree(odd.data_dir)
+        os.makedirs(odd.data_dir)
+        with open(os.path.join(odd.data_dir, "myid"), "w") as f:
+            f.write(f"{odd.sid}\n")
+        odd.start()
+        wait_serving_all(ens, "rejoined")
+        zk = client(odd.port)
+        zk.sync("/")
+        assert zk.get("/tls-19")[0] == b"over TLS"
+        zk.stop()
+        zk.close()
+        stop_and_check_data(ens)
+    finally:
+        shutil.rmtree(certs_dir, ignore_errors=True)
+
+
 SCENARIOS = {
     "renewal": scenario_renewal,
     "kills": scenario_kills,
@@ -1253,6 +1354,7 @@ SCENARIOS = {
     "connloss": scenario_connloss,
     "snap": scenario_snap,
     "java": scenario_java,
+    "tls": scenario_tls,
 }
 
 

@@ -54,6 +54,7 @@ fn config(server: &FakeServer, load: LoadModel, workload: &str) -> Config {
         no_coalesce: false,
         server_pids: Vec::new(),
         record_acks: false,
+        tls: None,
     }
 }
 

@@ -56,6 +56,7 @@ fn config(servers: Vec<std::net::SocketAddr>) -> Config {
         no_coalesce: false,
         server_pids: Vec::new(),
         record_acks: false,
+        tls: None,
     }
 }
 

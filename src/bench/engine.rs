@@ -90,6 +90,8 @@ pub struct Config {
     /// Keep the arrival time of every successful reply (`RunStats::acks`), for the
     /// longest gap between acknowledged requests (rolling restarts, hand-offs).
     pub record_acks: bool,
+    /// Speak TLS to the servers (`--tls`), with this client configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// The outcome of one measured run.
@@ -250,6 +252,8 @@ struct Inflight {
 
 struct Session {
     stream: TcpStream,
+    /// The TLS session over `stream` (`Config::tls`).
+    tls: Option<Box<rustls::ClientConnection>>,
     gen: SessionGen,
     out: Vec<u8>,
     out_pos: usize,
@@ -310,6 +314,13 @@ impl Session {
 
     /// Writes what it can; returns Ok(true) when everything was written.
     fn flush(&mut self, now: Instant) -> io::Result<bool> {
+        if let Some(tls) = self.tls.as_mut() {
+            let done = super::tls::flush(tls, &mut self.stream, &self.out[self.out_pos..])?;
+            self.out.clear();
+            self.out_pos = 0;
+            self.last_send = now;
+            return Ok(done);
+        }
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -356,6 +367,11 @@ pub fn run(cfg: &Config) -> Result<RunStats, BenchError> {
     if cfg.servers.is_empty() || cfg.sessions == 0 {
         return Err(BenchError::Config(
             "need at least one server and one session".into(),
+        ));
+    }
+    if cfg.reconnect && cfg.tls.is_some() {
+        return Err(BenchError::Config(
+            "--reconnect does not speak TLS yet".into(),
         ));
     }
     if let LoadModel::Closed { outstanding: 0 } = cfg.load {
@@ -508,18 +524,29 @@ fn connect_sessions(cfg: &Config, mine: &[usize]) -> Result<Vec<Session>, BenchE
     let now = Instant::now();
     for &i in mine {
         let addr = cfg.servers[i % cfg.servers.len()];
-        let c = BlockingClient::connect(addr, cfg.session_timeout_ms)
-            .map_err(|err| BenchError::Connect { addr, err })?;
-        c.stream.set_nonblocking(true).map_err(BenchError::Io)?;
-        let creds = SessionCreds {
-            session_id: c.session_id,
-            passwd: c.passwd.clone(),
-            timeout_ms: c.timeout_ms,
-            last_zxid: 0,
+        let (stream, tls, creds) = match &cfg.tls {
+            Some(tc) => {
+                let (stream, conn, resp) = super::tls::connect(addr, cfg.session_timeout_ms, tc)
+                    .map_err(|err| BenchError::Connect { addr, err })?;
+                (stream, Some(conn), SessionCreds::from_response(&resp))
+            }
+            None => {
+                let c = BlockingClient::connect(addr, cfg.session_timeout_ms)
+                    .map_err(|err| BenchError::Connect { addr, err })?;
+                c.stream.set_nonblocking(true).map_err(BenchError::Io)?;
+                let creds = SessionCreds {
+                    session_id: c.session_id,
+                    passwd: c.passwd.clone(),
+                    timeout_ms: c.timeout_ms,
+                    last_zxid: 0,
+                };
+                (c.stream, None, creds)
+            }
         };
-        let ping_every = Duration::from_millis((c.timeout_ms / 3).max(1) as u64);
+        let ping_every = Duration::from_millis((creds.timeout_ms / 3).max(1) as u64);
         out.push(Session {
-            stream: c.stream,
+            stream,
+            tls,
             gen: SessionGen::new(cfg.seed, i),
             out: Vec::with_capacity(64 * 1024),
             out_pos: 0,
@@ -798,7 +825,10 @@ fn event_loop(
                 continue;
             }
             let mut closed = false;
-            loop {
+            if let Some(tls) = s.tls.as_mut() {
+                closed = !super::tls::read(tls, &mut s.stream, &mut s.inb).unwrap_or(false);
+            }
+            while s.tls.is_none() {
                 match s.stream.read(&mut chunk) {
                     Ok(0) => {
                         closed = true;

@@ -7,6 +7,7 @@
 //! - `report`: summary, JSON, .hgrm, timeline, HTML;
 //! - `watch`: write-to-notification latency over persistent watches on hot nodes;
 //! - `storm`: many sessions connecting at once;
+//! - `tls`: TLS for the measured sessions (`--tls`);
 //! - `fake`: a fake server with a known delay and known errors, for tests and for the
 //!   generator's own ceiling.
 //!
@@ -22,6 +23,7 @@ pub mod report;
 pub mod rng;
 pub mod setup;
 pub mod storm;
+pub mod tls;
 pub mod watch;
 pub mod workload;
 

@@ -32,6 +32,28 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         .next()
         .ok_or_else(|| format!("clientPortAddress {ca} resolves to nothing"))?;
     let mut sc = ServerConfig::standalone(addr, cfg.shard_count());
+    // TLS (docs/security.md): the stores are read now, so a bad one stops the start.
+    if cfg.secure_client_port.is_some() || cfg.client_port_unification {
+        let tls = ringkeeper::tls::client_settings(&cfg.system_properties)
+            .map_err(|e| format!("TLS on the client port: {e}"))?;
+        sc.tls = Some(Arc::new(tls));
+        if cfg.client_port_unification {
+            sc.client_wire = ringkeeper::tls::Wire::Either;
+        }
+    }
+    if let Some(port) = cfg.secure_client_port {
+        if cfg.has_plain_client_port() {
+            let host = cfg
+                .secure_client_port_address
+                .as_deref()
+                .unwrap_or("0.0.0.0");
+            sc.secure_client_addr =
+                Some(resolve(host, port).map_err(|e| format!("secureClientPortAddress {e}"))?);
+        } else {
+            // TLS only: the one client listener (`client_address` is the secure one).
+            sc.client_wire = ringkeeper::tls::Wire::Tls;
+        }
+    }
     let tick = cfg.tick_time_ms as i64;
     sc.max_client_cnxns_per_ip = cfg.max_client_cnxns as usize;
     sc.max_cnxns = cfg.max_cnxns as usize;
@@ -50,6 +72,8 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         max_data_len: cfg.jute_maxbuffer as usize,
         skip_acl: cfg.skip_acl,
         reconfig_enabled: cfg.reconfig_enabled,
+        // ZooKeeper registers the x509 provider with TLS (configureSSLAuth).
+        x509_acls: sc.tls.is_some(),
         ..PrepConfig::default()
     };
     let prop = |k: &str| cfg.system_properties.get(&format!("zookeeper.{k}"));
@@ -852,12 +876,26 @@ fn main() -> ExitCode {
             loaded_snapshot: opened.snapshot_zxid,
             membership,
         });
+        let tls = if cfg.ssl_quorum {
+            let t = ringkeeper::tls::quorum_settings(&cfg.system_properties)
+                .map_err(|e| format!("sslQuorum: {e}"));
+            match t {
+                Ok(t) => Some(Arc::new(t)),
+                Err(e) => {
+                    eprintln!("ringkeeper: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            None
+        };
         sc.ensemble = Some(EnsembleSetup {
             my_id: rc.my_id,
             members: rc.members.clone(),
             ensemble: rc.ensemble.clone(),
             config_files,
             membership: membership_text,
+            tls,
         });
     }
     let shards = sc.shards;
@@ -902,6 +940,9 @@ fn main() -> ExitCode {
     }
     if let Some(a) = running.admin_addr {
         eprintln!("ringkeeper: AdminServer on http://{a}");
+    }
+    if let Some(a) = running.secure_addr {
+        eprintln!("ringkeeper: serving TLS clients on {a}");
     }
     eprintln!(
         "ringkeeper {}: serving clients on {} ({mode}, {} shards), data in {}, log in {}",

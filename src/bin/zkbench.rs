@@ -169,6 +169,20 @@ struct LoadArgs {
     /// Do not measure the servers' cost.
     #[arg(long)]
     no_server_cost: bool,
+    /// Speak TLS to the targets (their secureClientPort), trusting --tls-ca.
+    #[arg(long)]
+    tls: bool,
+    /// PEM file of the CA(s) the server's certificate chains to.
+    #[arg(long)]
+    tls_ca: Option<String>,
+    /// PEM client certificate (chain) and key, for servers that ask (ssl.clientAuth).
+    #[arg(long)]
+    tls_cert: Option<String>,
+    #[arg(long)]
+    tls_key: Option<String>,
+    /// Where the unmeasured setup runs (plaintext), when the targets speak TLS.
+    #[arg(long)]
+    setup_server: Option<SocketAddr>,
 }
 
 #[derive(Args, Clone)]
@@ -276,6 +290,18 @@ fn config(load: &LoadArgs, servers: Vec<SocketAddr>, quiet: bool) -> engine::Con
         no_coalesce: load.no_coalesce,
         server_pids: server_pids(load, &servers),
         record_acks: false,
+        tls: load.tls.then(|| {
+            let ca = load
+                .tls_ca
+                .as_deref()
+                .unwrap_or_else(|| die("--tls needs --tls-ca"));
+            ringkeeper::bench::tls::client_config(
+                ca,
+                load.tls_cert.as_deref(),
+                load.tls_key.as_deref(),
+            )
+            .unwrap_or_else(|e| die(e))
+        }),
         servers,
     }
 }
@@ -303,9 +329,16 @@ fn setup_target(load: &LoadArgs, cfg: &engine::Config, quiet: bool) {
     if load.no_setup {
         return;
     }
+    let target = match (cfg.tls.is_some(), load.setup_server) {
+        (_, Some(a)) => a,
+        (false, None) => cfg.servers[0],
+        (true, None) => die(
+            "--tls: the setup speaks plaintext: give --setup-server (the plaintext port) or --no-setup",
+        ),
+    };
     let t = std::time::Instant::now();
     let n = setup::populate(
-        cfg.servers[0],
+        target,
         &cfg.workload.root,
         cfg.workload.keys,
         &cfg.workload.value,

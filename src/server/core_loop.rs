@@ -44,6 +44,7 @@ use crate::sequencer::{Input, Mode, Output, Sequencer};
 use crate::storage::log::{LogWriter, WriteIo, WriteReq};
 use crate::storage::snapshot::{self, Snapshotter};
 use crate::storage::{Disk, LogConfig, LogEvent, LogPosition};
+use crate::tls::{TlsConns, Wire};
 use crate::tree::DataTree;
 use crate::zab::msg::{Msg, SyncMode as ZabSync};
 use crate::zab::peer::EpochKind;
@@ -88,6 +89,8 @@ pub enum LoopMsg {
         to: ServerId,
         conn: u64,
         stream: Option<TcpStream>,
+        /// The TLS session the dial thread opened on it (`sslQuorum`).
+        tls: Option<Box<rustls::ClientConnection>>,
     },
     /// A storage job finished.
     Job(JobDone),
@@ -159,6 +162,8 @@ pub struct EnsembleSetup {
     pub config_files: Option<crate::dynconfig::Files>,
     /// The config in force at start, as `/zookeeper/config` holds it (`conf`).
     pub membership: String,
+    /// `sslQuorum=true`: election and quorum connections speak TLS.
+    pub tls: Option<Arc<crate::tls::QuorumTls>>,
 }
 
 /// Everything the core loop owns besides shard 0.
@@ -348,6 +353,67 @@ struct Links {
     /// The last PROPOSAL encoded: (first zxid, last zxid, frame), sent as is to every
     /// follower.
     last_propose: Option<(u64, u64, bytes::Bytes)>,
+    /// `sslQuorum`: the TLS configuration, each link's TLS session (the record layer
+    /// between the ring's buffers and the link, as for clients), and the sessions dial
+    /// threads opened, until their sockets are adopted.
+    tls_cfg: Option<Arc<crate::tls::QuorumTls>>,
+    tls: HashMap<Token, rustls::Connection>,
+    dialed_tls: HashMap<(ServerId, u64), Box<rustls::ClientConnection>>,
+}
+
+/// Queues bytes on a link: encrypted first when the link speaks TLS.
+fn link_send(tls: &mut HashMap<Token, rustls::Connection>, ops: &mut Ops, token: Token, b: &[u8]) {
+    let Some(c) = tls.get_mut(&token) else {
+        ops.send(token, b);
+        return;
+    };
+    let _ = std::io::Write::write_all(&mut c.writer(), b);
+    let mut out = Vec::with_capacity(b.len() + 64);
+    while c.wants_write() {
+        if c.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    ops.send(token, &out);
+}
+
+/// Decrypts bytes received on a TLS link (sending any records the session owes the
+/// peer); `Err` with rustls' reason when the session failed.
+fn link_receive(
+    tls: &mut HashMap<Token, rustls::Connection>,
+    ops: &mut Ops,
+    token: Token,
+    data: &[u8],
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(c) = tls.get_mut(&token) else {
+        return Ok(None);
+    };
+    let mut plain = Vec::new();
+    let mut rd = data;
+    let mut out = Vec::new();
+    let r = (|| {
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+            let st = c.process_new_packets().map_err(|e| e.to_string())?;
+            let n = st.plaintext_bytes_to_read();
+            if n > 0 {
+                let at = plain.len();
+                plain.resize(at + n, 0);
+                std::io::Read::read_exact(&mut c.reader(), &mut plain[at..])
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    })();
+    while c.wants_write() {
+        if c.write_tls(&mut out).is_err() {
+            break;
+        }
+    }
+    if !out.is_empty() {
+        ops.send(token, &out);
+    }
+    r.map(|()| Some(plain))
 }
 
 fn frame_bytes(body: &[u8]) -> bytes::Bytes {
@@ -362,7 +428,18 @@ impl Links {
         self.by_token.contains_key(&token)
     }
 
-    fn accepted(&mut self, token: Token) {
+    fn accepted(&mut self, token: Token) -> bool {
+        if let Some(cfg) = &self.tls_cfg {
+            match rustls::ServerConnection::new(cfg.server.clone()) {
+                Ok(c) => {
+                    self.tls.insert(token, rustls::Connection::Server(c));
+                }
+                Err(e) => {
+                    eprintln!("ringkeeper: quorum: cannot start TLS: {e}");
+                    return false;
+                }
+            }
+        }
         let conn = self.next_conn;
         self.next_conn += 1;
         self.by_token.insert(
@@ -380,6 +457,7 @@ impl Links {
                 out: VecDeque::new(),
             },
         );
+        true
     }
 
     /// Bytes on a link: whole messages for the core, in order. Returns false when the
@@ -475,6 +553,7 @@ impl Links {
 
     /// A link closed; the peer whose current link it was, if any.
     fn closed(&mut self, token: Token) -> Option<ServerId> {
+        self.tls.remove(&token);
         let link = self.by_token.remove(&token)?;
         let from = link.peer?;
         if self.current.get(&from) == Some(&token) {
@@ -508,11 +587,20 @@ impl Links {
             },
         );
         let (addr, my_id, theirs) = (m.quorum, self.my_id, inbox.clone());
+        let tls = self.tls_cfg.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("quorum-dial-{to}"))
             .spawn(move || {
-                let stream = connect(addr, my_id, &superseded);
-                theirs.push_unbounded(LoopMsg::Dialed { to, conn, stream });
+                let (stream, tls) = match connect(addr, my_id, &superseded, tls.as_deref()) {
+                    Some((s, t)) => (Some(s), t),
+                    None => (None, None),
+                };
+                theirs.push_unbounded(LoopMsg::Dialed {
+                    to,
+                    conn,
+                    stream,
+                    tls,
+                });
             });
         if let Err(e) = spawned {
             eprintln!("ringkeeper: quorum: cannot dial server {to}: {e}");
@@ -520,6 +608,7 @@ impl Links {
                 to,
                 conn,
                 stream: None,
+                tls: None,
             });
         }
     }
@@ -534,6 +623,10 @@ impl Links {
         conn: u64,
         adopted: Option<std::io::Result<Token>>,
     ) -> Option<ServerId> {
+        let tls = self.dialed_tls.remove(&(to, conn));
+        if let (Some(Ok(t)), Some(c)) = (&adopted, tls) {
+            self.tls.insert(*t, rustls::Connection::Client(*c));
+        }
         if self.dialing.get(&to).map(|d| d.conn) != Some(conn) {
             if let Some(Ok(t)) = adopted {
                 ops.abort(t);
@@ -625,7 +718,7 @@ impl Links {
         while let Some(front) = link.out.front_mut() {
             match front {
                 OutFrame::Bytes(b) => {
-                    ops.send(token, b);
+                    link_send(&mut self.tls, ops, token, b);
                     link.out.pop_front();
                 }
                 OutFrame::Snapshot(rx) => {
@@ -634,7 +727,7 @@ impl Links {
                     }
                     match rx.try_recv() {
                         Ok(Ok(frame)) => {
-                            ops.send(token, &frame);
+                            link_send(&mut self.tls, ops, token, &frame);
                         }
                         Ok(Err(why)) => {
                             eprintln!(
@@ -757,7 +850,16 @@ fn stream_snapshot(
 
 /// Dials the leader; `None` when every attempt failed or the loop dialled again
 /// meanwhile. A dropped dial never sends its hello, so the leader never numbers it.
-fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option<TcpStream> {
+/// A connected socket and, with `sslQuorum`, its TLS session.
+type Connected = (TcpStream, Option<Box<rustls::ClientConnection>>);
+
+fn connect(
+    addr: SocketAddr,
+    my_id: ServerId,
+    superseded: &AtomicBool,
+    tls: Option<&crate::tls::QuorumTls>,
+) -> Option<Connected> {
+    let mut last_error = None;
     for _ in 0..CONNECT_ATTEMPTS {
         if superseded.load(Ordering::Acquire) {
             return None;
@@ -766,8 +868,41 @@ fn connect(addr: SocketAddr, my_id: ServerId, superseded: &AtomicBool) -> Option
             if superseded.load(Ordering::Acquire) {
                 return None;
             }
-            if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
-                return Some(s);
+            let Some(t) = tls else {
+                if peer_wire::write_hello(&mut s, QUORUM_MAGIC, my_id).is_ok() {
+                    return Some((s, None));
+                }
+                std::thread::sleep(CONNECT_RETRY);
+                continue;
+            };
+            // TLS: the handshake and the hello on the blocking socket, bounded by its
+            // timeouts; the loop adopts the socket with the session.
+            let r = (|| {
+                s.set_read_timeout(Some(CONNECT_TIMEOUT * 4))?;
+                s.set_write_timeout(Some(CONNECT_TIMEOUT * 4))?;
+                let mut c =
+                    rustls::ClientConnection::new(t.client.clone(), crate::tls::server_name(addr))
+                        .map_err(std::io::Error::other)?;
+                crate::tls::handshake(&mut c, &mut s)?;
+                peer_wire::write_hello(&mut c.writer(), QUORUM_MAGIC, my_id)?;
+                while c.wants_write() {
+                    c.write_tls(&mut s)?;
+                }
+                s.set_read_timeout(None)?;
+                s.set_write_timeout(None)?;
+                Ok::<_, std::io::Error>(c)
+            })();
+            match r {
+                Ok(c) => return Some((s, Some(Box::new(c)))),
+                Err(e) => {
+                    let text = e.to_string();
+                    if last_error.as_deref() != Some(text.as_str()) {
+                        eprintln!(
+                            "ringkeeper: quorum: TLS handshake with the leader at {addr} failed: {text}"
+                        );
+                    }
+                    last_error = Some(text);
+                }
             }
         }
         std::thread::sleep(CONNECT_RETRY);
@@ -963,6 +1098,13 @@ pub struct CoreLoop {
     log: Option<LogSide>,
     links: Option<Links>,
     client_listener: ListenerId,
+    /// `secureClientPort`'s listener (TLS only), if any.
+    secure_listener: Option<ListenerId>,
+    /// How connections on `client_listener` speak: plaintext, or either under
+    /// `client.portUnification`.
+    client_wire: Wire,
+    /// The record layer of this loop's TLS connections (when TLS is configured).
+    tls: Option<TlsConns>,
     to_core: Vec<Arc<Mailbox<ToSeq>>>,
     to_shards: Vec<Arc<Mailbox<ToShard>>>,
     signals: Vec<Arc<ShardSignals>>,
@@ -1148,7 +1290,7 @@ impl CoreLoop {
                     b.push_unbounded(ToShard::CloseClients);
                 }
                 self.to_shards[0].push_unbounded(ToShard::CloseClients);
-                self.shard.wake(&mut OpsNet(ops));
+                self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
             }
             Output::Snapshot { root, zxid } => self.offer_snapshot(root, zxid),
             Output::Purge { keep } => self.worker.run(Job::Purge { keep }),
@@ -1330,7 +1472,7 @@ impl CoreLoop {
     fn close_conn(&mut self, ops: &mut Ops, conn: ConnRef) {
         self.to_shards[conn.shard].push_unbounded(ToShard::Close(conn));
         if conn.shard == 0 {
-            self.shard.wake(&mut OpsNet(ops));
+            self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
         } else {
             Wake::wake(&self.wakers[conn.shard]);
         }
@@ -1381,7 +1523,7 @@ impl CoreLoop {
             }
         }
         // This shard reads it now (its answers leave with this pass).
-        self.shard.advance(&mut OpsNet(ops));
+        self.shard.advance(&mut OpsNet(ops, self.tls.as_mut()));
     }
 
     fn offer_snapshot(&mut self, root: DataTree, zxid: i64) {
@@ -1405,8 +1547,16 @@ impl CoreLoop {
                 }
                 self.input(Input::SnapshotDurable { zxid })
             }
-            LoopMsg::Dialed { to, conn, stream } => {
+            LoopMsg::Dialed {
+                to,
+                conn,
+                stream,
+                tls,
+            } => {
                 if let Some(stream) = stream {
+                    if let (Some(links), Some(c)) = (&mut self.links, tls) {
+                        links.dialed_tls.insert((to, conn), c);
+                    }
                     self.to_adopt.push((to, conn, stream));
                 } else if let Some(links) = &mut self.links {
                     if let Some(peer) = links.dialed(ops, to, conn, None) {
@@ -1479,6 +1629,17 @@ impl CoreLoop {
         }
     }
 
+    /// How a client listener's connections speak; `None` for the quorum listener.
+    fn wire_of(&self, l: ListenerId) -> Option<Wire> {
+        if l == self.client_listener {
+            Some(self.client_wire)
+        } else if Some(l) == self.secure_listener {
+            Some(Wire::Tls)
+        } else {
+            None
+        }
+    }
+
     /// A dialled connection adopted onto the ring (or why it could not be).
     fn adopted(&mut self, ops: &mut Ops, to: ServerId, conn: u64, r: std::io::Result<Token>) {
         if let Some(links) = &mut self.links {
@@ -1499,7 +1660,7 @@ impl CoreLoop {
 
     /// The end of a loop pass (see the module header).
     fn end_pass(&mut self, ops: &mut Ops) {
-        self.shard.flush(&mut OpsNet(ops));
+        self.shard.flush(&mut OpsNet(ops, self.tls.as_mut()));
         for round in 0..MAX_ROUNDS {
             // Requests from every shard, as many as the core takes.
             for i in 0..self.to_core.len() {
@@ -1582,9 +1743,9 @@ impl Handler for CoreLoop {
         _peer: SocketAddr,
         l: ListenerId,
     ) -> Option<TcpStream> {
-        if l != self.client_listener {
+        let Some(wire) = self.wire_of(l) else {
             return Some(stream);
-        }
+        };
         let mut best = 0;
         let mut fewest = self.signals[0].conns.load(Ordering::Relaxed);
         for (i, s) in self.signals.iter().enumerate().skip(1) {
@@ -1598,33 +1759,52 @@ impl Handler for CoreLoop {
         if best == 0 {
             return Some(stream);
         }
-        self.to_shards[best].push_unbounded(ToShard::Adopt(stream));
+        self.to_shards[best].push_unbounded(ToShard::Adopt(stream, wire));
         None
     }
 
     fn on_accept(&mut self, ops: &mut Ops, token: Token, peer: SocketAddr, l: ListenerId) {
-        if l == self.client_listener {
-            if !self
-                .shard
-                .accepted(token.as_u64() as usize, peer, self.max_conns_per_ip)
-            {
+        if let Some(wire) = self.wire_of(l) {
+            let slot = token.as_u64() as usize;
+            if let Err(e) = super::driver::start_tls(self.tls.as_mut(), slot, peer, wire) {
+                eprintln!("ringkeeper: closing {peer}: {e}");
+                self.signals[0].conns.fetch_sub(1, Ordering::Relaxed);
+                ops.abort(token);
+                return;
+            }
+            if !self.shard.accepted(slot, peer, self.max_conns_per_ip) {
                 self.signals[0].conns.fetch_sub(1, Ordering::Relaxed);
                 ops.abort(token);
             }
             return;
         }
         match &mut self.links {
-            Some(links) if l == links.listener => links.accepted(token),
+            Some(links) if l == links.listener => {
+                if !links.accepted(token) {
+                    ops.abort(token);
+                }
+            }
             _ => ops.abort(token),
         }
     }
 
     fn on_data(&mut self, ops: &mut Ops, token: Token, data: &[u8]) {
         let Some(links) = self.links.as_mut().filter(|l| l.is_link(token)) else {
-            self.shard
-                .data(&mut OpsNet(ops), token.as_u64() as usize, data);
+            super::driver::client_data(&mut self.shard, &mut self.tls, ops, token, data);
             return;
         };
+        let plain = match link_receive(&mut links.tls, ops, token, data) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!(
+                    "ringkeeper: quorum: TLS with {:?} failed: {e}; connection dropped",
+                    ops.peer_addr(token)
+                );
+                ops.close(token);
+                return;
+            }
+        };
+        let data = plain.as_deref().unwrap_or(data);
         let mut msgs = Vec::new();
         let ok = links.data(token, data, &mut msgs);
         for (from, msg) in msgs {
@@ -1646,13 +1826,17 @@ impl Handler for CoreLoop {
             }
             return;
         }
+        if let Some(t) = self.tls.as_mut() {
+            t.closed(token.as_u64() as usize);
+        }
         self.shard.closed(token.as_u64() as usize);
     }
 
-    fn on_end_of_stream(&mut self, _ops: &mut Ops, token: Token) -> bool {
+    fn on_end_of_stream(&mut self, ops: &mut Ops, token: Token) -> bool {
         if self.links.as_ref().is_some_and(|l| l.is_link(token)) {
             return true;
         }
+        super::driver::client_end_of_stream(&self.tls, ops, token);
         self.shard.end_of_stream(token.as_u64() as usize)
     }
 
@@ -1667,7 +1851,7 @@ impl Handler for CoreLoop {
             self.loop_msg(ops, m);
         }
         self.inbox_buf = msgs;
-        self.shard.wake(&mut OpsNet(ops));
+        self.shard.wake(&mut OpsNet(ops, self.tls.as_mut()));
     }
 
     fn on_file(&mut self, _ops: &mut Ops, tag: u64, result: i32) {
@@ -1699,7 +1883,7 @@ impl Handler for CoreLoop {
     }
 
     fn on_tick(&mut self, ops: &mut Ops) {
-        self.shard.tick(&mut OpsNet(ops));
+        self.shard.tick(&mut OpsNet(ops, self.tls.as_mut()));
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
         self.state
@@ -1727,9 +1911,14 @@ impl Handler for CoreLoop {
     }
 }
 
-/// The addresses the core loop bound: clients, and the quorum and election ports of an
-/// ensemble member.
-pub type Bound = (SocketAddr, Option<SocketAddr>, Option<SocketAddr>);
+/// The addresses the core loop bound: clients, the quorum and election ports of an
+/// ensemble member, and the TLS client port.
+pub type Bound = (
+    SocketAddr,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+);
 
 /// Starts the core loop on the calling thread's ring (shard 0's thread). Reports the
 /// bound client address (or the error) on `ready` first, then runs until `stop`.
@@ -1763,6 +1952,22 @@ pub fn run(
             )
         }
     };
+    // secureClientPort: a second client listener, handing off like the first.
+    let mut secure = None;
+    if let Some(saddr) = dcfg.secure_addr {
+        match reactor.listen_handing_off(saddr, io::LISTEN_BACKLOG) {
+            Ok(x) => secure = Some(x),
+            Err(e) => {
+                return fail(
+                    &ready,
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on the secure client port {saddr}: {e}"),
+                    ),
+                )
+            }
+        }
+    }
     let _ = setup.wakers[0].0.set(Box::new(reactor.waker()));
     let worker = match Worker::start(setup.storage.clone(), setup.inbox.clone()) {
         Ok(w) => w,
@@ -1832,6 +2037,7 @@ pub fn run(
             ens.ensemble.clone(),
             me.election,
             peers,
+            ens.tls.clone(),
             move |e: election::Elected| inbox.push_unbounded(LoopMsg::Elected(e.leader)),
         ) {
             Ok(h) => election_handle = Some(h),
@@ -1856,19 +2062,30 @@ pub fn run(
             dialing: BTreeMap::new(),
             info_conns: BTreeMap::new(),
             last_propose: None,
+            tls_cfg: ens.tls.clone(),
+            tls: HashMap::new(),
+            dialed_tls: HashMap::new(),
         });
     }
     if let Some(ens) = &setup.ensemble {
         setup.state.set_membership(ens.membership.clone());
     }
     let election_addr = election_handle.as_ref().map(|h| h.local_addr);
-    let _ = ready.send(Ok((addr, bound_quorum, election_addr)));
+    let _ = ready.send(Ok((
+        addr,
+        bound_quorum,
+        election_addr,
+        secure.map(|(_, a)| a),
+    )));
     let mut h = CoreLoop {
         shard,
         seq: setup.seq,
         log,
         links,
         client_listener,
+        secure_listener: secure.map(|(l, _)| l),
+        client_wire: dcfg.client_wire,
+        tls: dcfg.tls.clone().map(TlsConns::new),
         to_core: setup.to_core,
         to_shards: setup.to_shards,
         signals: setup.signals,

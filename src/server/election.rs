@@ -26,6 +26,13 @@
 //! write; a notification that finds no connection is kept and redialled until it is
 //! delivered or superseded, so a healed peer hears the newest one within a redial, not
 //! at the next resend (whose backoff reaches `Timing::max_resend_ticks`).
+//!
+//! TLS (`sslQuorum=true`). Both ends do a blocking rustls handshake right after the TCP
+//! connect or accept (bounded by the write timeout), each presenting the quorum
+//! certificate and verifying the other's against the quorum trust store; the hello and
+//! the notifications then go through the TLS session. A failed handshake is logged
+//! with rustls' reason (an unknown CA, an expired certificate) and the connection
+//! dropped; the sender logs a reason once until it changes, as it redials often.
 
 use super::peer_wire::{self, ELECTION_MAGIC, MAX_ELECTION_FRAME};
 use crate::zab::election::{self, Election, Notification, State, Timing};
@@ -148,6 +155,7 @@ pub fn start(
     ensemble: Ensemble,
     listen: SocketAddr,
     peers: BTreeMap<ServerId, SocketAddr>,
+    tls: Option<Arc<crate::tls::QuorumTls>>,
     elected: impl Fn(Elected) + Send + 'static,
 ) -> std::io::Result<Handle> {
     let listener = TcpListener::bind(listen)?;
@@ -165,13 +173,14 @@ pub fn start(
     {
         let tx = tx.clone();
         let members = members.clone();
+        let tls = tls.clone();
         std::thread::Builder::new()
             .name("election-accept".into())
-            .spawn(move || accept_loop(listener, members, readers, tx))?;
+            .spawn(move || accept_loop(listener, members, readers, tx, tls))?;
     }
     let mut senders = BTreeMap::new();
     for (&id, &addr) in &peers {
-        senders.insert(id, (addr, spawn_sender(my_id, id, addr)?));
+        senders.insert(id, (addr, spawn_sender(my_id, id, addr, tls.clone())?));
     }
     let timing = Timing::default();
     assert!(
@@ -181,7 +190,7 @@ pub fn start(
     let machine = Election::new(my_id, ensemble, timing);
     std::thread::Builder::new()
         .name("election".into())
-        .spawn(move || run(my_id, machine, rx, senders, members, elected))?;
+        .spawn(move || run(my_id, machine, rx, senders, members, tls, elected))?;
     Ok(Handle {
         input: tx,
         local_addr,
@@ -193,11 +202,12 @@ fn spawn_sender(
     my_id: ServerId,
     id: ServerId,
     addr: SocketAddr,
+    tls: Option<Arc<crate::tls::QuorumTls>>,
 ) -> std::io::Result<SyncSender<Notification>> {
     let (stx, srx) = mpsc::sync_channel(SEND_QUEUE);
     std::thread::Builder::new()
         .name(format!("election-send-{id}"))
-        .spawn(move || send_loop(my_id, addr, srx))?;
+        .spawn(move || send_loop(my_id, addr, srx, tls))?;
     Ok(stx)
 }
 
@@ -206,14 +216,39 @@ fn accept_loop(
     members: Arc<Mutex<Vec<ServerId>>>,
     readers: Arc<Mutex<BTreeMap<ServerId, TcpStream>>>,
     tx: Sender<Input>,
+    tls: Option<Arc<crate::tls::QuorumTls>>,
 ) {
     set_thread_nice(ELECTION_NICE);
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
-        // The hello is 12 bytes; a peer that cannot send them in a write timeout is not
-        // a RingKeeper server.
+        // The hello is 12 bytes; a peer that cannot send them (and its TLS handshake)
+        // in a write timeout is not a RingKeeper server.
         let _ = stream.set_read_timeout(Some(WRITE_TIMEOUT));
-        let Ok(from) = peer_wire::read_hello(&mut stream, ELECTION_MAGIC) else {
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let Ok(clone) = stream.try_clone() else {
+            continue;
+        };
+        let mut input: Box<dyn std::io::Read + Send> = match &tls {
+            None => Box::new(stream),
+            Some(t) => {
+                let peer = stream.peer_addr().ok();
+                let mut conn = match rustls::ServerConnection::new(t.server.clone()) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("ringkeeper: election: cannot start TLS: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = crate::tls::handshake(&mut conn, &mut stream) {
+                    eprintln!(
+                        "ringkeeper: election: TLS handshake with {peer:?} failed: {e}; connection dropped"
+                    );
+                    continue;
+                }
+                Box::new(rustls::StreamOwned::new(conn, stream))
+            }
+        };
+        let Ok(from) = peer_wire::read_hello(&mut input, ELECTION_MAGIC) else {
             continue;
         };
         if !members
@@ -223,9 +258,10 @@ fn accept_loop(
         {
             continue;
         }
-        let _ = stream.set_read_timeout(None);
-        let _ = stream.set_nodelay(true);
-        let Ok(clone) = stream.try_clone() else {
+        let _ = clone.set_read_timeout(None);
+        let _ = clone.set_nodelay(true);
+        let mut stream = input;
+        let Ok(clone) = clone.try_clone() else {
             continue;
         };
         // A newer connection from the same sender replaces the old one (it restarted, or
@@ -266,9 +302,20 @@ fn accept_loop(
 /// lost datagram would leave it), and redialled every `REDIAL_INTERVAL` for
 /// `PENDING_FOR`. Written means handed to the kernel: a peer that dies meanwhile loses
 /// it, and the state machine resends.
-fn send_loop(my_id: ServerId, addr: SocketAddr, rx: Receiver<Notification>) {
+fn send_loop(
+    my_id: ServerId,
+    addr: SocketAddr,
+    rx: Receiver<Notification>,
+    tls: Option<Arc<crate::tls::QuorumTls>>,
+) {
     set_thread_nice(ELECTION_NICE);
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<Out> = None;
+    let mut dialer = Dialer {
+        my_id,
+        addr,
+        tls,
+        last_error: None,
+    };
     let mut pending: Option<(Notification, Instant)> = None;
     loop {
         let next = if pending.is_some() {
@@ -291,29 +338,56 @@ fn send_loop(my_id: ServerId, addr: SocketAddr, rx: Receiver<Notification>) {
             pending = None;
             continue;
         }
-        if deliver(my_id, addr, &mut conn, &n) {
+        if deliver(&mut dialer, &mut conn, &n) {
             pending = None;
         }
     }
 }
 
-/// Writes `n` on `conn`, first replacing a connection that is dead or dialling one if
-/// there is none. Returns false when no connection could be made.
-fn deliver(
+/// An outgoing election connection: the socket, and its TLS session with `sslQuorum`.
+struct Out {
+    sock: TcpStream,
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+impl std::io::Write for Out {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.tls.as_mut() {
+            Some(c) => c.writer().write(buf),
+            None => self.sock.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(c) = self.tls.as_mut() {
+            while c.wants_write() {
+                c.write_tls(&mut self.sock)?;
+            }
+        }
+        self.sock.flush()
+    }
+}
+
+/// What a sender dials with; remembers the last dial error so a peer that keeps
+/// failing is logged once, not at every redial.
+struct Dialer {
     my_id: ServerId,
     addr: SocketAddr,
-    conn: &mut Option<TcpStream>,
-    n: &Notification,
-) -> bool {
+    tls: Option<Arc<crate::tls::QuorumTls>>,
+    last_error: Option<String>,
+}
+
+/// Writes `n` on `conn`, first replacing a connection that is dead or dialling one if
+/// there is none. Returns false when no connection could be made.
+fn deliver(dialer: &mut Dialer, conn: &mut Option<Out>, n: &Notification) -> bool {
     let body = peer_wire::encode_notification(n);
     // Two attempts: a connection can die between the check and the write (the peer
     // restarted a moment ago); the second one is on a fresh connection.
     for _ in 0..2 {
-        if conn.as_ref().is_some_and(|s| !usable(s)) {
+        if conn.as_ref().is_some_and(|s| !usable(&s.sock)) {
             *conn = None;
         }
         if conn.is_none() {
-            *conn = dial(my_id, addr);
+            *conn = dial(dialer);
         }
         let Some(s) = conn.as_mut() else {
             return false;
@@ -330,16 +404,50 @@ fn deliver(
     true
 }
 
-fn dial(my_id: ServerId, addr: SocketAddr) -> Option<TcpStream> {
-    TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .and_then(|mut s| {
-            s.set_nodelay(true)?;
-            s.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            set_user_timeout(&s, UNACKED_TIMEOUT)?;
-            peer_wire::write_hello(&mut s, ELECTION_MAGIC, my_id)?;
-            Ok(s)
-        })
-        .ok()
+fn dial(d: &mut Dialer) -> Option<Out> {
+    let (my_id, addr) = (d.my_id, d.addr);
+    let tls = d.tls.clone();
+    let r = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).and_then(|mut s| {
+        s.set_nodelay(true)?;
+        s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        set_user_timeout(&s, UNACKED_TIMEOUT)?;
+        let tls = match &tls {
+            None => None,
+            Some(t) => {
+                s.set_read_timeout(Some(WRITE_TIMEOUT))?;
+                let mut c =
+                    rustls::ClientConnection::new(t.client.clone(), crate::tls::server_name(addr))
+                        .map_err(std::io::Error::other)?;
+                crate::tls::handshake(&mut c, &mut s).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))
+                })?;
+                s.set_read_timeout(None)?;
+                Some(Box::new(c))
+            }
+        };
+        let mut out = Out { sock: s, tls };
+        peer_wire::write_hello(&mut out, ELECTION_MAGIC, my_id)?;
+        std::io::Write::flush(&mut out)?;
+        Ok(out)
+    });
+    match r {
+        Ok(out) => {
+            d.last_error = None;
+            Some(out)
+        }
+        Err(e) => {
+            // A refused connection is a peer that is down: the usual case, not worth a
+            // line. Anything else (a TLS failure) is said once until it changes.
+            let text = e.to_string();
+            if e.kind() != std::io::ErrorKind::ConnectionRefused
+                && d.last_error.as_deref() != Some(text.as_str())
+            {
+                eprintln!("ringkeeper: election: cannot reach {addr}: {text}");
+            }
+            d.last_error = Some(text);
+            None
+        }
+    }
 }
 
 /// Sets `TCP_USER_TIMEOUT`: data unacknowledged for `timeout` makes the kernel drop the
@@ -393,6 +501,7 @@ fn run(
     rx: Receiver<Input>,
     mut senders: Senders,
     members: Arc<Mutex<Vec<ServerId>>>,
+    tls: Option<Arc<crate::tls::QuorumTls>>,
     elected: impl Fn(Elected),
 ) {
     set_thread_nice(ELECTION_NICE);
@@ -425,7 +534,7 @@ fn run(
                     if senders.contains_key(&id) {
                         continue;
                     }
-                    match spawn_sender(my_id, id, addr) {
+                    match spawn_sender(my_id, id, addr, tls.clone()) {
                         Ok(s) => {
                             senders.insert(id, (addr, s));
                         }
@@ -508,7 +617,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = mpsc::sync_channel(SEND_QUEUE);
-        std::thread::spawn(move || send_loop(7, addr, rx));
+        std::thread::spawn(move || send_loop(7, addr, rx, None));
         let note = |election_epoch| Notification {
             vote: None,
             state: State::Looking,
@@ -540,7 +649,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("a free port");
         let (tx, rx) = mpsc::sync_channel(SEND_QUEUE);
-        std::thread::spawn(move || send_loop(7, addr, rx));
+        std::thread::spawn(move || send_loop(7, addr, rx, None));
         let note = Notification {
             vote: None,
             state: State::Looking,

@@ -40,6 +40,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Everything the running server needs, resolved from zoo.cfg and the command line.
 pub struct ServerConfig {
     pub client_addr: SocketAddr,
+    /// `secureClientPort`'s address: a TLS-only client listener.
+    pub secure_client_addr: Option<SocketAddr>,
+    /// How the `client_addr` listener speaks: plaintext, either (`client.portUnification`),
+    /// or TLS only (a `secureClientPort` and no `clientPort`).
+    pub client_wire: crate::tls::Wire,
+    /// The client port's TLS settings (with a secure port or port unification).
+    pub tls: Option<Arc<crate::tls::TlsSettings>>,
     /// Event loops (one thread each); the first also runs the core.
     pub shards: usize,
     pub max_client_cnxns_per_ip: usize,
@@ -66,6 +73,9 @@ impl ServerConfig {
         let tick = 2000;
         ServerConfig {
             client_addr: addr,
+            secure_client_addr: None,
+            client_wire: crate::tls::Wire::Plain,
+            tls: None,
             shards,
             max_client_cnxns_per_ip: 60,
             max_cnxns: 0,
@@ -137,6 +147,8 @@ pub struct Running {
     pub stop: Arc<AtomicBool>,
     pub state: Arc<ServerState>,
     pub local_addr: SocketAddr,
+    /// The TLS client port, when one was asked for.
+    pub secure_addr: Option<SocketAddr>,
     /// The quorum and election ports, in an ensemble.
     pub quorum_addr: Option<SocketAddr>,
     pub election_addr: Option<SocketAddr>,
@@ -285,6 +297,9 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
     }
     let dcfg = |addr| driver::DriverConfig {
         addr,
+        secure_addr: cfg.secure_client_addr,
+        client_wire: cfg.client_wire,
+        tls: cfg.tls.clone(),
         tick_ms: (tick_ms / 2).clamp(10, 1000) as u64,
         max_conns_per_ip: cfg.max_client_cnxns_per_ip,
         // maxCnxns is one cap for the whole server (`ServerState::admit`), not split
@@ -320,7 +335,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
                 .spawn(move || core_loop::run(shard0, setup, d, stop, ready_tx))?,
         );
     }
-    let (addr, quorum_addr, election_addr) = ready_rx
+    let (addr, quorum_addr, election_addr, secure_addr) = ready_rx
         .recv()
         .map_err(|_| std::io::Error::other("the core loop died during start-up"))??;
     for (i, shard) in shards.into_iter().enumerate() {
@@ -364,6 +379,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         stop,
         state,
         local_addr: addr,
+        secure_addr,
         threads,
         shard_wakes,
     })

@@ -54,8 +54,9 @@ pub enum ToShard {
     },
     /// Some shard published the picture a pending four-letter word waits for.
     PictureReady,
-    /// A client connection the acceptor placed on this shard.
-    Adopt(std::net::TcpStream),
+    /// A client connection the acceptor placed on this shard, and how it speaks
+    /// (plaintext, TLS, or either under `client.portUnification`).
+    Adopt(std::net::TcpStream, crate::tls::Wire),
     /// The HTTP endpoints' question (an AdminServer command, a scrape): run it over
     /// this shard's view once every shard's picture is in, as a four-letter word.
     Inspect(Inspect),
@@ -93,9 +94,13 @@ pub trait Net {
     fn close(&mut self, slot: usize);
     /// Stops or resumes reading from the connection (backpressure).
     fn pause(&mut self, slot: usize, paused: bool);
-    /// Takes over a connection another shard accepted: its slot and peer, or `None`
-    /// when it cannot be held (it is closed then).
-    fn adopt(&mut self, stream: std::net::TcpStream) -> Option<(usize, SocketAddr)>;
+    /// Takes over a connection another shard accepted, speaking `wire`: its slot and
+    /// peer, or `None` when it cannot be held (it is closed then).
+    fn adopt(
+        &mut self,
+        stream: std::net::TcpStream,
+        wire: crate::tls::Wire,
+    ) -> Option<(usize, SocketAddr)>;
 }
 
 /// The most requests one connection may have queued or in flight before the shard stops
@@ -382,6 +387,20 @@ impl Shard {
         true
     }
 
+    /// A TLS client's certificate was verified: its identities (`x509:<subject DN>`,
+    /// and `super` for the configured superUser) join the connection's auth, as
+    /// ZooKeeper's X509AuthenticationProvider adds them when the handshake completes.
+    pub fn authenticated(&mut self, slot: usize, ids: Vec<Id>) {
+        if let Some(c) = self.conns.get_mut(&slot) {
+            let all = Arc::make_mut(&mut c.ids);
+            for id in ids {
+                if !all.contains(&id) {
+                    all.push(id);
+                }
+            }
+        }
+    }
+
     /// The connection is gone (closed by either side); forget it.
     /// The client closed its sending side. A connection closes then, as in ZooKeeper,
     /// unless it asked a four-letter word whose answer waits for the other shards'
@@ -514,8 +533,14 @@ impl Shard {
             }
             let len = i32::from_be_bytes(head);
             if len < 0 || len as usize > self.max_frame {
+                // A TLS ClientHello's record header (0x16 0x03): say so.
+                let hint = if c.phase == Phase::Fresh && head[0] == 0x16 && head[1] == 0x03 {
+                    " (a TLS handshake on a plaintext port: use secureClientPort or client.portUnification=true)"
+                } else {
+                    ""
+                };
                 eprintln!(
-                    "ringkeeper: closing {}: frame length {len} outside 0..={} (jute.maxbuffer)",
+                    "ringkeeper: closing {}: frame length {len} outside 0..={} (jute.maxbuffer){hint}",
                     c.peer, self.max_frame
                 );
                 self.close(net, slot);
@@ -933,9 +958,9 @@ impl Shard {
                     self.pending_inspect.push((gen, job));
                     self.answer_ready_fourlw(net);
                 }
-                ToShard::Adopt(stream) => {
+                ToShard::Adopt(stream, wire) => {
                     // The acceptor counted it for this shard already.
-                    match net.adopt(stream) {
+                    match net.adopt(stream, wire) {
                         Some((slot, peer)) => {
                             if !self.accepted(slot, peer, self.max_per_ip) {
                                 self.signals.conns.fetch_sub(1, Ordering::Relaxed);

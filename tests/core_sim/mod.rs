@@ -217,7 +217,11 @@ impl Net for SimNet {
         self.closed.insert(slot);
     }
     fn pause(&mut self, _slot: usize, _paused: bool) {}
-    fn adopt(&mut self, _stream: std::net::TcpStream) -> Option<(usize, SocketAddr)> {
+    fn adopt(
+        &mut self,
+        _stream: std::net::TcpStream,
+        _wire: ringkeeper::tls::Wire,
+    ) -> Option<(usize, SocketAddr)> {
         unreachable!("one shard per simulated server: nothing is handed over")
     }
 }

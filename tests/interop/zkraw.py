@@ -159,10 +159,14 @@ class RawClient:
     """One ZooKeeper session over one TCP connection, driven synchronously."""
 
     def __init__(self, host, port, timeout_ms=10000, session_id=0, passwd=b"\x00" * 16,
-                 last_zxid=0, read_only=False, timeout=10.0, source=None):
+                 last_zxid=0, read_only=False, timeout=10.0, source=None, wrap=None):
         # `source`: the local address to connect from (e.g. 127.0.0.2, another client).
+        # `wrap`: applied to the socket before the handshake (an ssl context's
+        # wrap_socket, for TLS).
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
+        if wrap is not None:
+            self.sock = wrap(self.sock)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.xid = 0
         self.frames = []   # everything received after the handshake, in order
