@@ -131,10 +131,7 @@ pub const KEYS: &[KeySpec] = &[
     // zookeeper.client.portUnification (NettyServerCnxnFactory).
     key("portUnification", Recorded("the quorum port does not take plaintext and TLS learners side by side (the client port's is client.portUnification)")),
     key("client.portUnification", Supported),
-    key(
-        "sslQuorumReloadCertFiles",
-        Recorded("certificates are read at start only"),
-    ),
+    key("sslQuorumReloadCertFiles", Supported),
     key("quorumListenOnAllIPs", Recorded("quorum and election ports listen on the server.N address")),
     key(
         "quorum.auth.enableSasl",
@@ -474,6 +471,9 @@ pub struct Config {
     pub client_port_unification: bool,
     /// `sslQuorum`: election and quorum connections speak TLS (`ssl.quorum.*`).
     pub ssl_quorum: bool,
+    /// `sslQuorumReloadCertFiles`: the quorum's key and trust stores are read again
+    /// when their files change.
+    pub ssl_quorum_reload: bool,
     /// Connections per client IP; 0 = unlimited.
     pub max_client_cnxns: u32,
     /// Connections in total; 0 = unlimited.
@@ -1012,6 +1012,7 @@ impl ConfigBuilder {
             port_unification: false,
             client_port_unification: false,
             ssl_quorum: false,
+            ssl_quorum_reload: false,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
             min_session_timeout_ms: 0,
@@ -1083,6 +1084,7 @@ impl ConfigBuilder {
                     c.client_port_unification = v.eq_ignore_ascii_case("true")
                 }
                 "sslQuorum" => c.ssl_quorum = v.eq_ignore_ascii_case("true"),
+                "sslQuorumReloadCertFiles" => c.ssl_quorum_reload = v.eq_ignore_ascii_case("true"),
                 "maxClientCnxns" => c.max_client_cnxns = ctx.int(v)?,
                 "maxCnxns" => c.max_cnxns = ctx.int(v)?,
                 "minSessionTimeout" => min_timeout = ctx.timeout(v)?,

@@ -133,7 +133,7 @@ fn superdigest_without_prefix_too() {
 fn unknown_and_recorded_keys_warn_with_their_line() {
     let t = TempDir::new("warn");
     let cfg = t.write_cfg(
-        "dataDir=@DATA@\nclientPort=2181\ntikTime=2000\nsnapCount=5000\nsslQuorumReloadCertFiles=true\n\
+        "dataDir=@DATA@\nclientPort=2181\ntikTime=2000\nsnapCount=5000\nquorumListenOnAllIPs=true\n\
          admin.serverPort=8080\nnio.numWorkerThreads=8\ndigest.enabled=false\n",
     );
     let (c, warnings) = Config::load(&cfg).unwrap();
@@ -143,8 +143,7 @@ fn unknown_and_recorded_keys_warn_with_their_line() {
     assert!(lines[0].contains("unknown key tikTime"), "{}", lines[0]);
     // snapCount is acted on: no warning for line 4.
     assert!(
-        lines[1]
-            .starts_with("line 5: key sslQuorumReloadCertFiles is recorded but not supported yet:"),
+        lines[1].starts_with("line 5: key quorumListenOnAllIPs is recorded but not supported yet:"),
         "{}",
         lines[1]
     );

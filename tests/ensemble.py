@@ -1277,8 +1277,12 @@ def scenario_tls(ens):
             for part in (c["stranger_key"], c["stranger_cert"]):
                 with open(part) as f:
                     out.write(f.read())
+        # The servers' own copy of the trust store, which the reload phase changes.
+        quorum_trust = os.path.join(certs_dir, "quorum-trust.jks")
+        shutil.copyfile(c["trust_jks"], quorum_trust)
         for s in ens.servers:
-            s.add_cfg(tls_quorum_cfg(c, c["server_jks"], c["trust_jks"]))
+            s.add_cfg(tls_quorum_cfg(c, c["server_jks"], quorum_trust)
+                      + "sslQuorumReloadCertFiles=true\n")
         ens.start()
         leader_id = ens.wait_leader()
         wait_serving_all(ens, "following the leader")
@@ -1320,6 +1324,18 @@ def scenario_tls(ens):
         print(f"tls: server {odd.sid} with another CA's certificate stayed out "
               f"(mode {odd.mode()}); server {others[0].sid} logged: {said[0]}; "
               f"server {odd.sid} logged: {own[0] if own else '(nothing)'}")
+        # sslQuorumReloadCertFiles: the stranger's CA is added to the trust store file
+        # the servers read; without a restart they load it and admit the stranger.
+        subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "other",
+                        "-file", c["other_ca"], "-keystore", quorum_trust,
+                        "-storepass", tlscerts.PASSWORD], check=True,
+                       capture_output=True, timeout=60)
+        for s in others:
+            wait_log(s, "quorum key and trust stores changed", "reloading the trust store")
+        wait_serving_all(ens, "the stranger admitted after the trust store changed")
+        assert odd.mode() in ("leader", "follower"), odd.mode()
+        print(f"tls: after the trust store file changed, server {odd.sid} joined as "
+              f"{odd.mode()} without a restart of the others")
         # With the right certificate again, and its data directory wiped, it rejoins:
         # the whole history comes over the TLS link.
         odd.kill9()

@@ -877,7 +877,7 @@ fn main() -> ExitCode {
             membership,
         });
         let tls = if cfg.ssl_quorum {
-            let t = ringkeeper::tls::quorum_settings(&cfg.system_properties)
+            let t = ringkeeper::tls::quorum_settings(&cfg.system_properties, cfg.ssl_quorum_reload)
                 .map_err(|e| format!("sslQuorum: {e}"));
             match t {
                 Ok(t) => Some(Arc::new(t)),

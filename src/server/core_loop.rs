@@ -430,7 +430,7 @@ impl Links {
 
     fn accepted(&mut self, token: Token) -> bool {
         if let Some(cfg) = &self.tls_cfg {
-            match rustls::ServerConnection::new(cfg.server.clone()) {
+            match rustls::ServerConnection::new(cfg.server()) {
                 Ok(c) => {
                     self.tls.insert(token, rustls::Connection::Server(c));
                 }
@@ -881,7 +881,7 @@ fn connect(
                 s.set_read_timeout(Some(CONNECT_TIMEOUT * 4))?;
                 s.set_write_timeout(Some(CONNECT_TIMEOUT * 4))?;
                 let mut c =
-                    rustls::ClientConnection::new(t.client.clone(), crate::tls::server_name(addr))
+                    rustls::ClientConnection::new(t.client(), crate::tls::server_name(addr))
                         .map_err(std::io::Error::other)?;
                 crate::tls::handshake(&mut c, &mut s)?;
                 peer_wire::write_hello(&mut c.writer(), QUORUM_MAGIC, my_id)?;

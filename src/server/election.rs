@@ -232,7 +232,7 @@ fn accept_loop(
             None => Box::new(stream),
             Some(t) => {
                 let peer = stream.peer_addr().ok();
-                let mut conn = match rustls::ServerConnection::new(t.server.clone()) {
+                let mut conn = match rustls::ServerConnection::new(t.server()) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("ringkeeper: election: cannot start TLS: {e}");
@@ -416,7 +416,7 @@ fn dial(d: &mut Dialer) -> Option<Out> {
             Some(t) => {
                 s.set_read_timeout(Some(WRITE_TIMEOUT))?;
                 let mut c =
-                    rustls::ClientConnection::new(t.client.clone(), crate::tls::server_name(addr))
+                    rustls::ClientConnection::new(t.client(), crate::tls::server_name(addr))
                         .map_err(std::io::Error::other)?;
                 crate::tls::handshake(&mut c, &mut s).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("TLS handshake failed: {e}"))

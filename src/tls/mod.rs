@@ -304,18 +304,122 @@ fn settings(props: &BTreeMap<String, String>, prefix: &str) -> Result<TlsSetting
 /// TLS between servers (`sslQuorum=true`, the `ssl.quorum.*` keys): both ends of every
 /// election and quorum connection authenticate with the quorum key store and verify
 /// the other against the quorum trust store.
+///
+/// With `sslQuorumReloadCertFiles=true` the key and trust store files are watched, as
+/// ZooKeeper's FileChangeWatcher does: each new connection (at most once a second)
+/// compares their modification times with those of the last load, and a change
+/// rebuilds both configurations from the files, so a renewed certificate or a new CA
+/// is used without a restart. Connections already open keep their session. A rebuild
+/// that fails (a file half written, a wrong password) is logged and the previous
+/// configuration stays in force until the files change again.
 pub struct QuorumTls {
+    current: std::sync::Mutex<QuorumConfigs>,
+    reload: Option<Reload>,
+}
+
+struct QuorumConfigs {
     /// For connections this server accepts: a client certificate is required unless
     /// `ssl.quorum.clientAuth` says otherwise; no session tickets (the dialling side
     /// of an election connection reads nothing, and takes anything it reads for the
     /// peer hanging up).
-    pub server: Arc<rustls::ServerConfig>,
+    server: Arc<rustls::ServerConfig>,
     /// For connections this server dials: presents the same certificate.
-    pub client: Arc<rustls::ClientConfig>,
+    client: Arc<rustls::ClientConfig>,
 }
 
-/// Builds the quorum's TLS configuration from the `zookeeper.ssl.quorum.*` properties.
-pub fn quorum_settings(props: &BTreeMap<String, String>) -> Result<QuorumTls, String> {
+struct Reload {
+    props: BTreeMap<String, String>,
+    files: Vec<std::path::PathBuf>,
+    /// When the files were last looked at, and their modification times then.
+    seen: std::sync::Mutex<(std::time::Instant, Vec<Option<std::time::SystemTime>>)>,
+}
+
+/// How often, at most, a new connection looks at the store files.
+const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn mtimes(files: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+impl QuorumTls {
+    /// The configuration for a connection this server accepts.
+    pub fn server(&self) -> Arc<rustls::ServerConfig> {
+        self.check_files();
+        self.current
+            .lock()
+            .expect("quorum TLS poisoned")
+            .server
+            .clone()
+    }
+
+    /// The configuration for a connection this server dials.
+    pub fn client(&self) -> Arc<rustls::ClientConfig> {
+        self.check_files();
+        self.current
+            .lock()
+            .expect("quorum TLS poisoned")
+            .client
+            .clone()
+    }
+
+    fn check_files(&self) {
+        let Some(r) = &self.reload else {
+            return;
+        };
+        let mut seen = r.seen.lock().expect("quorum TLS poisoned");
+        if seen.0.elapsed() < RELOAD_CHECK {
+            return;
+        }
+        seen.0 = std::time::Instant::now();
+        let now = mtimes(&r.files);
+        if now == seen.1 {
+            return;
+        }
+        seen.1 = now;
+        match build_quorum(&r.props) {
+            Ok(c) => {
+                *self.current.lock().expect("quorum TLS poisoned") = c;
+                eprintln!(
+                    "ringkeeper: sslQuorumReloadCertFiles: the quorum key and trust stores changed; new connections use them"
+                );
+            }
+            Err(e) => eprintln!(
+                "ringkeeper: sslQuorumReloadCertFiles: the quorum stores changed but cannot be loaded ({e}); the previous ones stay in force"
+            ),
+        }
+    }
+}
+
+/// Builds the quorum's TLS configuration from the `zookeeper.ssl.quorum.*` properties;
+/// `reload`: `sslQuorumReloadCertFiles`.
+pub fn quorum_settings(
+    props: &BTreeMap<String, String>,
+    reload: bool,
+) -> Result<QuorumTls, String> {
+    let current = build_quorum(props)?;
+    let reload = reload.then(|| {
+        let files: Vec<std::path::PathBuf> = ["keyStore.location", "trustStore.location"]
+            .iter()
+            .filter_map(|k| prop(props, "zookeeper.ssl.quorum.", k))
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        Reload {
+            props: props.clone(),
+            seen: std::sync::Mutex::new((std::time::Instant::now(), mtimes(&files))),
+            files,
+        }
+    });
+    Ok(QuorumTls {
+        current: std::sync::Mutex::new(current),
+        reload,
+    })
+}
+
+fn build_quorum(props: &BTreeMap<String, String>) -> Result<QuorumConfigs, String> {
     let prefix = "zookeeper.ssl.quorum.";
     let s = settings(props, prefix)?;
     let mut server = Arc::try_unwrap(s.server).map_err(|_| "shared server config".to_string())?;
@@ -353,7 +457,7 @@ pub fn quorum_settings(props: &BTreeMap<String, String>) -> Result<QuorumTls, St
         .with_root_certificates(roots)
         .with_client_auth_cert(km.chain, km.key)
         .map_err(|e| format!("key store {ks_path}: {e}"))?;
-    Ok(QuorumTls {
+    Ok(QuorumConfigs {
         server: Arc::new(server),
         client: Arc::new(client),
     })
