@@ -295,6 +295,15 @@ def scenario_transfer(ens):
     wait_for("every server names the leader",
              lambda: all(admin_leader(s) == (leader, "127.0.0.1", s.sid == leader)
                          for s in ens.servers))
+    # voting_view: the participants of the config in force, by id.
+    view = admin_command(ens.servers[0], "voting_view")["current_config"]
+    assert sorted(view) == sorted(str(s.sid) for s in ens.servers), view
+    for s in ens.servers:
+        v = view[str(s.sid)]
+        assert v["learner_type"] == "participant", v
+        assert len(v["server_addresses"]) == 1 and v["server_addresses"][0].startswith(
+            "127.0.0.1:"), v
+        assert v["election_addresses"][0].startswith("127.0.0.1:"), v
     w = Writers(ens)
     w.start()
     time.sleep(1.0)

@@ -459,7 +459,17 @@ fn command(
                 ("line.separator", Json::str("\n")),
             ])
         }
-        "voting_view" => kv([("current_config", Json::obj::<String>([]))]),
+        // As ZooKeeper: the voting members of the config in force, by id (a
+        // standalone or read-only server answers an empty map).
+        "voting_view" => kv([(
+            "current_config",
+            match mode {
+                Some(Mode::Leader | Mode::Follower | Mode::Observer) => {
+                    voting_view(&st.membership())
+                }
+                _ => Json::obj::<String>([]),
+            },
+        )]),
         "watches" => {
             let (by_session, _) = watches(st);
             kv([(
@@ -543,4 +553,45 @@ fn last_snapshot(dir: &std::path::Path) -> (i64, i64) {
         }
     }
     best.unwrap_or((-1, -1))
+}
+
+/// ZooKeeper's `voting_view` map from the config text `/zookeeper/config` holds
+/// (`server.N=host:quorum:election:role[;client]` lines): its participants.
+fn voting_view(config: &str) -> Json {
+    let mut out = Vec::new();
+    for line in config.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let Some(id) = key.strip_prefix("server.") else {
+            continue;
+        };
+        let (server, client) = value.split_once(';').unwrap_or((value, ""));
+        // host:quorum:election:role, the host possibly an IPv6 literal: from the right.
+        let mut parts = server.rsplitn(4, ':');
+        let (Some(role), Some(election), Some(quorum), Some(host)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if role != "participant" {
+            continue;
+        }
+        out.push((
+            id.to_string(),
+            Json::obj([
+                (
+                    "server_addresses",
+                    Json::Arr(vec![Json::str(format!("{host}:{quorum}"))]),
+                ),
+                (
+                    "election_addresses",
+                    Json::Arr(vec![Json::str(format!("{host}:{election}"))]),
+                ),
+                ("client_address", Json::str(client.to_string())),
+                ("learner_type", Json::str("participant".to_string())),
+            ]),
+        ));
+    }
+    Json::Obj(out)
 }
