@@ -668,15 +668,19 @@ def ensemble(binary, tmp):
         modes = [s.mode() for s in servers]
         assert sorted(modes) == ["follower", "follower", "leader"], modes
         log(f"RingKeeper ensemble elected: {modes}")
-        # /zookeeper/config is the one node ZooKeeper writes locally at each server's start
-        # (its dynamic config, with that server's own mtime): ZooKeeper's servers differ
-        # there, and RingKeeper imports it as its own fresh, replicated node. The rest
-        # must be ZooKeeper's tree, on every server, and the servers must agree on all.
+        # /zookeeper/config is the one node each server writes locally at its start (its
+        # config in force, version -1), in ZooKeeper as in RingKeeper: here the three
+        # RingKeeper servers' lines and version 0 (reconfig is off). The rest must be
+        # ZooKeeper's tree, on every server, and the servers must agree on all.
         dumps = [dump(f"127.0.0.1:{s.port}") for s in servers]
         assert dumps[0] == dumps[1] == dumps[2], "RingKeeper's servers disagree"
-        assert dumps[0]["/zookeeper/config"] == {
-            "data": "", "acl": [(1, "world", "anyone")],
-            "stat": [0, 0, 0, 0, 0, 0, -1, 0, 0, 0, 0]}, dumps[0]["/zookeeper/config"]
+        cfg = dumps[0]["/zookeeper/config"]
+        text = bytes.fromhex(cfg["data"]).decode()
+        lines = text.split("\n")
+        assert lines[-1] == "version=0", text
+        assert [x.split("=")[0] for x in lines[:-1]] == ["server.1", "server.2", "server.3"], text
+        assert all(x.endswith(":participant") for x in lines[:-1]), text
+        assert cfg["acl"] == [(1, "world", "anyone")] and cfg["stat"][4] == -1, cfg
         for d in [want] + dumps:
             del d["/zookeeper/config"]
         for s, d in zip(servers, dumps):

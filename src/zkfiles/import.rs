@@ -326,10 +326,8 @@ pub fn read_zookeeper(dirs: &ZkDirs, opts: Options) -> Result<Imported, ZkFileEr
     }
     if tree.reset_config_node() {
         notes.push(
-            "/zookeeper/config is imported empty, as a fresh RingKeeper has it: ZooKeeper \
-             rewrites it at each server's start from that server's own configuration (its \
-             content differs between the servers of one ensemble), where RingKeeper replicates \
-             it like any node"
+            "/zookeeper/config is imported empty, as a fresh RingKeeper has it: each server \
+             of an ensemble writes it at start from its own configuration, as ZooKeeper does"
                 .to_string(),
         );
     }
