@@ -131,7 +131,7 @@ if [ $interop_only = 0 ]; then
     cargo install cargo-fuzz --locked --quiet || echo "cargo install cargo-fuzz failed"
   fi
   if command -v cargo-fuzz >/dev/null; then
-    run_step "fuzz smoke (decode ${FUZZ_SECONDS:-20} s, sasl half that)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
+    run_step "fuzz smoke (decode ${FUZZ_SECONDS:-20} s, sasl and tls_handshake half that each)" scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-20}"
   else
     note FAIL "fuzz smoke: cargo-fuzz is not installed (cargo install cargo-fuzz)"
   fi
