@@ -374,6 +374,19 @@ def client(port, **kw):
     return zk
 
 
+# 30 s for anything to be seen: far above what it takes, so only a hang fails.
+SEEN_ATTEMPTS = 600
+
+
+def wait_for(what, pred):
+    """Polls pred until it holds (bounded: SEEN_ATTEMPTS polls POLL_S apart)."""
+    for _ in range(SEEN_ATTEMPTS):
+        if pred():
+            return
+        time.sleep(POLL_S)
+    raise RuntimeError(f"not seen within {SEEN_ATTEMPTS * POLL_S:.0f} s: {what}")
+
+
 def wait_all(ens, what, pred):
     """Polls every live server with a fresh client until pred(zk) holds on all."""
     clients = {s.sid: client(s.port) for s in ens.servers if s.alive()}

@@ -42,12 +42,8 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
 from ensemble import (  # noqa: E402
-    Ensemble, client, four_letter, run_scenario, stop_and_check_data)
+    Ensemble, client, four_letter, run_scenario, stop_and_check_data, wait_for)
 from rkharness import free_ports  # noqa: E402
-
-POLL_S = 0.05
-# 30 s for anything to be seen: far above what it takes, so only a hang fails.
-ATTEMPTS = 600
 
 
 def with_http(ens):
@@ -104,14 +100,6 @@ def health(server):
             k, v = line.split("=", 1)
             out[k] = v
     return out
-
-
-def wait_for(what, pred):
-    for _ in range(ATTEMPTS):
-        if pred():
-            return
-        time.sleep(POLL_S)
-    raise RuntimeError(f"not seen within {ATTEMPTS * POLL_S:.0f} s: {what}")
 
 
 def looking_lines(ens):

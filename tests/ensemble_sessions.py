@@ -43,22 +43,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
 from ensemble import (  # noqa: E402
     Ensemble, client, four_letter, mntr_fields, read_frame, run_scenario, stop_and_check_data,
-    tree_hash, wait_all)
+    tree_hash, wait_all, wait_for)
 
-POLL_S = 0.05
-# 30 s for anything to be seen: far above what it takes, so only a hang fails.
-ATTEMPTS = 600
 # The session timeout a silent raw client asks for: the ensemble's minimum (2 ticks).
 SILENT_SESSION_MS = 2 * ensemble.TICK_MS
 SOCKET_TIMEOUT_S = 10
-
-
-def wait_for(what, pred):
-    for _ in range(ATTEMPTS):
-        if pred():
-            return
-        time.sleep(POLL_S)
-    raise RuntimeError(f"not seen within {ATTEMPTS * POLL_S:.0f} s: {what}")
 
 
 def metric(server, key):

@@ -524,13 +524,18 @@ fn connect_ro(slot: usize, read_only: Option<bool>) -> Input {
     })
 }
 
-fn connect_outcomes(out: &[Output]) -> Vec<ConnectOutcome> {
+/// Every entry the core published in `out`, in order.
+fn published_entries(out: &[Output]) -> impl Iterator<Item = &Entry> {
     out.iter()
         .filter_map(|o| match o {
             Output::Publish(c) => Some(c.entries.iter()),
             _ => None,
         })
         .flatten()
+}
+
+fn connect_outcomes(out: &[Output]) -> Vec<ConnectOutcome> {
+    published_entries(out)
         .filter_map(|e| match e {
             Entry::Connect { outcome, .. } => Some(outcome.clone()),
             _ => None,
@@ -672,12 +677,7 @@ fn forwards(out: &[Output]) -> Vec<Fwd> {
 }
 
 fn failed_codes(out: &[Output]) -> Vec<Code> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Publish(c) => Some(c.entries.iter()),
-            _ => None,
-        })
-        .flatten()
+    published_entries(out)
         .filter_map(|e| match e {
             Entry::Failed { error, .. } => Some(error.code),
             _ => None,
@@ -781,13 +781,7 @@ fn a_followers_local_session_never_reaches_the_leader_until_it_writes() {
         &mut t,
         vec![from_2(Msg::Commit { through: zxid })],
     );
-    let order: Vec<i32> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Publish(c) => Some(c.entries.iter()),
-            _ => None,
-        })
-        .flatten()
+    let order: Vec<i32> = published_entries(&out)
         .filter_map(|e| match e {
             Entry::Txn {
                 origin: Some(o), ..
@@ -838,12 +832,7 @@ fn ephemeral_multi(path: &str) -> Request {
 }
 
 fn failed_errors(out: &[Output]) -> Vec<PrepError> {
-    out.iter()
-        .filter_map(|o| match o {
-            Output::Publish(c) => Some(c.entries.iter()),
-            _ => None,
-        })
-        .flatten()
+    published_entries(out)
         .filter_map(|e| match e {
             Entry::Failed { error, .. } => Some(error.clone()),
             _ => None,
