@@ -241,20 +241,7 @@ fn time_never_goes_back() {
 /// A one-voter ensemble leads alone: its epoch files and log are instantaneous here.
 fn lone_leader(max_counter: u32) -> Sequencer {
     let mut cfg = config();
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
-            max_inflight: 1000,
-            max_counter,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1], 50, max_counter));
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut out = pass(&mut core, 0, vec![Input::Elected { leader: 1 }]);
     // Carry out epoch writes until established (bounded).
@@ -377,20 +364,7 @@ fn follower_of_2() -> (Sequencer, i64) {
 /// `sync_limit` in peer ticks (a tenth of a tick): how long the follower keeps its
 /// leader without hearing from it.
 fn follower_of_2_with(mut cfg: CoreConfig, sync_limit: u64) -> (Sequencer, i64) {
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1, 2, 3], vec![]),
-            init_limit: sync_limit.max(100),
-            sync_limit,
-            max_inflight: 1000,
-            max_counter: u32::MAX,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1, 2, 3], sync_limit, u32::MAX));
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut t = 1;
     let from_2 = |msg| Input::PeerMessage { from: 2, msg };
@@ -534,6 +508,25 @@ fn published_entries(out: &[Output]) -> impl Iterator<Item = &Entry> {
         .flatten()
 }
 
+/// Server 1's ensemble config among `voters` (no observers): initLimit is
+/// `sync_limit` but at least 100 ticks, nothing persisted yet.
+fn member_1_of(voters: Vec<u64>, sync_limit: u64, max_counter: u32) -> EnsembleConfig {
+    EnsembleConfig {
+        peer: peer::Config {
+            my_id: 1,
+            ensemble: Members::new(voters, vec![]),
+            init_limit: sync_limit.max(100),
+            sync_limit,
+            max_inflight: 1000,
+            max_counter,
+            broken: Default::default(),
+        },
+        persisted: peer::Persisted::default(),
+        loaded_snapshot: None,
+        membership: Default::default(),
+    }
+}
+
 fn connect_outcomes(out: &[Output]) -> Vec<ConnectOutcome> {
     published_entries(out)
         .filter_map(|e| match e {
@@ -547,20 +540,7 @@ fn connect_outcomes(out: &[Output]) -> Vec<ConnectOutcome> {
 fn a_member_without_a_quorum_serves_read_only_sessions_after_the_delay() {
     let mut cfg = config();
     cfg.read_only = true;
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1, 2, 3], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
-            max_inflight: 1000,
-            max_counter: u32::MAX,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1, 2, 3], 50, u32::MAX));
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     // Before the delay: a read-only client is refused like any other.
     let out = pass(&mut core, 1000, vec![connect_ro(1, Some(true))]);
@@ -903,20 +883,7 @@ fn without_upgrading_a_followers_ephemeral_is_ephemeral_on_local_session() {
 #[test]
 fn without_upgrading_a_leaders_local_session_gets_ephemeral_on_local_session() {
     let mut cfg = config();
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
-            max_inflight: 1000,
-            max_counter: u32::MAX,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1], 50, u32::MAX));
     cfg.local_sessions = true;
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut t = 0;
@@ -992,20 +959,7 @@ fn a_local_session_expires_on_its_own_server_and_cannot_be_resumed() {
 #[test]
 fn a_leaders_local_session_makes_no_txn_until_it_needs_a_global_one() {
     let mut cfg = config();
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
-            max_inflight: 1000,
-            max_counter: u32::MAX,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1], 50, u32::MAX));
     cfg.local_sessions = true;
     cfg.local_upgrading = true;
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
@@ -1044,20 +998,7 @@ fn an_upgrade_at_the_epochs_last_zxid_is_connection_loss_then_works_in_the_next(
     // Epochs of 5 zxids: after four creates only the fifth is left, and an upgrade
     // needs two (its CreateSession, then the create).
     let mut cfg = config();
-    cfg.ensemble = Some(EnsembleConfig {
-        peer: peer::Config {
-            my_id: 1,
-            ensemble: Members::new(vec![1], vec![]),
-            init_limit: 100,
-            sync_limit: 50,
-            max_inflight: 1000,
-            max_counter: 5,
-            broken: Default::default(),
-        },
-        persisted: peer::Persisted::default(),
-        loaded_snapshot: None,
-        membership: Default::default(),
-    });
+    cfg.ensemble = Some(member_1_of(vec![1], 50, 5));
     cfg.local_sessions = true;
     cfg.local_upgrading = true;
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
