@@ -1051,7 +1051,7 @@ def scenario_connloss(ens):
     zk.add_listener(states.append)
     try:
         zk.create("/before", b"x")
-        leader.send_signal(signal.SIGSTOP)
+        leader.pause()
         try:
             pending = zk.create_async("/pending", b"x")
             time.sleep(PENDING_S)

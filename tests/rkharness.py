@@ -148,6 +148,38 @@ class Server:
         if self.alive():
             os.kill(self.proc.pid, sig)
 
+    def pause(self, timeout=30.0):
+        """SIGSTOP, then waits until every thread of the process is stopped.
+
+        The kernel stops a process's threads one by one: the thread that takes the
+        signal must run first, and on a loaded machine (or if it is a niced thread) the
+        others keep working meanwhile. A test that needs the server frozen waits for
+        every /proc/<pid>/task/*/stat to say `T`."""
+        self.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(state == "T" for state in self.thread_states()):
+                return
+            time.sleep(0.005)
+        raise RuntimeError(f"server {self.pid()} not stopped after {timeout} s: "
+                           f"{self.thread_states()}")
+
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def thread_states(self):
+        """The scheduler state letter of each of the process's threads."""
+        states = []
+        task_dir = f"/proc/{self.proc.pid}/task"
+        for tid in os.listdir(task_dir):
+            try:
+                with open(f"{task_dir}/{tid}/stat") as f:
+                    # The state follows the command name, which is in parentheses.
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except (OSError, IndexError):
+                continue  # a thread that exited meanwhile
+        return states
+
     def add_cfg(self, lines):
         """Appends zoo.cfg lines (before the first start)."""
         with open(self.cfg, "a") as f:
