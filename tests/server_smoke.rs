@@ -483,6 +483,94 @@ fn big_children_lists_are_answered_in_order_off_the_shard() {
     srv.shutdown();
 }
 
+/// A multiRead whose getChildren ops list more than `bulkReadChildren` names is built on
+/// the bulk-reply thread like a big getChildren (the server counts it in
+/// `zk_rk_bulk_replies`): its results are each op's, in order (a failed op is its error,
+/// the others still answer), the requests pipelined behind it are answered after it,
+/// and its child watch fires for a later change. A multiRead listing few names is built
+/// on the shard.
+#[test]
+fn a_multi_read_listing_many_children_is_answered_in_order_off_the_shard() {
+    use ringkeeper::proto::request::MultiOp;
+    let mut cfg = ServerConfig::standalone("127.0.0.1:0".parse().unwrap(), 1);
+    cfg.settings.bulk_children = 50;
+    let srv = server::start(cfg, DataTree::new(), 0).expect("server starts");
+    let bulk = || {
+        srv.state
+            .bulk_replies
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let mut a = Client::connect(srv.local_addr);
+    let mut b = Client::connect(srv.local_addr);
+    a.create("/big", b"", 0).unwrap();
+    a.create("/small", b"s", 0).unwrap();
+    let n = 2_000;
+    a.create_all((0..n).map(|i| format!("/big/c{i:04}")), 500);
+    a.create_all((0..3).map(|i| format!("/small/c{i}")), 3);
+    let children = |path: &str, watch: bool| {
+        MultiOp::GetChildren(GetChildrenRequest {
+            path: path.into(),
+            watch,
+        })
+    };
+    let data = |path: &str| {
+        MultiOp::GetData(GetDataRequest {
+            path: path.into(),
+            watch: false,
+        })
+    };
+
+    // Few names: built on the shard.
+    let (h, body) = a.call(&Request::MultiRead(vec![
+        children("/small", false),
+        data("/small"),
+    ]));
+    assert_eq!(h.err, 0);
+    let rs = decode_multi_response(&mut Reader::new(&body)).unwrap();
+    assert_eq!(rs.len(), 2);
+    assert!(matches!(&rs[0], MultiResult::GetChildren { children } if children.len() == 3));
+    assert_eq!(bulk(), 0, "a small multiRead is built on the shard");
+
+    // Many names, pipelined with a read behind it.
+    let x1 = a.send(&Request::MultiRead(vec![
+        children("/big", true),
+        data("/small"),
+        children("/missing", false),
+        children("/small", false),
+    ]));
+    let x2 = a.send(&Request::GetData(GetDataRequest {
+        path: "/small".into(),
+        watch: false,
+    }));
+    let (h, body) = a.recv();
+    assert_eq!(h.xid, x1, "the multiRead is answered first");
+    assert_eq!(h.err, 0);
+    let rs = decode_multi_response(&mut Reader::new(&body)).unwrap();
+    assert_eq!(rs.len(), 4);
+    let MultiResult::GetChildren { children: names } = &rs[0] else {
+        panic!("not a children list: {:?}", rs[0]);
+    };
+    assert_eq!(names.len(), n);
+    assert!(names.contains(&"c1999".to_string()));
+    assert!(
+        matches!(&rs[1], MultiResult::GetData { data, .. } if data.as_deref() == Some(&b"s"[..]))
+    );
+    assert_eq!(rs[2], MultiResult::Error(Code::NoNode));
+    assert!(matches!(&rs[3], MultiResult::GetChildren { children } if children.len() == 3));
+    let (h, _) = a.recv();
+    assert_eq!(h.xid, x2, "the read behind it comes after it");
+    assert_eq!(bulk(), 1, "the big multiRead went to the bulk-reply thread");
+
+    // The child watch it set fires.
+    assert_eq!(b.create("/big/zz", b"", 0), Ok("/big/zz".into()));
+    let (h, body) = a.recv();
+    assert_eq!(h.xid, xid::NOTIFICATION);
+    let ev = WatcherEvent::from_bytes(&body).unwrap();
+    assert_eq!(ev.event_type, EventType::NodeChildrenChanged as i32);
+    assert_eq!(ev.path, "/big");
+    srv.shutdown();
+}
+
 /// One reply bigger than the bound on a connection's unsent output (16 MiB, which drops
 /// clients that stopped reading) still reaches a client that reads: 20,000 children with
 /// 900-byte names make an 18 MB getChildren reply.

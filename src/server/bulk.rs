@@ -1,6 +1,6 @@
 //! Replies too big to build on a shard's thread.
 //!
-//! A getChildren of a node with a million children builds a list of a million names and
+//! A getChildren of a node with a million children (or a multiRead listing one) builds a list of a million names and
 //! a reply of tens of megabytes: ~90 ms of work. Built on the shard's thread, every other
 //! connection of that shard would wait that long. The shard does what must stay in order
 //! there (NONODE, the ACL check, the watch), hands the rest to this thread with its view
@@ -20,11 +20,20 @@ use crate::tree::DataTree;
 use std::sync::mpsc;
 use std::sync::Arc;
 
-/// One getChildren (or getChildren2, with `stat`) to answer from `view`.
+/// What a bulk job lists.
+#[derive(Debug)]
+pub enum BulkWhat {
+    /// A getChildren (or getChildren2, with `stat`).
+    Children { path: String, stat: Option<Stat> },
+    /// A multiRead whose getChildren ops together list more than `bulkReadChildren`
+    /// names; its checks and watches are done (`reads::multi_read_prelude`).
+    MultiRead(Vec<super::reads::MultiPart>),
+}
+
+/// One reply to build from `view`.
 pub struct BulkJob {
     pub view: DataTree,
-    pub path: String,
-    pub stat: Option<Stat>,
+    pub what: BulkWhat,
     pub xid: i32,
     pub zxid: i64,
     pub slot: usize,
@@ -34,9 +43,14 @@ pub struct BulkJob {
 
 impl BulkJob {
     /// The framed reply.
-    pub fn build(&self) -> Vec<u8> {
-        // The shard saw the node in this view; it cannot be gone from it.
-        let body = super::reads::children_body(&self.view, &self.path, self.stat.clone());
+    pub fn build(self) -> Vec<u8> {
+        // The shard saw the nodes in this view; they cannot be gone from it.
+        let body = match self.what {
+            BulkWhat::Children { path, stat } => {
+                super::reads::children_body(&self.view, &path, stat)
+            }
+            BulkWhat::MultiRead(parts) => super::reads::multi_read_body(&self.view, parts),
+        };
         let mut out = Vec::with_capacity(body.len() + 20);
         frame::write_reply(&mut out, self.xid, self.zxid, Code::Ok, |o| {
             o.extend_from_slice(&body)
@@ -52,12 +66,9 @@ pub fn spawn() -> std::io::Result<mpsc::Sender<BulkJob>> {
         .name("rk-bulk".into())
         .spawn(move || {
             for job in rx {
+                let (inbox, slot, gen) = (job.inbox.clone(), job.slot, job.gen);
                 let bytes = job.build();
-                job.inbox.push_unbounded(ToShard::BulkReply {
-                    slot: job.slot,
-                    gen: job.gen,
-                    bytes,
-                });
+                inbox.push_unbounded(ToShard::BulkReply { slot, gen, bytes });
             }
         })?;
     Ok(tx)

@@ -211,6 +211,10 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
             // parse mntr read key/value lines and skip keys they do not know.
             let mut out = fmt::mntr(&monitor(state, view, zxid, &conns, total));
             out.push_str(&state.seq.metrics.mntr_lines());
+            let bulk = state
+                .bulk_replies
+                .load(std::sync::atomic::Ordering::Relaxed);
+            out.push_str(&format!("zk_rk_bulk_replies\t{bulk}\n"));
             out
         }
         Command::Load => state.load().map_or_else(

@@ -72,6 +72,68 @@ pub fn children_body(view: &DataTree, path: &str, stat: Option<Stat>) -> Vec<u8>
     }
 }
 
+/// One op of a multiRead once checked: its result, or the children list of a node that
+/// passed its checks, still to be built.
+#[derive(Debug)]
+pub enum MultiPart {
+    Ready(MultiResult),
+    Children(String),
+}
+
+/// What a multiRead does before it lists, op by op in order, as ZooKeeper runs them:
+/// NONODE, the READ check and the watch of each. The parts, and how many names their
+/// lists will hold (so a big one can be built off the shard's thread, as a getChildren).
+pub fn multi_read_prelude(
+    view: &DataTree,
+    watches: &mut Watches<usize>,
+    who: &Reader,
+    ops: &[request::MultiOp],
+) -> Result<(Vec<MultiPart>, usize), Code> {
+    let mut parts = Vec::with_capacity(ops.len());
+    let mut names = 0usize;
+    for op in ops {
+        let part = match op {
+            request::MultiOp::GetData(g) => match get_data(view, watches, who, &g.path, g.watch) {
+                Ok(d) => MultiPart::Ready(MultiResult::GetData {
+                    data: d.data,
+                    stat: d.stat,
+                }),
+                Err(c) => MultiPart::Ready(MultiResult::Error(c)),
+            },
+            request::MultiOp::GetChildren(g) => {
+                match children_prelude(view, watches, who, &g.path, g.watch) {
+                    Ok(stat) => {
+                        names = names.saturating_add(stat.num_children.max(0) as usize);
+                        MultiPart::Children(g.path.clone())
+                    }
+                    Err(c) => MultiPart::Ready(MultiResult::Error(c)),
+                }
+            }
+            // The decoder admits only reads into a multiRead.
+            _ => return Err(Code::BadArguments),
+        };
+        parts.push(part);
+    }
+    Ok((parts, names))
+}
+
+/// The body of a multiRead answer after [`multi_read_prelude`]: the lists built from
+/// the same view.
+pub fn multi_read_body(view: &DataTree, parts: Vec<MultiPart>) -> Vec<u8> {
+    let results: Vec<MultiResult> = parts
+        .into_iter()
+        .map(|p| match p {
+            MultiPart::Ready(r) => r,
+            MultiPart::Children(path) => MultiResult::GetChildren {
+                children: view.children(&path).unwrap_or_default(),
+            },
+        })
+        .collect();
+    let mut out = Vec::new();
+    request::encode_multi_response(&results, &mut out);
+    out
+}
+
 fn body<T: Jute>(rec: &T) -> ReadResult {
     Ok(rec.to_bytes())
 }
@@ -183,33 +245,8 @@ pub fn execute(
                 .collect(),
         }),
         Request::MultiRead(ops) => {
-            let mut results = Vec::with_capacity(ops.len());
-            for op in ops {
-                let r = match op {
-                    request::MultiOp::GetData(g) => {
-                        match get_data(view, watches, who, &g.path, g.watch) {
-                            Ok(d) => MultiResult::GetData {
-                                data: d.data,
-                                stat: d.stat,
-                            },
-                            Err(c) => MultiResult::Error(c),
-                        }
-                    }
-                    request::MultiOp::GetChildren(g) => {
-                        match children_prelude(view, watches, who, &g.path, g.watch) {
-                            Ok(_) => MultiResult::GetChildren {
-                                children: view.children(&g.path).unwrap_or_default(),
-                            },
-                            Err(c) => MultiResult::Error(c),
-                        }
-                    }
-                    _ => return Err(Code::BadArguments),
-                };
-                results.push(r);
-            }
-            let mut out = Vec::new();
-            request::encode_multi_response(&results, &mut out);
-            Ok(out)
+            let (parts, _) = multi_read_prelude(view, watches, who, ops)?;
+            Ok(multi_read_body(view, parts))
         }
         Request::Reconfig(_) => Err(Code::ReconfigDisabled),
         // The shard answers SASL packets itself (crate::sasl) before any read runs.

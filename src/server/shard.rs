@@ -15,7 +15,7 @@
 //!   commit has something for it (see the chain's header).
 
 use super::audit;
-use super::bulk::BulkJob;
+use super::bulk::{BulkJob, BulkWhat};
 use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
@@ -764,28 +764,53 @@ impl Shard {
                     ids: &c.ids,
                     skip_acl: self.skip_acl,
                 };
-                // With a bulk-reply thread, a getChildren checks its node once and then
-                // lists on this thread or hands the list over by its size.
-                let children = match req {
-                    Request::GetChildren(r) => Some((&r.path, r.watch, false)),
-                    Request::GetChildren2(r) => Some((&r.path, r.watch, true)),
-                    _ => None,
-                }
-                .filter(|_| self.bulk_tx.is_some() && self.state.settings.bulk_children > 0);
-                if let Some((path, watch, with_stat)) = children {
+                // With a bulk-reply thread, a listing read (getChildren, or a multiRead
+                // with getChildren ops) checks its nodes once, then lists on this thread
+                // or hands the lists over by how many names they hold.
+                let listing = if self.bulk_tx.is_some() && self.state.settings.bulk_children > 0 {
+                    let (view, watches) = (&self.view, &mut self.watches);
+                    let children = |watches: &mut Watches<usize>,
+                                    path: &String,
+                                    watch: bool,
+                                    with_stat: bool| {
+                        reads::children_prelude(view, watches, &who, path, watch).map(|stat| {
+                            let what = BulkWhat::Children {
+                                path: path.clone(),
+                                stat: with_stat.then(|| stat.clone()),
+                            };
+                            (what, stat.num_children.max(0) as usize)
+                        })
+                    };
+                    match req {
+                        Request::GetChildren(r) => Some(children(watches, &r.path, r.watch, false)),
+                        Request::GetChildren2(r) => Some(children(watches, &r.path, r.watch, true)),
+                        Request::MultiRead(ops) => Some(
+                            reads::multi_read_prelude(view, watches, &who, ops)
+                                .map(|(parts, names)| (BulkWhat::MultiRead(parts), names)),
+                        ),
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                if let Some(listing) = listing {
                     let bulk = self.state.settings.bulk_children;
-                    match reads::children_prelude(&self.view, &mut self.watches, &who, path, watch)
-                    {
-                        Ok(stat) if stat.num_children as usize <= bulk => {
-                            let body =
-                                reads::children_body(&self.view, path, with_stat.then_some(stat));
+                    match listing {
+                        Ok((what, names)) if names <= bulk => {
+                            let body = match what {
+                                BulkWhat::Children { path, stat } => {
+                                    reads::children_body(&self.view, &path, stat)
+                                }
+                                BulkWhat::MultiRead(parts) => {
+                                    reads::multi_read_body(&self.view, parts)
+                                }
+                            };
                             frame_reply(&mut out, q.xid, zxid, Code::Ok, &body);
                         }
-                        Ok(stat) => {
+                        Ok((what, _)) => {
                             let job = BulkJob {
                                 view: self.view.clone(),
-                                path: path.clone(),
-                                stat: with_stat.then_some(stat),
+                                what,
                                 xid: q.xid,
                                 zxid,
                                 slot,
@@ -795,6 +820,7 @@ impl Shard {
                             let tx = self.bulk_tx.as_ref().expect("checked above");
                             match tx.send(job) {
                                 Ok(()) => {
+                                    self.state.bulk_replies.fetch_add(1, Ordering::Relaxed);
                                     c.bulk = Some(BulkWait {
                                         op: q.req.op(),
                                         received: q.received,

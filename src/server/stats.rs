@@ -220,6 +220,8 @@ pub struct ServerState {
     leadership: std::sync::OnceLock<LeadershipHook>,
     /// A drain is shedding this server's clients (readiness says not ready meanwhile).
     pub draining: std::sync::atomic::AtomicBool,
+    /// Replies handed to the bulk-reply thread (`server::bulk`): `zk_rk_bulk_replies`.
+    pub bulk_replies: AtomicU64,
     /// Each shard's requests outstanding (read, queued or in flight, not answered),
     /// as it last published them (once per loop pass).
     outstanding: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
@@ -270,6 +272,7 @@ impl ServerState {
             membership: Mutex::new(String::new()),
             leadership: std::sync::OnceLock::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            bulk_replies: AtomicU64::new(0),
             outstanding: (0..shards)
                 .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
                 .collect(),
