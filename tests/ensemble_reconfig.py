@@ -34,6 +34,10 @@ Scenarios:
              stop serving; no acknowledged kazoo write is lost; zkbench's summary
              (ops, errors, disconnects) is printed.
 
+  clientaddr three voters with reconfigEnabled: a reconfig moves server 2's client
+             port; it accepts on the new one, refuses on the old, keeps the session
+             connected before the move, and listens on the new port after a restart.
+
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
 """
@@ -362,6 +366,75 @@ def scenario_kazoo(ens):
     stop_and_check_data(ens)
 
 
+def scenario_clientaddr(ens):
+    """Three voters with reconfigEnabled: a reconfig gives server 2 another client port.
+    Server 2 then accepts on the new port, the old one refuses connections, and a kazoo
+    session connected to the old port before the change goes on (ZooKeeper's
+    `reconfigure` of its connection factory keeps connections). Restarted, server 2
+    listens on the new port (from its dynamic config file), and the ensemble's data
+    checks out."""
+    import socket
+
+    from ensemble import free_ports
+    lines = static_lines(ens)
+    for s in ens.servers:
+        s.add_cfg(f"reconfigEnabled=true\nDigestAuthenticationProvider.superDigest={super_digest()}\n")
+    ens.start()
+    ens.wait_leader()
+    wait_serving(ens)
+    two = ens.servers[1]
+    old_port = two.port
+    (new_port,) = free_ports(1)
+    before = client(old_port)
+    before.create("/before-move", b"x")
+    admin = client(ens.servers[0].port, auth_data=[("digest", f"super:{SUPER_PASSWORD}")])
+    joining = f"{lines[1]};127.0.0.1:{new_port}"
+    data, _ = admin.reconfig(joining=joining, leaving=None, new_members=None)
+    text = data.decode()
+    assert f"server.2={lines[1].split('=', 1)[1]};127.0.0.1:{new_port}\n" in text, text
+
+    for _ in range(ATTEMPTS):
+        try:
+            socket.create_connection(("127.0.0.1", new_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(POLL_S)
+    else:
+        raise AssertionError(f"server 2 does not listen on its new port: {two.tail()}")
+    two.port = new_port
+    wait_config(ens, text)
+    for _ in range(ATTEMPTS):
+        try:
+            socket.create_connection(("127.0.0.1", old_port), timeout=1).close()
+            time.sleep(POLL_S)
+        except ConnectionRefusedError:
+            break
+    else:
+        raise AssertionError("server 2 still accepts on its old port")
+    assert two.log_count(f"serving clients on 127.0.0.1:{new_port} (the configuration") == 1, \
+        two.tail()
+    # The session from before the move is still served where it connected.
+    before.create("/after-move", b"y")
+    assert before.get("/before-move")[0] == b"x"
+    moved = client(new_port)
+    moved.sync("/")
+    assert moved.get("/after-move")[0] == b"y"
+    moved.stop()
+    moved.close()
+    before.stop()
+    before.close()
+    admin.stop()
+    admin.close()
+
+    # A restart listens where the config in force says.
+    assert two.terminate()
+    two.start()
+    wait_mode(two, ("follower", "leader"), "did not rejoin on its new port")
+    print(f"clientaddr: server 2 moved from port {old_port} to {new_port} and kept its "
+          "connections; restarted there")
+    stop_and_check_data(ens)
+
+
 JAVA_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop", "java")
 ZK_JAR = os.environ.get("ZK_JAR", "/usr/share/java/zookeeper.jar")
 ZKCLI = os.environ.get("ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
@@ -510,6 +583,7 @@ SCENARIOS = {
     "config": scenario_config,
     "kazoo": scenario_kazoo,
     "java": scenario_java,
+    "clientaddr": scenario_clientaddr,
 }
 
 

@@ -36,3 +36,11 @@ fn kazoo_reconfig_adds_and_removes_servers_under_writes() {
 fn java_admin_and_zkcli_reconfig_grow_to_four_and_shrink_to_two_under_load() {
     run_script("ensemble_reconfig.py", &["java"], RUN_TIMEOUT, None);
 }
+
+/// A reconfig that gives a server another client address moves its client listener:
+/// the new port accepts, the old one refuses, a session connected before the move goes
+/// on, and a restart listens on the new port (from the dynamic config file).
+#[test]
+fn a_reconfig_moves_a_servers_client_port_and_keeps_its_sessions() {
+    run_script("ensemble_reconfig.py", &["clientaddr"], RUN_TIMEOUT, None);
+}

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ringkeeper::io::{
-    CloseReason, Config, Handler, ListenerId, Ops, Reactor, StopHandle, Token, Waker,
+    CloseReason, Config, Handler, ListenerId, Ops, Reactor, Status, StopHandle, Token, Waker,
 };
 
 /// Upper bound for any wait in these tests (they finish far sooner when correct).
@@ -484,4 +484,68 @@ fn pause_stops_receiving_until_resume() {
         got += n;
     }
     assert_eq!(got, written);
+}
+
+/// `relisten` moves a listener to another address between passes: the new address
+/// accepts and echoes, the old one refuses connections, and a connection accepted on
+/// the old address goes on being served (dynamic reconfig moving a client port).
+#[test]
+fn relisten_moves_the_listener_and_keeps_its_connections() {
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = mpsc::channel();
+    let (move_tx, move_rx) = mpsc::channel::<()>();
+    let (moved_tx, moved_rx) = mpsc::channel();
+    let s = shared.clone();
+    let thread = thread::spawn(move || {
+        let mut reactor = Reactor::new(small_config()).unwrap_or_else(|e| panic!("{e}"));
+        let (id, addr) = reactor.listen("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+        tx.send((addr, reactor.waker(), reactor.stop_handle()))
+            .unwrap();
+        let mut echo = Echo {
+            shared: s,
+            live: Vec::new(),
+        };
+        while reactor.run_once(&mut echo).unwrap() == Status::Running {
+            if move_rx.try_recv().is_ok() {
+                let r = reactor.relisten(id, "127.0.0.1:0".parse().unwrap(), 128);
+                moved_tx.send(r.map_err(|e| e.to_string())).unwrap();
+            }
+        }
+    });
+    let (old, waker, stop) = rx.recv().unwrap();
+    let mut before = connect(old);
+    before.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    before.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+
+    move_tx.send(()).unwrap();
+    waker.wake();
+    let new = moved_rx
+        .recv_timeout(DEADLINE)
+        .unwrap()
+        .expect("relisten binds");
+    assert_ne!(new, old);
+    echo_roundtrip(new, 7, 100_000);
+    // The old socket closes once its accept is cancelled (a pass or two).
+    let start = Instant::now();
+    loop {
+        match TcpStream::connect(old) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
+            Err(e) => panic!("connecting to the old address: {e}"),
+            Ok(_) => {
+                assert!(start.elapsed() < DEADLINE, "the old address still accepts");
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    before.write_all(b"pong").unwrap();
+    before.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        &buf, b"pong",
+        "a connection from before the move is still served"
+    );
+
+    stop.stop();
+    thread.join().expect("reactor thread");
 }

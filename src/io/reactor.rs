@@ -547,6 +547,9 @@ struct Listener {
     /// Re-arm at the next tick instead of the next pass (after EMFILE and friends,
     /// re-arming at once would spin while descriptors are exhausted).
     backoff: bool,
+    /// The socket `relisten` replaced, kept open until its multishot accept has ended
+    /// (cancelled): closing a descriptor does not end an accept armed on it.
+    retiring: Option<TcpListener>,
 }
 
 /// Longest time `Drop` waits for the kernel to finish cancelled operations before it
@@ -684,8 +687,36 @@ impl Reactor {
             armed: false,
             hand_off: false,
             backoff: false,
+            retiring: None,
         });
         Ok((id, local))
+    }
+
+    /// Moves listener `id` to `addr`: binds there first (on failure the listener keeps
+    /// its old address and the error is returned), then cancels the accept armed on
+    /// the old socket, which closes once that accept has ended; the new socket is armed
+    /// after that, so one accept is armed per listener at any time. Connections
+    /// accepted on the old address stay. Returns the new bound address.
+    ///
+    /// # Errors
+    /// As `listen`.
+    pub fn relisten(
+        &mut self,
+        id: ListenerId,
+        addr: SocketAddr,
+        backlog: i32,
+    ) -> io::Result<SocketAddr> {
+        let socket = net::listen_reuseport(addr, backlog)?;
+        let local = socket.local_addr()?;
+        let i = id.0 as usize;
+        let old = mem::replace(&mut self.listeners[i].socket, socket);
+        if self.listeners[i].armed {
+            // (A socket retiring from an earlier relisten whose cancel is in flight is
+            // dropped here: the kernel holds its own reference until the cancel ends.)
+            self.listeners[i].retiring = Some(old);
+            self.push(cancel(Kind::Accept, i));
+        }
+        Ok(local)
     }
 
     /// As `listen`, but each accepted stream is offered to `Handler::on_accept_stream`,
@@ -1016,6 +1047,8 @@ impl Reactor {
     fn on_accept_cqe<H: Handler>(&mut self, handler: &mut H, li: usize, res: i32, flags: u32) {
         if !cqueue::more(flags) {
             self.listeners[li].armed = false;
+            // The accept of a socket `relisten` replaced has ended: close it.
+            self.listeners[li].retiring = None;
         }
         if res >= 0 {
             if self.ops.conns.len() >= self.max_connections {
@@ -1059,7 +1092,7 @@ impl Reactor {
             }
             // The connection was reset in the accept queue: harmless, keep accepting.
             libc::ECONNABORTED | libc::EPROTO | libc::EINTR | libc::EAGAIN => {}
-            // Cancelled: only in Drop.
+            // Cancelled: by `relisten`, or in Drop.
             libc::ECANCELED => {}
             // EINVAL/EBADF/ENOTSOCK: our listener is broken, a bug.
             other => panic!("multishot accept failed: errno {other}"),

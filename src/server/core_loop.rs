@@ -1098,6 +1098,10 @@ pub struct CoreLoop {
     log: Option<LogSide>,
     links: Option<Links>,
     client_listener: ListenerId,
+    /// Where `client_listener` listens: a reconfig that gives this server another
+    /// client address moves it there (`rebind_to`, carried out between passes).
+    client_addr: SocketAddr,
+    rebind_to: Option<SocketAddr>,
     /// `secureClientPort`'s listener (TLS only), if any.
     secure_listener: Option<ListenerId>,
     /// How connections on `client_listener` speak: plaintext, or either under
@@ -1336,6 +1340,7 @@ impl CoreLoop {
             Output::Membership(m) => {
                 self.state.set_membership(m.text());
                 self.reconfigure_links(&m);
+                self.rebind_to = self.moved_client_address(&m);
                 // A config file that cannot be written costs the next start its newer
                 // config (it starts from the older one and learns the newer from the
                 // leader), not the running server: ZooKeeper logs it the same way.
@@ -1415,6 +1420,55 @@ impl CoreLoop {
     /// A new config is in force: the quorum links and the election learn its members'
     /// addresses (host names resolve here, as at start; one that does not resolve
     /// leaves that member unreachable and is logged).
+    /// The client address a config in force gives this server, when it is not where
+    /// the client listener is (ZooKeeper's `QuorumPeer.processReconfig` reconfigures
+    /// its connection factory then). A line without a client address (the port from
+    /// `clientPort`) moves nothing.
+    fn moved_client_address(&self, m: &crate::sequencer::Membership) -> Option<SocketAddr> {
+        let me = self.links.as_ref()?.my_id;
+        let client = m.servers.get(&me)?.client.as_ref()?;
+        let to = std::net::ToSocketAddrs::to_socket_addrs(&(client.host.as_str(), client.port))
+            .ok()
+            .and_then(|mut a| a.next());
+        match to {
+            Some(to) if to != self.client_addr => Some(to),
+            Some(_) => None,
+            None => {
+                eprintln!(
+                    "ringkeeper: the new configuration's client address {client} does not \
+                     resolve: still serving clients on {}",
+                    self.client_addr
+                );
+                None
+            }
+        }
+    }
+
+    /// Moves the client listener where `rebind_to` says (between passes: it needs the
+    /// reactor). Connections accepted on the old address stay, as ZooKeeper's
+    /// `NIOServerCnxnFactory.reconfigure` keeps them; if the new address cannot be
+    /// bound, the server goes on listening on the old one and says so.
+    fn rebind(&mut self, reactor: &mut Reactor) {
+        let Some(to) = self.rebind_to.take() else {
+            return;
+        };
+        match reactor.relisten(self.client_listener, to, io::LISTEN_BACKLOG) {
+            Ok(bound) => {
+                eprintln!(
+                    "ringkeeper: serving clients on {bound} (the configuration moved the \
+                     client address from {})",
+                    self.client_addr
+                );
+                self.client_addr = bound;
+            }
+            Err(e) => eprintln!(
+                "ringkeeper: cannot listen on {to}, the configuration's client address: {e}; \
+                 still serving clients on {}",
+                self.client_addr
+            ),
+        }
+    }
+
     fn reconfigure_links(&mut self, m: &crate::sequencer::Membership) {
         let mut members = BTreeMap::new();
         for (id, s) in &m.servers {
@@ -2083,6 +2137,8 @@ pub fn run(
         log,
         links,
         client_listener,
+        client_addr: addr,
+        rebind_to: None,
         secure_listener: secure.map(|(l, _)| l),
         client_wire: dcfg.client_wire,
         tls: dcfg.tls.clone().map(TlsConns::new),
@@ -2126,6 +2182,7 @@ pub fn run(
             h.adopted(reactor.ops(), to, conn, r);
         }
         h.end_pass(reactor.ops());
+        h.rebind(&mut reactor);
         if h.stop.load(Ordering::Acquire) {
             break;
         }
