@@ -8,10 +8,12 @@ the server is down and recovering (until the restarted process answers `ruok`: t
 other two are a quorum of two meanwhile) and the rejoin (from then until --settle
 seconds after it serves again: its election and sync). For RingKeeper, the gaps of
 `ydld` (the leader yields to its best follower) and `rqld` (a follower asks to lead)
-follow in the same load.
+follow in the same load. First, --baseline seconds with every server up and nothing
+restarting give the longest gap this machine shows anyway (the floor to read the
+others against: on shared cores a quorum write can wait on a busy CPU or disk).
 
     scripts/rolling-restart.py [--targets zk,rk] [--sessions 16] [--outstanding 16]
-                               [--settle 3] [--out DIR] [--log-times]
+                               [--settle 3] [--baseline 5] [--out DIR] [--log-times]
                                [--nice-recovery]
 
 The load is `zkbench run -w set --reconnect --ack-gaps` over every server of the
@@ -225,6 +227,13 @@ def run_target(target, args, out, zkbench):
                 break
         else:
             raise RuntimeError(f"zkbench could not start against {connect}")
+        # The floor: the longest gap with every server up and nothing restarting, over
+        # as long as a restart takes, so that each window's gap can be read against
+        # what this machine does anyway.
+        t0 = time.time() * 1000
+        time.sleep(args.baseline)
+        events.append(("steady, all serving (floor)", t0, time.time() * 1000,
+                       args.baseline))
         lead = leader_index(target)
         order = [i for i in (1, 2, 3) if i != lead] + [lead]
         for i in order:
@@ -298,6 +307,9 @@ def main():
     ap.add_argument("--sessions", type=int, default=16)
     ap.add_argument("--outstanding", type=int, default=16)
     ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--baseline", type=float, default=5.0,
+                    help="seconds of steady load, every server up, measured before the "
+                         "first stop: the machine's floor for a write gap")
     ap.add_argument("--duration", type=int, default=0,
                     help="zkbench seconds (default: 90 for zk, 60 for rk)")
     ap.add_argument("--out", default=None)
