@@ -51,6 +51,7 @@ fn two_thousand_seeds() {
         total.transfers += s.transfers;
         total.handoffs += s.handoffs;
         total.takeover_epochs += s.takeover_epochs;
+        total.transfers_called_off += s.transfers_called_off;
         snap_seeds += usize::from(s.snaps > 0);
     }
     println!("{count} seeds: {total:?}; SNAP in {snap_seeds} seeds");
@@ -70,6 +71,12 @@ fn two_thousand_seeds() {
     assert!(
         total.handoffs > count as usize / 4 && total.takeover_epochs > count as usize / 8,
         "leadership hand-offs too rare: {total:?}"
+    );
+    // And transfers whose target crashed or was cut off are called off by a leader that
+    // goes on leading.
+    assert!(
+        total.transfers_called_off > 0,
+        "no transfer was ever called off: {total:?}"
     );
     // Servers compact at random, so a learner that was away for a while usually finds
     // the leader's log starting after it (about 80% of the seeds sync someone by SNAP).

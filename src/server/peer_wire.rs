@@ -353,6 +353,7 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
             b.extend_from_slice(&leader.to_be_bytes());
         }
         Msg::RequestLeadership => b.push(22),
+        Msg::MovingCancelled => b.push(23),
     }
     b
 }
@@ -753,6 +754,7 @@ fn decode_frame_in(mut c: Cursor<'_>) -> Option<Frame> {
         20 => Msg::TakeOver,
         21 => Msg::Moved { leader: c.u64()? },
         22 => Msg::RequestLeadership,
+        23 => Msg::MovingCancelled,
         TAG_SNAP_CHUNK => {
             let offset = c.u64()?;
             let n = c.u32()? as usize;
@@ -846,6 +848,7 @@ mod tests {
             Msg::TakeOver,
             Msg::Moved { leader: 3 },
             Msg::RequestLeadership,
+            Msg::MovingCancelled,
         ];
         // A view's count beyond its bytes is refused, not allocated.
         assert_eq!(decode_msg(&[17, 0xff, 0xff, 0xff, 0xff]), None);

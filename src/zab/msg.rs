@@ -69,6 +69,10 @@ pub enum Msg {
     Moving,
     /// Learner -> leader: the answer to `Moving`.
     MovingAck,
+    /// Leader -> up-to-date learners: the transfer announced by `Moving` is off (its
+    /// target did not catch up in time, or left); this server goes on leading, so
+    /// forward again.
+    MovingCancelled,
     /// Leader -> the transfer's target, once the target acknowledged every txn and
     /// everything is committed: lead now (without an election).
     TakeOver,
@@ -110,6 +114,7 @@ impl Msg {
             Msg::QuorumView { .. } => "QUORUMVIEW",
             Msg::Moving => "MOVING",
             Msg::MovingAck => "MOVINGACK",
+            Msg::MovingCancelled => "MOVINGCANCELLED",
             Msg::TakeOver => "TAKEOVER",
             Msg::Moved { .. } => "MOVED",
             Msg::RequestLeadership => "REQUESTLEADERSHIP",

@@ -34,6 +34,13 @@ use std::collections::{BTreeMap, VecDeque};
 /// enough to get its LEADERINFO, and the epoch ended at initLimit.
 const FOLLOWER_INFO_TRIES: u64 = 5;
 
+/// Ticks a leader waits for a transfer to become ready (its target caught up, every
+/// learner answered `Moving`) before it calls the transfer off and goes on leading (at
+/// most syncLimit). The target was chosen up to date and the leader takes no new
+/// requests meanwhile, so it needs only the last pass's txns: two ticks are far more
+/// than that takes unless the target stalls.
+const TRANSFER_LIMIT_TICKS: u64 = 2;
+
 /// Deliberately broken behaviours, for proving that the simulator catches them. Never
 /// set outside tests; every field defaults to correct behaviour.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -151,7 +158,8 @@ pub enum Event {
     /// synced voter (`ydld`). The leader tells its learners to stop forwarding
     /// (`Msg::Moving`) and waits until each has answered, everything is committed and
     /// the target acknowledged it all (`Peer::transfer_ready`); the caller then steps
-    /// `HandOff`. Not done within syncLimit: back to the election.
+    /// `HandOff`. Not ready within two ticks, or the target gone: the transfer is
+    /// called off (`Msg::MovingCancelled`) and this server leads on.
     Transfer {
         to: Option<ServerId>,
     },
@@ -1495,6 +1503,42 @@ impl Peer {
         });
     }
 
+    /// Calls off a transfer that has not handed off yet (no TAKEOVER sent, so no other
+    /// server leads or will): the learners told `Moving` forward again, and this server
+    /// goes on leading, which costs the clients the wait so far instead of an election.
+    /// A leader that a reconfig removed (or made an observer) must not lead on: it goes
+    /// looking, as before, and leaves its role.
+    fn cancel_transfer(&mut self, why: &str, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        if !self.cfg.ensemble.is_voter(me) {
+            self.go_looking(
+                "a leadership transfer away from a removed leader failed",
+                out,
+            );
+            return;
+        }
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        let Some(t) = l.transfer.take() else {
+            return;
+        };
+        for (&id, x) in &l.learners {
+            if x.stage == Stage::UpToDate {
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::MovingCancelled,
+                });
+            }
+        }
+        out.push(Action::TransferRefused {
+            reason: format!(
+                "the leadership transfer to server {} was called off ({why}); still leading",
+                t.target
+            ),
+        });
+    }
+
     /// Completes a transfer that is ready: TAKEOVER to the target, MOVED to the other
     /// up-to-date learners, and this server follows the target.
     fn hand_off(&mut self, out: &mut Vec<Action>) {
@@ -1894,6 +1938,8 @@ impl Peer {
                 out.push(Action::Moved { leader: to, from });
                 self.on_follow(to, out);
             }
+            // After the `Moving` it cancels: the link is in order.
+            Msg::MovingCancelled => f.moving = None,
             Msg::TakeOver | Msg::Moved { .. } | Msg::MovingAck | Msg::RequestLeadership => {
                 // Not in a state to act on it (still syncing, an observer told to lead):
                 // the transfer times out and an election follows.
@@ -2155,6 +2201,7 @@ impl Peer {
         self.now += 1;
         let now = self.now;
         let (init, sync) = (self.cfg.init_limit, self.cfg.sync_limit);
+        let transfer_ready = self.transfer_ready();
         match &mut self.role {
             Role::Looking => {}
             Role::Following(f) => {
@@ -2192,8 +2239,13 @@ impl Peer {
                     self.go_looking("not established within initLimit", out);
                     return;
                 }
-                if l.transfer.as_ref().is_some_and(|t| now - t.started > sync) {
-                    self.go_looking("leadership transfer did not complete within syncLimit", out);
+                let late = l
+                    .transfer
+                    .as_ref()
+                    .is_some_and(|t| now - t.started > TRANSFER_LIMIT_TICKS.min(sync));
+                // A transfer that is ready is handed off by the caller after this tick.
+                if late && !transfer_ready {
+                    self.cancel_transfer("it did not become ready within two ticks", out);
                     return;
                 }
                 l.learners.retain(|_, x| {
@@ -2207,7 +2259,7 @@ impl Peer {
                 if let Some(t) = &mut l.transfer {
                     t.waiting.retain(|id| l.learners.contains_key(id));
                     if !l.learners.contains_key(&t.target) {
-                        self.go_looking("the leadership transfer's target is gone", out);
+                        self.cancel_transfer("its target is gone", out);
                         return;
                     }
                 }

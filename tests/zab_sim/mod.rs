@@ -273,6 +273,9 @@ pub struct Stats {
     pub transfers: usize,
     pub handoffs: usize,
     pub takeover_epochs: usize,
+    /// Transfers the leader called off (target gone or not ready in time) and went on
+    /// leading.
+    pub transfers_called_off: usize,
     /// Reconfigs proposed, and committed (first time in the history).
     pub reconfigs_proposed: usize,
     pub reconfigs_committed: usize,
@@ -993,6 +996,9 @@ impl Sim {
                 self.run_election(i, election::Event::Moved { leader })?;
             }
             Action::TransferRefused { reason } => {
+                if reason.contains("called off") {
+                    self.stats.transfers_called_off += 1;
+                }
                 self.log(|| format!("n{id} transfer refused: {reason}"));
             }
             Action::Rejected { .. } | Action::Replied { .. } => {}
