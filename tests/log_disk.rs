@@ -227,7 +227,9 @@ fn spare_zeros_are_paced_against_the_log_and_hurried_when_needed() {
         let (pace, path) = (pace.clone(), path.clone());
         std::thread::spawn(move || prepare_spare(&OsDisk, &path, SEGMENT, false, Some(&pace)))
     };
-    let len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // The zeros go to the partial file until they are complete.
+    let partial = ringkeeper::storage::log::partial_spare(&path);
+    let len = || std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     // Waits (bounded) until the spare has at least `want` bytes.
     let reach = |want: u64| {
         let until = Instant::now() + Duration::from_secs(30);
@@ -252,6 +254,69 @@ fn spare_zeros_are_paced_against_the_log_and_hurried_when_needed() {
     }
     pace.hurry();
     worker.join().unwrap().unwrap();
-    assert_eq!(len(), SEGMENT);
+    // Complete: renamed to the spare's name.
+    assert!(!partial.exists());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A complete spare segment left by an earlier run is reused as it is (the same file,
+/// not another segment of zeros written while a restarted server recovers); a leftover
+/// `.partial` file is removed; a spare of the wrong size is prepared anew.
+#[test]
+fn a_restart_reuses_a_complete_spare_and_replaces_a_short_one() {
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("spare-reuse");
+    let c = cfg(&dir);
+    let segment = c.segment_bytes;
+    write_log(&dir, c, 20);
+    let spare = dir.join("log.spare");
+    let partial = ringkeeper::storage::log::partial_spare(&spare);
+    // Waits (bounded) until a complete spare is there; its inode and change time (an
+    // inode number can be reused by a file made anew, its change time not).
+    let complete_spare = || {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(m) = std::fs::metadata(&spare) {
+                if m.len() == segment {
+                    return (m.ino(), m.ctime(), m.ctime_nsec());
+                }
+            }
+            assert!(Instant::now() < until, "no complete spare");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    // Appends one batch after what the log holds, through a new logger.
+    let restart_and_append = |first: i64| {
+        let (_, end) = replay_all(&dir).unwrap();
+        let (notify, rx) = notifier();
+        let logger = Logger::start(cfg(&dir), Arc::new(OsDisk), end.position, notify).unwrap();
+        let mut oracle = Oracle::default();
+        logger.append(batch(first, 3, 0, 500)).unwrap();
+        wait_for(&logger, &rx, &mut oracle, |o| o.settled(first + 2));
+        assert_eq!(oracle.durable_through, first + 2, "{:?}", oracle.errors);
+    };
+    let ino = complete_spare();
+    std::fs::write(&partial, b"left by a preparation cut short").unwrap();
+    restart_and_append(61);
+    assert_eq!(complete_spare(), ino, "the complete spare was rewritten");
+    assert!(
+        !partial.exists(),
+        "the leftover partial spare is still there"
+    );
+
+    // A short spare (a file of the wrong size) is replaced by a complete one.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&spare)
+        .unwrap();
+    f.set_len(segment / 2).unwrap();
+    drop(f);
+    restart_and_append(64);
+    assert_ne!(complete_spare(), ino, "a short spare was kept");
+    let (z, end) = replay_all(&dir).unwrap();
+    assert_eq!(z, (1..=66).collect::<Vec<_>>());
+    assert!(end.torn.is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -48,6 +48,11 @@
 //! and made the slowest writes of a loaded server several times slower. At a switch the logger waits for its
 //! writes in flight (so an older segment never has a torn batch), writes the header with
 //! the first zxid, syncs, renames the spare to `log.<first zxid>` and syncs the directory.
+//! The zeros are written under `log.spare.partial` and renamed to `log.spare` once
+//! synced, so a complete spare is known by its name and size: a restarted server reuses
+//! the one it left instead of writing another segment of zeros while it recovers and
+//! rejoins (on a machine whose disk the other servers share, or its own next batches,
+//! those zeros queue ahead of their writes).
 //!
 //! # I/O
 //!
@@ -452,8 +457,23 @@ impl LogWriter {
             cfg,
             disk,
         };
-        // A spare left by an earlier run holds no records; it is prepared anew.
-        let _ = core.disk.remove(&core.cfg.dir.join(SPARE_NAME));
+        // A spare left by an earlier run holds no records. One of the full size was
+        // zeroed, synced and only then renamed to its name (`prepare_spare`), so it is
+        // ready as it is: a restarted server does not write another segment of zeros
+        // (64 MiB by default) while it recovers and rejoins. A preparation cut short
+        // left only its `.partial` file.
+        let spare = core.cfg.dir.join(SPARE_NAME);
+        let _ = core.disk.remove(&partial_spare(&spare));
+        let complete = core
+            .disk
+            .open(&spare, OpenOptions::read())
+            .and_then(|f| f.len())
+            .is_ok_and(|len| len == core.cfg.segment_bytes);
+        if complete {
+            core.spare = Some(SpareState::Ready);
+        } else {
+            let _ = core.disk.remove(&spare);
+        }
         if let Some(tail) = pos.tail {
             let path = core.cfg.dir.join(segment_name(tail.first_zxid));
             let file = core.open_segment(&path)?;
@@ -1032,10 +1052,19 @@ fn zero_range(file: &dyn DiskFile, from: u64, to: u64, sync: SyncMode) -> io::Re
     Ok(())
 }
 
+/// Where [`prepare_spare`] writes the zeros of `spare` before it is complete.
+pub fn partial_spare(spare: &Path) -> std::path::PathBuf {
+    let mut name = spare.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    spare.with_file_name(name)
+}
+
 /// Creates `path` afresh, filled with `bytes` zeros and synced: every block is written,
 /// so later writes into it change no allocation metadata. `direct` writes them with
 /// O_DIRECT (no page cache to flush in one burst at the end); `pace` spreads them out
-/// while the log is busy (see [`SparePace`]).
+/// while the log is busy (see [`SparePace`]). The zeros go to [`partial_spare`]`(path)`,
+/// which is renamed to `path` (and the directory synced) once they are durable: a file
+/// under `path` of the full size is a complete spare, which the next start reuses.
 pub fn prepare_spare(
     disk: &dyn Disk,
     path: &Path,
@@ -1043,23 +1072,31 @@ pub fn prepare_spare(
     direct: bool,
     pace: Option<&SparePace>,
 ) -> io::Result<()> {
+    let partial = partial_spare(path);
     let _ = disk.remove(path);
+    let _ = disk.remove(&partial);
     let opts = OpenOptions {
         direct,
         ..OpenOptions::create_new()
     };
-    let file = match disk.open(path, opts) {
+    let file = match disk.open(&partial, opts) {
         Ok(f) => f,
         // Refused O_DIRECT (the log falls back to buffered I/O there too).
-        Err(_) if direct => disk.open(path, OpenOptions::create_new())?,
+        Err(_) if direct => disk.open(&partial, OpenOptions::create_new())?,
         Err(e) => return Err(e),
     };
     let result = match pace {
         None => zero_range(file.as_ref(), 0, bytes, SyncMode::Fdatasync),
         Some(p) => zero_paced(file.as_ref(), bytes, p),
-    };
+    }
+    .and_then(|()| disk.rename(&partial, path))
+    .and_then(|()| match path.parent() {
+        Some(dir) => disk.sync_dir(dir),
+        None => Ok(()),
+    });
     if result.is_err() {
         // Give the space back at once: a half-made spare helps no one.
+        let _ = disk.remove(&partial);
         let _ = disk.remove(path);
     }
     result
