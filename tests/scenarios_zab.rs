@@ -361,3 +361,98 @@ fn learner_reconnects_a_fifth_of_init_limit_apart() {
         "FOLLOWERINFO resent at these ticks"
     );
 }
+
+/// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
+/// reconfig removed the leader and a follower together. The leader began its hand-off
+/// waiting for MOVINGACK from every up-to-date learner, the removed follower included;
+/// that one had left its role on the same reconfig and never answered, so the hand-off
+/// ran out at syncLimit and the three remaining servers had to elect. Learners the
+/// reconfig removes are dropped before the hand-off starts, as for a leader that stays.
+#[test]
+fn removed_leader_hands_off_without_waiting_for_a_removed_follower() {
+    let cfg = peer::Config {
+        my_id: 1,
+        ensemble: Ensemble::new(vec![1, 2, 3, 4, 5], vec![]),
+        init_limit: 10,
+        sync_limit: 5,
+        max_inflight: 64,
+        max_counter: u32::MAX,
+        broken: peer::Broken::default(),
+    };
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Persisted::default()
+    };
+    let mut p = Peer::new(cfg, persisted);
+    // Completes the leader's own waits (epoch files, log writes) as a driver would.
+    let settle = |p: &mut Peer, mut out: Vec<Action>| {
+        let mut sent = Vec::new();
+        while !out.is_empty() {
+            let mut next = Vec::new();
+            for a in out {
+                match a {
+                    Action::PersistEpoch { kind, epoch } => {
+                        next.extend(p.step(Event::EpochPersisted { kind, epoch }))
+                    }
+                    Action::Append { write, .. } => next.extend(p.step(Event::Durable { write })),
+                    Action::Send { to, msg } => sent.push((to, msg)),
+                    _ => {}
+                }
+            }
+            out = next;
+        }
+        sent
+    };
+    let from = |id, msg| Event::Message { from: id, msg };
+    let out = p.step(Event::Lead);
+    settle(&mut p, out);
+    for id in 2..=5 {
+        let out = p.step(from(
+            id,
+            Msg::FollowerInfo {
+                accepted_epoch: 1,
+                last_zxid: 0,
+                observer: false,
+            },
+        ));
+        settle(&mut p, out);
+    }
+    for id in 2..=5 {
+        let out = p.step(from(
+            id,
+            Msg::AckEpoch {
+                current_epoch: 1,
+                last_zxid: 0,
+            },
+        ));
+        settle(&mut p, out);
+    }
+    let epoch = p.accepted_epoch();
+    for id in 2..=5 {
+        let out = p.step(from(id, Msg::AckNewLeader { epoch }));
+        settle(&mut p, out);
+    }
+    assert_eq!(p.established_epoch(), Some(epoch), "leader not established");
+    assert_eq!(p.synced_followers().len(), 5, "not every learner synced");
+
+    // The reconfig that removes 1 and 2 is in force: the leader hands off to 3, 4 or 5.
+    let out = p.step(Event::Activate {
+        zxid: make_zxid(epoch, 1),
+        ensemble: Ensemble::new(vec![3, 4, 5], vec![]),
+    });
+    let sent = settle(&mut p, out);
+    let moving: Vec<_> = sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Moving))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(moving, vec![3, 4, 5], "MOVING sent to: {sent:?}");
+    for id in 3..=5 {
+        p.step(from(id, Msg::MovingAck));
+    }
+    assert!(
+        p.transfer_ready(),
+        "hand-off still waits for a removed learner"
+    );
+}

@@ -960,6 +960,14 @@ impl Peer {
         let old = std::mem::replace(&mut self.cfg.ensemble, ensemble);
         let me = self.cfg.my_id;
         let new = &self.cfg.ensemble;
+        if let Role::Leading(l) = &mut self.role {
+            // Learners removed, or whose role changed, reconnect (or stay away): their
+            // FOLLOWERINFO said the old role. Dropped before a removed leader hands
+            // over too: a learner the same reconfig removed leaves its role and never
+            // answers MOVING, so waiting for it would stall the hand-off until syncLimit.
+            l.learners
+                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
+        }
         if !new.is_member(me) {
             out.push(Action::Activated {
                 zxid,
@@ -971,12 +979,6 @@ impl Peer {
             return;
         }
         let role_changed = old.is_voter(me) != new.is_voter(me);
-        if let Role::Leading(l) = &mut self.role {
-            // Learners removed, or whose role changed, reconnect (or stay away): their
-            // FOLLOWERINFO said the old role.
-            l.learners
-                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
-        }
         out.push(Action::Activated {
             zxid,
             ensemble: new.clone(),
