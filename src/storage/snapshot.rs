@@ -2093,10 +2093,10 @@ impl Snapshotter {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<Snapshotter> {
-        Snapshotter::start_notifying(disk, dir, Box::new(|_| {}))
+        Snapshotter::start_notifying(disk, dir, Box::new(|_, _| {}))
     }
 
-    /// [`Snapshotter::start`], calling `on_saved(zxid)` on the snapshot thread after
+    /// [`Snapshotter::start`], calling `on_saved(zxid, file length)` on the snapshot thread after
     /// each snapshot is durable (renamed and its directory synced), never for a failed
     /// one. The replication loop compacts its log on it.
     ///
@@ -2105,7 +2105,7 @@ impl Snapshotter {
     pub fn start_notifying(
         disk: Arc<dyn Disk>,
         dir: PathBuf,
-        on_saved: Box<dyn Fn(i64) + Send>,
+        on_saved: Box<dyn Fn(i64, u64) + Send>,
     ) -> io::Result<Snapshotter> {
         // Capacity one plus the busy flag: the flag is what refuses a second job; the
         // channel slot only carries the accepted one.
@@ -2144,7 +2144,7 @@ impl Snapshotter {
                                     took.as_millis(),
                                     len as f64 / secs / 1e6
                                 );
-                                on_saved(header.zxid);
+                                on_saved(header.zxid, len);
                             }
                             Err(e) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
