@@ -2340,11 +2340,12 @@ pub fn list_logs(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>>
 /// after). Leftover temporary snapshot files are removed too. The server calls this
 /// every `autopurge.purgeInterval` hours (0 = never).
 ///
-/// `protect` names a snapshot that must survive: the replication log's base, which a
-/// leader sends to learners behind it. It is always among the two newest (the loop
-/// compacts to the snapshot before the newest), so the newest three already keep it;
-/// `protect` makes that a guarantee rather than a coincidence: when it is older than the
-/// oldest kept, every snapshot from it on, and the logs they need, are kept.
+/// `protect` names a snapshot that must survive: the one a leader sends as SNAP to
+/// learners behind its replication log (the newest the loop was told is durable, or
+/// the log's base before the first of a run). It is always among the newest two, so
+/// the newest three already keep it; `protect` makes that a guarantee rather than a
+/// coincidence: when it is older than the oldest kept, every snapshot from it on, and
+/// the logs they need, are kept.
 ///
 /// # Errors
 /// The first listing or removal failure.
