@@ -45,6 +45,15 @@ pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// less on the shard than a hand-off to another thread.
 pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
 /// Our log segment size: 64 MiB.
+/// ZooKeeper's default `zookeeper.snapshotSizeFactor` (`ZKDatabase`).
+pub const DEFAULT_SNAPSHOT_SIZE_FACTOR: f64 = 0.33;
+
+/// `snapshotSizeFactor`: a finite number (the parser refuses NaN and infinities), so
+/// equality is total.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SizeFactor(pub f64);
+
+impl Eq for SizeFactor {}
 /// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
 pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
 pub const DEFAULT_LOG_SEGMENT_SIZE: u64 = 64 << 20;
@@ -192,8 +201,8 @@ pub const KEYS: &[KeySpec] = &[
     key("flushDelay", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
     key("maxBatchSize", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
     key("maxWriteQueuePollTime", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
-    key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
-    key("snapshotSizeFactor", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF")),
+    key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF, and further back as snapshotSizeFactor allows")),
+    key("snapshotSizeFactor", Supported),
     key("leaderServes", Recorded("the leader always serves clients")),
     // A server cut off from its quorum serves read-only clients (issue 12).
     key("readonlymode.enabled", Supported),
@@ -520,6 +529,10 @@ pub struct Config {
     pub purge_interval_hours: u32,
     /// `snapSizeLimitInKb`: KiB of log between snapshots (0 or less: no size rule).
     pub snap_size_limit_kb: i64,
+    /// `zookeeper.snapshotSizeFactor`: a leader syncs a learner by DIFF while the txns
+    /// it lacks are at most this fraction of the newest snapshot's size (0.33;
+    /// negative: only within the log since the snapshot before last).
+    pub snapshot_size_factor: SizeFactor,
     pub pre_alloc_size_kb: u64,
     pub force_sync: bool,
     /// `logSync` (ours): `dsync` (O_DSYNC writes, the default) or `fdatasync` (each write
@@ -1035,6 +1048,7 @@ impl ConfigBuilder {
             snap_retain_count: MIN_SNAP_RETAIN_COUNT,
             purge_interval_hours: 0,
             snap_size_limit_kb: DEFAULT_SNAP_SIZE_LIMIT_KB,
+            snapshot_size_factor: SizeFactor(DEFAULT_SNAPSHOT_SIZE_FACTOR),
             pre_alloc_size_kb: DEFAULT_PRE_ALLOC_SIZE_KB,
             force_sync: true,
             log_fdatasync: false,
@@ -1199,6 +1213,19 @@ impl ConfigBuilder {
                 }
                 // SyncRequestProcessor: KiB of log between snapshots; 0 or less: off.
                 "snapSizeLimitInKb" => c.snap_size_limit_kb = ctx.int(v)?,
+                // ZKDatabase: above 1, or not a number, is the default with a warning.
+                "snapshotSizeFactor" => {
+                    c.snapshot_size_factor = SizeFactor(match ctx.float(v) {
+                        Ok(f) if f <= 1.0 => f,
+                        _ => {
+                            warnings.push(ctx.warn(format!(
+                                "invalid {} {v:?}: using the default {DEFAULT_SNAPSHOT_SIZE_FACTOR}",
+                                p.key
+                            )));
+                            DEFAULT_SNAPSHOT_SIZE_FACTOR
+                        }
+                    });
+                }
                 "preAllocSize" => c.pre_alloc_size_kb = ctx.int(v)?,
                 // FileTxnLog: only "no" turns fsync off.
                 "forceSync" => c.force_sync = v != "no",

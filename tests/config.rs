@@ -584,3 +584,37 @@ fn secure_client_port_alone_is_a_tls_only_server() {
     assert_eq!(c.client_address().to_string(), "0.0.0.0:2181");
     assert_eq!(c.secure_client_port, Some(2281));
 }
+
+/// `snapshotSizeFactor` (with or without `zookeeper.`, as ZooKeeper's system property):
+/// 0.33 by default; above 1 or not a number is the default with a warning, as
+/// `ZKDatabase` does; negative is kept (no DIFF beyond the snapshot before last).
+#[test]
+fn snapshot_size_factor_is_read_as_zookeeper_reads_it() {
+    let load = |key: &str, v: &str| {
+        ConfigBuilder::new()
+            .data_dir("d")
+            .client_port(1)
+            .set(key, v)
+            .build()
+            .unwrap()
+    };
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .build()
+        .unwrap();
+    assert_eq!(c.snapshot_size_factor.0, 0.33);
+    let (c, w) = load("snapshotSizeFactor", "0.5");
+    assert_eq!((c.snapshot_size_factor.0, w.len()), (0.5, 0), "{w:?}");
+    let (c, w) = load("zookeeper.snapshotSizeFactor", "-1");
+    assert_eq!((c.snapshot_size_factor.0, w.len()), (-1.0, 0), "{w:?}");
+    for bad in ["2", "lots"] {
+        let (c, w) = load("snapshotSizeFactor", bad);
+        assert_eq!(c.snapshot_size_factor.0, 0.33);
+        assert!(
+            w.iter()
+                .any(|w| w.message.contains("using the default 0.33")),
+            "{bad}: {w:?}"
+        );
+    }
+}

@@ -35,6 +35,11 @@ Scenarios:
   snap       small snapCount: a follower killed while the leader snapshots and compacts
              past it rejoins by SNAP, and so does a follower whose data dir was wiped;
              all converge to the same zxid and tree digest with every write readable.
+  diff       small snapCount, a 2 MB tree: a follower stopped while the leader takes many
+             snapshots, missing txns far smaller than snapshotSizeFactor x the snapshot,
+             rejoins by DIFF (the leader's log line; no SNAP anywhere); all converge.
+  diff-off   the same with snapshotSizeFactor=-1: a SNAP, of the leader's newest
+             snapshot.
 
 Every scenario ends with `stop_and_check_data`: the live servers must serve identical
 trees (same zxid and digest from the `hash` four-letter word, same node count), then every
@@ -1121,7 +1126,7 @@ def compacted_bases(server):
     """The replication bases the server's log reports compacting to."""
     out = []
     for line in log_text(server).splitlines():
-        marker = "replication log compacted to snapshot "
+        marker = "replication log compacted to "
         if marker in line:
             out.append(int(line.split(marker, 1)[1].split(":", 1)[0], 16))
     return out
@@ -1206,6 +1211,102 @@ def scenario_snap(ens):
             c.stop()
     lz.stop()
     print(f"snap: all {len(acked)} acknowledged writes on every server")
+    stop_and_check_data(ens)
+
+
+# The diff scenario: a tree of DIFF_BIG_NODES nodes of DIFF_BIG_BYTES each (its
+# snapshots ~2 MB, so snapshotSizeFactor 0.33 lets a DIFF carry ~660 KB of txns), then
+# DIFF_WRITES small creates (~100 bytes of txn each, ~200 KB) while a follower is down,
+# with a snapshot every 26-50 txns.
+DIFF_SNAP_COUNT = 50
+DIFF_BIG_NODES = 4
+DIFF_BIG_BYTES = 500_000
+DIFF_WRITES = 1500
+# Snapshots the leader must take while the follower is down: with the log compacted to
+# the snapshot before last (the rule without snapshotSizeFactor), two suffice for a
+# SNAP. Runs here see 6-15 (a snapshot still being written when the next is due is
+# skipped, so a slow machine sees fewer); 3 leaves room.
+DIFF_MIN_SNAPSHOTS = 3
+
+
+def snapshot_zxids(server):
+    """The zxids of the snapshots the server's log reports written."""
+    out = []
+    for line in log_text(server).splitlines():
+        m = re.search(r"snapshot \S+ written: zxid (0x[0-9a-f]+)", line)
+        if m:
+            out.append(int(m.group(1), 16))
+    return out
+
+
+def scenario_diff(ens, size_factor=None):
+    """A follower stopped while the leader takes many snapshots comes back with a DIFF
+    (not a SNAP): the txns it missed are far smaller than snapshotSizeFactor (0.33, the
+    default) x the snapshot, so the leader's log still reaches back to it, as ZooKeeper's
+    LearnerHandler.syncFollower would sync it from its txn log. With a negative
+    `size_factor` (ZooKeeper: no sync from the txn log) the log reaches back only to
+    the snapshot before last, and the follower gets a SNAP instead: of the leader's
+    newest snapshot. Then every server has every acknowledged write and the same zxid
+    and digest."""
+    for s in ens.servers:
+        s.add_cfg(f"snapCount={DIFF_SNAP_COUNT}\n")
+        if size_factor is not None:
+            s.add_cfg(f"snapshotSizeFactor={size_factor}\n")
+    ens.start()
+    leader_id = ens.wait_leader()
+    leader = ens.servers[leader_id - 1]
+    for s in ens.servers:
+        wait_rejoined(s)
+    down = next(s for s in ens.servers if s.sid != leader_id)
+    lz = client(leader.port)
+    lz.ensure_path("/big")
+    for i in range(DIFF_BIG_NODES):
+        lz.create(f"/big/{i}", bytes([65 + i]) * DIFF_BIG_BYTES)
+    lz.ensure_path("/d")
+    wait_converged(ens)
+    assert down.terminate(), f"server {down.sid} did not stop"
+    stop_zxid = int(srvr_fields(leader.port)["Zxid"], 16)
+    acked = []
+    for start in range(0, DIFF_WRITES, 100):
+        names = [f"n{i:05d}" for i in range(start, min(start + 100, DIFF_WRITES))]
+        for name, a in [(n, lz.create_async(f"/d/{n}", n.encode())) for n in names]:
+            a.get(timeout=30)
+            acked.append(name)
+    taken = [z for z in snapshot_zxids(leader) if z > stop_zxid]
+    assert len(taken) >= DIFF_MIN_SNAPSHOTS, \
+        f"the leader took only {len(taken)} snapshots after {stop_zxid:#x}"
+    print(f"diff: server {down.sid} stopped at {stop_zxid:#x}; {len(acked)} writes; "
+          f"leader {leader_id} took {len(taken)} snapshots since")
+
+    down.start()
+    snap = size_factor is not None and size_factor < 0
+    said = f"SNAP to server {down.sid}: sent snapshot " if snap \
+        else f"sync of server {down.sid}: DIFF: "
+    wait_log(leader, said, "leader")
+    wait_rejoined(down)
+    line = [l for l in log_text(leader).splitlines() if said in l][-1]
+    if snap:
+        assert "SNAP: installed snapshot" in log_text(down), down.tail()
+        # The newest snapshot the leader had, not the one its log starts from.
+        sent = int(line.split(said, 1)[1].split()[0], 16)
+        assert sent >= max(taken), f"SNAP of {sent:#x}, newest was {max(taken):#x}"
+    else:
+        assert f"SNAP to server {down.sid}" not in log_text(leader), leader.tail()
+        assert "SNAP: installed snapshot" not in log_text(down), down.tail()
+    print(f"diff: leader: {line.split('ringkeeper: ', 1)[-1]}")
+
+    seen = wait_converged(ens)
+    for s in ens.servers:
+        c = client(s.port)
+        try:
+            c.sync("/d")
+            names = set(c.get_children("/d"))
+            missing = [n for n in acked if n not in names]
+            assert not missing, f"server {s.sid} lacks {len(missing)} writes, first {missing[:5]}"
+        finally:
+            c.stop()
+    lz.stop()
+    print(f"diff: converged {seen}; all {len(acked)} acknowledged writes on every server")
     stop_and_check_data(ens)
 
 
@@ -1382,6 +1483,8 @@ SCENARIOS = {
     "behind": scenario_behind,
     "connloss": scenario_connloss,
     "snap": scenario_snap,
+    "diff": scenario_diff,
+    "diff-off": lambda ens: scenario_diff(ens, -1),
     "java": scenario_java,
     "tls": scenario_tls,
 }

@@ -361,3 +361,199 @@ fn learner_reconnects_a_fifth_of_init_limit_apart() {
         "FOLLOWERINFO resent at these ticks"
     );
 }
+
+/// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
+/// reconfig removed the leader and a follower together. The leader began its hand-off
+/// waiting for MOVINGACK from every up-to-date learner, the removed follower included;
+/// that one had left its role on the same reconfig and never answered, so the hand-off
+/// ran out at syncLimit and the three remaining servers had to elect. Learners the
+/// reconfig removes are dropped before the hand-off starts, as for a leader that stays.
+/// Carries out a leader's own waits (epoch files, log writes) as a driver would;
+/// returns what it sent.
+fn settle(p: &mut Peer, mut out: Vec<Action>) -> Vec<(u64, Msg)> {
+    let mut sent = Vec::new();
+    while !out.is_empty() {
+        let mut next = Vec::new();
+        for a in out {
+            match a {
+                Action::PersistEpoch { kind, epoch } => {
+                    next.extend(p.step(Event::EpochPersisted { kind, epoch }))
+                }
+                Action::Append { write, .. } => next.extend(p.step(Event::Durable { write })),
+                Action::Send { to, msg } => sent.push((to, msg)),
+                _ => {}
+            }
+        }
+        out = next;
+    }
+    sent
+}
+
+/// Server 1 leading voters `1..=n` in an established epoch, every other voter synced.
+fn established_leader_of(n: u64) -> Peer {
+    let cfg = peer::Config {
+        my_id: 1,
+        ensemble: Ensemble::new((1..=n).collect(), vec![]),
+        init_limit: 10,
+        sync_limit: 5,
+        max_inflight: 64,
+        max_counter: u32::MAX,
+        broken: peer::Broken::default(),
+    };
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Persisted::default()
+    };
+    let mut p = Peer::new(cfg, persisted);
+    let from = |id, msg| Event::Message { from: id, msg };
+    let out = p.step(Event::Lead);
+    settle(&mut p, out);
+    for id in 2..=n {
+        let out = p.step(from(
+            id,
+            Msg::FollowerInfo {
+                accepted_epoch: 1,
+                last_zxid: 0,
+                observer: false,
+            },
+        ));
+        settle(&mut p, out);
+    }
+    for id in 2..=n {
+        let out = p.step(from(
+            id,
+            Msg::AckEpoch {
+                current_epoch: 1,
+                last_zxid: 0,
+            },
+        ));
+        settle(&mut p, out);
+    }
+    let epoch = p.accepted_epoch();
+    for id in 2..=n {
+        let out = p.step(from(id, Msg::AckNewLeader { epoch }));
+        settle(&mut p, out);
+    }
+    assert_eq!(p.established_epoch(), Some(epoch), "leader not established");
+    assert_eq!(
+        p.synced_followers().len(),
+        n as usize,
+        "not every learner synced"
+    );
+    p
+}
+
+/// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
+/// reconfig removed the leader and a follower together. The leader began its hand-off
+/// waiting for MOVINGACK from every up-to-date learner, the removed follower included;
+/// that one had left its role on the same reconfig and never answered, so the hand-off
+/// ran out at syncLimit and the three remaining servers had to elect. Learners the
+/// reconfig removes are dropped before the hand-off starts, as for a leader that stays.
+#[test]
+fn removed_leader_hands_off_without_waiting_for_a_removed_follower() {
+    let mut p = established_leader_of(5);
+    let epoch = p.accepted_epoch();
+    let from = |id, msg| Event::Message { from: id, msg };
+    // The reconfig that removes 1 and 2 is in force: the leader hands off to 3, 4 or 5.
+    let out = p.step(Event::Activate {
+        zxid: make_zxid(epoch, 1),
+        ensemble: Ensemble::new(vec![3, 4, 5], vec![]),
+    });
+    let sent = settle(&mut p, out);
+    let moving: Vec<_> = sent
+        .iter()
+        .filter(|(_, m)| matches!(m, Msg::Moving))
+        .map(|(to, _)| *to)
+        .collect();
+    assert_eq!(moving, vec![3, 4, 5], "MOVING sent to: {sent:?}");
+    for id in 3..=5 {
+        p.step(from(id, Msg::MovingAck));
+    }
+    assert!(
+        p.transfer_ready(),
+        "hand-off still waits for a removed learner"
+    );
+}
+
+/// A learner behind the log's base gets a SNAP of the newest snapshot the driver
+/// reported (`Event::Snapshotted`) and only the txns after it, not the base's snapshot
+/// and every txn after the base (in the rolling restart, ~91,000 txns applied after an
+/// older snapshot). A snapshot not yet committed is not taken.
+#[test]
+fn snap_sends_the_newest_snapshot_and_the_txns_after_it() {
+    let mut p = established_leader_of(3);
+    let epoch = p.accepted_epoch();
+    let from = |id, msg| Event::Message { from: id, msg };
+    let txns: Vec<Txn> = (1..=30)
+        .map(|c| Txn {
+            zxid: make_zxid(epoch, c),
+            payload: Bytes::from_static(b"txn"),
+        })
+        .collect();
+    let out = p.step(Event::Propose(txns));
+    settle(&mut p, out);
+    // Server 2 acknowledges; server 3 goes away.
+    p.step(Event::Disconnected { peer: 3 });
+    let out = p.step(from(
+        2,
+        Msg::Ack {
+            zxid: make_zxid(epoch, 30),
+        },
+    ));
+    settle(&mut p, out);
+    assert_eq!(p.commit_zxid(), make_zxid(epoch, 30));
+    p.step(Event::Snapshotted {
+        zxid: make_zxid(epoch, 20),
+        snapshot: Bytes::from_static(b"newest"),
+    });
+    p.step(Event::Compact {
+        through: make_zxid(epoch, 10),
+        snapshot: Bytes::from_static(b"base"),
+    });
+    assert_eq!(p.log_base(), make_zxid(epoch, 10));
+    assert_eq!(p.snap_source(), make_zxid(epoch, 20));
+    // Server 3 comes back from zxid 5, behind the base.
+    let out = p.step(from(
+        3,
+        Msg::FollowerInfo {
+            accepted_epoch: epoch,
+            last_zxid: make_zxid(epoch, 5),
+            observer: false,
+        },
+    ));
+    let mut sent = settle(&mut p, out);
+    let out = p.step(from(
+        3,
+        Msg::AckEpoch {
+            current_epoch: epoch,
+            last_zxid: make_zxid(epoch, 5),
+        },
+    ));
+    sent.extend(settle(&mut p, out));
+    let sync = sent
+        .iter()
+        .find_map(|(to, m)| match m {
+            Msg::Sync { mode, txns, .. } if *to == 3 => Some((mode.clone(), txns.clone())),
+            _ => None,
+        })
+        .expect("a sync for server 3");
+    assert_eq!(
+        sync.0,
+        SyncMode::Snap {
+            zxid: make_zxid(epoch, 20),
+            data: Bytes::from_static(b"newest"),
+        }
+    );
+    let zxids: Vec<_> = sync.1.iter().map(|t| t.zxid).collect();
+    assert_eq!(
+        zxids,
+        (21..=30).map(|c| make_zxid(epoch, c)).collect::<Vec<_>>()
+    );
+    // A snapshot above the commit point is not a SNAP source.
+    p.step(Event::Snapshotted {
+        zxid: make_zxid(epoch, 31),
+        snapshot: Bytes::from_static(b"future"),
+    });
+    assert_eq!(p.snap_source(), make_zxid(epoch, 20));
+}

@@ -112,6 +112,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
             .unwrap_or(0)
             .saturating_mul(1024),
         purge_interval_ms: cfg.purge_interval_hours as i64 * 3_600_000,
+        diff_size_factor: cfg.snapshot_size_factor.0,
         // The snapshot points differ between servers (ZooKeeper's randomization).
         seed: u64::from(cfg.my_id.unwrap_or(0) as u32) ^ std::process::id() as u64,
     });

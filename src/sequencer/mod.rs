@@ -118,6 +118,10 @@ pub struct SnapshotConfig {
     pub snap_size_bytes: u64,
     /// `autopurge.purgeInterval` in ms (0: off).
     pub purge_interval_ms: i64,
+    /// `snapshotSizeFactor`: how far back the leader's in-memory log reaches for a DIFF,
+    /// as a fraction of the newest snapshot's size (see `Sequencer::snapshot_durable`);
+    /// negative: only the snapCount floor (ZooKeeper: DIFF from the txn log disabled).
+    pub diff_size_factor: f64,
     /// Seeds the snapshot policy's random points.
     pub seed: u64,
 }
@@ -235,9 +239,10 @@ pub enum Input {
         last: i64,
         error: String,
     },
-    /// The snapshot of this committed zxid is durable.
+    /// The snapshot of this committed zxid is durable; its file is `bytes` long.
     SnapshotDurable {
         zxid: i64,
+        bytes: u64,
     },
     /// The election chose `leader` (this server, or another it follows).
     Elected {
@@ -609,6 +614,34 @@ fn decode(zxid: Zxid, payload: &Bytes) -> Txn {
     }
 }
 
+/// Where the log must start for a DIFF to reach as far back as `snapshotSizeFactor`
+/// allows: the zxid after which the newest txns of `log` (whose base is `base`) add up
+/// to at most `factor` x `snapshot_bytes` payload bytes (`base` when the whole log fits),
+/// or `None` when the factor turns the rule off (negative). ZooKeeper's factor 0
+/// ("no size limit") would keep an in-memory log without bound: here it means the
+/// snapshot's size (factor 1).
+fn diff_window_start(
+    log: &[zab::Txn],
+    base: Zxid,
+    factor: f64,
+    snapshot_bytes: u64,
+) -> Option<Zxid> {
+    if factor < 0.0 {
+        return None;
+    }
+    let factor = if factor == 0.0 { 1.0 } else { factor };
+    let limit = (snapshot_bytes as f64 * factor) as u64;
+    let mut sum = 0u64;
+    // From the newest back, stopping at the first txn that no longer fits.
+    for t in log.iter().rev() {
+        sum += t.payload.len() as u64;
+        if sum > limit {
+            return Some(t.zxid);
+        }
+    }
+    Some(base)
+}
+
 fn bit(shard: usize) -> u64 {
     assert!(shard < 64, "at most 64 shards");
     1 << shard
@@ -839,7 +872,7 @@ impl Sequencer {
             Input::Shard(m) => self.shard(m),
             Input::LogDurable { through } => self.log_durable(through),
             Input::LogFailed { first, last, error } => self.log_failed(first, last, &error),
-            Input::SnapshotDurable { zxid } => self.snapshot_durable(zxid),
+            Input::SnapshotDurable { zxid, bytes } => self.snapshot_durable(zxid, bytes),
             Input::Elected { leader } => self.elected(leader),
             Input::PeerMessage { from, msg } => self.peer_message(from, msg),
             Input::PeerDisconnected { peer } => {
@@ -947,10 +980,12 @@ impl Sequencer {
             .map_or(0, |s| s.purge_interval_ms);
         if purge > 0 && now_ms >= self.next_purge_ms {
             self.next_purge_ms = now_ms + purge;
+            // The snapshot a SNAP sends (the newest, which purge keeps anyway, or the
+            // base before the first snapshot of this run).
             let keep = self
                 .ens
                 .as_ref()
-                .map(|e| e.peer.log_base() as i64)
+                .map(|e| e.peer.snap_source() as i64)
                 .filter(|b| *b > 0);
             self.out.push(Output::Purge { keep });
         }
@@ -2151,12 +2186,22 @@ impl Sequencer {
 
     // ---- snapshots ----
 
-    /// A snapshot of `zxid` is durable: the ZAB log forgets the txns up to the snapshot
-    /// before it (the previous durable one), so it spans one to two snapshot intervals
-    /// and a learner a little behind the newest snapshot still gets a DIFF. Compacting to
-    /// the newest would bound memory tighter but send SNAP to learners only slightly
-    /// behind; keeping more would grow memory with no bound that snapCount sets.
-    fn snapshot_durable(&mut self, zxid: i64) {
+    /// A snapshot of `zxid` (`bytes` long) is durable. The peer sends it to learners
+    /// behind its log's base (`Event::Snapshotted`), and the log forgets what no DIFF
+    /// needs any more: it keeps at least the txns after the snapshot before this one
+    /// (the floor, one to two snapshot intervals), and further back as many txns as fit
+    /// in `snapshotSizeFactor` x this snapshot's size. That is ZooKeeper's rule for
+    /// syncing from its on-disk txn log (`ZKDatabase.calculateTxnLogSizeLimit`): a DIFF
+    /// that costs more bytes than a third of a snapshot is worse than the snapshot.
+    /// We keep those txns in memory (they are already there: the log holds them until
+    /// compaction), so a DIFF never reads the disk and never stalls the loop; the
+    /// memory this costs is bounded by the same fraction of the snapshot.
+    fn snapshot_durable(&mut self, zxid: i64, bytes: u64) {
+        let factor = self
+            .cfg
+            .snapshots
+            .as_ref()
+            .map_or(-1.0, |s| s.diff_size_factor);
         let Some(e) = &mut self.ens else {
             return;
         };
@@ -2166,24 +2211,38 @@ impl Sequencer {
             return;
         }
         e.newest_snapshot = Some(zxid);
-        let Some(through) = previous.filter(|p| *p as u64 > e.peer.log_base()) else {
+        self.peer_step(peer::Event::Snapshotted {
+            zxid: zxid as u64,
+            snapshot: Bytes::new(),
+        });
+        let e = self.ens.as_ref().expect("ensemble");
+        let before = e.peer.log_base();
+        let Some(floor) = previous.map(|p| p as u64).filter(|p| *p > before) else {
             return;
         };
-        let before = e.peer.log_base();
+        let through = match diff_window_start(e.peer.log(), before, factor, bytes) {
+            Some(z) => z.min(floor),
+            None => floor,
+        };
+        if through <= before {
+            return;
+        }
         // The core ignores a point that is not committed and durable in its log (a
         // learner still syncing): the base stays, and the next snapshot tries again.
         self.peer_step(peer::Event::Compact {
-            through: through as u64,
+            through,
             snapshot: Bytes::new(),
         });
         let e = self.ens.as_ref().expect("ensemble");
         let base = e.peer.log_base();
         if base != before {
-            assert_eq!(base, through as u64, "compacted to another point");
+            assert_eq!(base, through, "compacted to another point");
+            let log = e.peer.log();
+            let kept: usize = log.iter().map(|t| t.payload.len()).sum();
             self.out.push(Output::PeerBase(base as i64));
             self.out.push(Output::Log(format!(
-                "replication log compacted to snapshot {base:#x}: {} txns kept, through {:#x}",
-                e.peer.log().len(),
+                "replication log compacted to {base:#x}: {} txns ({kept} bytes) kept, through {:#x}; SNAPs send snapshot {zxid:#x}",
+                log.len(),
                 e.peer.last_zxid()
             )));
         }

@@ -83,7 +83,8 @@ const CONNECT_RETRY: Duration = Duration::from_millis(50);
 /// What other threads tell the loop (through its inbox, which wakes it).
 pub enum LoopMsg {
     Elected(ServerId),
-    SnapshotDurable(i64),
+    /// A snapshot is durable: its zxid and its file's length.
+    SnapshotDurable(i64, u64),
     /// A learner's dial of `conn` to `to` ended (`None`: every attempt failed).
     Dialed {
         to: ServerId,
@@ -684,6 +685,28 @@ impl Links {
                     return;
                 }
                 OutFrame::Snapshot(rx)
+            }
+            Msg::Sync {
+                mode: mode @ (ZabSync::Diff | ZabSync::Trunc { .. }),
+                txns,
+                ..
+            } => {
+                // One line per learner synced, as the SNAP's: which sync it got is what
+                // an operator (and the tests) look for after a restart.
+                let what = match mode {
+                    ZabSync::Trunc { to } => format!("TRUNC to {to:#x} then"),
+                    _ => "DIFF:".to_string(),
+                };
+                match (txns.first(), txns.last()) {
+                    (Some(f), Some(l)) => eprintln!(
+                        "ringkeeper: sync of server {to}: {what} {} txns {:#x}..{:#x}",
+                        txns.len(),
+                        f.zxid,
+                        l.zxid
+                    ),
+                    _ => eprintln!("ringkeeper: sync of server {to}: {what} 0 txns"),
+                }
+                OutFrame::Bytes(frame_bytes(&peer_wire::encode_msg(msg)))
             }
             Msg::Propose { txns } => {
                 let (first, last) = (txns[0].zxid, txns[txns.len() - 1].zxid);
@@ -1593,13 +1616,13 @@ impl CoreLoop {
     fn loop_msg(&mut self, ops: &mut Ops, m: LoopMsg) {
         match m {
             LoopMsg::Elected(leader) => self.input(Input::Elected { leader }),
-            LoopMsg::SnapshotDurable(zxid) => {
+            LoopMsg::SnapshotDurable(zxid, bytes) => {
                 if let Some(t) = self.snapshot_since.take() {
                     let zk = &self.state.seq.metrics.zk;
                     zk.snapshottime.record(t.elapsed().as_millis() as u64);
                     zk.snapshots_taken.inc();
                 }
-                self.input(Input::SnapshotDurable { zxid })
+                self.input(Input::SnapshotDurable { zxid, bytes })
             }
             LoopMsg::Dialed {
                 to,
@@ -2039,7 +2062,9 @@ pub fn run(
             let snapshotter = match Snapshotter::start_notifying(
                 st.disk.clone(),
                 st.data_dir.clone(),
-                Box::new(move |zxid| inbox.push_unbounded(LoopMsg::SnapshotDurable(zxid))),
+                Box::new(move |zxid, len| {
+                    inbox.push_unbounded(LoopMsg::SnapshotDurable(zxid, len))
+                }),
             ) {
                 Ok(s) => s,
                 Err(e) => return fail(&ready, e),

@@ -116,12 +116,13 @@ pub fn write_epoch(dir: &Path, name: &str, epoch: u32) -> std::io::Result<()> {
 
 /// The history the peer starts from: a base that is a snapshot file of this server,
 /// and the log's txns after it (a leader sends DIFF or TRUNC inside that log, and SNAP
-/// of the base to a learner behind it).
+/// of the base to a learner behind it until the loop reports a newer snapshot durable).
 ///
 /// The base is the snapshot before the one recovery loaded when the log still reaches
-/// back to it (holds that snapshot's own zxid and every txn after it), as the loop
-/// compacts at run time (see `Driver::snapshot_durable`): a learner slightly behind the
-/// newest snapshot still gets a DIFF. Otherwise it is the snapshot recovery loaded,
+/// back to it (holds that snapshot's own zxid and every txn after it), the floor the
+/// loop keeps at run time (see `Sequencer::snapshot_durable`, which also keeps as far
+/// back as snapshotSizeFactor allows once the log has grown): a learner slightly
+/// behind the newest snapshot still gets a DIFF. Otherwise it is the snapshot recovery loaded,
 /// whose txns after it recovery has just replayed. Never the whole log: memory is
 /// bounded by the snapshot policy from the start. The base counts as committed, as it
 /// must: only committed roots are snapshotted.

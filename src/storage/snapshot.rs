@@ -2093,10 +2093,10 @@ impl Snapshotter {
     /// # Errors
     /// When the thread cannot be spawned.
     pub fn start(disk: Arc<dyn Disk>, dir: PathBuf) -> io::Result<Snapshotter> {
-        Snapshotter::start_notifying(disk, dir, Box::new(|_| {}))
+        Snapshotter::start_notifying(disk, dir, Box::new(|_, _| {}))
     }
 
-    /// [`Snapshotter::start`], calling `on_saved(zxid)` on the snapshot thread after
+    /// [`Snapshotter::start`], calling `on_saved(zxid, file length)` on the snapshot thread after
     /// each snapshot is durable (renamed and its directory synced), never for a failed
     /// one. The replication loop compacts its log on it.
     ///
@@ -2105,7 +2105,7 @@ impl Snapshotter {
     pub fn start_notifying(
         disk: Arc<dyn Disk>,
         dir: PathBuf,
-        on_saved: Box<dyn Fn(i64) + Send>,
+        on_saved: Box<dyn Fn(i64, u64) + Send>,
     ) -> io::Result<Snapshotter> {
         // Capacity one plus the busy flag: the flag is what refuses a second job; the
         // channel slot only carries the accepted one.
@@ -2144,7 +2144,7 @@ impl Snapshotter {
                                     took.as_millis(),
                                     len as f64 / secs / 1e6
                                 );
-                                on_saved(header.zxid);
+                                on_saved(header.zxid, len);
                             }
                             Err(e) => {
                                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -2340,11 +2340,12 @@ pub fn list_logs(disk: &dyn Disk, dir: &Path) -> io::Result<Vec<(i64, PathBuf)>>
 /// after). Leftover temporary snapshot files are removed too. The server calls this
 /// every `autopurge.purgeInterval` hours (0 = never).
 ///
-/// `protect` names a snapshot that must survive: the replication log's base, which a
-/// leader sends to learners behind it. It is always among the two newest (the loop
-/// compacts to the snapshot before the newest), so the newest three already keep it;
-/// `protect` makes that a guarantee rather than a coincidence: when it is older than the
-/// oldest kept, every snapshot from it on, and the logs they need, are kept.
+/// `protect` names a snapshot that must survive: the one a leader sends as SNAP to
+/// learners behind its replication log (the newest the loop was told is durable, or
+/// the log's base before the first of a run). It is always among the newest two, so
+/// the newest three already keep it; `protect` makes that a guarantee rather than a
+/// coincidence: when it is older than the oldest kept, every snapshot from it on, and
+/// the logs they need, are kept.
 ///
 /// # Errors
 /// The first listing or removal failure.

@@ -130,6 +130,16 @@ pub enum Event {
         through: Zxid,
         snapshot: Bytes,
     },
+    /// The driver holds a durable snapshot of the committed state at `zxid` (opaque
+    /// `snapshot`, as for `Compact`). A learner behind the log's base is sent the
+    /// newest such snapshot in the log and the txns after it, rather than the base's
+    /// snapshot and every txn after the base. Ignored unless `zxid` is committed,
+    /// durable and in the log above the current one. A driver that never reports
+    /// snapshots this way sends SNAPs of the base.
+    Snapshotted {
+        zxid: Zxid,
+        snapshot: Bytes,
+    },
     /// The driver cannot carry on in this role (a SNAP that would not install, a TRUNC
     /// a leader should not have asked): back to the election.
     Abandon {
@@ -298,6 +308,11 @@ pub struct LearnerCounts {
 struct Log {
     base: Zxid,
     snapshot: Bytes,
+    /// The newest durable snapshot at or above `base` (`Event::Snapshotted`; `base`
+    /// until one is reported): what a learner behind `base` is sent as its SNAP, so
+    /// it applies the fewest txns after it.
+    snap_zxid: Zxid,
+    snap_data: Bytes,
     entries: Vec<Txn>,
     issued: u64,
     durable_write: u64,
@@ -354,6 +369,12 @@ impl Log {
             p.1 = p.1.min(to);
         }
         self.durable_zxid = self.durable_zxid.min(to);
+        if self.snap_zxid > to {
+            // Never: a learner cuts nothing it knows committed, and the snapshot is of a
+            // committed state. Kept consistent all the same.
+            self.snap_zxid = self.base;
+            self.snap_data = self.snapshot.clone();
+        }
         self.issued += 1;
         self.pending.push_back((self.issued, self.last()));
         out.push(Action::Truncate {
@@ -366,6 +387,8 @@ impl Log {
         self.entries.clear();
         self.base = zxid;
         self.snapshot = data.clone();
+        self.snap_zxid = zxid;
+        self.snap_data = data.clone();
         for p in self.pending.iter_mut() {
             p.1 = 0;
         }
@@ -386,6 +409,10 @@ impl Log {
         let keep = self.after(through);
         self.entries.drain(..keep);
         self.base = through;
+        if self.snap_zxid <= through {
+            self.snap_zxid = through;
+            self.snap_data = snapshot.clone();
+        }
         self.snapshot = snapshot;
     }
 
@@ -605,6 +632,8 @@ impl Peer {
         let (base, snapshot) = persisted.snapshot.unwrap_or((0, Bytes::new()));
         let log = Log {
             base,
+            snap_zxid: base,
+            snap_data: snapshot.clone(),
             snapshot,
             entries: persisted.log,
             issued: 0,
@@ -675,6 +704,11 @@ impl Peer {
     /// The zxid the in-memory log continues from (its snapshot's).
     pub fn log_base(&self) -> Zxid {
         self.log.base
+    }
+
+    /// The snapshot a learner behind the log's base is sent (`Event::Snapshotted`).
+    pub fn snap_source(&self) -> Zxid {
+        self.log.snap_zxid
     }
 
     pub fn is_looking(&self) -> bool {
@@ -872,6 +906,16 @@ impl Peer {
                     self.log.compact(through, snapshot);
                 }
             }
+            Event::Snapshotted { zxid, snapshot } => {
+                if zxid > self.log.snap_zxid
+                    && zxid <= self.commit
+                    && zxid <= self.log.durable_zxid
+                    && self.log.contains(zxid)
+                {
+                    self.log.snap_zxid = zxid;
+                    self.log.snap_data = snapshot;
+                }
+            }
             Event::Forward(payloads) => self.forward(payloads, &mut out),
             Event::Abandon { reason } => {
                 if !matches!(self.role, Role::Looking) {
@@ -882,6 +926,10 @@ impl Peer {
                 assert!(durable >= self.log.base, "durable below the snapshot");
                 let keep = self.log.after(durable);
                 self.log.entries.truncate(keep);
+                if self.log.snap_zxid > durable {
+                    self.log.snap_zxid = self.log.base;
+                    self.log.snap_data = self.log.snapshot.clone();
+                }
                 self.log.pending.clear();
                 self.log.durable_zxid = self.log.last();
                 self.commit = self.commit.min(self.log.last());
@@ -968,6 +1016,14 @@ impl Peer {
         let old = std::mem::replace(&mut self.cfg.ensemble, ensemble);
         let me = self.cfg.my_id;
         let new = &self.cfg.ensemble;
+        if let Role::Leading(l) = &mut self.role {
+            // Learners removed, or whose role changed, reconnect (or stay away): their
+            // FOLLOWERINFO said the old role. Dropped before a removed leader hands
+            // over too: a learner the same reconfig removed leaves its role and never
+            // answers MOVING, so waiting for it would stall the hand-off until syncLimit.
+            l.learners
+                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
+        }
         if !new.is_member(me) {
             out.push(Action::Activated {
                 zxid,
@@ -979,12 +1035,6 @@ impl Peer {
             return;
         }
         let role_changed = old.is_voter(me) != new.is_voter(me);
-        if let Role::Leading(l) = &mut self.role {
-            // Learners removed, or whose role changed, reconnect (or stay away): their
-            // FOLLOWERINFO said the old role.
-            l.learners
-                .retain(|id, x| new.is_member(*id) && x.observer != new.is_voter(*id));
-        }
         out.push(Action::Activated {
             zxid,
             ensemble: new.clone(),
@@ -1252,12 +1302,15 @@ impl Peer {
         let cap = if x.observer { commit } else { log.last() };
         let f = x.last_zxid;
         let (mode, from) = if f < log.base {
+            // The newest snapshot the log holds, not the base's: the learner then applies
+            // at most the txns since that snapshot (ZooKeeper serializes its current tree
+            // for a SNAP, with the same effect).
             (
                 SyncMode::Snap {
-                    zxid: log.base,
-                    data: log.snapshot.clone(),
+                    zxid: log.snap_zxid,
+                    data: log.snap_data.clone(),
                 },
-                log.base,
+                log.snap_zxid,
             )
         } else if f <= cap && log.contains(f) {
             // Logs match up to a shared zxid (one proposer per epoch, in-order links).

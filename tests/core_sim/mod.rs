@@ -471,6 +471,7 @@ impl Sim {
                 snap_count: 60,
                 snap_size_bytes: 0,
                 purge_interval_ms: 0,
+                diff_size_factor: 0.33,
                 seed: self.opts.seed ^ id,
             }),
             ensemble: Some(EnsembleConfig {
@@ -1561,6 +1562,10 @@ impl Sim {
                 if self.up(node) && self.nodes[node].inc == inc {
                     if let Some((zxid, root)) = self.nodes[node].snap_ops.pop_front() {
                         self.log(|| format!("n{} snapshot {} durable", node + 1, zx(zxid)));
+                        // A stand-in for the file's length (the simulated disk keeps
+                        // the tree): it sizes how far back the leader's log reaches.
+                        let bytes = (root.approximate_data_size().max(0) as u64)
+                            + 64 * root.node_count() as u64;
                         let d = &mut self.nodes[node].disk;
                         if d.snapshots.last().is_none_or(|s| s.0 < zxid) {
                             d.snapshots.push((zxid, root));
@@ -1576,7 +1581,7 @@ impl Sim {
                                     d.log.iter().map(|t| zx(t.zxid as i64)).collect::<Vec<_>>()));
                             }
                         }
-                        self.pass(node, vec![Input::SnapshotDurable { zxid }])?;
+                        self.pass(node, vec![Input::SnapshotDurable { zxid, bytes }])?;
                     }
                 }
             }
