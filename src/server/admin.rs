@@ -408,7 +408,7 @@ fn command(
             _ => return (Some("server is not initialized".into()), vec![]),
         },
         "monitor" => {
-            let m = monitor_info(st, view, zxid);
+            let m = monitor_info(st, view);
             let mut out = kv([
                 ("version", Json::str(m.version.clone())),
                 ("server_state", Json::str(m.server_state.clone())),

@@ -1573,6 +1573,9 @@ impl Shard {
         self.expire_sessionless(net);
         if let Some(o) = &mut self.observe {
             o.fold();
+            if let Some(l) = &o.load {
+                self.state.publish_namespaces(self.id, &l.namespaces);
+            }
         }
         if !self.touched.is_empty() {
             self.touched.remove(&0);
@@ -1679,11 +1682,15 @@ impl Shard {
     /// the core in one batch. What does not fit stays and is retried on the next pass
     /// (the core's answers wake us).
     pub fn flush(&mut self, net: &mut dyn Net) {
-        self.signals
-            .watches
-            .store(self.watches.count() as i64, Ordering::SeqCst);
+        let watches = self.watches.count();
+        self.signals.watches.store(watches as i64, Ordering::SeqCst);
         self.state.publish_outstanding(self.id, self.outstanding);
+        self.state.publish_watches(self.id, watches);
         self.advance(net);
+        if self.id == 0 {
+            // After `advance`: the view this pass ends with.
+            self.state.publish_view(&self.view, self.view_zxid);
+        }
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);
         }

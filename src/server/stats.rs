@@ -173,6 +173,25 @@ impl SequencerStats {
     }
 }
 
+/// What the loops publish, unasked, for `/metrics` (see `http.rs`): plain relaxed
+/// stores on each loop pass (a few per pass, no allocation, no lock), so that a scrape
+/// renders on the HTTP thread and never has to wake or message a loop.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The first shard's view of the tree: `zk_znode_count` (ZooKeeper's count, see
+    /// `DataTree::node_count`), ephemerals, approximate data size and global sessions,
+    /// as of its last loop pass.
+    pub node_count: AtomicI64,
+    pub ephemerals: AtomicI64,
+    pub data_size: AtomicI64,
+    pub sessions: AtomicI64,
+    /// The zxid of that view.
+    pub zxid: AtomicI64,
+}
+
+/// One shard's per-namespace byte summaries, as of its last tick.
+pub type NamespaceBytes = Vec<(String, [super::load::ByteSummary; 2])>;
+
 /// What one shard last published, and for which request (`gen`).
 #[derive(Debug, Default, Clone)]
 pub struct ShardPicture {
@@ -223,6 +242,13 @@ pub struct ServerState {
     /// Each shard's requests outstanding (read, queued or in flight, not answered),
     /// as it last published them (once per loop pass).
     outstanding: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// Each shard's watch count, as it last published it (once per loop pass).
+    watch_counts: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// The first shard's tree numbers (once per loop pass).
+    published: crossbeam_utils::CachePadded<Published>,
+    /// Each shard's namespace byte summaries, swapped in on its tick (`try_lock`: a
+    /// shard never waits for a scrape; if one holds the lock, the next tick publishes).
+    namespaces: Vec<Mutex<Arc<NamespaceBytes>>>,
     /// The connection token bucket, and a random state for its BLUE drops.
     throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
     /// Bytes held by large requests being served (largeRequestMaxBytes).
@@ -273,6 +299,11 @@ impl ServerState {
             outstanding: (0..shards)
                 .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
                 .collect(),
+            watch_counts: (0..shards)
+                .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
+                .collect(),
+            published: Default::default(),
+            namespaces: (0..shards).map(|_| Mutex::default()).collect(),
             throttle: Mutex::new((
                 crate::throttle::ConnThrottle::new(settings_throttle, 0),
                 0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64,
@@ -320,6 +351,74 @@ impl ServerState {
     /// Publishes shard `shard`'s outstanding count.
     pub fn publish_outstanding(&self, shard: usize, n: i64) {
         self.outstanding[shard].store(n, Ordering::Relaxed);
+    }
+
+    /// Publishes shard `shard`'s watch count.
+    pub fn publish_watches(&self, shard: usize, n: usize) {
+        self.watch_counts[shard].store(n as i64, Ordering::Relaxed);
+    }
+
+    /// The first shard's view numbers: `view` at `zxid`.
+    pub fn publish_view(&self, view: &crate::tree::DataTree, zxid: i64) {
+        let p = &self.published;
+        p.node_count
+            .store(view.node_count() as i64, Ordering::Relaxed);
+        p.ephemerals
+            .store(view.ephemeral_count() as i64, Ordering::Relaxed);
+        p.data_size
+            .store(view.approximate_data_size(), Ordering::Relaxed);
+        p.sessions
+            .store(view.session_count() as i64, Ordering::Relaxed);
+        p.zxid.store(zxid, Ordering::Relaxed);
+    }
+
+    /// What the first shard last published of its view.
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// Every shard's watches, as last published.
+    pub fn published_watches(&self) -> i64 {
+        self.watch_counts
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Every shard's requests outstanding, as last published.
+    pub fn published_outstanding(&self) -> i64 {
+        self.outstanding
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Swaps in shard `shard`'s namespace summaries, unless a reader holds them right
+    /// now (then the shard's next tick does it).
+    pub fn publish_namespaces(&self, shard: usize, ns: &NamespaceBytes) {
+        if let Ok(mut g) = self.namespaces[shard].try_lock() {
+            if g.as_slice() != ns.as_slice() {
+                *g = Arc::new(ns.clone());
+            }
+        }
+    }
+
+    /// Every shard's namespace summaries merged, as of their last ticks; `None` when
+    /// load attribution is off.
+    pub fn published_namespaces(
+        &self,
+    ) -> Option<Vec<(String, super::load::ByteSummary, super::load::ByteSummary)>> {
+        if !self.settings.ops.load_attribution {
+            return None;
+        }
+        let all: Vec<Arc<NamespaceBytes>> = self
+            .namespaces
+            .iter()
+            .map(|m| m.lock().expect("namespaces poisoned").clone())
+            .collect();
+        Some(super::load::merge_namespaces(
+            all.iter().map(|a| a.as_slice()),
+        ))
     }
 
     /// The outstanding counts other shards published.
