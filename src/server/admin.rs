@@ -170,11 +170,13 @@ fn watches(st: &ServerState) -> (BTreeMap<i64, BTreeSet<String>>, usize) {
     super::fourlw::watches_by_session(&st.pictures())
 }
 
-fn connections(st: &ServerState) -> Json {
+/// The client connections that speak TLS (`secure`) or not, as ZooKeeper lists those
+/// of its secure and its plain connection factory.
+fn connections(st: &ServerState, secure: bool) -> Json {
     let conns: Vec<fmt::ConnInfo> = st
         .pictures()
         .iter()
-        .flat_map(|p| p.conns.iter().map(conn_info))
+        .flat_map(|p| p.conns.iter().filter(|c| c.secure == secure).map(conn_info))
         .collect();
     Json::Arr(
         conns
@@ -273,7 +275,14 @@ fn command(
     let conf = &st.settings.conf;
     let mode = st.mode();
     let data = match cmd {
-        "ruok" | "connection_stat_reset" | "observer_connection_stat_reset" => vec![],
+        "ruok" | "observer_connection_stat_reset" => vec![],
+        "connection_stat_reset" => {
+            // As ZooKeeper 3.9: the plain connection factory's connections. Every
+            // shard's, through its inbox: ahead of the picture request of any command
+            // that comes after this one.
+            st.reset_conn_stats(None, false);
+            vec![]
+        }
         "stat_reset" => {
             st.reset_stats();
             vec![]
@@ -290,8 +299,8 @@ fn command(
             ("client_port_listen_backlog", int(conf.client_port_listen_backlog)),
         ]),
         "connections" => kv([
-            ("connections", connections(st)),
-            ("secure_connections", Json::Arr(vec![])),
+            ("connections", connections(st, false)),
+            ("secure_connections", connections(st, true)),
         ]),
         "hash" => kv([(
             "digests",
@@ -440,8 +449,8 @@ fn command(
         "stats" => {
             let mut v = server_stats(st, view, zxid);
             v.extend(kv([
-                ("connections", connections(st)),
-                ("secure_connections", Json::Arr(vec![])),
+                ("connections", connections(st, false)),
+                ("secure_connections", connections(st, true)),
             ]));
             v
         }

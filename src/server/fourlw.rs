@@ -17,6 +17,8 @@ pub struct ConnLine {
     pub timeout_ms: i32,
     pub queued: usize,
     pub stats: ConnStats,
+    /// It speaks TLS: the AdminServer lists it under `secure_connections`.
+    pub secure: bool,
 }
 
 /// One shard's watches for `wchs`/`wchc`/`wchp`.

@@ -104,6 +104,21 @@ impl ConnStats {
     }
 }
 
+impl ConnStats {
+    /// ZooKeeper's `ServerCnxn.resetStats` (`crst`): counts and latencies zeroed, the
+    /// last operation `NA`, the last cxid and zxid -1, no last response; the time the
+    /// connection was established stays.
+    pub fn reset(&mut self) {
+        *self = ConnStats {
+            last_op: "NA",
+            last_cxid: -1,
+            last_zxid: -1,
+            established: self.established,
+            ..ConnStats::new()
+        };
+    }
+}
+
 impl Default for ConnStats {
     fn default() -> Self {
         Self::new()
@@ -621,6 +636,16 @@ impl ServerState {
     /// `load` as JSON (null when attribution is off).
     pub fn load_json(&self) -> super::json::Json {
         self.load().map_or(super::json::Json::Null, |m| m.json())
+    }
+
+    /// Asks every shard but `except` to reset the `cons` statistics of its TLS
+    /// (`secure`) or plain connections (`crst`, `connection_stat_reset`).
+    pub fn reset_conn_stats(&self, except: Option<usize>, secure: bool) {
+        for (i, inbox) in self.shard_inboxes().iter().enumerate() {
+            if Some(i) != except {
+                inbox.push_unbounded(super::shard::ToShard::ResetConnStats { secure });
+            }
+        }
     }
 
     /// A fresh generation for a four-letter word that gathers every shard's picture.
