@@ -213,6 +213,25 @@ fn connections(st: &ServerState, secure: bool) -> Json {
     )
 }
 
+/// One learner as ZooKeeper's `LearnerHandler.getLearnerHandlerInfo` shows it.
+fn learner_info(l: &super::stats::LearnerInfo) -> Json {
+    let remote = l.remote.map_or_else(
+        || "<null>".to_string(),
+        |a| fmt::java_socket_addr(&a.ip().to_string(), a.port()),
+    );
+    Json::obj([
+        ("remote_socket_address", Json::str(remote)),
+        ("sid", int(l.sid)),
+        ("established", int(l.established_ms)),
+        ("queued_packets", int(l.queued_packets)),
+        ("queued_packets_size", int(l.queued_bytes)),
+        ("packets_received", int(l.packets_received)),
+        ("packets_sent", int(l.packets_sent)),
+        ("requests", int(l.requests)),
+        ("last_zxid", int(l.last_zxid)),
+    ])
+}
+
 fn server_stats(st: &ServerState, view: &DataTree, zxid: i64) -> Vec<(String, Json)> {
     let snap = snapshot(st, view, zxid, &[]);
     let (last, min, max) = st.seq.metrics.zk.response_size.get();
@@ -438,13 +457,22 @@ fn command(
             }
             out
         }
-        "observers" => kv([
-            (
-                "synced_observers",
-                int(st.leading().map_or(0, |(c, _)| c.synced_observers)),
-            ),
-            ("observers", Json::Arr(vec![])),
-        ]),
+        // As ZooKeeper's leader: its observers up to date, each as its LearnerHandler
+        // describes itself. A follower or a standalone server answers 0 and [].
+        "observers" => {
+            let list = if mode == Some(Mode::Leader) {
+                st.observers()
+            } else {
+                Vec::new()
+            };
+            kv([
+                ("synced_observers", int(list.len())),
+                (
+                    "observers",
+                    Json::Arr(list.iter().map(learner_info).collect()),
+                ),
+            ])
+        }
         "server_stats" => server_stats(st, view, zxid),
         "stats" => {
             let mut v = server_stats(st, view, zxid);

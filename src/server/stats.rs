@@ -204,6 +204,24 @@ pub struct Published {
     pub zxid: AtomicI64,
 }
 
+/// A leader's view of one learner's link, for the AdminServer's `observers` (the keys
+/// of ZooKeeper's `LearnerHandler.getLearnerHandlerInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnerInfo {
+    pub remote: Option<std::net::SocketAddr>,
+    pub sid: u64,
+    /// When the link was made, wall clock ms.
+    pub established_ms: i64,
+    /// Frames not yet handed to the socket, and the bytes queued (those frames' and
+    /// the socket's unsent output).
+    pub queued_packets: usize,
+    pub queued_bytes: usize,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub requests: u64,
+    pub last_zxid: i64,
+}
+
 /// One shard's per-namespace byte summaries, as of its last tick.
 pub type NamespaceBytes = Vec<(String, [super::load::ByteSummary; 2])>;
 
@@ -264,6 +282,9 @@ pub struct ServerState {
     /// Each shard's namespace byte summaries, swapped in on its tick (`try_lock`: a
     /// shard never waits for a scrape; if one holds the lock, the next tick publishes).
     namespaces: Vec<Mutex<Arc<NamespaceBytes>>>,
+    /// The leader's synced observers' links (the core loop writes it each tick while
+    /// leading with observers).
+    observers: Mutex<Vec<LearnerInfo>>,
     /// The connection token bucket, and a random state for its BLUE drops.
     throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
     /// Bytes held by large requests being served (largeRequestMaxBytes).
@@ -318,6 +339,7 @@ impl ServerState {
                 .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
                 .collect(),
             published: Default::default(),
+            observers: Mutex::new(Vec::new()),
             namespaces: (0..shards).map(|_| Mutex::default()).collect(),
             throttle: Mutex::new((
                 crate::throttle::ConnThrottle::new(settings_throttle, 0),
@@ -335,6 +357,25 @@ impl ServerState {
     /// The config in force, empty standalone.
     pub fn membership(&self) -> String {
         self.membership.lock().expect("membership poisoned").clone()
+    }
+
+    /// Records the leader's synced observers.
+    pub fn set_observers(&self, v: Vec<LearnerInfo>) {
+        *self.observers.lock().expect("observers poisoned") = v;
+    }
+
+    /// Whether any observer is recorded.
+    pub fn has_observers(&self) -> bool {
+        !self
+            .observers
+            .lock()
+            .expect("observers poisoned")
+            .is_empty()
+    }
+
+    /// The leader's synced observers, as the core loop last recorded them.
+    pub fn observers(&self) -> Vec<LearnerInfo> {
+        self.observers.lock().expect("observers poisoned").clone()
     }
 
     /// Records the core's health view.
