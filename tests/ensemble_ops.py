@@ -28,7 +28,8 @@ Scenarios:
   observers  three voters and an observer, each with an AdminServer: the leader's
              `observers` lists the observer with ZooKeeper's LearnerHandler keys (its
              sid, address, establishment, packets, forwarded requests, last zxid);
-             the followers and the observer list none.
+             observer_connection_stat_reset zeroes its counts; the followers and the
+             observer list none.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
@@ -406,6 +407,18 @@ def scenario_observers(ens):
     assert o["packets_received"] >= 20 and o["packets_sent"] >= 20, o
     assert o["last_zxid"] >= int(oz.get("/obs19")[1].mzxid), o
     assert o["established"] > 1_600_000_000_000 and o["queued_packets"] >= 0, o
+    # As ZooKeeper's resetObserverConnectionStats: counts zeroed (the observer
+    # forwards nothing more, so its requests stay 0), the establishment time kept.
+    assert admin_command(lead, "observer_connection_stat_reset")["error"] is None
+
+    def reset():
+        body = admin_command(lead, "observers")
+        found["reset"] = body["observers"]
+        return len(body["observers"]) == 1 and body["observers"][0]["requests"] == 0
+
+    wait_for("the observer's counts reset", reset)
+    r = found["reset"][0]
+    assert r["established"] == o["established"] and r["packets_received"] < 20, r
     for s in ens.servers:
         if s.sid != leader:
             assert admin_command(s, "observers") == {

@@ -294,7 +294,12 @@ fn command(
     let conf = &st.settings.conf;
     let mode = st.mode();
     let data = match cmd {
-        "ruok" | "observer_connection_stat_reset" => vec![],
+        "ruok" => vec![],
+        "observer_connection_stat_reset" => {
+            // The leader's observers' link counts, on the core loop's next tick.
+            st.request_observer_reset();
+            vec![]
+        }
         "connection_stat_reset" => {
             // As ZooKeeper 3.9: the plain connection factory's connections. Every
             // shard's, through its inbox: ahead of the picture request of any command

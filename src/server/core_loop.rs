@@ -808,6 +808,23 @@ impl Links {
         }
     }
 
+    /// `observer_connection_stat_reset`: as ZooKeeper's
+    /// `LearnerHandler.resetObserverConnectionStats`, zeroes the packet and request
+    /// counts of these learners' current links and forgets their last zxid.
+    fn reset_stats(&mut self, sids: &[ServerId]) {
+        for sid in sids {
+            let Some(token) = self.current.get(sid) else {
+                continue;
+            };
+            if let Some(link) = self.by_token.get_mut(token) {
+                link.stats = LinkStats {
+                    established_ms: link.stats.established_ms,
+                    ..LinkStats::new()
+                };
+            }
+        }
+    }
+
     /// The AdminServer's entry for learner `sid`'s current link, if it has one.
     fn learner_info(&self, ops: &Ops, sid: ServerId) -> Option<super::stats::LearnerInfo> {
         let token = *self.current.get(&sid)?;
@@ -1967,6 +1984,11 @@ impl Handler for CoreLoop {
             .seq
             .peer()
             .map_or_else(Vec::new, |p| p.synced_observers());
+        if self.state.take_observer_reset() {
+            if let Some(l) = &mut self.links {
+                l.reset_stats(&observers);
+            }
+        }
         if !observers.is_empty() || self.state.has_observers() {
             let infos = match &self.links {
                 Some(l) => observers

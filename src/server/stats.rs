@@ -285,6 +285,9 @@ pub struct ServerState {
     /// The leader's synced observers' links (the core loop writes it each tick while
     /// leading with observers).
     observers: Mutex<Vec<LearnerInfo>>,
+    /// `observer_connection_stat_reset` asked for the observers' link counts to be
+    /// reset (the core loop does it on its next tick).
+    observer_reset: std::sync::atomic::AtomicBool,
     /// The connection token bucket, and a random state for its BLUE drops.
     throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
     /// Bytes held by large requests being served (largeRequestMaxBytes).
@@ -340,6 +343,7 @@ impl ServerState {
                 .collect(),
             published: Default::default(),
             observers: Mutex::new(Vec::new()),
+            observer_reset: std::sync::atomic::AtomicBool::new(false),
             namespaces: (0..shards).map(|_| Mutex::default()).collect(),
             throttle: Mutex::new((
                 crate::throttle::ConnThrottle::new(settings_throttle, 0),
@@ -362,6 +366,16 @@ impl ServerState {
     /// Records the leader's synced observers.
     pub fn set_observers(&self, v: Vec<LearnerInfo>) {
         *self.observers.lock().expect("observers poisoned") = v;
+    }
+
+    /// Asks the core loop to reset the observers' link counts on its next tick.
+    pub fn request_observer_reset(&self) {
+        self.observer_reset.store(true, Ordering::Release);
+    }
+
+    /// Whether an observer reset was asked for since the last call.
+    pub fn take_observer_reset(&self) -> bool {
+        self.observer_reset.swap(false, Ordering::AcqRel)
     }
 
     /// Whether any observer is recorded.
