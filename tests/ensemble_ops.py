@@ -25,6 +25,11 @@ Scenarios:
   readonly-java  the same with the official Java client (canBeReadOnly=true, every
              server in its connect string): ConnectedReadOnly, reads,
              NotReadOnlyException, then SyncConnected and a write.
+  observers  three voters and an observer, each with an AdminServer: the leader's
+             `observers` lists the observer with ZooKeeper's LearnerHandler keys (its
+             sid, address, establishment, packets, forwarded requests, last zxid);
+             observer_connection_stat_reset zeroes its counts; the followers and the
+             observer list none.
 
 Each ends with ensemble.stop_and_check_data (identical trees, `ringkeeper data check`).
 Every wait is bounded; every process started here is stopped by its PID.
@@ -366,6 +371,64 @@ def scenario_sigterm(ens):
     stop_and_check_data(ens)
 
 
+# ZooKeeper's LearnerHandler.getLearnerHandlerInfo keys.
+LEARNER_KEYS = {"remote_socket_address", "sid", "established", "queued_packets",
+                "queued_packets_size", "packets_received", "packets_sent", "requests",
+                "last_zxid"}
+
+
+def scenario_observers(ens):
+    with_admin(ens)
+    ens.start()
+    leader = ens.wait_leader()
+    lead = ens.servers[leader - 1]
+    obs = ens.servers[-1]
+    wait_for("the observer observing", lambda: obs.mode() == "observer")
+    oz = client(obs.port)
+    # Writes on the observer: forwarded to the leader as requests, proposed, informed.
+    for i in range(20):
+        oz.create(f"/obs{i}", b"x")
+    found = {}
+
+    def listed():
+        body = admin_command(lead, "observers")
+        ok = body["synced_observers"] == 1 and len(body["observers"]) == 1 \
+            and body["observers"][0]["requests"] >= 20
+        found["body"] = body
+        return ok
+
+    wait_for("the leader listing its observer", listed)
+    body = found["body"]
+    assert body["command"] == "observers" and body["error"] is None, body
+    o = body["observers"][0]
+    assert set(o) == LEARNER_KEYS, o
+    assert o["sid"] == obs.sid, (o, obs.sid)
+    assert o["remote_socket_address"].startswith("/127.0.0.1:"), o
+    assert o["packets_received"] >= 20 and o["packets_sent"] >= 20, o
+    assert o["last_zxid"] >= int(oz.get("/obs19")[1].mzxid), o
+    assert o["established"] > 1_600_000_000_000 and o["queued_packets"] >= 0, o
+    # As ZooKeeper's resetObserverConnectionStats: counts zeroed (the observer
+    # forwards nothing more, so its requests stay 0), the establishment time kept.
+    assert admin_command(lead, "observer_connection_stat_reset")["error"] is None
+
+    def reset():
+        body = admin_command(lead, "observers")
+        found["reset"] = body["observers"]
+        return len(body["observers"]) == 1 and body["observers"][0]["requests"] == 0
+
+    wait_for("the observer's counts reset", reset)
+    r = found["reset"][0]
+    assert r["established"] == o["established"] and r["packets_received"] < 20, r
+    for s in ens.servers:
+        if s.sid != leader:
+            assert admin_command(s, "observers") == {
+                "command": "observers", "error": None, "synced_observers": 0,
+                "observers": []}, s.sid
+    print(f"observers: the leader lists server {obs.sid}: {o}")
+    oz.stop()
+    stop_and_check_data(ens)
+
+
 def scenario_readonly(ens):
     from kazoo.client import KazooClient
     from kazoo.exceptions import NotReadOnlyCallError
@@ -491,12 +554,14 @@ SCENARIOS = {
     "health": scenario_health,
     "transfer": scenario_transfer,
     "sigterm": scenario_sigterm,
+    "observers": scenario_observers,
 }
 
 
 def main():
     binary, scenario = sys.argv[1], sys.argv[2]
-    run_scenario(Ensemble(binary, 3), SCENARIOS[scenario], scenario)
+    observers = 1 if scenario == "observers" else 0
+    run_scenario(Ensemble(binary, 3, observers=observers), SCENARIOS[scenario], scenario)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,11 @@ fn read_only_mode_serves_read_only_clients_without_a_quorum() {
 fn read_only_mode_serves_the_java_client_that_asked_for_it() {
     run_script("ensemble_ops.py", &["readonly-java"], RUN_TIMEOUT, None);
 }
+
+/// Three voters and an observer: the leader's AdminServer `observers` lists the
+/// observer with ZooKeeper's `LearnerHandler` keys and real counts (the requests it
+/// forwarded, the last zxid sent); the followers and the observer list none.
+#[test]
+fn admin_observers_lists_the_leaders_observer() {
+    run_script("ensemble_ops.py", &["observers"], RUN_TIMEOUT, None);
+}

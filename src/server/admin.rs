@@ -170,11 +170,13 @@ fn watches(st: &ServerState) -> (BTreeMap<i64, BTreeSet<String>>, usize) {
     super::fourlw::watches_by_session(&st.pictures())
 }
 
-fn connections(st: &ServerState) -> Json {
+/// The client connections that speak TLS (`secure`) or not, as ZooKeeper lists those
+/// of its secure and its plain connection factory.
+fn connections(st: &ServerState, secure: bool) -> Json {
     let conns: Vec<fmt::ConnInfo> = st
         .pictures()
         .iter()
-        .flat_map(|p| p.conns.iter().map(conn_info))
+        .flat_map(|p| p.conns.iter().filter(|c| c.secure == secure).map(conn_info))
         .collect();
     Json::Arr(
         conns
@@ -209,6 +211,25 @@ fn connections(st: &ServerState) -> Json {
             })
             .collect(),
     )
+}
+
+/// One learner as ZooKeeper's `LearnerHandler.getLearnerHandlerInfo` shows it.
+fn learner_info(l: &super::stats::LearnerInfo) -> Json {
+    let remote = l.remote.map_or_else(
+        || "<null>".to_string(),
+        |a| fmt::java_socket_addr(&a.ip().to_string(), a.port()),
+    );
+    Json::obj([
+        ("remote_socket_address", Json::str(remote)),
+        ("sid", int(l.sid)),
+        ("established", int(l.established_ms)),
+        ("queued_packets", int(l.queued_packets)),
+        ("queued_packets_size", int(l.queued_bytes)),
+        ("packets_received", int(l.packets_received)),
+        ("packets_sent", int(l.packets_sent)),
+        ("requests", int(l.requests)),
+        ("last_zxid", int(l.last_zxid)),
+    ])
 }
 
 fn server_stats(st: &ServerState, view: &DataTree, zxid: i64) -> Vec<(String, Json)> {
@@ -273,7 +294,19 @@ fn command(
     let conf = &st.settings.conf;
     let mode = st.mode();
     let data = match cmd {
-        "ruok" | "connection_stat_reset" | "observer_connection_stat_reset" => vec![],
+        "ruok" => vec![],
+        "observer_connection_stat_reset" => {
+            // The leader's observers' link counts, on the core loop's next tick.
+            st.request_observer_reset();
+            vec![]
+        }
+        "connection_stat_reset" => {
+            // As ZooKeeper 3.9: the plain connection factory's connections. Every
+            // shard's, through its inbox: ahead of the picture request of any command
+            // that comes after this one.
+            st.reset_conn_stats(None, false);
+            vec![]
+        }
         "stat_reset" => {
             st.reset_stats();
             vec![]
@@ -290,8 +323,8 @@ fn command(
             ("client_port_listen_backlog", int(conf.client_port_listen_backlog)),
         ]),
         "connections" => kv([
-            ("connections", connections(st)),
-            ("secure_connections", Json::Arr(vec![])),
+            ("connections", connections(st, false)),
+            ("secure_connections", connections(st, true)),
         ]),
         "hash" => kv([(
             "digests",
@@ -408,7 +441,7 @@ fn command(
             _ => return (Some("server is not initialized".into()), vec![]),
         },
         "monitor" => {
-            let m = monitor_info(st, view, zxid);
+            let m = monitor_info(st, view);
             let mut out = kv([
                 ("version", Json::str(m.version.clone())),
                 ("server_state", Json::str(m.server_state.clone())),
@@ -429,19 +462,28 @@ fn command(
             }
             out
         }
-        "observers" => kv([
-            (
-                "synced_observers",
-                int(st.leading().map_or(0, |(c, _)| c.synced_observers)),
-            ),
-            ("observers", Json::Arr(vec![])),
-        ]),
+        // As ZooKeeper's leader: its observers up to date, each as its LearnerHandler
+        // describes itself. A follower or a standalone server answers 0 and [].
+        "observers" => {
+            let list = if mode == Some(Mode::Leader) {
+                st.observers()
+            } else {
+                Vec::new()
+            };
+            kv([
+                ("synced_observers", int(list.len())),
+                (
+                    "observers",
+                    Json::Arr(list.iter().map(learner_info).collect()),
+                ),
+            ])
+        }
         "server_stats" => server_stats(st, view, zxid),
         "stats" => {
             let mut v = server_stats(st, view, zxid);
             v.extend(kv([
-                ("connections", connections(st)),
-                ("secure_connections", Json::Arr(vec![])),
+                ("connections", connections(st, false)),
+                ("secure_connections", connections(st, true)),
             ]));
             v
         }

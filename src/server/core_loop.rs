@@ -321,6 +321,46 @@ struct Link {
     frames: MsgAssembler<FileSink>,
     /// Frames waiting behind a snapshot being streamed.
     out: VecDeque<OutFrame>,
+    /// What the AdminServer's `observers` shows of a learner's link.
+    stats: LinkStats,
+}
+
+/// A link's counts, as ZooKeeper's `LearnerHandler` keeps them for
+/// `getLearnerHandlerInfo`. A frame here is one ZooKeeper packet, except that a
+/// PROPOSAL or INFORM frame may carry several txns (the leader batches them).
+#[derive(Debug, Clone)]
+struct LinkStats {
+    /// When the link was made, wall clock ms.
+    established_ms: i64,
+    packets_received: u64,
+    packets_sent: u64,
+    /// Client requests the learner forwarded (ZooKeeper's REQUEST packets).
+    requests: u64,
+    /// The zxid of the last frame queued to the peer that names one (-1: none yet).
+    last_zxid: i64,
+}
+
+impl LinkStats {
+    fn new() -> Self {
+        LinkStats {
+            established_ms: wall_ms(),
+            packets_received: 0,
+            packets_sent: 0,
+            requests: 0,
+            last_zxid: -1,
+        }
+    }
+}
+
+/// The zxid a message to a learner names, if any (ZooKeeper records it as the
+/// handler's `lastZxid` when it is positive).
+fn msg_zxid(msg: &Msg) -> Option<i64> {
+    let z = match msg {
+        Msg::Propose { txns } | Msg::Inform { txns } => txns.last()?.zxid,
+        Msg::Commit { through } => *through,
+        _ => return None,
+    };
+    Some(z as i64).filter(|z| *z > 0)
 }
 
 enum OutFrame {
@@ -456,6 +496,7 @@ impl Links {
                     conn,
                 )),
                 out: VecDeque::new(),
+                stats: LinkStats::new(),
             },
         );
         true
@@ -512,8 +553,14 @@ impl Links {
             }
             // One copy of the frame, shared by its payloads (a PROPOSAL's txns).
             let body = bytes::Bytes::copy_from_slice(&rest[4..4 + len]);
+            link.stats.packets_received += 1;
             match link.frames.push_shared(&body) {
-                Ok(Some(m)) => msgs.push((from, m)),
+                Ok(Some(m)) => {
+                    if let Msg::Forward { payloads } = &m {
+                        link.stats.requests += payloads.len() as u64;
+                    }
+                    msgs.push((from, m))
+                }
                 Ok(None) => {}
                 Err(what) => {
                     eprintln!(
@@ -656,6 +703,7 @@ impl Links {
                     conn,
                 )),
                 out: d.queued.into_iter().collect(),
+                stats: LinkStats::new(),
             },
         );
         self.current.insert(to, token);
@@ -723,6 +771,10 @@ impl Links {
         };
         if let Some(&token) = self.current.get(&to) {
             if let Some(link) = self.by_token.get_mut(&token) {
+                link.stats.packets_sent += 1;
+                if let Some(z) = msg_zxid(msg) {
+                    link.stats.last_zxid = z;
+                }
                 link.out.push_back(frame);
                 self.pump(ops, token);
             }
@@ -777,6 +829,48 @@ impl Links {
             );
             ops.abort(token);
         }
+    }
+
+    /// `observer_connection_stat_reset`: as ZooKeeper's
+    /// `LearnerHandler.resetObserverConnectionStats`, zeroes the packet and request
+    /// counts of these learners' current links and forgets their last zxid.
+    fn reset_stats(&mut self, sids: &[ServerId]) {
+        for sid in sids {
+            let Some(token) = self.current.get(sid) else {
+                continue;
+            };
+            if let Some(link) = self.by_token.get_mut(token) {
+                link.stats = LinkStats {
+                    established_ms: link.stats.established_ms,
+                    ..LinkStats::new()
+                };
+            }
+        }
+    }
+
+    /// The AdminServer's entry for learner `sid`'s current link, if it has one.
+    fn learner_info(&self, ops: &Ops, sid: ServerId) -> Option<super::stats::LearnerInfo> {
+        let token = *self.current.get(&sid)?;
+        let link = self.by_token.get(&token)?;
+        let queued: usize = link
+            .out
+            .iter()
+            .map(|f| match f {
+                OutFrame::Bytes(b) => b.len(),
+                OutFrame::Snapshot(_) => 0,
+            })
+            .sum();
+        Some(super::stats::LearnerInfo {
+            remote: ops.peer_addr(token),
+            sid,
+            established_ms: link.stats.established_ms,
+            queued_packets: link.out.len(),
+            queued_bytes: queued + ops.output_len(token).unwrap_or(0),
+            packets_received: link.stats.packets_received,
+            packets_sent: link.stats.packets_sent,
+            requests: link.stats.requests,
+            last_zxid: link.stats.last_zxid,
+        })
     }
 
     /// Pumps every link with a snapshot streaming (its thread may have read more).
@@ -1961,6 +2055,27 @@ impl Handler for CoreLoop {
 
     fn on_tick(&mut self, ops: &mut Ops) {
         self.shard.tick(&mut OpsNet(ops, self.tls.as_mut()));
+        // The leader's synced observers for the AdminServer's `observers`, once a tick
+        // (a lock and a few entries, only while leading with observers).
+        let observers = self
+            .seq
+            .peer()
+            .map_or_else(Vec::new, |p| p.synced_observers());
+        if self.state.take_observer_reset() {
+            if let Some(l) = &mut self.links {
+                l.reset_stats(&observers);
+            }
+        }
+        if !observers.is_empty() || self.state.has_observers() {
+            let infos = match &self.links {
+                Some(l) => observers
+                    .iter()
+                    .filter_map(|sid| l.learner_info(ops, *sid))
+                    .collect(),
+                None => Vec::new(),
+            };
+            self.state.set_observers(infos);
+        }
         // Bucket times are on the core's monotonic clock; `dump` prints wall clock.
         let offset = wall_ms() - self.now_ms();
         self.state

@@ -144,6 +144,7 @@ pub(crate) fn client_data(
             ops.close(token);
         }
         Received::Tls { ids } => {
+            shard.secured(slot);
             if let Some(records) = t.take_out() {
                 ops.send(token, records);
             }

@@ -17,6 +17,8 @@ pub struct ConnLine {
     pub timeout_ms: i32,
     pub queued: usize,
     pub stats: ConnStats,
+    /// It speaks TLS: the AdminServer lists it under `secure_connections`.
+    pub secure: bool,
 }
 
 /// One shard's watches for `wchs`/`wchc`/`wchp`.
@@ -209,7 +211,10 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
         Command::Mntr => {
             // ZooKeeper's keys first, in its order, then ours (`zk_rk_*`): tools that
             // parse mntr read key/value lines and skip keys they do not know.
-            let mut out = fmt::mntr(&monitor(state, view, zxid, &conns, total));
+            let mut out = fmt::mntr(&monitor(
+                state,
+                LoopNumbers::on_loop(state, view, &pictures),
+            ));
             out.push_str(&state.seq.metrics.mntr_lines());
             let bulk = state
                 .bulk_replies
@@ -226,16 +231,62 @@ pub fn run(cmd: Command, state: &ServerState, view: &DataTree, zxid: i64) -> Str
     }
 }
 
-fn monitor(
-    state: &ServerState,
-    view: &DataTree,
-    zxid: i64,
-    conns: &[ConnInfo],
-    watches: usize,
-) -> fmt::MonitorInfo {
+/// What `mntr`'s numbers need from the loops: either read on a loop (a shard's view
+/// and every shard's picture: the four-letter word, the AdminServer), or what the loops
+/// publish unasked (`/metrics`, rendered off the loops).
+pub struct LoopNumbers {
+    pub node_count: i64,
+    pub ephemerals: i64,
+    pub data_size: i64,
+    pub sessions: i64,
+    /// Requests read and not yet answered.
+    pub outstanding: i64,
+    pub watches: i64,
+    pub namespaces: Vec<(String, fmt::Summary, fmt::Summary)>,
+}
+
+impl LoopNumbers {
+    /// On a shard's loop: its `view`, and the shards' `pictures`.
+    fn on_loop(
+        state: &ServerState,
+        view: &DataTree,
+        pictures: &[super::stats::ShardPicture],
+    ) -> Self {
+        LoopNumbers {
+            node_count: view.node_count() as i64,
+            ephemerals: view.ephemeral_count() as i64,
+            data_size: view.approximate_data_size(),
+            sessions: view.session_count() as i64,
+            outstanding: pictures
+                .iter()
+                .flat_map(|p| p.conns.iter().map(|c| c.queued as i64))
+                .sum(),
+            watches: pictures.iter().map(|p| p.watches.total as i64).sum(),
+            namespaces: namespaces(state.load().map(|m| m.namespaces)),
+        }
+    }
+
+    /// Off the loops: what they last published (`ServerState::published`), at most a
+    /// loop pass old (the namespaces: a tick).
+    pub fn published(state: &ServerState) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = state.published();
+        LoopNumbers {
+            node_count: p.node_count.load(Relaxed),
+            ephemerals: p.ephemerals.load(Relaxed),
+            data_size: p.data_size.load(Relaxed),
+            sessions: p.sessions.load(Relaxed),
+            outstanding: state.published_outstanding(),
+            watches: state.published_watches(),
+            namespaces: namespaces(state.published_namespaces()),
+        }
+    }
+}
+
+/// The `mntr` numbers, from `n` and the server's own atomics.
+pub fn monitor(state: &ServerState, n: LoopNumbers) -> fmt::MonitorInfo {
     use fmt::MetricValue::{Float, Int};
     let (min, avg, max) = state.latency_ms();
-    let _ = zxid;
     let v = |k: &str, m: fmt::MetricValue| (k.to_string(), m);
     fmt::MonitorInfo {
         version: fmt::full_version(),
@@ -251,15 +302,12 @@ fn monitor(
             v("packets_received", Int(state.packets_received() as i64)),
             v("packets_sent", Int(state.packets_sent() as i64)),
             v("num_alive_connections", Int(state.connections() as i64)),
-            v(
-                "outstanding_requests",
-                Int(conns.iter().map(|c| c.queued as i64).sum()),
-            ),
-            v("znode_count", Int(view.node_count() as i64)),
-            v("watch_count", Int(watches as i64)),
-            v("ephemerals_count", Int(view.ephemeral_count() as i64)),
-            v("approximate_data_size", Int(view.approximate_data_size())),
-            v("global_sessions", Int(view.session_count() as i64)),
+            v("outstanding_requests", Int(n.outstanding)),
+            v("znode_count", Int(n.node_count)),
+            v("watch_count", Int(n.watches)),
+            v("ephemerals_count", Int(n.ephemerals)),
+            v("approximate_data_size", Int(n.data_size)),
+            v("global_sessions", Int(n.sessions)),
             v(
                 "local_sessions",
                 Int(state
@@ -278,7 +326,7 @@ fn monitor(
         .chain(quorum_values(state))
         .collect(),
         summaries: zk_summaries(state),
-        namespaces: namespaces(state),
+        namespaces: n.namespaces,
     }
 }
 
@@ -345,9 +393,12 @@ fn quorum_values(state: &ServerState) -> Vec<(String, fmt::MetricValue)> {
     vec![("peer_state".to_string(), fmt::MetricValue::Text(s.into()))]
 }
 
-/// ZooKeeper's per-namespace byte summaries, from the shards' load pictures.
-fn namespaces(state: &ServerState) -> Vec<(String, fmt::Summary, fmt::Summary)> {
-    let Some(m) = state.load() else {
+/// ZooKeeper's per-namespace byte summaries, from the shards' merged ones (`None`:
+/// load attribution is off).
+fn namespaces(
+    merged: Option<Vec<(String, super::load::ByteSummary, super::load::ByteSummary)>>,
+) -> Vec<(String, fmt::Summary, fmt::Summary)> {
+    let Some(ns) = merged else {
         return Vec::new();
     };
     let conv = |b: &super::load::ByteSummary| fmt::Summary {
@@ -357,8 +408,7 @@ fn namespaces(state: &ServerState) -> Vec<(String, fmt::Summary, fmt::Summary)> 
         max: b.max as i64,
         percentiles: [0; 4],
     };
-    m.namespaces
-        .iter()
+    ns.iter()
         .map(|(ns, r, w)| (ns.clone(), conv(r), conv(w)))
         .collect()
 }
@@ -377,16 +427,16 @@ fn from_summary(s: &super::metrics::Summary) -> fmt::Summary {
 /// A microsecond histogram as a ZooKeeper summary in milliseconds.
 fn from_histogram(h: &super::metrics::Histogram) -> fmt::Summary {
     let ms = |us: u64| (us / 1000) as i64;
-    let count = h.count();
+    let h = h.snapshot();
     fmt::Summary {
-        count: count as i64,
-        sum: ms(h.sum_us()),
-        min: if count == 0 {
+        count: h.count as i64,
+        sum: ms(h.sum_us),
+        min: if h.count == 0 {
             0
         } else {
             ms(h.quantile_us(0.0))
         },
-        max: ms(h.max_us()),
+        max: ms(h.max_us),
         percentiles: [0.5, 0.95, 0.99, 0.999].map(|q| ms(h.quantile_us(q))),
     }
 }
@@ -466,14 +516,8 @@ fn zk_summaries(state: &ServerState) -> Vec<(String, fmt::Summary)> {
 }
 
 /// Every `mntr` value and summary, for the Prometheus endpoint and the AdminServer.
-pub fn monitor_info(state: &ServerState, view: &DataTree, zxid: i64) -> fmt::MonitorInfo {
-    let pictures = state.pictures();
-    let conns: Vec<ConnInfo> = pictures
-        .iter()
-        .flat_map(|p| p.conns.iter().map(conn_info))
-        .collect();
-    let watches = pictures.iter().map(|p| p.watches.total).sum();
-    monitor(state, view, zxid, &conns, watches)
+pub fn monitor_info(state: &ServerState, view: &DataTree) -> fmt::MonitorInfo {
+    monitor(state, LoopNumbers::on_loop(state, view, &state.pictures()))
 }
 
 /// ZooKeeper's leader-only `mntr` keys (`LeaderZooKeeperServer`'s gauges), present only

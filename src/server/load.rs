@@ -407,16 +407,8 @@ fn merge<Q: SketchKey>(parts: &[&TopK<Q>], name: impl Fn(&Q) -> String) -> Vec<(
 
 /// Merges the shards' loads.
 pub fn merged(loads: &[&Load]) -> Merged {
-    let mut ns: std::collections::BTreeMap<String, [ByteSummary; 2]> = Default::default();
-    for l in loads {
-        for (k, v) in &l.namespaces {
-            let e = ns.entry(k.clone()).or_default();
-            e[0].merge(&v[0]);
-            e[1].merge(&v[1]);
-        }
-    }
     Merged {
-        namespaces: ns.into_iter().map(|(k, [r, w])| (k, r, w)).collect(),
+        namespaces: merge_namespaces(loads.iter().map(|l| l.namespaces.as_slice())),
         ops: loads.iter().map(|l| l.ops).sum(),
         bytes_in: loads.iter().map(|l| l.bytes_in).sum(),
         bytes_out: loads.iter().map(|l| l.bytes_out).sum(),
@@ -433,6 +425,24 @@ pub fn merged(loads: &[&Load]) -> Merged {
             p.clone()
         }),
     }
+}
+
+/// Shards' namespace summaries merged by namespace, in name order: (namespace, reads,
+/// writes).
+pub fn merge_namespaces<'a>(
+    shards: impl IntoIterator<Item = &'a [(String, [ByteSummary; 2])]>,
+) -> Vec<(String, ByteSummary, ByteSummary)> {
+    let mut ns: std::collections::BTreeMap<&str, [ByteSummary; 2]> = Default::default();
+    for l in shards {
+        for (k, v) in l {
+            let e = ns.entry(k.as_str()).or_default();
+            e[0].merge(&v[0]);
+            e[1].merge(&v[1]);
+        }
+    }
+    ns.into_iter()
+        .map(|(k, [r, w])| (k.to_string(), r, w))
+        .collect()
 }
 
 impl Merged {

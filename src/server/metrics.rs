@@ -102,19 +102,58 @@ impl Histogram {
 
     /// The value at quantile `q` (0..=1), in microseconds; 0 when empty.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        let total = self.count();
-        if total == 0 {
-            return 0;
+        quantile_of(
+            self.count(),
+            self.max_us(),
+            self.counts.iter().map(|c| c.load(Ordering::Relaxed)),
+            q,
+        )
+    }
+
+    /// A plain copy, to take several quantiles with one read of the shared counters.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            count: self.count(),
+            sum_us: self.sum_us(),
+            max_us: self.max_us(),
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
         }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c.load(Ordering::Relaxed);
-            if seen >= rank {
-                return bucket_top(i).min(self.max_us());
-            }
+    }
+}
+
+/// The quantile `q` of a histogram of `total` samples whose largest is `max`.
+fn quantile_of(total: u64, max: u64, counts: impl Iterator<Item = u64>, q: f64) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.enumerate() {
+        seen += c;
+        if seen >= rank {
+            return bucket_top(i).min(max);
         }
-        self.max_us()
+    }
+    max
+}
+
+/// A [`Histogram`] copied out (`Histogram::snapshot`).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub count: u64,
+    pub sum_us: u64,
+    pub max_us: u64,
+    counts: Vec<u64>,
+}
+
+impl Snapshot {
+    /// As [`Histogram::quantile_us`].
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        quantile_of(self.count, self.max_us, self.counts.iter().copied(), q)
     }
 }
 
@@ -348,11 +387,21 @@ impl Metrics {
     /// The Prometheus text exposition of the histograms, as summaries in seconds.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
+        self.prometheus_into(&mut out);
+        out
+    }
+
+    /// [`Metrics::prometheus`], appended to `out`. Each histogram is read once: a
+    /// copy of its buckets, then every quantile from the copy (not a scan of the
+    /// shared atomics per quantile).
+    pub fn prometheus_into(&self, out: &mut String) {
+        use std::fmt::Write as _;
         out.push_str(
             "# HELP ringkeeper_latency_seconds Latency of each write stage and of reads.\n",
         );
         out.push_str("# TYPE ringkeeper_latency_seconds summary\n");
         for (name, h) in self.all() {
+            let snap = h.snapshot();
             for (q, v) in QUANTILES {
                 let quantile = match q {
                     "p50" => "0.5",
@@ -360,22 +409,20 @@ impl Metrics {
                     "p99" => "0.99",
                     _ => "0.999",
                 };
-                let _ = v;
-                out.push_str(&format!(
-                    "ringkeeper_latency_seconds{{stage=\"{name}\",quantile=\"{quantile}\"}} {}\n",
-                    h.quantile_us(v) as f64 / 1e6
-                ));
+                let _ = writeln!(
+                    out,
+                    "ringkeeper_latency_seconds{{stage=\"{name}\",quantile=\"{quantile}\"}} {}",
+                    snap.quantile_us(v) as f64 / 1e6
+                );
             }
-            out.push_str(&format!(
-                "ringkeeper_latency_seconds_sum{{stage=\"{name}\"}} {}\n",
-                h.sum_us() as f64 / 1e6
-            ));
-            out.push_str(&format!(
-                "ringkeeper_latency_seconds_count{{stage=\"{name}\"}} {}\n",
-                h.count()
-            ));
+            let _ = write!(
+                out,
+                "ringkeeper_latency_seconds_sum{{stage=\"{name}\"}} {}\n\
+                 ringkeeper_latency_seconds_count{{stage=\"{name}\"}} {}\n",
+                snap.sum_us as f64 / 1e6,
+                snap.count
+            );
         }
-        out
     }
 }
 
@@ -426,6 +473,10 @@ mod tests {
         assert!((990..=1000).contains(&p99), "p99 {p99}");
         assert_eq!(h.quantile_us(1.0), 1000);
         assert_eq!(h.max_us(), 1000);
+        let snap = h.snapshot();
+        for q in [0.0, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(snap.quantile_us(q), h.quantile_us(q), "q {q}");
+        }
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub enum ToShard {
         percentage: u8,
         reply: std::sync::mpsc::Sender<usize>,
     },
+    /// `crst` / `connection_stat_reset`: reset the `cons` statistics of every client
+    /// connection that speaks TLS (`secure`) or not, as ZooKeeper resets those of one
+    /// connection factory (the secure one or the plain one).
+    ResetConnStats { secure: bool },
     /// The bulk-reply thread built the reply a connection waits for (`server::bulk`).
     BulkReply {
         slot: usize,
@@ -206,6 +210,8 @@ struct Conn {
     /// handshake timeout, `nio.sessionlessCnxnTimeout`, is measured from it).
     last_active: Instant,
     stats: ConnStats,
+    /// It speaks TLS (ZooKeeper's secure factory: `secure_connections`).
+    secure: bool,
     /// A reply being built by the bulk-reply thread: everything behind it waits.
     bulk: Option<BulkWait>,
     /// This connection's SASL exchange.
@@ -379,12 +385,28 @@ impl Shard {
                 audits: VecDeque::new(),
                 last_active: Instant::now(),
                 stats: ConnStats::new(),
+                secure: false,
                 bulk: None,
                 sasl: Default::default(),
             },
         );
         assert!(prev.is_none(), "slot {slot} accepted twice");
         true
+    }
+
+    /// The connection in `slot` spoke TLS (called for each TLS record received).
+    pub fn secured(&mut self, slot: usize) {
+        if let Some(c) = self.conns.get_mut(&slot) {
+            c.secure = true;
+        }
+    }
+
+    /// Resets the `cons` statistics of this shard's connections that speak TLS
+    /// (`secure`) or not.
+    fn reset_conn_stats(&mut self, secure: bool) {
+        for c in self.conns.values_mut().filter(|c| c.secure == secure) {
+            c.stats.reset();
+        }
     }
 
     /// A TLS client's certificate was verified: its identities (`x509:<subject DN>`,
@@ -979,6 +1001,7 @@ impl Shard {
                     }
                 }
                 ToShard::PictureReady => self.answer_ready_fourlw(net),
+                ToShard::ResetConnStats { secure } => self.reset_conn_stats(secure),
                 ToShard::Inspect(job) => {
                     let gen = self.ask_pictures();
                     self.pending_inspect.push((gen, job));
@@ -1599,6 +1622,9 @@ impl Shard {
         self.expire_sessionless(net);
         if let Some(o) = &mut self.observe {
             o.fold();
+            if let Some(l) = &o.load {
+                self.state.publish_namespaces(self.id, &l.namespaces);
+            }
         }
         if !self.touched.is_empty() {
             self.touched.remove(&0);
@@ -1652,7 +1678,19 @@ impl Shard {
                 continue;
             }
             self.pending_fourlw.swap_remove(i);
-            if self.conns.contains_key(&slot) {
+            if let Some(c) = self.conns.get(&slot) {
+                if cmd == crate::fourlw::Command::Crst
+                    && self.state.mode().is_some()
+                    && self.state.settings.fourlw_whitelist.allows(cmd.as_str())
+                {
+                    // ZooKeeper resets the connections of the factory the word came
+                    // in on: plain ones over the plain port, TLS ones over TLS. This
+                    // shard's at once (a `cons` after this sees them reset), the other
+                    // shards' through their inboxes, ahead of any later picture request.
+                    let secure = c.secure;
+                    self.reset_conn_stats(secure);
+                    self.state.reset_conn_stats(Some(self.id), secure);
+                }
                 let text = fourlw::run(cmd, &self.state, &self.view, self.view_zxid);
                 net.send(slot, text.as_bytes());
                 net.close(slot);
@@ -1683,6 +1721,7 @@ impl Shard {
                 timeout_ms: c.timeout_ms,
                 queued: c.queue.len() + c.in_flight,
                 stats: c.stats.clone(),
+                secure: c.secure,
             })
             .collect()
     }
@@ -1705,11 +1744,15 @@ impl Shard {
     /// the core in one batch. What does not fit stays and is retried on the next pass
     /// (the core's answers wake us).
     pub fn flush(&mut self, net: &mut dyn Net) {
-        self.signals
-            .watches
-            .store(self.watches.count() as i64, Ordering::SeqCst);
+        let watches = self.watches.count();
+        self.signals.watches.store(watches as i64, Ordering::SeqCst);
         self.state.publish_outstanding(self.id, self.outstanding);
+        self.state.publish_watches(self.id, watches);
         self.advance(net);
+        if self.id == 0 {
+            // After `advance`: the view this pass ends with.
+            self.state.publish_view(&self.view, self.view_zxid);
+        }
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);
         }

@@ -104,6 +104,21 @@ impl ConnStats {
     }
 }
 
+impl ConnStats {
+    /// ZooKeeper's `ServerCnxn.resetStats` (`crst`): counts and latencies zeroed, the
+    /// last operation `NA`, the last cxid and zxid -1, no last response; the time the
+    /// connection was established stays.
+    pub fn reset(&mut self) {
+        *self = ConnStats {
+            last_op: "NA",
+            last_cxid: -1,
+            last_zxid: -1,
+            established: self.established,
+            ..ConnStats::new()
+        };
+    }
+}
+
 impl Default for ConnStats {
     fn default() -> Self {
         Self::new()
@@ -173,6 +188,43 @@ impl SequencerStats {
     }
 }
 
+/// What the loops publish, unasked, for `/metrics` (see `http.rs`): plain relaxed
+/// stores on each loop pass (a few per pass, no allocation, no lock), so that a scrape
+/// renders on the HTTP thread and never has to wake or message a loop.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The first shard's view of the tree: `zk_znode_count` (ZooKeeper's count, see
+    /// `DataTree::node_count`), ephemerals, approximate data size and global sessions,
+    /// as of its last loop pass.
+    pub node_count: AtomicI64,
+    pub ephemerals: AtomicI64,
+    pub data_size: AtomicI64,
+    pub sessions: AtomicI64,
+    /// The zxid of that view.
+    pub zxid: AtomicI64,
+}
+
+/// A leader's view of one learner's link, for the AdminServer's `observers` (the keys
+/// of ZooKeeper's `LearnerHandler.getLearnerHandlerInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnerInfo {
+    pub remote: Option<std::net::SocketAddr>,
+    pub sid: u64,
+    /// When the link was made, wall clock ms.
+    pub established_ms: i64,
+    /// Frames not yet handed to the socket, and the bytes queued (those frames' and
+    /// the socket's unsent output).
+    pub queued_packets: usize,
+    pub queued_bytes: usize,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub requests: u64,
+    pub last_zxid: i64,
+}
+
+/// One shard's per-namespace byte summaries, as of its last tick.
+pub type NamespaceBytes = Vec<(String, [super::load::ByteSummary; 2])>;
+
 /// What one shard last published, and for which request (`gen`).
 #[derive(Debug, Default, Clone)]
 pub struct ShardPicture {
@@ -225,6 +277,19 @@ pub struct ServerState {
     /// Each shard's requests outstanding (read, queued or in flight, not answered),
     /// as it last published them (once per loop pass).
     outstanding: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// Each shard's watch count, as it last published it (once per loop pass).
+    watch_counts: Vec<crossbeam_utils::CachePadded<AtomicI64>>,
+    /// The first shard's tree numbers (once per loop pass).
+    published: crossbeam_utils::CachePadded<Published>,
+    /// Each shard's namespace byte summaries, swapped in on its tick (`try_lock`: a
+    /// shard never waits for a scrape; if one holds the lock, the next tick publishes).
+    namespaces: Vec<Mutex<Arc<NamespaceBytes>>>,
+    /// The leader's synced observers' links (the core loop writes it each tick while
+    /// leading with observers).
+    observers: Mutex<Vec<LearnerInfo>>,
+    /// `observer_connection_stat_reset` asked for the observers' link counts to be
+    /// reset (the core loop does it on its next tick).
+    observer_reset: std::sync::atomic::AtomicBool,
     /// The connection token bucket, and a random state for its BLUE drops.
     throttle: Mutex<(crate::throttle::ConnThrottle, u64)>,
     /// Bytes held by large requests being served (largeRequestMaxBytes).
@@ -276,6 +341,13 @@ impl ServerState {
             outstanding: (0..shards)
                 .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
                 .collect(),
+            watch_counts: (0..shards)
+                .map(|_| crossbeam_utils::CachePadded::new(AtomicI64::new(0)))
+                .collect(),
+            published: Default::default(),
+            observers: Mutex::new(Vec::new()),
+            observer_reset: std::sync::atomic::AtomicBool::new(false),
+            namespaces: (0..shards).map(|_| Mutex::default()).collect(),
             throttle: Mutex::new((
                 crate::throttle::ConnThrottle::new(settings_throttle, 0),
                 0x9e37_79b9_7f4a_7c15 ^ std::process::id() as u64,
@@ -292,6 +364,35 @@ impl ServerState {
     /// The config in force, empty standalone.
     pub fn membership(&self) -> String {
         self.membership.lock().expect("membership poisoned").clone()
+    }
+
+    /// Records the leader's synced observers.
+    pub fn set_observers(&self, v: Vec<LearnerInfo>) {
+        *self.observers.lock().expect("observers poisoned") = v;
+    }
+
+    /// Asks the core loop to reset the observers' link counts on its next tick.
+    pub fn request_observer_reset(&self) {
+        self.observer_reset.store(true, Ordering::Release);
+    }
+
+    /// Whether an observer reset was asked for since the last call.
+    pub fn take_observer_reset(&self) -> bool {
+        self.observer_reset.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether any observer is recorded.
+    pub fn has_observers(&self) -> bool {
+        !self
+            .observers
+            .lock()
+            .expect("observers poisoned")
+            .is_empty()
+    }
+
+    /// The leader's synced observers, as the core loop last recorded them.
+    pub fn observers(&self) -> Vec<LearnerInfo> {
+        self.observers.lock().expect("observers poisoned").clone()
     }
 
     /// Records the core's health view.
@@ -323,6 +424,74 @@ impl ServerState {
     /// Publishes shard `shard`'s outstanding count.
     pub fn publish_outstanding(&self, shard: usize, n: i64) {
         self.outstanding[shard].store(n, Ordering::Relaxed);
+    }
+
+    /// Publishes shard `shard`'s watch count.
+    pub fn publish_watches(&self, shard: usize, n: usize) {
+        self.watch_counts[shard].store(n as i64, Ordering::Relaxed);
+    }
+
+    /// The first shard's view numbers: `view` at `zxid`.
+    pub fn publish_view(&self, view: &crate::tree::DataTree, zxid: i64) {
+        let p = &self.published;
+        p.node_count
+            .store(view.node_count() as i64, Ordering::Relaxed);
+        p.ephemerals
+            .store(view.ephemeral_count() as i64, Ordering::Relaxed);
+        p.data_size
+            .store(view.approximate_data_size(), Ordering::Relaxed);
+        p.sessions
+            .store(view.session_count() as i64, Ordering::Relaxed);
+        p.zxid.store(zxid, Ordering::Relaxed);
+    }
+
+    /// What the first shard last published of its view.
+    pub fn published(&self) -> &Published {
+        &self.published
+    }
+
+    /// Every shard's watches, as last published.
+    pub fn published_watches(&self) -> i64 {
+        self.watch_counts
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Every shard's requests outstanding, as last published.
+    pub fn published_outstanding(&self) -> i64 {
+        self.outstanding
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Swaps in shard `shard`'s namespace summaries, unless a reader holds them right
+    /// now (then the shard's next tick does it).
+    pub fn publish_namespaces(&self, shard: usize, ns: &NamespaceBytes) {
+        if let Ok(mut g) = self.namespaces[shard].try_lock() {
+            if g.as_slice() != ns.as_slice() {
+                *g = Arc::new(ns.clone());
+            }
+        }
+    }
+
+    /// Every shard's namespace summaries merged, as of their last ticks; `None` when
+    /// load attribution is off.
+    pub fn published_namespaces(
+        &self,
+    ) -> Option<Vec<(String, super::load::ByteSummary, super::load::ByteSummary)>> {
+        if !self.settings.ops.load_attribution {
+            return None;
+        }
+        let all: Vec<Arc<NamespaceBytes>> = self
+            .namespaces
+            .iter()
+            .map(|m| m.lock().expect("namespaces poisoned").clone())
+            .collect();
+        Some(super::load::merge_namespaces(
+            all.iter().map(|a| a.as_slice()),
+        ))
     }
 
     /// The outstanding counts other shards published.
@@ -525,6 +694,16 @@ impl ServerState {
     /// `load` as JSON (null when attribution is off).
     pub fn load_json(&self) -> super::json::Json {
         self.load().map_or(super::json::Json::Null, |m| m.json())
+    }
+
+    /// Asks every shard but `except` to reset the `cons` statistics of its TLS
+    /// (`secure`) or plain connections (`crst`, `connection_stat_reset`).
+    pub fn reset_conn_stats(&self, except: Option<usize>, secure: bool) {
+        for (i, inbox) in self.shard_inboxes().iter().enumerate() {
+            if Some(i) != except {
+                inbox.push_unbounded(super::shard::ToShard::ResetConnStats { secure });
+            }
+        }
     }
 
     /// A fresh generation for a four-letter word that gathers every shard's picture.

@@ -744,6 +744,19 @@ impl Peer {
         Some(c)
     }
 
+    /// A leader's observers that are up to date (ZooKeeper's `observingLearners`: the
+    /// AdminServer's `observers`); empty unless leading.
+    pub fn synced_observers(&self) -> Vec<ServerId> {
+        let Role::Leading(l) = &self.role else {
+            return Vec::new();
+        };
+        l.learners
+            .iter()
+            .filter(|(_, x)| x.observer && x.stage == Stage::UpToDate)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// Whether this server votes (else it observes).
     pub fn is_voter(&self) -> bool {
         self.cfg.ensemble.is_voter(self.cfg.my_id)

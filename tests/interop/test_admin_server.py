@@ -8,12 +8,17 @@ is not on the class path); the captures are ZooKeeper's side.
 
 import json
 import os
+import re
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 
 import pytest
+from kazoo.client import KazooClient
 
-from conftest import REPO, SUPER_PASSWORD, SUPER_USER, TARGET
+import tlscerts
+from conftest import REPO, SUPER_PASSWORD, SUPER_USER, TARGET, Server, fast_retry, free_port
 
 pytestmark = pytest.mark.skipif(TARGET != "ringkeeper", reason="AdminServer of RingKeeper")
 
@@ -158,3 +163,95 @@ def test_snapshot_is_refused_without_all_on_root(server, kz):
     finally:
         from kazoo.security import OPEN_ACL_UNSAFE
         kz.set_acls("/", OPEN_ACL_UNSAFE)
+
+
+def my_connection(server, name, sid, key="connections"):
+    _, body = command(server, name)
+    mine = [c for c in body[key] if c.get("session_id") == sid]
+    assert len(mine) == 1, (sid, body)
+    return mine[0]
+
+
+def test_connection_stat_reset_resets_what_cons_shows(server, kz):
+    sid = kz.client_id[0]
+    for _ in range(5):
+        kz.exists("/")
+    before = my_connection(server, "connections", sid)
+    assert before["packets_received"] >= 6 and before["last_operation"] in ("EXIS", "PING"), before
+    assert before["last_cxid"] >= 5 and before["max_latency"] >= 0
+    assert command(server, "crst")[1] == {"command": "connection_stat_reset", "error": None}
+    after = my_connection(server, "connections", sid)
+    # Reset as ZooKeeper's ServerCnxn.resetStats: only a ping kazoo may have sent since
+    # (xid -2) can count; the establishment time stays.
+    assert after["packets_received"] <= 1 and after["packets_sent"] <= 1, after
+    assert after["last_operation"] in ("NA", "PING"), after
+    assert after["last_cxid"] in (-1, -2) and after["established"] == before["established"]
+    assert after["session_id"] == sid
+
+
+def test_crst_four_letter_word_resets_cons(server, kz):
+    sid = kz.client_id[0]
+    for _ in range(5):
+        kz.exists("/")
+
+    def recved():
+        line = [x for x in kz.command(b"cons").splitlines() if f"sid=0x{sid:x}," in x]
+        assert len(line) == 1, line
+        return int(re.search(r"recved=(\d+)", line[0]).group(1))
+
+    assert recved() >= 6
+    assert kz.command(b"crst") == "Connection stats reset.\n"
+    assert recved() <= 1
+
+
+@pytest.fixture(scope="module")
+def tls_server():
+    """A server with a TLS client port besides its plaintext one."""
+    d = tempfile.mkdtemp(prefix=f"interop-admin-tls-{TARGET}-")
+    certs = tlscerts.make(d)
+    secure = free_port()
+    srv = Server(TARGET, d, free_port(),
+                 [f"secureClientPort={secure}", "secureClientPortAddress=127.0.0.1",
+                  f"ssl.keyStore.location={certs['server_pem']}",
+                  f"ssl.trustStore.location={certs['trust_pem']}",
+                  f"ssl.trustStore.password={tlscerts.PASSWORD}"])
+    srv.secure_port, srv.certs = secure, certs
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_tls_clients_are_listed_under_secure_connections(tls_server):
+    c = tls_server.certs
+    tls = KazooClient(hosts=f"127.0.0.1:{tls_server.secure_port}", use_ssl=True,
+                      verify_certs=True, ca=c["ca"], keyfile=c["alice_key"],
+                      certfile=c["alice_cert"], timeout=10.0, connection_retry=fast_retry())
+    plain = KazooClient(hosts=tls_server.hostport, timeout=10.0)
+    tls.start(timeout=15)
+    plain.start(timeout=15)
+    try:
+        tls_sid, plain_sid = tls.client_id[0], plain.client_id[0]
+        for _ in range(5):
+            tls.exists("/")
+            plain.exists("/")
+        for name in ("connections", "stats"):
+            _, body = command(tls_server, name)
+            secure = {x.get("session_id") for x in body["secure_connections"]}
+            cons = {x.get("session_id") for x in body["connections"]}
+            assert tls_sid in secure and tls_sid not in cons, (name, body)
+            assert plain_sid in cons and plain_sid not in secure, (name, body)
+        s = my_connection(tls_server, "connections", tls_sid, "secure_connections")
+        assert set(s) == set(my_connection(tls_server, "connections", plain_sid))
+        assert s["packets_received"] >= 6
+        # As ZooKeeper 3.9's connection_stat_reset: the plain factory's connections.
+        command(tls_server, "connection_stat_reset")
+        assert my_connection(tls_server, "connections", plain_sid)["packets_received"] <= 1
+        assert my_connection(tls_server, "connections", tls_sid,
+                             "secure_connections")["packets_received"] >= 6
+    finally:
+        for k in (tls, plain):
+            k.stop()
+            k.close()
