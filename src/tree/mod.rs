@@ -1108,10 +1108,11 @@ impl DataTree {
         let acl = acl.unwrap_or_else(|| old.acl().clone());
         let data = data.unwrap_or_else(|| old.data());
         let new = NodeBox::new(old.parent(), acl, kids, old.name(), data, &f);
-        self.digest =
-            self.digest
-                .wrapping_add(node_hash(path.as_bytes(), new.data(), new.acl(), &f));
-        let stat = NodeRef(&new).stat();
+        self.digest = self
+            .digest
+            .wrapping_add(node_hash(path.as_bytes(), data, new.acl(), &f));
+        // From the fields at hand, not decoded again from the new node.
+        let stat = visible_stat(&f, data.map_or(0, <[u8]>::len), new.num_kids());
         self.slots.put(id, new);
         stat
     }
