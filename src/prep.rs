@@ -123,6 +123,22 @@ pub fn prep(
     req: &Request,
     now_ms: i64,
 ) -> Result<TxnOp, PrepError> {
+    prep_found(tree, cfg, caller, req, now_ms).map(|(op, _)| op)
+}
+
+/// [`prep`], and where the node the txn changes was found (a setData's, setACL's or
+/// delete's node, a create's parent), for [`DataTree::apply_found`] on the same tree
+/// right after: the write's path is then looked up once, not twice.
+///
+/// # Errors
+/// As [`prep`].
+pub fn prep_found(
+    tree: &DataTree,
+    cfg: &PrepConfig,
+    caller: &Caller<'_>,
+    req: &Request,
+    now_ms: i64,
+) -> Result<(TxnOp, Option<tree::Found>), PrepError> {
     let op = match req {
         Request::Create { op, req } => Write::create(cfg, *op, req)?,
         Request::CreateTtl(req) => Write::create_ttl(cfg, req)?,
@@ -134,8 +150,8 @@ pub fn prep(
             version: r.version,
         },
         Request::Check(r) => Write::check(r),
-        Request::Multi(ops) => return prep_multi(tree, cfg, caller, ops, now_ms),
-        Request::CloseSession => return prep_close_session(tree, caller.session_id),
+        Request::Multi(ops) => return Ok((prep_multi(tree, cfg, caller, ops, now_ms)?, None)),
+        Request::CloseSession => return Ok((prep_close_session(tree, caller.session_id)?, None)),
         Request::Reconfig(_) => return Err(Code::ReconfigDisabled.into()),
         _ => return Err(Code::Unimplemented.into()),
     };
@@ -345,7 +361,7 @@ fn prep_write(
     cfg: &PrepConfig,
     caller: &Caller<'_>,
     op: &Write<'_>,
-) -> Result<TxnOp, Code> {
+) -> Result<(TxnOp, Option<tree::Found>), Code> {
     match *op {
         Write::Create {
             op,
@@ -365,14 +381,17 @@ fn prep_write(
             let (parent_path, _) = tree::split_parent(path).ok_or(Code::BadArguments)?;
             let parent = tree.get(parent_path).ok_or(Code::NoNode)?;
             check_perm(cfg, parent.acl(), perms::DELETE, caller.ids)?;
-            let node = tree.get(path).ok_or(Code::NoNode)?;
+            let (node, found) = tree.find(path).ok_or(Code::NoNode)?;
             check_version(node.version(), version)?;
             if node.num_children() != 0 {
                 return Err(Code::NotEmpty);
             }
-            Ok(TxnOp::Delete {
-                path: path.to_string(),
-            })
+            Ok((
+                TxnOp::Delete {
+                    path: path.to_string(),
+                },
+                Some(found),
+            ))
         }
         Write::SetData {
             path,
@@ -381,27 +400,33 @@ fn prep_write(
         } => {
             check_session(tree, caller)?;
             valid_path(path)?;
-            let node = tree.get(path).ok_or(Code::NoNode)?;
+            let (node, found) = tree.find(path).ok_or(Code::NoNode)?;
             check_perm(cfg, node.acl(), perms::WRITE, caller.ids)?;
             let version = check_version(node.version(), version)?;
-            Ok(TxnOp::SetData {
-                path: path.to_string(),
-                data: data.clone(),
-                version,
-            })
+            Ok((
+                TxnOp::SetData {
+                    path: path.to_string(),
+                    data: data.clone(),
+                    version,
+                },
+                Some(found),
+            ))
         }
         Write::SetAcl { path, acl, version } => {
             check_session(tree, caller)?;
             valid_path(path)?;
             let acl = fixup_acl(cfg, acl, caller.ids)?;
-            let node = tree.get(path).ok_or(Code::NoNode)?;
+            let (node, found) = tree.find(path).ok_or(Code::NoNode)?;
             check_perm(cfg, node.acl(), perms::ADMIN, caller.ids)?;
             let aversion = check_version(node.aversion(), version)?;
-            Ok(TxnOp::SetAcl {
-                path: path.to_string(),
-                acl,
-                aversion,
-            })
+            Ok((
+                TxnOp::SetAcl {
+                    path: path.to_string(),
+                    acl,
+                    aversion,
+                },
+                Some(found),
+            ))
         }
         Write::Check { path, version } => {
             check_session(tree, caller)?;
@@ -409,9 +434,12 @@ fn prep_write(
             let node = tree.get(path).ok_or(Code::NoNode)?;
             check_perm(cfg, node.acl(), perms::READ, caller.ids)?;
             check_version(node.version(), version)?;
-            Ok(TxnOp::Check {
-                path: path.to_string(),
-            })
+            Ok((
+                TxnOp::Check {
+                    path: path.to_string(),
+                },
+                None,
+            ))
         }
     }
 }
@@ -434,7 +462,7 @@ fn prep_create(
     acl: &[Acl],
     flags: i32,
     ttl: i64,
-) -> Result<TxnOp, Code> {
+) -> Result<(TxnOp, Option<tree::Found>), Code> {
     let mode = CreateMode::from_flags(flags).ok_or(Code::BadArguments)?;
     if mode.is_ttl() && !cfg.extended_types_enabled {
         return Err(Code::Unimplemented);
@@ -464,7 +492,7 @@ fn prep_create(
     }
     let (parent_path, _) = tree::split_parent(path).ok_or(Code::BadArguments)?;
     let acl = fixup_acl(cfg, acl, caller.ids)?;
-    let parent = tree.get(parent_path).ok_or(Code::NoNode)?;
+    let (parent, parent_found) = tree.find(parent_path).ok_or(Code::NoNode)?;
     check_perm(cfg, parent.acl(), perms::CREATE, caller.ids)?;
     let path = if mode.is_sequential() {
         // Java's "%010d": ten digits, zero-padded, the sign counting towards the width.
@@ -485,12 +513,15 @@ fn prep_create(
         _ if mode.is_ephemeral() => caller.session_id,
         _ => 0,
     };
-    Ok(TxnOp::Create {
-        path,
-        data: data.clone(),
-        acl,
-        ephemeral_owner,
-    })
+    Ok((
+        TxnOp::Create {
+            path,
+            data: data.clone(),
+            acl,
+            ephemeral_owner,
+        },
+        Some(parent_found),
+    ))
 }
 
 /// A multi: each op is validated against a scratch tree holding the earlier ops'
@@ -521,7 +552,7 @@ fn prep_multi(
     let mut scratch = tree.clone();
     let mut txns = Vec::with_capacity(writes.len());
     for (i, w) in writes.iter().enumerate() {
-        match prep_write(&scratch, cfg, caller, w) {
+        match prep_write(&scratch, cfg, caller, w).map(|(op, _)| op) {
             Ok(op) => {
                 // The zxid and time only shape stats, which later ops never check.
                 let txn = Txn {

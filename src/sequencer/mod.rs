@@ -1371,12 +1371,14 @@ impl Sequencer {
             local,
             no_ephemeral,
         };
+        // The node the write changes, as validation found it: applied without a
+        // second lookup of its path (`tree::Found`).
         let prepped = match &req {
-            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
-            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r).map(|op| (op, None)),
+            _ => prep::prep_found(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
         };
         match prepped {
-            Ok(op) => self.make_txn(session_id, origin.xid, op, Some(origin)),
+            Ok((op, found)) => self.make_txn_found(session_id, origin.xid, op, Some(origin), found),
             Err(error) => self.entries.push(Entry::Failed {
                 origin,
                 zxid: self.zxid,
@@ -1416,6 +1418,19 @@ impl Sequencer {
 
     /// Assigns the next zxid to `op`, applies it, encodes it once and queues its entry.
     fn make_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+        self.make_txn_found(session_id, cxid, op, origin, None);
+    }
+
+    /// [`Sequencer::make_txn`] for an op `prep` validated against the tree just now,
+    /// with where it found the node the op changes.
+    fn make_txn_found(
+        &mut self,
+        session_id: i64,
+        cxid: i32,
+        op: TxnOp,
+        origin: Option<Origin>,
+        found: Option<crate::tree::Found>,
+    ) {
         let zxid = self.next_zxid();
         self.zxid = zxid;
         let closes = matches!(op, TxnOp::CloseSession { .. });
@@ -1426,7 +1441,7 @@ impl Sequencer {
             time_ms: self.wall_ms,
             op,
         };
-        let applied = self.tree.apply(&txn);
+        let applied = self.tree.apply_found(&txn, found);
         self.pass_txns
             .push(crate::storage::log::encode_record(&txn));
         if closes {
@@ -1761,24 +1776,29 @@ impl Sequencer {
             no_ephemeral: false,
         };
         let prepped = match &req {
-            Request::Reconfig(r) => self.prep_reconfig(&caller, r),
-            _ => prep::prep(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
+            Request::Reconfig(r) => self.prep_reconfig(&caller, r).map(|op| (op, None)),
+            _ => prep::prep_found(&self.tree, &self.cfg.prep, &caller, &req, self.wall_ms),
         };
-        let op = match prepped {
-            Ok(op) => op,
-            Err(e) => TxnOp::Error {
-                code: e.code,
-                multi: e.multi.map(|rs| {
-                    rs.into_iter()
-                        .map(|r| match r {
-                            crate::txn::OpResult::Error(c) => c,
-                            other => panic!("a failed multi's result {other:?} is not an error"),
-                        })
-                        .collect()
-                }),
-            },
+        let (op, found) = match prepped {
+            Ok(prepped) => prepped,
+            Err(e) => (
+                TxnOp::Error {
+                    code: e.code,
+                    multi: e.multi.map(|rs| {
+                        rs.into_iter()
+                            .map(|r| match r {
+                                crate::txn::OpResult::Error(c) => c,
+                                other => {
+                                    panic!("a failed multi's result {other:?} is not an error")
+                                }
+                            })
+                            .collect()
+                    }),
+                },
+                None,
+            ),
         };
-        self.make_txn(session_id, xid, op, None);
+        self.make_txn_found(session_id, xid, op, None, found);
     }
 
     /// Learner: the entry that answers `txn` here, if one of our clients waits for it.

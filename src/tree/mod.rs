@@ -307,6 +307,22 @@ fn data_bytes(n: &NodeBox) -> Option<Bytes> {
 /// The id of the root node.
 const ROOT: u32 = 0;
 
+/// Where a lookup found a node, to hand to [`DataTree::apply_found`] so that a write
+/// validated against the tree does not look its path up again when it is applied (the
+/// sequencer validates and applies each write back to back: two lookups of one path,
+/// each a hash probe and a walk up the parent chain, were a tenth of a leader's work per
+/// setData).
+///
+/// It is only a hint: it holds the node's id and the zxid of the tree it was found in,
+/// and the tree uses it only if it is still at that zxid and the node there still has the
+/// path's last name; otherwise it looks the path up as before. Ids are reused after a
+/// delete, so a hint from an older version must not be trusted blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    id: u32,
+    zxid: i64,
+}
+
 /// The persistent data tree. See the module header.
 ///
 /// Owned by the sequencer thread (the only writer); clones travel to shards as read
@@ -503,6 +519,37 @@ impl DataTree {
     /// The node at `path`. "" names the root too, as in ZooKeeper's node map.
     pub fn get(&self, path: &str) -> Option<NodeRef<'_>> {
         self.lookup(path).map(|id| NodeRef(self.node(id)))
+    }
+
+    /// [`DataTree::get`], and where the node is, for [`DataTree::apply_found`].
+    pub fn find(&self, path: &str) -> Option<(NodeRef<'_>, Found)> {
+        self.lookup(path).map(|id| {
+            let found = Found {
+                id,
+                zxid: self.zxid,
+            };
+            (NodeRef(self.node(id)), found)
+        })
+    }
+
+    /// The id of the node at `path`: `found`'s when it still names that node in this
+    /// version of the tree (see [`Found`]), else a lookup.
+    fn lookup_found(&self, path: &str, found: Option<Found>) -> Option<u32> {
+        if let Some(f) = found.filter(|f| f.zxid == self.zxid) {
+            let name = path.rsplit('/').next().unwrap_or("");
+            if self
+                .slots
+                .get(f.id)
+                .is_some_and(|n| n.name() == name.as_bytes())
+            {
+                debug_assert!(
+                    self.matches(f.id, path.as_bytes()) || f.id == ROOT,
+                    "a hint for {path} names another node"
+                );
+                return Some(f.id);
+            }
+        }
+        self.lookup(path)
     }
 
     pub fn exists(&self, path: &str) -> bool {
@@ -840,6 +887,14 @@ impl DataTree {
     /// logs over *fuzzy* snapshots; RingKeeper snapshots an exact root of one zxid and
     /// replays strictly after it, so a misfit is never expected and must not be hidden.
     pub fn apply(&mut self, txn: &Txn) -> Applied {
+        self.apply_found(txn, None)
+    }
+
+    /// [`DataTree::apply`], with where [`DataTree::find`] found the node the txn changes
+    /// (a setData's, setACL's or delete's node, a create's parent) in this tree just
+    /// before: that lookup is not repeated. A stale or wrong hint is not trusted (see
+    /// [`Found`]); the result is the same with or without one.
+    pub fn apply_found(&mut self, txn: &Txn, found: Option<Found>) -> Applied {
         assert!(
             txn.zxid > self.zxid,
             "txn zxid {:#x} not above the tree's {:#x}",
@@ -847,7 +902,7 @@ impl DataTree {
             self.zxid
         );
         let mut triggers = Vec::new();
-        let result = self.apply_op(txn, &txn.op, &mut triggers, false);
+        let result = self.apply_op(txn, &txn.op, &mut triggers, false, found);
         self.zxid = txn.zxid;
         Applied { result, triggers }
     }
@@ -890,6 +945,7 @@ impl DataTree {
         op: &TxnOp,
         triggers: &mut Vec<Trigger>,
         in_multi: bool,
+        found: Option<Found>,
     ) -> OpResult {
         let (zxid, time) = (txn.zxid, txn.time_ms);
         match op {
@@ -920,7 +976,7 @@ impl DataTree {
                     "closeSession {sid:#x}: txn's ephemerals differ from the tree's"
                 );
                 for p in ephemerals {
-                    self.delete_node(p, zxid, triggers);
+                    self.delete_node(p, zxid, triggers, None);
                 }
                 self.sessions.remove(&sid);
                 self.digest = self.digest.wrapping_sub(session_hash(sid, timeout));
@@ -933,7 +989,7 @@ impl DataTree {
                 ephemeral_owner,
             } => {
                 let (stat, acl, parent_acl) =
-                    self.create_node(path, data, acl, *ephemeral_owner, zxid, time);
+                    self.create_node(path, data, acl, *ephemeral_owner, txn, found);
                 let parent = parent_of(path).expect("created path has a parent");
                 triggers.push(Trigger {
                     path: path.clone(),
@@ -951,7 +1007,7 @@ impl DataTree {
                 }
             }
             TxnOp::Delete { path } | TxnOp::DeleteContainer { path } => {
-                self.delete_node(path, zxid, triggers);
+                self.delete_node(path, zxid, triggers, found);
                 OpResult::Deleted
             }
             TxnOp::SetData {
@@ -959,7 +1015,7 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let id = self.id_for_update(path, "setData");
+                let id = self.id_for_update(path, "setData", found);
                 let old_len = NodeRef(self.node(id)).data_len();
                 let acl = self.node(id).acl().clone();
                 let new_len = data.as_ref().map_or(0, |d| d.len());
@@ -987,7 +1043,7 @@ impl DataTree {
                 acl,
                 aversion,
             } => {
-                let id = self.id_for_update(path, "setACL");
+                let id = self.id_for_update(path, "setACL", found);
                 let acl = self.share_acl(acl, None);
                 let stat =
                     self.rebuild(id, path, |_, f, _| f.aversion = *aversion, None, Some(acl));
@@ -1008,15 +1064,15 @@ impl DataTree {
                 assert!(!in_multi, "nested multi at zxid {zxid:#x}");
                 let results = ops
                     .iter()
-                    .map(|op| self.apply_op(txn, op, triggers, true))
+                    .map(|op| self.apply_op(txn, op, triggers, true, None))
                     .collect();
                 OpResult::Multi(results)
             }
         }
     }
 
-    fn id_for_update(&self, path: &str, what: &str) -> u32 {
-        self.lookup(path)
+    fn id_for_update(&self, path: &str, what: &str, found: Option<Found>) -> u32 {
+        self.lookup_found(path, found)
             .unwrap_or_else(|| panic!("{what} of missing {path}"))
     }
 
@@ -1052,10 +1108,11 @@ impl DataTree {
         let acl = acl.unwrap_or_else(|| old.acl().clone());
         let data = data.unwrap_or_else(|| old.data());
         let new = NodeBox::new(old.parent(), acl, kids, old.name(), data, &f);
-        self.digest =
-            self.digest
-                .wrapping_add(node_hash(path.as_bytes(), new.data(), new.acl(), &f));
-        let stat = NodeRef(&new).stat();
+        self.digest = self
+            .digest
+            .wrapping_add(node_hash(path.as_bytes(), data, new.acl(), &f));
+        // From the fields at hand, not decoded again from the new node.
+        let stat = visible_stat(&f, data.map_or(0, <[u8]>::len), new.num_kids());
         self.slots.put(id, new);
         stat
     }
@@ -1081,16 +1138,17 @@ impl DataTree {
         data: &Option<Bytes>,
         acl: &[Acl],
         owner: i64,
-        zxid: i64,
-        time: i64,
+        txn: &Txn,
+        parent_found: Option<Found>,
     ) -> (Stat, AclList, AclList) {
+        let (zxid, time) = (txn.zxid, txn.time_ms);
         let (parent_path, name) =
             split_parent(path).unwrap_or_else(|| panic!("create of {path}: no '/'"));
         assert!(
             !self.exists(path),
             "create of existing {path} at zxid {zxid:#x}"
         );
-        let pid = self.id_for_update(parent_path, "create under parent");
+        let pid = self.id_for_update(parent_path, "create under parent", parent_found);
         let parent = NodeRef(self.node(pid));
         assert!(
             !matches!(parent.kind(), NodeKind::Ephemeral(_)),
@@ -1155,10 +1213,16 @@ impl DataTree {
         (stat, acl, parent_acl)
     }
 
-    fn delete_node(&mut self, path: &str, zxid: i64, triggers: &mut Vec<Trigger>) {
+    fn delete_node(
+        &mut self,
+        path: &str,
+        zxid: i64,
+        triggers: &mut Vec<Trigger>,
+        found: Option<Found>,
+    ) {
         let (parent_path, name) =
             split_parent(path).unwrap_or_else(|| panic!("delete of {path}: no '/'"));
-        let id = self.id_for_update(path, "delete");
+        let id = self.id_for_update(path, "delete", found);
         assert!(id != ROOT, "delete of the root");
         let node = NodeRef(self.node(id));
         assert!(

@@ -16,7 +16,10 @@
 //! plain integers; zxids and times of one node are close to each other, so deltas are
 //! one byte), the last path segment only (the full path is the parent chain), and the
 //! data inline. For the benchmark's znodes that is 155 bytes, allocated in mimalloc's
-//! 160-byte class. Decoding a Stat costs ~20 ns; every reply builds one anyway.
+//! 160-byte class. Decoding a Stat costs ~20 ns; every reply builds one anyway. It is
+//! one pass over the nine varints after the name, and finding the data one skip over
+//! them (the data's length is in the prefix): a setData decodes its node's fields at
+//! validation and at apply, so each extra pass showed (see docs/write-path.md).
 //!
 //! The reference count is a `u32` (no weak count): a node is referenced by the slot
 //! table of each tree version that holds it, and by nothing else.
@@ -73,21 +76,6 @@ fn zigzag(v: i64) -> u64 {
 
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-/// Reads a varint written by [`put_varint`] (the bytes are ours, so always well formed).
-fn get_varint(b: &[u8], at: &mut usize) -> u64 {
-    let mut v = 0u64;
-    let mut shift = 0;
-    loop {
-        let byte = b[*at];
-        *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
 }
 
 /// A reference-counted pointer to one immutable znode allocation (see the module header).
@@ -158,60 +146,71 @@ impl NodeBox {
         unsafe { self.0.as_ref() }
     }
 
-    /// The variable part, up to and including the data.
-    fn var(&self) -> &[u8] {
-        // SAFETY: the allocation holds at least the two length varints after the head;
-        // reading them tells the full length, which `total_len` computes from a slice
-        // of only the bytes it needs.
-        let base = unsafe { self.0.as_ptr().cast::<u8>().add(HEAD) };
-        // The two varints take at most 2 * MAX_VARINT bytes, but the allocation may be
-        // shorter than that: decode them byte by byte within what they say.
-        let mut at = 0usize;
-        let read = |at: &mut usize| -> u64 {
-            let mut v = 0u64;
-            let mut shift = 0;
-            loop {
-                // SAFETY: a varint's bytes are inside the allocation by construction.
-                let byte = unsafe { *base.add(*at) };
-                *at += 1;
-                v |= u64::from(byte & 0x7f) << shift;
-                if byte < 0x80 {
-                    return v;
-                }
-                shift += 7;
-            }
-        };
-        let name_len = read(&mut at) as usize;
-        let tag = read(&mut at) as usize;
-        let data_len = tag.saturating_sub(1);
-        let mut stat_end = at + name_len;
-        for _ in 0..9 {
-            loop {
-                // SAFETY: as above, the stat varints are inside the allocation.
-                let byte = unsafe { *base.add(stat_end) };
-                stat_end += 1;
-                if byte < 0x80 {
-                    break;
-                }
-            }
-        }
-        // SAFETY: `stat_end + data_len` is exactly the variable length written by `new`.
-        unsafe { std::slice::from_raw_parts(base, stat_end + data_len) }
+    /// The first byte after the head: the variable part starts here.
+    fn base(&self) -> *const u8 {
+        // SAFETY: the allocation is at least `HEAD` bytes long (see `new`).
+        unsafe { self.0.as_ptr().cast::<u8>().add(HEAD) }
     }
 
-    /// (name, data, offset of the stat varints) from the variable part.
-    fn parts(&self) -> (&[u8], Option<&[u8]>, usize) {
-        let v = self.var();
-        let mut at = 0;
-        let name_len = get_varint(v, &mut at) as usize;
-        let tag = get_varint(v, &mut at) as usize;
-        let name = &v[at..at + name_len];
-        let stat_at = at + name_len;
-        let data = match tag {
-            0 => None,
-            n => Some(&v[v.len() - (n - 1)..]),
+    /// Decodes the varint at `base + *at` and moves `at` past it.
+    ///
+    /// # Safety
+    /// `base + *at` must start one of the varints `new` wrote into this allocation.
+    #[inline]
+    unsafe fn read_varint(base: *const u8, at: &mut usize) -> u64 {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            // SAFETY: the caller's precondition: every byte up to the varint's last
+            // (the first below 0x80) is inside the allocation.
+            let byte = unsafe { *base.add(*at) };
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+
+    /// The layout of the variable part: (where the name starts, its length, the data
+    /// tag: 0 for null data, else its length + 1).
+    #[inline]
+    fn lengths(&self) -> (usize, usize, usize) {
+        let base = self.base();
+        let mut at = 0usize;
+        // SAFETY: the name and data length varints are the first two `new` wrote.
+        let (name_len, tag) = unsafe {
+            (
+                Self::read_varint(base, &mut at) as usize,
+                Self::read_varint(base, &mut at) as usize,
+            )
         };
-        (name, data, stat_at)
+        (at, name_len, tag)
+    }
+
+    /// Where the data starts: after the nine stat varints that follow the name.
+    #[inline]
+    fn data_at(&self, stat_at: usize) -> usize {
+        let base = self.base();
+        let mut at = stat_at;
+        for _ in 0..9 {
+            // SAFETY: the nine stat varints follow the name, inside the allocation;
+            // each is read only up to its last byte.
+            while unsafe { *base.add(at) } >= 0x80 {
+                at += 1;
+            }
+            at += 1;
+        }
+        at
+    }
+
+    /// The variable part, up to and including the data.
+    fn var(&self) -> &[u8] {
+        let (name_at, name_len, tag) = self.lengths();
+        let end = self.data_at(name_at + name_len) + tag.saturating_sub(1);
+        // SAFETY: `end` is exactly the variable length written by `new`.
+        unsafe { std::slice::from_raw_parts(self.base(), end) }
     }
 
     pub(crate) fn parent(&self) -> u32 {
@@ -231,39 +230,30 @@ impl NodeBox {
     }
 
     pub(crate) fn name(&self) -> &[u8] {
-        // SAFETY: the two length varints and the name follow the head in the
-        // allocation; each varint is read only up to its last byte.
-        unsafe {
-            let base = self.0.as_ptr().cast::<u8>().add(HEAD);
-            let mut at = 0usize;
-            let mut name_len = 0usize;
-            let mut shift = 0;
-            loop {
-                let byte = *base.add(at);
-                at += 1;
-                name_len |= usize::from(byte & 0x7f) << shift;
-                if byte < 0x80 {
-                    break;
-                }
-                shift += 7;
-            }
-            while *base.add(at) >= 0x80 {
-                at += 1;
-            }
-            at += 1;
-            std::slice::from_raw_parts(base.add(at), name_len)
-        }
+        let (name_at, name_len, _) = self.lengths();
+        // SAFETY: the name's bytes follow the two length varints.
+        unsafe { std::slice::from_raw_parts(self.base().add(name_at), name_len) }
     }
 
     pub(crate) fn data(&self) -> Option<&[u8]> {
-        self.parts().1
+        let (name_at, name_len, tag) = self.lengths();
+        if tag == 0 {
+            return None;
+        }
+        let at = self.data_at(name_at + name_len);
+        // SAFETY: the data's `tag - 1` bytes end the variable part.
+        Some(unsafe { std::slice::from_raw_parts(self.base().add(at), tag - 1) })
     }
 
+    /// The stored Stat fields, decoded in one pass over their varints (read on every
+    /// validation and apply, and by reads: it was three passes over the variable part).
     pub(crate) fn fields(&self) -> Fields {
-        let (_, _, stat_at) = self.parts();
-        let v = self.var();
-        let mut at = stat_at;
-        let mut next = || unzigzag(get_varint(v, &mut at));
+        let (name_at, name_len, _) = self.lengths();
+        let base = self.base();
+        let mut at = name_at + name_len;
+        // SAFETY: the nine stat varints follow the name; `next` reads each once, in
+        // order.
+        let mut next = || unzigzag(unsafe { Self::read_varint(base, &mut at) });
         let czxid = next();
         let mzxid = czxid.wrapping_add(next());
         let pzxid = czxid.wrapping_add(next());

@@ -48,30 +48,43 @@ fn is_forbidden_char(c: char) -> bool {
 /// # Errors
 /// The first rule `path` breaks, scanning from the left as ZooKeeper does.
 pub fn validate_path(path: &str) -> Result<(), InvalidPath> {
-    let chars: Vec<char> = path.chars().collect();
+    // Every write is checked, and almost every path is ASCII: then bytes are code
+    // points, with the same indexes, and no vector of chars is needed (collecting one
+    // was a sixth of the leader's validation work for a setData).
+    if path.is_ascii() {
+        validate_units(path.as_bytes(), char::from)
+    } else {
+        let chars: Vec<char> = path.chars().collect();
+        validate_units(&chars, |c| c)
+    }
+}
+
+/// [`validate_path`] over the path's code points (`chars`, each read through `at`).
+fn validate_units<U: Copy>(chars: &[U], at: impl Fn(U) -> char) -> Result<(), InvalidPath> {
+    let ch = |i: usize| at(chars[i]);
     if chars.is_empty() {
         return invalid("path length must be > 0", 0);
     }
-    if chars[0] != '/' {
+    if ch(0) != '/' {
         return invalid("path must start with / character", 0);
     }
     if chars.len() == 1 {
         return Ok(());
     }
-    if chars[chars.len() - 1] == '/' {
+    if ch(chars.len() - 1) == '/' {
         return invalid("path must not end with / character", chars.len() - 1);
     }
     for i in 1..chars.len() {
-        let c = chars[i];
-        let last = chars[i - 1];
-        let ends_segment = i + 1 == chars.len() || chars[i + 1] == '/';
+        let c = ch(i);
+        let last = ch(i - 1);
+        let ends_segment = i + 1 == chars.len() || ch(i + 1) == '/';
         if c == '\0' {
             return invalid("null character not allowed", i);
         } else if c == '/' && last == '/' {
             return invalid("empty node name specified", i);
         } else if c == '.' && last == '.' {
             // i >= 2 here: chars[1] follows the leading '/', so `last` was '.' at i >= 2.
-            if chars[i - 2] == '/' && ends_segment {
+            if ch(i - 2) == '/' && ends_segment {
                 return invalid("relative paths not allowed", i);
             }
         } else if c == '.' {
@@ -187,6 +200,41 @@ mod tests {
             "relative paths not allowed"
         );
         assert_eq!(validate_path("x").unwrap_err().at, 0);
+    }
+
+    #[test]
+    fn the_ascii_fast_path_agrees_with_the_code_point_rules() {
+        for p in [
+            "",
+            "/",
+            "a",
+            "/a/",
+            "//",
+            "/a//b",
+            "/.",
+            "/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/.",
+            "/a/..",
+            "/a\0b",
+            "/a\u{1}",
+            "/a\u{7f}",
+            "/...",
+            "/a/.b",
+            "/a.",
+            "/zk/key-1",
+        ] {
+            let chars: Vec<char> = p.chars().collect();
+            assert_eq!(
+                validate_path(p),
+                validate_units(&chars, |c| c),
+                "{p:?}: bytes and code points disagree"
+            );
+        }
+        // Outside ASCII, indexes still count code points, as ZooKeeper's (BMP) chars.
+        assert_eq!(validate_path("/\u{e9}//b").unwrap_err().at, 3);
+        assert_eq!(validate_path("/\u{e9}\u{1}").unwrap_err().at, 2);
     }
 
     #[test]

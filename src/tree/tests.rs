@@ -439,3 +439,67 @@ fn triggers_carry_the_acl_a_watcher_must_read() {
     let d = s.delete("/p");
     assert_eq!(*d.triggers[0].acl, secret);
 }
+
+#[test]
+fn a_found_node_is_applied_without_a_lookup_and_a_stale_hint_is_ignored() {
+    let mut s = Seq::new();
+    s.create("/a", 0);
+    s.create("/b", 0);
+    let txn = |zxid, op| Txn {
+        session_id: S1,
+        cxid: 0,
+        zxid,
+        time_ms: 5000,
+        op,
+    };
+    let set = |path: &str| TxnOp::SetData {
+        path: path.into(),
+        data: Some(Bytes::from_static(b"new")),
+        version: 1,
+    };
+    // A fresh hint: the same result as a plain apply.
+    let mut plain = s.tree.clone();
+    let (_, found) = s.tree.find("/a").unwrap();
+    let t = txn(10, set("/a"));
+    assert_eq!(s.tree.apply_found(&t, Some(found)), plain.apply(&t));
+    assert!(s.tree == plain);
+    // A hint from an older version: /a's id was freed and reused by /c, so the hint
+    // now names another node; the tree looks the path up instead of trusting it.
+    let (_, stale) = s.tree.find("/b").unwrap();
+    s.zxid = 10;
+    s.delete("/b");
+    s.create("/c", 0);
+    let (_, c) = s.tree.find("/c").unwrap();
+    assert_eq!(
+        c,
+        Found {
+            id: stale.id,
+            zxid: s.tree.zxid()
+        },
+        "the id is reused"
+    );
+    let mut plain = s.tree.clone();
+    let t = txn(20, set("/a"));
+    let stale_here = Found {
+        id: stale.id,
+        zxid: s.tree.zxid(),
+    };
+    assert_eq!(s.tree.apply_found(&t, Some(stale_here)), plain.apply(&t));
+    assert_eq!(s.tree.get("/a").unwrap().data(), Some(&b"new"[..]));
+    assert_eq!(s.tree.get("/c").unwrap().data(), Some(&b"d"[..]));
+    // A hint whose zxid is not the tree's is not used either, and a create takes
+    // its parent's hint.
+    let (_, root) = s.tree.find("/").unwrap();
+    let t = txn(
+        21,
+        TxnOp::Create {
+            path: "/d".into(),
+            data: None,
+            acl: open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    );
+    assert_eq!(s.tree.apply_found(&t, Some(root)), plain.apply(&t));
+    assert!(s.tree == plain);
+    assert_eq!(s.tree.recompute_digest(), s.tree.digest());
+}
