@@ -44,6 +44,12 @@ pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// shard's thread. At ~90 ns per child name that is ~1.5 ms of work; smaller lists cost
 /// less on the shard than a hand-off to another thread.
 pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
+/// `snapshotWriteRate` (ours), MB/s: how fast the background snapshot is written. Unpaced,
+/// a 1M-znode snapshot (~130 MB) took 0.6-0.8 s of one core and the disk beside a 16x16
+/// write load, and the p99 of the seconds it ran in was 1.6-2.1x the second before's;
+/// paced at 100 MB/s (~2 s) it was 0.94-1.23x (perf/snapshot-seconds.py, see
+/// docs/big-trees.md). A 10M-znode snapshot then takes ~20 s, as ZooKeeper's ~10 s.
+pub const DEFAULT_SNAPSHOT_WRITE_RATE_MB: u64 = 100;
 /// Our log segment size: 64 MiB.
 /// ZooKeeper's default `zookeeper.snapshotSizeFactor` (`ZKDatabase`).
 pub const DEFAULT_SNAPSHOT_SIZE_FACTOR: f64 = 0.33;
@@ -573,6 +579,8 @@ pub struct Config {
     pub load_attribution: bool,
     /// `bulkReadChildren`: see [`DEFAULT_BULK_READ_CHILDREN`].
     pub bulk_read_children: usize,
+    /// `snapshotWriteRate` in MB/s, 0 for no limit: see [`DEFAULT_SNAPSHOT_WRITE_RATE_MB`].
+    pub snapshot_write_rate_mb: u64,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
     /// (keys already starting with `zookeeper.` kept as they are).
     pub system_properties: BTreeMap<String, String>,
@@ -1069,6 +1077,7 @@ impl ConfigBuilder {
             slow_request_log_per_second: 10,
             load_attribution: true,
             bulk_read_children: DEFAULT_BULK_READ_CHILDREN,
+            snapshot_write_rate_mb: DEFAULT_SNAPSHOT_WRITE_RATE_MB,
             system_properties: BTreeMap::new(),
         };
         let mut data_dir = None;
@@ -1260,6 +1269,7 @@ impl ConfigBuilder {
                     c.log_segment_size = n;
                 }
                 "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
+                "snapshotWriteRate" => c.snapshot_write_rate_mb = ctx.int(v)?,
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
                 "slowRequestThresholdMs" => c.slow_request_threshold_ms = ctx.int(v)?,
                 "slowRequestLogPerSecond" => c.slow_request_log_per_second = ctx.int(v)?,

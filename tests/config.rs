@@ -352,10 +352,12 @@ fn our_own_keys() {
         .client_port(1)
         .set("logSync", "fdatasync")
         .set("bulkReadChildren", 100)
+        .set("snapshotWriteRate", 0)
         .build()
         .unwrap();
     assert!(c.log_fdatasync);
     assert_eq!(c.bulk_read_children, 100);
+    assert_eq!(c.snapshot_write_rate_mb, 0, "0: no limit");
     let (c, _) = ConfigBuilder::new()
         .data_dir("d")
         .client_port(1)
@@ -363,6 +365,14 @@ fn our_own_keys() {
         .unwrap();
     assert!(!c.log_fdatasync, "O_DSYNC by default");
     assert_eq!(c.bulk_read_children, 16_384);
+    assert_eq!(c.snapshot_write_rate_mb, 100, "100 MB/s by default");
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("snapshotWriteRate", "fast")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("snapshotWriteRate"));
     let e = ConfigBuilder::new()
         .data_dir("d")
         .client_port(1)

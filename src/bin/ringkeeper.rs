@@ -105,6 +105,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
         position: Default::default(),
         data_dir: cfg.data_dir.clone(),
         snap_retain_count: (cfg.snap_retain_count as usize).max(3),
+        snapshot_write_rate: cfg.snapshot_write_rate_mb.saturating_mul(1_000_000),
     });
     sc.core.snapshots = Some(SnapshotConfig {
         snap_count: cfg.snap_count,

@@ -151,6 +151,8 @@ pub struct StorageSetup {
     pub data_dir: PathBuf,
     /// `autopurge.snapRetainCount`.
     pub snap_retain_count: usize,
+    /// `snapshotWriteRate`, in bytes per second (0: no limit).
+    pub snapshot_write_rate: u64,
 }
 
 /// An ensemble member's network side.
@@ -2184,6 +2186,7 @@ pub fn run(
                 Ok(s) => s,
                 Err(e) => return fail(&ready, e),
             };
+            snapshotter.set_write_rate(st.snapshot_write_rate);
             (
                 Some(LogSide {
                     writer,

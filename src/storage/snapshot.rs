@@ -203,6 +203,10 @@ struct FileWriter<'a> {
     /// device, bytes before `settled` have reached it and left the page cache.
     started: u64,
     settled: u64,
+    /// Pacing (`snapshotWriteRate`): bytes per second, 0 for none, since `began`. Read
+    /// at each chunk: a stopping server sets it to 0 to finish the snapshot at once.
+    rate: Option<&'a AtomicU64>,
+    began: std::time::Instant,
 }
 
 /// Write-behind chunk: see [`FileWriter::write_behind`]. Measured with
@@ -211,14 +215,39 @@ struct FileWriter<'a> {
 /// log's writes queued behind 8 MiB); 1 MiB and 256 KiB kept it at 7.4-8.0 ms, as
 /// without write-behind, with the longest write 11-54 ms instead of 218-436 ms.
 const WRITE_BEHIND: u64 = 1 << 20;
+/// Longest single sleep of the pacing, so that a stop (which clears the rate) is not
+/// kept waiting.
+const PACE_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl FileWriter<'_> {
-    fn new(file: &dyn DiskFile) -> FileWriter<'_> {
+    fn new<'a>(file: &'a dyn DiskFile, rate: Option<&'a AtomicU64>) -> FileWriter<'a> {
         FileWriter {
             file,
             offset: 0,
             started: 0,
             settled: 0,
+            rate,
+            began: std::time::Instant::now(),
+        }
+    }
+
+    /// Sleeps until the bytes written so far are due at `rate`. A snapshot written at
+    /// full speed takes a core and the disk's queue for its whole length at once, and
+    /// the writes of that second wait behind it; paced, the same work is spread thin.
+    /// A sleep, never a spin: the thread takes nothing while it waits.
+    fn pace(&self) {
+        // Bounded: each round sleeps at most PACE_SLICE or ends (the rate is read again,
+        // so a stop that clears it ends the wait within a slice).
+        loop {
+            let rate = self.rate.map_or(0, |r| r.load(Ordering::Relaxed));
+            if rate == 0 {
+                return;
+            }
+            let due = std::time::Duration::from_secs_f64(self.offset as f64 / rate as f64);
+            match due.checked_sub(self.began.elapsed()) {
+                Some(ahead) if !ahead.is_zero() => std::thread::sleep(ahead.min(PACE_SLICE)),
+                _ => return,
+            }
         }
     }
 
@@ -260,6 +289,7 @@ impl FileWriter<'_> {
         }
         self.settled = self.started;
         self.started = self.offset;
+        self.pace();
     }
 }
 
@@ -518,16 +548,19 @@ pub fn save(
     dir: &Path,
     tree: &DataTree,
 ) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
-    save_counting(disk, dir, tree, None)
+    save_counting(disk, dir, tree, None, None)
 }
 
+/// As [`save`], counting znodes written into `written` and paced at `rate` bytes per
+/// second (none or 0: as fast as it goes).
 fn save_counting(
     disk: &dyn Disk,
     dir: &Path,
     tree: &DataTree,
     written: Option<&AtomicU64>,
+    rate: Option<&AtomicU64>,
 ) -> Result<(PathBuf, SnapshotHeader, u64), SnapshotError> {
-    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), |out| {
+    let (path, (header, len)) = write_file(disk, dir, tree.zxid(), rate, |out| {
         write_counting(tree, out, written)
     })?;
     Ok((path, header, len))
@@ -541,6 +574,7 @@ fn write_file<T>(
     disk: &dyn Disk,
     dir: &Path,
     zxid: i64,
+    rate: Option<&AtomicU64>,
     body: impl FnOnce(&mut BufWriter<FileWriter<'_>>) -> io::Result<T>,
 ) -> Result<(PathBuf, T), SnapshotError> {
     let final_path = dir.join(file_name(zxid));
@@ -557,7 +591,7 @@ fn write_file<T>(
         let file = disk
             .open(&temp_path, OpenOptions::create_new())
             .map_err(io_err(&temp_path))?;
-        let mut out = BufWriter::with_capacity(IO_BUFFER, FileWriter::new(&*file));
+        let mut out = BufWriter::with_capacity(IO_BUFFER, FileWriter::new(&*file, rate));
         let value = body(&mut out).map_err(io_err(&temp_path))?;
         out.flush().map_err(io_err(&temp_path))?;
         drop(out);
@@ -2081,6 +2115,8 @@ pub struct Snapshotter {
     in_flight: Arc<Mutex<Option<InFlight>>>,
     /// Znodes of it written so far.
     written: Arc<AtomicU64>,
+    /// Bytes per second the next snapshots are paced at (`snapshotWriteRate`; 0: none).
+    write_rate: Arc<AtomicU64>,
     pub stats: Arc<SnapshotterStats>,
     /// The last failure, for the log line the owner prints and for tests.
     pub last_error: Arc<Mutex<Option<String>>>,
@@ -2115,16 +2151,19 @@ impl Snapshotter {
         let last_error = Arc::new(Mutex::new(None));
         let in_flight: Arc<Mutex<Option<InFlight>>> = Arc::new(Mutex::new(None));
         let written = Arc::new(AtomicU64::new(0));
+        let write_rate = Arc::new(AtomicU64::new(0));
         let thread = {
             let (busy, stats, last_error) = (busy.clone(), stats.clone(), last_error.clone());
             let (in_flight, written) = (in_flight.clone(), written.clone());
+            let write_rate = write_rate.clone();
             std::thread::Builder::new()
                 .name("snapshot".into())
                 .spawn(move || {
                     lower_priority();
                     while let Ok(tree) = rx.recv() {
                         let started = std::time::Instant::now();
-                        match save_counting(&*disk, &dir, &tree, Some(&written)) {
+                        let rate = Some(&*write_rate);
+                        match save_counting(&*disk, &dir, &tree, Some(&written), rate) {
                             Ok((path, header, len)) => {
                                 let took = started.elapsed();
                                 stats.taken.fetch_add(1, Ordering::Relaxed);
@@ -2165,10 +2204,17 @@ impl Snapshotter {
             busy,
             in_flight,
             written,
+            write_rate,
             stats,
             last_error,
             thread: Some(thread),
         })
+    }
+
+    /// Paces the snapshots written from now on at `bytes_per_sec` (0: as fast as they
+    /// go); see `FileWriter::pace`.
+    pub fn set_write_rate(&self, bytes_per_sec: u64) {
+        self.write_rate.store(bytes_per_sec, Ordering::Relaxed);
     }
 
     /// Offers the committed root of `zxid` for a snapshot. A skipped offer is also
@@ -2253,6 +2299,9 @@ impl Snapshotter {
 
     fn stop(&mut self) {
         self.jobs = None;
+        // A paced snapshot in progress finishes at full speed: a stopping server does
+        // not wait out its pacing.
+        self.write_rate.store(0, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

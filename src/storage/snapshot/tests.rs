@@ -423,6 +423,69 @@ fn policy_fires_on_bytes() {
     assert!((6..=10).contains(&n), "fired after {n} txns of 100 bytes");
 }
 
+/// `snapshotWriteRate`: a paced snapshot is written no faster than its rate (a sleep
+/// between write-behind chunks; a lower bound, so a slow machine cannot fail it), and
+/// loads back whole; a shutdown ends the pacing of the one in progress.
+#[test]
+fn a_paced_snapshot_takes_at_least_its_bytes_over_the_rate() {
+    let dir = TempDir::new("snap-paced");
+    let mut tree = DataTree::new();
+    let txns: Vec<Txn> = (0..80)
+        .map(|i| Txn {
+            session_id: 0,
+            cxid: i,
+            zxid: i as i64 + 1,
+            time_ms: 1_700_000_000_000,
+            op: TxnOp::Create {
+                path: format!("/n{i}"),
+                data: Some(Bytes::from(vec![i as u8; 100 << 10])),
+                acl: crate::tree::open_acl_unsafe(),
+                ephemeral_owner: 0,
+            },
+        })
+        .collect();
+    apply_all(&mut tree, &txns);
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
+    let rate = 10_000_000; // 10 MB/s: the ~8 MB snapshot takes at least ~0.6 s.
+    snapper.set_write_rate(rate);
+    let began = std::time::Instant::now();
+    assert_eq!(snapper.offer(tree.clone(), tree.zxid()), Offer::Taken);
+    // Done when counted (bounded wait); a shutdown would end the pacing.
+    let deadline = began + std::time::Duration::from_secs(60);
+    while snapper.stats.taken.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let took = began.elapsed();
+    snapper.shutdown();
+    let snaps = list(&OsDisk, &dir.0).expect("list");
+    assert_eq!(snaps.len(), 1);
+    let len = fs::metadata(&snaps[0].1).unwrap().len();
+    assert!(len > 6 * super::WRITE_BEHIND, "{len} bytes: several chunks");
+    // Paced up to the last full chunk it wrote behind.
+    let floor = (len - 2 * super::WRITE_BEHIND) as f64 / rate as f64;
+    assert!(
+        took.as_secs_f64() >= floor,
+        "{len} bytes at {rate} B/s took {took:?}, less than {floor} s"
+    );
+    assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), tree);
+
+    // Paced at 1 byte a second it would never finish: a shutdown ends the pacing, and
+    // the snapshot is complete (a hang here is the failure).
+    let dir = TempDir::new("snap-paced-stop");
+    let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
+    snapper.set_write_rate(1);
+    assert_eq!(snapper.offer(tree.clone(), tree.zxid()), Offer::Taken);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    snapper.shutdown();
+    let snaps = list(&OsDisk, &dir.0).expect("list");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), tree);
+}
+
 #[test]
 fn snapshotter_writes_and_refuses_a_second_job_while_busy() {
     let dir = TempDir::new("snapper");
