@@ -368,6 +368,21 @@ def run(cmd, **kw):
 # ---------------------------------------------------------------- scenarios
 
 
+def digests_agree(text):
+    """Whether the import found every digest ZooKeeper recorded equal to the replay's,
+    except possibly the one its fuzzy snapshot recorded: ZooKeeper writes the snapshot
+    while it applies txns, so the nodes can hold changes newer than the zxid of the
+    digest it wrote with them, and its own start (`compareSnapshotDigests`) reports
+    that mismatch the same way. A loaded machine makes that overlap likely. Every
+    logged txn's digest must still agree."""
+    if "all equal" in text:
+        return True
+    m = re.search(r"snapshot \S*snapshot\.([0-9a-f]+) and \d+ txns", text)
+    w = re.search(r"WARNING: (\d+) of \d+ digests ZooKeeper recorded differ "
+                  r"\(first at zxid 0x([0-9a-f]+)", text)
+    return bool(m and w and w.group(1) == "1" and int(w.group(2), 16) == int(m.group(1), 16))
+
+
 def standalone(binary, tmp):
     for i, compression in enumerate(["", "gz", "snappy"]):
         work = os.path.join(tmp, f"zk-{compression or 'plain'}")
@@ -391,7 +406,7 @@ def standalone(binary, tmp):
             code, out = run([binary, "data", "import-zookeeper", src, rk_dir])
             assert code == 0, out
             log(out.strip())
-            assert "all equal" in out, out
+            assert digests_agree(out), out
         else:
             rk_dir = src  # RingKeeper on ZooKeeper's own dataDir: imported at start.
         server = rk_server(binary, os.path.join(work, "rk"), rport, data_dir=rk_dir,
@@ -401,7 +416,7 @@ def standalone(binary, tmp):
             if rk_dir == src:
                 text = server.tail(20000)
                 assert "holds Apache ZooKeeper's data" in text, text
-                assert "imported ZooKeeper's data" in text and "all equal" in text, text
+                assert "imported ZooKeeper's data" in text and digests_agree(text), text
             hosts = f"127.0.0.1:{rport}"
             got = dump(hosts)
             same_tree(want, got, f"[{compression or 'plain'}] RingKeeper after import")
