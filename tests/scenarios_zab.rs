@@ -1,4 +1,4 @@
-//! Replication scenarios as text (STYLE.md, "Scenarios as text"). Each file in
+//! Replication scenarios as text, reviewed as diffs. Each file in
 //! `tests/zab_scenarios/` is a script: a line `> command` runs a step on a fault-free
 //! simulated ensemble, and the lines under it are the trace that step must produce.
 //! When behaviour changes on purpose, regenerate with `UPDATE_SCENARIOS=1 cargo test

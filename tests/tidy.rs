@@ -1,8 +1,9 @@
-//! House rules, checked as a test (STYLE.md "Checks are tests"):
+//! House rules, checked as a test (a rule that is only written down drifts):
 //! - the pure modules import nothing from `io`, `server`, `std::net` or `std::fs`, and
 //!   never read the clock;
 //! - no `dbg!`, `todo!` or `FIXME` in the source;
-//! - no absolute paths of a developer's machine in tracked sources.
+//! - no absolute paths of a developer's machine in tracked sources;
+//! - nothing sends a reader to design notes outside the repository.
 
 use std::path::{Path, PathBuf};
 
@@ -105,6 +106,68 @@ fn no_debug_leftovers() {
         ] {
             if text.contains(prefix) {
                 bad.push(format!("{} names a machine path {prefix}", f.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+/// Files of `dir` (recursively) whose names end in one of `exts`.
+fn files_with(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name()
+                .is_some_and(|n| n == "target" || n == "results")
+            {
+                continue;
+            }
+            files_with(&p, exts, out);
+        } else if p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| exts.contains(&e))
+        {
+            out.push(p);
+        }
+    }
+}
+
+/// A clone stands alone: no source, script or document sends its reader to design
+/// notes kept outside the repository (the design is in docs/).
+#[test]
+fn the_repository_stands_alone() {
+    let mut files = Vec::new();
+    for dir in [
+        "src", "tests", "docs", "scripts", "perf", "benches", "examples", "fuzz",
+    ] {
+        files_with(
+            &root().join(dir),
+            &["rs", "md", "py", "sh", "toml"],
+            &mut files,
+        );
+    }
+    for top in ["README.md", "ARCHITECTURE.md", "Cargo.toml"] {
+        files.push(root().join(top));
+    }
+    let this = root().join("tests/tidy.rs");
+    let mut bad = Vec::new();
+    for f in files.into_iter().filter(|f| *f != this) {
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
+        // Spelled in pieces so this file does not name them itself.
+        for name in [
+            concat!("../sha", "red"),
+            concat!("DESIGN", ".md"),
+            concat!("STYLE", ".md"),
+            concat!("PROTOCOL", ".md"),
+        ] {
+            if text.contains(name) {
+                bad.push(format!("{} names {name}", f.display()));
             }
         }
     }
