@@ -41,16 +41,21 @@ pub struct BulkJob {
     pub inbox: Arc<Mailbox<ToShard>>,
 }
 
+impl BulkWhat {
+    /// The reply's body, listed from `view` (on the shard when small, else here).
+    pub fn body(self, view: &DataTree) -> Vec<u8> {
+        // The shard saw the nodes in this view; they cannot be gone from it.
+        match self {
+            BulkWhat::Children { path, stat } => super::reads::children_body(view, &path, stat),
+            BulkWhat::MultiRead(parts) => super::reads::multi_read_body(view, parts),
+        }
+    }
+}
+
 impl BulkJob {
     /// The framed reply.
     pub fn build(self) -> Vec<u8> {
-        // The shard saw the nodes in this view; they cannot be gone from it.
-        let body = match self.what {
-            BulkWhat::Children { path, stat } => {
-                super::reads::children_body(&self.view, &path, stat)
-            }
-            BulkWhat::MultiRead(parts) => super::reads::multi_read_body(&self.view, parts),
-        };
+        let body = self.what.body(&self.view);
         let mut out = Vec::with_capacity(body.len() + 20);
         frame::write_reply(&mut out, self.xid, self.zxid, Code::Ok, |o| {
             o.extend_from_slice(&body)

@@ -819,14 +819,7 @@ impl Shard {
                     let bulk = self.state.settings.bulk_children;
                     match listing {
                         Ok((what, names)) if names <= bulk => {
-                            let body = match what {
-                                BulkWhat::Children { path, stat } => {
-                                    reads::children_body(&self.view, &path, stat)
-                                }
-                                BulkWhat::MultiRead(parts) => {
-                                    reads::multi_read_body(&self.view, parts)
-                                }
-                            };
+                            let body = what.body(&self.view);
                             frame_reply(&mut out, q.xid, zxid, Code::Ok, &body);
                         }
                         Ok((what, _)) => {

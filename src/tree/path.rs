@@ -135,53 +135,58 @@ mod tests {
         validate_path(p).is_ok()
     }
 
+    /// Valid paths: cases from ZooKeeper's PathUtilsTest / ZooKeeperTest.
+    const VALID: &[&str] = &[
+        "/",
+        "/a",
+        "/a/b",
+        "/a.b",
+        "/.a",
+        "/a.",
+        "/..a",
+        "/a..",
+        "/...",
+        "/a/.../b",
+        "/é",
+        "/\u{fe00}",
+        "/zookeeper/quota",
+    ];
+
+    /// Invalid paths, each for one of ZooKeeper's rules.
+    const INVALID: &[&str] = &[
+        "",
+        "a",
+        "a/b",
+        "/a/",
+        "//",
+        "/a//b",
+        "/.",
+        "/..",
+        "/a/./b",
+        "/a/../b",
+        "/a/.",
+        "/a/..",
+        "/a\0b",
+        "/a\u{1}",
+        "/a\u{7f}",
+        "/a\u{9f}",
+        "/a\u{e000}",
+        "/a\u{f8ff}",
+        "/a\u{fff0}",
+        "/a\u{ffff}",
+        "/a\u{1f600}",
+    ];
+
     #[test]
     fn accepts_zookeeper_valid_paths() {
-        // Cases from ZooKeeper's PathUtilsTest / ZooKeeperTest valid paths.
-        for p in [
-            "/",
-            "/a",
-            "/a/b",
-            "/a.b",
-            "/.a",
-            "/a.",
-            "/..a",
-            "/a..",
-            "/...",
-            "/a/.../b",
-            "/é",
-            "/\u{fe00}",
-            "/zookeeper/quota",
-        ] {
+        for p in VALID {
             assert!(ok(p), "{p:?} should be valid");
         }
     }
 
     #[test]
     fn rejects_zookeeper_invalid_paths() {
-        for p in [
-            "",
-            "a",
-            "a/b",
-            "/a/",
-            "//",
-            "/a//b",
-            "/.",
-            "/..",
-            "/a/./b",
-            "/a/../b",
-            "/a/.",
-            "/a/..",
-            "/a\0b",
-            "/a\u{1}",
-            "/a\u{7f}",
-            "/a\u{9f}",
-            "/a\u{e000}",
-            "/a\u{f8ff}",
-            "/a\u{fff0}",
-            "/a\u{ffff}",
-            "/a\u{1f600}",
-        ] {
+        for p in INVALID {
             assert!(!ok(p), "{p:?} should be invalid");
         }
     }
@@ -204,27 +209,7 @@ mod tests {
 
     #[test]
     fn the_ascii_fast_path_agrees_with_the_code_point_rules() {
-        for p in [
-            "",
-            "/",
-            "a",
-            "/a/",
-            "//",
-            "/a//b",
-            "/.",
-            "/..",
-            "/a/./b",
-            "/a/../b",
-            "/a/.",
-            "/a/..",
-            "/a\0b",
-            "/a\u{1}",
-            "/a\u{7f}",
-            "/...",
-            "/a/.b",
-            "/a.",
-            "/zk/key-1",
-        ] {
+        for p in VALID.iter().chain(INVALID).chain(&["/a/.b", "/zk/key-1"]) {
             let chars: Vec<char> = p.chars().collect();
             assert_eq!(
                 validate_path(p),

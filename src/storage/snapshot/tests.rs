@@ -341,24 +341,20 @@ fn save_list_load_and_names() {
     assert_eq!(zxid_of_name("log.1a"), None);
 }
 
-#[test]
-fn a_snapshot_of_many_write_behind_chunks_loads_back_whole() {
-    // 20 MB of data: the writer starts and settles several chunks (write-behind) and
-    // drops them from the page cache before the final datasync; the file read back
-    // is the tree.
-    let dir = TempDir::new("snap-wb");
+/// A tree of `n` znodes `/n<i>` of 100 KiB each (their first byte `i`): snapshots that
+/// span many write-behind chunks.
+fn tree_of_100k_nodes(n: i64) -> DataTree {
     let mut tree = DataTree::new();
-    let data = vec![0x5au8; 100 << 10];
-    let txns: Vec<Txn> = (0..200)
+    let txns: Vec<Txn> = (0..n)
         .map(|i| Txn {
             session_id: 0,
-            cxid: i,
-            zxid: i as i64 + 1,
+            cxid: i as i32,
+            zxid: i + 1,
             time_ms: 1_700_000_000_000,
             op: TxnOp::Create {
                 path: format!("/n{i}"),
                 data: Some(Bytes::from({
-                    let mut d = data.clone();
+                    let mut d = vec![0x5au8; 100 << 10];
                     d[0] = i as u8;
                     d
                 })),
@@ -368,6 +364,16 @@ fn a_snapshot_of_many_write_behind_chunks_loads_back_whole() {
         })
         .collect();
     apply_all(&mut tree, &txns);
+    tree
+}
+
+#[test]
+fn a_snapshot_of_many_write_behind_chunks_loads_back_whole() {
+    // 20 MB of data: the writer starts and settles several chunks (write-behind) and
+    // drops them from the page cache before the final datasync; the file read back
+    // is the tree.
+    let dir = TempDir::new("snap-wb");
+    let tree = tree_of_100k_nodes(200);
     let (p, _, len) = save(&OsDisk, &dir.0, &tree).expect("save");
     assert!(
         len > 4 * super::WRITE_BEHIND,
@@ -429,22 +435,7 @@ fn policy_fires_on_bytes() {
 #[test]
 fn a_paced_snapshot_takes_at_least_its_bytes_over_the_rate() {
     let dir = TempDir::new("snap-paced");
-    let mut tree = DataTree::new();
-    let txns: Vec<Txn> = (0..80)
-        .map(|i| Txn {
-            session_id: 0,
-            cxid: i,
-            zxid: i as i64 + 1,
-            time_ms: 1_700_000_000_000,
-            op: TxnOp::Create {
-                path: format!("/n{i}"),
-                data: Some(Bytes::from(vec![i as u8; 100 << 10])),
-                acl: crate::tree::open_acl_unsafe(),
-                ephemeral_owner: 0,
-            },
-        })
-        .collect();
-    apply_all(&mut tree, &txns);
+    let tree = tree_of_100k_nodes(80);
     let snapper = Snapshotter::start(Arc::new(OsDisk), dir.0.clone()).expect("start");
     let rate = 10_000_000; // 10 MB/s: the ~8 MB snapshot takes at least ~0.6 s.
     snapper.set_write_rate(rate);
