@@ -18,7 +18,7 @@ import pytest
 from kazoo.client import KazooClient
 
 import tlscerts
-from conftest import REPO, SUPER_PASSWORD, SUPER_USER, TARGET, Server, fast_retry, free_port
+from conftest import REPO, SUPER_PASSWORD, SUPER_USER, TARGET, Server, free_port
 
 pytestmark = pytest.mark.skipif(TARGET != "ringkeeper", reason="AdminServer of RingKeeper")
 
@@ -211,10 +211,8 @@ def tls_server():
     certs = tlscerts.make(d)
     secure = free_port()
     srv = Server(TARGET, d, free_port(),
-                 [f"secureClientPort={secure}", "secureClientPortAddress=127.0.0.1",
-                  f"ssl.keyStore.location={certs['server_pem']}",
-                  f"ssl.trustStore.location={certs['trust_pem']}",
-                  f"ssl.trustStore.password={tlscerts.PASSWORD}"])
+                 [f"secureClientPort={secure}", "secureClientPortAddress=127.0.0.1"]
+                 + tlscerts.server_cfg(certs))
     srv.secure_port, srv.certs = secure, certs
     try:
         srv.start()
@@ -226,11 +224,8 @@ def tls_server():
 
 def test_tls_clients_are_listed_under_secure_connections(tls_server):
     c = tls_server.certs
-    tls = KazooClient(hosts=f"127.0.0.1:{tls_server.secure_port}", use_ssl=True,
-                      verify_certs=True, ca=c["ca"], keyfile=c["alice_key"],
-                      certfile=c["alice_cert"], timeout=10.0, connection_retry=fast_retry())
+    tls = tlscerts.kazoo_client(tls_server.secure_port, c)
     plain = KazooClient(hosts=tls_server.hostport, timeout=10.0)
-    tls.start(timeout=15)
     plain.start(timeout=15)
     try:
         tls_sid, plain_sid = tls.client_id[0], plain.client_id[0]

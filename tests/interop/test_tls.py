@@ -25,7 +25,7 @@ from kazoo.security import make_acl
 
 import tlscerts
 import zkraw
-from conftest import TARGET, Server, fast_retry, free_port
+from conftest import TARGET, Server, free_port
 
 JAR = os.environ.get("ZK_JAR", "/usr/share/java/zookeeper.jar")
 ZKCLI = os.environ.get("ZKCLI", "/usr/share/zookeeper/bin/zkCli.sh")
@@ -48,21 +48,7 @@ def certs():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def tls_cfg(c, keystore="server_pem", truststore="trust_pem", types=False):
-    """The ssl.* lines for a server using the given stores (types given or inferred)."""
-    # A PEM key store's password is its key's encryption password (ZooKeeper's
-    # PEMFileLoader): the test keys are not encrypted, so none is given.
-    lines = [f"ssl.keyStore.location={c[keystore]}",
-             f"ssl.trustStore.location={c[truststore]}", f"ssl.trustStore.password={PW}"]
-    if not keystore.endswith("_pem"):
-        lines.append(f"ssl.keyStore.password={PW}")
-    if types:
-        kind = {"pem": "PEM", "p12": "PKCS12", "jks": "JKS"}
-        lines += [f"ssl.keyStore.type={kind[keystore.split('_')[1]]}",
-                  f"ssl.trustStore.type={kind[truststore.split('_')[1]]}"]
-    if TARGET == "apache":
-        lines += ["serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"]
-    return lines
+tls_cfg = tlscerts.server_cfg
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +67,7 @@ def tls_server(certs):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def kazoo_tls(port, certs, who="alice", **kw):
-    c = KazooClient(hosts=f"127.0.0.1:{port}", use_ssl=True, verify_certs=True,
-                    ca=certs["ca"], keyfile=certs[f"{who}_key"],
-                    certfile=certs[f"{who}_cert"], timeout=10.0,
-                    connection_retry=fast_retry(), **kw)
-    c.start(timeout=15)
-    return c
+kazoo_tls = tlscerts.kazoo_client
 
 
 def ssl_ctx(certs, who="alice"):

@@ -123,3 +123,36 @@ def make(d):
     for name in ("alice", "bob"):
         out[f"{name}_p12"], out[f"{name}_jks"] = p(f"{name}.p12"), p(f"{name}.jks")
     return out
+
+
+def server_cfg(c, keystore="server_pem", truststore="trust_pem", types=False):
+    """The ssl.* lines for a server using the given stores (types given or inferred)."""
+    # A PEM key store's password is its key's encryption password (ZooKeeper's
+    # PEMFileLoader): the test keys are not encrypted, so none is given.
+    lines = [f"ssl.keyStore.location={c[keystore]}",
+             f"ssl.trustStore.location={c[truststore]}", f"ssl.trustStore.password={PASSWORD}"]
+    if not keystore.endswith("_pem"):
+        lines.append(f"ssl.keyStore.password={PASSWORD}")
+    if types:
+        kind = {"pem": "PEM", "p12": "PKCS12", "jks": "JKS"}
+        lines += [f"ssl.keyStore.type={kind[keystore.split('_')[1]]}",
+                  f"ssl.trustStore.type={kind[truststore.split('_')[1]]}"]
+    import conftest  # here, not at the top: ensemble.py and perf scripts use make() alone
+
+    if conftest.TARGET == "apache":
+        lines += ["serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"]
+    return lines
+
+
+def kazoo_client(port, certs, who="alice", **kw):
+    """A started kazoo client over TLS with `who`'s certificate."""
+    from kazoo.client import KazooClient
+
+    import conftest
+
+    c = KazooClient(hosts=f"127.0.0.1:{port}", use_ssl=True, verify_certs=True,
+                    ca=certs["ca"], keyfile=certs[f"{who}_key"],
+                    certfile=certs[f"{who}_cert"], timeout=10.0,
+                    connection_retry=conftest.fast_retry(), **kw)
+    c.start(timeout=15)
+    return c
