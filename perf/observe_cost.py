@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """What watching a server costs it: the same zkbench write load on a standalone
 RingKeeper with load attribution off, on (the default), and on while /metrics is scraped
-10 times a second. Modes alternate round by round (A B C A B C ...) so that drift in the
-machine hits each alike; the table gives medians over the rounds of write throughput,
-p99 latency and the server's CPU time per write (zkbench reads it from
-/proc/<pid>/task/*/stat).
+10 times a second. Every round runs each mode once, on a fresh server, in an order
+that rotates from round to round (A B C, B C A, C A B, ...) so that drift in the machine
+and the position in a round hit each mode alike. The table gives medians over the
+rounds of write throughput, p99 latency and the server's CPU time per write (zkbench
+reads it from /proc/<pid>/task/*/stat), and the median over rounds of each round's own
+ratio to "attribution off" in that round: the paired figure, which a slow minute of the
+machine moves less than the ratio of two medians.
 
 Usage: perf/observe_cost.py [--rounds 3] [--seconds 10] [--out DIR]
                             [--rk-bin target/release/ringkeeper] [--zkbench target/release/zkbench]
@@ -43,8 +46,11 @@ def main():
     a = ap.parse_args()
     metrics_port = a.port + 1
     results = {m: [] for m in MODES}
+    names = list(MODES)
     for r in range(a.rounds):
-        for mode, cfg in MODES.items():
+        for k in range(len(names)):
+            mode = names[(r + k) % len(names)]
+            cfg = MODES[mode]
             d = tempfile.mkdtemp(prefix="rk-observe-cost-", dir=os.environ.get("RK_TMP"))
             extra = cfg + [
                 "metricsProvider.className=org.apache.zookeeper.metrics.prometheus."
@@ -90,14 +96,19 @@ def main():
             print(f"round {r + 1} {mode}: {row}", file=sys.stderr)
     lines = [f"zkbench run -w set -s {a.sessions} -k {a.outstanding} -d {a.seconds} "
              f"--keys 10000, standalone, medians of {a.rounds} rounds", "",
-             "| mode | writes/s | p99 (us) | server CPU (us/write) | vs off |", "|---|---|---|---|---|"]
-    base = statistics.median(x["ops_per_sec"] for x in results["attribution off"])
+             "| mode | writes/s | p99 (us) | server CPU (us/write) | writes/s vs off, "
+             "paired | CPU/write vs off, paired |", "|---|---|---|---|---|---|"]
+    off = results["attribution off"]
     for mode, rows in results.items():
         ops = statistics.median(x["ops_per_sec"] for x in rows)
         p99 = statistics.median(x["p99_us"] or 0 for x in rows)
         cpu = statistics.median(x["cpu_us_per_op"] or 0 for x in rows)
+        d_ops = statistics.median(x["ops_per_sec"] / o["ops_per_sec"] - 1
+                                  for x, o in zip(rows, off))
+        d_cpu = statistics.median((x["cpu_us_per_op"] or 0) / (o["cpu_us_per_op"] or 1) - 1
+                                  for x, o in zip(rows, off))
         lines.append(f"| {mode} | {ops:,.0f} | {p99:,.0f} | {cpu:.2f} | "
-                     f"{(ops / base - 1) * 100:+.1f}% |")
+                     f"{d_ops * 100:+.1f}% | {d_cpu * 100:+.1f}% |")
     lines.append("")
     lines.append("Every round: " + json.dumps(results))
     text = "\n".join(lines) + "\n"

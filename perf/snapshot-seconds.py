@@ -16,7 +16,8 @@ Prints and writes (OUT, default perf/results/<UTC timestamp>-snapshot-seconds/) 
 per-second table, the snapshots, and the median ratio over ROUNDS runs.
 
 Usage: perf/snapshot-seconds.py [--znodes 1000000] [--snap-count 200000] [--duration 30]
-                                [--rounds 3] [--rk-bin PATH] [--out DIR]
+                                [--rounds 3] [--cfg KEY=VALUE ...] [--rk-bin PATH]
+                                [--out DIR]
 """
 import argparse
 import csv
@@ -57,7 +58,7 @@ def follow(path, stop, found):
 
 
 def one_round(args, d, port, env, r):
-    env = dict(env, RK_EXTRA_CFG=f"snapCount={args.snap_count}")
+    env = dict(env, RK_EXTRA_CFG="\n".join([f"snapCount={args.snap_count}"] + args.cfg))
     sh("scripts/ringkeeper.sh", "start", d, str(port), env=env)
     stop, found = threading.Event(), []
     t = threading.Thread(target=follow, args=(os.path.join(d, "server.log"), stop, found))
@@ -94,6 +95,9 @@ def main():
     ap.add_argument("--rk-bin", default=os.path.join(ROOT, "target", "release", "ringkeeper"))
     ap.add_argument("--zkbench", default=os.path.join(ROOT, "target", "release", "zkbench"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cfg", action="append", default=[],
+                    help="an extra zoo.cfg line for the measured server, e.g. "
+                         "snapshotWriteRate=50 (repeatable)")
     args = ap.parse_args()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     args.out = args.out or os.path.join(ROOT, "perf", "results", f"{stamp}-snapshot-seconds")
@@ -103,7 +107,8 @@ def main():
     lines = [f"# snapshot seconds: {args.znodes} znodes, snapCount={args.snap_count}, "
              f"setData 16x16, {args.duration} s x {args.rounds} rounds",
              f"command: perf/snapshot-seconds.py --znodes {args.znodes} --snap-count "
-             f"{args.snap_count} --duration {args.duration} --rounds {args.rounds}", ""]
+             f"{args.snap_count} --duration {args.duration} --rounds {args.rounds}"
+             + "".join(f" --cfg {c}" for c in args.cfg), ""]
     all_ratios, all_with, all_without = [], [], []
     with tempfile.TemporaryDirectory() as d:
         sh("scripts/ringkeeper.sh", "start", d, str(port), env=env)
