@@ -48,6 +48,9 @@
 //! and made the slowest writes of a loaded server several times slower. At a switch the logger waits for its
 //! writes in flight (so an older segment never has a torn batch), writes the header with
 //! the first zxid, syncs, renames the spare to `log.<first zxid>` and syncs the directory.
+//! The server's core loop has that done on a thread of its own
+//! ([`LogWriter::set_switch_notify`]): its thread also carries the quorum links and
+//! clients, which need not wait for the next log write's segment.
 //! The zeros are written under `log.spare.partial` and renamed to `log.spare` once
 //! synced, so a complete spare is known by its name and size: a restarted server reuses
 //! the one it left instead of writing another segment of zeros while it recovers and
