@@ -102,7 +102,9 @@ def main():
     rnd = random.Random(seed)
     print(f"crash_kill9: seed {seed}, {rounds} rounds", flush=True)
     workdir = tempfile.mkdtemp(prefix="rk-kill9-")
-    server = Server(binary, workdir, free_port())
+    # 1 MiB segments: a round of writes crosses several, so kills land amid segment
+    # switches too (the core loop runs them on a thread of their own).
+    server = Server(binary, workdir, free_port(), cfg_lines=["logSegmentSize=1048576"])
     ok = False
     try:
         server.start()

@@ -320,3 +320,167 @@ fn a_restart_reuses_a_complete_spare_and_replaces_a_short_one() {
     assert!(end.torn.is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The real file system, except that the rename of the spare into a new segment waits
+/// until the test opens the gate: a segment switch that stays in progress.
+#[derive(Default)]
+struct GatedDisk {
+    gate: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl GatedDisk {
+    fn open_gate(&self) {
+        let (open, cv) = &*self.gate;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+impl ringkeeper::storage::Disk for GatedDisk {
+    fn open(
+        &self,
+        path: &Path,
+        opts: ringkeeper::storage::OpenOptions,
+    ) -> std::io::Result<Box<dyn ringkeeper::storage::DiskFile>> {
+        OsDisk.open(path, opts)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        OsDisk.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        if from.file_name().is_some_and(|n| n == "log.spare") {
+            let (open, cv) = &*self.gate;
+            let mut g = open.lock().unwrap();
+            while !*g {
+                g = cv.wait(g).unwrap();
+            }
+        }
+        OsDisk.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        OsDisk.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        OsDisk.sync_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        OsDisk.create_dir_all(dir)
+    }
+}
+
+/// Writes at once on the caller's thread and reports each write on the next reap.
+#[derive(Default)]
+struct InlineIo {
+    submitted: usize,
+    done: Vec<(
+        u64,
+        std::io::Result<()>,
+        ringkeeper::storage::aligned::AlignedBuf,
+    )>,
+}
+
+impl ringkeeper::storage::log::WriteIo for InlineIo {
+    fn submit(&mut self, req: ringkeeper::storage::log::WriteReq) {
+        self.submitted += 1;
+        let mut r = req.fd_file.write_at(&req.buf, req.offset);
+        if r.is_ok() && req.datasync {
+            r = req.fd_file.sync_data();
+        }
+        self.done.push((req.id, r, req.buf));
+    }
+    fn reap(
+        &mut self,
+        out: &mut Vec<(
+            u64,
+            std::io::Result<()>,
+            ringkeeper::storage::aligned::AlignedBuf,
+        )>,
+        _block: bool,
+    ) {
+        out.append(&mut self.done);
+    }
+    fn wakeable(&self) -> bool {
+        false
+    }
+}
+
+/// With a notifier (as the server's core loop sets), a segment switch runs on its own
+/// thread: `submit` returns while the switch is stuck at its rename, nothing is written
+/// meanwhile, and the batches that waited are written into the new segment once it is
+/// done. Before, the switch's header sync, rename and directory sync ran on the loop's
+/// thread, which also carries the quorum links and shard 0's clients.
+#[test]
+fn a_segment_switch_runs_off_the_writers_thread_and_the_batches_wait_for_it() {
+    use ringkeeper::storage::log::{encode_record, LogWriter, WriteIo};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let dir = temp_dir("bgswitch");
+    let disk = Arc::new(GatedDisk::default());
+    let mut w = LogWriter::open(cfg(&dir), disk.clone(), LogPosition::default()).unwrap();
+    let (tx, switched) = std::sync::mpsc::channel();
+    w.set_switch_notify(Arc::new(move || {
+        let _ = tx.send(());
+    }));
+    // A writer that blocked in the switch would never return from `submit`: open the
+    // gate after a minute at most, and say so, so that the test fails instead of hanging.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog_fired = Arc::new(AtomicBool::new(false));
+    {
+        let (disk, fired) = (disk.clone(), watchdog_fired.clone());
+        std::thread::spawn(move || {
+            if done_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+                fired.store(true, Ordering::SeqCst);
+                disk.open_gate();
+            }
+        });
+    }
+    let records = |first: i64| batch(first, 3, 0, 200).iter().map(encode_record).collect();
+    let mut io = InlineIo::default();
+    let mut events = Vec::new();
+    // The first batch needs the first segment: the switch starts and `submit` returns.
+    w.append(records(1));
+    w.submit(&mut io, &mut events);
+    assert!(
+        !watchdog_fired.load(Ordering::SeqCst),
+        "submit blocked in the switch"
+    );
+    assert!(w.switching() && !w.is_idle());
+    // More batches wait behind the switch; nothing is written.
+    w.append(records(4));
+    w.submit(&mut io, &mut events);
+    assert!(
+        !watchdog_fired.load(Ordering::SeqCst),
+        "submit blocked in the switch"
+    );
+    assert_eq!(
+        io.submitted, 0,
+        "a batch was written before its segment existed"
+    );
+    assert!(events.is_empty(), "{events:?}");
+    // Let the switch finish: it says so, and the waiting batches are written.
+    disk.open_gate();
+    switched
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the switch thread notifies when it is done");
+    w.submit(&mut io, &mut events);
+    assert!(!w.switching());
+    assert_eq!(io.submitted, 1, "both waiting batches go out in one write");
+    let mut done = Vec::new();
+    io.reap(&mut done, false);
+    for (id, r, buf) in done {
+        w.completed(id, r, buf, &mut events);
+    }
+    assert!(
+        matches!(
+            events.as_slice(),
+            [ringkeeper::storage::LogEvent::Durable { through_zxid: 6 }]
+        ),
+        "{events:?}"
+    );
+    assert!(w.is_idle());
+    let _ = done_tx.send(());
+    drop(w);
+    let (z, _) = replay_all(&dir).unwrap();
+    assert_eq!(z, (1..=6).collect::<Vec<i64>>());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

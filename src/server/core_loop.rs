@@ -97,6 +97,9 @@ pub enum LoopMsg {
     Job(JobDone),
     /// A snapshot's streaming thread read more (the links pump at the end of the pass).
     SnapshotRead,
+    /// The log writer's segment switch finished on its thread (the pass's end submits
+    /// the writes that waited for it).
+    LogSwitched,
     /// An operator's leadership command (`rqld`, `ydld`, SIGTERM on a leader).
     Leadership(crate::sequencer::LeadershipCmd),
 }
@@ -1029,6 +1032,25 @@ fn connect(
     None
 }
 
+/// Opens the log writer on this loop's ring. Its segment switches run on a thread of
+/// their own and wake the loop through the inbox when done: a switch's blocking file
+/// operations (header sync, rename, directory sync) on this thread would hold back
+/// every proposal, ACK and reply while they last, where only the log's next write has
+/// to wait for them (and a leader commits with its followers' ACKs meanwhile).
+fn open_log_writer(
+    st: &StorageSetup,
+    pos: LogPosition,
+    inbox: &Arc<Mailbox<LoopMsg>>,
+) -> std::io::Result<LogWriter> {
+    let mut w = LogWriter::open(st.log.clone(), st.disk.clone(), pos)?;
+    // A log whose spare is made inline (a deterministic test) switches inline too.
+    if st.log.background_spare {
+        let inbox = inbox.clone();
+        w.set_switch_notify(Arc::new(move || inbox.push_unbounded(LoopMsg::LogSwitched)));
+    }
+    Ok(w)
+}
+
 // ---- the storage worker ----
 
 /// Runs storage jobs in order on its own thread and reports each to the loop.
@@ -1738,7 +1760,7 @@ impl CoreLoop {
                 }
             }
             LoopMsg::Job(done) => self.job_done(done),
-            LoopMsg::SnapshotRead => {}
+            LoopMsg::SnapshotRead | LoopMsg::LogSwitched => {}
             LoopMsg::Leadership(cmd) => self.input(Input::Leadership(cmd)),
         }
     }
@@ -1760,7 +1782,7 @@ impl CoreLoop {
                 l.barrier = false;
                 match result {
                     Ok((tree, pos)) => {
-                        match LogWriter::open(l.setup.log.clone(), l.setup.disk.clone(), pos) {
+                        match open_log_writer(&l.setup, pos, &self.inbox) {
                             Ok(w) => l.writer = w,
                             Err(e) => {
                                 eprintln!("ringkeeper: FATAL: reopening the log after TRUNC: {e}; stopping");
@@ -1786,7 +1808,7 @@ impl CoreLoop {
                             last_zxid: zxid,
                             tail: None,
                         };
-                        match LogWriter::open(l.setup.log.clone(), l.setup.disk.clone(), pos) {
+                        match open_log_writer(&l.setup, pos, &self.inbox) {
                             Ok(w) => l.writer = w,
                             Err(e) => {
                                 eprintln!("ringkeeper: FATAL: reopening the log after SNAP: {e}; stopping");
@@ -2171,7 +2193,7 @@ pub fn run(
     let (log, snapshotter) = match &setup.storage {
         None => (None, None),
         Some(st) => {
-            let writer = match LogWriter::open(st.log.clone(), st.disk.clone(), st.position) {
+            let writer = match open_log_writer(st, st.position, &setup.inbox) {
                 Ok(w) => w,
                 Err(e) => return fail(&ready, e),
             };

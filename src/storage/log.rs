@@ -48,6 +48,9 @@
 //! and made the slowest writes of a loaded server several times slower. At a switch the logger waits for its
 //! writes in flight (so an older segment never has a torn batch), writes the header with
 //! the first zxid, syncs, renames the spare to `log.<first zxid>` and syncs the directory.
+//! The server's core loop has that done on a thread of its own
+//! ([`LogWriter::set_switch_notify`]): its thread also carries the quorum links and
+//! clients, which need not wait for the next log write's segment.
 //! The zeros are written under `log.spare.partial` and renamed to `log.spare` once
 //! synced, so a complete spare is known by its name and size: a restarted server reuses
 //! the one it left instead of writing another segment of zeros while it recovers and
@@ -390,9 +393,11 @@ struct InFlight {
 /// [`LogWriter::completed`] takes each write's completion; [`LogEvent`]s come out in
 /// zxid order. Positions are byte offsets in the current segment.
 ///
-/// Owned by one thread (the [`Logger`] thread, or the server's core loop). Segment
-/// switches and repairs after a failure are blocking file operations on that thread;
-/// the spare segment is prepared on a background thread.
+/// Owned by one thread (the [`Logger`] thread, or the server's core loop). Repairs
+/// after a failure are blocking file operations on that thread; the spare segment is
+/// prepared on a background thread. A segment switch is blocking too, unless the owner
+/// gave a notifier ([`LogWriter::set_switch_notify`]): then it runs on a thread of its
+/// own and the owner's loop goes on meanwhile.
 pub struct LogWriter {
     cfg: LogConfig,
     disk: Arc<dyn Disk>,
@@ -419,6 +424,19 @@ pub struct LogWriter {
     pending_records: usize,
     spare: Option<SpareState>,
     free_bufs: Vec<AlignedBuf>,
+    /// Called from the switch's thread when a background switch is done; `None`: the
+    /// switch blocks the owner's thread.
+    switch_notify: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The segment switch in progress on its own thread.
+    switching: Option<Switching>,
+}
+
+/// A segment switch running on its own thread (see [`LogWriter::set_switch_notify`]).
+struct Switching {
+    first_zxid: i64,
+    rx: Receiver<io::Result<Arc<dyn DiskFile>>>,
+    /// Its result, once received.
+    done: Option<io::Result<Arc<dyn DiskFile>>>,
 }
 
 enum SpareState {
@@ -454,6 +472,8 @@ impl LogWriter {
             pending_records: 0,
             spare: None,
             free_bufs: Vec::new(),
+            switch_notify: None,
+            switching: None,
             cfg,
             disk,
         };
@@ -517,9 +537,25 @@ impl LogWriter {
         self.pending_records
     }
 
-    /// Nothing queued and nothing in flight.
+    /// Nothing queued, nothing in flight, no segment switch under way.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty() && self.inflight.is_empty()
+        self.pending.is_empty() && self.inflight.is_empty() && self.switching.is_none()
+    }
+
+    /// Runs segment switches on a thread of their own, which calls `notify` when one is
+    /// done; the owner then calls [`LogWriter::submit`] again. Without it a switch
+    /// blocks the owner: it waits for the spare, writes and syncs the new segment's
+    /// header, renames the spare and syncs the directory (0.6 ms typically, 5-10 ms on
+    /// a busy disk). The server's core loop sets it, because that thread also runs
+    /// the quorum links and the clients of shard 0: a blocked loop would hold back
+    /// every proposal, ACK and reply, where only the log's next write has to wait.
+    pub fn set_switch_notify(&mut self, notify: Arc<dyn Fn() + Send + Sync>) {
+        self.switch_notify = Some(notify);
+    }
+
+    /// A segment switch is under way on its own thread.
+    pub fn switching(&self) -> bool {
+        self.switching.is_some()
     }
 
     /// Writes in flight.
@@ -563,42 +599,7 @@ impl LogWriter {
     }
 
     fn open_segment(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
-        let opts = OpenOptions {
-            write: true,
-            direct: self.cfg.direct,
-            dsync: self.cfg.sync == SyncMode::Dsync,
-            ..Default::default()
-        };
-        match self.disk.open(path, opts) {
-            Ok(f) => {
-                if self.cfg.direct && f.dio_align() > BLOCK {
-                    return Err(io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        format!(
-                            "{}: direct I/O needs {}-byte alignment, the log writes {BLOCK}-byte blocks",
-                            path.display(),
-                            f.dio_align()
-                        ),
-                    ));
-                }
-                Ok(Arc::from(f))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Unsupported && self.cfg.allow_buffered => {
-                eprintln!(
-                    "ringkeeper: WARNING: {e}; falling back to BUFFERED log writes with \
-                     {:?} (durable, but slower and subject to page-cache writeback)",
-                    self.cfg.sync
-                );
-                Ok(Arc::from(self.disk.open(
-                    path,
-                    OpenOptions {
-                        direct: false,
-                        ..opts
-                    },
-                )?))
-            }
-            Err(e) => Err(e),
-        }
+        open_segment_file(self.disk.as_ref(), &self.cfg, path)
     }
 
     /// Reports finished writes from the front, in order.
@@ -656,6 +657,18 @@ impl LogWriter {
             if self.inflight.len() >= self.cfg.max_inflight_writes {
                 return;
             }
+            // A switch on its own thread: nothing is written until it is done.
+            if let Some(sw) = &mut self.switching {
+                if sw.done.is_none() {
+                    match sw.rx.try_recv() {
+                        Ok(r) => sw.done = Some(r),
+                        Err(TryRecvError::Empty) => return,
+                        Err(TryRecvError::Disconnected) => {
+                            sw.done = Some(Err(io::Error::other("segment switch thread died")))
+                        }
+                    }
+                }
+            }
             // Batches that do not continue the log were queued before the caller saw a
             // failure: they fail too, so the log never has a gap.
             let first = self.pending[0][0].zxid as i64;
@@ -696,6 +709,14 @@ impl LogWriter {
                 // ends in a torn batch. Put the batches back and wait.
                 self.free_bufs.push(buf);
                 return;
+            } else if self.switch_notify.is_some() {
+                match self.switch_in_background(first) {
+                    Some(r) => r,
+                    None => {
+                        self.free_bufs.push(buf);
+                        return;
+                    }
+                }
             } else {
                 self.switch_segment(first)
             };
@@ -812,7 +833,7 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Starts segment `log.<first_zxid>` from the spare.
+    /// Starts segment `log.<first_zxid>` from the spare, on this thread.
     fn switch_segment(&mut self, first_zxid: i64) -> io::Result<()> {
         assert!(self.inflight.is_empty());
         // Unacknowledged bytes past the end of the old segment would make it an older
@@ -820,47 +841,66 @@ impl LogWriter {
         if self.needs_repair && self.seg.is_some() {
             self.repair()?;
         }
-        let dir = self.cfg.dir.clone();
-        let spare = dir.join(SPARE_NAME);
-        match self.spare.take() {
-            Some(SpareState::Ready) => {}
-            Some(SpareState::Preparing(rx, pace)) => {
-                // Waiting for it now: it goes at full speed.
-                pace.hurry();
-                match rx.recv() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => return Err(io::Error::other("spare segment thread died")),
-                }
+        let file = start_segment(self.disk.as_ref(), &self.cfg, self.spare.take(), first_zxid)?;
+        self.install_segment(file, first_zxid);
+        Ok(())
+    }
+
+    /// Starts segment `log.<first_zxid>` on a thread of its own: `None` while it runs
+    /// (the first call starts it), then its outcome, with the segment installed.
+    fn switch_in_background(&mut self, first_zxid: i64) -> Option<io::Result<()>> {
+        assert!(self.inflight.is_empty());
+        if let Some(sw) = self.switching.take() {
+            let Some(done) = sw.done else {
+                self.switching = Some(sw);
+                return None;
+            };
+            // Nothing is written, completed or failed while a switch runs, so the
+            // front batch is the one the switch was started for.
+            if sw.first_zxid != first_zxid {
+                return Some(Err(io::Error::other(format!(
+                    "segment switch for zxid {:#x}, but the next batch starts at {first_zxid:#x}",
+                    sw.first_zxid
+                ))));
             }
-            None => prepare_spare(
-                self.disk.as_ref(),
-                &spare,
-                self.cfg.segment_bytes,
-                self.cfg.direct,
-                None,
-            )?,
+            return Some(done.map(|file| self.install_segment(file, first_zxid)));
         }
-        let file = self.open_segment(&spare)?;
-        let header = SegmentHeader {
-            first_zxid,
-            segment_bytes: self.cfg.segment_bytes,
-            window_bytes: self.cfg.window_bytes(),
-        };
-        file.write_at(&header.encode(), 0)?;
-        if self.cfg.sync != SyncMode::None {
-            file.sync_data()?;
+        if self.needs_repair && self.seg.is_some() {
+            if let Err(e) = self.repair() {
+                return Some(Err(e));
+            }
         }
-        let path = dir.join(segment_name(first_zxid));
-        self.disk.rename(&spare, &path)?;
-        self.disk.sync_dir(&dir)?;
+        let notify = self.switch_notify.clone()?;
+        let (tx, rx) = mpsc::channel();
+        let (disk, cfg, spare) = (self.disk.clone(), self.cfg.clone(), self.spare.take());
+        let spawned = std::thread::Builder::new()
+            .name("rk-log-switch".into())
+            .spawn(move || {
+                let _ = tx.send(start_segment(disk.as_ref(), &cfg, spare, first_zxid));
+                notify();
+            });
+        match spawned {
+            Ok(_) => {
+                self.switching = Some(Switching {
+                    first_zxid,
+                    rx,
+                    done: None,
+                });
+                None
+            }
+            // The spare went with the closure; the next switch prepares one.
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Makes `file`, a fresh segment starting at `first_zxid`, the one written.
+    fn install_segment(&mut self, file: Arc<dyn DiskFile>, first_zxid: i64) {
         self.seg = Some(Segment { file, first_zxid });
         self.write_off = BLOCK as u64;
         self.durable_off = BLOCK as u64;
         self.high_water = BLOCK as u64;
         self.needs_repair = false;
         self.ensure_spare_started();
-        Ok(())
     }
 
     fn ensure_spare_started(&mut self) {
@@ -1057,6 +1097,90 @@ pub fn partial_spare(spare: &Path) -> std::path::PathBuf {
     let mut name = spare.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     spare.with_file_name(name)
+}
+
+/// Opens a segment for writing as `cfg` says (O_DIRECT, O_DSYNC, the buffered fallback).
+fn open_segment_file(
+    disk: &dyn Disk,
+    cfg: &LogConfig,
+    path: &Path,
+) -> io::Result<Arc<dyn DiskFile>> {
+    let opts = OpenOptions {
+        write: true,
+        direct: cfg.direct,
+        dsync: cfg.sync == SyncMode::Dsync,
+        ..Default::default()
+    };
+    match disk.open(path, opts) {
+        Ok(f) => {
+            if cfg.direct && f.dio_align() > BLOCK {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "{}: direct I/O needs {}-byte alignment, the log writes {BLOCK}-byte blocks",
+                        path.display(),
+                        f.dio_align()
+                    ),
+                ));
+            }
+            Ok(Arc::from(f))
+        }
+        Err(e) if e.kind() == io::ErrorKind::Unsupported && cfg.allow_buffered => {
+            eprintln!(
+                "ringkeeper: WARNING: {e}; falling back to BUFFERED log writes with \
+                 {:?} (durable, but slower and subject to page-cache writeback)",
+                cfg.sync
+            );
+            Ok(Arc::from(disk.open(
+                path,
+                OpenOptions {
+                    direct: false,
+                    ..opts
+                },
+            )?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the spare segment `log.<first_zxid>`: waits for the spare (or prepares one),
+/// writes and syncs the header, renames the spare and syncs the directory. The new
+/// segment is durable under its name when this returns.
+fn start_segment(
+    disk: &dyn Disk,
+    cfg: &LogConfig,
+    spare_state: Option<SpareState>,
+    first_zxid: i64,
+) -> io::Result<Arc<dyn DiskFile>> {
+    let dir = cfg.dir.clone();
+    let spare = dir.join(SPARE_NAME);
+    match spare_state {
+        Some(SpareState::Ready) => {}
+        Some(SpareState::Preparing(rx, pace)) => {
+            // Waiting for it now: it goes at full speed.
+            pace.hurry();
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("spare segment thread died")),
+            }
+        }
+        None => prepare_spare(disk, &spare, cfg.segment_bytes, cfg.direct, None)?,
+    }
+    let file = open_segment_file(disk, cfg, &spare)?;
+    let header = SegmentHeader {
+        first_zxid,
+        segment_bytes: cfg.segment_bytes,
+        window_bytes: cfg.window_bytes(),
+    };
+    file.write_at(&header.encode(), 0)?;
+    if cfg.sync != SyncMode::None {
+        file.sync_data()?;
+    }
+    let path = dir.join(segment_name(first_zxid));
+    disk.rename(&spare, &path)?;
+    disk.sync_dir(&dir)?;
+    Ok(file)
 }
 
 /// Creates `path` afresh, filled with `bytes` zeros and synced: every block is written,
