@@ -1596,40 +1596,9 @@ struct NodeHasher {
     hi: u32,
 }
 
-/// `crc32c::crc32c_append`, the same value, with the SSE4.2 instruction inlined for the
-/// short fields a node hash is made of: the crate's per-call dispatch and alignment
-/// handling took most of the hashing time (perf of 1M creates: 21% of the CPU in
-/// `crc32c`, for ~24 calls of a few bytes per hash). Long inputs go to the crate, which
-/// runs three lanes in parallel.
-#[inline]
-fn crc32c_append(crc: u32, b: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
-            // SAFETY: the CPU has SSE4.2, checked just above.
-            return unsafe { crc32c_sse42(crc, b) };
-        }
-    }
-    crc32c::crc32c_append(crc, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_sse42(crc: u32, b: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut c = u64::from(!crc);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
-    }
-    let mut c = c as u32;
-    for &x in words.remainder() {
-        c = _mm_crc32_u8(c, x);
-    }
-    !c
-}
-
-/// [`crc32c_sse42`] of two states over the same bytes, as two independent chains in one
+/// `crc32c::crc32c_append` of two states over the same bytes, with the SSE4.2
+/// instruction inlined (the crate's per-call dispatch and alignment handling took most
+/// of the hashing time of a node's short fields), as two independent chains in one
 /// loop: the CPU overlaps them (the instruction's latency is three cycles, its
 /// throughput one), so the pair costs about what one did (node hashes were ~7% of a
 /// follower's core thread under a setData load).
@@ -1652,35 +1621,83 @@ unsafe fn crc32c_sse42_pair(a: u32, b: u32, bytes: &[u8]) -> (u32, u32) {
     (!x, !y)
 }
 
+/// The CRC32C pair under [`NodeHasher`]: [`Sse42`] with the instruction inlined, or
+/// [`Portable`] through the crate. Both give the same values.
+trait CrcPair {
+    /// `(crc32c_append(a, b), crc32c_append(c, b))`.
+    ///
+    /// # Safety
+    /// [`Sse42`]'s needs a CPU with SSE4.2.
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32);
+}
+
+/// Only used inside [`full_node_hash_sse42`] and [`session_hash_sse42`], which run only
+/// where the CPU has SSE4.2: there the whole hash, every field's CRC included, is
+/// inlined into one function. A hash used to be ~12 calls of [`crc32c_sse42_pair`]
+/// (a `target_feature` function cannot be inlined into a caller without the feature),
+/// each with a feature check: ~1,100 instructions per node of zkbench's setData load,
+/// two nodes per write (callgrind of `examples/apply_cost`).
+#[cfg(target_arch = "x86_64")]
+struct Sse42;
+
+#[cfg(target_arch = "x86_64")]
+impl CrcPair for Sse42 {
+    #[inline(always)]
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32) {
+        if b.len() <= 256 {
+            // SAFETY: the caller's CPU has SSE4.2 (this trait's contract).
+            unsafe { crc32c_sse42_pair(a, c, b) }
+        } else {
+            (crc32c::crc32c_append(a, b), crc32c::crc32c_append(c, b))
+        }
+    }
+}
+
+struct Portable;
+
+impl CrcPair for Portable {
+    #[inline(always)]
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32) {
+        (crc32c::crc32c_append(a, b), crc32c::crc32c_append(c, b))
+    }
+}
+
 impl NodeHasher {
-    fn new(tag: u8) -> NodeHasher {
+    #[inline(always)]
+    fn new<C: CrcPair>(tag: u8) -> NodeHasher {
         let mut f = NodeHasher {
             lo: 0x8422_2325,
             hi: 0xcbf2_9ce4,
         };
-        f.bytes(&[tag]);
+        // SAFETY: passed on from the caller (see `CrcPair::pair`).
+        unsafe { f.bytes::<C>(&[tag]) };
         f
     }
-    fn bytes(&mut self, b: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
-                // SAFETY: the CPU has SSE4.2, checked just above.
-                let (lo, hi) = unsafe { crc32c_sse42_pair(self.lo, self.hi ^ 0x9e37_79b9, b) };
-                self.lo = lo;
-                self.hi = hi;
-                return;
-            }
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn bytes<C: CrcPair>(&mut self, b: &[u8]) {
+        // SAFETY: passed on from the caller.
+        let (lo, hi) = unsafe { C::pair(self.lo, self.hi ^ 0x9e37_79b9, b) };
+        self.lo = lo;
+        self.hi = hi;
+    }
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn field<C: CrcPair>(&mut self, b: &[u8]) {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            self.bytes::<C>(&(b.len() as u64).to_le_bytes());
+            self.bytes::<C>(b);
         }
-        self.lo = crc32c_append(self.lo, b);
-        self.hi = crc32c_append(self.hi ^ 0x9e37_79b9, b);
     }
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_le_bytes());
-        self.bytes(b);
-    }
-    fn i64(&mut self, v: i64) {
-        self.bytes(&v.to_le_bytes());
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn i64<C: CrcPair>(&mut self, v: i64) {
+        // SAFETY: passed on from the caller.
+        unsafe { self.bytes::<C>(&v.to_le_bytes()) }
     }
     fn finish(self) -> u64 {
         let mut z = (u64::from(self.hi) << 32) | u64::from(self.lo);
@@ -1703,44 +1720,99 @@ fn node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
 }
 
 fn full_node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
-    let mut h = NodeHasher::new(b'n');
-    h.field(path);
-    match data {
-        None => h.bytes(&[0]),
-        Some(d) => {
-            h.bytes(&[1]);
-            h.field(d);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, checked just above.
+            return unsafe { full_node_hash_sse42(path, data, acl, f) };
         }
     }
-    h.i64(acl.len() as i64);
-    for a in acl {
-        h.i64(i64::from(a.perms));
-        h.field(a.id.scheme.as_bytes());
-        h.field(a.id.id.as_bytes());
+    // SAFETY: `Portable` has no requirement.
+    unsafe { node_hash_with::<Portable>(path, data, acl, f) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn full_node_hash_sse42(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
+    // SAFETY: the caller's CPU has SSE4.2.
+    unsafe { node_hash_with::<Sse42>(path, data, acl, f) }
+}
+
+/// # Safety
+/// As [`CrcPair::pair`].
+#[inline(always)]
+unsafe fn node_hash_with<C: CrcPair>(
+    path: &[u8],
+    data: Option<&[u8]>,
+    acl: &[Acl],
+    f: &Fields,
+) -> u64 {
+    let mut h = NodeHasher::new::<C>(b'n');
+    // SAFETY: passed on from the caller.
+    unsafe {
+        h.field::<C>(path);
+        match data {
+            None => h.bytes::<C>(&[0]),
+            Some(d) => {
+                h.bytes::<C>(&[1]);
+                h.field::<C>(d);
+            }
+        }
+        h.i64::<C>(acl.len() as i64);
+        for a in acl {
+            h.i64::<C>(i64::from(a.perms));
+            h.field::<C>(a.id.scheme.as_bytes());
+            h.field::<C>(a.id.id.as_bytes());
+        }
+        let mut fixed = [0u8; 9 * 8];
+        let values = [
+            f.czxid,
+            f.mzxid,
+            f.ctime,
+            f.mtime,
+            f.ephemeral_owner,
+            f.pzxid,
+            i64::from(f.version),
+            i64::from(f.cversion),
+            i64::from(f.aversion),
+        ];
+        for (chunk, v) in fixed.chunks_exact_mut(8).zip(values) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        h.bytes::<C>(&fixed);
     }
-    let mut fixed = [0u8; 9 * 8];
-    let values = [
-        f.czxid,
-        f.mzxid,
-        f.ctime,
-        f.mtime,
-        f.ephemeral_owner,
-        f.pzxid,
-        i64::from(f.version),
-        i64::from(f.cversion),
-        i64::from(f.aversion),
-    ];
-    for (chunk, v) in fixed.chunks_exact_mut(8).zip(values) {
-        chunk.copy_from_slice(&v.to_le_bytes());
-    }
-    h.bytes(&fixed);
     h.finish()
 }
 
 fn session_hash(id: i64, timeout_ms: i32) -> u64 {
-    let mut h = NodeHasher::new(b's');
-    h.i64(id);
-    h.i64(i64::from(timeout_ms));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, checked just above.
+            return unsafe { session_hash_sse42(id, timeout_ms) };
+        }
+    }
+    // SAFETY: `Portable` has no requirement.
+    unsafe { session_hash_with::<Portable>(id, timeout_ms) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn session_hash_sse42(id: i64, timeout_ms: i32) -> u64 {
+    // SAFETY: the caller's CPU has SSE4.2.
+    unsafe { session_hash_with::<Sse42>(id, timeout_ms) }
+}
+
+/// # Safety
+/// As [`CrcPair::pair`].
+#[inline(always)]
+unsafe fn session_hash_with<C: CrcPair>(id: i64, timeout_ms: i32) -> u64 {
+    let mut h = NodeHasher::new::<C>(b's');
+    // SAFETY: passed on from the caller.
+    unsafe {
+        h.i64::<C>(id);
+        h.i64::<C>(i64::from(timeout_ms));
+    }
     h.finish()
 }
 
