@@ -317,10 +317,16 @@ const ROOT: u32 = 0;
 /// and the tree uses it only if it is still at that zxid and the node there still has the
 /// path's last name; otherwise it looks the path up as before. Ids are reused after a
 /// delete, so a hint from an older version must not be trusted blindly.
+///
+/// From [`DataTree::find_fields`] it also carries the node's decoded Stat fields, which
+/// apply then does not decode again (two decodings of one node's varints were ~440 of
+/// a setData's ~6,000 instructions, callgrind of `examples/apply_cost`); they are used
+/// under the same conditions as the id, and the node is immutable in that version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
     id: u32,
     zxid: i64,
+    fields: Option<Fields>,
 }
 
 /// The persistent data tree. See the module header.
@@ -524,14 +530,36 @@ impl DataTree {
             let found = Found {
                 id,
                 zxid: self.zxid,
+                fields: None,
             };
             (NodeRef(self.node(id)), found)
+        })
+    }
+
+    /// [`DataTree::find`], with the node's fields decoded once for the caller and for
+    /// [`DataTree::apply_found`] (see [`Found`]).
+    pub fn find_fields(&self, path: &str) -> Option<(NodeRef<'_>, Fields, Found)> {
+        self.lookup(path).map(|id| {
+            let node = NodeRef(self.node(id));
+            let fields = node.fields();
+            let found = Found {
+                id,
+                zxid: self.zxid,
+                fields: Some(fields),
+            };
+            (node, fields, found)
         })
     }
 
     /// The id of the node at `path`: `found`'s when it still names that node in this
     /// version of the tree (see [`Found`]), else a lookup.
     fn lookup_found(&self, path: &str, found: Option<Found>) -> Option<u32> {
+        self.lookup_known(path, found).map(|(id, _)| id)
+    }
+
+    /// [`DataTree::lookup_found`], and the node's fields when the hint carried them and
+    /// was used.
+    fn lookup_known(&self, path: &str, found: Option<Found>) -> Option<(u32, Option<Fields>)> {
         if let Some(f) = found.filter(|f| f.zxid == self.zxid) {
             // Compared from the end, without searching for the last '/' (`rsplit('/')`
             // was ~260 instructions of pattern machinery per write, callgrind).
@@ -544,10 +572,14 @@ impl DataTree {
                     self.matches(f.id, path.as_bytes()) || f.id == ROOT,
                     "a hint for {path} names another node"
                 );
-                return Some(f.id);
+                debug_assert!(
+                    f.fields.is_none() || f.fields == Some(self.node(f.id).fields()),
+                    "a hint for {path} carries another node's fields"
+                );
+                return Some((f.id, f.fields));
             }
         }
-        self.lookup(path)
+        self.lookup(path).map(|id| (id, None))
     }
 
     pub fn exists(&self, path: &str) -> bool {
@@ -705,6 +737,7 @@ impl DataTree {
             path,
             |_, f, _| *f = fields,
             Some(data.as_deref()),
+            None,
             None,
         );
     }
@@ -933,6 +966,7 @@ impl DataTree {
             },
             Some(Some(data)),
             None,
+            None,
         );
         true
     }
@@ -1013,7 +1047,9 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let id = self.id_for_update(path, "setData", found);
+                let (id, known) = self
+                    .lookup_known(path, found)
+                    .unwrap_or_else(|| panic!("setData of missing {path}"));
                 let old_len = NodeRef(self.node(id)).data_len();
                 let acl = self.node(id).acl().clone();
                 let new_len = data.as_ref().map_or(0, |d| d.len());
@@ -1028,6 +1064,7 @@ impl DataTree {
                     },
                     Some(data.as_deref()),
                     None,
+                    known,
                 );
                 triggers.push(Trigger {
                     path: path.clone(),
@@ -1043,8 +1080,14 @@ impl DataTree {
             } => {
                 let id = self.id_for_update(path, "setACL", found);
                 let acl = self.share_acl(acl, None);
-                let stat =
-                    self.rebuild(id, path, |_, f, _| f.aversion = *aversion, None, Some(acl));
+                let stat = self.rebuild(
+                    id,
+                    path,
+                    |_, f, _| f.aversion = *aversion,
+                    None,
+                    Some(acl),
+                    None,
+                );
                 OpResult::Stat(stat)
             }
             TxnOp::Check { path } => {
@@ -1086,12 +1129,13 @@ impl DataTree {
         edit: impl FnOnce(&Slots, &mut Fields, &mut Option<Arc<KidList>>),
         data: Option<Option<&[u8]>>,
         acl: Option<AclList>,
+        known: Option<Fields>,
     ) -> Stat {
         let mut old = self
             .slots
             .take(id)
             .unwrap_or_else(|| panic!("node {path} missing from its slot"));
-        let mut f = old.fields();
+        let mut f = known.unwrap_or_else(|| old.fields());
         self.digest =
             self.digest
                 .wrapping_sub(node_hash(path.as_bytes(), old.data(), old.acl(), &f));
@@ -1207,6 +1251,7 @@ impl DataTree {
             },
             None,
             None,
+            None,
         );
         (stat, acl, parent_acl)
     }
@@ -1247,6 +1292,7 @@ impl DataTree {
                     pf.pzxid = zxid;
                 }
             },
+            None,
             None,
             None,
         );

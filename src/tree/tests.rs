@@ -525,10 +525,17 @@ fn a_found_node_is_applied_without_a_lookup_and_a_stale_hint_is_ignored() {
     let t = txn(10, set("/a"));
     assert_eq!(s.tree.apply_found(&t, Some(found)), plain.apply(&t));
     assert!(s.tree == plain);
+    // With the node's fields decoded at validation, the same again.
+    let (_, fields, found) = s.tree.find_fields("/a").unwrap();
+    assert_eq!(fields, s.tree.get("/a").unwrap().fields());
+    let t = txn(11, set("/a"));
+    assert_eq!(s.tree.apply_found(&t, Some(found)), plain.apply(&t));
+    assert!(s.tree == plain);
+    assert_eq!(s.tree.recompute_digest(), s.tree.digest());
     // A hint from an older version: /a's id was freed and reused by /c, so the hint
     // now names another node; the tree looks the path up instead of trusting it.
     let (_, stale) = s.tree.find("/b").unwrap();
-    s.zxid = 10;
+    s.zxid = 11;
     s.delete("/b");
     s.create("/c", 0);
     let (_, c) = s.tree.find("/c").unwrap();
@@ -536,7 +543,8 @@ fn a_found_node_is_applied_without_a_lookup_and_a_stale_hint_is_ignored() {
         c,
         Found {
             id: stale.id,
-            zxid: s.tree.zxid()
+            zxid: s.tree.zxid(),
+            fields: None,
         },
         "the id is reused"
     );
@@ -545,6 +553,7 @@ fn a_found_node_is_applied_without_a_lookup_and_a_stale_hint_is_ignored() {
     let stale_here = Found {
         id: stale.id,
         zxid: s.tree.zxid(),
+        fields: None,
     };
     assert_eq!(s.tree.apply_found(&t, Some(stale_here)), plain.apply(&t));
     assert_eq!(s.tree.get("/a").unwrap().data(), Some(&b"new"[..]));
