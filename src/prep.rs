@@ -400,9 +400,9 @@ fn prep_write(
         } => {
             check_session(tree, caller)?;
             valid_path(path)?;
-            let (node, found) = tree.find(path).ok_or(Code::NoNode)?;
+            let (node, fields, found) = tree.find_fields(path).ok_or(Code::NoNode)?;
             check_perm(cfg, node.acl(), perms::WRITE, caller.ids)?;
-            let version = check_version(node.version(), version)?;
+            let version = check_version(fields.version, version)?;
             Ok((
                 TxnOp::SetData {
                     path: path.to_string(),

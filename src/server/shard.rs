@@ -20,7 +20,7 @@ use super::chain::{Cursor, Node, ShardSignals};
 use super::fourlw;
 use super::mailbox::Mailbox;
 use super::reads;
-use super::stats::{ConnStats, ServerState};
+use super::stats::{Clock, ConnStats, ServerState};
 use crate::acl;
 use crate::proto::frame;
 use crate::proto::request::{self, ErrorAction, MultiResult, Request};
@@ -1090,6 +1090,8 @@ impl Shard {
 
     fn commit(&mut self, net: &mut dyn Net, node: &Node) {
         let commit = &node.commit;
+        // Read once, at this commit's first answer of this shard (see `stats::Clock`).
+        let mut clock: Option<Clock> = None;
         let mut touched: Vec<usize> = Vec::new();
         let mut out = std::mem::take(&mut self.scratch);
         for e in &commit.entries {
@@ -1148,13 +1150,15 @@ impl Shard {
                             out.clear();
                             let sub_ops = self.take_multi_ops(&o);
                             Self::write_result(&mut out, o, txn, &applied.result, &sub_ops);
-                            self.answered(net, o, &out, txn.zxid, Some(node));
+                            let at = *clock.get_or_insert_with(Clock::now);
+                            self.answered(net, o, &out, txn.zxid, Some(node), at);
                             let m = &self.state.seq.metrics;
-                            m.answered.record(node.published_at.elapsed());
+                            let since = |t: Instant| at.now.saturating_duration_since(t);
+                            m.answered.record(since(node.published_at));
                             if let Some([appended, ..]) = node.stages {
-                                m.zk.propagation_latency.record(appended.elapsed());
+                                m.zk.propagation_latency.record(since(appended));
                             }
-                            m.total.record(o.received.elapsed());
+                            m.total.record(since(o.received));
                         }
                     }
                     // 3. A closed session's connections go.
@@ -1207,7 +1211,8 @@ impl Shard {
                         }
                         _ => frame_reply(&mut out, origin.xid, *zxid, error.code, &[]),
                     }
-                    self.answered(net, *origin, &out, *zxid, None);
+                    let at = *clock.get_or_insert_with(Clock::now);
+                    self.answered(net, *origin, &out, *zxid, None, at);
                 }
                 Entry::Sync { origin, zxid, path } => {
                     if !self.is_mine(&origin.conn) {
@@ -1222,7 +1227,8 @@ impl Shard {
                     out.clear();
                     let body = SyncResponse { path: path.clone() }.to_bytes();
                     frame_reply(&mut out, origin.xid, *zxid, Code::Ok, &body);
-                    self.answered(net, *origin, &out, *zxid, None);
+                    let at = *clock.get_or_insert_with(Clock::now);
+                    self.answered(net, *origin, &out, *zxid, None, at);
                 }
                 Entry::Connect { conn, outcome } => {
                     if !self.is_mine(conn) {
@@ -1417,6 +1423,7 @@ impl Shard {
         bytes: &[u8],
         zxid: i64,
         node: Option<&Node>,
+        at: Clock,
     ) {
         let c = self
             .conns
@@ -1424,8 +1431,8 @@ impl Shard {
             .expect("answer on unknown slot");
         assert!(c.in_flight > 0, "answer without a write in flight");
         c.in_flight -= 1;
-        c.stats.answered(o.op, o.received, zxid);
-        self.state.request_done(o.received);
+        c.stats.answered_at(o.op, o.received, zxid, at);
+        self.state.request_done_at(o.received, at.now);
         self.state.responded(bytes.len());
         if let Some(ob) = &mut self.observe {
             ob.write_answered(&o, c.session_id, c.peer, bytes.len(), zxid, node);

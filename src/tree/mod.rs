@@ -317,10 +317,16 @@ const ROOT: u32 = 0;
 /// and the tree uses it only if it is still at that zxid and the node there still has the
 /// path's last name; otherwise it looks the path up as before. Ids are reused after a
 /// delete, so a hint from an older version must not be trusted blindly.
+///
+/// From [`DataTree::find_fields`] it also carries the node's decoded Stat fields, which
+/// apply then does not decode again (two decodings of one node's varints were ~440 of
+/// a setData's ~6,000 instructions, callgrind of `examples/apply_cost`); they are used
+/// under the same conditions as the id, and the node is immutable in that version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
     id: u32,
     zxid: i64,
+    fields: Option<Fields>,
 }
 
 /// The persistent data tree. See the module header.
@@ -499,12 +505,9 @@ impl DataTree {
             let Some(n) = self.slots.get(id) else {
                 return false;
             };
-            let Some(slash) = path.iter().rposition(|&b| b == b'/') else {
+            let Some(slash) = last_name_is(path, n.name()) else {
                 return false;
             };
-            if &path[slash + 1..] != n.name() {
-                return false;
-            }
             path = &path[..slash];
             id = n.parent();
         }
@@ -527,29 +530,56 @@ impl DataTree {
             let found = Found {
                 id,
                 zxid: self.zxid,
+                fields: None,
             };
             (NodeRef(self.node(id)), found)
+        })
+    }
+
+    /// [`DataTree::find`], with the node's fields decoded once for the caller and for
+    /// [`DataTree::apply_found`] (see [`Found`]).
+    pub fn find_fields(&self, path: &str) -> Option<(NodeRef<'_>, Fields, Found)> {
+        self.lookup(path).map(|id| {
+            let node = NodeRef(self.node(id));
+            let fields = node.fields();
+            let found = Found {
+                id,
+                zxid: self.zxid,
+                fields: Some(fields),
+            };
+            (node, fields, found)
         })
     }
 
     /// The id of the node at `path`: `found`'s when it still names that node in this
     /// version of the tree (see [`Found`]), else a lookup.
     fn lookup_found(&self, path: &str, found: Option<Found>) -> Option<u32> {
+        self.lookup_known(path, found).map(|(id, _)| id)
+    }
+
+    /// [`DataTree::lookup_found`], and the node's fields when the hint carried them and
+    /// was used.
+    fn lookup_known(&self, path: &str, found: Option<Found>) -> Option<(u32, Option<Fields>)> {
         if let Some(f) = found.filter(|f| f.zxid == self.zxid) {
-            let name = path.rsplit('/').next().unwrap_or("");
+            // Compared from the end, without searching for the last '/' (`rsplit('/')`
+            // was ~260 instructions of pattern machinery per write, callgrind).
             if self
                 .slots
                 .get(f.id)
-                .is_some_and(|n| n.name() == name.as_bytes())
+                .is_some_and(|n| last_name_is(path.as_bytes(), n.name()).is_some())
             {
                 debug_assert!(
                     self.matches(f.id, path.as_bytes()) || f.id == ROOT,
                     "a hint for {path} names another node"
                 );
-                return Some(f.id);
+                debug_assert!(
+                    f.fields.is_none() || f.fields == Some(self.node(f.id).fields()),
+                    "a hint for {path} carries another node's fields"
+                );
+                return Some((f.id, f.fields));
             }
         }
-        self.lookup(path)
+        self.lookup(path).map(|id| (id, None))
     }
 
     pub fn exists(&self, path: &str) -> bool {
@@ -707,6 +737,7 @@ impl DataTree {
             path,
             |_, f, _| *f = fields,
             Some(data.as_deref()),
+            None,
             None,
         );
     }
@@ -935,6 +966,7 @@ impl DataTree {
             },
             Some(Some(data)),
             None,
+            None,
         );
         true
     }
@@ -1015,7 +1047,9 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let id = self.id_for_update(path, "setData", found);
+                let (id, known) = self
+                    .lookup_known(path, found)
+                    .unwrap_or_else(|| panic!("setData of missing {path}"));
                 let old_len = NodeRef(self.node(id)).data_len();
                 let acl = self.node(id).acl().clone();
                 let new_len = data.as_ref().map_or(0, |d| d.len());
@@ -1030,6 +1064,7 @@ impl DataTree {
                     },
                     Some(data.as_deref()),
                     None,
+                    known,
                 );
                 triggers.push(Trigger {
                     path: path.clone(),
@@ -1045,8 +1080,14 @@ impl DataTree {
             } => {
                 let id = self.id_for_update(path, "setACL", found);
                 let acl = self.share_acl(acl, None);
-                let stat =
-                    self.rebuild(id, path, |_, f, _| f.aversion = *aversion, None, Some(acl));
+                let stat = self.rebuild(
+                    id,
+                    path,
+                    |_, f, _| f.aversion = *aversion,
+                    None,
+                    Some(acl),
+                    None,
+                );
                 OpResult::Stat(stat)
             }
             TxnOp::Check { path } => {
@@ -1088,12 +1129,13 @@ impl DataTree {
         edit: impl FnOnce(&Slots, &mut Fields, &mut Option<Arc<KidList>>),
         data: Option<Option<&[u8]>>,
         acl: Option<AclList>,
+        known: Option<Fields>,
     ) -> Stat {
         let mut old = self
             .slots
             .take(id)
             .unwrap_or_else(|| panic!("node {path} missing from its slot"));
-        let mut f = old.fields();
+        let mut f = known.unwrap_or_else(|| old.fields());
         self.digest =
             self.digest
                 .wrapping_sub(node_hash(path.as_bytes(), old.data(), old.acl(), &f));
@@ -1209,6 +1251,7 @@ impl DataTree {
             },
             None,
             None,
+            None,
         );
         (stat, acl, parent_acl)
     }
@@ -1249,6 +1292,7 @@ impl DataTree {
                     pf.pzxid = zxid;
                 }
             },
+            None,
             None,
             None,
         );
@@ -1584,6 +1628,15 @@ impl TreeBuilder {
     }
 }
 
+/// Whether `path`'s last name (after its last '/') is `name`, and if so where that '/'
+/// is. A node's name holds no '/', so a path that ends in "/" and the name has its last
+/// '/' just there: the check compares from the end and never scans for the slash.
+#[inline]
+fn last_name_is(path: &[u8], name: &[u8]) -> Option<usize> {
+    let slash = path.len().checked_sub(name.len() + 1)?;
+    (path[slash] == b'/' && &path[slash + 1..] == name).then_some(slash)
+}
+
 /// A 64-bit hash of a length-prefixed encoding: two CRC32C lanes with different seeds
 /// (hardware-accelerated where the CPU has it, the same value everywhere), then a
 /// SplitMix64 finalizer so that the wrapping sum of many hashes stays well spread.
@@ -1596,40 +1649,9 @@ struct NodeHasher {
     hi: u32,
 }
 
-/// `crc32c::crc32c_append`, the same value, with the SSE4.2 instruction inlined for the
-/// short fields a node hash is made of: the crate's per-call dispatch and alignment
-/// handling took most of the hashing time (perf of 1M creates: 21% of the CPU in
-/// `crc32c`, for ~24 calls of a few bytes per hash). Long inputs go to the crate, which
-/// runs three lanes in parallel.
-#[inline]
-fn crc32c_append(crc: u32, b: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
-            // SAFETY: the CPU has SSE4.2, checked just above.
-            return unsafe { crc32c_sse42(crc, b) };
-        }
-    }
-    crc32c::crc32c_append(crc, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-unsafe fn crc32c_sse42(crc: u32, b: &[u8]) -> u32 {
-    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut c = u64::from(!crc);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
-    }
-    let mut c = c as u32;
-    for &x in words.remainder() {
-        c = _mm_crc32_u8(c, x);
-    }
-    !c
-}
-
-/// [`crc32c_sse42`] of two states over the same bytes, as two independent chains in one
+/// `crc32c::crc32c_append` of two states over the same bytes, with the SSE4.2
+/// instruction inlined (the crate's per-call dispatch and alignment handling took most
+/// of the hashing time of a node's short fields), as two independent chains in one
 /// loop: the CPU overlaps them (the instruction's latency is three cycles, its
 /// throughput one), so the pair costs about what one did (node hashes were ~7% of a
 /// follower's core thread under a setData load).
@@ -1652,35 +1674,83 @@ unsafe fn crc32c_sse42_pair(a: u32, b: u32, bytes: &[u8]) -> (u32, u32) {
     (!x, !y)
 }
 
+/// The CRC32C pair under [`NodeHasher`]: [`Sse42`] with the instruction inlined, or
+/// [`Portable`] through the crate. Both give the same values.
+trait CrcPair {
+    /// `(crc32c_append(a, b), crc32c_append(c, b))`.
+    ///
+    /// # Safety
+    /// [`Sse42`]'s needs a CPU with SSE4.2.
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32);
+}
+
+/// Only used inside [`full_node_hash_sse42`] and [`session_hash_sse42`], which run only
+/// where the CPU has SSE4.2: there the whole hash, every field's CRC included, is
+/// inlined into one function. A hash used to be ~12 calls of [`crc32c_sse42_pair`]
+/// (a `target_feature` function cannot be inlined into a caller without the feature),
+/// each with a feature check: ~1,100 instructions per node of zkbench's setData load,
+/// two nodes per write (callgrind of `examples/apply_cost`).
+#[cfg(target_arch = "x86_64")]
+struct Sse42;
+
+#[cfg(target_arch = "x86_64")]
+impl CrcPair for Sse42 {
+    #[inline(always)]
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32) {
+        if b.len() <= 256 {
+            // SAFETY: the caller's CPU has SSE4.2 (this trait's contract).
+            unsafe { crc32c_sse42_pair(a, c, b) }
+        } else {
+            (crc32c::crc32c_append(a, b), crc32c::crc32c_append(c, b))
+        }
+    }
+}
+
+struct Portable;
+
+impl CrcPair for Portable {
+    #[inline(always)]
+    unsafe fn pair(a: u32, c: u32, b: &[u8]) -> (u32, u32) {
+        (crc32c::crc32c_append(a, b), crc32c::crc32c_append(c, b))
+    }
+}
+
 impl NodeHasher {
-    fn new(tag: u8) -> NodeHasher {
+    #[inline(always)]
+    fn new<C: CrcPair>(tag: u8) -> NodeHasher {
         let mut f = NodeHasher {
             lo: 0x8422_2325,
             hi: 0xcbf2_9ce4,
         };
-        f.bytes(&[tag]);
+        // SAFETY: passed on from the caller (see `CrcPair::pair`).
+        unsafe { f.bytes::<C>(&[tag]) };
         f
     }
-    fn bytes(&mut self, b: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if b.len() <= 256 && std::is_x86_feature_detected!("sse4.2") {
-                // SAFETY: the CPU has SSE4.2, checked just above.
-                let (lo, hi) = unsafe { crc32c_sse42_pair(self.lo, self.hi ^ 0x9e37_79b9, b) };
-                self.lo = lo;
-                self.hi = hi;
-                return;
-            }
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn bytes<C: CrcPair>(&mut self, b: &[u8]) {
+        // SAFETY: passed on from the caller.
+        let (lo, hi) = unsafe { C::pair(self.lo, self.hi ^ 0x9e37_79b9, b) };
+        self.lo = lo;
+        self.hi = hi;
+    }
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn field<C: CrcPair>(&mut self, b: &[u8]) {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            self.bytes::<C>(&(b.len() as u64).to_le_bytes());
+            self.bytes::<C>(b);
         }
-        self.lo = crc32c_append(self.lo, b);
-        self.hi = crc32c_append(self.hi ^ 0x9e37_79b9, b);
     }
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_le_bytes());
-        self.bytes(b);
-    }
-    fn i64(&mut self, v: i64) {
-        self.bytes(&v.to_le_bytes());
+    /// # Safety
+    /// As [`CrcPair::pair`].
+    #[inline(always)]
+    unsafe fn i64<C: CrcPair>(&mut self, v: i64) {
+        // SAFETY: passed on from the caller.
+        unsafe { self.bytes::<C>(&v.to_le_bytes()) }
     }
     fn finish(self) -> u64 {
         let mut z = (u64::from(self.hi) << 32) | u64::from(self.lo);
@@ -1703,44 +1773,99 @@ fn node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
 }
 
 fn full_node_hash(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
-    let mut h = NodeHasher::new(b'n');
-    h.field(path);
-    match data {
-        None => h.bytes(&[0]),
-        Some(d) => {
-            h.bytes(&[1]);
-            h.field(d);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, checked just above.
+            return unsafe { full_node_hash_sse42(path, data, acl, f) };
         }
     }
-    h.i64(acl.len() as i64);
-    for a in acl {
-        h.i64(i64::from(a.perms));
-        h.field(a.id.scheme.as_bytes());
-        h.field(a.id.id.as_bytes());
+    // SAFETY: `Portable` has no requirement.
+    unsafe { node_hash_with::<Portable>(path, data, acl, f) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn full_node_hash_sse42(path: &[u8], data: Option<&[u8]>, acl: &[Acl], f: &Fields) -> u64 {
+    // SAFETY: the caller's CPU has SSE4.2.
+    unsafe { node_hash_with::<Sse42>(path, data, acl, f) }
+}
+
+/// # Safety
+/// As [`CrcPair::pair`].
+#[inline(always)]
+unsafe fn node_hash_with<C: CrcPair>(
+    path: &[u8],
+    data: Option<&[u8]>,
+    acl: &[Acl],
+    f: &Fields,
+) -> u64 {
+    let mut h = NodeHasher::new::<C>(b'n');
+    // SAFETY: passed on from the caller.
+    unsafe {
+        h.field::<C>(path);
+        match data {
+            None => h.bytes::<C>(&[0]),
+            Some(d) => {
+                h.bytes::<C>(&[1]);
+                h.field::<C>(d);
+            }
+        }
+        h.i64::<C>(acl.len() as i64);
+        for a in acl {
+            h.i64::<C>(i64::from(a.perms));
+            h.field::<C>(a.id.scheme.as_bytes());
+            h.field::<C>(a.id.id.as_bytes());
+        }
+        let mut fixed = [0u8; 9 * 8];
+        let values = [
+            f.czxid,
+            f.mzxid,
+            f.ctime,
+            f.mtime,
+            f.ephemeral_owner,
+            f.pzxid,
+            i64::from(f.version),
+            i64::from(f.cversion),
+            i64::from(f.aversion),
+        ];
+        for (chunk, v) in fixed.chunks_exact_mut(8).zip(values) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        h.bytes::<C>(&fixed);
     }
-    let mut fixed = [0u8; 9 * 8];
-    let values = [
-        f.czxid,
-        f.mzxid,
-        f.ctime,
-        f.mtime,
-        f.ephemeral_owner,
-        f.pzxid,
-        i64::from(f.version),
-        i64::from(f.cversion),
-        i64::from(f.aversion),
-    ];
-    for (chunk, v) in fixed.chunks_exact_mut(8).zip(values) {
-        chunk.copy_from_slice(&v.to_le_bytes());
-    }
-    h.bytes(&fixed);
     h.finish()
 }
 
 fn session_hash(id: i64, timeout_ms: i32) -> u64 {
-    let mut h = NodeHasher::new(b's');
-    h.i64(id);
-    h.i64(i64::from(timeout_ms));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2, checked just above.
+            return unsafe { session_hash_sse42(id, timeout_ms) };
+        }
+    }
+    // SAFETY: `Portable` has no requirement.
+    unsafe { session_hash_with::<Portable>(id, timeout_ms) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn session_hash_sse42(id: i64, timeout_ms: i32) -> u64 {
+    // SAFETY: the caller's CPU has SSE4.2.
+    unsafe { session_hash_with::<Sse42>(id, timeout_ms) }
+}
+
+/// # Safety
+/// As [`CrcPair::pair`].
+#[inline(always)]
+unsafe fn session_hash_with<C: CrcPair>(id: i64, timeout_ms: i32) -> u64 {
+    let mut h = NodeHasher::new::<C>(b's');
+    // SAFETY: passed on from the caller.
+    unsafe {
+        h.i64::<C>(id);
+        h.i64::<C>(i64::from(timeout_ms));
+    }
     h.finish()
 }
 
