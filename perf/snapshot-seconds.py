@@ -77,13 +77,16 @@ def one_round(args, d, port, env, r):
     def busy(row):
         s = int(row["unix_ms"]) / 1000.0
         return any(a < s + 1 and b > s for a, b in snaps)
-    ratios = []
+    ratios, control = [], []
     for prev, cur in zip(rows, rows[1:]):
+        r = float(cur["p99_ms"]) / float(prev["p99_ms"])
         if busy(cur) and not busy(prev):
-            ratios.append(float(cur["p99_ms"]) / float(prev["p99_ms"]))
+            ratios.append(r)
+        elif not busy(cur) and not busy(prev):
+            control.append(r)
     with_snap = [float(row["p99_ms"]) for row in rows if busy(row)]
     without = [float(row["p99_ms"]) for row in rows if not busy(row)]
-    return rows, snaps, ratios, busy, with_snap, without
+    return rows, snaps, ratios, control, busy, with_snap, without
 
 
 def main():
@@ -109,7 +112,7 @@ def main():
              f"command: perf/snapshot-seconds.py --znodes {args.znodes} --snap-count "
              f"{args.snap_count} --duration {args.duration} --rounds {args.rounds}"
              + "".join(f" --cfg {c}" for c in args.cfg), ""]
-    all_ratios, all_with, all_without = [], [], []
+    all_ratios, all_control, all_with, all_without = [], [], [], []
     with tempfile.TemporaryDirectory() as d:
         sh("scripts/ringkeeper.sh", "start", d, str(port), env=env)
         try:
@@ -119,8 +122,10 @@ def main():
         finally:
             sh("scripts/ringkeeper.sh", "stop", d, env=env)
         for r in range(1, args.rounds + 1):
-            rows, snaps, ratios, busy, with_snap, without = one_round(args, d, port, env, r)
+            rows, snaps, ratios, control, busy, with_snap, without = one_round(
+                args, d, port, env, r)
             all_ratios += ratios
+            all_control += control
             all_with += with_snap
             all_without += without
             lines.append(f"## round {r}: {len(snaps)} snapshots "
@@ -135,6 +140,12 @@ def main():
     if all_ratios:
         lines.append(f"median p99 ratio over {len(all_ratios)} snapshot seconds: "
                      f"{statistics.median(all_ratios):.2f} (target <= 1.10)")
+        # The noise floor: the same ratio between two seconds without a snapshot.
+        if all_control:
+            q = statistics.quantiles(all_control, n=4) if len(all_control) > 1 else all_control * 3
+            lines.append(f"control, a second without a snapshot / the second before (also "
+                         f"without): median {statistics.median(all_control):.2f}, quartiles "
+                         f"{q[0]:.2f}-{q[-1]:.2f} over {len(all_control)} pairs")
     else:
         lines.append("no second with a snapshot after one without: raise --duration or "
                      "lower --snap-count")
