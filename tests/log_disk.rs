@@ -482,5 +482,7 @@ fn a_segment_switch_runs_off_the_writers_thread_and_the_batches_wait_for_it() {
     drop(w);
     let (z, _) = replay_all(&dir).unwrap();
     assert_eq!(z, (1..=6).collect::<Vec<i64>>());
-    std::fs::remove_dir_all(&dir).unwrap();
+    // Best effort: the switch started preparing the next spare on a thread of its own,
+    // which a dropped writer does not wait for, and it may still be writing here.
+    let _ = std::fs::remove_dir_all(&dir);
 }
