@@ -431,6 +431,26 @@ pub struct LogWriter {
     switching: Option<Switching>,
 }
 
+/// A closed writer waits for its background threads: a spare being prepared is
+/// finished at full speed (the next writer on the directory reuses a complete spare),
+/// and a segment switch under way is let finish. Without this, a writer reopened on
+/// the same directory (TRUNC and SNAP in place reopen the log) raced the old one's
+/// threads: the old preparer's rename could take the new one's partial spare, and the
+/// new writer's next switch then failed on a spare that was gone.
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if let Some(SpareState::Preparing(rx, pace)) = self.spare.take() {
+            pace.hurry();
+            let _ = rx.recv();
+        }
+        if let Some(sw) = self.switching.take() {
+            if sw.done.is_none() {
+                let _ = sw.rx.recv();
+            }
+        }
+    }
+}
+
 /// A segment switch running on its own thread (see [`LogWriter::set_switch_notify`]).
 struct Switching {
     first_zxid: i64,
