@@ -368,42 +368,6 @@ impl ringkeeper::storage::Disk for GatedDisk {
     }
 }
 
-/// Writes at once on the caller's thread and reports each write on the next reap.
-#[derive(Default)]
-struct InlineIo {
-    submitted: usize,
-    done: Vec<(
-        u64,
-        std::io::Result<()>,
-        ringkeeper::storage::aligned::AlignedBuf,
-    )>,
-}
-
-impl ringkeeper::storage::log::WriteIo for InlineIo {
-    fn submit(&mut self, req: ringkeeper::storage::log::WriteReq) {
-        self.submitted += 1;
-        let mut r = req.fd_file.write_at(&req.buf, req.offset);
-        if r.is_ok() && req.datasync {
-            r = req.fd_file.sync_data();
-        }
-        self.done.push((req.id, r, req.buf));
-    }
-    fn reap(
-        &mut self,
-        out: &mut Vec<(
-            u64,
-            std::io::Result<()>,
-            ringkeeper::storage::aligned::AlignedBuf,
-        )>,
-        _block: bool,
-    ) {
-        out.append(&mut self.done);
-    }
-    fn wakeable(&self) -> bool {
-        false
-    }
-}
-
 /// With a notifier (as the server's core loop sets), a segment switch runs on its own
 /// thread: `submit` returns while the switch is stuck at its rename, nothing is written
 /// meanwhile, and the batches that waited are written into the new segment once it is
@@ -435,7 +399,7 @@ fn a_segment_switch_runs_off_the_writers_thread_and_the_batches_wait_for_it() {
         });
     }
     let records = |first: i64| batch(first, 3, 0, 200).iter().map(encode_record).collect();
-    let mut io = InlineIo::default();
+    let mut io = ringkeeper::storage::log::BlockingIo::default();
     let mut events = Vec::new();
     // The first batch needs the first segment: the switch starts and `submit` returns.
     w.append(records(1));

@@ -353,13 +353,19 @@ pub trait WriteIo {
     fn wakeable(&self) -> bool;
 }
 
+/// Writes (and syncs) at once on the caller's thread and reports each write on the
+/// next `reap`: the [`Logger`]'s blocking backend, and a deterministic one for tests
+/// that drive a [`LogWriter`] by hand.
 #[derive(Default)]
-struct BlockingIo {
+pub struct BlockingIo {
+    /// Writes submitted so far.
+    pub submitted: usize,
     done: Vec<(u64, io::Result<()>, AlignedBuf)>,
 }
 
 impl WriteIo for BlockingIo {
     fn submit(&mut self, req: WriteReq) {
+        self.submitted += 1;
         let mut r = req.fd_file.write_at(&req.buf, req.offset);
         if r.is_ok() && req.datasync {
             r = req.fd_file.sync_data();
