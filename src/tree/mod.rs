@@ -552,13 +552,8 @@ impl DataTree {
     }
 
     /// The id of the node at `path`: `found`'s when it still names that node in this
-    /// version of the tree (see [`Found`]), else a lookup.
-    fn lookup_found(&self, path: &str, found: Option<Found>) -> Option<u32> {
-        self.lookup_known(path, found).map(|(id, _)| id)
-    }
-
-    /// [`DataTree::lookup_found`], and the node's fields when the hint carried them and
-    /// was used.
+    /// version of the tree (see [`Found`]), else a lookup; and the node's fields when
+    /// the hint carried them and was used.
     fn lookup_known(&self, path: &str, found: Option<Found>) -> Option<(u32, Option<Fields>)> {
         if let Some(f) = found.filter(|f| f.zxid == self.zxid) {
             // Compared from the end, without searching for the last '/' (`rsplit('/')`
@@ -1047,9 +1042,7 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let (id, known) = self
-                    .lookup_known(path, found)
-                    .unwrap_or_else(|| panic!("setData of missing {path}"));
+                let (id, known) = self.known_for_update(path, "setData", found);
                 let old_len = NodeRef(self.node(id)).data_len();
                 let acl = self.node(id).acl().clone();
                 let new_len = data.as_ref().map_or(0, |d| d.len());
@@ -1113,7 +1106,17 @@ impl DataTree {
     }
 
     fn id_for_update(&self, path: &str, what: &str, found: Option<Found>) -> u32 {
-        self.lookup_found(path, found)
+        self.known_for_update(path, what, found).0
+    }
+
+    /// [`DataTree::id_for_update`], and the node's fields when the hint carried them.
+    fn known_for_update(
+        &self,
+        path: &str,
+        what: &str,
+        found: Option<Found>,
+    ) -> (u32, Option<Fields>) {
+        self.lookup_known(path, found)
             .unwrap_or_else(|| panic!("{what} of missing {path}"))
     }
 
