@@ -344,6 +344,8 @@ impl SimDisk {
             for (off, data) in &f.pending {
                 match s.next_rand() % 3 {
                     0 => {}
+                    // A truncation: made or not.
+                    _ if data.is_empty() => content.truncate(*off as usize),
                     1 => apply_write(&mut content, *off, data),
                     _ => {
                         let sectors = data.len().div_ceil(SIM_SECTOR);
@@ -540,10 +542,13 @@ impl DiskFile for SimHandle {
                 return Err(io::Error::from_raw_os_error(libc::ENOSPC));
             }
         }
-        f.current.resize(len as usize, 0);
-        if (len as usize) < f.durable.len() {
+        // A cut below what reads see is pending until a sync, also when it only cuts
+        // unsynced writes (a direct write's padding): the sync must not bring them back.
+        if (len as usize) < f.current.len() {
             f.pending.push((len, Vec::new()));
-        } else {
+        }
+        f.current.resize(len as usize, 0);
+        if (len as usize) > f.durable.len() {
             // Extending is durable only as zeros that a sync covers; modelling it as an
             // immediate durable extension is harmless: the bytes are zeros either way.
             f.durable.resize(len as usize, 0);
