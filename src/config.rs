@@ -317,6 +317,7 @@ pub const KEYS: &[KeySpec] = &[
     key("slowRequestThresholdMs", Supported),
     key("slowRequestLogPerSecond", Supported),
     key("loadAttribution", Supported),
+    key("snapshotWriteRate", Supported),
 ];
 
 /// The `admin.*` keys the AdminServer reads; the others are Jetty's and accepted quietly.

@@ -347,14 +347,19 @@ fn our_own_keys() {
         .build()
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("logSegmentSize"));
-    let (c, _) = ConfigBuilder::new()
+    let (c, warnings) = ConfigBuilder::new()
         .data_dir("d")
         .client_port(1)
         .set("logSync", "fdatasync")
         .set("bulkReadChildren", 100)
         .set("snapshotWriteRate", 0)
+        .set("slowRequestThresholdMs", 5)
+        .set("slowRequestLogPerSecond", 1)
+        .set("loadAttribution", "on")
         .build()
         .unwrap();
+    // Ours are known keys: no "unknown key" warning for any of them.
+    assert!(warnings.is_empty(), "{warnings:?}");
     assert!(c.log_fdatasync);
     assert_eq!(c.bulk_read_children, 100);
     assert_eq!(c.snapshot_write_rate_mb, 0, "0: no limit");
