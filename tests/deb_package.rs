@@ -2,7 +2,8 @@
 //! built by `packaging/deb/build.sh` from this build's binaries, unpacked with `dpkg -x`,
 //! and its control script (ZooKeeper's `zkServer.sh` commands) starts a server, reports
 //! it and stops it. Also systemd's readiness: the server sends `READY=1` to
-//! `$NOTIFY_SOCKET` only once it answers clients.
+//! `$NOTIFY_SOCKET` only once it answers clients. And one server per data directory
+//! and client port: a second one refuses to start.
 //!
 //! Needs `dpkg-deb` (Debian's `dpkg`, always present there).
 
@@ -209,5 +210,65 @@ fn ready_is_sent_to_systemd_only_once_clients_are_served() {
     assert!(msg.contains(&format!("MAINPID={}", child.id())), "{msg}");
     assert_eq!(ruok, "imok", "READY=1 came before the server answered");
     assert_eq!(stopping, "STOPPING=1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A second server on a running server's data directory, or on its client port, refuses
+/// to start with an error that says why (two servers on one directory corrupt its log;
+/// SO_REUSEPORT would otherwise let two share a port), and the first keeps serving.
+#[test]
+fn a_second_server_on_the_same_data_directory_or_port_refuses_to_start() {
+    let dir = tmp("exclusive");
+    let port = free_port();
+    let cfg = write_cfg(&dir, port);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ringkeeper"))
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded wait for the first server to serve.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while four_letter(port, "ruok") != "imok" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first server never served"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Same dataDir, another port.
+    let same_dir = dir.join("same-dir");
+    std::fs::create_dir_all(&same_dir).unwrap();
+    let cfg2 = write_cfg(&same_dir, free_port());
+    let text = std::fs::read_to_string(&cfg2).unwrap().replace(
+        &format!("dataDir={}", same_dir.join("data").display()),
+        &format!("dataDir={}", dir.join("data").display()),
+    );
+    std::fs::write(&cfg2, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkeeper"))
+        .arg(&cfg2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is in use by another process"), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "{err}");
+    // Another dataDir, the same port.
+    let same_port = dir.join("same-port");
+    std::fs::create_dir_all(&same_port).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkeeper"))
+        .arg(write_cfg(&same_port, port))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("already in use by another process"), "{err}");
+    assert_eq!(
+        four_letter(port, "ruok"),
+        "imok",
+        "the first server stopped serving"
+    );
+    let _ = Command::new("kill").arg(first.id().to_string()).status();
+    let _ = first.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }

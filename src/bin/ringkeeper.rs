@@ -733,6 +733,23 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_log_dir) {
+        eprintln!(
+            "ringkeeper: cannot create dataLogDir {}: {e}",
+            cfg.data_log_dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    // Held until the process ends: a second server on these directories refuses to start
+    // (before the import below, which writes into them).
+    let _dir_lock =
+        match ringkeeper::storage::dirlock::lock_dirs(&[&cfg.data_dir, &cfg.data_log_dir]) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ringkeeper: refusing to start: {e}");
+                return ExitCode::from(1);
+            }
+        };
     let mut sc = sc;
     // A ZooKeeper dataDir with no RingKeeper data yet: import it first.
     let trust_empty = cfg

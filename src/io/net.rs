@@ -45,6 +45,33 @@ pub(crate) fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<Tcp
     Ok(TcpListener::from(fd))
 }
 
+/// Fails with `AddrInUse` when another socket already listens on `addr` (port 0: never).
+///
+/// `SO_REUSEPORT` lets any process of the same user bind a port that a server of ours
+/// already listens on, and the kernel then deals connections between the two: a
+/// second server started by mistake would take half the clients silently. A bind
+/// without it, closed at once, fails where any listener holds the port, so a server
+/// checks before it listens, as ZooKeeper's plain bind refuses a taken port.
+///
+/// # Errors
+/// `AddrInUse`, saying so; any other bind failure as it is.
+pub(crate) fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{addr} is already in use by another process ({e})"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// Prepares a socket the ring accepted: `TCP_NODELAY` on, peer address read.
 ///
 /// Takes ownership of `raw`. On error the descriptor is closed here.
@@ -151,4 +178,32 @@ fn to_raw_addr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (storage, len as libc::socklen_t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_another_socket_listens_on_is_refused_even_with_reuseport() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        // A server of ours (SO_REUSEPORT): a second one would otherwise share its port.
+        let ours = listen_reuseport(any, 16).unwrap();
+        let addr = ours.local_addr().unwrap();
+        assert!(
+            listen_reuseport(addr, 16).is_ok(),
+            "the kernel lets it share"
+        );
+        let e = refuse_if_taken(addr).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains(&addr.to_string()), "{e}");
+        // Any other listener too.
+        let plain = TcpListener::bind(any).unwrap();
+        let e = refuse_if_taken(plain.local_addr().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        // Once closed, the port is free again; port 0 is never refused.
+        drop(ours);
+        assert!(refuse_if_taken(addr).is_ok());
+        assert!(refuse_if_taken(any).is_ok());
+    }
 }

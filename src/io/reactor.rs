@@ -669,8 +669,9 @@ impl Reactor {
         self.refused
     }
 
-    /// Listens on `addr` (SO_REUSEPORT) and accepts with a multishot accept.
-    /// Returns the bound address (useful with port 0: bind the other shards to it).
+    /// Listens on `addr` and accepts with a multishot accept. Returns the bound address
+    /// (useful with port 0). A port another socket listens on is refused, also one
+    /// bound with SO_REUSEPORT (see `net::refuse_if_taken`).
     ///
     /// # Errors
     /// Socket, bind or listen failures (e.g. EADDRINUSE).
@@ -679,6 +680,7 @@ impl Reactor {
         addr: SocketAddr,
         backlog: i32,
     ) -> io::Result<(ListenerId, SocketAddr)> {
+        net::refuse_if_taken(addr)?;
         let socket = net::listen_reuseport(addr, backlog)?;
         let local = socket.local_addr()?;
         let id = ListenerId(u32::try_from(self.listeners.len()).expect("listener count"));

@@ -4,6 +4,7 @@
 //! * [`disk`]: the `Disk`/`DiskFile` traits every storage file operation goes through,
 //!   the real file system and a seeded simulated disk for crash tests.
 //! * [`aligned`]: block-aligned buffers for O_DIRECT.
+//! * [`dirlock`]: one server per data directory (an exclusive lock on it while running).
 //! * [`txn_codec`]: the versioned binary encoding of a txn.
 //! * [`format`]: segment header, batch frames and CRC32C-framed records.
 //! * [`log`]: the [`Logger`] thread: group commit, several writes in flight, events in
@@ -17,6 +18,7 @@
 //! docs/write-path.md says how the log is driven; docs/storage-benchmarks.md what it costs.
 
 pub mod aligned;
+pub mod dirlock;
 pub mod disk;
 pub mod format;
 pub mod log;
