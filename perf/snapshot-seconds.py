@@ -57,6 +57,46 @@ def follow(path, stop, found):
                 found.append((time.time(), int(m.group(1)) / 1000.0))
 
 
+def thread_cpu_s(d, name):
+    """CPU seconds (user + system) of the server's threads called `name`, from /proc."""
+    try:
+        pid = open(os.path.join(d, "pid")).read().strip()
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            base = f"/proc/{pid}/task/{tid}"
+            if open(f"{base}/comm").read().strip() == name:
+                fields = open(f"{base}/stat").read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
+
+
+def tidy(data):
+    """Between rounds: keeps the newest snapshot and the log segments after it, so that
+    rounds writing a snapshot every few seconds do not fill the disk (~2 GB a round at
+    1M znodes)."""
+    def zxid(name, prefix):
+        try:
+            return int(name[len(prefix):], 16)
+        except ValueError:
+            return None
+    names = os.listdir(data)
+    snaps = sorted((z, n) for n in names if n.startswith("snapshot.")
+                   for z in [zxid(n, "snapshot.")] if z is not None)
+    logs = sorted((z, n) for n in names if n.startswith("log.")
+                  for z in [zxid(n, "log.")] if z is not None)
+    if not snaps:
+        return
+    newest = snaps[-1][0]
+    covering = max((z for z, _ in logs if z <= newest), default=None)
+    for z, n in snaps[:-1]:
+        os.remove(os.path.join(data, n))
+    for z, n in logs:
+        if covering is not None and z < covering:
+            os.remove(os.path.join(data, n))
+
+
 def one_round(args, d, port, env, r):
     env = dict(env, RK_EXTRA_CFG="\n".join([f"snapCount={args.snap_count}"] + args.cfg))
     sh("scripts/ringkeeper.sh", "start", d, str(port), env=env)
@@ -68,10 +108,12 @@ def one_round(args, d, port, env, r):
         sh(args.zkbench, "run", "-c", f"127.0.0.1:{port}", "-w", "set", "-s", "16", "-k", "16",
            "--keys", str(args.znodes), "--no-setup", "-d", str(args.duration), "--warmup", "2",
            "-q", "--timeline", tl)
+        snap_cpu_s = thread_cpu_s(d, "snapshot")
     finally:
         stop.set()
         t.join()
         sh("scripts/ringkeeper.sh", "stop", d, env=env)
+        tidy(os.path.join(d, "data"))
     rows = [row for row in csv.DictReader(open(tl)) if row["p99_ms"]]
     snaps = [(end - dur, end) for end, dur in found]
     def busy(row):
@@ -86,7 +128,7 @@ def one_round(args, d, port, env, r):
             control.append(r)
     with_snap = [float(row["p99_ms"]) for row in rows if busy(row)]
     without = [float(row["p99_ms"]) for row in rows if not busy(row)]
-    return rows, snaps, ratios, control, busy, with_snap, without
+    return rows, snaps, ratios, control, busy, with_snap, without, snap_cpu_s
 
 
 def main():
@@ -112,7 +154,7 @@ def main():
              f"command: perf/snapshot-seconds.py --znodes {args.znodes} --snap-count "
              f"{args.snap_count} --duration {args.duration} --rounds {args.rounds}"
              + "".join(f" --cfg {c}" for c in args.cfg), ""]
-    all_ratios, all_control, all_with, all_without = [], [], [], []
+    all_ratios, all_control, all_with, all_without, all_cpu = [], [], [], [], []
     with tempfile.TemporaryDirectory() as d:
         sh("scripts/ringkeeper.sh", "start", d, str(port), env=env)
         try:
@@ -122,8 +164,10 @@ def main():
         finally:
             sh("scripts/ringkeeper.sh", "stop", d, env=env)
         for r in range(1, args.rounds + 1):
-            rows, snaps, ratios, control, busy, with_snap, without = one_round(
+            rows, snaps, ratios, control, busy, with_snap, without, snap_cpu_s = one_round(
                 args, d, port, env, r)
+            if snap_cpu_s is not None and snaps:
+                all_cpu.append(snap_cpu_s / len(snaps))
             all_ratios += ratios
             all_control += control
             all_with += with_snap
@@ -149,6 +193,11 @@ def main():
     else:
         lines.append("no second with a snapshot after one without: raise --duration or "
                      "lower --snap-count")
+    if all_cpu:
+        # The snapshot thread's whole CPU over the round (a snapshot still running at the
+        # end counts too), per snapshot reported written: the serializer's cost.
+        lines.append(f"snapshot thread CPU per snapshot: median {statistics.median(all_cpu) * 1000:.0f} ms"
+                     f" (rounds: {', '.join(f'{c * 1000:.0f}' for c in all_cpu)})")
     if all_with and all_without:
         lines.append(f"median per-second p99: {statistics.median(all_with):.2f} ms in "
                      f"{len(all_with)} seconds with a snapshot, "
