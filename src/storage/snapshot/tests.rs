@@ -894,3 +894,36 @@ fn install_received_replaces_newer_snapshots_and_every_log_segment() {
     assert_eq!(load(&OsDisk, &snaps[0].1).expect("load"), leader);
     assert!(list_logs(&OsDisk, &logs.0).unwrap().is_empty());
 }
+
+/// Pacing also holds the writer's CPU to [`SNAPSHOT_CPU_SHARE`] of the time since it
+/// began: a writer that burns CPU between buffers (as walking a big tree does) sleeps
+/// until its CPU time is that share of the elapsed time, even when the byte rate would
+/// let it go on. A lower bound on the time taken, so a slow machine cannot fail it.
+#[test]
+fn pacing_holds_the_writers_cpu_to_its_share_of_the_time() {
+    let dir = TempDir::new("snap-cpu-share");
+    let file = OsDisk
+        .open(&dir.0.join("f"), OpenOptions::create_new())
+        .expect("open");
+    let rate = AtomicU64::new(1 << 40); // bytes never bind
+    let mut w = FileWriter::new(&*file, false, Some(&rate));
+    let began = std::time::Instant::now();
+    let cpu0 = thread_cpu_seconds();
+    let buffer = vec![7u8; IO_BUFFER];
+    for _ in 0..6 {
+        let t = thread_cpu_seconds();
+        // Bounded: ends after 20 ms of this thread's CPU.
+        let mut x = 0u64;
+        while thread_cpu_seconds() - t < 0.02 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+        }
+        w.write_all(&buffer).expect("write");
+    }
+    let cpu = thread_cpu_seconds() - cpu0;
+    let took = began.elapsed().as_secs_f64();
+    assert!(
+        took >= 0.9 * cpu / SNAPSHOT_CPU_SHARE,
+        "{cpu:.3} s of CPU in {took:.3} s: more than the share"
+    );
+    assert_eq!(w.finish().expect("finish"), 6 * IO_BUFFER as u64);
+}
