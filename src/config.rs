@@ -49,6 +49,8 @@ pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
 /// write load, and the p99 of the seconds it ran in was 1.6-2.1x the second before's;
 /// paced at 100 MB/s (~2 s) it was 0.94-1.23x (perf/snapshot-seconds.py, see
 /// docs/big-trees.md). A 10M-znode snapshot then takes ~20 s, as ZooKeeper's ~10 s.
+/// A paced snapshot also takes at most 10% of one core
+/// (`storage::snapshot::SNAPSHOT_CPU_SHARE`); 0 turns both limits off.
 pub const DEFAULT_SNAPSHOT_WRITE_RATE_MB: u64 = 100;
 /// Our log segment size: 64 MiB.
 /// ZooKeeper's default `zookeeper.snapshotSizeFactor` (`ZKDatabase`).
