@@ -1710,7 +1710,7 @@ impl Sequencer {
     }
 
     fn forwarded_one(&mut self, from: ServerId, p: Bytes) {
-        let fwd = match Fwd::decode(&p) {
+        let fwd = match Fwd::decode_shared(&p) {
             Ok(f) => f,
             Err(e) => {
                 self.out.push(Output::Log(format!(
