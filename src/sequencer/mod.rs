@@ -493,6 +493,9 @@ struct Ensemble {
     decoded: VecDeque<Txn>,
 }
 
+/// Most bytes a pass's record buffer (`Sequencer::pass_buf`) starts with.
+const PASS_BUF_START_MAX: usize = 256 << 10;
+
 /// The sequencer core. See the module header.
 pub struct Sequencer {
     cfg: CoreConfig,
@@ -1961,11 +1964,18 @@ impl Sequencer {
         if !self.pass_txns.is_empty() {
             let n = self.pass_txns.len();
             let mut txns = std::mem::replace(&mut self.pass_txns, Vec::with_capacity(n));
+            // The next pass's buffer starts about as large as this one ended (passes
+            // of a busy server are alike), within a bound: a pass that carried one
+            // large txn must not make every later buffer large.
             let size = self.pass_buf.len();
-            let buf = Bytes::from(std::mem::replace(
-                &mut self.pass_buf,
-                Vec::with_capacity(size),
-            ));
+            let next = (size + size / 4).min(PASS_BUF_START_MAX);
+            let mut full = std::mem::replace(&mut self.pass_buf, Vec::with_capacity(next));
+            // The in-memory ZAB log keeps the buffer until its txns are compacted away
+            // (one or two snapshot intervals): spare room is given back first.
+            if full.capacity() - full.len() > full.len() / 2 + 4096 {
+                full.shrink_to_fit();
+            }
+            let buf = Bytes::from(full);
             let mut start = 0;
             for (t, &end) in txns.iter_mut().zip(&self.pass_ends) {
                 t.payload = buf.slice(start..end);
