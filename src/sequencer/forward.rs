@@ -53,6 +53,20 @@ pub enum Answer {
 }
 
 impl Fwd {
+    /// The encoding of `Fwd::Request { session_id, xid, ids, req }`, from borrowed
+    /// parts: a learner forwards each of its clients' writes this way, without a copy
+    /// of the session's auth ids (a `Vec` and two `String`s per id, allocated and freed
+    /// per forwarded write).
+    pub fn encode_request(session_id: i64, xid: i32, ids: &[Id], req: &Request) -> Bytes {
+        let mut out = Vec::with_capacity(request_len_hint(ids, req));
+        out.put_i32(TAG_REQUEST);
+        out.put_i64(session_id);
+        out.put_vec(ids);
+        // The request as the client framed it: header (xid, op) and body.
+        req.encode(xid, &mut out);
+        out.into()
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.len_hint());
         match self {
@@ -61,13 +75,7 @@ impl Fwd {
                 xid,
                 ids,
                 req,
-            } => {
-                out.put_i32(TAG_REQUEST);
-                out.put_i64(*session_id);
-                out.put_vec(ids);
-                // The request as the client framed it: header (xid, op) and body.
-                req.encode(*xid, &mut out);
-            }
+            } => return Fwd::encode_request(*session_id, *xid, ids, req),
             Fwd::CreateSession {
                 session_id,
                 timeout_ms,
@@ -98,23 +106,7 @@ impl Fwd {
     /// client's load, perf). Other requests start from a small guess and grow.
     fn len_hint(&self) -> usize {
         match self {
-            Fwd::Request { ids, req, .. } => {
-                let ids: usize = ids.iter().map(|i| 8 + i.scheme.len() + i.id.len()).sum();
-                let body = match req {
-                    Request::SetData(r) => {
-                        12 + r.path.len() + r.data.as_ref().map_or(0, |d| d.len())
-                    }
-                    Request::Create { req, .. } => {
-                        16 + req.path.len()
-                            + req.data.as_ref().map_or(0, |d| d.len())
-                            + req.acl.len() * 32
-                    }
-                    Request::Delete(r) => 8 + r.path.len(),
-                    _ => 64,
-                };
-                // tag, session id, ids' count, request header.
-                4 + 8 + 4 + ids + 8 + body
-            }
+            Fwd::Request { ids, req, .. } => request_len_hint(ids, req),
             Fwd::CreateSession { .. } | Fwd::Revalidate { .. } => 20,
             Fwd::Touch(ids) => 8 + 8 * ids.len(),
         }
@@ -215,6 +207,21 @@ impl Answer {
         r.finish("answer").map_err(err)?;
         Ok(a)
     }
+}
+
+/// `Fwd::len_hint` of a request.
+fn request_len_hint(ids: &[Id], req: &Request) -> usize {
+    let ids: usize = ids.iter().map(|i| 8 + i.scheme.len() + i.id.len()).sum();
+    let body = match req {
+        Request::SetData(r) => 12 + r.path.len() + r.data.as_ref().map_or(0, |d| d.len()),
+        Request::Create { req, .. } => {
+            16 + req.path.len() + req.data.as_ref().map_or(0, |d| d.len()) + req.acl.len() * 32
+        }
+        Request::Delete(r) => 8 + r.path.len(),
+        _ => 64,
+    };
+    // tag, session id, ids' count, request header.
+    4 + 8 + 4 + ids + 8 + body
 }
 
 fn err(e: DecodeError) -> String {
@@ -321,6 +328,15 @@ mod tests {
             let b = f.encode();
             assert_eq!(Fwd::decode(&b).as_ref(), Ok(&f));
             assert_eq!(Fwd::decode_shared(&b).as_ref(), Ok(&f));
+            if let Fwd::Request {
+                session_id,
+                xid,
+                ids,
+                req,
+            } = &f
+            {
+                assert_eq!(Fwd::encode_request(*session_id, *xid, ids, req), b);
+            }
             assert_eq!(f.len_hint(), b.len(), "{f:?}");
         }
     }

@@ -1633,15 +1633,8 @@ impl Sequencer {
                         error: Code::Ok.into(),
                     });
                     let e = self.ens.as_mut().expect("learner has a peer");
-                    e.fwd_out.push(
-                        Fwd::Request {
-                            session_id,
-                            xid: origin.xid,
-                            ids: ids.to_vec(),
-                            req,
-                        }
-                        .encode(),
-                    );
+                    e.fwd_out
+                        .push(Fwd::encode_request(session_id, origin.xid, &ids, &req));
                     return;
                 }
                 let key = (session_id, origin.xid);
@@ -1659,15 +1652,8 @@ impl Sequencer {
                         error: local_error,
                     },
                 );
-                e.fwd_out.push(
-                    Fwd::Request {
-                        session_id,
-                        xid: origin.xid,
-                        ids: ids.to_vec(),
-                        req,
-                    }
-                    .encode(),
-                );
+                e.fwd_out
+                    .push(Fwd::encode_request(session_id, origin.xid, &ids, &req));
             }
             ToSeq::Touch(mut ids) => {
                 if self.cfg.broken.learner_expires_sessions {
