@@ -213,9 +213,14 @@ impl Request {
     /// As [`Request::decode`], plus [`RequestError::BadHeader`] for a payload shorter
     /// than a header.
     pub fn decode_payload(payload: &[u8]) -> Result<(RequestHeader, Request), RequestError> {
-        let mut r = Reader::new(payload);
-        let hdr = RequestHeader::read(&mut r).map_err(RequestError::BadHeader)?;
-        let req = Request::decode(&hdr, &mut r)?;
+        Request::decode_from(&mut Reader::new(payload))
+    }
+
+    /// [`Request::decode_payload`] from a reader (one over shared bytes gives the
+    /// request's data as slices of them).
+    pub fn decode_from(r: &mut Reader) -> Result<(RequestHeader, Request), RequestError> {
+        let hdr = RequestHeader::read(r).map_err(RequestError::BadHeader)?;
+        let req = Request::decode(&hdr, r)?;
         Ok((hdr, req))
     }
 

@@ -333,7 +333,7 @@ impl Log {
 
     /// Index of the first entry with a zxid above `zxid`.
     fn after(&self, zxid: Zxid) -> usize {
-        self.entries.partition_point(|t| t.zxid <= zxid)
+        after_from_end(&self.entries, zxid)
     }
 
     fn append(&mut self, txns: Vec<Txn>, out: &mut Vec<Action>) {
@@ -426,6 +426,29 @@ impl Log {
             self.durable_zxid = z;
         }
     }
+}
+
+/// Index of the first of `entries` (in zxid order) with a zxid above `zxid`, searched
+/// from the end: probes 1, 2, 4, ... entries back, then a binary search in the last
+/// step. The callers ask about the commit point or a learner's position, which are
+/// near the end of a log that holds one or two snapshot intervals (100,000s of txns):
+/// a binary search over all of it took ~17 probes, most of them cache misses, and
+/// `Peer::proposal_room` runs for every forwarded request a leader takes (2.4% of a
+/// leader's CPU under setData on 3 servers). Same answer as `partition_point`.
+fn after_from_end(entries: &[Txn], zxid: Zxid) -> usize {
+    // Every entry at `hi` or later has a zxid above `zxid`.
+    let mut hi = entries.len();
+    let mut step = 1;
+    while hi > 0 {
+        let probe = hi.saturating_sub(step);
+        if entries[probe].zxid <= zxid {
+            let rest = &entries[probe + 1..hi];
+            return probe + 1 + rest.partition_point(|t| t.zxid <= zxid);
+        }
+        hi = probe;
+        step = step.saturating_mul(2);
+    }
+    0
 }
 
 /// Whether `next` may directly follow `prev` in a history: the next counter of the same
@@ -1097,6 +1120,7 @@ impl Peer {
         );
         let from = self.log.after(self.commit);
         let to = self.log.after(through);
+        out.reserve(to - from);
         for t in &self.log.entries[from..to] {
             out.push(Action::Committed {
                 zxid: t.zxid,
@@ -1800,8 +1824,18 @@ impl Peer {
         }
         let first = self.log.after(self.commit);
         self.commit_to(q, out);
-        let newly: Vec<Txn> = self.log.entries[first..self.log.after(q)].to_vec();
         let Role::Leading(l) = &self.role else { return };
+        // The txns newly committed, for observers (INFORM carries them); followers
+        // get a COMMIT of the zxid alone, so without observers nothing is copied.
+        let newly: Vec<Txn> = if l
+            .learners
+            .values()
+            .any(|x| x.observer && x.stage >= Stage::NewLeaderSent)
+        {
+            self.log.entries[first..self.log.after(q)].to_vec()
+        } else {
+            Vec::new()
+        };
         for (&id, x) in &l.learners {
             if x.stage < Stage::NewLeaderSent {
                 continue;
@@ -2374,6 +2408,42 @@ impl Peer {
                         self.go_looking("lost a quorum of followers", out);
                     }
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_from_end_agrees_with_a_binary_search() {
+        // Zxids with gaps and an epoch change, as a log holds after renewals.
+        let mut entries = Vec::new();
+        let mut z: Zxid = (1 << 32) | 5;
+        for i in 0..300u64 {
+            z += if i % 7 == 0 { 3 } else { 1 };
+            if i == 150 {
+                z = (2 << 32) | 1;
+            }
+            entries.push(Txn {
+                zxid: z,
+                payload: bytes::Bytes::new(),
+            });
+        }
+        for n in [0, 1, 2, 3, 17, 300] {
+            let log = &entries[..n];
+            let probes = log
+                .iter()
+                .flat_map(|t| [t.zxid - 1, t.zxid, t.zxid + 1])
+                .chain([0, 1 << 32, Zxid::MAX]);
+            for q in probes {
+                assert_eq!(
+                    after_from_end(log, q),
+                    log.partition_point(|t| t.zxid <= q),
+                    "{n} entries, zxid {q:#x}"
+                );
             }
         }
     }
