@@ -68,14 +68,18 @@ impl Fwd {
     }
 
     pub fn encode(&self) -> Bytes {
+        if let Fwd::Request {
+            session_id,
+            xid,
+            ids,
+            req,
+        } = self
+        {
+            return Fwd::encode_request(*session_id, *xid, ids, req);
+        }
         let mut out = Vec::with_capacity(self.len_hint());
         match self {
-            Fwd::Request {
-                session_id,
-                xid,
-                ids,
-                req,
-            } => return Fwd::encode_request(*session_id, *xid, ids, req),
+            Fwd::Request { .. } => unreachable!("encoded above"),
             Fwd::CreateSession {
                 session_id,
                 timeout_ms,
@@ -115,7 +119,7 @@ impl Fwd {
     /// # Errors
     /// A payload that is not one encoded `Fwd`.
     pub fn decode(b: &[u8]) -> Result<Fwd, String> {
-        Fwd::decode_in(b, None)
+        Fwd::decode_in(Reader::new(b))
     }
 
     /// [`Fwd::decode`] of a payload the caller holds as `Bytes`: the request's data is
@@ -126,22 +130,16 @@ impl Fwd {
     /// # Errors
     /// A payload that is not one encoded `Fwd`.
     pub fn decode_shared(b: &Bytes) -> Result<Fwd, String> {
-        Fwd::decode_in(b, Some(b))
+        Fwd::decode_in(Reader::at_shared(b, 0))
     }
 
-    fn decode_in(b: &[u8], shared: Option<&Bytes>) -> Result<Fwd, String> {
-        let mut r = Reader::new(b);
+    fn decode_in(mut r: Reader) -> Result<Fwd, String> {
         let tag = r.read_i32("forward tag").map_err(err)?;
         let fwd = match tag {
             TAG_REQUEST => {
                 let session_id = r.read_i64("forward.session").map_err(err)?;
                 let ids: Vec<Id> = r.read_vec("forward.ids").map_err(err)?;
-                let at = r.position();
-                let mut rest = match shared {
-                    Some(s) => Reader::at_shared(s, at),
-                    None => Reader::at(b, at),
-                };
-                let (hdr, req) = Request::decode_from(&mut rest).map_err(|e| e.to_string())?;
+                let (hdr, req) = Request::decode_from(&mut r).map_err(|e| e.to_string())?;
                 return Ok(Fwd::Request {
                     session_id,
                     xid: hdr.xid,
