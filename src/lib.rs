@@ -13,6 +13,7 @@ pub mod io;
 pub mod prep;
 pub mod proto;
 pub mod sasl;
+pub mod sched;
 pub mod sdnotify;
 pub mod sequencer;
 pub mod server;

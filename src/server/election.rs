@@ -80,32 +80,6 @@ const SEND_QUEUE: usize = 16;
 /// and the sequencer, also when the whole server runs under `nice`.
 const ELECTION_NICE: i32 = 10;
 
-/// Lowers the calling thread's scheduling priority by `by` nice steps from the
-/// thread's current value (at most to 19, the lowest). Linux applies
-/// `setpriority(PRIO_PROCESS, tid)` to one thread. Failure (a seccomp profile) only
-/// costs priority, so it is reported and ignored.
-pub fn set_thread_nice(by: i32) {
-    // SAFETY: gettid has no preconditions; getpriority and setpriority read only their
-    // integer arguments. getpriority's -1 is also a valid nice value, so errno tells.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        *libc::__errno_location() = 0;
-        let cur = libc::getpriority(libc::PRIO_PROCESS, tid);
-        let cur = if cur == -1 && *libc::__errno_location() != 0 {
-            0
-        } else {
-            cur
-        };
-        libc::setpriority(libc::PRIO_PROCESS, tid, (cur + by).min(19))
-    };
-    if rc != 0 {
-        eprintln!(
-            "ringkeeper: lowering a thread's priority by {by} failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 /// What the election thread is told.
 #[derive(Debug)]
 pub enum Input {
@@ -218,7 +192,7 @@ fn accept_loop(
     tx: Sender<Input>,
     tls: Option<Arc<crate::tls::QuorumTls>>,
 ) {
-    set_thread_nice(ELECTION_NICE);
+    crate::sched::lower_thread_nice(ELECTION_NICE, "election thread");
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         // The hello is 12 bytes; a peer that cannot send them (and its TLS handshake)
@@ -308,7 +282,7 @@ fn send_loop(
     rx: Receiver<Notification>,
     tls: Option<Arc<crate::tls::QuorumTls>>,
 ) {
-    set_thread_nice(ELECTION_NICE);
+    crate::sched::lower_thread_nice(ELECTION_NICE, "election thread");
     let mut conn: Option<Out> = None;
     let mut dialer = Dialer {
         my_id,
@@ -504,7 +478,7 @@ fn run(
     tls: Option<Arc<crate::tls::QuorumTls>>,
     elected: impl Fn(Elected),
 ) {
-    set_thread_nice(ELECTION_NICE);
+    crate::sched::lower_thread_nice(ELECTION_NICE, "election thread");
     let mut next_tick = Instant::now() + ELECTION_TICK;
     loop {
         let wait = next_tick.saturating_duration_since(Instant::now());

@@ -2440,63 +2440,15 @@ impl Drop for Snapshotter {
     }
 }
 
-/// Lowers the calling thread's scheduling priority to [`SNAPSHOT_NICE`]. On Linux a
-/// thread is a task with its own nice value, so `setpriority` on its tid affects it
-/// alone. Failure (a sandbox refusing it) only costs priority, so it is reported, not
-/// fatal.
+/// Lowers the calling thread's CPU priority by [`SNAPSHOT_NICE`] and puts its I/O in the
+/// idle class. Written O_DIRECT, the snapshot's writes are synchronous requests of the
+/// thread's class (buffered write-back was async and came after the log's by itself).
+/// Measured under a 16x16 write load (perf/snapshot-seconds.py, 3 rounds each, the same
+/// hour): the p99 of a snapshot's first second over the second before was 1.57 direct
+/// at the default class, 1.17 direct at idle, 1.20 buffered.
 fn lower_priority() {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    let tid = unsafe { libc::gettid() };
-    // Relative to the thread's current value, so a server run under `nice` still
-    // writes snapshots below its shards. getpriority's -1 is also a valid value, so
-    // errno tells a failure.
-    // SAFETY: getpriority and setpriority read only their integer arguments; errno is
-    // this thread's.
-    let rc = unsafe {
-        *libc::__errno_location() = 0;
-        let cur = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
-        let cur = if cur == -1 && *libc::__errno_location() != 0 {
-            0
-        } else {
-            cur
-        };
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            tid as libc::id_t,
-            (cur + SNAPSHOT_NICE).min(19),
-        )
-    };
-    if rc != 0 {
-        eprintln!(
-            "ringkeeper: cannot lower the snapshot thread's priority: {}",
-            io::Error::last_os_error()
-        );
-    }
-    // The idle I/O class: the log's durable writes go to the device before the
-    // snapshot's where the I/O scheduler orders by class (mq-deadline, bfq; its aging
-    // keeps the snapshot from starving). Written O_DIRECT, the snapshot's writes are
-    // synchronous requests of the thread's class; buffered write-back was async and
-    // came after the log's by itself. Measured under a 16x16 write load
-    // (perf/snapshot-seconds.py, 3 rounds each, the same hour): the p99 of a
-    // snapshot's first second over the second before was 1.57 direct at the default
-    // class, 1.17 direct at idle, 1.20 buffered.
-    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
-    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-    // SAFETY: ioprio_set reads only its integer arguments.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            tid as libc::c_long,
-            IOPRIO_CLASS_IDLE << 13,
-        )
-    };
-    if rc != 0 {
-        eprintln!(
-            "ringkeeper: cannot lower the snapshot thread's I/O priority: {}",
-            io::Error::last_os_error()
-        );
-    }
+    crate::sched::lower_thread_nice(SNAPSHOT_NICE, "snapshot thread");
+    crate::sched::set_thread_io_idle("snapshot thread");
 }
 
 // ----- purge -----
