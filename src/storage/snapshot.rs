@@ -714,23 +714,19 @@ fn open_for_snapshot(disk: &dyn Disk, path: &Path) -> io::Result<(Box<dyn DiskFi
     match disk.open(path, direct) {
         // Buffers (and their 1 MiB length) are aligned to BUF_ALIGN, and alignments are
         // powers of two: a device that needs more than BUF_ALIGN is written buffered.
-        Ok(f) if f.dio_align() <= BUF_ALIGN => Ok((f, true)),
-        Ok(f) => {
-            drop(f);
-            disk.remove(path)?;
-            Ok((disk.open(path, OpenOptions::create_new())?, false))
-        }
+        Ok(f) if f.dio_align() <= BUF_ALIGN => return Ok((f, true)),
+        Ok(f) => drop(f),
         // The refusal may come after the file was created (open(2) creates, then checks
-        // the flag): start again from nothing.
-        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-            match disk.remove(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            Ok((disk.open(path, OpenOptions::create_new())?, false))
-        }
-        Err(e) => Err(e),
+        // the flag).
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+        Err(e) => return Err(e),
     }
+    // Buffered, from nothing.
+    match disk.remove(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok((disk.open(path, OpenOptions::create_new())?, false))
 }
 
 // ----- the previous format (version 1), kept for tests of old data directories -----
