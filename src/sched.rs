@@ -51,3 +51,43 @@ pub fn set_thread_io_idle(what: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each on a thread of its own: the changes are the calling thread's alone.
+    #[test]
+    fn a_thread_lowers_its_own_nice_and_io_class_and_no_other() {
+        // SAFETY (both closures): plain system calls reading their integer arguments.
+        let nice =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let io_class = || unsafe {
+            libc::syscall(
+                libc::SYS_ioprio_get,
+                1 as libc::c_long, // IOPRIO_WHO_PROCESS
+                libc::gettid() as libc::c_long,
+            ) >> 13
+        };
+        let before = std::thread::spawn(move || (nice(), io_class()))
+            .join()
+            .unwrap();
+        let after = std::thread::spawn(move || {
+            lower_thread_nice(3, "test thread");
+            set_thread_io_idle("test thread");
+            (nice(), io_class())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            after.0,
+            (before.0 + 3).min(19),
+            "nice lowered by 3 from where it was"
+        );
+        assert_eq!(after.1, 3, "idle I/O class");
+        let other = std::thread::spawn(move || (nice(), io_class()))
+            .join()
+            .unwrap();
+        assert_eq!(other, before, "another thread keeps its priorities");
+    }
+}
