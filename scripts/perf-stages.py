@@ -20,7 +20,7 @@ from collections import Counter
 STAGES = [
     ("old tree versions dropped (shard advance)", r"Cursor::advance_to"),
     ("tree version dropped elsewhere", r"drop_in_place<ringkeeper::tree::DataTree>"),
-    ("leaf and path copies (Slots::slot_mut)", r"Slots::slot_mut"),
+    ("leaf and path copies (Slots::leaf_mut)", r"Slots::leaf_mut|Slots::slot_mut"),
     ("new node built (NodeBox::new)", r"NodeBox::new"),
     ("node hashes (digest)", r"node_hash"),
     ("forward decoded (leader)", r"Fwd::decode"),

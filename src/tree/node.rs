@@ -81,6 +81,12 @@ fn unzigzag(v: u64) -> i64 {
 /// A reference-counted pointer to one immutable znode allocation (see the module header).
 pub(crate) struct NodeBox(NonNull<Head>);
 
+#[cfg(test)]
+thread_local! {
+    /// Nodes allocated and not yet freed by this thread (tests check for leaks with it).
+    pub(crate) static LIVE_NODES: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
 // SAFETY: the pointee is immutable once built except the atomic reference count, and
 // its parts (`Arc`s of `Send + Sync` values, bytes) are `Send + Sync`.
 unsafe impl Send for NodeBox {}
@@ -138,6 +144,8 @@ impl NodeBox {
                 at = at.add(part.len());
             }
         }
+        #[cfg(test)]
+        LIVE_NODES.with(|c| c.set(c.get() + 1));
         NodeBox(p.cast())
     }
 
@@ -318,6 +326,8 @@ impl Drop for NodeBox {
             std::ptr::drop_in_place(self.0.as_ptr());
             dealloc(self.0.as_ptr().cast(), layout);
         }
+        #[cfg(test)]
+        LIVE_NODES.with(|c| c.set(c.get() - 1));
     }
 }
 
