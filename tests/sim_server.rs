@@ -154,6 +154,20 @@ fn catches_a_session_expired_by_a_follower() {
 }
 
 #[test]
+fn catches_a_read_on_an_older_root_than_the_answers_carry() {
+    let seed = (0..50)
+        .find(|&seed| {
+            let o = Options {
+                reads_on_old_view: true,
+                ..opts(seed)
+            };
+            check_seed(o).is_err()
+        })
+        .expect("the simulator missed reads on an old view in 50 seeds");
+    println!("caught at seed {seed}");
+}
+
+#[test]
 fn catches_a_sync_answered_before_the_follower_caught_up() {
     let (seed, e) = first_failure("sync_answered_early", 200);
     println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));

@@ -202,6 +202,10 @@ pub struct CoreConfig {
     /// `localSessionsUpgradingEnabled`: a local session that creates an ephemeral
     /// becomes global first; without it the create is EPHEMERALONLOCALSESSION.
     pub local_upgrading: bool,
+    /// How long a learner publishes a root every pass after a shard asked for one
+    /// ([`ROOTS_AFTER_ASK_MS`]; see `Commit::root`). The simulator also runs with 0, so
+    /// that nearly every read on a learner waits for the root it asks for.
+    pub roots_after_ask_ms: i64,
     pub broken: Broken,
 }
 
@@ -407,7 +411,8 @@ pub enum Mode {
 struct Pending {
     last_zxid: i64,
     entries: Vec<Entry>,
-    root: DataTree,
+    /// `None`: a learner's pass no shard asked a root for (see `Commit::root`).
+    root: Option<DataTree>,
     /// Client writes in the pass (samples for the write-stage histograms).
     writes: u64,
     shards: u64,
@@ -493,6 +498,11 @@ struct Ensemble {
     decoded: VecDeque<Txn>,
 }
 
+/// How long a learner publishes a root every pass after a shard asked for one: while
+/// its clients read, as often as before roots were on request; a second after their
+/// last read, not at all.
+pub const ROOTS_AFTER_ASK_MS: i64 = 1000;
+
 /// Most bytes a pass's record buffer (`Sequencer::pass_buf`) starts with.
 const PASS_BUF_START_MAX: usize = 256 << 10;
 
@@ -504,8 +514,17 @@ pub struct Sequencer {
     tree: DataTree,
     /// The zxid of `tree`'s last txn.
     zxid: i64,
-    /// The root and zxid last published (always safe).
-    committed: (DataTree, i64),
+    /// The root and zxid last published (always safe). `None` on a learner: there the
+    /// published state is `tree` itself once a pass is published (learners apply only
+    /// committed txns), and a second handle on it would make every later pass copy the
+    /// leaves it writes.
+    committed: (Option<DataTree>, i64),
+    /// A shard asked for a root (`ToSeq::WantRoot`) that no commit has carried yet.
+    want_root: bool,
+    /// Until then (the core's clock) every pass publishes a root: a shard asked
+    /// recently, so its clients read, and each of their reads after a write would
+    /// otherwise wait a pass for the root it asks for.
+    roots_until_ms: i64,
     sessions: SessionTracker,
     /// The connection each session is attached to, to close the old one on a move.
     owners: HashMap<i64, ConnRef>,
@@ -707,7 +726,9 @@ impl Sequencer {
         let purge = cfg.snapshots.as_ref().map_or(0, |s| s.purge_interval_ms);
         let mut core = Sequencer {
             role,
-            committed: (tree.clone(), zxid),
+            committed: (Some(tree.clone()), zxid),
+            want_root: false,
+            roots_until_ms: 0,
             sessions,
             owners: HashMap::new(),
             entries: Vec::new(),
@@ -788,7 +809,33 @@ impl Sequencer {
 
     /// The root last published.
     pub fn committed_root(&self) -> &DataTree {
-        &self.committed.0
+        self.committed.0.as_ref().unwrap_or(&self.tree)
+    }
+
+    /// A shard asked for a root: the next commit carries one, and every pass for a
+    /// while after (`CoreConfig::roots_after_ask_ms`).
+    fn want_root(&mut self) {
+        self.want_root = true;
+        self.roots_until_ms = self.now_ms + self.cfg.roots_after_ask_ms;
+    }
+
+    /// Leaving the learner's role: the published state gets a handle of its own, to fall
+    /// back to while the tree runs ahead of it (a leader's speculative txns). A learner
+    /// applies only committed txns, so its tree is that state, including what this pass
+    /// applied (published at its end).
+    fn hold_committed_root(&mut self) {
+        if self.committed.0.is_none() {
+            self.committed = (Some(self.tree.clone()), self.zxid);
+        }
+    }
+
+    /// The root for a pass ending now: always, except on a learner no shard asked.
+    fn pass_root(&mut self) -> Option<DataTree> {
+        if self.role == Role::Learner && !self.want_root && self.now_ms >= self.roots_until_ms {
+            return None;
+        }
+        self.want_root = false;
+        Some(self.tree.clone())
     }
 
     /// Sessions tracked for expiry (leader, standalone).
@@ -1028,6 +1075,7 @@ impl Sequencer {
                     error: Code::ConnectionLoss.into(),
                 }),
                 ToSeq::Touch(_) | ToSeq::Detached { .. } => {}
+                ToSeq::WantRoot => self.want_root(),
             },
             Role::Standalone | Role::Leader => match m {
                 ToSeq::Connect {
@@ -1054,6 +1102,7 @@ impl Sequencer {
                     }
                     self.local_detached(conn, session_id);
                 }
+                ToSeq::WantRoot => self.want_root(),
             },
         }
     }
@@ -1672,6 +1721,7 @@ impl Sequencer {
                     .extend(ids)
             }
             ToSeq::Detached { conn, session_id } => self.local_detached(conn, session_id),
+            ToSeq::WantRoot => self.want_root(),
         }
     }
 
@@ -1939,10 +1989,11 @@ impl Sequencer {
             // The next pass's vector starts as large as this one's ended: a busy
             // server's passes are alike, and growing one by doubling costs a few copies.
             let n = self.entries.len();
+            let root = self.pass_root();
             self.pending.push_back(Pending {
                 last_zxid: self.zxid,
                 entries: std::mem::replace(&mut self.entries, Vec::with_capacity(n)),
-                root: self.tree.clone(),
+                root,
                 writes,
                 shards,
             });
@@ -2046,7 +2097,21 @@ impl Sequencer {
         while self.pending.front().is_some_and(|p| p.last_zxid <= limit) {
             let p = self.pending.pop_front().expect("front exists");
             let snapshot_due = self.count_for_snapshot(&p.entries);
-            self.committed = (p.root.clone(), p.last_zxid);
+            // A learner publishes each pass at its end (`limit` is `zxid`): its tree is
+            // the published state, held by no second handle.
+            let at_tree = p.last_zxid == self.zxid;
+            self.committed = if self.role == Role::Learner && at_tree {
+                (None, p.last_zxid)
+            } else {
+                let root = p
+                    .root
+                    .clone()
+                    .or_else(|| at_tree.then(|| self.tree.clone()));
+                (
+                    Some(root.expect("a pass without a root is published at its end")),
+                    p.last_zxid,
+                )
+            };
             self.out.push(Output::Publish(Commit {
                 entries: p.entries,
                 root: p.root,
@@ -2056,13 +2121,24 @@ impl Sequencer {
             }));
             if snapshot_due {
                 self.out.push(Output::Snapshot {
-                    root: self.committed.0.clone(),
+                    root: self.committed_root().clone(),
                     zxid: self.committed.1,
                 });
                 if let Some(p) = &mut self.policy {
                     p.reset();
                 }
             }
+        }
+        // A shard waits for a root and no pass carried one: the published state's.
+        if self.want_root && self.pending.is_empty() {
+            self.want_root = false;
+            self.out.push(Output::Publish(Commit {
+                entries: Vec::new(),
+                root: Some(self.committed_root().clone()),
+                zxid: self.committed.1,
+                writes: 0,
+                shards: 0,
+            }));
         }
     }
 
@@ -2180,7 +2256,12 @@ impl Sequencer {
         self.pass_txns.clear();
         self.pass_buf.clear();
         self.pass_ends.clear();
-        self.tree = self.committed.0.clone();
+        match &self.committed.0 {
+            Some(root) => self.tree = root.clone(),
+            // A learner's published state is its tree (everything it applied is
+            // published by now).
+            None => debug_assert_eq!(self.zxid, at, "a learner's tree is its published state"),
+        }
         self.zxid = at;
         let mut shards = 0;
         for e in &converted {
@@ -2194,7 +2275,7 @@ impl Sequencer {
             self.pending.push_back(Pending {
                 last_zxid: at,
                 entries: converted,
-                root: self.tree.clone(),
+                root: Some(self.tree.clone()),
                 writes: 0,
                 shards,
             });
@@ -2589,6 +2670,7 @@ impl Sequencer {
             "history applied through the log's end"
         );
         e.quorum_committed = self.zxid;
+        self.hold_committed_root();
         self.role = Role::Leader;
         // Every session is tracked from now, with a full timeout, as ZooKeeper's new
         // leader does: whatever this server's tracker held (from its start, or an
@@ -2642,7 +2724,7 @@ impl Sequencer {
             self.pending.push_back(Pending {
                 last_zxid: self.zxid,
                 entries: Vec::new(),
-                root: self.tree.clone(),
+                root: Some(self.tree.clone()),
                 writes: 0,
                 shards: 0,
             });
@@ -2657,6 +2739,7 @@ impl Sequencer {
             // cannot know either), and the tree falls back to the committed one.
             self.abandon_unsafe(Code::ConnectionLoss);
         }
+        self.hold_committed_root();
         self.fail_forwarded();
         let e = self.ens.as_mut().expect("ensemble");
         e.own_from = Zxid::MAX;
@@ -2756,14 +2839,14 @@ impl Sequencer {
             }
             self.tree = tree;
             self.zxid = at;
-            self.committed = (self.tree.clone(), at);
+            self.committed = (Some(self.tree.clone()), at);
             self.rebuild_sessions();
             self.installed_tree_config();
             // The shards' views move with it (a syncing learner serves no clients).
             self.pending.push_back(Pending {
                 last_zxid: at,
                 entries: Vec::new(),
-                root: self.tree.clone(),
+                root: Some(self.tree.clone()),
                 writes: 0,
                 shards: 0,
             });

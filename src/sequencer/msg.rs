@@ -55,6 +55,9 @@ pub enum ToSeq {
     Touch(Vec<i64>),
     /// A connection bound to `session_id` closed (the session lives on until it expires).
     Detached { conn: ConnRef, session_id: i64 },
+    /// The shard has a read (or a four-letter word) that needs a root newer than the last
+    /// one published: a learner publishes roots only when asked (see [`Commit::root`]).
+    WantRoot,
 }
 
 /// How a connect handshake ended.
@@ -105,7 +108,11 @@ pub enum Entry {
 #[derive(Debug)]
 pub struct Commit {
     pub entries: Vec<Entry>,
-    pub root: DataTree,
+    /// The tree after this commit. A learner leaves it out unless a shard asked for one
+    /// (`ToSeq::WantRoot`) since its last: a root kept by anyone makes the next pass copy
+    /// every leaf it writes (see `docs/write-path.md`, "Roots on request"). A leader
+    /// and a standalone server always publish one.
+    pub root: Option<DataTree>,
     pub zxid: i64,
     /// Client writes answered by it (samples for the write-stage histograms).
     pub writes: u64,

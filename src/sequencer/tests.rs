@@ -23,6 +23,7 @@ fn config() -> CoreConfig {
         read_only: false,
         local_sessions: false,
         local_upgrading: false,
+        roots_after_ask_ms: ROOTS_AFTER_ASK_MS,
         broken: Broken::default(),
     }
 }
@@ -157,7 +158,11 @@ fn a_write_is_answered_only_once_durable_and_in_order() {
     assert_eq!(c[0].zxid, zxids[1]);
     assert_eq!(c[0].writes, 2);
     assert_eq!(c[0].shards, 1, "for shard 0");
-    assert!(c[0].root.exists("/a") && c[0].root.exists("/b"));
+    let root = c[0]
+        .root
+        .as_ref()
+        .expect("a standalone server publishes roots");
+    assert!(root.exists("/a") && root.exists("/b"));
 }
 
 #[test]
@@ -219,7 +224,7 @@ fn a_failed_log_write_fails_its_writes_and_rolls_the_tree_back() {
         .collect();
     assert_eq!(codes, vec![Code::SystemError, Code::SystemError]);
     assert!(
-        !c[0].root.exists("/b"),
+        !c[0].root.as_ref().expect("a root").exists("/b"),
         "the failed create is not in the tree"
     );
     assert_eq!(core.last_zxid(), a, "the speculative tree fell back");
@@ -435,6 +440,92 @@ fn a_follower_applies_the_leaders_proposals_once_committed() {
         core.committed_root().data("/a").map(|(d, _)| d),
         Some(Some(bytes::Bytes::from_static(b"x")))
     );
+}
+
+/// A create of `path` at `zxid`, proposed and committed by leader 2.
+fn commit_create_from_2(core: &mut Sequencer, t: &mut i64, zxid: u64, path: &str) -> Vec<Output> {
+    let txn = Txn {
+        session_id: 0,
+        cxid: 0,
+        zxid: zxid as i64,
+        time_ms: 1,
+        op: TxnOp::Create {
+            path: path.into(),
+            data: None,
+            acl: crate::tree::open_acl_unsafe(),
+            ephemeral_owner: 0,
+        },
+    };
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    settle(
+        core,
+        t,
+        vec![from_2(Msg::Propose {
+            txns: vec![encoded(&txn)],
+        })],
+    );
+    settle(core, t, vec![from_2(Msg::Commit { through: zxid })])
+}
+
+#[test]
+fn a_follower_publishes_a_root_only_when_a_shard_asks() {
+    let (mut core, mut t) = follower_of_2();
+    let epoch = 1u64 << 32;
+    // Nobody asked: the commit carries no root (no second handle on the tree).
+    let out = commit_create_from_2(&mut core, &mut t, epoch | 1, "/a");
+    let c = published(&out);
+    assert_eq!(c.len(), 1);
+    assert!(c[0].root.is_none(), "a root nobody asked for");
+    assert!(core.committed_root().exists("/a"));
+    // Asked while idle: a root of the published state at once, with no entries.
+    let out = settle(&mut core, &mut t, vec![Input::Shard(ToSeq::WantRoot)]);
+    let c = published(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    assert_eq!(c[0].zxid, (epoch | 1) as i64);
+    assert!(c[0].entries.is_empty());
+    assert!(c[0].root.as_ref().expect("the asked root").exists("/a"));
+    // For a while after an ask every commit carries one (that shard's clients read).
+    let out = commit_create_from_2(&mut core, &mut t, epoch | 2, "/b");
+    assert!(!published(&out).is_empty());
+    assert!(published(&out).iter().all(|c| c.root.is_some()));
+    // Once that while has passed without an ask, none again.
+    t += ROOTS_AFTER_ASK_MS;
+    let out = commit_create_from_2(&mut core, &mut t, epoch | 3, "/c");
+    assert!(!published(&out).is_empty());
+    assert!(published(&out).iter().all(|c| c.root.is_none()));
+    // Asked in the pass that applies a commit: that commit carries it, and only it.
+    settle(
+        &mut core,
+        &mut t,
+        vec![Input::PeerMessage {
+            from: 2,
+            msg: Msg::Propose {
+                txns: vec![encoded(&Txn {
+                    session_id: 0,
+                    cxid: 0,
+                    zxid: (epoch | 4) as i64,
+                    time_ms: 1,
+                    op: TxnOp::Delete { path: "/a".into() },
+                })],
+            },
+        }],
+    );
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![
+            Input::Shard(ToSeq::WantRoot),
+            Input::PeerMessage {
+                from: 2,
+                msg: Msg::Commit { through: epoch | 4 },
+            },
+        ],
+    );
+    let c = published(&out);
+    assert_eq!(c.len(), 1, "{out:?}");
+    assert_eq!(c[0].zxid, (epoch | 4) as i64);
+    let root = c[0].root.as_ref().expect("the asked root");
+    assert!(!root.exists("/a") && root.exists("/b") && root.exists("/c"));
 }
 
 #[test]

@@ -181,7 +181,7 @@ mod tests {
     fn commit(zxid: i64, shards: u64) -> Commit {
         Commit {
             entries: Vec::new(),
-            root: DataTree::new(),
+            root: Some(DataTree::new()),
             zxid,
             writes: 0,
             shards,

@@ -95,6 +95,7 @@ impl ServerConfig {
                 read_only: false,
                 local_sessions: false,
                 local_upgrading: false,
+                roots_after_ask_ms: crate::sequencer::ROOTS_AFTER_ASK_MS,
                 broken: Default::default(),
             },
             storage: None,
@@ -116,6 +117,7 @@ impl ServerConfig {
                 ops: Default::default(),
                 bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
                 sasl: Default::default(),
+                broken_reads_on_old_view: false,
             },
         }
     }
@@ -264,7 +266,7 @@ pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Ru
         .collect();
     let chain = Chain::new(Commit {
         entries: Vec::new(),
-        root: tree.clone(),
+        root: Some(tree.clone()),
         zxid,
         writes: 0,
         shards: 0,

@@ -229,8 +229,17 @@ struct BulkWait {
 
 pub struct Shard {
     id: ShardId,
+    /// The newest root published (a learner publishes one only when a shard asks: see
+    /// `Commit::root`), and the zxid it is the state of.
     view: DataTree,
+    view_at: i64,
+    /// The zxid of the last commit processed: what answers carry. A read runs only on a
+    /// view at it ([`Shard::view_is_current`]).
     view_zxid: i64,
+    /// Connections whose next request is a read waiting for a current view.
+    root_waiters: Vec<usize>,
+    /// A root was asked for and has not come yet.
+    root_asked: bool,
     conns: HashMap<usize, Conn>,
     next_gen: u32,
     /// Sessions bound to connections of this shard.
@@ -294,8 +303,15 @@ impl Shard {
         let audit = state.settings.audit.clone();
         Shard {
             id,
-            view: start.commit.root.clone(),
+            view: start
+                .commit
+                .root
+                .clone()
+                .expect("the chain starts with a root"),
+            view_at: start.commit.zxid,
             view_zxid: start.commit.zxid,
+            root_waiters: Vec::new(),
+            root_asked: false,
             cursor: Cursor::new(start),
             signals,
             max_per_ip: 60,
@@ -728,6 +744,11 @@ impl Shard {
     /// Runs a request whose turn has come: a write goes to the sequencer, a read is
     /// answered now.
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
+        if self.read_waits_for_root(slot, &q.req) {
+            let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
+            c.queue.push_front(q);
+            return;
+        }
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
         if q.req.is_write() && c.read_only {
@@ -1275,13 +1296,49 @@ impl Shard {
         }
         self.scratch = out;
         // 3. The view moves; 4. queued reads run against it.
-        self.view = commit.root.clone();
+        if let Some(root) = &commit.root {
+            self.view = root.clone();
+            self.view_at = commit.zxid;
+            self.root_asked = false;
+            touched.append(&mut self.root_waiters);
+        } else if self.view_at == self.view_zxid && commit.zxid != self.view_zxid {
+            // The view falls behind: let the old version go rather than keep every
+            // node the core replaces from now on alive (a read asks for a new one).
+            self.view = DataTree::new();
+        }
         self.view_zxid = commit.zxid;
         touched.sort_unstable();
         touched.dedup();
         for slot in touched {
             self.drain_queue(net, slot);
         }
+        if commit.root.is_some() {
+            self.answer_ready_fourlw(net);
+        }
+    }
+
+    /// Whether the view is the state after the last commit processed, which every read
+    /// (and four-letter word) needs: a client may have seen that commit's answer. If
+    /// not, the core is asked for a root once; its commit runs the waiting reads.
+    fn view_is_current(&mut self) -> bool {
+        if self.view_at == self.view_zxid || self.state.settings.broken_reads_on_old_view {
+            return true;
+        }
+        if !self.root_asked {
+            self.root_asked = true;
+            self.outbox.push(ToSeq::WantRoot);
+        }
+        false
+    }
+
+    /// Whether `req`, a read at the head of `slot`'s queue, must wait for a current
+    /// view (registered as waiting if so). Pings need no view.
+    fn read_waits_for_root(&mut self, slot: usize, req: &Request) -> bool {
+        if req.is_write() || matches!(req, Request::Ping) || self.view_is_current() {
+            return false;
+        }
+        self.root_waiters.push(slot);
+        true
     }
 
     /// The audit lines of a committed write of this shard's connection `slot`.
@@ -1464,6 +1521,14 @@ impl Shard {
                 break;
             }
             let q = c.queue.pop_front().expect("front exists");
+            if self.read_waits_for_root(slot, &q.req) {
+                self.conns
+                    .get_mut(&slot)
+                    .expect("checked above")
+                    .queue
+                    .push_front(q);
+                break;
+            }
             self.dispatch(net, slot, q);
         }
         if let Some(c) = self.conns.get_mut(&slot) {
@@ -1666,6 +1731,12 @@ impl Shard {
     }
 
     fn answer_ready_fourlw(&mut self, net: &mut dyn Net) {
+        if self.pending_fourlw.is_empty() && self.pending_inspect.is_empty() {
+            return;
+        }
+        if !self.view_is_current() {
+            return; // the root's commit calls again
+        }
         let mut i = 0;
         while i < self.pending_inspect.len() {
             if !self.state.pictures_ready(self.pending_inspect[i].0) {
@@ -1754,10 +1825,6 @@ impl Shard {
         self.state.publish_outstanding(self.id, self.outstanding);
         self.state.publish_watches(self.id, watches);
         self.advance(net);
-        if self.id == 0 {
-            // After `advance`: the view this pass ends with.
-            self.state.publish_view(&self.view, self.view_zxid);
-        }
         if !self.outbox.is_empty() {
             self.to_seq.push_all(&mut self.outbox);
         }

@@ -47,6 +47,9 @@ pub struct Settings {
     pub bulk_children: usize,
     /// Client SASL: the JAAS login, the enforcement switches (`crate::sasl`).
     pub sasl: Arc<crate::sasl::SaslSettings>,
+    /// A planted bug for the simulator to catch, never set by a server: reads run on
+    /// whatever view the shard holds, not only on one at the last commit it processed.
+    pub broken_reads_on_old_view: bool,
 }
 
 /// Why a connection was refused at accept.

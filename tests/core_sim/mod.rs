@@ -25,7 +25,9 @@
 use bytes::Bytes;
 use ringkeeper::config::FourLetterWhitelist;
 use ringkeeper::proto::frame;
-use ringkeeper::proto::records::{CreateRequest, DeleteRequest, GetDataRequest, SetDataRequest};
+use ringkeeper::proto::records::{
+    self, CreateRequest, DeleteRequest, GetDataRequest, SetDataRequest,
+};
 use ringkeeper::proto::*;
 use ringkeeper::sequencer::msg::{Commit, Entry, ToSeq};
 use ringkeeper::sequencer::{
@@ -90,6 +92,8 @@ pub struct Options {
     pub settle_ms: u64,
     pub faults: bool,
     pub broken: Broken,
+    /// The shards' planted bug (`Settings::broken_reads_on_old_view`).
+    pub reads_on_old_view: bool,
     /// `peer::Config::max_counter` (low values make leaders renew their epochs).
     pub max_counter: u32,
     /// `localSessionsEnabled` and `localSessionsUpgradingEnabled` on every server.
@@ -109,6 +113,7 @@ impl Options {
             settle_ms: 20_000,
             faults: true,
             broken: Broken::default(),
+            reads_on_old_view: false,
             max_counter: u32::MAX,
             local_sessions: false,
             local_upgrading: false,
@@ -288,6 +293,16 @@ struct Req {
     acked_before: i64,
 }
 
+/// A path's acknowledged writes, for checking reads of it (`Sim::check_read`).
+#[derive(Debug, Default)]
+struct PathWrites {
+    /// zxid -> whether the node exists after it.
+    acked: BTreeMap<i64, bool>,
+    /// It may be gone by no acknowledged write: ephemeral (its session ended), or a
+    /// delete was sent (it may commit unanswered).
+    may_vanish: bool,
+}
+
 #[derive(Debug)]
 struct Client {
     id: usize,
@@ -331,6 +346,8 @@ pub struct Sim {
     canon: BTreeMap<i64, (i64, i32)>,
     /// Writes acknowledged: zxid -> (session, xid).
     acked: BTreeMap<i64, (i64, i32)>,
+    /// Per path (never created twice): what reads of it must show.
+    path_writes: std::collections::HashMap<String, PathWrites>,
     max_acked: i64,
     /// Sessions ended: by close txn, the first time one was published.
     closed_sessions: BTreeSet<i64>,
@@ -372,6 +389,7 @@ impl Sim {
             // The simulator answers every read on the shard (no bulk-reply thread).
             bulk_children: 0,
             sasl: Default::default(),
+            broken_reads_on_old_view: opts.reads_on_old_view,
         };
         let state = Arc::new(ServerState::new(
             settings,
@@ -421,6 +439,7 @@ impl Sim {
             link_free_at: BTreeMap::new(),
             canon: BTreeMap::new(),
             acked: BTreeMap::new(),
+            path_writes: Default::default(),
             max_acked: 0,
             closed_sessions: BTreeSet::new(),
             owners: BTreeMap::new(),
@@ -497,6 +516,13 @@ impl Sim {
             read_only: false,
             local_sessions: self.opts.local_sessions,
             local_upgrading: self.opts.local_upgrading,
+            // Half the seeds: a learner's reads wait for the root they ask for nearly
+            // every time, instead of finding the roots a recent ask keeps coming.
+            roots_after_ask_ms: if self.opts.seed.is_multiple_of(2) {
+                0
+            } else {
+                sequencer::ROOTS_AFTER_ASK_MS
+            },
             broken: self.opts.broken,
         }
     }
@@ -531,7 +557,7 @@ impl Sim {
         );
         let chain = Chain::new(Commit {
             entries: Vec::new(),
-            root: tree,
+            root: Some(tree),
             zxid,
             writes: 0,
             shards: 0,
@@ -1093,6 +1119,7 @@ impl Sim {
                         version: -1,
                     })
                 } else {
+                    self.path_writes.entry(p.clone()).or_default().may_vanish = true;
                     Request::Delete(DeleteRequest {
                         path: p.clone(),
                         version: -1,
@@ -1338,6 +1365,20 @@ impl Sim {
             );
             self.trace.push(line);
         }
+        match (req.kind, code) {
+            (Kind::Create { ephemeral }, Some(Code::Ok)) => {
+                let w = self.path_writes.entry(req.path.clone()).or_default();
+                w.may_vanish |= ephemeral;
+                w.acked.insert(h.zxid, true);
+            }
+            (Kind::Set | Kind::Delete, Some(Code::Ok)) => {
+                let w = self.path_writes.entry(req.path.clone()).or_default();
+                w.acked.insert(h.zxid, req.kind == Kind::Set);
+            }
+            (Kind::Read, Some(Code::Ok)) => self.check_read(c, &req, h.zxid, Some(&mut r))?,
+            (Kind::Read, Some(Code::NoNode)) => self.check_read(c, &req, h.zxid, None)?,
+            _ => {}
+        }
         let cl = &mut self.clients[c];
         match (req.kind, code) {
             (Kind::Create { ephemeral }, Some(Code::Ok)) => {
@@ -1388,6 +1429,48 @@ impl Sim {
                 cl.closing = false;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A getData answered at `zxid` shows the node as every write acknowledged at or
+    /// before that zxid left it (`r`: the reply's body, `None` for NONODE): a server
+    /// whose answers carry a zxid must read a view at least that new. A read run on an
+    /// older root fails here.
+    fn check_read(
+        &self,
+        c: usize,
+        req: &Req,
+        zxid: i64,
+        r: Option<&mut Reader<'_>>,
+    ) -> Result<(), String> {
+        let Some(w) = self.path_writes.get(&req.path) else {
+            return Ok(());
+        };
+        let Some((&z, &exists)) = w.acked.range(..=zxid).next_back() else {
+            return Ok(());
+        };
+        let stale = |what: String| {
+            Err(format!(
+                "client {c}: getData {} answered at zxid {} {what}, but a write acknowledged at {} left it otherwise",
+                req.path,
+                zx(zxid),
+                zx(z)
+            ))
+        };
+        match r {
+            Some(r) => {
+                let got =
+                    records::GetDataResponse::read(r).map_err(|e| format!("getData reply: {e}"))?;
+                if !exists {
+                    return stale("found the node".into());
+                }
+                if got.stat.mzxid < z {
+                    return stale(format!("shows mzxid {}", zx(got.stat.mzxid)));
+                }
+            }
+            None if exists && !w.may_vanish => return stale("found no node".into()),
+            None => {}
         }
         Ok(())
     }
