@@ -2256,12 +2256,7 @@ impl Sequencer {
         self.pass_txns.clear();
         self.pass_buf.clear();
         self.pass_ends.clear();
-        match &self.committed.0 {
-            Some(root) => self.tree = root.clone(),
-            // A learner's published state is its tree (everything it applied is
-            // published by now).
-            None => debug_assert_eq!(self.zxid, at, "a learner's tree is its published state"),
-        }
+        self.tree = self.committed_root().clone();
         self.zxid = at;
         let mut shards = 0;
         for e in &converted {

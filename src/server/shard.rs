@@ -744,11 +744,9 @@ impl Shard {
     /// Runs a request whose turn has come: a write goes to the sequencer, a read is
     /// answered now.
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
-        if self.read_waits_for_root(slot, &q.req) {
-            let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
-            c.queue.push_front(q);
+        let Some(q) = self.unless_waiting_for_root(slot, q) else {
             return;
-        }
+        };
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
         if q.req.is_write() && c.read_only {
@@ -1331,14 +1329,18 @@ impl Shard {
         false
     }
 
-    /// Whether `req`, a read at the head of `slot`'s queue, must wait for a current
-    /// view (registered as waiting if so). Pings need no view.
-    fn read_waits_for_root(&mut self, slot: usize, req: &Request) -> bool {
-        if req.is_write() || matches!(req, Request::Ping) || self.view_is_current() {
-            return false;
+    /// `q`, unless it is a read that must wait for a current view: then it goes back to
+    /// the head of `slot`'s queue (what follows waits behind it) until the root comes.
+    /// Pings need no view.
+    fn unless_waiting_for_root(&mut self, slot: usize, q: Queued) -> Option<Queued> {
+        if q.req.is_write() || matches!(q.req, Request::Ping) || self.view_is_current() {
+            return Some(q);
         }
         self.root_waiters.push(slot);
-        true
+        if let Some(c) = self.conns.get_mut(&slot) {
+            c.queue.push_front(q);
+        }
+        None
     }
 
     /// The audit lines of a committed write of this shard's connection `slot`.
@@ -1521,14 +1523,9 @@ impl Shard {
                 break;
             }
             let q = c.queue.pop_front().expect("front exists");
-            if self.read_waits_for_root(slot, &q.req) {
-                self.conns
-                    .get_mut(&slot)
-                    .expect("checked above")
-                    .queue
-                    .push_front(q);
+            let Some(q) = self.unless_waiting_for_root(slot, q) else {
                 break;
-            }
+            };
             self.dispatch(net, slot, q);
         }
         if let Some(c) = self.conns.get_mut(&slot) {
