@@ -406,36 +406,53 @@ fn encoded(txn: &Txn) -> zab::Txn {
     }
 }
 
-#[test]
-fn a_follower_applies_the_leaders_proposals_once_committed() {
-    let (mut core, mut t) = follower_of_2();
-    let zxid = (1u64 << 32) | 1;
-    let txn = Txn {
+/// A txn of no session at `zxid`.
+fn txn_at(zxid: u64, op: TxnOp) -> Txn {
+    Txn {
         session_id: 0,
         cxid: 0,
         zxid: zxid as i64,
         time_ms: 1,
-        op: TxnOp::Create {
-            path: "/a".into(),
-            data: Some(bytes::Bytes::from_static(b"x")),
-            acl: crate::tree::open_acl_unsafe(),
-            ephemeral_owner: 0,
-        },
+        op,
+    }
+}
+
+fn create_op(path: &str, data: Option<&'static [u8]>) -> TxnOp {
+    TxnOp::Create {
+        path: path.into(),
+        data: data.map(bytes::Bytes::from_static),
+        acl: crate::tree::open_acl_unsafe(),
+        ephemeral_owner: 0,
+    }
+}
+
+/// Leader 2 proposes `txn` to the follower.
+fn propose_from_2(core: &mut Sequencer, t: &mut i64, txn: &Txn) -> Vec<Output> {
+    let msg = Msg::Propose {
+        txns: vec![encoded(txn)],
     };
-    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
-    settle(
+    settle(core, t, vec![Input::PeerMessage { from: 2, msg }])
+}
+
+/// Leader 2 commits through `zxid`, with `more` inputs in the same pass.
+fn commit_from_2(core: &mut Sequencer, t: &mut i64, zxid: u64, more: Vec<Input>) -> Vec<Output> {
+    let msg = Msg::Commit { through: zxid };
+    let mut inputs = more;
+    inputs.push(Input::PeerMessage { from: 2, msg });
+    settle(core, t, inputs)
+}
+
+#[test]
+fn a_follower_applies_the_leaders_proposals_once_committed() {
+    let (mut core, mut t) = follower_of_2();
+    let zxid = (1u64 << 32) | 1;
+    propose_from_2(
         &mut core,
         &mut t,
-        vec![from_2(Msg::Propose {
-            txns: vec![encoded(&txn)],
-        })],
+        &txn_at(zxid, create_op("/a", Some(b"x"))),
     );
     assert!(!core.committed_root().exists("/a"));
-    settle(
-        &mut core,
-        &mut t,
-        vec![from_2(Msg::Commit { through: zxid })],
-    );
+    commit_from_2(&mut core, &mut t, zxid, vec![]);
     assert_eq!(
         core.committed_root().data("/a").map(|(d, _)| d),
         Some(Some(bytes::Bytes::from_static(b"x")))
@@ -444,27 +461,8 @@ fn a_follower_applies_the_leaders_proposals_once_committed() {
 
 /// A create of `path` at `zxid`, proposed and committed by leader 2.
 fn commit_create_from_2(core: &mut Sequencer, t: &mut i64, zxid: u64, path: &str) -> Vec<Output> {
-    let txn = Txn {
-        session_id: 0,
-        cxid: 0,
-        zxid: zxid as i64,
-        time_ms: 1,
-        op: TxnOp::Create {
-            path: path.into(),
-            data: None,
-            acl: crate::tree::open_acl_unsafe(),
-            ephemeral_owner: 0,
-        },
-    };
-    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
-    settle(
-        core,
-        t,
-        vec![from_2(Msg::Propose {
-            txns: vec![encoded(&txn)],
-        })],
-    );
-    settle(core, t, vec![from_2(Msg::Commit { through: zxid })])
+    propose_from_2(core, t, &txn_at(zxid, create_op(path, None)));
+    commit_from_2(core, t, zxid, vec![])
 }
 
 #[test]
@@ -494,33 +492,10 @@ fn a_follower_publishes_a_root_only_when_a_shard_asks() {
     assert!(!published(&out).is_empty());
     assert!(published(&out).iter().all(|c| c.root.is_none()));
     // Asked in the pass that applies a commit: that commit carries it, and only it.
-    settle(
-        &mut core,
-        &mut t,
-        vec![Input::PeerMessage {
-            from: 2,
-            msg: Msg::Propose {
-                txns: vec![encoded(&Txn {
-                    session_id: 0,
-                    cxid: 0,
-                    zxid: (epoch | 4) as i64,
-                    time_ms: 1,
-                    op: TxnOp::Delete { path: "/a".into() },
-                })],
-            },
-        }],
-    );
-    let out = settle(
-        &mut core,
-        &mut t,
-        vec![
-            Input::Shard(ToSeq::WantRoot),
-            Input::PeerMessage {
-                from: 2,
-                msg: Msg::Commit { through: epoch | 4 },
-            },
-        ],
-    );
+    let delete = TxnOp::Delete { path: "/a".into() };
+    propose_from_2(&mut core, &mut t, &txn_at(epoch | 4, delete));
+    let ask = vec![Input::Shard(ToSeq::WantRoot)];
+    let out = commit_from_2(&mut core, &mut t, epoch | 4, ask);
     let c = published(&out);
     assert_eq!(c.len(), 1, "{out:?}");
     assert_eq!(c[0].zxid, (epoch | 4) as i64);
