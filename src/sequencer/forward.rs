@@ -59,27 +59,19 @@ impl Fwd {
     /// per forwarded write).
     pub fn encode_request(session_id: i64, xid: i32, ids: &[Id], req: &Request) -> Bytes {
         let mut out = Vec::with_capacity(request_len_hint(ids, req));
-        out.put_i32(TAG_REQUEST);
-        out.put_i64(session_id);
-        out.put_vec(ids);
-        // The request as the client framed it: header (xid, op) and body.
-        req.encode(xid, &mut out);
+        put_request(&mut out, session_id, xid, ids, req);
         out.into()
     }
 
     pub fn encode(&self) -> Bytes {
-        if let Fwd::Request {
-            session_id,
-            xid,
-            ids,
-            req,
-        } = self
-        {
-            return Fwd::encode_request(*session_id, *xid, ids, req);
-        }
         let mut out = Vec::with_capacity(self.len_hint());
         match self {
-            Fwd::Request { .. } => unreachable!("encoded above"),
+            Fwd::Request {
+                session_id,
+                xid,
+                ids,
+                req,
+            } => put_request(&mut out, *session_id, *xid, ids, req),
             Fwd::CreateSession {
                 session_id,
                 timeout_ms,
@@ -205,6 +197,15 @@ impl Answer {
         r.finish("answer").map_err(err)?;
         Ok(a)
     }
+}
+
+/// Appends the encoding of `Fwd::Request { session_id, xid, ids, req }`.
+fn put_request(out: &mut Vec<u8>, session_id: i64, xid: i32, ids: &[Id], req: &Request) {
+    out.put_i32(TAG_REQUEST);
+    out.put_i64(session_id);
+    out.put_vec(ids);
+    // The request as the client framed it: header (xid, op) and body.
+    req.encode(xid, out);
 }
 
 /// `Fwd::len_hint` of a request.
