@@ -530,16 +530,14 @@ pub struct Sequencer {
     owners: HashMap<i64, ConnRef>,
     /// This pass's entries and txns.
     entries: Vec<Entry>,
-    /// This pass's txns, their payloads filled in at the end of the pass from
-    /// `pass_buf`, where each txn's record is encoded after the one before it
-    /// (`pass_ends`: where each ends). One buffer a pass, sliced into the txns' payloads,
-    /// costs one allocation and one shared count a pass, where a `Vec` per record cost
-    /// an allocation, and another to make it shareable the first time the log, the
-    /// in-memory ZAB log or a PROPOSAL took a copy (~3% of a leader's CPU under setData
-    /// on 3 servers).
-    pass_txns: Vec<zab::Txn>,
+    /// This pass's txns: (zxid, where its record ends in `pass_buf`), each record encoded
+    /// after the one before it. At the end of the pass the buffer is sliced into the
+    /// txns' payloads: one allocation and one shared count a pass, where a `Vec` per
+    /// record cost an allocation, and another to make it shareable the first time the
+    /// log, the in-memory ZAB log or a PROPOSAL took a copy (~3% of a leader's CPU under
+    /// setData on 3 servers).
+    pass_txns: Vec<(u64, usize)>,
     pass_buf: Vec<u8>,
-    pass_ends: Vec<usize>,
     pending: VecDeque<Pending>,
     /// Standalone: every record up to this zxid is durable.
     durable_zxid: i64,
@@ -734,7 +732,6 @@ impl Sequencer {
             entries: Vec::new(),
             pass_txns: Vec::new(),
             pass_buf: Vec::new(),
-            pass_ends: Vec::new(),
             pending: VecDeque::new(),
             durable_zxid: zxid,
             appended_zxid: zxid,
@@ -1506,11 +1503,7 @@ impl Sequencer {
         };
         let applied = self.tree.apply_found(&txn, found);
         crate::storage::txn_codec::encode_txn(&txn, &mut self.pass_buf);
-        self.pass_ends.push(self.pass_buf.len());
-        self.pass_txns.push(zab::Txn {
-            zxid: zxid as u64,
-            payload: Bytes::new(),
-        });
+        self.pass_txns.push((zxid as u64, self.pass_buf.len()));
         if closes {
             self.sessions.remove(session_id);
             self.owners.remove(&session_id);
@@ -1999,8 +1992,6 @@ impl Sequencer {
             });
         }
         if !self.pass_txns.is_empty() {
-            let n = self.pass_txns.len();
-            let mut txns = std::mem::replace(&mut self.pass_txns, Vec::with_capacity(n));
             // The next pass's buffer starts about as large as this one ended (passes
             // of a busy server are alike), within a bound: a pass that carried one
             // large txn must not make every later buffer large.
@@ -2014,11 +2005,15 @@ impl Sequencer {
             }
             let buf = Bytes::from(full);
             let mut start = 0;
-            for (t, &end) in txns.iter_mut().zip(&self.pass_ends) {
-                t.payload = buf.slice(start..end);
-                start = end;
-            }
-            self.pass_ends.clear();
+            let txns: Vec<zab::Txn> = self
+                .pass_txns
+                .drain(..)
+                .map(|(zxid, end)| {
+                    let payload = buf.slice(start..end);
+                    start = end;
+                    zab::Txn { zxid, payload }
+                })
+                .collect();
             match self.role {
                 Role::Standalone => {
                     self.appended_zxid = self.zxid;
@@ -2255,7 +2250,6 @@ impl Sequencer {
         converted.extend(self.entries.drain(..).filter_map(fail));
         self.pass_txns.clear();
         self.pass_buf.clear();
-        self.pass_ends.clear();
         self.tree = self.committed_root().clone();
         self.zxid = at;
         let mut shards = 0;
