@@ -726,19 +726,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
-        eprintln!(
-            "ringkeeper: cannot create dataDir {}: {e}",
-            cfg.data_dir.display()
-        );
-        return ExitCode::from(1);
-    }
-    if let Err(e) = std::fs::create_dir_all(&cfg.data_log_dir) {
-        eprintln!(
-            "ringkeeper: cannot create dataLogDir {}: {e}",
-            cfg.data_log_dir.display()
-        );
-        return ExitCode::from(1);
+    for (key, dir) in [
+        ("dataDir", &cfg.data_dir),
+        ("dataLogDir", &cfg.data_log_dir),
+    ] {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("ringkeeper: cannot create {key} {}: {e}", dir.display());
+            return ExitCode::from(1);
+        }
     }
     // Held until the process ends: a second server on these directories refuses to start
     // (before the import below, which writes into them).
