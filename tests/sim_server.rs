@@ -98,6 +98,7 @@ fn broken(name: &str) -> Broken {
         "answer_forward_early" => b.answer_forward_early = true,
         "learner_expires_sessions" => b.learner_expires_sessions = true,
         "sync_answered_early" => b.sync_answered_early = true,
+        "rollback_skips_replay" => b.rollback_skips_replay = true,
         other => panic!("unknown broken variant {other}"),
     }
     b
@@ -170,5 +171,11 @@ fn catches_a_read_on_an_older_root_than_the_answers_carry() {
 #[test]
 fn catches_a_sync_answered_before_the_follower_caught_up() {
     let (seed, e) = first_failure("sync_answered_early", 200);
+    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+}
+
+#[test]
+fn catches_a_leader_rollback_that_skips_committed_txns() {
+    let (seed, e) = first_failure("rollback_skips_replay", 200);
     println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
 }

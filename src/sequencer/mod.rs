@@ -83,7 +83,7 @@ use crate::prep::{self, Caller, PrepConfig, PrepError};
 use crate::proto::{Code, ConnectRequest, CreateMode, MultiOp, OpCode, Request};
 use crate::session::{self, SessionTracker};
 use crate::storage::snapshot::SnapPolicy;
-use crate::tree::DataTree;
+use crate::tree::{Counts, DataTree};
 use crate::txn::{Applied, Txn, TxnOp};
 use crate::zab::msg::Msg;
 use crate::zab::peer::{self, EpochKind, LearnerCounts, Peer};
@@ -171,6 +171,9 @@ pub struct Broken {
     pub learner_expires_sessions: bool,
     /// A learner answers a sync at once, without waiting to reach the leader's zxid.
     pub sync_answered_early: bool,
+    /// A leader that rolls back takes its newest held root as the published state,
+    /// without replaying the txns committed since it was kept.
+    pub rollback_skips_replay: bool,
 }
 
 /// Settings of the core.
@@ -206,6 +209,11 @@ pub struct CoreConfig {
     /// ([`ROOTS_AFTER_ASK_MS`]; see `Commit::root`). The simulator also runs with 0, so
     /// that nearly every read on a learner waits for the root it asks for.
     pub roots_after_ask_ms: i64,
+    /// A leader keeps a pass's root after at most this many txns (or
+    /// [`ROLLBACK_ROOT_BYTES`] of records) without one ([`ROLLBACK_ROOT_TXNS`]): a
+    /// rollback replays at most that many from the in-memory ZAB log, and the nodes
+    /// replaced since are kept alive for it.
+    pub rollback_root_txns: usize,
     pub broken: Broken,
 }
 
@@ -411,8 +419,11 @@ pub enum Mode {
 struct Pending {
     last_zxid: i64,
     entries: Vec<Entry>,
-    /// `None`: a learner's pass no shard asked a root for (see `Commit::root`).
+    /// `None`: a pass no shard asked a root for, on a learner or a leader (see
+    /// `Commit::root` and `Sequencer::pass_root`).
     root: Option<DataTree>,
+    /// The tree's numbers after the pass.
+    counts: Counts,
     /// Client writes in the pass (samples for the write-stage histograms).
     writes: u64,
     shards: u64,
@@ -503,6 +514,15 @@ struct Ensemble {
 /// last read, not at all.
 pub const ROOTS_AFTER_ASK_MS: i64 = 1000;
 
+/// See `CoreConfig::rollback_root_txns`: a rollback replays at most a few ms of txns,
+/// and a leader copies each leaf its writes touch about once per this many txns,
+/// instead of once per pass.
+pub const ROLLBACK_ROOT_TXNS: usize = 4096;
+
+/// A leader keeps a pass's root after at most this many bytes of records without one:
+/// the nodes replaced since stay alive for a rollback, and large ones must not pile up.
+pub const ROLLBACK_ROOT_BYTES: usize = 8 << 20;
+
 /// Most bytes a pass's record buffer (`Sequencer::pass_buf`) starts with.
 const PASS_BUF_START_MAX: usize = 256 << 10;
 
@@ -514,11 +534,25 @@ pub struct Sequencer {
     tree: DataTree,
     /// The zxid of `tree`'s last txn.
     zxid: i64,
-    /// The root and zxid last published (always safe). `None` on a learner: there the
-    /// published state is `tree` itself once a pass is published (learners apply only
-    /// committed txns), and a second handle on it would make every later pass copy the
-    /// leaves it writes.
-    committed: (Option<DataTree>, i64),
+    /// The zxid last published (always safe).
+    committed_zxid: i64,
+    /// The numbers `mntr` shows of the published state.
+    committed_counts: Counts,
+    /// The newest root this core holds of a published state, and its zxid (at most
+    /// `committed_zxid`): what a leader's tree falls back to. Every root kept makes the
+    /// next pass copy each leaf it writes, so only some passes keep one (`pass_root`):
+    ///
+    /// - `None` on a learner: its tree is the published state once a pass is published
+    ///   (learners apply only committed txns).
+    /// - On a leader it may be older than `committed_zxid`; the in-memory ZAB log holds
+    ///   every txn since (`committed_root` replays them).
+    /// - Standalone and looking, every pass keeps one.
+    held: Option<(DataTree, i64)>,
+    /// Leader: txns and record bytes made since the last pass that kept a root (see
+    /// `CoreConfig::rollback_root_txns`).
+    since_root: (usize, usize),
+    /// A snapshot is due and waits for a root of a published state.
+    snapshot_wanted: bool,
     /// A shard asked for a root (`ToSeq::WantRoot`) that no commit has carried yet.
     want_root: bool,
     /// Until then (the core's clock) every pass publishes a root: a shard asked
@@ -724,7 +758,11 @@ impl Sequencer {
         let purge = cfg.snapshots.as_ref().map_or(0, |s| s.purge_interval_ms);
         let mut core = Sequencer {
             role,
-            committed: (Some(tree.clone()), zxid),
+            committed_zxid: zxid,
+            committed_counts: tree.counts(),
+            held: Some((tree.clone(), zxid)),
+            since_root: (0, 0),
+            snapshot_wanted: false,
             want_root: false,
             roots_until_ms: 0,
             sessions,
@@ -801,12 +839,56 @@ impl Sequencer {
 
     /// The zxid last published.
     pub fn committed_zxid(&self) -> i64 {
-        self.committed.1
+        self.committed_zxid
     }
 
-    /// The root last published.
-    pub fn committed_root(&self) -> &DataTree {
-        self.committed.0.as_ref().unwrap_or(&self.tree)
+    /// The numbers `mntr` shows of the published state.
+    pub fn committed_counts(&self) -> Counts {
+        self.committed_counts
+    }
+
+    /// The published state's root, if one is at hand: held, or the tree itself when
+    /// nothing runs ahead of what is published.
+    fn root_at_committed(&self) -> Option<DataTree> {
+        match &self.held {
+            Some((root, at)) if *at == self.committed_zxid => Some(root.clone()),
+            _ if self.zxid == self.committed_zxid => Some(self.tree.clone()),
+            _ => None,
+        }
+    }
+
+    /// The root last published. On a leader whose newest held root is older, it is
+    /// rebuilt: that root with the txns committed since, replayed from the in-memory ZAB
+    /// log (at most `CoreConfig::rollback_root_txns` of them).
+    pub fn committed_root(&self) -> DataTree {
+        if let Some(root) = self.root_at_committed() {
+            return root;
+        }
+        let Some((base, from)) = &self.held else {
+            // A learner: its tree holds only committed txns.
+            return self.tree.clone();
+        };
+        let log = self
+            .ens
+            .as_ref()
+            .expect("a held root behind the published state is a leader's")
+            .peer
+            .log();
+        let to = self.committed_zxid;
+        let start = log.partition_point(|t| t.zxid as i64 <= *from);
+        assert!(
+            log.get(start).is_some_and(|t| t.zxid as i64 > *from),
+            "the ZAB log holds the txns after the held root {from:#x}"
+        );
+        let mut tree = base.clone();
+        if self.cfg.broken.rollback_skips_replay {
+            return tree;
+        }
+        for t in log[start..].iter().take_while(|t| t.zxid as i64 <= to) {
+            tree.apply(&decode(t.zxid, &t.payload));
+        }
+        assert_eq!(tree.zxid(), to, "replayed through the published zxid");
+        tree
     }
 
     /// A shard asked for a root: the next commit carries one, and every pass for a
@@ -821,17 +903,36 @@ impl Sequencer {
     /// applies only committed txns, so its tree is that state, including what this pass
     /// applied (published at its end).
     fn hold_committed_root(&mut self) {
-        if self.committed.0.is_none() {
-            self.committed = (Some(self.tree.clone()), self.zxid);
+        if self.held.is_none() {
+            self.held = Some((self.tree.clone(), self.zxid));
+            self.committed_zxid = self.zxid;
+            self.committed_counts = self.tree.counts();
+            self.since_root = (0, 0);
         }
     }
 
-    /// The root for a pass ending now: always, except on a learner no shard asked.
+    /// The root for a pass ending now, or `None` when nobody needs one: a learner's
+    /// shards did not ask; a leader's did not, no snapshot waits, and its last root is
+    /// recent enough to roll back from (`CoreConfig::rollback_root_txns`).
     fn pass_root(&mut self) -> Option<DataTree> {
-        if self.role == Role::Learner && !self.want_root && self.now_ms >= self.roots_until_ms {
+        let asked = self.want_root || self.now_ms < self.roots_until_ms;
+        let needed = match self.role {
+            Role::Learner => asked,
+            Role::Leader => {
+                self.since_root.0 += self.pass_txns.len();
+                self.since_root.1 += self.pass_buf.len();
+                asked
+                    || self.snapshot_wanted
+                    || self.since_root.0 >= self.cfg.rollback_root_txns
+                    || self.since_root.1 >= ROLLBACK_ROOT_BYTES
+            }
+            Role::Standalone | Role::Looking => true,
+        };
+        if !needed {
             return None;
         }
         self.want_root = false;
+        self.since_root = (0, 0);
         Some(self.tree.clone())
     }
 
@@ -1983,13 +2084,8 @@ impl Sequencer {
             // server's passes are alike, and growing one by doubling costs a few copies.
             let n = self.entries.len();
             let root = self.pass_root();
-            self.pending.push_back(Pending {
-                last_zxid: self.zxid,
-                entries: std::mem::replace(&mut self.entries, Vec::with_capacity(n)),
-                root,
-                writes,
-                shards,
-            });
+            let entries = std::mem::replace(&mut self.entries, Vec::with_capacity(n));
+            self.push_pending(entries, root, writes, shards);
         }
         if !self.pass_txns.is_empty() {
             // The next pass's buffer starts about as large as this one ended (passes
@@ -2091,22 +2187,17 @@ impl Sequencer {
         };
         while self.pending.front().is_some_and(|p| p.last_zxid <= limit) {
             let p = self.pending.pop_front().expect("front exists");
-            let snapshot_due = self.count_for_snapshot(&p.entries);
-            // A learner publishes each pass at its end (`limit` is `zxid`): its tree is
-            // the published state, held by no second handle.
-            let at_tree = p.last_zxid == self.zxid;
-            self.committed = if self.role == Role::Learner && at_tree {
-                (None, p.last_zxid)
-            } else {
-                let root = p
-                    .root
-                    .clone()
-                    .or_else(|| at_tree.then(|| self.tree.clone()));
-                (
-                    Some(root.expect("a pass without a root is published at its end")),
-                    p.last_zxid,
-                )
-            };
+            self.snapshot_wanted |= self.count_for_snapshot(&p.entries);
+            self.committed_zxid = p.last_zxid;
+            self.committed_counts = p.counts;
+            if self.role == Role::Learner && p.last_zxid == self.zxid {
+                // A learner publishes each pass at its end (`limit` is `zxid`): its tree
+                // is the published state, held by no second handle.
+                self.held = None;
+            } else if let Some(root) = &p.root {
+                self.held = Some((root.clone(), p.last_zxid));
+            }
+            // Else a leader's pass without a root: a rollback replays it.
             self.out.push(Output::Publish(Commit {
                 entries: p.entries,
                 root: p.root,
@@ -2114,27 +2205,50 @@ impl Sequencer {
                 writes: p.writes,
                 shards: p.shards,
             }));
-            if snapshot_due {
-                self.out.push(Output::Snapshot {
-                    root: self.committed_root().clone(),
-                    zxid: self.committed.1,
-                });
-                if let Some(p) = &mut self.policy {
-                    p.reset();
+            if self.snapshot_wanted {
+                // Else the next pass keeps a root (`pass_root`), snapshotted once published.
+                if let Some(root) = self.root_at_committed() {
+                    self.snapshot_wanted = false;
+                    self.out.push(Output::Snapshot {
+                        root,
+                        zxid: self.committed_zxid,
+                    });
+                    if let Some(p) = &mut self.policy {
+                        p.reset();
+                    }
                 }
             }
         }
-        // A shard waits for a root and no pass carried one: the published state's.
+        // A shard waits for a root and no pass carried one: the published state's
+        // (nothing is pending, so nothing runs ahead of it).
         if self.want_root && self.pending.is_empty() {
             self.want_root = false;
             self.out.push(Output::Publish(Commit {
                 entries: Vec::new(),
-                root: Some(self.committed_root().clone()),
-                zxid: self.committed.1,
+                root: Some(self.committed_root()),
+                zxid: self.committed_zxid,
                 writes: 0,
                 shards: 0,
             }));
         }
+    }
+
+    /// Queues a pass ending at the tree's zxid, to publish once its txns are safe.
+    fn push_pending(
+        &mut self,
+        entries: Vec<Entry>,
+        root: Option<DataTree>,
+        writes: u64,
+        shards: u64,
+    ) {
+        self.pending.push_back(Pending {
+            last_zxid: self.zxid,
+            entries,
+            root,
+            counts: self.tree.counts(),
+            writes,
+            shards,
+        });
     }
 
     /// Counts a pass's committed txns toward the snapshot policy, each with its log
@@ -2217,7 +2331,7 @@ impl Sequencer {
     /// client retries, as after ZooKeeper's leader drops its connections.
     fn abandon_unsafe(&mut self, code: Code) {
         self.publish_safe();
-        let at = self.committed.1;
+        let at = self.committed_zxid;
         let fail = |e: Entry| -> Option<Entry> {
             match e {
                 Entry::Txn { origin: None, .. } => None,
@@ -2250,7 +2364,8 @@ impl Sequencer {
         converted.extend(self.entries.drain(..).filter_map(fail));
         self.pass_txns.clear();
         self.pass_buf.clear();
-        self.tree = self.committed_root().clone();
+        self.tree = self.committed_root();
+        self.held = Some((self.tree.clone(), at));
         self.zxid = at;
         let mut shards = 0;
         for e in &converted {
@@ -2261,13 +2376,7 @@ impl Sequencer {
             };
         }
         if !converted.is_empty() {
-            self.pending.push_back(Pending {
-                last_zxid: at,
-                entries: converted,
-                root: Some(self.tree.clone()),
-                writes: 0,
-                shards,
-            });
+            self.push_pending(converted, Some(self.tree.clone()), 0, shards);
         }
         self.rebuild_sessions();
         self.publish_safe();
@@ -2710,13 +2819,7 @@ impl Sequencer {
             .tree
             .set_config_node(m.text().as_bytes(), m.version as i64, 0)
         {
-            self.pending.push_back(Pending {
-                last_zxid: self.zxid,
-                entries: Vec::new(),
-                root: Some(self.tree.clone()),
-                writes: 0,
-                shards: 0,
-            });
+            self.push_pending(Vec::new(), Some(self.tree.clone()), 0, 0);
         }
     }
 
@@ -2828,17 +2931,13 @@ impl Sequencer {
             }
             self.tree = tree;
             self.zxid = at;
-            self.committed = (Some(self.tree.clone()), at);
+            self.held = Some((self.tree.clone(), at));
+            self.committed_zxid = at;
+            self.committed_counts = self.tree.counts();
             self.rebuild_sessions();
             self.installed_tree_config();
             // The shards' views move with it (a syncing learner serves no clients).
-            self.pending.push_back(Pending {
-                last_zxid: at,
-                entries: Vec::new(),
-                root: Some(self.tree.clone()),
-                writes: 0,
-                shards: 0,
-            });
+            self.push_pending(Vec::new(), Some(self.tree.clone()), 0, 0);
             self.out.push(Output::Log(format!(
                 "{done:?}: the tree is now the state at zxid {at:#x} ({} znodes)",
                 self.tree.len()

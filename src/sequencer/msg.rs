@@ -108,10 +108,11 @@ pub enum Entry {
 #[derive(Debug)]
 pub struct Commit {
     pub entries: Vec<Entry>,
-    /// The tree after this commit. A learner leaves it out unless a shard asked for one
-    /// (`ToSeq::WantRoot`) since its last: a root kept by anyone makes the next pass copy
-    /// every leaf it writes (see `docs/write-path.md`, "Roots on request"). A leader
-    /// and a standalone server always publish one.
+    /// The tree after this commit. A learner or a leader leaves it out unless a shard
+    /// asked for one (`ToSeq::WantRoot`) since its last: a root kept by anyone makes the
+    /// next pass copy every leaf it writes (see `docs/write-path.md`, "Roots on
+    /// request"). A leader also keeps one every few thousand txns, to roll back to; a
+    /// standalone server publishes one every time.
     pub root: Option<DataTree>,
     pub zxid: i64,
     /// Client writes answered by it (samples for the write-stage histograms).

@@ -24,6 +24,7 @@ fn config() -> CoreConfig {
         local_sessions: false,
         local_upgrading: false,
         roots_after_ask_ms: ROOTS_AFTER_ASK_MS,
+        rollback_root_txns: ROLLBACK_ROOT_TXNS,
         broken: Broken::default(),
     }
 }
@@ -247,6 +248,10 @@ fn time_never_goes_back() {
 fn lone_leader(max_counter: u32) -> Sequencer {
     let mut cfg = config();
     cfg.ensemble = Some(member_1_of(vec![1], 50, max_counter));
+    lone_leader_with(cfg)
+}
+
+fn lone_leader_with(cfg: CoreConfig) -> Sequencer {
     let mut core = Sequencer::new(cfg, DataTree::new(), 0, 0, 1_700_000_000_000);
     let mut out = pass(&mut core, 0, vec![Input::Elected { leader: 1 }]);
     // Carry out epoch writes until established (bounded).
@@ -353,6 +358,52 @@ fn a_leader_at_the_end_of_its_epoch_renews_it_in_place_and_loses_no_write() {
     let mut sorted = all_logged.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, all_logged, "one zxid order");
+}
+
+#[test]
+fn a_leader_keeps_no_root_nobody_asked_for_and_still_rolls_back_exactly() {
+    let mut cfg = config();
+    cfg.ensemble = Some(member_1_of(vec![1], 50, u32::MAX));
+    cfg.rollback_root_txns = 3;
+    let mut core = lone_leader_with(cfg);
+    let mut t = 100;
+    let out = settle(&mut core, &mut t, vec![connect(1)]);
+    assert!(published(&out).iter().all(|c| c.root.is_none()), "{out:?}");
+    let s = core.committed_root().sessions().next().unwrap().0;
+    // Four writes, one a pass: the third txn (with the session's) keeps a root, to roll
+    // back to; the others keep none.
+    let mut roots = Vec::new();
+    for i in 0..4 {
+        let out = settle(
+            &mut core,
+            &mut t,
+            vec![create(1, s, i + 1, &format!("/n{i}"))],
+        );
+        roots.extend(published(&out).iter().map(|c| c.root.is_some()));
+    }
+    assert_eq!(roots, vec![false, true, false, false]);
+    // A fifth is logged, not durable, when the log fails: the leader rolls back to the
+    // published state, rebuilt from its last root and the txns committed since.
+    let out = pass(&mut core, t, vec![create(1, s, 5, "/n4")]);
+    let z = appended(&out);
+    assert_eq!(z.len(), 1);
+    let error = "EIO".to_string();
+    let out = pass(
+        &mut core,
+        t + 1,
+        vec![Input::LogFailed {
+            first: z[0],
+            last: z[0],
+            error,
+        }],
+    );
+    assert_eq!(core.role(), Role::Looking, "{out:?}");
+    assert_eq!(failed_codes(&out), vec![Code::ConnectionLoss]);
+    assert_eq!(core.last_zxid(), z[0] - 1);
+    let root = core.committed_root();
+    assert_eq!(root.zxid(), z[0] - 1);
+    assert!((0..4).all(|i| root.exists(&format!("/n{i}"))));
+    assert!(!root.exists("/n4"), "the write never committed");
 }
 
 /// Carries out the core's epoch writes and log appends until it asks for none, and

@@ -96,6 +96,7 @@ impl ServerConfig {
                 local_sessions: false,
                 local_upgrading: false,
                 roots_after_ask_ms: crate::sequencer::ROOTS_AFTER_ASK_MS,
+                rollback_root_txns: crate::sequencer::ROLLBACK_ROOT_TXNS,
                 broken: Default::default(),
             },
             storage: None,

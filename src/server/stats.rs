@@ -458,17 +458,14 @@ impl ServerState {
         self.watch_counts[shard].store(n as i64, Ordering::Relaxed);
     }
 
-    /// The first shard's view numbers: `view` at `zxid`.
-    pub fn publish_view(&self, view: &crate::tree::DataTree, zxid: i64) {
+    /// The published state's numbers: `counts` at `zxid`.
+    pub fn publish_view(&self, counts: &crate::tree::Counts, zxid: i64) {
         let p = &self.published;
-        p.node_count
-            .store(view.node_count() as i64, Ordering::Relaxed);
+        p.node_count.store(counts.nodes as i64, Ordering::Relaxed);
         p.ephemerals
-            .store(view.ephemeral_count() as i64, Ordering::Relaxed);
-        p.data_size
-            .store(view.approximate_data_size(), Ordering::Relaxed);
-        p.sessions
-            .store(view.session_count() as i64, Ordering::Relaxed);
+            .store(counts.ephemerals as i64, Ordering::Relaxed);
+        p.data_size.store(counts.data_size, Ordering::Relaxed);
+        p.sessions.store(counts.sessions as i64, Ordering::Relaxed);
         p.zxid.store(zxid, Ordering::Relaxed);
     }
 

@@ -329,6 +329,18 @@ pub struct Found {
     fields: Option<Fields>,
 }
 
+/// The numbers `mntr` shows of a tree (see [`DataTree::counts`]): kept with a published
+/// state whose root nobody holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// [`DataTree::node_count`].
+    pub nodes: usize,
+    pub ephemerals: usize,
+    /// [`DataTree::approximate_data_size`].
+    pub data_size: i64,
+    pub sessions: usize,
+}
+
 /// The persistent data tree. See the module header.
 ///
 /// Owned by the sequencer thread (the only writer); clones travel to shards as read
@@ -690,6 +702,16 @@ impl DataTree {
 
     pub fn ephemeral_count(&self) -> usize {
         self.ephemeral_count
+    }
+
+    /// The numbers `mntr` shows of this tree.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            nodes: self.node_count(),
+            ephemerals: self.ephemeral_count,
+            data_size: self.data_size,
+            sessions: self.sessions.len(),
+        }
     }
 
     /// Container nodes' paths, sorted.

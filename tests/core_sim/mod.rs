@@ -516,12 +516,19 @@ impl Sim {
             read_only: false,
             local_sessions: self.opts.local_sessions,
             local_upgrading: self.opts.local_upgrading,
-            // Half the seeds: a learner's reads wait for the root they ask for nearly
-            // every time, instead of finding the roots a recent ask keeps coming.
+            // Half the seeds: reads wait for the root they ask for nearly every time,
+            // instead of finding the roots a recent ask keeps coming.
             roots_after_ask_ms: if self.opts.seed.is_multiple_of(2) {
                 0
             } else {
                 sequencer::ROOTS_AFTER_ASK_MS
+            },
+            // A leader's rollback replays from a root kept a few txns back, or (the
+            // default) from the one it kept when it took office, on most seeds.
+            rollback_root_txns: match self.opts.seed % 3 {
+                0 => 1,
+                1 => 5,
+                _ => sequencer::ROLLBACK_ROOT_TXNS,
             },
             broken: self.opts.broken,
         }
