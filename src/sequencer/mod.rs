@@ -868,18 +868,21 @@ impl Sequencer {
             // A learner: its tree holds only committed txns.
             return self.tree.clone();
         };
-        let log = self
+        let peer = &self
             .ens
             .as_ref()
             .expect("a held root behind the published state is a leader's")
-            .peer
-            .log();
+            .peer;
+        // Compaction stops at the snapshot before the newest, and every snapshot is of
+        // a held root: the log reaches back to this one.
+        assert!(
+            peer.log_base() as i64 <= *from,
+            "the ZAB log (from {:#x}) holds the txns after the held root {from:#x}",
+            peer.log_base()
+        );
+        let log = peer.log();
         let to = self.committed_zxid;
         let start = log.partition_point(|t| t.zxid as i64 <= *from);
-        assert!(
-            log.get(start).is_some_and(|t| t.zxid as i64 > *from),
-            "the ZAB log holds the txns after the held root {from:#x}"
-        );
         let mut tree = base.clone();
         if self.cfg.broken.rollback_skips_replay {
             return tree;
@@ -2209,6 +2212,11 @@ impl Sequencer {
                 // Else the next pass keeps a root (`pass_root`), snapshotted once published.
                 if let Some(root) = self.root_at_committed() {
                     self.snapshot_wanted = false;
+                    if self.role == Role::Leader {
+                        // A rollback never replays from before a snapshot: the log may be
+                        // compacted up to it.
+                        self.held = Some((root.clone(), self.committed_zxid));
+                    }
                     self.out.push(Output::Snapshot {
                         root,
                         zxid: self.committed_zxid,

@@ -406,6 +406,77 @@ fn a_leader_keeps_no_root_nobody_asked_for_and_still_rolls_back_exactly() {
     assert!(!root.exists("/n4"), "the write never committed");
 }
 
+#[test]
+fn a_leaders_rollback_replays_from_its_newest_snapshot_after_the_log_is_compacted() {
+    let mut cfg = config();
+    cfg.ensemble = Some(member_1_of(vec![1], 50, u32::MAX));
+    cfg.snapshots = Some(SnapshotConfig {
+        snap_count: 4,
+        snap_size_bytes: 0,
+        purge_interval_ms: 0,
+        diff_size_factor: -1.0,
+        seed: 1,
+    });
+    let mut core = lone_leader_with(cfg);
+    let mut t = 100;
+    settle(&mut core, &mut t, vec![connect(1)]);
+    let s = core.committed_root().sessions().next().unwrap().0;
+    // Writes until three snapshots were taken and made durable: the in-memory log is
+    // compacted to the second one. No shard asks for roots, and none falls due
+    // (`rollback_root_txns` is 4,096), so the snapshots are the leader's newest roots.
+    let mut snapshots = Vec::new();
+    let mut i = 0;
+    while snapshots.len() < 3 {
+        let out = settle(
+            &mut core,
+            &mut t,
+            vec![create(1, s, i + 1, &format!("/n{i}"))],
+        );
+        i += 1;
+        assert!(i < 100, "no snapshots");
+        for o in &out {
+            if let Output::Snapshot { zxid, .. } = o {
+                snapshots.push(*zxid);
+                let durable = Input::SnapshotDurable {
+                    zxid: *zxid,
+                    bytes: 1000,
+                };
+                settle(&mut core, &mut t, vec![durable]);
+            }
+        }
+    }
+    let base = core.peer().unwrap().log_base() as i64;
+    assert_eq!(
+        base, snapshots[1],
+        "compacted to the snapshot before the newest"
+    );
+    // Two more writes, then one the log fails: the rollback replays from the newest
+    // snapshot's root, not from the root the leader took office with (its txns are gone).
+    for j in i..i + 2 {
+        settle(
+            &mut core,
+            &mut t,
+            vec![create(1, s, j + 1, &format!("/n{j}"))],
+        );
+    }
+    let out = pass(&mut core, t, vec![create(1, s, i + 3, "/last")]);
+    let z = appended(&out);
+    let error = "EIO".to_string();
+    pass(
+        &mut core,
+        t + 1,
+        vec![Input::LogFailed {
+            first: z[0],
+            last: z[0],
+            error,
+        }],
+    );
+    assert_eq!(core.role(), Role::Looking);
+    let root = core.committed_root();
+    assert!((0..i + 2).all(|j| root.exists(&format!("/n{j}"))));
+    assert!(!root.exists("/last"));
+}
+
 /// Carries out the core's epoch writes and log appends until it asks for none, and
 /// returns everything it output.
 fn settle(core: &mut Sequencer, t: &mut i64, inputs: Vec<Input>) -> Vec<Output> {
