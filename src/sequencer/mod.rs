@@ -907,11 +907,16 @@ impl Sequencer {
     /// applied (published at its end).
     fn hold_committed_root(&mut self) {
         if self.held.is_none() {
-            self.held = Some((self.tree.clone(), self.zxid));
-            self.committed_zxid = self.zxid;
-            self.committed_counts = self.tree.counts();
-            self.since_root = (0, 0);
+            self.hold_tree_as_published();
         }
+    }
+
+    /// The tree is the published state (nothing runs ahead of it): held as such.
+    fn hold_tree_as_published(&mut self) {
+        self.held = Some((self.tree.clone(), self.zxid));
+        self.committed_zxid = self.zxid;
+        self.committed_counts = self.tree.counts();
+        self.since_root = (0, 0);
     }
 
     /// The root for a pass ending now, or `None` when nobody needs one: a learner's
@@ -2373,8 +2378,8 @@ impl Sequencer {
         self.pass_txns.clear();
         self.pass_buf.clear();
         self.tree = self.committed_root();
-        self.held = Some((self.tree.clone(), at));
         self.zxid = at;
+        self.hold_tree_as_published();
         let mut shards = 0;
         for e in &converted {
             shards |= match e {
@@ -2939,9 +2944,7 @@ impl Sequencer {
             }
             self.tree = tree;
             self.zxid = at;
-            self.held = Some((self.tree.clone(), at));
-            self.committed_zxid = at;
-            self.committed_counts = self.tree.counts();
+            self.hold_tree_as_published();
             self.rebuild_sessions();
             self.installed_tree_config();
             // The shards' views move with it (a syncing learner serves no clients).
