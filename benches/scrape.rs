@@ -37,7 +37,7 @@ fn main() {
         m.zk.propagation_latency.record(d);
         m.zk.fsynctime.record(i % 30);
     }
-    st.publish_view(&ringkeeper::tree::DataTree::new().counts(), 1);
+    st.publish_counts(&ringkeeper::tree::DataTree::new().counts(), 1);
     let b = |count, sum| ByteSummary {
         count,
         sum,

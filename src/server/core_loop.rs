@@ -1715,7 +1715,7 @@ impl CoreLoop {
         // The numbers `mntr` shows, from the published state (a learner's shards may
         // hold an older root: they get a newer one when a read needs it).
         self.state
-            .publish_view(&self.seq.committed_counts(), self.seq.committed_zxid());
+            .publish_counts(&self.seq.committed_counts(), self.seq.committed_zxid());
         for i in 1..self.signals.len() {
             if Chain::should_wake(&node, i, &self.signals[i]) {
                 Wake::wake(&self.wakers[i]);

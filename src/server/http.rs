@@ -466,7 +466,7 @@ mod tests {
     fn metrics_render_from_what_the_loops_published_without_asking_them() {
         let st = state();
         assert!(st.shard_inboxes().is_empty(), "no loop to ask");
-        st.publish_view(&crate::tree::DataTree::new().counts(), 7);
+        st.publish_counts(&crate::tree::DataTree::new().counts(), 7);
         st.publish_watches(0, 3);
         st.publish_watches(1, 4);
         st.publish_outstanding(1, 2);

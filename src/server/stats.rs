@@ -459,7 +459,7 @@ impl ServerState {
     }
 
     /// The published state's numbers: `counts` at `zxid`.
-    pub fn publish_view(&self, counts: &crate::tree::Counts, zxid: i64) {
+    pub fn publish_counts(&self, counts: &crate::tree::Counts, zxid: i64) {
         let p = &self.published;
         p.node_count.store(counts.nodes as i64, Ordering::Relaxed);
         p.ephemerals
