@@ -57,7 +57,7 @@
 //! # Failures of the log
 //!
 //! Standalone: a failed write fails every write it covered and every later one not yet
-//! durable (SYSTEMERROR), the speculative tree falls back to the last published root, new
+//! durable (SYSTEMERROR), the speculative tree falls back to the published state, new
 //! writes fail at once until the log writer has reported on every batch sent before the
 //! failure; then writing resumes. Ensemble: the txns may already be on other servers (a
 //! leader proposed them; a learner received them), so nothing can be answered as failed:
@@ -209,9 +209,9 @@ pub struct CoreConfig {
     /// ([`ROOTS_AFTER_ASK_MS`]; see `Commit::root`). The simulator also runs with 0, so
     /// that nearly every read on a learner waits for the root it asks for.
     pub roots_after_ask_ms: i64,
-    /// A leader keeps a pass's root after at most this many txns (or
-    /// [`ROLLBACK_ROOT_BYTES`] of records) without one ([`ROLLBACK_ROOT_TXNS`]): a
-    /// rollback replays at most that many from the in-memory ZAB log, and the nodes
+    /// A leader or a standalone server keeps a pass's root after at most this many
+    /// txns (or [`ROLLBACK_ROOT_BYTES`] of records) without one
+    /// ([`ROLLBACK_ROOT_TXNS`]): a rollback replays at most that many, and the nodes
     /// replaced since are kept alive for it.
     pub rollback_root_txns: usize,
     pub broken: Broken,
@@ -424,6 +424,9 @@ struct Pending {
     root: Option<DataTree>,
     /// The tree's numbers after the pass.
     counts: Counts,
+    /// Leader, standalone: the pass's txns, for `Sequencer::replay` once published
+    /// without a root.
+    records: Vec<zab::Txn>,
     /// Client writes in the pass (samples for the write-stage histograms).
     writes: u64,
     shards: u64,
@@ -515,11 +518,12 @@ struct Ensemble {
 pub const ROOTS_AFTER_ASK_MS: i64 = 1000;
 
 /// See `CoreConfig::rollback_root_txns`: a rollback replays at most a few ms of txns,
-/// and a leader copies each leaf its writes touch about once per this many txns,
-/// instead of once per pass.
+/// and a leader or standalone server copies each leaf its writes touch about once per
+/// this many txns, instead of once per pass.
 pub const ROLLBACK_ROOT_TXNS: usize = 4096;
 
-/// A leader keeps a pass's root after at most this many bytes of records without one:
+/// A leader or a standalone server keeps a pass's root after at most this many bytes of
+/// records without one:
 /// the nodes replaced since stay alive for a rollback, and large ones must not pile up.
 pub const ROLLBACK_ROOT_BYTES: usize = 8 << 20;
 
@@ -544,11 +548,13 @@ pub struct Sequencer {
     ///
     /// - `None` on a learner: its tree is the published state once a pass is published
     ///   (learners apply only committed txns).
-    /// - On a leader it may be older than `committed_zxid`; the in-memory ZAB log holds
-    ///   every txn since (`committed_root` replays them).
-    /// - Standalone and looking, every pass keeps one.
+    /// - On a leader or a standalone server it may be older than `committed_zxid`:
+    ///   `replay` holds every txn since (`committed_root` replays them).
     held: Option<(DataTree, i64)>,
-    /// Leader: txns and record bytes made since the last pass that kept a root (see
+    /// Leader, standalone: the txns published since `held`'s zxid, in order.
+    replay: Vec<zab::Txn>,
+    /// Leader, standalone: txns and record bytes made since the last pass that kept a
+    /// root (see
     /// `CoreConfig::rollback_root_txns`).
     since_root: (usize, usize),
     /// A snapshot is due and waits for a root of a published state.
@@ -761,6 +767,7 @@ impl Sequencer {
             committed_zxid: zxid,
             committed_counts: tree.counts(),
             held: Some((tree.clone(), zxid)),
+            replay: Vec::new(),
             since_root: (0, 0),
             snapshot_wanted: false,
             want_root: false,
@@ -857,40 +864,29 @@ impl Sequencer {
         }
     }
 
-    /// The root last published. On a leader whose newest held root is older, it is
-    /// rebuilt: that root with the txns committed since, replayed from the in-memory ZAB
-    /// log (at most `CoreConfig::rollback_root_txns` of them).
+    /// The root last published. On a leader or a standalone server whose newest held
+    /// root is older, it is rebuilt: that root with the txns published since replayed
+    /// onto it (at most `CoreConfig::rollback_root_txns` of them).
     pub fn committed_root(&self) -> DataTree {
         if let Some(root) = self.root_at_committed() {
             return root;
         }
-        let Some((base, from)) = &self.held else {
+        let Some((base, _)) = &self.held else {
             // A learner: its tree holds only committed txns.
             return self.tree.clone();
         };
-        let peer = &self
-            .ens
-            .as_ref()
-            .expect("a held root behind the published state is a leader's")
-            .peer;
-        // Compaction stops at the snapshot before the newest, and every snapshot is of
-        // a held root: the log reaches back to this one.
-        assert!(
-            peer.log_base() as i64 <= *from,
-            "the ZAB log (from {:#x}) holds the txns after the held root {from:#x}",
-            peer.log_base()
-        );
-        let log = peer.log();
-        let to = self.committed_zxid;
-        let start = log.partition_point(|t| t.zxid as i64 <= *from);
         let mut tree = base.clone();
         if self.cfg.broken.rollback_skips_replay {
             return tree;
         }
-        for t in log[start..].iter().take_while(|t| t.zxid as i64 <= to) {
+        for t in &self.replay {
             tree.apply(&decode(t.zxid, &t.payload));
         }
-        assert_eq!(tree.zxid(), to, "replayed through the published zxid");
+        assert_eq!(
+            tree.zxid(),
+            self.committed_zxid,
+            "replayed through the published zxid"
+        );
         tree
     }
 
@@ -914,19 +910,21 @@ impl Sequencer {
     /// The tree is the published state (nothing runs ahead of it): held as such.
     fn hold_tree_as_published(&mut self) {
         self.held = Some((self.tree.clone(), self.zxid));
+        self.replay.clear();
         self.committed_zxid = self.zxid;
         self.committed_counts = self.tree.counts();
         self.since_root = (0, 0);
     }
 
     /// The root for a pass ending now, or `None` when nobody needs one: a learner's
-    /// shards did not ask; a leader's did not, no snapshot waits, and its last root is
-    /// recent enough to roll back from (`CoreConfig::rollback_root_txns`).
+    /// shards did not ask; a leader's or a standalone server's did not, no snapshot
+    /// waits, and its last root is recent enough to roll back from
+    /// (`CoreConfig::rollback_root_txns`).
     fn pass_root(&mut self) -> Option<DataTree> {
         let asked = self.want_root || self.now_ms < self.roots_until_ms;
         let needed = match self.role {
             Role::Learner => asked,
-            Role::Leader => {
+            Role::Leader | Role::Standalone => {
                 self.since_root.0 += self.pass_txns.len();
                 self.since_root.1 += self.pass_buf.len();
                 asked
@@ -934,7 +932,7 @@ impl Sequencer {
                     || self.since_root.0 >= self.cfg.rollback_root_txns
                     || self.since_root.1 >= ROLLBACK_ROOT_BYTES
             }
-            Role::Standalone | Role::Looking => true,
+            Role::Looking => true,
         };
         if !needed {
             return None;
@@ -2118,6 +2116,9 @@ impl Sequencer {
                     zab::Txn { zxid, payload }
                 })
                 .collect();
+            // A pass with txns has entries: it is the last pending one.
+            let pass = self.pending.back_mut().expect("the pass of these txns");
+            pass.records = txns.clone();
             match self.role {
                 Role::Standalone => {
                     self.appended_zxid = self.zxid;
@@ -2204,8 +2205,12 @@ impl Sequencer {
                 self.held = None;
             } else if let Some(root) = &p.root {
                 self.held = Some((root.clone(), p.last_zxid));
+                self.replay.clear();
+            } else {
+                // A leader's or standalone server's pass without a root: a rollback
+                // replays it.
+                self.replay.extend(p.records);
             }
-            // Else a leader's pass without a root: a rollback replays it.
             self.out.push(Output::Publish(Commit {
                 entries: p.entries,
                 root: p.root,
@@ -2217,10 +2222,10 @@ impl Sequencer {
                 // Else the next pass keeps a root (`pass_root`), snapshotted once published.
                 if let Some(root) = self.root_at_committed() {
                     self.snapshot_wanted = false;
-                    if self.role == Role::Leader {
-                        // A rollback never replays from before a snapshot: the log may be
-                        // compacted up to it.
+                    if self.held.is_some() {
+                        // A rollback starts from here, with nothing to replay.
                         self.held = Some((root.clone(), self.committed_zxid));
+                        self.replay.clear();
                     }
                     self.out.push(Output::Snapshot {
                         root,
@@ -2259,6 +2264,7 @@ impl Sequencer {
             entries,
             root,
             counts: self.tree.counts(),
+            records: Vec::new(),
             writes,
             shards,
         });
@@ -2781,7 +2787,10 @@ impl Sequencer {
             "history applied through the log's end"
         );
         e.quorum_committed = self.zxid;
-        self.hold_committed_root();
+        // The tree holds only committed txns here, some perhaps applied in this very
+        // pass (the history a sync brought), which no root holds yet: a rollback must
+        // not start from an older one.
+        self.hold_tree_as_published();
         self.role = Role::Leader;
         // Every session is tracked from now, with a full timeout, as ZooKeeper's new
         // leader does: whatever this server's tracker held (from its start, or an

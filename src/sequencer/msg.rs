@@ -108,11 +108,10 @@ pub enum Entry {
 #[derive(Debug)]
 pub struct Commit {
     pub entries: Vec<Entry>,
-    /// The tree after this commit. A learner or a leader leaves it out unless a shard
-    /// asked for one (`ToSeq::WantRoot`) since its last: a root kept by anyone makes the
-    /// next pass copy every leaf it writes (see `docs/write-path.md`, "Roots on
-    /// request"). A leader also keeps one every few thousand txns, to roll back to; a
-    /// standalone server publishes one every time.
+    /// The tree after this commit, left out unless a shard asked for one
+    /// (`ToSeq::WantRoot`) since the last: a root kept by anyone makes the next pass copy
+    /// every leaf it writes (see `docs/write-path.md`, "Roots on request"). A leader or
+    /// a standalone server also keeps one every few thousand txns, to roll back to.
     pub root: Option<DataTree>,
     pub zxid: i64,
     /// Client writes answered by it (samples for the write-stage histograms).

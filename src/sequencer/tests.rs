@@ -159,10 +159,12 @@ fn a_write_is_answered_only_once_durable_and_in_order() {
     assert_eq!(c[0].zxid, zxids[1]);
     assert_eq!(c[0].writes, 2);
     assert_eq!(c[0].shards, 1, "for shard 0");
-    let root = c[0]
-        .root
-        .as_ref()
-        .expect("a standalone server publishes roots");
+    assert!(c[0].root.is_none(), "a root nobody asked for");
+    // Asked while idle: a root of the published state at once.
+    let out = pass(&mut core, 13, vec![Input::Shard(ToSeq::WantRoot)]);
+    let c = published(&out);
+    assert_eq!((c.len(), c[0].zxid), (1, zxids[1]), "{out:?}");
+    let root = c[0].root.as_ref().expect("the asked root");
     assert!(root.exists("/a") && root.exists("/b"));
 }
 
@@ -224,9 +226,15 @@ fn a_failed_log_write_fails_its_writes_and_rolls_the_tree_back() {
         })
         .collect();
     assert_eq!(codes, vec![Code::SystemError, Code::SystemError]);
-    assert!(
-        !c[0].root.as_ref().expect("a root").exists("/b"),
-        "the failed create is not in the tree"
+    // The published state, rebuilt from the root kept when the session was made and
+    // the txn published since without one (the create of /a).
+    let root = c[0].root.as_ref().expect("a root");
+    assert!(root.exists("/a"), "the durable create is replayed");
+    assert!(!root.exists("/b"), "the failed create is not in the tree");
+    assert_eq!(
+        root.data("/a").map(|(_, s)| s.version),
+        Some(0),
+        "nor the failed set"
     );
     assert_eq!(core.last_zxid(), a, "the speculative tree fell back");
     // Writing resumes: the next write takes the zxid after the last durable one.
