@@ -907,10 +907,16 @@ impl Sequencer {
         }
     }
 
+    /// `root`, the published state at `at`, is the newest root held: nothing is left to
+    /// replay onto it.
+    fn hold(&mut self, root: DataTree, at: i64) {
+        self.held = Some((root, at));
+        self.replay.clear();
+    }
+
     /// The tree is the published state (nothing runs ahead of it): held as such.
     fn hold_tree_as_published(&mut self) {
-        self.held = Some((self.tree.clone(), self.zxid));
-        self.replay.clear();
+        self.hold(self.tree.clone(), self.zxid);
         self.committed_zxid = self.zxid;
         self.committed_counts = self.tree.counts();
         self.since_root = (0, 0);
@@ -2204,8 +2210,7 @@ impl Sequencer {
                 // is the published state, held by no second handle.
                 self.held = None;
             } else if let Some(root) = &p.root {
-                self.held = Some((root.clone(), p.last_zxid));
-                self.replay.clear();
+                self.hold(root.clone(), p.last_zxid);
             } else {
                 // A leader's or standalone server's pass without a root: a rollback
                 // replays it.
@@ -2224,8 +2229,7 @@ impl Sequencer {
                     self.snapshot_wanted = false;
                     if self.held.is_some() {
                         // A rollback starts from here, with nothing to replay.
-                        self.held = Some((root.clone(), self.committed_zxid));
-                        self.replay.clear();
+                        self.hold(root.clone(), self.committed_zxid);
                     }
                     self.out.push(Output::Snapshot {
                         root,
