@@ -392,24 +392,12 @@ fn a_leader_keeps_no_root_nobody_asked_for_and_still_rolls_back_exactly() {
     assert_eq!(roots, vec![false, true, false, false]);
     // A fifth is logged, not durable, when the log fails: the leader rolls back to the
     // published state, rebuilt from its last root and the txns committed since.
-    let out = pass(&mut core, t, vec![create(1, s, 5, "/n4")]);
-    let z = appended(&out);
-    assert_eq!(z.len(), 1);
-    let error = "EIO".to_string();
-    let out = pass(
-        &mut core,
-        t + 1,
-        vec![Input::LogFailed {
-            first: z[0],
-            last: z[0],
-            error,
-        }],
-    );
+    let (z, out) = a_create_the_log_fails(&mut core, t, create(1, s, 5, "/n4"));
     assert_eq!(core.role(), Role::Looking, "{out:?}");
     assert_eq!(failed_codes(&out), vec![Code::ConnectionLoss]);
-    assert_eq!(core.last_zxid(), z[0] - 1);
+    assert_eq!(core.last_zxid(), z - 1);
     let root = core.committed_root();
-    assert_eq!(root.zxid(), z[0] - 1);
+    assert_eq!(root.zxid(), z - 1);
     assert!((0..4).all(|i| root.exists(&format!("/n{i}"))));
     assert!(!root.exists("/n4"), "the write never committed");
 }
@@ -467,22 +455,24 @@ fn a_leaders_rollback_replays_from_its_newest_snapshot_after_the_log_is_compacte
             vec![create(1, s, j + 1, &format!("/n{j}"))],
         );
     }
-    let out = pass(&mut core, t, vec![create(1, s, i + 3, "/last")]);
-    let z = appended(&out);
-    let error = "EIO".to_string();
-    pass(
-        &mut core,
-        t + 1,
-        vec![Input::LogFailed {
-            first: z[0],
-            last: z[0],
-            error,
-        }],
-    );
+    a_create_the_log_fails(&mut core, t, create(1, s, i + 3, "/last"));
     assert_eq!(core.role(), Role::Looking);
     let root = core.committed_root();
     assert!((0..i + 2).all(|j| root.exists(&format!("/n{j}"))));
     assert!(!root.exists("/last"));
+}
+
+/// A pass taking `create`, then the failure of its log write (before it is durable):
+/// the create's zxid, and what the failure's pass output.
+fn a_create_the_log_fails(core: &mut Sequencer, t: i64, create: Input) -> (i64, Vec<Output>) {
+    let z = appended(&pass(core, t, vec![create]));
+    assert_eq!(z.len(), 1);
+    let failed = Input::LogFailed {
+        first: z[0],
+        last: z[0],
+        error: "EIO".into(),
+    };
+    (z[0], pass(core, t + 1, vec![failed]))
 }
 
 /// Carries out the core's epoch writes and log appends until it asks for none, and
