@@ -735,18 +735,16 @@ impl Shard {
         };
         if !c.queue.is_empty() || c.bulk.is_some() || (c.in_flight > 0 && !queued.req.is_write()) {
             c.queue.push_back(queued);
-        } else {
+        } else if let Some(queued) = self.unless_waiting_for_root(slot, queued) {
             self.dispatch(net, slot, queued);
         }
         true
     }
 
-    /// Runs a request whose turn has come: a write goes to the sequencer, a read is
-    /// answered now.
+    /// Runs a request whose turn has come (a read, on a current view: its caller checked
+    /// with `unless_waiting_for_root`): a write goes to the sequencer, a read is answered
+    /// now.
     fn dispatch(&mut self, net: &mut dyn Net, slot: usize, q: Queued) {
-        let Some(q) = self.unless_waiting_for_root(slot, q) else {
-            return;
-        };
         let conn = self.conn_ref(slot);
         let c = self.conns.get_mut(&slot).expect("dispatch on unknown slot");
         if q.req.is_write() && c.read_only {
