@@ -1712,8 +1712,8 @@ impl CoreLoop {
         let node = self.chain.append_staged(commit, stages).clone();
         self.state.seq.last_zxid.store(zxid, Ordering::Relaxed);
         self.state.seq.published_zxid.store(zxid, Ordering::Release);
-        // The numbers `mntr` shows, from the published state (a learner's shards may
-        // hold an older root: they get a newer one when a read needs it).
+        // The numbers `mntr` shows, from the published state (the shards may hold an
+        // older root: they get a newer one when a read needs it).
         self.state
             .publish_counts(&self.seq.committed_counts(), self.seq.committed_zxid());
         for i in 1..self.signals.len() {
