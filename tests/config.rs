@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ringkeeper::config::{
-    Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType, DEFAULT_JUTE_MAXBUFFER, KEYS,
+    default_shards, Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType,
+    DEFAULT_JUTE_MAXBUFFER, KEYS, MAX_SHARDS,
 };
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -319,7 +320,29 @@ fn standalone_default_is_loopback_2181() {
     assert_eq!(c.client_address().to_string(), "127.0.0.1:2181");
     assert_eq!(c.data_dir, PathBuf::from("data"));
     assert_eq!(c.tick_time_ms, 2000);
-    assert!(c.shard_count() >= 1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(c.shard_count(), default_shards(cores));
+}
+
+#[test]
+fn the_default_leaves_one_core_outside_the_loops_but_always_runs_one() {
+    assert_eq!(default_shards(1), 1);
+    assert_eq!(default_shards(2), 1);
+    assert_eq!(default_shards(3), 2);
+    assert_eq!(default_shards(16), 15);
+    assert_eq!(
+        default_shards(200),
+        MAX_SHARDS,
+        "a big machine gets the most loops a server runs"
+    );
+    // `shards` set says exactly how many, even as many as the cores.
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .shards(2)
+        .build()
+        .unwrap();
+    assert_eq!(c.shard_count(), 2);
 }
 
 #[test]
@@ -340,6 +363,15 @@ fn our_own_keys() {
         .build()
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("shards"));
+    // More loops than a commit's mask names is a clear error, not a panic at start.
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .shards(MAX_SHARDS + 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("shards"));
+    assert!(e.to_string().contains("at most 64"), "{e}");
     let e = ConfigBuilder::new()
         .data_dir("d")
         .client_port(1)

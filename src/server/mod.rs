@@ -217,7 +217,11 @@ impl Running {
 /// # Errors
 /// When io_uring is unusable, a port cannot be bound, or the log cannot be opened.
 pub fn start(cfg: ServerConfig, tree: DataTree, zxid: i64) -> std::io::Result<Running> {
-    assert!(cfg.shards > 0 && cfg.shards <= 64, "1 to 64 shards");
+    assert!(
+        cfg.shards > 0 && cfg.shards <= crate::config::MAX_SHARDS,
+        "1 to {} shards",
+        crate::config::MAX_SHARDS
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let seq_stats = Arc::new(SequencerStats::default());
     let mut settings = cfg.settings.clone();

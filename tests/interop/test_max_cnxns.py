@@ -1,7 +1,8 @@
 """`maxCnxns` is one cap for the whole server, however many event loops accept: with two
-loops (`shards=2`) and maxCnxns=40, exactly 40 connections are held and the 41st is
-refused; when one closes, a new one is taken. (Before, the cap was split between the
-loops and refusals began early when the kernel spread accepts unevenly.)"""
+loops (`shards=2`, in conftest's SERVER_CFG) and maxCnxns=40, exactly 40 connections
+are held and the 41st is refused; when one closes, a new one is taken. (Before, the cap
+was split between the loops and refusals began early when the kernel spread accepts
+unevenly.)"""
 
 import socket
 import time
@@ -11,8 +12,7 @@ import pytest
 import zkraw
 
 MAX = 40
-# `shards` is RingKeeper's own key; Apache ZooKeeper makes it an unused system property.
-SERVER_EXTRA_CFG = [f"maxCnxns={MAX}", "shards=2"]
+SERVER_EXTRA_CFG = [f"maxCnxns={MAX}"]
 
 
 def try_session(server):
