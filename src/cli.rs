@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub data_log_dir: Option<PathBuf>,
 
-    /// Number of io_uring event loops (default: one per core).
+    /// Number of io_uring event loops, 1 to 64 (default: one per core but one, at least one).
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
 
