@@ -6,7 +6,16 @@
 //! to the end, processing each commit in zxid order (watches fire, its own requests are
 //! answered, its view moves). A node is written once (`next` is a `OnceLock`), before the
 //! core looks at anything else, so a shard that sees a node sees every node before it,
-//! complete. Nodes nobody's cursor reaches any more are freed by reference counts.
+//! complete.
+//!
+//! Freeing. The core's thread frees the nodes every cursor has passed
+//! ([`Chain::reclaim`], at the start of each of its passes), not the shard that passes a
+//! node last: what a node holds (the batch's entries, txns, results, a root's tree
+//! nodes) was allocated on the core's thread, and a free on another thread costs the
+//! allocator an atomic push plus the allocating core's cache lines. With two shards on
+//! 2 cores, those frees were 37% of the second shard's CPU (`mi_free_block_mt`, a
+//! standalone server under `zkbench run -w set -s 16 -k 16`); docs/write-path.md,
+//! "Fifth round". A node a cursor still holds is left to the next pass.
 //!
 //! Waking. The core wakes a shard after an append only if the commit has entries for
 //! that shard's connections, if the shard holds watches (an event may be due), or if
@@ -82,6 +91,8 @@ pub struct ShardSignals {
 
 /// The core's end of the chain.
 pub struct Chain {
+    /// The oldest node not yet freed; nodes from here to the tail stay linked.
+    head: Arc<Node>,
     tail: Arc<Node>,
 }
 
@@ -89,15 +100,36 @@ impl Chain {
     /// A chain whose start node carries `root` at `zxid` (the recovered state); every
     /// shard's cursor starts there.
     pub fn new(start: Commit) -> Chain {
+        let start = Arc::new(Node {
+            commit: start,
+            seq: 0,
+            published_at: Instant::now(),
+            stages: None,
+            next: OnceLock::new(),
+        });
         Chain {
-            tail: Arc::new(Node {
-                commit: start,
-                seq: 0,
-                published_at: Instant::now(),
-                stages: None,
-                next: OnceLock::new(),
-            }),
+            head: start.clone(),
+            tail: start,
         }
+    }
+
+    /// Frees, on this (the core's) thread, the nodes from the head that no cursor holds
+    /// any more (see the module header); returns how many.
+    ///
+    /// A node before the head is gone, so a shard can reach the head only through a
+    /// count it already holds: a count of one (the chain's) means no cursor is at the
+    /// head or can get there. The tail is held twice and stops the walk.
+    pub fn reclaim(&mut self) -> usize {
+        let mut freed = 0;
+        while Arc::strong_count(&self.head) == 1 {
+            let Some(next) = self.head.next().cloned() else {
+                break;
+            };
+            // The old head's `Drop` stops at `next`, which the chain now holds.
+            self.head = next;
+            freed += 1;
+        }
+        freed
     }
 
     /// The node a new shard starts from.
@@ -204,9 +236,53 @@ mod tests {
         }
         assert_eq!(seen, (1..=5000).collect::<Vec<_>>());
         assert_eq!(signals.cursor.load(Ordering::Relaxed), 5000);
-        // The start node is gone once neither the chain nor a cursor holds it; dropping
-        // a chain of 5000 nodes did not overflow the stack.
+        // The cursor passing a node does not free it: the core does, on its thread.
+        assert!(first.upgrade().is_some(), "a cursor freed the start node");
+        assert_eq!(chain.reclaim(), 5000);
         assert!(first.upgrade().is_none(), "the start node is still alive");
+        assert_eq!(chain.reclaim(), 0, "the node the cursor holds stays");
+        // Dropping a chain of 5000 nodes does not overflow the stack.
+        let mut long = Chain::new(commit(0, 0));
+        for z in 1..=5000 {
+            long.append(commit(z, 0));
+        }
+        drop(long);
+    }
+
+    #[test]
+    fn the_core_frees_only_what_every_cursor_passed() {
+        let mut chain = Chain::new(commit(0, 0));
+        let signals = ShardSignals::default();
+        let mut fast = Cursor::new(chain.tail());
+        let mut slow = Cursor::new(chain.tail());
+        let nodes: Vec<_> = (1..=3)
+            .map(|z| Arc::downgrade(chain.append(commit(z, 0))))
+            .collect();
+        while let Some(n) = fast.peek() {
+            fast.advance_to(n, &signals);
+        }
+        assert_eq!(
+            chain.reclaim(),
+            0,
+            "the slow cursor still holds the start node"
+        );
+        let n = slow.peek().unwrap();
+        slow.advance_to(n, &signals);
+        // Start node freed; node 1 is the slow cursor's.
+        assert_eq!(chain.reclaim(), 1);
+        assert!(nodes[0].upgrade().is_some());
+        let n = slow.peek().unwrap();
+        slow.advance_to(n, &signals);
+        assert_eq!(chain.reclaim(), 1);
+        assert!(nodes[0].upgrade().is_none(), "node 1 outlived every cursor");
+        assert!(nodes[1].upgrade().is_some() && nodes[2].upgrade().is_some());
+        // The tail is never freed: new shards start there.
+        let n = slow.peek().unwrap();
+        slow.advance_to(n, &signals);
+        drop((fast, slow));
+        assert_eq!(chain.reclaim(), 1);
+        assert!(nodes[1].upgrade().is_none() && nodes[2].upgrade().is_some());
+        assert_eq!(chain.reclaim(), 0);
     }
 
     #[test]

@@ -1860,6 +1860,9 @@ impl CoreLoop {
     /// The end of a loop pass (see the module header).
     fn end_pass(&mut self, ops: &mut Ops) {
         self.shard.flush(&mut OpsNet(ops, self.tls.as_mut()));
+        // Before this pass applies anything: a root freed here is one its writes need not
+        // copy leaves for.
+        self.chain.reclaim();
         for round in 0..MAX_ROUNDS {
             // Requests from every shard, as many as the core takes.
             for i in 0..self.to_core.len() {
