@@ -371,7 +371,10 @@ fn our_own_keys() {
         .build()
         .unwrap_err();
     assert_eq!(e.key.as_deref(), Some("shards"));
-    assert!(e.to_string().contains("at most 64"), "{e}");
+    assert!(
+        e.to_string().contains(&format!("at most {MAX_SHARDS}")),
+        "{e}"
+    );
     let e = ConfigBuilder::new()
         .data_dir("d")
         .client_port(1)

@@ -9,13 +9,13 @@
 //! complete.
 //!
 //! Freeing. The core's thread frees the nodes every cursor has passed
-//! ([`Chain::reclaim`], at the start of each of its passes), not the shard that passes a
-//! node last: what a node holds (the batch's entries, txns, results, a root's tree
-//! nodes) was allocated on the core's thread, and a free on another thread costs the
-//! allocator an atomic push plus the allocating core's cache lines. With two shards on
-//! 2 cores, those frees were 37% of the second shard's CPU (`mi_free_block_mt`, a
-//! standalone server under `zkbench run -w set -s 16 -k 16`); docs/write-path.md,
-//! "Fifth round". A node a cursor still holds is left to the next pass.
+//! ([`Chain::reclaim`], at the start of each of its passes and at each append), not the
+//! shard that passes a node last: what a node holds (the batch's entries, txns,
+//! results, a root's tree nodes) was allocated on the core's thread, and a free on
+//! another thread costs the allocator an atomic push plus the allocating core's cache
+//! lines. With two shards on 2 cores, those frees were 37% of the second shard's CPU
+//! (`mi_free_block_mt`, a standalone server under `zkbench run -w set -s 16 -k 16`);
+//! docs/write-path.md, "Fifth round". A node a cursor still holds is left for later.
 //!
 //! Waking. The core wakes a shard after an append only if the commit has entries for
 //! that shard's connections, if the shard holds watches (an event may be due), or if
@@ -145,6 +145,9 @@ impl Chain {
 
     /// `append`, with the write stages of the commit's writes.
     pub fn append_staged(&mut self, commit: Commit, stages: Option<[Instant; 3]>) -> &Arc<Node> {
+        // Here too, so that what the chain holds is bounded by its slowest cursor
+        // whoever drives it.
+        self.reclaim();
         let node = Arc::new(Node {
             commit,
             seq: self.tail.seq + 1,
@@ -247,6 +250,24 @@ mod tests {
             long.append(commit(z, 0));
         }
         drop(long);
+    }
+
+    #[test]
+    fn appends_alone_keep_the_chain_to_what_the_slowest_cursor_has_not_passed() {
+        let mut chain = Chain::new(commit(0, 0));
+        let signals = ShardSignals::default();
+        let mut c = Cursor::new(chain.tail());
+        let mut passed = Vec::new();
+        for z in 1..=100 {
+            chain.append(commit(z, 0));
+            let n = c.peek().unwrap();
+            passed.push(Arc::downgrade(c.current()));
+            c.advance_to(n, &signals);
+        }
+        // Every node but the cursor's (the tail) and the one the last append could not
+        // yet free is gone, without a call to `reclaim`.
+        let alive = passed.iter().filter(|w| w.upgrade().is_some()).count();
+        assert_eq!(alive, 1, "{alive} passed nodes still held");
     }
 
     #[test]
