@@ -113,11 +113,7 @@ impl ConnStats {
         }
     }
 
-    pub fn answered(&mut self, op: OpCode, received: Instant, zxid: i64) {
-        self.answered_at(op, received, zxid, Clock::now());
-    }
-
-    /// [`ConnStats::answered`] at a time the caller read once for a batch of answers.
+    /// One answer sent, at `at` (the caller reads the clocks once for many answers).
     pub fn answered_at(&mut self, op: OpCode, received: Instant, zxid: i64, at: Clock) {
         let ms = at.now.saturating_duration_since(received).as_millis() as u64;
         self.sent += 1;
@@ -677,11 +673,7 @@ impl ServerState {
         self.auth_failed.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn request_done(&self, received: Instant) {
-        self.request_done_at(received, Instant::now());
-    }
-
-    /// [`ServerState::request_done`] at a time the caller read once for a batch.
+    /// One request answered, at `now` (read once by the caller for many answers).
     pub fn request_done_at(&self, received: Instant, now: Instant) {
         let us = now.saturating_duration_since(received).as_micros() as u64;
         self.packets_sent.fetch_add(1, Ordering::Relaxed);
