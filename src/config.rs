@@ -874,7 +874,7 @@ impl Config {
 /// 2 cores (docs/write-path.md, "Fifth round"), one loop against two did 1.13x the
 /// writes of a standalone server at 0.69x the CPU per write, and 1.18x at 0.80x on three
 /// servers: the second loop time-shared the cores and handed requests across. Reads
-/// alone were the exception (0.88x the reads at 0.87x the CPU): `shards` is for that.
+/// alone were the exception (0.86x the reads): `shards` is for that.
 /// At most [`MAX_SHARDS`].
 pub fn default_shards(cores: usize) -> usize {
     cores.saturating_sub(1).clamp(1, MAX_SHARDS)
