@@ -281,6 +281,23 @@ pub struct Shard {
 }
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
+/// A read's answer in the connection's, the reads histogram's and the server's
+/// statistics, at one read of the monotonic clock ([`Shard::now`]).
+fn read_answered(
+    state: &ServerState,
+    stats: &mut ConnStats,
+    clock: &Clock,
+    op: OpCode,
+    received: Instant,
+    zxid: i64,
+) {
+    let at = Shard::now(clock);
+    stats.answered_at(op, received, zxid, at);
+    let m = &state.seq.metrics;
+    m.reads.record(at.now.saturating_duration_since(received));
+    state.request_done_at(received, at.now);
+}
+
 fn frame_reply(out: &mut Vec<u8>, xid: i32, zxid: i64, err: Code, body: &[u8]) {
     frame::write_reply(out, xid, zxid, err, |o| o.extend_from_slice(body));
 }
@@ -926,11 +943,14 @@ impl Shard {
                 }
             }
         }
-        let at = Self::now(&self.clock);
-        c.stats.answered_at(q.req.op(), q.received, zxid, at);
-        let m = &self.state.seq.metrics;
-        m.reads.record(at.now.saturating_duration_since(q.received));
-        self.state.request_done_at(q.received, at.now);
+        read_answered(
+            &self.state,
+            &mut c.stats,
+            &self.clock,
+            q.req.op(),
+            q.received,
+            zxid,
+        );
         self.state.responded(out.len());
         if let Some(ob) = &mut self.observe {
             ob.read_answered(
@@ -1128,11 +1148,14 @@ impl Shard {
         let Some(w) = c.bulk.take() else {
             return;
         };
-        let at = Self::now(&self.clock);
-        c.stats.answered_at(w.op, w.received, self.view_zxid, at);
-        let m = &self.state.seq.metrics;
-        m.reads.record(at.now.saturating_duration_since(w.received));
-        self.state.request_done_at(w.received, at.now);
+        read_answered(
+            &self.state,
+            &mut c.stats,
+            &self.clock,
+            w.op,
+            w.received,
+            self.view_zxid,
+        );
         self.state.responded(bytes.len());
         if let Some(ob) = &mut self.observe {
             ob.bytes_out(slot, c.session_id, c.peer, bytes.len());
