@@ -230,7 +230,7 @@ struct BulkWait {
 pub struct Shard {
     id: ShardId,
     /// The clocks as the last `parse` read them: the `received` of every request it
-    /// decoded, and the base an answer's wall time follows from ([`Shard::now`]).
+    /// decoded, and the base an answer's wall time follows from ([`Clock::later`]).
     clock: Clock,
     /// The newest root published (a learner publishes one only when a shard asks: see
     /// `Commit::root`), and the zxid it is the state of.
@@ -282,7 +282,7 @@ pub struct Shard {
 
 /// One framed reply: the header, and the body only on success (ZooKeeper's layout).
 /// A read's answer in the connection's, the reads histogram's and the server's
-/// statistics, at one read of the monotonic clock ([`Shard::now`]).
+/// statistics, at one read of the monotonic clock ([`Clock::later`]).
 fn read_answered(
     state: &ServerState,
     stats: &mut ConnStats,
@@ -291,7 +291,7 @@ fn read_answered(
     received: Instant,
     zxid: i64,
 ) {
-    let at = Shard::now(clock);
+    let at = clock.later();
     stats.answered_at(op, received, zxid, at);
     let m = &state.seq.metrics;
     m.reads.record(at.now.saturating_duration_since(received));
@@ -543,17 +543,6 @@ impl Shard {
             .bytes_received
             .add(bytes.len() as u64);
         self.parse(net, slot);
-    }
-
-    /// The time now, reading the monotonic clock alone: the wall time follows from the
-    /// last parse's (`cons` shows it in milliseconds). An associated function, so that
-    /// callers may hold a connection borrowed meanwhile.
-    fn now(base: &Clock) -> Clock {
-        let now = Instant::now();
-        Clock {
-            now,
-            wall: base.wall + now.saturating_duration_since(base.now),
-        }
     }
 
     /// Decodes and handles every complete frame buffered on `slot`.

@@ -94,6 +94,16 @@ impl Clock {
             wall: SystemTime::now(),
         }
     }
+
+    /// The time now, reading the monotonic clock alone: the wall time follows from this
+    /// one's (`cons` shows it in milliseconds).
+    pub fn later(&self) -> Clock {
+        let now = Instant::now();
+        Clock {
+            now,
+            wall: self.wall + now.saturating_duration_since(self.now),
+        }
+    }
 }
 
 impl ConnStats {
