@@ -2122,9 +2122,12 @@ impl Sequencer {
                     zab::Txn { zxid, payload }
                 })
                 .collect();
-            // A pass with txns has entries: it is the last pending one.
+            // A pass with txns has entries: it is the last pending one. Only a pass
+            // published without a root is replayed (`publish_safe`).
             let pass = self.pending.back_mut().expect("the pass of these txns");
-            pass.records = txns.clone();
+            if pass.root.is_none() {
+                pass.records = txns.clone();
+            }
             match self.role {
                 Role::Standalone => {
                     self.appended_zxid = self.zxid;
