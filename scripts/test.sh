@@ -99,7 +99,20 @@ if [ $interop_only = 0 ]; then
   run_step "cargo clippy" cargo clippy --all-targets -- -D warnings
   if cargo nextest --version >/dev/null 2>&1; then
     # --no-tests=warn: a package with no Rust tests yet is not an error of this script.
-    run_step "rust tests (nextest)" cargo nextest run --no-tests=warn
+    # The failing tests' names go into the summary, so that the end of the log, which is
+    # all a CI page may show, says which tests failed.
+    step "rust tests (nextest): cargo nextest run --no-tests=warn"
+    ntlog=$(mktemp)
+    cargo nextest run --no-tests=warn 2>&1 | tee "$ntlog"
+    if [ "${PIPESTATUS[0]}" = 0 ]; then
+      note PASS "rust tests (nextest)"
+    else
+      note FAIL "rust tests (nextest)"
+      # nextest's closing summary lists each failure as "  FAIL [ 1.234s] crate::binary test".
+      while read -r line; do summary+=("         $line"); done \
+        < <(grep -E '^ +(FAIL|TIMEOUT|SIG[A-Z]+|ABORT|LEAK)[ -]' "$ntlog" | sed 's/^ *//' | sort -u | head -20)
+    fi
+    rm -f "$ntlog"
   else
     run_step "rust tests (cargo test)" cargo test
   fi
