@@ -191,7 +191,13 @@ fn open_loop_charges_a_server_stall_to_every_request_it_delays() {
     cfg.sessions = 1;
     let closed = engine::run(&cfg).unwrap();
     server.stop();
-    assert_eq!(slow(&closed), 1, "the closed loop waits out the stall once");
+    // One request waits out the stall; a busy machine may add a slow one or two of its
+    // own, still far from the open loop's 30 or more.
+    assert!(
+        (1..=3).contains(&slow(&closed)),
+        "the closed loop waits out the stall once: {} requests over 100 ms",
+        slow(&closed)
+    );
 }
 
 #[test]

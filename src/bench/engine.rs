@@ -721,6 +721,20 @@ fn event_loop(
     let mut errors_local = 0u64;
     loop {
         let now = Instant::now();
+        // Every slot due inside the window is sent, late if this thread woke late (after
+        // the window's end too): its latency counts from when it was due.
+        if let LoadModel::Open { .. } = cfg.load {
+            for s in sessions.iter_mut().filter(|s| !s.dead) {
+                while s.next_due <= now
+                    && s.next_due < w.end
+                    && s.inflight.len() < MAX_OPEN_OUTSTANDING
+                {
+                    let due = s.next_due;
+                    s.issue(&cfg.workload, due);
+                    s.next_due += interval;
+                }
+            }
+        }
         let sending = now < w.end;
         let inflight: usize = sessions
             .iter()
@@ -729,20 +743,6 @@ fn event_loop(
             .sum();
         if !sending && (inflight == 0 || now >= w.hard_end) {
             break;
-        }
-        if sending {
-            if let LoadModel::Open { .. } = cfg.load {
-                for s in sessions.iter_mut().filter(|s| !s.dead) {
-                    while s.next_due <= now
-                        && s.next_due < w.end
-                        && s.inflight.len() < MAX_OPEN_OUTSTANDING
-                    {
-                        let due = s.next_due;
-                        s.issue(&cfg.workload, due);
-                        s.next_due += interval;
-                    }
-                }
-            }
         }
         // Keep idle sessions alive; ZooKeeper's client pings after a third of the
         // negotiated timeout without traffic as well.
