@@ -549,3 +549,83 @@ fn relisten_moves_the_listener_and_keeps_its_connections() {
     stop.stop();
     thread.join().expect("reactor thread");
 }
+
+/// A handler for a reactor with no connections: it counts passes' wakes and nothing else.
+struct Quiet;
+
+impl Handler for Quiet {
+    fn on_data(&mut self, _ops: &mut Ops, _token: Token, _data: &[u8]) {
+        unreachable!("no connections")
+    }
+    fn on_closed(&mut self, _ops: &mut Ops, _token: Token, _reason: CloseReason) {
+        unreachable!("no connections")
+    }
+}
+
+/// Runs passes of `reactor`, which has nothing to wake it but its one-shot timer, until
+/// one returns at `at` or later (a pass may also come from a completion of the timer's
+/// own bookkeeping, such as moving it); a watchdog wakes it after `DEADLINE` so that a
+/// timer that never fires fails the test instead of hanging it. Returns when that pass
+/// returned and how many passes ran.
+fn passes_until(reactor: &mut Reactor, at: Instant) -> (Instant, usize) {
+    let (done, watch) = mpsc::channel::<()>();
+    let waker = reactor.waker();
+    let dog = thread::spawn(move || {
+        if watch.recv_timeout(DEADLINE).is_err() {
+            waker.wake();
+        }
+    });
+    let mut passes = 0;
+    let returned = loop {
+        assert!(matches!(reactor.run_once(&mut Quiet), Ok(Status::Running)));
+        passes += 1;
+        let now = Instant::now();
+        if now >= at || passes == 10 {
+            break now;
+        }
+    };
+    drop(done);
+    dog.join().unwrap();
+    (returned, passes)
+}
+
+/// `Ops::wake_at`: a loop with nothing else to do runs a pass at the time asked for,
+/// never before it (the log's held writes rely on that pass).
+#[test]
+fn a_one_shot_timer_runs_a_pass_at_its_time() {
+    let mut reactor = Reactor::new(Config {
+        tick: None,
+        ..small_config()
+    })
+    .unwrap();
+    let at = Instant::now() + Duration::from_millis(30);
+    reactor.ops().wake_at(at);
+    let (returned, passes) = passes_until(&mut reactor, at);
+    assert_eq!(passes, 1, "a pass ran before the timer's time");
+    assert!(
+        returned < at + DEADLINE / 2,
+        "the pass came from the watchdog, not the timer"
+    );
+}
+
+/// An earlier time asked for while a later one is armed moves the armed timer forward.
+#[test]
+fn an_earlier_wake_at_brings_the_armed_timer_forward() {
+    let mut reactor = Reactor::new(Config {
+        tick: None,
+        ..small_config()
+    })
+    .unwrap();
+    // Arm a far timer: a wake makes this pass return at once, after its flush armed it.
+    reactor.ops().wake_at(Instant::now() + DEADLINE * 2);
+    reactor.waker().wake();
+    assert!(matches!(reactor.run_once(&mut Quiet), Ok(Status::Running)));
+    let at = Instant::now() + Duration::from_millis(30);
+    reactor.ops().wake_at(at);
+    let (returned, passes) = passes_until(&mut reactor, at);
+    assert!(passes < 10, "{passes} passes before the timer's time");
+    assert!(
+        returned < at + DEADLINE / 2,
+        "the armed timer was not brought forward"
+    );
+}

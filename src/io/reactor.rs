@@ -1,5 +1,5 @@
 //! The per-shard event loop: one io_uring, one provided-buffer ring, a slab of
-//! connections, listeners, a wake-up eventfd and a periodic tick.
+//! connections, listeners, a wake-up eventfd, a periodic tick and a one-shot timer.
 //!
 //! See the module header of `io` for the contract and an example.
 
@@ -263,6 +263,8 @@ pub struct Ops {
     files_inflight: usize,
     /// Connections this reactor holds at most.
     max_connections: usize,
+    /// The earliest pass asked for with `wake_at` this pass, armed by `flush`.
+    wake_at: Option<Instant>,
 }
 
 /// The most tag bits a file operation carries (the rest of `user_data` is its kind).
@@ -316,6 +318,14 @@ impl Ops {
     /// File operations queued or in the kernel.
     pub fn files_inflight(&self) -> usize {
         self.files_inflight
+    }
+
+    /// Asks for a pass at `at` at the latest, even if nothing else completes by then:
+    /// a one-shot timer, which a pass that runs earlier for other reasons does not
+    /// cancel (the handler decides again in each pass what it still waits for). Of
+    /// several asked for, the earliest counts.
+    pub fn wake_at(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 
     /// Takes over a connected stream (one another reactor accepted and handed over):
@@ -508,6 +518,7 @@ enum Kind {
     Wake = 6,
     Tick = 7,
     File = 8,
+    Timer = 9,
 }
 
 /// Set in a file operation's tag for the fdatasync linked after a write.
@@ -534,6 +545,7 @@ fn split_user_data(ud: u64) -> (Kind, usize) {
         6 => Kind::Wake,
         7 => Kind::Tick,
         8 => Kind::File,
+        9 => Kind::Timer,
         other => panic!("completion with unknown kind {other} (user_data {ud:#x})"),
     };
     (kind, (ud & 0xffff_ffff) as usize)
@@ -574,6 +586,10 @@ pub struct Reactor {
     wake_armed: bool,
     tick: Option<Box<types::Timespec>>,
     tick_armed: bool,
+    /// The one-shot timer's timespec (boxed like the tick's) and the deadline it is
+    /// armed for, if it is (`Ops::wake_at`).
+    timer: Box<types::Timespec>,
+    timer_at: Option<Instant>,
     /// Completions copied out of the ring, then dispatched. Bounded by the CQ size per
     /// pass (plus any spill from a full submission queue during `flush`).
     cqes: Vec<(u64, i32, u32)>,
@@ -623,6 +639,7 @@ impl Reactor {
                 file_sqes: Vec::new(),
                 files_inflight: 0,
                 max_connections: config.max_connections,
+                wake_at: None,
             },
             listeners: Vec::new(),
             max_connections: config.max_connections,
@@ -632,6 +649,8 @@ impl Reactor {
             wake_armed: false,
             tick: config.tick.map(|d| Box::new(types::Timespec::from(d))),
             tick_armed: false,
+            timer: Box::new(types::Timespec::new()),
+            timer_at: None,
             cqes: Vec::with_capacity(cq),
             defer_taskrun,
             _not_send: PhantomData,
@@ -824,6 +843,31 @@ impl Reactor {
         }
     }
 
+    /// Arms the one-shot timer for `at`, or brings an armed one forward to it; a later
+    /// deadline than the armed one waits for that one's pass, which asks again.
+    fn arm_timer(&mut self, at: Instant) {
+        if self.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        // Relative (no ABS flag): absolute timeouts ignore time namespaces. The kernel
+        // copies the timespec when it takes the entry, in this pass's submit.
+        *self.timer = types::Timespec::from(at.saturating_duration_since(Instant::now()));
+        let ts: *const types::Timespec = &*self.timer;
+        let e = if self.timer_at.is_some() {
+            // Its completion (or ENOENT, if the timer fired meanwhile) is not looked at:
+            // the timer's own completion ends the wait either way.
+            opcode::TimeoutUpdate::new(user_data(Kind::Timer, 0), ts)
+                .build()
+                .user_data(user_data(Kind::Cancel, 0))
+        } else {
+            opcode::Timeout::new(ts)
+                .build()
+                .user_data(user_data(Kind::Timer, 0))
+        };
+        self.push(e);
+        self.timer_at = Some(at);
+    }
+
     /// Copies ready completions out of the ring.
     fn collect(&mut self) {
         for cqe in self.ring.completion() {
@@ -885,6 +929,9 @@ impl Reactor {
                 self.push(e);
                 self.tick_armed = true;
             }
+        }
+        if let Some(at) = self.ops.wake_at.take() {
+            self.arm_timer(at);
         }
         for i in 0..self.listeners.len() {
             let l = &self.listeners[i];
@@ -1036,6 +1083,17 @@ impl Reactor {
                         l.backoff = false;
                     }
                     handler.on_tick(&mut self.ops);
+                }
+                Kind::Timer => {
+                    self.timer_at = None;
+                    match -res {
+                        // ETIME: it expired. ECANCELED: only in Drop.
+                        libc::ETIME => {}
+                        libc::ECANCELED => continue,
+                        other => panic!("one-shot timer failed: errno {other}"),
+                    }
+                    // Nothing to call: the pass that follows this completion is what
+                    // `wake_at` asked for.
                 }
             }
         }
@@ -1237,6 +1295,9 @@ impl Drop for Reactor {
         if self.tick_armed {
             cancels.push(cancel(Kind::Tick, 0));
         }
+        if self.timer_at.is_some() {
+            cancels.push(cancel(Kind::Timer, 0));
+        }
         for e in cancels {
             self.push(e);
         }
@@ -1284,6 +1345,7 @@ impl Drop for Reactor {
                     }
                     Kind::Wake => self.wake_armed = false,
                     Kind::Tick => self.tick_armed = false,
+                    Kind::Timer => self.timer_at = None,
                     // The caller owns the buffer (see `Ops::write_at`); it is told
                     // nothing more, its memory is its own to keep alive.
                     Kind::File => self.ops.files_inflight -= 1,
