@@ -65,6 +65,12 @@ impl Eq for SizeFactor {}
 /// ZooKeeper's default `snapSizeLimitInKb`: 4 GiB of log between snapshots.
 pub const DEFAULT_SNAP_SIZE_LIMIT_KB: i64 = 4 << 20;
 pub const DEFAULT_LOG_SEGMENT_SIZE: u64 = 64 << 20;
+
+/// `logSyncIntervalMicros` by default: see [`Config::log_sync_interval_us`].
+pub const DEFAULT_LOG_SYNC_INTERVAL_US: u64 = 0;
+/// The largest `logSyncIntervalMicros`: a write never waits longer than this for others
+/// to join it.
+pub const MAX_LOG_SYNC_INTERVAL_US: u64 = 100_000;
 /// Log segments are written in 4 KiB O_DIRECT blocks, so their size is a multiple of it.
 pub const LOG_SEGMENT_ALIGN: u64 = 4096;
 /// A smaller segment would switch files (a barrier) every few batches.
@@ -206,9 +212,9 @@ pub const KEYS: &[KeySpec] = &[
     key("preAllocSize", Recorded("log segments are preallocated whole: see logSegmentSize")),
     key("forceSync", Supported),
     key("fsync.warningthresholdms", Recorded("log write times are in mntr (zk_rk_write_logged_*); none is logged as a warning")),
-    key("flushDelay", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
-    key("maxBatchSize", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
-    key("maxWriteQueuePollTime", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write")),
+    key("flushDelay", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
+    key("maxBatchSize", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
+    key("maxWriteQueuePollTime", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
     key("commitLogCount", Recorded("the leader keeps its log from the snapshot before last in memory for DIFF, and further back as snapshotSizeFactor allows")),
     key("snapshotSizeFactor", Supported),
     key("leaderServes", Recorded("the leader always serves clients")),
@@ -314,6 +320,7 @@ pub const KEYS: &[KeySpec] = &[
     // Ours.
     key("shards", Supported),
     key("logSegmentSize", Supported),
+    key("logSyncIntervalMicros", Supported),
     key("bulkReadChildren", Supported),
     key("logSync", Supported),
     key("slowRequestThresholdMs", Supported),
@@ -574,6 +581,10 @@ pub struct Config {
     pub shards: Option<NonZeroUsize>,
     /// Bytes per log segment.
     pub log_segment_size: u64,
+    /// `logSyncIntervalMicros`: while log writes overlap, the next starts at least this
+    /// long after the last (0: as soon as a write slot is free). Fewer synced writes
+    /// per second under load, at most this much longer waits.
+    pub log_sync_interval_us: u64,
     /// `slowRequestThresholdMs`: requests slower are logged (0: off, the default).
     pub slow_request_threshold_ms: u64,
     /// `slowRequestLogPerSecond`: at most this many slow-request lines a second.
@@ -1096,6 +1107,7 @@ impl ConfigBuilder {
             metrics_provider: BTreeMap::new(),
             shards: None,
             log_segment_size: DEFAULT_LOG_SEGMENT_SIZE,
+            log_sync_interval_us: DEFAULT_LOG_SYNC_INTERVAL_US,
             slow_request_threshold_ms: 0,
             slow_request_log_per_second: 10,
             load_attribution: true,
@@ -1296,6 +1308,16 @@ impl ConfigBuilder {
                         ));
                     }
                     c.log_segment_size = n;
+                }
+                "logSyncIntervalMicros" => {
+                    let n: u64 = ctx.int(v)?;
+                    if n > MAX_LOG_SYNC_INTERVAL_US {
+                        return Err(ctx.err(
+                            ConfigErrorKind::BadValue,
+                            format!("{n}: at most {MAX_LOG_SYNC_INTERVAL_US} microseconds"),
+                        ));
+                    }
+                    c.log_sync_interval_us = n;
                 }
                 "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
                 "snapshotWriteRate" => c.snapshot_write_rate_mb = ctx.int(v)?,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ringkeeper::config::{
     default_shards, Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType,
-    DEFAULT_JUTE_MAXBUFFER, KEYS, MAX_SHARDS,
+    DEFAULT_JUTE_MAXBUFFER, KEYS, MAX_LOG_SYNC_INTERVAL_US, MAX_SHARDS,
 };
 
 /// A fresh directory under the system temp dir, removed on drop.
@@ -391,11 +391,13 @@ fn our_own_keys() {
         .set("slowRequestThresholdMs", 5)
         .set("slowRequestLogPerSecond", 1)
         .set("loadAttribution", "on")
+        .set("logSyncIntervalMicros", 1000)
         .build()
         .unwrap();
     // Ours are known keys: no "unknown key" warning for any of them.
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(c.log_fdatasync);
+    assert_eq!(c.log_sync_interval_us, 1000);
     assert_eq!(c.bulk_read_children, 100);
     assert_eq!(c.snapshot_write_rate_mb, 0, "0: no limit");
     let (c, _) = ConfigBuilder::new()
@@ -404,6 +406,18 @@ fn our_own_keys() {
         .build()
         .unwrap();
     assert!(!c.log_fdatasync, "O_DSYNC by default");
+    assert_eq!(
+        c.log_sync_interval_us, 0,
+        "writes spaced by nothing by default"
+    );
+    // A wait longer than the bound is a clear error, not a stalled log.
+    let e = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .set("logSyncIntervalMicros", MAX_LOG_SYNC_INTERVAL_US + 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("logSyncIntervalMicros"));
     assert_eq!(c.bulk_read_children, 16_384);
     assert_eq!(c.snapshot_write_rate_mb, 100, "100 MB/s by default");
     let e = ConfigBuilder::new()

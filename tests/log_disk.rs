@@ -476,3 +476,100 @@ fn a_closed_writer_finishes_its_spare_and_a_reopened_one_switches_as_usual() {
     assert_eq!(z, (1..=600).collect::<Vec<i64>>());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Completes every write `io` finished, as the owner's loop would on its completions.
+fn complete_all(
+    w: &mut ringkeeper::storage::log::LogWriter,
+    io: &mut ringkeeper::storage::log::BlockingIo,
+    events: &mut Vec<ringkeeper::storage::LogEvent>,
+) {
+    use ringkeeper::storage::log::WriteIo;
+    let mut done = Vec::new();
+    io.reap(&mut done, false);
+    for (id, r, buf) in done {
+        w.completed(id, r, buf, events);
+    }
+}
+
+/// `logSyncIntervalMicros`: a batch alone with the disk idle is written at once; batches
+/// that come while a write is in flight wait until the interval since that write's
+/// start has passed, and go together; a write's worth waiting goes at once.
+#[test]
+fn overlapping_writes_start_no_closer_than_the_sync_interval() {
+    use ringkeeper::storage::log::{encode_record, BlockingIo, LogWriter};
+    use ringkeeper::storage::LogEvent;
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("sync-interval");
+    let mut c = cfg(&dir);
+    c.max_inflight_writes = 8;
+    c.sync_interval = Duration::from_millis(1);
+    let max_write = c.max_write_bytes;
+    let mut w = LogWriter::open(c, Arc::new(OsDisk), LogPosition::default()).unwrap();
+    let records = |first: i64, n: usize, len: usize| {
+        batch(first, n, 0, len)
+            .iter()
+            .map(encode_record)
+            .collect::<Vec<_>>()
+    };
+    let (mut io, mut events) = (BlockingIo::default(), Vec::new());
+    let us = Duration::from_micros;
+    let t0 = Instant::now();
+    // Alone, the disk idle: at once.
+    w.append(records(1, 3, 100));
+    w.submit_at(&mut io, &mut events, t0);
+    assert_eq!((io.submitted, w.hold_until()), (1, None));
+    // While it is in flight: held until a millisecond after it started.
+    w.append(records(4, 3, 100));
+    w.submit_at(&mut io, &mut events, t0 + us(100));
+    assert_eq!((io.submitted, w.hold_until()), (1, Some(t0 + us(1000))));
+    // The first completes; a batch after it joins the held one instead of going alone.
+    complete_all(&mut w, &mut io, &mut events);
+    assert!(matches!(
+        events.as_slice(),
+        [LogEvent::Durable { through_zxid: 3 }]
+    ));
+    w.append(records(7, 3, 100));
+    w.submit_at(&mut io, &mut events, t0 + us(500));
+    assert_eq!((io.submitted, w.hold_until()), (1, Some(t0 + us(1000))));
+    // At its time both go in one write.
+    w.submit_at(&mut io, &mut events, t0 + us(1000));
+    assert_eq!((io.submitted, w.hold_until()), (2, None));
+    complete_all(&mut w, &mut io, &mut events);
+    assert!(matches!(
+        events.last(),
+        Some(LogEvent::Durable { through_zxid: 9 })
+    ));
+    // Nothing in flight, nothing held: the next goes at once, however soon.
+    w.append(records(10, 3, 100));
+    w.submit_at(&mut io, &mut events, t0 + us(1100));
+    assert_eq!((io.submitted, w.hold_until()), (3, None));
+    // A write's worth waiting does not wait for the interval.
+    let n = max_write / 100 + 1;
+    w.append(records(13, n, 100));
+    w.submit_at(&mut io, &mut events, t0 + us(1200));
+    assert_eq!((io.submitted, w.hold_until()), (4, None));
+    complete_all(&mut w, &mut io, &mut events);
+    let through = 12 + n as i64;
+    assert!(matches!(
+        events.last(),
+        Some(LogEvent::Durable { through_zxid }) if *through_zxid == through
+    ));
+}
+
+/// Without a sync interval (the default), a batch that comes while a write is in flight
+/// is written at once in a free slot, as before.
+#[test]
+fn without_a_sync_interval_overlapping_writes_go_at_once() {
+    use ringkeeper::storage::log::{encode_record, BlockingIo, LogWriter};
+    use std::time::Instant;
+    let dir = temp_dir("no-sync-interval");
+    let mut w = LogWriter::open(cfg(&dir), Arc::new(OsDisk), LogPosition::default()).unwrap();
+    let records = |first: i64| batch(first, 3, 0, 100).iter().map(encode_record).collect();
+    let (mut io, mut events) = (BlockingIo::default(), Vec::new());
+    let t0 = Instant::now();
+    w.append(records(1));
+    w.submit_at(&mut io, &mut events, t0);
+    w.append(records(4));
+    w.submit_at(&mut io, &mut events, t0);
+    assert_eq!((io.submitted, w.hold_until()), (2, None));
+}

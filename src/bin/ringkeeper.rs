@@ -89,6 +89,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     }
     let mut log = LogConfig::new(&cfg.data_log_dir);
     log.segment_bytes = cfg.log_segment_size;
+    log.sync_interval = std::time::Duration::from_micros(cfg.log_sync_interval_us);
     if cfg.log_fdatasync {
         log.sync = SyncMode::Fdatasync;
     }

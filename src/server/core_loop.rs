@@ -1369,6 +1369,9 @@ impl CoreLoop {
             metrics: &self.state.seq.metrics,
         };
         l.writer.submit(&mut io, &mut self.log_events);
+        if let Some(at) = l.writer.hold_until() {
+            ops.wake_at(at);
+        }
     }
 
     /// Carries out one output of the core.
