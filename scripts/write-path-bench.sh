@@ -11,10 +11,13 @@
 #   5. 3 nodes, the official Java client as the load scripts/java-load.py, alternating
 #   6. 3 nodes and standalone, each request its own  zkbench run --no-coalesce (RingKeeper)
 #      write (as real clients frame them)
+#   7. steps 2 and 3 again with RingKeeper's servers at logSyncIntervalMicros=SYNC_INTERVAL_US
+#      (1000): the setting for servers whose disk stalls under frequent synced writes, as
+#      here, where the three servers share one disk
 #
 # Results (tables, JSON lines) go to perf/results/<UTC timestamp>-write-path/.
 # Environment: ROUNDS (5), DURATION_S (8), WARMUP_S (2), JAVA_ROUNDS (3), OPEN_RATE,
-# STEPS (1-6, e.g. "1 2" to run some), OUT.
+# STEPS (1-7, e.g. "1 2" to run some), SYNC_INTERVAL_US (1000), OUT.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +26,8 @@ ROUNDS=${ROUNDS:-5}
 DURATION_S=${DURATION_S:-8}
 WARMUP_S=${WARMUP_S:-2}
 JAVA_ROUNDS=${JAVA_ROUNDS:-3}
-STEPS=${STEPS:-"1 2 3 4 5 6"}
+STEPS=${STEPS:-"1 2 3 4 5 6 7"}
+SYNC_INTERVAL_US=${SYNC_INTERVAL_US:-1000}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-perf/results/$stamp-write-path}
 mkdir -p "$OUT"
@@ -36,6 +40,7 @@ cleanup() {
   scripts/ringkeeper.sh stop "$tmp/rk1" 2>/dev/null || true
   scripts/apache-zk.sh stop "$tmp/zk3" 2>/dev/null || true
   scripts/ringkeeper.sh stop "$tmp/rk3" 2>/dev/null || true
+  scripts/ringkeeper.sh stop "$tmp/rk3s" 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -77,7 +82,22 @@ PY
   scripts/ringkeeper.sh stop "$tmp/rk1" >&2
 fi
 
-if has 2 || has 3 || has 4 || has 5 || has 6; then
+# The open loop's rate: OPEN_RATE, else 70% of ZooKeeper's closed-loop median (step 2).
+open_rate() {
+  local rate=${OPEN_RATE:-}
+  if [ -z "$rate" ] && [ -s "$OUT/ensemble-16x16.json" ]; then
+    rate=$(python3 -c "
+import json,sys
+for l in open('$OUT/ensemble-16x16.json'):
+    if l.startswith('{'):
+        j=json.loads(l)
+        if 'median_a_ops' in j: print(int(0.7*j['median_a_ops'])); break
+" 2>/dev/null || true)
+  fi
+  echo "${rate:-15000}"
+}
+
+if has 2 || has 3 || has 4 || has 5 || has 6 || has 7; then
   scripts/apache-zk.sh start-ensemble "$tmp/zk3" 3 24880 >&2
   scripts/ringkeeper.sh start-ensemble "$tmp/rk3" 3 25880 >&2
   a=$(cat "$tmp/zk3/connect") b=$(cat "$tmp/rk3/connect")
@@ -89,17 +109,7 @@ if has 2 || has 3 || has 4 || has 5 || has 6; then
     grep -v '^{' "$OUT/ensemble-16x16.json" | tee -a "$OUT/summary.txt"
   fi
   if has 3; then
-    rate=${OPEN_RATE:-}
-    if [ -z "$rate" ] && [ -s "$OUT/ensemble-16x16.json" ]; then
-      rate=$(python3 -c "
-import json,sys
-for l in open('$OUT/ensemble-16x16.json'):
-    if l.startswith('{'):
-        j=json.loads(l)
-        if 'median_a_ops' in j: print(int(0.7*j['median_a_ops'])); break
-" 2>/dev/null || true)
-    fi
-    rate=${rate:-15000}
+    rate=$(open_rate)
     ab "3 nodes: open loop at $rate writes/s (70% of ZooKeeper's closed loop), 16 sessions" "$a" "$b" \
       -w set -s 16 --rate "$rate"
   fi
@@ -138,6 +148,18 @@ for k in ("ops_per_sec", "p50_ms", "p99_ms", "server_cpu_us_per_op", "server_vcs
     v = [r[k] for r in rows]
     print(f"{k:>22}: median {statistics.median(v):.3f}  rounds {v}")
 PY
+  fi
+  if has 7; then
+    scripts/ringkeeper.sh stop "$tmp/rk3" >&2
+    RK_EXTRA_CFG="logSyncIntervalMicros=$SYNC_INTERVAL_US" \
+      scripts/ringkeeper.sh start-ensemble "$tmp/rk3s" 3 26880 >&2
+    b=$(cat "$tmp/rk3s/connect")
+    scripts/ringkeeper.sh wait-serving "$b"
+    ab "3 nodes: setData 16x16, RingKeeper at logSyncIntervalMicros=$SYNC_INTERVAL_US (A = ZooKeeper, B = RingKeeper)" \
+      "$a" "$b" -w set -s 16 -k 16
+    rate=$(open_rate)
+    ab "3 nodes: open loop at $rate writes/s, RingKeeper at logSyncIntervalMicros=$SYNC_INTERVAL_US, 16 sessions" \
+      "$a" "$b" -w set -s 16 --rate "$rate"
   fi
 fi
 echo "write-path-bench: results in $OUT" >&2
