@@ -573,3 +573,15 @@ fn without_a_sync_interval_overlapping_writes_go_at_once() {
     w.submit_at(&mut io, &mut events, t0);
     assert_eq!((io.submitted, w.hold_until()), (2, None));
 }
+
+/// The logger thread has no timer to end a hold with: it refuses a sync interval rather
+/// than hold a batch until the next one happens to come.
+#[test]
+#[should_panic(expected = "does not space writes")]
+fn the_logger_thread_refuses_a_sync_interval() {
+    let dir = temp_dir("logger-interval");
+    let mut c = cfg(&dir);
+    c.sync_interval = std::time::Duration::from_millis(1);
+    let (notify, _rx) = notifier();
+    let _ = Logger::start(c, Arc::new(OsDisk), LogPosition::default(), notify);
+}

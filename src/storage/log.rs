@@ -262,6 +262,10 @@ impl Logger {
     /// # Errors
     /// The directory cannot be prepared, the tail segment cannot be opened (or refuses
     /// O_DIRECT), or the io_uring ring cannot be created.
+    ///
+    /// # Panics
+    /// If `cfg.sync_interval` is set: this thread has no timer to end a hold with (the
+    /// server's core loop drives its [`LogWriter`] and has one).
     pub fn start(
         cfg: LogConfig,
         disk: Arc<dyn Disk>,
@@ -272,6 +276,10 @@ impl Logger {
         assert!(cfg.segment_bytes >= 4 * BLOCK as u64);
         assert!(cfg.max_inflight_writes >= 1 && cfg.queue_batches >= 1);
         assert!(cfg.max_write_bytes >= BLOCK);
+        assert!(
+            cfg.sync_interval.is_zero(),
+            "the logger thread does not space writes (sync_interval)"
+        );
         let mut core = LogWriter::open(cfg.clone(), disk, recovered)?;
         let (tx, rx) = mpsc::sync_channel(cfg.queue_batches);
         let events = Arc::new(Mutex::new(VecDeque::new()));
@@ -674,7 +682,7 @@ impl LogWriter {
 
     /// Whether the next write waits (see "Spacing synced writes" in the module header),
     /// and until when.
-    fn hold(&mut self, now: Option<Instant>) -> Option<Instant> {
+    fn hold(&self, now: Option<Instant>) -> Option<Instant> {
         let now = now?;
         if self.cfg.sync_interval.is_zero() {
             return None;
