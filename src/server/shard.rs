@@ -280,7 +280,6 @@ pub struct Shard {
     bulk_tx: Option<std::sync::mpsc::Sender<BulkJob>>,
 }
 
-/// One framed reply: the header, and the body only on success (ZooKeeper's layout).
 /// A read's answer in the connection's, the reads histogram's and the server's
 /// statistics, at one read of the monotonic clock ([`Clock::later`]).
 fn read_answered(
@@ -298,6 +297,7 @@ fn read_answered(
     state.request_done_at(received, at.now);
 }
 
+/// One framed reply: the header, and the body only on success (ZooKeeper's layout).
 fn frame_reply(out: &mut Vec<u8>, xid: i32, zxid: i64, err: Code, body: &[u8]) {
     frame::write_reply(out, xid, zxid, err, |o| o.extend_from_slice(body));
 }
