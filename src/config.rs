@@ -1286,13 +1286,7 @@ impl ConfigBuilder {
                     }
                 }
                 "shards" => {
-                    let n: usize = ctx.int(v)?;
-                    if n > MAX_SHARDS {
-                        return Err(ctx.err(
-                            ConfigErrorKind::BadValue,
-                            format!("{n}: at most {MAX_SHARDS} event loops"),
-                        ));
-                    }
+                    let n = ctx.int_at_most(v, MAX_SHARDS, "event loops")?;
                     c.shards = Some(NonZeroUsize::new(n).ok_or_else(|| {
                         ctx.err(ConfigErrorKind::BadValue, "must be at least 1".into())
                     })?);
@@ -1310,14 +1304,8 @@ impl ConfigBuilder {
                     c.log_segment_size = n;
                 }
                 "logSyncIntervalMicros" => {
-                    let n: u64 = ctx.int(v)?;
-                    if n > MAX_LOG_SYNC_INTERVAL_US {
-                        return Err(ctx.err(
-                            ConfigErrorKind::BadValue,
-                            format!("{n}: at most {MAX_LOG_SYNC_INTERVAL_US} microseconds"),
-                        ));
-                    }
-                    c.log_sync_interval_us = n;
+                    c.log_sync_interval_us =
+                        ctx.int_at_most(v, MAX_LOG_SYNC_INTERVAL_US, "microseconds")?;
                 }
                 "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
                 "snapshotWriteRate" => c.snapshot_write_rate_mb = ctx.int(v)?,
@@ -1626,6 +1614,20 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// [`Ctx::int`], refused above `max` with a message naming it in `unit`s.
+    fn int_at_most<T>(&self, v: &str, max: T, unit: &str) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i128> + PartialOrd + std::fmt::Display,
+    {
+        let n: T = self.int(v)?;
+        if n > max {
+            return Err(self.err(
+                ConfigErrorKind::BadValue,
+                format!("{n}: at most {max} {unit}"),
+            ));
+        }
+        Ok(n)
+    }
     fn err(&self, kind: ConfigErrorKind, message: String) -> ConfigError {
         ConfigError::new(kind, Some(self.key), self.line, message)
     }
