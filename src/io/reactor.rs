@@ -1072,12 +1072,8 @@ impl Reactor {
                 }
                 Kind::Tick => {
                     self.tick_armed = false;
-                    match -res {
-                        // ETIME: the timeout expired, which is its success.
-                        libc::ETIME => {}
-                        // ECANCELED: only in Drop. 0 cannot happen with count 0.
-                        libc::ECANCELED => continue,
-                        other => panic!("tick timeout failed: errno {other}"),
+                    if !timeout_expired(res, "tick timeout") {
+                        continue;
                     }
                     for l in &mut self.listeners {
                         l.backoff = false;
@@ -1086,14 +1082,9 @@ impl Reactor {
                 }
                 Kind::Timer => {
                     self.timer_at = None;
-                    match -res {
-                        // ETIME: it expired. ECANCELED: only in Drop.
-                        libc::ETIME => {}
-                        libc::ECANCELED => continue,
-                        other => panic!("one-shot timer failed: errno {other}"),
-                    }
-                    // Nothing to call: the pass that follows this completion is what
-                    // `wake_at` asked for.
+                    // Nothing to call, expired or cancelled: the pass that follows this
+                    // completion is what `wake_at` asked for.
+                    timeout_expired(res, "one-shot timer");
                 }
             }
         }
@@ -1259,6 +1250,17 @@ impl Reactor {
             + usize::from(self.wake_armed)
             + self.listeners.iter().filter(|l| l.armed).count()
             + self.ops.files_inflight
+    }
+}
+
+/// Whether a timeout's completion says it expired (ETIME, its success), or it was
+/// cancelled (ECANCELED: only in Drop). 0 cannot happen with count 0; anything else is
+/// a bug.
+fn timeout_expired(res: i32, what: &str) -> bool {
+    match -res {
+        libc::ETIME => true,
+        libc::ECANCELED => false,
+        other => panic!("{what} failed: errno {other}"),
     }
 }
 
