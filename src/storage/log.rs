@@ -452,9 +452,8 @@ pub struct LogWriter {
     /// Batches waiting for a write, oldest first. Bounded by the caller: the [`Logger`]
     /// by its channel's capacity, the core by its bound on proposals in flight.
     pending: VecDeque<Vec<Record>>,
-    /// Records in `pending`, and the bytes of their payloads.
+    /// Records in `pending`.
     pending_records: usize,
-    pending_bytes: usize,
     /// When the last write was handed to the disk, for `sync_interval`.
     last_issue: Option<Instant>,
     /// Pending batches are held back for `sync_interval`: from the first that came while
@@ -531,7 +530,6 @@ impl LogWriter {
             next_id: 1,
             pending: VecDeque::new(),
             pending_records: 0,
-            pending_bytes: 0,
             last_issue: None,
             holding: false,
             hold_until: None,
@@ -594,7 +592,6 @@ impl LogWriter {
     pub fn append(&mut self, batch: Vec<Record>) {
         assert!(!batch.is_empty(), "empty batch");
         self.pending_records += batch.len();
-        self.pending_bytes += batch.iter().map(|r| r.payload.len()).sum::<usize>();
         self.pending.push_back(batch);
     }
 
@@ -691,9 +688,15 @@ impl LogWriter {
         if self.inflight.is_empty() && !self.holding {
             return None;
         }
-        // A full write gains nothing from waiting.
-        if batch_disk_len(self.pending_bytes, self.pending_records) >= self.cfg.max_write_bytes {
-            return None;
+        // A full write gains nothing from waiting. What is held is less than a write's
+        // worth, so this walk is short.
+        let (mut bytes, mut records) = (0, 0);
+        for b in &self.pending {
+            bytes += b.iter().map(|r| r.payload.len()).sum::<usize>();
+            records += b.len();
+            if batch_disk_len(bytes, records) >= self.cfg.max_write_bytes {
+                return None;
+            }
         }
         let at = self.last_issue? + self.cfg.sync_interval;
         (now < at).then_some(at)
@@ -926,7 +929,6 @@ impl LogWriter {
     fn drop_pending(&mut self, count: usize) {
         for b in self.pending.drain(..count) {
             self.pending_records -= b.len();
-            self.pending_bytes -= b.iter().map(|r| r.payload.len()).sum::<usize>();
         }
     }
 
