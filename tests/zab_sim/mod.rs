@@ -424,6 +424,13 @@ impl Sim {
         if node.removed || (!node.ever_started && !node.config.1.is_member(node.id)) {
             return Ok(());
         }
+        if !node.config.1.is_member(node.id) {
+            // It put its own removal in force as a leader handing over, then crashed
+            // before the operator stopped it: it stays down, as the operator would
+            // have it.
+            self.nodes[i].removed = true;
+            return Ok(());
+        }
         // The config of its dynamic file; a newer reconfig on its disk is registered
         // as pending below, as the sequencer does with its recovered tree's.
         let config = node.config.clone();
