@@ -94,6 +94,7 @@ fn broken(name: &str) -> Broken {
         "ack_before_durable" => b.ack_before_durable = true,
         "ackepoch_before_persist" => b.ackepoch_before_persist = true,
         "snap_ack_before_durable" => b.snap_ack_before_durable = true,
+        "local_commit_before_durable" => b.local_commit_before_durable = true,
         other => panic!("unknown broken variant {other}"),
     }
     b
@@ -165,6 +166,21 @@ fn catches_ackepoch_before_persist() {
     let found = first_failure(broken, 2000);
     let (seed, e) = found.expect("the simulator missed ACKEPOCH-before-persist in 2000 seeds");
     println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+}
+
+/// A follower that commits on its leader's LOGGED before its own copy is durable
+/// commits what only one disk holds: the oracle's quorum-of-copies check at the first
+/// commit names it.
+#[test]
+fn catches_local_commit_before_durable() {
+    let broken = Broken {
+        local_commit_before_durable: true,
+        ..Broken::default()
+    };
+    let found = first_failure(broken, 300);
+    let (seed, e) = found.expect("the simulator missed a local commit before durable in 300 seeds");
+    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    assert!(e.contains("committed while durable only on"), "{e}");
 }
 
 /// Membership changes under the same faults (crashes, partitions, lost and reordered

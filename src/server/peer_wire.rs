@@ -321,6 +321,10 @@ pub fn encode_msg(m: &Msg) -> Vec<u8> {
             b.push(10);
             b.extend_from_slice(&through.to_be_bytes());
         }
+        Msg::Logged { through } => {
+            b.push(24);
+            b.extend_from_slice(&through.to_be_bytes());
+        }
         Msg::Inform { txns } => {
             b.push(11);
             put_txns(&mut b, txns);
@@ -755,6 +759,7 @@ fn decode_frame_in(mut c: Cursor<'_>) -> Option<Frame> {
         21 => Msg::Moved { leader: c.u64()? },
         22 => Msg::RequestLeadership,
         23 => Msg::MovingCancelled,
+        24 => Msg::Logged { through: c.u64()? },
         TAG_SNAP_CHUNK => {
             let offset = c.u64()?;
             let n = c.u32()? as usize;
@@ -831,6 +836,7 @@ mod tests {
             Msg::Propose { txns: txns.clone() },
             Msg::Ack { zxid: 3 },
             Msg::Commit { through: 3 },
+            Msg::Logged { through: 3 },
             Msg::Inform { txns },
             Msg::Ping,
             Msg::Forward {

@@ -50,6 +50,11 @@ pub enum Msg {
     Ack { zxid: Zxid },
     /// Leader -> follower: every txn through `through` is committed (COMMIT).
     Commit { through: Zxid },
+    /// Leader -> up-to-date follower: the leader's own log is durable through `through`
+    /// (no ZooKeeper counterpart). Where the leader and that follower alone make a
+    /// quorum, the follower commits what both logs hold without waiting for the round
+    /// trip of its ACK and the leader's COMMIT (see `Peer::try_local_commit`).
+    Logged { through: Zxid },
     /// Leader -> observer: committed txns (INFORM).
     Inform { txns: Vec<Txn> },
     /// Learner -> leader: client requests and session traffic for the leader's
@@ -107,6 +112,7 @@ impl Msg {
             Msg::Propose { .. } => "PROPOSAL",
             Msg::Ack { .. } => "ACK",
             Msg::Commit { .. } => "COMMIT",
+            Msg::Logged { .. } => "LOGGED",
             Msg::Inform { .. } => "INFORM",
             Msg::Forward { .. } => "FORWARD",
             Msg::Reply { .. } => "REPLY",

@@ -52,6 +52,9 @@ pub struct Broken {
     /// After a SNAP, ACK NEWLEADER without waiting for the snapshot and the txns after
     /// it to be durable (ZOOKEEPER-3104: NEWLEADER acked before the snapshot is synced).
     pub snap_ack_before_durable: bool,
+    /// A follower commits through the leader's `Logged` alone, before its own log is
+    /// durable there (so the leader and it are not yet a quorum of copies).
+    pub local_commit_before_durable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -523,6 +526,8 @@ struct Leader {
     /// The synced voters last sent as `QuorumView`, and the learners that have it.
     view_sent: Vec<ServerId>,
     view_told: Vec<ServerId>,
+    /// The highest zxid sent as `Logged` (see `tell_logged`).
+    logged_sent: Zxid,
 }
 
 /// A leader handing its leadership over.
@@ -608,6 +613,8 @@ struct Follower {
     moving: Option<u64>,
     /// The leader's last `QuorumView`.
     view: Vec<ServerId>,
+    /// How far the leader's own log is durable, as its `Logged` said.
+    leader_logged: Zxid,
     /// FOLLOWERINFOs from other servers (the newest each), replayed if this server takes
     /// over: a learner told to follow it may dial before its TAKEOVER arrives.
     early_infos: BTreeMap<ServerId, Msg>,
@@ -1154,6 +1161,7 @@ impl Peer {
             Role::Leading(_) => {
                 self.advance_leader(out);
                 self.try_commit(out);
+                self.tell_logged(out);
                 self.advance_renewal(out);
             }
             Role::Following(_) => {
@@ -1161,6 +1169,7 @@ impl Peer {
                 self.follower_after_persist(out);
                 self.try_ack_newleader(out);
                 self.try_ack(out);
+                self.try_local_commit(out);
             }
             Role::Looking => {}
         }
@@ -1182,6 +1191,7 @@ impl Peer {
             transfer: None,
             view_sent: Vec::new(),
             view_told: Vec::new(),
+            logged_sent: 0,
         });
         self.advance_leader(out);
     }
@@ -1669,6 +1679,7 @@ impl Peer {
             renewal: None,
             moving: None,
             view: Vec::new(),
+            leader_logged: 0,
             early_infos: BTreeMap::new(),
         });
     }
@@ -1853,6 +1864,45 @@ impl Peer {
         self.advance_renewal(out);
     }
 
+    /// Leader: tells each up-to-date follower that makes a quorum with this server alone
+    /// how far this server's own log is durable (`Msg::Logged`), when that is beyond the
+    /// commit point. In a three-voter ensemble a follower then commits what both logs
+    /// hold as soon as its own write is durable (`try_local_commit`): a write that came
+    /// through it is answered without the round trip of its ACK to here and the COMMIT
+    /// back. Not sent while a reconfig is pending (its commits need a quorum of two
+    /// configs), during an epoch renewal, or when the commit point already covers the
+    /// log (the COMMIT says more).
+    fn tell_logged(&mut self, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        let own = self.log.durable_zxid;
+        if own <= self.commit || self.pending_config.is_some() {
+            return;
+        }
+        let Role::Leading(l) = &mut self.role else {
+            return;
+        };
+        if l.phase != LeaderPhase::Established
+            || l.renewal.is_some()
+            || own <= l.logged_sent
+            || epoch_of(own) != l.epoch
+        {
+            return;
+        }
+        l.logged_sent = own;
+        for (&id, x) in &l.learners {
+            if x.stage == Stage::UpToDate
+                && !x.observer
+                && x.acked < own
+                && is_quorum(&self.cfg.ensemble, [me, id])
+            {
+                out.push(Action::Send {
+                    to: id,
+                    msg: Msg::Logged { through: own },
+                });
+            }
+        }
+    }
+
     fn forward(&mut self, payloads: Vec<Bytes>, out: &mut Vec<Action>) {
         match &self.role {
             Role::Following(f) if f.stage == FStage::UpToDate && f.moving.is_none() => {
@@ -1958,6 +2008,7 @@ impl Peer {
             renewal: None,
             moving: None,
             view: Vec::new(),
+            leader_logged: 0,
             early_infos: BTreeMap::new(),
         });
         self.send_follower_info(out);
@@ -2140,6 +2191,15 @@ impl Peer {
                 }
                 self.commit_to(through, out);
             }
+            Msg::Logged { through } if stage == FStage::UpToDate && !f.observer => {
+                if through > self.log.last() {
+                    self.protocol_error(from, format!("LOGGED {through:#x} beyond log"), out);
+                    return;
+                }
+                let f = self.follower();
+                f.leader_logged = f.leader_logged.max(through);
+                self.try_local_commit(out);
+            }
             Msg::Inform { txns } if stage >= FStage::AwaitNewLeader && f.observer => {
                 let fresh: Vec<Txn> = txns
                     .into_iter()
@@ -2293,6 +2353,37 @@ impl Peer {
             to: leader,
             msg: Msg::Ack { zxid: z },
         });
+    }
+
+    /// Follower: commits what a quorum is known to hold durably from what this server
+    /// knows alone: its own durable log and the leader's (`Msg::Logged`). Both logs are
+    /// prefixes of the leader's history of this epoch, so a zxid both hold durably, where
+    /// the two make a quorum, is on a quorum's disks: exactly what the leader's own
+    /// commit rule asks. Only for zxids of the established epoch (all of its history
+    /// before them committed when the epoch was established), never while a reconfig is
+    /// pending or the epoch renews: there the leader's COMMIT alone decides.
+    fn try_local_commit(&mut self, out: &mut Vec<Action>) {
+        let me = self.cfg.my_id;
+        let own = if self.cfg.broken.local_commit_before_durable {
+            self.log.last()
+        } else {
+            self.log.durable_zxid
+        };
+        let Role::Following(f) = &self.role else {
+            return;
+        };
+        if f.observer
+            || f.stage != FStage::UpToDate
+            || f.renewal.is_some()
+            || f.leader_logged == 0
+            || self.pending_config.is_some()
+        {
+            return;
+        }
+        let q = quorum_zxid(&self.cfg.ensemble, [(me, own), (f.leader, f.leader_logged)]);
+        if q > self.commit && epoch_of(q) == f.epoch {
+            self.commit_to(q, out);
+        }
     }
 
     // ---- time ----
