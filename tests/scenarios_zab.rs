@@ -557,3 +557,157 @@ fn snap_sends_the_newest_snapshot_and_the_txns_after_it() {
     });
     assert_eq!(p.snap_source(), make_zxid(epoch, 20));
 }
+
+/// Server 1 of voters {1, 2, 3}, up to date with leader 2 in epoch 2, its log holding
+/// `history` (synced by DIFF, nothing of it committed yet).
+fn follower_up_to_date_in_epoch_2(history: Vec<Txn>) -> Peer {
+    let mut p = server_1_of_3_in_epoch_1();
+    let msg = |msg| Event::Message { from: 2, msg };
+    let out = p.step(Event::Follow { leader: 2 });
+    settle(&mut p, out);
+    for m in [
+        Msg::LeaderInfo { new_epoch: 2 },
+        Msg::Sync {
+            mode: SyncMode::Diff,
+            txns: history,
+            commit_through: 0,
+        },
+        Msg::NewLeader { epoch: 2 },
+        Msg::UpToDate,
+    ] {
+        let out = p.step(msg(m));
+        settle(&mut p, out);
+    }
+    assert_eq!(p.up_to_date_with(), Some(2), "not up to date");
+    p
+}
+
+fn committed(out: &[Action]) -> Vec<u64> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Committed { zxid, .. } => Some(*zxid),
+            _ => None,
+        })
+        .collect()
+}
+
+fn txns(epoch: u32, counters: std::ops::RangeInclusive<u32>) -> Vec<Txn> {
+    counters
+        .map(|c| Txn {
+            zxid: make_zxid(epoch, c),
+            payload: Bytes::from_static(b"txn"),
+        })
+        .collect()
+}
+
+/// A follower of three voters commits a proposal once its own copy is durable and the
+/// leader said its own is (LOGGED), in either order, without the leader's COMMIT; the
+/// COMMIT that follows commits nothing again.
+#[test]
+fn a_follower_commits_on_its_own_durable_log_and_the_leaders_logged() {
+    let mut p = follower_up_to_date_in_epoch_2(vec![]);
+    let msg = |msg| Event::Message { from: 2, msg };
+    let (z1, z2) = (make_zxid(2, 1), make_zxid(2, 2));
+    let out = p.step(msg(Msg::Propose {
+        txns: txns(2, 1..=2),
+    }));
+    let write = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Append { write, .. } => Some(*write),
+            _ => None,
+        })
+        .expect("the proposal is appended");
+    let out = p.step(msg(Msg::Logged { through: z2 }));
+    assert_eq!(
+        committed(&out),
+        Vec::<u64>::new(),
+        "committed before its own copy is durable"
+    );
+    let out = p.step(Event::Durable { write });
+    assert_eq!(committed(&out), vec![z1, z2]);
+    assert_eq!(p.commit_zxid(), z2);
+    let out = p.step(msg(Msg::Commit { through: z2 }));
+    assert_eq!(committed(&out), Vec::<u64>::new(), "committed twice");
+
+    // The other order: durable here first, then the leader's LOGGED.
+    let out = p.step(msg(Msg::Propose {
+        txns: txns(2, 3..=3),
+    }));
+    let out = settle_writes(&mut p, out);
+    assert_eq!(
+        committed(&out),
+        Vec::<u64>::new(),
+        "committed on its own copy alone"
+    );
+    let out = p.step(msg(Msg::Logged {
+        through: make_zxid(2, 3),
+    }));
+    assert_eq!(committed(&out), vec![make_zxid(2, 3)]);
+}
+
+/// Completes the log writes among `out` and returns everything the peer did.
+fn settle_writes(p: &mut Peer, out: Vec<Action>) -> Vec<Action> {
+    let mut all = Vec::new();
+    for a in out {
+        if let Action::Append { write, .. } = a {
+            all.extend(p.step(Event::Durable { write }));
+        } else {
+            all.push(a);
+        }
+    }
+    all
+}
+
+/// Txns of the history an epoch starts from are committed by the leader's COMMIT at
+/// its establishment, never by LOGGED: only the epoch's own proposals are.
+#[test]
+fn a_logged_of_an_earlier_epoch_commits_nothing() {
+    let mut p = follower_up_to_date_in_epoch_2(txns(1, 1..=2));
+    let out = p.step(Event::Message {
+        from: 2,
+        msg: Msg::Logged {
+            through: make_zxid(1, 2),
+        },
+    });
+    assert_eq!(committed(&out), Vec::<u64>::new());
+    assert_eq!(p.commit_zxid(), 0);
+}
+
+/// A leader cannot have logged what it never proposed: a LOGGED beyond the log is a
+/// protocol error, and the follower leaves the leader.
+#[test]
+fn a_logged_beyond_the_log_is_a_protocol_error() {
+    let mut p = follower_up_to_date_in_epoch_2(vec![]);
+    let out = p.step(Event::Message {
+        from: 2,
+        msg: Msg::Logged {
+            through: make_zxid(2, 1),
+        },
+    });
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::ProtocolError { from: 2, .. })),
+        "{out:?}"
+    );
+    assert!(p.is_looking());
+}
+
+/// A leader of three tells each follower how far its own log is durable; a leader of
+/// five does not (it and one follower are no quorum there).
+#[test]
+fn only_a_leader_of_three_voters_sends_logged() {
+    for (n, expect) in [(3u64, vec![2u64, 3]), (5, vec![])] {
+        let mut p = established_leader_of(n);
+        let epoch = p.accepted_epoch();
+        let out = p.step(Event::Propose(txns(epoch, 1..=2)));
+        let sent: Vec<u64> = settle(&mut p, out)
+            .into_iter()
+            .filter(
+                |(_, m)| matches!(m, Msg::Logged { through } if *through == make_zxid(epoch, 2)),
+            )
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(sent, expect, "leader of {n}");
+    }
+}
