@@ -421,14 +421,16 @@ impl Sim {
     pub fn start(&mut self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i];
         assert!(!node.up);
-        if node.removed || (!node.ever_started && !node.config.1.is_member(node.id)) {
+        if node.removed {
             return Ok(());
         }
         if !node.config.1.is_member(node.id) {
-            // It put its own removal in force as a leader handing over, then crashed
-            // before the operator stopped it: it stays down, as the operator would
-            // have it.
-            self.nodes[i].removed = true;
+            // A spare never started, or a leader that put its own removal in force
+            // while handing over and crashed before the operator stopped it: that one
+            // stays down, as the operator would have it.
+            if node.ever_started {
+                self.nodes[i].removed = true;
+            }
             return Ok(());
         }
         // The config of its dynamic file; a newer reconfig on its disk is registered
