@@ -2595,6 +2595,7 @@ impl Sequencer {
             return;
         };
         let actions = e.peer.step(event);
+        self.prefetch_committed(&actions);
         for a in actions {
             self.peer_action(a);
         }
@@ -2606,6 +2607,42 @@ impl Sequencer {
         if counts != e.learner_counts {
             e.learner_counts = counts;
             self.out.push(Output::Learners(counts));
+        }
+    }
+
+    /// A learner about to apply several committed txns asks for their nodes first
+    /// (`DataTree::prefetch`), so that the cache misses of their lookups overlap instead
+    /// of each apply waiting for its own. One txn alone gains nothing from it.
+    fn prefetch_committed(&self, actions: &[peer::Action]) {
+        let Some(e) = &self.ens else {
+            return;
+        };
+        let mut committed = actions.iter().filter_map(|a| match a {
+            peer::Action::Committed { zxid, .. } => Some(*zxid as i64),
+            _ => None,
+        });
+        let (Some(_), Some(last)) = (committed.next(), committed.last()) else {
+            return;
+        };
+        if last <= self.zxid {
+            // A leader's own txns: applied when they were made.
+            return;
+        }
+        for d in e.decoded.iter().take_while(|d| d.zxid <= last) {
+            if d.zxid <= self.zxid {
+                continue;
+            }
+            match &d.op {
+                TxnOp::SetData { path, .. }
+                | TxnOp::SetAcl { path, .. }
+                | TxnOp::Delete { path } => self.tree.prefetch(path),
+                TxnOp::Create { path, .. } => {
+                    if let Some(i) = path.rfind('/') {
+                        self.tree.prefetch(&path[..i]);
+                    }
+                }
+                _ => {}
+            }
         }
     }
 

@@ -507,6 +507,21 @@ impl DataTree {
         self.index.find(path_hash(p), |id| self.matches(id, p))
     }
 
+    /// Starts loading the node at `path` into the cache without waiting for it to
+    /// arrive: the index walk and the slot, then a prefetch of the node. Called for the
+    /// txns a learner is about to apply together, so that their nodes' misses overlap
+    /// instead of each lookup waiting for its own. A hash collision prefetches another
+    /// node, which costs nothing but the hint.
+    pub fn prefetch(&self, path: &str) {
+        if let Some(n) = self
+            .index
+            .find(path_hash(path.as_bytes()), |_| true)
+            .and_then(|id| self.slots.get(id))
+        {
+            n.prefetch();
+        }
+    }
+
     /// Whether node `id` is at `path`: its name and each ancestor's match the segments.
     fn matches(&self, mut id: u32, mut path: &[u8]) -> bool {
         // Bound: each step consumes one segment of the finite path.
