@@ -150,6 +150,16 @@ fn scenarios() {
     );
 }
 
+/// The number of the log write among `out` (the peer appended `what`).
+fn appended(out: &[Action], what: &str) -> u64 {
+    out.iter()
+        .find_map(|a| match a {
+            Action::Append { write, .. } => Some(*write),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{what}: no append in {out:?}"))
+}
+
 /// Server 1 of voters {1, 2, 3}, fresh, in epoch 1 (accepted and current).
 fn server_1_of_3_in_epoch_1() -> Peer {
     let cfg = peer::Config {
@@ -193,13 +203,7 @@ fn current_epoch_waits_for_the_synced_txns() {
         txns,
         commit_through: make_zxid(1, 1),
     }));
-    let write = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Append { write, .. } => Some(*write),
-            _ => None,
-        })
-        .expect("the sync's txns are appended");
+    let write = appended(&out, "the sync's txns are appended");
     let persists_current = |out: &[Action]| {
         out.iter().any(|a| {
             matches!(
@@ -261,13 +265,7 @@ fn leader_current_epoch_waits_for_its_own_log() {
             payload: Bytes::from_static(b"txn"),
         }],
     }));
-    let write = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Append { write, .. } => Some(*write),
-            _ => None,
-        })
-        .expect("the proposal is appended");
+    let write = appended(&out, "the proposal is appended");
     // The leader dies; this server is elected and a quorum acknowledges its epoch.
     p.step(Event::Disconnected { peer: 2 });
     p.step(Event::Lead);
@@ -611,13 +609,7 @@ fn a_follower_commits_on_its_own_durable_log_and_the_leaders_logged() {
     let out = p.step(msg(Msg::Propose {
         txns: txns(2, 1..=2),
     }));
-    let write = out
-        .iter()
-        .find_map(|a| match a {
-            Action::Append { write, .. } => Some(*write),
-            _ => None,
-        })
-        .expect("the proposal is appended");
+    let write = appended(&out, "the proposal is appended");
     let out = p.step(msg(Msg::Logged { through: z2 }));
     assert_eq!(
         committed(&out),
