@@ -135,37 +135,28 @@ fn first_failure(broken: Broken, seeds: u64) -> Option<(u64, String)> {
     })
 }
 
+/// The first of `seeds` seeds at which the simulator fails with the broken variant
+/// `name` (see [`broken`]), and its error; panics if none does.
+fn caught(name: &str, seeds: u64) -> String {
+    let (seed, e) = first_failure(broken(name), seeds)
+        .unwrap_or_else(|| panic!("the simulator missed {name} in {seeds} seeds"));
+    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    e
+}
+
 #[test]
 fn catches_ack_before_durable() {
-    let broken = Broken {
-        ack_before_durable: true,
-        ..Broken::default()
-    };
-    let found = first_failure(broken, 300);
-    let (seed, e) = found.expect("the simulator missed ACK-before-durable in 300 seeds");
-    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    caught("ack_before_durable", 300);
 }
 
 #[test]
 fn catches_snap_ack_before_durable() {
-    let broken = Broken {
-        snap_ack_before_durable: true,
-        ..Broken::default()
-    };
-    let found = first_failure(broken, 2000);
-    let (seed, e) = found.expect("the simulator missed SNAP-ACK-before-durable in 2000 seeds");
-    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    caught("snap_ack_before_durable", 2000);
 }
 
 #[test]
 fn catches_ackepoch_before_persist() {
-    let broken = Broken {
-        ackepoch_before_persist: true,
-        ..Broken::default()
-    };
-    let found = first_failure(broken, 2000);
-    let (seed, e) = found.expect("the simulator missed ACKEPOCH-before-persist in 2000 seeds");
-    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    caught("ackepoch_before_persist", 2000);
 }
 
 /// A follower that commits on its leader's LOGGED before its own copy is durable
@@ -173,13 +164,7 @@ fn catches_ackepoch_before_persist() {
 /// commit names it.
 #[test]
 fn catches_local_commit_before_durable() {
-    let broken = Broken {
-        local_commit_before_durable: true,
-        ..Broken::default()
-    };
-    let found = first_failure(broken, 300);
-    let (seed, e) = found.expect("the simulator missed a local commit before durable in 300 seeds");
-    println!("caught at seed {seed}: {}", e.lines().next().unwrap_or(""));
+    let e = caught("local_commit_before_durable", 300);
     assert!(e.contains("committed while durable only on"), "{e}");
 }
 
