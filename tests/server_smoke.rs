@@ -359,6 +359,7 @@ fn prometheus_endpoint_serves_write_stages() {
     for stage in [
         "write_queued",
         "write_sequenced",
+        "write_proposed",
         "write_logged",
         "write_committed",
         "write_answered",

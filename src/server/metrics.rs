@@ -8,11 +8,15 @@
 //! |-------------|---------------------------------------|-------------------------------------|
 //! | `queued`    | the shard decoded the request         | the sequencer took it               |
 //! | `sequenced` | the sequencer took it                 | validated, zxid assigned, applied   |
+//! | `proposed`  | the shard decoded the request         | its pass was handed to this server's log (on a learner: after the forward to the leader and its PROPOSAL back) |
 //! | `logged`    | its pass was handed to the log        | the log reported it durable         |
 //! | `replicated`| durable                               | a quorum had it (the peer message that completed the quorum arrived; 0 standalone) |
 //! | `committed` | a quorum had it                       | the commit was handed to the shards |
 //! | `answered`  | the commit was handed to the shards   | the reply was queued on its socket  |
 //! | `total`     | the shard decoded the request         | the reply was queued on its socket  |
+//!
+//! `queued` and `sequenced` lie inside `proposed`; `proposed`, `logged`, `replicated`,
+//! `committed` and `answered` follow each other and make up `total`.
 //!
 //! The histograms are lock-free (one relaxed atomic add per sample) so every thread
 //! records into the same ones; readers scan them when asked.
@@ -172,6 +176,9 @@ impl std::fmt::Debug for Histogram {
 pub struct Metrics {
     pub queued: Histogram,
     pub sequenced: Histogram,
+    /// Decode to the log hand-off of the pass that carries the txn (the slow-request
+    /// log's first stage): on a learner this is where the forward to the leader shows.
+    pub proposed: Histogram,
     pub logged: Histogram,
     pub replicated: Histogram,
     pub committed: Histogram,
@@ -349,10 +356,11 @@ pub const QUANTILES: [(&str, f64); 4] =
 
 impl Metrics {
     /// (name, histogram) for every write stage in path order, then reads.
-    pub fn all(&self) -> [(&'static str, &Histogram); 8] {
+    pub fn all(&self) -> [(&'static str, &Histogram); 9] {
         [
             ("write_queued", &self.queued),
             ("write_sequenced", &self.sequenced),
+            ("write_proposed", &self.proposed),
             ("write_logged", &self.logged),
             ("write_replicated", &self.replicated),
             ("write_committed", &self.committed),

@@ -6,11 +6,12 @@
 //! stderr for each request slower than the threshold, decode to reply:
 //!
 //! ```text
-//! ringkeeper: slow request: 412.3 ms setData /app/cfg session 0x1000000a3 client 10.0.0.7:51022 bytes 96/36 zxid 0x300000a1c stages us: sequenced 12 logged 405112 replicated 3980 committed 41 answered 2311
+//! ringkeeper: slow request: 412.3 ms setData /app/cfg session 0x1000000a3 client 10.0.0.7:51022 bytes 96/36 zxid 0x300000a1c stages us: proposed 12 logged 405112 replicated 3980 committed 41 answered 2311
 //! ```
 //!
-//! `sequenced` runs from the shard's decode to the log's hand-off (the queue to the
-//! sequencer and its validation), `logged` to durable, `replicated` to the quorum's ack
+//! `proposed` runs from the shard's decode to the log's hand-off (the queue to the
+//! sequencer and its validation; on a learner also the forward to the leader and the
+//! leader's PROPOSAL back), `logged` to durable, `replicated` to the quorum's ack
 //! (0 standalone), `committed` to the commit's hand-off to the shards, `answered` to the
 //! reply queued on its socket. Reads have only their total. At most
 //! `slowRequestLogPerSecond` lines a second per event loop are written; the lines left
@@ -260,7 +261,7 @@ impl Observe {
             let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros();
             let _ = write!(
                 stages,
-                " stages us: sequenced {} logged {} replicated {} committed {} answered {}",
+                " stages us: proposed {} logged {} replicated {} committed {} answered {}",
                 us(o.received, appended),
                 us(appended, durable),
                 us(durable, quorum),

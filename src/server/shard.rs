@@ -1234,6 +1234,8 @@ impl Shard {
                             m.answered.record(since(node.published_at));
                             if let Some([appended, ..]) = node.stages {
                                 m.zk.propagation_latency.record(since(appended));
+                                m.proposed
+                                    .record(appended.saturating_duration_since(o.received));
                             }
                             m.total.record(since(o.received));
                         }

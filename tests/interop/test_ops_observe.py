@@ -62,7 +62,7 @@ def test_slow_requests_are_logged_with_their_stages(server):
     assert lines, "no slow-request line for writes slower than the threshold"
     line = lines[0]
     for field in ("setData /slow", f"session 0x{c.session_id:x}", "client 127.0.0.1:",
-                  "bytes ", "zxid 0x", "stages us: sequenced", " logged ", " replicated ",
+                  "bytes ", "zxid 0x", "stages us: proposed", " logged ", " replicated ",
                   " committed ", " answered "):
         assert field in line, (field, line)
     # Rate-limited: a handful a second, not one per slow request.
