@@ -360,6 +360,40 @@ fn learner_reconnects_a_fifth_of_init_limit_apart() {
     );
 }
 
+/// Found by the simulator (`ZAB_SEEDS=20000`, seed 15810, five voters): after a crash
+/// and stale notifications, server 2 elected 3 and server 3 elected 2. Each dialled the
+/// other with FOLLOWERINFO, and each counted the other's FOLLOWERINFO as hearing from
+/// its leader, so neither reached initLimit and the two stayed out of the ensemble for
+/// good (with three voters, that is an outage). A FOLLOWERINFO from the server this one
+/// follows says that server follows too: it keeps nothing alive.
+#[test]
+fn two_servers_following_each_other_give_up_at_init_limit() {
+    let mut p = server_1_of_3_in_epoch_1();
+    p.step(Event::Follow { leader: 2 });
+    let mut looking_at = None;
+    for tick in 1..=30 {
+        let mut out = p.step(Event::Message {
+            from: 2,
+            msg: Msg::FollowerInfo {
+                accepted_epoch: 1,
+                last_zxid: 0,
+                observer: false,
+            },
+        });
+        out.extend(p.step(Event::Tick));
+        if out.iter().any(|a| matches!(a, Action::Looking { .. })) {
+            looking_at = Some(tick);
+            break;
+        }
+    }
+    // init_limit is 10: silent for more than 10 ticks.
+    assert_eq!(
+        looking_at,
+        Some(11),
+        "a follower of a follower gives up at initLimit"
+    );
+}
+
 /// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
 /// reconfig removed the leader and a follower together. The leader began its hand-off
 /// waiting for MOVINGACK from every up-to-date learner, the removed follower included;

@@ -2045,7 +2045,12 @@ impl Peer {
             }
             return;
         }
-        f.last_heard = now;
+        // A FOLLOWERINFO from the server this one follows says that server follows too
+        // (the elections disagreed): nothing was heard from a leader. Counted, two
+        // servers following each other would keep each other past initLimit forever.
+        if !matches!(msg, Msg::FollowerInfo { .. }) {
+            f.last_heard = now;
+        }
         let (leader, stage) = (f.leader, f.stage);
         if stage == FStage::AwaitHandOff {
             // The target's answers to our leadership (ACK, ACKNEWLEADER, FORWARD, ...)
