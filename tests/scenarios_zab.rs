@@ -394,6 +394,58 @@ fn two_servers_following_each_other_give_up_at_init_limit() {
     );
 }
 
+/// Found by the simulator (`ZAB_SEEDS=100000`, seed 27104, three voters): server 3
+/// was twice elected and twice lost its only follower after the epoch proposal, so it
+/// had accepted epoch 12 when servers 1 and 2 established epoch 11 without it. Its
+/// LEADERINFO said 11, server 3 refused an epoch below its accepted one (as ZooKeeper's
+/// learner does), went back to the election, found 2 leading, and tried again, for as
+/// long as 2 led. An established leader now renews its epoch in place above a joining
+/// learner's accepted epoch, and the learner's next try joins.
+#[test]
+fn a_learner_with_a_higher_accepted_epoch_gets_a_renewal_above_it() {
+    let mut p = established_leader_of(3);
+    let epoch = p.accepted_epoch();
+    let from = |id, msg| Event::Message { from: id, msg };
+    let info = |accepted_epoch| Msg::FollowerInfo {
+        accepted_epoch,
+        last_zxid: 0,
+        observer: false,
+    };
+    let wanted = |out: &[Action]| {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::RenewWanted {
+                    learner,
+                    accepted_epoch,
+                } => Some((*learner, *accepted_epoch)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // A learner that can take this epoch: nothing to renew.
+    assert_eq!(wanted(&p.step(from(3, info(epoch)))), vec![]);
+    // A learner (or a liar) at the top of the epoch range: no renewal could go above it.
+    assert_eq!(wanted(&p.step(from(3, info(u32::MAX)))), vec![]);
+    // One that accepted a higher epoch asks for a renewal above it.
+    let out = p.step(from(3, info(epoch + 3)));
+    assert_eq!(wanted(&out), vec![(3, epoch + 3)]);
+    settle(&mut p, out);
+    let out = p.step(Event::RenewEpoch);
+    let sent = settle(&mut p, out);
+    let renewed: Vec<_> = sent
+        .iter()
+        .filter_map(|(to, m)| match m {
+            Msg::LeaderInfo { new_epoch } => Some((*to, *new_epoch)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        renewed,
+        vec![(2, epoch + 4)],
+        "the up-to-date follower is asked to take an epoch above the learner's"
+    );
+}
+
 /// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
 /// reconfig removed the leader and a follower together. The leader began its hand-off
 /// waiting for MOVINGACK from every up-to-date learner, the removed follower included;

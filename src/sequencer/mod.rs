@@ -497,6 +497,9 @@ struct Ensemble {
     fwd_out: Vec<Bytes>,
     /// Leader: the epoch's counter ran out; the epoch is being renewed.
     renewing: bool,
+    /// Leader: a learner that cannot join this epoch asked for a renewal (its id and
+    /// accepted epoch), carried out at the end of the pass (`peer::Action::RenewWanted`).
+    renew_for: Option<(ServerId, u32)>,
     /// What `Output::Health` last said.
     health: Health,
     /// Leader: forwarded payloads waiting for room to make their txns, in arrival order
@@ -749,6 +752,7 @@ impl Sequencer {
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
                 renewing: false,
+                renew_for: None,
                 health: Health::default(),
                 deferred: VecDeque::new(),
                 after_barrier: Vec::new(),
@@ -2139,15 +2143,22 @@ impl Sequencer {
         }
         if self.role == Role::Leader {
             let e = self.ens.as_mut().expect("leader has a peer");
-            if !e.renewing && e.peer.next_zxid().is_none() {
-                // The epoch's zxids ran out: renew it in place (see the module header).
-                // Requests wait meanwhile (`room` is 0).
+            let wanted = e.renew_for.take();
+            if !e.renewing && (e.peer.next_zxid().is_none() || wanted.is_some()) {
+                // The epoch's zxids ran out, or a learner cannot join it: renew it in
+                // place (see the module header). Requests wait meanwhile (`room` is 0).
                 e.renewing = true;
                 let epoch = e.peer.established_epoch().unwrap_or(0);
-                self.out.push(Output::Log(format!(
-                    "the zxids of epoch {epoch} ran out at {:#x}: renewing the epoch in place",
-                    self.zxid
-                )));
+                self.out.push(Output::Log(match wanted {
+                    Some((learner, accepted)) if e.peer.next_zxid().is_some() => format!(
+                        "server {learner} has accepted epoch {accepted}, above this leader's \
+                         {epoch}, and cannot join it: renewing the epoch in place"
+                    ),
+                    _ => format!(
+                        "the zxids of epoch {epoch} ran out at {:#x}: renewing the epoch in place",
+                        self.zxid
+                    ),
+                }));
                 self.peer_step(peer::Event::RenewEpoch);
             }
         }
@@ -2721,6 +2732,14 @@ impl Sequencer {
             A::TransferRefused { reason } => self.out.push(Output::Log(format!(
                 "leadership transfer refused: {reason}"
             ))),
+            A::RenewWanted {
+                learner,
+                accepted_epoch,
+            } => {
+                if let Some(e) = self.ens.as_mut() {
+                    e.renew_for = Some((learner, accepted_epoch));
+                }
+            }
         }
     }
 
@@ -2752,6 +2771,7 @@ impl Sequencer {
         let e = self.ens.as_mut().expect("ensemble");
         e.own_from = Zxid::MAX;
         e.renewing = false;
+        e.renew_for = None;
         e.deferred.clear();
         e.decoded.clear();
         self.expiring.clear();
@@ -2902,6 +2922,7 @@ impl Sequencer {
         let e = self.ens.as_mut().expect("ensemble");
         e.own_from = Zxid::MAX;
         e.renewing = false;
+        e.renew_for = None;
         e.early_infos.clear();
         e.decoded.clear();
         // Forwards not yet made into txns are lost with the leadership, as the

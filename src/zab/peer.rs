@@ -246,6 +246,16 @@ pub enum Action {
     Renewed {
         epoch: u32,
     },
+    /// Leader: `learner` connected with an accepted epoch above this leader's, so it
+    /// cannot take this epoch (it refuses a LEADERINFO below its accepted epoch, as
+    /// ZooKeeper's learner does) and would retry for as long as this leader leads. The
+    /// driver renews the epoch in place (`Event::RenewEpoch`) as when the counter runs
+    /// out; the renewed epoch is above `accepted_epoch`, and the learner's next try
+    /// joins it.
+    RenewWanted {
+        learner: ServerId,
+        accepted_epoch: u32,
+    },
     /// This learner is synced with `leader` and may serve clients.
     UpToDate {
         leader: ServerId,
@@ -528,6 +538,9 @@ struct Leader {
     view_told: Vec<ServerId>,
     /// The highest zxid sent as `Logged` (see `tell_logged`).
     logged_sent: Zxid,
+    /// The highest accepted epoch a learner brought above this leader's epoch: the next
+    /// renewal goes above it (see `Action::RenewWanted`).
+    epoch_floor: u32,
 }
 
 /// A leader handing its leadership over.
@@ -1192,6 +1205,7 @@ impl Peer {
             view_sent: Vec::new(),
             view_told: Vec::new(),
             logged_sent: 0,
+            epoch_floor: 0,
         });
         self.advance_leader(out);
     }
@@ -1423,6 +1437,23 @@ impl Peer {
                     last_heard: now,
                 },
             );
+            // A learner whose accepted epoch is above ours refuses our LEADERINFO and
+            // comes back for as long as we lead: an election it lost while a leader
+            // that never established had it accept a higher epoch. Ask for a renewal
+            // above it. (Not for an epoch this far up: a renewal must be able to add
+            // one, and no honest learner gets there.)
+            if l.phase == LeaderPhase::Established
+                && l.renewal.is_none()
+                && l.transfer.is_none()
+                && accepted_epoch > l.epoch
+                && accepted_epoch < u32::MAX - 1
+            {
+                l.epoch_floor = l.epoch_floor.max(accepted_epoch);
+                out.push(Action::RenewWanted {
+                    learner: from,
+                    accepted_epoch,
+                });
+            }
             self.advance_leader(out);
             return;
         }
@@ -1696,7 +1727,7 @@ impl Peer {
             return;
         };
         if r.stage == RenewStage::AwaitCommitted && commit == last && durable >= last {
-            r.epoch = accepted.max(l.epoch) + 1;
+            r.epoch = accepted.max(l.epoch).max(l.epoch_floor) + 1;
             r.stage = RenewStage::AwaitAcceptedPersist;
             out.push(Action::PersistEpoch {
                 kind: EpochKind::Accepted,

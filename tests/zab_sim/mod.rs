@@ -268,6 +268,8 @@ pub struct Stats {
     pub compactions: usize,
     /// Epochs a leader renewed in place when its counter ran out.
     pub renewals: usize,
+    /// Renewals a leader started for a learner whose accepted epoch was above its own.
+    pub renewals_for_learners: usize,
     /// Leadership transfers asked for (`Transfer`, `RequestLeadership`), hand-offs
     /// done (`TAKEOVER` sent), and epochs established by a server that took over.
     pub transfers: usize,
@@ -1003,6 +1005,17 @@ impl Sim {
                     self.break_link(i, (from - 1) as usize);
                 }
                 self.run_election(i, election::Event::Moved { leader })?;
+            }
+            Action::RenewWanted {
+                learner,
+                accepted_epoch,
+            } => {
+                // As the sequencer does at the end of its pass.
+                self.log(|| {
+                    format!("n{id} renews for n{learner}, which accepted epoch {accepted_epoch}")
+                });
+                self.stats.renewals_for_learners += 1;
+                self.run_peer(i, peer::Event::RenewEpoch)?;
             }
             Action::TransferRefused { reason } => {
                 if reason.contains("called off") {
