@@ -666,6 +666,74 @@ fn follower_up_to_date_in_epoch_2(history: Vec<Txn>) -> Peer {
     p
 }
 
+/// Found by `SIM_RANGE=2000..12000` of sim_server (seed 3923, three voters and an
+/// observer): the observer took an INFORM whose txns did not follow its log (the
+/// simulator drops a cut link's messages until the break is noticed, then delivers the
+/// later ones) and applied it as if nothing were missing, until a delete of a node it
+/// never had stopped it. A PROPOSAL with a gap was already a protocol error; an INFORM
+/// with one is too, and the observer syncs again. Repeats of what its sync brought are
+/// still dropped quietly.
+#[test]
+fn an_inform_with_a_gap_is_a_protocol_error() {
+    let cfg = peer::Config {
+        my_id: 4,
+        ensemble: Ensemble::new(vec![1, 2, 3], vec![4]),
+        init_limit: 10,
+        sync_limit: 5,
+        max_inflight: 64,
+        max_counter: u32::MAX,
+        broken: peer::Broken::default(),
+    };
+    let persisted = Persisted {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        ..Persisted::default()
+    };
+    let mut p = Peer::new(cfg, persisted);
+    let msg = |msg| Event::Message { from: 2, msg };
+    let out = p.step(Event::Follow { leader: 2 });
+    settle(&mut p, out);
+    for m in [
+        Msg::LeaderInfo { new_epoch: 2 },
+        Msg::Sync {
+            mode: SyncMode::Diff,
+            txns: txns(2, 1..=3),
+            commit_through: 0,
+        },
+        Msg::NewLeader { epoch: 2 },
+        Msg::UpToDate,
+    ] {
+        let out = p.step(msg(m));
+        settle(&mut p, out);
+    }
+    assert_eq!(p.up_to_date_with(), Some(2), "observer not up to date");
+    let errors = |out: &[Action]| {
+        out.iter()
+            .filter(|a| matches!(a, Action::ProtocolError { .. }))
+            .count()
+    };
+    // A repeat of the sync's txns and then the next one: taken.
+    let out = p.step(msg(Msg::Inform {
+        txns: txns(2, 2..=4),
+    }));
+    assert_eq!(errors(&out), 0, "{out:?}");
+    settle(&mut p, out);
+    // 5 and 6 never came: 7 does not follow 4.
+    let out = p.step(msg(Msg::Inform {
+        txns: txns(2, 7..=7),
+    }));
+    assert_eq!(errors(&out), 1, "{out:?}");
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Looking { .. })),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Committed { zxid, .. } if *zxid == make_zxid(2, 7))),
+        "the txn after the gap was applied: {out:?}"
+    );
+}
+
 fn committed(out: &[Action]) -> Vec<u64> {
     out.iter()
         .filter_map(|a| match a {

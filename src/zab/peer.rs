@@ -2237,10 +2237,17 @@ impl Peer {
                 self.try_local_commit(out);
             }
             Msg::Inform { txns } if stage >= FStage::AwaitNewLeader && f.observer => {
+                // What the sync already brought may come again; what is new must continue
+                // the log, as a PROPOSAL must: a gap would be applied as if nothing were
+                // missing, and the observer's tree would part from the leader's.
                 let fresh: Vec<Txn> = txns
                     .into_iter()
                     .filter(|t| t.zxid > self.log.last())
                     .collect();
+                if let Some(what) = gap(self.log.last(), &fresh) {
+                    self.protocol_error(from, format!("INFORM {what}"), out);
+                    return;
+                }
                 self.log.append(fresh, out);
                 let last = self.log.last();
                 self.commit_to(last, out);
