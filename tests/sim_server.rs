@@ -3,7 +3,8 @@
 //! wire protocol; see `core_sim` for the model and the invariants. A failure prints
 //! the seed; re-run it with `SIM_SEED=<seed> cargo test --test sim_server one_seed --
 //! --nocapture` (add `SIM_BROKEN=<field of sequencer::Broken>` to replay a `catches_*`
-//! seed).
+//! seed). Beyond the suite's 2,000: `SIM_RANGE=2000..50000 cargo test --release --test
+//! sim_server seed_range` (runs nothing without it).
 
 mod core_sim;
 
@@ -90,6 +91,22 @@ fn seeds_0_to_999() {
 #[test]
 fn seeds_1000_to_1999() {
     seeds(1000, 2000);
+}
+
+/// The seeds of `SIM_RANGE` (`from..to`), for a longer search than the suite's; nothing
+/// without it.
+#[test]
+fn seed_range() {
+    let Ok(range) = std::env::var("SIM_RANGE") else {
+        return;
+    };
+    let parsed = range
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let Some((from, to)) = parsed.filter(|(a, b)| a < b) else {
+        panic!("SIM_RANGE={range}: expected FROM..TO with FROM < TO");
+    };
+    seeds(from, to);
 }
 
 fn broken(name: &str) -> Broken {
