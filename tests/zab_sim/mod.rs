@@ -266,7 +266,8 @@ pub struct Stats {
     pub snaps: usize,
     /// Snapshots that became durable and were offered to the core as `Compact`.
     pub compactions: usize,
-    /// Epochs a leader renewed in place when its counter ran out.
+    /// Epochs a leader renewed in place: its counter ran out, or a learner had accepted
+    /// a higher epoch (those are counted again in `renewals_for_learners`).
     pub renewals: usize,
     /// Renewals a leader started for a learner whose accepted epoch was above its own.
     pub renewals_for_learners: usize,
