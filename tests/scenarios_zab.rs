@@ -162,9 +162,14 @@ fn appended(out: &[Action], what: &str) -> u64 {
 
 /// Server 1 of voters {1, 2, 3}, fresh, in epoch 1 (accepted and current).
 fn server_1_of_3_in_epoch_1() -> Peer {
+    peer_in_epoch_1(1, Ensemble::new(vec![1, 2, 3], vec![]))
+}
+
+/// Server `my_id` of `ensemble`, fresh, in epoch 1 (accepted and current).
+fn peer_in_epoch_1(my_id: u64, ensemble: Ensemble) -> Peer {
     let cfg = peer::Config {
-        my_id: 1,
-        ensemble: Ensemble::new(vec![1, 2, 3], vec![]),
+        my_id,
+        ensemble,
         init_limit: 10,
         sync_limit: 5,
         max_inflight: 64,
@@ -645,7 +650,11 @@ fn snap_sends_the_newest_snapshot_and_the_txns_after_it() {
 /// Server 1 of voters {1, 2, 3}, up to date with leader 2 in epoch 2, its log holding
 /// `history` (synced by DIFF, nothing of it committed yet).
 fn follower_up_to_date_in_epoch_2(history: Vec<Txn>) -> Peer {
-    let mut p = server_1_of_3_in_epoch_1();
+    up_to_date_in_epoch_2(server_1_of_3_in_epoch_1(), history)
+}
+
+/// `p` (a learner in epoch 1) synced by leader 2 in epoch 2 with `history`, up to date.
+fn up_to_date_in_epoch_2(mut p: Peer, history: Vec<Txn>) -> Peer {
     let msg = |msg| Event::Message { from: 2, msg };
     let out = p.step(Event::Follow { leader: 2 });
     settle(&mut p, out);
@@ -675,38 +684,9 @@ fn follower_up_to_date_in_epoch_2(history: Vec<Txn>) -> Peer {
 /// still dropped quietly.
 #[test]
 fn an_inform_with_a_gap_is_a_protocol_error() {
-    let cfg = peer::Config {
-        my_id: 4,
-        ensemble: Ensemble::new(vec![1, 2, 3], vec![4]),
-        init_limit: 10,
-        sync_limit: 5,
-        max_inflight: 64,
-        max_counter: u32::MAX,
-        broken: peer::Broken::default(),
-    };
-    let persisted = Persisted {
-        accepted_epoch: 1,
-        current_epoch: 1,
-        ..Persisted::default()
-    };
-    let mut p = Peer::new(cfg, persisted);
+    let observer = peer_in_epoch_1(4, Ensemble::new(vec![1, 2, 3], vec![4]));
+    let mut p = up_to_date_in_epoch_2(observer, txns(2, 1..=3));
     let msg = |msg| Event::Message { from: 2, msg };
-    let out = p.step(Event::Follow { leader: 2 });
-    settle(&mut p, out);
-    for m in [
-        Msg::LeaderInfo { new_epoch: 2 },
-        Msg::Sync {
-            mode: SyncMode::Diff,
-            txns: txns(2, 1..=3),
-            commit_through: 0,
-        },
-        Msg::NewLeader { epoch: 2 },
-        Msg::UpToDate,
-    ] {
-        let out = p.step(msg(m));
-        settle(&mut p, out);
-    }
-    assert_eq!(p.up_to_date_with(), Some(2), "observer not up to date");
     let errors = |out: &[Action]| {
         out.iter()
             .filter(|a| matches!(a, Action::ProtocolError { .. }))
