@@ -13,15 +13,31 @@ import time
 START_ATTEMPTS = 400
 
 
+# Ports this process has handed out: a later call must not return one of them again
+# (the kernel may, once the probing socket is closed: an ensemble's client port came
+# back as its AdminServer port, and the server could not bind it).
+_handed_out = set()
+
+
 def free_ports(n):
-    """`n` distinct free loopback ports (held open together so they differ)."""
-    socks = []
+    """`n` distinct free loopback ports (held open together so they differ), none of
+    them handed out before by this process."""
+    socks, ports = [], []
     try:
-        for _ in range(n):
+        # Bounded: the kernel hands out each port once while its socket stays open.
+        for _ in range(n + 1000):
+            if len(ports) == n:
+                break
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                ports.append(port)
+        if len(ports) < n:
+            raise RuntimeError(f"could not find {n} fresh loopback ports")
+        _handed_out.update(ports)
+        return ports
     finally:
         for s in socks:
             s.close()
