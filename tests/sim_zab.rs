@@ -1,7 +1,8 @@
 //! Seeded simulation of 3- and 5-server ensembles (and observers) under faults; see
 //! `zab_sim` for the model and the invariants. A failure prints the seed; re-run it
 //! with `ZAB_SEED=<seed> cargo test --test sim_zab one_seed -- --nocapture` (add
-//! `ZAB_BROKEN=<field of Broken>` to replay a `catches_*` seed).
+//! `ZAB_BROKEN=<field of Broken>` to replay a `catches_*` seed). A longer search:
+//! `ZAB_SEEDS=100000..300000` (or a count, from 0), `ZAB_RECONFIG_SEEDS` likewise.
 
 mod zab_sim;
 
@@ -13,6 +14,22 @@ fn shape(seed: u64) -> (usize, usize) {
         0 | 1 => (3, 0),
         2 => (5, 0),
         _ => (3, 1),
+    }
+}
+
+/// The seeds to run: `default` seeds from 0, or what `var` says: a count (`100000`, from
+/// 0) or a span (`100000..300000`) for a longer search that skips seeds already run.
+fn seed_span(var: &str, default: u64) -> std::ops::Range<u64> {
+    let Ok(v) = std::env::var(var) else {
+        return 0..default;
+    };
+    let parsed = match v.split_once("..") {
+        Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
+        None => v.parse().ok().map(|n| (0, n)),
+    };
+    match parsed {
+        Some((from, to)) if from < to => from..to,
+        _ => panic!("{var}={v}: expected a count N or a span FROM..TO with FROM < TO"),
     }
 }
 
@@ -29,13 +46,11 @@ fn opts(seed: u64) -> Options {
 
 #[test]
 fn two_thousand_seeds() {
-    let count: u64 = std::env::var("ZAB_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let seeds = seed_span("ZAB_SEEDS", 2000);
+    let count = seeds.end - seeds.start;
     let mut total = zab_sim::Stats::default();
     let mut snap_seeds = 0;
-    for seed in 0..count {
+    for seed in seeds {
         let s = check_seed(opts(seed)).unwrap_or_else(|e| panic!("{e}"));
         total.events += s.events;
         total.committed += s.committed;
@@ -100,16 +115,33 @@ fn broken(name: &str) -> Broken {
     b
 }
 
+/// The options of the membership test's seed `seed` (see `membership_changes_under_faults`).
+fn reconfig_opts(seed: u64) -> Options {
+    let (voters, observers) = shape(seed);
+    Options {
+        observers,
+        reconfigs: true,
+        spares: 2,
+        ..Options::new(seed.wrapping_add(1 << 40), voters)
+    }
+}
+
+/// Replays one seed with its trace: `ZAB_SEED=<n>` (of `two_thousand_seeds`, with
+/// `ZAB_BROKEN` for a `catches_*` seed) or `ZAB_RECONFIG_SEED=<n>` (of
+/// `membership_changes_under_faults`).
 #[test]
 fn one_seed() {
-    let Some(seed) = std::env::var("ZAB_SEED").ok().and_then(|s| s.parse().ok()) else {
-        return;
+    let seed = |var| std::env::var(var).ok().and_then(|s| s.parse::<u64>().ok());
+    let o = match (seed("ZAB_SEED"), seed("ZAB_RECONFIG_SEED")) {
+        (Some(n), _) => opts(n),
+        (None, Some(n)) => reconfig_opts(n),
+        (None, None) => return,
     };
     let broken = std::env::var("ZAB_BROKEN").map_or(Broken::default(), |b| broken(&b));
     let mut sim = zab_sim::Sim::new(Options {
         trace: true,
         broken,
-        ..opts(seed)
+        ..o
     });
     let r = sim.run();
     for l in &sim.trace {
@@ -177,20 +209,13 @@ fn catches_local_commit_before_durable() {
 /// final config converge to one history.
 #[test]
 fn membership_changes_under_faults() {
-    let count: u64 = std::env::var("ZAB_RECONFIG_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
+    let seeds = seed_span("ZAB_RECONFIG_SEEDS", 400);
+    let count = seeds.end - seeds.start;
     let mut total = zab_sim::Stats::default();
-    for seed in 0..count {
-        let (voters, observers) = shape(seed);
-        let o = Options {
-            observers,
-            reconfigs: true,
-            spares: 2,
-            ..Options::new(seed.wrapping_add(1 << 40), voters)
-        };
-        let s = check_seed(o).unwrap_or_else(|e| panic!("{e}"));
+    for seed in seeds {
+        let s = check_seed(reconfig_opts(seed)).unwrap_or_else(|e| {
+            panic!("reconfig seed {seed}: {e}; replay it with ZAB_RECONFIG_SEED={seed}")
+        });
         total.acked += s.acked;
         total.crashes += s.crashes;
         total.reconfigs_proposed += s.reconfigs_proposed;
