@@ -714,6 +714,65 @@ fn an_inform_with_a_gap_is_a_protocol_error() {
     );
 }
 
+/// Found by `ZAB_RECONFIG_SEEDS=20000..60000` of sim_zab (seed 52329, three voters): a
+/// leader proposed a reconfig to {1, 2} and crashed; server 3 got it from the next
+/// leader's sync as TRUNC and the txns after the cut. The driver registers a reconfig
+/// among a sync's txns before the peer takes the message, and the TRUNC then forgot it
+/// as cut away. Server 3 went on to lead without it pending and committed the reconfig
+/// on {1, 3}, which is no quorum of {1, 2}. A pending reconfig is forgotten only when
+/// the log after the whole sync (the cut and the txns) does not hold it.
+#[test]
+fn a_trunc_keeps_the_reconfig_its_own_txns_bring() {
+    // Server 1 followed leader 2 in epoch 2 and holds 2:1..2:5, none committed. Leader 3
+    // of epoch 4 holds 2:1..2:3 and the failed epoch 3's 3:1 and 3:2, a reconfig.
+    let resync = |cut_reconfig: bool, sync_reconfig: bool| {
+        let mut p = follower_up_to_date_in_epoch_2(txns(2, 1..=5));
+        let to_13 = Ensemble::new(vec![1, 3], vec![]);
+        if cut_reconfig {
+            p.step(Event::Reconfig {
+                zxid: make_zxid(2, 5),
+                ensemble: to_13.clone(),
+            });
+        }
+        let out = p.step(Event::Abandon {
+            reason: "leader 2 lost",
+        });
+        settle(&mut p, out);
+        let out = p.step(Event::Follow { leader: 3 });
+        settle(&mut p, out);
+        let msg = |msg| Event::Message { from: 3, msg };
+        let out = p.step(msg(Msg::LeaderInfo { new_epoch: 4 }));
+        settle(&mut p, out);
+        if sync_reconfig {
+            p.step(Event::Reconfig {
+                zxid: make_zxid(3, 2),
+                ensemble: to_13,
+            });
+        }
+        let out = p.step(msg(Msg::Sync {
+            mode: SyncMode::Trunc {
+                to: make_zxid(2, 3),
+            },
+            txns: txns(3, 1..=2),
+            commit_through: make_zxid(2, 3),
+        }));
+        settle(&mut p, out);
+        p
+    };
+    assert!(
+        resync(false, true).reconfig_pending(),
+        "the sync's own reconfig was forgotten"
+    );
+    assert!(
+        !resync(true, false).reconfig_pending(),
+        "a reconfig the TRUNC cut away is still pending"
+    );
+    assert!(
+        resync(true, true).reconfig_pending(),
+        "the sync's own reconfig was forgotten with the cut one"
+    );
+}
+
 fn committed(out: &[Action]) -> Vec<u64> {
     out.iter()
         .filter_map(|a| match a {

@@ -2295,7 +2295,16 @@ impl Peer {
                     return;
                 }
                 self.log.truncate(to, out);
-                self.forget_cut_config();
+                // A pending reconfig the cut removes never happened here, unless the
+                // sync's own txns bring it (the caller registers those before this
+                // step, so it may sit above `to`).
+                if self
+                    .pending_config
+                    .as_ref()
+                    .is_some_and(|(z, _)| *z > to && !txns.iter().any(|t| t.zxid == *z))
+                {
+                    self.pending_config = None;
+                }
             }
             SyncMode::Snap { zxid, data } => {
                 if zxid < self.commit {
@@ -2313,6 +2322,7 @@ impl Peer {
             }
         }
         if let Some(what) = gap(self.log.last(), &txns) {
+            self.forget_cut_config();
             self.protocol_error(from, format!("sync txns {what}"), out);
             return;
         }
