@@ -52,9 +52,40 @@ pub struct Node {
     /// When the core published it (the `answered` stage starts here).
     pub published_at: Instant,
     /// When the writes it answers were handed to the log, were durable, and had a
-    /// quorum (for the slow-request log); `None` when it answers no write.
-    pub stages: Option<[Instant; 3]>,
+    /// quorum (for the stage histograms and the slow-request log); `None` when it
+    /// answers no write.
+    pub stages: Option<Stages>,
     next: OnceLock<Arc<Node>>,
+}
+
+/// The write stages of one commit's txns. A commit may cover several log batches (a
+/// follower's commit point often moves past two or three passes at once), and each
+/// txn's stages are those of its own batch: the last batch's times, given to every txn,
+/// would count an earlier txn's wait for the later batches as its `proposed` stage.
+#[derive(Clone, Debug)]
+pub struct Stages {
+    /// The batches the commit covers, oldest first: the last zxid of each, when it was
+    /// handed to the log and when it was durable. Not empty.
+    pub batches: Vec<(i64, Instant, Instant)>,
+    /// When the quorum's word came: the last peer message before the commit (standalone:
+    /// none, the quorum is the durable write). A batch durable after it had its quorum
+    /// when it was durable.
+    pub quorum: Option<Instant>,
+}
+
+impl Stages {
+    /// When the batch holding `zxid` was handed to the log, was durable, and had a
+    /// quorum (never before it was durable). A zxid past every batch takes the last.
+    pub fn of(&self, zxid: i64) -> [Instant; 3] {
+        let &(_, appended, durable) = self
+            .batches
+            .iter()
+            .find(|b| b.0 >= zxid)
+            .or(self.batches.last())
+            .expect("stages name at least one batch");
+        let quorum = self.quorum.filter(|q| *q > durable).unwrap_or(durable);
+        [appended, durable, quorum]
+    }
 }
 
 impl Node {
@@ -144,7 +175,7 @@ impl Chain {
     }
 
     /// `append`, with the write stages of the commit's writes.
-    pub fn append_staged(&mut self, commit: Commit, stages: Option<[Instant; 3]>) -> &Arc<Node> {
+    pub fn append_staged(&mut self, commit: Commit, stages: Option<Stages>) -> &Arc<Node> {
         // Here too, so that what the chain holds is bounded by its slowest cursor
         // whoever drives it.
         self.reclaim();
@@ -221,6 +252,30 @@ mod tests {
             writes: 0,
             shards,
         }
+    }
+
+    /// Each txn gets its own batch's times; the quorum never comes before a batch's
+    /// durable write, and standalone (no peer message) it is the durable write.
+    #[test]
+    fn stages_are_those_of_the_txns_own_batch() {
+        let t0 = Instant::now();
+        let at = |us| t0 + std::time::Duration::from_micros(us);
+        let batches = vec![(10, at(0), at(300)), (20, at(100), at(900))];
+        let s = Stages {
+            batches: batches.clone(),
+            quorum: Some(at(500)),
+        };
+        assert_eq!(s.of(3), [at(0), at(300), at(500)]);
+        assert_eq!(s.of(10), [at(0), at(300), at(500)]);
+        // Durable after the quorum's word: its quorum is its durable write.
+        assert_eq!(s.of(11), [at(100), at(900), at(900)]);
+        assert_eq!(s.of(20), [at(100), at(900), at(900)]);
+        assert_eq!(s.of(21), [at(100), at(900), at(900)]);
+        let standalone = Stages {
+            batches,
+            quorum: None,
+        };
+        assert_eq!(standalone.of(5), [at(0), at(300), at(300)]);
     }
 
     #[test]

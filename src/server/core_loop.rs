@@ -26,7 +26,7 @@
 //! short-lived thread; snapshots are written by the snapshotter. Each reports back
 //! through the loop's inbox, which wakes the loop.
 
-use super::chain::{Chain, ShardSignals};
+use super::chain::{Chain, ShardSignals, Stages};
 use super::driver::{OpsNet, REFUSED_REPORT_INTERVAL};
 use super::election;
 use super::mailbox::{Mailbox, Wake};
@@ -1677,30 +1677,46 @@ impl CoreLoop {
     }
 
     fn publish(&mut self, ops: &mut Ops, commit: Commit) {
-        // The write stages of this commit: from its last append to durable, and from
-        // there to now. A pass's own writes are logged as one batch.
+        // The write stages of this commit, batch by batch (a pass's own writes are
+        // logged as one batch): from each batch's append to durable, from there to the
+        // quorum, and from there to now.
         let now = Instant::now();
-        let mut covering = None;
-        while self.appends.front().is_some_and(|a| a.0 <= commit.zxid) {
-            covering = self.appends.pop_front();
+        let mut batches = Vec::new();
+        while let Some(&(last, appended, durable)) =
+            self.appends.front().filter(|a| a.0 <= commit.zxid)
+        {
+            self.appends.pop_front();
+            batches.push((last, appended, durable.unwrap_or(now)));
         }
         let m = &self.state.seq.metrics;
         let mut stages = None;
-        if let (Some((_, appended, durable)), true) = (covering, commit.writes > 0) {
-            let durable = durable.unwrap_or(now);
+        if !batches.is_empty() && commit.writes > 0 {
             // The quorum's last ack (or the leader's COMMIT) arrived with the last peer
             // message, when that came after the local write; standalone it is at once.
-            let quorum = self
-                .peer_input_at
-                .filter(|t| *t > durable && *t <= now)
-                .unwrap_or(durable);
-            m.logged.record_n(durable - appended, commit.writes);
-            m.replicated.record_n(quorum - durable, commit.writes);
-            m.committed.record_n(now - quorum, commit.writes);
-            stages = Some([appended, durable, quorum]);
-            if self.state.mode() == Some(crate::fourlw::Mode::Leader) {
-                m.zk.proposal_latency.record(quorum - appended);
+            let quorum = self.peer_input_at.filter(|t| *t <= now);
+            let leader = self.state.mode() == Some(crate::fourlw::Mode::Leader);
+            // The commit's writes, shared out newest batch first by the zxids each
+            // holds (a batch's session txns counted as writes: close enough for a
+            // histogram); the oldest takes what is left.
+            let mut left = commit.writes;
+            let mut newer = commit.zxid;
+            for (i, &(last, appended, durable)) in batches.iter().enumerate().rev() {
+                let n = if i == 0 {
+                    left
+                } else {
+                    left.min(newer.saturating_sub(last).max(0) as u64)
+                };
+                newer = last;
+                left -= n;
+                let quorum = quorum.filter(|q| *q > durable).unwrap_or(durable);
+                m.logged.record_n(durable - appended, n);
+                m.replicated.record_n(quorum - durable, n);
+                m.committed.record_n(now - quorum, n);
+                if leader && n > 0 {
+                    m.zk.proposal_latency.record(quorum - appended);
+                }
             }
+            stages = Some(Stages { batches, quorum });
         }
         if let Some(covered) = covering_txns(&commit) {
             match self.state.mode() {

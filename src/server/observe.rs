@@ -256,7 +256,9 @@ impl Observe {
             return;
         }
         let mut stages = String::new();
-        if let Some([appended, durable, quorum]) = node.and_then(|n| n.stages) {
+        if let Some([appended, durable, quorum]) =
+            node.and_then(|n| n.stages.as_ref()).map(|s| s.of(zxid))
+        {
             let n = node.expect("stages come from the node");
             let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros();
             let _ = write!(

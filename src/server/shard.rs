@@ -1232,7 +1232,9 @@ impl Shard {
                             let m = &self.state.seq.metrics;
                             let since = |t: Instant| at.now.saturating_duration_since(t);
                             m.answered.record(since(node.published_at));
-                            if let Some([appended, ..]) = node.stages {
+                            if let Some([appended, ..]) =
+                                node.stages.as_ref().map(|s| s.of(txn.zxid))
+                            {
                                 m.zk.propagation_latency.record(since(appended));
                                 m.proposed
                                     .record(appended.saturating_duration_since(o.received));
