@@ -451,12 +451,6 @@ fn a_learner_with_a_higher_accepted_epoch_gets_a_renewal_above_it() {
     );
 }
 
-/// Found by `ensemble_reconfig.py scale-leader` (3 -> 5 -> 3 on real processes): one
-/// reconfig removed the leader and a follower together. The leader began its hand-off
-/// waiting for MOVINGACK from every up-to-date learner, the removed follower included;
-/// that one had left its role on the same reconfig and never answered, so the hand-off
-/// ran out at syncLimit and the three remaining servers had to elect. Learners the
-/// reconfig removes are dropped before the hand-off starts, as for a leader that stays.
 /// Carries out a leader's own waits (epoch files, log writes) as a driver would;
 /// returns what it sent.
 fn settle(p: &mut Peer, mut out: Vec<Action>) -> Vec<(u64, Msg)> {
