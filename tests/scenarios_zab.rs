@@ -767,6 +767,25 @@ fn a_trunc_keeps_the_reconfig_its_own_txns_bring() {
     );
 }
 
+/// Found by `ZAB_RECONFIG_SEEDS=300000..500000` of sim_zab (seed 332795, three voters and
+/// an observer): a reconfig made server 3 an observer. Server 2, restarted before its
+/// dynamic file had the new config, still took 3 for a voter and relayed 3's stale vote
+/// for itself (the best zxid); server 1 adopted it, and server 3's election, seeing a
+/// quorum of voters for it, named it leader. Its peer, no voter, ignored `Lead` and
+/// stayed looking with its election decided: out for good, while the voters gave up on
+/// it at initLimit and went on without it. It now goes back to looking, so its driver
+/// starts an election that finds their leader.
+#[test]
+fn an_observer_elected_leader_elects_again() {
+    let mut p = peer_in_epoch_1(3, Ensemble::new(vec![1, 2], vec![3]));
+    let out = p.step(Event::Lead);
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Looking { .. })),
+        "{out:?}"
+    );
+    assert_eq!(p.established_epoch(), None);
+}
+
 fn committed(out: &[Action]) -> Vec<u64> {
     out.iter()
         .filter_map(|a| match a {

@@ -315,6 +315,15 @@ impl Election {
         }
         match n.state {
             State::Looking => {
+                // A vote is adopted whatever server it names, unlike ZooKeeper, which
+                // drops one naming a server outside its current and next voters
+                // (`validVoter(n.leader)`): its notifications carry the sender's config,
+                // so a server that missed a reconfig learns it there, while ours do not,
+                // and refusing a leader a missed reconfig made a voter could leave the
+                // new config's quorum without this server's vote for good. A vote for a
+                // server that cannot lead (a stale one of a server made an observer)
+                // costs an initLimit: it is named, does not lead (`Peer::on_lead` sends
+                // it back to looking), and its followers give up on it.
                 if n.election_epoch < self.logical_clock {
                     // A stale round: bring the sender forward instead of counting it.
                     out.push(Action::Send {

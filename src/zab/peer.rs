@@ -1192,6 +1192,9 @@ impl Peer {
 
     fn on_lead(&mut self, out: &mut Vec<Action>) {
         if !self.cfg.ensemble.is_voter(self.cfg.my_id) {
+            // An election that named this server while it is no voter (its config
+            // changed under the election): elect again rather than wait forever.
+            self.go_looking("elected, but not a voter of this config", out);
             return;
         }
         self.role = Role::Leading(Leader {
