@@ -495,6 +495,11 @@ struct Ensemble {
     touched: Vec<i64>,
     /// Learner: this pass's payloads for the leader.
     fwd_out: Vec<Bytes>,
+    /// Learner: payloads the peer refused to forward (`Action::Rejected`: leadership
+    /// began to move, or the learner re-synced in place, in the pass that took them).
+    /// Sent first, before anything newer, once the peer forwards again, so a session's
+    /// requests stay in order; answered as lost with the rest when the leader is.
+    refused: Vec<Bytes>,
     /// Leader: the epoch's counter ran out; the epoch is being renewed.
     renewing: bool,
     /// Leader: a learner that cannot join this epoch asked for a renewal (its id and
@@ -751,6 +756,7 @@ impl Sequencer {
                 next_token: 1,
                 touched: Vec::new(),
                 fwd_out: Vec::new(),
+                refused: Vec::new(),
                 renewing: false,
                 renew_for: None,
                 health: Health::default(),
@@ -2020,6 +2026,7 @@ impl Sequencer {
         conns.sort();
         e.touched.clear();
         e.fwd_out.clear();
+        e.refused.clear();
         for w in waiting {
             self.entries.push(if w.origin.op == OpCode::CreateSession {
                 Entry::Connect {
@@ -2168,6 +2175,12 @@ impl Sequencer {
                 ids.sort_unstable();
                 ids.dedup();
                 e.fwd_out.push(Fwd::Touch(ids).encode());
+            }
+            if !e.refused.is_empty() && !e.peer.is_moving() && e.peer.up_to_date_with().is_some() {
+                // Refused earlier (the session's older requests): they go first.
+                let newer = std::mem::take(&mut e.fwd_out);
+                e.fwd_out = std::mem::take(&mut e.refused);
+                e.fwd_out.extend(newer);
             }
             if !e.fwd_out.is_empty() {
                 let payloads = std::mem::take(&mut e.fwd_out);
@@ -2719,9 +2732,12 @@ impl Sequencer {
             }
             A::Looking { reason } => self.looking(reason),
             A::Rejected { payload } => {
-                // A forward that found this learner no longer up to date: its client
-                // is answered when `Looking` fails every forwarded request.
-                let _ = payload;
+                // A forward the peer could not send now. Kept, in order: if the leader
+                // is lost, `fail_forwarded` answers its request; if the move is called
+                // off, `end_pass` sends it before anything newer.
+                if let Some(e) = self.ens.as_mut() {
+                    e.refused.push(payload);
+                }
             }
             A::Forwarded { from, payloads } => self.forwarded(from, payloads),
             A::Replied { payload } => self.answer(payload),

@@ -815,6 +815,36 @@ fn a_follower_holds_requests_while_leadership_moves_and_keeps_its_clients() {
     );
 }
 
+/// A request taken in the pass that also brought the leader's MOVING: the peer refuses
+/// to forward while leadership moves. The request was dropped there (left waiting for
+/// an answer that never came) and, when the move was called off, the session's next
+/// request went ahead of it. It is kept and forwarded first once the move is off.
+#[test]
+fn a_forward_refused_while_leadership_moves_goes_first_when_the_move_is_off() {
+    let (mut core, mut t) = follower_of_2();
+    let from_2 = |msg| Input::PeerMessage { from: 2, msg };
+    let sid = 0x1234;
+    let out = settle(
+        &mut core,
+        &mut t,
+        vec![set(1, sid, 1, "/a"), from_2(Msg::Moving)],
+    );
+    let sent = |out: &[Output]| -> Vec<i32> {
+        forwards(out)
+            .into_iter()
+            .filter_map(|f| match f {
+                Fwd::Request { xid, .. } => Some(xid),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(sent(&out), Vec::<i32>::new(), "forwarded while moving");
+    let out = settle(&mut core, &mut t, vec![from_2(Msg::MovingCancelled)]);
+    assert_eq!(sent(&out), vec![1], "the refused request is forwarded");
+    let out = settle(&mut core, &mut t, vec![set(1, sid, 2, "/a")]);
+    assert_eq!(sent(&out), vec![2]);
+}
+
 // ---- local sessions ----
 
 fn local_cfg(upgrading: bool) -> CoreConfig {
