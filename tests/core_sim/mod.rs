@@ -339,11 +339,13 @@ pub struct Sim {
     clients: Vec<Client>,
     /// Links cut: (a, b) with a < b.
     cut: BTreeSet<(usize, usize)>,
-    /// Connections that lost a message to a cut: they deliver nothing more, as a TCP
-    /// connection either delivers everything in order or breaks (its ends hear of the
-    /// break through the `Disconnect` the cut scheduled). Without this a message lost
-    /// in a cut could be followed by later ones on the same connection after a heal:
-    /// a forwarded write lost while the next one arrived (seed 13923 of a longer run).
+    /// Connections that lost a message to a cut (sent into it, or due in it) or to a
+    /// peer that was down: they deliver nothing more, as a TCP connection either
+    /// delivers everything in order or breaks (its ends hear of the break through the
+    /// `Disconnect` the cut scheduled, or a timeout). Without this a message lost in a
+    /// cut could be followed by later ones on the same connection after a heal: a
+    /// forwarded write lost while the next one arrived (seeds 13923 and, for a message
+    /// sent into the cut, 117416 of longer runs).
     dead_conns: BTreeSet<u64>,
     /// The latest delivery time scheduled from one server to another (links are in
     /// order).
@@ -843,14 +845,17 @@ impl Sim {
     }
 
     fn send_peer(&mut self, i: usize, j: usize, msg: Msg) {
-        if self.cut.contains(&key(i, j)) || !self.up(j) {
-            return;
-        }
         let Some(&conn) = self.nodes[i].conn_to.get(&j) else {
             // A leader answers on the connection the learner opened (its FOLLOWERINFO
             // made it current here); without one there is no link.
             return;
         };
+        if self.cut.contains(&key(i, j)) || !self.up(j) {
+            // Lost, and so is everything after it on this connection: TCP never
+            // delivers a later message of a connection without the earlier ones.
+            self.dead_conns.insert(conn);
+            return;
+        }
         if let Msg::Sync {
             mode: SyncMode::Snap { zxid, .. },
             ..
