@@ -55,6 +55,13 @@ ab() { # title a b args...
   "$ZKBENCH" ab --a "$a" --b "$b" --rounds "$ROUNDS" -d "$DURATION_S" --warmup "$WARMUP_S" -q "$@" \
     | tee -a "$OUT/summary.txt"
 }
+ab_json() { # title a b json-file args...: ab, its JSON lines kept in json-file only
+  local title=$1 a=$2 b=$3 json=$4; shift 4
+  header "$title"
+  "$ZKBENCH" ab --a "$a" --b "$b" --rounds "$ROUNDS" -d "$DURATION_S" --warmup "$WARMUP_S" -q \
+    --json "$@" >"$json" || true
+  grep -v '^{' "$json" | tee -a "$OUT/summary.txt"
+}
 
 if has 1 || has 6; then
   scripts/apache-zk.sh start "$tmp/zk1" 24181 >&2
@@ -104,10 +111,8 @@ if has 2 || has 3 || has 4 || has 5 || has 6 || has 7; then
   scripts/ringkeeper.sh wait-serving "$a"
   scripts/ringkeeper.sh wait-serving "$b"
   if has 2; then
-    ab "3 nodes: setData 16x16, clients on every server (A = ZooKeeper, B = RingKeeper)" "$a" "$b" \
-      -w set -s 16 -k 16 --json > "$OUT/ensemble-16x16.json" || true
-    # `ab` put the table in summary.txt already; this shows it here too.
-    grep -v '^{' "$OUT/ensemble-16x16.json"
+    ab_json "3 nodes: setData 16x16, clients on every server (A = ZooKeeper, B = RingKeeper)" \
+      "$a" "$b" "$OUT/ensemble-16x16.json" -w set -s 16 -k 16
   fi
   if has 3; then
     rate=$(open_rate)
