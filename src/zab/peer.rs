@@ -1157,12 +1157,14 @@ impl Peer {
     }
 
     /// A pending reconfig whose txn a TRUNC or a failed write cut from the log never
-    /// happened here.
+    /// happened here. Asked after a sync's txns are appended: the caller registers a
+    /// reconfig among them before the peer takes the message, and the cut may lie
+    /// below it.
     fn forget_cut_config(&mut self) {
         if self
             .pending_config
             .as_ref()
-            .is_some_and(|(zxid, _)| *zxid > self.log.last())
+            .is_some_and(|(zxid, _)| *zxid > self.log.base && !self.log.contains(*zxid))
         {
             self.pending_config = None;
         }
@@ -2298,16 +2300,6 @@ impl Peer {
                     return;
                 }
                 self.log.truncate(to, out);
-                // A pending reconfig the cut removes never happened here, unless the
-                // sync's own txns bring it (the caller registers those before this
-                // step, so it may sit above `to`).
-                if self
-                    .pending_config
-                    .as_ref()
-                    .is_some_and(|(z, _)| *z > to && !txns.iter().any(|t| t.zxid == *z))
-                {
-                    self.pending_config = None;
-                }
             }
             SyncMode::Snap { zxid, data } => {
                 if zxid < self.commit {
@@ -2330,6 +2322,7 @@ impl Peer {
             return;
         }
         self.log.append(txns, out);
+        self.forget_cut_config();
         let sync_write = if snap && self.cfg.broken.snap_ack_before_durable {
             before_sync
         } else {
