@@ -77,12 +77,17 @@ impl Stages {
     /// When the batch holding `zxid` was handed to the log, was durable, and had a
     /// quorum (never before it was durable). A zxid past every batch takes the last.
     pub fn of(&self, zxid: i64) -> [Instant; 3] {
-        let &(_, appended, durable) = self
+        let batch = self
             .batches
             .iter()
             .find(|b| b.0 >= zxid)
             .or(self.batches.last())
             .expect("stages name at least one batch");
+        self.times(batch)
+    }
+
+    /// One batch's times: handed to the log, durable, and quorum (never before durable).
+    pub fn times(&self, &(_, appended, durable): &(i64, Instant, Instant)) -> [Instant; 3] {
         let quorum = self.quorum.filter(|q| *q > durable).unwrap_or(durable);
         [appended, durable, quorum]
     }

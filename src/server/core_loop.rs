@@ -1693,22 +1693,25 @@ impl CoreLoop {
         if !batches.is_empty() && commit.writes > 0 {
             // The quorum's last ack (or the leader's COMMIT) arrived with the last peer
             // message, when that came after the local write; standalone it is at once.
-            let quorum = self.peer_input_at.filter(|t| *t <= now);
+            let st = Stages {
+                batches,
+                quorum: self.peer_input_at.filter(|t| *t <= now),
+            };
             let leader = self.state.mode() == Some(crate::fourlw::Mode::Leader);
             // The commit's writes, shared out newest batch first by the zxids each
             // holds (a batch's session txns counted as writes: close enough for a
             // histogram); the oldest takes what is left.
             let mut left = commit.writes;
             let mut newer = commit.zxid;
-            for (i, &(last, appended, durable)) in batches.iter().enumerate().rev() {
+            for (i, batch) in st.batches.iter().enumerate().rev() {
                 let n = if i == 0 {
                     left
                 } else {
-                    left.min(newer.saturating_sub(last).max(0) as u64)
+                    left.min((newer - batch.0) as u64)
                 };
-                newer = last;
+                newer = batch.0;
                 left -= n;
-                let quorum = quorum.filter(|q| *q > durable).unwrap_or(durable);
+                let [appended, durable, quorum] = st.times(batch);
                 m.logged.record_n(durable - appended, n);
                 m.replicated.record_n(quorum - durable, n);
                 m.committed.record_n(now - quorum, n);
@@ -1716,7 +1719,7 @@ impl CoreLoop {
                     m.zk.proposal_latency.record(quorum - appended);
                 }
             }
-            stages = Some(Stages { batches, quorum });
+            stages = Some(st);
         }
         if let Some(covered) = covering_txns(&commit) {
             match self.state.mode() {
