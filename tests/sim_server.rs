@@ -6,6 +6,7 @@
 //! seed). Beyond the suite's 2,000: `SIM_RANGE=2000..50000 cargo test --release --test
 //! sim_server seed_range` (runs nothing without it).
 
+mod common_seeds;
 mod core_sim;
 
 use core_sim::{check_seed, Options};
@@ -93,20 +94,13 @@ fn seeds_1000_to_1999() {
     seeds(1000, 2000);
 }
 
-/// The seeds of `SIM_RANGE` (`from..to`), for a longer search than the suite's; nothing
-/// without it.
+/// The seeds of `SIM_RANGE` (`FROM..TO`, or a count from 0), for a longer search than
+/// the suite's; nothing without it.
 #[test]
 fn seed_range() {
-    let Ok(range) = std::env::var("SIM_RANGE") else {
-        return;
-    };
-    let parsed = range
-        .split_once("..")
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-    let Some((from, to)) = parsed.filter(|(a, b)| a < b) else {
-        panic!("SIM_RANGE={range}: expected FROM..TO with FROM < TO");
-    };
-    seeds(from, to);
+    if let Some(span) = common_seeds::seed_span("SIM_RANGE") {
+        seeds(span.start, span.end);
+    }
 }
 
 fn broken(name: &str) -> Broken {

@@ -4,8 +4,10 @@
 //! `ZAB_BROKEN=<field of Broken>` to replay a `catches_*` seed). A longer search:
 //! `ZAB_SEEDS=100000..300000` (or a count, from 0), `ZAB_RECONFIG_SEEDS` likewise.
 
+mod common_seeds;
 mod zab_sim;
 
+use common_seeds::seed_span;
 use ringkeeper::zab::peer::Broken;
 use zab_sim::{check_seed, Options};
 
@@ -14,22 +16,6 @@ fn shape(seed: u64) -> (usize, usize) {
         0 | 1 => (3, 0),
         2 => (5, 0),
         _ => (3, 1),
-    }
-}
-
-/// The seeds to run: `default` seeds from 0, or what `var` says: a count (`100000`, from
-/// 0) or a span (`100000..300000`) for a longer search that skips seeds already run.
-fn seed_span(var: &str, default: u64) -> std::ops::Range<u64> {
-    let Ok(v) = std::env::var(var) else {
-        return 0..default;
-    };
-    let parsed = match v.split_once("..") {
-        Some((a, b)) => a.parse().ok().zip(b.parse().ok()),
-        None => v.parse().ok().map(|n| (0, n)),
-    };
-    match parsed {
-        Some((from, to)) if from < to => from..to,
-        _ => panic!("{var}={v}: expected a count N or a span FROM..TO with FROM < TO"),
     }
 }
 
@@ -46,7 +32,7 @@ fn opts(seed: u64) -> Options {
 
 #[test]
 fn two_thousand_seeds() {
-    let seeds = seed_span("ZAB_SEEDS", 2000);
+    let seeds = seed_span("ZAB_SEEDS").unwrap_or(0..2000);
     let count = seeds.end - seeds.start;
     let mut total = zab_sim::Stats::default();
     let mut snap_seeds = 0;
@@ -209,7 +195,7 @@ fn catches_local_commit_before_durable() {
 /// final config converge to one history.
 #[test]
 fn membership_changes_under_faults() {
-    let seeds = seed_span("ZAB_RECONFIG_SEEDS", 400);
+    let seeds = seed_span("ZAB_RECONFIG_SEEDS").unwrap_or(0..400);
     let count = seeds.end - seeds.start;
     let mut total = zab_sim::Stats::default();
     for seed in seeds {
