@@ -698,7 +698,7 @@ fn decode(zxid: Zxid, payload: &Bytes) -> Txn {
 /// ("no size limit") would keep an in-memory log without bound: here it means the
 /// snapshot's size (factor 1).
 fn diff_window_start(
-    log: &[zab::Txn],
+    log: &zab::txns::Txns,
     base: Zxid,
     factor: f64,
     snapshot_bytes: u64,

@@ -1250,12 +1250,14 @@ fn an_upgrade_at_the_epochs_last_zxid_is_connection_loss_then_works_in_the_next(
 /// since ours is kept in memory.
 #[test]
 fn diff_window_reaches_back_as_far_as_the_size_factor_allows() {
-    let log: Vec<zab::Txn> = (1..=10)
-        .map(|c| zab::Txn {
-            zxid: make_zxid(1, c),
-            payload: Bytes::from(vec![0u8; 100]),
-        })
-        .collect();
+    let log = zab::txns::Txns::from_vec(
+        (1..=10)
+            .map(|c| zab::Txn {
+                zxid: make_zxid(1, c),
+                payload: Bytes::from(vec![0u8; 100]),
+            })
+            .collect(),
+    );
     let base = make_zxid(1, 0);
     // 0.33 x 1000 bytes: the newest three txns (300 bytes) fit, the fourth does not.
     assert_eq!(
@@ -1268,5 +1270,8 @@ fn diff_window_reaches_back_as_far_as_the_size_factor_allows() {
         Some(make_zxid(1, 5))
     );
     assert_eq!(diff_window_start(&log, base, -1.0, 100_000), None);
-    assert_eq!(diff_window_start(&[], base, 0.33, 0), Some(base));
+    assert_eq!(
+        diff_window_start(&zab::txns::Txns::new(), base, 0.33, 0),
+        Some(base)
+    );
 }

@@ -16,6 +16,7 @@ pub mod election;
 pub mod msg;
 pub mod peer;
 pub mod quorum;
+pub mod txns;
 
 /// A server's `myid`.
 pub type ServerId = u64;

@@ -18,6 +18,7 @@
 
 use super::msg::{Msg, SyncMode};
 use super::quorum::{is_quorum, quorum_zxid};
+use super::txns::Txns;
 use super::{counter_of, epoch_of, make_zxid, Ensemble, ServerId, Txn, Zxid};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
@@ -326,7 +327,7 @@ struct Log {
     /// it applies the fewest txns after it.
     snap_zxid: Zxid,
     snap_data: Bytes,
-    entries: Vec<Txn>,
+    entries: Txns,
     issued: u64,
     durable_write: u64,
     /// Issued, not yet durable writes: (write id, last zxid of the log after it).
@@ -341,12 +342,12 @@ impl Log {
     }
 
     fn contains(&self, zxid: Zxid) -> bool {
-        zxid == self.base || self.entries.binary_search_by_key(&zxid, |t| t.zxid).is_ok()
+        zxid == self.base || self.entries.find(zxid).is_some()
     }
 
     /// Index of the first entry with a zxid above `zxid`.
     fn after(&self, zxid: Zxid) -> usize {
-        after_from_end(&self.entries, zxid)
+        self.entries.after(zxid)
     }
 
     fn append(&mut self, txns: Vec<Txn>, out: &mut Vec<Action>) {
@@ -420,7 +421,7 @@ impl Log {
     /// durable.
     fn compact(&mut self, through: Zxid, snapshot: Bytes) {
         let keep = self.after(through);
-        self.entries.drain(..keep);
+        self.entries.forget_first(keep);
         self.base = through;
         if self.snap_zxid <= through {
             self.snap_zxid = through;
@@ -439,29 +440,6 @@ impl Log {
             self.durable_zxid = z;
         }
     }
-}
-
-/// Index of the first of `entries` (in zxid order) with a zxid above `zxid`, searched
-/// from the end: probes 1, 2, 4, ... entries back, then a binary search in the last
-/// step. The callers ask about the commit point or a learner's position, which are
-/// near the end of a log that holds one or two snapshot intervals (100,000s of txns):
-/// a binary search over all of it took ~17 probes, most of them cache misses, and
-/// `Peer::proposal_room` runs for every forwarded request a leader takes (2.4% of a
-/// leader's CPU under setData on 3 servers). Same answer as `partition_point`.
-fn after_from_end(entries: &[Txn], zxid: Zxid) -> usize {
-    // Every entry at `hi` or later has a zxid above `zxid`.
-    let mut hi = entries.len();
-    let mut step = 1;
-    while hi > 0 {
-        let probe = hi.saturating_sub(step);
-        if entries[probe].zxid <= zxid {
-            let rest = &entries[probe + 1..hi];
-            return probe + 1 + rest.partition_point(|t| t.zxid <= zxid);
-        }
-        hi = probe;
-        step = step.saturating_mul(2);
-    }
-    0
 }
 
 /// Whether `next` may directly follow `prev` in a history: the next counter of the same
@@ -678,14 +656,14 @@ impl Peer {
             snap_zxid: base,
             snap_data: snapshot.clone(),
             snapshot,
-            entries: persisted.log,
+            entries: Txns::from_vec(persisted.log),
             issued: 0,
             durable_write: 0,
             pending: VecDeque::new(),
             durable_zxid: 0,
         };
         let mut prev = base;
-        for t in &log.entries {
+        for t in log.entries.iter() {
             assert!(t.zxid > prev, "recovered log out of order");
             prev = t.zxid;
         }
@@ -740,7 +718,7 @@ impl Peer {
     }
 
     /// The in-memory log after the snapshot base (for checks and tests).
-    pub fn log(&self) -> &[Txn] {
+    pub fn log(&self) -> &Txns {
         &self.log.entries
     }
 
@@ -1141,7 +1119,7 @@ impl Peer {
         let from = self.log.after(self.commit);
         let to = self.log.after(through);
         out.reserve(to - from);
-        for t in &self.log.entries[from..to] {
+        for t in self.log.entries.range(from, to) {
             out.push(Action::Committed {
                 zxid: t.zxid,
                 payload: t.payload.clone(),
@@ -1383,15 +1361,16 @@ impl Peer {
             (SyncMode::Diff, f)
         } else {
             // The learner has txns we lack: cut back to our last zxid below its own.
-            let below = log.entries[..log.after(f.min(cap))]
-                .iter()
-                .rev()
-                .find(|t| t.zxid < f)
-                .map(|t| t.zxid);
+            // Zxids increase: the last entry below `f`, among those at or below `cap`.
+            let below = f
+                .checked_sub(1)
+                .map(|z| log.after(z).min(log.after(f.min(cap))))
+                .and_then(|k| k.checked_sub(1))
+                .map(|k| log.entries[k].zxid);
             let to = below.unwrap_or(log.base);
             (SyncMode::Trunc { to }, to)
         };
-        let txns = log.entries[log.after(from)..log.after(cap)].to_vec();
+        let txns = log.entries.to_vec(log.after(from), log.after(cap));
         x.stage = Stage::NewLeaderSent;
         x.sync_last = cap;
         out.push(Action::Send {
@@ -1879,7 +1858,7 @@ impl Peer {
             .values()
             .any(|x| x.observer && x.stage >= Stage::NewLeaderSent)
         {
-            self.log.entries[first..self.log.after(q)].to_vec()
+            self.log.entries.to_vec(first, self.log.after(q))
         } else {
             Vec::new()
         };
@@ -2548,42 +2527,6 @@ impl Peer {
                         self.go_looking("lost a quorum of followers", out);
                     }
                 }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn after_from_end_agrees_with_a_binary_search() {
-        // Zxids with gaps and an epoch change, as a log holds after renewals.
-        let mut entries = Vec::new();
-        let mut z: Zxid = (1 << 32) | 5;
-        for i in 0..300u64 {
-            z += if i % 7 == 0 { 3 } else { 1 };
-            if i == 150 {
-                z = (2 << 32) | 1;
-            }
-            entries.push(Txn {
-                zxid: z,
-                payload: bytes::Bytes::new(),
-            });
-        }
-        for n in [0, 1, 2, 3, 17, 300] {
-            let log = &entries[..n];
-            let probes = log
-                .iter()
-                .flat_map(|t| [t.zxid - 1, t.zxid, t.zxid + 1])
-                .chain([0, 1 << 32, Zxid::MAX]);
-            for q in probes {
-                assert_eq!(
-                    after_from_end(log, q),
-                    log.partition_point(|t| t.zxid <= q),
-                    "{n} entries, zxid {q:#x}"
-                );
             }
         }
     }

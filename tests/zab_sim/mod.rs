@@ -956,9 +956,7 @@ impl Sim {
                             .ok()
                             .map(|k| &snap[k].1)
                     } else {
-                        log.binary_search_by_key(z, |t| t.zxid)
-                            .ok()
-                            .map(|k| &log[k].payload)
+                        log.find(*z).map(|t| &t.payload)
                     };
                     if found != Some(p) {
                         return Err(format!(
