@@ -708,15 +708,8 @@ fn diff_window_start(
     }
     let factor = if factor == 0.0 { 1.0 } else { factor };
     let limit = (snapshot_bytes as f64 * factor) as u64;
-    let mut sum = 0u64;
-    // From the newest back, stopping at the first txn that no longer fits.
-    for t in log.iter().rev() {
-        sum += t.payload.len() as u64;
-        if sum > limit {
-            return Some(t.zxid);
-        }
-    }
-    Some(base)
+    // From the newest back, the first txn that no longer fits.
+    Some(log.newest_over(limit).map_or(base, |t| t.zxid))
 }
 
 fn bit(shard: usize) -> u64 {
@@ -2511,7 +2504,7 @@ impl Sequencer {
         if base != before {
             assert_eq!(base, through, "compacted to another point");
             let log = e.peer.log();
-            let kept: usize = log.iter().map(|t| t.payload.len()).sum();
+            let kept = log.payload_bytes();
             self.out.push(Output::PeerBase(base as i64));
             self.out.push(Output::Log(format!(
                 "replication log compacted to {base:#x}: {} txns ({kept} bytes) kept, through {:#x}; SNAPs send snapshot {zxid:#x}",

@@ -9,6 +9,11 @@
 //! prefix (`Vec::drain`) moved every entry kept, once per snapshot. Here an append
 //! writes into the last chunk or starts a new one of [`CHUNK`] entries, and forgetting
 //! a prefix frees whole chunks and moves at most one chunk's entries.
+//!
+//! Each chunk also keeps its payloads' bytes, for the two questions a compaction asks
+//! (how many bytes the log keeps, and where the newest `limit` bytes begin): walking a
+//! log of 3.3 million 100-byte txns (a third of a 1 GB snapshot, the DIFF window's
+//! default) for them took 22-25 ms of the leader's loop at every snapshot.
 
 use super::{Txn, Zxid};
 use std::collections::VecDeque;
@@ -23,8 +28,21 @@ pub const CHUNK: usize = 4096;
 pub struct Txns {
     /// No chunk is empty, and every chunk but the first and the last holds exactly
     /// [`CHUNK`] entries, so an index finds its chunk by arithmetic.
-    chunks: VecDeque<Vec<Txn>>,
+    chunks: VecDeque<Chunk>,
     len: usize,
+    /// The payloads' bytes, all chunks.
+    bytes: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Chunk {
+    txns: Vec<Txn>,
+    /// The payloads' bytes of `txns`.
+    bytes: u64,
+}
+
+fn payload_bytes(txns: &[Txn]) -> u64 {
+    txns.iter().map(|t| t.payload.len() as u64).sum()
 }
 
 impl Txns {
@@ -47,7 +65,12 @@ impl Txns {
     }
 
     pub fn last(&self) -> Option<&Txn> {
-        self.chunks.back().and_then(|c| c.last())
+        self.chunks.back().and_then(|c| c.txns.last())
+    }
+
+    /// The payloads' bytes of all the entries.
+    pub fn payload_bytes(&self) -> u64 {
+        self.bytes
     }
 
     pub fn get(&self, i: usize) -> Option<&Txn> {
@@ -55,13 +78,13 @@ impl Txns {
             return None;
         }
         let (c, o) = self.locate(i);
-        Some(&self.chunks[c][o])
+        Some(&self.chunks[c].txns[o])
     }
 
     /// The chunk and offset of index `i` (`i <= len`; `len` itself may name a chunk
     /// past the last).
     fn locate(&self, i: usize) -> (usize, usize) {
-        let first = self.chunks.front().map_or(0, Vec::len);
+        let first = self.chunks.front().map_or(0, |c| c.txns.len());
         if i < first {
             (0, i)
         } else {
@@ -71,15 +94,20 @@ impl Txns {
     }
 
     pub fn push(&mut self, t: Txn) {
+        let n = t.payload.len() as u64;
         match self.chunks.back_mut() {
-            Some(c) if c.len() < CHUNK => c.push(t),
+            Some(c) if c.txns.len() < CHUNK => {
+                c.txns.push(t);
+                c.bytes += n;
+            }
             _ => {
-                let mut c = Vec::with_capacity(CHUNK);
-                c.push(t);
-                self.chunks.push_back(c);
+                let mut txns = Vec::with_capacity(CHUNK);
+                txns.push(t);
+                self.chunks.push_back(Chunk { txns, bytes: n });
             }
         }
         self.len += 1;
+        self.bytes += n;
     }
 
     pub fn extend<I: IntoIterator<Item = Txn>>(&mut self, txns: I) {
@@ -92,10 +120,13 @@ impl Txns {
     pub fn truncate(&mut self, n: usize) {
         while self.len > n {
             let back = self.chunks.back_mut().expect("entries beyond n");
-            let cut = (self.len - n).min(back.len());
-            back.truncate(back.len() - cut);
-            self.len -= cut;
-            if back.is_empty() {
+            let keep = back.txns.len() - (self.len - n).min(back.txns.len());
+            let cut = payload_bytes(&back.txns[keep..]);
+            self.len -= back.txns.len() - keep;
+            self.bytes -= cut;
+            back.bytes -= cut;
+            back.txns.truncate(keep);
+            if back.txns.is_empty() {
                 self.chunks.pop_back();
             }
         }
@@ -106,12 +137,16 @@ impl Txns {
         let mut n = n.min(self.len);
         while n > 0 {
             let front = self.chunks.front_mut().expect("entries to forget");
-            if n >= front.len() {
-                n -= front.len();
-                self.len -= front.len();
+            if n >= front.txns.len() {
+                n -= front.txns.len();
+                self.len -= front.txns.len();
+                self.bytes -= front.bytes;
                 self.chunks.pop_front();
             } else {
-                front.drain(..n);
+                let cut = payload_bytes(&front.txns[..n]);
+                front.txns.drain(..n);
+                front.bytes -= cut;
+                self.bytes -= cut;
                 self.len -= n;
                 n = 0;
             }
@@ -121,10 +156,11 @@ impl Txns {
     pub fn clear(&mut self) {
         self.chunks.clear();
         self.len = 0;
+        self.bytes = 0;
     }
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Txn> + '_ {
-        self.chunks.iter().flatten()
+        self.chunks.iter().flat_map(|c| c.txns.iter())
     }
 
     /// The entries with indexes `from..to`.
@@ -138,7 +174,7 @@ impl Txns {
         self.chunks
             .range(c.min(self.chunks.len())..)
             .enumerate()
-            .flat_map(move |(j, ch)| ch[if j == 0 { o } else { 0 }..].iter())
+            .flat_map(move |(j, ch)| ch.txns[if j == 0 { o } else { 0 }..].iter())
             .take(to - from)
     }
 
@@ -156,13 +192,33 @@ impl Txns {
     pub fn after(&self, zxid: Zxid) -> usize {
         let mut end = self.len;
         for c in self.chunks.iter().rev() {
-            let start = end - c.len();
-            if c[0].zxid <= zxid {
-                return start + after_from_end(c, zxid);
+            let start = end - c.txns.len();
+            if c.txns[0].zxid <= zxid {
+                return start + after_from_end(&c.txns, zxid);
             }
             end = start;
         }
         0
+    }
+
+    /// The newest entry whose payload, with those of every entry after it, adds up to
+    /// more than `limit` bytes (`None` when the whole log fits): whole chunks by their
+    /// totals from the last back, then the entries of the one that crosses the limit.
+    pub fn newest_over(&self, limit: u64) -> Option<&Txn> {
+        let mut sum = 0u64;
+        for c in self.chunks.iter().rev() {
+            if sum + c.bytes <= limit {
+                sum += c.bytes;
+                continue;
+            }
+            for t in c.txns.iter().rev() {
+                sum += t.payload.len() as u64;
+                if sum > limit {
+                    return Some(t);
+                }
+            }
+        }
+        None
     }
 
     /// The entry of `zxid`, if the log holds it.
@@ -209,11 +265,22 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Payloads of 0 to 12 bytes, so that sums by chunk and by entry differ.
     fn txn(zxid: Zxid) -> Txn {
         Txn {
             zxid,
-            payload: bytes::Bytes::copy_from_slice(&zxid.to_be_bytes()),
+            payload: bytes::Bytes::from(vec![0u8; (zxid % 13) as usize]),
         }
+    }
+
+    /// `Txns::newest_over` the slow way: from the newest back, the first entry at which
+    /// the payloads add up to more than `limit`.
+    fn newest_over_by_walking(model: &[Txn], limit: u64) -> Option<Zxid> {
+        let mut sum = 0u64;
+        model.iter().rev().find_map(|t| {
+            sum += t.payload.len() as u64;
+            (sum > limit).then_some(t.zxid)
+        })
     }
 
     /// Zxids with gaps and an epoch change, as a log holds after renewals.
@@ -348,6 +415,11 @@ mod tests {
                 }
                 for q in [0, want.first().copied().unwrap_or(0), want.get(n / 2).copied().unwrap_or(0), Zxid::MAX] {
                     prop_assert_eq!(log.after(q), model.partition_point(|t| t.zxid <= q));
+                }
+                let total: u64 = model.iter().map(|t| t.payload.len() as u64).sum();
+                prop_assert_eq!(log.payload_bytes(), total);
+                for limit in [0, 1, 6 * CHUNK as u64 - 1, 6 * CHUNK as u64, total / 2, total.saturating_sub(1), total, u64::MAX] {
+                    prop_assert_eq!(log.newest_over(limit).map(|t| t.zxid), newest_over_by_walking(&model, limit));
                 }
             }
         }
