@@ -1361,11 +1361,10 @@ impl Peer {
             (SyncMode::Diff, f)
         } else {
             // The learner has txns we lack: cut back to our last zxid below its own.
-            // Zxids increase: the last entry below `f`, among those at or below `cap`.
+            // Zxids increase: the last entry below `f` and at or below `cap`.
             let below = f
                 .checked_sub(1)
-                .map(|z| log.after(z).min(log.after(f.min(cap))))
-                .and_then(|k| k.checked_sub(1))
+                .and_then(|z| log.after(z.min(cap)).checked_sub(1))
                 .map(|k| log.entries[k].zxid);
             let to = below.unwrap_or(log.base);
             (SyncMode::Trunc { to }, to)

@@ -41,7 +41,7 @@ struct Chunk {
     bytes: u64,
 }
 
-fn payload_bytes(txns: &[Txn]) -> u64 {
+fn bytes_of(txns: &[Txn]) -> u64 {
     txns.iter().map(|t| t.payload.len() as u64).sum()
 }
 
@@ -121,7 +121,7 @@ impl Txns {
         while self.len > n {
             let back = self.chunks.back_mut().expect("entries beyond n");
             let keep = back.txns.len() - (self.len - n).min(back.txns.len());
-            let cut = payload_bytes(&back.txns[keep..]);
+            let cut = bytes_of(&back.txns[keep..]);
             self.len -= back.txns.len() - keep;
             self.bytes -= cut;
             back.bytes -= cut;
@@ -143,7 +143,7 @@ impl Txns {
                 self.bytes -= front.bytes;
                 self.chunks.pop_front();
             } else {
-                let cut = payload_bytes(&front.txns[..n]);
+                let cut = bytes_of(&front.txns[..n]);
                 front.txns.drain(..n);
                 front.bytes -= cut;
                 self.bytes -= cut;
