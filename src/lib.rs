@@ -12,6 +12,7 @@ pub mod fourlw;
 pub mod io;
 pub mod prep;
 pub mod proto;
+pub mod reaper;
 pub mod sasl;
 pub mod sched;
 pub mod sdnotify;

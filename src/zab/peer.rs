@@ -423,11 +423,12 @@ impl Log {
         let keep = self.after(through);
         self.entries.forget_first(keep);
         self.base = through;
+        // A big tree's snapshot is gigabytes: its last holder frees it on the reaper.
         if self.snap_zxid <= through {
             self.snap_zxid = through;
-            self.snap_data = snapshot.clone();
+            crate::reaper::drop_later(std::mem::replace(&mut self.snap_data, snapshot.clone()));
         }
-        self.snapshot = snapshot;
+        crate::reaper::drop_later(std::mem::replace(&mut self.snapshot, snapshot));
     }
 
     fn on_durable(&mut self, write: u64) {

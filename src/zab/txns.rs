@@ -132,24 +132,32 @@ impl Txns {
         }
     }
 
-    /// Forgets the first `n` entries (all of them if there are fewer).
+    /// Forgets the first `n` entries (all of them if there are fewer). What is forgotten
+    /// is freed on the reaper thread ([`crate::reaper`]): a compaction forgets tens of
+    /// thousands of entries, and dropping their payloads held the core loop for
+    /// milliseconds.
     pub fn forget_first(&mut self, n: usize) {
         let mut n = n.min(self.len);
+        let mut gone: Vec<Vec<Txn>> = Vec::new();
         while n > 0 {
             let front = self.chunks.front_mut().expect("entries to forget");
             if n >= front.txns.len() {
                 n -= front.txns.len();
                 self.len -= front.txns.len();
                 self.bytes -= front.bytes;
-                self.chunks.pop_front();
+                let chunk = self.chunks.pop_front().expect("the front chunk");
+                gone.push(chunk.txns);
             } else {
                 let cut = bytes_of(&front.txns[..n]);
-                front.txns.drain(..n);
+                gone.push(front.txns.drain(..n).collect());
                 front.bytes -= cut;
                 self.bytes -= cut;
                 self.len -= n;
                 n = 0;
             }
+        }
+        if !gone.is_empty() {
+            crate::reaper::drop_later(gone);
         }
     }
 
@@ -423,5 +431,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A payload that records the thread its memory was freed on.
+    struct Owner {
+        freed_on: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        bytes: [u8; 8],
+    }
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            &self.bytes
+        }
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            self.freed_on.lock().unwrap().push(name);
+        }
+    }
+
+    /// A compaction's forgotten entries (whole chunks and the part of one) are freed
+    /// on the reaper thread, not on the core loop that compacts: with them freed
+    /// inline, this fails (the names are the test thread's).
+    #[test]
+    fn forgotten_entries_are_freed_off_the_calling_thread() {
+        let freed_on = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut t = Txns::new();
+        let n = 2 * CHUNK + 10;
+        for z in 1..=n as Zxid {
+            let owner = Owner {
+                freed_on: freed_on.clone(),
+                bytes: z.to_be_bytes(),
+            };
+            t.push(Txn {
+                zxid: z,
+                payload: bytes::Bytes::from_owner(owner),
+            });
+        }
+        // One whole chunk and part of the next.
+        let forget = CHUNK + 5;
+        t.forget_first(forget);
+        assert_eq!(t.len(), n - forget);
+        assert_eq!(t.get(0).map(|x| x.zxid), Some(forget as Zxid + 1));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while freed_on.lock().unwrap().len() < forget && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let names = freed_on.lock().unwrap().clone();
+        assert_eq!(
+            names.len(),
+            forget,
+            "each forgotten payload freed once, no other"
+        );
+        assert!(
+            names.iter().all(|n| n == "rk-reaper"),
+            "freed on {:?}",
+            names.iter().collect::<std::collections::BTreeSet<_>>()
+        );
     }
 }
