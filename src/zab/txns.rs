@@ -161,8 +161,12 @@ impl Txns {
         }
     }
 
+    /// Forgets every entry; as [`Txns::forget_first`], they are freed on the reaper.
     pub fn clear(&mut self) {
-        self.chunks.clear();
+        let chunks = std::mem::take(&mut self.chunks);
+        if !chunks.is_empty() {
+            crate::reaper::drop_later(chunks);
+        }
         self.len = 0;
         self.bytes = 0;
     }
@@ -450,9 +454,9 @@ mod tests {
         }
     }
 
-    /// A compaction's forgotten entries (whole chunks and the part of one) are freed
-    /// on the reaper thread, not on the core loop that compacts: with them freed
-    /// inline, this fails (the names are the test thread's).
+    /// A compaction's forgotten entries (whole chunks and the part of one), and a
+    /// cleared log's, are freed on the reaper thread, not on the core loop: with them
+    /// freed inline, this fails (the names are the test thread's).
     #[test]
     fn forgotten_entries_are_freed_off_the_calling_thread() {
         let freed_on = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -483,6 +487,14 @@ mod tests {
             forget,
             "each forgotten payload freed once, no other"
         );
+        // And the rest, forgotten at once (a learner's log replaced by a SNAP).
+        t.clear();
+        assert!(t.is_empty());
+        while freed_on.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let names = freed_on.lock().unwrap().clone();
+        assert_eq!(names.len(), n);
         assert!(
             names.iter().all(|n| n == "rk-reaper"),
             "freed on {:?}",
