@@ -1,12 +1,12 @@
 //! Frees big collections on a thread of their own, off the event loops.
 //!
 //! Dropping is work like any other: a compaction of the in-memory ZAB log forgets the
-//! 50-80 thousand txns logged since the snapshot before (at 19,447 writes/s, one every
-//! ~3 s), and each one's payload is a reference into its pass's buffer whose count
-//! lives in memory written seconds ago. `perf` put a leader's loop in
-//! `Txns::forget_first` for 3-3.5 ms at each compaction, nearly all of it in `Bytes`'
-//! drop; every server compacts, and the writes in flight waited meanwhile. Handed here
-//! instead, the loop pays one channel send.
+//! txns logged since the snapshot before (half to all of `snapCount`, 50,000-100,000 by
+//! default: at 19,447 writes/s, one every 3-5 s), and each one's payload is a reference
+//! into its pass's buffer whose count lives in memory written seconds ago. `perf` put a
+//! leader's loop in `Txns::forget_first` for 3-3.5 ms at each compaction, nearly all of
+//! it in `Bytes`' drop; every server compacts, and the writes in flight waited
+//! meanwhile. Handed here instead, the loop pays one channel send.
 //!
 //! The channel is bounded: when the reaper falls behind (it runs below the loops, so a
 //! busy machine starves it first), the caller drops inline rather than queue without
