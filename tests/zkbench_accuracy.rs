@@ -95,6 +95,10 @@ fn closed_loop_latency_and_errors_match_the_server() {
     let cfg = config(&server, LoadModel::Closed { outstanding: 4 }, "get");
     let stats = engine::run(&cfg).unwrap();
     check(&stats, &server);
+    // A closed loop has no schedule to be late for.
+    assert!(stats.send_lag.is_empty());
+    assert!(!report::summary("closed", &stats).contains("send lag"));
+    assert!(!report::json_line(&[], &stats).contains("send_lag"));
     // 16 requests in flight, each taking at least 20 ms: at most 800 ops/s. The floor is
     // loose because a busy machine may stretch each round trip.
     let ops_s = stats.ops_per_sec();
@@ -123,7 +127,40 @@ fn open_loop_latency_errors_and_rate_match_the_schedule() {
         2,
         "per-op histograms for getData and setData"
     );
+    // Each measured request, sent once, says how late it left: all were answered, so
+    // there is one lag per answer, and the outputs carry them.
+    assert_eq!(stats.send_lag.len(), stats.ops);
+    assert!(report::summary("open", &stats).contains("send lag ms"));
+    let json = report::json_line(&[], &stats);
+    for key in ["send_lag_p99_ms", "send_lag_p99_9_ms", "send_lag_max_ms"] {
+        assert!(json.contains(&format!("\"{key}\":")), "{key} in {json}");
+    }
     server.stop();
+}
+
+/// A schedule faster than one session may have requests in flight for
+/// (`MAX_OPEN_OUTSTANDING` against a server that answers after 20 ms: at most 500,000/s)
+/// leaves the client behind it: its requests leave later and later, and the send lag
+/// says so (here the client is the bottleneck, not the server).
+#[test]
+fn an_open_loop_the_client_cannot_keep_shows_as_send_lag() {
+    let server = fake(0);
+    // 200,000 slots in 200 ms: at 500,000/s at most, the last leave 200 ms late or more.
+    let mut cfg = config(&server, LoadModel::Open { rate: 1_000_000.0 }, "exists");
+    cfg.sessions = 1;
+    cfg.threads = 1;
+    cfg.duration = Duration::from_millis(200);
+    let stats = engine::run(&cfg).unwrap();
+    server.stop();
+    // Each answer was sent once and has its lag (a loaded machine may leave some
+    // unanswered at the drain's end: those have one if they left).
+    assert!(stats.ops > 0);
+    assert!(stats.send_lag.len() >= stats.ops);
+    assert!(
+        stats.send_lag.max() >= 100_000,
+        "the last requests left {} us late",
+        stats.send_lag.max()
+    );
 }
 
 /// Requests answered after more than 100 ms.
@@ -159,6 +196,10 @@ fn open_loop_charges_a_server_stall_to_every_request_it_delays() {
         "{} requests over 100 ms",
         slow(&open)
     );
+    // They left on time: the send lag charges the stall to the server, not to the
+    // client (a few may leave late on a busy machine, not the stall's 30 or more).
+    let late = open.send_lag.count_between(100_000, engine::HIST_MAX_US);
+    assert!(late <= 5, "{late} requests left over 100 ms late");
 
     // The per-second latencies place the stall: it ends in the first second of the
     // window (after ~150 ms + 300 ms), whose p99 holds it; the last second is clean.

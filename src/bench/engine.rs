@@ -134,6 +134,11 @@ pub struct RunStats {
     /// With `Config::record_acks`: when each successful reply arrived, in microseconds
     /// since the run's start (warm-up included), unsorted across workers.
     pub acks: Vec<u64>,
+    /// Open loop: how late each measured request left the generator after its slot, in
+    /// microseconds (the loop's own pass, a thread that woke late or was descheduled, a
+    /// session at `MAX_OPEN_OUTSTANDING`). Its latency includes this; a tail here is the
+    /// client's, not the server's. Empty in a closed loop, which has no schedule.
+    pub send_lag: Histogram<u64>,
     /// The run's start (the first request) on the wall clock, in ms since the epoch.
     pub start_unix_ms: u64,
     record_acks: bool,
@@ -173,6 +178,7 @@ impl RunStats {
             reconnect: new_hist(),
             server_cost: None,
             acks: Vec::new(),
+            send_lag: new_hist(),
             start_unix_ms: 0,
             record_acks: false,
         }
@@ -212,6 +218,7 @@ impl RunStats {
         self.still_disconnected += o.still_disconnected;
         self.reconnect.add(&o.reconnect).expect("same bounds");
         self.acks.extend(o.acks);
+        self.send_lag.add(&o.send_lag).expect("same bounds");
     }
 }
 
@@ -731,6 +738,10 @@ fn event_loop(
                 {
                     let due = s.next_due;
                     s.issue(&cfg.workload, due);
+                    if w.measured(due) {
+                        let lag = now.saturating_duration_since(due).as_micros() as u64;
+                        stats.send_lag.saturating_record(lag.max(1));
+                    }
                     s.next_due += interval;
                 }
             }

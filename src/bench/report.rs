@@ -46,6 +46,15 @@ pub fn summary(label: &str, s: &RunStats) -> String {
         let _ = write!(o, " {name} {:.3}", ms(pct(&s.hist, p)));
     }
     let _ = writeln!(o, "  mean {:.3}", s.hist.mean() / 1000.0);
+    if !s.send_lag.is_empty() {
+        let _ = writeln!(
+            o,
+            "send lag ms  p99 {:.3} p99.9 {:.3} max {:.3}  (how late requests left this client after their slots; in the latency above)",
+            ms(pct(&s.send_lag, 99.0)),
+            ms(pct(&s.send_lag, 99.9)),
+            ms(pct(&s.send_lag, 100.0))
+        );
+    }
     if s.per_op.len() > 1 {
         for (op, h) in &s.per_op {
             let _ = write!(o, "  {:<18} {:>9} ops", op.name(), h.len());
@@ -170,6 +179,15 @@ pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
         let _ = write!(o, ",\"{key}\":{:.3}", ms(pct(&s.hist, p)));
     }
     let _ = write!(o, ",\"mean_ms\":{:.3}", s.hist.mean() / 1000.0);
+    if !s.send_lag.is_empty() {
+        let _ = write!(
+            o,
+            ",\"send_lag_p99_ms\":{:.3},\"send_lag_p99_9_ms\":{:.3},\"send_lag_max_ms\":{:.3}",
+            ms(pct(&s.send_lag, 99.0)),
+            ms(pct(&s.send_lag, 99.9)),
+            ms(pct(&s.send_lag, 100.0))
+        );
+    }
     let _ = write!(
         o,
         ",\"connect_failures\":{},\"reconnects\":{},\"expired\":{},\"still_disconnected\":{},\"reconnect_p50_ms\":{:.3},\"reconnect_max_ms\":{:.3}",

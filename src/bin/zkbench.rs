@@ -528,6 +528,43 @@ fn main() {
                     "median", m[0], m[1], m[2], m[3], m[4], m[5]
                 );
             }
+            // How late each target's requests left this client (open loop): a round whose
+            // tail is the client's own shows here, for A and B alike.
+            if runs.iter().flatten().all(|s| !s.send_lag.is_empty()) {
+                let lag = |s: &RunStats, p: f64| {
+                    let h = &s.send_lag;
+                    (if p >= 100.0 {
+                        h.max()
+                    } else {
+                        h.value_at_percentile(p)
+                    }) as f64
+                        / 1000.0
+                };
+                println!(
+                    "{:>6} {:>12} {:>12} {:>12} {:>12}",
+                    "round", "A lag p99.9", "B lag p99.9", "A lag max", "B lag max"
+                );
+                let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 4];
+                for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
+                    let row = [lag(x, 99.9), lag(y, 99.9), lag(x, 100.0), lag(y, 100.0)];
+                    for (c, v) in cols.iter_mut().zip(row) {
+                        c.push(v);
+                    }
+                    println!(
+                        "{:>6} {:>12.3} {:>12.3} {:>12.3} {:>12.3}",
+                        r + 1,
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3]
+                    );
+                }
+                let m: Vec<f64> = cols.iter_mut().map(|c| median(c)).collect();
+                println!(
+                    "{:>6} {:>12.3} {:>12.3} {:>12.3} {:>12.3}",
+                    "median", m[0], m[1], m[2], m[3]
+                );
+            }
             if out.json {
                 let mut notes = describe(&load, &cfgs[0]);
                 notes.push(("a", a.clone()));
