@@ -19,7 +19,8 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn pct(h: &Histogram<u64>, p: f64) -> u64 {
+/// The value at percentile `p` of `h`, `p` = 100 being the maximum.
+pub fn pct(h: &Histogram<u64>, p: f64) -> u64 {
     if p >= 100.0 {
         h.max()
     } else {

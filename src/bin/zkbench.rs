@@ -531,15 +531,7 @@ fn main() {
             // How late each target's requests left this client (open loop): a round whose
             // tail is the client's own shows here, for A and B alike.
             if runs.iter().flatten().all(|s| !s.send_lag.is_empty()) {
-                let lag = |s: &RunStats, p: f64| {
-                    let h = &s.send_lag;
-                    (if p >= 100.0 {
-                        h.max()
-                    } else {
-                        h.value_at_percentile(p)
-                    }) as f64
-                        / 1000.0
-                };
+                let lag = |s: &RunStats, p: f64| report::pct(&s.send_lag, p) as f64 / 1000.0;
                 println!(
                     "{:>6} {:>12} {:>12} {:>12} {:>12}",
                     "round", "A lag p99.9", "B lag p99.9", "A lag max", "B lag max"
