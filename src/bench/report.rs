@@ -28,6 +28,12 @@ pub fn pct(h: &Histogram<u64>, p: f64) -> u64 {
     }
 }
 
+/// The open loop's send lag (`RunStats::send_lag`) at p99, p99.9 and its max, in ms;
+/// none for a closed loop.
+fn send_lag_ms(s: &RunStats) -> Option<[f64; 3]> {
+    (!s.send_lag.is_empty()).then(|| [99.0, 99.9, 100.0].map(|p| ms(pct(&s.send_lag, p))))
+}
+
 /// Human-readable summary: throughput, latency percentiles, per-op lines, errors by name.
 pub fn summary(label: &str, s: &RunStats) -> String {
     let mut o = String::new();
@@ -47,13 +53,10 @@ pub fn summary(label: &str, s: &RunStats) -> String {
         let _ = write!(o, " {name} {:.3}", ms(pct(&s.hist, p)));
     }
     let _ = writeln!(o, "  mean {:.3}", s.hist.mean() / 1000.0);
-    if !s.send_lag.is_empty() {
+    if let Some([p99, p999, max]) = send_lag_ms(s) {
         let _ = writeln!(
             o,
-            "send lag ms  p99 {:.3} p99.9 {:.3} max {:.3}  (how late requests left this client after their slots; in the latency above)",
-            ms(pct(&s.send_lag, 99.0)),
-            ms(pct(&s.send_lag, 99.9)),
-            ms(pct(&s.send_lag, 100.0))
+            "send lag ms  p99 {p99:.3} p99.9 {p999:.3} max {max:.3}  (how late requests left this client after their slots; in the latency above)"
         );
     }
     if s.per_op.len() > 1 {
@@ -180,13 +183,10 @@ pub fn json_line(meta: &[(&str, String)], s: &RunStats) -> String {
         let _ = write!(o, ",\"{key}\":{:.3}", ms(pct(&s.hist, p)));
     }
     let _ = write!(o, ",\"mean_ms\":{:.3}", s.hist.mean() / 1000.0);
-    if !s.send_lag.is_empty() {
+    if let Some([p99, p999, max]) = send_lag_ms(s) {
         let _ = write!(
             o,
-            ",\"send_lag_p99_ms\":{:.3},\"send_lag_p99_9_ms\":{:.3},\"send_lag_max_ms\":{:.3}",
-            ms(pct(&s.send_lag, 99.0)),
-            ms(pct(&s.send_lag, 99.9)),
-            ms(pct(&s.send_lag, 100.0))
+            ",\"send_lag_p99_ms\":{p99:.3},\"send_lag_p99_9_ms\":{p999:.3},\"send_lag_max_ms\":{max:.3}"
         );
     }
     let _ = write!(
