@@ -379,6 +379,32 @@ fn write_outputs(
     }
 }
 
+/// Prints a table of `ab`'s rounds: a `round` column, then `cols` (title, width,
+/// decimals) with one row per round and a row of each column's median.
+fn round_table(cols: &[(&str, usize, usize)], rows: Vec<Vec<f64>>) {
+    let mut head = format!("{:>6}", "round");
+    for (title, w, _) in cols {
+        head += &format!(" {title:>w$}");
+    }
+    println!("{head}");
+    let line = |first: String, values: &[f64]| {
+        let mut l = format!("{first:>6}");
+        for ((_, w, d), v) in cols.iter().zip(values) {
+            l += &format!(" {v:>w$.d$}");
+        }
+        println!("{l}");
+    };
+    let mut by_col: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
+    for (r, row) in rows.iter().enumerate() {
+        line((r + 1).to_string(), row);
+        for (c, v) in by_col.iter_mut().zip(row) {
+            c.push(*v);
+        }
+    }
+    let medians: Vec<f64> = by_col.iter_mut().map(|c| median(c)).collect();
+    line("median".to_string(), &medians);
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -500,61 +526,43 @@ fn main() {
                 })
             };
             if runs.iter().flatten().all(|s| s.server_cost.is_some()) {
-                println!(
-                    "{:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8}",
-                    "round", "A cpu us/op", "B cpu us/op", "B/A", "A vcs/op", "B vcs/op", "B/A"
-                );
-                let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 6];
-                for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
-                    let (xa, ya) = (cost(x).expect("measured"), cost(y).expect("measured"));
-                    let row = [xa.0, ya.0, ya.0 / xa.0, xa.1, ya.1, ya.1 / xa.1];
-                    for (c, v) in cols.iter_mut().zip(row) {
-                        c.push(v);
-                    }
-                    println!(
-                        "{:>6} {:>12.2} {:>12.2} {:>8.3} {:>12.3} {:>12.3} {:>8.3}",
-                        r + 1,
-                        row[0],
-                        row[1],
-                        row[2],
-                        row[3],
-                        row[4],
-                        row[5]
-                    );
-                }
-                let m: Vec<f64> = cols.iter_mut().map(|c| median(c)).collect();
-                println!(
-                    "{:>6} {:>12.2} {:>12.2} {:>8.3} {:>12.3} {:>12.3} {:>8.3}",
-                    "median", m[0], m[1], m[2], m[3], m[4], m[5]
+                let rows: Vec<Vec<f64>> = runs[0]
+                    .iter()
+                    .zip(&runs[1])
+                    .map(|(x, y)| {
+                        let (xa, ya) = (cost(x).expect("measured"), cost(y).expect("measured"));
+                        vec![xa.0, ya.0, ya.0 / xa.0, xa.1, ya.1, ya.1 / xa.1]
+                    })
+                    .collect();
+                round_table(
+                    &[
+                        ("A cpu us/op", 12, 2),
+                        ("B cpu us/op", 12, 2),
+                        ("B/A", 8, 3),
+                        ("A vcs/op", 12, 3),
+                        ("B vcs/op", 12, 3),
+                        ("B/A", 8, 3),
+                    ],
+                    rows,
                 );
             }
             // How late each target's requests left this client (open loop): a round whose
             // tail is the client's own shows here, for A and B alike.
             if runs.iter().flatten().all(|s| !s.send_lag.is_empty()) {
                 let lag = |s: &RunStats, p: f64| report::pct(&s.send_lag, p) as f64 / 1000.0;
-                println!(
-                    "{:>6} {:>12} {:>12} {:>12} {:>12}",
-                    "round", "A lag p99.9", "B lag p99.9", "A lag max", "B lag max"
-                );
-                let mut cols: Vec<Vec<f64>> = vec![Vec::new(); 4];
-                for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
-                    let row = [lag(x, 99.9), lag(y, 99.9), lag(x, 100.0), lag(y, 100.0)];
-                    for (c, v) in cols.iter_mut().zip(row) {
-                        c.push(v);
-                    }
-                    println!(
-                        "{:>6} {:>12.3} {:>12.3} {:>12.3} {:>12.3}",
-                        r + 1,
-                        row[0],
-                        row[1],
-                        row[2],
-                        row[3]
-                    );
-                }
-                let m: Vec<f64> = cols.iter_mut().map(|c| median(c)).collect();
-                println!(
-                    "{:>6} {:>12.3} {:>12.3} {:>12.3} {:>12.3}",
-                    "median", m[0], m[1], m[2], m[3]
+                let rows: Vec<Vec<f64>> = runs[0]
+                    .iter()
+                    .zip(&runs[1])
+                    .map(|(x, y)| vec![lag(x, 99.9), lag(y, 99.9), lag(x, 100.0), lag(y, 100.0)])
+                    .collect();
+                round_table(
+                    &[
+                        ("A lag p99.9", 12, 3),
+                        ("B lag p99.9", 12, 3),
+                        ("A lag max", 12, 3),
+                        ("B lag max", 12, 3),
+                    ],
+                    rows,
                 );
             }
             if out.json {
