@@ -1224,9 +1224,16 @@ DIFF_BIG_BYTES = 500_000
 DIFF_WRITES = 1500
 # Snapshots the leader must take while the follower is down: with the log compacted to
 # the snapshot before last (the rule without snapshotSizeFactor), two suffice for a
-# SNAP. Runs here see 6-15 (a snapshot still being written when the next is due is
-# skipped, so a slow machine sees fewer); 3 leaves room.
+# SNAP; 3 leaves room. Runs here see 5-15 in DIFF_WRITES, but a snapshot still being
+# written when the next is due is skipped, so a loaded machine (the snapshotter runs
+# at nice +10) may see fewer: the scenario then writes on in batches, each after the
+# last snapshot due is on record, up to DIFF_MAX_WRITES (~300 KB of txns, still well
+# inside what a DIFF may carry).
 DIFF_MIN_SNAPSHOTS = 3
+DIFF_MAX_WRITES = 3000
+DIFF_BATCH = 100
+# Polls (POLL_S apart) for a due snapshot to be written after an extra batch.
+DIFF_SNAPSHOT_POLLS = 100
 
 
 def snapshot_zxids(server):
@@ -1267,14 +1274,31 @@ def scenario_diff(ens, size_factor=None):
     assert down.terminate(), f"server {down.sid} did not stop"
     stop_zxid = int(srvr_fields(leader.port)["Zxid"], 16)
     acked = []
-    for start in range(0, DIFF_WRITES, 100):
-        names = [f"n{i:05d}" for i in range(start, min(start + 100, DIFF_WRITES))]
+
+    def write_batch():
+        names = [f"n{i:05d}" for i in range(len(acked), len(acked) + DIFF_BATCH)]
         for name, a in [(n, lz.create_async(f"/d/{n}", n.encode())) for n in names]:
             a.get(timeout=30)
             acked.append(name)
-    taken = [z for z in snapshot_zxids(leader) if z > stop_zxid]
+
+    def taken_since_stop():
+        return [z for z in snapshot_zxids(leader) if z > stop_zxid]
+
+    while len(acked) < DIFF_WRITES:
+        write_batch()
+    taken = taken_since_stop()
+    while len(taken) < DIFF_MIN_SNAPSHOTS and len(acked) < DIFF_MAX_WRITES:
+        # A batch makes a snapshot due (or finds one in progress); give the snapshotter
+        # a bounded while to write it before the next batch.
+        write_batch()
+        for _ in range(DIFF_SNAPSHOT_POLLS):
+            if len(taken_since_stop()) > len(taken):
+                break
+            time.sleep(POLL_S)
+        taken = taken_since_stop()
     assert len(taken) >= DIFF_MIN_SNAPSHOTS, \
-        f"the leader took only {len(taken)} snapshots after {stop_zxid:#x}"
+        f"the leader took only {len(taken)} snapshots after {stop_zxid:#x} " \
+        f"in {len(acked)} writes"
     print(f"diff: server {down.sid} stopped at {stop_zxid:#x}; {len(acked)} writes; "
           f"leader {leader_id} took {len(taken)} snapshots since")
 
