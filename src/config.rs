@@ -44,6 +44,9 @@ pub const DEFAULT_GLOBAL_OUTSTANDING_LIMIT: u32 = 1000;
 /// shard's thread. At ~90 ns per child name that is ~1.5 ms of work; smaller lists cost
 /// less on the shard than a hand-off to another thread.
 pub const DEFAULT_BULK_READ_CHILDREN: usize = 16_384;
+/// `fsync.warningthresholdms`: a log write that takes longer than this (ms) is logged as a
+/// warning and counted (`fsync_threshold_exceed_count`), as ZooKeeper's FileTxnLog does.
+pub const DEFAULT_FSYNC_WARNING_THRESHOLD_MS: i64 = 1000;
 /// `snapshotWriteRate` (ours), MB/s: how fast the background snapshot is written. Unpaced,
 /// a 1M-znode snapshot (~130 MB) took 0.6-0.8 s of one core and the disk beside a 16x16
 /// write load, and the p99 of the seconds it ran in was 1.6-2.1x the second before's;
@@ -211,7 +214,7 @@ pub const KEYS: &[KeySpec] = &[
     key("txnLogSizeLimitInKb", Recorded("log segments are logSegmentSize bytes")),
     key("preAllocSize", Recorded("log segments are preallocated whole: see logSegmentSize")),
     key("forceSync", Supported),
-    key("fsync.warningthresholdms", Recorded("log write times are in mntr (zk_rk_write_logged_*); none is logged as a warning")),
+    key("fsync.warningthresholdms", Supported),
     key("flushDelay", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
     key("maxBatchSize", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
     key("maxWriteQueuePollTime", Recorded("the log group-commits by itself: a batch is whatever arrived during the previous write; logSyncIntervalMicros spaces writes under load")),
@@ -593,6 +596,8 @@ pub struct Config {
     pub load_attribution: bool,
     /// `bulkReadChildren`: see [`DEFAULT_BULK_READ_CHILDREN`].
     pub bulk_read_children: usize,
+    /// `fsync.warningthresholdms`: see [`DEFAULT_FSYNC_WARNING_THRESHOLD_MS`].
+    pub fsync_warning_threshold_ms: i64,
     /// `snapshotWriteRate` in MB/s, 0 for no limit: see [`DEFAULT_SNAPSHOT_WRITE_RATE_MB`].
     pub snapshot_write_rate_mb: u64,
     /// Every other key as the system property ZooKeeper would set: `zookeeper.<key>`
@@ -1112,6 +1117,7 @@ impl ConfigBuilder {
             slow_request_log_per_second: 10,
             load_attribution: true,
             bulk_read_children: DEFAULT_BULK_READ_CHILDREN,
+            fsync_warning_threshold_ms: DEFAULT_FSYNC_WARNING_THRESHOLD_MS,
             snapshot_write_rate_mb: DEFAULT_SNAPSHOT_WRITE_RATE_MB,
             system_properties: BTreeMap::new(),
         };
@@ -1308,6 +1314,20 @@ impl ConfigBuilder {
                         ctx.int_at_most(v, MAX_LOG_SYNC_INTERVAL_US, "microseconds")?;
                 }
                 "bulkReadChildren" => c.bulk_read_children = ctx.int(v)?,
+                // FileTxnLog reads it with Long.getLong: not a number is the default
+                // (there silently, here with a warning).
+                "fsync.warningthresholdms" => {
+                    c.fsync_warning_threshold_ms = match ctx.int::<i64>(v) {
+                        Ok(ms) => ms,
+                        Err(_) => {
+                            warnings.push(ctx.warn(format!(
+                                "invalid {} {v:?}: using the default {DEFAULT_FSYNC_WARNING_THRESHOLD_MS}",
+                                p.key
+                            )));
+                            DEFAULT_FSYNC_WARNING_THRESHOLD_MS
+                        }
+                    };
+                }
                 "snapshotWriteRate" => c.snapshot_write_rate_mb = ctx.int(v)?,
                 "metricsProvider.className" => c.metrics_provider_class = Some(v.to_string()),
                 "slowRequestThresholdMs" => c.slow_request_threshold_ms = ctx.int(v)?,

@@ -682,3 +682,37 @@ fn snapshot_size_factor_is_read_as_zookeeper_reads_it() {
         );
     }
 }
+
+/// `fsync.warningthresholdms` (with or without `zookeeper.`): 1000 ms by default, any
+/// integer kept (negative: every log write warns), not a number is the default with a
+/// warning (ZooKeeper's Long.getLong takes the default silently).
+#[test]
+fn fsync_warning_threshold_is_read_as_zookeeper_reads_it() {
+    let load = |key: &str, v: &str| {
+        ConfigBuilder::new()
+            .data_dir("d")
+            .client_port(1)
+            .set(key, v)
+            .build()
+            .unwrap()
+    };
+    let (c, _) = ConfigBuilder::new()
+        .data_dir("d")
+        .client_port(1)
+        .build()
+        .unwrap();
+    assert_eq!(c.fsync_warning_threshold_ms, 1000);
+    let (c, w) = load("fsync.warningthresholdms", "50");
+    assert_eq!((c.fsync_warning_threshold_ms, w.len()), (50, 0), "{w:?}");
+    let (c, w) = load("zookeeper.fsync.warningthresholdms", "-1");
+    assert_eq!((c.fsync_warning_threshold_ms, w.len()), (-1, 0), "{w:?}");
+    for bad in ["1s", "", "99999999999999999999"] {
+        let (c, w) = load("fsync.warningthresholdms", bad);
+        assert_eq!(c.fsync_warning_threshold_ms, 1000, "{bad}");
+        assert!(
+            w.iter()
+                .any(|w| w.message.contains("using the default 1000")),
+            "{bad}: {w:?}"
+        );
+    }
+}

@@ -192,6 +192,7 @@ fn server_config(cfg: &Config) -> Result<ServerConfig, String> {
     sc.settings.sessionless_timeout =
         std::time::Duration::from_millis(cfg.sessionless_cnxn_timeout_ms);
     sc.settings.bulk_children = cfg.bulk_read_children;
+    sc.settings.fsync_warning_ms = cfg.fsync_warning_threshold_ms;
     // Client SASL (docs/security.md): the JAAS file is read and checked now, so a
     // malformed one stops the server with its line instead of failing logins later.
     let (sasl, sasl_warnings) =

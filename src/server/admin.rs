@@ -255,7 +255,10 @@ fn server_stats(st: &ServerState, view: &DataTree, zxid: i64) -> Vec<(String, Js
             Json::obj([
                 ("packets_sent", int(snap.packets_sent)),
                 ("packets_received", int(snap.packets_received)),
-                ("fsync_threshold_exceed_count", Json::Int(0)),
+                (
+                    "fsync_threshold_exceed_count",
+                    int(st.seq.metrics.zk.fsync_threshold_exceed.get()),
+                ),
                 ("client_response_stats", client_response.clone()),
                 (
                     "data_dir_size",

@@ -1312,7 +1312,16 @@ impl CoreLoop {
                         // One sample per log write, as ZooKeeper's fsynctime.
                         first = false;
                         let ms = now.saturating_duration_since(a.1).as_millis() as u64;
-                        self.state.seq.metrics.zk.fsynctime.record(ms);
+                        let zk = &self.state.seq.metrics.zk;
+                        zk.fsynctime.record(ms);
+                        let threshold = self.state.settings.fsync_warning_ms;
+                        if ms as i64 > threshold {
+                            zk.fsync_threshold_exceed.inc();
+                            eprintln!(
+                                "ringkeeper: warning: a txn log write (through zxid {through_zxid:#x}) took {ms} ms to be durable, more than fsync.warningthresholdms ({threshold} ms): the writes in it waited as long; see what else uses the log's disk ({})",
+                                self.state.settings.conf.data_log_dir
+                            );
+                        }
                     }
                     a.2.get_or_insert(now);
                 }

@@ -321,6 +321,9 @@ pub struct ZkStats {
     /// Written by the core loop each tick from the core's own count.
     pub sessions_expired: AtomicU64,
     pub snapshots_taken: Counter,
+    /// Log writes slower than `fsync.warningthresholdms` (ZooKeeper's
+    /// `fsync_threshold_exceed_count`).
+    pub fsync_threshold_exceed: Counter,
     /// Bytes of watch notifications sent.
     pub watch_bytes: Counter,
     /// Connections the client closed (end of stream), ZooKeeper's failed reads.

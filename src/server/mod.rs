@@ -117,6 +117,7 @@ impl ServerConfig {
                 conf: crate::fourlw::ConfInfo::default(),
                 ops: Default::default(),
                 bulk_children: crate::config::DEFAULT_BULK_READ_CHILDREN,
+                fsync_warning_ms: crate::config::DEFAULT_FSYNC_WARNING_THRESHOLD_MS,
                 sasl: Default::default(),
                 broken_reads_on_old_view: false,
             },

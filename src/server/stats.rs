@@ -45,6 +45,9 @@ pub struct Settings {
     /// `bulkReadChildren`: a getChildren of a node with more children than this is
     /// answered by the bulk-reply thread, not the shard's (0: always on the shard).
     pub bulk_children: usize,
+    /// `fsync.warningthresholdms`: a log write slower than this many ms is logged as a
+    /// warning and counted.
+    pub fsync_warning_ms: i64,
     /// Client SASL: the JAAS login, the enforcement switches (`crate::sasl`).
     pub sasl: Arc<crate::sasl::SaslSettings>,
     /// A planted bug for the simulator to catch, never set by a server: reads run on

@@ -396,6 +396,7 @@ impl Sim {
             ops: Default::default(),
             // The simulator answers every read on the shard (no bulk-reply thread).
             bulk_children: 0,
+            fsync_warning_ms: ringkeeper::config::DEFAULT_FSYNC_WARNING_THRESHOLD_MS,
             sasl: Default::default(),
             broken_reads_on_old_view: opts.reads_on_old_view,
         };

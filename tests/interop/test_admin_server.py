@@ -250,3 +250,47 @@ def test_tls_clients_are_listed_under_secure_connections(tls_server):
         for k in (tls, plain):
             k.stop()
             k.close()
+
+
+def started_server(prefix, cfg):
+    d = tempfile.mkdtemp(prefix=f"interop-admin-{prefix}-{TARGET}-")
+    srv = Server(TARGET, d, free_port(), cfg)
+    try:
+        srv.start()
+    except Exception:
+        shutil.rmtree(d, ignore_errors=True)
+        raise
+    return srv, d
+
+
+@pytest.mark.parametrize("threshold,key", [(-1, "fsync.warningthresholdms"),
+                                           (3_600_000, "zookeeper.fsync.warningthresholdms")])
+def test_slow_log_writes_are_counted_and_logged_over_the_threshold(threshold, key):
+    """fsync.warningthresholdms, as ZooKeeper's FileTxnLog: a log write over the threshold
+    is a warning in the log and one more `fsync_threshold_exceed_count`. At -1 every
+    write is over it; at an hour none is."""
+    srv, d = started_server("fsync", [f"{key}={threshold}"])
+    try:
+        zk = KazooClient(hosts=srv.hostport, timeout=10.0)
+        zk.start(timeout=15)
+        try:
+            for i in range(20):
+                zk.create(f"/fsync-{i}", b"x")
+        finally:
+            zk.stop()
+            zk.close()
+        _, body = command(srv, "server_stats")
+        count = body["server_stats"]["fsync_threshold_exceed_count"]
+        with open(os.path.join(d, "server.log"), errors="replace") as f:
+            warnings = [line for line in f if "more than fsync.warningthresholdms" in line]
+        if threshold < 0:
+            # 20 creates, each answered only once durable: 20 writes at least if none
+            # shared a batch, one at least in any case.
+            # (The log is read after the count: a write in between adds a line.)
+            assert count >= 1 and len(warnings) >= count, (count, warnings[:3])
+            assert f"({threshold} ms)" in warnings[0], warnings[0]
+        else:
+            assert count == 0 and not warnings, (count, warnings[:3])
+    finally:
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
