@@ -250,6 +250,32 @@ def tree_hash(port):
     return rkharness.parse_hash(four_letter(port, "hash"))
 
 
+# Attempts (POLL_S apart) at a four-letter word a live server must answer: one answer
+# may miss FOURLW_TIMEOUT_S on a loaded machine.
+ANSWER_ATTEMPTS = 40
+
+
+def answered(what, ask):
+    """ask()'s first answer that is not None, trying ANSWER_ATTEMPTS times."""
+    for _ in range(ANSWER_ATTEMPTS):
+        got = ask()
+        if got is not None:
+            return got
+        time.sleep(POLL_S)
+    raise RuntimeError(f"no answer: {what}")
+
+
+def served_zxid(port):
+    """The zxid of the tree a live server serves (`hash`)."""
+    return answered(f"hash of the server on {port}", lambda: tree_hash(port))[0]
+
+
+def srvr_zxid(port):
+    """The `Zxid` a live server's `srvr` reports."""
+    z = answered(f"srvr of the server on {port}", lambda: srvr_fields(port).get("Zxid"))
+    return int(z, 16)
+
+
 def wait_converged(ens):
     """Waits until every live server serves the same tree: the same zxid and digest
     (`hash`) and node count (`srvr`). Returns {sid: (zxid hex, node count, digest)};
@@ -778,7 +804,7 @@ def assert_refuses_ahead(server, what):
     epoch) is closed without a ConnectResponse, as ZooKeeper's processConnectRequest
     does (CloseRequestException, "client must try another server"), and logged; the
     same connect with lastZxidSeen equal to the server's zxid gets a session."""
-    zxid = tree_hash(server.port)[0]
+    zxid = served_zxid(server.port)
     for ahead in (zxid + 1, zxid + EPOCH):
         before = server.log_count(REFUSAL_LOG)
         sock, answer = raw_connect(server.port, ahead)
@@ -992,7 +1018,7 @@ def scenario_behind(ens):
                 zk.create(f"/behind/n{i:03d}", b"x")
             zk.set("/behind", b"last")
             seen = zk.last_zxid
-            f_zxid = tree_hash(follower.port)[0]
+            f_zxid = served_zxid(follower.port)
             assert f_zxid < seen, f"server 1 not behind: {f_zxid:#x} >= {seen:#x}"
             entry.switch(follower.port)
             for _ in range(SEE_ATTEMPTS):
@@ -1003,7 +1029,7 @@ def scenario_behind(ens):
                 raise RuntimeError(
                     f"server 1 at {f_zxid:#x} did not refuse a client that has seen {seen:#x}")
             assert zk.state != KazooState.CONNECTED, "served while behind"
-            assert tree_hash(follower.port)[0] < seen, "caught up while held"
+            assert served_zxid(follower.port) < seen, "caught up while held"
         finally:
             links[leader.sid].release()
         for _ in range(SEE_ATTEMPTS):
@@ -1166,7 +1192,7 @@ def scenario_snap(ens):
 
     write(50)
     stale.kill9()
-    kill_zxid = int(srvr_fields(leader.port)["Zxid"], 16)
+    kill_zxid = srvr_zxid(leader.port)
     for _ in range(SNAP_ROUNDS):
         write(SNAP_WRITES)
         if any(b > kill_zxid for b in compacted_bases(leader)):
@@ -1272,7 +1298,7 @@ def scenario_diff(ens, size_factor=None):
     lz.ensure_path("/d")
     wait_converged(ens)
     assert down.terminate(), f"server {down.sid} did not stop"
-    stop_zxid = int(srvr_fields(leader.port)["Zxid"], 16)
+    stop_zxid = srvr_zxid(leader.port)
     acked = []
 
     def write_batch():
@@ -1357,13 +1383,13 @@ def scenario_renewal(ens):
         zk.start(timeout=30)
         clients.append(zk)
     clients[0].ensure_path("/r")
-    first_epoch = int(srvr_fields(ens.servers[leader - 1].port)["Zxid"], 16) >> 32
+    first_epoch = srvr_zxid(ens.servers[leader - 1].port) >> 32
     worst = 0.0
     for i in range(RENEWAL_WRITES):
         t = time.monotonic()
         clients[i % len(clients)].create(f"/r/n{i:05d}", b"v")
         worst = max(worst, time.monotonic() - t)
-    last_epoch = int(srvr_fields(ens.servers[leader - 1].port)["Zxid"], 16) >> 32
+    last_epoch = srvr_zxid(ens.servers[leader - 1].port) >> 32
     renewals = log_text(ens.servers[leader - 1]).count("renewed the epoch in place")
     print(f"renewal: {RENEWAL_WRITES} writes, epochs {first_epoch} -> {last_epoch}, "
           f"{renewals} renewals by leader {leader}; slowest write {worst * 1000:.1f} ms")

@@ -42,8 +42,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
 from ensemble import (  # noqa: E402
-    Ensemble, client, four_letter, mntr_fields, read_frame, run_scenario, stop_and_check_data,
-    tree_hash, wait_all, wait_for)
+    Ensemble, client, four_letter, mntr_fields, read_frame, run_scenario, served_zxid,
+    stop_and_check_data, wait_all, wait_for)
 
 # The session timeout a silent raw client asks for: the ensemble's minimum (2 ticks).
 SILENT_SESSION_MS = 2 * ensemble.TICK_MS
@@ -93,7 +93,7 @@ def raw_connect(port, session_id=0, passwd=bytes(16), timeout_ms=10000):
 
 def leader_state(leader, servers):
     return (metric(leader, "zk_proposal_count"), metric(leader, "zk_global_sessions"),
-            {s.sid: tree_hash(s.port)[0] for s in servers})
+            {s.sid: served_zxid(s.port) for s in servers})
 
 
 def dump_lists_local(server, sid, glob):
