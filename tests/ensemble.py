@@ -1252,9 +1252,9 @@ DIFF_WRITES = 1500
 # the snapshot before last (the rule without snapshotSizeFactor), two suffice for a
 # SNAP; 3 leaves room. Runs here see 5-15 in DIFF_WRITES, but a snapshot still being
 # written when the next is due is skipped, so a loaded machine (the snapshotter runs
-# at nice +10) may see fewer: the scenario then writes on in batches, each after the
-# last snapshot due is on record, up to DIFF_MAX_WRITES (~300 KB of txns, still well
-# inside what a DIFF may carry).
+# at nice +10) may see fewer: the scenario then writes on in batches, giving the
+# snapshotter a bounded while after each, up to DIFF_MAX_WRITES (~300 KB of txns, still
+# well inside what a DIFF may carry).
 DIFF_MIN_SNAPSHOTS = 3
 DIFF_MAX_WRITES = 3000
 DIFF_BATCH = 100
