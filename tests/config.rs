@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ringkeeper::config::{
-    default_shards, Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType,
+    default_shards, Config, ConfigBuilder, ConfigErrorKind, KeyStatus, PeerType, Warning,
     DEFAULT_JUTE_MAXBUFFER, KEYS, MAX_LOG_SYNC_INTERVAL_US, MAX_SHARDS,
 };
 
@@ -649,31 +649,29 @@ fn secure_client_port_alone_is_a_tls_only_server() {
     assert_eq!(c.secure_client_port, Some(2281));
 }
 
+/// A minimal standalone config, with one more `key=value` if given: the config and the
+/// warnings it loaded with.
+fn with_key(kv: Option<(&str, &str)>) -> (Config, Vec<Warning>) {
+    let mut b = ConfigBuilder::new().data_dir("d").client_port(1);
+    if let Some((key, v)) = kv {
+        b = b.set(key, v);
+    }
+    b.build().unwrap()
+}
+
 /// `snapshotSizeFactor` (with or without `zookeeper.`, as ZooKeeper's system property):
 /// 0.33 by default; above 1 or not a number is the default with a warning, as
 /// `ZKDatabase` does; negative is kept (no DIFF beyond the snapshot before last).
 #[test]
 fn snapshot_size_factor_is_read_as_zookeeper_reads_it() {
-    let load = |key: &str, v: &str| {
-        ConfigBuilder::new()
-            .data_dir("d")
-            .client_port(1)
-            .set(key, v)
-            .build()
-            .unwrap()
-    };
-    let (c, _) = ConfigBuilder::new()
-        .data_dir("d")
-        .client_port(1)
-        .build()
-        .unwrap();
+    let (c, _) = with_key(None);
     assert_eq!(c.snapshot_size_factor.0, 0.33);
-    let (c, w) = load("snapshotSizeFactor", "0.5");
+    let (c, w) = with_key(Some(("snapshotSizeFactor", "0.5")));
     assert_eq!((c.snapshot_size_factor.0, w.len()), (0.5, 0), "{w:?}");
-    let (c, w) = load("zookeeper.snapshotSizeFactor", "-1");
+    let (c, w) = with_key(Some(("zookeeper.snapshotSizeFactor", "-1")));
     assert_eq!((c.snapshot_size_factor.0, w.len()), (-1.0, 0), "{w:?}");
     for bad in ["2", "lots"] {
-        let (c, w) = load("snapshotSizeFactor", bad);
+        let (c, w) = with_key(Some(("snapshotSizeFactor", bad)));
         assert_eq!(c.snapshot_size_factor.0, 0.33);
         assert!(
             w.iter()
@@ -688,26 +686,14 @@ fn snapshot_size_factor_is_read_as_zookeeper_reads_it() {
 /// warning (ZooKeeper's Long.getLong takes the default silently).
 #[test]
 fn fsync_warning_threshold_is_read_as_zookeeper_reads_it() {
-    let load = |key: &str, v: &str| {
-        ConfigBuilder::new()
-            .data_dir("d")
-            .client_port(1)
-            .set(key, v)
-            .build()
-            .unwrap()
-    };
-    let (c, _) = ConfigBuilder::new()
-        .data_dir("d")
-        .client_port(1)
-        .build()
-        .unwrap();
+    let (c, _) = with_key(None);
     assert_eq!(c.fsync_warning_threshold_ms, 1000);
-    let (c, w) = load("fsync.warningthresholdms", "50");
+    let (c, w) = with_key(Some(("fsync.warningthresholdms", "50")));
     assert_eq!((c.fsync_warning_threshold_ms, w.len()), (50, 0), "{w:?}");
-    let (c, w) = load("zookeeper.fsync.warningthresholdms", "-1");
+    let (c, w) = with_key(Some(("zookeeper.fsync.warningthresholdms", "-1")));
     assert_eq!((c.fsync_warning_threshold_ms, w.len()), (-1, 0), "{w:?}");
     for bad in ["1s", "", "99999999999999999999"] {
-        let (c, w) = load("fsync.warningthresholdms", bad);
+        let (c, w) = with_key(Some(("fsync.warningthresholdms", bad)));
         assert_eq!(c.fsync_warning_threshold_ms, 1000, "{bad}");
         assert!(
             w.iter()
