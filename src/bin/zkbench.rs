@@ -380,8 +380,8 @@ fn write_outputs(
 }
 
 /// Prints a table of `ab`'s rounds: a `round` column, then `cols` (title, width,
-/// decimals) with one row per round and a row of each column's median.
-fn round_table(cols: &[(&str, usize, usize)], rows: Vec<Vec<f64>>) {
+/// decimals) with one row per round and a row of each column's median, which it returns.
+fn round_table(cols: &[(&str, usize, usize)], rows: Vec<Vec<f64>>) -> Vec<f64> {
     let mut head = format!("{:>6}", "round");
     for (title, w, _) in cols {
         head += &format!(" {title:>w$}");
@@ -403,6 +403,7 @@ fn round_table(cols: &[(&str, usize, usize)], rows: Vec<Vec<f64>>) {
     }
     let medians: Vec<f64> = by_col.iter_mut().map(|c| median(c)).collect();
     line("median".to_string(), &medians);
+    medians
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -467,56 +468,29 @@ fn main() {
             // medians over the rounds (a ratio's median is taken over the rounds' ratios).
             const PCTS: [(&str, f64); 3] = [("p50", 50.0), ("p99", 99.0), ("p99.9", 99.9)];
             let ms = |s: &RunStats, p: f64| s.hist.value_at_percentile(p) as f64 / 1000.0;
-            let mut head = format!(
-                "{:>6} {:>12} {:>12} {:>8}",
-                "round", "A ops/s", "B ops/s", "B/A"
-            );
-            for (name, _) in PCTS {
-                head += &format!(
-                    " {:>10} {:>10} {:>8}",
-                    format!("A {name}"),
-                    format!("B {name}"),
-                    "B/A"
-                );
+            let titles: Vec<[String; 3]> = PCTS
+                .iter()
+                .map(|(name, _)| [format!("A {name}"), format!("B {name}"), "B/A".into()])
+                .collect();
+            let mut cols: Vec<(&str, usize, usize)> =
+                vec![("A ops/s", 12, 0), ("B ops/s", 12, 0), ("B/A", 8, 3)];
+            for [a, b, r] in &titles {
+                cols.extend([(a.as_str(), 10, 3), (b.as_str(), 10, 3), (r.as_str(), 8, 3)]);
             }
-            println!("{head}");
-            let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); 1 + PCTS.len()];
-            for (r, (x, y)) in runs[0].iter().zip(&runs[1]).enumerate() {
-                let t = y.ops_per_sec() / x.ops_per_sec();
-                ratios[0].push(t);
-                let mut line = format!(
-                    "{:>6} {:>12.0} {:>12.0} {:>8.3}",
-                    r + 1,
-                    x.ops_per_sec(),
-                    y.ops_per_sec(),
-                    t
-                );
-                for (k, (_, p)) in PCTS.iter().enumerate() {
-                    let q = ms(y, *p) / ms(x, *p);
-                    ratios[k + 1].push(q);
-                    line += &format!(" {:>10.3} {:>10.3} {:>8.3}", ms(x, *p), ms(y, *p), q);
-                }
-                println!("{line}");
-            }
-            let med = |f: &dyn Fn(&RunStats) -> f64, i: usize| {
-                median(&mut runs[i].iter().map(f).collect::<Vec<_>>())
-            };
-            let mut line = format!(
-                "{:>6} {:>12.0} {:>12.0} {:>8.3}",
-                "median",
-                med(&|s| s.ops_per_sec(), 0),
-                med(&|s| s.ops_per_sec(), 1),
-                median(&mut ratios[0])
-            );
-            for (k, (_, p)) in PCTS.iter().enumerate() {
-                line += &format!(
-                    " {:>10.3} {:>10.3} {:>8.3}",
-                    med(&|s| ms(s, *p), 0),
-                    med(&|s| ms(s, *p), 1),
-                    median(&mut ratios[k + 1])
-                );
-            }
-            println!("{line}");
+            let rows: Vec<Vec<f64>> = runs[0]
+                .iter()
+                .zip(&runs[1])
+                .map(|(x, y)| {
+                    let (xt, yt) = (x.ops_per_sec(), y.ops_per_sec());
+                    let mut row = vec![xt, yt, yt / xt];
+                    for (_, p) in PCTS {
+                        row.extend([ms(x, p), ms(y, p), ms(y, p) / ms(x, p)]);
+                    }
+                    row
+                })
+                .collect();
+            // Medians: throughput A, B, B/A, then A, B, B/A of each percentile.
+            let m = round_table(&cols, rows);
             // What the servers spent per operation, where they could be measured.
             let cost = |s: &RunStats| {
                 s.server_cost.as_ref().map(|c| {
@@ -582,13 +556,13 @@ fn main() {
                 };
                 println!(
                     "{{\"ab\":true,\"rounds\":{},\"median_a_ops\":{:.1},\"median_b_ops\":{:.1},\"median_ratio_ops\":{:.4},\"median_ratio_p50\":{:.4},\"median_ratio_p99\":{:.4},\"median_ratio_p99_9\":{:.4},\"median_a_cpu_us_per_op\":{:.3},\"median_b_cpu_us_per_op\":{:.3}}}",
-                    ratios[0].len(),
-                    med(&|s| s.ops_per_sec(), 0),
-                    med(&|s| s.ops_per_sec(), 1),
-                    median(&mut ratios[0]),
-                    median(&mut ratios[1]),
-                    median(&mut ratios[2]),
-                    median(&mut ratios[3]),
+                    runs[0].len().min(runs[1].len()),
+                    m[0],
+                    m[1],
+                    m[2],
+                    m[5],
+                    m[8],
+                    m[11],
                     cost_med(0),
                     cost_med(1)
                 );
