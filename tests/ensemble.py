@@ -250,29 +250,18 @@ def tree_hash(port):
     return rkharness.parse_hash(four_letter(port, "hash"))
 
 
-# Attempts (POLL_S apart) at a four-letter word a live server must answer: one answer
-# may miss FOURLW_TIMEOUT_S on a loaded machine.
-ANSWER_ATTEMPTS = 40
-
-
-def answered(what, ask):
-    """ask()'s first answer that is not None, trying ANSWER_ATTEMPTS times."""
-    for _ in range(ANSWER_ATTEMPTS):
-        got = ask()
-        if got is not None:
-            return got
-        time.sleep(POLL_S)
-    raise RuntimeError(f"no answer: {what}")
+# A four-letter word a live server must answer is asked until it is (wait_for): one
+# answer may miss FOURLW_TIMEOUT_S on a loaded machine.
 
 
 def served_zxid(port):
     """The zxid of the tree a live server serves (`hash`)."""
-    return answered(f"hash of the server on {port}", lambda: tree_hash(port))[0]
+    return wait_for(f"hash of the server on {port}", lambda: tree_hash(port))[0]
 
 
 def srvr_zxid(port):
     """The `Zxid` a live server's `srvr` reports."""
-    z = answered(f"srvr of the server on {port}", lambda: srvr_fields(port).get("Zxid"))
+    z = wait_for(f"srvr of the server on {port}", lambda: srvr_fields(port).get("Zxid"))
     return int(z, 16)
 
 
@@ -410,10 +399,12 @@ SEEN_ATTEMPTS = 600
 
 
 def wait_for(what, pred):
-    """Polls pred until it holds (bounded: SEEN_ATTEMPTS polls POLL_S apart)."""
+    """Polls pred until it holds (bounded: SEEN_ATTEMPTS polls POLL_S apart); returns
+    what it returned then."""
     for _ in range(SEEN_ATTEMPTS):
-        if pred():
-            return
+        got = pred()
+        if got:
+            return got
         time.sleep(POLL_S)
     raise RuntimeError(f"not seen within {SEEN_ATTEMPTS * POLL_S:.0f} s: {what}")
 

@@ -42,7 +42,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ensemble  # noqa: E402
 from ensemble import (  # noqa: E402
-    Ensemble, answered, client, four_letter, mntr_fields, read_frame, run_scenario,
+    Ensemble, client, four_letter, mntr_fields, read_frame, run_scenario,
     served_zxid, stop_and_check_data, wait_all, wait_for)
 
 # The session timeout a silent raw client asks for: the ensemble's minimum (2 ticks).
@@ -55,7 +55,7 @@ EXPIRY_READ_TIMEOUT_S = 30
 def metric(server, key):
     """A live server's `mntr` value of `key` (-1 if it has none); an empty answer (one
     that missed its bound on a loaded machine) is asked again."""
-    fields = answered(f"mntr of server {server.sid}", lambda: mntr_fields(server.port) or None)
+    fields = wait_for(f"mntr of server {server.sid}", lambda: mntr_fields(server.port))
     return int(fields.get(key, "-1"))
 
 
